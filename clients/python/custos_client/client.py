@@ -1,0 +1,157 @@
+"""A typed client over the generated stubs, with its own error type.
+
+Identity is an mTLS bundle directory (client.crt, client.key, ca.crt) as
+written by `custos org add`; the gateway reads who you are from the
+certificate, so there is nothing else to configure.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
+
+from .v1 import custos_pb2 as pb
+from .v1 import custos_pb2_grpc as pb_grpc
+
+DOMAIN = "custos.v1"
+
+
+class CustosError(Exception):
+    """A failed call: `code` is the gateway's stable error code, `status` the gRPC status name."""
+
+    def __init__(self, code: str, message: str, status: str = "") -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _translate(err: grpc.RpcError) -> CustosError:
+    status_name = err.code().name if err.code() else "UNKNOWN"
+    code = status_name
+    try:
+        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+    except ValueError:
+        status = None
+    if status is not None:
+        for detail in status.details:
+            info = error_details_pb2.ErrorInfo()
+            if detail.Unpack(info) and info.domain == DOMAIN:
+                code = info.reason
+        return CustosError(code, status.message, status_name)
+    message = err.details() or "call failed"
+    if err.code() == grpc.StatusCode.UNAVAILABLE:
+        code = "UNAVAILABLE"
+    return CustosError(code, message, status_name)
+
+
+@dataclass(frozen=True)
+class Identity:
+    cert: bytes
+    key: bytes
+    ca: bytes
+
+    @classmethod
+    def load(cls, directory: str | Path) -> Identity:
+        d = Path(directory)
+        try:
+            return cls((d / "client.crt").read_bytes(), (d / "client.key").read_bytes(), (d / "ca.crt").read_bytes())
+        except OSError:
+            raise CustosError("IDENTITY_INVALID", "identity bundle missing or unreadable") from None
+
+
+class CustosClient:
+    def __init__(self, gateway: str, identity: Identity | str | Path, *, timeout: float = 30.0) -> None:
+        ident = identity if isinstance(identity, Identity) else Identity.load(identity)
+        creds = grpc.ssl_channel_credentials(root_certificates=ident.ca, private_key=ident.key,
+                                             certificate_chain=ident.cert)
+        self._channel = grpc.secure_channel(gateway, creds, options=[("grpc.max_send_message_length", 2 << 20)])
+        self._lender = pb_grpc.LenderServiceStub(self._channel)
+        self._cases = pb_grpc.CaseServiceStub(self._channel)
+        self._audit = pb_grpc.AuditServiceStub(self._channel)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> CustosClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, fn: Any, request: Any, metadata: Iterable[tuple[str, str]] | None = None,
+              timeout: float | None = None) -> Any:
+        try:
+            return fn(request, timeout=timeout or self.timeout, metadata=metadata)
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+
+    # ------------------------------------------------------------ lender
+    def import_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
+        """Stream raw JSONL lines (numbered from 1); nothing is buffered beyond gRPC's window."""
+        def gen() -> Iterator[pb.ImportLine]:
+            for n, raw in enumerate(lines, start=1):
+                yield pb.ImportLine(line_no=n, raw=raw.rstrip(b"\r\n"))
+
+        r = self._call(self._lender.ImportCases, gen(), timeout=24 * 3600)
+        return {"imported": r.imported, "rejected_total": r.rejected_total,
+                "rejected": [{"line": x.line, "code": x.code, "reason": x.reason} for x in r.rejected]}
+
+    def import_file(self, path: str | Path) -> dict[str, Any]:
+        with open(path, "rb") as fh:
+            return self.import_lines(fh)
+
+    def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "") -> dict[str, Any]:
+        r = self._call(self._lender.AssignCase, pb.AssignCaseRequest(
+            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label))
+        return {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
+                "label": r.label, "granted_at": r.granted_at}
+
+    def recall(self, case_id: str, org_id: str) -> dict[str, Any]:
+        r = self._call(self._lender.RecallCase, pb.RecallCaseRequest(case_id=case_id, org_id=org_id))
+        return {"case_id": case_id, "org_id": org_id, "recalled": r.recalled}
+
+    def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
+        return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
+
+    # ------------------------------------------------------------ cases
+    def list_cases(self, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
+        r = self._call(self._cases.ListCases, pb.ListCasesRequest(national_id=national_id, phone=phone))
+        return [_summary(c) for c in r.cases]
+
+    def get_case(self, case_id: str, purpose: str, metadata: Iterable[tuple[str, str]] | None = None
+                 ) -> dict[str, Any]:
+        r = self._call(self._cases.GetCase, pb.GetCaseRequest(case_id=case_id, purpose=purpose), metadata)
+        return {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
+                "rules": list(r.rules)}
+
+    # ------------------------------------------------------------ audit
+    def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",
+                     from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(seq, leaf bytes) in log order; the leaf is exactly the Merkle leaf."""
+        req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
+                                   from_seq=from_seq)
+        try:
+            for ev in self._audit.QueryAudit(req, timeout=3600):
+                yield ev.seq, ev.leaf
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+
+    def audit_query(self, **filters: Any) -> list[dict[str, Any]]:
+        return [json.loads(leaf) for _, leaf in self.audit_events(**filters)]
+
+    def checkpoint(self) -> str:
+        return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).note)
+
+
+def _summary(c: Any) -> dict[str, Any]:
+    return {"case_id": c.case_id, "lender": c.lender, "stage": c.stage, "status": c.status,
+            "jurisdiction": c.jurisdiction, "purpose": c.purpose, "until": c.until, "flags": list(c.flags)}

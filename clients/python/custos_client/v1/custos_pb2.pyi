@@ -1,0 +1,282 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ImportLine(_message.Message):
+    __slots__ = ("line_no", "raw")
+    LINE_NO_FIELD_NUMBER: _ClassVar[int]
+    RAW_FIELD_NUMBER: _ClassVar[int]
+    line_no: int
+    raw: bytes
+    def __init__(self, line_no: _Optional[int] = ..., raw: _Optional[bytes] = ...) -> None: ...
+
+class ImportRejection(_message.Message):
+    __slots__ = ("line", "code", "reason")
+    LINE_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    line: int
+    code: str
+    reason: str
+    def __init__(self, line: _Optional[int] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ImportSummary(_message.Message):
+    __slots__ = ("imported", "rejected", "rejected_total")
+    IMPORTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    imported: int
+    rejected: _containers.RepeatedCompositeFieldContainer[ImportRejection]
+    rejected_total: int
+    def __init__(self, imported: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., rejected_total: _Optional[int] = ...) -> None: ...
+
+class AssignCaseRequest(_message.Message):
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    org_id: str
+    purpose: str
+    until: str
+    label: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+
+class MandateInfo(_message.Message):
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    LABEL_FIELD_NUMBER: _ClassVar[int]
+    GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    org_id: str
+    purpose: str
+    until: str
+    label: str
+    granted_at: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ...) -> None: ...
+
+class RecallCaseRequest(_message.Message):
+    __slots__ = ("case_id", "org_id")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    org_id: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class RecallCaseResponse(_message.Message):
+    __slots__ = ("recalled",)
+    RECALLED_FIELD_NUMBER: _ClassVar[int]
+    recalled: int
+    def __init__(self, recalled: _Optional[int] = ...) -> None: ...
+
+class SetStageRequest(_message.Message):
+    __slots__ = ("case_id", "stage")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    stage: str
+    def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
+
+class SetFlagsRequest(_message.Message):
+    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DISPUTED_FIELD_NUMBER: _ClassVar[int]
+    CEASE_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    ATTORNEY_REPRESENTED_FIELD_NUMBER: _ClassVar[int]
+    LOST_CONTACT_FIELD_NUMBER: _ClassVar[int]
+    LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    disputed: bool
+    cease_contact: bool
+    attorney_represented: bool
+    lost_contact: bool
+    legal_hold: bool
+    status: str
+    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
+
+class ExplainRequest(_message.Message):
+    __slots__ = ("org_id", "case_id", "purpose", "at")
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    case_id: str
+    purpose: str
+    at: str
+    def __init__(self, org_id: _Optional[str] = ..., case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., at: _Optional[str] = ...) -> None: ...
+
+class FieldRelease(_message.Message):
+    __slots__ = ("field", "transform", "rule")
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    TRANSFORM_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    field: str
+    transform: str
+    rule: str
+    def __init__(self, field: _Optional[str] = ..., transform: _Optional[str] = ..., rule: _Optional[str] = ...) -> None: ...
+
+class Explanation(_message.Message):
+    __slots__ = ("decision", "code", "fields", "rules", "policy_revision", "notes")
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    POLICY_REVISION_FIELD_NUMBER: _ClassVar[int]
+    NOTES_FIELD_NUMBER: _ClassVar[int]
+    decision: str
+    code: str
+    fields: _containers.RepeatedCompositeFieldContainer[FieldRelease]
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    policy_revision: str
+    notes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, decision: _Optional[str] = ..., code: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldRelease, _Mapping]]] = ..., rules: _Optional[_Iterable[str]] = ..., policy_revision: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListCasesRequest(_message.Message):
+    __slots__ = ("national_id", "phone")
+    NATIONAL_ID_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    national_id: str
+    phone: str
+    def __init__(self, national_id: _Optional[str] = ..., phone: _Optional[str] = ...) -> None: ...
+
+class CaseSummary(_message.Message):
+    __slots__ = ("case_id", "lender", "stage", "status", "jurisdiction", "purpose", "until", "flags")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    JURISDICTION_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    FLAGS_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    lender: str
+    stage: str
+    status: str
+    jurisdiction: str
+    purpose: str
+    until: str
+    flags: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, case_id: _Optional[str] = ..., lender: _Optional[str] = ..., stage: _Optional[str] = ..., status: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ListCasesResponse(_message.Message):
+    __slots__ = ("cases",)
+    CASES_FIELD_NUMBER: _ClassVar[int]
+    cases: _containers.RepeatedCompositeFieldContainer[CaseSummary]
+    def __init__(self, cases: _Optional[_Iterable[_Union[CaseSummary, _Mapping]]] = ...) -> None: ...
+
+class GetCaseRequest(_message.Message):
+    __slots__ = ("case_id", "purpose")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    purpose: str
+    def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+
+class CaseRecord(_message.Message):
+    __slots__ = ("case_id", "purpose", "stage", "fields", "rules")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    purpose: str
+    stage: str
+    fields: _containers.ScalarMap[str, str]
+    rules: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., stage: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class OpenContactRequest(_message.Message):
+    __slots__ = ("case_id", "channel", "party")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    channel: str
+    party: str
+    def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
+
+class ContactInfo(_message.Message):
+    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at")
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    PARTY_FIELD_NUMBER: _ClassVar[int]
+    PHONE_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    contact_id: str
+    case_id: str
+    channel: str
+    party: str
+    phone: str
+    address: str
+    name: str
+    result: str
+    opened_at: str
+    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ...) -> None: ...
+
+class RecordOutcomeRequest(_message.Message):
+    __slots__ = ("contact_id", "result")
+    CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    contact_id: str
+    result: str
+    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
+
+class QueryAuditRequest(_message.Message):
+    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    org_id: str
+    borrower_id: str
+    since: str
+    from_seq: int
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ...) -> None: ...
+
+class AuditEvent(_message.Message):
+    __slots__ = ("seq", "leaf")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    LEAF_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    leaf: bytes
+    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ...) -> None: ...
+
+class GetCheckpointRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Checkpoint(_message.Message):
+    __slots__ = ("note", "size", "verifier_key")
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
+    note: str
+    size: int
+    verifier_key: str
+    def __init__(self, note: _Optional[str] = ..., size: _Optional[int] = ..., verifier_key: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""Custos gateway: transport, core use cases and the operator CLI."""

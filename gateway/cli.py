@@ -1,0 +1,382 @@
+"""The `custos` command (DESIGN.md §9).
+
+Operator commands work on a data directory; client commands reach a gateway
+with an identity bundle. Every failure prints `error: CODE: message` on stderr
+(with --json, `{"error": {...}}` on stdout) and exits non-zero; no traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import secrets
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from gateway.core.errors import CustosError, PolicyError
+from gateway.core.model import JURISDICTIONS, KINDS, LICENSED_KINDS, Org, rfc3339
+
+EXIT_ERROR = 1
+
+
+class CliError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _emit(args: argparse.Namespace, doc: Any, human: Callable[[Any], str] | None = None) -> None:
+    if getattr(args, "json", False):
+        print(json.dumps(doc, ensure_ascii=False))
+    elif human is not None:
+        print(human(doc))
+    else:
+        print(json.dumps(doc, ensure_ascii=False, indent=2))
+
+
+# ---------------------------------------------------------------- operator commands
+
+
+def cmd_init(args: argparse.Namespace) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: F401
+
+    from gateway import pki
+    from gateway.core.merkle import verifier_key
+    from vault import datadir
+
+    root = Path(args.data_dir)
+    layout = datadir.create(root)
+    pki.create_ca(layout.tls / "ca.crt", layout.keys / "ca.key")
+    hosts = ["localhost", *args.hostname]
+    pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", layout.tls / "server.crt", layout.keys / "server.key",
+              cn="custos-gateway", dns=[h for h in hosts if not _is_ip(h)],
+              ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
+    origin = f"custos.invalid/log/{secrets.token_hex(6)}"
+    layout.config.write_text(json.dumps({"origin": origin, "created": rfc3339(datetime.now(timezone.utc))}) + "\n")
+    vkey = verifier_key(origin, datadir.audit_signing_key(layout).public_key())
+    layout.vkey.write_text(vkey + "\n")
+    _emit(args, {"data_dir": str(root), "origin": origin, "verifier_key": str(layout.vkey)},
+          lambda d: f"initialised {d['data_dir']}\naudit log origin {d['origin']}\nverifier key {d['verifier_key']}")
+
+
+def _is_ip(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def _open_vault(data_dir: str) -> Any:
+    from vault.datadir import Vault
+
+    return Vault(Path(data_dir))
+
+
+def cmd_org_add(args: argparse.Namespace) -> None:
+    from gateway import pki
+    from gateway.core.importer import ID_RE
+
+    if not ID_RE.match(args.id) or "/" in args.id or ":" in args.id:
+        raise CustosError("INVALID_ORG_ID")
+    if args.kind not in KINDS:
+        raise CustosError("UNKNOWN_KIND", f"known: {', '.join(KINDS)}")
+    if args.jurisdiction not in JURISDICTIONS:
+        raise CustosError("UNKNOWN_JURISDICTION", f"known: {', '.join(JURISDICTIONS)}")
+    expires: date | None = None
+    if args.licence_expires:
+        try:
+            expires = date.fromisoformat(args.licence_expires)
+        except ValueError:
+            raise CustosError("INVALID_DATE", "--licence-expires") from None
+    if args.kind in LICENSED_KINDS and not (args.licence_no and expires):
+        raise CliError("INVALID_ARGUMENT", f"a {args.kind} needs --licence-no and --licence-expires")
+    if not args.name.strip() or len(args.name) > 200:
+        raise CliError("INVALID_ARGUMENT", "--name must be 1-200 characters")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise CliError("IDENTITY_INVALID", "--out directory exists and is not empty")
+    vault = _open_vault(args.data_dir)
+    try:
+        repo = vault.writer
+        if repo.get_org(args.id):
+            raise CustosError("ORG_EXISTS")
+        out.mkdir(parents=True, exist_ok=True)
+        os.chmod(out, 0o700)
+        layout = vault.layout
+        pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", out / "client.crt", out / "client.key",
+                  cn=args.id, uris=[pki.ORG_URI_PREFIX + args.id])
+        (out / "ca.crt").write_bytes((layout.tls / "ca.crt").read_bytes())
+        (out / "org.json").write_text(json.dumps({"org_id": args.id, "kind": args.kind}) + "\n")
+        repo.insert_org(Org(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, expires, False),
+                        rfc3339(datetime.now(timezone.utc)))
+    finally:
+        vault.close()
+    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out)},
+          lambda d: f"registered {d['kind']} {d['org_id']}; identity bundle in {d['identity']}")
+
+
+def cmd_org_disable(args: argparse.Namespace) -> None:
+    vault = _open_vault(args.data_dir)
+    try:
+        if vault.writer.set_org_disabled(args.id) == 0:
+            raise CustosError("ORG_NOT_FOUND")
+    finally:
+        vault.close()
+    _emit(args, {"org_id": args.id, "disabled": True}, lambda d: f"disabled {d['org_id']}")
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from gateway.transport.server import build
+
+    gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None)
+    print(f"custos gateway listening on {args.listen.rsplit(':', 1)[0]}:{gw.port}", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    gw.stop(2.0)
+
+
+def cmd_policy_check(args: argparse.Namespace) -> None:
+    from gateway.core.policy import load_bundle
+    from policies import BUNDLE_DIR
+
+    bundle = load_bundle(Path(args.dir) if args.dir else BUNDLE_DIR)
+    _emit(args, {"ok": True, "revision": bundle.revision, "rules": [r.id for r in bundle.rules],
+                 "conduct": sorted(bundle.conduct)},
+          lambda d: f"policy bundle ok, revision {d['revision']}, {len(d['rules'])} release rules")
+
+
+# ---------------------------------------------------------------- client commands
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from custos_client import CustosClient
+
+    gateway = args.gateway or os.environ.get("CUSTOS_GATEWAY")
+    identity = args.identity or os.environ.get("CUSTOS_IDENTITY")
+    if not gateway or not identity:
+        raise CliError("INVALID_ARGUMENT", "give --gateway HOST:PORT and --identity DIR (or CUSTOS_GATEWAY, "
+                                           "CUSTOS_IDENTITY)")
+    return CustosClient(gateway, identity)
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError("INVALID_ARGUMENT", "import file not found")
+    with _client(args) as c:
+        result = c.import_file(path)
+    doc = {"imported": result["imported"], "rejected": result["rejected"]}
+    if result["rejected_total"] > len(result["rejected"]):
+        doc["rejected_total"] = result["rejected_total"]
+    _emit(args, doc, lambda d: "\n".join([f"imported {d['imported']}"] + [
+        f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
+
+
+def cmd_assign(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or ""))
+
+
+def cmd_recall(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.recall(args.case, args.from_org))
+
+
+def cmd_stage(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.set_stage(args.case, args.stage))
+
+
+def cmd_cases_list(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        cases = c.list_cases(args.national_id or "", args.phone or "")
+    _emit(args, {"cases": cases}, lambda d: "\n".join(
+        f"{x['case_id']}\t{x['stage']}\t{x['status']}\t{x['purpose']}\t{x['until']}" for x in d["cases"]) or
+        "no cases")
+
+
+def cmd_cases_get(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        rec = c.get_case(args.case, args.purpose)
+    _emit(args, {"case_id": rec["case_id"], "purpose": rec["purpose"], "stage": rec["stage"],
+                 "fields": rec["fields"], "rules": rec["rules"]})
+
+
+def cmd_audit_query(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        events = c.audit_query(case_id=args.case or "", org_id=args.org or "", borrower_id=args.borrower or "",
+                               since=args.since or "")
+    _emit(args, {"events": events}, lambda d: "\n".join(json.dumps(e, ensure_ascii=False) for e in d["events"]))
+
+
+def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        note = c.checkpoint()
+    _emit(args, {"checkpoint": note}, lambda d: d["checkpoint"].rstrip("\n"))
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> None:
+    from gateway.core.verify import VerifyError, verify_log
+
+    try:
+        vkey = Path(args.key).read_text()
+    except OSError:
+        raise CliError("INVALID_ARGUMENT", "--key file not readable") from None
+    state = None
+    state_path = Path(args.state) if args.state else None
+    if state_path and state_path.exists():
+        try:
+            state = json.loads(state_path.read_text())
+        except ValueError:
+            raise CliError("INVALID_ARGUMENT", "--state file is not valid JSON") from None
+    with _client(args) as c:
+        note = c.checkpoint()
+        try:
+            result = verify_log(c.audit_events(), note, vkey, state)
+        except VerifyError as exc:
+            raise CustosError("AUDIT_VERIFY_FAILED", str(exc)) from None
+    if state_path:
+        tmp = state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(result.state()) + "\n")
+        tmp.replace(state_path)
+    _emit(args, {"verified": True, **result.state()},
+          lambda d: f"audit log verified: {d['size']} events, root {d['root']}")
+
+
+# ---------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="custos", description="Custos data-sharing gateway")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    client = argparse.ArgumentParser(add_help=False, parents=[common])
+    client.add_argument("--gateway", help="HOST:PORT (or CUSTOS_GATEWAY)")
+    client.add_argument("--identity", help="identity bundle directory (or CUSTOS_IDENTITY)")
+
+    s = sub.add_parser("init", parents=[common], help="create a data directory")
+    s.add_argument("data_dir")
+    s.add_argument("--hostname", action="append", default=[], help="extra DNS name or IP for the server cert")
+    s.set_defaults(fn=cmd_init)
+
+    org = sub.add_parser("org", help="register and disable organisations").add_subparsers(dest="sub", required=True)
+    s = org.add_parser("add", parents=[common])
+    s.add_argument("data_dir")
+    s.add_argument("--id", required=True)
+    s.add_argument("--kind", required=True)
+    s.add_argument("--name", required=True)
+    s.add_argument("--jurisdiction", default="CN")
+    s.add_argument("--licence-no")
+    s.add_argument("--licence-expires")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_org_add)
+    s = org.add_parser("disable", parents=[common])
+    s.add_argument("data_dir")
+    s.add_argument("--id", required=True)
+    s.set_defaults(fn=cmd_org_disable)
+
+    s = sub.add_parser("serve", parents=[common], help="run the gateway")
+    s.add_argument("data_dir")
+    s.add_argument("--listen", default="127.0.0.1:7443")
+    s.add_argument("--policies", help="policy bundle directory (default: the shipped bundle)")
+    s.set_defaults(fn=cmd_serve)
+
+    pol = sub.add_parser("policy", help="check policy bundles").add_subparsers(dest="sub", required=True)
+    s = pol.add_parser("check", parents=[common])
+    s.add_argument("dir", nargs="?")
+    s.set_defaults(fn=cmd_policy_check)
+
+    lender = sub.add_parser("lender", help="lender commands").add_subparsers(dest="sub", required=True)
+    s = lender.add_parser("import", parents=[client])
+    s.add_argument("file")
+    s.set_defaults(fn=cmd_import)
+    s = lender.add_parser("assign", parents=[client])
+    s.add_argument("case")
+    s.add_argument("--to", required=True)
+    s.add_argument("--purpose", required=True)
+    s.add_argument("--until", required=True)
+    s.add_argument("--label")
+    s.set_defaults(fn=cmd_assign)
+    s = lender.add_parser("recall", parents=[client])
+    s.add_argument("case")
+    s.add_argument("--from", dest="from_org", required=True)
+    s.set_defaults(fn=cmd_recall)
+    s = lender.add_parser("stage", parents=[client])
+    s.add_argument("case")
+    s.add_argument("stage")
+    s.set_defaults(fn=cmd_stage)
+
+    cases = sub.add_parser("cases", help="read cases").add_subparsers(dest="sub", required=True)
+    s = cases.add_parser("list", parents=[client])
+    s.add_argument("--national-id", help="lender only: find by national id (blind index)")
+    s.add_argument("--phone", help="lender only: find by phone (blind index)")
+    s.set_defaults(fn=cmd_cases_list)
+    s = cases.add_parser("get", parents=[client])
+    s.add_argument("case")
+    s.add_argument("--purpose", required=True)
+    s.set_defaults(fn=cmd_cases_get)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
+    s = audit.add_parser("query", parents=[client])
+    s.add_argument("--case")
+    s.add_argument("--org")
+    s.add_argument("--borrower")
+    s.add_argument("--since")
+    s.set_defaults(fn=cmd_audit_query)
+    s = audit.add_parser("checkpoint", parents=[client])
+    s.set_defaults(fn=cmd_audit_checkpoint)
+    s = audit.add_parser("verify", parents=[client])
+    s.add_argument("--key", required=True)
+    s.add_argument("--state")
+    s.set_defaults(fn=cmd_audit_verify)
+    return p
+
+
+def _fail(args: argparse.Namespace | None, code: str, message: str) -> int:
+    if args is not None and getattr(args, "json", False):
+        print(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
+    print(f"error: {code}: {message}", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=os.environ.get("CUSTOS_LOG_LEVEL", "INFO"), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from custos_client import CustosError as ClientError
+
+    try:
+        args.fn(args)
+    except PolicyError as err:
+        return _fail(args, err.code, err.detail)
+    except CustosError as err:
+        return _fail(args, err.code, err.message)
+    except ClientError as err:
+        return _fail(args, err.code, err.message)
+    except CliError as err:
+        return _fail(args, err.code, err.message)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback; never the exception text (it may hold a value)
+        return _fail(args, "INTERNAL", f"unexpected {type(exc).__name__}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

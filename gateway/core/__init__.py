@@ -1,0 +1,1 @@
+"""The core: use cases and pure decisions. Nothing here imports grpc."""

@@ -1,0 +1,195 @@
+"""Parsing and validating one import line (DESIGN.md §9). Pure.
+
+Strict: unknown keys, wrong types, bad dates, non-decimal money, oversized
+values and unknown enum values are rejected with a reason that names the field
+and the problem, never the value (a bad value may itself be personal data).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from .model import JURISDICTIONS, STAGES
+
+MAX_LINE_BYTES = 1 << 20
+MAX_TEXT = 512
+MAX_CONTRACT = 256 * 1024
+MAX_LIST = 200
+
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
+MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?$")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+
+
+class LineError(Exception):
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class ImportedCase:
+    case_id: str
+    jurisdiction: str
+    timezone: str
+    stage: str
+    consent_third_party: bool
+    consent_credit: bool
+    borrower_id: str
+    pi: dict[str, str]          # PI field -> plaintext (emergency_contacts as JSON text)
+    loan: dict[str, Any]        # loan fields except contract_text
+    contract_text: str | None
+
+
+def _bad(path: str, problem: str) -> LineError:
+    return LineError("IMPORT_INVALID_FIELD", f"{path}: {problem}")
+
+
+def _obj(value: object, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise _bad(path, "must be an object")
+    missing = sorted(required - value.keys())
+    if missing:
+        raise _bad(f"{path}.{missing[0]}" if path else missing[0], "is required")
+    unknown = sorted(value.keys() - required - optional)
+    if unknown:
+        raise _bad(f"{path}.{unknown[0]}" if path else unknown[0], "unknown field")
+    return value
+
+
+def _text(d: dict[str, Any], key: str, path: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
+    value = d.get(key)
+    if value is None and optional:
+        return None
+    where = f"{path}.{key}" if path else key
+    if not isinstance(value, str):
+        raise _bad(where, "must be a string")
+    if not value.strip():
+        raise _bad(where, "must not be empty")
+    if len(value) > limit:
+        raise _bad(where, f"longer than {limit} characters")
+    if any(ord(c) < 32 and c not in "\n\t" for c in value):
+        raise _bad(where, "contains control characters")
+    return value
+
+
+def _match(d: dict[str, Any], key: str, path: str, rx: re.Pattern[str], what: str, optional: bool = False) -> str | None:
+    value = _text(d, key, path, optional=optional)
+    if value is None:
+        return None
+    if not rx.match(value):
+        raise _bad(f"{path}.{key}" if path else key, f"must be {what}")
+    return value
+
+
+def _date(d: dict[str, Any], key: str, path: str, optional: bool = False) -> str | None:
+    value = _match(d, key, path, DATE_RE, "a date YYYY-MM-DD", optional)
+    if value is None:
+        return None
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise _bad(f"{path}.{key}", "must be a real calendar date") from None
+    return value
+
+
+def _bool(d: dict[str, Any], key: str, path: str) -> bool:
+    value = d.get(key, False)
+    if not isinstance(value, bool):
+        raise _bad(f"{path}.{key}", "must be true or false")
+    return value
+
+
+def parse_line(raw: bytes) -> ImportedCase:
+    """One line to a validated case, or LineError with a stable code and a PI-free reason."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise LineError("IMPORT_LINE_TOO_LONG", f"line longer than {MAX_LINE_BYTES} bytes")
+    try:
+        doc = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        raise LineError("IMPORT_INVALID_JSON", "not a valid UTF-8 JSON object") from None
+    top = _obj(doc, "", {"case_id", "jurisdiction", "timezone", "stage", "borrower", "loan"}, {"consent"})
+    case_id = _match(top, "case_id", "", ID_RE, "1-64 letters, digits or ._:-")
+    jurisdiction = _text(top, "jurisdiction", "")
+    if jurisdiction not in JURISDICTIONS:
+        raise _bad("jurisdiction", f"must be one of {', '.join(JURISDICTIONS)}")
+    tz = _text(top, "timezone", "", limit=64)
+    try:
+        ZoneInfo(str(tz))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise _bad("timezone", "must be an IANA time zone name") from None
+    stage = _text(top, "stage", "")
+    if stage not in STAGES:
+        raise LineError("UNKNOWN_STAGE", f"stage: must be one of {', '.join(STAGES)}")
+    consent = _obj(top.get("consent", {}), "consent", set(), {"third_party_sharing", "credit_reporting"})
+
+    b = _obj(
+        top["borrower"], "borrower", {"borrower_id", "full_name", "national_id", "phone"},
+        {"date_of_birth", "email", "home_address", "work_address", "employer", "bank_account", "emergency_contacts"},
+    )
+    borrower_id = _match(b, "borrower_id", "borrower", ID_RE, "1-64 letters, digits or ._:-")
+    pi: dict[str, str] = {}
+    for key in ("full_name", "national_id"):
+        pi[key] = str(_text(b, key, "borrower", limit=128))
+    pi["phone"] = str(_match(b, "phone", "borrower", PHONE_RE, "an E.164 number (+ and 7-15 digits)"))
+    dob = _date(b, "date_of_birth", "borrower", optional=True)
+    if dob:
+        pi["date_of_birth"] = dob
+    for key in ("email", "home_address", "work_address", "employer", "bank_account"):
+        value = _text(b, key, "borrower", optional=True)
+        if value is not None:
+            pi[key] = value
+    contacts = b.get("emergency_contacts")
+    if contacts is not None:
+        if not isinstance(contacts, list) or len(contacts) > 20:
+            raise _bad("borrower.emergency_contacts", "must be a list of at most 20 contacts")
+        clean = []
+        for i, c in enumerate(contacts):
+            p = f"borrower.emergency_contacts[{i}]"
+            c = _obj(c, p, {"name", "phone"}, {"relation"})
+            clean.append({
+                "name": _text(c, "name", p, limit=128),
+                "relation": _text(c, "relation", p, limit=32, optional=True),
+                "phone": _match(c, "phone", p, PHONE_RE, "an E.164 number"),
+            })
+        pi["emergency_contacts"] = json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+
+    ln = _obj(
+        top["loan"], "loan", {"loan_id", "currency", "principal", "outstanding", "amount_due", "due_on"},
+        {"product", "originated_on", "first_delinquency_on", "last_payment_on", "repayments", "contract_text",
+         "limitation_date", "negative_notice_on"},
+    )
+    loan: dict[str, Any] = {
+        "loan_id": _match(ln, "loan_id", "loan", ID_RE, "1-64 letters, digits or ._:-"),
+        "product": _text(ln, "product", "loan", limit=128, optional=True),
+        "currency": _match(ln, "currency", "loan", CURRENCY_RE, "an ISO 4217 code"),
+    }
+    for key in ("principal", "outstanding", "amount_due"):
+        loan[key] = _match(ln, key, "loan", MONEY_RE, "a decimal string such as \"1234.50\" (not a number)")
+    for key in ("originated_on", "due_on", "first_delinquency_on", "last_payment_on", "limitation_date",
+                "negative_notice_on"):
+        loan[key] = _date(ln, key, "loan", optional=key != "due_on")
+    repayments = ln.get("repayments") or []
+    if not isinstance(repayments, list) or len(repayments) > 10_000:
+        raise _bad("loan.repayments", "must be a list of at most 10000 entries")
+    clean_rep = []
+    for i, r in enumerate(repayments):
+        p = f"loan.repayments[{i}]"
+        r = _obj(r, p, {"on", "amount"}, set())
+        clean_rep.append({"on": _date(r, "on", p), "amount": _match(r, "amount", p, MONEY_RE, "a decimal string")})
+    loan["repayments"] = clean_rep
+    contract = _text(ln, "contract_text", "loan", limit=MAX_CONTRACT, optional=True)
+    return ImportedCase(
+        case_id=str(case_id), jurisdiction=str(jurisdiction), timezone=str(tz), stage=str(stage),
+        consent_third_party=_bool(consent, "third_party_sharing", "consent"),
+        consent_credit=_bool(consent, "credit_reporting", "consent"),
+        borrower_id=str(borrower_id), pi=pi, loan=loan, contract_text=contract,
+    )

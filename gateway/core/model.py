@@ -1,0 +1,130 @@
+"""Domain vocabulary shared by the core, the vault and the transport."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timezone
+from typing import Protocol
+
+KINDS = ("lender", "agency", "law_firm", "bureau", "regulator")
+LICENSED_KINDS = ("agency", "law_firm")
+JURISDICTIONS = ("CN", "US")
+STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
+STATUSES = ("open", "settled", "closed")
+PURPOSES = ("collection", "litigation", "credit_reporting", "servicing", "supervision")
+LABELS = ("entrusted", "provided")
+FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold")
+# Which kind of organisation a purpose may be mandated to.
+MANDATE_KIND = {"collection": "agency", "litigation": "law_firm", "credit_reporting": "bureau"}
+
+BORROWER_PI_FIELDS = (
+    "full_name", "national_id", "date_of_birth", "phone", "email", "home_address",
+    "work_address", "employer", "bank_account", "emergency_contacts",
+)
+LOAN_FIELDS = (
+    "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on",
+    "due_on", "first_delinquency_on", "last_payment_on", "repayments", "contract_text",
+    "limitation_date", "negative_notice_on",
+)
+CASE_FIELDS = (
+    "case_id", "jurisdiction", "timezone", "stage", "status", "disputed", "cease_contact",
+    "attorney_represented", "lost_contact", "legal_hold", "consent", "lender_name", "days_past_due",
+    "contact_history",
+)
+ALL_FIELDS = BORROWER_PI_FIELDS + LOAN_FIELDS + CASE_FIELDS
+# Never released to agencies, whatever a policy file says (DESIGN.md §3).
+NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pseudonym"), "emergency_contacts": ("*",)}
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+
+@dataclass(frozen=True)
+class Org:
+    id: str
+    kind: str
+    name: str
+    jurisdiction: str
+    licence_no: str | None
+    licence_expires: date | None
+    disabled: bool
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling, established by the transport from the client certificate only."""
+
+    org_id: str
+    method: str
+    trace_id: str = ""
+
+
+@dataclass(frozen=True)
+class CaseRow:
+    lender_id: str
+    case_id: str
+    borrower_id: str
+    loan_id: str
+    jurisdiction: str
+    timezone: str
+    stage: str
+    status: str
+    disputed: bool
+    cease_contact: bool
+    attorney_represented: bool
+    lost_contact: bool
+    legal_hold: bool
+    consent_third_party: bool
+    consent_credit: bool
+
+    def flags(self) -> list[str]:
+        return [f for f in FLAGS if getattr(self, f)]
+
+
+@dataclass(frozen=True)
+class MandateRow:
+    id: int
+    lender_id: str
+    case_id: str
+    org_id: str
+    purpose: str
+    label: str
+    granted_at: str
+    until: date
+    recalled_at: str | None
+
+
+@dataclass
+class EventDraft:
+    """An audit event before the log gives it a sequence number."""
+
+    org: str
+    method: str
+    purpose: str
+    case_id: str
+    borrower_id: str
+    decision: str
+    code: str
+    rule: str
+    time: str
+    trace_id: str
+    fields: list[str] = field(default_factory=list)
+    policy_revision: str = ""
+
+    def leaf_object(self, seq: int) -> dict[str, object]:
+        return {
+            "seq": seq, "time": self.time, "org": self.org, "method": self.method,
+            "purpose": self.purpose, "case_id": self.case_id, "borrower_id": self.borrower_id,
+            "fields": sorted(self.fields), "decision": self.decision, "code": self.code,
+            "rule": self.rule, "policy_revision": self.policy_revision, "trace_id": self.trace_id,
+        }
+
+
+def rfc3339(ts: datetime) -> str:
+    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")

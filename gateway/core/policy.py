@@ -1,0 +1,245 @@
+"""The policy bundle: field-release rules, compiled once, evaluated as pure lookups.
+
+Deny by default: a (kind, purpose, stage) with no rule releases nothing, and a
+field no rule names is never released. Each decision names the rules that made
+it, and the bundle's revision hash goes into every audit event.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from .errors import PolicyError
+from .model import ALL_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
+from .tomlfile import FileCtx, load_toml
+
+TRANSFORMS = ("plain", "mask", "last4", "redact", "year_only", "pseudonym")
+
+
+@dataclass(frozen=True)
+class Transform:
+    name: str
+    keep_first: int = 0
+    keep_last: int = 4
+
+    def describe(self) -> str:
+        if self.name == "mask":
+            return f"mask(keep_first={self.keep_first},keep_last={self.keep_last})"
+        return self.name
+
+
+@dataclass(frozen=True)
+class ReleaseRule:
+    id: str
+    purpose: str
+    to: tuple[str, ...]
+    stages: tuple[str, ...]
+    owner_only: bool
+    requires_mandate: bool
+    fields: dict[str, Transform]
+
+
+@dataclass(frozen=True)
+class ReleaseDecision:
+    allowed: bool
+    code: str
+    rules: tuple[str, ...]
+    fields: dict[str, Transform] = field(default_factory=dict)
+
+    @property
+    def rule(self) -> str:
+        return ",".join(self.rules) if self.rules else "default-deny"
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    revision: str
+    rules: tuple[ReleaseRule, ...]
+    conduct: dict[str, Any]
+    _table: dict[tuple[str, str, str], ReleaseDecision]
+
+    def release(self, kind: str, purpose: str, stage: str) -> ReleaseDecision:
+        """Pure lookup in the compiled table; absent means deny."""
+        hit = self._table.get((kind, purpose, stage))
+        if hit is not None:
+            return hit
+        if any(r.purpose == purpose and kind in r.to for r in self.rules):
+            return ReleaseDecision(False, "STAGE_NOT_ALLOWED", ("default-deny",))
+        return ReleaseDecision(False, "PURPOSE_NOT_ALLOWED", ("default-deny",))
+
+    def mandate_required(self, kind: str, purpose: str) -> bool:
+        return any(r.requires_mandate for r in self.rules if r.purpose == purpose and kind in r.to)
+
+    def owner_only(self, kind: str, purpose: str) -> bool:
+        return any(r.owner_only for r in self.rules if r.purpose == purpose and kind in r.to)
+
+
+def _parse_transform(ctx: FileCtx, fname: str, raw: object) -> Transform:
+    if isinstance(raw, str):
+        spec: dict[str, Any] = {"transform": raw}
+    elif isinstance(raw, dict):
+        spec = dict(raw)
+    else:
+        raise ctx.fail(f"field '{fname}': transform must be a string or table", fname)
+    name = spec.pop("transform", None)
+    if name not in TRANSFORMS:
+        raise ctx.fail(f"field '{fname}': unknown transform {name!r} (known: {', '.join(TRANSFORMS)})", fname)
+    keep_first = spec.pop("keep_first", 0)
+    keep_last = spec.pop("keep_last", 4)
+    if spec:
+        raise ctx.fail(f"field '{fname}': unknown keys {sorted(spec)}", fname)
+    for label, val in (("keep_first", keep_first), ("keep_last", keep_last)):
+        if not isinstance(val, int) or isinstance(val, bool) or not 0 <= val <= 32:
+            raise ctx.fail(f"field '{fname}': {label} must be an integer 0-32", fname)
+    return Transform(name, keep_first, keep_last)
+
+
+def _str_list(ctx: FileCtx, rid: str, key: str, value: object, allowed: tuple[str, ...]) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not items or not all(isinstance(i, str) for i in items):
+        raise ctx.fail(f"rule '{rid}': '{key}' must be a non-empty list of strings", key)
+    if items == ["*"] and key == "stages":
+        return STAGES
+    for item in items:
+        if item not in allowed:
+            raise ctx.fail(f"rule '{rid}': unknown {key[:-1] if key.endswith('s') else key} {item!r}", key)
+    return tuple(items)
+
+
+RULE_KEYS = {"id", "purpose", "to", "stages", "owner_only", "requires_mandate", "fields", "note"}
+
+
+def load_release_rules(path: Path) -> tuple[ReleaseRule, ...]:
+    data, text = load_toml(path)
+    ctx = FileCtx(path, text)
+    unknown = set(data) - {"release"}
+    if unknown:
+        raise ctx.fail(f"unknown top-level keys {sorted(unknown)}", sorted(unknown)[0])
+    raw_rules = data.get("release")
+    if not isinstance(raw_rules, list) or not raw_rules:
+        raise ctx.fail("expected one or more [[release]] tables")
+    rules: list[ReleaseRule] = []
+    seen: set[str] = set()
+    for i, raw in enumerate(raw_rules):
+        rid = raw.get("id")
+        if not isinstance(rid, str) or not rid:
+            raise PolicyError(str(path), ctx_line(ctx, i), f"rule #{i + 1}: 'id' must be a non-empty string")
+        if rid in seen:
+            raise ctx.fail(f"duplicate rule id {rid!r}", "id", i)
+        seen.add(rid)
+        extra = set(raw) - RULE_KEYS
+        if extra:
+            raise ctx.fail(f"rule '{rid}': unknown keys {sorted(extra)}", sorted(extra)[0])
+        purpose = raw.get("purpose")
+        if purpose not in PURPOSES:
+            raise ctx.fail(f"rule '{rid}': unknown purpose {purpose!r}", "purpose", i)
+        to = _str_list(ctx, rid, "to", raw.get("to"), KINDS)
+        stages = _str_list(ctx, rid, "stages", raw.get("stages"), STAGES)
+        owner_only = raw.get("owner_only", False)
+        requires_mandate = raw.get("requires_mandate", True)
+        if not isinstance(owner_only, bool) or not isinstance(requires_mandate, bool):
+            raise ctx.fail(f"rule '{rid}': owner_only and requires_mandate are booleans", "owner_only")
+        raw_fields = raw.get("fields")
+        if not isinstance(raw_fields, dict) or not raw_fields:
+            raise ctx.fail(f"rule '{rid}': 'fields' must be a non-empty table", "fields", i)
+        fields: dict[str, Transform] = {}
+        for fname, spec in raw_fields.items():
+            if fname not in ALL_FIELDS:
+                raise ctx.fail(f"rule '{rid}': unknown field {fname!r}", fname)
+            transform = _parse_transform(ctx, fname, spec)
+            forbidden = NEVER_TO_AGENCY.get(fname)
+            if "agency" in to and forbidden and ("*" in forbidden or transform.name in forbidden):
+                raise ctx.fail(
+                    f"rule '{rid}': field '{fname}' with transform '{transform.name}' may never be released to agencies",
+                    fname,
+                )
+            fields[fname] = transform
+        rules.append(ReleaseRule(rid, purpose, to, stages, owner_only, requires_mandate, fields))
+    return tuple(rules)
+
+
+def ctx_line(ctx: FileCtx, index: int) -> int | None:
+    from .tomlfile import line_of
+
+    return line_of(ctx.text, "release", index)
+
+
+def compile_table(rules: tuple[ReleaseRule, ...]) -> dict[tuple[str, str, str], ReleaseDecision]:
+    """Union of the fields of every rule matching (kind, purpose, stage), computed once."""
+    table: dict[tuple[str, str, str], ReleaseDecision] = {}
+    for rule in rules:
+        for kind in rule.to:
+            for stage in rule.stages:
+                key = (kind, rule.purpose, stage)
+                prev = table.get(key)
+                fields = dict(prev.fields) if prev else {}
+                fields.update(rule.fields)
+                names = (prev.rules if prev else ()) + (rule.id,)
+                table[key] = ReleaseDecision(True, "OK", names, fields)
+    return table
+
+
+def revision_of(directory: Path) -> str:
+    """Hash of every policy file's relative path and bytes, in a fixed order."""
+    digest = hashlib.sha256()
+    for path in sorted(directory.rglob("*.toml")):
+        rel = path.relative_to(directory).as_posix()
+        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+    return "sha256:" + digest.hexdigest()
+
+
+def load_bundle(directory: Path) -> PolicyBundle:
+    """Load and validate the whole bundle; any problem raises PolicyError naming the file."""
+    if not directory.is_dir():
+        raise PolicyError(str(directory), None, "policy directory not found")
+    release_path = directory / "release.toml"
+    if not release_path.exists():
+        raise PolicyError(str(release_path), None, "missing release rules file")
+    rules = load_release_rules(release_path)
+    conduct: dict[str, Any] = {}
+    conduct_dir = directory / "conduct"
+    if conduct_dir.is_dir():
+        from .conduct import load_conduct_dir
+
+        conduct = dict(load_conduct_dir(conduct_dir))
+    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules))
+
+
+# ----------------------------------------------------------------- transforms
+
+
+def apply_transform(t: Transform, value: str, pseudonym_key: bytes, recipient: str) -> str:
+    """Applies one transform to a plaintext value; pure."""
+    name = t.name
+    if name == "plain":
+        return value
+    if name == "redact":
+        return "[redacted]"
+    if name == "last4":
+        return value[-4:]
+    if name == "year_only":
+        return value[:4]
+    if name == "pseudonym":
+        mac = hmac.new(pseudonym_key, recipient.encode() + b"\0" + value.encode(), hashlib.sha256)
+        return "psn_" + mac.hexdigest()[:24]
+    # mask: keep the first/last characters, never fewer than four masked.
+    n = len(value)
+    keep_last = min(t.keep_last, max(n - 4, 0))
+    keep_first = min(t.keep_first, max(n - keep_last - 4, 0))
+    return value[:keep_first] + "*" * (n - keep_first - keep_last) + value[n - keep_last:]
+
+
+def days_past_due(first_delinquency_on: str | None, today: date) -> str:
+    if not first_delinquency_on:
+        return "0"
+    return str(max((today - date.fromisoformat(first_delinquency_on)).days + 1, 0))
+
+
+def json_value(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))

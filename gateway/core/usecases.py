@@ -1,0 +1,430 @@
+"""Use cases: each RPC's decision and enforcement, without any transport.
+
+The pattern is always the same: establish the caller's standing, decide with
+pure functions (policy, conduct rules), record the decision in the audit log,
+and only then release. Denials are recorded too, with the code that denied.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from .errors import CustosError
+from .importer import ID_RE, LineError, parse_line
+from .model import (
+    BORROWER_PI_FIELDS,
+    LABELS,
+    LICENSED_KINDS,
+    MANDATE_KIND,
+    PURPOSES,
+    STAGES,
+    CaseRow,
+    Caller,
+    Clock,
+    EventDraft,
+    MandateRow,
+    Org,
+    rfc3339,
+)
+from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
+
+if TYPE_CHECKING:
+    from vault.auditlog import AuditLog
+    from vault.store import Repo
+
+log = logging.getLogger("custos.core")
+
+IMPORT_BATCH = 256
+MAX_REJECTIONS = 1000
+ORG_ID_RE = ID_RE
+
+
+@dataclass(frozen=True)
+class Released:
+    case_id: str
+    purpose: str
+    stage: str
+    fields: dict[str, str]
+    rules: tuple[str, ...]
+
+
+@dataclass
+class ImportResult:
+    imported: int = 0
+    rejected_total: int = 0
+    rejected: list[tuple[int, str, str]] | None = None
+
+
+class Core:
+    """Holds the collaborators; one instance serves every request."""
+
+    def __init__(
+        self,
+        reader: Callable[[], Repo],
+        audit: AuditLog,
+        bundle: PolicyBundle,
+        clock: Clock,
+        pseudonym_key: bytes,
+        sign_checkpoint: Callable[[int, bytes], str],
+        verifier_key: str = "",
+    ) -> None:
+        self.reader = reader
+        self.audit = audit
+        self.bundle = bundle
+        self.clock = clock
+        self.pseudonym_key = pseudonym_key
+        self.sign_checkpoint = sign_checkpoint
+        self.verifier_key = verifier_key
+
+    # ---------------------------------------------------------------- helpers
+    def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
+               borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None) -> EventDraft:
+        return EventDraft(
+            org=caller.org_id, method=caller.method, purpose=purpose, case_id=case_id, borrower_id=borrower_id,
+            decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
+            trace_id=caller.trace_id, fields=list(fields), policy_revision=self.bundle.revision,
+        )
+
+    def _deny(self, caller: Caller, code: str, rule: str = "", **kw: Any) -> CustosError:
+        """Record the denial durably, then hand back the error for the caller to raise."""
+        self.audit.append([self._event(caller, "deny", code, rule or code, **kw)])
+        return CustosError(code)
+
+    def _standing(self, caller: Caller, *, kinds: tuple[str, ...] | None = None, **kw: Any) -> Org:
+        """Who the caller is allowed to be right now: registered, enabled, licensed, right kind."""
+        org = self.reader().get_org(caller.org_id)
+        if org is None:
+            raise self._deny(caller, "UNKNOWN_ORG", "identity", **kw)
+        if org.disabled:
+            raise self._deny(caller, "ORG_DISABLED", "identity", **kw)
+        if org.kind in LICENSED_KINDS:
+            if org.licence_expires is None or org.licence_expires < self.clock.now().date():
+                raise self._deny(caller, "LICENCE_EXPIRED", "identity.licence", **kw)
+        if kinds is not None and org.kind not in kinds:
+            raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind", **kw)
+        return org
+
+    def _valid_case_ref(self, caller: Caller, case_ref: str, **kw: Any) -> tuple[str | None, str]:
+        lender, _, case_id = case_ref.rpartition("/")
+        if not ID_RE.match(case_id) or (lender and not ORG_ID_RE.match(lender)):
+            raise self._deny(caller, "INVALID_CASE_ID", "input", **kw)
+        return (lender or None), case_id
+
+    def _own_case(self, caller: Caller, case_ref: str, **kw: Any) -> CaseRow:
+        lender, case_id = self._valid_case_ref(caller, case_ref, **kw)
+        case = None
+        if lender in (None, caller.org_id):
+            case = self.reader().get_case(caller.org_id, case_id)
+        if case is None:
+            # Same answer for "no such case" and "another lender's case": existence is not revealed.
+            raise self._deny(caller, "CASE_NOT_FOUND", "ownership", case_id=case_id, **kw)
+        return case
+
+    @staticmethod
+    def local_today(case: CaseRow, now: datetime) -> date:
+        return now.astimezone(ZoneInfo(case.timezone)).date()
+
+    def _mandated_case(self, caller: Caller, case_ref: str, purpose: str) -> tuple[CaseRow, MandateRow]:
+        """The case reached through an active mandate of the caller for this purpose, or an audited denial."""
+        lender, case_id = self._valid_case_ref(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case_id}
+        repo = self.reader()
+        mandates = repo.mandates_for(caller.org_id, case_id)
+        if lender:
+            mandates = [m for m in mandates if m.lender_id == lender]
+        if not mandates:
+            raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
+        if len({m.lender_id for m in mandates}) > 1:
+            raise self._deny(caller, "CASE_AMBIGUOUS", "mandate", **kw)
+        for_purpose = [m for m in mandates if m.purpose == purpose]
+        if not for_purpose:
+            raise self._deny(caller, "PURPOSE_NOT_MANDATED", "mandate.purpose", **kw)
+        case = repo.get_case(for_purpose[0].lender_id, case_id)
+        if case is None:
+            raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
+        kw["borrower_id"] = case.borrower_id
+        today = self.local_today(case, self.clock.now())
+        live = [m for m in for_purpose if m.recalled_at is None]
+        if not live:
+            raise self._deny(caller, "MANDATE_RECALLED", "mandate.recall", **kw)
+        active = [m for m in live if today <= m.until]
+        if not active:
+            raise self._deny(caller, "MANDATE_EXPIRED", "mandate.until", **kw)
+        if case.status != "open":
+            raise self._deny(caller, "CASE_CLOSED", "mandate.case_status", **kw)
+        return case, active[0]
+
+    def _check_purpose(self, caller: Caller, purpose: str, case_ref: str) -> None:
+        if purpose not in PURPOSES:
+            case_id = case_ref if ID_RE.match(case_ref) else ""
+            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", case_id=case_id)
+
+    # ---------------------------------------------------------------- reads
+    def resolve_for_purpose(self, caller: Caller, org: Org, case_ref: str, purpose: str) -> CaseRow:
+        """The case this caller may act on for this purpose (ownership or mandate), else an audited denial."""
+        if self.bundle.owner_only(org.kind, purpose):
+            return self._own_case(caller, case_ref, purpose=purpose)
+        if self.bundle.mandate_required(org.kind, purpose):
+            return self._mandated_case(caller, case_ref, purpose)[0]
+        _, case_id = self._valid_case_ref(caller, case_ref, purpose=purpose)
+        raise self._deny(caller, "PURPOSE_NOT_ALLOWED", "default-deny", purpose=purpose, case_id=case_id)
+
+    def get_case(self, caller: Caller, case_ref: str, purpose: str) -> Released:
+        self._check_purpose(caller, purpose, case_ref)
+        org = self._standing(caller, purpose=purpose)
+        case = self.resolve_for_purpose(caller, org, case_ref, purpose)
+        decision = self.bundle.release(org.kind, purpose, case.stage)
+        kw = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
+        if not decision.allowed:
+            raise self._deny(caller, decision.code, decision.rule, **kw)
+        now = self.clock.now()
+        values = self.materialise(case, decision, caller.org_id, now)
+        # The release waits for its audit event to be durable.
+        self.audit.append([self._event(caller, "allow", "OK", decision.rule, fields=values.keys(), now=now, **kw)])
+        return Released(case.case_id, purpose, case.stage, values, decision.rules)
+
+    def materialise(self, case: CaseRow, decision: ReleaseDecision, recipient: str, now: datetime) -> dict[str, str]:
+        """Plaintext values of exactly the released fields, transforms applied. Absent values are omitted."""
+        repo = self.reader()
+        names = decision.fields.keys()
+        raw: dict[str, Any] = {}
+        loan = repo.loan_values(case) if any(n not in BORROWER_PI_FIELDS for n in names) else {}
+        raw.update(repo.borrower_values(case, names))
+        for name in names:
+            if name in raw:
+                continue
+            if name in loan:
+                raw[name] = loan[name]
+            elif name == "lender_name":
+                raw[name] = repo.org_name(case.lender_id)
+            elif name == "days_past_due":
+                raw[name] = days_past_due(loan.get("first_delinquency_on"), self.local_today(case, now))
+            elif name == "consent":
+                raw[name] = {"third_party_sharing": case.consent_third_party,
+                             "credit_reporting": case.consent_credit}
+            elif name == "contact_history":
+                raw[name] = repo.contact_history(case)
+            elif hasattr(case, name):
+                raw[name] = getattr(case, name)
+        out: dict[str, str] = {}
+        for name, value in raw.items():
+            if value is None:
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, (list, dict)):
+                text = json_value(value)
+            else:
+                text = str(value)
+            out[name] = apply_transform(decision.fields[name], text, self.pseudonym_key, recipient)
+        return out
+
+    def list_cases(self, caller: Caller, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
+        org = self._standing(caller)
+        repo = self.reader()
+        out: list[dict[str, Any]] = []
+        if org.kind == "lender":
+            if national_id or phone:
+                field, value = ("national_id", national_id) if national_id else ("phone", phone)
+                if len(value) > 128:
+                    raise self._deny(caller, "INVALID_ARGUMENT", "input")
+                cases = repo.cases_by_index(org.id, field, value)
+            else:
+                cases = repo.cases_of_lender(org.id)
+            for c in cases:
+                out.append(_summary(c, "servicing", ""))
+        else:
+            if national_id or phone:
+                raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind")
+            seen: set[tuple[str, str, str]] = set()
+            for m in repo.mandates_of_org(org.id):
+                key = (m.lender_id, m.case_id, m.purpose)
+                if key in seen:
+                    continue
+                seen.add(key)
+                case = repo.get_case(m.lender_id, m.case_id)
+                if case is None or case.status != "open" or self.local_today(case, self.clock.now()) > m.until:
+                    continue
+                out.append(_summary(case, m.purpose, m.until.isoformat()))
+        self.audit.append([self._event(caller, "allow", "OK", "list", fields=[])])
+        return out
+
+    # ---------------------------------------------------------------- lender writes
+    def import_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> ImportResult:
+        """Stream lines in batches: memory stays bounded whatever the file size."""
+        self._standing(caller, kinds=("lender",))
+        result = ImportResult(rejected=[])
+        batch: list[tuple[int, bytes]] = []
+        for item in lines:
+            batch.append(item)
+            if len(batch) >= IMPORT_BATCH:
+                self._import_batch(caller, batch, result)
+                batch = []
+        if batch:
+            self._import_batch(caller, batch, result)
+        return result
+
+    def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], result: ImportResult) -> None:
+        lender = caller.org_id
+        parsed: list[tuple[int, Any]] = []
+        for line_no, raw in batch:
+            if not raw.strip():
+                continue
+            try:
+                parsed.append((line_no, parse_line(raw)))
+            except LineError as err:
+                parsed.append((line_no, err))
+
+        def work(repo: Repo) -> tuple[tuple[int, list[tuple[int, str, str]]], list[EventDraft]]:
+            now = self.clock.now()
+            stamp = rfc3339(now)
+            events: list[EventDraft] = []
+            rejected: list[tuple[int, str, str]] = []
+            imported = 0
+            for line_no, item in parsed:
+                if isinstance(item, LineError):
+                    rejected.append((line_no, item.code, item.reason))
+                    events.append(self._event(caller, "deny", item.code, "import", now=now))
+                    continue
+                kw = {"case_id": item.case_id, "borrower_id": item.borrower_id, "now": now}
+                if repo.case_exists(lender, item.case_id):
+                    rejected.append((line_no, "CASE_EXISTS", "case_id: already imported"))
+                    events.append(self._event(caller, "deny", "CASE_EXISTS", "import", **kw))
+                    continue
+                if repo.loan_exists(lender, item.loan["loan_id"]):
+                    rejected.append((line_no, "LOAN_EXISTS", "loan.loan_id: already imported"))
+                    events.append(self._event(caller, "deny", "LOAN_EXISTS", "import", **kw))
+                    continue
+                with repo.savepoint():
+                    repo.import_case(lender, item, stamp)
+                imported += 1
+                events.append(self._event(caller, "allow", "OK", "import", **kw))
+            return (imported, rejected), events
+
+        imported, rejected = self.audit.run(work)
+        result.imported += imported
+        result.rejected_total += len(rejected)
+        assert result.rejected is not None
+        room = MAX_REJECTIONS - len(result.rejected)
+        result.rejected.extend(rejected[:max(room, 0)])
+
+    def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
+        label = label or "entrusted"
+        if purpose not in PURPOSES:
+            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", **kw)
+        if label not in LABELS:
+            raise self._deny(caller, "UNKNOWN_LABEL", "input", **kw)
+        if not ORG_ID_RE.match(org_id):
+            raise self._deny(caller, "INVALID_ORG_ID", "input", **kw)
+        until_date = _parse_date(until)
+        if until_date is None:
+            raise self._deny(caller, "INVALID_DATE", "input", **kw)
+        if until_date < self.local_today(case, self.clock.now()):
+            raise self._deny(caller, "UNTIL_IN_PAST", "input", **kw)
+        target = self.reader().get_org(org_id)
+        if target is None:
+            raise self._deny(caller, "ORG_NOT_FOUND", "input", **kw)
+        if MANDATE_KIND.get(purpose) != target.kind:
+            raise self._deny(caller, "PURPOSE_KIND_MISMATCH", "mandate.kind", **kw)
+        if label == "provided" and not case.consent_third_party:
+            # PIPL Art. 23: providing to another handler needs the borrower's consent.
+            raise self._deny(caller, "CONSENT_REQUIRED", "mandate.provided_consent", **kw)
+        now = self.clock.now()
+        stamp = rfc3339(now)
+
+        def work(repo: Repo) -> tuple[None, list[EventDraft]]:
+            repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
+            repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp)
+            return None, [self._event(caller, "allow", "OK", f"mandate.grant:{org_id}", now=now, **kw)]
+
+        self.audit.run(work)
+        return {"case_id": case.case_id, "org_id": org_id, "purpose": purpose, "until": until_date.isoformat(),
+                "label": label, "granted_at": stamp}
+
+    def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        if not ORG_ID_RE.match(org_id):
+            raise self._deny(caller, "INVALID_ORG_ID", "input", case_id=case.case_id)
+        now = self.clock.now()
+
+        def work(repo: Repo) -> tuple[int, list[EventDraft]]:
+            n = repo.recall_mandates(case.lender_id, case.case_id, org_id, rfc3339(now))
+            return n, [self._event(caller, "allow", "OK", f"mandate.recall:{org_id}", case_id=case.case_id,
+                                   borrower_id=case.borrower_id, now=now)]
+
+        return self.audit.run(work)
+
+    def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        if stage not in STAGES:
+            raise self._deny(caller, "UNKNOWN_STAGE", "input", case_id=case.case_id, borrower_id=case.borrower_id)
+        now = self.clock.now()
+
+        def work(repo: Repo) -> tuple[CaseRow, list[EventDraft]]:
+            repo.set_stage(case.lender_id, case.case_id, stage, rfc3339(now))
+            updated = repo.get_case(case.lender_id, case.case_id)
+            assert updated is not None
+            return updated, [self._event(caller, "allow", "OK", f"stage:{case.stage}->{stage}",
+                                         case_id=case.case_id, borrower_id=case.borrower_id, now=now)]
+
+        return self.audit.run(work)
+
+    # ---------------------------------------------------------------- audit
+    def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
+                    from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        for value in (case_id, org, borrower_id):
+            if value and not ID_RE.match(value):
+                raise self._deny(caller, "INVALID_ARGUMENT", "input", purpose="supervision")
+        since_text = ""
+        if since:
+            ts = _parse_time(since)
+            if ts is None:
+                raise self._deny(caller, "INVALID_TIME", "input", purpose="supervision")
+            since_text = rfc3339(ts)
+        self.audit.append([self._event(caller, "allow", "OK", "supervision.query", purpose="supervision",
+                                       case_id=case_id, borrower_id=borrower_id)])
+        return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+
+    def checkpoint(self, caller: Caller) -> tuple[str, int]:
+        self._standing(caller, purpose="supervision")
+        head = self.reader().audit_head()
+        size, root = (head[0], head[1]) if head else (0, b"")
+        if not head:
+            from .merkle import EMPTY_ROOT
+
+            root = EMPTY_ROOT
+        return self.sign_checkpoint(size, root), size
+
+
+def _summary(case: CaseRow, purpose: str, until: str) -> dict[str, Any]:
+    return {"case_id": case.case_id, "lender": case.lender_id, "stage": case.stage, "status": case.status,
+            "jurisdiction": case.jurisdiction, "purpose": purpose, "until": until, "flags": case.flags()}
+
+
+def _parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def _parse_time(text: str) -> datetime | None:
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) <= 40 else None
+    except ValueError:
+        return None
+    if ts is None or ts.tzinfo is None:
+        return None
+    return ts
+

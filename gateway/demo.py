@@ -1,0 +1,98 @@
+"""`make run`: a demo data directory with organisations and synthetic cases, served.
+
+First run creates DATA_DIR (keys, CA, demo organisations with identity bundles
+under DATA_DIR/identities/, synthetic cases mandated to an agency); later runs
+serve the same directory again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import threading
+from datetime import date, timedelta
+from pathlib import Path
+
+from gateway import cli, synth
+
+ORGS = [
+    ("lender-a", "lender", "Demo Lender A", []),
+    ("lender-b", "lender", "Demo Lender B", []),
+    ("agency-1", "agency", "Demo Collections One", ["--licence-no", "LIC-DEMO-1", "--licence-expires", "2030-12-31"]),
+    ("agency-2", "agency", "Demo Collections Two", ["--licence-no", "LIC-DEMO-2", "--licence-expires", "2030-12-31"]),
+    ("lawfirm-1", "law_firm", "Demo Counsel LLP", ["--licence-no", "BAR-DEMO-1", "--licence-expires", "2030-12-31"]),
+    ("bureau-1", "bureau", "Demo Credit Bureau", []),
+    ("regulator-1", "regulator", "Demo Supervisory Authority", []),
+]
+
+
+def _run(argv: list[str]) -> None:
+    if cli.main(argv) != 0:
+        raise SystemExit(f"demo set-up failed at: custos {argv[0]} {argv[1] if len(argv) > 1 else ''}")
+
+
+def create(data_dir: Path) -> None:
+    _run(["init", str(data_dir)])
+    for org_id, kind, name, extra in ORGS:
+        _run(["org", "add", str(data_dir), "--id", org_id, "--kind", kind, "--name", name,
+              "--out", str(data_dir / "identities" / org_id), *extra])
+
+
+def seed(gateway: str, data_dir: Path) -> None:
+    from custos_client import CustosClient
+
+    ids = data_dir / "identities"
+    stages = ["reminder", "letter", "field_visit", "early_warning", "litigation"]
+    lines = [synth.case_line(i, stage=stages[i % len(stages)]) for i in range(1, 21)]
+    with CustosClient(gateway, ids / "lender-a") as lender:
+        lender.import_lines(synth.jsonl(lines).splitlines())
+        until = (date.today() + timedelta(days=90)).isoformat()
+        for i in range(1, 11):
+            lender.assign(f"C-{i}", "agency-1", "collection", until)
+    with CustosClient(gateway, ids / "lender-b") as other:
+        other.import_lines(synth.jsonl([synth.case_line(i, lender_prefix="B") for i in range(1, 6)]).splitlines())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m gateway.demo")
+    ap.add_argument("data_dir")
+    ap.add_argument("--listen", default="127.0.0.1:7443")
+    args = ap.parse_args(argv)
+    data_dir = Path(args.data_dir)
+    fresh = not (data_dir / "custos.db").exists()
+    if fresh:
+        create(data_dir)
+    from gateway.transport.server import build
+
+    gw = build(data_dir, args.listen)
+    host = args.listen.rsplit(":", 1)[0]
+    gateway = f"{host}:{gw.port}"
+    if fresh:
+        seed(gateway, data_dir)
+    ids = data_dir / "identities"
+    print(f"""
+Custos demo gateway on {gateway} (data directory {data_dir}; synthetic data only).
+In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
+
+  As the lender (servicing, everything it owns):
+    custos cases list --identity {ids}/lender-a
+    custos cases get C-1 --purpose servicing --identity {ids}/lender-a --json
+  As a collection agency (only mandated cases, minimised fields):
+    custos cases list --identity {ids}/agency-1
+    custos cases get C-2 --purpose collection --identity {ids}/agency-1 --json
+    custos cases get C-11 --purpose collection --identity {ids}/agency-1   # no mandate: refused, audited
+  As the regulator (audit metadata, never PI):
+    custos audit query --case C-2 --identity {ids}/regulator-1 --json
+    custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
+Ctrl-C stops the gateway.""", flush=True)
+    done = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: done.set())
+    done.wait()
+    gw.stop(2.0)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The gateway's own CA: server certificate and per-organisation client certificates.
+
+The organisation id rides in a URI SAN (`urn:custos:org:<id>`); the transport
+reads identity from there and nowhere else.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+ORG_URI_PREFIX = "urn:custos:org:"
+
+
+def _key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _write_key(path: Path, key: ec.EllipticCurvePrivateKey) -> None:
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(pem)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Custos"),
+                      x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def create_ca(cert_path: Path, key_path: Path, days: int = 3650) -> None:
+    key = _key()
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name("Custos gateway CA")).issuer_name(_name("Custos gateway CA"))
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    _write_key(key_path, key)
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def _load_ca(cert_path: Path, key_path: Path) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    key = serialization.load_pem_private_key(key_path.read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return cert, key
+
+
+def issue(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, *, cn: str, dns: list[str] | None = None,
+          ips: list[str] | None = None, uris: list[str] | None = None, server: bool = False,
+          not_before: datetime | None = None, not_after: datetime | None = None) -> None:
+    """Issue a leaf certificate signed by the CA (validity overridable for tests of expiry)."""
+    ca, ca_private = _load_ca(ca_cert, ca_key)
+    key = _key()
+    now = datetime.now(timezone.utc)
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns or []]
+    sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
+    sans += [x509.UniformResourceIdentifier(u) for u in uris or []]
+    usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(_name(cn)).issuer_name(ca.subject)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(not_before or now - timedelta(minutes=5))
+        .not_valid_after(not_after or now + timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(ca_private, hashes.SHA256())
+    )
+    _write_key(out_key, key)
+    out_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def org_id_from_pem(pem: bytes) -> str | None:
+    """The organisation id from a client certificate's URI SAN, or None."""
+    try:
+        cert = x509.load_pem_x509_certificate(pem)
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (ValueError, x509.ExtensionNotFound):
+        return None
+    ids = [u[len(ORG_URI_PREFIX):] for u in san.get_values_for_type(x509.UniformResourceIdentifier)
+           if u.startswith(ORG_URI_PREFIX)]
+    return ids[0] if len(ids) == 1 else None

@@ -1,0 +1,1 @@
+"""gRPC transport: converts requests and results; decides nothing."""

@@ -1,0 +1,87 @@
+"""Assembles a gateway: vault, policy bundle, core, servicers, mTLS server."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+from custos_client.v1 import custos_pb2_grpc as pb_grpc
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from gateway.core.merkle import sign_checkpoint
+from gateway.core.model import Clock, SystemClock
+from gateway.core.policy import load_bundle
+from gateway.core.usecases import Core
+from policies import BUNDLE_DIR
+from vault.datadir import Vault, audit_signing_key, load_config
+
+from .servicers import AuditServicer, CaseServicer, LenderServicer
+from .tracing import TracingInterceptor, make_provider
+
+log = logging.getLogger("custos.server")
+
+MAX_MESSAGE = 2 * 1024 * 1024
+
+
+@dataclass
+class Gateway:
+    server: grpc.Server
+    port: int
+    vault: Vault
+    core: Core
+    provider: TracerProvider | None
+
+    def stop(self, grace: float | None = 1.0) -> None:
+        self.server.stop(grace).wait()
+        if self.provider is not None:
+            self.provider.shutdown()
+        self.vault.close()
+
+
+def server_credentials(data_dir: Path) -> grpc.ServerCredentials:
+    tls = data_dir / "tls"
+    return grpc.ssl_server_credentials(
+        [((data_dir / "keys" / "server.key").read_bytes(), (tls / "server.crt").read_bytes())],
+        root_certificates=(tls / "ca.crt").read_bytes(),
+        require_client_auth=True,
+    )
+
+
+def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
+          clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 16) -> Gateway:
+    """Build and start a gateway; policy problems raise before anything listens."""
+    bundle = load_bundle(policy_dir or BUNDLE_DIR)
+    vault = Vault(data_dir, bundle.revision)
+    config = load_config(vault.layout)
+    origin = config["origin"]
+    signing_key = audit_signing_key(vault.layout)
+    pseudonym_key = hmac.new(vault.bidx_key, b"custos/pseudonym", hashlib.sha256).digest()
+    core = Core(
+        reader=vault.reader, audit=vault.audit, bundle=bundle, clock=clock or SystemClock(),
+        pseudonym_key=pseudonym_key,
+        sign_checkpoint=lambda size, root: sign_checkpoint(origin, size, root, signing_key),
+        verifier_key=vault.layout.vkey.read_text().strip(),
+    )
+    provider = make_provider(span_exporter)
+    interceptors = [TracingInterceptor(provider)] if provider is not None else []
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
+        interceptors=interceptors,
+        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
+    )
+    pb_grpc.add_LenderServiceServicer_to_server(LenderServicer(core), server)
+    pb_grpc.add_CaseServiceServicer_to_server(CaseServicer(core), server)
+    pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(core), server)
+    port = server.add_secure_port(listen, server_credentials(data_dir))
+    if port == 0:
+        vault.close()
+        raise OSError(f"cannot listen on {listen}")
+    server.start()
+    log.info("custos gateway listening on port %d, policy %s", port, bundle.revision)
+    return Gateway(server, port, vault, core, provider)

@@ -1,0 +1,1 @@
+"""The vault: encrypted storage. It stores and encrypts; it decides nothing."""

@@ -1,0 +1,154 @@
+"""The serialised writer: every state change and its audit events, group-committed.
+
+Callers submit a unit of work; whoever finds no commit in progress becomes the
+leader, runs every queued unit in one transaction (each in its own savepoint),
+appends their audit events as Merkle leaves, commits once and wakes the rest.
+No dedicated writer thread, so a call that finds the log idle pays no thread
+hand-off; under load one fsync covers many calls. Each caller returns only
+after the commit holding its events succeeded: nothing is released before its
+audit event is durable. If the commit fails, every caller in the batch gets
+AUDIT_UNAVAILABLE and nothing of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from gateway.core.errors import CustosError
+from gateway.core.merkle import Frontier, canonical_json, leaf_hash
+from gateway.core.model import EventDraft
+
+from .db import Connection, DbError
+from .store import Repo
+
+log = logging.getLogger("custos.audit")
+
+T = TypeVar("T")
+Work = Callable[[Repo], tuple[T, list[EventDraft]]]
+
+
+@dataclass
+class _Item(Generic[T]):
+    work: Work[T]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    seqs: list[int] = field(default_factory=list)
+
+
+class AuditLog:
+    def __init__(self, repo: Repo, policy_revision: Callable[[], str]) -> None:
+        self._repo = repo
+        self._conn: Connection = repo.conn
+        self._revision = policy_revision
+        self._cv = threading.Condition(threading.Lock())
+        self._pending: list[_Item[Any]] = []
+        self._leading = False
+        head = repo.audit_head()
+        self._frontier = Frontier.loads(head[0], head[2]) if head else Frontier()
+        # Test hook: a callable run just before COMMIT (fault injection).
+        self.before_commit: Callable[[], None] | None = None
+
+    @property
+    def size(self) -> int:
+        return self._frontier.size
+
+    def run(self, work: Work[T]) -> T:
+        """Run `work` in the serialised writer; return its result once its events are durable."""
+        item: _Item[T] = _Item(work)
+        with self._cv:
+            self._pending.append(item)
+            while not item.done:
+                if self._leading:
+                    self._cv.wait()
+                    continue
+                self._leading = True
+                batch, self._pending = self._pending, []
+                self._cv.release()
+                try:
+                    self._commit(batch)
+                finally:
+                    self._cv.acquire()
+                    self._leading = False
+                    self._cv.notify_all()
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[no-any-return]
+
+    def append(self, events: list[EventDraft]) -> None:
+        """Record events that change nothing else (denials, reads)."""
+        self.run(lambda _repo: (None, events))
+
+    def _commit(self, batch: list[_Item[Any]]) -> None:
+        conn = self._conn
+        frontier = self._frontier.copy()
+        revision = self._revision()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except DbError:
+            self._fail(batch, "begin")
+            return
+        try:
+            rows = []
+            for item in batch:
+                conn.execute("SAVEPOINT unit")
+                try:
+                    item.result, drafts = item.work(self._repo)
+                    conn.execute("RELEASE unit")
+                except BaseException as exc:  # the unit's own failure: undo it alone
+                    conn.execute("ROLLBACK TO unit")
+                    conn.execute("RELEASE unit")
+                    item.error = exc if isinstance(exc, CustosError) else _internal(exc)
+                    continue
+                for draft in drafts:
+                    if not draft.policy_revision:
+                        draft.policy_revision = revision
+                    seq = frontier.size
+                    leaf = canonical_json(draft.leaf_object(seq))
+                    lh = leaf_hash(leaf)
+                    frontier.append(lh)
+                    rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
+                    item.seqs.append(seq)
+            if rows:
+                conn.executemany(
+                    "INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id)"
+                    " VALUES (?,?,?,?,?,?,?)",
+                    rows,
+                )
+                conn.execute(
+                    "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
+                    " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root,"
+                    " frontier = excluded.frontier",
+                    (frontier.size, frontier.root(), frontier.dumps()),
+                )
+            if self.before_commit is not None:
+                self.before_commit()
+            conn.execute("COMMIT")
+        except BaseException:
+            try:
+                conn.execute("ROLLBACK")
+            except DbError:
+                pass
+            self._fail(batch, "commit")
+            return
+        self._frontier = frontier
+        for item in batch:
+            item.done = True
+
+    @staticmethod
+    def _fail(batch: list[_Item[Any]], stage: str) -> None:
+        log.error("audit log write failed at %s; refusing the batch", stage)
+        for item in batch:
+            item.error = CustosError("AUDIT_UNAVAILABLE")
+            item.result = None
+            item.done = True
+
+
+def _internal(exc: BaseException) -> CustosError:
+    # Log the type only: exception text from lower layers might hold a value.
+    log.error("unit of work failed: %s", type(exc).__name__)
+    return CustosError("INTERNAL")

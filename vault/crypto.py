@@ -1,0 +1,148 @@
+"""Field-level envelope encryption and blind indexes.
+
+Each borrower has a data key (DEK, AES-256-GCM) wrapped by a versioned KEK.
+Associated data binds every ciphertext to lender, borrower, field and key
+version, so a ciphertext moved to another row or field fails to open. Every
+failure to open raises the same `DecryptionError` with no detail, as in
+pyca/cryptography, so nothing about the cause leaks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import stat
+from pathlib import Path
+from typing import Protocol
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+NONCE = 12
+
+
+class DecryptionError(Exception):
+    """Generic: a ciphertext did not open. Deliberately says nothing more."""
+
+    def __init__(self) -> None:
+        super().__init__("decryption failed")
+
+
+def _ad(*parts: str) -> bytes:
+    # Length-prefixed so that no two part lists give the same bytes.
+    return b"".join(len(p.encode()).to_bytes(2, "big") + p.encode() for p in parts)
+
+
+def seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
+    nonce = os.urandom(NONCE)
+    return nonce + AESGCM(key).encrypt(nonce, plaintext, ad)
+
+
+def open_sealed(key: bytes, blob: bytes, ad: bytes) -> bytes:
+    if len(blob) < NONCE + 16:
+        raise DecryptionError()
+    try:
+        return AESGCM(key).decrypt(blob[:NONCE], blob[NONCE:], ad)
+    except (InvalidTag, ValueError):
+        raise DecryptionError() from None
+
+
+class KekProvider(Protocol):
+    """Wraps data keys. The file provider is the default; an HSM or KMS fits here."""
+
+    def primary_version(self) -> int: ...
+
+    def wrap(self, dek: bytes, ad: bytes) -> tuple[int, bytes]: ...
+
+    def unwrap(self, version: int, blob: bytes, ad: bytes) -> bytes: ...
+
+
+def write_key_file(path: Path, key: bytes) -> None:
+    """Create a key file readable by the owner only (0600), never overwriting."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(key.hex().encode() + b"\n")
+    os.chmod(path, stat.S_IRUSR | stat.S_IWUSR)
+
+
+def read_key_file(path: Path) -> bytes:
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) != 32:
+        raise ValueError("key file does not hold a 256-bit key")
+    return key
+
+
+class FileKekProvider:
+    """KEKs in `keys/kek-N.key` files (0600); the highest N is primary.
+
+    Rotation adds kek-(N+1).key; data keys wrapped by older versions still
+    unwrap and are rewrapped lazily or by a rotation job.
+    """
+
+    def __init__(self, key_dir: Path) -> None:
+        self._keys: dict[int, bytes] = {}
+        for path in key_dir.glob("kek-*.key"):
+            version = int(path.stem.split("-", 1)[1])
+            self._keys[version] = read_key_file(path)
+        if not self._keys:
+            raise FileNotFoundError("no KEK file")
+
+    def primary_version(self) -> int:
+        return max(self._keys)
+
+    def wrap(self, dek: bytes, ad: bytes) -> tuple[int, bytes]:
+        version = self.primary_version()
+        return version, seal(self._keys[version], dek, _ad("kek", str(version)) + ad)
+
+    def unwrap(self, version: int, blob: bytes, ad: bytes) -> bytes:
+        key = self._keys.get(version)
+        if key is None:
+            raise DecryptionError()
+        return open_sealed(key, blob, _ad("kek", str(version)) + ad)
+
+
+class FieldCipher:
+    """Encrypts a borrower's fields under that borrower's data key."""
+
+    def __init__(self, kek: KekProvider) -> None:
+        self._kek = kek
+
+    @staticmethod
+    def dek_ad(lender: str, borrower: str) -> bytes:
+        return _ad("dek", lender, borrower)
+
+    def new_dek(self, lender: str, borrower: str) -> tuple[bytes, int, bytes]:
+        """Returns (dek, kek_version, wrapped_dek)."""
+        dek = AESGCM.generate_key(bit_length=256)
+        version, wrapped = self._kek.wrap(dek, self.dek_ad(lender, borrower))
+        return dek, version, wrapped
+
+    def unwrap_dek(self, lender: str, borrower: str, kek_version: int, wrapped: bytes) -> bytes:
+        return self._kek.unwrap(kek_version, wrapped, self.dek_ad(lender, borrower))
+
+    @staticmethod
+    def field_ad(lender: str, borrower: str, field: str, dek_version: int) -> bytes:
+        return _ad("field", lender, borrower, field, str(dek_version))
+
+    def encrypt(self, dek: bytes, lender: str, borrower: str, field: str, dek_version: int, value: str) -> bytes:
+        return seal(dek, value.encode("utf-8"), self.field_ad(lender, borrower, field, dek_version))
+
+    def decrypt(self, dek: bytes, lender: str, borrower: str, field: str, dek_version: int, blob: bytes) -> str:
+        return open_sealed(dek, blob, self.field_ad(lender, borrower, field, dek_version)).decode("utf-8")
+
+
+class BlindIndex:
+    """Keyed hashes for equality lookups without decrypting rows.
+
+    Scoped by lender and field so equal values of two lenders or two fields do
+    not collide into a join key.
+    """
+
+    def __init__(self, key: bytes) -> None:
+        self._key = key
+
+    def __call__(self, lender: str, field: str, value: str) -> bytes:
+        normalised = "".join(value.split()).upper()
+        msg = _ad("bidx", lender, field, normalised)
+        return hmac.new(self._key, msg, hashlib.sha256).digest()[:16]

@@ -1,0 +1,128 @@
+"""The data directory: the only thing needed to run a gateway.
+
+    DATA_DIR/custos.db          SQLCipher database (raw 256-bit key)
+    DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit signing key, CA and server keys (0600)
+    DATA_DIR/tls/ca.crt, server.crt
+    DATA_DIR/audit.vkey         checkpoint verifier key (signed-note format)
+    DATA_DIR/config.json        log origin and creation time (no secrets)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from gateway.core.errors import CustosError
+
+from . import db
+from .auditlog import AuditLog
+from .crypto import BlindIndex, FieldCipher, FileKekProvider, read_key_file, write_key_file
+from .store import Repo
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @property
+    def db(self) -> Path:
+        return self.root / "custos.db"
+
+    @property
+    def keys(self) -> Path:
+        return self.root / "keys"
+
+    @property
+    def tls(self) -> Path:
+        return self.root / "tls"
+
+    @property
+    def vkey(self) -> Path:
+        return self.root / "audit.vkey"
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+
+def create(root: Path) -> Layout:
+    """Create keys and an empty encrypted database; refuses a non-empty directory."""
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise CustosError("DATA_DIR_EXISTS")
+    layout = Layout(root)
+    root.mkdir(parents=True, exist_ok=True)
+    os.chmod(root, 0o700)
+    layout.keys.mkdir(mode=0o700)
+    layout.tls.mkdir()
+    for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
+        write_key_file(layout.keys / name, os.urandom(32))
+    conn = db.connect(layout.db, read_key_file(layout.keys / "db.key"))
+    db.create_schema(conn)
+    conn.close()
+    return layout
+
+
+def audit_signing_key(layout: Layout) -> Ed25519PrivateKey:
+    return Ed25519PrivateKey.from_private_bytes(read_key_file(layout.keys / "audit.key"))
+
+
+def load_config(layout: Layout) -> dict[str, str]:
+    try:
+        return dict(json.loads(layout.config.read_text()))
+    except (OSError, ValueError):
+        raise CustosError("DATA_DIR_INVALID", "config.json missing or unreadable") from None
+
+
+class Vault:
+    """Open data directory: a writer (the audit log) plus one read connection per thread."""
+
+    def __init__(self, root: Path, policy_revision: str = "") -> None:
+        self.layout = Layout(root)
+        if not self.layout.db.exists() or not self.layout.keys.is_dir():
+            raise CustosError("DATA_DIR_INVALID", "run 'custos init' first")
+        try:
+            self._db_key = read_key_file(self.layout.keys / "db.key")
+            kek = FileKekProvider(self.layout.keys)
+            self.bidx_key = read_key_file(self.layout.keys / "bidx.key")
+        except (OSError, ValueError):
+            raise CustosError("DATA_DIR_INVALID", "key files missing or unreadable") from None
+        self.cipher = FieldCipher(kek)
+        self.bidx = BlindIndex(self.bidx_key)
+        self.policy_revision = policy_revision
+        self._local = threading.local()
+        self._all: list[db.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            writer = self._open()
+        except db.DbError:
+            raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
+        self.writer = Repo(writer, self.cipher, self.bidx)
+        self.audit = AuditLog(self.writer, lambda: self.policy_revision)
+
+    def _open(self) -> db.Connection:
+        conn = db.connect(self.layout.db, self._db_key)
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def reader(self) -> Repo:
+        """This thread's read-only repository (WAL readers never block the writer)."""
+        repo: Repo | None = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = Repo(self._open(), self.cipher, self.bidx)
+            self._local.repo = repo
+        return repo
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except db.DbError:
+                    pass
+            self._all.clear()

@@ -1,0 +1,95 @@
+"""SQLCipher connections and the schema.
+
+The database is opened with a raw 256-bit key (no PBKDF2: 0.3 ms instead of
+110 ms per open, and the key is random, not a password). WAL with
+synchronous=FULL: a commit is durable when it returns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlcipher3
+
+Connection = sqlcipher3.Connection
+DbError = sqlcipher3.Error
+IntegrityError = sqlcipher3.IntegrityError
+
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS orgs(
+  id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, jurisdiction TEXT NOT NULL,
+  licence_no TEXT, licence_expires TEXT, disabled INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS borrowers(
+  lender_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  kek_version INTEGER NOT NULL, wrapped_dek BLOB, dek_version INTEGER NOT NULL,
+  nid_bidx BLOB, phone_bidx BLOB,
+  full_name BLOB, national_id BLOB, date_of_birth BLOB, phone BLOB, email BLOB, home_address BLOB,
+  work_address BLOB, employer BLOB, bank_account BLOB, emergency_contacts BLOB,
+  erased_at TEXT,
+  PRIMARY KEY(lender_id, borrower_id));
+CREATE INDEX IF NOT EXISTS borrowers_nid ON borrowers(lender_id, nid_bidx);
+CREATE INDEX IF NOT EXISTS borrowers_phone ON borrowers(lender_id, phone_bidx);
+CREATE TABLE IF NOT EXISTS loans(
+  lender_id TEXT NOT NULL, loan_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  product TEXT, currency TEXT NOT NULL, principal TEXT, outstanding TEXT, amount_due TEXT,
+  originated_on TEXT, due_on TEXT, first_delinquency_on TEXT, last_payment_on TEXT,
+  repayments TEXT NOT NULL DEFAULT '[]', contract_text BLOB,
+  limitation_date TEXT, negative_notice_on TEXT,
+  PRIMARY KEY(lender_id, loan_id));
+CREATE TABLE IF NOT EXISTS cases(
+  lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL, loan_id TEXT NOT NULL,
+  jurisdiction TEXT NOT NULL, timezone TEXT NOT NULL, stage TEXT NOT NULL,
+  status TEXT NOT NULL DEFAULT 'open',
+  disputed INTEGER NOT NULL DEFAULT 0, cease_contact INTEGER NOT NULL DEFAULT 0,
+  attorney_represented INTEGER NOT NULL DEFAULT 0, lost_contact INTEGER NOT NULL DEFAULT 0,
+  legal_hold INTEGER NOT NULL DEFAULT 0,
+  consent_third_party INTEGER NOT NULL DEFAULT 0, consent_credit INTEGER NOT NULL DEFAULT 0,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+  PRIMARY KEY(lender_id, case_id));
+CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
+CREATE TABLE IF NOT EXISTS mandates(
+  id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
+  purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
+  recalled_at TEXT);
+CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
+CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
+CREATE TABLE IF NOT EXISTS contacts(
+  id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
+  opened_at TEXT NOT NULL, result TEXT, result_at TEXT);
+CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
+CREATE TABLE IF NOT EXISTS audit_events(
+  seq INTEGER PRIMARY KEY, leaf BLOB NOT NULL, leaf_hash BLOB NOT NULL,
+  time TEXT NOT NULL, org TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS audit_case ON audit_events(case_id);
+CREATE INDEX IF NOT EXISTS audit_org ON audit_events(org);
+CREATE INDEX IF NOT EXISTS audit_borrower ON audit_events(borrower_id);
+CREATE TABLE IF NOT EXISTS audit_head(
+  id INTEGER PRIMARY KEY CHECK (id = 1), size INTEGER NOT NULL, root BLOB NOT NULL, frontier TEXT NOT NULL);
+CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_events
+  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
+  BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+"""
+
+
+def connect(path: Path, key: bytes) -> Connection:
+    """Open the encrypted database; fails with DbError if the key is wrong."""
+    conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
+    conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
+    conn.execute("PRAGMA cipher_memory_security = OFF")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    # Reading any page proves the key; a wrong key raises here, not later.
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    conn.execute("PRAGMA journal_mode = WAL").fetchone()
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA busy_timeout = 10000")
+    return conn
+
+
+def create_schema(conn: Connection) -> None:
+    conn.executescript(SCHEMA)
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))

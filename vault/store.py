@@ -1,0 +1,321 @@
+"""Repository over one SQLCipher connection: all SQL lives here.
+
+PI fields are encrypted before they reach SQLite and decrypted only on the way
+out, for exactly the fields a decision released.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from contextlib import contextmanager
+from collections.abc import Iterable, Iterator
+from datetime import date
+from typing import Any
+
+from gateway.core.importer import ImportedCase
+from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org
+
+from .crypto import BlindIndex, FieldCipher
+from .db import Connection
+
+CASE_COLS = (
+    "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
+    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit"
+)
+LOAN_COLS = (
+    "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
+    "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on",
+)
+
+
+def _case(row: tuple[Any, ...]) -> CaseRow:
+    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))  # type: ignore[arg-type]
+
+
+def _org(row: tuple[Any, ...]) -> Org:
+    expires = date.fromisoformat(row[5]) if row[5] else None
+    return Org(row[0], row[1], row[2], row[3], row[4], expires, bool(row[6]))
+
+
+def _mandate(row: tuple[Any, ...]) -> MandateRow:
+    return MandateRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
+
+
+class Repo:
+    def __init__(self, conn: Connection, cipher: FieldCipher, bidx: BlindIndex) -> None:
+        self.conn = conn
+        self.cipher = cipher
+        self.bidx = bidx
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo just this block on error, inside the surrounding transaction."""
+        self.conn.execute("SAVEPOINT sp")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute("ROLLBACK TO sp")
+            self.conn.execute("RELEASE sp")
+            raise
+        self.conn.execute("RELEASE sp")
+
+    # ------------------------------------------------------------ orgs
+    def get_org(self, org_id: str) -> Org | None:
+        row = self.conn.execute(
+            "SELECT id, kind, name, jurisdiction, licence_no, licence_expires, disabled FROM orgs WHERE id = ?",
+            (org_id,),
+        ).fetchone()
+        return _org(row) if row else None
+
+    def insert_org(self, org: Org, now: str) -> None:
+        self.conn.execute(
+            "INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at)"
+            " VALUES (?,?,?,?,?,?,0,?)",
+            (org.id, org.kind, org.name, org.jurisdiction, org.licence_no,
+             org.licence_expires.isoformat() if org.licence_expires else None, now),
+        )
+
+    def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
+        return self.conn.execute("UPDATE orgs SET disabled = ? WHERE id = ?", (int(disabled), org_id)).rowcount
+
+    # ------------------------------------------------------------ cases
+    def get_case(self, lender: str, case_id: str) -> CaseRow | None:
+        row = self.conn.execute(
+            f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
+        ).fetchone()
+        return _case(row) if row else None
+
+    def cases_of_lender(self, lender: str) -> list[CaseRow]:
+        rows = self.conn.execute(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? ORDER BY case_id", (lender,))
+        return [_case(r) for r in rows]
+
+    def cases_of_borrower(self, lender: str, borrower_id: str) -> list[CaseRow]:
+        rows = self.conn.execute(
+            f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND borrower_id = ? ORDER BY case_id",
+            (lender, borrower_id),
+        )
+        return [_case(r) for r in rows]
+
+    def cases_by_index(self, lender: str, field: str, value: str) -> list[CaseRow]:
+        column = {"national_id": "nid_bidx", "phone": "phone_bidx"}[field]
+        key = self.bidx(lender, field, value)
+        rows = self.conn.execute(
+            f"SELECT {', '.join('c.' + c.strip() for c in CASE_COLS.split(','))} FROM borrowers b"
+            f" JOIN cases c ON c.lender_id = b.lender_id AND c.borrower_id = b.borrower_id"
+            f" WHERE b.lender_id = ? AND b.{column} = ? ORDER BY c.case_id",
+            (lender, key),
+        )
+        return [_case(r) for r in rows]
+
+    def set_stage(self, lender: str, case_id: str, stage: str, now: str) -> None:
+        self.conn.execute(
+            "UPDATE cases SET stage = ?, updated_at = ? WHERE lender_id = ? AND case_id = ?",
+            (stage, now, lender, case_id),
+        )
+
+    def set_case_fields(self, lender: str, case_id: str, values: dict[str, Any], now: str) -> None:
+        allowed = {"disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status"}
+        assert set(values) <= allowed
+        sets = ", ".join(f"{k} = ?" for k in values)
+        params = [int(v) if isinstance(v, bool) else v for v in values.values()]
+        self.conn.execute(
+            f"UPDATE cases SET {sets}, updated_at = ? WHERE lender_id = ? AND case_id = ?",
+            (*params, now, lender, case_id),
+        )
+
+    # ------------------------------------------------------------ mandates
+    def mandates_for(self, org_id: str, case_id: str) -> list[MandateRow]:
+        rows = self.conn.execute(
+            "SELECT id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
+            " FROM mandates WHERE org_id = ? AND case_id = ? ORDER BY id DESC",
+            (org_id, case_id),
+        )
+        return [_mandate(r) for r in rows]
+
+    def mandates_of_org(self, org_id: str) -> list[MandateRow]:
+        rows = self.conn.execute(
+            "SELECT id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
+            " FROM mandates WHERE org_id = ? AND recalled_at IS NULL ORDER BY case_id, id DESC",
+            (org_id,),
+        )
+        return [_mandate(r) for r in rows]
+
+    def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
+                       now: str) -> None:
+        self.conn.execute(
+            "INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (lender, case_id, org_id, purpose, label, now, until.isoformat()),
+        )
+
+    def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int:
+        sql = ("UPDATE mandates SET recalled_at = ? WHERE lender_id = ? AND case_id = ? AND org_id = ?"
+               " AND recalled_at IS NULL")
+        params: tuple[Any, ...] = (now, lender, case_id, org_id)
+        if purpose:
+            sql += " AND purpose = ?"
+            params += (purpose,)
+        return self.conn.execute(sql, params).rowcount
+
+    # ------------------------------------------------------------ import
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> None:
+        """Insert one case with its loan and (new or joined) borrower; caller holds the transaction."""
+        row = self.conn.execute(
+            "SELECT kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
+            " WHERE lender_id = ? AND borrower_id = ?",
+            (lender, case.borrower_id),
+        ).fetchone()
+        if row is None:
+            dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
+            dek_version = 1
+            self.conn.execute(
+                "INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version)"
+                " VALUES (?,?,?,?,?)",
+                (lender, case.borrower_id, kek_version, wrapped, dek_version),
+            )
+        else:
+            kek_version, wrapped, dek_version, _erased = row
+            dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
+        enc = {
+            f: self.cipher.encrypt(dek, lender, case.borrower_id, f, dek_version, v) for f, v in case.pi.items()
+        }
+        sets = ", ".join(f"{f} = ?" for f in enc)
+        self.conn.execute(
+            f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
+            (*enc.values(), self.bidx(lender, "national_id", case.pi["national_id"]),
+             self.bidx(lender, "phone", case.pi["phone"]), lender, case.borrower_id),
+        )
+        loan = case.loan
+        contract = (
+            self.cipher.encrypt(dek, lender, case.borrower_id, f"loan:{loan['loan_id']}:contract_text", dek_version,
+                                case.contract_text)
+            if case.contract_text is not None else None
+        )
+        self.conn.execute(
+            f"INSERT INTO loans(lender_id, borrower_id, contract_text, {', '.join(LOAN_COLS)})"
+            f" VALUES (?,?,?,{','.join('?' * len(LOAN_COLS))})",
+            (lender, case.borrower_id, contract,
+             *(json.dumps(loan[c]) if c == "repayments" else loan[c] for c in LOAN_COLS)),
+        )
+        self.conn.execute(
+            "INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
+            " consent_third_party, consent_credit, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
+             case.stage, int(case.consent_third_party), int(case.consent_credit), now, now),
+        )
+
+    def case_exists(self, lender: str, case_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
+        ).fetchone() is not None
+
+    def loan_exists(self, lender: str, loan_id: str) -> bool:
+        return self.conn.execute(
+            "SELECT 1 FROM loans WHERE lender_id = ? AND loan_id = ?", (lender, loan_id)
+        ).fetchone() is not None
+
+    # ------------------------------------------------------------ reading values
+    def loan_values(self, case: CaseRow) -> dict[str, Any]:
+        row = self.conn.execute(
+            f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
+            (case.lender_id, case.loan_id),
+        ).fetchone()
+        values = dict(zip(LOAN_COLS, row, strict=True)) if row else {}
+        if values:
+            values["repayments"] = json.loads(values["repayments"])
+        return values
+
+    def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
+        """Decrypt only the requested PI fields (and contract text) of the case's borrower."""
+        wanted = [f for f in fields if f in BORROWER_PI_FIELDS]
+        want_contract = "contract_text" in fields
+        if not wanted and not want_contract:
+            return {}
+        cols = ", ".join(wanted) if wanted else "NULL"
+        row = self.conn.execute(
+            f"SELECT kek_version, wrapped_dek, dek_version, {cols} FROM borrowers"
+            " WHERE lender_id = ? AND borrower_id = ?",
+            (case.lender_id, case.borrower_id),
+        ).fetchone()
+        if row is None or row[1] is None:
+            return {}
+        kek_version, wrapped, dek_version = row[0], row[1], row[2]
+        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, kek_version, wrapped)
+        out: dict[str, str] = {}
+        for name, blob in zip(wanted, row[3:], strict=False):
+            if blob is not None:
+                out[name] = self.cipher.decrypt(dek, case.lender_id, case.borrower_id, name, dek_version, blob)
+        if want_contract:
+            crow = self.conn.execute(
+                "SELECT contract_text FROM loans WHERE lender_id = ? AND loan_id = ?",
+                (case.lender_id, case.loan_id),
+            ).fetchone()
+            if crow and crow[0] is not None:
+                out["contract_text"] = self.cipher.decrypt(
+                    dek, case.lender_id, case.borrower_id, f"loan:{case.loan_id}:contract_text", dek_version, crow[0]
+                )
+        return out
+
+    def org_name(self, org_id: str) -> str:
+        row = self.conn.execute("SELECT name FROM orgs WHERE id = ?", (org_id,)).fetchone()
+        return str(row[0]) if row else ""
+
+    # ------------------------------------------------------------ contacts
+    def insert_contact(self, lender: str, case_id: str, borrower_id: str, org_id: str, channel: str, party: str,
+                       target: bytes, opened_at: str) -> str:
+        contact_id = "K-" + secrets.token_hex(8)
+        self.conn.execute(
+            "INSERT INTO contacts(id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?)",
+            (contact_id, lender, case_id, borrower_id, org_id, channel, party, target, opened_at),
+        )
+        return contact_id
+
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[tuple[Any, ...]]:
+        return list(self.conn.execute(
+            "SELECT opened_at, case_id, org_id, channel, party, target, result FROM contacts"
+            " WHERE lender_id = ? AND borrower_id = ? AND opened_at >= ? ORDER BY opened_at",
+            (lender, borrower_id, since),
+        ))
+
+    def contact_history(self, case: CaseRow) -> list[dict[str, Any]]:
+        rows = self.conn.execute(
+            "SELECT id, org_id, channel, party, opened_at, result, result_at FROM contacts"
+            " WHERE lender_id = ? AND case_id = ? ORDER BY opened_at",
+            (case.lender_id, case.case_id),
+        )
+        keys = ("contact_id", "org", "channel", "party", "opened_at", "result", "result_at")
+        return [dict(zip(keys, r, strict=True)) for r in rows]
+
+    def get_contact(self, contact_id: str) -> tuple[Any, ...] | None:
+        row = self.conn.execute(
+            "SELECT id, lender_id, case_id, borrower_id, org_id, channel, party, opened_at, result FROM contacts"
+            " WHERE id = ?",
+            (contact_id,),
+        ).fetchone()
+        return tuple(row) if row else None
+
+    def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
+        self.conn.execute("UPDATE contacts SET result = ?, result_at = ? WHERE id = ?", (result, now, contact_id))
+
+    # ------------------------------------------------------------ audit
+    def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
+                    from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        sql = "SELECT seq, leaf FROM audit_events WHERE seq >= ?"
+        params: list[Any] = [from_seq]
+        for col, val in (("case_id", case_id), ("org", org), ("borrower_id", borrower_id)):
+            if val:
+                sql += f" AND {col} = ?"
+                params.append(val)
+        if since:
+            sql += " AND time >= ?"
+            params.append(since)
+        sql += " ORDER BY seq"
+        for seq, leaf in self.conn.execute(sql, params):
+            yield int(seq), bytes(leaf)
+
+    def audit_head(self) -> tuple[int, bytes, str] | None:
+        row = self.conn.execute("SELECT size, root, frontier FROM audit_head WHERE id = 1").fetchone()
+        return (int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
