@@ -13,10 +13,11 @@ from collections.abc import Iterable, Iterator
 from datetime import date
 from typing import Any
 
+from gateway.core.errors import CustosError
 from gateway.core.importer import ImportedCase
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org
 
-from .crypto import BlindIndex, FieldCipher
+from .crypto import BlindIndex, DecryptionError, FieldCipher
 from .db import Connection
 
 CASE_COLS = (
@@ -227,7 +228,13 @@ class Repo:
         return values
 
     def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
-        """Decrypt only the requested PI fields (and contract text) of the case's borrower."""
+        """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""
+        try:
+            return self._borrower_values(case, fields)
+        except DecryptionError:
+            raise CustosError("DECRYPTION_FAILED") from None
+
+    def _borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
         wanted = [f for f in fields if f in BORROWER_PI_FIELDS]
         want_contract = "contract_text" in fields
         if not wanted and not want_contract:

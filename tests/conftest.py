@@ -1,0 +1,129 @@
+"""Shared fixtures: a data directory with organisations, and a real gateway on loopback.
+
+The organisations and their identity bundles are made once per session; every
+test gets its own copy of that directory, so each starts from an empty,
+freshly keyed database without paying for key and certificate generation.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from custos_client import CustosClient
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway import cli, synth
+from gateway.transport.server import Gateway, build
+
+ORGS: list[tuple[str, str, list[str]]] = [
+    ("lender-a", "lender", []),
+    ("lender-b", "lender", []),
+    ("agency-1", "agency", ["--licence-no", "L1", "--licence-expires", "2099-12-31"]),
+    ("agency-2", "agency", ["--licence-no", "L2", "--licence-expires", "2099-12-31"]),
+    ("agency-b", "agency", ["--licence-no", "LB", "--licence-expires", "2099-12-31"]),
+    ("agency-old", "agency", ["--licence-no", "LO", "--licence-expires", "2020-01-01"]),
+    ("lawfirm-1", "law_firm", ["--licence-no", "BAR1", "--licence-expires", "2099-12-31"]),
+    ("bureau-1", "bureau", []),
+    ("regulator-1", "regulator", []),
+]
+
+
+class FakeClock:
+    """A clock tests can move; starts at a fixed weekday morning, UTC."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self.current = now or datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
+
+    def now(self) -> datetime:
+        return self.current
+
+    def advance(self, **kw: float) -> None:
+        self.current += timedelta(**kw)
+
+
+@pytest.fixture(scope="session")
+def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("template")
+    data = root / "data"
+    assert cli.main(["init", str(data)]) == 0
+    for org_id, kind, extra in ORGS:
+        assert cli.main(["org", "add", str(data), "--id", org_id, "--kind", kind, "--name", f"Org {org_id}",
+                         "--out", str(root / "ids" / org_id), *extra]) == 0
+    return root
+
+
+@pytest.fixture
+def env_dir(template_dir: Path, tmp_path: Path) -> Path:
+    """A private copy of the template: DATA_DIR at ./data, identity bundles at ./ids/ORG."""
+    dest = tmp_path / "env"
+    shutil.copytree(template_dir, dest)
+    return dest
+
+
+@dataclass
+class Env:
+    root: Path
+    gw: Gateway
+    clock: FakeClock
+    spans: InMemorySpanExporter
+    clients: dict[str, CustosClient] = field(default_factory=dict)
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.gw.port}"
+
+    def client(self, org: str) -> CustosClient:
+        if org not in self.clients:
+            self.clients[org] = CustosClient(self.addr, self.root / "ids" / org, timeout=20)
+        return self.clients[org]
+
+    def identity(self, org: str) -> Path:
+        return self.root / "ids" / org
+
+    def import_cases(self, lender: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        return self.client(lender).import_lines(synth.jsonl(lines).splitlines())
+
+    def events(self, **filters: Any) -> list[dict[str, Any]]:
+        """The regulator's audit query; `org=` is accepted for `org_id=`."""
+        if "org" in filters:
+            filters["org_id"] = filters.pop("org")
+        return self.client("regulator-1").audit_query(**filters)
+
+    def close(self) -> None:
+        for c in self.clients.values():
+            c.close()
+        self.gw.stop(0)
+
+
+@pytest.fixture
+def env(env_dir: Path) -> Iterator[Env]:
+    clock = FakeClock()
+    spans = InMemorySpanExporter()
+    gw = build(env_dir / "data", "127.0.0.1:0", clock=clock, span_exporter=spans, workers=8)
+    e = Env(env_dir, gw, clock, spans)
+    try:
+        yield e
+    finally:
+        e.close()
+
+
+@pytest.fixture
+def seeded(env: Env) -> Env:
+    """lender-a owns C-1..C-6 (C-1/C-2 share borrower B-1), lender-b owns BC-1..BC-2; agency-1 holds C-1."""
+    lines = [synth.case_line(1, jurisdiction="CN", borrower=1), synth.case_line(2, jurisdiction="CN", borrower=1)]
+    lines += [synth.case_line(i, jurisdiction="CN" if i % 2 else "US") for i in range(3, 7)]
+    result = env.import_cases("lender-a", lines)
+    assert result["imported"] == 6, result
+    env.import_cases("lender-b", [synth.case_line(i, lender_prefix="B", seed=99) for i in (1, 2)])
+    env.client("lender-a").assign("C-1", "agency-1", "collection", "2026-12-31")
+    return env

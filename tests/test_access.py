@@ -1,0 +1,137 @@
+"""Invariants 2 and 4: deny by default, and every denial audited with its code."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from custos_client import CustosError
+
+from gateway import cli
+from tests.conftest import Env
+
+REMINDER = {"full_name", "phone", "amount_due", "days_past_due", "due_on", "product", "lender_name", "national_id"}
+LETTER = REMINDER | {"home_address"}
+FIELD_VISIT = LETTER | {"work_address", "employer"}
+
+
+def denied(env: Env, org: str, case: str, purpose: str = "collection") -> CustosError:
+    with pytest.raises(CustosError) as info:
+        env.client(org).get_case(case, purpose)
+    return info.value
+
+
+def last_event(env: Env, **filters: Any) -> dict[str, Any]:
+    events = [e for e in env.events(**filters) if e["method"] != "QueryAudit"]
+    return events[-1]
+
+
+def test_agency_reads_exactly_the_stage_field_set(seeded: Env) -> None:
+    lender, agency = seeded.client("lender-a"), seeded.client("agency-1")
+    full = lender.get_case("C-1", "servicing")["fields"]
+    for stage, expected in (("reminder", REMINDER), ("letter", LETTER), ("field_visit", FIELD_VISIT)):
+        lender.set_stage("C-1", stage)
+        rec = agency.get_case("C-1", "collection")
+        assert set(rec["fields"]) == expected, stage
+        f = rec["fields"]
+        assert f["phone"] == full["phone"][:6] + "****" + full["phone"][-4:]
+        assert f["national_id"] == full["national_id"][-4:]
+        assert f["full_name"] == full["full_name"]
+        for never in ("bank_account", "emergency_contacts", "date_of_birth", "email", "contract_text"):
+            assert never not in f
+        ev = last_event(seeded, case_id="C-1", org="agency-1")
+        assert ev["decision"] == "allow" and sorted(ev["fields"]) == sorted(expected)
+
+
+def test_stage_change_takes_effect_immediately(seeded: Env) -> None:
+    seeded.client("lender-a").set_stage("C-1", "early_warning")
+    err = denied(seeded, "agency-1", "C-1")
+    assert err.code == "STAGE_NOT_ALLOWED" and err.status == "FAILED_PRECONDITION"
+    seeded.client("lender-a").set_stage("C-1", "letter")
+    assert "home_address" in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+
+
+@pytest.mark.parametrize(
+    "setup, org, purpose, code, status",
+    [
+        ("none", "agency-2", "collection", "NO_MANDATE", "PERMISSION_DENIED"),
+        ("none", "agency-1", "litigation", "PURPOSE_NOT_ALLOWED", "PERMISSION_DENIED"),
+        ("none", "lawfirm-1", "litigation", "NO_MANDATE", "PERMISSION_DENIED"),
+        ("expire", "agency-1", "collection", "MANDATE_EXPIRED", "PERMISSION_DENIED"),
+        ("recall", "agency-1", "collection", "MANDATE_RECALLED", "PERMISSION_DENIED"),
+        ("disable", "agency-1", "collection", "ORG_DISABLED", "PERMISSION_DENIED"),
+        ("old", "agency-old", "collection", "LICENCE_EXPIRED", "PERMISSION_DENIED"),
+        ("none", "agency-1", "servicing", "PURPOSE_NOT_ALLOWED", "PERMISSION_DENIED"),
+        ("none", "agency-1", "harvest", "UNKNOWN_PURPOSE", "INVALID_ARGUMENT"),
+        ("none", "regulator-1", "supervision", "PURPOSE_NOT_ALLOWED", "PERMISSION_DENIED"),
+        ("none", "bureau-1", "credit_reporting", "NO_MANDATE", "PERMISSION_DENIED"),
+    ],
+)
+def test_denials_release_nothing_and_are_audited(seeded: Env, setup: str, org: str, purpose: str, code: str,
+                                                 status: str) -> None:
+    if setup == "expire":
+        seeded.clock.advance(days=40)  # mandate ran until 2026-12-31 local
+    elif setup == "recall":
+        assert seeded.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+    elif setup == "disable":
+        assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0
+    elif setup == "old":
+        # The lender may grant it, but the expired licence stops every request.
+        seeded.client("lender-a").assign("C-1", "agency-old", "collection", "2026-12-31")
+    err = denied(seeded, org, "C-1", purpose)
+    assert (err.code, err.status) == (code, status)
+    ev = last_event(seeded, org=org)
+    assert ev["decision"] == "deny" and ev["code"] == code and ev["fields"] == []
+    assert ev["method"] == "GetCase" and ev["rule"]
+
+
+def test_mandate_ends_at_until_in_the_borrowers_local_day(seeded: Env) -> None:
+    # Until 2026-12-31 in Asia/Shanghai: 2026-12-31T15:59Z is still that day there, 16:00Z is not.
+    from datetime import datetime, timezone
+
+    seeded.clock.current = datetime(2026, 12, 31, 15, 59, tzinfo=timezone.utc)
+    assert seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    seeded.clock.current = datetime(2026, 12, 31, 16, 0, tzinfo=timezone.utc)
+    assert denied(seeded, "agency-1", "C-1").code == "MANDATE_EXPIRED"
+
+
+def test_cases_list_shows_only_active_mandates(seeded: Env) -> None:
+    assert [c["case_id"] for c in seeded.client("agency-1").list_cases()] == ["C-1"]
+    assert seeded.client("agency-2").list_cases() == []
+    seeded.client("lender-a").recall("C-1", "agency-1")
+    assert seeded.client("agency-1").list_cases() == []
+
+
+def test_other_lenders_cases_are_invisible(seeded: Env) -> None:
+    b = seeded.client("lender-b")
+    assert {c["case_id"] for c in b.list_cases()} == {"BC-1", "BC-2"}
+    missing = denied(seeded, "lender-b", "C-999", "servicing")
+    foreign = denied(seeded, "lender-b", "C-1", "servicing")
+    # Another lender's case looks exactly like a case that does not exist.
+    assert (foreign.code, foreign.status, foreign.message) == (missing.code, missing.status, missing.message)
+    assert foreign.code == "CASE_NOT_FOUND"
+    for attempt in (lambda: b.assign("C-1", "agency-b", "collection", "2026-12-31"),
+                    lambda: b.set_stage("C-1", "letter"), lambda: b.recall("C-1", "agency-1"),
+                    lambda: b.get_case("lender-a/C-1", "servicing")):
+        with pytest.raises(CustosError) as info:
+            attempt()
+        assert info.value.code == "CASE_NOT_FOUND"
+    # lender-b's agency cannot reach lender-a's case either, even by qualifying it.
+    assert denied(seeded, "agency-b", "C-1").code == "NO_MANDATE"
+    assert denied(seeded, "agency-b", "lender-a/C-1").code == "NO_MANDATE"
+    assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"
+
+
+def test_lender_reads_its_own_case_in_full(seeded: Env) -> None:
+    rec = seeded.client("lender-a").get_case("C-1", "servicing")
+    assert {"bank_account", "emergency_contacts", "national_id", "contract_text"} <= set(rec["fields"])
+    assert rec["rules"] == ["servicing.owner"]
+
+
+def test_lender_finds_cases_by_blind_index(seeded: Env) -> None:
+    lender = seeded.client("lender-a")
+    nid = lender.get_case("C-1", "servicing")["fields"]["national_id"]
+    phone = lender.get_case("C-1", "servicing")["fields"]["phone"]
+    assert [c["case_id"] for c in lender.list_cases(national_id=nid)] == ["C-1", "C-2"]
+    assert [c["case_id"] for c in lender.list_cases(phone=phone)] == ["C-1", "C-2"]
+    assert seeded.client("lender-b").list_cases(national_id=nid) == []

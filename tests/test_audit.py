@@ -1,0 +1,219 @@
+"""Invariants 3 and 6: audit before release, and an append-only, verifiable log."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from custos_client import CustosError
+
+from gateway import cli, synth
+from gateway.core import merkle
+from gateway.core.verify import VerifyError, verify_log
+from tests.conftest import Env
+from vault import db
+from vault.crypto import read_key_file
+
+# RFC 6962 reference vectors (certificate-transparency's merkle tree tests).
+CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
+                                        "606162636465666768696a6b6c6d6e6f")]
+CT_ROOTS = [
+    "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+    "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+    "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+    "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+    "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+    "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+    "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+]
+
+
+def test_merkle_root_matches_rfc6962_vectors() -> None:
+    assert merkle.root_of([]).hex() == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    frontier = merkle.Frontier()
+    for n, leaf in enumerate(CT_LEAVES, start=1):
+        frontier.append(merkle.leaf_hash(leaf))
+        assert merkle.root_of([merkle.leaf_hash(x) for x in CT_LEAVES[:n]]).hex() == CT_ROOTS[n - 1]
+        assert frontier.root().hex() == CT_ROOTS[n - 1]
+
+
+def test_frontier_equals_recursive_root_for_many_sizes() -> None:
+    hashes = [merkle.leaf_hash(str(i).encode()) for i in range(70)]
+    frontier = merkle.Frontier()
+    for n in range(70):
+        frontier.append(hashes[n])
+        restored = merkle.Frontier.loads(frontier.size, frontier.dumps())
+        assert restored.root() == merkle.root_of(hashes[: n + 1])
+
+
+def test_canonical_json_is_rfc8785_for_event_values() -> None:
+    obj = {"b": [1, True, None], "a": "é\u2028\n\"\\/", "A": "\x01", "seq": 7}
+    assert merkle.canonical_json(obj) == '{"A":"\\u0001","a":"é\u2028\\n\\"\\\\/","b":[1,true,null],"seq":7}'.encode()
+    with pytest.raises(ValueError):
+        merkle.canonical_json({"x": 1.5})
+
+
+def test_checkpoint_is_a_signed_note_the_vkey_verifies(seeded: Env) -> None:
+    note = seeded.client("regulator-1").checkpoint()
+    vkey = (seeded.data / "audit.vkey").read_text()
+    name, keyhash, b64 = vkey.strip().split("+", 2)
+    assert len(keyhash) == 8 and note.startswith(name + "\n")
+    lines = note.split("\n")
+    assert lines[3] == "" and lines[4].startswith("\u2014 " + name + " ")
+    cp = merkle.verify_checkpoint(note, merkle.parse_verifier_key(vkey))
+    assert cp.size > 0
+    forged = note.replace(f"\n{cp.size}\n", f"\n{cp.size + 1}\n")
+    with pytest.raises(ValueError):
+        merkle.verify_checkpoint(forged, merkle.parse_verifier_key(vkey))
+
+
+def test_every_release_follows_its_durable_event(seeded: Env) -> None:
+    before = seeded.gw.vault.audit.size
+    rec = seeded.client("agency-1").get_case("C-1", "collection")
+    ev = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase"][-1]
+    assert ev["seq"] >= before and ev["decision"] == "allow" and sorted(ev["fields"]) == sorted(rec["fields"])
+    assert set(ev) == {"seq", "time", "org", "method", "purpose", "case_id", "borrower_id", "fields", "decision",
+                       "code", "rule", "policy_revision", "trace_id"}
+    assert ev["policy_revision"] == seeded.gw.core.bundle.revision and ev["trace_id"]
+
+
+def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: Env) -> None:
+    audit = seeded.gw.vault.audit
+    size = audit.size
+
+    def broken() -> None:
+        raise db.DbError("disk I/O error")
+
+    audit.before_commit = broken
+    agency, lender = seeded.client("agency-1"), seeded.client("lender-a")
+    for call in (lambda: agency.get_case("C-1", "collection"), lambda: lender.get_case("C-1", "servicing"),
+                 lambda: lender.set_stage("C-1", "letter"), lambda: agency.list_cases()):
+        with pytest.raises(CustosError) as info:
+            call()
+        assert (info.value.code, info.value.status) == ("AUDIT_UNAVAILABLE", "UNAVAILABLE")
+    audit.before_commit = None
+    assert audit.size == size
+    # Nothing of the failed batches was stored: the stage did not change.
+    assert lender.get_case("C-1", "servicing")["stage"] == "reminder"
+
+
+def _raw_db(env: Env) -> db.Connection:
+    return db.connect(env.data / "custos.db", read_key_file(env.data / "keys" / "db.key"))
+
+
+def _verify(env: Env, tmp_path: Path, state: str = "state.json") -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["audit", "verify", "--key", str(env.data / "audit.vkey"), "--state", str(tmp_path / state),
+                       "--gateway", env.addr, "--identity", str(env.identity("regulator-1")), "--json"])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def _tamper(env: Env, sql: str, params: tuple[Any, ...] = ()) -> None:
+    conn = _raw_db(env)
+    conn.execute("DROP TRIGGER audit_no_update")
+    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.execute(sql, params)
+    conn.close()
+
+
+def test_append_only_triggers_refuse_edits(seeded: Env) -> None:
+    conn = _raw_db(seeded)
+    for sql in ("UPDATE audit_events SET leaf = x'00' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1"):
+        with pytest.raises(db.DbError):
+            conn.execute(sql)
+    conn.close()
+
+
+def _edited_leaf(env: Env, seq: int) -> bytes:
+    conn = _raw_db(env)
+    leaf = bytes(conn.execute("SELECT leaf FROM audit_events WHERE seq = ?", (seq,)).fetchone()[0])
+    conn.close()
+    obj = json.loads(leaf)
+    obj["decision"] = "deny" if obj["decision"] == "allow" else "allow"
+    return merkle.canonical_json(obj)
+
+
+@pytest.mark.parametrize("tamper", ["edit", "delete_last", "delete_middle", "swap", "edit_and_rehash"])
+def test_tampering_makes_verify_fail(seeded: Env, tmp_path: Path, tamper: str) -> None:
+    rc, out, _ = _verify(seeded, tmp_path)
+    assert rc == 0 and json.loads(out)["verified"] is True
+    seeded.client("agency-1").get_case("C-1", "collection")
+    size = seeded.gw.vault.audit.size
+    if tamper == "edit":
+        _tamper(seeded, "UPDATE audit_events SET leaf = ? WHERE seq = 3", (_edited_leaf(seeded, 3),))
+    elif tamper == "delete_last":
+        _tamper(seeded, "DELETE FROM audit_events WHERE seq = ?", (size - 1,))
+    elif tamper == "delete_middle":
+        _tamper(seeded, "DELETE FROM audit_events WHERE seq = 4")
+    elif tamper == "swap":
+        conn = _raw_db(seeded)
+        a, b = (bytes(conn.execute("SELECT leaf FROM audit_events WHERE seq = ?", (s,)).fetchone()[0]) for s in (2, 5))
+        conn.close()
+        _tamper(seeded, "UPDATE audit_events SET leaf = CASE seq WHEN 2 THEN ? ELSE ? END WHERE seq IN (2, 5)", (b, a))
+    else:
+        # An operator who rewrites an event AND recomputes the stored tree head gets the gateway to sign the
+        # forged root; the regulator's saved state (the last checkpoint it verified) still catches it.
+        new_leaf = _edited_leaf(seeded, 3)
+        _tamper(seeded, "UPDATE audit_events SET leaf = ? WHERE seq = 3", (new_leaf,))
+        conn = _raw_db(seeded)
+        leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf FROM audit_events ORDER BY seq")]
+        f = merkle.Frontier()
+        for leaf in leaves:
+            f.append(merkle.leaf_hash(leaf))
+        conn.execute("UPDATE audit_head SET size = ?, root = ?, frontier = ?", (f.size, f.root(), f.dumps()))
+        conn.close()
+        seeded.gw.vault.audit._frontier = f  # the running gateway reloads the forged head
+    rc, out, err = _verify(seeded, tmp_path)
+    assert rc != 0
+    assert json.loads(out)["error"]["code"] == "AUDIT_VERIFY_FAILED"
+    assert err.startswith("error: AUDIT_VERIFY_FAILED: ")
+
+
+def test_verify_passes_on_an_honest_growing_log(seeded: Env, tmp_path: Path) -> None:
+    assert _verify(seeded, tmp_path)[0] == 0
+    seeded.import_cases("lender-a", [synth.case_line(50)])
+    assert _verify(seeded, tmp_path)[0] == 0
+
+
+def test_verify_log_detects_reordering_without_a_gateway() -> None:
+    leaves = [merkle.canonical_json({"seq": i, "x": str(i)}) for i in range(5)]
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    f = merkle.Frontier()
+    for leaf in leaves:
+        f.append(merkle.leaf_hash(leaf))
+    note = merkle.sign_checkpoint("test.invalid/log", 5, f.root(), key)
+    vkey = merkle.verifier_key("test.invalid/log", key.public_key())
+    assert verify_log(enumerate(leaves), note, vkey).size == 5
+    swapped = [leaves[1], leaves[0], *leaves[2:]]
+    with pytest.raises(VerifyError):
+        verify_log(enumerate(swapped), note, vkey)
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(VerifyError):
+        verify_log(enumerate(leaves), note, merkle.verifier_key("test.invalid/log", other.public_key()))
+
+
+def test_audit_query_filters(seeded: Env) -> None:
+    seeded.client("agency-2").list_cases()
+    seeded.clock.advance(hours=1)
+    since = "2026-11-30T02:30:00Z"
+    seeded.client("agency-1").get_case("C-1", "collection")
+    by_org = seeded.events(org="agency-2")
+    assert by_org and all(e["org"] == "agency-2" for e in by_org)
+    by_case = seeded.events(case_id="C-2")
+    assert by_case and all(e["case_id"] == "C-2" for e in by_case)
+    by_borrower = seeded.events(borrower_id="B-1")
+    assert {e["case_id"] for e in by_borrower} >= {"C-1", "C-2"}
+    recent = seeded.events(since=since)
+    assert recent and all(e["time"] >= since for e in recent)
+    with pytest.raises(CustosError) as info:
+        seeded.events(since="yesterday")
+    assert info.value.code == "INVALID_TIME"

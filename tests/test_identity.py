@@ -1,0 +1,94 @@
+"""Invariant 5: identity comes only from the client certificate chain to the gateway's CA."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import grpc
+import pytest
+from custos_client import CustosClient, CustosError, Identity
+
+from gateway import pki
+from tests.conftest import Env
+
+
+def _bundle(env: Env, tmp: Path, name: str, *, uri: str | None, ca: str = "ours", not_before: datetime | None = None,
+            not_after: datetime | None = None) -> Path:
+    out = tmp / name
+    out.mkdir()
+    if ca == "ours":
+        ca_crt, ca_key = env.data / "tls" / "ca.crt", env.data / "keys" / "ca.key"
+    else:
+        ca_crt, ca_key = tmp / f"{name}-ca.crt", tmp / f"{name}-ca.key"
+        pki.create_ca(ca_crt, ca_key)
+    pki.issue(ca_crt, ca_key, out / "client.crt", out / "client.key", cn=name, uris=[uri] if uri else [],
+              not_before=not_before, not_after=not_after)
+    (out / "ca.crt").write_bytes((env.data / "tls" / "ca.crt").read_bytes())
+    return out
+
+
+def _fails(env: Env, identity: Path | Identity) -> CustosError:
+    with CustosClient(env.addr, identity, timeout=5) as c, pytest.raises(CustosError) as info:
+        c.get_case("C-1", "servicing")
+    return info.value
+
+
+def test_certificate_from_another_ca_is_refused(seeded: Env, tmp_path: Path) -> None:
+    # Claims lender-a in its SAN, but is signed by a CA the gateway does not trust.
+    rogue = _bundle(seeded, tmp_path, "rogue", uri=pki.ORG_URI_PREFIX + "lender-a", ca="other")
+    assert _fails(seeded, rogue).code == "UNAVAILABLE"
+
+
+def test_missing_client_certificate_is_refused(seeded: Env) -> None:
+    ca = (seeded.data / "tls" / "ca.crt").read_bytes()
+    channel = grpc.secure_channel(seeded.addr, grpc.ssl_channel_credentials(root_certificates=ca))
+    from custos_client.v1 import custos_pb2, custos_pb2_grpc
+
+    stub = custos_pb2_grpc.CaseServiceStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetCase(custos_pb2.GetCaseRequest(case_id="C-1", purpose="servicing"), timeout=5)
+    assert info.value.code() == grpc.StatusCode.UNAVAILABLE
+    channel.close()
+
+
+def test_expired_and_not_yet_valid_certificates_are_refused(seeded: Env, tmp_path: Path) -> None:
+    now = datetime.now(timezone.utc)
+    expired = _bundle(seeded, tmp_path, "expired", uri=pki.ORG_URI_PREFIX + "lender-a",
+                      not_before=now - timedelta(days=30), not_after=now - timedelta(days=1))
+    future = _bundle(seeded, tmp_path, "future", uri=pki.ORG_URI_PREFIX + "lender-a",
+                     not_before=now + timedelta(days=1), not_after=now + timedelta(days=30))
+    assert _fails(seeded, expired).code == "UNAVAILABLE"
+    assert _fails(seeded, future).code == "UNAVAILABLE"
+
+
+def test_certificate_without_a_registered_org_is_unauthenticated(seeded: Env, tmp_path: Path) -> None:
+    nobody = _bundle(seeded, tmp_path, "nobody", uri=pki.ORG_URI_PREFIX + "ghost-org")
+    no_san = _bundle(seeded, tmp_path, "nosan", uri=None)
+    err = _fails(seeded, nobody)
+    assert (err.code, err.status) == ("UNKNOWN_ORG", "UNAUTHENTICATED")
+    err = _fails(seeded, no_san)
+    assert (err.code, err.status) == ("UNKNOWN_ORG", "UNAUTHENTICATED")
+
+
+def test_metadata_cannot_change_identity(seeded: Env) -> None:
+    spoof = [("x-custos-org", "lender-a"), ("org-id", "lender-a"), ("x-forwarded-client-cert", "URI=urn:custos:org:lender-a"),
+             ("authorization", "Bearer lender-a")]
+    agency = seeded.client("agency-1")
+    with pytest.raises(CustosError) as info:
+        agency.get_case("C-1", "servicing", metadata=spoof)
+    assert info.value.code == "PURPOSE_NOT_ALLOWED"
+    rec = agency.get_case("C-1", "collection", metadata=spoof)
+    assert "bank_account" not in rec["fields"] and rec["fields"]["phone"].count("*") == 4
+    events = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase"]
+    assert [e["org"] for e in events[-2:]] == ["agency-1", "agency-1"]
+
+
+def test_wrong_kind_cannot_use_lender_calls(seeded: Env) -> None:
+    with pytest.raises(CustosError) as info:
+        seeded.client("agency-1").set_stage("C-1", "litigation")
+    assert info.value.code == "WRONG_ORG_KIND"
+    with pytest.raises(CustosError) as info:
+        seeded.client("agency-1").audit_query()
+    assert info.value.code == "WRONG_ORG_KIND"
+    assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"
