@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
@@ -38,7 +38,7 @@ def _name(cn: str) -> x509.Name:
 
 def create_ca(cert_path: Path, key_path: Path, days: int = 3650) -> None:
     key = _key()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     cert = (
         x509.CertificateBuilder()
         .subject_name(_name("Custos gateway CA")).issuer_name(_name("Custos gateway CA"))
@@ -65,7 +65,7 @@ def issue(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, *, cn: str
     """Issue a leaf certificate signed by the CA (validity overridable for tests of expiry)."""
     ca, ca_private = _load_ca(ca_cert, ca_key)
     key = _key()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns or []]
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
     sans += [x509.UniformResourceIdentifier(u) for u in uris or []]

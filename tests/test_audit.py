@@ -59,7 +59,7 @@ def test_canonical_json_is_rfc8785_for_event_values() -> None:
 def test_checkpoint_is_a_signed_note_the_vkey_verifies(seeded: Env) -> None:
     note = seeded.client("regulator-1").checkpoint()
     vkey = (seeded.data / "audit.vkey").read_text()
-    name, keyhash, b64 = vkey.strip().split("+", 2)
+    name, keyhash, _ = vkey.strip().split("+", 2)
     assert len(keyhash) == 8 and note.startswith(name + "\n")
     lines = note.split("\n")
     assert lines[3] == "" and lines[4].startswith("\u2014 " + name + " ")
@@ -101,7 +101,7 @@ def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: E
 
 
 def _raw_db(env: Env) -> db.Connection:
-    return db.connect(env.data / "custos.db", read_key_file(env.data / "keys" / "db.key"))
+    return db.connect(env.data / "audit.db", read_key_file(env.data / "keys" / "db.key"))
 
 
 def _verify(env: Env, tmp_path: Path, state: str = "state.json") -> tuple[int, str, str]:
@@ -217,3 +217,12 @@ def test_audit_query_filters(seeded: Env) -> None:
     with pytest.raises(CustosError) as info:
         seeded.events(since="yesterday")
     assert info.value.code == "INVALID_TIME"
+
+
+def test_event_leaf_fast_path_is_canonical() -> None:
+    from gateway.core.model import EventDraft
+
+    draft = EventDraft(org="agency-1", method="GetCase", purpose="collection", case_id="C-1", borrower_id="B-1",
+                       decision="allow", code="OK", rule="r", time="2026-11-30T00:00:00.000000Z", trace_id="ab",
+                       fields=["phone", "full_name"], policy_revision="sha256:x")
+    assert draft.leaf_bytes(3) == merkle.canonical_json(draft.leaf_object(3))

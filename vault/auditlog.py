@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from gateway.core.errors import CustosError
-from gateway.core.merkle import Frontier, canonical_json, leaf_hash
+from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
 
 from .db import Connection, DbError
@@ -44,6 +44,7 @@ class AuditLog:
     def __init__(self, repo: Repo, policy_revision: Callable[[], str]) -> None:
         self._repo = repo
         self._conn: Connection = repo.conn
+        self._audit: Connection = repo.audit_conn
         self._revision = policy_revision
         self._cv = threading.Condition(threading.Lock())
         self._pending: list[_Item[Any]] = []
@@ -84,58 +85,67 @@ class AuditLog:
         self.run(lambda _repo: (None, events))
 
     def _commit(self, batch: list[_Item[Any]]) -> None:
-        conn = self._conn
+        """Run the batch's units on the case database, make their events durable, then commit the units.
+
+        The audit file commits first: if the case database then failed to
+        commit, the log would over-report (an event for a change that did not
+        happen, and whose result was never released), never under-report.
+        """
+        main, audit = self._conn, self._audit
         frontier = self._frontier.copy()
         revision = self._revision()
         try:
-            conn.execute("BEGIN IMMEDIATE")
+            main.execute("BEGIN")
         except DbError:
             self._fail(batch, "begin")
             return
         try:
             rows = []
             for item in batch:
-                conn.execute("SAVEPOINT unit")
+                main.execute("SAVEPOINT unit")
                 try:
                     item.result, drafts = item.work(self._repo)
-                    conn.execute("RELEASE unit")
-                except BaseException as exc:  # the unit's own failure: undo it alone
-                    conn.execute("ROLLBACK TO unit")
-                    conn.execute("RELEASE unit")
+                    main.execute("RELEASE unit")
+                except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
+                    main.execute("ROLLBACK TO unit")
+                    main.execute("RELEASE unit")
                     item.error = exc if isinstance(exc, CustosError) else _internal(exc)
                     continue
                 for draft in drafts:
                     if not draft.policy_revision:
                         draft.policy_revision = revision
                     seq = frontier.size
-                    leaf = canonical_json(draft.leaf_object(seq))
+                    leaf = draft.leaf_bytes(seq)
                     lh = leaf_hash(leaf)
                     frontier.append(lh)
                     rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
                     item.seqs.append(seq)
             if rows:
-                conn.executemany(
-                    "INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id)"
-                    " VALUES (?,?,?,?,?,?,?)",
-                    rows,
-                )
-                conn.execute(
-                    "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root,"
-                    " frontier = excluded.frontier",
-                    (frontier.size, frontier.root(), frontier.dumps()),
-                )
-            if self.before_commit is not None:
-                self.before_commit()
-            conn.execute("COMMIT")
-        except BaseException:
-            try:
-                conn.execute("ROLLBACK")
-            except DbError:
-                pass
+                audit.execute("BEGIN IMMEDIATE")
+                try:
+                    audit.executemany(
+                        "INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id)"
+                        " VALUES (?,?,?,?,?,?,?)",
+                        rows,
+                    )
+                    audit.execute(
+                        "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
+                        " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root,"
+                        " frontier = excluded.frontier",
+                        (frontier.size, frontier.root(), frontier.dumps()),
+                    )
+                    if self.before_commit is not None:
+                        self.before_commit()
+                    audit.execute("COMMIT")
+                except BaseException:
+                    _rollback(audit)
+                    raise
+                self._frontier = frontier
+            main.execute("COMMIT")
+        except BaseException:  # noqa: BLE001 - any failure to commit refuses the whole batch
+            _rollback(main)
             self._fail(batch, "commit")
             return
-        self._frontier = frontier
         for item in batch:
             item.done = True
 
@@ -146,6 +156,13 @@ class AuditLog:
             item.error = CustosError("AUDIT_UNAVAILABLE")
             item.result = None
             item.done = True
+
+
+def _rollback(conn: Connection) -> None:
+    try:
+        conn.execute("ROLLBACK")
+    except DbError:
+        pass
 
 
 def _internal(exc: BaseException) -> CustosError:

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -31,7 +32,11 @@ class DecryptionError(Exception):
 
 def _ad(*parts: str) -> bytes:
     # Length-prefixed so that no two part lists give the same bytes.
-    return b"".join(len(p.encode()).to_bytes(2, "big") + p.encode() for p in parts)
+    out = bytearray()
+    for part in parts:
+        raw = part.encode()
+        out += len(raw).to_bytes(2, "big") + raw
+    return bytes(out)
 
 
 def seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
@@ -124,6 +129,22 @@ class FieldCipher:
     @staticmethod
     def field_ad(lender: str, borrower: str, field: str, dek_version: int) -> bytes:
         return _ad("field", lender, borrower, field, str(dek_version))
+
+    def opener(self, dek: bytes, lender: str, borrower: str, dek_version: int) -> Callable[[str, bytes], str]:
+        """Decrypts several fields of one borrower with one key schedule and one AD prefix."""
+        aead = AESGCM(dek)
+        prefix = _ad("field", lender, borrower)
+        suffix = _ad(str(dek_version))
+
+        def open_field(field: str, blob: bytes) -> str:
+            if len(blob) < NONCE + 16:
+                raise DecryptionError()
+            try:
+                return aead.decrypt(blob[:NONCE], blob[NONCE:], prefix + _ad(field) + suffix).decode("utf-8")
+            except (InvalidTag, ValueError):
+                raise DecryptionError() from None
+
+        return open_field
 
     def encrypt(self, dek: bytes, lender: str, borrower: str, field: str, dek_version: int, value: str) -> bytes:
         return seal(dek, value.encode("utf-8"), self.field_ad(lender, borrower, field, dek_version))

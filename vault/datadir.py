@@ -1,6 +1,7 @@
 """The data directory: the only thing needed to run a gateway.
 
-    DATA_DIR/custos.db          SQLCipher database (raw 256-bit key)
+    DATA_DIR/custos.db          SQLCipher database of case data (raw 256-bit key)
+    DATA_DIR/audit.db           SQLCipher database of the audit log (same key; a file of its own, see vault/db.py)
     DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit signing key, CA and server keys (0600)
     DATA_DIR/tls/ca.crt, server.crt
     DATA_DIR/audit.vkey         checkpoint verifier key (signed-note format)
@@ -34,6 +35,10 @@ class Layout:
         return self.root / "custos.db"
 
     @property
+    def audit_db(self) -> Path:
+        return self.root / "audit.db"
+
+    @property
     def keys(self) -> Path:
         return self.root / "keys"
 
@@ -61,9 +66,10 @@ def create(root: Path) -> Layout:
     layout.tls.mkdir()
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
-    conn = db.connect(layout.db, read_key_file(layout.keys / "db.key"))
-    db.create_schema(conn)
-    conn.close()
+    for path, schema in ((layout.db, db.SCHEMA), (layout.audit_db, db.AUDIT_SCHEMA)):
+        conn = db.connect(path, read_key_file(layout.keys / "db.key"))
+        db.create_schema(conn, schema)
+        conn.close()
     return layout
 
 
@@ -83,7 +89,7 @@ class Vault:
 
     def __init__(self, root: Path, policy_revision: str = "") -> None:
         self.layout = Layout(root)
-        if not self.layout.db.exists() or not self.layout.keys.is_dir():
+        if not self.layout.db.exists() or not self.layout.audit_db.exists() or not self.layout.keys.is_dir():
             raise CustosError("DATA_DIR_INVALID", "run 'custos init' first")
         try:
             self._db_key = read_key_file(self.layout.keys / "db.key")
@@ -98,14 +104,15 @@ class Vault:
         self._all: list[db.Connection] = []
         self._lock = threading.Lock()
         try:
-            writer = self._open()
+            writer = self._open(self.layout.db)
+            audit_writer = self._open(self.layout.audit_db)
         except db.DbError:
             raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
-        self.writer = Repo(writer, self.cipher, self.bidx)
+        self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
         self.audit = AuditLog(self.writer, lambda: self.policy_revision)
 
-    def _open(self) -> db.Connection:
-        conn = db.connect(self.layout.db, self._db_key)
+    def _open(self, path: Path) -> db.Connection:
+        conn = db.connect(path, self._db_key)
         with self._lock:
             self._all.append(conn)
         return conn
@@ -114,7 +121,8 @@ class Vault:
         """This thread's read-only repository (WAL readers never block the writer)."""
         repo: Repo | None = getattr(self._local, "repo", None)
         if repo is None:
-            repo = Repo(self._open(), self.cipher, self.bidx)
+            repo = Repo(self._open(self.layout.db), self.cipher, self.bidx,
+                        audit_factory=lambda: self._open(self.layout.audit_db), cache=True)
             self._local.repo = repo
         return repo
 

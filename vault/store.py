@@ -6,12 +6,13 @@ out, for exactly the fields a decision released.
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from collections.abc import Iterable, Iterator
 from datetime import date
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway.core.errors import CustosError
 from gateway.core.importer import ImportedCase
@@ -31,7 +32,7 @@ LOAN_COLS = (
 
 
 def _case(row: tuple[Any, ...]) -> CaseRow:
-    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))  # type: ignore[arg-type]
+    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))
 
 
 def _org(row: tuple[Any, ...]) -> Org:
@@ -43,11 +44,67 @@ def _mandate(row: tuple[Any, ...]) -> MandateRow:
     return MandateRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
 
 
+R = TypeVar("R")
+CACHE_ENTRIES = 4096
+
+
+def _cached(fn: Callable[..., R]) -> Callable[..., R]:
+    """Memoise a read on a reader's connection until the database changes (see `Repo.refresh`).
+
+    `PRAGMA data_version` changes whenever another connection commits, so a
+    hit is as fresh as a new SELECT at the last refresh. Only ciphertext and
+    non-PI rows are held, never plaintext.
+    """
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: Repo, *args: Any) -> R:
+        cache = self._cache
+        if cache is None:
+            return fn(self, *args)
+        key = (name, *args)
+        try:
+            return cache[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = cache[key] = fn(self, *args)
+            return value
+
+    return wrapper
+
+
 class Repo:
-    def __init__(self, conn: Connection, cipher: FieldCipher, bidx: BlindIndex) -> None:
+    """Case data on `conn`; the audit log on its own connection (a connection, or a factory for lazy opening)."""
+
+    def __init__(self, conn: Connection, cipher: FieldCipher, bidx: BlindIndex, *,
+                 audit_conn: Connection | None = None, audit_factory: Callable[[], Connection] | None = None,
+                 cache: bool = False) -> None:
         self.conn = conn
+        self._cache: dict[tuple[Any, ...], Any] | None = {} if cache else None
+        self._cache_version = -1
         self.cipher = cipher
         self.bidx = bidx
+        self._audit_conn = audit_conn
+        self._audit_factory = audit_factory
+
+    @property
+    def audit_conn(self) -> Connection:
+        if self._audit_conn is None:
+            assert self._audit_factory is not None
+            self._audit_conn = self._audit_factory()
+        return self._audit_conn
+
+    def refresh(self) -> None:
+        """Start of a request: drop cached rows if any other connection committed since the last one.
+
+        One `PRAGMA data_version` per request makes every cached read after it
+        as fresh as a new SELECT at this moment would be.
+        """
+        if self._cache is None:
+            return
+        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        if version != self._cache_version or len(self._cache) > CACHE_ENTRIES:
+            self._cache.clear()
+            self._cache_version = version
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -62,6 +119,7 @@ class Repo:
         self.conn.execute("RELEASE sp")
 
     # ------------------------------------------------------------ orgs
+    @_cached
     def get_org(self, org_id: str) -> Org | None:
         row = self.conn.execute(
             "SELECT id, kind, name, jurisdiction, licence_no, licence_expires, disabled FROM orgs WHERE id = ?",
@@ -78,9 +136,10 @@ class Repo:
         )
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
-        return self.conn.execute("UPDATE orgs SET disabled = ? WHERE id = ?", (int(disabled), org_id)).rowcount
+        return int(self.conn.execute("UPDATE orgs SET disabled = ? WHERE id = ?", (int(disabled), org_id)).rowcount)
 
     # ------------------------------------------------------------ cases
+    @_cached
     def get_case(self, lender: str, case_id: str) -> CaseRow | None:
         row = self.conn.execute(
             f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
@@ -126,6 +185,7 @@ class Repo:
         )
 
     # ------------------------------------------------------------ mandates
+    @_cached
     def mandates_for(self, org_id: str, case_id: str) -> list[MandateRow]:
         rows = self.conn.execute(
             "SELECT id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
@@ -157,7 +217,7 @@ class Repo:
         if purpose:
             sql += " AND purpose = ?"
             params += (purpose,)
-        return self.conn.execute(sql, params).rowcount
+        return int(self.conn.execute(sql, params).rowcount)
 
     # ------------------------------------------------------------ import
     def import_case(self, lender: str, case: ImportedCase, now: str) -> None:
@@ -217,6 +277,7 @@ class Repo:
         ).fetchone() is not None
 
     # ------------------------------------------------------------ reading values
+    @_cached
     def loan_values(self, case: CaseRow) -> dict[str, Any]:
         row = self.conn.execute(
             f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
@@ -235,35 +296,45 @@ class Repo:
             raise CustosError("DECRYPTION_FAILED") from None
 
     def _borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
-        wanted = [f for f in fields if f in BORROWER_PI_FIELDS]
+        fields = set(fields)
+        wanted = [f for f in BORROWER_PI_FIELDS if f in fields]
         want_contract = "contract_text" in fields
         if not wanted and not want_contract:
             return {}
-        cols = ", ".join(wanted) if wanted else "NULL"
-        row = self.conn.execute(
-            f"SELECT kek_version, wrapped_dek, dek_version, {cols} FROM borrowers"
-            " WHERE lender_id = ? AND borrower_id = ?",
-            (case.lender_id, case.borrower_id),
-        ).fetchone()
+        row = self._borrower_row(case.lender_id, case.borrower_id)
         if row is None or row[1] is None:
             return {}
         kek_version, wrapped, dek_version = row[0], row[1], row[2]
         dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, kek_version, wrapped)
+        opener = self.cipher.opener(dek, case.lender_id, case.borrower_id, dek_version)
         out: dict[str, str] = {}
-        for name, blob in zip(wanted, row[3:], strict=False):
+        for name in wanted:
+            blob = row[3 + BORROWER_PI_FIELDS.index(name)]
             if blob is not None:
-                out[name] = self.cipher.decrypt(dek, case.lender_id, case.borrower_id, name, dek_version, blob)
+                out[name] = opener(name, blob)
         if want_contract:
-            crow = self.conn.execute(
-                "SELECT contract_text FROM loans WHERE lender_id = ? AND loan_id = ?",
-                (case.lender_id, case.loan_id),
-            ).fetchone()
-            if crow and crow[0] is not None:
-                out["contract_text"] = self.cipher.decrypt(
-                    dek, case.lender_id, case.borrower_id, f"loan:{case.loan_id}:contract_text", dek_version, crow[0]
-                )
+            blob = self._contract_blob(case.lender_id, case.loan_id)
+            if blob is not None:
+                out["contract_text"] = opener(f"loan:{case.loan_id}:contract_text", blob)
         return out
 
+    @_cached
+    def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
+        row = self.conn.execute(
+            f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
+            " WHERE lender_id = ? AND borrower_id = ?",
+            (lender, borrower_id),
+        ).fetchone()
+        return tuple(row) if row else None
+
+    @_cached
+    def _contract_blob(self, lender: str, loan_id: str) -> bytes | None:
+        row = self.conn.execute(
+            "SELECT contract_text FROM loans WHERE lender_id = ? AND loan_id = ?", (lender, loan_id)
+        ).fetchone()
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    @_cached
     def org_name(self, org_id: str) -> str:
         row = self.conn.execute("SELECT name FROM orgs WHERE id = ?", (org_id,)).fetchone()
         return str(row[0]) if row else ""
@@ -319,10 +390,10 @@ class Repo:
             sql += " AND time >= ?"
             params.append(since)
         sql += " ORDER BY seq"
-        for seq, leaf in self.conn.execute(sql, params):
+        for seq, leaf in self.audit_conn.execute(sql, params):
             yield int(seq), bytes(leaf)
 
     def audit_head(self) -> tuple[int, bytes, str] | None:
-        row = self.conn.execute("SELECT size, root, frontier FROM audit_head WHERE id = 1").fetchone()
+        row = self.audit_conn.execute("SELECT size, root, frontier FROM audit_head WHERE id = 1").fetchone()
         return (int(row[0]), bytes(row[1]), str(row[2])) if row else None
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from typing import Protocol
 
 KINDS = ("lender", "agency", "law_firm", "bureau", "regulator")
@@ -42,7 +43,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def now(self) -> datetime:
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -117,6 +118,10 @@ class EventDraft:
     fields: list[str] = field(default_factory=list)
     policy_revision: str = ""
 
+    def leaf_bytes(self, seq: int) -> bytes:
+        """The RFC 8785 leaf. Every value is a str, an int or a list of str, so JCS is json.dumps with sorted keys."""
+        return json.dumps(self.leaf_object(seq), sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
     def leaf_object(self, seq: int) -> dict[str, object]:
         return {
             "seq": seq, "time": self.time, "org": self.org, "method": self.method,
@@ -127,4 +132,5 @@ class EventDraft:
 
 
 def rfc3339(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """UTC, microseconds, `Z`: fixed width, so the text sorts as the time does."""
+    return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
