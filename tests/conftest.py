@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +38,7 @@ class FakeClock:
     """A clock tests can move; starts at a fixed weekday morning, UTC."""
 
     def __init__(self, now: datetime | None = None) -> None:
-        self.current = now or datetime(2026, 11, 30, 2, 0, tzinfo=timezone.utc)
+        self.current = now or datetime(2026, 11, 30, 2, 0, tzinfo=UTC)
 
     def now(self) -> datetime:
         return self.current

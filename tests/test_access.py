@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -87,11 +88,11 @@ def test_denials_release_nothing_and_are_audited(seeded: Env, setup: str, org: s
 
 def test_mandate_ends_at_until_in_the_borrowers_local_day(seeded: Env) -> None:
     # Until 2026-12-31 in Asia/Shanghai: 2026-12-31T15:59Z is still that day there, 16:00Z is not.
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    seeded.clock.current = datetime(2026, 12, 31, 15, 59, tzinfo=timezone.utc)
+    seeded.clock.current = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
     assert seeded.client("agency-1").get_case("C-1", "collection")["fields"]
-    seeded.clock.current = datetime(2026, 12, 31, 16, 0, tzinfo=timezone.utc)
+    seeded.clock.current = datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
     assert denied(seeded, "agency-1", "C-1").code == "MANDATE_EXPIRED"
 
 

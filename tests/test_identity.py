@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -53,7 +53,7 @@ def test_missing_client_certificate_is_refused(seeded: Env) -> None:
 
 
 def test_expired_and_not_yet_valid_certificates_are_refused(seeded: Env, tmp_path: Path) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     expired = _bundle(seeded, tmp_path, "expired", uri=pki.ORG_URI_PREFIX + "lender-a",
                       not_before=now - timedelta(days=30), not_after=now - timedelta(days=1))
     future = _bundle(seeded, tmp_path, "future", uri=pki.ORG_URI_PREFIX + "lender-a",

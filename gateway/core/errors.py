@@ -49,7 +49,9 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "STAGE_NOT_ALLOWED": ErrorSpec(_C.FAILED_PRECONDITION, "the case's stage does not allow this"),
     "CONSENT_REQUIRED": ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's consent is not on file"),
     # conduct rules
-    "OUTSIDE_CONTACT_WINDOW": ErrorSpec(_C.FAILED_PRECONDITION, "outside the permitted contact hours in the borrower's local time"),
+    "OUTSIDE_CONTACT_WINDOW": ErrorSpec(
+        _C.FAILED_PRECONDITION, "outside the permitted contact hours in the borrower's local time"
+    ),
     "CONTACT_CAP_REACHED": ErrorSpec(_C.FAILED_PRECONDITION, "the contact frequency cap for this borrower is reached"),
     "NUMBER_CAP_REACHED": ErrorSpec(_C.FAILED_PRECONDITION, "the attempt cap for this number is reached"),
     "COOLDOWN": ErrorSpec(_C.FAILED_PRECONDITION, "no contact allowed so soon after a conversation"),

@@ -21,11 +21,11 @@ MAX_TEXT = 512
 MAX_CONTRACT = 256 * 1024
 MAX_LIST = 200
 
-ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
-PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}$")
-MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?$")
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
+PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
+MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?\Z")
+CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
+DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 
 
 class LineError(Exception):
@@ -55,7 +55,7 @@ def _bad(path: str, problem: str) -> LineError:
 
 def _obj(value: object, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _bad(path, "must be an object")
+        raise _bad(path or "line", "must be a JSON object")
     missing = sorted(required - value.keys())
     if missing:
         raise _bad(f"{path}.{missing[0]}" if path else missing[0], "is required")
@@ -78,6 +78,10 @@ def _text(d: dict[str, Any], key: str, path: str, limit: int = MAX_TEXT, optiona
         raise _bad(where, f"longer than {limit} characters")
     if any(ord(c) < 32 and c not in "\n\t" for c in value):
         raise _bad(where, "contains control characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(where, "is not valid Unicode text (lone surrogate)") from None
     return value
 
 
@@ -85,7 +89,7 @@ def _match(d: dict[str, Any], key: str, path: str, rx: re.Pattern[str], what: st
     value = _text(d, key, path, optional=optional)
     if value is None:
         return None
-    if not rx.match(value):
+    if not rx.fullmatch(value):
         raise _bad(f"{path}.{key}" if path else key, f"must be {what}")
     return value
 

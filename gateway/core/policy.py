@@ -108,10 +108,11 @@ def _str_list(ctx: FileCtx, rid: str, key: str, value: object, allowed: tuple[st
         return STAGES
     for item in items:
         if item not in allowed:
-            raise ctx.fail(f"rule '{rid}': unknown {key[:-1] if key.endswith('s') else key} {item!r}", key)
+            raise ctx.fail(f"rule '{rid}': unknown {ITEM_NAMES.get(key, key)} {item!r} in '{key}'", key)
     return tuple(items)
 
 
+ITEM_NAMES = {"to": "organisation kind", "stages": "stage"}
 RULE_KEYS = {"id", "purpose", "to", "stages", "owner_only", "requires_mandate", "fields", "note"}
 
 
@@ -126,19 +127,23 @@ def load_release_rules(path: Path) -> tuple[ReleaseRule, ...]:
         raise ctx.fail("expected one or more [[release]] tables")
     rules: list[ReleaseRule] = []
     seen: set[str] = set()
+    file_ctx = ctx
     for i, raw in enumerate(raw_rules):
+        ctx = file_ctx.within("release", i)
+        if not isinstance(raw, dict):
+            raise file_ctx.fail(f"release entry #{i + 1} must be a table ([[release]])", "release")
         rid = raw.get("id")
         if not isinstance(rid, str) or not rid:
-            raise PolicyError(str(path), ctx_line(ctx, i), f"rule #{i + 1}: 'id' must be a non-empty string")
+            raise ctx.fail(f"rule #{i + 1}: 'id' must be a non-empty string", "id")
         if rid in seen:
-            raise ctx.fail(f"duplicate rule id {rid!r}", "id", i)
+            raise ctx.fail(f"duplicate rule id {rid!r}", "id")
         seen.add(rid)
         extra = set(raw) - RULE_KEYS
         if extra:
             raise ctx.fail(f"rule '{rid}': unknown keys {sorted(extra)}", sorted(extra)[0])
         purpose = raw.get("purpose")
         if purpose not in PURPOSES:
-            raise ctx.fail(f"rule '{rid}': unknown purpose {purpose!r}", "purpose", i)
+            raise ctx.fail(f"rule '{rid}': unknown purpose {purpose!r}", "purpose")
         to = _str_list(ctx, rid, "to", raw.get("to"), KINDS)
         stages = _str_list(ctx, rid, "stages", raw.get("stages"), STAGES)
         owner_only = raw.get("owner_only", False)
@@ -147,7 +152,7 @@ def load_release_rules(path: Path) -> tuple[ReleaseRule, ...]:
             raise ctx.fail(f"rule '{rid}': owner_only and requires_mandate are booleans", "owner_only")
         raw_fields = raw.get("fields")
         if not isinstance(raw_fields, dict) or not raw_fields:
-            raise ctx.fail(f"rule '{rid}': 'fields' must be a non-empty table", "fields", i)
+            raise ctx.fail(f"rule '{rid}': 'fields' must be a non-empty table", "fields")
         fields: dict[str, Transform] = {}
         for fname, spec in raw_fields.items():
             if fname not in ALL_FIELDS:
@@ -162,12 +167,6 @@ def load_release_rules(path: Path) -> tuple[ReleaseRule, ...]:
             fields[fname] = transform
         rules.append(ReleaseRule(rid, purpose, to, stages, owner_only, requires_mandate, fields))
     return tuple(rules)
-
-
-def ctx_line(ctx: FileCtx, index: int) -> int | None:
-    from .tomlfile import line_of
-
-    return line_of(ctx.text, "release", index)
 
 
 def compile_table(rules: tuple[ReleaseRule, ...]) -> dict[tuple[str, str, str], ReleaseDecision]:

@@ -41,12 +41,25 @@ def line_of(text: str, key: str, occurrence: int = 0) -> int | None:
 
 
 class FileCtx:
-    """Raises PolicyErrors located in one file."""
+    """Raises PolicyErrors located in one file, or in one block of it (see `within`)."""
 
-    def __init__(self, path: Path, text: str) -> None:
+    def __init__(self, path: Path, text: str, first_line: int = 1) -> None:
         self.path = path
         self.text = text
+        self.first_line = first_line
 
     def fail(self, problem: str, key: str | None = None, occurrence: int = 0) -> PolicyError:
         line = line_of(self.text, key, occurrence) if key else None
-        return PolicyError(str(self.path), line, problem)
+        if line is None and self.first_line > 1:
+            line = self.first_line
+        return PolicyError(str(self.path), None if line is None else line + self.first_line - 1, problem)
+
+    def within(self, header: str, index: int) -> FileCtx:
+        """The `index`-th `[[header]]` array-of-tables block, up to the next one, so keys are found in it."""
+        pattern = re.compile(rf"^\s*\[\[\s*{re.escape(header)}\s*\]\]", re.M)
+        starts = [m.start() for m in pattern.finditer(self.text)]
+        if index >= len(starts):
+            return self
+        end = starts[index + 1] if index + 1 < len(starts) else len(self.text)
+        first = self.text.count("\n", 0, starts[index]) + self.first_line
+        return FileCtx(self.path, self.text[starts[index]:end], first)

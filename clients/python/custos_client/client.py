@@ -21,6 +21,9 @@ from .v1 import custos_pb2 as pb
 from .v1 import custos_pb2_grpc as pb_grpc
 
 DOMAIN = "custos.v1"
+# The gateway rejects longer import lines; sending only a prefix keeps a giant
+# line from failing the whole stream at the transport's message limit.
+MAX_IMPORT_LINE = 1 << 20
 
 
 class CustosError(Exception):
@@ -37,7 +40,7 @@ def _translate(err: grpc.RpcError) -> CustosError:
     status_name = err.code().name if err.code() else "UNKNOWN"
     code = status_name
     try:
-        status = rpc_status.from_call(err)  # type: ignore[arg-type]
+        status = rpc_status.from_call(err)
     except ValueError:
         status = None
     if status is not None:
@@ -99,7 +102,7 @@ class CustosClient:
         """Stream raw JSONL lines (numbered from 1); nothing is buffered beyond gRPC's window."""
         def gen() -> Iterator[pb.ImportLine]:
             for n, raw in enumerate(lines, start=1):
-                yield pb.ImportLine(line_no=n, raw=raw.rstrip(b"\r\n"))
+                yield pb.ImportLine(line_no=n, raw=raw.rstrip(b"\r\n")[: MAX_IMPORT_LINE + 1])
 
         r = self._call(self._lender.ImportCases, gen(), timeout=24 * 3600)
         return {"imported": r.imported, "rejected_total": r.rejected_total,
@@ -121,6 +124,31 @@ class CustosClient:
 
     def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
         return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
+
+    def set_flags(self, case_id: str, status: str | None = None, **flags: bool) -> dict[str, Any]:
+        """Set (True) or clear (False) flags: disputed, cease_contact, attorney_represented, lost_contact,
+        legal_hold; and optionally the status (open, settled, closed). Flags not named stay as they are."""
+        req = pb.SetFlagsRequest(case_id=case_id)
+        for name, value in flags.items():
+            setattr(req, name, value)
+        if status is not None:
+            req.status = status
+        return _summary(self._call(self._lender.SetFlags, req))
+
+    def explain(self, org_id: str, case_id: str, purpose: str, at: str = "") -> dict[str, Any]:
+        r = self._call(self._lender.Explain, pb.ExplainRequest(org_id=org_id, case_id=case_id, purpose=purpose, at=at))
+        return {"org_id": org_id, "case_id": case_id, "purpose": purpose, "decision": r.decision, "code": r.code,
+                "fields": [{"field": f.field, "transform": f.transform, "rule": f.rule} for f in r.fields],
+                "rules": list(r.rules), "policy_revision": r.policy_revision, "notes": list(r.notes)}
+
+    # ------------------------------------------------------------ contact
+    def open_contact(self, case_id: str, channel: str, party: str = "borrower") -> dict[str, Any]:
+        r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party))
+        return _contact(r)
+
+    def record_outcome(self, contact_id: str, result: str) -> dict[str, Any]:
+        return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(contact_id=contact_id,
+                                                                                         result=result)))
 
     # ------------------------------------------------------------ cases
     def list_cases(self, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
@@ -150,6 +178,16 @@ class CustosClient:
 
     def checkpoint(self) -> str:
         return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).note)
+
+
+def _contact(r: Any) -> dict[str, Any]:
+    """Only the fields the gateway released: phone, or address, and a name for a third party."""
+    out = {"contact_id": r.contact_id, "case_id": r.case_id, "channel": r.channel, "party": r.party,
+           "opened_at": r.opened_at}
+    for key in ("phone", "address", "name", "result"):
+        if getattr(r, key):
+            out[key] = getattr(r, key)
+    return out
 
 
 def _summary(c: Any) -> dict[str, Any]:
