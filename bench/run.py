@@ -198,10 +198,11 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
     from custos_client.v1 import custos_pb2 as pb
 
     if kind == "echo":
-        argv = [sys.executable, "-m", "bench.echo_server", str(data), "--listen", "127.0.0.1:0", "--size", str(size)]
+        argv = [sys.executable, "-m", "bench.echo_server", str(data), "--listen", "127.0.0.1:0", "--size", str(size),
+                "--workers", str(args.workers)]
         method = ECHO_METHOD
     else:
-        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0"]
+        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers", str(args.workers)]
         method = GETCASE_METHOD
     srv = Server(kind, argv, work / f"{kind}-{rnd}.log", server_cpus)
     try:
@@ -271,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--inflight", type=int, default=64, help="calls in flight, all load processes together")
     ap.add_argument("--procs", type=int, default=2, help="load generator processes")
     ap.add_argument("--cases", type=int, default=1000, help="mandated cases the requests rotate over")
+    ap.add_argument("--workers", type=int, default=16, help="server RPC worker threads (echo and gateway alike)")
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s, 1 s warm-up")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the temporary data directory and server logs")

@@ -38,6 +38,10 @@ class _Item(Generic[T]):
     result: Any = None
     error: BaseException | None = None
     seqs: list[int] = field(default_factory=list)
+    writes: bool = True  # False: only events, no case-data change (skips the case-database transaction)
+    # Held while the caller waits; released exactly once: when its batch is
+    # durable, or to make it the next leader. No broadcast wakes every waiter.
+    wake: threading.Lock = field(default_factory=threading.Lock)
 
 
 class AuditLog:
@@ -46,7 +50,7 @@ class AuditLog:
         self._conn: Connection = repo.conn
         self._audit: Connection = repo.audit_conn
         self._revision = policy_revision
-        self._cv = threading.Condition(threading.Lock())
+        self._mutex = threading.Lock()
         self._pending: list[_Item[Any]] = []
         self._leading = False
         head = repo.audit_head()
@@ -58,31 +62,42 @@ class AuditLog:
     def size(self) -> int:
         return self._frontier.size
 
-    def run(self, work: Work[T]) -> T:
+    def run(self, work: Work[T], *, writes: bool = True) -> T:
         """Run `work` in the serialised writer; return its result once its events are durable."""
-        item: _Item[T] = _Item(work)
-        with self._cv:
+        item: _Item[T] = _Item(work, writes=writes)
+        item.wake.acquire()
+        with self._mutex:
             self._pending.append(item)
-            while not item.done:
-                if self._leading:
-                    self._cv.wait()
-                    continue
-                self._leading = True
-                batch, self._pending = self._pending, []
-                self._cv.release()
-                try:
-                    self._commit(batch)
-                finally:
-                    self._cv.acquire()
-                    self._leading = False
-                    self._cv.notify_all()
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.wake.acquire()  # until our batch is durable, or we are handed the lead
+        if not item.done:
+            self._lead(item)
         if item.error is not None:
             raise item.error
         return item.result  # type: ignore[no-any-return]
 
+    def _lead(self, own: _Item[Any]) -> None:
+        """Commit everything pending (our own unit included), wake its callers, pass the lead on."""
+        with self._mutex:
+            batch, self._pending = self._pending, []
+        try:
+            self._commit(batch)
+        finally:
+            for item in batch:
+                item.done = True
+                if item is not own:
+                    item.wake.release()
+            with self._mutex:
+                successor = self._pending[0] if self._pending else None
+                self._leading = successor is not None
+            if successor is not None:
+                successor.wake.release()
+
     def append(self, events: list[EventDraft]) -> None:
         """Record events that change nothing else (denials, reads)."""
-        self.run(lambda _repo: (None, events))
+        self.run(lambda _repo: (None, events), writes=False)
 
     def _commit(self, batch: list[_Item[Any]]) -> None:
         """Run the batch's units on the case database, make their events durable, then commit the units.
@@ -94,23 +109,29 @@ class AuditLog:
         main, audit = self._conn, self._audit
         frontier = self._frontier.copy()
         revision = self._revision()
+        # A batch of pure audit appends (reads, denials) never touches the case database.
+        writes = any(item.writes for item in batch)
         try:
-            main.execute("BEGIN")
+            if writes:
+                main.execute("BEGIN")
         except DbError:
             self._fail(batch, "begin")
             return
         try:
             rows = []
             for item in batch:
-                main.execute("SAVEPOINT unit")
-                try:
+                if not item.writes:
                     item.result, drafts = item.work(self._repo)
-                    main.execute("RELEASE unit")
-                except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
-                    main.execute("ROLLBACK TO unit")
-                    main.execute("RELEASE unit")
-                    item.error = exc if isinstance(exc, CustosError) else _internal(exc)
-                    continue
+                else:
+                    main.execute("SAVEPOINT unit")
+                    try:
+                        item.result, drafts = item.work(self._repo)
+                        main.execute("RELEASE unit")
+                    except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
+                        main.execute("ROLLBACK TO unit")
+                        main.execute("RELEASE unit")
+                        item.error = exc if isinstance(exc, CustosError) else _internal(exc)
+                        continue
                 for draft in drafts:
                     if not draft.policy_revision:
                         draft.policy_revision = revision
@@ -141,9 +162,11 @@ class AuditLog:
                     _rollback(audit)
                     raise
                 self._frontier = frontier
-            main.execute("COMMIT")
+            if writes:
+                main.execute("COMMIT")
         except BaseException:  # noqa: BLE001 - any failure to commit refuses the whole batch
-            _rollback(main)
+            if writes:
+                _rollback(main)
             self._fail(batch, "commit")
             return
         for item in batch:

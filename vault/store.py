@@ -45,7 +45,7 @@ def _mandate(row: tuple[Any, ...]) -> MandateRow:
 
 
 R = TypeVar("R")
-CACHE_ENTRIES = 4096
+CACHE_ENTRIES = 16384  # per reader thread; ~6 entries per case read
 
 
 def _cached(fn: Callable[..., R]) -> Callable[..., R]:
@@ -277,11 +277,14 @@ class Repo:
         ).fetchone() is not None
 
     # ------------------------------------------------------------ reading values
-    @_cached
     def loan_values(self, case: CaseRow) -> dict[str, Any]:
+        return self._loan_row(case.lender_id, case.loan_id)
+
+    @_cached
+    def _loan_row(self, lender: str, loan_id: str) -> dict[str, Any]:
         row = self.conn.execute(
             f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
-            (case.lender_id, case.loan_id),
+            (lender, loan_id),
         ).fetchone()
         values = dict(zip(LOAN_COLS, row, strict=True)) if row else {}
         if values:
