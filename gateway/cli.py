@@ -16,12 +16,12 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import date, datetime, timezone
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import CustosError, PolicyError
-from gateway.core.model import JURISDICTIONS, KINDS, LICENSED_KINDS, Org, rfc3339
+from gateway.core.model import FLAGS, JURISDICTIONS, KINDS, LICENSED_KINDS, Org, rfc3339
 
 EXIT_ERROR = 1
 
@@ -60,7 +60,7 @@ def cmd_init(args: argparse.Namespace) -> None:
               cn="custos-gateway", dns=[h for h in hosts if not _is_ip(h)],
               ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
-    layout.config.write_text(json.dumps({"origin": origin, "created": rfc3339(datetime.now(timezone.utc))}) + "\n")
+    layout.config.write_text(json.dumps({"origin": origin, "created": rfc3339(datetime.now(UTC))}) + "\n")
     vkey = verifier_key(origin, datadir.audit_signing_key(layout).public_key())
     layout.vkey.write_text(vkey + "\n")
     _emit(args, {"data_dir": str(root), "origin": origin, "verifier_key": str(layout.vkey)},
@@ -87,7 +87,7 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     from gateway import pki
     from gateway.core.importer import ID_RE
 
-    if not ID_RE.match(args.id) or "/" in args.id or ":" in args.id:
+    if not ID_RE.fullmatch(args.id) or "/" in args.id or ":" in args.id:
         raise CustosError("INVALID_ORG_ID")
     if args.kind not in KINDS:
         raise CustosError("UNKNOWN_KIND", f"known: {', '.join(KINDS)}")
@@ -119,7 +119,7 @@ def cmd_org_add(args: argparse.Namespace) -> None:
         (out / "ca.crt").write_bytes((layout.tls / "ca.crt").read_bytes())
         (out / "org.json").write_text(json.dumps({"org_id": args.id, "kind": args.kind}) + "\n")
         repo.insert_org(Org(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, expires, False),
-                        rfc3339(datetime.now(timezone.utc)))
+                        rfc3339(datetime.now(UTC)))
     finally:
         vault.close()
     _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out)},
@@ -139,7 +139,10 @@ def cmd_org_disable(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.transport.server import build
 
-    gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None)
+    if not 1 <= args.workers <= 256:
+        raise CliError("INVALID_ARGUMENT", "--workers must be 1-256")
+    gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
+               workers=args.workers)
     print(f"custos gateway listening on {args.listen.rsplit(':', 1)[0]}:{gw.port}", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -198,6 +201,36 @@ def cmd_recall(args: argparse.Namespace) -> None:
 def cmd_stage(args: argparse.Namespace) -> None:
     with _client(args) as c:
         _emit(args, c.set_stage(args.case, args.stage))
+
+
+def cmd_flag(args: argparse.Namespace) -> None:
+    flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
+    with _client(args) as c:
+        _emit(args, c.set_flags(args.case, args.status, **flags))
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        e = c.explain(args.org, args.case, args.purpose, args.at or "")
+
+    def human(d: dict[str, Any]) -> str:
+        lines = [f"{d['decision'].upper()} ({d['code']}) for {d['org_id']} on {d['case_id']} under {d['purpose']}"]
+        lines += [f"  release {f['field']} as {f['transform']}  [rule {f['rule']}]" for f in d["fields"]]
+        lines += [f"  rule: {r}" for r in d["rules"]] + [f"  note: {n}" for n in d["notes"]]
+        lines.append(f"  policy revision {d['policy_revision']}")
+        return "\n".join(lines)
+
+    _emit(args, e, human)
+
+
+def cmd_contact_open(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.open_contact(args.case, args.channel, args.party))
+
+
+def cmd_contact_outcome(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.record_outcome(args.contact_id, args.result))
 
 
 def cmd_cases_list(args: argparse.Namespace) -> None:
@@ -294,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data_dir")
     s.add_argument("--listen", default="127.0.0.1:7443")
     s.add_argument("--policies", help="policy bundle directory (default: the shipped bundle)")
+    s.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
     s.set_defaults(fn=cmd_serve)
 
     pol = sub.add_parser("policy", help="check policy bundles").add_subparsers(dest="sub", required=True)
@@ -320,6 +354,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("stage")
     s.set_defaults(fn=cmd_stage)
+
+    s = lender.add_parser("flag", parents=[client], help="set (--X) or clear (--no-X) case flags")
+    s.add_argument("case")
+    for name in FLAGS:
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction, default=None)
+    s.add_argument("--status", choices=None, help="open | settled | closed")
+    s.set_defaults(fn=cmd_flag)
+
+    s = pol.add_parser("explain", parents=[client], help="what would ORG get for CASE under PURPOSE, and why")
+    s.add_argument("--org", required=True)
+    s.add_argument("--case", required=True)
+    s.add_argument("--purpose", required=True)
+    s.add_argument("--at", help="RFC 3339 time (default: now)")
+    s.set_defaults(fn=cmd_explain)
+
+    contact = sub.add_parser("contact", help="open contacts and record outcomes").add_subparsers(dest="sub",
+                                                                                                  required=True)
+    s = contact.add_parser("open", parents=[client])
+    s.add_argument("case")
+    s.add_argument("--channel", required=True, help="call | sms | visit | letter")
+    s.add_argument("--party", default="borrower", help="borrower | emergency_contact")
+    s.set_defaults(fn=cmd_contact_open)
+    s = contact.add_parser("outcome", parents=[client])
+    s.add_argument("contact_id")
+    s.add_argument("--result", required=True, help="connected | no_answer | promise_to_pay | dispute | wrong_number")
+    s.set_defaults(fn=cmd_contact_outcome)
 
     cases = sub.add_parser("cases", help="read cases").add_subparsers(dest="sub", required=True)
     s = cases.add_parser("list", parents=[client])

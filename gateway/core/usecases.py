@@ -7,6 +7,7 @@ and only then release. Denials are recorded too, with the code that denied.
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -14,17 +15,30 @@ from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from . import access
+from .conduct import (
+    CHANNELS,
+    PARTIES,
+    RESULTS,
+    CaseState,
+    ConductDecision,
+    ConductRules,
+    ContactAttempt,
+    ContactRequest,
+    evaluate_contact,
+    history_horizon,
+)
 from .errors import CustosError
 from .importer import ID_RE, LineError, parse_line
 from .model import (
     BORROWER_PI_FIELDS,
     LABELS,
-    LICENSED_KINDS,
     MANDATE_KIND,
     PURPOSES,
     STAGES,
-    CaseRow,
+    STATUSES,
     Caller,
+    CaseRow,
     Clock,
     EventDraft,
     MandateRow,
@@ -96,22 +110,22 @@ class Core:
         return CustosError(code)
 
     def _standing(self, caller: Caller, *, kinds: tuple[str, ...] | None = None, **kw: Any) -> Org:
-        """Who the caller is allowed to be right now: registered, enabled, licensed, right kind."""
-        org = self.reader().get_org(caller.org_id)
-        if org is None:
-            raise self._deny(caller, "UNKNOWN_ORG", "identity", **kw)
-        if org.disabled:
-            raise self._deny(caller, "ORG_DISABLED", "identity", **kw)
-        if org.kind in LICENSED_KINDS:
-            if org.licence_expires is None or org.licence_expires < self.clock.now().date():
-                raise self._deny(caller, "LICENCE_EXPIRED", "identity.licence", **kw)
-        if kinds is not None and org.kind not in kinds:
-            raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind", **kw)
+        """Who the caller is allowed to be right now: registered, enabled, licensed, right kind.
+
+        Every use case starts here, so this is also where the reader's cache is brought up to date.
+        """
+        repo = self.reader()
+        repo.refresh()
+        org = repo.get_org(caller.org_id)
+        verdict = access.standing(org, self.clock.now().date(), kinds)
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule, **kw)
+        assert org is not None
         return org
 
     def _valid_case_ref(self, caller: Caller, case_ref: str, **kw: Any) -> tuple[str | None, str]:
         lender, _, case_id = case_ref.rpartition("/")
-        if not ID_RE.match(case_id) or (lender and not ORG_ID_RE.match(lender)):
+        if not ID_RE.fullmatch(case_id) or (lender and not ORG_ID_RE.fullmatch(lender)):
             raise self._deny(caller, "INVALID_CASE_ID", "input", **kw)
         return (lender or None), case_id
 
@@ -148,20 +162,15 @@ class Core:
         if case is None:
             raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
         kw["borrower_id"] = case.borrower_id
-        today = self.local_today(case, self.clock.now())
-        live = [m for m in for_purpose if m.recalled_at is None]
-        if not live:
-            raise self._deny(caller, "MANDATE_RECALLED", "mandate.recall", **kw)
-        active = [m for m in live if today <= m.until]
-        if not active:
-            raise self._deny(caller, "MANDATE_EXPIRED", "mandate.until", **kw)
-        if case.status != "open":
-            raise self._deny(caller, "CASE_CLOSED", "mandate.case_status", **kw)
-        return case, active[0]
+        verdict, active = access.mandate(for_purpose, purpose, case, self.local_today(case, self.clock.now()))
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule, **kw)
+        assert active is not None
+        return case, active
 
     def _check_purpose(self, caller: Caller, purpose: str, case_ref: str) -> None:
         if purpose not in PURPOSES:
-            case_id = case_ref if ID_RE.match(case_ref) else ""
+            case_id = case_ref if ID_RE.fullmatch(case_ref) else ""
             raise self._deny(caller, "UNKNOWN_PURPOSE", "input", case_id=case_id)
 
     # ---------------------------------------------------------------- reads
@@ -300,8 +309,14 @@ class Core:
                     rejected.append((line_no, "LOAN_EXISTS", "loan.loan_id: already imported"))
                     events.append(self._event(caller, "deny", "LOAN_EXISTS", "import", **kw))
                     continue
-                with repo.savepoint():
-                    repo.import_case(lender, item, stamp)
+                try:
+                    with repo.savepoint():
+                        repo.import_case(lender, item, stamp)
+                except (UnicodeError, ValueError):
+                    # Validation should have caught it; still, one bad line never sinks its batch.
+                    rejected.append((line_no, "IMPORT_INVALID_FIELD", "a value could not be stored as text"))
+                    events.append(self._event(caller, "deny", "IMPORT_INVALID_FIELD", "import", **kw))
+                    continue
                 imported += 1
                 events.append(self._event(caller, "allow", "OK", "import", **kw))
             return (imported, rejected), events
@@ -322,7 +337,7 @@ class Core:
             raise self._deny(caller, "UNKNOWN_PURPOSE", "input", **kw)
         if label not in LABELS:
             raise self._deny(caller, "UNKNOWN_LABEL", "input", **kw)
-        if not ORG_ID_RE.match(org_id):
+        if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, "INVALID_ORG_ID", "input", **kw)
         until_date = _parse_date(until)
         if until_date is None:
@@ -352,7 +367,7 @@ class Core:
     def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
-        if not ORG_ID_RE.match(org_id):
+        if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, "INVALID_ORG_ID", "input", case_id=case.case_id)
         now = self.clock.now()
 
@@ -379,12 +394,219 @@ class Core:
 
         return self.audit.run(work)
 
+    def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
+        """Set or clear case flags and status; a settled or closed case ends every mandate on it."""
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id}
+        status = changes.get("status")
+        if status is not None and status not in STATUSES:
+            raise self._deny(caller, "UNKNOWN_STATUS", "input", **kw)
+        if not changes:
+            return case
+        now = self.clock.now()
+        rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
+
+        def work(repo: Repo) -> tuple[CaseRow, list[EventDraft]]:
+            repo.set_case_fields(case.lender_id, case.case_id, changes, rfc3339(now))
+            updated = repo.get_case(case.lender_id, case.case_id)
+            assert updated is not None
+            return updated, [self._event(caller, "allow", "OK", rule, now=now, **kw)]
+
+        return self.audit.run(work)
+
+    # ---------------------------------------------------------------- contact
+    def _conduct_rules(self, case: CaseRow) -> ConductRules:
+        rules = self.bundle.conduct.get(case.jurisdiction)
+        if rules is None:
+            raise CustosError("POLICY_INVALID", f"no conduct rules for jurisdiction {case.jurisdiction}")
+        return rules  # type: ignore[no-any-return]
+
+    def _contact_case(self, caller: Caller, org: Org, case_ref: str) -> CaseRow:
+        """Agencies reach a case through a live collection mandate; the owning lender directly."""
+        if org.kind == "lender":
+            return self._own_case(caller, case_ref, purpose="collection")
+        if org.kind != "agency":
+            raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind", purpose="collection")
+        return self._mandated_case(caller, case_ref, "collection")[0]
+
+    def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str) -> dict[str, str]:
+        """Release a phone number or address only when every conduct rule allows, counted centrally.
+
+        The decision runs inside the serialised writer, against the history as
+        committed, so two agencies racing for the last call under a cap cannot
+        both get it; the attempt and its audit event commit together.
+        """
+        party = party or "borrower"
+        org = self._standing(caller, purpose="collection")
+        if channel not in CHANNELS:
+            raise self._deny(caller, "UNKNOWN_CHANNEL", "input", purpose="collection")
+        if party not in PARTIES:
+            raise self._deny(caller, "UNKNOWN_PARTY", "input", purpose="collection")
+        case = self._contact_case(caller, org, case_ref)
+        rules = self._conduct_rules(case)
+        now = self.clock.now()
+        since = rfc3339(now - history_horizon(rules))
+
+        def work(repo: Repo) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
+            fresh = repo.get_case(case.lender_id, case.case_id)
+            assert fresh is not None
+            history = [
+                ContactAttempt(at=_parse_time(r[0]) or now, case_id=r[1], org_id=r[2], channel=r[3], party=r[4],
+                               target=bytes(r[5]).hex(), result=r[6])
+                for r in repo.contacts_since(fresh.lender_id, fresh.borrower_id, since)
+            ]
+            target, release = self._contact_target(repo, fresh, channel, party, history)
+            state = CaseState(
+                case_id=fresh.case_id, borrower_key=fresh.borrower_id, jurisdiction=fresh.jurisdiction,
+                timezone=fresh.timezone, stage=fresh.stage, status=fresh.status, disputed=fresh.disputed,
+                cease_contact=fresh.cease_contact, attorney_represented=fresh.attorney_represented,
+                lost_contact=fresh.lost_contact,
+            )
+            request = ContactRequest(case_id=fresh.case_id, org_id=caller.org_id, channel=channel, party=party,
+                                     target=target.hex() if target else "")
+            decision = evaluate_contact(rules, state, request, history, now)
+            kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
+                                  "borrower_id": fresh.borrower_id, "now": now}
+            if decision.allowed and (target is None or not release):
+                decision = ConductDecision(False, "NO_CONTACT_DATA", f"{rules.jurisdiction}.data")
+            if not decision.allowed:
+                return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule, **kw)]
+            assert target is not None
+            contact_id = repo.insert_contact(fresh.lender_id, fresh.case_id, fresh.borrower_id, caller.org_id,
+                                             channel, party, target, rfc3339(now))
+            names = [f"{party}.{k}" for k in release]
+            return (decision, release, contact_id), [self._event(caller, "allow", "OK", decision.rule, fields=names,
+                                                                 **kw)]
+
+        decision, release, contact_id = self.audit.run(work)
+        if not decision.allowed:
+            raise CustosError(decision.code)
+        return {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
+                "opened_at": rfc3339(now), **release}
+
+    def _contact_target(self, repo: Repo, case: CaseRow, channel: str, party: str,
+                        history: list[ContactAttempt]) -> tuple[bytes | None, dict[str, str]]:
+        """The opaque key the caps count by, and the values a granted contact releases."""
+        if party == "borrower":
+            if channel in ("call", "sms"):
+                phone = repo.borrower_values(case, ["phone"]).get("phone")
+                return (repo.bidx(case.lender_id, "phone", phone), {"phone": phone}) if phone else (None, {})
+            address = repo.borrower_values(case, ["home_address"]).get("home_address")
+            target = repo.bidx(case.lender_id, "address", case.borrower_id)
+            return (target, {"address": address}) if address else (None, {})
+        raw = repo.borrower_values(case, ["emergency_contacts"]).get("emergency_contacts")
+        contacts = json.loads(raw) if raw else []
+        if not contacts:
+            return None, {}
+        rules = self._conduct_rules(case)
+        allowed = rules.third_party.release if rules.third_party else ()
+        keyed = [(repo.bidx(case.lender_id, "phone", c["phone"]), c) for c in contacts]
+        contacted = {a.target for a in history if a.party == "emergency_contact"}
+        # The first emergency contact not yet contacted; all contacted: the first (the rules then decide).
+        target, chosen = next(((k, c) for k, c in keyed if k.hex() not in contacted), keyed[0])
+        return target, {k: str(chosen[k]) for k in allowed if chosen.get(k)}
+
+    def record_outcome(self, caller: Caller, contact_id: str, result: str) -> dict[str, str]:
+        """Record what came of a contact; a dispute sets the case's dispute flag at once."""
+        org = self._standing(caller, purpose="collection")
+        if result not in RESULTS:
+            raise self._deny(caller, "UNKNOWN_RESULT", "input", purpose="collection")
+        if not ID_RE.fullmatch(contact_id):
+            raise self._deny(caller, "CONTACT_NOT_FOUND", "input", purpose="collection")
+        now = self.clock.now()
+
+        def work(repo: Repo) -> tuple[tuple[str, dict[str, str]], list[EventDraft]]:
+            row = repo.get_contact(contact_id)
+            if row is None or row[4] != org.id:
+                # Another org's contact looks exactly like a missing one.
+                return ("CONTACT_NOT_FOUND", {}), [self._event(caller, "deny", "CONTACT_NOT_FOUND", "contact",
+                                                               purpose="collection", now=now)]
+            _, lender, case_id, borrower_id, _org, channel, party, opened_at, previous = row
+            kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": borrower_id, "now": now}
+            if previous is not None:
+                return ("OUTCOME_ALREADY_RECORDED", {}), [self._event(caller, "deny", "OUTCOME_ALREADY_RECORDED",
+                                                                      "contact.outcome", **kw)]
+            repo.set_contact_result(contact_id, result, rfc3339(now))
+            rule = f"contact.outcome:{result}"
+            if result == "dispute":
+                repo.set_case_fields(lender, case_id, {"disputed": True}, rfc3339(now))
+                rule += ";flag:disputed=true"
+            info = {"contact_id": contact_id, "case_id": case_id, "channel": channel, "party": party,
+                    "opened_at": opened_at, "result": result}
+            return ("OK", info), [self._event(caller, "allow", "OK", rule, **kw)]
+
+        code, info = self.audit.run(work)
+        if code != "OK":
+            raise CustosError(code)
+        return info
+
+    # ---------------------------------------------------------------- explain
+    def explain(self, caller: Caller, org_id: str, case_ref: str, purpose: str, at: str) -> dict[str, Any]:
+        """What would `org_id` get for this case under `purpose` at time `at`, and why. Reports; enforces nothing."""
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
+        if purpose not in PURPOSES:
+            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", **kw)
+        when = _parse_time(at) if at else self.clock.now()
+        if when is None:
+            raise self._deny(caller, "INVALID_TIME", "input", **kw)
+        if not ORG_ID_RE.fullmatch(org_id):
+            raise self._deny(caller, "INVALID_ORG_ID", "input", **kw)
+        repo = self.reader()
+        target = repo.get_org(org_id)
+        today = self.local_today(case, when)
+        notes: list[str] = [f"evaluated at {rfc3339(when)} (borrower local date {today.isoformat()})"]
+        verdict = access.standing(target, when.date())
+        decision: ReleaseDecision | None = None
+        rules: list[str] = [verdict.rule] if not verdict.ok else []
+        if verdict.ok and target is not None:
+            if self.bundle.owner_only(target.kind, purpose):
+                verdict = access.OK if target.id == case.lender_id else access.Verdict("CASE_NOT_FOUND", "ownership")
+            elif self.bundle.mandate_required(target.kind, purpose):
+                mandates = [m for m in repo.mandates_for(target.id, case.case_id) if m.lender_id == case.lender_id]
+                verdict, active = access.mandate(mandates, purpose, case, today)
+                if active is not None:
+                    notes.append(f"mandate {active.label} until {active.until.isoformat()}")
+            else:
+                verdict = access.Verdict("PURPOSE_NOT_ALLOWED", "default-deny")
+            rules.append(verdict.rule)
+            if verdict.ok:
+                decision = self.bundle.release(target.kind, purpose, case.stage)
+                rules.extend(decision.rules)
+                if not decision.allowed:
+                    verdict = access.Verdict(decision.code, decision.rule)
+        fields = []
+        if decision is not None and decision.allowed:
+            rule_of = {f: r.id for r in self.bundle.rules for f in r.fields if r.id in decision.rules}
+            fields = [{"field": f, "transform": t.describe(), "rule": rule_of.get(f, "")}
+                      for f, t in sorted(decision.fields.items())]
+        if purpose == "collection" and target is not None and target.kind in ("agency", "lender"):
+            notes.extend(self._contact_notes(case, when))
+        self.audit.append([self._event(caller, "allow", "OK", f"explain:{org_id}", **kw)])
+        return {"org_id": org_id, "case_id": case.case_id, "purpose": purpose, "stage": case.stage,
+                "decision": "allow" if verdict.ok else "deny", "code": verdict.code, "fields": fields,
+                "rules": rules, "policy_revision": self.bundle.revision, "notes": notes}
+
+    def _contact_notes(self, case: CaseRow, when: datetime) -> list[str]:
+        """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted)."""
+        rules = self._conduct_rules(case)
+        state = CaseState(case_id=case.case_id, borrower_key=case.borrower_id, jurisdiction=case.jurisdiction,
+                          timezone=case.timezone, stage=case.stage, status=case.status, disputed=case.disputed,
+                          cease_contact=case.cease_contact, attorney_represented=case.attorney_represented,
+                          lost_contact=case.lost_contact)
+        d = evaluate_contact(rules, state, ContactRequest(case.case_id, "explain", "call", "borrower", "explain"),
+                             [], when)
+        verdict = "allowed" if d.allowed else f"refused ({d.code}, rule {d.rule})"
+        return [f"a borrower call at that time: {verdict}", *d.notes, f"conduct rules: {rules.source}"]
+
     # ---------------------------------------------------------------- audit
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
                     from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         for value in (case_id, org, borrower_id):
-            if value and not ID_RE.match(value):
+            if value and not ID_RE.fullmatch(value):
                 raise self._deny(caller, "INVALID_ARGUMENT", "input", purpose="supervision")
         since_text = ""
         if since:
@@ -397,7 +619,7 @@ class Core:
         return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
 
     def checkpoint(self, caller: Caller) -> tuple[str, int]:
-        self._standing(caller, purpose="supervision")
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
         head = self.reader().audit_head()
         size, root = (head[0], head[1]) if head else (0, b"")
         if not head:
@@ -410,6 +632,10 @@ class Core:
 def _summary(case: CaseRow, purpose: str, until: str) -> dict[str, Any]:
     return {"case_id": case.case_id, "lender": case.lender_id, "stage": case.stage, "status": case.status,
             "jurisdiction": case.jurisdiction, "purpose": purpose, "until": until, "flags": case.flags()}
+
+
+def _flag_text(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def _parse_date(text: str) -> date | None:

@@ -13,7 +13,7 @@ from custos_client.v1 import custos_pb2 as pb
 from custos_client.v1 import custos_pb2_grpc as pb_grpc
 
 from gateway.core.errors import CustosError
-from gateway.core.model import Caller
+from gateway.core.model import FLAGS, Caller
 from gateway.core.usecases import Core
 from gateway.pki import org_id_from_pem
 
@@ -129,6 +129,27 @@ class LenderServicer(pb_grpc.LenderServiceServicer):  # type: ignore[misc]
                               jurisdiction=case.jurisdiction, flags=case.flags())
 
 
+    @rpc("SetFlags")
+    def SetFlags(self, caller: Caller, request: pb.SetFlagsRequest, context: Any) -> pb.CaseSummary:
+        changes: dict[str, Any] = {
+            name: getattr(request, name) for name in FLAGS if request.HasField(name)
+        }
+        if request.HasField("status"):
+            changes["status"] = request.status
+        case = self.core.set_flags(caller, request.case_id, changes)
+        return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
+                              jurisdiction=case.jurisdiction, flags=case.flags())
+
+    @rpc("Explain")
+    def Explain(self, caller: Caller, request: pb.ExplainRequest, context: Any) -> pb.Explanation:
+        tracing.annotate(purpose=request.purpose[:32])
+        e = self.core.explain(caller, request.org_id, request.case_id, request.purpose, request.at)
+        return pb.Explanation(
+            decision=e["decision"], code=e["code"], rules=e["rules"], policy_revision=e["policy_revision"],
+            notes=e["notes"], fields=[pb.FieldRelease(**f) for f in e["fields"]],
+        )
+
+
 class CaseServicer(pb_grpc.CaseServiceServicer):  # type: ignore[misc]
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -146,6 +167,17 @@ class CaseServicer(pb_grpc.CaseServiceServicer):  # type: ignore[misc]
         tracing.annotate(decision="allow", count=len(rel.fields))
         return pb.CaseRecord(case_id=rel.case_id, purpose=rel.purpose, stage=rel.stage, fields=rel.fields,
                              rules=rel.rules)
+
+
+    @rpc("OpenContact")
+    def OpenContact(self, caller: Caller, request: pb.OpenContactRequest, context: Any) -> pb.ContactInfo:
+        info = self.core.open_contact(caller, request.case_id, request.channel, request.party)
+        tracing.annotate(decision="allow")
+        return pb.ContactInfo(**info)
+
+    @rpc("RecordOutcome")
+    def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest, context: Any) -> pb.ContactInfo:
+        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result))
 
 
 class AuditServicer(pb_grpc.AuditServiceServicer):  # type: ignore[misc]
