@@ -250,3 +250,35 @@ def test_contact_cli_contract(seeded: Env, capsys: pytest.CaptureFixture[str]) -
     assert json.loads(out)["error"]["code"] == "CEASE_CONTACT" and err.startswith("error: CEASE_CONTACT: ")
     assert cli.main(["lender", "flag", "C-1", "--no-cease-contact", *lender]) == 0
     assert json.loads(capsys.readouterr().out)["flags"] == ["lost_contact"]
+
+
+def test_every_contact_refusal_is_audited_with_its_code(two_agencies: Env) -> None:
+    """Walk a case through each refusal; the audit log must hold one deny event per refusal, same code, same order."""
+    env = two_agencies
+    lender, a1 = env.client("lender-a"), env.client("agency-1")
+    seen: list[str] = []
+
+    def expect(code: str, call: object) -> None:
+        err = refused(call)
+        assert err.code == code
+        seen.append(code)
+
+    expect("STAGE_NOT_ALLOWED", lambda: a1.open_contact("C-1", "letter"))
+    expect("THIRD_PARTY_NOT_ALLOWED", lambda: a1.open_contact("C-1", "call", "emergency_contact"))
+    expect("UNKNOWN_CHANNEL", lambda: a1.open_contact("C-1", "fax"))
+    expect("NO_MANDATE", lambda: env.client("agency-b").open_contact("C-1", "call"))
+    for _ in range(6):
+        a1.open_contact("C-1", "call")
+    expect("NUMBER_CAP_REACHED", lambda: a1.open_contact("C-1", "call"))
+    env.clock.advance(days=1)
+    lender.set_flags("C-1", disputed=True)
+    expect("DISPUTED", lambda: a1.open_contact("C-1", "sms"))
+    lender.set_flags("C-1", disputed=False, cease_contact=True)
+    expect("CEASE_CONTACT", lambda: a1.open_contact("C-1", "sms"))
+    lender.set_flags("C-1", cease_contact=False)
+    env.clock.advance(hours=13)  # 23:00 in Shanghai
+    expect("OUTSIDE_CONTACT_WINDOW", lambda: a1.open_contact("C-1", "sms"))
+    env.clock.advance(days=40)
+    expect("MANDATE_EXPIRED", lambda: a1.open_contact("C-1", "sms"))
+    audited = [e["code"] for e in env.events() if e["method"] == "OpenContact" and e["decision"] == "deny"]
+    assert audited == seen
