@@ -20,20 +20,12 @@ from typing import Any
 
 import grpc
 
+from gateway.transport.server import server_credentials  # the very same mTLS set-up as the gateway
+
 ECHO_SERVICE = "bench.Echo"
 ECHO_METHOD = f"/{ECHO_SERVICE}/Call"
 WORKERS = 16  # the gateway's ThreadPoolExecutor size
 MAX_MESSAGE = 2 * 1024 * 1024  # the gateway's grpc.max_receive_message_length
-
-
-def server_credentials(data_dir: Path) -> grpc.ServerCredentials:
-    """The gateway's own server certificate, key and client CA, client certificates required."""
-    tls = data_dir / "tls"
-    return grpc.ssl_server_credentials(
-        [((data_dir / "keys" / "server.key").read_bytes(), (tls / "server.crt").read_bytes())],
-        root_certificates=(tls / "ca.crt").read_bytes(),
-        require_client_auth=True,
-    )
 
 
 def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS) -> tuple[grpc.Server, int]:
