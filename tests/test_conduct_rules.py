@@ -171,7 +171,7 @@ def test_cn_third_and_fourth_connected_call_in_a_day_by_two_agencies() -> None:
     history = [
         att(local(z, 2026, 6, 10, 9), "connected", org="agency-a", case_id="C-1", target="t-1"),
         att(local(z, 2026, 6, 10, 9, 30), "no_answer", org="agency-b", case_id="C-2", target="t-1"),
-        att(local(z, 2026, 6, 10, 10), None, org="agency-b", case_id="C-2", target="t-2"),  # not yet recorded
+        att(local(z, 2026, 6, 10, 10), "no_answer", org="agency-b", case_id="C-2", target="t-2"),
         att(local(z, 2026, 6, 10, 10, 30), "promise_to_pay", org="agency-b", case_id="C-2", target="t-2"),
         att(local(z, 2026, 6, 10, 10, 45), "wrong_number", org="agency-a", case_id="C-1", target="t-3"),
         att(local(z, 2026, 6, 10, 10, 50), "connected", channel="sms", org="agency-a", target="t-1"),
@@ -187,6 +187,17 @@ def test_cn_third_and_fourth_connected_call_in_a_day_by_two_agencies() -> None:
     # SMS are not calls; the next local day starts a new count.
     assert decide(CN, local(z, 2026, 6, 10, 12), req("sms"), history).allowed
     assert decide(CN, local(z, 2026, 6, 11, 8), req(), history).allowed
+
+
+def test_an_unrecorded_call_counts_as_connected_until_its_outcome_is_recorded() -> None:
+    z = SH
+    history = [att(local(z, 2026, 6, 10, 9), "connected", org="agency-a"),
+               att(local(z, 2026, 6, 10, 9, 30), "connected", org="agency-b", case_id="C-2"),
+               att(local(z, 2026, 6, 10, 10), None, org="agency-a")]  # outcome not recorded
+    assert_decision(decide(CN, local(z, 2026, 6, 10, 11), req(), history), "CONTACT_CAP_REACHED",
+                    "CN.cap.connected_per_day")
+    recorded = [*history[:2], att(local(z, 2026, 6, 10, 10), "no_answer", org="agency-a")]
+    assert decide(CN, local(z, 2026, 6, 10, 11), req(), recorded).allowed
 
 
 def test_cn_connected_cap_ignores_third_party_calls() -> None:

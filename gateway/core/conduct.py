@@ -111,6 +111,9 @@ class ConductRules:
     jurisdiction: str
     source: str
     connected_results: frozenset[str]
+    # Caps on connected calls count a call whose outcome is not recorded yet as
+    # connected, so an org cannot escape the cap by not reporting outcomes.
+    unrecorded_counts_as_connected: bool
     last_contact_stage: str
     min_stage: Mapping[str, str]  # channel -> lowest stage; a channel not listed is never allowed
     window: Window
@@ -231,7 +234,7 @@ class _Table:
 
 
 _TOP_KEYS = (
-    "jurisdiction", "connected_results", "last_contact_stage",
+    "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown",
 )
 
@@ -244,6 +247,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
     top.only(_TOP_KEYS)
     jurisdiction = top.string("jurisdiction", JURISDICTIONS)
     connected = frozenset(top.names("connected_results", RESULTS))
+    unrecorded = top.boolean("unrecorded_counts_as_connected") if "unrecorded_counts_as_connected" in data else False
     last_stage = top.string("last_contact_stage", STAGES)
 
     win = top.table("window")
@@ -317,6 +321,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
         jurisdiction=jurisdiction,
         source=str(path),
         connected_results=connected,
+        unrecorded_counts_as_connected=unrecorded,
         last_contact_stage=last_stage,
         min_stage=MappingProxyType(min_stage),
         window=window,
@@ -527,7 +532,8 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
             if day >= first_day
             and a.channel in cap.channels and a.party in cap.parties
             and _in_scope(cap.scope, a, request)
-            and (cap.count == "attempts" or a.result in rules.connected_results)
+            and (cap.count == "attempts" or a.result in rules.connected_results
+                 or (a.result is None and rules.unrecorded_counts_as_connected))
         )
         if used >= cap.limit:
             period = "today" if cap.days == 1 else f"in {cap.days} local days"
