@@ -30,6 +30,7 @@ from .conduct import (
 )
 from .errors import CustosError
 from .importer import ID_RE, LineError, parse_line
+from .merkle import EMPTY_ROOT
 from .model import (
     BORROWER_PI_FIELDS,
     LABELS,
@@ -457,12 +458,7 @@ class Core:
                 for r in repo.contacts_since(fresh.lender_id, fresh.borrower_id, since)
             ]
             target, release = self._contact_target(repo, fresh, channel, party, history)
-            state = CaseState(
-                case_id=fresh.case_id, borrower_key=fresh.borrower_id, jurisdiction=fresh.jurisdiction,
-                timezone=fresh.timezone, stage=fresh.stage, status=fresh.status, disputed=fresh.disputed,
-                cease_contact=fresh.cease_contact, attorney_represented=fresh.attorney_represented,
-                lost_contact=fresh.lost_contact,
-            )
+            state = _conduct_state(fresh)
             request = ContactRequest(case_id=fresh.case_id, org_id=caller.org_id, channel=channel, party=party,
                                      target=target.hex() if target else "")
             decision = evaluate_contact(rules, state, request, history, now)
@@ -592,11 +588,7 @@ class Core:
     def _contact_notes(self, case: CaseRow, when: datetime) -> list[str]:
         """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted)."""
         rules = self._conduct_rules(case)
-        state = CaseState(case_id=case.case_id, borrower_key=case.borrower_id, jurisdiction=case.jurisdiction,
-                          timezone=case.timezone, stage=case.stage, status=case.status, disputed=case.disputed,
-                          cease_contact=case.cease_contact, attorney_represented=case.attorney_represented,
-                          lost_contact=case.lost_contact)
-        d = evaluate_contact(rules, state, ContactRequest(case.case_id, "explain", "call", "borrower", "explain"),
+        d = evaluate_contact(rules, _conduct_state(case), ContactRequest(case.case_id, "explain", "call", "borrower", "explain"),
                              [], when)
         verdict = "allowed" if d.allowed else f"refused ({d.code}, rule {d.rule})"
         return [f"a borrower call at that time: {verdict}", *d.notes, f"conduct rules: {rules.source}"]
@@ -621,12 +613,16 @@ class Core:
     def checkpoint(self, caller: Caller) -> tuple[str, int]:
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         head = self.reader().audit_head()
-        size, root = (head[0], head[1]) if head else (0, b"")
-        if not head:
-            from .merkle import EMPTY_ROOT
-
-            root = EMPTY_ROOT
+        size, root = (head[0], head[1]) if head else (0, EMPTY_ROOT)
         return self.sign_checkpoint(size, root), size
+
+
+def _conduct_state(case: CaseRow) -> CaseState:
+    """The conduct rules' view of a case: flags and place, no personal data."""
+    return CaseState(case_id=case.case_id, borrower_key=case.borrower_id, jurisdiction=case.jurisdiction,
+                     timezone=case.timezone, stage=case.stage, status=case.status, disputed=case.disputed,
+                     cease_contact=case.cease_contact, attorney_represented=case.attorney_represented,
+                     lost_contact=case.lost_contact)
 
 
 def _summary(case: CaseRow, purpose: str, until: str) -> dict[str, Any]:
