@@ -147,8 +147,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
+    signal.signal(signal.SIGHUP, lambda *_: _reload(gw))
     done.wait()
     gw.stop(2.0)
+
+
+def _reload(gw: Any) -> None:
+    """SIGHUP: re-read the policy bundle; a bad one is reported and the running bundle kept."""
+    try:
+        gw.reload_policies()
+    except PolicyError as err:
+        logging.getLogger("custos.server").error("policy reload refused, keeping the running bundle: %s",
+                                                 err.detail)
 
 
 def cmd_policy_check(args: argparse.Namespace) -> None:

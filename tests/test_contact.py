@@ -291,3 +291,25 @@ def test_every_contact_refusal_is_audited_with_its_code(two_agencies: Env) -> No
     expect("MANDATE_EXPIRED", lambda: a1.open_contact("C-1", "sms"))
     audited = [e["code"] for e in env.events() if e["method"] == "OpenContact" and e["decision"] == "deny"]
     assert audited == seen
+
+
+def test_policy_reload_changes_behaviour_without_a_restart(seeded: Env, tmp_path: Path) -> None:
+    policies = tmp_path / "policies"
+    shutil.copytree(BUNDLE_DIR, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    seeded.gw.policy_dir = policies
+    seeded.clock.current = datetime(2026, 11, 30, 13, 30, tzinfo=UTC)  # 21:30 in Shanghai
+    agency = seeded.client("agency-1")
+    assert agency.open_contact("C-1", "sms")["phone"]
+    before = seeded.gw.core.bundle.revision
+    cn = policies / "conduct" / "cn.toml"
+    cn.write_text(cn.read_text().replace('end = "22:00"', 'end = "21:00"', 1))
+    assert seeded.gw.reload_policies() != before
+    assert refused(lambda: agency.open_contact("C-1", "sms")).code == "OUTSIDE_CONTACT_WINDOW"
+    assert seeded.events(case_id="C-1")[-1]["policy_revision"] == seeded.gw.core.bundle.revision
+    # A broken bundle is refused and the running one stays in force.
+    cn.write_text(cn.read_text().replace('\nend = "21:00"', '\nend = "25:00"', 1))
+    from gateway.core.errors import PolicyError
+
+    with pytest.raises(PolicyError):
+        seeded.gw.reload_policies()
+    assert refused(lambda: agency.open_contact("C-1", "sms")).code == "OUTSIDE_CONTACT_WINDOW"

@@ -36,6 +36,19 @@ class Gateway:
     vault: Vault
     core: Core
     provider: TracerProvider | None
+    policy_dir: Path
+
+    def reload_policies(self) -> str:
+        """Load the bundle again and swap it in whole; a bad bundle raises and the running one stays.
+
+        Requests already deciding keep the bundle they started with; the next
+        ones see the new rules, and their audit events carry the new revision.
+        """
+        bundle = load_bundle(self.policy_dir)
+        self.core.bundle = bundle
+        self.vault.policy_revision = bundle.revision
+        log.info("policy bundle reloaded, revision %s", bundle.revision)
+        return bundle.revision
 
     def stop(self, grace: float | None = 1.0) -> None:
         self.server.stop(grace).wait()
@@ -56,7 +69,8 @@ def server_credentials(data_dir: Path) -> grpc.ServerCredentials:
 def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
           clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 16) -> Gateway:
     """Build and start a gateway; policy problems raise before anything listens."""
-    bundle = load_bundle(policy_dir or BUNDLE_DIR)
+    policy_dir = policy_dir or BUNDLE_DIR
+    bundle = load_bundle(policy_dir)
     vault = Vault(data_dir, bundle.revision)
     config = load_config(vault.layout)
     origin = config["origin"]
@@ -84,4 +98,4 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         raise OSError(f"cannot listen on {listen}")
     server.start()
     log.info("custos gateway listening on port %d, policy %s", port, bundle.revision)
-    return Gateway(server, port, vault, core, provider)
+    return Gateway(server, port, vault, core, provider, policy_dir)
