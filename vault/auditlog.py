@@ -37,7 +37,6 @@ class _Item(Generic[T]):
     done: bool = False
     result: Any = None
     error: BaseException | None = None
-    seqs: list[int] = field(default_factory=list)
     writes: bool = True  # False: only events, no case-data change (skips the case-database transaction)
     # Held while the caller waits; released exactly once: when its batch is
     # durable, or to make it the next leader. No broadcast wakes every waiter.
@@ -140,7 +139,6 @@ class AuditLog:
                     lh = leaf_hash(leaf)
                     frontier.append(lh)
                     rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
-                    item.seqs.append(seq)
             if rows:
                 audit.execute("BEGIN IMMEDIATE")
                 try:

@@ -150,13 +150,6 @@ class Repo:
         rows = self.conn.execute(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? ORDER BY case_id", (lender,))
         return [_case(r) for r in rows]
 
-    def cases_of_borrower(self, lender: str, borrower_id: str) -> list[CaseRow]:
-        rows = self.conn.execute(
-            f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND borrower_id = ? ORDER BY case_id",
-            (lender, borrower_id),
-        )
-        return [_case(r) for r in rows]
-
     def cases_by_index(self, lender: str, field: str, value: str) -> list[CaseRow]:
         column = {"national_id": "nid_bidx", "phone": "phone_bidx"}[field]
         key = self.bidx(lender, field, value)
