@@ -226,3 +226,18 @@ def test_event_leaf_fast_path_is_canonical() -> None:
                        decision="allow", code="OK", rule="r", time="2026-11-30T00:00:00.000000Z", trace_id="ab",
                        fields=["phone", "full_name"], policy_revision="sha256:x")
     assert draft.leaf_bytes(3) == merkle.canonical_json(draft.leaf_object(3))
+
+
+def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
+    junk = "+8613900000001 Synth Person"
+    lender = seeded.client("lender-a")
+    for call in (lambda: lender.assign("C-1", "agency-1", junk, "2026-12-31"),
+                 lambda: lender.explain("agency-1", "C-1", junk),
+                 lambda: seeded.client("agency-1").get_case("C-1", junk),
+                 lambda: lender.get_case("C-999", junk)):
+        with pytest.raises(CustosError) as info:
+            call()
+        assert info.value.code == "UNKNOWN_PURPOSE"
+    raw = b"".join(leaf for _, leaf in seeded.client("regulator-1").audit_events())
+    assert junk.encode() not in raw and b"Synth Person" not in raw
+    assert {e["purpose"] for e in seeded.events() if e["code"] == "UNKNOWN_PURPOSE"} == {"invalid"}

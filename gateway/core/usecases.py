@@ -99,6 +99,10 @@ class Core:
     # ---------------------------------------------------------------- helpers
     def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
                borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None) -> EventDraft:
+        # Only vocabulary goes into the log: an unknown purpose (any string a caller sent) is recorded as
+        # "invalid", never verbatim, so a request cannot write arbitrary text (or personal data) into it.
+        if purpose and purpose not in PURPOSES:
+            purpose = "invalid"
         return EventDraft(
             org=caller.org_id, method=caller.method, purpose=purpose, case_id=case_id, borrower_id=borrower_id,
             decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
@@ -172,7 +176,7 @@ class Core:
     def _check_purpose(self, caller: Caller, purpose: str, case_ref: str) -> None:
         if purpose not in PURPOSES:
             case_id = case_ref if ID_RE.fullmatch(case_ref) else ""
-            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", case_id=case_id)
+            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", case_id=case_id, purpose=purpose)
 
     # ---------------------------------------------------------------- reads
     def resolve_for_purpose(self, caller: Caller, org: Org, case_ref: str, purpose: str) -> CaseRow:

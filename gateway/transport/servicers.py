@@ -13,7 +13,7 @@ from custos_client.v1 import custos_pb2 as pb
 from custos_client.v1 import custos_pb2_grpc as pb_grpc
 
 from gateway.core.errors import CustosError
-from gateway.core.model import FLAGS, Caller
+from gateway.core.model import FLAGS, PURPOSES, Caller
 from gateway.core.usecases import Core
 from gateway.pki import org_id_from_pem
 
@@ -94,6 +94,11 @@ def rpc_stream(method: str) -> Callable[[F], F]:
     return wrap
 
 
+def _purpose_attr(purpose: str) -> str:
+    """Span attributes carry vocabulary only, never a caller's free text."""
+    return purpose if purpose in PURPOSES else "invalid"
+
+
 def _summary(c: dict[str, Any]) -> pb.CaseSummary:
     return pb.CaseSummary(**c)
 
@@ -114,7 +119,7 @@ class LenderServicer(pb_grpc.LenderServiceServicer):  # type: ignore[misc]
 
     @rpc("AssignCase")
     def AssignCase(self, caller: Caller, request: pb.AssignCaseRequest, context: Any) -> pb.MandateInfo:
-        tracing.annotate(purpose=request.purpose[:32])
+        tracing.annotate(purpose=_purpose_attr(request.purpose))
         m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label)
         return pb.MandateInfo(**m)
 
@@ -142,7 +147,7 @@ class LenderServicer(pb_grpc.LenderServiceServicer):  # type: ignore[misc]
 
     @rpc("Explain")
     def Explain(self, caller: Caller, request: pb.ExplainRequest, context: Any) -> pb.Explanation:
-        tracing.annotate(purpose=request.purpose[:32])
+        tracing.annotate(purpose=_purpose_attr(request.purpose))
         e = self.core.explain(caller, request.org_id, request.case_id, request.purpose, request.at)
         return pb.Explanation(
             decision=e["decision"], code=e["code"], rules=e["rules"], policy_revision=e["policy_revision"],
@@ -162,7 +167,7 @@ class CaseServicer(pb_grpc.CaseServiceServicer):  # type: ignore[misc]
 
     @rpc("GetCase")
     def GetCase(self, caller: Caller, request: pb.GetCaseRequest, context: Any) -> pb.CaseRecord:
-        tracing.annotate(purpose=request.purpose[:32])
+        tracing.annotate(purpose=_purpose_attr(request.purpose))
         rel = self.core.get_case(caller, request.case_id, request.purpose)
         tracing.annotate(decision="allow", count=len(rel.fields))
         return pb.CaseRecord(case_id=rel.case_id, purpose=rel.purpose, stage=rel.stage, fields=rel.fields,
