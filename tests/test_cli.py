@@ -332,3 +332,25 @@ def test_audit_query_as_regulator_and_agency(seeded: Env, run: Run) -> None:
     assert_error(rc, doc, err, "WRONG_ORG_KIND")
     rc, doc, err = run.json("audit", "query", "--since", "yesterday", *conn(seeded, "regulator-1"))
     assert_error(rc, doc, err, "INVALID_TIME")
+
+
+def test_serve_refuses_a_damaged_data_directory_or_policy_bundle(env_dir: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """Ugly start-up cases fail with a stable code and no traceback, before anything listens."""
+    data = env_dir / "data"
+    bad_policies = tmp_path / "policies"
+    bad_policies.mkdir()
+    (bad_policies / "release.toml").write_text("[[release]]\nid = 'x'\npurpose = 'collection'\nto = ['agency']\n"
+                                               "stages = ['reminder']\n[release.fields]\nbank_account = 'plain'\n")
+    assert cli.main(["serve", str(data), "--listen", "127.0.0.1:0", "--policies", str(bad_policies)]) == 1
+    err = capsys.readouterr().err
+    assert "error: POLICY_INVALID: " in err and "release.toml:7" in err and "Traceback" not in err
+
+    kek = data / "keys" / "kek-1.key"
+    kek.write_text(kek.read_text()[:20])  # truncated key file
+    assert cli.main(["serve", str(data), "--listen", "127.0.0.1:0"]) == 1
+    err = capsys.readouterr().err
+    assert "error: DATA_DIR_INVALID: " in err and "Traceback" not in err
+
+    assert cli.main(["serve", str(tmp_path / "nowhere"), "--listen", "127.0.0.1:0"]) == 1
+    assert "error: DATA_DIR_INVALID: " in capsys.readouterr().err
