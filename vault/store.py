@@ -161,14 +161,8 @@ class Repo:
         )
         return [_case(r) for r in rows]
 
-    def set_stage(self, lender: str, case_id: str, stage: str, now: str) -> None:
-        self.conn.execute(
-            "UPDATE cases SET stage = ?, updated_at = ? WHERE lender_id = ? AND case_id = ?",
-            (stage, now, lender, case_id),
-        )
-
     def set_case_fields(self, lender: str, case_id: str, values: dict[str, Any], now: str) -> None:
-        allowed = {"disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status"}
+        allowed = {"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold"}
         assert set(values) <= allowed
         sets = ", ".join(f"{k} = ?" for k in values)
         params = [int(v) if isinstance(v, bool) else v for v in values.values()]

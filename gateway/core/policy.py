@@ -15,6 +15,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from .conduct import ConductRules, load_conduct_dir
 from .errors import PolicyError
 from .model import ALL_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
 from .tomlfile import FileCtx, load_toml
@@ -61,7 +62,7 @@ class ReleaseDecision:
 class PolicyBundle:
     revision: str
     rules: tuple[ReleaseRule, ...]
-    conduct: dict[str, Any]
+    conduct: dict[str, ConductRules]
     _table: dict[tuple[str, str, str], ReleaseDecision]
 
     def release(self, kind: str, purpose: str, stage: str) -> ReleaseDecision:
@@ -201,12 +202,10 @@ def load_bundle(directory: Path) -> PolicyBundle:
     if not release_path.exists():
         raise PolicyError(str(release_path), None, "missing release rules file")
     rules = load_release_rules(release_path)
-    conduct: dict[str, Any] = {}
+    conduct: dict[str, ConductRules] = {}
     conduct_dir = directory / "conduct"
     if conduct_dir.is_dir():
-        from .conduct import load_conduct_dir
-
-        conduct = dict(load_conduct_dir(conduct_dir))
+        conduct = load_conduct_dir(conduct_dir)
     return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules))
 
 

@@ -160,14 +160,11 @@ class Core:
             raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
         if len({m.lender_id for m in mandates}) > 1:
             raise self._deny(caller, "CASE_AMBIGUOUS", "mandate", **kw)
-        for_purpose = [m for m in mandates if m.purpose == purpose]
-        if not for_purpose:
-            raise self._deny(caller, "PURPOSE_NOT_MANDATED", "mandate.purpose", **kw)
-        case = repo.get_case(for_purpose[0].lender_id, case_id)
+        case = repo.get_case(mandates[0].lender_id, case_id)
         if case is None:
             raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
         kw["borrower_id"] = case.borrower_id
-        verdict, active = access.mandate(for_purpose, purpose, case, self.local_today(case, self.clock.now()))
+        verdict, active = access.mandate(mandates, purpose, case, self.local_today(case, self.clock.now()))
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule, **kw)
         assert active is not None
@@ -256,13 +253,14 @@ class Core:
             if national_id or phone:
                 raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind")
             seen: set[tuple[str, str, str]] = set()
+            now = self.clock.now()
             for m in repo.mandates_of_org(org.id):
                 key = (m.lender_id, m.case_id, m.purpose)
                 if key in seen:
                     continue
                 seen.add(key)
                 case = repo.get_case(m.lender_id, m.case_id)
-                if case is None or case.status != "open" or self.local_today(case, self.clock.now()) > m.until:
+                if case is None or not access.mandate([m], m.purpose, case, self.local_today(case, now))[0].ok:
                     continue
                 out.append(_summary(case, m.purpose, m.until.isoformat()))
         self.audit.append([self._event(caller, "allow", "OK", "list", fields=[])])
@@ -300,30 +298,31 @@ class Core:
             events: list[EventDraft] = []
             rejected: list[tuple[int, str, str]] = []
             imported = 0
+
+            def reject(line_no: int, code: str, reason: str, **kw: Any) -> None:
+                rejected.append((line_no, code, reason))
+                events.append(self._event(caller, "deny", code, "import", now=now, **kw))
+
             for line_no, item in parsed:
                 if isinstance(item, LineError):
-                    rejected.append((line_no, item.code, item.reason))
-                    events.append(self._event(caller, "deny", item.code, "import", now=now))
+                    reject(line_no, item.code, item.reason)
                     continue
-                kw = {"case_id": item.case_id, "borrower_id": item.borrower_id, "now": now}
+                kw = {"case_id": item.case_id, "borrower_id": item.borrower_id}
                 if repo.case_exists(lender, item.case_id):
-                    rejected.append((line_no, "CASE_EXISTS", "case_id: already imported"))
-                    events.append(self._event(caller, "deny", "CASE_EXISTS", "import", **kw))
+                    reject(line_no, "CASE_EXISTS", "case_id: already imported", **kw)
                     continue
                 if repo.loan_exists(lender, item.loan["loan_id"]):
-                    rejected.append((line_no, "LOAN_EXISTS", "loan.loan_id: already imported"))
-                    events.append(self._event(caller, "deny", "LOAN_EXISTS", "import", **kw))
+                    reject(line_no, "LOAN_EXISTS", "loan.loan_id: already imported", **kw)
                     continue
                 try:
                     with repo.savepoint():
                         repo.import_case(lender, item, stamp)
                 except (UnicodeError, ValueError):
                     # Validation should have caught it; still, one bad line never sinks its batch.
-                    rejected.append((line_no, "IMPORT_INVALID_FIELD", "a value could not be stored as text"))
-                    events.append(self._event(caller, "deny", "IMPORT_INVALID_FIELD", "import", **kw))
+                    reject(line_no, "IMPORT_INVALID_FIELD", "a value could not be stored as text", **kw)
                     continue
                 imported += 1
-                events.append(self._event(caller, "allow", "OK", "import", **kw))
+                events.append(self._event(caller, "allow", "OK", "import", now=now, **kw))
             return (imported, rejected), events
 
         imported, rejected = self.audit.run(work)
@@ -388,35 +387,30 @@ class Core:
         case = self._own_case(caller, case_ref)
         if stage not in STAGES:
             raise self._deny(caller, "UNKNOWN_STAGE", "input", case_id=case.case_id, borrower_id=case.borrower_id)
-        now = self.clock.now()
-
-        def work(repo: Repo) -> tuple[CaseRow, list[EventDraft]]:
-            repo.set_stage(case.lender_id, case.case_id, stage, rfc3339(now))
-            updated = repo.get_case(case.lender_id, case.case_id)
-            assert updated is not None
-            return updated, [self._event(caller, "allow", "OK", f"stage:{case.stage}->{stage}",
-                                         case_id=case.case_id, borrower_id=case.borrower_id, now=now)]
-
-        return self.audit.run(work)
+        return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
 
     def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
         """Set or clear case flags and status; a settled or closed case ends every mandate on it."""
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
-        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id}
         status = changes.get("status")
         if status is not None and status not in STATUSES:
-            raise self._deny(caller, "UNKNOWN_STATUS", "input", **kw)
+            raise self._deny(caller, "UNKNOWN_STATUS", "input", case_id=case.case_id, borrower_id=case.borrower_id)
         if not changes:
             return case
-        now = self.clock.now()
         rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
+        return self._update_case(caller, case, changes, rule)
+
+    def _update_case(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:
+        """Apply validated changes to a case the caller owns; the change and its event commit together."""
+        now = self.clock.now()
 
         def work(repo: Repo) -> tuple[CaseRow, list[EventDraft]]:
             repo.set_case_fields(case.lender_id, case.case_id, changes, rfc3339(now))
             updated = repo.get_case(case.lender_id, case.case_id)
             assert updated is not None
-            return updated, [self._event(caller, "allow", "OK", rule, now=now, **kw)]
+            return updated, [self._event(caller, "allow", "OK", rule, case_id=case.case_id,
+                                         borrower_id=case.borrower_id, now=now)]
 
         return self.audit.run(work)
 
@@ -425,7 +419,7 @@ class Core:
         rules = self.bundle.conduct.get(case.jurisdiction)
         if rules is None:
             raise CustosError("POLICY_INVALID", f"no conduct rules for jurisdiction {case.jurisdiction}")
-        return rules  # type: ignore[no-any-return]
+        return rules
 
     def _contact_case(self, caller: Caller, org: Org, case_ref: str) -> CaseRow:
         """Agencies reach a case through a live collection mandate; the owning lender directly."""

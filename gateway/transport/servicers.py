@@ -13,7 +13,7 @@ from custos_client.v1 import custos_pb2 as pb
 from custos_client.v1 import custos_pb2_grpc as pb_grpc
 
 from gateway.core.errors import CustosError
-from gateway.core.model import FLAGS, PURPOSES, Caller
+from gateway.core.model import FLAGS, PURPOSES, Caller, CaseRow
 from gateway.core.usecases import Core
 from gateway.pki import org_id_from_pem
 
@@ -99,6 +99,11 @@ def _purpose_attr(purpose: str) -> str:
     return purpose if purpose in PURPOSES else "invalid"
 
 
+def _case_summary(case: CaseRow) -> pb.CaseSummary:
+    return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
+                          jurisdiction=case.jurisdiction, flags=case.flags())
+
+
 def _summary(c: dict[str, Any]) -> pb.CaseSummary:
     return pb.CaseSummary(**c)
 
@@ -130,8 +135,7 @@ class LenderServicer(pb_grpc.LenderServiceServicer):  # type: ignore[misc]
     @rpc("SetStage")
     def SetStage(self, caller: Caller, request: pb.SetStageRequest, context: Any) -> pb.CaseSummary:
         case = self.core.set_stage(caller, request.case_id, request.stage)
-        return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
-                              jurisdiction=case.jurisdiction, flags=case.flags())
+        return _case_summary(case)
 
 
     @rpc("SetFlags")
@@ -142,8 +146,7 @@ class LenderServicer(pb_grpc.LenderServiceServicer):  # type: ignore[misc]
         if request.HasField("status"):
             changes["status"] = request.status
         case = self.core.set_flags(caller, request.case_id, changes)
-        return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
-                              jurisdiction=case.jurisdiction, flags=case.flags())
+        return _case_summary(case)
 
     @rpc("Explain")
     def Explain(self, caller: Caller, request: pb.ExplainRequest, context: Any) -> pb.Explanation:
