@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 from custos_client import CustosError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway import cli, synth
 from gateway.core import merkle
@@ -219,6 +221,50 @@ def test_audit_query_filters(seeded: Env) -> None:
     assert info.value.code == "INVALID_TIME"
 
 
+@pytest.mark.parametrize("index_every", [1, 4, 10_000])
+def test_audit_query_same_answer_from_index_and_tail(seeded: Env, index_every: int) -> None:
+    """Filtered queries read audit_ix up to `indexed_upto` and scan the tail: together exactly the matches."""
+    seeded.gw.vault.audit.index_every = index_every
+    for i in range(7):
+        seeded.client("agency-1" if i % 2 else "agency-2").list_cases()
+        seeded.client("agency-1").get_case("C-1", "collection")
+        seeded.client("lender-a").get_case(f"C-{1 + i % 2}", "servicing")
+    everything = seeded.events()
+    indexed = seeded.gw.vault.writer.audit_indexed_upto()
+    if index_every == 1:
+        assert indexed >= len(everything) - 1  # only the query's own event may be past the mark
+    if index_every == 10_000:
+        assert indexed == 0
+    for filters, match in (
+        ({"case_id": "C-2"}, lambda e: e["case_id"] == "C-2"),
+        ({"org": "agency-2"}, lambda e: e["org"] == "agency-2"),
+        ({"borrower_id": "B-1"}, lambda e: e["borrower_id"] == "B-1"),
+        ({"case_id": "C-1", "org": "agency-1"}, lambda e: e["case_id"] == "C-1" and e["org"] == "agency-1"),
+    ):
+        # Each query records itself (with its filters); compare over the log as `everything` saw it.
+        got = [e["seq"] for e in seeded.events(**filters) if e["seq"] < len(everything)]
+        want = [e["seq"] for e in everything if match(e)]
+        assert got == want and want, filters
+
+
+def test_audit_index_is_filled_in_bulk_not_per_event(seeded: Env) -> None:
+    audit, repo = seeded.gw.vault.audit, seeded.gw.vault.writer
+    audit.index_every = 5
+    marks = set()
+    for _ in range(12):
+        seeded.client("agency-1").get_case("C-1", "collection")
+        upto, size = repo.audit_indexed_upto(), audit.size
+        marks.add(upto)
+        assert size - upto < 5  # the backlog never reaches the mark
+        beyond = repo.audit_conn.execute("SELECT count(*) FROM audit_ix WHERE seq >= ?", (upto,)).fetchone()[0]
+        assert beyond == 0  # nothing is indexed one event at a time
+        keys = repo.audit_conn.execute(
+            "SELECT (case_id != '') + (org != '') + (borrower_id != '') FROM audit_events WHERE seq < ?", (upto,))
+        indexed = repo.audit_conn.execute("SELECT count(*) FROM audit_ix WHERE seq < ?", (upto,)).fetchone()[0]
+        assert indexed == sum(k for (k,) in keys)
+    assert len(marks) >= 2  # the index moved in jumps of >= 5 events
+
+
 def test_event_leaf_fast_path_is_canonical() -> None:
     from gateway.core.model import EventDraft
 
@@ -226,6 +272,19 @@ def test_event_leaf_fast_path_is_canonical() -> None:
                        decision="allow", code="OK", rule="r", time="2026-11-30T00:00:00.000000Z", trace_id="ab",
                        fields=["phone", "full_name"], policy_revision="sha256:x")
     assert draft.leaf_bytes(3) == merkle.canonical_json(draft.leaf_object(3))
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.text(), min_size=12, max_size=12), fields=st.lists(st.text(), max_size=5),
+       seq=st.integers(min_value=0, max_value=2**62))
+def test_event_leaf_is_jcs_for_any_text(texts: list[str], fields: list[str], seq: int) -> None:
+    from gateway.core.model import EventDraft
+
+    names = ("org", "method", "purpose", "case_id", "borrower_id", "decision", "code", "rule", "time", "trace_id",
+             "policy_revision")
+    draft = EventDraft(**dict(zip(names, texts, strict=False)), fields=fields)  # type: ignore[arg-type]
+    assert draft.leaf_bytes(seq) == merkle.canonical_json(draft.leaf_object(seq))
+    assert json.loads(draft.leaf_bytes(seq)) == draft.leaf_object(seq)
 
 
 def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
@@ -241,3 +300,19 @@ def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
     raw = b"".join(leaf for _, leaf in seeded.client("regulator-1").audit_events())
     assert junk.encode() not in raw and b"Synth Person" not in raw
     assert {e["purpose"] for e in seeded.events() if e["code"] == "UNKNOWN_PURPOSE"} == {"invalid"}
+
+
+def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: Path) -> None:
+    from vault.datadir import Vault, create
+
+    layout = create(tmp_path / "data")
+    conn = db.connect(layout.audit_db, read_key_file(layout.keys / "db.key"))
+    conn.executescript("DROP TABLE audit_ix; CREATE INDEX audit_case ON audit_events(case_id);"
+                       "CREATE INDEX audit_org ON audit_events(org);")
+    conn.close()
+    vault = Vault(layout.root)
+    try:
+        names = {r[0] for r in vault.writer.audit_conn.execute("SELECT name FROM sqlite_master")}
+        assert "audit_ix" in names and not names & {"audit_case", "audit_org", "audit_borrower"}
+    finally:
+        vault.close()

@@ -66,7 +66,7 @@ def create(root: Path) -> Layout:
     layout.tls.mkdir()
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
-    for path, schema in ((layout.db, db.SCHEMA), (layout.audit_db, db.AUDIT_SCHEMA)):
+    for path, schema in ((layout.db, db.SCHEMA), (layout.audit_db, db.AUDIT_SCHEMA + db.AUDIT_UPGRADE)):
         conn = db.connect(path, read_key_file(layout.keys / "db.key"))
         db.create_schema(conn, schema)
         conn.close()
@@ -106,6 +106,7 @@ class Vault:
         try:
             writer = self._open(self.layout.db)
             audit_writer = self._open(self.layout.audit_db)
+            audit_writer.executescript(db.AUDIT_UPGRADE)
         except db.DbError:
             raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)

@@ -370,18 +370,55 @@ class Repo:
     # ------------------------------------------------------------ audit
     def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
                     from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
-        sql = "SELECT seq, leaf FROM audit_events WHERE seq >= ?"
-        params: list[Any] = [from_seq]
+        """Events matching every filter, in log order, from one read snapshot.
+
+        With a case, borrower or org filter the indexed part of the log is found
+        through audit_ix and the not yet indexed tail (at most
+        `AuditLog.index_every` events) is scanned; both halves are one statement,
+        so they see the same `indexed_upto`.
+        """
+        conds: list[str] = []
+        params: list[Any] = []
         for col, val in (("case_id", case_id), ("org", org), ("borrower_id", borrower_id)):
             if val:
-                sql += f" AND {col} = ?"
+                conds.append(f"e.{col} = ?")
                 params.append(val)
         if since:
-            sql += " AND time >= ?"
+            conds.append("e.time >= ?")
             params.append(since)
-        sql += " ORDER BY seq"
-        for seq, leaf in self.audit_conn.execute(sql, params):
+        where = "".join(f" AND {c}" for c in conds)
+        key = next((f"{p}:{v}" for p, v in (("c", case_id), ("b", borrower_id), ("o", org)) if v), "")
+        if not key:
+            sql = f"SELECT e.seq, e.leaf FROM audit_events e WHERE e.seq >= ?{where} ORDER BY e.seq"
+            args: list[Any] = [from_seq, *params]
+        else:
+            upto = "(SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0) FROM meta WHERE key = 'indexed_upto')"
+            sql = (f"SELECT e.seq, e.leaf FROM audit_ix x JOIN audit_events e ON e.seq = x.seq"
+                   f" WHERE x.key = ? AND x.seq >= ? AND x.seq < {upto}{where}"
+                   f" UNION ALL SELECT e.seq, e.leaf FROM audit_events e WHERE e.seq >= MAX(?, {upto}){where}"
+                   f" ORDER BY 1")
+            args = [key, from_seq, *params, from_seq, *params]
+        for seq, leaf in self.audit_conn.execute(sql, args):
             yield int(seq), bytes(leaf)
+
+    def audit_indexed_upto(self) -> int:
+        row = self.audit_conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
+        return int(row[0]) if row else 0
+
+    def index_audit(self, start: int, end: int) -> int:
+        """Add events [start, end) to the query index; the caller holds the audit transaction."""
+        for prefix, col in (("c", "case_id"), ("o", "org"), ("b", "borrower_id")):
+            self.audit_conn.execute(
+                f"INSERT OR IGNORE INTO audit_ix(key, seq) SELECT '{prefix}:' || {col}, seq FROM audit_events"
+                f" WHERE seq >= ? AND seq < ? AND {col} != ''",
+                (start, end),
+            )
+        self.audit_conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('indexed_upto', ?)"
+            " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (str(end),),
+        )
+        return end
 
     def audit_head(self) -> tuple[int, bytes, str] | None:
         row = self.audit_conn.execute("SELECT size, root, frontier FROM audit_head WHERE id = 1").fetchone()
