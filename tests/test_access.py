@@ -136,3 +136,73 @@ def test_lender_finds_cases_by_blind_index(seeded: Env) -> None:
     assert [c["case_id"] for c in lender.list_cases(national_id=nid)] == ["C-1", "C-2"]
     assert [c["case_id"] for c in lender.list_cases(phone=phone)] == ["C-1", "C-2"]
     assert seeded.client("lender-b").list_cases(national_id=nid) == []
+
+
+def _warm(env: Env, org: str, case: str, purpose: str, times: int = 12) -> None:
+    """Several reads, on whichever server threads take them, so the shared row cache holds the case."""
+    for _ in range(times):
+        assert env.client(org).get_case(case, purpose)["fields"]
+
+
+@pytest.mark.parametrize("change", ["disable-by-another-process", "mandate-edited-by-another-process",
+                                    "recall-through-the-gateway"])
+def test_a_change_applies_to_the_next_request_despite_the_row_cache(seeded: Env, change: str) -> None:
+    from vault import db
+    from vault.crypto import read_key_file
+
+    _warm(seeded, "agency-1", "C-1", "collection")
+    if change == "disable-by-another-process":
+        assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0
+        code = "ORG_DISABLED"
+    elif change == "mandate-edited-by-another-process":
+        # Any writer, not only ours: the trigger moves the change counter in the writer's own transaction.
+        conn = db.connect(seeded.data / "custos.db", read_key_file(seeded.data / "keys" / "db.key"))
+        conn.execute("UPDATE mandates SET until = '2026-11-01' WHERE org_id = 'agency-1' AND case_id = 'C-1'")
+        conn.close()
+        code = "MANDATE_EXPIRED"
+    else:
+        assert seeded.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+        code = "MANDATE_RECALLED"
+    for _ in range(6):  # every thread's next request, not just one
+        assert denied(seeded, "agency-1", "C-1").code == code
+
+
+def test_a_stage_change_changes_the_released_fields_at_once(seeded: Env) -> None:
+    _warm(seeded, "agency-1", "C-1", "collection")
+    before = set(seeded.client("agency-1").get_case("C-1", "collection")["fields"])
+    seeded.client("lender-a").set_stage("C-1", "field_visit")
+    after = seeded.client("agency-1").get_case("C-1", "collection")
+    assert after["stage"] == "field_visit" and set(after["fields"]) != before
+
+
+def test_row_cache_generations_only_move_forward() -> None:
+    from vault.store import RowCache
+
+    cache = RowCache()
+    first = cache.at(1)
+    assert first is not None
+    first["k"] = "old row"
+    second = cache.at(2)
+    assert second is not None and "k" not in second
+    # A reader that saw the older generation gets no cache at all; a late insert into the
+    # dict it held earlier lands in a dict nobody reads any more.
+    assert cache.at(1) is None
+    first["late"] = "stale row"
+    assert cache.at(2) is second and "late" not in second
+
+
+def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> None:
+    from vault import db
+
+    conn = seeded.gw.vault.writer.conn
+
+    def gen() -> int:
+        return int(conn.execute("SELECT n FROM generation").fetchone()[0])
+
+    for table in db.CACHED_TABLES:
+        triggers = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'"
+                                               " AND tbl_name = ?", (table,))}
+        assert triggers == {f"{table}_{op}_gen" for op in ("insert", "update", "delete")}
+    g = gen()
+    conn.execute("UPDATE orgs SET name = name WHERE id = 'agency-1'")
+    assert gen() == g + 1

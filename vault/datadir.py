@@ -23,7 +23,7 @@ from gateway.core.errors import CustosError
 from . import db
 from .auditlog import AuditLog
 from .crypto import BlindIndex, FieldCipher, FileKekProvider, read_key_file, write_key_file
-from .store import Repo
+from .store import Repo, RowCache
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ def create(root: Path) -> Layout:
     layout.tls.mkdir()
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
-    for path, schema in ((layout.db, db.SCHEMA), (layout.audit_db, db.AUDIT_SCHEMA + db.AUDIT_UPGRADE)):
+    for path, schema in ((layout.db, db.SCHEMA + db.CASE_UPGRADE), (layout.audit_db, db.AUDIT_SCHEMA + db.AUDIT_UPGRADE)):
         conn = db.connect(path, read_key_file(layout.keys / "db.key"))
         db.create_schema(conn, schema)
         conn.close()
@@ -101,11 +101,13 @@ class Vault:
         self.bidx = BlindIndex(self.bidx_key)
         self.policy_revision = policy_revision
         self._local = threading.local()
+        self._rows = RowCache()
         self._all: list[db.Connection] = []
         self._lock = threading.Lock()
         try:
             writer = self._open(self.layout.db)
             audit_writer = self._open(self.layout.audit_db)
+            writer.executescript(db.CASE_UPGRADE)
             audit_writer.executescript(db.AUDIT_UPGRADE)
         except db.DbError:
             raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
@@ -123,7 +125,7 @@ class Vault:
         repo: Repo | None = getattr(self._local, "repo", None)
         if repo is None:
             repo = Repo(self._open(self.layout.db), self.cipher, self.bidx,
-                        audit_factory=lambda: self._open(self.layout.audit_db), cache=True)
+                        audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows)
             self._local.repo = repo
         return repo
 

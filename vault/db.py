@@ -84,6 +84,19 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
 """
 
 
+# Every change to a table whose rows the readers cache moves one counter, in the
+# same transaction, whoever writes (the gateway's writer or another process such
+# as `custos org disable`). Readers compare it once per request (vault/store.py).
+CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")
+CASE_UPGRADE = """
+CREATE TABLE IF NOT EXISTS generation(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+INSERT OR IGNORE INTO generation(id, n) VALUES (1, 0);
+""" + "".join(
+    f"CREATE TRIGGER IF NOT EXISTS {table}_{op.lower()}_gen AFTER {op} ON {table}"
+    f" BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; END;\n"
+    for table in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
+)
+
 # The query index over the log ('c:' case, 'o:' org, 'b:' borrower -> seq) is
 # derived from audit_events and filled in bulk (see vault/auditlog.py), not per
 # event: three secondary indexes on audit_events put three more encrypted pages

@@ -9,9 +9,10 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 from gateway.core.errors import CustosError
@@ -45,21 +46,39 @@ def _mandate(row: tuple[Any, ...]) -> MandateRow:
 
 
 R = TypeVar("R")
-CACHE_ENTRIES = 16384  # per reader thread; ~6 entries per case read
+CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
+
+
+class RowCache:
+    """Rows memoised for all reader threads until the database's change counter moves.
+
+    The counter (table `generation`) is bumped by triggers in the same
+    transaction as any change to a cached table, by any process. Each request
+    reads it once (`Repo.refresh`); a newer value replaces the dict, so a row
+    read before the change and stored late lands in the dropped dict, never in
+    the live one. Only ciphertext and non-PI rows are held, never plaintext;
+    values are immutable (frozen rows, tuples, read-only mappings).
+    """
+
+    def __init__(self) -> None:
+        self.generation = -1
+        self.rows: dict[tuple[Any, ...], Any] = {}
+
+    def at(self, generation: int) -> dict[tuple[Any, ...], Any] | None:
+        """The dict valid for a reader that saw `generation`; None if it saw an older one."""
+        if generation > self.generation or len(self.rows) > CACHE_ENTRIES:
+            self.rows = {}
+            self.generation = generation
+        return self.rows if generation == self.generation else None
 
 
 def _cached(fn: Callable[..., R]) -> Callable[..., R]:
-    """Memoise a read on a reader's connection until the database changes (see `Repo.refresh`).
-
-    `PRAGMA data_version` changes whenever another connection commits, so a
-    hit is as fresh as a new SELECT at the last refresh. Only ciphertext and
-    non-PI rows are held, never plaintext.
-    """
+    """Memoise a read in the request's row cache (see `RowCache`, `Repo.refresh`)."""
     name = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(self: Repo, *args: Any) -> R:
-        cache = self._cache
+        cache = self._rows
         if cache is None:
             return fn(self, *args)
         key = (name, *args)
@@ -77,10 +96,10 @@ class Repo:
 
     def __init__(self, conn: Connection, cipher: FieldCipher, bidx: BlindIndex, *,
                  audit_conn: Connection | None = None, audit_factory: Callable[[], Connection] | None = None,
-                 cache: bool = False) -> None:
+                 cache: RowCache | None = None) -> None:
         self.conn = conn
-        self._cache: dict[tuple[Any, ...], Any] | None = {} if cache else None
-        self._cache_version = -1
+        self._shared = cache
+        self._rows: dict[tuple[Any, ...], Any] | None = None
         self.cipher = cipher
         self.bidx = bidx
         self._audit_conn = audit_conn
@@ -94,17 +113,11 @@ class Repo:
         return self._audit_conn
 
     def refresh(self) -> None:
-        """Start of a request: drop cached rows if any other connection committed since the last one.
-
-        One `PRAGMA data_version` per request makes every cached read after it
-        as fresh as a new SELECT at this moment would be.
-        """
-        if self._cache is None:
+        """Start of a request: pick the row cache that is as fresh as a new SELECT at this moment."""
+        if self._shared is None:
             return
-        version = self.conn.execute("PRAGMA data_version").fetchone()[0]
-        if version != self._cache_version or len(self._cache) > CACHE_ENTRIES:
-            self._cache.clear()
-            self._cache_version = version
+        generation = self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0]
+        self._rows = self._shared.at(generation)
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
@@ -173,13 +186,13 @@ class Repo:
 
     # ------------------------------------------------------------ mandates
     @_cached
-    def mandates_for(self, org_id: str, case_id: str) -> list[MandateRow]:
+    def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
         rows = self.conn.execute(
             "SELECT id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
             " FROM mandates WHERE org_id = ? AND case_id = ? ORDER BY id DESC",
             (org_id, case_id),
         )
-        return [_mandate(r) for r in rows]
+        return tuple(_mandate(r) for r in rows)
 
     def mandates_of_org(self, org_id: str) -> list[MandateRow]:
         rows = self.conn.execute(
@@ -264,11 +277,11 @@ class Repo:
         ).fetchone() is not None
 
     # ------------------------------------------------------------ reading values
-    def loan_values(self, case: CaseRow) -> dict[str, Any]:
+    def loan_values(self, case: CaseRow) -> Mapping[str, Any]:
         return self._loan_row(case.lender_id, case.loan_id)
 
     @_cached
-    def _loan_row(self, lender: str, loan_id: str) -> dict[str, Any]:
+    def _loan_row(self, lender: str, loan_id: str) -> Mapping[str, Any]:
         row = self.conn.execute(
             f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
             (lender, loan_id),
@@ -276,7 +289,7 @@ class Repo:
         values = dict(zip(LOAN_COLS, row, strict=True)) if row else {}
         if values:
             values["repayments"] = json.loads(values["repayments"])
-        return values
+        return MappingProxyType(values)
 
     def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
         """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""

@@ -6,6 +6,7 @@ Shared by enforcement (which audits and raises) and by `policy explain`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
@@ -38,7 +39,7 @@ def standing(org: Org | None, today: date, kinds: tuple[str, ...] | None = None)
     return OK
 
 
-def mandate(mandates: list[MandateRow], purpose: str, case: CaseRow, today: date) -> tuple[Verdict, MandateRow | None]:
+def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: date) -> tuple[Verdict, MandateRow | None]:
     """Whether one of `mandates` (the org's, on this case) is live for `purpose` on the case's local `today`.
 
     A mandate ends at `until` (inclusive, local), on recall, and when the case

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -153,7 +153,7 @@ class Core:
         lender, case_id = self._valid_case_ref(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case_id}
         repo = self.reader()
-        mandates = repo.mandates_for(caller.org_id, case_id)
+        mandates: Sequence[MandateRow] = repo.mandates_for(caller.org_id, case_id)
         if lender:
             mandates = [m for m in mandates if m.lender_id == lender]
         if not mandates:
