@@ -9,6 +9,7 @@ pyca/cryptography, so nothing about the cause leaks.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import os
@@ -30,8 +31,10 @@ class DecryptionError(Exception):
         super().__init__("decryption failed")
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def _ad(*parts: str) -> bytes:
-    # Length-prefixed so that no two part lists give the same bytes.
+    # Length-prefixed so that no two part lists give the same bytes. Memoised: the same
+    # few lender/borrower/field names come back on every read (bounded; ids, never values).
     out = bytearray()
     for part in parts:
         raw = part.encode()

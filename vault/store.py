@@ -56,8 +56,9 @@ class RowCache:
     transaction as any change to a cached table, by any process. Each request
     reads it once (`Repo.refresh`); a newer value replaces the dict, so a row
     read before the change and stored late lands in the dropped dict, never in
-    the live one. Only ciphertext and non-PI rows are held, never plaintext;
-    values are immutable (frozen rows, tuples, read-only mappings).
+    the live one. Only ciphertext and non-PI rows are held, never plaintext
+    (plus each borrower's unwrapped data key, see `Repo._opener`); values are
+    immutable (frozen rows, tuples, read-only mappings, closures).
     """
 
     def __init__(self) -> None:
@@ -307,9 +308,7 @@ class Repo:
         row = self._borrower_row(case.lender_id, case.borrower_id)
         if row is None or row[1] is None:
             return {}
-        kek_version, wrapped, dek_version = row[0], row[1], row[2]
-        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, kek_version, wrapped)
-        opener = self.cipher.opener(dek, case.lender_id, case.borrower_id, dek_version)
+        opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
         out: dict[str, str] = {}
         for name in wanted:
             blob = row[3 + BORROWER_PI_FIELDS.index(name)]
@@ -320,6 +319,18 @@ class Repo:
             if blob is not None:
                 out["contract_text"] = opener(f"loan:{case.loan_id}:contract_text", blob)
         return out
+
+    @_cached
+    def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
+                dek_version: int) -> Callable[[str, bytes], str]:
+        """The borrower's unwrapped data key, ready to open fields; cached with the rows it opens.
+
+        Holding data keys in memory for the cache's life adds nothing to what the
+        process already holds (the KEK unwraps every one of them); they are
+        dropped with the rows on the next change and never written anywhere.
+        """
+        dek = self.cipher.unwrap_dek(lender, borrower, kek_version, wrapped)
+        return self.cipher.opener(dek, lender, borrower, dek_version)
 
     @_cached
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
