@@ -129,3 +129,16 @@ def test_blind_index_is_keyed_and_scoped(env: Env) -> None:
 def test_wrong_database_key_does_not_open(env: Env) -> None:
     with pytest.raises(db.DbError):
         db.connect(env.data / "custos.db", b"\x01" * 32)
+
+
+def test_blind_index_values_are_never_memoised() -> None:
+    """The AD memo holds ids and field names only; a PI value hashed for the blind index stays out of it."""
+    import os
+
+    from vault import crypto
+
+    before = crypto._ad.cache_info().currsize
+    bidx = crypto.BlindIndex(os.urandom(32))
+    for i in range(50):
+        bidx("lender-a", "phone", f"+86139{i:08d}")
+    assert crypto._ad.cache_info().currsize == before

@@ -31,15 +31,18 @@ class DecryptionError(Exception):
         super().__init__("decryption failed")
 
 
-@functools.lru_cache(maxsize=1 << 16)
-def _ad(*parts: str) -> bytes:
-    # Length-prefixed so that no two part lists give the same bytes. Memoised: the same
-    # few lender/borrower/field names come back on every read (bounded; ids, never values).
+def _length_prefixed(*parts: str) -> bytes:
+    # Length-prefixed so that no two part lists give the same bytes.
     out = bytearray()
     for part in parts:
         raw = part.encode()
         out += len(raw).to_bytes(2, "big") + raw
     return bytes(out)
+
+
+# Associated data of keys and fields: ids, field names and versions only, which come
+# back on every read, so memoised (bounded). Never used for values: see BlindIndex.
+_ad = functools.lru_cache(maxsize=1 << 16)(_length_prefixed)
 
 
 def seal(key: bytes, plaintext: bytes, ad: bytes) -> bytes:
@@ -168,5 +171,5 @@ class BlindIndex:
 
     def __call__(self, lender: str, field: str, value: str) -> bytes:
         normalised = "".join(value.split()).upper()
-        msg = _ad("bidx", lender, field, normalised)
+        msg = _length_prefixed("bidx", lender, field, normalised)  # a value: never memoised
         return hmac.new(self._key, msg, hashlib.sha256).digest()[:16]
