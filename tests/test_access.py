@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -178,17 +180,75 @@ def test_a_stage_change_changes_the_released_fields_at_once(seeded: Env) -> None
 def test_row_cache_generations_only_move_forward() -> None:
     from vault.store import RowCache
 
-    cache = RowCache()
-    first = cache.at(1)
+    cache = RowCache()  # no WAL-index watch: every request reads the counter
+    first = cache.current(lambda: 1)
     assert first is not None
     first["k"] = "old row"
-    second = cache.at(2)
+    second = cache.current(lambda: 2)
     assert second is not None and "k" not in second
     # A reader that saw the older generation gets no cache at all; a late insert into the
     # dict it held earlier lands in a dict nobody reads any more.
-    assert cache.at(1) is None
+    assert cache.current(lambda: 1) is None
     first["late"] = "stale row"
-    assert cache.at(2) is second and "late" not in second
+    assert cache.current(lambda: 2) is second and "late" not in second
+
+
+class _Watch:
+    def __init__(self) -> None:
+        self.value: bytes | None = b"s1"
+
+    def stamp(self) -> bytes | None:
+        return self.value
+
+
+def test_row_cache_reads_the_counter_only_when_the_wal_index_moved() -> None:
+    from vault.store import RowCache
+
+    watch = _Watch()
+    cache = RowCache(watch)  # type: ignore[arg-type]
+    reads: list[int] = []
+
+    def counter(value: int) -> Callable[[], int]:
+        return lambda: reads.append(value) or value
+
+    rows = cache.current(counter(1))
+    assert rows is not None and reads == [1]
+    assert cache.current(counter(1)) is rows and reads == [1]  # same stamp: no SQL
+    watch.value = b"s2"  # someone committed
+    assert cache.current(counter(2)) is not rows and reads == [1, 2]
+    watch.value = None  # header mid-update or no WAL index: always ask the database
+    cache.current(counter(2))
+    cache.current(counter(2))
+    assert reads == [1, 2, 2, 2]
+
+
+def test_commit_watch_sees_every_commit_of_any_connection(tmp_path: Path) -> None:
+    from vault import db
+    from vault.crypto import read_key_file
+    from vault.datadir import create
+
+    layout = create(tmp_path / "data")
+    key = read_key_file(layout.keys / "db.key")
+    ours = db.connect(layout.db, key)
+    ours.execute("SELECT n FROM generation").fetchone()
+    watch = db.CommitWatch(layout.db)
+    try:
+        first = watch.stamp()
+        assert first is not None
+        ours.execute("SELECT count(*) FROM cases").fetchone()
+        assert watch.stamp() == first  # reads change nothing
+        other = db.connect(layout.db, key)  # as another process would
+        other.execute("INSERT INTO meta(key, value) VALUES ('probe', '1')")
+        second = watch.stamp()
+        assert second is not None and second != first
+        other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        other.execute("UPDATE meta SET value = '2' WHERE key = 'probe'")
+        assert watch.stamp() not in (None, first, second)  # still moves after the WAL restarts
+        other.close()
+    finally:
+        watch.close()
+        ours.close()
+    assert db.CommitWatch(tmp_path / "missing.db").stamp() is None
 
 
 def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> None:
@@ -206,3 +266,25 @@ def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> Non
     g = gen()
     conn.execute("UPDATE orgs SET name = name WHERE id = 'agency-1'")
     assert gen() == g + 1
+
+
+def test_a_quiet_database_costs_readers_no_counter_read(tmp_path: Path) -> None:
+    """The WAL-index watch is live in a real vault: with no commits, only the first refresh asks SQLite."""
+    from vault.datadir import Vault, create
+
+    create(tmp_path / "data")
+    vault = Vault(tmp_path / "data")
+    try:
+        repo = vault.reader()
+        reads: list[int] = []
+        real = repo._generation
+        repo._generation = lambda: reads.append(1) or real()  # type: ignore[method-assign]
+        for _ in range(5):
+            repo.refresh()
+        assert len(reads) == 1
+        vault.writer.conn.execute("UPDATE orgs SET name = name")  # no rows: no commit of pages
+        vault.writer.conn.execute("INSERT INTO meta(key, value) VALUES ('probe', '1')")
+        repo.refresh()
+        assert len(reads) == 2
+    finally:
+        vault.close()

@@ -101,7 +101,6 @@ class Vault:
         self.bidx = BlindIndex(self.bidx_key)
         self.policy_revision = policy_revision
         self._local = threading.local()
-        self._rows = RowCache()
         self._all: list[db.Connection] = []
         self._lock = threading.Lock()
         try:
@@ -111,6 +110,8 @@ class Vault:
             audit_writer.executescript(db.AUDIT_UPGRADE)
         except db.DbError:
             raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
+        self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
+        self._rows = RowCache(self._watch)
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
         self.audit = AuditLog(self.writer, lambda: self.policy_revision)
 
@@ -130,6 +131,7 @@ class Vault:
         return repo
 
     def close(self) -> None:
+        self._watch.close()
         with self._lock:
             for conn in self._all:
                 try:

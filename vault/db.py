@@ -7,6 +7,8 @@ synchronous=FULL: a commit is durable when it returns.
 
 from __future__ import annotations
 
+import mmap
+import os
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -127,3 +129,46 @@ def connect(path: Path, key: bytes) -> Connection:
 def create_schema(conn: Connection, schema: str = SCHEMA) -> None:
     conn.executescript(schema)
     conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+
+WAL_INDEX_HEADER = 48
+
+
+class CommitWatch:
+    """Tells, with no SQL and no system call, whether any connection may have committed since a stamp.
+
+    SQLite's WAL index (the `-shm` file beside a WAL database) begins with two
+    copies of a 48-byte header whose `iChange` counter moves on every committed
+    write transaction, by any process. Its format is fixed across SQLite
+    versions because processes with different versions share it
+    (sqlite.org/walformat.html); SQLCipher leaves it unencrypted, since it holds
+    only frame numbers and checksums. A stamp is the first copy, and only when
+    both copies agree (a writer changes them one after the other). Anything
+    unexpected gives no stamp, and callers then ask the database.
+
+    The map is made while this process holds the database open, and SQLite
+    truncates the file only when no connection of any process holds it.
+    """
+
+    def __init__(self, db_path: Path) -> None:
+        self._map: mmap.mmap | None = None
+        try:
+            with open(f"{db_path}-shm", "rb") as fh:
+                if os.fstat(fh.fileno()).st_size >= 2 * WAL_INDEX_HEADER:
+                    self._map = mmap.mmap(fh.fileno(), 2 * WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            self._map = None
+
+    def stamp(self) -> bytes | None:
+        m = self._map
+        if m is None:
+            return None
+        raw = m[: 2 * WAL_INDEX_HEADER]
+        first = raw[:WAL_INDEX_HEADER]
+        # isInit (byte 12) is set once the header is valid.
+        return first if first[12] and first == raw[WAL_INDEX_HEADER:] else None
+
+    def close(self) -> None:
+        if self._map is not None:
+            self._map.close()
+            self._map = None

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
@@ -20,7 +21,7 @@ from gateway.core.importer import ImportedCase
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
-from .db import Connection
+from .db import CommitWatch, Connection
 
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
@@ -53,24 +54,36 @@ class RowCache:
     """Rows memoised for all reader threads until the database's change counter moves.
 
     The counter (table `generation`) is bumped by triggers in the same
-    transaction as any change to a cached table, by any process. Each request
-    reads it once (`Repo.refresh`); a newer value replaces the dict, so a row
-    read before the change and stored late lands in the dropped dict, never in
-    the live one. Only ciphertext and non-PI rows are held, never plaintext
-    (plus each borrower's unwrapped data key, see `Repo._opener`); values are
-    immutable (frozen rows, tuples, read-only mappings, closures).
+    transaction as any change to a cached table, by any process. A request
+    reads it (`Repo.refresh`) unless the WAL index shows no commit at all since
+    the counter was last read (`CommitWatch`). A newer counter replaces the
+    dict, so a row read before the change and stored late lands in the dropped
+    dict, never in the live one. Only ciphertext and non-PI rows are held, never
+    plaintext (plus each borrower's unwrapped data key, see `Repo._opener`);
+    values are immutable (frozen rows, tuples, read-only mappings, closures).
     """
 
-    def __init__(self) -> None:
-        self.generation = -1
-        self.rows: dict[tuple[Any, ...], Any] = {}
+    def __init__(self, watch: CommitWatch | None = None) -> None:
+        self._watch = watch
+        self._lock = threading.Lock()
+        # (WAL-index stamp read before `generation` was, generation, its rows), replaced whole.
+        self._state: tuple[bytes | None, int, dict[tuple[Any, ...], Any]] = (None, -1, {})
 
-    def at(self, generation: int) -> dict[tuple[Any, ...], Any] | None:
-        """The dict valid for a reader that saw `generation`; None if it saw an older one."""
-        if generation > self.generation or len(self.rows) > CACHE_ENTRIES:
-            self.rows = {}
-            self.generation = generation
-        return self.rows if generation == self.generation else None
+    def current(self, read_generation: Callable[[], int]) -> dict[tuple[Any, ...], Any] | None:
+        """The dict as fresh as a new SELECT now; None if this reader saw an older generation than the cache."""
+        stamp = self._watch.stamp() if self._watch is not None else None
+        known, _, rows = self._state
+        if stamp is not None and stamp == known and len(rows) <= CACHE_ENTRIES:
+            return rows  # no commit by anyone since the generation behind `rows` was read
+        seen = read_generation()  # after the stamp: at least as new as the state the stamp shows
+        with self._lock:
+            known, generation, rows = self._state
+            if seen > generation or len(rows) > CACHE_ENTRIES:
+                generation, rows = seen, {}
+            if seen != generation:
+                return None
+            self._state = (stamp, generation, rows)
+            return rows
 
 
 def _cached(fn: Callable[..., R]) -> Callable[..., R]:
@@ -117,8 +130,10 @@ class Repo:
         """Start of a request: pick the row cache that is as fresh as a new SELECT at this moment."""
         if self._shared is None:
             return
-        generation = self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0]
-        self._rows = self._shared.at(generation)
+        self._rows = self._shared.current(self._generation)
+
+    def _generation(self) -> int:
+        return int(self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0])
 
     @contextmanager
     def savepoint(self) -> Iterator[None]:
