@@ -316,3 +316,57 @@ def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: P
         assert "audit_ix" in names and not names & {"audit_case", "audit_org", "audit_borrower"}
     finally:
         vault.close()
+
+
+def _draft(i: int) -> Any:
+    from gateway.core.model import EventDraft
+
+    return EventDraft(org="agency-1", method="GetCase", purpose="collection", case_id=f"C-{i % 7}",
+                      borrower_id=f"B-{i % 5}", decision="allow", code="OK", rule="r",
+                      time="2026-11-30T00:00:00.000000Z", trace_id="ab", fields=["phone"], policy_revision="x")
+
+
+@pytest.mark.parametrize("events", [0, 3, 10, 23])
+def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, events: int) -> None:
+    """The head is stored only every `index_every` events; on open the rest comes from the leaf hashes."""
+    from vault.datadir import Vault, create
+
+    create(tmp_path / "data")
+    vault = Vault(tmp_path / "data")
+    vault.audit.index_every = 8
+    for i in range(events):
+        vault.audit.append([_draft(i)])
+    head = vault.audit.head()
+    stored = vault.writer.audit_head()
+    vault.close()
+    assert (stored[0] if stored else 0) == events - events % 8  # stored at the marks only
+
+    reopened = Vault(tmp_path / "data")
+    try:
+        assert reopened.audit.head() == head
+        f = merkle.Frontier()
+        for _, leaf in reopened.writer.audit_query():
+            f.append(merkle.leaf_hash(leaf))
+        assert (f.size, f.root()) == head
+        reopened.audit.append([_draft(99)])  # and it goes on from there
+        assert reopened.audit.size == events + 1
+    finally:
+        reopened.close()
+
+
+def test_a_log_with_a_gap_after_the_stored_head_does_not_open(tmp_path: Path) -> None:
+    from gateway.core.errors import CustosError as CoreError
+    from vault.datadir import Vault, create
+
+    create(tmp_path / "data")
+    vault = Vault(tmp_path / "data")
+    for i in range(5):
+        vault.audit.append([_draft(i)])
+    vault.close()
+    conn = db.connect(tmp_path / "data" / "audit.db", read_key_file(tmp_path / "data" / "keys" / "db.key"))
+    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.execute("DELETE FROM audit_events WHERE seq = 2")
+    conn.close()
+    with pytest.raises(CoreError) as info:
+        Vault(tmp_path / "data")
+    assert info.value.code == "AUDIT_UNAVAILABLE"

@@ -44,10 +44,12 @@ class _Item(Generic[T]):
 
 
 class AuditLog:
-    # Events are added to the query index (audit_ix) once this many are waiting,
-    # in the same transaction as the batch that crosses the mark: one bulk
-    # INSERT ... SELECT instead of three index pages per commit. Queries read the
-    # index up to `indexed_upto` and scan the short tail after it (Repo.audit_query).
+    # Once this many events wait, the commit that crosses the mark also adds them
+    # to the query index (audit_ix, one bulk INSERT ... SELECT instead of three
+    # index pages per commit) and stores the tree head. Queries read the index up
+    # to `indexed_upto` and scan the short tail (Repo.audit_query); on open the
+    # head is brought forward over the leaf hashes after it. Checkpoints are
+    # signed over the in-memory head of committed events (`head`).
     index_every = 256
 
     def __init__(self, repo: Repo, policy_revision: Callable[[], str]) -> None:
@@ -59,7 +61,13 @@ class AuditLog:
         self._pending: list[_Item[Any]] = []
         self._leading = False
         head = repo.audit_head()
-        self._frontier = Frontier.loads(head[0], head[2]) if head else Frontier()
+        frontier = Frontier.loads(head[0], head[2]) if head else Frontier()
+        for seq, lh in repo.audit_leaf_hashes(frontier.size):
+            if seq != frontier.size:
+                log.error("audit log has a gap after the stored tree head; refusing to open it")
+                raise CustosError("AUDIT_UNAVAILABLE")
+            frontier.append(lh)
+        self._frontier = frontier
         self._indexed = repo.audit_indexed_upto()
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
@@ -67,6 +75,11 @@ class AuditLog:
     @property
     def size(self) -> int:
         return self._frontier.size
+
+    def head(self) -> tuple[int, bytes]:
+        """(size, root) of the committed tree; the frontier object is replaced, never changed, after a commit."""
+        frontier = self._frontier
+        return frontier.size, frontier.root()
 
     def run(self, work: Work[T], *, writes: bool = True) -> T:
         """Run `work` in the serialised writer; return its result once its events are durable."""
@@ -154,15 +167,15 @@ class AuditLog:
                         " VALUES (?,?,?,?,?,?,?)",
                         rows,
                     )
-                    audit.execute(
-                        "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
-                        " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root,"
-                        " frontier = excluded.frontier",
-                        (frontier.size, frontier.root(), frontier.dumps()),
-                    )
                     indexed = self._indexed
                     if frontier.size - indexed >= self.index_every:
                         indexed = self._repo.index_audit(indexed, frontier.size)
+                        audit.execute(
+                            "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
+                            " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root,"
+                            " frontier = excluded.frontier",
+                            (frontier.size, frontier.root(), frontier.dumps()),
+                        )
                     if self.before_commit is not None:
                         self.before_commit()
                     audit.execute("COMMIT")

@@ -113,7 +113,11 @@ class Vault:
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
         self._rows = RowCache(self._watch)
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
-        self.audit = AuditLog(self.writer, lambda: self.policy_revision)
+        try:
+            self.audit = AuditLog(self.writer, lambda: self.policy_revision)
+        except BaseException:
+            self.close()  # e.g. a log that no longer opens: leave nothing open behind
+            raise
 
     def _open(self, path: Path) -> db.Connection:
         conn = db.connect(path, self._db_key)

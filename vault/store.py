@@ -459,6 +459,11 @@ class Repo:
         )
         return end
 
+    def audit_leaf_hashes(self, start: int) -> Iterator[tuple[int, bytes]]:
+        for seq, lh in self.audit_conn.execute(
+                "SELECT seq, leaf_hash FROM audit_events WHERE seq >= ? ORDER BY seq", (start,)):
+            yield int(seq), bytes(lh)
+
     def audit_head(self) -> tuple[int, bytes, str] | None:
         row = self.audit_conn.execute("SELECT size, root, frontier FROM audit_head WHERE id = 1").fetchone()
         return (int(row[0]), bytes(row[1]), str(row[2])) if row else None

@@ -30,7 +30,6 @@ from .conduct import (
 )
 from .errors import CustosError
 from .importer import ID_RE, LineError, parse_line
-from .merkle import EMPTY_ROOT
 from .model import (
     BORROWER_PI_FIELDS,
     LABELS,
@@ -610,8 +609,7 @@ class Core:
 
     def checkpoint(self, caller: Caller) -> tuple[str, int]:
         self._standing(caller, kinds=("regulator",), purpose="supervision")
-        head = self.reader().audit_head()
-        size, root = (head[0], head[1]) if head else (0, EMPTY_ROOT)
+        size, root = self.audit.head()
         return self.sign_checkpoint(size, root), size
 
 
