@@ -102,6 +102,26 @@ def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: E
     assert lender.get_case("C-1", "servicing")["stage"] == "reminder"
 
 
+@pytest.mark.parametrize("index_every", [1, 10_000])  # every batch in an explicit transaction / one statement
+def test_a_failing_insert_stores_nothing_and_the_log_goes_on(seeded: Env, tmp_path: Path, index_every: int) -> None:
+    """The write itself fails (not a hook): the batch is refused, nothing is stored, the next batch continues."""
+    audit = seeded.gw.vault.audit
+    audit.index_every = index_every
+    size = audit.size
+    conn = _raw_db(seeded)
+    conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'full'); END")
+    with pytest.raises(CustosError) as info:
+        seeded.client("agency-1").get_case("C-1", "collection")
+    assert info.value.code == "AUDIT_UNAVAILABLE"
+    assert audit.size == size
+    assert conn.execute("SELECT count(*) FROM audit_events").fetchone()[0] == size
+    conn.execute("DROP TRIGGER refuse")
+    conn.close()
+    assert seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert audit.size == size + 1
+    assert _verify(seeded, tmp_path)[0] == 0
+
+
 def _raw_db(env: Env) -> db.Connection:
     return db.connect(env.data / "audit.db", read_key_file(env.data / "keys" / "db.key"))
 
