@@ -64,6 +64,7 @@ class PolicyBundle:
     rules: tuple[ReleaseRule, ...]
     conduct: dict[str, ConductRules]
     _table: dict[tuple[str, str, str], ReleaseDecision]
+    _access: dict[tuple[str, str], tuple[bool, bool]] = field(init=False, repr=False, compare=False)
 
     def release(self, kind: str, purpose: str, stage: str) -> ReleaseDecision:
         """Pure lookup in the compiled table; absent means deny."""
@@ -74,11 +75,20 @@ class PolicyBundle:
             return ReleaseDecision(False, "STAGE_NOT_ALLOWED", ("default-deny",))
         return ReleaseDecision(False, "PURPOSE_NOT_ALLOWED", ("default-deny",))
 
+    def __post_init__(self) -> None:
+        # Asked on every request: answered once per (kind, purpose) here, not by scanning the rules.
+        access: dict[tuple[str, str], tuple[bool, bool]] = {}
+        for r in self.rules:
+            for kind in r.to:
+                owner, mandate = access.get((kind, r.purpose), (False, False))
+                access[(kind, r.purpose)] = (owner or r.owner_only, mandate or r.requires_mandate)
+        object.__setattr__(self, "_access", access)
+
     def mandate_required(self, kind: str, purpose: str) -> bool:
-        return any(r.requires_mandate for r in self.rules if r.purpose == purpose and kind in r.to)
+        return self._access.get((kind, purpose), (False, False))[1]
 
     def owner_only(self, kind: str, purpose: str) -> bool:
-        return any(r.owner_only for r in self.rules if r.purpose == purpose and kind in r.to)
+        return self._access.get((kind, purpose), (False, False))[0]
 
 
 def _parse_transform(ctx: FileCtx, fname: str, raw: object) -> Transform:
