@@ -288,3 +288,40 @@ def test_a_quiet_database_costs_readers_no_counter_read(tmp_path: Path) -> None:
         assert len(reads) == 2
     finally:
         vault.close()
+
+
+def test_a_remembered_grant_ends_with_the_licence_at_utc_midnight(seeded: Env, tmp_path: Path) -> None:
+    from datetime import datetime
+
+    ids = tmp_path / "agency-x"
+    assert cli.main(["org", "add", str(seeded.data), "--id", "agency-x", "--kind", "agency", "--name", "X",
+                     "--licence-no", "LX", "--licence-expires", "2026-12-01", "--out", str(ids)]) == 0
+    seeded.client("lender-a").assign("C-1", "agency-x", "collection", "2026-12-31")
+    from custos_client import CustosClient
+
+    with CustosClient(seeded.addr, ids, timeout=20) as agency:
+        seeded.clock.current = datetime(2026, 12, 1, 23, 59, tzinfo=UTC)  # the licence's last day
+        for _ in range(8):
+            assert agency.get_case("C-1", "collection")["fields"]
+        seeded.clock.current = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)  # same rows, next UTC day
+        for _ in range(4):
+            with pytest.raises(CustosError) as info:
+                agency.get_case("C-1", "collection")
+            assert info.value.code == "LICENCE_EXPIRED"
+
+
+def test_a_remembered_grant_follows_a_policy_reload(seeded: Env, tmp_path: Path) -> None:
+    import shutil
+
+    from policies import BUNDLE_DIR
+
+    policies = tmp_path / "policies"
+    shutil.copytree(BUNDLE_DIR, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    seeded.gw.policy_dir = policies
+    _warm(seeded, "agency-1", "C-1", "collection")
+    assert "product" in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    release = policies / "release.toml"
+    release.write_text(release.read_text().replace('product = "plain"\n', "", 1))
+    seeded.gw.reload_policies()
+    for _ in range(6):
+        assert "product" not in seeded.client("agency-1").get_case("C-1", "collection")["fields"]

@@ -132,6 +132,15 @@ class Repo:
             return
         self._rows = self._shared.current(self._generation)
 
+    def memo(self, key: tuple[Any, ...]) -> Any:
+        """A value the core remembered in this request's row cache (None without one or on a miss)."""
+        return self._rows.get(key) if self._rows is not None else None
+
+    def remember(self, key: tuple[Any, ...], value: Any) -> None:
+        """Keep a value derived only from cached rows; it is dropped with them on the next change."""
+        if self._rows is not None:
+            self._rows[key] = value
+
     def _generation(self) -> int:
         return int(self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0])
 

@@ -67,6 +67,28 @@ class Released:
     rules: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class Grant:
+    """An allowed read of one case, remembered with the rows it was decided from (vault RowCache).
+
+    It is decided from the org, mandate and case rows, the policy bundle, and two
+    days: the UTC day (licence expiry) and the case's local day (mandate end). Any
+    change to those rows drops it with the row cache; it holds only while the
+    bundle is the same object and both days are the ones it was decided on.
+    """
+
+    bundle: PolicyBundle
+    utc_day: date
+    zone: ZoneInfo
+    local_day: date
+    case: CaseRow
+    decision: ReleaseDecision
+
+    def holds(self, bundle: PolicyBundle, now: datetime) -> bool:
+        return (bundle is self.bundle and now.date() == self.utc_day
+                and now.astimezone(self.zone).date() == self.local_day)
+
+
 @dataclass
 class ImportResult:
     imported: int = 0
@@ -185,18 +207,32 @@ class Core:
         raise self._deny(caller, "PURPOSE_NOT_ALLOWED", "default-deny", purpose=purpose, case_id=case_id)
 
     def get_case(self, caller: Caller, case_ref: str, purpose: str) -> Released:
+        now = self.clock.now()
+        repo = self.reader()
+        repo.refresh()
+        key = ("grant", caller.org_id, case_ref, purpose)
+        grant: Grant | None = repo.memo(key)
+        if grant is None or not grant.holds(self.bundle, now):
+            grant = self._grant(caller, case_ref, purpose, now)
+            repo.remember(key, grant)
+        case, decision = grant.case, grant.decision
+        values = self.materialise(case, decision, caller.org_id, now)
+        # The release waits for its audit event to be durable.
+        self.audit.append([self._event(caller, "allow", "OK", decision.rule, purpose=purpose, case_id=case.case_id,
+                                       borrower_id=case.borrower_id, fields=values.keys(), now=now)])
+        return Released(case.case_id, purpose, case.stage, values, decision.rules)
+
+    def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
+        """Every check of a read, from the rows; a refusal is audited and raised, never remembered."""
         self._check_purpose(caller, purpose, case_ref)
         org = self._standing(caller, purpose=purpose)
         case = self.resolve_for_purpose(caller, org, case_ref, purpose)
         decision = self.bundle.release(org.kind, purpose, case.stage)
-        kw = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
         if not decision.allowed:
-            raise self._deny(caller, decision.code, decision.rule, **kw)
-        now = self.clock.now()
-        values = self.materialise(case, decision, caller.org_id, now)
-        # The release waits for its audit event to be durable.
-        self.audit.append([self._event(caller, "allow", "OK", decision.rule, fields=values.keys(), now=now, **kw)])
-        return Released(case.case_id, purpose, case.stage, values, decision.rules)
+            raise self._deny(caller, decision.code, decision.rule, purpose=purpose, case_id=case.case_id,
+                             borrower_id=case.borrower_id)
+        zone = ZoneInfo(case.timezone)
+        return Grant(self.bundle, now.date(), zone, now.astimezone(zone).date(), case, decision)
 
     def materialise(self, case: CaseRow, decision: ReleaseDecision, recipient: str, now: datetime) -> dict[str, str]:
         """Plaintext values of exactly the released fields, transforms applied. Absent values are omitted."""
