@@ -46,6 +46,9 @@ def _mandate(row: tuple[Any, ...]) -> MandateRow:
     return MandateRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
 
 
+# Position of each PI field in a `_borrower_row` (after kek_version, wrapped_dek, dek_version).
+_PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
+
 R = TypeVar("R")
 CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
 
@@ -324,24 +327,20 @@ class Repo:
             raise CustosError("DECRYPTION_FAILED") from None
 
     def _borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
-        fields = set(fields)
-        wanted = [f for f in BORROWER_PI_FIELDS if f in fields]
-        want_contract = "contract_text" in fields
-        if not wanted and not want_contract:
-            return {}
         row = self._borrower_row(case.lender_id, case.borrower_id)
         if row is None or row[1] is None:
             return {}
         opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
         out: dict[str, str] = {}
-        for name in wanted:
-            blob = row[3 + BORROWER_PI_FIELDS.index(name)]
-            if blob is not None:
+        for name in fields:
+            if name == "contract_text":
+                blob = self._contract_blob(case.lender_id, case.loan_id)
+                if blob is not None:
+                    out[name] = opener(f"loan:{case.loan_id}:contract_text", blob)
+                continue
+            column = _PI_COLUMN.get(name)
+            if column is not None and (blob := row[column]) is not None:
                 out[name] = opener(name, blob)
-        if want_contract:
-            blob = self._contract_blob(case.lender_id, case.loan_id)
-            if blob is not None:
-                out["contract_text"] = opener(f"loan:{case.loan_id}:contract_text", blob)
         return out
 
     @_cached

@@ -31,7 +31,6 @@ from .conduct import (
 from .errors import CustosError
 from .importer import ID_RE, LineError, parse_line
 from .model import (
-    BORROWER_PI_FIELDS,
     LABELS,
     MANDATE_KIND,
     PURPOSES,
@@ -237,11 +236,10 @@ class Core:
     def materialise(self, case: CaseRow, decision: ReleaseDecision, recipient: str, now: datetime) -> dict[str, str]:
         """Plaintext values of exactly the released fields, transforms applied. Absent values are omitted."""
         repo = self.reader()
-        names = decision.fields.keys()
-        raw: dict[str, Any] = {}
-        loan = repo.loan_values(case) if any(n not in BORROWER_PI_FIELDS for n in names) else {}
-        raw.update(repo.borrower_values(case, names))
-        for name in names:
+        transforms = decision.fields
+        raw: dict[str, Any] = repo.borrower_values(case, decision.encrypted) if decision.encrypted else {}
+        loan = repo.loan_values(case) if decision.needs_loan else {}
+        for name in transforms:
             if name in raw:
                 continue
             if name in loan:
@@ -261,13 +259,15 @@ class Core:
         for name, value in raw.items():
             if value is None:
                 continue
-            if isinstance(value, bool):
-                text = "true" if value else "false"
-            elif isinstance(value, (list, dict)):
-                text = json_value(value)
-            else:
-                text = str(value)
-            out[name] = apply_transform(decision.fields[name], text, self.pseudonym_key, recipient)
+            if type(value) is not str:
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                elif isinstance(value, (list, dict)):
+                    value = json_value(value)
+                else:
+                    value = str(value)
+            t = transforms[name]
+            out[name] = value if t.name == "plain" else apply_transform(t, value, self.pseudonym_key, recipient)
         return out
 
     def list_cases(self, caller: Caller, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
