@@ -390,3 +390,31 @@ def test_a_log_with_a_gap_after_the_stored_head_does_not_open(tmp_path: Path) ->
     with pytest.raises(CoreError) as info:
         Vault(tmp_path / "data")
     assert info.value.code == "AUDIT_UNAVAILABLE"
+
+
+def test_every_leaf_is_canonical_and_names_what_was_released(seeded: Env) -> None:
+    """Reads build their leaf from a per-grant head; each must still be exactly RFC 8785 and match the release."""
+    released = []
+    for _ in range(3):  # first read decides the grant, the next ones reuse it
+        released.append(("agency-1", seeded.client("agency-1").get_case("C-1", "collection")))
+        released.append(("lender-a", seeded.client("lender-a").get_case("C-2", "servicing")))
+    seeded.client("agency-1").open_contact("C-1", "sms")  # contact history is read live
+    released.append(("lender-a", seeded.client("lender-a").get_case("C-1", "servicing")))
+    conn = _raw_db(seeded)
+    leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf FROM audit_events ORDER BY seq")]
+    conn.close()
+    for leaf in leaves:
+        assert merkle.canonical_json(json.loads(leaf)) == leaf
+    reads = [json.loads(leaf) for leaf in leaves if json.loads(leaf)["method"] == "GetCase"]
+    assert len(reads) == len(released)
+    for ev, (org, rec) in zip(reads, released, strict=True):
+        assert ev["org"] == org and ev["fields"] == sorted(rec["fields"]) and ev["case_id"] == rec["case_id"]
+
+
+def test_contact_history_is_read_live_under_a_remembered_grant(seeded: Env) -> None:
+    lender = seeded.client("lender-a")
+    seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
+    before = [json.loads(lender.get_case("C-1", "servicing")["fields"]["contact_history"]) for _ in range(3)][-1]
+    seeded.client("agency-1").open_contact("C-1", "sms")
+    after = json.loads(lender.get_case("C-1", "servicing")["fields"]["contact_history"])
+    assert len(after) == len(before) + 1

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.core.errors import CustosError
 from gateway.core.importer import ImportedCase
-from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org
+from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org, Unsealer
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
 from .db import CommitWatch, Connection
@@ -48,6 +48,27 @@ def _mandate(row: tuple[Any, ...]) -> MandateRow:
 
 # Position of each PI field in a `_borrower_row` (after kek_version, wrapped_dek, dek_version).
 _PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
+
+class _Sealed:
+    """An `Unsealer`: ciphertexts and the opener of their borrower's key."""
+
+    __slots__ = ("_opener", "_sealed", "fields")
+
+    def __init__(self, fields: tuple[str, ...], sealed: tuple[tuple[str, str, bytes], ...],
+                 opener: Callable[[str, bytes], str] | None) -> None:
+        self.fields = fields
+        self._sealed = sealed
+        self._opener = opener
+
+    def __call__(self) -> dict[str, str]:
+        opener = self._opener
+        if opener is None:
+            return {}
+        try:
+            return {name: opener(ad_name, blob) for name, ad_name, blob in self._sealed}
+        except DecryptionError:
+            raise CustosError("DECRYPTION_FAILED") from None
+
 
 R = TypeVar("R")
 CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
@@ -321,27 +342,35 @@ class Repo:
 
     def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
         """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""
+        return self.unsealer(case, fields)()
+
+    def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer:
+        """What opens these fields of this case's borrower: their ciphertext and the borrower's data key.
+
+        Nothing is decrypted until it is called; each call decrypts afresh, so the
+        caller may keep it (a grant does) without keeping any plaintext.
+        """
+        sealed: list[tuple[str, str, bytes]] = []
+        row = self._borrower_row(case.lender_id, case.borrower_id)
+        if row is not None and row[1] is not None:
+            for name in fields:
+                if name == "contract_text":
+                    blob = self._contract_blob(case.lender_id, case.loan_id)
+                    ad_name = f"loan:{case.loan_id}:contract_text"
+                else:
+                    column = _PI_COLUMN.get(name)
+                    blob = row[column] if column is not None else None
+                    ad_name = name
+                if blob is not None:
+                    sealed.append((name, ad_name, blob))
+        if not sealed:
+            return _Sealed((), (), None)
+        assert row is not None
         try:
-            return self._borrower_values(case, fields)
+            opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
         except DecryptionError:
             raise CustosError("DECRYPTION_FAILED") from None
-
-    def _borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
-        row = self._borrower_row(case.lender_id, case.borrower_id)
-        if row is None or row[1] is None:
-            return {}
-        opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
-        out: dict[str, str] = {}
-        for name in fields:
-            if name == "contract_text":
-                blob = self._contract_blob(case.lender_id, case.loan_id)
-                if blob is not None:
-                    out[name] = opener(f"loan:{case.loan_id}:contract_text", blob)
-                continue
-            column = _PI_COLUMN.get(name)
-            if column is not None and (blob := row[column]) is not None:
-                out[name] = opener(name, blob)
-        return out
+        return _Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), opener)
 
     @_cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
@@ -42,6 +42,7 @@ from .model import (
     EventDraft,
     MandateRow,
     Org,
+    Unsealer,
     rfc3339,
 )
 from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
@@ -70,10 +71,13 @@ class Released:
 class Grant:
     """An allowed read of one case, remembered with the rows it was decided from (vault RowCache).
 
-    It is decided from the org, mandate and case rows, the policy bundle, and two
-    days: the UTC day (licence expiry) and the case's local day (mandate end). Any
-    change to those rows drops it with the row cache; it holds only while the
-    bundle is the same object and both days are the ones it was decided on.
+    It is decided from the org, mandate, case and loan rows, the policy bundle,
+    and two days: the UTC day (licence expiry) and the case's local day (mandate
+    end, days past due). Any change to those rows drops it with the row cache; it
+    holds only while the bundle is the same object and both days are the ones it
+    was decided on. It keeps what is not personal data as released text, and the
+    encrypted fields only as the vault's `Unsealer` (ciphertext and a key), so
+    plaintext PI exists only inside the call that releases it.
     """
 
     bundle: PolicyBundle
@@ -82,6 +86,11 @@ class Grant:
     local_day: date
     case: CaseRow
     decision: ReleaseDecision
+    plain: dict[str, str]
+    unseal: Unsealer
+    with_history: bool
+    fields: list[str]
+    event_head: bytes
 
     def holds(self, bundle: PolicyBundle, now: datetime) -> bool:
         return (bundle is self.bundle and now.date() == self.utc_day
@@ -215,14 +224,25 @@ class Core:
             grant = self._grant(caller, case_ref, purpose, now)
             repo.remember(key, grant)
         case, decision = grant.case, grant.decision
-        values = self.materialise(case, decision, caller.org_id, now)
+        values = dict(grant.plain)
+        values.update(self._released(decision, grant.unseal(), caller.org_id))
+        if grant.with_history:
+            values.update(self._released(decision, {"contact_history": repo.contact_history(case)}, caller.org_id))
         # The release waits for its audit event to be durable.
-        self.audit.append([self._event(caller, "allow", "OK", decision.rule, purpose=purpose, case_id=case.case_id,
-                                       borrower_id=case.borrower_id, fields=values.keys(), now=now)])
+        self.audit.append([EventDraft(
+            org=caller.org_id, method=caller.method, purpose=purpose, case_id=case.case_id,
+            borrower_id=case.borrower_id, decision="allow", code="OK", rule=decision.rule, time=rfc3339(now),
+            trace_id=caller.trace_id, fields=grant.fields, policy_revision=grant.bundle.revision,
+            head=grant.event_head)])
         return Released(case.case_id, purpose, case.stage, values, decision.rules)
 
     def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
-        """Every check of a read, from the rows; a refusal is audited and raised, never remembered."""
+        """Every check of a read, from the rows; a refusal is audited and raised, never remembered.
+
+        Also works out, once, what every read under this grant releases: the values
+        not encrypted at rest (transforms applied), which encrypted fields to open,
+        and the audit event's fixed part.
+        """
         self._check_purpose(caller, purpose, case_ref)
         org = self._standing(caller, purpose=purpose)
         case = self.resolve_for_purpose(caller, org, case_ref, purpose)
@@ -231,31 +251,42 @@ class Core:
             raise self._deny(caller, decision.code, decision.rule, purpose=purpose, case_id=case.case_id,
                              borrower_id=case.borrower_id)
         zone = ZoneInfo(case.timezone)
-        return Grant(self.bundle, now.date(), zone, now.astimezone(zone).date(), case, decision)
-
-    def materialise(self, case: CaseRow, decision: ReleaseDecision, recipient: str, now: datetime) -> dict[str, str]:
-        """Plaintext values of exactly the released fields, transforms applied. Absent values are omitted."""
+        local_day = now.astimezone(zone).date()
         repo = self.reader()
-        transforms = decision.fields
-        raw: dict[str, Any] = repo.borrower_values(case, decision.encrypted) if decision.encrypted else {}
+        unseal = repo.unsealer(case, decision.encrypted)
+        plain = self._released(decision, self._plain_values(case, decision, local_day), caller.org_id)
+        with_history = "contact_history" in decision.fields
+        fields = sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])
+        head = self._event(caller, "allow", "OK", decision.rule, purpose=purpose, case_id=case.case_id,
+                           borrower_id=case.borrower_id, fields=fields, now=now).head_bytes()
+        return Grant(self.bundle, now.date(), zone, local_day, case, decision, plain, unseal, with_history, fields,
+                     head)
+
+    def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date) -> dict[str, Any]:
+        """Released values that are not encrypted at rest, before transforms (contact history is read per call)."""
+        repo = self.reader()
         loan = repo.loan_values(case) if decision.needs_loan else {}
-        for name in transforms:
-            if name in raw:
+        raw: dict[str, Any] = {}
+        for name in decision.fields:
+            if name in decision.encrypted or name == "contact_history":
                 continue
             if name in loan:
                 raw[name] = loan[name]
             elif name == "lender_name":
                 raw[name] = repo.org_name(case.lender_id)
             elif name == "days_past_due":
-                raw[name] = days_past_due(loan.get("first_delinquency_on"), self.local_today(case, now))
+                raw[name] = days_past_due(loan.get("first_delinquency_on"), local_day)
             elif name == "consent":
                 raw[name] = {"third_party_sharing": case.consent_third_party,
                              "credit_reporting": case.consent_credit}
-            elif name == "contact_history":
-                raw[name] = repo.contact_history(case)
             elif hasattr(case, name):
                 raw[name] = getattr(case, name)
+        return raw
+
+    def _released(self, decision: ReleaseDecision, raw: Mapping[str, Any], recipient: str) -> dict[str, str]:
+        """Values as released: text, the field's transform applied. Absent values are omitted."""
         out: dict[str, str] = {}
+        transforms = decision.fields
         for name, value in raw.items():
             if value is None:
                 continue
