@@ -52,7 +52,7 @@ class ReleaseDecision:
     code: str
     rules: tuple[str, ...]
     fields: dict[str, Transform] = field(default_factory=dict)
-    # Worked out once per compiled decision, used on every read (Core.materialise).
+    # Worked out once per compiled decision, used on every read (Core._grant).
     encrypted: tuple[str, ...] = field(init=False, repr=False, compare=False)  # decrypted from the vault
     needs_loan: bool = field(init=False, repr=False, compare=False)
     rule: str = field(init=False, repr=False, compare=False)

@@ -75,9 +75,9 @@ class Grant:
     and two days: the UTC day (licence expiry) and the case's local day (mandate
     end, days past due). Any change to those rows drops it with the row cache; it
     holds only while the bundle is the same object and both days are the ones it
-    was decided on. It keeps what is not personal data as released text, and the
-    encrypted fields only as the vault's `Unsealer` (ciphertext and a key), so
-    plaintext PI exists only inside the call that releases it.
+    was decided on. It keeps the values that are not encrypted at rest as released
+    text, and the encrypted fields only as the vault's `Unsealer` (ciphertext and
+    a key), so plaintext PI exists only inside the call that releases it.
     """
 
     bundle: PolicyBundle
