@@ -12,7 +12,6 @@ AUDIT_UNAVAILABLE and nothing of the batch is stored.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable
@@ -188,18 +187,10 @@ class AuditLog:
         try:
             if self.before_commit is not None:
                 self.before_commit()
-            for i in range(0, len(rows), INSERT_CHUNK):
-                chunk = rows[i:i + INSERT_CHUNK]
-                audit.execute(_insert_sql(len(chunk)), [value for row in chunk for value in row])
+            self._repo.insert_audit_rows(rows, INSERT_CHUNK)
             indexed = self._indexed
             if marked:
-                indexed = self._repo.index_audit(indexed, frontier.size)
-                audit.execute(
-                    "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
-                    " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root,"
-                    " frontier = excluded.frontier",
-                    (frontier.size, frontier.root(), frontier.dumps()),
-                )
+                indexed = self._repo.mark_audit(indexed, frontier)
             if not single:
                 audit.execute("COMMIT")
         except BaseException:
@@ -219,12 +210,6 @@ class AuditLog:
 
 
 INSERT_CHUNK = 500  # rows per statement: 3,500 parameters, well under SQLite's limit of 32,766
-
-
-@functools.cache
-def _insert_sql(rows: int) -> str:
-    return ("INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id) VALUES "
-            + ",".join(["(?,?,?,?,?,?,?)"] * rows))
 
 
 def _rollback(conn: Connection) -> None:

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 
 from gateway.core.errors import CustosError
 from gateway.core.importer import ImportedCase
+from gateway.core.merkle import Frontier
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org, Unsealer
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
@@ -48,6 +49,13 @@ def _mandate(row: tuple[Any, ...]) -> MandateRow:
 
 # Position of each PI field in a `_borrower_row` (after kek_version, wrapped_dek, dek_version).
 _PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
+
+
+@functools.cache  # one text per batch size; sizes are bounded by the caller's per-statement limit
+def _audit_insert_sql(rows: int) -> str:
+    return ("INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id) VALUES "
+            + ",".join(["(?,?,?,?,?,?,?)"] * rows))
+
 
 class _Sealed:
     """An `Unsealer`: ciphertexts and the opener of their borrower's key."""
@@ -481,8 +489,18 @@ class Repo:
         row = self.audit_conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
         return int(row[0]) if row else 0
 
-    def index_audit(self, start: int, end: int) -> int:
-        """Add events [start, end) to the query index; the caller holds the audit transaction."""
+    def insert_audit_rows(self, rows: list[tuple[Any, ...]], per_statement: int) -> None:
+        """Append event rows, `per_statement` to a multi-row INSERT; the caller decides the transaction."""
+        for i in range(0, len(rows), per_statement):
+            chunk = rows[i:i + per_statement]
+            self.audit_conn.execute(_audit_insert_sql(len(chunk)), [value for row in chunk for value in row])
+
+    def mark_audit(self, start: int, frontier: Frontier) -> int:
+        """Bring the derived state up to `frontier`: index events [start, size) and store the tree head.
+
+        Both are derived from the events (see AuditLog.index_every); the caller holds the transaction.
+        """
+        end = frontier.size
         for prefix, col in (("c", "case_id"), ("o", "org"), ("b", "borrower_id")):
             self.audit_conn.execute(
                 f"INSERT OR IGNORE INTO audit_ix(key, seq) SELECT '{prefix}:' || {col}, seq FROM audit_events"
@@ -493,6 +511,11 @@ class Repo:
             "INSERT INTO meta(key, value) VALUES ('indexed_upto', ?)"
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (str(end),),
+        )
+        self.audit_conn.execute(
+            "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
+            " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root, frontier = excluded.frontier",
+            (end, frontier.root(), frontier.dumps()),
         )
         return end
 

@@ -35,6 +35,8 @@ CASE_FIELDS = (
     "contact_history",
 )
 ALL_FIELDS = BORROWER_PI_FIELDS + LOAN_FIELDS + CASE_FIELDS
+# Encrypted at rest under the borrower's data key: the borrower's PI and the loan contract text.
+ENCRYPTED_FIELDS = (*BORROWER_PI_FIELDS, "contract_text")
 # Never released to agencies, whatever a policy file says (DESIGN.md §3).
 NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pseudonym"), "emergency_contacts": ("*",)}
 

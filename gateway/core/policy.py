@@ -17,7 +17,7 @@ from typing import Any
 
 from .conduct import ConductRules, load_conduct_dir
 from .errors import PolicyError
-from .model import ALL_FIELDS, BORROWER_PI_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
+from .model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
 from .tomlfile import FileCtx, load_toml
 
 TRANSFORMS = ("plain", "mask", "last4", "redact", "year_only", "pseudonym")
@@ -58,7 +58,7 @@ class ReleaseDecision:
     rule: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        encrypted = tuple(n for n in self.fields if n in BORROWER_PI_FIELDS or n == "contract_text")
+        encrypted = tuple(n for n in self.fields if n in ENCRYPTED_FIELDS)
         object.__setattr__(self, "encrypted", encrypted)
         object.__setattr__(self, "needs_loan", any(n not in BORROWER_PI_FIELDS for n in self.fields))
         object.__setattr__(self, "rule", ",".join(self.rules) if self.rules else "default-deny")

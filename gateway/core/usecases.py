@@ -127,7 +127,8 @@ class Core:
 
     # ---------------------------------------------------------------- helpers
     def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
-               borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None) -> EventDraft:
+               borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None,
+               bundle: PolicyBundle | None = None, head: bytes = b"") -> EventDraft:
         # Only vocabulary goes into the log: an unknown purpose (any string a caller sent) is recorded as
         # "invalid", never verbatim, so a request cannot write arbitrary text (or personal data) into it.
         if purpose and purpose not in PURPOSES:
@@ -135,7 +136,8 @@ class Core:
         return EventDraft(
             org=caller.org_id, method=caller.method, purpose=purpose, case_id=case_id, borrower_id=borrower_id,
             decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
-            trace_id=caller.trace_id, fields=list(fields), policy_revision=self.bundle.revision,
+            trace_id=caller.trace_id, fields=list(fields), policy_revision=(bundle or self.bundle).revision,
+            head=head,
         )
 
     def _deny(self, caller: Caller, code: str, rule: str = "", **kw: Any) -> CustosError:
@@ -229,11 +231,9 @@ class Core:
         if grant.with_history:
             values.update(self._released(decision, {"contact_history": repo.contact_history(case)}, caller.org_id))
         # The release waits for its audit event to be durable.
-        self.audit.append([EventDraft(
-            org=caller.org_id, method=caller.method, purpose=purpose, case_id=case.case_id,
-            borrower_id=case.borrower_id, decision="allow", code="OK", rule=decision.rule, time=rfc3339(now),
-            trace_id=caller.trace_id, fields=grant.fields, policy_revision=grant.bundle.revision,
-            head=grant.event_head)])
+        self.audit.append([self._event(caller, "allow", "OK", decision.rule, purpose=purpose, case_id=case.case_id,
+                                       borrower_id=case.borrower_id, fields=grant.fields, now=now,
+                                       bundle=grant.bundle, head=grant.event_head)])
         return Released(case.case_id, purpose, case.stage, values, decision.rules)
 
     def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
