@@ -45,12 +45,14 @@ class _Item(Generic[T]):
 
 class AuditLog:
     # Once this many events wait, the commit that crosses the mark also adds them
-    # to the query index (audit_ix, one bulk INSERT ... SELECT instead of three
-    # index pages per commit) and stores the tree head. Queries read the index up
-    # to `indexed_upto` and scan the short tail (Repo.audit_query); on open the
-    # head is brought forward over the leaf hashes after it. Checkpoints are
-    # signed over the in-memory head of committed events (`head`).
+    # to the query index as one sorted run (Repo.mark_audit; runs are merged
+    # `run_fanout` at a time, like a small LSM tree) and stores the tree head.
+    # Queries read the runs up to `indexed_upto` and scan the short tail
+    # (Repo.audit_query); on open the head is brought forward over the leaf
+    # hashes after it. Checkpoints are signed over the in-memory head of
+    # committed events (`head`).
     index_every = 256
+    run_fanout = 8
 
     def __init__(self, repo: Repo, policy_revision: Callable[[], str]) -> None:
         self._repo = repo
@@ -190,7 +192,7 @@ class AuditLog:
             self._repo.insert_audit_rows(rows, INSERT_CHUNK)
             indexed = self._indexed
             if marked:
-                indexed = self._repo.mark_audit(indexed, frontier)
+                indexed = self._repo.mark_audit(indexed, frontier, self.run_fanout)
             if not single:
                 audit.execute("COMMIT")
         except BaseException:

@@ -66,9 +66,11 @@ def create(root: Path) -> Layout:
     layout.tls.mkdir()
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
-    for path, schema in ((layout.db, db.SCHEMA + db.CASE_UPGRADE), (layout.audit_db, db.AUDIT_SCHEMA + db.AUDIT_UPGRADE)):
+    for path, schema in ((layout.db, db.SCHEMA + db.CASE_UPGRADE), (layout.audit_db, db.AUDIT_SCHEMA)):
         conn = db.connect(path, read_key_file(layout.keys / "db.key"))
         db.create_schema(conn, schema)
+        if path == layout.audit_db:
+            db.upgrade_audit(conn)
         conn.close()
     return layout
 
@@ -107,7 +109,7 @@ class Vault:
             writer = self._open(self.layout.db)
             audit_writer = self._open(self.layout.audit_db)
             writer.executescript(db.CASE_UPGRADE)
-            audit_writer.executescript(db.AUDIT_UPGRADE)
+            db.upgrade_audit(audit_writer)
         except db.DbError:
             raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on

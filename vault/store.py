@@ -22,7 +22,7 @@ from gateway.core.merkle import Frontier
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org, Unsealer
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
-from .db import CommitWatch, Connection
+from .db import TOP_LEVEL, CommitWatch, Connection
 
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
@@ -457,9 +457,9 @@ class Repo:
         """Events matching every filter, in log order, from one read snapshot.
 
         With a case, borrower or org filter the indexed part of the log is found
-        through audit_ix and the not yet indexed tail (at most
-        `AuditLog.index_every` events) is scanned; both halves are one statement,
-        so they see the same `indexed_upto`.
+        through the index runs (one seek per run, see `mark_audit`) and the not
+        yet indexed tail (fewer than `AuditLog.index_every` events) is scanned;
+        both halves are one statement, so they see the same `indexed_upto`.
         """
         conds: list[str] = []
         params: list[Any] = []
@@ -477,8 +477,9 @@ class Repo:
             args: list[Any] = [from_seq, *params]
         else:
             upto = "(SELECT COALESCE(MAX(CAST(value AS INTEGER)), 0) FROM meta WHERE key = 'indexed_upto')"
-            sql = (f"SELECT e.seq, e.leaf FROM audit_ix x JOIN audit_events e ON e.seq = x.seq"
-                   f" WHERE x.key = ? AND x.seq >= ? AND x.seq < {upto}{where}"
+            sql = (f"SELECT e.seq, e.leaf FROM audit_runix x JOIN audit_events e ON e.seq = x.seq"
+                   f" WHERE x.run IN (SELECT run FROM audit_runs) AND x.key = ? AND x.seq >= ?"
+                   f" AND x.seq < {upto}{where}"
                    f" UNION ALL SELECT e.seq, e.leaf FROM audit_events e WHERE e.seq >= MAX(?, {upto}){where}"
                    f" ORDER BY 1")
             args = [key, from_seq, *params, from_seq, *params]
@@ -495,18 +496,41 @@ class Repo:
             chunk = rows[i:i + per_statement]
             self.audit_conn.execute(_audit_insert_sql(len(chunk)), [value for row in chunk for value in row])
 
-    def mark_audit(self, start: int, frontier: Frontier) -> int:
+    def mark_audit(self, start: int, frontier: Frontier, fanout: int) -> int:
         """Bring the derived state up to `frontier`: index events [start, size) and store the tree head.
 
-        Both are derived from the events (see AuditLog.index_every); the caller holds the transaction.
+        The events become one new sorted run of the query index (level 0). Once a
+        level holds `fanout` runs they are merged into one run of the next level,
+        up to `TOP_LEVEL`, whose runs stay. A new run always takes the highest
+        run number, so its rows are written together at the right edge of the
+        B-tree: each entry is written once per level, on fresh pages, and a query
+        makes one seek per run. Both parts are derived from the events (see
+        AuditLog.index_every); the caller holds the transaction.
         """
+        conn = self.audit_conn
         end = frontier.size
-        for prefix, col in (("c", "case_id"), ("o", "org"), ("b", "borrower_id")):
-            self.audit_conn.execute(
-                f"INSERT OR IGNORE INTO audit_ix(key, seq) SELECT '{prefix}:' || {col}, seq FROM audit_events"
-                f" WHERE seq >= ? AND seq < ? AND {col} != ''",
-                (start, end),
-            )
+        run = self._new_run(0, start, end)
+        conn.execute(
+            "INSERT INTO audit_runix(run, key, seq)"
+            " SELECT ?, k, seq FROM (SELECT 'c:' || case_id AS k, seq FROM audit_events"
+            "  WHERE seq >= ? AND seq < ? AND case_id != ''"
+            " UNION ALL SELECT 'o:' || org, seq FROM audit_events WHERE seq >= ? AND seq < ? AND org != ''"
+            " UNION ALL SELECT 'b:' || borrower_id, seq FROM audit_events"
+            "  WHERE seq >= ? AND seq < ? AND borrower_id != '') ORDER BY 2, 3",
+            (run, start, end, start, end, start, end),
+        )
+        for level in range(TOP_LEVEL):
+            runs = conn.execute("SELECT run, first, upto FROM audit_runs WHERE level = ? ORDER BY run",
+                                (level,)).fetchall()
+            if len(runs) < fanout:
+                break
+            ids = [r[0] for r in runs]
+            marks = ",".join("?" * len(ids))
+            merged = self._new_run(level + 1, min(r[1] for r in runs), max(r[2] for r in runs))
+            conn.execute(f"INSERT INTO audit_runix(run, key, seq) SELECT ?, key, seq FROM audit_runix"
+                         f" WHERE run IN ({marks}) ORDER BY key, seq", (merged, *ids))
+            conn.execute(f"DELETE FROM audit_runix WHERE run IN ({marks})", ids)
+            conn.execute(f"DELETE FROM audit_runs WHERE run IN ({marks})", ids)
         self.audit_conn.execute(
             "INSERT INTO meta(key, value) VALUES ('indexed_upto', ?)"
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -518,6 +542,12 @@ class Repo:
             (end, frontier.root(), frontier.dumps()),
         )
         return end
+
+    def _new_run(self, level: int, first: int, upto: int) -> int:
+        conn = self.audit_conn
+        run = int(conn.execute("SELECT COALESCE(MAX(run), 0) + 1 FROM audit_runs").fetchone()[0])
+        conn.execute("INSERT INTO audit_runs(run, level, first, upto) VALUES (?, ?, ?, ?)", (run, level, first, upto))
+        return run
 
     def audit_leaf_hashes(self, start: int) -> Iterator[tuple[int, bytes]]:
         for seq, lh in self.audit_conn.execute(
