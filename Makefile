@@ -21,14 +21,14 @@ run: venv
 
 test: venv proto-check
 	$(BIN)/ruff check .
-	$(BIN)/mypy gateway vault policies clients/python/custos_client
+	$(BIN)/mypy gateway vault policies clients/python/custos_client bench
 	$(BIN)/python -m pytest
 
 lint: venv
 	$(BIN)/ruff check .
 
 typecheck: venv
-	$(BIN)/mypy gateway vault policies clients/python/custos_client
+	$(BIN)/mypy gateway vault policies clients/python/custos_client bench
 
 ## Regenerate the protobuf/gRPC stubs from proto/ (the one command).
 proto: venv

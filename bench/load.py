@@ -138,7 +138,7 @@ def _worker(conn: Connection, target: str, ident: Identity, method: str, request
             if code == "OK" and not st["sample"] and response is not None:
                 st["sample"] = response
             if code != "OK" and not st["err"]:
-                details = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)  # type: ignore[attr-defined]
+                details = exc.details() if isinstance(exc, grpc.RpcError) else str(exc)
                 st["err"] = f"{code}: {details}"
             if t1 < t_end and st["issued"] < max_calls:
                 st["issued"] += 1

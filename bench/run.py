@@ -201,8 +201,12 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
         argv = [sys.executable, "-m", "bench.echo_server", str(data), "--listen", "127.0.0.1:0", "--size", str(size),
                 "--workers", str(args.workers)]
         method = ECHO_METHOD
-    else:
+    elif kind == "gateway":
         argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers", str(args.workers)]
+        method = GETCASE_METHOD
+    else:  # a measurement variant of the gateway (bench.decompose)
+        argv = [sys.executable, "-m", "bench.variant_server", str(data), "--variant", kind, "--workers",
+                str(args.workers)]
         method = GETCASE_METHOD
     srv = Server(kind, argv, work / f"{kind}-{rnd}.log", server_cpus)
     try:
@@ -212,7 +216,7 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
         with pinned(load_cpus):
             res = run_load(target, agency, method, requests, procs=args.procs, inflight=args.inflight,
                            warmup=args.warmup, seconds=args.seconds, server_cpu=srv.cpu_seconds)
-        if kind == "gateway" and res.sample_response:
+        if method == GETCASE_METHOD and res.sample_response:
             rec = pb.CaseRecord.FromString(res.sample_response)
             if rec.purpose != PURPOSE or not rec.fields:
                 raise RuntimeError("gateway answered GetCase without a released record")
