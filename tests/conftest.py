@@ -7,6 +7,9 @@ freshly keyed database without paying for key and certificate generation.
 
 from __future__ import annotations
 
+# isort: off
+import gateway  # noqa: F401 - first: it sets gRPC's TLS 1.2 cipher list before anything imports grpc
+# isort: on
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field

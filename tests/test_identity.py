@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,6 +16,7 @@ import pytest
 from custos_client import CustosClient, CustosError, Identity
 
 from gateway import pki
+from gateway.transport.server import accepts_tls12
 from tests.conftest import Env
 
 
@@ -92,3 +99,68 @@ def test_wrong_kind_cannot_use_lender_calls(seeded: Env) -> None:
         seeded.client("agency-1").audit_query()
     assert info.value.code == "WRONG_ORG_KIND"
     assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"
+
+
+def _handshake(env: Env, org: str, version: ssl.TLSVersion) -> str:
+    """A raw TLS handshake with the org's client certificate, at exactly `version`; returns what was agreed."""
+    ident = env.identity(org)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(str(ident / "ca.crt"))
+    ctx.load_cert_chain(str(ident / "client.crt"), str(ident / "client.key"))
+    ctx.minimum_version = ctx.maximum_version = version
+    ctx.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", env.gw.port), timeout=5) as sock, \
+            ctx.wrap_socket(sock, server_hostname="localhost") as tls:
+        return str(tls.version())
+
+
+def test_only_tls13_is_spoken(env: Env) -> None:
+    assert _handshake(env, "agency-1", ssl.TLSVersion.TLSv1_3) == "TLSv1.3"
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _handshake(env, "agency-1", ssl.TLSVersion.TLSv1_2)  # a valid client certificate does not help
+    assert accepts_tls12("127.0.0.1", env.gw.port) is False
+
+
+def test_the_tls12_probe_recognises_a_server_that_speaks_it(tmp_path: Path) -> None:
+    """The start-up check must be able to fail: a plain TLS 1.2 server is caught."""
+    crt, key = tmp_path / "s.crt", tmp_path / "s.key"
+    pki.create_ca(tmp_path / "ca.crt", tmp_path / "ca.key")
+    pki.issue(tmp_path / "ca.crt", tmp_path / "ca.key", crt, key, cn="localhost", dns=["localhost"], server=True)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(str(crt), str(key))
+    ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        port = listener.getsockname()[1]
+
+        def serve() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                try:
+                    with ctx.wrap_socket(conn, server_side=True):
+                        pass
+                except (ssl.SSLError, OSError):
+                    pass
+
+        t = threading.Thread(target=serve, daemon=True)
+        t.start()
+        assert accepts_tls12("127.0.0.1", port) is True
+        t.join(5)
+
+
+def test_gateway_refuses_to_serve_if_grpc_was_loaded_before_the_tls_policy(env_dir: Path) -> None:
+    """Imported the wrong way round (grpc first, without the variable), gRPC would accept TLS 1.2: no serving then."""
+    script = (
+        "import grpc, sys\n"
+        "from gateway.core.errors import CustosError\n"
+        "from gateway.transport.server import build\n"
+        "try:\n"
+        "    gw = build(__import__('pathlib').Path(sys.argv[1]), '127.0.0.1:0')\n"
+        "except CustosError as e:\n"
+        "    print('refused', e.code)\n"
+        "else:\n"
+        "    gw.stop(); print('served')\n"
+    )
+    environ = {k: v for k, v in os.environ.items() if k != "GRPC_SSL_CIPHER_SUITES"}
+    out = subprocess.run([sys.executable, "-c", script, str(env_dir / "data")], capture_output=True, text=True,
+                         timeout=120, env=environ, cwd=Path(__file__).resolve().parent.parent)
+    assert out.stdout.strip() == "refused TLS_NOT_ENFORCED", out.stderr[-2000:]

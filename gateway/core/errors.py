@@ -97,6 +97,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "DATA_DIR_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
     "IDENTITY_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
     "AUDIT_VERIFY_FAILED": ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
+    "TLS_NOT_ENFORCED": ErrorSpec(_C.FAILED_PRECONDITION, "the server would accept TLS below 1.3; it refuses to serve"),
     "RATE_LIMITED": ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many requests"),
     "AUDIT_UNAVAILABLE": ErrorSpec(_C.UNAVAILABLE, "the audit log cannot be written; the gateway refuses to serve"),
     "UNAVAILABLE": ErrorSpec(_C.UNAVAILABLE, "the gateway is unavailable"),

@@ -6,6 +6,8 @@ import gc
 import hashlib
 import hmac
 import logging
+import socket
+import ssl
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from custos_client.v1 import custos_pb2_grpc as pb_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from gateway.core.errors import CustosError
 from gateway.core.merkle import sign_checkpoint
 from gateway.core.model import Clock, SystemClock
 from gateway.core.policy import load_bundle
@@ -67,6 +70,47 @@ def server_credentials(data_dir: Path) -> grpc.ServerCredentials:
     )
 
 
+def accepts_tls12(host: str, port: int, timeout: float = 5.0) -> bool:
+    """Whether the server at host:port answers a TLS 1.2-only ClientHello with a ServerHello.
+
+    Looks at the server's first handshake message rather than at whether the
+    handshake completes: without a client certificate even a TLS 1.2 server
+    would fail the handshake later, for another reason. A refusal comes as an
+    alert or a closed connection before any ServerHello. Anything else that
+    goes wrong (no connection) raises OSError: the check did not happen.
+    """
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE  # only the protocol version is at stake; nothing is sent
+    ctx.minimum_version = ctx.maximum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_alpn_protocols(["h2"])
+    outgoing = ssl.MemoryBIO()
+    tls = ctx.wrap_bio(ssl.MemoryBIO(), outgoing)
+    try:
+        tls.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    hello = outgoing.read()
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.sendall(hello)
+        first = b""
+        while len(first) < 6:
+            try:
+                chunk = sock.recv(6 - len(first))
+            except ConnectionResetError:
+                return False
+            if not chunk:
+                return False
+            first += chunk
+    # Record type 22 (handshake) whose first message is type 2 (ServerHello).
+    return first[0] == 22 and first[5] == 2
+
+
+def _probe_host(listen: str) -> str:
+    host = listen.rsplit(":", 1)[0].strip("[]")
+    return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
 def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
           clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 16) -> Gateway:
     """Build and start a gateway; policy problems raise before anything listens."""
@@ -98,9 +142,21 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         vault.close()
         raise OSError(f"cannot listen on {listen}")
     server.start()
+    try:
+        tls12 = accepts_tls12(_probe_host(listen), port)
+    except OSError:
+        tls12 = True  # could not check: treat as not enforced
+    if tls12:
+        server.stop(None).wait()
+        if provider is not None:
+            provider.shutdown()
+        vault.close()
+        log.error("the server accepted a TLS 1.2 handshake; refusing to serve (grpc imported before gateway?)")
+        raise CustosError("TLS_NOT_ENFORCED")
     # Everything loaded so far (modules, the policy bundle, gRPC) lives as long as the process: take it
     # out of the collector's scans, which otherwise walk it again on every full collection (measured:
     # about 13 µs of collector time per request under load).
     gc.freeze()
-    log.info("custos gateway listening on port %d, policy %s", port, bundle.revision)
+    log.info("custos gateway listening on port %d, policy %s; TLS 1.2 refused by the start-up check"
+             " (gRPC logs that handshake as failed)", port, bundle.revision)
     return Gateway(server, port, vault, core, provider, policy_dir)
