@@ -22,7 +22,7 @@ from gateway.core.merkle import Frontier
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org, Unsealer
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
-from .db import TOP_LEVEL, CommitWatch, Connection
+from .db import TOP_LEVEL, CommitWatch, Connection, blob
 
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
@@ -290,7 +290,7 @@ class Repo:
             self.conn.execute(
                 "INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version)"
                 " VALUES (?,?,?,?,?)",
-                (lender, case.borrower_id, kek_version, wrapped, dek_version),
+                (lender, case.borrower_id, kek_version, blob(wrapped), dek_version),
             )
         else:
             kek_version, wrapped, dek_version, _erased = row
@@ -301,8 +301,8 @@ class Repo:
         sets = ", ".join(f"{f} = ?" for f in enc)
         self.conn.execute(
             f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
-            (*enc.values(), self.bidx(lender, "national_id", case.pi["national_id"]),
-             self.bidx(lender, "phone", case.pi["phone"]), lender, case.borrower_id),
+            (*map(blob, enc.values()), blob(self.bidx(lender, "national_id", case.pi["national_id"])),
+             blob(self.bidx(lender, "phone", case.pi["phone"])), lender, case.borrower_id),
         )
         loan = case.loan
         contract = (
@@ -313,7 +313,7 @@ class Repo:
         self.conn.execute(
             f"INSERT INTO loans(lender_id, borrower_id, contract_text, {', '.join(LOAN_COLS)})"
             f" VALUES (?,?,?,{','.join('?' * len(LOAN_COLS))})",
-            (lender, case.borrower_id, contract,
+            (lender, case.borrower_id, blob(contract) if contract is not None else None,
              *(json.dumps(loan[c]) if c == "repayments" else loan[c] for c in LOAN_COLS)),
         )
         self.conn.execute(
@@ -494,7 +494,8 @@ class Repo:
         """Append event rows, `per_statement` to a multi-row INSERT; the caller decides the transaction."""
         for i in range(0, len(rows), per_statement):
             chunk = rows[i:i + per_statement]
-            self.audit_conn.execute(_audit_insert_sql(len(chunk)), [value for row in chunk for value in row])
+            self.audit_conn.execute(_audit_insert_sql(len(chunk)), [blob(v) if type(v) is bytes else v
+                                                                   for row in chunk for v in row])
 
     def mark_audit(self, start: int, frontier: Frontier, fanout: int) -> int:
         """Bring the derived state up to `frontier`: index events [start, size) and store the tree head.
