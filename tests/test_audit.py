@@ -425,6 +425,25 @@ def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: P
         vault.close()
 
 
+def test_opening_a_current_data_dir_takes_no_write_lock_on_the_log(tmp_path: Path) -> None:
+    """A CLI command opening the data directory must not stall a serving gateway's commits."""
+    import time
+
+    from vault.datadir import Vault, create
+
+    layout = create(tmp_path / "data")
+    other = db.connect(layout.audit_db, read_key_file(layout.keys / "db.key"))
+    other.execute("BEGIN IMMEDIATE")  # as a gateway mid-commit holds it
+    try:
+        t = time.monotonic()
+        vault = Vault(layout.root)
+        vault.close()
+        assert time.monotonic() - t < 5  # busy_timeout is 10 s: waiting for the lock would show
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+
+
 def test_a_single_key_seq_index_is_moved_into_one_top_run_on_open(tmp_path: Path) -> None:
     """The layout before runs: audit_ix(key, seq) filled up to `indexed_upto`."""
     from vault.datadir import Vault, create

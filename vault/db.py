@@ -121,8 +121,20 @@ DROP INDEX IF EXISTS audit_borrower;
 TOP_LEVEL = 2
 
 
+def _audit_layout_is_current(conn: Connection) -> bool:
+    names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
+    old = {"audit_ix", "audit_case", "audit_org", "audit_borrower"}
+    return {"audit_runs", "audit_runix"} <= names and not names & old
+
+
 def upgrade_audit(conn: Connection) -> None:
-    """Bring an audit database to the current layout (idempotent; one transaction)."""
+    """Bring an audit database to the current layout (idempotent; one transaction).
+
+    Runs at every open, also while a gateway is writing the log, so a current
+    layout takes no write lock at all.
+    """
+    if _audit_layout_is_current(conn):
+        return
     conn.execute("BEGIN IMMEDIATE")
     try:
         for stmt in AUDIT_UPGRADE.split(";"):
