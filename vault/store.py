@@ -532,12 +532,12 @@ class Repo:
                          f" WHERE run IN ({marks}) ORDER BY key, seq", (merged, *ids))
             conn.execute(f"DELETE FROM audit_runix WHERE run IN ({marks})", ids)
             conn.execute(f"DELETE FROM audit_runs WHERE run IN ({marks})", ids)
-        self.audit_conn.execute(
+        conn.execute(
             "INSERT INTO meta(key, value) VALUES ('indexed_upto', ?)"
             " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
             (str(end),),
         )
-        self.audit_conn.execute(
+        conn.execute(
             "INSERT INTO audit_head(id, size, root, frontier) VALUES (1, ?, ?, ?)"
             " ON CONFLICT(id) DO UPDATE SET size = excluded.size, root = excluded.root, frontier = excluded.frontier",
             (end, frontier.root(), frontier.dumps()),

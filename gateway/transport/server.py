@@ -146,11 +146,9 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         tls12 = accepts_tls12(_probe_host(listen), port)
     except OSError:
         tls12 = True  # could not check: treat as not enforced
+    gateway = Gateway(server, port, vault, core, provider, policy_dir)
     if tls12:
-        server.stop(None).wait()
-        if provider is not None:
-            provider.shutdown()
-        vault.close()
+        gateway.stop(None)
         log.error("the server accepted a TLS 1.2 handshake; refusing to serve (grpc imported before gateway?)")
         raise CustosError("TLS_NOT_ENFORCED")
     # Everything loaded so far (modules, the policy bundle, gRPC) lives as long as the process: take it
@@ -163,4 +161,4 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     gc.set_threshold(20_000, 10, 10)
     log.info("custos gateway listening on port %d, policy %s; TLS 1.2 refused by the start-up check"
              " (gRPC logs that handshake as failed)", port, bundle.revision)
-    return Gateway(server, port, vault, core, provider, policy_dir)
+    return gateway
