@@ -20,12 +20,13 @@ from typing import Any
 
 import grpc
 
-from gateway.transport.server import server_credentials  # the very same mTLS set-up as the gateway
+from gateway.core.limits import ConnectionLimits
+from gateway.transport.server import server_credentials, server_options  # the very same set-up as the gateway
+from vault.datadir import Layout
 
 ECHO_SERVICE = "bench.Echo"
 ECHO_METHOD = f"/{ECHO_SERVICE}/Call"
-WORKERS = 16  # the gateway's ThreadPoolExecutor size
-MAX_MESSAGE = 2 * 1024 * 1024  # the gateway's grpc.max_receive_message_length
+WORKERS = 128  # the gateway's ThreadPoolExecutor size
 
 
 def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS) -> tuple[grpc.Server, int]:
@@ -42,9 +43,9 @@ def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS) -> tup
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         handlers=[handler],
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
+        options=server_options(ConnectionLimits(), workers, 3600.0),
     )
-    port = server.add_secure_port(listen, server_credentials(data_dir))
+    port = server.add_secure_port(listen, server_credentials(Layout(data_dir)))
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     server.start()

@@ -34,9 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.variant_server")
     ap.add_argument("data_dir", type=Path, help="the data directory bench.run's set-up made")
     ap.add_argument("--variant", choices=VARIANTS, required=True)
-    ap.add_argument("--workers", type=int, default=16)
+    ap.add_argument("--workers", type=int, default=128)
+    ap.add_argument("--policies", type=Path, default=None)
     args = ap.parse_args(argv)
-    gw = build(args.data_dir, "127.0.0.1:0", workers=args.workers)  # loopback only, whatever else
+    gw = build(args.data_dir, "127.0.0.1:0", workers=args.workers, policy_dir=args.policies)  # loopback only
     core, audit = gw.core, gw.vault.audit
     stats = {"commits": 0, "events": 0}
     if args.variant == "fixed-record":

@@ -141,6 +141,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     if not 1 <= args.workers <= 256:
         raise CliError("INVALID_ARGUMENT", "--workers must be 1-256")
+    if not 0 <= args.grace <= 600:
+        raise CliError("INVALID_ARGUMENT", "--grace must be 0-600 seconds")
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
                workers=args.workers)
     print(f"custos gateway listening on {args.listen.rsplit(':', 1)[0]}:{gw.port}", flush=True)
@@ -149,7 +151,16 @@ def cmd_serve(args: argparse.Namespace) -> None:
         signal.signal(sig, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: _reload(gw))
     done.wait()
-    gw.stop(2.0)
+    log = logging.getLogger("custos.server")
+    log.info("stopping: calls in flight get %.1f s", args.grace)
+    clean = gw.stop(args.grace)
+    log.info("stopped%s", "" if clean else " (calls still running were abandoned)")
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Worker threads stuck on a client must not keep the process alive: everything acknowledged is
+    # durable (a caller is answered only after its commit), so nothing is lost by not joining them.
+    os._exit(0)
 
 
 def _reload(gw: Any) -> None:
@@ -189,13 +200,34 @@ def cmd_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise CliError("INVALID_ARGUMENT", "import file not found")
+    from custos_client import CustosError as ClientError
+
     with _client(args) as c:
-        result = c.import_file(path)
+        try:
+            result = c.import_file(path)
+        except ClientError as err:
+            if err.progress is not None:
+                raise ImportBroken(err.code, err.message, err.progress) from None
+            raise
     doc = {"imported": result["imported"], "rejected": result["rejected"]}
+    if result["already_imported"]:
+        doc["already_imported"] = result["already_imported"]
     if result["rejected_total"] > len(result["rejected"]):
         doc["rejected_total"] = result["rejected_total"]
-    _emit(args, doc, lambda d: "\n".join([f"imported {d['imported']}"] + [
-        f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
+    _emit(args, doc, lambda d: "\n".join(
+        [f"imported {d['imported']}" + (f", {d['already_imported']} already imported" if "already_imported" in d
+                                        else "")]
+        + [f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
+
+
+class ImportBroken(CliError):
+    """The import stream broke: the error says so, and what the gateway had confirmed as stored."""
+
+    def __init__(self, code: str, message: str, progress: dict[str, Any]) -> None:
+        stored = {k: progress[k] for k in ("through_line", "imported", "already_imported", "rejected_total")}
+        super().__init__(code, f"{message} (stored: lines 1-{stored['through_line']} decided, "
+                               f"{stored['imported']} imported; sending the file again is safe)")
+        self.stored = stored
 
 
 def cmd_assign(args: argparse.Namespace) -> None:
@@ -337,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data_dir")
     s.add_argument("--listen", default="127.0.0.1:7443")
     s.add_argument("--policies", help="policy bundle directory (default: the shipped bundle)")
-    s.add_argument("--workers", type=int, default=16, help="RPC worker threads (default 16)")
+    s.add_argument("--workers", type=int, default=128,
+                   help="RPC worker threads (default 128; idle ones cost no CPU)")
+    s.add_argument("--grace", type=float, default=5.0,
+                   help="seconds calls in flight get on SIGTERM before they are cancelled (default 5)")
     s.set_defaults(fn=cmd_serve)
 
     pol = sub.add_parser("policy", help="check policy bundles").add_subparsers(dest="sub", required=True)
@@ -417,9 +452,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _fail(args: argparse.Namespace | None, code: str, message: str) -> int:
+def _fail(args: argparse.Namespace | None, code: str, message: str, extra: dict[str, Any] | None = None) -> int:
     if args is not None and getattr(args, "json", False):
-        print(json.dumps({"error": {"code": code, "message": message}}, ensure_ascii=False))
+        print(json.dumps({"error": {"code": code, "message": message, **(extra or {})}}, ensure_ascii=False))
     print(f"error: {code}: {message}", file=sys.stderr)
     return EXIT_ERROR
 
@@ -439,6 +474,8 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, err.code, err.message)
     except ClientError as err:
         return _fail(args, err.code, err.message)
+    except ImportBroken as err:
+        return _fail(args, err.code, err.message, {"stored": err.stored})
     except CliError as err:
         return _fail(args, err.code, err.message)
     except KeyboardInterrupt:

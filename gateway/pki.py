@@ -89,9 +89,21 @@ def org_id_from_pem(pem: bytes) -> str | None:
     """The organisation id from a client certificate's URI SAN, or None."""
     try:
         cert = x509.load_pem_x509_certificate(pem)
+    except ValueError:
+        return None
+    return org_id_of(cert)
+
+
+def org_id_of(cert: x509.Certificate) -> str | None:
+    """The organisation id of a certificate with exactly one URI SAN, which names an org; otherwise None.
+
+    A second URI SAN of any kind makes the identity ambiguous, so none is taken.
+    """
+    try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except (ValueError, x509.ExtensionNotFound):
         return None
-    ids = [u[len(ORG_URI_PREFIX):] for u in san.get_values_for_type(x509.UniformResourceIdentifier)
-           if u.startswith(ORG_URI_PREFIX)]
-    return ids[0] if len(ids) == 1 else None
+    uris = san.get_values_for_type(x509.UniformResourceIdentifier)
+    if len(uris) != 1 or not uris[0].startswith(ORG_URI_PREFIX):
+        return None
+    return uris[0][len(ORG_URI_PREFIX):] or None

@@ -10,6 +10,8 @@ from __future__ import annotations
 # isort: off
 import gateway  # noqa: F401 - first: it sets gRPC's TLS 1.2 cipher list before anything imports grpc
 # isort: on
+import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -17,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from custos_client import CustosClient
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -130,3 +133,105 @@ def seeded(env: Env) -> Env:
     env.import_cases("lender-b", [synth.case_line(i, lender_prefix="B", seed=99) for i in (1, 2)])
     env.client("lender-a").assign("C-1", "agency-1", "collection", "2026-12-31")
     return env
+
+
+# ------------------------------------------------------------------ limits, raw calls, served processes
+
+
+def policy_bundle(dest: Path, limits: dict[str, dict[str, Any]]) -> Path:
+    """A copy of the shipped bundle whose limits.toml sets `limits` ({section: {key: value}}, "rate.kind.agency" too)."""
+    from policies import BUNDLE_DIR
+
+    shutil.copytree(BUNDLE_DIR, dest, ignore=shutil.ignore_patterns("*.py", "__pycache__"))
+    path = dest / "limits.toml"
+    path.write_text(_merge_toml(path.read_text(), limits))
+    return dest
+
+
+def _merge_toml(base: str, limits: dict[str, dict[str, Any]]) -> str:
+    """Override keys in their sections of `base`; sections it lacks are appended."""
+    out: list[str] = []
+    section = ""
+    pending = {s: dict(v) for s, v in limits.items()}
+    for line in base.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("["):
+            out += [f"{k} = {json.dumps(v)}" for k, v in pending.pop(section, {}).items()]
+            section = stripped.strip("[]")
+        elif "=" in stripped and not stripped.startswith("#"):
+            key = stripped.split("=", 1)[0].strip()
+            if key in pending.get(section, {}):
+                line = f"{key} = {json.dumps(pending[section].pop(key))}"
+        out.append(line)
+    out += [f"{k} = {json.dumps(v)}" for k, v in pending.pop(section, {}).items()]
+    for s, values in pending.items():
+        out.append(f"[{s}]")
+        out += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    return "\n".join(out) + "\n"
+
+
+def channel(env: Env, org: str) -> grpc.Channel:
+    """A bare mTLS channel as `org`, for calls the typed client will not make (raw bytes, half-open calls)."""
+    ident = env.identity(org)
+    creds = grpc.ssl_channel_credentials((ident / "ca.crt").read_bytes(), (ident / "client.key").read_bytes(),
+                                         (ident / "client.crt").read_bytes())
+    return grpc.secure_channel(env.addr, creds)
+
+
+class Served:
+    """`custos serve` in a child process (SIGTERM, rlimits, memory), stopped when the test ends."""
+
+    def __init__(self, data: Path, *, policies: Path | None = None, nofile: int | None = None,
+                 extra: list[str] | None = None) -> None:
+        import resource
+        import subprocess
+        import sys
+
+        def limit() -> None:
+            if nofile is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
+
+        argv = [sys.executable, "-m", "gateway.cli", "serve", str(data), "--listen", "127.0.0.1:0", *(extra or [])]
+        if policies is not None:
+            argv += ["--policies", str(policies)]
+        self.log = data.parent / f"serve-{os.getpid()}-{id(self)}.log"
+        self._log = open(self.log, "wb")
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=self._log, preexec_fn=limit)
+        assert self.proc.stdout is not None
+        first = self.proc.stdout.readline().decode()
+        if "listening on" not in first:
+            self.stop()
+            raise RuntimeError(f"custos serve did not start: {first!r} {self.log.read_text()[-2000:]}")
+        self.port = int(first.rsplit(":", 1)[1])
+
+    @property
+    def addr(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def vm_kib(self, field_name: str) -> int:
+        """VmRSS / VmHWM of the server process, in KiB."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith(field_name + ":"):
+                return int(line.split()[1])
+        raise KeyError(field_name)
+
+    def stop(self) -> None:
+        import signal as sig
+
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig.SIGKILL)
+        self.proc.wait(timeout=10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self._log.close()
+
+
+@pytest.fixture
+def served() -> Iterator[list[Served]]:
+    """Register Served instances here; they are killed at the end of the test."""
+    procs: list[Served] = []
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.stop()

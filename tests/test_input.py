@@ -95,7 +95,8 @@ def test_mixed_import_rejects_each_bad_line_and_imports_the_good_ones(env: Env) 
          "consent.third_party_sharing", l8),                                                       # 8
         (raw(l9 := line(109, _set("stage", 5))), "IMPORT_INVALID_FIELD", "stage", l9),           # 9
         (raw(l10 := line(110, _set("stage", "collections"))), "UNKNOWN_STAGE", "stage", l10),    # 10
-        (raw(l11 := line(111, _set("nickname", "Synthy"))), "IMPORT_INVALID_FIELD", "nickname", l11),  # 11
+        # An unknown key is named by its position, never by its text (a key may be anything, PI too).
+        (raw(l11 := line(111, _set("nickname", "Synthy"))), "IMPORT_INVALID_FIELD", "key 8 of 8", l11),  # 11
         (raw(l12 := line(112, _drop("borrower.phone"))), "IMPORT_INVALID_FIELD", "borrower.phone", l12),  # 12
         (raw(l13 := line(113, _set("borrower.phone", "0139-SYNTH-77"))), "IMPORT_INVALID_FIELD",
          "borrower.phone", l13),                                                                   # 13
@@ -384,16 +385,20 @@ def test_core_import_consumes_lines_in_bounded_batches(env: Env, monkeypatch: py
         seen_at_call.append(yielded)
         done_before_call.append(processed)
         out = real_run(work)
-        if isinstance(out, tuple) and len(out) == 2 and isinstance(out[1], list):
-            processed += out[0] + len(out[1])
+        if isinstance(out, tuple) and len(out) == 3 and isinstance(out[2], list):
+            processed += out[0] + out[1] + len(out[2])
         return out
 
     monkeypatch.setattr(audit, "run", recording_run)
-    result = env.gw.core.import_cases(Caller(org_id="lender-a", method="ImportCases"), source())
+    progress = list(env.gw.core.import_cases(Caller(org_id="lender-a", method="ImportCases"), source()))
     monkeypatch.undo()
+    result = progress[-1]
 
-    assert result.imported == total
+    assert result.done and result.imported == total and result.through_line == total
     assert result.rejected == [] and result.rejected_total == 0
+    # One progress message per durable batch, each counting exactly what was stored so far.
+    assert [p.imported for p in progress[:-1]] == sorted(p.imported for p in progress[:-1])
+    assert len(progress) - 1 == -(-total // usecases.IMPORT_BATCH)
     assert len(seen_at_call) >= -(-total // usecases.IMPORT_BATCH)
     lookahead = [seen - done for seen, done in zip(seen_at_call, done_before_call, strict=True)]
     assert max(lookahead) <= usecases.IMPORT_BATCH, lookahead

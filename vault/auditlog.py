@@ -73,6 +73,14 @@ class AuditLog:
         self._indexed = repo.audit_indexed_upto()
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
+        self._closed = False
+        self._idle = threading.Condition(self._mutex)
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new work; wait (at most `timeout` s) for the commit in progress. True if none was left running."""
+        with self._mutex:
+            self._closed = True
+            return self._idle.wait_for(lambda: not self._leading, timeout)
 
     @property
     def size(self) -> int:
@@ -88,6 +96,8 @@ class AuditLog:
         item: _Item[T] = _Item(work, writes=writes)
         item.wake.acquire()
         with self._mutex:
+            if self._closed:
+                raise CustosError("SHUTTING_DOWN")
             self._pending.append(item)
             lead = not self._leading
             self._leading = True
@@ -113,6 +123,8 @@ class AuditLog:
             with self._mutex:
                 successor = self._pending[0] if self._pending else None
                 self._leading = successor is not None
+                if successor is None:
+                    self._idle.notify_all()
             if successor is not None:
                 successor.wake.release()
 

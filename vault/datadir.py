@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import threading
@@ -75,6 +76,41 @@ def create(root: Path) -> Layout:
     return layout
 
 
+class ServeLock:
+    """At most one `custos serve` per data directory on the embedded store.
+
+    SQLCipher has one writer, and the audit log one sequence: a second server
+    on the same directory would fail on sequence collisions at its first
+    write. An advisory lock on DATA_DIR/serve.lock, held for the life of the
+    process (the kernel drops it when the process dies, even by kill -9),
+    refuses it at start-up instead, naming the holder's pid.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, root: Path) -> ServeLock:
+        if not root.is_dir():
+            raise CustosError("DATA_DIR_INVALID", "run 'custos init' first")
+        path = root / "serve.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise CustosError("DATA_DIR_IN_USE", f"held by pid {holder}" if holder.isdigit() else "") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
 def audit_signing_key(layout: Layout) -> Ed25519PrivateKey:
     return Ed25519PrivateKey.from_private_bytes(read_key_file(layout.keys / "audit.key"))
 
@@ -109,6 +145,7 @@ class Vault:
             writer = self._open(self.layout.db)
             audit_writer = self._open(self.layout.audit_db)
             writer.executescript(db.CASE_UPGRADE)
+            db.upgrade_cases(writer)
             db.upgrade_audit(audit_writer)
         except db.DbError:
             raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None

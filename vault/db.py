@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS cases(
   attorney_represented INTEGER NOT NULL DEFAULT 0, lost_contact INTEGER NOT NULL DEFAULT 0,
   legal_hold INTEGER NOT NULL DEFAULT 0,
   consent_third_party INTEGER NOT NULL DEFAULT 0, consent_credit INTEGER NOT NULL DEFAULT 0,
-  created_at TEXT NOT NULL, updated_at TEXT NOT NULL,
+  created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE TABLE IF NOT EXISTS mandates(
@@ -98,6 +98,13 @@ INSERT OR IGNORE INTO generation(id, n) VALUES (1, 0);
     f" BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; END;\n"
     for table in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
 )
+
+def upgrade_cases(conn: Connection) -> None:
+    """Columns added after the first layout (idempotent): the keyed digest of each case's import line."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
+    if "import_digest" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN import_digest BLOB")
+
 
 # The query index over the log ('c:' case, 'o:' org, 'b:' borrower -> seq) is
 # derived from audit_events and kept as sorted runs, like a small LSM tree (see

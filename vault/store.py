@@ -6,6 +6,7 @@ out, for exactly the fields a decision released.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import secrets
@@ -318,10 +319,25 @@ class Repo:
         )
         self.conn.execute(
             "INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
-            " consent_third_party, consent_credit, created_at, updated_at) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
-             case.stage, int(case.consent_third_party), int(case.consent_credit), now, now),
+             case.stage, int(case.consent_third_party), int(case.consent_credit), now, now,
+             blob(self._import_digest(lender, case))),
         )
+
+    def _import_digest(self, lender: str, case: ImportedCase) -> bytes:
+        doc = json.dumps(dataclasses.asdict(case), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return self.bidx.digest(lender, "import-line", doc.encode())
+
+    def import_state(self, lender: str, case: ImportedCase) -> str:
+        """'new' (no such case), 'same' (imported before from a line with these values) or 'other'."""
+        row = self.conn.execute("SELECT import_digest FROM cases WHERE lender_id = ? AND case_id = ?",
+                                (lender, case.case_id)).fetchone()
+        if row is None:
+            return "new"
+        stored = row[0]
+        return "same" if stored is not None and bytes(stored) == self._import_digest(lender, case) else "other"
 
     def case_exists(self, lender: str, case_id: str) -> bool:
         return self.conn.execute(

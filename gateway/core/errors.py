@@ -20,6 +20,8 @@ class Category(Enum):
     INVALID_ARGUMENT = "invalid_argument"
     ALREADY_EXISTS = "already_exists"
     RESOURCE_EXHAUSTED = "resource_exhausted"
+    DEADLINE_EXCEEDED = "deadline_exceeded"
+    CANCELLED = "cancelled"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 
@@ -36,6 +38,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     # identity
     "UNAUTHENTICATED": ErrorSpec(_C.UNAUTHENTICATED, "no valid client certificate"),
     "UNKNOWN_ORG": ErrorSpec(_C.UNAUTHENTICATED, "the certificate names no registered organisation"),
+    "CERT_EXPIRED": ErrorSpec(_C.UNAUTHENTICATED, "the client certificate has expired"),
     "ORG_DISABLED": ErrorSpec(_C.PERMISSION_DENIED, "the organisation is disabled"),
     "LICENCE_EXPIRED": ErrorSpec(_C.PERMISSION_DENIED, "the organisation's licence has expired"),
     "WRONG_ORG_KIND": ErrorSpec(_C.PERMISSION_DENIED, "this call is not open to the caller's kind of organisation"),
@@ -70,6 +73,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "CASE_AMBIGUOUS": ErrorSpec(_C.INVALID_ARGUMENT, "several lenders mandated a case with this id; qualify it as LENDER/CASE"),
     # input
     "INVALID_ARGUMENT": ErrorSpec(_C.INVALID_ARGUMENT, "the request is malformed"),
+    "MALFORMED_REQUEST": ErrorSpec(_C.INVALID_ARGUMENT, "the request message could not be decoded"),
     "INVALID_CASE_ID": ErrorSpec(_C.INVALID_ARGUMENT, "case ids are 1-64 characters of letters, digits and ._:-"),
     "INVALID_ORG_ID": ErrorSpec(_C.INVALID_ARGUMENT, "organisation ids are 1-64 characters of letters, digits and ._-"),
     "INVALID_DATE": ErrorSpec(_C.INVALID_ARGUMENT, "dates are YYYY-MM-DD"),
@@ -97,8 +101,20 @@ CATALOGUE: dict[str, ErrorSpec] = {
     "DATA_DIR_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
     "IDENTITY_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
     "AUDIT_VERIFY_FAILED": ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
+    "DATA_DIR_IN_USE": ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
+    "CA_OFFLINE": ErrorSpec(
+        _C.FAILED_PRECONDITION, "this data directory holds no CA key: issue with 'custos ca issue', register with --cert"
+    ),
+    "CERT_MISMATCH": ErrorSpec(_C.INVALID_ARGUMENT, "the certificate does not chain to this gateway's CA or names another org"),
+    "KEYS_UNAVAILABLE": ErrorSpec(_C.FAILED_PRECONDITION, "the key files are missing or unreadable"),
     "TLS_NOT_ENFORCED": ErrorSpec(_C.FAILED_PRECONDITION, "the server would accept TLS below 1.3; it refuses to serve"),
     "RATE_LIMITED": ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many requests"),
+    "CONCURRENCY_LIMITED": ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many calls of this organisation in flight"),
+    "REQUEST_TIMEOUT": ErrorSpec(_C.DEADLINE_EXCEEDED, "the request message did not arrive in time"),
+    "STREAM_IDLE": ErrorSpec(_C.DEADLINE_EXCEEDED, "the stream waited on its client for too long"),
+    "CALL_DEADLINE": ErrorSpec(_C.DEADLINE_EXCEEDED, "the call exceeded the gateway's deadline"),
+    "CLIENT_GONE": ErrorSpec(_C.CANCELLED, "the client cancelled or went away"),
+    "SHUTTING_DOWN": ErrorSpec(_C.UNAVAILABLE, "the gateway is shutting down"),
     "AUDIT_UNAVAILABLE": ErrorSpec(_C.UNAVAILABLE, "the audit log cannot be written; the gateway refuses to serve"),
     "UNAVAILABLE": ErrorSpec(_C.UNAVAILABLE, "the gateway is unavailable"),
     "DECRYPTION_FAILED": ErrorSpec(_C.INTERNAL, "stored data failed an integrity check"),

@@ -73,9 +73,11 @@ class Unsealer(Protocol):
 class Caller:
     """Who is calling, established by the transport from the client certificate only."""
 
-    org_id: str
+    org_id: str            # "" when the certificate names no organisation
     method: str
     trace_id: str = ""
+    problem: str = ""      # an identity error code (CERT_INVALID, CERT_EXPIRED, ...): refused at admission
+    cert: str = ""         # the client certificate's SHA-256, first 16 hex digits (for the audit of refusals)
 
 
 @dataclass(frozen=True)

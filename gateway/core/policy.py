@@ -17,6 +17,7 @@ from typing import Any
 
 from .conduct import ConductRules, load_conduct_dir
 from .errors import PolicyError
+from .limits import Limits, load_limits
 from .model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
 from .tomlfile import FileCtx, load_toml
 
@@ -70,6 +71,7 @@ class PolicyBundle:
     rules: tuple[ReleaseRule, ...]
     conduct: dict[str, ConductRules]
     _table: dict[tuple[str, str, str], ReleaseDecision]
+    limits: Limits = field(default_factory=Limits)
     _access: dict[tuple[str, str], tuple[bool, bool]] = field(init=False, repr=False, compare=False)
 
     def release(self, kind: str, purpose: str, stage: str) -> ReleaseDecision:
@@ -222,7 +224,8 @@ def load_bundle(directory: Path) -> PolicyBundle:
     conduct_dir = directory / "conduct"
     if conduct_dir.is_dir():
         conduct = load_conduct_dir(conduct_dir)
-    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules))
+    limits = load_limits(directory / "limits.toml")
+    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules), limits)
 
 
 # ----------------------------------------------------------------- transforms

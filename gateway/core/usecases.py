@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from . import access
+from .admission import RateLimiter
 from .conduct import (
     CHANNELS,
     PARTIES,
@@ -29,7 +32,7 @@ from .conduct import (
     history_horizon,
 )
 from .errors import CustosError
-from .importer import ID_RE, LineError, parse_line
+from .importer import ID_RE, ImportedCase, LineError, parse_line
 from .model import (
     LABELS,
     MANDATE_KIND,
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("custos.core")
 
 IMPORT_BATCH = 256
+IMPORT_BATCH_BYTES = 8 << 20  # with lines of up to 1 MiB, a batch never holds more than this (plus one line)
 MAX_REJECTIONS = 1000
 ORG_ID_RE = ID_RE
 
@@ -97,11 +101,28 @@ class Grant:
                 and now.astimezone(self.zone).date() == self.local_day)
 
 
+RATE_EVENT_WINDOW_S = 1.0
+
+
 @dataclass
-class ImportResult:
+class _Suppressed:
+    since: float
+    count: int
+    caller: Caller
+    kind: str
+
+
+@dataclass
+class ImportProgress:
+    """What an import stream has made durable so far (totals), and the rejections of the latest batch."""
+
+    through_line: int = 0      # every line up to this number is decided and its outcome durable
     imported: int = 0
+    already_imported: int = 0  # lines identical to a case imported before: nothing stored again
     rejected_total: int = 0
-    rejected: list[tuple[int, str, str]] | None = None
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, code, reason) of this batch
+    reported: int = 0          # rejections sent so far (at most MAX_REJECTIONS in all)
+    done: bool = False         # the last message: the stream ended and every line is decided
 
 
 class Core:
@@ -124,6 +145,72 @@ class Core:
         self.pseudonym_key = pseudonym_key
         self.sign_checkpoint = sign_checkpoint
         self.verifier_key = verifier_key
+        self._rates = RateLimiter()
+        self._suppressed: dict[tuple[str, str], _Suppressed] = {}
+        self._suppressed_lock = threading.Lock()
+
+    # ---------------------------------------------------------------- admission
+    def admit(self, caller: Caller) -> Org:
+        """Before any request byte is decoded: identity, rate and standing, each refusal audited.
+
+        The rate comes first, so that whatever else a caller gets wrong it can
+        write at most its rate of events into the log; refusals beyond the rate
+        are counted, not written one by one (see `_rate_denied`).
+        """
+        if caller.problem:
+            if not self._rates.allow("cert:" + caller.cert, self.bundle.limits.rate):
+                raise self._rate_denied(caller, "unidentified")
+            raise self._deny(caller, caller.problem, f"identity:cert={caller.cert}" if caller.cert else "identity")
+        repo = self.reader()
+        repo.refresh()
+        org = repo.get_org(caller.org_id)
+        kind = org.kind if org is not None else ""
+        if not self._rates.allow(caller.org_id, self.bundle.limits.rate_for(kind)):
+            raise self._rate_denied(caller, kind or "unregistered")
+        verdict = access.standing(org, self.clock.now().date())
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule)
+        assert org is not None
+        return org
+
+    def deny(self, caller: Caller, code: str, rule: str = "") -> CustosError:
+        """A refusal decided outside a use case (by the transport: undecodable request, timeout, share)."""
+        return self._deny(caller, code, rule or code.lower())
+
+    def _rate_denied(self, caller: Caller, kind: str) -> CustosError:
+        """Audit a rate refusal: the first of a window at once, the rest as one count when the window ends.
+
+        A caller far over its rate would otherwise turn every refused call into a
+        durable event, filling the log and the writer's commits at the expense of
+        every other organisation. Each window's count is written by
+        `flush_suppressed` (called about twice a second), so every refusal is in
+        the log within a second or two, as `rate:KIND;repeated=N`.
+        """
+        key = (caller.org_id or "cert:" + caller.cert, caller.method)
+        now = time.monotonic()
+        with self._suppressed_lock:
+            entry = self._suppressed.get(key)
+            if entry is not None and now - entry.since < RATE_EVENT_WINDOW_S:
+                entry.count += 1
+                return CustosError("RATE_LIMITED")
+            self._suppressed[key] = _Suppressed(now, 0, caller, kind)
+        events = [self._repeated(entry)] if entry is not None and entry.count else []
+        events.append(self._event(caller, "deny", "RATE_LIMITED", f"rate:{kind}"))
+        self.audit.append(events)
+        return CustosError("RATE_LIMITED")
+
+    def _repeated(self, entry: _Suppressed) -> EventDraft:
+        return self._event(entry.caller, "deny", "RATE_LIMITED", f"rate:{entry.kind};repeated={entry.count}")
+
+    def flush_suppressed(self, force: bool = False) -> None:
+        """Write the counts of rate refusals whose window has ended (all of them with `force`)."""
+        now = time.monotonic()
+        with self._suppressed_lock:
+            due = [k for k, e in self._suppressed.items() if force or now - e.since >= RATE_EVENT_WINDOW_S]
+            entries = [self._suppressed.pop(k) for k in due]
+        events = [self._repeated(e) for e in entries if e.count]
+        if events:
+            self.audit.append(events)
 
     # ---------------------------------------------------------------- helpers
     def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
@@ -333,49 +420,82 @@ class Core:
         return out
 
     # ---------------------------------------------------------------- lender writes
-    def import_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> ImportResult:
-        """Stream lines in batches: memory stays bounded whatever the file size."""
-        self._standing(caller, kinds=("lender",))
-        result = ImportResult(rejected=[])
-        batch: list[tuple[int, bytes]] = []
-        for item in lines:
-            batch.append(item)
-            if len(batch) >= IMPORT_BATCH:
-                self._import_batch(caller, batch, result)
-                batch = []
-        if batch:
-            self._import_batch(caller, batch, result)
-        return result
+    def import_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> Iterator[ImportProgress]:
+        """Stream lines in batches; after each batch is durable, say so.
 
-    def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], result: ImportResult) -> None:
+        Each batch (at most IMPORT_BATCH lines or IMPORT_BATCH_BYTES) commits
+        whole or not at all, with an event per line. The progress yielded after
+        a commit is exactly what is stored, so a client whose stream breaks
+        knows what it can skip; one that does not is still safe to send the
+        file again, since a line that was already imported as it is now is
+        reported as `already_imported`, never stored twice. If the line stream
+        breaks (an undecodable frame, the client gone, a timeout, shutdown),
+        the unfinished batch is dropped, the interruption is audited with its
+        code, and the code is raised.
+        """
+        self._standing(caller, kinds=("lender",))
+        totals = ImportProgress()
+        batch: list[tuple[int, bytes]] = []
+        size = 0
+        try:
+            for item in lines:
+                batch.append(item)
+                size += len(item[1])
+                if len(batch) >= IMPORT_BATCH or size >= IMPORT_BATCH_BYTES:
+                    yield self._import_batch(caller, batch, totals)
+                    batch, size = [], 0
+        except CustosError as err:
+            dropped = len(batch)
+            batch = []
+            try:
+                self.audit.append([self._event(
+                    caller, "deny", err.code,
+                    f"import.interrupted:through_line={totals.through_line};dropped_lines={dropped}")])
+            except CustosError:
+                log.error("could not audit an interrupted import")
+            raise
+        if batch:
+            yield self._import_batch(caller, batch, totals)
+        yield replace(totals, rejected=[], done=True)
+
+    def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], totals: ImportProgress) -> ImportProgress:
+        """Validate, then store the batch in one unit of work; update `totals`, return this batch's progress."""
         lender = caller.org_id
-        parsed: list[tuple[int, Any]] = []
+        parsed: list[tuple[int, ImportedCase | tuple[str, str]]] = []
         for line_no, raw in batch:
             if not raw.strip():
                 continue
             try:
                 parsed.append((line_no, parse_line(raw)))
             except LineError as err:
-                parsed.append((line_no, err))
+                # Keep the code and reason, never the exception: its traceback holds this frame (a cycle only
+                # the collector frees) and the parsed line, which may be a megabyte of anything.
+                parsed.append((line_no, (err.code, err.reason)))
+        last_line = max((n for n, _ in batch), default=totals.through_line)
 
-        def work(repo: Repo) -> tuple[tuple[int, list[tuple[int, str, str]]], list[EventDraft]]:
+        def work(repo: Repo) -> tuple[tuple[int, int, list[tuple[int, str, str]]], list[EventDraft]]:
             now = self.clock.now()
             stamp = rfc3339(now)
             events: list[EventDraft] = []
             rejected: list[tuple[int, str, str]] = []
-            imported = 0
+            imported = already = 0
 
             def reject(line_no: int, code: str, reason: str, **kw: Any) -> None:
                 rejected.append((line_no, code, reason))
                 events.append(self._event(caller, "deny", code, "import", now=now, **kw))
 
             for line_no, item in parsed:
-                if isinstance(item, LineError):
-                    reject(line_no, item.code, item.reason)
+                if isinstance(item, tuple):
+                    reject(line_no, *item)
                     continue
-                kw = {"case_id": item.case_id, "borrower_id": item.borrower_id}
-                if repo.case_exists(lender, item.case_id):
-                    reject(line_no, "CASE_EXISTS", "case_id: already imported", **kw)
+                kw: dict[str, Any] = {"case_id": item.case_id, "borrower_id": item.borrower_id}
+                state = repo.import_state(lender, item)
+                if state == "same":
+                    already += 1
+                    events.append(self._event(caller, "allow", "OK", "import.already", now=now, **kw))
+                    continue
+                if state == "other":
+                    reject(line_no, "CASE_EXISTS", "case_id: already imported with other values", **kw)
                     continue
                 if repo.loan_exists(lender, item.loan["loan_id"]):
                     reject(line_no, "LOAN_EXISTS", "loan.loan_id: already imported", **kw)
@@ -389,14 +509,16 @@ class Core:
                     continue
                 imported += 1
                 events.append(self._event(caller, "allow", "OK", "import", now=now, **kw))
-            return (imported, rejected), events
+            return (imported, already, rejected), events
 
-        imported, rejected = self.audit.run(work)
-        result.imported += imported
-        result.rejected_total += len(rejected)
-        assert result.rejected is not None
-        room = MAX_REJECTIONS - len(result.rejected)
-        result.rejected.extend(rejected[:max(room, 0)])
+        imported, already, rejected = self.audit.run(work)
+        room = max(MAX_REJECTIONS - totals.reported, 0)
+        totals.through_line = max(totals.through_line, last_line)
+        totals.imported += imported
+        totals.already_imported += already
+        totals.rejected_total += len(rejected)
+        totals.reported += min(room, len(rejected))
+        return replace(totals, rejected=rejected[:room])
 
     def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
         self._standing(caller, kinds=("lender",))
@@ -705,11 +827,17 @@ def _parse_date(text: str) -> date | None:
 
 
 def _parse_time(text: str) -> datetime | None:
+    """An RFC 3339 time with an offset, within TIME_RANGE (so later arithmetic cannot overflow), else None."""
     try:
         ts = datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) <= 40 else None
-    except ValueError:
+        if ts is None or ts.tzinfo is None:
+            return None
+        utc = ts.astimezone(UTC)
+    except (ValueError, OverflowError):
         return None
-    if ts is None or ts.tzinfo is None:
-        return None
-    return ts
+    return utc if TIME_RANGE[0] <= utc < TIME_RANGE[1] else None
 
+
+# Times a caller may name (Explain.at, QueryAudit.since): wide enough for any real question, and far
+# enough inside datetime's range that a day or two of arithmetic, or a zone offset, cannot overflow.
+TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))

@@ -6,31 +6,32 @@ import gc
 import hashlib
 import hmac
 import logging
+import resource
 import socket
 import ssl
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
-from custos_client.v1 import custos_pb2_grpc as pb_grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway.core.errors import CustosError
+from gateway.core.limits import ConnectionLimits
 from gateway.core.merkle import sign_checkpoint
 from gateway.core.model import Clock, SystemClock
 from gateway.core.policy import load_bundle
 from gateway.core.usecases import Core
 from policies import BUNDLE_DIR
-from vault.datadir import Vault, audit_signing_key, load_config
+from vault.datadir import Layout, ServeLock, Vault, audit_signing_key, load_config
 
-from .servicers import AuditServicer, CaseServicer, LenderServicer
-from .tracing import TracingInterceptor, make_provider
+from .calls import Gate, Watchdog
+from .servicers import methods
+from .tracing import make_provider
 
 log = logging.getLogger("custos.server")
-
-MAX_MESSAGE = 2 * 1024 * 1024
 
 
 @dataclass
@@ -41,12 +42,17 @@ class Gateway:
     core: Core
     provider: TracerProvider | None
     policy_dir: Path
+    gate: Gate
+    watchdog: Watchdog
+    lock: ServeLock | None = None
 
     def reload_policies(self) -> str:
         """Load the bundle again and swap it in whole; a bad bundle raises and the running one stays.
 
         Requests already deciding keep the bundle they started with; the next
         ones see the new rules, and their audit events carry the new revision.
+        The [connections] limits stay as they were at start-up (gRPC fixes them
+        when the port opens).
         """
         bundle = load_bundle(self.policy_dir)
         self.core.bundle = bundle
@@ -54,20 +60,45 @@ class Gateway:
         log.info("policy bundle reloaded, revision %s", bundle.revision)
         return bundle.revision
 
-    def stop(self, grace: float | None = 1.0) -> None:
-        self.server.stop(grace).wait()
+    def stop(self, grace: float | None = 1.0) -> bool:
+        """Stop within about `grace` + STOP_MARGIN_S seconds, whatever the calls in flight are doing.
+
+        New calls are refused at once; calls in flight get `grace` seconds, then
+        are cancelled; the audit writer finishes the commit it is in (every
+        acknowledged event is already durable: a caller is answered only after
+        its commit) and refuses any other. Returns False if something had to be
+        abandoned, in which case the process should exit rather than linger.
+        """
+        self.gate.stopping = True
+        clean = self.server.stop(grace).wait((grace or 0.0) + STOP_MARGIN_S)
+        if not clean:
+            log.error("calls still running %.1f s after the grace period; cancelling them", STOP_MARGIN_S)
+            self.watchdog.drop_all("SHUTTING_DOWN")
+        try:
+            self.core.flush_suppressed(force=True)
+        except CustosError:
+            log.error("could not write the last counts of rate-limited calls")
+        self.watchdog.stop()
+        clean = self.vault.audit.close(STOP_MARGIN_S) and clean
         if self.provider is not None:
             self.provider.shutdown()
         self.vault.close()
+        if self.lock is not None:
+            self.lock.release()
+        return clean
 
 
-def server_credentials(data_dir: Path) -> grpc.ServerCredentials:
-    tls = data_dir / "tls"
-    return grpc.ssl_server_credentials(
-        [((data_dir / "keys" / "server.key").read_bytes(), (tls / "server.crt").read_bytes())],
-        root_certificates=(tls / "ca.crt").read_bytes(),
-        require_client_auth=True,
-    )
+STOP_MARGIN_S = 3.0
+
+
+def server_credentials(layout: Layout) -> grpc.ServerCredentials:
+    try:
+        key = (layout.keys / "server.key").read_bytes()
+        chain = (layout.tls / "server.crt").read_bytes()
+        ca = (layout.tls / "ca.crt").read_bytes()
+    except OSError:
+        raise CustosError("KEYS_UNAVAILABLE", "server TLS key or certificate missing") from None
+    return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=True)
 
 
 def accepts_tls12(host: str, port: int, timeout: float = 5.0) -> bool:
@@ -111,12 +142,59 @@ def _probe_host(listen: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
+def server_options(limits: ConnectionLimits, workers: int, stream_deadline_s: float) -> list[tuple[str, Any]]:
+    """gRPC channel arguments that bound what any client can hold: connections, handshakes, streams, bytes."""
+    max_connections = _connection_cap(limits.max_connections, workers)
+    return [
+        ("grpc.so_reuseport", 0),
+        ("grpc.max_receive_message_length", limits.max_message_bytes),
+        ("grpc.max_metadata_size", limits.max_metadata_bytes),
+        ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
+        ("grpc.max_allowed_incoming_connections", max_connections),
+        ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout_s * 1000)),
+        ("grpc.max_connection_idle_ms", int(limits.idle_timeout_s * 1000)),
+        ("grpc.max_connection_age_ms", int(limits.max_age_s * 1000)),
+        # A recycled connection takes no new calls; those in flight may run to their own deadline.
+        ("grpc.max_connection_age_grace_ms", int(stream_deadline_s * 1000)),
+    ]
+
+
+# Descriptors the gateway itself needs beside its connections: two databases (file, WAL, index) per
+# worker thread and the writer, the listening socket, logs, the trace exporter.
+FD_RESERVE_BASE = 64
+FD_RESERVE_PER_WORKER = 8
+
+
+def _connection_cap(configured: int, workers: int) -> int:
+    """The configured connection bound, lowered to fit the open-file limit (raised to its hard limit first)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = 1 << 20 if hard == resource.RLIM_INFINITY else hard
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            pass
+    room = soft - FD_RESERVE_BASE - FD_RESERVE_PER_WORKER * workers
+    if room < configured:
+        if room < 16:
+            log.error("RLIMIT_NOFILE %d leaves no room for connections; raise it (LimitNOFILE=)", soft)
+        else:
+            log.warning("connections limited to %d by RLIMIT_NOFILE %d", room, soft)
+    return max(16, min(configured, room))
+
+
 def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
-          clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 16) -> Gateway:
+          clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 128) -> Gateway:
     """Build and start a gateway; policy problems raise before anything listens."""
     policy_dir = policy_dir or BUNDLE_DIR
     bundle = load_bundle(policy_dir)
-    vault = Vault(data_dir, bundle.revision)
+    lock = ServeLock.take(data_dir)
+    try:
+        vault = Vault(data_dir, bundle.revision)
+    except BaseException:
+        lock.release()
+        raise
     config = load_config(vault.layout)
     origin = config["origin"]
     signing_key = audit_signing_key(vault.layout)
@@ -128,25 +206,27 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         verifier_key=vault.layout.vkey.read_text().strip(),
     )
     provider = make_provider(span_exporter)
-    interceptors = [TracingInterceptor(provider)] if provider is not None else []
+    watchdog = Watchdog(on_tick=core.flush_suppressed)
+    gate = Gate(core, provider, watchdog)
+    calls = bundle.limits.calls
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        interceptors=interceptors,
-        options=[("grpc.max_receive_message_length", MAX_MESSAGE), ("grpc.so_reuseport", 0)],
+        handlers=[gate.generic_handler(name, ms) for name, ms in methods(core).items()],
+        options=server_options(bundle.limits.connections, workers,
+                               max(calls.stream_deadline_s, calls.import_deadline_s)),
+        # Beyond this many calls queued or running, gRPC refuses new ones at once (RESOURCE_EXHAUSTED).
+        maximum_concurrent_rpcs=max(256, workers * 8),
     )
-    pb_grpc.add_LenderServiceServicer_to_server(LenderServicer(core), server)
-    pb_grpc.add_CaseServiceServicer_to_server(CaseServicer(core), server)
-    pb_grpc.add_AuditServiceServicer_to_server(AuditServicer(core), server)
-    port = server.add_secure_port(listen, server_credentials(data_dir))
+    port = server.add_secure_port(listen, server_credentials(vault.layout))
+    gateway = Gateway(server, port, vault, core, provider, policy_dir, gate, watchdog, lock)
     if port == 0:
-        vault.close()
+        gateway.stop(None)
         raise OSError(f"cannot listen on {listen}")
     server.start()
     try:
         tls12 = accepts_tls12(_probe_host(listen), port)
     except OSError:
         tls12 = True  # could not check: treat as not enforced
-    gateway = Gateway(server, port, vault, core, provider, policy_dir)
     if tls12:
         gateway.stop(None)
         log.error("the server accepted a TLS 1.2 handshake; refusing to serve (grpc imported before gateway?)")

@@ -24,6 +24,8 @@ GRPC_CODE: dict[Category, grpc.StatusCode] = {
     Category.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
     Category.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
     Category.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    Category.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    Category.CANCELLED: grpc.StatusCode.CANCELLED,
     Category.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     Category.INTERNAL: grpc.StatusCode.INTERNAL,
 }

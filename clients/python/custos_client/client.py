@@ -8,6 +8,7 @@ certificate, so there is nothing else to configure.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,13 +28,23 @@ MAX_IMPORT_LINE = 1 << 20
 
 
 class CustosError(Exception):
-    """A failed call: `code` is the gateway's stable error code, `status` the gRPC status name."""
+    """A failed call: `code` is the gateway's stable error code, `status` the gRPC status name.
 
-    def __init__(self, code: str, message: str, status: str = "") -> None:
+    A broken import also carries `progress`: what the gateway had confirmed as
+    durable before the break (the totals of the last progress message).
+    """
+
+    def __init__(self, code: str, message: str, status: str = "", progress: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.status = status
+        self.progress = progress
+
+
+# A call the gateway cut short itself (its watchdog, a share) has no room for details: the
+# stable code leads the status text instead, as "CODE: message".
+_CODE_PREFIX = re.compile(r"^([A-Z][A-Z0-9_]{2,40}): (.*)\Z", re.S)
 
 
 def _translate(err: grpc.RpcError) -> CustosError:
@@ -50,8 +61,9 @@ def _translate(err: grpc.RpcError) -> CustosError:
                 code = info.reason
         return CustosError(code, status.message, status_name)
     message = err.details() or "call failed"
-    if err.code() == grpc.StatusCode.UNAVAILABLE:
-        code = "UNAVAILABLE"
+    match = _CODE_PREFIX.match(message)
+    if match:
+        return CustosError(match.group(1), match.group(2), status_name)
     return CustosError(code, message, status_name)
 
 
@@ -99,14 +111,44 @@ class CustosClient:
 
     # ------------------------------------------------------------ lender
     def import_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
-        """Stream raw JSONL lines (numbered from 1); nothing is buffered beyond gRPC's window."""
-        def gen() -> Iterator[pb.ImportLine]:
-            for n, raw in enumerate(lines, start=1):
-                yield pb.ImportLine(line_no=n, raw=raw.rstrip(b"\r\n")[: MAX_IMPORT_LINE + 1])
+        """Stream raw JSONL lines (numbered from 1); nothing is buffered beyond gRPC's window.
 
-        r = self._call(self._lender.ImportCases, gen(), timeout=24 * 3600)
-        return {"imported": r.imported, "rejected_total": r.rejected_total,
-                "rejected": [{"line": x.line, "code": x.code, "reason": x.reason} for x in r.rejected]}
+        Returns {"imported", "already_imported", "rejected_total", "rejected", "through_line"}.
+        If the stream breaks, the CustosError carries `progress`: the same keys,
+        for what the gateway had confirmed durable. Sending the same file again
+        is safe: lines already imported come back as `already_imported`.
+        """
+        failed: list[BaseException] = []
+
+        def gen() -> Iterator[pb.ImportLine]:
+            try:
+                for n, raw in enumerate(lines, start=1):
+                    yield pb.ImportLine(line_no=n, raw=raw.rstrip(b"\r\n")[: MAX_IMPORT_LINE + 1])
+            except Exception as exc:  # noqa: BLE001 - reported below, after the gateway confirmed what it got
+                # The lines read so far are whole: end the stream normally, so that the gateway stores and
+                # confirms them, and report the failure with exactly what was stored.
+                failed.append(exc)
+
+        totals: dict[str, Any] = {"imported": 0, "already_imported": 0, "rejected_total": 0, "rejected": [],
+                                  "through_line": 0}
+        done = False
+        try:
+            for p in self._lender.ImportCases(gen(), timeout=24 * 3600):
+                totals.update(imported=p.imported, already_imported=p.already_imported,
+                              rejected_total=p.rejected_total, through_line=p.through_line)
+                totals["rejected"].extend({"line": x.line, "code": x.code, "reason": x.reason} for x in p.rejected)
+                done = done or p.done
+        except grpc.RpcError as err:
+            failure = _translate(err)
+            failure.progress = totals
+            raise failure from None
+        if failed:
+            raise CustosError("IMPORT_READ_FAILED", f"reading the lines failed ({type(failed[0]).__name__}) after "
+                                                    f"line {totals['through_line']}", "", totals)
+        if not done:
+            raise CustosError("CLIENT_GONE", "the import stream ended before the gateway confirmed it", "",
+                              totals)
+        return totals
 
     def import_file(self, path: str | Path) -> dict[str, Any]:
         with open(path, "rb") as fh:

@@ -24,15 +24,21 @@ class ImportRejection(_message.Message):
     reason: str
     def __init__(self, line: _Optional[int] = ..., code: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
-class ImportSummary(_message.Message):
-    __slots__ = ("imported", "rejected", "rejected_total")
+class ImportProgress(_message.Message):
+    __slots__ = ("through_line", "imported", "already_imported", "rejected_total", "rejected", "done")
+    THROUGH_LINE_FIELD_NUMBER: _ClassVar[int]
     IMPORTED_FIELD_NUMBER: _ClassVar[int]
-    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    ALREADY_IMPORTED_FIELD_NUMBER: _ClassVar[int]
     REJECTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    through_line: int
     imported: int
-    rejected: _containers.RepeatedCompositeFieldContainer[ImportRejection]
+    already_imported: int
     rejected_total: int
-    def __init__(self, imported: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., rejected_total: _Optional[int] = ...) -> None: ...
+    rejected: _containers.RepeatedCompositeFieldContainer[ImportRejection]
+    done: bool
+    def __init__(self, through_line: _Optional[int] = ..., imported: _Optional[int] = ..., already_imported: _Optional[int] = ..., rejected_total: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
 
 class AssignCaseRequest(_message.Message):
     __slots__ = ("case_id", "org_id", "purpose", "until", "label")
