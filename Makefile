@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 DEMO ?= var/demo
 LISTEN ?= 127.0.0.1:7443
 
-.PHONY: venv run demo test lint typecheck proto proto-check bench clean
+.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean
 
 $(BIN)/custos: pyproject.toml clients/python/pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -23,6 +23,10 @@ test: venv proto-check
 	$(BIN)/ruff check .
 	$(BIN)/mypy gateway vault policies clients/python/custos_client bench
 	$(BIN)/python -m pytest
+
+## The property-based fuzz of every RPC, long: 20,000 examples, at most 10 minutes (the suite runs 60).
+fuzz: venv
+	FUZZ_EXAMPLES=20000 FUZZ_SECONDS=600 $(BIN)/python -m pytest -q -s tests/test_fuzz.py
 
 lint: venv
 	$(BIN)/ruff check .

@@ -45,7 +45,7 @@ def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS) -> tup
         handlers=[handler],
         options=server_options(ConnectionLimits(), workers, 3600.0),
     )
-    port = server.add_secure_port(listen, server_credentials(Layout(data_dir)))
+    port = server.add_secure_port(listen, server_credentials(Layout.of(data_dir)))
     if port == 0:
         raise OSError(f"cannot listen on {listen}")
     server.start()

@@ -46,25 +46,100 @@ def _emit(args: argparse.Namespace, doc: Any, human: Callable[[Any], str] | None
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey  # noqa: F401
-
     from gateway import pki
     from gateway.core.merkle import verifier_key
     from vault import datadir
 
     root = Path(args.data_dir)
-    layout = datadir.create(root)
-    pki.create_ca(layout.tls / "ca.crt", layout.keys / "ca.key")
-    hosts = ["localhost", *args.hostname]
-    pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", layout.tls / "server.crt", layout.keys / "server.key",
-              cn="custos-gateway", dns=[h for h in hosts if not _is_ip(h)],
-              ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
+    key_dir = Path(args.key_dir) if args.key_dir else None
+    tls = _offline_tls(Path(args.tls)) if args.tls else None
+    if tls is not None and args.hostname:
+        raise CliError("INVALID_ARGUMENT", "--hostname names go into the server certificate: give them to "
+                                           "'custos ca issue --server', not with --tls")
+    if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
+        raise CliError("INVALID_ARGUMENT", "--key-dir must be outside the data directory")
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
-    layout.config.write_text(json.dumps({"origin": origin, "created": rfc3339(datetime.now(UTC))}) + "\n")
+    layout = datadir.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir)
+    if tls is not None:
+        ca_crt, server_crt, server_key = tls
+        (layout.tls / "ca.crt").write_bytes(ca_crt)
+        (layout.tls / "server.crt").write_bytes(server_crt)
+        fd = os.open(layout.keys / "server.key", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(server_key)
+    else:
+        pki.create_ca(layout.tls / "ca.crt", layout.keys / "ca.key")
+        hosts = ["localhost", *args.hostname]
+        pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", layout.tls / "server.crt", layout.keys / "server.key",
+                  cn="custos-gateway", dns=[h for h in hosts if not _is_ip(h)],
+                  ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
     vkey = verifier_key(origin, datadir.audit_signing_key(layout).public_key())
     layout.vkey.write_text(vkey + "\n")
-    _emit(args, {"data_dir": str(root), "origin": origin, "verifier_key": str(layout.vkey)},
-          lambda d: f"initialised {d['data_dir']}\naudit log origin {d['origin']}\nverifier key {d['verifier_key']}")
+    _emit(args, {"data_dir": str(root), "origin": origin, "verifier_key": str(layout.vkey),
+                 "key_dir": str(layout.keys), "ca": "offline" if tls is not None else str(layout.keys / "ca.key")},
+          lambda d: f"initialised {d['data_dir']}\naudit log origin {d['origin']}\nverifier key {d['verifier_key']}"
+                    f"\nkeys in {d['key_dir']}\nCA key: {d['ca']}")
+
+
+def _offline_tls(directory: Path) -> tuple[bytes, bytes, bytes]:
+    """ca.crt, server.crt, server.key from `custos ca issue --server`, checked before anything is created."""
+    from gateway import pki
+
+    try:
+        ca_crt, server_crt, server_key = ((directory / n).read_bytes() for n in ("ca.crt", "server.crt", "server.key"))
+    except OSError:
+        raise CliError("IDENTITY_INVALID", "--tls needs ca.crt, server.crt and server.key "
+                                           "(from 'custos ca issue --server')") from None
+    try:
+        pki.check_issued(directory / "ca.crt", server_crt)
+    except ValueError as exc:
+        raise CustosError("CERT_MISMATCH", f"server.crt: {exc}") from None
+    return ca_crt, server_crt, server_key
+
+
+def cmd_ca_init(args: argparse.Namespace) -> None:
+    from gateway import pki
+
+    ca_dir = Path(args.ca_dir)
+    if ca_dir.exists() and (not ca_dir.is_dir() or any(ca_dir.iterdir())):
+        raise CustosError("DATA_DIR_EXISTS", "the CA directory exists and is not empty")
+    ca_dir.mkdir(parents=True, exist_ok=True)
+    os.chmod(ca_dir, 0o700)
+    pki.create_ca(ca_dir / "ca.crt", ca_dir / "ca.key")
+    _emit(args, {"ca_dir": str(ca_dir), "certificate": str(ca_dir / "ca.crt")},
+          lambda d: f"CA created in {d['ca_dir']}; give {d['certificate']} to 'custos init --tls' via "
+                    "'custos ca issue --server'; keep the directory off the gateway host")
+
+
+def cmd_ca_issue(args: argparse.Namespace) -> None:
+    from gateway import pki
+    from gateway.core.importer import ID_RE
+
+    ca_dir = Path(args.ca_dir)
+    if not (ca_dir / "ca.key").is_file() or not (ca_dir / "ca.crt").is_file():
+        raise CliError("IDENTITY_INVALID", "not a CA directory (run 'custos ca init' first)")
+    if bool(args.server) == bool(args.org):
+        raise CliError("INVALID_ARGUMENT", "give exactly one of --server or --org ID")
+    if args.org and (not ID_RE.fullmatch(args.org) or ":" in args.org):
+        raise CustosError("INVALID_ORG_ID")
+    out = Path(args.out)
+    if out.exists() and any(out.iterdir()):
+        raise CliError("IDENTITY_INVALID", "--out directory exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    if args.server:
+        hosts = ["localhost", *args.hostname]
+        pki.issue(ca_dir / "ca.crt", ca_dir / "ca.key", out / "server.crt", out / "server.key", cn="custos-gateway",
+                  dns=[h for h in hosts if not _is_ip(h)], ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]],
+                  server=True)
+        what = "server certificate"
+    else:
+        pki.issue(ca_dir / "ca.crt", ca_dir / "ca.key", out / "client.crt", out / "client.key", cn=args.org,
+                  uris=[pki.ORG_URI_PREFIX + args.org])
+        what = f"certificate for {args.org}"
+    (out / "ca.crt").write_bytes((ca_dir / "ca.crt").read_bytes())
+    _emit(args, {"issued": "server" if args.server else args.org, "out": str(out)},
+          lambda d: f"issued {what} into {d['out']}")
 
 
 def _is_ip(text: str) -> bool:
@@ -103,27 +178,49 @@ def cmd_org_add(args: argparse.Namespace) -> None:
         raise CliError("INVALID_ARGUMENT", f"a {args.kind} needs --licence-no and --licence-expires")
     if not args.name.strip() or len(args.name) > 200:
         raise CliError("INVALID_ARGUMENT", "--name must be 1-200 characters")
-    out = Path(args.out)
-    if out.exists() and any(out.iterdir()):
+    if bool(args.out) == bool(args.cert):
+        raise CliError("INVALID_ARGUMENT", "give --out DIR (issue a certificate here) or --cert FILE "
+                                           "(one issued by 'custos ca issue')")
+    out = Path(args.out) if args.out else None
+    if out is not None and out.exists() and any(out.iterdir()):
         raise CliError("IDENTITY_INVALID", "--out directory exists and is not empty")
     vault = _open_vault(args.data_dir)
     try:
         repo = vault.writer
         if repo.get_org(args.id):
             raise CustosError("ORG_EXISTS")
-        out.mkdir(parents=True, exist_ok=True)
-        os.chmod(out, 0o700)
         layout = vault.layout
-        pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", out / "client.crt", out / "client.key",
-                  cn=args.id, uris=[pki.ORG_URI_PREFIX + args.id])
-        (out / "ca.crt").write_bytes((layout.tls / "ca.crt").read_bytes())
-        (out / "org.json").write_text(json.dumps({"org_id": args.id, "kind": args.kind}) + "\n")
+        if args.cert:
+            _check_org_cert(layout.tls / "ca.crt", Path(args.cert), args.id)
+        else:
+            assert out is not None
+            if not (layout.keys / "ca.key").is_file():
+                raise CustosError("CA_OFFLINE")
+            out.mkdir(parents=True, exist_ok=True)
+            os.chmod(out, 0o700)
+            pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", out / "client.crt", out / "client.key",
+                      cn=args.id, uris=[pki.ORG_URI_PREFIX + args.id])
+            (out / "ca.crt").write_bytes((layout.tls / "ca.crt").read_bytes())
+            (out / "org.json").write_text(json.dumps({"org_id": args.id, "kind": args.kind}) + "\n")
         repo.insert_org(Org(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, expires, False),
                         rfc3339(datetime.now(UTC)))
     finally:
         vault.close()
-    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out)},
+    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out) if out else str(args.cert)},
           lambda d: f"registered {d['kind']} {d['org_id']}; identity bundle in {d['identity']}")
+
+
+def _check_org_cert(ca_crt: Path, cert: Path, org_id: str) -> None:
+    from gateway import pki
+
+    try:
+        issued = pki.check_issued(ca_crt, cert.read_bytes())
+    except OSError:
+        raise CliError("IDENTITY_INVALID", "--cert file not readable") from None
+    except ValueError as exc:
+        raise CustosError("CERT_MISMATCH", str(exc)) from None
+    if pki.org_id_of(issued) != org_id:
+        raise CustosError("CERT_MISMATCH", "the certificate names another organisation")
 
 
 def cmd_org_disable(args: argparse.Namespace) -> None:
@@ -146,14 +243,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
                workers=args.workers)
     print(f"custos gateway listening on {args.listen.rsplit(':', 1)[0]}:{gw.port}", flush=True)
+    serve_until_signalled(gw, args.grace)
+
+
+def serve_until_signalled(gw: Any, grace: float) -> None:
+    """Serve until SIGINT or SIGTERM (SIGHUP reloads the policies), stop within `grace` + a margin, exit."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: _reload(gw))
     done.wait()
     log = logging.getLogger("custos.server")
-    log.info("stopping: calls in flight get %.1f s", args.grace)
-    clean = gw.stop(args.grace)
+    log.info("stopping: calls in flight get %.1f s", grace)
+    clean = gw.stop(grace)
     log.info("stopped%s", "" if clean else " (calls still running were abandoned)")
     logging.shutdown()
     sys.stdout.flush()
@@ -225,8 +327,12 @@ class ImportBroken(CliError):
 
     def __init__(self, code: str, message: str, progress: dict[str, Any]) -> None:
         stored = {k: progress[k] for k in ("through_line", "imported", "already_imported", "rejected_total")}
-        super().__init__(code, f"{message} (stored: lines 1-{stored['through_line']} decided, "
-                               f"{stored['imported']} imported; sending the file again is safe)")
+        if stored["through_line"]:
+            what = (f"lines 1-{stored['through_line']} are decided and stored ({stored['imported']} imported, "
+                    f"{stored['already_imported']} already there, {stored['rejected_total']} rejected)")
+        else:
+            what = "nothing was stored"
+        super().__init__(code, f"{message} ({what}; sending the file again is safe)")
         self.stored = stored
 
 
@@ -347,7 +453,23 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("init", parents=[common], help="create a data directory")
     s.add_argument("data_dir")
     s.add_argument("--hostname", action="append", default=[], help="extra DNS name or IP for the server cert")
+    s.add_argument("--tls", help="server certificate, key and CA certificate from 'custos ca issue --server': "
+                                 "the CA key stays offline")
+    s.add_argument("--key-dir", help="keep every key file here instead of DATA_DIR/keys")
     s.set_defaults(fn=cmd_init)
+
+    ca = sub.add_parser("ca", help="an offline CA that never has to sit on the gateway host").add_subparsers(
+        dest="sub", required=True)
+    s = ca.add_parser("init", parents=[common])
+    s.add_argument("ca_dir")
+    s.set_defaults(fn=cmd_ca_init)
+    s = ca.add_parser("issue", parents=[common])
+    s.add_argument("ca_dir")
+    s.add_argument("--server", action="store_true", help="the gateway's server certificate")
+    s.add_argument("--hostname", action="append", default=[], help="with --server: extra DNS name or IP")
+    s.add_argument("--org", help="a client certificate for organisation ORG")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_ca_issue)
 
     org = sub.add_parser("org", help="register and disable organisations").add_subparsers(dest="sub", required=True)
     s = org.add_parser("add", parents=[common])
@@ -358,7 +480,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jurisdiction", default="CN")
     s.add_argument("--licence-no")
     s.add_argument("--licence-expires")
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", help="write a new identity bundle here (the data directory's own CA)")
+    s.add_argument("--cert", help="register with this client certificate from 'custos ca issue --org'")
     s.set_defaults(fn=cmd_org_add)
     s = org.add_parser("disable", parents=[common])
     s.add_argument("data_dir")

@@ -8,9 +8,7 @@ serve the same directory again.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -63,9 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     fresh = not (data_dir / "custos.db").exists()
     if fresh:
         create(data_dir)
+    from gateway.core.errors import CustosError
     from gateway.transport.server import build
 
-    gw = build(data_dir, args.listen)
+    try:
+        gw = build(data_dir, args.listen)
+    except CustosError as err:
+        print(f"error: {err.code}: {err.message}", file=sys.stderr)
+        return 1
     host = args.listen.rsplit(":", 1)[0]
     gateway = f"{host}:{gw.port}"
     if fresh:
@@ -86,11 +89,7 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
     custos audit query --case C-2 --identity {ids}/regulator-1 --json
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
 Ctrl-C stops the gateway.""", flush=True)
-    done = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: done.set())
-    done.wait()
-    gw.stop(2.0)
+    cli.serve_until_signalled(gw, 2.0)
     return 0
 
 

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -83,6 +84,25 @@ def issue(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, *, cn: str
     )
     _write_key(out_key, key)
     out_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+
+
+def check_issued(ca_cert: Path, cert_pem: bytes, now: datetime | None = None) -> x509.Certificate:
+    """The certificate, if the CA at `ca_cert` signed it and it is valid now; ValueError otherwise."""
+    ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    if cert.issuer != ca.subject:
+        raise ValueError("issued by another CA")
+    public = ca.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or cert.signature_hash_algorithm is None:
+        raise ValueError("unsupported CA key")
+    try:
+        public.verify(cert.signature, cert.tbs_certificate_bytes, ec.ECDSA(cert.signature_hash_algorithm))
+    except InvalidSignature:
+        raise ValueError("signature does not verify") from None
+    at = now or datetime.now(UTC)
+    if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
+        raise ValueError("not valid now")
+    return cert
 
 
 def org_id_from_pem(pem: bytes) -> str | None:

@@ -1,11 +1,14 @@
-"""The data directory: the only thing needed to run a gateway.
+"""The data directory: with its keys, the only thing needed to run a gateway.
 
     DATA_DIR/custos.db          SQLCipher database of case data (raw 256-bit key)
     DATA_DIR/audit.db           SQLCipher database of the audit log (same key; a file of its own, see vault/db.py)
-    DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit signing key, CA and server keys (0600)
+    DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit signing key, server TLS key (0600),
+                                and the CA key unless the CA is offline (`custos ca`); with `custos init
+                                --key-dir DIR` all of these live in DIR instead and DATA_DIR holds no key
     DATA_DIR/tls/ca.crt, server.crt
     DATA_DIR/audit.vkey         checkpoint verifier key (signed-note format)
-    DATA_DIR/config.json        log origin and creation time (no secrets)
+    DATA_DIR/config.json        log origin, creation time, the key directory if it is elsewhere (no secrets)
+    DATA_DIR/serve.lock         held by the one `custos serve` of this directory
 """
 
 from __future__ import annotations
@@ -17,19 +20,37 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from gateway.core.errors import CustosError
+from gateway.core.merkle import CheckpointSigner
 
 from . import db
 from .auditlog import AuditLog
-from .crypto import BlindIndex, FieldCipher, FileKekProvider, read_key_file, write_key_file
+from .crypto import BlindIndex, FieldCipher, write_key_file
+from .keys import FileKeyProvider, KeyProvider
 from .store import Repo, RowCache
 
 
 @dataclass(frozen=True)
 class Layout:
     root: Path
+    key_dir: Path | None = None  # keys kept outside DATA_DIR (config.json "key_dir")
+
+    @classmethod
+    def of(cls, root: Path) -> Layout:
+        """The layout of an existing data directory, with its key directory from config.json."""
+        key_dir = None
+        try:
+            configured = json.loads((root / "config.json").read_text()).get("key_dir")
+        except (OSError, ValueError, AttributeError):
+            configured = None
+        if isinstance(configured, str) and configured:
+            key_dir = Path(configured)
+        return cls(root, key_dir)
+
+    def key_provider(self) -> KeyProvider:
+        if self.key_dir is not None:
+            return FileKeyProvider(self.key_dir, missing_code="KEYS_UNAVAILABLE")
+        return FileKeyProvider(self.keys)
 
     @property
     def db(self) -> Path:
@@ -41,7 +62,7 @@ class Layout:
 
     @property
     def keys(self) -> Path:
-        return self.root / "keys"
+        return self.key_dir if self.key_dir is not None else self.root / "keys"
 
     @property
     def tls(self) -> Path:
@@ -56,19 +77,26 @@ class Layout:
         return self.root / "config.json"
 
 
-def create(root: Path) -> Layout:
-    """Create keys and an empty encrypted database; refuses a non-empty directory."""
-    if root.exists() and (not root.is_dir() or any(root.iterdir())):
-        raise CustosError("DATA_DIR_EXISTS")
-    layout = Layout(root)
+def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | None = None) -> Layout:
+    """Create keys and an empty encrypted database; refuses a non-empty data or key directory."""
+    for directory in (root, key_dir):
+        if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
+            raise CustosError("DATA_DIR_EXISTS", "the key directory is not empty" if directory == key_dir else "")
+    layout = Layout(root, key_dir.resolve() if key_dir is not None else None)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
-    layout.keys.mkdir(mode=0o700)
+    layout.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(layout.keys, 0o700)
     layout.tls.mkdir()
+    config = dict(config or {})
+    if layout.key_dir is not None:
+        config["key_dir"] = str(layout.key_dir)
+    layout.config.write_text(json.dumps(config) + "\n")
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
+    db_key = layout.key_provider().secret("db")
     for path, schema in ((layout.db, db.SCHEMA + db.CASE_UPGRADE), (layout.audit_db, db.AUDIT_SCHEMA)):
-        conn = db.connect(path, read_key_file(layout.keys / "db.key"))
+        conn = db.connect(path, db_key)
         db.create_schema(conn, schema)
         if path == layout.audit_db:
             db.upgrade_audit(conn)
@@ -111,8 +139,8 @@ class ServeLock:
             self._fd = None
 
 
-def audit_signing_key(layout: Layout) -> Ed25519PrivateKey:
-    return Ed25519PrivateKey.from_private_bytes(read_key_file(layout.keys / "audit.key"))
+def audit_signing_key(layout: Layout) -> CheckpointSigner:
+    return layout.key_provider().signer("audit")
 
 
 def load_config(layout: Layout) -> dict[str, str]:
@@ -126,15 +154,13 @@ class Vault:
     """Open data directory: a writer (the audit log) plus one read connection per thread."""
 
     def __init__(self, root: Path, policy_revision: str = "") -> None:
-        self.layout = Layout(root)
-        if not self.layout.db.exists() or not self.layout.audit_db.exists() or not self.layout.keys.is_dir():
+        self.layout = Layout.of(root)
+        if not self.layout.db.exists() or not self.layout.audit_db.exists():
             raise CustosError("DATA_DIR_INVALID", "run 'custos init' first")
-        try:
-            self._db_key = read_key_file(self.layout.keys / "db.key")
-            kek = FileKekProvider(self.layout.keys)
-            self.bidx_key = read_key_file(self.layout.keys / "bidx.key")
-        except (OSError, ValueError):
-            raise CustosError("DATA_DIR_INVALID", "key files missing or unreadable") from None
+        keys = self.layout.key_provider()
+        self._db_key = keys.secret("db")
+        kek = keys.kek()
+        self.bidx_key = keys.secret("bidx")
         self.cipher = FieldCipher(kek)
         self.bidx = BlindIndex(self.bidx_key)
         self.policy_revision = policy_revision

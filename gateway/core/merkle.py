@@ -14,9 +14,10 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 
@@ -144,7 +145,15 @@ def checkpoint_body(origin: str, size: int, root: bytes) -> str:
     return f"{origin}\n{size}\n{base64.b64encode(root).decode()}\n"
 
 
-def sign_checkpoint(origin: str, size: int, root: bytes, key: Ed25519PrivateKey) -> str:
+class CheckpointSigner(Protocol):
+    """An Ed25519 key that signs and tells its public key; wherever it lives (a file, an HSM)."""
+
+    def sign(self, data: bytes) -> bytes: ...
+
+    def public_key(self) -> Ed25519PublicKey: ...
+
+
+def sign_checkpoint(origin: str, size: int, root: bytes, key: CheckpointSigner) -> str:
     body = checkpoint_body(origin, size, root)
     sig = key.sign(body.encode())
     kh = _key_hash(origin, _raw_public(key.public_key()))

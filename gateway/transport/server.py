@@ -92,12 +92,12 @@ STOP_MARGIN_S = 3.0
 
 
 def server_credentials(layout: Layout) -> grpc.ServerCredentials:
+    key = layout.key_provider().tls_key()
     try:
-        key = (layout.keys / "server.key").read_bytes()
         chain = (layout.tls / "server.crt").read_bytes()
         ca = (layout.tls / "ca.crt").read_bytes()
     except OSError:
-        raise CustosError("KEYS_UNAVAILABLE", "server TLS key or certificate missing") from None
+        raise CustosError("DATA_DIR_INVALID", "server certificate missing") from None
     return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=True)
 
 
