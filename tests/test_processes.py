@@ -212,3 +212,44 @@ def test_a_second_custos_serve_exits_with_a_clear_code(env_dir: Path, served: li
     assert "error: DATA_DIR_IN_USE: another custos serve already holds this data directory (held by pid" \
         in second.stderr
     assert "Traceback" not in second.stderr
+
+
+def test_sigterm_stops_even_with_a_handler_stuck_in_our_own_code(env_dir: Path) -> None:
+    """A worker blocked where no gRPC cancel reaches it (here: a read that never returns) cannot hold the process.
+
+    The bounded stop gives up on it after the grace and the margin, and the
+    process leaves without joining its threads.
+    """
+    child = (
+        "import sys, threading\n"
+        "import gateway\n"
+        "from gateway import cli\n"
+        "from gateway.core import usecases\n"
+        "usecases.Core.get_case = lambda self, *a: threading.Event().wait()\n"
+        "sys.exit(cli.main(sys.argv[1:]))\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", child, "serve", str(env_dir / "data"), "--listen", "127.0.0.1:0",
+                             "--grace", "0.5"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout is not None
+        port = int(proc.stdout.readline().rsplit(":", 1)[1])
+        stuck = CustosClient(f"127.0.0.1:{port}", env_dir / "ids" / "agency-1", timeout=30)
+        hang = threading.Thread(target=lambda: _swallow(lambda: stuck.get_case("C-1", "collection")), daemon=True)
+        hang.start()
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+        assert time.monotonic() - t0 < 0.5 + 3 + 2
+        stuck.close()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _swallow(fn: Any) -> None:
+    try:
+        fn()
+    except CustosError:
+        pass

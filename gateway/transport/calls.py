@@ -30,6 +30,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -42,6 +43,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
 from gateway.core.errors import CustosError
+from gateway.core.limits import CallLimits
 from gateway.core.model import Caller
 from gateway.core.usecases import Core
 from gateway.pki import org_id_of
@@ -260,77 +262,64 @@ class Gate:
 
     def _unary(self, m: Method) -> Callable[[Iterator[bytes], grpc.ServicerContext], Any]:
         def handle(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Any:
-            with self._span(m) as span:
-                caller: Caller | None = None
-                call: Call | None = None
-                share = False
-                try:
-                    caller = self._caller(context, m)
-                    limits = self.core.bundle.limits.calls
-                    share = self._enter_share(caller, streaming=False)
-                    call = Call(context, time.monotonic() + limits.unary_deadline_s)
-                    self.watchdog.register(call)
-                    request = self._first(caller, m, call, request_iterator, limits.first_message_timeout_s)
-                    return m.handler(caller, request)
-                except CustosError as err:
-                    self._abort(context, err)
-                except _Dropped as gone:
-                    self._gone(caller, gone)
-                except Exception as exc:  # noqa: BLE001 - last line: never leak a traceback
-                    self._internal(context, exc)
-                finally:
-                    if share and caller is not None:
-                        self.shares.leave(caller.org_id, False)
-                    if call is not None:
-                        self.watchdog.unregister(call)
-                    _finish(span, context)
-                return None
+            with self._admitted(m, context, streaming=False) as (caller, call, limits):
+                request = self._first(caller, m, call, request_iterator, limits.first_message_timeout_s)
+                return m.handler(caller, request)
+            return None  # refused or dropped: the status is set
 
         return handle
 
     def _streaming(self, m: Method) -> Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[Any]]:
         def handle(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._span(m) as span:
-                caller: Caller | None = None
-                call: Call | None = None
-                share = False
-                try:
-                    caller = self._caller(context, m)
-                    limits = self.core.bundle.limits.calls
-                    share = self._enter_share(caller, streaming=True)
-                    deadline = limits.import_deadline_s if m.client_streaming else limits.stream_deadline_s
-                    call = Call(context, time.monotonic() + deadline)
-                    self.watchdog.register(call)
-                    if m.client_streaming:
-                        argument: Any = self._stream_of_requests(caller, m, call, request_iterator, limits)
-                    else:
-                        argument = self._first(caller, m, call, request_iterator, limits.first_message_timeout_s)
-                    responses = iter(m.handler(caller, argument))
-                    while True:
-                        try:
-                            item = next(responses)  # our own work: not the client's time
-                        except StopIteration:
-                            break
-                        # Until the next loop, gRPC sends this item: if the client does not read, that waits.
-                        call.waiting(limits.stream_idle_timeout_s, "STREAM_IDLE")
-                        yield item
-                        call.working()
-                        if call.dropped:
-                            raise _Dropped(call.dropped)
-                except CustosError as err:
-                    self._abort(context, err)
-                except _Dropped as gone:
-                    self._gone(caller, gone)
-                except Exception as exc:  # noqa: BLE001
-                    self._internal(context, exc)
-                finally:
-                    if share and caller is not None:
-                        self.shares.leave(caller.org_id, True)
-                    if call is not None:
-                        self.watchdog.unregister(call)
-                    _finish(span, context)
+            with self._admitted(m, context, streaming=True) as (caller, call, limits):
+                if m.client_streaming:
+                    argument: Any = self._stream_of_requests(caller, m, call, request_iterator, limits)
+                else:
+                    argument = self._first(caller, m, call, request_iterator, limits.first_message_timeout_s)
+                responses = iter(m.handler(caller, argument))
+                while True:
+                    try:
+                        item = next(responses)  # our own work: not the client's time
+                    except StopIteration:
+                        break
+                    # Until the next loop, gRPC sends this item: if the client does not read, that waits.
+                    call.waiting(limits.stream_idle_timeout_s, "STREAM_IDLE")
+                    yield item
+                    call.working()
+                    if call.dropped:
+                        raise _Dropped(call.dropped)
 
         return handle
+
+    @contextmanager
+    def _admitted(self, m: Method, context: grpc.ServicerContext, *,
+                  streaming: bool) -> Iterator[tuple[Caller, Call, CallLimits]]:
+        """Steps 1-3 and the watchdog around the body; every failure inside becomes a status here."""
+        with self._span(m) as span:
+            caller: Caller | None = None
+            call: Call | None = None
+            share = False
+            try:
+                caller = self._caller(context, m)
+                limits = self.core.bundle.limits.calls
+                share = self._enter_share(caller, streaming=streaming)
+                deadline = (limits.import_deadline_s if m.client_streaming else limits.stream_deadline_s
+                            if streaming else limits.unary_deadline_s)
+                call = Call(context, time.monotonic() + deadline)
+                self.watchdog.register(call)
+                yield caller, call, limits
+            except CustosError as err:
+                self._abort(context, err)
+            except _Dropped as gone:
+                self._gone(caller, gone)
+            except Exception as exc:  # noqa: BLE001 - last line: never leak a traceback
+                self._internal(context, exc)
+            finally:
+                if share and caller is not None:
+                    self.shares.leave(caller.org_id, streaming)
+                if call is not None:
+                    self.watchdog.unregister(call)
+                _finish(span, context)
 
     # -------------------------------------------------------------- steps
 
@@ -354,6 +343,12 @@ class Gate:
         try:
             return next(request_iterator)
         except StopIteration:
+            # A cancelled call can also end the iterator as if the client had half-closed (whichever of
+            # gRPC's two callbacks runs first): only an active, undropped call has really ended its stream.
+            if call.dropped:
+                raise _Dropped(call.dropped) from None
+            if not call.context.is_active():
+                raise _Dropped("CLIENT_GONE") from None
             return None
         except grpc.RpcError:
             raise _Dropped(call.dropped or "CLIENT_GONE") from None
@@ -373,7 +368,7 @@ class Gate:
         return self._decode(caller, m, self._read(call, request_iterator, limit, "REQUEST_TIMEOUT"))
 
     def _stream_of_requests(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
-                            limits: Any) -> Iterator[Message]:
+                            limits: CallLimits) -> Iterator[Message]:
         """Decoded messages of a client stream; a break raises CustosError for the use case to handle.
 
         The use case, not this layer, audits a broken stream: it knows what the
