@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-from gateway.core.errors import CustosError, PolicyError
+from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import FLAGS, JURISDICTIONS, KINDS, LICENSED_KINDS, Org, rfc3339
 
 EXIT_ERROR = 1
@@ -54,10 +54,10 @@ def cmd_init(args: argparse.Namespace) -> None:
     key_dir = Path(args.key_dir) if args.key_dir else None
     tls = _offline_tls(Path(args.tls)) if args.tls else None
     if tls is not None and args.hostname:
-        raise CliError("INVALID_ARGUMENT", "--hostname names go into the server certificate: give them to "
+        raise CliError(Code.INVALID_ARGUMENT, "--hostname names go into the server certificate: give them to "
                                            "'custos ca issue --server', not with --tls")
     if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
-        raise CliError("INVALID_ARGUMENT", "--key-dir must be outside the data directory")
+        raise CliError(Code.INVALID_ARGUMENT, "--key-dir must be outside the data directory")
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
     layout = datadir.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir)
     if tls is not None:
@@ -88,12 +88,12 @@ def _offline_tls(directory: Path) -> tuple[bytes, bytes, bytes]:
     try:
         ca_crt, server_crt, server_key = ((directory / n).read_bytes() for n in ("ca.crt", "server.crt", "server.key"))
     except OSError:
-        raise CliError("IDENTITY_INVALID", "--tls needs ca.crt, server.crt and server.key "
+        raise CliError(Code.IDENTITY_INVALID, "--tls needs ca.crt, server.crt and server.key "
                                            "(from 'custos ca issue --server')") from None
     try:
         pki.check_issued(directory / "ca.crt", server_crt)
     except ValueError as exc:
-        raise CustosError("CERT_MISMATCH", f"server.crt: {exc}") from None
+        raise CustosError(Code.CERT_MISMATCH, f"server.crt: {exc}") from None
     return ca_crt, server_crt, server_key
 
 
@@ -102,7 +102,7 @@ def cmd_ca_init(args: argparse.Namespace) -> None:
 
     ca_dir = Path(args.ca_dir)
     if ca_dir.exists() and (not ca_dir.is_dir() or any(ca_dir.iterdir())):
-        raise CustosError("DATA_DIR_EXISTS", "the CA directory exists and is not empty")
+        raise CustosError(Code.DATA_DIR_EXISTS, "the CA directory exists and is not empty")
     ca_dir.mkdir(parents=True, exist_ok=True)
     os.chmod(ca_dir, 0o700)
     pki.create_ca(ca_dir / "ca.crt", ca_dir / "ca.key")
@@ -117,14 +117,14 @@ def cmd_ca_issue(args: argparse.Namespace) -> None:
 
     ca_dir = Path(args.ca_dir)
     if not (ca_dir / "ca.key").is_file() or not (ca_dir / "ca.crt").is_file():
-        raise CliError("IDENTITY_INVALID", "not a CA directory (run 'custos ca init' first)")
+        raise CliError(Code.IDENTITY_INVALID, "not a CA directory (run 'custos ca init' first)")
     if bool(args.server) == bool(args.org):
-        raise CliError("INVALID_ARGUMENT", "give exactly one of --server or --org ID")
+        raise CliError(Code.INVALID_ARGUMENT, "give exactly one of --server or --org ID")
     if args.org and (not ID_RE.fullmatch(args.org) or ":" in args.org):
-        raise CustosError("INVALID_ORG_ID")
+        raise CustosError(Code.INVALID_ORG_ID)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
-        raise CliError("IDENTITY_INVALID", "--out directory exists and is not empty")
+        raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     if args.server:
@@ -163,39 +163,39 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     from gateway.core.importer import ID_RE
 
     if not ID_RE.fullmatch(args.id) or "/" in args.id or ":" in args.id:
-        raise CustosError("INVALID_ORG_ID")
+        raise CustosError(Code.INVALID_ORG_ID)
     if args.kind not in KINDS:
-        raise CustosError("UNKNOWN_KIND", f"known: {', '.join(KINDS)}")
+        raise CustosError(Code.UNKNOWN_KIND, f"known: {', '.join(KINDS)}")
     if args.jurisdiction not in JURISDICTIONS:
-        raise CustosError("UNKNOWN_JURISDICTION", f"known: {', '.join(JURISDICTIONS)}")
+        raise CustosError(Code.UNKNOWN_JURISDICTION, f"known: {', '.join(JURISDICTIONS)}")
     expires: date | None = None
     if args.licence_expires:
         try:
             expires = date.fromisoformat(args.licence_expires)
         except ValueError:
-            raise CustosError("INVALID_DATE", "--licence-expires") from None
+            raise CustosError(Code.INVALID_DATE, "--licence-expires") from None
     if args.kind in LICENSED_KINDS and not (args.licence_no and expires):
-        raise CliError("INVALID_ARGUMENT", f"a {args.kind} needs --licence-no and --licence-expires")
+        raise CliError(Code.INVALID_ARGUMENT, f"a {args.kind} needs --licence-no and --licence-expires")
     if not args.name.strip() or len(args.name) > 200:
-        raise CliError("INVALID_ARGUMENT", "--name must be 1-200 characters")
+        raise CliError(Code.INVALID_ARGUMENT, "--name must be 1-200 characters")
     if bool(args.out) == bool(args.cert):
-        raise CliError("INVALID_ARGUMENT", "give --out DIR (issue a certificate here) or --cert FILE "
+        raise CliError(Code.INVALID_ARGUMENT, "give --out DIR (issue a certificate here) or --cert FILE "
                                            "(one issued by 'custos ca issue')")
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()):
-        raise CliError("IDENTITY_INVALID", "--out directory exists and is not empty")
+        raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
     vault = _open_vault(args.data_dir)
     try:
         repo = vault.writer
         if repo.get_org(args.id):
-            raise CustosError("ORG_EXISTS")
+            raise CustosError(Code.ORG_EXISTS)
         layout = vault.layout
         if args.cert:
             _check_org_cert(layout.tls / "ca.crt", Path(args.cert), args.id)
         else:
             assert out is not None
             if not (layout.keys / "ca.key").is_file():
-                raise CustosError("CA_OFFLINE")
+                raise CustosError(Code.CA_OFFLINE)
             out.mkdir(parents=True, exist_ok=True)
             os.chmod(out, 0o700)
             pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", out / "client.crt", out / "client.key",
@@ -216,18 +216,18 @@ def _check_org_cert(ca_crt: Path, cert: Path, org_id: str) -> None:
     try:
         issued = pki.check_issued(ca_crt, cert.read_bytes())
     except OSError:
-        raise CliError("IDENTITY_INVALID", "--cert file not readable") from None
+        raise CliError(Code.IDENTITY_INVALID, "--cert file not readable") from None
     except ValueError as exc:
-        raise CustosError("CERT_MISMATCH", str(exc)) from None
+        raise CustosError(Code.CERT_MISMATCH, str(exc)) from None
     if pki.org_id_of(issued) != org_id:
-        raise CustosError("CERT_MISMATCH", "the certificate names another organisation")
+        raise CustosError(Code.CERT_MISMATCH, "the certificate names another organisation")
 
 
 def cmd_org_disable(args: argparse.Namespace) -> None:
     vault = _open_vault(args.data_dir)
     try:
         if vault.writer.set_org_disabled(args.id) == 0:
-            raise CustosError("ORG_NOT_FOUND")
+            raise CustosError(Code.ORG_NOT_FOUND)
     finally:
         vault.close()
     _emit(args, {"org_id": args.id, "disabled": True}, lambda d: f"disabled {d['org_id']}")
@@ -237,9 +237,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.transport.server import build
 
     if not 1 <= args.workers <= 256:
-        raise CliError("INVALID_ARGUMENT", "--workers must be 1-256")
+        raise CliError(Code.INVALID_ARGUMENT, "--workers must be 1-256")
     if not 0 <= args.grace <= 600:
-        raise CliError("INVALID_ARGUMENT", "--grace must be 0-600 seconds")
+        raise CliError(Code.INVALID_ARGUMENT, "--grace must be 0-600 seconds")
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
                workers=args.workers)
     print(f"custos gateway listening on {args.listen.rsplit(':', 1)[0]}:{gw.port}", flush=True)
@@ -293,7 +293,7 @@ def _client(args: argparse.Namespace) -> Any:
     gateway = args.gateway or os.environ.get("CUSTOS_GATEWAY")
     identity = args.identity or os.environ.get("CUSTOS_IDENTITY")
     if not gateway or not identity:
-        raise CliError("INVALID_ARGUMENT", "give --gateway HOST:PORT and --identity DIR (or CUSTOS_GATEWAY, "
+        raise CliError(Code.INVALID_ARGUMENT, "give --gateway HOST:PORT and --identity DIR (or CUSTOS_GATEWAY, "
                                            "CUSTOS_IDENTITY)")
     return CustosClient(gateway, identity)
 
@@ -301,7 +301,7 @@ def _client(args: argparse.Namespace) -> Any:
 def cmd_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
-        raise CliError("INVALID_ARGUMENT", "import file not found")
+        raise CliError(Code.INVALID_ARGUMENT, "import file not found")
     from custos_client import CustosError as ClientError
 
     with _client(args) as c:
@@ -415,20 +415,20 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
     try:
         vkey = Path(args.key).read_text()
     except OSError:
-        raise CliError("INVALID_ARGUMENT", "--key file not readable") from None
+        raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
     state = None
     state_path = Path(args.state) if args.state else None
     if state_path and state_path.exists():
         try:
             state = json.loads(state_path.read_text())
         except ValueError:
-            raise CliError("INVALID_ARGUMENT", "--state file is not valid JSON") from None
+            raise CliError(Code.INVALID_ARGUMENT, "--state file is not valid JSON") from None
     with _client(args) as c:
         note = c.checkpoint()
         try:
             result = verify_log(c.audit_events(), note, vkey, state)
         except VerifyError as exc:
-            raise CustosError("AUDIT_VERIFY_FAILED", str(exc)) from None
+            raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
     if state_path:
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result.state()) + "\n")
@@ -604,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - never a traceback; never the exception text (it may hold a value)
-        return _fail(args, "INTERNAL", f"unexpected {type(exc).__name__}")
+        return _fail(args, Code.INTERNAL, f"unexpected {type(exc).__name__}")
     return 0
 
 

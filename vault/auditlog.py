@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from gateway.core.errors import CustosError
+from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
 
@@ -67,7 +67,7 @@ class AuditLog:
         for seq, lh in repo.audit_leaf_hashes(frontier.size):
             if seq != frontier.size:
                 log.error("audit log has a gap after the stored tree head; refusing to open it")
-                raise CustosError("AUDIT_UNAVAILABLE")
+                raise CustosError(Code.AUDIT_UNAVAILABLE)
             frontier.append(lh)
         self._frontier = frontier
         self._indexed = repo.audit_indexed_upto()
@@ -97,7 +97,7 @@ class AuditLog:
         item.wake.acquire()
         with self._mutex:
             if self._closed:
-                raise CustosError("SHUTTING_DOWN")
+                raise CustosError(Code.SHUTTING_DOWN)
             self._pending.append(item)
             lead = not self._leading
             self._leading = True
@@ -218,7 +218,7 @@ class AuditLog:
     def _fail(batch: list[_Item[Any]], stage: str) -> None:
         log.error("audit log write failed at %s; refusing the batch", stage)
         for item in batch:
-            item.error = CustosError("AUDIT_UNAVAILABLE")
+            item.error = CustosError(Code.AUDIT_UNAVAILABLE)
             item.result = None
             item.done = True
 
@@ -236,4 +236,4 @@ def _rollback(conn: Connection) -> None:
 def _internal(exc: BaseException) -> CustosError:
     # Log the type only: exception text from lower layers might hold a value.
     log.error("unit of work failed: %s", type(exc).__name__)
-    return CustosError("INTERNAL")
+    return CustosError(Code.INTERNAL)

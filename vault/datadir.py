@@ -20,7 +20,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.core.errors import CustosError
+from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import CheckpointSigner
 
 from . import db
@@ -49,7 +49,7 @@ class Layout:
 
     def key_provider(self) -> KeyProvider:
         if self.key_dir is not None:
-            return FileKeyProvider(self.key_dir, missing_code="KEYS_UNAVAILABLE")
+            return FileKeyProvider(self.key_dir, missing_code=Code.KEYS_UNAVAILABLE)
         return FileKeyProvider(self.keys)
 
     @property
@@ -81,7 +81,7 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     """Create keys and an empty encrypted database; refuses a non-empty data or key directory."""
     for directory in (root, key_dir):
         if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
-            raise CustosError("DATA_DIR_EXISTS", "the key directory is not empty" if directory == key_dir else "")
+            raise CustosError(Code.DATA_DIR_EXISTS, "the key directory is not empty" if directory == key_dir else "")
     layout = Layout(root, key_dir.resolve() if key_dir is not None else None)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -120,7 +120,7 @@ class ServeLock:
     @classmethod
     def take(cls, root: Path) -> ServeLock:
         if not root.is_dir():
-            raise CustosError("DATA_DIR_INVALID", "run 'custos init' first")
+            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
         path = root / "serve.lock"
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -128,7 +128,7 @@ class ServeLock:
         except OSError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
             os.close(fd)
-            raise CustosError("DATA_DIR_IN_USE", f"held by pid {holder}" if holder.isdigit() else "") from None
+            raise CustosError(Code.DATA_DIR_IN_USE, f"held by pid {holder}" if holder.isdigit() else "") from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return cls(fd)
@@ -147,7 +147,7 @@ def load_config(layout: Layout) -> dict[str, str]:
     try:
         return dict(json.loads(layout.config.read_text()))
     except (OSError, ValueError):
-        raise CustosError("DATA_DIR_INVALID", "config.json missing or unreadable") from None
+        raise CustosError(Code.DATA_DIR_INVALID, "config.json missing or unreadable") from None
 
 
 class Vault:
@@ -156,7 +156,7 @@ class Vault:
     def __init__(self, root: Path, policy_revision: str = "") -> None:
         self.layout = Layout.of(root)
         if not self.layout.db.exists() or not self.layout.audit_db.exists():
-            raise CustosError("DATA_DIR_INVALID", "run 'custos init' first")
+            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
         keys = self.layout.key_provider()
         self._db_key = keys.secret("db")
         kek = keys.kek()
@@ -174,7 +174,7 @@ class Vault:
             db.upgrade_cases(writer)
             db.upgrade_audit(audit_writer)
         except db.DbError:
-            raise CustosError("DATA_DIR_INVALID", "database does not open with its key") from None
+            raise CustosError(Code.DATA_DIR_INVALID, "database does not open with its key") from None
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
         self._rows = RowCache(self._watch)
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)

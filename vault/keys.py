@@ -23,7 +23,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway.core.errors import CustosError
+from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import CheckpointSigner as Signer
 
 from .crypto import FileKekProvider, KekProvider, read_key_file
@@ -42,7 +42,7 @@ class KeyProvider(Protocol):
 class FileKeyProvider:
     """Key files in one directory, each 0600: kek-N.key, audit.key, db.key, bidx.key, server.key."""
 
-    def __init__(self, directory: Path, *, missing_code: str = "DATA_DIR_INVALID") -> None:
+    def __init__(self, directory: Path, *, missing_code: Code = Code.DATA_DIR_INVALID) -> None:
         self.directory = directory
         self._missing = missing_code
         if not directory.is_dir():

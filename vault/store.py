@@ -17,7 +17,7 @@ from datetime import date
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from gateway.core.errors import CustosError
+from gateway.core.errors import Code, CustosError
 from gateway.core.importer import ImportedCase
 from gateway.core.merkle import Frontier
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org, Unsealer
@@ -76,7 +76,7 @@ class _Sealed:
         try:
             return {name: opener(ad_name, blob) for name, ad_name, blob in self._sealed}
         except DecryptionError:
-            raise CustosError("DECRYPTION_FAILED") from None
+            raise CustosError(Code.DECRYPTION_FAILED) from None
 
 
 R = TypeVar("R")
@@ -393,7 +393,7 @@ class Repo:
         try:
             opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
         except DecryptionError:
-            raise CustosError("DECRYPTION_FAILED") from None
+            raise CustosError(Code.DECRYPTION_FAILED) from None
         return _Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), opener)
 
     @_cached

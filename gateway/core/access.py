@@ -10,32 +10,33 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from .errors import Code
 from .model import LICENSED_KINDS, CaseRow, MandateRow, Org
 
 
 @dataclass(frozen=True)
 class Verdict:
-    code: str          # "OK" or the denial code
+    code: Code         # OK or the denial code
     rule: str
 
     @property
     def ok(self) -> bool:
-        return self.code == "OK"
+        return self.code == Code.OK
 
 
-OK = Verdict("OK", "ok")
+OK = Verdict(Code.OK, "ok")
 
 
 def standing(org: Org | None, today: date, kinds: tuple[str, ...] | None = None) -> Verdict:
     """Registered, enabled, licensed on `today`, and of an allowed kind."""
     if org is None:
-        return Verdict("UNKNOWN_ORG", "identity")
+        return Verdict(Code.UNKNOWN_ORG, "identity")
     if org.disabled:
-        return Verdict("ORG_DISABLED", "identity")
+        return Verdict(Code.ORG_DISABLED, "identity")
     if org.kind in LICENSED_KINDS and (org.licence_expires is None or org.licence_expires < today):
-        return Verdict("LICENCE_EXPIRED", "identity.licence")
+        return Verdict(Code.LICENCE_EXPIRED, "identity.licence")
     if kinds is not None and org.kind not in kinds:
-        return Verdict("WRONG_ORG_KIND", "identity.kind")
+        return Verdict(Code.WRONG_ORG_KIND, "identity.kind")
     return OK
 
 
@@ -46,16 +47,16 @@ def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: 
     is settled or closed.
     """
     if not mandates:
-        return Verdict("NO_MANDATE", "mandate"), None
+        return Verdict(Code.NO_MANDATE, "mandate"), None
     for_purpose = [m for m in mandates if m.purpose == purpose]
     if not for_purpose:
-        return Verdict("PURPOSE_NOT_MANDATED", "mandate.purpose"), None
+        return Verdict(Code.PURPOSE_NOT_MANDATED, "mandate.purpose"), None
     live = [m for m in for_purpose if m.recalled_at is None]
     if not live:
-        return Verdict("MANDATE_RECALLED", "mandate.recall"), None
+        return Verdict(Code.MANDATE_RECALLED, "mandate.recall"), None
     active = [m for m in live if today <= m.until]
     if not active:
-        return Verdict("MANDATE_EXPIRED", "mandate.until"), None
+        return Verdict(Code.MANDATE_EXPIRED, "mandate.until"), None
     if case.status != "open":
-        return Verdict("CASE_CLOSED", "mandate.case_status"), None
-    return Verdict("OK", f"mandate:{active[0].id}"), active[0]
+        return Verdict(Code.CASE_CLOSED, "mandate.case_status"), None
+    return Verdict(Code.OK, f"mandate:{active[0].id}"), active[0]

@@ -26,7 +26,7 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import CustosError, PolicyError
+from .errors import Code, CustosError, PolicyError
 from .model import JURISDICTIONS, STAGES, STATUSES
 from .tomlfile import FileCtx, load_toml
 
@@ -35,11 +35,11 @@ PARTIES = ("borrower", "emergency_contact")
 RESULTS = ("connected", "no_answer", "promise_to_pay", "dispute", "wrong_number")
 # Case flags that refuse contact, in evaluation order, with the code each refusal carries.
 FLAG_CODES = (
-    ("cease_contact", "CEASE_CONTACT"),
-    ("disputed", "DISPUTED"),
-    ("attorney_represented", "ATTORNEY_REPRESENTED"),
+    ("cease_contact", Code.CEASE_CONTACT),
+    ("disputed", Code.DISPUTED),
+    ("attorney_represented", Code.ATTORNEY_REPRESENTED),
 )
-CAP_CODES = ("CONTACT_CAP_REACHED", "NUMBER_CAP_REACHED")
+CAP_CODES = (Code.CONTACT_CAP_REACHED, Code.NUMBER_CAP_REACHED)
 CAP_SCOPES = ("borrower", "case", "target")
 CAP_COUNTS = ("attempts", "connected")
 # What a third-party contact may release of the emergency contact record.
@@ -75,7 +75,7 @@ class Cap:
     """
 
     id: str
-    code: str
+    code: Code
     scope: str
     count: str
     channels: frozenset[str]
@@ -297,7 +297,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
             raise entry.fail("id", f"'{cap_id}' is used by an earlier cap")
         caps.append(Cap(
             id=cap_id,
-            code=entry.string("code", CAP_CODES),
+            code=Code(entry.string("code", CAP_CODES)),
             scope=entry.string("scope", CAP_SCOPES),
             count=entry.string("count", CAP_COUNTS),
             channels=frozenset(entry.names("channels", CHANNELS)),
@@ -418,7 +418,7 @@ class ConductDecision:
     """Allowed or not, with the stable code and the rule that decided."""
 
     allowed: bool
-    code: str
+    code: Code
     rule: str
     notes: tuple[str, ...] = ()
 
@@ -427,10 +427,10 @@ def _zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
-        raise CustosError("INVALID_ARGUMENT", "the case's time zone is not a known IANA zone") from None
+        raise CustosError(Code.INVALID_ARGUMENT, "the case's time zone is not a known IANA zone") from None
 
 
-def _check(value: str, choices: Sequence[str], code: str) -> None:
+def _check(value: str, choices: Sequence[str], code: Code) -> None:
     if value not in choices:
         raise CustosError(code)
 
@@ -439,22 +439,22 @@ def _validate(rules: ConductRules, case: CaseState, request: ContactRequest,
               history: Sequence[ContactAttempt], now: datetime) -> None:
     """Reject malformed inputs before deciding: a typo must never read as 'allowed'."""
     if now.tzinfo is None or now.utcoffset() is None:
-        raise CustosError("INVALID_TIME", "the clock must be timezone-aware")
+        raise CustosError(Code.INVALID_TIME, "the clock must be timezone-aware")
     if case.jurisdiction != rules.jurisdiction:
-        raise CustosError("INTERNAL", f"{rules.jurisdiction} rules applied to a {case.jurisdiction} case")
+        raise CustosError(Code.INTERNAL, f"{rules.jurisdiction} rules applied to a {case.jurisdiction} case")
     if request.case_id != case.case_id:
-        raise CustosError("INTERNAL", "the request and the case state name different cases")
-    _check(case.stage, STAGES, "UNKNOWN_STAGE")
-    _check(case.status, STATUSES, "UNKNOWN_STATUS")
-    _check(request.channel, CHANNELS, "UNKNOWN_CHANNEL")
-    _check(request.party, PARTIES, "UNKNOWN_PARTY")
+        raise CustosError(Code.INTERNAL, "the request and the case state name different cases")
+    _check(case.stage, STAGES, Code.UNKNOWN_STAGE)
+    _check(case.status, STATUSES, Code.UNKNOWN_STATUS)
+    _check(request.channel, CHANNELS, Code.UNKNOWN_CHANNEL)
+    _check(request.party, PARTIES, Code.UNKNOWN_PARTY)
     for attempt in history:
-        _check(attempt.channel, CHANNELS, "UNKNOWN_CHANNEL")
-        _check(attempt.party, PARTIES, "UNKNOWN_PARTY")
+        _check(attempt.channel, CHANNELS, Code.UNKNOWN_CHANNEL)
+        _check(attempt.party, PARTIES, Code.UNKNOWN_PARTY)
         if attempt.result is not None:
-            _check(attempt.result, RESULTS, "UNKNOWN_RESULT")
+            _check(attempt.result, RESULTS, Code.UNKNOWN_RESULT)
         if attempt.at.tzinfo is None or attempt.at.utcoffset() is None:
-            raise CustosError("INVALID_TIME", "a history entry has no time zone")
+            raise CustosError(Code.INVALID_TIME, "a history entry has no time zone")
 
 
 def _in_scope(scope: str, attempt: ContactAttempt, request: ContactRequest) -> bool:
@@ -465,7 +465,7 @@ def _in_scope(scope: str, attempt: ContactAttempt, request: ContactRequest) -> b
     return True  # borrower: the caller passes only this borrower's history
 
 
-def _deny(code: str, rule: str, *notes: str) -> ConductDecision:
+def _deny(code: Code, rule: str, *notes: str) -> ConductDecision:
     return ConductDecision(False, code, rule, tuple(notes))
 
 
@@ -477,7 +477,7 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
     channel, party = request.channel, request.party
 
     if case.status != OPEN_STATUS:
-        return _deny("CASE_CLOSED", f"{j}.status", f"the case is {case.status}; no contact")
+        return _deny(Code.CASE_CLOSED, f"{j}.status", f"the case is {case.status}; no contact")
 
     for flag, code in FLAG_CODES:
         if getattr(case, flag) and party in rules.flags[flag]:
@@ -487,28 +487,28 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
     if party == THIRD_PARTY:
         tp = rules.third_party
         if tp is None:
-            return _deny("THIRD_PARTY_NOT_ALLOWED", f"{j}.third_party",
+            return _deny(Code.THIRD_PARTY_NOT_ALLOWED, f"{j}.third_party",
                          "no third-party contact in this rule set")
         if tp.requires_lost_contact and not case.lost_contact:
-            return _deny("THIRD_PARTY_NOT_ALLOWED", f"{j}.third_party",
+            return _deny(Code.THIRD_PARTY_NOT_ALLOWED, f"{j}.third_party",
                          "an emergency contact may be contacted only when lost_contact is set")
         if channel not in tp.channels:
-            return _deny("CHANNEL_NOT_ALLOWED", f"{j}.third_party.channel",
+            return _deny(Code.CHANNEL_NOT_ALLOWED, f"{j}.third_party.channel",
                          f"channel {channel} is not allowed for a third party",
                          f"allowed: {', '.join(sorted(tp.channels))}")
         if tp.once_per_person_days:
             since = now - timedelta(days=tp.once_per_person_days)
             if any(a.party == THIRD_PARTY and a.target == request.target and a.at > since for a in history):
-                return _deny("THIRD_PARTY_ALREADY_CONTACTED", f"{j}.third_party.once",
+                return _deny(Code.THIRD_PARTY_ALREADY_CONTACTED, f"{j}.third_party.once",
                              "this third party was already contacted; a location inquiry is made once")
         notes.append(f"third-party contact: release {', '.join(tp.release)} only, no debt data")
 
     if channel not in rules.min_stage:
-        return _deny("CHANNEL_NOT_ALLOWED", f"{j}.channel", f"channel {channel} is not used in {j}")
+        return _deny(Code.CHANNEL_NOT_ALLOWED, f"{j}.channel", f"channel {channel} is not used in {j}")
     rank = STAGES.index(case.stage)
     lowest, last = rules.min_stage[channel], rules.last_contact_stage
     if rank < STAGES.index(lowest) or rank > STAGES.index(last):
-        return _deny("STAGE_NOT_ALLOWED", f"{j}.stage",
+        return _deny(Code.STAGE_NOT_ALLOWED, f"{j}.stage",
                      f"channel {channel} is allowed from stage {lowest} to {last}; "
                      f"the case is at {case.stage}")
 
@@ -516,7 +516,7 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
     local = now.astimezone(zone)
     window = rules.window
     if channel in window.channels and not window.start <= local.time() < window.end:
-        return _deny("OUTSIDE_CONTACT_WINDOW", f"{j}.window",
+        return _deny(Code.OUTSIDE_CONTACT_WINDOW, f"{j}.window",
                      f"contact is allowed {window.start:%H:%M}-{window.end:%H:%M} borrower local time "
                      f"(end exclusive); it is {local:%H:%M} there")
 
@@ -546,8 +546,8 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
             if (a.result in rules.connected_results and a.channel in cd.channels and a.party in cd.parties
                     and _in_scope(cd.scope, a, request) and (today - day).days < cd.days):
                 ago = (today - day).days
-                return _deny("COOLDOWN", f"{j}.cooldown",
+                return _deny(Code.COOLDOWN, f"{j}.cooldown",
                              f"a conversation {ago} local day(s) ago blocks this for {cd.days} days "
                              f"(the conversation day is day 1); allowed again in {cd.days - ago} day(s)")
 
-    return ConductDecision(True, "OK", f"{j}.allow", tuple(notes))
+    return ConductDecision(True, Code.OK, f"{j}.allow", tuple(notes))

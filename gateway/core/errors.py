@@ -9,7 +9,7 @@ message can ever carry a value the caller sent or we stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import Enum, StrEnum
 
 
 class Category(Enum):
@@ -34,101 +34,187 @@ class ErrorSpec:
 
 _C = Category
 
+
+class Code(StrEnum):
+    """Every code a decision or a failure can carry; `OK` is the code of an allowed decision."""
+
+    OK = "OK"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    UNKNOWN_ORG = "UNKNOWN_ORG"
+    CERT_EXPIRED = "CERT_EXPIRED"
+    ORG_DISABLED = "ORG_DISABLED"
+    LICENCE_EXPIRED = "LICENCE_EXPIRED"
+    WRONG_ORG_KIND = "WRONG_ORG_KIND"
+    NO_MANDATE = "NO_MANDATE"
+    MANDATE_EXPIRED = "MANDATE_EXPIRED"
+    MANDATE_RECALLED = "MANDATE_RECALLED"
+    CASE_CLOSED = "CASE_CLOSED"
+    PURPOSE_NOT_MANDATED = "PURPOSE_NOT_MANDATED"
+    PURPOSE_NOT_ALLOWED = "PURPOSE_NOT_ALLOWED"
+    STAGE_NOT_ALLOWED = "STAGE_NOT_ALLOWED"
+    CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    OUTSIDE_CONTACT_WINDOW = "OUTSIDE_CONTACT_WINDOW"
+    CONTACT_CAP_REACHED = "CONTACT_CAP_REACHED"
+    NUMBER_CAP_REACHED = "NUMBER_CAP_REACHED"
+    COOLDOWN = "COOLDOWN"
+    CEASE_CONTACT = "CEASE_CONTACT"
+    DISPUTED = "DISPUTED"
+    ATTORNEY_REPRESENTED = "ATTORNEY_REPRESENTED"
+    THIRD_PARTY_NOT_ALLOWED = "THIRD_PARTY_NOT_ALLOWED"
+    THIRD_PARTY_ALREADY_CONTACTED = "THIRD_PARTY_ALREADY_CONTACTED"
+    CHANNEL_NOT_ALLOWED = "CHANNEL_NOT_ALLOWED"
+    NO_CONTACT_DATA = "NO_CONTACT_DATA"
+    OUTCOME_ALREADY_RECORDED = "OUTCOME_ALREADY_RECORDED"
+    CASE_NOT_FOUND = "CASE_NOT_FOUND"
+    ORG_NOT_FOUND = "ORG_NOT_FOUND"
+    CONTACT_NOT_FOUND = "CONTACT_NOT_FOUND"
+    CASE_AMBIGUOUS = "CASE_AMBIGUOUS"
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    INVALID_CASE_ID = "INVALID_CASE_ID"
+    INVALID_ORG_ID = "INVALID_ORG_ID"
+    INVALID_DATE = "INVALID_DATE"
+    INVALID_TIME = "INVALID_TIME"
+    UNKNOWN_STAGE = "UNKNOWN_STAGE"
+    UNKNOWN_PURPOSE = "UNKNOWN_PURPOSE"
+    UNKNOWN_LABEL = "UNKNOWN_LABEL"
+    UNKNOWN_STATUS = "UNKNOWN_STATUS"
+    UNKNOWN_CHANNEL = "UNKNOWN_CHANNEL"
+    UNKNOWN_PARTY = "UNKNOWN_PARTY"
+    UNKNOWN_RESULT = "UNKNOWN_RESULT"
+    UNKNOWN_KIND = "UNKNOWN_KIND"
+    UNKNOWN_JURISDICTION = "UNKNOWN_JURISDICTION"
+    PURPOSE_KIND_MISMATCH = "PURPOSE_KIND_MISMATCH"
+    UNTIL_IN_PAST = "UNTIL_IN_PAST"
+    IMPORT_LINE_TOO_LONG = "IMPORT_LINE_TOO_LONG"
+    IMPORT_INVALID_JSON = "IMPORT_INVALID_JSON"
+    IMPORT_INVALID_FIELD = "IMPORT_INVALID_FIELD"
+    CASE_EXISTS = "CASE_EXISTS"
+    LOAN_EXISTS = "LOAN_EXISTS"
+    ORG_EXISTS = "ORG_EXISTS"
+    DATA_DIR_EXISTS = "DATA_DIR_EXISTS"
+    POLICY_INVALID = "POLICY_INVALID"
+    DATA_DIR_INVALID = "DATA_DIR_INVALID"
+    IDENTITY_INVALID = "IDENTITY_INVALID"
+    AUDIT_VERIFY_FAILED = "AUDIT_VERIFY_FAILED"
+    DATA_DIR_IN_USE = "DATA_DIR_IN_USE"
+    CA_OFFLINE = "CA_OFFLINE"
+    CERT_MISMATCH = "CERT_MISMATCH"
+    KEYS_UNAVAILABLE = "KEYS_UNAVAILABLE"
+    TLS_NOT_ENFORCED = "TLS_NOT_ENFORCED"
+    RATE_LIMITED = "RATE_LIMITED"
+    CONCURRENCY_LIMITED = "CONCURRENCY_LIMITED"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    STREAM_IDLE = "STREAM_IDLE"
+    CALL_DEADLINE = "CALL_DEADLINE"
+    CLIENT_GONE = "CLIENT_GONE"
+    SHUTTING_DOWN = "SHUTTING_DOWN"
+    AUDIT_UNAVAILABLE = "AUDIT_UNAVAILABLE"
+    UNAVAILABLE = "UNAVAILABLE"
+    DECRYPTION_FAILED = "DECRYPTION_FAILED"
+    INTERNAL = "INTERNAL"
+
+
 CATALOGUE: dict[str, ErrorSpec] = {
     # identity
-    "UNAUTHENTICATED": ErrorSpec(_C.UNAUTHENTICATED, "no valid client certificate"),
-    "UNKNOWN_ORG": ErrorSpec(_C.UNAUTHENTICATED, "the certificate names no registered organisation"),
-    "CERT_EXPIRED": ErrorSpec(_C.UNAUTHENTICATED, "the client certificate has expired"),
-    "ORG_DISABLED": ErrorSpec(_C.PERMISSION_DENIED, "the organisation is disabled"),
-    "LICENCE_EXPIRED": ErrorSpec(_C.PERMISSION_DENIED, "the organisation's licence has expired"),
-    "WRONG_ORG_KIND": ErrorSpec(_C.PERMISSION_DENIED, "this call is not open to the caller's kind of organisation"),
+    Code.UNAUTHENTICATED: ErrorSpec(_C.UNAUTHENTICATED, "no valid client certificate"),
+    Code.UNKNOWN_ORG: ErrorSpec(_C.UNAUTHENTICATED, "the certificate names no registered organisation"),
+    Code.CERT_EXPIRED: ErrorSpec(_C.UNAUTHENTICATED, "the client certificate has expired"),
+    Code.ORG_DISABLED: ErrorSpec(_C.PERMISSION_DENIED, "the organisation is disabled"),
+    Code.LICENCE_EXPIRED: ErrorSpec(_C.PERMISSION_DENIED, "the organisation's licence has expired"),
+    Code.WRONG_ORG_KIND: ErrorSpec(_C.PERMISSION_DENIED, "this call is not open to the caller's kind of organisation"),
     # policy / mandates
-    "NO_MANDATE": ErrorSpec(_C.PERMISSION_DENIED, "no active mandate covers this case for the caller"),
-    "MANDATE_EXPIRED": ErrorSpec(_C.PERMISSION_DENIED, "the mandate for this case has ended"),
-    "MANDATE_RECALLED": ErrorSpec(_C.PERMISSION_DENIED, "the mandate for this case was recalled"),
-    "CASE_CLOSED": ErrorSpec(_C.PERMISSION_DENIED, "the case is settled or closed"),
-    "PURPOSE_NOT_MANDATED": ErrorSpec(_C.PERMISSION_DENIED, "the mandate does not cover this purpose"),
-    "PURPOSE_NOT_ALLOWED": ErrorSpec(_C.PERMISSION_DENIED, "no policy rule releases data to the caller for this purpose"),
-    "STAGE_NOT_ALLOWED": ErrorSpec(_C.FAILED_PRECONDITION, "the case's stage does not allow this"),
-    "CONSENT_REQUIRED": ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's consent is not on file"),
+    Code.NO_MANDATE: ErrorSpec(_C.PERMISSION_DENIED, "no active mandate covers this case for the caller"),
+    Code.MANDATE_EXPIRED: ErrorSpec(_C.PERMISSION_DENIED, "the mandate for this case has ended"),
+    Code.MANDATE_RECALLED: ErrorSpec(_C.PERMISSION_DENIED, "the mandate for this case was recalled"),
+    Code.CASE_CLOSED: ErrorSpec(_C.PERMISSION_DENIED, "the case is settled or closed"),
+    Code.PURPOSE_NOT_MANDATED: ErrorSpec(_C.PERMISSION_DENIED, "the mandate does not cover this purpose"),
+    Code.PURPOSE_NOT_ALLOWED: ErrorSpec(_C.PERMISSION_DENIED, "no policy rule releases data to the caller for this purpose"),
+    Code.STAGE_NOT_ALLOWED: ErrorSpec(_C.FAILED_PRECONDITION, "the case's stage does not allow this"),
+    Code.CONSENT_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's consent is not on file"),
     # conduct rules
-    "OUTSIDE_CONTACT_WINDOW": ErrorSpec(
+    Code.OUTSIDE_CONTACT_WINDOW: ErrorSpec(
         _C.FAILED_PRECONDITION, "outside the permitted contact hours in the borrower's local time"
     ),
-    "CONTACT_CAP_REACHED": ErrorSpec(_C.FAILED_PRECONDITION, "the contact frequency cap for this borrower is reached"),
-    "NUMBER_CAP_REACHED": ErrorSpec(_C.FAILED_PRECONDITION, "the attempt cap for this number is reached"),
-    "COOLDOWN": ErrorSpec(_C.FAILED_PRECONDITION, "no contact allowed so soon after a conversation"),
-    "CEASE_CONTACT": ErrorSpec(_C.FAILED_PRECONDITION, "the borrower asked that contact cease"),
-    "DISPUTED": ErrorSpec(_C.FAILED_PRECONDITION, "the debt is disputed"),
-    "ATTORNEY_REPRESENTED": ErrorSpec(_C.FAILED_PRECONDITION, "the borrower is represented by an attorney"),
-    "THIRD_PARTY_NOT_ALLOWED": ErrorSpec(_C.FAILED_PRECONDITION, "third-party contact is not allowed for this case"),
-    "THIRD_PARTY_ALREADY_CONTACTED": ErrorSpec(_C.FAILED_PRECONDITION, "this third party was already contacted"),
-    "CHANNEL_NOT_ALLOWED": ErrorSpec(_C.FAILED_PRECONDITION, "this channel is not allowed for this case"),
-    "NO_CONTACT_DATA": ErrorSpec(_C.FAILED_PRECONDITION, "no contact data is on file for this party"),
-    "OUTCOME_ALREADY_RECORDED": ErrorSpec(_C.FAILED_PRECONDITION, "an outcome was already recorded for this contact"),
+    Code.CONTACT_CAP_REACHED: ErrorSpec(_C.FAILED_PRECONDITION, "the contact frequency cap for this borrower is reached"),
+    Code.NUMBER_CAP_REACHED: ErrorSpec(_C.FAILED_PRECONDITION, "the attempt cap for this number is reached"),
+    Code.COOLDOWN: ErrorSpec(_C.FAILED_PRECONDITION, "no contact allowed so soon after a conversation"),
+    Code.CEASE_CONTACT: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower asked that contact cease"),
+    Code.DISPUTED: ErrorSpec(_C.FAILED_PRECONDITION, "the debt is disputed"),
+    Code.ATTORNEY_REPRESENTED: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower is represented by an attorney"),
+    Code.THIRD_PARTY_NOT_ALLOWED: ErrorSpec(_C.FAILED_PRECONDITION, "third-party contact is not allowed for this case"),
+    Code.THIRD_PARTY_ALREADY_CONTACTED: ErrorSpec(_C.FAILED_PRECONDITION, "this third party was already contacted"),
+    Code.CHANNEL_NOT_ALLOWED: ErrorSpec(_C.FAILED_PRECONDITION, "this channel is not allowed for this case"),
+    Code.NO_CONTACT_DATA: ErrorSpec(_C.FAILED_PRECONDITION, "no contact data is on file for this party"),
+    Code.OUTCOME_ALREADY_RECORDED: ErrorSpec(_C.FAILED_PRECONDITION, "an outcome was already recorded for this contact"),
     # lookups
-    "CASE_NOT_FOUND": ErrorSpec(_C.NOT_FOUND, "no such case"),
-    "ORG_NOT_FOUND": ErrorSpec(_C.NOT_FOUND, "no such organisation"),
-    "CONTACT_NOT_FOUND": ErrorSpec(_C.NOT_FOUND, "no such contact"),
-    "CASE_AMBIGUOUS": ErrorSpec(_C.INVALID_ARGUMENT, "several lenders mandated a case with this id; qualify it as LENDER/CASE"),
+    Code.CASE_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such case"),
+    Code.ORG_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such organisation"),
+    Code.CONTACT_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such contact"),
+    Code.CASE_AMBIGUOUS: ErrorSpec(
+        _C.INVALID_ARGUMENT, "several lenders mandated a case with this id; qualify it as LENDER/CASE"),
     # input
-    "INVALID_ARGUMENT": ErrorSpec(_C.INVALID_ARGUMENT, "the request is malformed"),
-    "MALFORMED_REQUEST": ErrorSpec(_C.INVALID_ARGUMENT, "the request message could not be decoded"),
-    "INVALID_CASE_ID": ErrorSpec(_C.INVALID_ARGUMENT, "case ids are 1-64 characters of letters, digits and ._:-"),
-    "INVALID_ORG_ID": ErrorSpec(_C.INVALID_ARGUMENT, "organisation ids are 1-64 characters of letters, digits and ._-"),
-    "INVALID_DATE": ErrorSpec(_C.INVALID_ARGUMENT, "dates are YYYY-MM-DD"),
-    "INVALID_TIME": ErrorSpec(_C.INVALID_ARGUMENT, "times are RFC 3339 with a zone offset"),
-    "UNKNOWN_STAGE": ErrorSpec(_C.INVALID_ARGUMENT, "unknown stage"),
-    "UNKNOWN_PURPOSE": ErrorSpec(_C.INVALID_ARGUMENT, "unknown purpose"),
-    "UNKNOWN_LABEL": ErrorSpec(_C.INVALID_ARGUMENT, "unknown mandate label"),
-    "UNKNOWN_STATUS": ErrorSpec(_C.INVALID_ARGUMENT, "unknown case status"),
-    "UNKNOWN_CHANNEL": ErrorSpec(_C.INVALID_ARGUMENT, "unknown contact channel"),
-    "UNKNOWN_PARTY": ErrorSpec(_C.INVALID_ARGUMENT, "unknown contact party"),
-    "UNKNOWN_RESULT": ErrorSpec(_C.INVALID_ARGUMENT, "unknown contact result"),
-    "UNKNOWN_KIND": ErrorSpec(_C.INVALID_ARGUMENT, "unknown organisation kind"),
-    "UNKNOWN_JURISDICTION": ErrorSpec(_C.INVALID_ARGUMENT, "unknown jurisdiction"),
-    "PURPOSE_KIND_MISMATCH": ErrorSpec(_C.INVALID_ARGUMENT, "this purpose cannot be mandated to that kind of organisation"),
-    "UNTIL_IN_PAST": ErrorSpec(_C.INVALID_ARGUMENT, "a mandate must end today or later"),
-    "IMPORT_LINE_TOO_LONG": ErrorSpec(_C.INVALID_ARGUMENT, "an import line exceeds the size limit"),
-    "IMPORT_INVALID_JSON": ErrorSpec(_C.INVALID_ARGUMENT, "an import line is not valid JSON"),
-    "IMPORT_INVALID_FIELD": ErrorSpec(_C.INVALID_ARGUMENT, "an import line has an invalid field"),
-    "CASE_EXISTS": ErrorSpec(_C.ALREADY_EXISTS, "a case with this id already exists for this lender"),
-    "LOAN_EXISTS": ErrorSpec(_C.ALREADY_EXISTS, "a loan with this id already exists for this lender"),
-    "ORG_EXISTS": ErrorSpec(_C.ALREADY_EXISTS, "an organisation with this id already exists"),
-    "DATA_DIR_EXISTS": ErrorSpec(_C.ALREADY_EXISTS, "the data directory already exists and is not empty"),
+    Code.INVALID_ARGUMENT: ErrorSpec(_C.INVALID_ARGUMENT, "the request is malformed"),
+    Code.MALFORMED_REQUEST: ErrorSpec(_C.INVALID_ARGUMENT, "the request message could not be decoded"),
+    Code.INVALID_CASE_ID: ErrorSpec(_C.INVALID_ARGUMENT, "case ids are 1-64 characters of letters, digits and ._:-"),
+    Code.INVALID_ORG_ID: ErrorSpec(_C.INVALID_ARGUMENT, "organisation ids are 1-64 characters of letters, digits and ._-"),
+    Code.INVALID_DATE: ErrorSpec(_C.INVALID_ARGUMENT, "dates are YYYY-MM-DD"),
+    Code.INVALID_TIME: ErrorSpec(_C.INVALID_ARGUMENT, "times are RFC 3339 with a zone offset"),
+    Code.UNKNOWN_STAGE: ErrorSpec(_C.INVALID_ARGUMENT, "unknown stage"),
+    Code.UNKNOWN_PURPOSE: ErrorSpec(_C.INVALID_ARGUMENT, "unknown purpose"),
+    Code.UNKNOWN_LABEL: ErrorSpec(_C.INVALID_ARGUMENT, "unknown mandate label"),
+    Code.UNKNOWN_STATUS: ErrorSpec(_C.INVALID_ARGUMENT, "unknown case status"),
+    Code.UNKNOWN_CHANNEL: ErrorSpec(_C.INVALID_ARGUMENT, "unknown contact channel"),
+    Code.UNKNOWN_PARTY: ErrorSpec(_C.INVALID_ARGUMENT, "unknown contact party"),
+    Code.UNKNOWN_RESULT: ErrorSpec(_C.INVALID_ARGUMENT, "unknown contact result"),
+    Code.UNKNOWN_KIND: ErrorSpec(_C.INVALID_ARGUMENT, "unknown organisation kind"),
+    Code.UNKNOWN_JURISDICTION: ErrorSpec(_C.INVALID_ARGUMENT, "unknown jurisdiction"),
+    Code.PURPOSE_KIND_MISMATCH: ErrorSpec(
+        _C.INVALID_ARGUMENT, "this purpose cannot be mandated to that kind of organisation"),
+    Code.UNTIL_IN_PAST: ErrorSpec(_C.INVALID_ARGUMENT, "a mandate must end today or later"),
+    Code.IMPORT_LINE_TOO_LONG: ErrorSpec(_C.INVALID_ARGUMENT, "an import line exceeds the size limit"),
+    Code.IMPORT_INVALID_JSON: ErrorSpec(_C.INVALID_ARGUMENT, "an import line is not valid JSON"),
+    Code.IMPORT_INVALID_FIELD: ErrorSpec(_C.INVALID_ARGUMENT, "an import line has an invalid field"),
+    Code.CASE_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "a case with this id already exists for this lender"),
+    Code.LOAN_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "a loan with this id already exists for this lender"),
+    Code.ORG_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "an organisation with this id already exists"),
+    Code.DATA_DIR_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "the data directory already exists and is not empty"),
     # operator / environment
-    "POLICY_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the policy bundle is invalid"),
-    "DATA_DIR_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
-    "IDENTITY_INVALID": ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
-    "AUDIT_VERIFY_FAILED": ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
-    "DATA_DIR_IN_USE": ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
-    "CA_OFFLINE": ErrorSpec(
+    Code.POLICY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the policy bundle is invalid"),
+    Code.DATA_DIR_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
+    Code.IDENTITY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
+    Code.AUDIT_VERIFY_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
+    Code.DATA_DIR_IN_USE: ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
+    Code.CA_OFFLINE: ErrorSpec(
         _C.FAILED_PRECONDITION, "this data directory holds no CA key: issue with 'custos ca issue', register with --cert"
     ),
-    "CERT_MISMATCH": ErrorSpec(_C.INVALID_ARGUMENT, "the certificate does not chain to this gateway's CA or names another org"),
-    "KEYS_UNAVAILABLE": ErrorSpec(_C.FAILED_PRECONDITION, "the key files are missing or unreadable"),
-    "TLS_NOT_ENFORCED": ErrorSpec(_C.FAILED_PRECONDITION, "the server would accept TLS below 1.3; it refuses to serve"),
-    "RATE_LIMITED": ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many requests"),
-    "CONCURRENCY_LIMITED": ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many calls of this organisation in flight"),
-    "REQUEST_TIMEOUT": ErrorSpec(_C.DEADLINE_EXCEEDED, "the request message did not arrive in time"),
-    "STREAM_IDLE": ErrorSpec(_C.DEADLINE_EXCEEDED, "the stream waited on its client for too long"),
-    "CALL_DEADLINE": ErrorSpec(_C.DEADLINE_EXCEEDED, "the call exceeded the gateway's deadline"),
-    "CLIENT_GONE": ErrorSpec(_C.CANCELLED, "the client cancelled or went away"),
-    "SHUTTING_DOWN": ErrorSpec(_C.UNAVAILABLE, "the gateway is shutting down"),
-    "AUDIT_UNAVAILABLE": ErrorSpec(_C.UNAVAILABLE, "the audit log cannot be written; the gateway refuses to serve"),
-    "UNAVAILABLE": ErrorSpec(_C.UNAVAILABLE, "the gateway is unavailable"),
-    "DECRYPTION_FAILED": ErrorSpec(_C.INTERNAL, "stored data failed an integrity check"),
-    "INTERNAL": ErrorSpec(_C.INTERNAL, "internal error"),
+    Code.CERT_MISMATCH: ErrorSpec(
+        _C.INVALID_ARGUMENT, "the certificate does not chain to this gateway's CA or names another org"),
+    Code.KEYS_UNAVAILABLE: ErrorSpec(_C.FAILED_PRECONDITION, "the key files are missing or unreadable"),
+    Code.TLS_NOT_ENFORCED: ErrorSpec(_C.FAILED_PRECONDITION, "the server would accept TLS below 1.3; it refuses to serve"),
+    Code.RATE_LIMITED: ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many requests"),
+    Code.CONCURRENCY_LIMITED: ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many calls of this organisation in flight"),
+    Code.REQUEST_TIMEOUT: ErrorSpec(_C.DEADLINE_EXCEEDED, "the request message did not arrive in time"),
+    Code.STREAM_IDLE: ErrorSpec(_C.DEADLINE_EXCEEDED, "the stream waited on its client for too long"),
+    Code.CALL_DEADLINE: ErrorSpec(_C.DEADLINE_EXCEEDED, "the call exceeded the gateway's deadline"),
+    Code.CLIENT_GONE: ErrorSpec(_C.CANCELLED, "the client cancelled or went away"),
+    Code.SHUTTING_DOWN: ErrorSpec(_C.UNAVAILABLE, "the gateway is shutting down"),
+    Code.AUDIT_UNAVAILABLE: ErrorSpec(_C.UNAVAILABLE, "the audit log cannot be written; the gateway refuses to serve"),
+    Code.UNAVAILABLE: ErrorSpec(_C.UNAVAILABLE, "the gateway is unavailable"),
+    Code.DECRYPTION_FAILED: ErrorSpec(_C.INTERNAL, "stored data failed an integrity check"),
+    Code.INTERNAL: ErrorSpec(_C.INTERNAL, "internal error"),
 }
 
 
 class CustosError(Exception):
     """A failure with a stable code; `detail` is for operators and never holds PI."""
 
-    def __init__(self, code: str, detail: str = "") -> None:
+    def __init__(self, code: Code, detail: str = "") -> None:
         if code not in CATALOGUE:
-            code = "INTERNAL"
-        self.code = code
+            # A programming error, not a failure to report: every code is a Code with a catalogue entry
+            # (tests/test_codes.py checks the code base; mypy checks the type).
+            raise ValueError(f"no catalogue entry for error code {code!r}")
+        self.code = Code(code)
         self.detail = detail
         super().__init__(f"{code}: {self.message}")
 
@@ -151,4 +237,4 @@ class PolicyError(CustosError):
         self.line = line
         self.problem = problem
         where = f"{path}:{line}" if line else path
-        super().__init__("POLICY_INVALID", f"{where}: {problem}")
+        super().__init__(Code.POLICY_INVALID, f"{where}: {problem}")

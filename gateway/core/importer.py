@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
+from .errors import Code
 from .model import JURISDICTIONS, STAGES
 
 log = logging.getLogger("custos.import")
@@ -37,7 +38,7 @@ MAX_NUMBER_CHARS = 64
 
 
 class LineError(Exception):
-    def __init__(self, code: str, reason: str) -> None:
+    def __init__(self, code: Code, reason: str) -> None:
         super().__init__(reason)
         self.code = code
         self.reason = reason
@@ -58,7 +59,7 @@ class ImportedCase:
 
 
 def _bad(path: str, problem: str) -> LineError:
-    return LineError("IMPORT_INVALID_FIELD", f"{path}: {problem}")
+    return LineError(Code.IMPORT_INVALID_FIELD, f"{path}: {problem}")
 
 
 def _obj(value: object, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
@@ -185,22 +186,22 @@ def parse_line(raw: bytes) -> ImportedCase:
     Never anything else: whatever a line holds, the worst it gets is a rejection.
     """
     if len(raw) > MAX_LINE_BYTES:
-        raise LineError("IMPORT_LINE_TOO_LONG", f"line longer than {MAX_LINE_BYTES} bytes")
+        raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise LineError("IMPORT_INVALID_JSON", "not valid UTF-8") from None
+        raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
     try:
         doc = loads_strict(text)
     except _JsonRefused as err:
-        raise LineError("IMPORT_INVALID_JSON", err.reason) from None
+        raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
     try:
         return _validate(doc)
     except LineError:
         raise
     except Exception as exc:  # noqa: BLE001 - a validator bug must cost one line, not the stream
         log.error("import line validation failed unexpectedly: %s", type(exc).__name__)
-        raise LineError("IMPORT_INVALID_FIELD", "the line could not be validated") from None
+        raise LineError(Code.IMPORT_INVALID_FIELD, "the line could not be validated") from None
 
 
 def _validate(doc: Any) -> ImportedCase:
@@ -214,7 +215,7 @@ def _validate(doc: Any) -> ImportedCase:
         raise _bad("timezone", "must be an IANA time zone name such as Asia/Shanghai")
     stage = _text(top, "stage", "")
     if stage not in STAGES:
-        raise LineError("UNKNOWN_STAGE", f"stage: must be one of {', '.join(STAGES)}")
+        raise LineError(Code.UNKNOWN_STAGE, f"stage: must be one of {', '.join(STAGES)}")
     consent = _obj(top.get("consent", {}), "consent", set(), {"third_party_sharing", "credit_reporting"})
 
     b = _obj(

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Protocol
 
+from .errors import Code
+
 KINDS = ("lender", "agency", "law_firm", "bureau", "regulator")
 LICENSED_KINDS = ("agency", "law_firm")
 JURISDICTIONS = ("CN", "US")
@@ -76,7 +78,7 @@ class Caller:
     org_id: str            # "" when the certificate names no organisation
     method: str
     trace_id: str = ""
-    problem: str = ""      # an identity error code (CERT_INVALID, CERT_EXPIRED, ...): refused at admission
+    problem: Code | None = None  # an identity refusal (UNKNOWN_ORG, CERT_EXPIRED, ...), made at admission
     cert: str = ""         # the client certificate's SHA-256, first 16 hex digits (for the audit of refusals)
 
 

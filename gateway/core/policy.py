@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .conduct import ConductRules, load_conduct_dir
-from .errors import PolicyError
+from .errors import Code, PolicyError
 from .limits import Limits, load_limits
 from .model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
 from .tomlfile import FileCtx, load_toml
@@ -50,7 +50,7 @@ class ReleaseRule:
 @dataclass(frozen=True)
 class ReleaseDecision:
     allowed: bool
-    code: str
+    code: Code
     rules: tuple[str, ...]
     fields: dict[str, Transform] = field(default_factory=dict)
     # Worked out once per compiled decision, used on every read (Core._grant).
@@ -80,8 +80,8 @@ class PolicyBundle:
         if hit is not None:
             return hit
         if any(r.purpose == purpose and kind in r.to for r in self.rules):
-            return ReleaseDecision(False, "STAGE_NOT_ALLOWED", ("default-deny",))
-        return ReleaseDecision(False, "PURPOSE_NOT_ALLOWED", ("default-deny",))
+            return ReleaseDecision(False, Code.STAGE_NOT_ALLOWED, ("default-deny",))
+        return ReleaseDecision(False, Code.PURPOSE_NOT_ALLOWED, ("default-deny",))
 
     def __post_init__(self) -> None:
         # Asked on every request: answered once per (kind, purpose) here, not by scanning the rules.
@@ -199,7 +199,7 @@ def compile_table(rules: tuple[ReleaseRule, ...]) -> dict[tuple[str, str, str], 
                 fields = dict(prev.fields) if prev else {}
                 fields.update(rule.fields)
                 names = (prev.rules if prev else ()) + (rule.id,)
-                table[key] = ReleaseDecision(True, "OK", names, fields)
+                table[key] = ReleaseDecision(True, Code.OK, names, fields)
     return table
 
 

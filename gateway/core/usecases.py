@@ -31,7 +31,7 @@ from .conduct import (
     evaluate_contact,
     history_horizon,
 )
-from .errors import CustosError
+from .errors import Code, CustosError
 from .importer import ID_RE, ImportedCase, LineError, parse_line
 from .model import (
     LABELS,
@@ -173,7 +173,7 @@ class Core:
         assert org is not None
         return org
 
-    def deny(self, caller: Caller, code: str, rule: str = "") -> CustosError:
+    def deny(self, caller: Caller, code: Code, rule: str = "") -> CustosError:
         """A refusal decided outside a use case (by the transport: undecodable request, timeout, share)."""
         return self._deny(caller, code, rule or code.lower())
 
@@ -192,15 +192,15 @@ class Core:
             entry = self._suppressed.get(key)
             if entry is not None and now - entry.since < RATE_EVENT_WINDOW_S:
                 entry.count += 1
-                return CustosError("RATE_LIMITED")
+                return CustosError(Code.RATE_LIMITED)
             self._suppressed[key] = _Suppressed(now, 0, caller, kind)
         events = [self._repeated(entry)] if entry is not None and entry.count else []
-        events.append(self._event(caller, "deny", "RATE_LIMITED", f"rate:{kind}"))
+        events.append(self._event(caller, "deny", Code.RATE_LIMITED, f"rate:{kind}"))
         self.audit.append(events)
-        return CustosError("RATE_LIMITED")
+        return CustosError(Code.RATE_LIMITED)
 
     def _repeated(self, entry: _Suppressed) -> EventDraft:
-        return self._event(entry.caller, "deny", "RATE_LIMITED", f"rate:{entry.kind};repeated={entry.count}")
+        return self._event(entry.caller, "deny", Code.RATE_LIMITED, f"rate:{entry.kind};repeated={entry.count}")
 
     def flush_suppressed(self, force: bool = False) -> None:
         """Write the counts of rate refusals whose window has ended (all of them with `force`)."""
@@ -227,7 +227,7 @@ class Core:
             head=head,
         )
 
-    def _deny(self, caller: Caller, code: str, rule: str = "", **kw: Any) -> CustosError:
+    def _deny(self, caller: Caller, code: Code, rule: str = "", **kw: Any) -> CustosError:
         """Record the denial durably, then hand back the error for the caller to raise."""
         self.audit.append([self._event(caller, "deny", code, rule or code, **kw)])
         return CustosError(code)
@@ -249,7 +249,7 @@ class Core:
     def _valid_case_ref(self, caller: Caller, case_ref: str, **kw: Any) -> tuple[str | None, str]:
         lender, _, case_id = case_ref.rpartition("/")
         if not ID_RE.fullmatch(case_id) or (lender and not ORG_ID_RE.fullmatch(lender)):
-            raise self._deny(caller, "INVALID_CASE_ID", "input", **kw)
+            raise self._deny(caller, Code.INVALID_CASE_ID, "input", **kw)
         return (lender or None), case_id
 
     def _own_case(self, caller: Caller, case_ref: str, **kw: Any) -> CaseRow:
@@ -259,7 +259,7 @@ class Core:
             case = self.reader().get_case(caller.org_id, case_id)
         if case is None:
             # Same answer for "no such case" and "another lender's case": existence is not revealed.
-            raise self._deny(caller, "CASE_NOT_FOUND", "ownership", case_id=case_id, **kw)
+            raise self._deny(caller, Code.CASE_NOT_FOUND, "ownership", case_id=case_id, **kw)
         return case
 
     @staticmethod
@@ -275,12 +275,12 @@ class Core:
         if lender:
             mandates = [m for m in mandates if m.lender_id == lender]
         if not mandates:
-            raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
+            raise self._deny(caller, Code.NO_MANDATE, "mandate", **kw)
         if len({m.lender_id for m in mandates}) > 1:
-            raise self._deny(caller, "CASE_AMBIGUOUS", "mandate", **kw)
+            raise self._deny(caller, Code.CASE_AMBIGUOUS, "mandate", **kw)
         case = repo.get_case(mandates[0].lender_id, case_id)
         if case is None:
-            raise self._deny(caller, "NO_MANDATE", "mandate", **kw)
+            raise self._deny(caller, Code.NO_MANDATE, "mandate", **kw)
         kw["borrower_id"] = case.borrower_id
         verdict, active = access.mandate(mandates, purpose, case, self.local_today(case, self.clock.now()))
         if not verdict.ok:
@@ -291,7 +291,7 @@ class Core:
     def _check_purpose(self, caller: Caller, purpose: str, case_ref: str) -> None:
         if purpose not in PURPOSES:
             case_id = case_ref if ID_RE.fullmatch(case_ref) else ""
-            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", case_id=case_id, purpose=purpose)
+            raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", case_id=case_id, purpose=purpose)
 
     # ---------------------------------------------------------------- reads
     def resolve_for_purpose(self, caller: Caller, org: Org, case_ref: str, purpose: str) -> CaseRow:
@@ -301,7 +301,7 @@ class Core:
         if self.bundle.mandate_required(org.kind, purpose):
             return self._mandated_case(caller, case_ref, purpose)[0]
         _, case_id = self._valid_case_ref(caller, case_ref, purpose=purpose)
-        raise self._deny(caller, "PURPOSE_NOT_ALLOWED", "default-deny", purpose=purpose, case_id=case_id)
+        raise self._deny(caller, Code.PURPOSE_NOT_ALLOWED, "default-deny", purpose=purpose, case_id=case_id)
 
     def get_case(self, caller: Caller, case_ref: str, purpose: str) -> Released:
         now = self.clock.now()
@@ -318,7 +318,7 @@ class Core:
         if grant.with_history:
             values.update(self._released(decision, {"contact_history": repo.contact_history(case)}, caller.org_id))
         # The release waits for its audit event to be durable.
-        self.audit.append([self._event(caller, "allow", "OK", decision.rule, purpose=purpose, case_id=case.case_id,
+        self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
                                        borrower_id=case.borrower_id, fields=grant.fields, now=now,
                                        bundle=grant.bundle, head=grant.event_head)])
         return Released(case.case_id, purpose, case.stage, values, decision.rules)
@@ -344,7 +344,7 @@ class Core:
         plain = self._released(decision, self._plain_values(case, decision, local_day), caller.org_id)
         with_history = "contact_history" in decision.fields
         fields = sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])
-        head = self._event(caller, "allow", "OK", decision.rule, purpose=purpose, case_id=case.case_id,
+        head = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
                            borrower_id=case.borrower_id, fields=fields, now=now).head_bytes()
         return Grant(self.bundle, now.date(), zone, local_day, case, decision, plain, unseal, with_history, fields,
                      head)
@@ -396,7 +396,7 @@ class Core:
             if national_id or phone:
                 field, value = ("national_id", national_id) if national_id else ("phone", phone)
                 if len(value) > 128:
-                    raise self._deny(caller, "INVALID_ARGUMENT", "input")
+                    raise self._deny(caller, Code.INVALID_ARGUMENT, "input")
                 cases = repo.cases_by_index(org.id, field, value)
             else:
                 cases = repo.cases_of_lender(org.id)
@@ -404,7 +404,7 @@ class Core:
                 out.append(_summary(c, "servicing", ""))
         else:
             if national_id or phone:
-                raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind")
+                raise self._deny(caller, Code.WRONG_ORG_KIND, "identity.kind")
             seen: set[tuple[str, str, str]] = set()
             now = self.clock.now()
             for m in repo.mandates_of_org(org.id):
@@ -416,7 +416,7 @@ class Core:
                 if case is None or not access.mandate([m], m.purpose, case, self.local_today(case, now))[0].ok:
                     continue
                 out.append(_summary(case, m.purpose, m.until.isoformat()))
-        self.audit.append([self._event(caller, "allow", "OK", "list", fields=[])])
+        self.audit.append([self._event(caller, "allow", Code.OK, "list", fields=[])])
         return out
 
     # ---------------------------------------------------------------- lender writes
@@ -461,7 +461,7 @@ class Core:
     def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], totals: ImportProgress) -> ImportProgress:
         """Validate, then store the batch in one unit of work; update `totals`, return this batch's progress."""
         lender = caller.org_id
-        parsed: list[tuple[int, ImportedCase | tuple[str, str]]] = []
+        parsed: list[tuple[int, ImportedCase | tuple[Code, str]]] = []
         for line_no, raw in batch:
             if not raw.strip():
                 continue
@@ -480,7 +480,7 @@ class Core:
             rejected: list[tuple[int, str, str]] = []
             imported = already = 0
 
-            def reject(line_no: int, code: str, reason: str, **kw: Any) -> None:
+            def reject(line_no: int, code: Code, reason: str, **kw: Any) -> None:
                 rejected.append((line_no, code, reason))
                 events.append(self._event(caller, "deny", code, "import", now=now, **kw))
 
@@ -492,23 +492,23 @@ class Core:
                 state = repo.import_state(lender, item)
                 if state == "same":
                     already += 1
-                    events.append(self._event(caller, "allow", "OK", "import.already", now=now, **kw))
+                    events.append(self._event(caller, "allow", Code.OK, "import.already", now=now, **kw))
                     continue
                 if state == "other":
-                    reject(line_no, "CASE_EXISTS", "case_id: already imported with other values", **kw)
+                    reject(line_no, Code.CASE_EXISTS, "case_id: already imported with other values", **kw)
                     continue
                 if repo.loan_exists(lender, item.loan["loan_id"]):
-                    reject(line_no, "LOAN_EXISTS", "loan.loan_id: already imported", **kw)
+                    reject(line_no, Code.LOAN_EXISTS, "loan.loan_id: already imported", **kw)
                     continue
                 try:
                     with repo.savepoint():
                         repo.import_case(lender, item, stamp)
                 except (UnicodeError, ValueError):
                     # Validation should have caught it; still, one bad line never sinks its batch.
-                    reject(line_no, "IMPORT_INVALID_FIELD", "a value could not be stored as text", **kw)
+                    reject(line_no, Code.IMPORT_INVALID_FIELD, "a value could not be stored as text", **kw)
                     continue
                 imported += 1
-                events.append(self._event(caller, "allow", "OK", "import", now=now, **kw))
+                events.append(self._event(caller, "allow", Code.OK, "import", now=now, **kw))
             return (imported, already, rejected), events
 
         imported, already, rejected = self.audit.run(work)
@@ -526,31 +526,31 @@ class Core:
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
         label = label or "entrusted"
         if purpose not in PURPOSES:
-            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", **kw)
+            raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", **kw)
         if label not in LABELS:
-            raise self._deny(caller, "UNKNOWN_LABEL", "input", **kw)
+            raise self._deny(caller, Code.UNKNOWN_LABEL, "input", **kw)
         if not ORG_ID_RE.fullmatch(org_id):
-            raise self._deny(caller, "INVALID_ORG_ID", "input", **kw)
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
         until_date = _parse_date(until)
         if until_date is None:
-            raise self._deny(caller, "INVALID_DATE", "input", **kw)
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         if until_date < self.local_today(case, self.clock.now()):
-            raise self._deny(caller, "UNTIL_IN_PAST", "input", **kw)
+            raise self._deny(caller, Code.UNTIL_IN_PAST, "input", **kw)
         target = self.reader().get_org(org_id)
         if target is None:
-            raise self._deny(caller, "ORG_NOT_FOUND", "input", **kw)
+            raise self._deny(caller, Code.ORG_NOT_FOUND, "input", **kw)
         if MANDATE_KIND.get(purpose) != target.kind:
-            raise self._deny(caller, "PURPOSE_KIND_MISMATCH", "mandate.kind", **kw)
+            raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "mandate.kind", **kw)
         if label == "provided" and not case.consent_third_party:
             # PIPL Art. 23: providing to another handler needs the borrower's consent.
-            raise self._deny(caller, "CONSENT_REQUIRED", "mandate.provided_consent", **kw)
+            raise self._deny(caller, Code.CONSENT_REQUIRED, "mandate.provided_consent", **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
 
         def work(repo: Repo) -> tuple[None, list[EventDraft]]:
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
             repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp)
-            return None, [self._event(caller, "allow", "OK", f"mandate.grant:{org_id}", now=now, **kw)]
+            return None, [self._event(caller, "allow", Code.OK, f"mandate.grant:{org_id}", now=now, **kw)]
 
         self.audit.run(work)
         return {"case_id": case.case_id, "org_id": org_id, "purpose": purpose, "until": until_date.isoformat(),
@@ -560,12 +560,12 @@ class Core:
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
         if not ORG_ID_RE.fullmatch(org_id):
-            raise self._deny(caller, "INVALID_ORG_ID", "input", case_id=case.case_id)
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", case_id=case.case_id)
         now = self.clock.now()
 
         def work(repo: Repo) -> tuple[int, list[EventDraft]]:
             n = repo.recall_mandates(case.lender_id, case.case_id, org_id, rfc3339(now))
-            return n, [self._event(caller, "allow", "OK", f"mandate.recall:{org_id}", case_id=case.case_id,
+            return n, [self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id}", case_id=case.case_id,
                                    borrower_id=case.borrower_id, now=now)]
 
         return self.audit.run(work)
@@ -574,7 +574,7 @@ class Core:
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
         if stage not in STAGES:
-            raise self._deny(caller, "UNKNOWN_STAGE", "input", case_id=case.case_id, borrower_id=case.borrower_id)
+            raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id)
         return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
 
     def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
@@ -583,7 +583,7 @@ class Core:
         case = self._own_case(caller, case_ref)
         status = changes.get("status")
         if status is not None and status not in STATUSES:
-            raise self._deny(caller, "UNKNOWN_STATUS", "input", case_id=case.case_id, borrower_id=case.borrower_id)
+            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", case_id=case.case_id, borrower_id=case.borrower_id)
         if not changes:
             return case
         rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
@@ -597,7 +597,7 @@ class Core:
             repo.set_case_fields(case.lender_id, case.case_id, changes, rfc3339(now))
             updated = repo.get_case(case.lender_id, case.case_id)
             assert updated is not None
-            return updated, [self._event(caller, "allow", "OK", rule, case_id=case.case_id,
+            return updated, [self._event(caller, "allow", Code.OK, rule, case_id=case.case_id,
                                          borrower_id=case.borrower_id, now=now)]
 
         return self.audit.run(work)
@@ -606,7 +606,7 @@ class Core:
     def _conduct_rules(self, case: CaseRow) -> ConductRules:
         rules = self.bundle.conduct.get(case.jurisdiction)
         if rules is None:
-            raise CustosError("POLICY_INVALID", f"no conduct rules for jurisdiction {case.jurisdiction}")
+            raise CustosError(Code.POLICY_INVALID, f"no conduct rules for jurisdiction {case.jurisdiction}")
         return rules
 
     def _contact_case(self, caller: Caller, org: Org, case_ref: str) -> CaseRow:
@@ -614,7 +614,7 @@ class Core:
         if org.kind == "lender":
             return self._own_case(caller, case_ref, purpose="collection")
         if org.kind != "agency":
-            raise self._deny(caller, "WRONG_ORG_KIND", "identity.kind", purpose="collection")
+            raise self._deny(caller, Code.WRONG_ORG_KIND, "identity.kind", purpose="collection")
         return self._mandated_case(caller, case_ref, "collection")[0]
 
     def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str) -> dict[str, str]:
@@ -627,9 +627,9 @@ class Core:
         party = party or "borrower"
         org = self._standing(caller, purpose="collection")
         if channel not in CHANNELS:
-            raise self._deny(caller, "UNKNOWN_CHANNEL", "input", purpose="collection")
+            raise self._deny(caller, Code.UNKNOWN_CHANNEL, "input", purpose="collection")
         if party not in PARTIES:
-            raise self._deny(caller, "UNKNOWN_PARTY", "input", purpose="collection")
+            raise self._deny(caller, Code.UNKNOWN_PARTY, "input", purpose="collection")
         case = self._contact_case(caller, org, case_ref)
         rules = self._conduct_rules(case)
         now = self.clock.now()
@@ -651,14 +651,14 @@ class Core:
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
                                   "borrower_id": fresh.borrower_id, "now": now}
             if decision.allowed and (target is None or not release):
-                decision = ConductDecision(False, "NO_CONTACT_DATA", f"{rules.jurisdiction}.data")
+                decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
             if not decision.allowed:
                 return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule, **kw)]
             assert target is not None
             contact_id = repo.insert_contact(fresh.lender_id, fresh.case_id, fresh.borrower_id, caller.org_id,
                                              channel, party, target, rfc3339(now))
             names = [f"{party}.{k}" for k in release]
-            return (decision, release, contact_id), [self._event(caller, "allow", "OK", decision.rule, fields=names,
+            return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule, fields=names,
                                                                  **kw)]
 
         decision, release, contact_id = self.audit.run(work)
@@ -693,21 +693,21 @@ class Core:
         """Record what came of a contact; a dispute sets the case's dispute flag at once."""
         org = self._standing(caller, purpose="collection")
         if result not in RESULTS:
-            raise self._deny(caller, "UNKNOWN_RESULT", "input", purpose="collection")
+            raise self._deny(caller, Code.UNKNOWN_RESULT, "input", purpose="collection")
         if not ID_RE.fullmatch(contact_id):
-            raise self._deny(caller, "CONTACT_NOT_FOUND", "input", purpose="collection")
+            raise self._deny(caller, Code.CONTACT_NOT_FOUND, "input", purpose="collection")
         now = self.clock.now()
 
-        def work(repo: Repo) -> tuple[tuple[str, dict[str, str]], list[EventDraft]]:
+        def work(repo: Repo) -> tuple[tuple[Code, dict[str, str]], list[EventDraft]]:
             row = repo.get_contact(contact_id)
             if row is None or row[4] != org.id:
                 # Another org's contact looks exactly like a missing one.
-                return ("CONTACT_NOT_FOUND", {}), [self._event(caller, "deny", "CONTACT_NOT_FOUND", "contact",
+                return (Code.CONTACT_NOT_FOUND, {}), [self._event(caller, "deny", Code.CONTACT_NOT_FOUND, "contact",
                                                                purpose="collection", now=now)]
             _, lender, case_id, borrower_id, _org, channel, party, opened_at, previous = row
             kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": borrower_id, "now": now}
             if previous is not None:
-                return ("OUTCOME_ALREADY_RECORDED", {}), [self._event(caller, "deny", "OUTCOME_ALREADY_RECORDED",
+                return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]
             repo.set_contact_result(contact_id, result, rfc3339(now))
             rule = f"contact.outcome:{result}"
@@ -716,10 +716,10 @@ class Core:
                 rule += ";flag:disputed=true"
             info = {"contact_id": contact_id, "case_id": case_id, "channel": channel, "party": party,
                     "opened_at": opened_at, "result": result}
-            return ("OK", info), [self._event(caller, "allow", "OK", rule, **kw)]
+            return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, **kw)]
 
         code, info = self.audit.run(work)
-        if code != "OK":
+        if code != Code.OK:
             raise CustosError(code)
         return info
 
@@ -730,12 +730,12 @@ class Core:
         case = self._own_case(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
         if purpose not in PURPOSES:
-            raise self._deny(caller, "UNKNOWN_PURPOSE", "input", **kw)
+            raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", **kw)
         when = _parse_time(at) if at else self.clock.now()
         if when is None:
-            raise self._deny(caller, "INVALID_TIME", "input", **kw)
+            raise self._deny(caller, Code.INVALID_TIME, "input", **kw)
         if not ORG_ID_RE.fullmatch(org_id):
-            raise self._deny(caller, "INVALID_ORG_ID", "input", **kw)
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
         repo = self.reader()
         target = repo.get_org(org_id)
         today = self.local_today(case, when)
@@ -745,14 +745,14 @@ class Core:
         rules: list[str] = [verdict.rule] if not verdict.ok else []
         if verdict.ok and target is not None:
             if self.bundle.owner_only(target.kind, purpose):
-                verdict = access.OK if target.id == case.lender_id else access.Verdict("CASE_NOT_FOUND", "ownership")
+                verdict = access.OK if target.id == case.lender_id else access.Verdict(Code.CASE_NOT_FOUND, "ownership")
             elif self.bundle.mandate_required(target.kind, purpose):
                 mandates = [m for m in repo.mandates_for(target.id, case.case_id) if m.lender_id == case.lender_id]
                 verdict, active = access.mandate(mandates, purpose, case, today)
                 if active is not None:
                     notes.append(f"mandate {active.label} until {active.until.isoformat()}")
             else:
-                verdict = access.Verdict("PURPOSE_NOT_ALLOWED", "default-deny")
+                verdict = access.Verdict(Code.PURPOSE_NOT_ALLOWED, "default-deny")
             rules.append(verdict.rule)
             if verdict.ok:
                 decision = self.bundle.release(target.kind, purpose, case.stage)
@@ -766,7 +766,7 @@ class Core:
                       for f, t in sorted(decision.fields.items())]
         if purpose == "collection" and target is not None and target.kind in ("agency", "lender"):
             notes.extend(self._contact_notes(case, when))
-        self.audit.append([self._event(caller, "allow", "OK", f"explain:{org_id}", **kw)])
+        self.audit.append([self._event(caller, "allow", Code.OK, f"explain:{org_id}", **kw)])
         return {"org_id": org_id, "case_id": case.case_id, "purpose": purpose, "stage": case.stage,
                 "decision": "allow" if verdict.ok else "deny", "code": verdict.code, "fields": fields,
                 "rules": rules, "policy_revision": self.bundle.revision, "notes": notes}
@@ -785,14 +785,14 @@ class Core:
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):
-                raise self._deny(caller, "INVALID_ARGUMENT", "input", purpose="supervision")
+                raise self._deny(caller, Code.INVALID_ARGUMENT, "input", purpose="supervision")
         since_text = ""
         if since:
             ts = _parse_time(since)
             if ts is None:
-                raise self._deny(caller, "INVALID_TIME", "input", purpose="supervision")
+                raise self._deny(caller, Code.INVALID_TIME, "input", purpose="supervision")
             since_text = rfc3339(ts)
-        self.audit.append([self._event(caller, "allow", "OK", "supervision.query", purpose="supervision",
+        self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", purpose="supervision",
                                        case_id=case_id, borrower_id=borrower_id)])
         return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
 

@@ -42,7 +42,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
-from gateway.core.errors import CustosError
+from gateway.core.errors import Code, CustosError
 from gateway.core.limits import CallLimits
 from gateway.core.model import Caller
 from gateway.core.usecases import Core
@@ -63,7 +63,7 @@ FLUSH_EVERY_S = 0.5
 @dataclass(frozen=True)
 class _CertInfo:
     org_id: str
-    problem: str
+    problem: Code | None
     fingerprint: str
     not_after: datetime | None
 
@@ -82,7 +82,7 @@ def _cert_info(pem: bytes) -> _CertInfo:
     except ValueError:
         cert, not_after = None, None
     org_id = org_id_of(cert) if cert is not None else None
-    info = _CertInfo(org_id or "", "" if org_id else "UNKNOWN_ORG", fingerprint, not_after)
+    info = _CertInfo(org_id or "", None if org_id else Code.UNKNOWN_ORG, fingerprint, not_after)
     if len(_identity_cache) > 10_000:
         _identity_cache.clear()
     _identity_cache[pem] = info
@@ -100,12 +100,12 @@ def caller_of(context: grpc.ServicerContext, method: str) -> Caller:
     trace_id = tracing.current_trace_id() or f"{random.getrandbits(128):032x}"
     pems = context.auth_context().get("x509_pem_cert")
     if not pems:
-        return Caller(org_id="", method=method, trace_id=trace_id, problem="UNAUTHENTICATED")
+        return Caller(org_id="", method=method, trace_id=trace_id, problem=Code.UNAUTHENTICATED)
     info = _cert_info(pems[0])
     problem = info.problem
     if not problem and info.not_after is not None and info.not_after < datetime.now(UTC):
         # TLS checked validity at the handshake; a connection can outlive the certificate.
-        problem = "CERT_EXPIRED"
+        problem = Code.CERT_EXPIRED
     return Caller(org_id=info.org_id, method=method, trace_id=trace_id, problem=problem, cert=info.fingerprint)
 
 
@@ -115,7 +115,7 @@ def caller_of(context: grpc.ServicerContext, method: str) -> Caller:
 class _Dropped(Exception):
     """The call ended while we waited on the client: dropped by the watchdog (`code`), or the client left."""
 
-    def __init__(self, code: str) -> None:
+    def __init__(self, code: Code) -> None:
         super().__init__(code)
         self.code = code
 
@@ -128,12 +128,12 @@ class Call:
     def __init__(self, context: grpc.ServicerContext, deadline: float) -> None:
         self.context = context
         self.deadline = deadline
-        self.dropped = ""
+        self.dropped: Code | None = None
         self._waiting_since = 0.0
         self._waiting_limit = 0.0
-        self._waiting_code = ""
+        self._waiting_code = Code.STREAM_IDLE
 
-    def waiting(self, limit: float, code: str) -> None:
+    def waiting(self, limit: float, code: Code) -> None:
         """From now until `working`, the call waits on its client, for at most `limit` seconds."""
         self._waiting_limit = limit
         self._waiting_code = code
@@ -146,17 +146,17 @@ class Call:
         if self.dropped:
             return
         if now >= self.deadline:
-            self.drop("CALL_DEADLINE")
+            self.drop(Code.CALL_DEADLINE)
         elif self._waiting_since and now - self._waiting_since >= self._waiting_limit:
             self.drop(self._waiting_code)
 
-    def drop(self, code: str) -> None:
+    def drop(self, code: Code) -> None:
         """End the call now with `code`; the thread waiting on the client is released by gRPC."""
         self.dropped = code
         cancel(self.context, code)
 
 
-def cancel(context: grpc.ServicerContext, code: str) -> None:
+def cancel(context: grpc.ServicerContext, code: Code) -> None:
     """Cancel a call with our status code and catalogue text, from any thread.
 
     The public `ServicerContext.cancel` sends a bare CANCELLED; gRPC core can
@@ -188,7 +188,7 @@ class Watchdog:
     def unregister(self, call: Call) -> None:
         self._calls.pop(id(call), None)
 
-    def drop_all(self, code: str) -> int:
+    def drop_all(self, code: Code) -> int:
         """Drop every call in flight (shutdown); returns how many."""
         calls = list(self._calls.values())
         for call in calls:
@@ -283,7 +283,7 @@ class Gate:
                     except StopIteration:
                         break
                     # Until the next loop, gRPC sends this item: if the client does not read, that waits.
-                    call.waiting(limits.stream_idle_timeout_s, "STREAM_IDLE")
+                    call.waiting(limits.stream_idle_timeout_s, Code.STREAM_IDLE)
                     yield item
                     call.working()
                     if call.dropped:
@@ -327,17 +327,17 @@ class Gate:
         caller = caller_of(context, m.name)
         tracing.annotate(org=caller.org_id or None)
         if self.stopping:
-            raise CustosError("SHUTTING_DOWN")
+            raise CustosError(Code.SHUTTING_DOWN)
         self.core.admit(caller)
         return caller
 
     def _enter_share(self, caller: Caller, *, streaming: bool) -> bool:
         refused = self.shares.enter(caller.org_id, streaming, self.core.bundle.limits.calls)
         if refused:
-            raise self.core.deny(caller, "CONCURRENCY_LIMITED", refused)
+            raise self.core.deny(caller, Code.CONCURRENCY_LIMITED, refused)
         return True
 
-    def _read(self, call: Call, request_iterator: Iterator[bytes], limit: float, code: str) -> bytes | None:
+    def _read(self, call: Call, request_iterator: Iterator[bytes], limit: float, code: Code) -> bytes | None:
         """The next raw message, or None at the end of the client's stream."""
         call.waiting(limit, code)
         try:
@@ -348,24 +348,24 @@ class Gate:
             if call.dropped:
                 raise _Dropped(call.dropped) from None
             if not call.context.is_active():
-                raise _Dropped("CLIENT_GONE") from None
+                raise _Dropped(Code.CLIENT_GONE) from None
             return None
         except grpc.RpcError:
-            raise _Dropped(call.dropped or "CLIENT_GONE") from None
+            raise _Dropped(call.dropped or Code.CLIENT_GONE) from None
         finally:
             call.working()
 
     def _decode(self, caller: Caller, m: Method, raw: bytes | None) -> Message:
         if raw is None:
-            raise self.core.deny(caller, "MALFORMED_REQUEST", "input.message_missing")
+            raise self.core.deny(caller, Code.MALFORMED_REQUEST, "input.message_missing")
         try:
             return m.request.FromString(raw)
         except (DecodeError, RuntimeError, ValueError):
-            raise self.core.deny(caller, "MALFORMED_REQUEST", "input.decode") from None
+            raise self.core.deny(caller, Code.MALFORMED_REQUEST, "input.decode") from None
 
     def _first(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
                limit: float) -> Message:
-        return self._decode(caller, m, self._read(call, request_iterator, limit, "REQUEST_TIMEOUT"))
+        return self._decode(caller, m, self._read(call, request_iterator, limit, Code.REQUEST_TIMEOUT))
 
     def _stream_of_requests(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
                             limits: CallLimits) -> Iterator[Message]:
@@ -375,7 +375,7 @@ class Gate:
         stream had stored so far.
         """
         limit = limits.first_message_timeout_s
-        code = "REQUEST_TIMEOUT"
+        code = Code.REQUEST_TIMEOUT
         while True:
             try:
                 raw = self._read(call, request_iterator, limit, code)
@@ -384,12 +384,12 @@ class Gate:
             if raw is None:
                 return
             if self.stopping:
-                raise CustosError("SHUTTING_DOWN")
+                raise CustosError(Code.SHUTTING_DOWN)
             try:
                 message = m.request.FromString(raw)
             except (DecodeError, RuntimeError, ValueError):
-                raise CustosError("MALFORMED_REQUEST") from None
-            limit, code = limits.stream_idle_timeout_s, "STREAM_IDLE"
+                raise CustosError(Code.MALFORMED_REQUEST) from None
+            limit, code = limits.stream_idle_timeout_s, Code.STREAM_IDLE
             yield message
 
     # -------------------------------------------------------------- endings
@@ -401,7 +401,7 @@ class Gate:
     def _gone(self, caller: Caller | None, gone: _Dropped) -> None:
         """The call already ended: the client has its status (or left). A drop by the gateway is a refusal."""
         tracing.annotate(decision="deny", code=gone.code)
-        if caller is not None and gone.code != "CLIENT_GONE":
+        if caller is not None and gone.code != Code.CLIENT_GONE:
             try:
                 self.core.deny(caller, gone.code, "watchdog")
             except CustosError:
@@ -410,7 +410,7 @@ class Gate:
     def _internal(self, context: grpc.ServicerContext, exc: BaseException) -> None:
         # Type only: an exception's text could carry a value.
         log.error("unexpected %s in RPC", type(exc).__name__)
-        self._abort(context, CustosError("INTERNAL"))
+        self._abort(context, CustosError(Code.INTERNAL))
 
     def _span(self, m: Method) -> Any:
         if self._tracer is None:

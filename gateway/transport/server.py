@@ -18,7 +18,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from gateway.core.errors import CustosError
+from gateway.core.errors import Code, CustosError
 from gateway.core.limits import ConnectionLimits
 from gateway.core.merkle import sign_checkpoint
 from gateway.core.model import Clock, SystemClock
@@ -73,7 +73,7 @@ class Gateway:
         clean = self.server.stop(grace).wait((grace or 0.0) + STOP_MARGIN_S)
         if not clean:
             log.error("calls still running %.1f s after the grace period; cancelling them", STOP_MARGIN_S)
-            self.watchdog.drop_all("SHUTTING_DOWN")
+            self.watchdog.drop_all(Code.SHUTTING_DOWN)
         try:
             self.core.flush_suppressed(force=True)
         except CustosError:
@@ -97,7 +97,7 @@ def server_credentials(layout: Layout) -> grpc.ServerCredentials:
         chain = (layout.tls / "server.crt").read_bytes()
         ca = (layout.tls / "ca.crt").read_bytes()
     except OSError:
-        raise CustosError("DATA_DIR_INVALID", "server certificate missing") from None
+        raise CustosError(Code.DATA_DIR_INVALID, "server certificate missing") from None
     return grpc.ssl_server_credentials([(key, chain)], root_certificates=ca, require_client_auth=True)
 
 
@@ -230,7 +230,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     if tls12:
         gateway.stop(None)
         log.error("the server accepted a TLS 1.2 handshake; refusing to serve (grpc imported before gateway?)")
-        raise CustosError("TLS_NOT_ENFORCED")
+        raise CustosError(Code.TLS_NOT_ENFORCED)
     # Everything loaded so far (modules, the policy bundle, gRPC) lives as long as the process: take it
     # out of the collector's scans, which otherwise walk it again on every full collection (measured:
     # about 13 µs of collector time per request under load).
