@@ -21,6 +21,7 @@ from typing import Any, Generic, TypeVar
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
+from gateway.core.ports import Work
 
 from .db import Connection, DbError
 from .store import Repo
@@ -28,7 +29,6 @@ from .store import Repo
 log = logging.getLogger("custos.audit")
 
 T = TypeVar("T")
-Work = Callable[[Repo], tuple[T, list[EventDraft]]]
 
 
 @dataclass

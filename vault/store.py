@@ -14,13 +14,22 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
-from types import MappingProxyType
 from typing import Any, TypeVar
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.importer import ImportedCase
 from gateway.core.merkle import Frontier
-from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, MandateRow, Org, Unsealer
+from gateway.core.model import (
+    BORROWER_PI_FIELDS,
+    AuditEntry,
+    CaseRow,
+    ContactRow,
+    LoanRow,
+    MandateRow,
+    Org,
+    Repayment,
+    Unsealer,
+)
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
 from .db import TOP_LEVEL, CommitWatch, Connection, blob
@@ -42,6 +51,15 @@ def _case(row: tuple[Any, ...]) -> CaseRow:
 def _org(row: tuple[Any, ...]) -> Org:
     expires = date.fromisoformat(row[5]) if row[5] else None
     return Org(row[0], row[1], row[2], row[3], row[4], expires, bool(row[6]))
+
+
+CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
+
+
+def _contact(row: tuple[Any, ...]) -> ContactRow:
+    return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
+                      channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
+                      result_at=row[10])
 
 
 def _mandate(row: tuple[Any, ...]) -> MandateRow:
@@ -177,6 +195,9 @@ class Repo:
     def _generation(self) -> int:
         return int(self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0])
 
+    def lock_borrower(self, lender: str, borrower_id: str) -> None:
+        """Nothing to do here: the embedded store has one writer, which runs every unit of work in turn."""
+
     @contextmanager
     def savepoint(self) -> Iterator[None]:
         """Undo just this block on error, inside the surrounding transaction."""
@@ -232,7 +253,7 @@ class Repo:
         )
         return [_case(r) for r in rows]
 
-    def set_case_fields(self, lender: str, case_id: str, values: dict[str, Any], now: str) -> None:
+    def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None:
         allowed = {"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold"}
         assert set(values) <= allowed
         sets = ", ".join(f"{k} = ?" for k in values)
@@ -350,19 +371,20 @@ class Repo:
         ).fetchone() is not None
 
     # ------------------------------------------------------------ reading values
-    def loan_values(self, case: CaseRow) -> Mapping[str, Any]:
+    def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id)
 
     @_cached
-    def _loan_row(self, lender: str, loan_id: str) -> Mapping[str, Any]:
+    def _loan_row(self, lender: str, loan_id: str) -> LoanRow | None:
         row = self.conn.execute(
             f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
             (lender, loan_id),
         ).fetchone()
-        values = dict(zip(LOAN_COLS, row, strict=True)) if row else {}
-        if values:
-            values["repayments"] = json.loads(values["repayments"])
-        return MappingProxyType(values)
+        if row is None:
+            return None
+        values = dict(zip(LOAN_COLS, row, strict=True))
+        values["repayments"] = tuple(Repayment(r["on"], r["amount"]) for r in json.loads(values["repayments"]))
+        return LoanRow(**values)
 
     def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
         """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""
@@ -440,36 +462,29 @@ class Repo:
         )
         return contact_id
 
-    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[tuple[Any, ...]]:
-        return list(self.conn.execute(
-            "SELECT opened_at, case_id, org_id, channel, party, target, result FROM contacts"
-            " WHERE lender_id = ? AND borrower_id = ? AND opened_at >= ? ORDER BY opened_at",
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]:
+        return [_contact(r) for r in self.conn.execute(
+            f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = ? AND borrower_id = ? AND opened_at >= ?"
+            " ORDER BY opened_at",
             (lender, borrower_id, since),
-        ))
+        )]
 
-    def contact_history(self, case: CaseRow) -> list[dict[str, Any]]:
-        rows = self.conn.execute(
-            "SELECT id, org_id, channel, party, opened_at, result, result_at FROM contacts"
-            " WHERE lender_id = ? AND case_id = ? ORDER BY opened_at",
+    def contact_history(self, case: CaseRow) -> list[ContactRow]:
+        return [_contact(r) for r in self.conn.execute(
+            f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = ? AND case_id = ? ORDER BY opened_at",
             (case.lender_id, case.case_id),
-        )
-        keys = ("contact_id", "org", "channel", "party", "opened_at", "result", "result_at")
-        return [dict(zip(keys, r, strict=True)) for r in rows]
+        )]
 
-    def get_contact(self, contact_id: str) -> tuple[Any, ...] | None:
-        row = self.conn.execute(
-            "SELECT id, lender_id, case_id, borrower_id, org_id, channel, party, opened_at, result FROM contacts"
-            " WHERE id = ?",
-            (contact_id,),
-        ).fetchone()
-        return tuple(row) if row else None
+    def get_contact(self, contact_id: str) -> ContactRow | None:
+        row = self.conn.execute(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = ?", (contact_id,)).fetchone()
+        return _contact(row) if row else None
 
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self.conn.execute("UPDATE contacts SET result = ?, result_at = ? WHERE id = ?", (result, now, contact_id))
 
     # ------------------------------------------------------------ audit
     def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
-                    from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+                    from_seq: int = 0) -> Iterator[AuditEntry]:
         """Events matching every filter, in log order, from one read snapshot.
 
         With a case, borrower or org filter the indexed part of the log is found
@@ -500,7 +515,7 @@ class Repo:
                    f" ORDER BY 1")
             args = [key, from_seq, *params, from_seq, *params]
         for seq, leaf in self.audit_conn.execute(sql, args):
-            yield int(seq), bytes(leaf)
+            yield AuditEntry(int(seq), bytes(leaf))
 
     def audit_indexed_upto(self) -> int:
         row = self.audit_conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()

@@ -7,7 +7,7 @@ import json.encoder
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Protocol
+from typing import ClassVar, NamedTuple, Protocol
 
 from .errors import Code
 
@@ -115,6 +115,68 @@ class MandateRow:
     granted_at: str
     until: date
     recalled_at: str | None
+
+
+@dataclass(frozen=True)
+class Repayment:
+    on: str
+    amount: str
+
+
+@dataclass(frozen=True)
+class LoanRow:
+    """A loan's stored terms (its contract text is encrypted and read through an Unsealer, not here)."""
+
+    loan_id: str
+    product: str | None
+    currency: str
+    principal: str | None
+    outstanding: str | None
+    amount_due: str | None
+    originated_on: str | None
+    due_on: str | None
+    first_delinquency_on: str | None
+    last_payment_on: str | None
+    repayments: tuple[Repayment, ...]
+    limitation_date: str | None
+    negative_notice_on: str | None
+
+    FIELDS: ClassVar[tuple[str, ...]] = (
+        "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
+        "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on")
+
+    def value(self, name: str) -> object:
+        """A field as released: repayments as a list of {"on", "amount"} records."""
+        if name == "repayments":
+            return [{"on": r.on, "amount": r.amount} for r in self.repayments]
+        return getattr(self, name)
+
+
+@dataclass(frozen=True)
+class ContactRow:
+    """One contact attempt as stored; `target` is the opaque (blind-indexed) number or person it went to."""
+
+    contact_id: str
+    lender_id: str
+    case_id: str
+    borrower_id: str
+    org_id: str
+    channel: str
+    party: str
+    target: bytes
+    opened_at: str
+    result: str | None
+    result_at: str | None
+
+    def history_entry(self) -> dict[str, str | None]:
+        """What a case's contact history releases of it (never the target)."""
+        return {"contact_id": self.contact_id, "org": self.org_id, "channel": self.channel, "party": self.party,
+                "opened_at": self.opened_at, "result": self.result, "result_at": self.result_at}
+
+
+class AuditEntry(NamedTuple):
+    seq: int
+    leaf: bytes  # exactly the Merkle leaf: the event's RFC 8785 JSON
 
 
 # json.dumps(s, ensure_ascii=False) for one str, without the generic encoder around it.

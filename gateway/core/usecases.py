@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from . import access
@@ -39,20 +39,19 @@ from .model import (
     PURPOSES,
     STAGES,
     STATUSES,
+    AuditEntry,
     Caller,
     CaseRow,
     Clock,
     EventDraft,
+    LoanRow,
     MandateRow,
     Org,
     Unsealer,
     rfc3339,
 )
 from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
-
-if TYPE_CHECKING:
-    from vault.auditlog import AuditLog
-    from vault.store import Repo
+from .ports import AuditLog, CaseReader, UnitOfWork
 
 log = logging.getLogger("custos.core")
 
@@ -130,7 +129,7 @@ class Core:
 
     def __init__(
         self,
-        reader: Callable[[], Repo],
+        reader: Callable[[], CaseReader],
         audit: AuditLog,
         bundle: PolicyBundle,
         clock: Clock,
@@ -316,7 +315,8 @@ class Core:
         values = dict(grant.plain)
         values.update(self._released(decision, grant.unseal(), caller.org_id))
         if grant.with_history:
-            values.update(self._released(decision, {"contact_history": repo.contact_history(case)}, caller.org_id))
+            history = [c.history_entry() for c in repo.contact_history(case)]
+            values.update(self._released(decision, {"contact_history": history}, caller.org_id))
         # The release waits for its audit event to be durable.
         self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
                                        borrower_id=case.borrower_id, fields=grant.fields, now=now,
@@ -352,17 +352,17 @@ class Core:
     def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date) -> dict[str, Any]:
         """Released values that are not encrypted at rest, before transforms (contact history is read per call)."""
         repo = self.reader()
-        loan = repo.loan_values(case) if decision.needs_loan else {}
+        loan = repo.loan_values(case) if decision.needs_loan else None
         raw: dict[str, Any] = {}
         for name in decision.fields:
             if name in decision.encrypted or name == "contact_history":
                 continue
-            if name in loan:
-                raw[name] = loan[name]
+            if name in LoanRow.FIELDS:
+                raw[name] = loan.value(name) if loan is not None else None
             elif name == "lender_name":
                 raw[name] = repo.org_name(case.lender_id)
             elif name == "days_past_due":
-                raw[name] = days_past_due(loan.get("first_delinquency_on"), local_day)
+                raw[name] = days_past_due(loan.first_delinquency_on if loan is not None else None, local_day)
             elif name == "consent":
                 raw[name] = {"third_party_sharing": case.consent_third_party,
                              "credit_reporting": case.consent_credit}
@@ -473,7 +473,7 @@ class Core:
                 parsed.append((line_no, (err.code, err.reason)))
         last_line = max((n for n, _ in batch), default=totals.through_line)
 
-        def work(repo: Repo) -> tuple[tuple[int, int, list[tuple[int, str, str]]], list[EventDraft]]:
+        def work(repo: UnitOfWork) -> tuple[tuple[int, int, list[tuple[int, str, str]]], list[EventDraft]]:
             now = self.clock.now()
             stamp = rfc3339(now)
             events: list[EventDraft] = []
@@ -547,7 +547,7 @@ class Core:
         now = self.clock.now()
         stamp = rfc3339(now)
 
-        def work(repo: Repo) -> tuple[None, list[EventDraft]]:
+        def work(repo: UnitOfWork) -> tuple[None, list[EventDraft]]:
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
             repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp)
             return None, [self._event(caller, "allow", Code.OK, f"mandate.grant:{org_id}", now=now, **kw)]
@@ -563,7 +563,7 @@ class Core:
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", case_id=case.case_id)
         now = self.clock.now()
 
-        def work(repo: Repo) -> tuple[int, list[EventDraft]]:
+        def work(repo: UnitOfWork) -> tuple[int, list[EventDraft]]:
             n = repo.recall_mandates(case.lender_id, case.case_id, org_id, rfc3339(now))
             return n, [self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id}", case_id=case.case_id,
                                    borrower_id=case.borrower_id, now=now)]
@@ -593,7 +593,7 @@ class Core:
         """Apply validated changes to a case the caller owns; the change and its event commit together."""
         now = self.clock.now()
 
-        def work(repo: Repo) -> tuple[CaseRow, list[EventDraft]]:
+        def work(repo: UnitOfWork) -> tuple[CaseRow, list[EventDraft]]:
             repo.set_case_fields(case.lender_id, case.case_id, changes, rfc3339(now))
             updated = repo.get_case(case.lender_id, case.case_id)
             assert updated is not None
@@ -635,13 +635,14 @@ class Core:
         now = self.clock.now()
         since = rfc3339(now - history_horizon(rules))
 
-        def work(repo: Repo) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
+        def work(repo: UnitOfWork) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
             fresh = repo.get_case(case.lender_id, case.case_id)
             assert fresh is not None
+            repo.lock_borrower(fresh.lender_id, fresh.borrower_id)  # caps count per borrower: one decision at a time
             history = [
-                ContactAttempt(at=_parse_time(r[0]) or now, case_id=r[1], org_id=r[2], channel=r[3], party=r[4],
-                               target=bytes(r[5]).hex(), result=r[6])
-                for r in repo.contacts_since(fresh.lender_id, fresh.borrower_id, since)
+                ContactAttempt(at=_parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
+                               channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)
+                for c in repo.contacts_since(fresh.lender_id, fresh.borrower_id, since)
             ]
             target, release = self._contact_target(repo, fresh, channel, party, history)
             state = _conduct_state(fresh)
@@ -667,7 +668,7 @@ class Core:
         return {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
                 "opened_at": rfc3339(now), **release}
 
-    def _contact_target(self, repo: Repo, case: CaseRow, channel: str, party: str,
+    def _contact_target(self, repo: UnitOfWork, case: CaseRow, channel: str, party: str,
                         history: list[ContactAttempt]) -> tuple[bytes | None, dict[str, str]]:
         """The opaque key the caps count by, and the values a granted contact releases."""
         if party == "borrower":
@@ -698,15 +699,17 @@ class Core:
             raise self._deny(caller, Code.CONTACT_NOT_FOUND, "input", purpose="collection")
         now = self.clock.now()
 
-        def work(repo: Repo) -> tuple[tuple[Code, dict[str, str]], list[EventDraft]]:
+        def work(repo: UnitOfWork) -> tuple[tuple[Code, dict[str, str]], list[EventDraft]]:
             row = repo.get_contact(contact_id)
-            if row is None or row[4] != org.id:
+            if row is None or row.org_id != org.id:
                 # Another org's contact looks exactly like a missing one.
                 return (Code.CONTACT_NOT_FOUND, {}), [self._event(caller, "deny", Code.CONTACT_NOT_FOUND, "contact",
                                                                purpose="collection", now=now)]
-            _, lender, case_id, borrower_id, _org, channel, party, opened_at, previous = row
-            kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": borrower_id, "now": now}
-            if previous is not None:
+            lender, case_id, channel, party, opened_at = row.lender_id, row.case_id, row.channel, row.party, \
+                row.opened_at
+            kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": row.borrower_id,
+                                  "now": now}
+            if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]
             repo.set_contact_result(contact_id, result, rfc3339(now))
@@ -781,7 +784,7 @@ class Core:
 
     # ---------------------------------------------------------------- audit
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
-                    from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+                    from_seq: int = 0) -> Iterator[AuditEntry]:
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):

@@ -1,0 +1,118 @@
+"""The ports the core depends on: storage of cases, the unit of work, the audit log. Protocols only.
+
+The core is written against these and nothing else; each storage backend
+(`vault/sqlite`, the embedded default, and later PostgreSQL) implements them,
+and one contract suite (tests/test_ports.py) checks every implementation.
+Typed rows from `model` cross the boundary, never tuples or dicts.
+
+What an implementation promises:
+
+- A `CaseReader` is one request's view of the store. After `refresh()` every
+  read is as fresh as a new query at that moment: a change committed anywhere
+  before `refresh()` returned is seen. A reader may cache, but only what it
+  can prove fresh, and it never holds plaintext personal data.
+- A `UnitOfWork` runs inside one transaction of the audit log's writer
+  (`AuditLog.run`): everything it changes commits together with the events it
+  returns, or none of it does. `lock_borrower` serialises the decisions about
+  one borrower (contact caps) against every other unit of work, in any
+  process, until the commit.
+- The `AuditLog` numbers events and extends the Merkle tree inside the commit
+  that stores them: one sequence, one tree, whoever writes. A caller of `run`
+  gets its result only once its events are durable; if they cannot be made
+  durable it gets AUDIT_UNAVAILABLE and nothing of its unit is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from datetime import date
+from typing import Any, Protocol, TypeVar
+
+from .importer import ImportedCase
+from .model import AuditEntry, CaseRow, ContactRow, EventDraft, LoanRow, MandateRow, Org, Unsealer
+
+T = TypeVar("T")
+
+
+class CaseReader(Protocol):
+    """Reads for one request (see the module docstring for freshness)."""
+
+    def refresh(self) -> None: ...
+
+    def memo(self, key: tuple[Any, ...]) -> Any: ...
+
+    def remember(self, key: tuple[Any, ...], value: Any) -> None: ...
+
+    def get_org(self, org_id: str) -> Org | None: ...
+
+    def org_name(self, org_id: str) -> str: ...
+
+    def get_case(self, lender: str, case_id: str) -> CaseRow | None: ...
+
+    def cases_of_lender(self, lender: str) -> list[CaseRow]: ...
+
+    def cases_by_index(self, lender: str, field: str, value: str) -> list[CaseRow]: ...
+
+    def mandates_for(self, org_id: str, case_id: str) -> Sequence[MandateRow]: ...
+
+    def mandates_of_org(self, org_id: str) -> list[MandateRow]: ...
+
+    def loan_values(self, case: CaseRow) -> LoanRow | None: ...
+
+    def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer: ...
+
+    def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]: ...
+
+    def contact_history(self, case: CaseRow) -> list[ContactRow]: ...
+
+    def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
+                    from_seq: int = 0) -> Iterator[AuditEntry]: ...
+
+
+class UnitOfWork(CaseReader, Protocol):
+    """The store inside the audit log's write transaction."""
+
+    def bidx(self, lender: str, field: str, value: str) -> bytes: ...
+
+    def lock_borrower(self, lender: str, borrower_id: str) -> None: ...
+
+    def insert_org(self, org: Org, now: str) -> None: ...
+
+    def set_org_disabled(self, org_id: str, disabled: bool = True) -> int: ...
+
+    def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None: ...
+
+    def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
+                       now: str) -> None: ...
+
+    def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int: ...
+
+    def import_state(self, lender: str, case: ImportedCase) -> str: ...
+
+    def loan_exists(self, lender: str, loan_id: str) -> bool: ...
+
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> None: ...
+
+    def savepoint(self) -> Any: ...
+
+    def insert_contact(self, lender: str, case_id: str, borrower_id: str, org_id: str, channel: str, party: str,
+                       target: bytes, opened_at: str) -> str: ...
+
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]: ...
+
+    def get_contact(self, contact_id: str) -> ContactRow | None: ...
+
+    def set_contact_result(self, contact_id: str, result: str, now: str) -> None: ...
+
+
+Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]
+
+
+class AuditLog(Protocol):
+    def run(self, work: Work[T], *, writes: bool = True) -> T: ...
+
+    def append(self, events: list[EventDraft]) -> None: ...
+
+    def head(self) -> tuple[int, bytes]: ...
+
+    def close(self, timeout: float) -> bool: ...
