@@ -10,7 +10,7 @@ bench/README.md:
   group commit: leaves, the Merkle frontier, one INSERT and its fsync.
 - **BLOB binding.** A multi-row INSERT of two BLOBs per row into an in-memory database, the values
   passed as `bytes` (the sqlite3 module's adaptation path) and as `bytearray` (bound directly, what
-  `vault.db.blob` makes).
+  `vault.sqlite.db.blob` makes).
 - **Append on a grown log.** A fresh log is grown to `--log-events` events (1,000 per commit), reopened,
   then batches of 8 are appended: thread CPU per event, WAL frames (encrypted pages) per event and the
   slowest commit. This is where the query index's upkeep shows: it must not grow with the log.
@@ -93,7 +93,7 @@ def blob_binding(rows: int = 100, rounds: int = 300) -> None:
 
     import sqlcipher3
 
-    from vault import db
+    from vault.sqlite import db
 
     conn = sqlcipher3.connect(":memory:", isolation_level=None)
     conn.execute("CREATE TABLE t(a BLOB, b BLOB)")
@@ -110,7 +110,8 @@ def blob_binding(rows: int = 100, rounds: int = 300) -> None:
 
 def grown_log(root: Path, size: int, appended: int = 16_000, batch: int = 8) -> None:
     from gateway.core.model import EventDraft
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     def draft(i: int) -> EventDraft:  # 10,000 cases and borrowers, keys spread as real traffic would
         return EventDraft(org=f"agency-{i % 3}", method="GetCase", purpose=PURPOSE, case_id=f"C-{i * 7919 % 9973}",

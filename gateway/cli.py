@@ -153,7 +153,7 @@ def _is_ip(text: str) -> bool:
 
 
 def _open_vault(data_dir: str) -> Any:
-    from vault.datadir import Vault
+    from vault.datadir import open_vault as Vault
 
     return Vault(Path(data_dir))
 

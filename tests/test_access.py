@@ -149,8 +149,8 @@ def _warm(env: Env, org: str, case: str, purpose: str, times: int = 12) -> None:
 @pytest.mark.parametrize("change", ["disable-by-another-process", "mandate-edited-by-another-process",
                                     "recall-through-the-gateway"])
 def test_a_change_applies_to_the_next_request_despite_the_row_cache(seeded: Env, change: str) -> None:
-    from vault import db
     from vault.crypto import read_key_file
+    from vault.sqlite import db
 
     _warm(seeded, "agency-1", "C-1", "collection")
     if change == "disable-by-another-process":
@@ -178,7 +178,7 @@ def test_a_stage_change_changes_the_released_fields_at_once(seeded: Env) -> None
 
 
 def test_row_cache_generations_only_move_forward() -> None:
-    from vault.store import RowCache
+    from vault.sqlite.store import RowCache
 
     cache = RowCache()  # no WAL-index watch: every request reads the counter
     first = cache.current(lambda: 1)
@@ -202,7 +202,7 @@ class _Watch:
 
 
 def test_row_cache_reads_the_counter_only_when_the_wal_index_moved() -> None:
-    from vault.store import RowCache
+    from vault.sqlite.store import RowCache
 
     watch = _Watch()
     cache = RowCache(watch)  # type: ignore[arg-type]
@@ -223,9 +223,9 @@ def test_row_cache_reads_the_counter_only_when_the_wal_index_moved() -> None:
 
 
 def test_commit_watch_sees_every_commit_of_any_connection(tmp_path: Path) -> None:
-    from vault import db
     from vault.crypto import read_key_file
     from vault.datadir import create
+    from vault.sqlite import db
 
     layout = create(tmp_path / "data")
     key = read_key_file(layout.keys / "db.key")
@@ -252,7 +252,7 @@ def test_commit_watch_sees_every_commit_of_any_connection(tmp_path: Path) -> Non
 
 
 def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> None:
-    from vault import db
+    from vault.sqlite import db
 
     conn = seeded.gw.vault.writer.conn
 
@@ -270,7 +270,8 @@ def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> Non
 
 def test_a_quiet_database_costs_readers_no_counter_read(tmp_path: Path) -> None:
     """The WAL-index watch is live in a real vault: with no commits, only the first refresh asks SQLite."""
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
     vault = Vault(tmp_path / "data")

@@ -11,8 +11,8 @@ from custos_client import CustosError
 
 from gateway import synth
 from tests.conftest import Env
-from vault import db
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher, FileKekProvider, read_key_file
+from vault.sqlite import db
 
 LINES = [synth.case_line(i, jurisdiction="CN" if i % 2 else "US") for i in range(1, 9)]
 SECRETS = [v for line in LINES for v in synth.pi_values(line)]

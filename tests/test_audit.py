@@ -15,8 +15,8 @@ from gateway import cli, synth
 from gateway.core import merkle
 from gateway.core.verify import VerifyError, verify_log
 from tests.conftest import Env
-from vault import db
 from vault.crypto import read_key_file
+from vault.sqlite import db
 
 # RFC 6962 reference vectors (certificate-transparency's merkle tree tests).
 CT_LEAVES = [bytes.fromhex(h) for h in ("", "00", "10", "2021", "3031", "40414243", "5051525354555657",
@@ -316,7 +316,8 @@ def _spread_draft(i: int) -> Any:
 
 
 def test_index_runs_merge_level_by_level(tmp_path: Path) -> None:
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
     vault = Vault(tmp_path / "data")
@@ -345,7 +346,8 @@ def test_indexing_writes_few_pages_per_event_however_big_the_log(tmp_path: Path)
     With one (key, seq) index over the whole log, each indexed event touched a
     leaf page per key at a random place; sorted runs write fresh pages at one edge.
     """
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
     vault = Vault(tmp_path / "data")
@@ -410,7 +412,8 @@ def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
 
 
 def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: Path) -> None:
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     layout = create(tmp_path / "data")
     conn = db.connect(layout.audit_db, read_key_file(layout.keys / "db.key"))
@@ -429,7 +432,8 @@ def test_opening_a_current_data_dir_takes_no_write_lock_on_the_log(tmp_path: Pat
     """A CLI command opening the data directory must not stall a serving gateway's commits."""
     import time
 
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     layout = create(tmp_path / "data")
     other = db.connect(layout.audit_db, read_key_file(layout.keys / "db.key"))
@@ -446,7 +450,8 @@ def test_opening_a_current_data_dir_takes_no_write_lock_on_the_log(tmp_path: Pat
 
 def test_a_single_key_seq_index_is_moved_into_one_top_run_on_open(tmp_path: Path) -> None:
     """The layout before runs: audit_ix(key, seq) filled up to `indexed_upto`."""
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     layout = create(tmp_path / "data")
     vault = Vault(layout.root)
@@ -487,7 +492,8 @@ def _draft(i: int) -> Any:
 @pytest.mark.parametrize("events", [0, 3, 10, 23])
 def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, events: int) -> None:
     """The head is stored only every `index_every` events; on open the rest comes from the leaf hashes."""
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
     vault = Vault(tmp_path / "data")
@@ -514,7 +520,8 @@ def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, ev
 
 def test_a_log_with_a_gap_after_the_stored_head_does_not_open(tmp_path: Path) -> None:
     from gateway.core.errors import CustosError as CoreError
-    from vault.datadir import Vault, create
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
     vault = Vault(tmp_path / "data")

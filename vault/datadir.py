@@ -1,7 +1,7 @@
 """The data directory: with its keys, the only thing needed to run a gateway.
 
     DATA_DIR/custos.db          SQLCipher database of case data (raw 256-bit key)
-    DATA_DIR/audit.db           SQLCipher database of the audit log (same key; a file of its own, see vault/db.py)
+    DATA_DIR/audit.db           SQLCipher database of the audit log (same key; a file of its own, see vault/sqlite/db.py)
     DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit signing key, server TLS key (0600),
                                 and the CA key unless the CA is offline (`custos ca`); with `custos init
                                 --key-dir DIR` all of these live in DIR instead and DATA_DIR holds no key
@@ -13,21 +13,17 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import CheckpointSigner
 
-from . import db
-from .auditlog import AuditLog
-from .crypto import BlindIndex, FieldCipher, write_key_file
+from .crypto import write_key_file
 from .keys import FileKeyProvider, KeyProvider
-from .store import Repo, RowCache
 
 
 @dataclass(frozen=True)
@@ -94,49 +90,10 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     layout.config.write_text(json.dumps(config) + "\n")
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
-    db_key = layout.key_provider().secret("db")
-    for path, schema in ((layout.db, db.SCHEMA + db.CASE_UPGRADE), (layout.audit_db, db.AUDIT_SCHEMA)):
-        conn = db.connect(path, db_key)
-        db.create_schema(conn, schema)
-        if path == layout.audit_db:
-            db.upgrade_audit(conn)
-        conn.close()
+    from .sqlite import create_databases
+
+    create_databases(layout.db, layout.audit_db, layout.key_provider().secret("db"))
     return layout
-
-
-class ServeLock:
-    """At most one `custos serve` per data directory on the embedded store.
-
-    SQLCipher has one writer, and the audit log one sequence: a second server
-    on the same directory would fail on sequence collisions at its first
-    write. An advisory lock on DATA_DIR/serve.lock, held for the life of the
-    process (the kernel drops it when the process dies, even by kill -9),
-    refuses it at start-up instead, naming the holder's pid.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-
-    @classmethod
-    def take(cls, root: Path) -> ServeLock:
-        if not root.is_dir():
-            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
-        path = root / "serve.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise CustosError(Code.DATA_DIR_IN_USE, f"held by pid {holder}" if holder.isdigit() else "") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(fd)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 def audit_signing_key(layout: Layout) -> CheckpointSigner:
@@ -150,61 +107,14 @@ def load_config(layout: Layout) -> dict[str, str]:
         raise CustosError(Code.DATA_DIR_INVALID, "config.json missing or unreadable") from None
 
 
-class Vault:
-    """Open data directory: a writer (the audit log) plus one read connection per thread."""
 
-    def __init__(self, root: Path, policy_revision: str = "") -> None:
-        self.layout = Layout.of(root)
-        if not self.layout.db.exists() or not self.layout.audit_db.exists():
-            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
-        keys = self.layout.key_provider()
-        self._db_key = keys.secret("db")
-        kek = keys.kek()
-        self.bidx_key = keys.secret("bidx")
-        self.cipher = FieldCipher(kek)
-        self.bidx = BlindIndex(self.bidx_key)
-        self.policy_revision = policy_revision
-        self._local = threading.local()
-        self._all: list[db.Connection] = []
-        self._lock = threading.Lock()
-        try:
-            writer = self._open(self.layout.db)
-            audit_writer = self._open(self.layout.audit_db)
-            writer.executescript(db.CASE_UPGRADE)
-            db.upgrade_cases(writer)
-            db.upgrade_audit(audit_writer)
-        except db.DbError:
-            raise CustosError(Code.DATA_DIR_INVALID, "database does not open with its key") from None
-        self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
-        self._rows = RowCache(self._watch)
-        self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
-        try:
-            self.audit = AuditLog(self.writer, lambda: self.policy_revision)
-        except BaseException:
-            self.close()  # e.g. a log that no longer opens: leave nothing open behind
-            raise
 
-    def _open(self, path: Path) -> db.Connection:
-        conn = db.connect(path, self._db_key)
-        with self._lock:
-            self._all.append(conn)
-        return conn
+def open_vault(root: Path, policy_revision: str = "") -> SqliteVault:
+    """The storage behind a data directory: the embedded SQLCipher store (the only backend so far)."""
+    from .sqlite import SqliteVault
 
-    def reader(self) -> Repo:
-        """This thread's read-only repository (WAL readers never block the writer)."""
-        repo: Repo | None = getattr(self._local, "repo", None)
-        if repo is None:
-            repo = Repo(self._open(self.layout.db), self.cipher, self.bidx,
-                        audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows)
-            self._local.repo = repo
-        return repo
+    return SqliteVault(root, policy_revision)
 
-    def close(self) -> None:
-        self._watch.close()
-        with self._lock:
-            for conn in self._all:
-                try:
-                    conn.close()
-                except db.DbError:
-                    pass
-            self._all.clear()
+
+if TYPE_CHECKING:
+    from .sqlite import SqliteVault

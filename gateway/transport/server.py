@@ -25,7 +25,8 @@ from gateway.core.model import Clock, SystemClock
 from gateway.core.policy import load_bundle
 from gateway.core.usecases import Core
 from policies import BUNDLE_DIR
-from vault.datadir import Layout, ServeLock, Vault, audit_signing_key, load_config
+from vault.datadir import Layout, audit_signing_key, load_config, open_vault
+from vault.sqlite import ServeLock, SqliteVault
 
 from .calls import Gate, Watchdog
 from .servicers import methods
@@ -38,7 +39,7 @@ log = logging.getLogger("custos.server")
 class Gateway:
     server: grpc.Server
     port: int
-    vault: Vault
+    vault: SqliteVault
     core: Core
     provider: TracerProvider | None
     policy_dir: Path
@@ -191,7 +192,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     bundle = load_bundle(policy_dir)
     lock = ServeLock.take(data_dir)
     try:
-        vault = Vault(data_dir, bundle.revision)
+        vault = open_vault(data_dir, bundle.revision)
     except BaseException:
         lock.release()
         raise

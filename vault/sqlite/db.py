@@ -88,7 +88,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
 
 # Every change to a table whose rows the readers cache moves one counter, in the
 # same transaction, whoever writes (the gateway's writer or another process such
-# as `custos org disable`). Readers compare it once per request (vault/store.py).
+# as `custos org disable`). Readers compare it once per request (vault/sqlite/store.py).
 CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")
 CASE_UPGRADE = """
 CREATE TABLE IF NOT EXISTS generation(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);

@@ -30,8 +30,8 @@ from gateway.core.model import (
     Repayment,
     Unsealer,
 )
+from vault.crypto import BlindIndex, DecryptionError, FieldCipher
 
-from .crypto import BlindIndex, DecryptionError, FieldCipher
 from .db import TOP_LEVEL, CommitWatch, Connection, blob
 
 CASE_COLS = (

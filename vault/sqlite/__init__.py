@@ -1,0 +1,129 @@
+"""The embedded store: SQLCipher files in the data directory (the default backend).
+
+Everything SQLite-specific lives in this package: the two-file commit (case
+data in custos.db, the audit log in audit.db, see `db.py`), the generation
+counter and the WAL-index watch that keep the shared row cache fresh
+(`store.py`), the group-committed single writer with its sorted-run audit
+index (`auditlog.py`), the raw-key connections and `blob()`. One process
+serves a data directory (`ServeLock`).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+from pathlib import Path
+
+from gateway.core.errors import Code, CustosError
+from vault.crypto import BlindIndex, FieldCipher
+from vault.datadir import Layout
+
+from . import db
+from .auditlog import AuditLog
+from .store import Repo, RowCache
+
+
+def create_databases(case_db: Path, audit_db: Path, key: bytes) -> None:
+    """Both SQLCipher files with the current schema, under the database key."""
+    for path, schema in ((case_db, db.SCHEMA + db.CASE_UPGRADE), (audit_db, db.AUDIT_SCHEMA)):
+        conn = db.connect(path, key)
+        db.create_schema(conn, schema)
+        if path == audit_db:
+            db.upgrade_audit(conn)
+        conn.close()
+
+
+class ServeLock:
+    """At most one `custos serve` per data directory on the embedded store.
+
+    SQLCipher has one writer, and the audit log one sequence: a second server
+    on the same directory would fail on sequence collisions at its first
+    write. An advisory lock on DATA_DIR/serve.lock, held for the life of the
+    process (the kernel drops it when the process dies, even by kill -9),
+    refuses it at start-up instead, naming the holder's pid.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, root: Path) -> ServeLock:
+        if not root.is_dir():
+            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
+        path = root / "serve.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise CustosError(Code.DATA_DIR_IN_USE, f"held by pid {holder}" if holder.isdigit() else "") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+
+class SqliteVault:
+    """Open data directory: a writer (the audit log) plus one read connection per thread."""
+
+    def __init__(self, root: Path, policy_revision: str = "") -> None:
+        self.layout = Layout.of(root)
+        if not self.layout.db.exists() or not self.layout.audit_db.exists():
+            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
+        keys = self.layout.key_provider()
+        self._db_key = keys.secret("db")
+        kek = keys.kek()
+        self.bidx_key = keys.secret("bidx")
+        self.cipher = FieldCipher(kek)
+        self.bidx = BlindIndex(self.bidx_key)
+        self.policy_revision = policy_revision
+        self._local = threading.local()
+        self._all: list[db.Connection] = []
+        self._lock = threading.Lock()
+        try:
+            writer = self._open(self.layout.db)
+            audit_writer = self._open(self.layout.audit_db)
+            writer.executescript(db.CASE_UPGRADE)
+            db.upgrade_cases(writer)
+            db.upgrade_audit(audit_writer)
+        except db.DbError:
+            raise CustosError(Code.DATA_DIR_INVALID, "database does not open with its key") from None
+        self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
+        self._rows = RowCache(self._watch)
+        self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
+        try:
+            self.audit = AuditLog(self.writer, lambda: self.policy_revision)
+        except BaseException:
+            self.close()  # e.g. a log that no longer opens: leave nothing open behind
+            raise
+
+    def _open(self, path: Path) -> db.Connection:
+        conn = db.connect(path, self._db_key)
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def reader(self) -> Repo:
+        """This thread's read-only repository (WAL readers never block the writer)."""
+        repo: Repo | None = getattr(self._local, "repo", None)
+        if repo is None:
+            repo = Repo(self._open(self.layout.db), self.cipher, self.bidx,
+                        audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows)
+            self._local.repo = repo
+        return repo
+
+    def close(self) -> None:
+        self._watch.close()
+        with self._lock:
+            for conn in self._all:
+                try:
+                    conn.close()
+                except db.DbError:
+                    pass
+            self._all.clear()
