@@ -12,16 +12,17 @@ import json
 import logging
 import os
 import secrets
+import shutil
 import signal
 import sys
 import threading
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import Code, CustosError, PolicyError
-from gateway.core.model import FLAGS, JURISDICTIONS, KINDS, LICENSED_KINDS, Org, rfc3339
+from gateway.core.model import FLAGS, rfc3339
 
 EXIT_ERROR = 1
 
@@ -158,52 +159,58 @@ def _open_vault(data_dir: str) -> Any:
     return Vault(Path(data_dir))
 
 
+def _administration(vault: Any) -> Any:
+    import getpass
+
+    from gateway.core.admin import Administration
+    from gateway.core.model import SystemClock
+
+    try:
+        operator = getpass.getuser()
+    except (KeyError, OSError):
+        operator = f"uid={os.getuid()}"
+    return Administration(vault.reader, vault.audit, SystemClock(), operator)
+
+
 def cmd_org_add(args: argparse.Namespace) -> None:
     from gateway import pki
-    from gateway.core.importer import ID_RE
+    from gateway.core.admin import OrgSpec
 
-    if not ID_RE.fullmatch(args.id) or "/" in args.id or ":" in args.id:
-        raise CustosError(Code.INVALID_ORG_ID)
-    if args.kind not in KINDS:
-        raise CustosError(Code.UNKNOWN_KIND, f"known: {', '.join(KINDS)}")
-    if args.jurisdiction not in JURISDICTIONS:
-        raise CustosError(Code.UNKNOWN_JURISDICTION, f"known: {', '.join(JURISDICTIONS)}")
-    expires: date | None = None
-    if args.licence_expires:
-        try:
-            expires = date.fromisoformat(args.licence_expires)
-        except ValueError:
-            raise CustosError(Code.INVALID_DATE, "--licence-expires") from None
-    if args.kind in LICENSED_KINDS and not (args.licence_no and expires):
-        raise CliError(Code.INVALID_ARGUMENT, f"a {args.kind} needs --licence-no and --licence-expires")
-    if not args.name.strip() or len(args.name) > 200:
-        raise CliError(Code.INVALID_ARGUMENT, "--name must be 1-200 characters")
     if bool(args.out) == bool(args.cert):
         raise CliError(Code.INVALID_ARGUMENT, "give --out DIR (issue a certificate here) or --cert FILE "
-                                           "(one issued by 'custos ca issue')")
+                                              "(one issued by 'custos ca issue')")
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()):
         raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
+    spec = OrgSpec(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, args.licence_expires)
     vault = _open_vault(args.data_dir)
+    made: list[Path] = []
     try:
-        repo = vault.writer
-        if repo.get_org(args.id):
-            raise CustosError(Code.ORG_EXISTS)
+        admin = _administration(vault)
+        org = admin.validate(spec)
         layout = vault.layout
-        if args.cert:
-            _check_org_cert(layout.tls / "ca.crt", Path(args.cert), args.id)
-        else:
+
+        def identity() -> None:
+            if args.cert:
+                _check_org_cert(layout.tls / "ca.crt", Path(args.cert), org.id)
+                return
             assert out is not None
             if not (layout.keys / "ca.key").is_file():
                 raise CustosError(Code.CA_OFFLINE)
+            if not out.exists():
+                made.append(out)
             out.mkdir(parents=True, exist_ok=True)
             os.chmod(out, 0o700)
             pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", out / "client.crt", out / "client.key",
-                      cn=args.id, uris=[pki.ORG_URI_PREFIX + args.id])
+                      cn=org.id, uris=[pki.ORG_URI_PREFIX + org.id])
             (out / "ca.crt").write_bytes((layout.tls / "ca.crt").read_bytes())
-            (out / "org.json").write_text(json.dumps({"org_id": args.id, "kind": args.kind}) + "\n")
-        repo.insert_org(Org(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, expires, False),
-                        rfc3339(datetime.now(UTC)))
+            (out / "org.json").write_text(json.dumps({"org_id": org.id, "kind": org.kind}) + "\n")
+
+        admin.register(org, identity)
+    except BaseException:
+        for directory in made:  # a bundle for an organisation that was not registered is no use to anyone
+            shutil.rmtree(directory, ignore_errors=True)
+        raise
     finally:
         vault.close()
     _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out) if out else str(args.cert)},
@@ -216,7 +223,7 @@ def _check_org_cert(ca_crt: Path, cert: Path, org_id: str) -> None:
     try:
         issued = pki.check_issued(ca_crt, cert.read_bytes())
     except OSError:
-        raise CliError(Code.IDENTITY_INVALID, "--cert file not readable") from None
+        raise CustosError(Code.IDENTITY_INVALID, "--cert file not readable") from None
     except ValueError as exc:
         raise CustosError(Code.CERT_MISMATCH, str(exc)) from None
     if pki.org_id_of(issued) != org_id:
@@ -226,8 +233,7 @@ def _check_org_cert(ca_crt: Path, cert: Path, org_id: str) -> None:
 def cmd_org_disable(args: argparse.Namespace) -> None:
     vault = _open_vault(args.data_dir)
     try:
-        if vault.writer.set_org_disabled(args.id) == 0:
-            raise CustosError(Code.ORG_NOT_FOUND)
+        _administration(vault).disable(args.id)
     finally:
         vault.close()
     _emit(args, {"org_id": args.id, "disabled": True}, lambda d: f"disabled {d['org_id']}")

@@ -23,7 +23,7 @@ from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
 from gateway.core.ports import Work
 
-from .db import Connection, DbError
+from .db import Connection, DbError, IntegrityError
 from .store import Repo
 
 log = logging.getLogger("custos.audit")
@@ -140,7 +140,6 @@ class AuditLog:
         happen, and whose result was never released), never under-report.
         """
         main = self._conn
-        frontier = self._frontier.copy()
         revision = self._revision()
         # A batch of pure audit appends (reads, denials) never touches the case database.
         writes = any(item.writes for item in batch)
@@ -151,7 +150,7 @@ class AuditLog:
             self._fail(batch, "begin")
             return
         try:
-            rows = []
+            events: list[EventDraft] = []
             for item in batch:
                 if not item.writes:
                     item.result, drafts = item.work(self._repo)
@@ -168,13 +167,14 @@ class AuditLog:
                 for draft in drafts:
                     if not draft.policy_revision:
                         draft.policy_revision = revision
-                    seq = frontier.size
-                    leaf = draft.leaf_bytes(seq)
-                    lh = leaf_hash(leaf)
-                    frontier.append(lh)
-                    rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
-            if rows:
-                self._append(rows, frontier)
+                events.extend(drafts)
+            if events:
+                try:
+                    self._append(events)
+                except IntegrityError:
+                    # Another process appended since our head was read (an operator command): take the
+                    # sequence and the tree from the database, under its write lock, and number ours after.
+                    self._append(events, resync=True)
             if writes:
                 main.execute("COMMIT")
         except BaseException:  # noqa: BLE001 - any failure to commit refuses the whole batch
@@ -185,25 +185,44 @@ class AuditLog:
         for item in batch:
             item.done = True
 
-    def _append(self, rows: list[tuple[Any, ...]], frontier: Frontier) -> None:
-        """Make the batch's leaves durable; on return they are committed, on an exception none is.
+    def _append(self, events: list[EventDraft], *, resync: bool = False) -> None:
+        """Number the events, make them durable as Merkle leaves; on return they are committed, else none is.
 
-        The usual batch is one multi-row INSERT committing on its own: one
-        statement, one fsync, and the fewest hand-offs of the GIL while the
-        other callers wait. A batch that crosses the index mark, or is too
-        big for one statement, is one explicit transaction instead.
+        The sequence is the database's: every row's number is its primary
+        key, so a number another process took makes the INSERT fail whole
+        (IntegrityError), and the caller retries with `resync`, which reads
+        the rows appended since our head under the database's write lock and
+        numbers ours after them. The usual batch is one multi-row INSERT
+        committing on its own: one statement, one fsync, and the fewest
+        hand-offs of the GIL while the other callers wait. A batch that
+        crosses the index mark, is too big for one statement, or resyncs is
+        one explicit transaction, in which the index mark is read from the
+        database too (another process may have indexed).
         """
         audit = self._audit
-        marked = frontier.size - self._indexed >= self.index_every
-        single = not marked and len(rows) <= INSERT_CHUNK
+        frontier = self._frontier.copy()
+        marked = frontier.size + len(events) - self._indexed >= self.index_every
+        single = not (marked or resync) and len(events) <= INSERT_CHUNK
         if not single:
             audit.execute("BEGIN IMMEDIATE")
         try:
+            indexed = self._indexed if single else self._repo.audit_indexed_upto()
+            if resync:
+                for seq, lh in self._repo.audit_leaf_hashes(frontier.size):
+                    if seq != frontier.size:
+                        raise CustosError(Code.AUDIT_UNAVAILABLE, "gap in the stored sequence")
+                    frontier.append(lh)
+            rows = []
+            for draft in events:
+                seq = frontier.size
+                leaf = draft.leaf_bytes(seq)
+                lh = leaf_hash(leaf)
+                frontier.append(lh)
+                rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
             if self.before_commit is not None:
                 self.before_commit()
             self._repo.insert_audit_rows(rows, INSERT_CHUNK)
-            indexed = self._indexed
-            if marked:
+            if not single and frontier.size - indexed >= self.index_every:
                 indexed = self._repo.mark_audit(indexed, frontier, self.run_fanout)
             if not single:
                 audit.execute("COMMIT")

@@ -1,0 +1,117 @@
+"""Operator actions: registering and disabling organisations, audited like every other change.
+
+`custos org add` and `custos org disable` run on the data directory, usually
+while the gateway serves it. Each goes through here: the input is checked, the
+change and its audit event commit together in one unit of work, and a refusal
+is an audited denial. The event's `org` is the organisation acted on (never a
+value that failed validation), its method `OperatorOrgAdd` or
+`OperatorOrgDisable`, and its rule names the operator's local account.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date
+
+from .errors import Code, CustosError
+from .importer import ID_RE
+from .model import JURISDICTIONS, KINDS, LICENSED_KINDS, Clock, EventDraft, Org, rfc3339
+from .ports import AuditLog, CaseReader, UnitOfWork
+
+ADD = "OperatorOrgAdd"
+DISABLE = "OperatorOrgDisable"
+
+
+@dataclass(frozen=True)
+class OrgSpec:
+    """An organisation as the operator typed it, before any check."""
+
+    id: str
+    kind: str
+    name: str
+    jurisdiction: str = "CN"
+    licence_no: str | None = None
+    licence_expires: str | None = None
+
+
+class Administration:
+    def __init__(self, reader: Callable[[], CaseReader], audit: AuditLog, clock: Clock, operator: str) -> None:
+        self.reader = reader
+        self.audit = audit
+        self.clock = clock
+        self.operator = operator
+
+    def _event(self, method: str, org: str, decision: str, code: Code, detail: str = "") -> EventDraft:
+        return EventDraft(org=org, method=method, purpose="", case_id="", borrower_id="", decision=decision,
+                          code=code, rule=f"operator:{self.operator}" + (f";{detail}" if detail else ""),
+                          time=rfc3339(self.clock.now()), trace_id=f"{random.getrandbits(128):032x}")
+
+    def _deny(self, method: str, org: str, code: Code, detail: str = "") -> CustosError:
+        self.audit.append([self._event(method, org, "deny", code, detail)])
+        return CustosError(code, detail)
+
+    def validate(self, spec: OrgSpec) -> Org:
+        """The organisation to register, or an audited refusal naming what is wrong (never echoing it)."""
+        if not ID_RE.fullmatch(spec.id) or "/" in spec.id or ":" in spec.id:
+            raise self._deny(ADD, "", Code.INVALID_ORG_ID)
+        if spec.kind not in KINDS:
+            raise self._deny(ADD, spec.id, Code.UNKNOWN_KIND, f"known: {', '.join(KINDS)}")
+        if spec.jurisdiction not in JURISDICTIONS:
+            raise self._deny(ADD, spec.id, Code.UNKNOWN_JURISDICTION, f"known: {', '.join(JURISDICTIONS)}")
+        expires: date | None = None
+        if spec.licence_expires:
+            try:
+                expires = date.fromisoformat(spec.licence_expires)
+            except ValueError:
+                raise self._deny(ADD, spec.id, Code.INVALID_DATE, "--licence-expires") from None
+        if spec.kind in LICENSED_KINDS and not (spec.licence_no and expires):
+            raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT,
+                             f"a {spec.kind} needs --licence-no and --licence-expires")
+        if not spec.name.strip() or len(spec.name) > 200:
+            raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT, "--name must be 1-200 characters")
+        if spec.licence_no is not None and (not spec.licence_no.strip() or len(spec.licence_no) > 64):
+            raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT, "--licence-no must be 1-64 characters")
+        return Org(spec.id, spec.kind, spec.name, spec.jurisdiction, spec.licence_no, expires, False)
+
+    def register(self, org: Org, identity: Callable[[], None]) -> None:
+        """Register `org` once `identity()` (issuing or checking its certificate) has succeeded.
+
+        A refusal of `identity` (CA_OFFLINE, CERT_MISMATCH) is audited. The
+        row and its event commit together; an organisation registered by
+        another command in between is ORG_EXISTS, audited too.
+        """
+        repo = self.reader()
+        repo.refresh()
+        if repo.get_org(org.id) is not None:
+            raise self._deny(ADD, org.id, Code.ORG_EXISTS)
+        try:
+            identity()
+        except CustosError as err:
+            raise self._deny(ADD, org.id, err.code, err.detail) from None
+        now = self.clock.now()
+
+        def work(store: UnitOfWork) -> tuple[Code, list[EventDraft]]:
+            if store.get_org(org.id) is not None:
+                return Code.ORG_EXISTS, [self._event(ADD, org.id, "deny", Code.ORG_EXISTS)]
+            store.insert_org(org, rfc3339(now))
+            return Code.OK, [self._event(ADD, org.id, "allow", Code.OK, f"kind={org.kind}")]
+
+        code = self.audit.run(work)
+        if code != Code.OK:
+            raise CustosError(code)
+
+    def disable(self, org_id: str) -> None:
+        """Disable an organisation: every request it makes from the next one on is refused."""
+        if not ID_RE.fullmatch(org_id):
+            raise self._deny(DISABLE, "", Code.INVALID_ORG_ID)
+
+        def work(store: UnitOfWork) -> tuple[Code, list[EventDraft]]:
+            if store.set_org_disabled(org_id) == 0:
+                return Code.ORG_NOT_FOUND, [self._event(DISABLE, org_id, "deny", Code.ORG_NOT_FOUND)]
+            return Code.OK, [self._event(DISABLE, org_id, "allow", Code.OK)]
+
+        code = self.audit.run(work)
+        if code != Code.OK:
+            raise CustosError(code)
