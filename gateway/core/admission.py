@@ -13,8 +13,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .limits import CallLimits, RateSpec
+
+if TYPE_CHECKING:
+    from .model import Caller
 
 # Buckets of callers not seen for this long are dropped, so the table stays bounded.
 IDLE_BUCKET_S = 600.0
@@ -102,3 +106,15 @@ def _decrement(table: dict[str, int], key: str) -> None:
         table[key] = held
     else:
         table.pop(key, None)
+
+
+# Rate refusals of one (org, method) after the first in this window are written as one count.
+RATE_EVENT_WINDOW_S = 1.0
+
+
+@dataclass
+class _Suppressed:
+    since: float
+    count: int
+    caller: Caller
+    kind: str

@@ -1,0 +1,148 @@
+"""Contact: releasing a number or address only when every conduct rule allows, counted centrally; outcomes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from .conduct import (
+    CHANNELS,
+    PARTIES,
+    RESULTS,
+    ConductDecision,
+    ContactAttempt,
+    ContactRequest,
+    evaluate_contact,
+    history_horizon,
+)
+from .context import Context, _conduct_state, _parse_time
+from .errors import Code, CustosError
+from .importer import ID_RE
+from .model import (
+    Caller,
+    CaseRow,
+    EventDraft,
+    Org,
+    rfc3339,
+)
+from .ports import UnitOfWork
+
+
+class Contacts(Context):
+    def _contact_case(self, caller: Caller, org: Org, case_ref: str) -> CaseRow:
+        """Agencies reach a case through a live collection mandate; the owning lender directly."""
+        if org.kind == "lender":
+            return self._own_case(caller, case_ref, purpose="collection")
+        if org.kind != "agency":
+            raise self._deny(caller, Code.WRONG_ORG_KIND, "identity.kind", purpose="collection")
+        return self._mandated_case(caller, case_ref, "collection")[0]
+
+    def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str) -> dict[str, str]:
+        """Release a phone number or address only when every conduct rule allows, counted centrally.
+
+        The decision runs inside the serialised writer, against the history as
+        committed, so two agencies racing for the last call under a cap cannot
+        both get it; the attempt and its audit event commit together.
+        """
+        party = party or "borrower"
+        org = self._standing(caller, purpose="collection")
+        if channel not in CHANNELS:
+            raise self._deny(caller, Code.UNKNOWN_CHANNEL, "input", purpose="collection")
+        if party not in PARTIES:
+            raise self._deny(caller, Code.UNKNOWN_PARTY, "input", purpose="collection")
+        case = self._contact_case(caller, org, case_ref)
+        rules = self._conduct_rules(case)
+        now = self.clock.now()
+        since = rfc3339(now - history_horizon(rules))
+
+        def work(repo: UnitOfWork) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
+            fresh = repo.get_case(case.lender_id, case.case_id)
+            assert fresh is not None
+            repo.lock_borrower(fresh.lender_id, fresh.borrower_id)  # caps count per borrower: one decision at a time
+            history = [
+                ContactAttempt(at=_parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
+                               channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)
+                for c in repo.contacts_since(fresh.lender_id, fresh.borrower_id, since)
+            ]
+            target, release = self._contact_target(repo, fresh, channel, party, history)
+            state = _conduct_state(fresh)
+            request = ContactRequest(case_id=fresh.case_id, org_id=caller.org_id, channel=channel, party=party,
+                                     target=target.hex() if target else "")
+            decision = evaluate_contact(rules, state, request, history, now)
+            kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
+                                  "borrower_id": fresh.borrower_id, "now": now}
+            if decision.allowed and (target is None or not release):
+                decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
+            if not decision.allowed:
+                return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule, **kw)]
+            assert target is not None
+            contact_id = repo.insert_contact(fresh.lender_id, fresh.case_id, fresh.borrower_id, caller.org_id,
+                                             channel, party, target, rfc3339(now))
+            names = [f"{party}.{k}" for k in release]
+            return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule, fields=names,
+                                                                 **kw)]
+
+        decision, release, contact_id = self.audit.run(work)
+        if not decision.allowed:
+            raise CustosError(decision.code)
+        return {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
+                "opened_at": rfc3339(now), **release}
+
+    def _contact_target(self, repo: UnitOfWork, case: CaseRow, channel: str, party: str,
+                        history: list[ContactAttempt]) -> tuple[bytes | None, dict[str, str]]:
+        """The opaque key the caps count by, and the values a granted contact releases."""
+        if party == "borrower":
+            if channel in ("call", "sms"):
+                phone = repo.borrower_values(case, ["phone"]).get("phone")
+                return (repo.bidx(case.lender_id, "phone", phone), {"phone": phone}) if phone else (None, {})
+            address = repo.borrower_values(case, ["home_address"]).get("home_address")
+            target = repo.bidx(case.lender_id, "address", case.borrower_id)
+            return (target, {"address": address}) if address else (None, {})
+        raw = repo.borrower_values(case, ["emergency_contacts"]).get("emergency_contacts")
+        contacts = json.loads(raw) if raw else []
+        if not contacts:
+            return None, {}
+        rules = self._conduct_rules(case)
+        allowed = rules.third_party.release if rules.third_party else ()
+        keyed = [(repo.bidx(case.lender_id, "phone", c["phone"]), c) for c in contacts]
+        contacted = {a.target for a in history if a.party == "emergency_contact"}
+        # The first emergency contact not yet contacted; all contacted: the first (the rules then decide).
+        target, chosen = next(((k, c) for k, c in keyed if k.hex() not in contacted), keyed[0])
+        return target, {k: str(chosen[k]) for k in allowed if chosen.get(k)}
+
+    def record_outcome(self, caller: Caller, contact_id: str, result: str) -> dict[str, str]:
+        """Record what came of a contact; a dispute sets the case's dispute flag at once."""
+        org = self._standing(caller, purpose="collection")
+        if result not in RESULTS:
+            raise self._deny(caller, Code.UNKNOWN_RESULT, "input", purpose="collection")
+        if not ID_RE.fullmatch(contact_id):
+            raise self._deny(caller, Code.CONTACT_NOT_FOUND, "input", purpose="collection")
+        now = self.clock.now()
+
+        def work(repo: UnitOfWork) -> tuple[tuple[Code, dict[str, str]], list[EventDraft]]:
+            row = repo.get_contact(contact_id)
+            if row is None or row.org_id != org.id:
+                # Another org's contact looks exactly like a missing one.
+                return (Code.CONTACT_NOT_FOUND, {}), [self._event(caller, "deny", Code.CONTACT_NOT_FOUND, "contact",
+                                                               purpose="collection", now=now)]
+            lender, case_id, channel, party, opened_at = row.lender_id, row.case_id, row.channel, row.party, \
+                row.opened_at
+            kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": row.borrower_id,
+                                  "now": now}
+            if row.result is not None:
+                return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
+                                                                      "contact.outcome", **kw)]
+            repo.set_contact_result(contact_id, result, rfc3339(now))
+            rule = f"contact.outcome:{result}"
+            if result == "dispute":
+                repo.set_case_fields(lender, case_id, {"disputed": True}, rfc3339(now))
+                rule += ";flag:disputed=true"
+            info = {"contact_id": contact_id, "case_id": case_id, "channel": channel, "party": party,
+                    "opened_at": opened_at, "result": result}
+            return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, **kw)]
+
+        code, info = self.audit.run(work)
+        if code != Code.OK:
+            raise CustosError(code)
+        return info

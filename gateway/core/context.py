@@ -1,0 +1,194 @@
+"""What every use case shares: the collaborators, the audit of decisions, and the checks of standing and reach.
+
+The feature modules (reads, lender, contact, explain, supervision,
+gatekeeping) each add one group of use cases to this context; `usecases.Core`
+puts them together. Nothing here imports grpc or a storage backend: the core
+knows storage only through `ports`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import access
+from .admission import RateLimiter, _Suppressed
+from .conduct import (
+    CaseState,
+    ConductRules,
+)
+from .errors import Code, CustosError
+from .importer import ID_RE
+from .model import (
+    PURPOSES,
+    Caller,
+    CaseRow,
+    Clock,
+    EventDraft,
+    MandateRow,
+    Org,
+    rfc3339,
+)
+from .policy import PolicyBundle
+from .ports import AuditLog, CaseReader
+
+log = logging.getLogger("custos.core")
+
+
+ORG_ID_RE = ID_RE
+
+
+class Context:
+    def __init__(
+        self,
+        reader: Callable[[], CaseReader],
+        audit: AuditLog,
+        bundle: PolicyBundle,
+        clock: Clock,
+        pseudonym_key: bytes,
+        sign_checkpoint: Callable[[int, bytes], str],
+        verifier_key: str = "",
+    ) -> None:
+        self.reader = reader
+        self.audit = audit
+        self.bundle = bundle
+        self.clock = clock
+        self.pseudonym_key = pseudonym_key
+        self.sign_checkpoint = sign_checkpoint
+        self.verifier_key = verifier_key
+        self._rates = RateLimiter()
+        self._suppressed: dict[tuple[str, str], _Suppressed] = {}
+        self._suppressed_lock = threading.Lock()
+
+    def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
+               borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None,
+               bundle: PolicyBundle | None = None, head: bytes = b"") -> EventDraft:
+        # Only vocabulary goes into the log: an unknown purpose (any string a caller sent) is recorded as
+        # "invalid", never verbatim, so a request cannot write arbitrary text (or personal data) into it.
+        if purpose and purpose not in PURPOSES:
+            purpose = "invalid"
+        return EventDraft(
+            org=caller.org_id, method=caller.method, purpose=purpose, case_id=case_id, borrower_id=borrower_id,
+            decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
+            trace_id=caller.trace_id, fields=list(fields), policy_revision=(bundle or self.bundle).revision,
+            head=head,
+        )
+
+    def _deny(self, caller: Caller, code: Code, rule: str = "", **kw: Any) -> CustosError:
+        """Record the denial durably, then hand back the error for the caller to raise."""
+        self.audit.append([self._event(caller, "deny", code, rule or code, **kw)])
+        return CustosError(code)
+
+    def _standing(self, caller: Caller, *, kinds: tuple[str, ...] | None = None, **kw: Any) -> Org:
+        """Who the caller is allowed to be right now: registered, enabled, licensed, right kind.
+
+        Every use case starts here, so this is also where the reader's cache is brought up to date.
+        """
+        repo = self.reader()
+        repo.refresh()
+        org = repo.get_org(caller.org_id)
+        verdict = access.standing(org, self.clock.now().date(), kinds)
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule, **kw)
+        assert org is not None
+        return org
+
+    def _valid_case_ref(self, caller: Caller, case_ref: str, **kw: Any) -> tuple[str | None, str]:
+        lender, _, case_id = case_ref.rpartition("/")
+        if not ID_RE.fullmatch(case_id) or (lender and not ORG_ID_RE.fullmatch(lender)):
+            raise self._deny(caller, Code.INVALID_CASE_ID, "input", **kw)
+        return (lender or None), case_id
+
+    def _own_case(self, caller: Caller, case_ref: str, **kw: Any) -> CaseRow:
+        lender, case_id = self._valid_case_ref(caller, case_ref, **kw)
+        case = None
+        if lender in (None, caller.org_id):
+            case = self.reader().get_case(caller.org_id, case_id)
+        if case is None:
+            # Same answer for "no such case" and "another lender's case": existence is not revealed.
+            raise self._deny(caller, Code.CASE_NOT_FOUND, "ownership", case_id=case_id, **kw)
+        return case
+
+    @staticmethod
+    def local_today(case: CaseRow, now: datetime) -> date:
+        return now.astimezone(ZoneInfo(case.timezone)).date()
+
+    def _mandates_reaching(self, caller: Caller, case_ref: str, purpose: str) -> tuple[CaseRow, Sequence[MandateRow]]:
+        """The case a caller addresses by id through its mandates, and those mandates; else an audited denial.
+
+        Only locates: whether a mandate is live is the decision's to say
+        (`decisions.decide_read`, `access.mandate`).
+        """
+        lender, case_id = self._valid_case_ref(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case_id}
+        repo = self.reader()
+        mandates: Sequence[MandateRow] = repo.mandates_for(caller.org_id, case_id)
+        if lender:
+            mandates = [m for m in mandates if m.lender_id == lender]
+        if not mandates:
+            raise self._deny(caller, Code.NO_MANDATE, "mandate", **kw)
+        if len({m.lender_id for m in mandates}) > 1:
+            raise self._deny(caller, Code.CASE_AMBIGUOUS, "mandate", **kw)
+        case = repo.get_case(mandates[0].lender_id, case_id)
+        if case is None:
+            raise self._deny(caller, Code.NO_MANDATE, "mandate", **kw)
+        return case, mandates
+
+    def _mandated_case(self, caller: Caller, case_ref: str, purpose: str) -> tuple[CaseRow, MandateRow]:
+        """The case reached through an active mandate of the caller for this purpose, or an audited denial."""
+        case, mandates = self._mandates_reaching(caller, case_ref, purpose)
+        verdict, active = access.mandate(mandates, purpose, case, self.local_today(case, self.clock.now()))
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule, purpose=purpose, case_id=case.case_id,
+                             borrower_id=case.borrower_id)
+        assert active is not None
+        return case, active
+
+    def _check_purpose(self, caller: Caller, purpose: str, case_ref: str) -> None:
+        if purpose not in PURPOSES:
+            case_id = case_ref if ID_RE.fullmatch(case_ref) else ""
+            raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", case_id=case_id, purpose=purpose)
+
+    def _conduct_rules(self, case: CaseRow) -> ConductRules:
+        rules = self.bundle.conduct.get(case.jurisdiction)
+        if rules is None:
+            raise CustosError(Code.POLICY_INVALID, f"no conduct rules for jurisdiction {case.jurisdiction}")
+        return rules
+
+
+def _conduct_state(case: CaseRow) -> CaseState:
+    """The conduct rules' view of a case: flags and place, no personal data."""
+    return CaseState(case_id=case.case_id, borrower_key=case.borrower_id, jurisdiction=case.jurisdiction,
+                     timezone=case.timezone, stage=case.stage, status=case.status, disputed=case.disputed,
+                     cease_contact=case.cease_contact, attorney_represented=case.attorney_represented,
+                     lost_contact=case.lost_contact)
+
+
+def _flag_text(value: object) -> str:
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+
+
+def _parse_date(text: str) -> date | None:
+    try:
+        return date.fromisoformat(text) if len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def _parse_time(text: str) -> datetime | None:
+    """An RFC 3339 time with an offset, within TIME_RANGE (so later arithmetic cannot overflow), else None."""
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) <= 40 else None
+        if ts is None or ts.tzinfo is None:
+            return None
+        utc = ts.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return utc if TIME_RANGE[0] <= utc < TIME_RANGE[1] else None
+
+
+TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))

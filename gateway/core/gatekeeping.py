@@ -1,0 +1,80 @@
+"""Admission of every call before its request is read: identity, rate, standing; refusals audited.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import access
+from .admission import RATE_EVENT_WINDOW_S, _Suppressed
+from .context import Context
+from .errors import Code, CustosError
+from .model import (
+    Caller,
+    EventDraft,
+    Org,
+)
+
+
+class Gatekeeping(Context):
+    def admit(self, caller: Caller) -> Org:
+        """Before any request byte is decoded: identity, rate and standing, each refusal audited.
+
+        The rate comes first, so that whatever else a caller gets wrong it can
+        write at most its rate of events into the log; refusals beyond the rate
+        are counted, not written one by one (see `_rate_denied`).
+        """
+        if caller.problem:
+            if not self._rates.allow("cert:" + caller.cert, self.bundle.limits.rate):
+                raise self._rate_denied(caller, "unidentified")
+            raise self._deny(caller, caller.problem, f"identity:cert={caller.cert}" if caller.cert else "identity")
+        repo = self.reader()
+        repo.refresh()
+        org = repo.get_org(caller.org_id)
+        kind = org.kind if org is not None else ""
+        if not self._rates.allow(caller.org_id, self.bundle.limits.rate_for(kind)):
+            raise self._rate_denied(caller, kind or "unregistered")
+        verdict = access.standing(org, self.clock.now().date())
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule)
+        assert org is not None
+        return org
+
+    def deny(self, caller: Caller, code: Code, rule: str = "") -> CustosError:
+        """A refusal decided outside a use case (by the transport: undecodable request, timeout, share)."""
+        return self._deny(caller, code, rule or code.lower())
+
+    def _rate_denied(self, caller: Caller, kind: str) -> CustosError:
+        """Audit a rate refusal: the first of a window at once, the rest as one count when the window ends.
+
+        A caller far over its rate would otherwise turn every refused call into a
+        durable event, filling the log and the writer's commits at the expense of
+        every other organisation. Each window's count is written by
+        `flush_suppressed` (called about twice a second), so every refusal is in
+        the log within a second or two, as `rate:KIND;repeated=N`.
+        """
+        key = (caller.org_id or "cert:" + caller.cert, caller.method)
+        now = time.monotonic()
+        with self._suppressed_lock:
+            entry = self._suppressed.get(key)
+            if entry is not None and now - entry.since < RATE_EVENT_WINDOW_S:
+                entry.count += 1
+                return CustosError(Code.RATE_LIMITED)
+            self._suppressed[key] = _Suppressed(now, 0, caller, kind)
+        events = [self._repeated(entry)] if entry is not None and entry.count else []
+        events.append(self._event(caller, "deny", Code.RATE_LIMITED, f"rate:{kind}"))
+        self.audit.append(events)
+        return CustosError(Code.RATE_LIMITED)
+
+    def _repeated(self, entry: _Suppressed) -> EventDraft:
+        return self._event(entry.caller, "deny", Code.RATE_LIMITED, f"rate:{entry.kind};repeated={entry.count}")
+
+    def flush_suppressed(self, force: bool = False) -> None:
+        """Write the counts of rate refusals whose window has ended (all of them with `force`)."""
+        now = time.monotonic()
+        with self._suppressed_lock:
+            due = [k for k, e in self._suppressed.items() if force or now - e.since >= RATE_EVENT_WINDOW_S]
+            entries = [self._suppressed.pop(k) for k in due]
+        events = [self._repeated(e) for e in entries if e.count]
+        if events:
+            self.audit.append(events)

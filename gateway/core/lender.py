@@ -1,0 +1,229 @@
+"""Lender actions: import, mandates (assign, recall), stage, flags and status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
+from .errors import Code, CustosError
+from .importer import ImportedCase, LineError, parse_line
+from .model import (
+    LABELS,
+    MANDATE_KIND,
+    PURPOSES,
+    STAGES,
+    STATUSES,
+    Caller,
+    CaseRow,
+    EventDraft,
+    rfc3339,
+)
+from .ports import UnitOfWork
+
+IMPORT_BATCH = 256
+
+
+IMPORT_BATCH_BYTES = 8 << 20  # with lines of up to 1 MiB, a batch never holds more than this (plus one line)
+
+
+MAX_REJECTIONS = 1000
+
+
+@dataclass
+class ImportProgress:
+    """What an import stream has made durable so far (totals), and the rejections of the latest batch."""
+
+    through_line: int = 0      # every line up to this number is decided and its outcome durable
+    imported: int = 0
+    already_imported: int = 0  # lines identical to a case imported before: nothing stored again
+    rejected_total: int = 0
+    rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, code, reason) of this batch
+    reported: int = 0          # rejections sent so far (at most MAX_REJECTIONS in all)
+    done: bool = False         # the last message: the stream ended and every line is decided
+
+
+class LenderActions(Context):
+    def import_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> Iterator[ImportProgress]:
+        """Stream lines in batches; after each batch is durable, say so.
+
+        Each batch (at most IMPORT_BATCH lines or IMPORT_BATCH_BYTES) commits
+        whole or not at all, with an event per line. The progress yielded after
+        a commit is exactly what is stored, so a client whose stream breaks
+        knows what it can skip; one that does not is still safe to send the
+        file again, since a line that was already imported as it is now is
+        reported as `already_imported`, never stored twice. If the line stream
+        breaks (an undecodable frame, the client gone, a timeout, shutdown),
+        the unfinished batch is dropped, the interruption is audited with its
+        code, and the code is raised.
+        """
+        self._standing(caller, kinds=("lender",))
+        totals = ImportProgress()
+        batch: list[tuple[int, bytes]] = []
+        size = 0
+        try:
+            for item in lines:
+                batch.append(item)
+                size += len(item[1])
+                if len(batch) >= IMPORT_BATCH or size >= IMPORT_BATCH_BYTES:
+                    yield self._import_batch(caller, batch, totals)
+                    batch, size = [], 0
+        except CustosError as err:
+            dropped = len(batch)
+            batch = []
+            try:
+                self.audit.append([self._event(
+                    caller, "deny", err.code,
+                    f"import.interrupted:through_line={totals.through_line};dropped_lines={dropped}")])
+            except CustosError:
+                log.error("could not audit an interrupted import")
+            raise
+        if batch:
+            yield self._import_batch(caller, batch, totals)
+        yield replace(totals, rejected=[], done=True)
+
+    def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], totals: ImportProgress) -> ImportProgress:
+        """Validate, then store the batch in one unit of work; update `totals`, return this batch's progress."""
+        lender = caller.org_id
+        parsed: list[tuple[int, ImportedCase | tuple[Code, str]]] = []
+        for line_no, raw in batch:
+            if not raw.strip():
+                continue
+            try:
+                parsed.append((line_no, parse_line(raw)))
+            except LineError as err:
+                # Keep the code and reason, never the exception: its traceback holds this frame (a cycle only
+                # the collector frees) and the parsed line, which may be a megabyte of anything.
+                parsed.append((line_no, (err.code, err.reason)))
+        last_line = max((n for n, _ in batch), default=totals.through_line)
+
+        def work(repo: UnitOfWork) -> tuple[tuple[int, int, list[tuple[int, str, str]]], list[EventDraft]]:
+            now = self.clock.now()
+            stamp = rfc3339(now)
+            events: list[EventDraft] = []
+            rejected: list[tuple[int, str, str]] = []
+            imported = already = 0
+
+            def reject(line_no: int, code: Code, reason: str, **kw: Any) -> None:
+                rejected.append((line_no, code, reason))
+                events.append(self._event(caller, "deny", code, "import", now=now, **kw))
+
+            for line_no, item in parsed:
+                if isinstance(item, tuple):
+                    reject(line_no, *item)
+                    continue
+                kw: dict[str, Any] = {"case_id": item.case_id, "borrower_id": item.borrower_id}
+                state = repo.import_state(lender, item)
+                if state == "same":
+                    already += 1
+                    events.append(self._event(caller, "allow", Code.OK, "import.already", now=now, **kw))
+                    continue
+                if state == "other":
+                    reject(line_no, Code.CASE_EXISTS, "case_id: already imported with other values", **kw)
+                    continue
+                if repo.loan_exists(lender, item.loan["loan_id"]):
+                    reject(line_no, Code.LOAN_EXISTS, "loan.loan_id: already imported", **kw)
+                    continue
+                try:
+                    with repo.savepoint():
+                        repo.import_case(lender, item, stamp)
+                except (UnicodeError, ValueError):
+                    # Validation should have caught it; still, one bad line never sinks its batch.
+                    reject(line_no, Code.IMPORT_INVALID_FIELD, "a value could not be stored as text", **kw)
+                    continue
+                imported += 1
+                events.append(self._event(caller, "allow", Code.OK, "import", now=now, **kw))
+            return (imported, already, rejected), events
+
+        imported, already, rejected = self.audit.run(work)
+        room = max(MAX_REJECTIONS - totals.reported, 0)
+        totals.through_line = max(totals.through_line, last_line)
+        totals.imported += imported
+        totals.already_imported += already
+        totals.rejected_total += len(rejected)
+        totals.reported += min(room, len(rejected))
+        return replace(totals, rejected=rejected[:room])
+
+    def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
+        label = label or "entrusted"
+        if purpose not in PURPOSES:
+            raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", **kw)
+        if label not in LABELS:
+            raise self._deny(caller, Code.UNKNOWN_LABEL, "input", **kw)
+        if not ORG_ID_RE.fullmatch(org_id):
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
+        until_date = _parse_date(until)
+        if until_date is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        if until_date < self.local_today(case, self.clock.now()):
+            raise self._deny(caller, Code.UNTIL_IN_PAST, "input", **kw)
+        target = self.reader().get_org(org_id)
+        if target is None:
+            raise self._deny(caller, Code.ORG_NOT_FOUND, "input", **kw)
+        if MANDATE_KIND.get(purpose) != target.kind:
+            raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "mandate.kind", **kw)
+        if label == "provided" and not case.consent_third_party:
+            # PIPL Art. 23: providing to another handler needs the borrower's consent.
+            raise self._deny(caller, Code.CONSENT_REQUIRED, "mandate.provided_consent", **kw)
+        now = self.clock.now()
+        stamp = rfc3339(now)
+
+        def work(repo: UnitOfWork) -> tuple[None, list[EventDraft]]:
+            repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
+            repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp)
+            return None, [self._event(caller, "allow", Code.OK, f"mandate.grant:{org_id}", now=now, **kw)]
+
+        self.audit.run(work)
+        return {"case_id": case.case_id, "org_id": org_id, "purpose": purpose, "until": until_date.isoformat(),
+                "label": label, "granted_at": stamp}
+
+    def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        if not ORG_ID_RE.fullmatch(org_id):
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", case_id=case.case_id)
+        now = self.clock.now()
+
+        def work(repo: UnitOfWork) -> tuple[int, list[EventDraft]]:
+            n = repo.recall_mandates(case.lender_id, case.case_id, org_id, rfc3339(now))
+            return n, [self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id}", case_id=case.case_id,
+                                   borrower_id=case.borrower_id, now=now)]
+
+        return self.audit.run(work)
+
+    def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        if stage not in STAGES:
+            raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id)
+        return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
+
+    def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
+        """Set or clear case flags and status; a settled or closed case ends every mandate on it."""
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        status = changes.get("status")
+        if status is not None and status not in STATUSES:
+            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", case_id=case.case_id, borrower_id=case.borrower_id)
+        if not changes:
+            return case
+        rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
+        return self._update_case(caller, case, changes, rule)
+
+    def _update_case(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:
+        """Apply validated changes to a case the caller owns; the change and its event commit together."""
+        now = self.clock.now()
+
+        def work(repo: UnitOfWork) -> tuple[CaseRow, list[EventDraft]]:
+            repo.set_case_fields(case.lender_id, case.case_id, changes, rfc3339(now))
+            updated = repo.get_case(case.lender_id, case.case_id)
+            assert updated is not None
+            return updated, [self._event(caller, "allow", Code.OK, rule, case_id=case.case_id,
+                                         borrower_id=case.borrower_id, now=now)]
+
+        return self.audit.run(work)

@@ -1,0 +1,197 @@
+"""Reads: a case's minimised record for a purpose, and the list of cases a caller may see.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from . import access
+from .context import Context
+from .decisions import decide_read
+from .errors import Code
+from .model import (
+    Caller,
+    CaseRow,
+    LoanRow,
+    MandateRow,
+    Org,
+    Unsealer,
+)
+from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
+
+
+@dataclass(frozen=True)
+class Released:
+    case_id: str
+    purpose: str
+    stage: str
+    fields: dict[str, str]
+    rules: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Grant:
+    """An allowed read of one case, remembered with the rows it was decided from (vault RowCache).
+
+    It is decided from the org, mandate, case and loan rows, the policy bundle,
+    and two days: the UTC day (licence expiry) and the case's local day (mandate
+    end, days past due). Any change to those rows drops it with the row cache; it
+    holds only while the bundle is the same object and both days are the ones it
+    was decided on. It keeps the values that are not encrypted at rest as released
+    text, and the encrypted fields only as the vault's `Unsealer` (ciphertext and
+    a key), so plaintext PI exists only inside the call that releases it.
+    """
+
+    bundle: PolicyBundle
+    utc_day: date
+    zone: ZoneInfo
+    local_day: date
+    case: CaseRow
+    decision: ReleaseDecision
+    plain: dict[str, str]
+    unseal: Unsealer
+    with_history: bool
+    fields: list[str]
+    event_head: bytes
+
+    def holds(self, bundle: PolicyBundle, now: datetime) -> bool:
+        return (bundle is self.bundle and now.date() == self.utc_day
+                and now.astimezone(self.zone).date() == self.local_day)
+
+
+class Reads(Context):
+    def _reach(self, caller: Caller, org: Org, case_ref: str, purpose: str) -> tuple[CaseRow, Sequence[MandateRow]]:
+        """The case this caller addresses for this purpose (its own, or through its mandates), else audited."""
+        if self.bundle.owner_only(org.kind, purpose):
+            return self._own_case(caller, case_ref, purpose=purpose), ()
+        if self.bundle.mandate_required(org.kind, purpose):
+            return self._mandates_reaching(caller, case_ref, purpose)
+        _, case_id = self._valid_case_ref(caller, case_ref, purpose=purpose)
+        raise self._deny(caller, Code.PURPOSE_NOT_ALLOWED, "default-deny", purpose=purpose, case_id=case_id)
+
+    def get_case(self, caller: Caller, case_ref: str, purpose: str) -> Released:
+        now = self.clock.now()
+        repo = self.reader()
+        repo.refresh()
+        key = ("grant", caller.org_id, case_ref, purpose)
+        grant: Grant | None = repo.memo(key)
+        if grant is None or not grant.holds(self.bundle, now):
+            grant = self._grant(caller, case_ref, purpose, now)
+            repo.remember(key, grant)
+        case, decision = grant.case, grant.decision
+        values = dict(grant.plain)
+        values.update(self._released(decision, grant.unseal(), caller.org_id))
+        if grant.with_history:
+            history = [c.history_entry() for c in repo.contact_history(case)]
+            values.update(self._released(decision, {"contact_history": history}, caller.org_id))
+        # The release waits for its audit event to be durable.
+        self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
+                                       borrower_id=case.borrower_id, fields=grant.fields, now=now,
+                                       bundle=grant.bundle, head=grant.event_head)])
+        return Released(case.case_id, purpose, case.stage, values, decision.rules)
+
+    def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
+        """Every check of a read, from the rows; a refusal is audited and raised, never remembered.
+
+        Also works out, once, what every read under this grant releases: the values
+        not encrypted at rest (transforms applied), which encrypted fields to open,
+        and the audit event's fixed part.
+        """
+        self._check_purpose(caller, purpose, case_ref)
+        org = self._standing(caller, purpose=purpose)
+        case, mandates = self._reach(caller, org, case_ref, purpose)
+        verdict = decide_read(self.bundle, org, case, mandates, purpose, now)
+        if not verdict.allowed or verdict.release is None:
+            raise self._deny(caller, verdict.code, verdict.rule, purpose=purpose, case_id=case.case_id,
+                             borrower_id=case.borrower_id)
+        decision = verdict.release
+        zone = ZoneInfo(case.timezone)
+        local_day = now.astimezone(zone).date()
+        repo = self.reader()
+        unseal = repo.unsealer(case, decision.encrypted)
+        plain = self._released(decision, self._plain_values(case, decision, local_day), caller.org_id)
+        with_history = "contact_history" in decision.fields
+        fields = sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])
+        head = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
+                           borrower_id=case.borrower_id, fields=fields, now=now).head_bytes()
+        return Grant(self.bundle, now.date(), zone, local_day, case, decision, plain, unseal, with_history, fields,
+                     head)
+
+    def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date) -> dict[str, Any]:
+        """Released values that are not encrypted at rest, before transforms (contact history is read per call)."""
+        repo = self.reader()
+        loan = repo.loan_values(case) if decision.needs_loan else None
+        raw: dict[str, Any] = {}
+        for name in decision.fields:
+            if name in decision.encrypted or name == "contact_history":
+                continue
+            if name in LoanRow.FIELDS:
+                raw[name] = loan.value(name) if loan is not None else None
+            elif name == "lender_name":
+                raw[name] = repo.org_name(case.lender_id)
+            elif name == "days_past_due":
+                raw[name] = days_past_due(loan.first_delinquency_on if loan is not None else None, local_day)
+            elif name == "consent":
+                raw[name] = {"third_party_sharing": case.consent_third_party,
+                             "credit_reporting": case.consent_credit}
+            elif hasattr(case, name):
+                raw[name] = getattr(case, name)
+        return raw
+
+    def _released(self, decision: ReleaseDecision, raw: Mapping[str, Any], recipient: str) -> dict[str, str]:
+        """Values as released: text, the field's transform applied. Absent values are omitted."""
+        out: dict[str, str] = {}
+        transforms = decision.fields
+        for name, value in raw.items():
+            if value is None:
+                continue
+            if type(value) is not str:
+                if isinstance(value, bool):
+                    value = "true" if value else "false"
+                elif isinstance(value, (list, dict)):
+                    value = json_value(value)
+                else:
+                    value = str(value)
+            t = transforms[name]
+            out[name] = value if t.name == "plain" else apply_transform(t, value, self.pseudonym_key, recipient)
+        return out
+
+    def list_cases(self, caller: Caller, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
+        org = self._standing(caller)
+        repo = self.reader()
+        out: list[dict[str, Any]] = []
+        if org.kind == "lender":
+            if national_id or phone:
+                field, value = ("national_id", national_id) if national_id else ("phone", phone)
+                if len(value) > 128:
+                    raise self._deny(caller, Code.INVALID_ARGUMENT, "input")
+                cases = repo.cases_by_index(org.id, field, value)
+            else:
+                cases = repo.cases_of_lender(org.id)
+            for c in cases:
+                out.append(_summary(c, "servicing", ""))
+        else:
+            if national_id or phone:
+                raise self._deny(caller, Code.WRONG_ORG_KIND, "identity.kind")
+            seen: set[tuple[str, str, str]] = set()
+            now = self.clock.now()
+            for m in repo.mandates_of_org(org.id):
+                key = (m.lender_id, m.case_id, m.purpose)
+                if key in seen:
+                    continue
+                seen.add(key)
+                case = repo.get_case(m.lender_id, m.case_id)
+                if case is None or not access.mandate([m], m.purpose, case, self.local_today(case, now))[0].ok:
+                    continue
+                out.append(_summary(case, m.purpose, m.until.isoformat()))
+        self.audit.append([self._event(caller, "allow", Code.OK, "list", fields=[])])
+        return out
+
+
+def _summary(case: CaseRow, purpose: str, until: str) -> dict[str, Any]:
+    return {"case_id": case.case_id, "lender": case.lender_id, "stage": case.stage, "status": case.status,
+            "jurisdiction": case.jurisdiction, "purpose": purpose, "until": until, "flags": case.flags()}
