@@ -1,27 +1,21 @@
-"""The serialised writer: every state change and its audit events, group-committed.
+"""The embedded store's audit log: group-committed (vault/groupcommit.py) over two SQLCipher files.
 
-Callers submit a unit of work; whoever finds no commit in progress becomes the
-leader, runs every queued unit in one transaction (each in its own savepoint),
-appends their audit events as Merkle leaves, commits once and wakes the rest.
-No dedicated writer thread, so a call that finds the log idle pays no thread
-hand-off; under load one fsync covers many calls. Each caller returns only
-after the commit holding its events succeeded: nothing is released before its
-audit event is durable. If the commit fails, every caller in the batch gets
-AUDIT_UNAVAILABLE and nothing of the batch is stored.
+The leader runs every queued unit in one case-database transaction (each in
+its own savepoint), appends their audit events as Merkle leaves to audit.db,
+and commits. The audit file commits first: if the case database then failed,
+the log would over-report, never under-report.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, TypeVar
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
-from gateway.core.ports import Work
+from vault.groupcommit import GroupCommit, _internal, _Item
 
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
@@ -31,19 +25,7 @@ log = logging.getLogger("custos.audit")
 T = TypeVar("T")
 
 
-@dataclass
-class _Item(Generic[T]):
-    work: Work[T]
-    done: bool = False
-    result: Any = None
-    error: BaseException | None = None
-    writes: bool = True  # False: only events, no case-data change (skips the case-database transaction)
-    # Held while the caller waits; released exactly once: when its batch is
-    # durable, or to make it the next leader. No broadcast wakes every waiter.
-    wake: threading.Lock = field(default_factory=threading.Lock)
-
-
-class AuditLog:
+class AuditLog(GroupCommit):
     # Once this many events wait, the commit that crosses the mark also adds them
     # to the query index as one sorted run (Repo.mark_audit; runs are merged
     # `run_fanout` at a time, like a small LSM tree) and stores the tree head.
@@ -59,9 +41,7 @@ class AuditLog:
         self._conn: Connection = repo.conn
         self._audit: Connection = repo.audit_conn
         self._revision = policy_revision
-        self._mutex = threading.Lock()
-        self._pending: list[_Item[Any]] = []
-        self._leading = False
+        super().__init__()
         head = repo.audit_head()
         frontier = Frontier.loads(head[0], head[2]) if head else Frontier()
         for seq, lh in repo.audit_leaf_hashes(frontier.size):
@@ -73,14 +53,6 @@ class AuditLog:
         self._indexed = repo.audit_indexed_upto()
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
-        self._closed = False
-        self._idle = threading.Condition(self._mutex)
-
-    def close(self, timeout: float) -> bool:
-        """Refuse new work; wait (at most `timeout` s) for the commit in progress. True if none was left running."""
-        with self._mutex:
-            self._closed = True
-            return self._idle.wait_for(lambda: not self._leading, timeout)
 
     @property
     def size(self) -> int:
@@ -90,47 +62,6 @@ class AuditLog:
         """(size, root) of the committed tree; the frontier object is replaced, never changed, after a commit."""
         frontier = self._frontier
         return frontier.size, frontier.root()
-
-    def run(self, work: Work[T], *, writes: bool = True) -> T:
-        """Run `work` in the serialised writer; return its result once its events are durable."""
-        item: _Item[T] = _Item(work, writes=writes)
-        item.wake.acquire()
-        with self._mutex:
-            if self._closed:
-                raise CustosError(Code.SHUTTING_DOWN)
-            self._pending.append(item)
-            lead = not self._leading
-            self._leading = True
-        if not lead:
-            item.wake.acquire()  # until our batch is durable, or we are handed the lead
-        if not item.done:
-            self._lead(item)
-        if item.error is not None:
-            raise item.error
-        return item.result  # type: ignore[no-any-return]
-
-    def _lead(self, own: _Item[Any]) -> None:
-        """Commit everything pending (our own unit included), wake its callers, pass the lead on."""
-        with self._mutex:
-            batch, self._pending = self._pending, []
-        try:
-            self._commit(batch)
-        finally:
-            for item in batch:
-                item.done = True
-                if item is not own:
-                    item.wake.release()
-            with self._mutex:
-                successor = self._pending[0] if self._pending else None
-                self._leading = successor is not None
-                if successor is None:
-                    self._idle.notify_all()
-            if successor is not None:
-                successor.wake.release()
-
-    def append(self, events: list[EventDraft]) -> None:
-        """Record events that change nothing else (denials, reads)."""
-        self.run(lambda _repo: (None, events), writes=False)
 
     def _commit(self, batch: list[_Item[Any]]) -> None:
         """Run the batch's units on the case database, make their events durable, then commit the units.
@@ -233,14 +164,6 @@ class AuditLog:
         self._frontier = frontier
         self._indexed = indexed
 
-    @staticmethod
-    def _fail(batch: list[_Item[Any]], stage: str) -> None:
-        log.error("audit log write failed at %s; refusing the batch", stage)
-        for item in batch:
-            item.error = CustosError(Code.AUDIT_UNAVAILABLE)
-            item.result = None
-            item.done = True
-
 
 INSERT_CHUNK = 500  # rows per statement: 3,500 parameters, well under SQLite's limit of 32,766
 
@@ -250,9 +173,3 @@ def _rollback(conn: Connection) -> None:
         conn.execute("ROLLBACK")
     except DbError:
         pass
-
-
-def _internal(exc: BaseException) -> CustosError:
-    # Log the type only: exception text from lower layers might hold a value.
-    log.error("unit of work failed: %s", type(exc).__name__)
-    return CustosError(Code.INTERNAL)

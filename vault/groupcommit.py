@@ -1,0 +1,114 @@
+"""Group commit: every unit of work and its audit events, batched into one commit per leader.
+
+Callers submit a unit of work; whoever finds no commit in progress becomes the
+leader, commits every queued unit at once (`_commit`, the backend's), and
+wakes the rest. No dedicated writer thread, so a call that finds the log idle
+pays no thread hand-off; under load one fsync covers many calls. Each caller
+returns only after the commit holding its events succeeded: nothing is
+released before its audit event is durable. If the commit fails, every caller
+in the batch gets AUDIT_UNAVAILABLE and nothing of the batch is stored.
+Backend-independent: `vault/sqlite` and `vault/postgres` implement `_commit`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from gateway.core.errors import Code, CustosError
+from gateway.core.model import EventDraft
+from gateway.core.ports import Work
+
+log = logging.getLogger("custos.audit")
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Item(Generic[T]):
+    work: Work[T]
+    done: bool = False
+    result: Any = None
+    error: BaseException | None = None
+    writes: bool = True  # False: only events, no case-data change (skips the case-database transaction)
+    # Held while the caller waits; released exactly once: when its batch is
+    # durable, or to make it the next leader. No broadcast wakes every waiter.
+    wake: threading.Lock = field(default_factory=threading.Lock)
+
+
+class GroupCommit:
+    """The batching half of an audit log; subclasses commit a batch."""
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._pending: list[_Item[Any]] = []
+        self._leading = False
+        self._closed = False
+        self._idle = threading.Condition(self._mutex)
+
+    def close(self, timeout: float) -> bool:
+        """Refuse new work; wait (at most `timeout` s) for the commit in progress. True if none was left running."""
+        with self._mutex:
+            self._closed = True
+            return self._idle.wait_for(lambda: not self._leading, timeout)
+
+    def run(self, work: Work[T], *, writes: bool = True) -> T:
+        """Run `work` in the serialised writer; return its result once its events are durable."""
+        item: _Item[T] = _Item(work, writes=writes)
+        item.wake.acquire()
+        with self._mutex:
+            if self._closed:
+                raise CustosError(Code.SHUTTING_DOWN)
+            self._pending.append(item)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            item.wake.acquire()  # until our batch is durable, or we are handed the lead
+        if not item.done:
+            self._lead(item)
+        if item.error is not None:
+            raise item.error
+        return item.result  # type: ignore[no-any-return]
+
+    def _lead(self, own: _Item[Any]) -> None:
+        """Commit everything pending (our own unit included), wake its callers, pass the lead on."""
+        with self._mutex:
+            batch, self._pending = self._pending, []
+        try:
+            self._commit(batch)
+        finally:
+            for item in batch:
+                item.done = True
+                if item is not own:
+                    item.wake.release()
+            with self._mutex:
+                successor = self._pending[0] if self._pending else None
+                self._leading = successor is not None
+                if successor is None:
+                    self._idle.notify_all()
+            if successor is not None:
+                successor.wake.release()
+
+    def append(self, events: list[EventDraft]) -> None:
+        """Record events that change nothing else (denials, reads)."""
+        self.run(lambda _repo: (None, events), writes=False)
+
+    def _commit(self, batch: list[_Item[Any]]) -> None:
+        """Run the batch's units and make their events durable in one commit; set each item's result or error."""
+        raise NotImplementedError
+
+    @staticmethod
+    def _fail(batch: list[_Item[Any]], stage: str) -> None:
+        log.error("audit log write failed at %s; refusing the batch", stage)
+        for item in batch:
+            item.error = CustosError(Code.AUDIT_UNAVAILABLE)
+            item.result = None
+            item.done = True
+
+
+def _internal(exc: BaseException) -> CustosError:
+    # Log the type only: exception text from lower layers might hold a value.
+    log.error("unit of work failed: %s", type(exc).__name__)
+    return CustosError(Code.INTERNAL)
