@@ -60,7 +60,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
         raise CliError(Code.INVALID_ARGUMENT, "--key-dir must be outside the data directory")
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
-    layout = datadir.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir)
+    layout = datadir.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir,
+                            database=args.database)
     if tls is not None:
         ca_crt, server_crt, server_key = tls
         (layout.tls / "ca.crt").write_bytes(ca_crt)
@@ -462,6 +463,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tls", help="server certificate, key and CA certificate from 'custos ca issue --server': "
                                  "the CA key stays offline")
     s.add_argument("--key-dir", help="keep every key file here instead of DATA_DIR/keys")
+    s.add_argument("--database", help="postgresql://USER@HOST:PORT/DB: the store for many replicas (no password "
+                                      "in the URL: PGPASSWORD or ~/.pgpass); default: SQLCipher in DATA_DIR")
     s.set_defaults(fn=cmd_init)
 
     ca = sub.add_parser("ca", help="an offline CA that never has to sit on the gateway host").add_subparsers(

@@ -13,6 +13,7 @@ import gateway  # noqa: F401 - first: it sets gRPC's TLS 1.2 cipher list before 
 import json
 import os
 import shutil
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from gateway import cli, synth
 from gateway.transport.server import Gateway, build
+from tests.pg import PgServer, binaries
 
 ORGS: list[tuple[str, str, list[str]]] = [
     ("lender-a", "lender", []),
@@ -53,22 +55,84 @@ class FakeClock:
         self.current += timedelta(**kw)
 
 
+BACKENDS = ("sqlite", "postgresql")
+# Fixtures that give a test a data directory, and so a storage backend: such a test runs once per backend
+# unless it (or its module) is marked sqlite_only (it looks at SQLite's own files or internals).
+BACKEND_FIXTURES = {"env", "seeded", "env_dir"}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "sqlite_only: looks at the embedded store's files or internals")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if BACKEND_FIXTURES & set(metafunc.fixturenames):
+        backends = ["sqlite"] if metafunc.definition.get_closest_marker("sqlite_only") else list(BACKENDS)
+        metafunc.parametrize("backend", backends, indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "sqlite"))
+
+
 @pytest.fixture(scope="session")
-def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("template")
+def pg_server() -> Iterator[PgServer]:
+    """One PostgreSQL server for the session (tests/pg.py); skipped loudly without binaries, failed under CI."""
+    bindir = binaries()
+    if bindir is None:
+        message = ("PostgreSQL binaries (initdb, pg_ctl) not found: the PostgreSQL tests DID NOT RUN. "
+                   "Install Debian's postgresql package, or set CUSTOS_PG_BIN.")
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(message)
+        warnings.warn(message, stacklevel=1)
+        pytest.skip(message)
+    server = PgServer(bindir)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _make_template(root: Path, database: str | None) -> Path:
     data = root / "data"
-    assert cli.main(["init", str(data)]) == 0
+    assert cli.main(["init", str(data), *(["--database", database] if database else [])]) == 0
     for org_id, kind, extra in ORGS:
         assert cli.main(["org", "add", str(data), "--id", org_id, "--kind", kind, "--name", f"Org {org_id}",
                          "--out", str(root / "ids" / org_id), *extra]) == 0
     return root
 
 
+@pytest.fixture(scope="session")
+def template_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_template(tmp_path_factory.mktemp("template"), None)
+
+
+@pytest.fixture(scope="session")
+def pg_template_dir(tmp_path_factory: pytest.TempPathFactory, pg_server: PgServer) -> Path:
+    """The same organisations in a template database, which each test copies (CREATE DATABASE ... TEMPLATE)."""
+    pg_server.create_database("custos_template")
+    return _make_template(tmp_path_factory.mktemp("pg-template"), pg_server.url("custos_template"))
+
+
+_databases = iter(range(1, 1 << 30))
+
+
 @pytest.fixture
-def env_dir(template_dir: Path, tmp_path: Path) -> Path:
-    """A private copy of the template: DATA_DIR at ./data, identity bundles at ./ids/ORG."""
+def env_dir(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Path:
+    """A private copy of the template: DATA_DIR at ./data, identity bundles at ./ids/ORG (and, on PostgreSQL,
+    a private copy of the template database)."""
     dest = tmp_path / "env"
-    shutil.copytree(template_dir, dest)
+    if backend == "sqlite":
+        shutil.copytree(request.getfixturevalue("template_dir"), dest)
+        return dest
+    server: PgServer = request.getfixturevalue("pg_server")
+    shutil.copytree(request.getfixturevalue("pg_template_dir"), dest)
+    url = server.create_database(f"custos_test_{next(_databases)}", template="custos_template")
+    config = json.loads((dest / "data" / "config.json").read_text())
+    config["database"] = url
+    (dest / "data" / "config.json").write_text(json.dumps(config) + "\n")
     return dest
 
 
@@ -235,3 +299,23 @@ def served() -> Iterator[list[Served]]:
     finally:
         for p in procs:
             p.stop()
+
+
+def store_sql(env: Env | Path, statement: str) -> None:
+    """Run one statement on the data directory's case store directly, as another process would (tests only)."""
+    data = env.data if isinstance(env, Env) else env
+    config = json.loads((data / "config.json").read_text())
+    if config.get("database"):
+        import psycopg
+
+        with psycopg.connect(config["database"], autocommit=True) as conn:
+            conn.execute(statement.replace("= 1", "= true"))  # type: ignore[arg-type]
+        return
+    from vault.crypto import read_key_file
+    from vault.sqlite import db
+
+    conn = db.connect(data / "custos.db", read_key_file(data / "keys" / "db.key"))
+    try:
+        conn.execute(statement)
+    finally:
+        conn.close()

@@ -11,7 +11,7 @@ import pytest
 from custos_client import CustosError
 
 from gateway import cli
-from tests.conftest import Env
+from tests.conftest import Env, store_sql
 
 REMINDER = {"full_name", "phone", "amount_due", "days_past_due", "due_on", "product", "lender_name", "national_id"}
 LETTER = REMINDER | {"home_address"}
@@ -149,18 +149,13 @@ def _warm(env: Env, org: str, case: str, purpose: str, times: int = 12) -> None:
 @pytest.mark.parametrize("change", ["disable-by-another-process", "mandate-edited-by-another-process",
                                     "recall-through-the-gateway"])
 def test_a_change_applies_to_the_next_request_despite_the_row_cache(seeded: Env, change: str) -> None:
-    from vault.crypto import read_key_file
-    from vault.sqlite import db
-
     _warm(seeded, "agency-1", "C-1", "collection")
     if change == "disable-by-another-process":
         assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0
         code = "ORG_DISABLED"
     elif change == "mandate-edited-by-another-process":
         # Any writer, not only ours: the trigger moves the change counter in the writer's own transaction.
-        conn = db.connect(seeded.data / "custos.db", read_key_file(seeded.data / "keys" / "db.key"))
-        conn.execute("UPDATE mandates SET until = '2026-11-01' WHERE org_id = 'agency-1' AND case_id = 'C-1'")
-        conn.close()
+        store_sql(seeded, "UPDATE mandates SET until = '2026-11-01' WHERE org_id = 'agency-1' AND case_id = 'C-1'")
         code = "MANDATE_EXPIRED"
     else:
         assert seeded.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
@@ -251,6 +246,7 @@ def test_commit_watch_sees_every_commit_of_any_connection(tmp_path: Path) -> Non
     assert db.CommitWatch(tmp_path / "missing.db").stamp() is None
 
 
+@pytest.mark.sqlite_only  # SQLite's own files or internals
 def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> None:
     from vault.sqlite import db
 

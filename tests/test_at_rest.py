@@ -14,6 +14,9 @@ from tests.conftest import Env
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher, FileKekProvider, read_key_file
 from vault.sqlite import db
 
+# The embedded store's files; PostgreSQL's data directory and dumps are scanned in test_postgres.py.
+pytestmark = pytest.mark.sqlite_only
+
 LINES = [synth.case_line(i, jurisdiction="CN" if i % 2 else "US") for i in range(1, 9)]
 SECRETS = [v for line in LINES for v in synth.pi_values(line)]
 

@@ -102,6 +102,7 @@ def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: E
     assert lender.get_case("C-1", "servicing")["stage"] == "reminder"
 
 
+@pytest.mark.sqlite_only  # SQLite's own files or internals
 @pytest.mark.parametrize("index_every", [1, 10_000])  # every batch in an explicit transaction / one statement
 def test_a_failing_insert_stores_nothing_and_the_log_goes_on(seeded: Env, tmp_path: Path, index_every: int) -> None:
     """The write itself fails (not a hook): the batch is refused, nothing is stored, the next batch continues."""
@@ -122,8 +123,41 @@ def test_a_failing_insert_stores_nothing_and_the_log_goes_on(seeded: Env, tmp_pa
     assert _verify(seeded, tmp_path)[0] == 0
 
 
-def _raw_db(env: Env) -> db.Connection:
-    return db.connect(env.data / "audit.db", read_key_file(env.data / "keys" / "db.key"))
+class _RawAudit:
+    """The audit store opened directly, as an operator with the keys and the database could (SQLite or PostgreSQL)."""
+
+    def __init__(self, env: Env) -> None:
+        self.url = json.loads((env.data / "config.json").read_text()).get("database")
+        if self.url:
+            import psycopg
+
+            self.conn: Any = psycopg.connect(self.url, autocommit=True)
+        else:
+            self.conn = db.connect(env.data / "audit.db", read_key_file(env.data / "keys" / "db.key"))
+
+    def execute(self, sql: str, params: tuple[Any, ...] = ()) -> Any:
+        if not self.url:
+            return self.conn.execute(sql, params)
+        import psycopg
+
+        try:
+            return self.conn.execute(sql.replace("?", "%s"), params)
+        except psycopg.Error as exc:
+            raise db.DbError(type(exc).__name__) from None
+
+    def drop_triggers(self) -> None:
+        if self.url:
+            self.execute("ALTER TABLE audit_events DISABLE TRIGGER USER")
+        else:
+            self.execute("DROP TRIGGER audit_no_update")
+            self.execute("DROP TRIGGER audit_no_delete")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _raw_db(env: Env) -> _RawAudit:
+    return _RawAudit(env)
 
 
 def _verify(env: Env, tmp_path: Path, state: str = "state.json") -> tuple[int, str, str]:
@@ -139,17 +173,16 @@ def _verify(env: Env, tmp_path: Path, state: str = "state.json") -> tuple[int, s
 
 def _tamper(env: Env, sql: str, params: tuple[Any, ...] = ()) -> None:
     conn = _raw_db(env)
-    conn.execute("DROP TRIGGER audit_no_update")
-    conn.execute("DROP TRIGGER audit_no_delete")
+    conn.drop_triggers()
     conn.execute(sql, params)
     conn.close()
 
 
 def test_append_only_triggers_refuse_edits(seeded: Env) -> None:
     conn = _raw_db(seeded)
-    for sql in ("UPDATE audit_events SET leaf = x'00' WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1"):
+    for sql in ("UPDATE audit_events SET leaf = ? WHERE seq = 1", "DELETE FROM audit_events WHERE seq = 1"):
         with pytest.raises(db.DbError):
-            conn.execute(sql)
+            conn.execute(sql, (b"\x00",) if "?" in sql else ())
     conn.close()
 
 
@@ -189,7 +222,7 @@ def test_tampering_makes_verify_fail(seeded: Env, tmp_path: Path, tamper: str) -
         f = merkle.Frontier()
         for leaf in leaves:
             f.append(merkle.leaf_hash(leaf))
-        conn.execute("UPDATE audit_head SET size = ?, root = ?, frontier = ?", (f.size, f.root(), f.dumps()))
+        conn.execute("UPDATE audit_head SET size = ?, root = ?, frontier = ? WHERE id = 1", (f.size, f.root(), f.dumps()))
         conn.close()
         seeded.gw.vault.audit._frontier = f  # the running gateway reloads the forged head
     rc, out, err = _verify(seeded, tmp_path)
@@ -241,6 +274,7 @@ def test_audit_query_filters(seeded: Env) -> None:
     assert info.value.code == "INVALID_TIME"
 
 
+@pytest.mark.sqlite_only  # SQLite's own files or internals
 @pytest.mark.parametrize(("index_every", "fanout"), [(1, 2), (1, 3), (4, 2), (10_000, 16)])
 def test_audit_query_same_answer_from_index_and_tail(seeded: Env, index_every: int, fanout: int) -> None:
     """Filtered queries read the index runs up to `indexed_upto` and scan the tail: together exactly the matches."""
@@ -292,6 +326,7 @@ def _runs_are_sound(conn: db.Connection, upto: int, fanout: int) -> list[tuple[i
     return runs  # type: ignore[return-value]
 
 
+@pytest.mark.sqlite_only  # SQLite's own files or internals
 def test_audit_index_is_filled_in_bulk_not_per_event(seeded: Env) -> None:
     audit, repo = seeded.gw.vault.audit, seeded.gw.vault.writer
     audit.index_every = 5

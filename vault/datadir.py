@@ -73,11 +73,16 @@ class Layout:
         return self.root / "config.json"
 
 
-def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | None = None) -> Layout:
-    """Create keys and an empty encrypted database; refuses a non-empty data or key directory."""
+def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | None = None,
+           database: str | None = None) -> Layout:
+    """Create keys and an empty store (SQLCipher files, or the schema in `database`); refuses a non-empty one."""
     for directory in (root, key_dir):
         if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
             raise CustosError(Code.DATA_DIR_EXISTS, "the key directory is not empty" if directory == key_dir else "")
+    if database is not None:
+        from .postgres import preflight
+
+        preflight(database)  # reachable and empty, before anything is written
     layout = Layout(root, key_dir.resolve() if key_dir is not None else None)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -87,9 +92,16 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     config = dict(config or {})
     if layout.key_dir is not None:
         config["key_dir"] = str(layout.key_dir)
+    if database is not None:
+        config["database"] = database
     layout.config.write_text(json.dumps(config) + "\n")
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
         write_key_file(layout.keys / name, os.urandom(32))
+    if database is not None:
+        from .postgres import create_schema
+
+        create_schema(database)
+        return layout
     from .sqlite import create_databases
 
     create_databases(layout.db, layout.audit_db, layout.key_provider().secret("db"))
@@ -109,12 +121,18 @@ def load_config(layout: Layout) -> dict[str, str]:
 
 
 
-def open_vault(root: Path, policy_revision: str = "") -> SqliteVault:
-    """The storage behind a data directory: the embedded SQLCipher store (the only backend so far)."""
+def open_vault(root: Path, policy_revision: str = "") -> SqliteVault | PgVault:
+    """The storage behind a data directory: PostgreSQL if `custos init --database` named one, else SQLCipher."""
+    database = load_config(Layout.of(root)).get("database") if (root / "config.json").exists() else None
+    if database:
+        from .postgres import PgVault
+
+        return PgVault(root, database, policy_revision)
     from .sqlite import SqliteVault
 
     return SqliteVault(root, policy_revision)
 
 
 if TYPE_CHECKING:
+    from .postgres import PgVault
     from .sqlite import SqliteVault

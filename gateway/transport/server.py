@@ -26,6 +26,7 @@ from gateway.core.policy import load_bundle
 from gateway.core.usecases import Core
 from policies import BUNDLE_DIR
 from vault.datadir import Layout, audit_signing_key, load_config, open_vault
+from vault.postgres import PgVault
 from vault.sqlite import ServeLock, SqliteVault
 
 from .calls import Gate, Watchdog
@@ -39,7 +40,7 @@ log = logging.getLogger("custos.server")
 class Gateway:
     server: grpc.Server
     port: int
-    vault: SqliteVault
+    vault: SqliteVault | PgVault
     core: Core
     provider: TracerProvider | None
     policy_dir: Path

@@ -6,7 +6,6 @@ out, for exactly the fields a decision released.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import json
 import secrets
@@ -31,6 +30,7 @@ from gateway.core.model import (
     Unsealer,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher
+from vault.records import NOTHING, Sealed, contract_ad, import_digest, seal_fields
 
 from .db import TOP_LEVEL, CommitWatch, Connection, blob
 
@@ -74,27 +74,6 @@ _PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 def _audit_insert_sql(rows: int) -> str:
     return ("INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id) VALUES "
             + ",".join(["(?,?,?,?,?,?,?)"] * rows))
-
-
-class _Sealed:
-    """An `Unsealer`: ciphertexts and the opener of their borrower's key."""
-
-    __slots__ = ("_opener", "_sealed", "fields")
-
-    def __init__(self, fields: tuple[str, ...], sealed: tuple[tuple[str, str, bytes], ...],
-                 opener: Callable[[str, bytes], str] | None) -> None:
-        self.fields = fields
-        self._sealed = sealed
-        self._opener = opener
-
-    def __call__(self) -> dict[str, str]:
-        opener = self._opener
-        if opener is None:
-            return {}
-        try:
-            return {name: opener(ad_name, blob) for name, ad_name, blob in self._sealed}
-        except DecryptionError:
-            raise CustosError(Code.DECRYPTION_FAILED) from None
 
 
 R = TypeVar("R")
@@ -317,9 +296,7 @@ class Repo:
         else:
             kek_version, wrapped, dek_version, _erased = row
             dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
-        enc = {
-            f: self.cipher.encrypt(dek, lender, case.borrower_id, f, dek_version, v) for f, v in case.pi.items()
-        }
+        enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
         sets = ", ".join(f"{f} = ?" for f in enc)
         self.conn.execute(
             f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
@@ -328,7 +305,7 @@ class Repo:
         )
         loan = case.loan
         contract = (
-            self.cipher.encrypt(dek, lender, case.borrower_id, f"loan:{loan['loan_id']}:contract_text", dek_version,
+            self.cipher.encrypt(dek, lender, case.borrower_id, contract_ad(loan["loan_id"]), dek_version,
                                 case.contract_text)
             if case.contract_text is not None else None
         )
@@ -348,8 +325,7 @@ class Repo:
         )
 
     def _import_digest(self, lender: str, case: ImportedCase) -> bytes:
-        doc = json.dumps(dataclasses.asdict(case), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return self.bidx.digest(lender, "import-line", doc.encode())
+        return import_digest(self.bidx, lender, case)
 
     def import_state(self, lender: str, case: ImportedCase) -> str:
         """'new' (no such case), 'same' (imported before from a line with these values) or 'other'."""
@@ -402,7 +378,7 @@ class Repo:
             for name in fields:
                 if name == "contract_text":
                     blob = self._contract_blob(case.lender_id, case.loan_id)
-                    ad_name = f"loan:{case.loan_id}:contract_text"
+                    ad_name = contract_ad(case.loan_id)
                 else:
                     column = _PI_COLUMN.get(name)
                     blob = row[column] if column is not None else None
@@ -410,13 +386,13 @@ class Repo:
                 if blob is not None:
                     sealed.append((name, ad_name, blob))
         if not sealed:
-            return _Sealed((), (), None)
+            return NOTHING
         assert row is not None
         try:
             opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
         except DecryptionError:
             raise CustosError(Code.DECRYPTION_FAILED) from None
-        return _Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), opener)
+        return Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), opener)
 
     @_cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,

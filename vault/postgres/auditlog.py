@@ -1,0 +1,132 @@
+"""The audit log over PostgreSQL: one transaction per group commit, the sequence and tree head locked in it.
+
+The leader of a batch (vault/groupcommit.py) takes one pooled connection and,
+in one transaction: runs each unit in a savepoint, locks the single row of
+`audit_head` (FOR UPDATE), numbers the batch's events after the size it
+finds, extends the stored frontier over their leaf hashes, inserts them and
+stores the new head, and commits. Replicas therefore append to one sequence
+and one tree: the second of two concurrent commits waits for the first and
+continues from its head. Case changes and their events commit together. A
+deadlock between replicas (each holding a borrower lock the other's batch
+needs) rolls one batch back whole, and it is run again from the start.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from contextlib import nullcontext
+from typing import Any
+
+import psycopg
+import psycopg.errors
+import psycopg_pool
+
+from gateway.core.errors import Code, CustosError
+from gateway.core.merkle import Frontier, leaf_hash
+from gateway.core.model import EventDraft
+from vault.crypto import BlindIndex, FieldCipher
+from vault.groupcommit import GroupCommit, _internal, _Item
+
+from .store import PgStore
+
+log = logging.getLogger("custos.audit")
+
+RETRIES = 3  # a batch rolled back by a deadlock or a serialization failure is run again this many times
+
+
+class PgAuditLog(GroupCommit):
+    def __init__(self, pool: psycopg_pool.ConnectionPool[Any], cipher: FieldCipher, bidx: BlindIndex,
+                 policy_revision: Callable[[], str]) -> None:
+        super().__init__()
+        self._pool = pool
+        self._cipher = cipher
+        self._bidx = bidx
+        self._revision = policy_revision
+        self._size = 0
+        # Test hook: a callable run just before COMMIT (fault injection).
+        self.before_commit: Callable[[], None] | None = None
+
+    @property
+    def size(self) -> int:
+        """The tree size after this replica's last commit (others may have appended since)."""
+        return self._size
+
+    def head(self) -> tuple[int, bytes]:
+        """(size, root) of the one tree as committed now, by any replica."""
+        try:
+            with self._pool.connection() as conn:
+                row = conn.execute("SELECT size, root FROM audit_head WHERE id = 1").fetchone()
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+            raise CustosError(Code.AUDIT_UNAVAILABLE, "the database cannot be reached") from None
+        assert row is not None
+        return int(row[0]), bytes(row[1])
+
+    def _commit(self, batch: list[_Item[Any]]) -> None:
+        for attempt in range(RETRIES + 1):
+            for item in batch:
+                item.result, item.error = None, None
+            try:
+                self._attempt(batch)
+                return
+            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+                log.warning("audit batch rolled back by a conflict between replicas; running it again")
+                if attempt == RETRIES:
+                    self._fail(batch, "commit")
+                    return
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+                log.error("the database cannot be reached; refusing the batch")
+                self._fail(batch, "connect")
+                return
+            except BaseException:  # noqa: BLE001 - any failure to commit refuses the whole batch
+                self._fail(batch, "commit")
+                return
+
+    def _attempt(self, batch: list[_Item[Any]]) -> None:
+        """The batch in one transaction: each unit in a savepoint inside it, then the events; all or nothing."""
+        revision = self._revision()
+        size = self._size
+        with self._pool.connection() as conn, conn.transaction():
+            store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
+            events: list[EventDraft] = []
+            for item in batch:
+                if not item.writes:
+                    item.result, drafts = item.work(store)
+                else:
+                    try:
+                        with conn.transaction():  # nested: a savepoint, so a failing unit is undone alone
+                            item.result, drafts = item.work(store)
+                    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
+                            psycopg.OperationalError):
+                        raise
+                    except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
+                        item.error = exc if isinstance(exc, CustosError) else _internal(exc)
+                        continue
+                for draft in drafts:
+                    if not draft.policy_revision:
+                        draft.policy_revision = revision
+                events.extend(drafts)
+            if events:
+                size = self._append(conn, events)
+            if self.before_commit is not None:
+                self.before_commit()
+        self._size = size
+
+    @staticmethod
+    def _append(conn: psycopg.Connection[Any], events: list[EventDraft]) -> int:
+        row = conn.execute("SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
+        assert row is not None
+        frontier = Frontier.loads(int(row[0]), str(row[1]))
+        rows = []
+        for draft in events:
+            seq = frontier.size
+            leaf = draft.leaf_bytes(seq)
+            lh = leaf_hash(leaf)
+            frontier.append(lh)
+            rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
+        with conn.cursor() as cur:
+            cur.executemany("INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id)"
+                            " VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)
+        conn.execute("UPDATE audit_head SET size = %s, root = %s, frontier = %s WHERE id = 1",
+                     (frontier.size, frontier.root(), frontier.dumps()))
+        return frontier.size

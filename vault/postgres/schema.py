@@ -1,0 +1,113 @@
+"""The PostgreSQL schema as numbered migrations, applied once each and recorded.
+
+`migrate` takes an advisory lock, so replicas starting together apply each
+migration once; every migration runs in its own transaction with the row
+that records it. PostgreSQL sees only ciphertexts, blind indexes and
+identifiers: borrower fields, contract texts and a loan's terms are sealed
+under the borrower's data key before they reach it (`vault/records.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+MIGRATION_LOCK = 0x437573746F73  # "Custos": the advisory lock every migrating replica takes
+
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "the first layout", [
+        """CREATE TABLE orgs(
+             id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, jurisdiction TEXT NOT NULL,
+             licence_no TEXT, licence_expires TEXT, disabled BOOLEAN NOT NULL DEFAULT false, created_at TEXT NOT NULL)""",
+        """CREATE TABLE borrowers(
+             lender_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+             kek_version INTEGER NOT NULL, wrapped_dek BYTEA, dek_version INTEGER NOT NULL,
+             nid_bidx BYTEA, phone_bidx BYTEA,
+             full_name BYTEA, national_id BYTEA, date_of_birth BYTEA, phone BYTEA, email BYTEA, home_address BYTEA,
+             work_address BYTEA, employer BYTEA, bank_account BYTEA, emergency_contacts BYTEA,
+             erased_at TEXT,
+             PRIMARY KEY(lender_id, borrower_id))""",
+        "CREATE INDEX borrowers_nid ON borrowers(lender_id, nid_bidx)",
+        "CREATE INDEX borrowers_phone ON borrowers(lender_id, phone_bidx)",
+        # A loan's terms (amounts, dates, repayments) sealed as one JSON document under the borrower's key.
+        """CREATE TABLE loans(
+             lender_id TEXT NOT NULL, loan_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+             terms BYTEA NOT NULL, contract_text BYTEA,
+             PRIMARY KEY(lender_id, loan_id))""",
+        """CREATE TABLE cases(
+             lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL, loan_id TEXT NOT NULL,
+             jurisdiction TEXT NOT NULL, timezone TEXT NOT NULL, stage TEXT NOT NULL,
+             status TEXT NOT NULL DEFAULT 'open',
+             disputed BOOLEAN NOT NULL DEFAULT false, cease_contact BOOLEAN NOT NULL DEFAULT false,
+             attorney_represented BOOLEAN NOT NULL DEFAULT false, lost_contact BOOLEAN NOT NULL DEFAULT false,
+             legal_hold BOOLEAN NOT NULL DEFAULT false,
+             consent_third_party BOOLEAN NOT NULL DEFAULT false, consent_credit BOOLEAN NOT NULL DEFAULT false,
+             created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BYTEA,
+             PRIMARY KEY(lender_id, case_id))""",
+        "CREATE INDEX cases_borrower ON cases(lender_id, borrower_id)",
+        """CREATE TABLE mandates(
+             id BIGSERIAL PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
+             purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
+             recalled_at TEXT)""",
+        "CREATE INDEX mandates_org ON mandates(org_id, case_id)",
+        "CREATE INDEX mandates_case ON mandates(lender_id, case_id)",
+        """CREATE TABLE contacts(
+             id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+             org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BYTEA NOT NULL,
+             opened_at TEXT NOT NULL, result TEXT, result_at TEXT)""",
+        "CREATE INDEX contacts_borrower ON contacts(lender_id, borrower_id, opened_at)",
+        "CREATE INDEX contacts_case ON contacts(lender_id, case_id, opened_at)",
+        """CREATE TABLE audit_events(
+             seq BIGINT PRIMARY KEY, leaf BYTEA NOT NULL, leaf_hash BYTEA NOT NULL,
+             time TEXT NOT NULL, org TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL)""",
+        "CREATE INDEX audit_case ON audit_events(case_id, seq) WHERE case_id <> ''",
+        "CREATE INDEX audit_org ON audit_events(org, seq) WHERE org <> ''",
+        "CREATE INDEX audit_borrower ON audit_events(borrower_id, seq) WHERE borrower_id <> ''",
+        # The head of the one tree: every appending transaction locks this row, so the sequence and the
+        # root come from the database inside the commit, whichever replica writes.
+        """CREATE TABLE audit_head(
+             id INTEGER PRIMARY KEY CHECK (id = 1), size BIGINT NOT NULL, root BYTEA NOT NULL, frontier TEXT NOT NULL)""",
+        """INSERT INTO audit_head(id, size, root, frontier)
+             VALUES (1, 0, decode('e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855', 'hex'), '[]')""",
+        """CREATE FUNCTION audit_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN RAISE EXCEPTION 'audit log is append-only'; END $$""",
+        """CREATE TRIGGER audit_no_update BEFORE UPDATE OR DELETE ON audit_events
+             FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
+        """CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_events
+             FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
+    ]),
+]
+
+LATEST = MIGRATIONS[-1][0]
+
+
+def migrate(conn: Any) -> list[int]:
+    """Apply every migration the database lacks, in order; return the versions applied now."""
+    applied: list[int] = []
+    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK,))
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version("
+                     "version INTEGER PRIMARY KEY, description TEXT NOT NULL, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())")
+        conn.commit()
+        have = {int(r[0]) for r in conn.execute("SELECT version FROM schema_version").fetchall()}
+        conn.commit()
+        for version, description, statements in MIGRATIONS:
+            if version in have:
+                continue
+            with conn.transaction():
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("INSERT INTO schema_version(version, description) VALUES (%s, %s)",
+                             (version, description))
+            applied.append(version)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s)", (MIGRATION_LOCK,))
+        conn.commit()
+    return applied
+
+
+def version(conn: Any) -> int:
+    row = conn.execute("SELECT to_regclass('schema_version')").fetchone()
+    if row is None or row[0] is None:
+        return 0
+    found = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+    return int(found[0]) if found else 0

@@ -1,0 +1,335 @@
+"""The store over PostgreSQL: the core's CaseReader and UnitOfWork, one SQL statement per call.
+
+A reader takes a pooled connection per statement and caches nothing, so every
+read is as fresh as the database: a recall, stage change, flag or disable
+committed through any replica is seen by the next statement anywhere. A unit
+of work runs on the group commit's connection, inside its transaction.
+Borrower fields, contract texts and loan terms are sealed before they are
+sent; PostgreSQL holds ciphertexts, blind indexes and identifiers.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import date
+from typing import Any, TypeVar
+
+import psycopg
+import psycopg_pool
+
+from gateway.core.errors import Code, CustosError
+from gateway.core.importer import ImportedCase
+from gateway.core.model import (
+    BORROWER_PI_FIELDS,
+    AuditEntry,
+    CaseRow,
+    ContactRow,
+    LoanRow,
+    MandateRow,
+    Org,
+    Repayment,
+    Unsealer,
+)
+from vault.crypto import BlindIndex, DecryptionError, FieldCipher
+from vault.records import NOTHING, Sealed, contract_ad, import_digest, seal_fields, terms_ad
+
+ConnSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
+
+CASE_COLS = (
+    "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
+    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit"
+)
+MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
+CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
+CASE_FIELDS = {"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold"}
+_PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
+TERMS = ("product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
+         "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on")
+
+R = TypeVar("R")
+
+
+def unavailable(fn: Callable[..., R]) -> Callable[..., R]:
+    """A database that cannot be reached is UNAVAILABLE for the caller, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+            raise CustosError(Code.UNAVAILABLE, "the database cannot be reached") from None
+
+    return wrapper
+
+
+def _case(row: Sequence[Any]) -> CaseRow:
+    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))
+
+
+def _org(row: Sequence[Any]) -> Org:
+    return Org(row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]) if row[5] else None, bool(row[6]))
+
+
+def _mandate(row: Sequence[Any]) -> MandateRow:
+    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
+
+
+def _contact(row: Sequence[Any]) -> ContactRow:
+    return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
+                      channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
+                      result_at=row[10])
+
+
+class PgStore:
+    """Reads and writes over `conn()`: a pooled connection per statement, or the unit of work's connection."""
+
+    def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex) -> None:
+        self._conn = conn
+        self.cipher = cipher
+        self.bidx = bidx
+
+    # ------------------------------------------------------------ the request view (nothing cached)
+    def refresh(self) -> None:
+        """Every statement reads committed data as it is now: there is nothing to refresh."""
+
+    def memo(self, key: tuple[Any, ...]) -> Any:
+        return None
+
+    def remember(self, key: tuple[Any, ...], value: Any) -> None:
+        """No cache that could not prove itself fresh: nothing is remembered."""
+
+    @unavailable
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    @unavailable
+    def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @unavailable
+    def _exec(self, sql: str, params: Sequence[Any]) -> int:
+        with self._conn() as conn:
+            return conn.execute(sql, params).rowcount
+
+    # ------------------------------------------------------------ orgs
+    def get_org(self, org_id: str) -> Org | None:
+        row = self._one("SELECT id, kind, name, jurisdiction, licence_no, licence_expires, disabled FROM orgs"
+                        " WHERE id = %s", (org_id,))
+        return _org(row) if row else None
+
+    def org_name(self, org_id: str) -> str:
+        row = self._one("SELECT name FROM orgs WHERE id = %s", (org_id,))
+        return str(row[0]) if row else ""
+
+    def insert_org(self, org: Org, now: str) -> None:
+        self._exec("INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, false, %s)",
+                   (org.id, org.kind, org.name, org.jurisdiction, org.licence_no,
+                    org.licence_expires.isoformat() if org.licence_expires else None, now))
+
+    def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
+        return self._exec("UPDATE orgs SET disabled = %s WHERE id = %s", (disabled, org_id))
+
+    # ------------------------------------------------------------ cases and mandates
+    def get_case(self, lender: str, case_id: str) -> CaseRow | None:
+        row = self._one(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s AND case_id = %s", (lender, case_id))
+        return _case(row) if row else None
+
+    def cases_of_lender(self, lender: str) -> list[CaseRow]:
+        return [_case(r) for r in self._all(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s ORDER BY case_id",
+                                            (lender,))]
+
+    def cases_by_index(self, lender: str, field: str, value: str) -> list[CaseRow]:
+        column = {"national_id": "nid_bidx", "phone": "phone_bidx"}[field]
+        cols = ", ".join("c." + c.strip() for c in CASE_COLS.split(","))
+        rows = self._all(f"SELECT {cols} FROM borrowers b JOIN cases c ON c.lender_id = b.lender_id"
+                         f" AND c.borrower_id = b.borrower_id WHERE b.lender_id = %s AND b.{column} = %s"
+                         " ORDER BY c.case_id", (lender, self.bidx(lender, field, value)))
+        return [_case(r) for r in rows]
+
+    def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None:
+        assert set(values) <= CASE_FIELDS
+        sets = ", ".join(f"{k} = %s" for k in values)
+        self._exec(f"UPDATE cases SET {sets}, updated_at = %s WHERE lender_id = %s AND case_id = %s",
+                   (*values.values(), now, lender, case_id))
+
+    def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
+        return tuple(_mandate(r) for r in self._all(
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND case_id = %s ORDER BY id DESC",
+            (org_id, case_id)))
+
+    def mandates_of_org(self, org_id: str) -> list[MandateRow]:
+        return [_mandate(r) for r in self._all(
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND recalled_at IS NULL ORDER BY case_id, id DESC",
+            (org_id,))]
+
+    def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
+                       now: str) -> None:
+        self._exec("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s)", (lender, case_id, org_id, purpose, label, now,
+                                                            until.isoformat()))
+
+    def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int:
+        sql = ("UPDATE mandates SET recalled_at = %s WHERE lender_id = %s AND case_id = %s AND org_id = %s"
+               " AND recalled_at IS NULL")
+        params: tuple[Any, ...] = (now, lender, case_id, org_id)
+        if purpose:
+            sql += " AND purpose = %s"
+            params += (purpose,)
+        return self._exec(sql, params)
+
+    # ------------------------------------------------------------ units of work
+    def lock_borrower(self, lender: str, borrower_id: str) -> None:
+        """Until the commit, no other transaction, on any replica, decides about this borrower."""
+        self._one("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{lender}/{borrower_id}",))
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        with self._conn() as conn, conn.transaction():
+            yield
+
+    # ------------------------------------------------------------ import
+    def import_state(self, lender: str, case: ImportedCase) -> str:
+        row = self._one("SELECT import_digest FROM cases WHERE lender_id = %s AND case_id = %s", (lender, case.case_id))
+        if row is None:
+            return "new"
+        return "same" if row[0] is not None and bytes(row[0]) == import_digest(self.bidx, lender, case) else "other"
+
+    def loan_exists(self, lender: str, loan_id: str) -> bool:
+        return self._one("SELECT 1 FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id)) is not None
+
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> None:
+        """One case with its loan and (new or joined) borrower, sealed before it is sent; inside the unit's transaction."""
+        row = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                        " WHERE lender_id = %s AND borrower_id = %s FOR UPDATE", (lender, case.borrower_id))
+        if row is None:
+            dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
+            dek_version = 1
+            self._exec("INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version)"
+                       " VALUES (%s, %s, %s, %s, %s)", (lender, case.borrower_id, kek_version, wrapped, dek_version))
+        else:
+            kek_version, wrapped, dek_version = int(row[0]), bytes(row[1]), int(row[2])
+            dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
+        enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
+        sets = ", ".join(f"{f} = %s" for f in enc)
+        self._exec(f"UPDATE borrowers SET {sets}, nid_bidx = %s, phone_bidx = %s"
+                   " WHERE lender_id = %s AND borrower_id = %s",
+                   (*enc.values(), self.bidx(lender, "national_id", case.pi["national_id"]),
+                    self.bidx(lender, "phone", case.pi["phone"]), lender, case.borrower_id))
+        loan = case.loan
+        terms = json.dumps({k: loan.get(k) for k in TERMS}, ensure_ascii=False, separators=(",", ":"))
+        sealed_terms = self.cipher.encrypt(dek, lender, case.borrower_id, terms_ad(loan["loan_id"]), dek_version, terms)
+        contract = (self.cipher.encrypt(dek, lender, case.borrower_id, contract_ad(loan["loan_id"]), dek_version,
+                                        case.contract_text) if case.contract_text is not None else None)
+        self._exec("INSERT INTO loans(lender_id, loan_id, borrower_id, terms, contract_text) VALUES (%s, %s, %s, %s, %s)",
+                   (lender, loan["loan_id"], case.borrower_id, sealed_terms, contract))
+        self._exec("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
+                   " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                   (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
+                    case.stage, case.consent_third_party, case.consent_credit, now, now,
+                    import_digest(self.bidx, lender, case)))
+
+    # ------------------------------------------------------------ sealed values
+    def _borrower_row(self, lender: str, borrower_id: str) -> Any:
+        return self._one(f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
+                         " WHERE lender_id = %s AND borrower_id = %s", (lender, borrower_id))
+
+    def _opener(self, lender: str, borrower_id: str, row: Any) -> Callable[[str, bytes], str]:
+        try:
+            dek = self.cipher.unwrap_dek(lender, borrower_id, int(row[0]), bytes(row[1]))
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None
+        return self.cipher.opener(dek, lender, borrower_id, int(row[2]))
+
+    def loan_values(self, case: CaseRow) -> LoanRow | None:
+        loan = self._one("SELECT terms FROM loans WHERE lender_id = %s AND loan_id = %s", (case.lender_id, case.loan_id))
+        borrower = self._borrower_row(case.lender_id, case.borrower_id)
+        if loan is None or borrower is None or borrower[1] is None:
+            return None
+        try:
+            terms = json.loads(self._opener(case.lender_id, case.borrower_id, borrower)(terms_ad(case.loan_id),
+                                                                                        bytes(loan[0])))
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None
+        repayments = tuple(Repayment(r["on"], r["amount"]) for r in terms.pop("repayments") or [])
+        return LoanRow(loan_id=case.loan_id, repayments=repayments, **terms)
+
+    def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer:
+        row = self._borrower_row(case.lender_id, case.borrower_id)
+        if row is None or row[1] is None:
+            return NOTHING
+        sealed: list[tuple[str, str, bytes]] = []
+        for name in fields:
+            if name == "contract_text":
+                found = self._one("SELECT contract_text FROM loans WHERE lender_id = %s AND loan_id = %s",
+                                  (case.lender_id, case.loan_id))
+                value = found[0] if found else None
+                ad_name = contract_ad(case.loan_id)
+            else:
+                column = _PI_COLUMN.get(name)
+                value = row[column] if column is not None else None
+                ad_name = name
+            if value is not None:
+                sealed.append((name, ad_name, bytes(value)))
+        if not sealed:
+            return NOTHING
+        return Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), self._opener(case.lender_id, case.borrower_id, row))
+
+    def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
+        return self.unsealer(case, fields)()
+
+    # ------------------------------------------------------------ contacts
+    def insert_contact(self, lender: str, case_id: str, borrower_id: str, org_id: str, channel: str, party: str,
+                       target: bytes, opened_at: str) -> str:
+        contact_id = "K-" + secrets.token_hex(8)
+        self._exec("INSERT INTO contacts(id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                   (contact_id, lender, case_id, borrower_id, org_id, channel, party, target, opened_at))
+        return contact_id
+
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]:
+        return [_contact(r) for r in self._all(
+            f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = %s AND borrower_id = %s AND opened_at >= %s"
+            " ORDER BY opened_at", (lender, borrower_id, since))]
+
+    def contact_history(self, case: CaseRow) -> list[ContactRow]:
+        return [_contact(r) for r in self._all(
+            f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = %s AND case_id = %s ORDER BY opened_at",
+            (case.lender_id, case.case_id))]
+
+    def get_contact(self, contact_id: str) -> ContactRow | None:
+        row = self._one(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = %s", (contact_id,))
+        return _contact(row) if row else None
+
+    def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
+        self._exec("UPDATE contacts SET result = %s, result_at = %s WHERE id = %s", (result, now, contact_id))
+
+    # ------------------------------------------------------------ audit
+    def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
+                    from_seq: int = 0) -> Iterator[AuditEntry]:
+        """Events matching every filter, in log order, streamed through a server-side cursor (one snapshot)."""
+        conds = ["seq >= %s"]
+        params: list[Any] = [from_seq]
+        for col, val in (("case_id", case_id), ("org", org), ("borrower_id", borrower_id)):
+            if val:
+                conds.append(f"{col} = %s")
+                params.append(val)
+        if since:
+            conds.append("time >= %s")
+            params.append(since)
+        sql = f"SELECT seq, leaf FROM audit_events WHERE {' AND '.join(conds)} ORDER BY seq"
+        try:
+            with self._conn() as conn, conn.transaction(), conn.cursor(name="audit_query") as cur:
+                cur.itersize = 1000
+                cur.execute(sql, params)
+                for seq, leaf in cur:
+                    yield AuditEntry(int(seq), bytes(leaf))
+        except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
+            raise CustosError(Code.UNAVAILABLE, "the database cannot be reached") from None
