@@ -63,11 +63,16 @@ BACKEND_FIXTURES = {"env", "seeded", "env_dir"}
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "sqlite_only: looks at the embedded store's files or internals")
+    config.addinivalue_line("markers", "postgresql_only: replicas, or PostgreSQL's own files")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if BACKEND_FIXTURES & set(metafunc.fixturenames):
-        backends = ["sqlite"] if metafunc.definition.get_closest_marker("sqlite_only") else list(BACKENDS)
+        backends = list(BACKENDS)
+        if metafunc.definition.get_closest_marker("sqlite_only"):
+            backends = ["sqlite"]
+        elif metafunc.definition.get_closest_marker("postgresql_only"):
+            backends = ["postgresql"]
         metafunc.parametrize("backend", backends, indirect=True)
 
 

@@ -1,0 +1,102 @@
+"""PostgreSQL sees only ciphertexts and blind indexes; `custos init --database` refuses what it must.
+
+The scan reads every file of the test server's data directory (tables, WAL,
+everything) after a CHECKPOINT, and a pg_dump of the database, for the raw
+bytes of each imported personal value. The same scan is shown to find the
+values in a plain table, so it can fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from gateway import cli, synth
+from tests.conftest import Env
+from tests.pg import PgServer
+
+pytestmark = pytest.mark.postgresql_only
+
+LINES = [synth.case_line(200 + i, jurisdiction="CN" if i % 2 else "US", seed=4242) for i in range(1, 9)]
+SECRETS = [v for line in LINES for v in synth.pi_values(line)] + [line["loan"]["contract_text"] for line in LINES]
+
+
+def leaks(blob: bytes) -> list[str]:
+    return [v for v in SECRETS if v.encode("utf-8") in blob]
+
+
+def _server_files(server: PgServer) -> bytes:
+    return b"".join(p.read_bytes() for p in sorted(server.data.rglob("*")) if p.is_file())
+
+
+def _database(env: Env) -> str:
+    return str(json.loads((env.data / "config.json").read_text())["database"]).rsplit("/", 1)[1]
+
+
+def test_postgresql_holds_no_personal_value_in_its_files_its_wal_or_a_dump(env: Env, pg_server: PgServer) -> None:
+    assert env.import_cases("lender-a", LINES)["imported"] == len(LINES)
+    lender = env.client("lender-a")
+    lender.assign("C-201", "agency-1", "collection", "2026-12-31")
+    lender.set_stage("C-201", "field_visit")
+    served = env.client("agency-1").get_case("C-201", "collection")["fields"]
+    assert any(v in served.values() for v in SECRETS)  # the values are there, and released to the right party
+    record = lender.get_case("C-202", "servicing")["fields"]
+    assert record["contract_text"] == LINES[1]["loan"]["contract_text"]
+    assert lender.list_cases(national_id=LINES[2]["borrower"]["national_id"])[0]["case_id"] == "C-203"
+    env.client("agency-1").open_contact("C-201", "call")
+    pg_server.checkpoint()
+    assert not leaks(_server_files(pg_server))
+    assert not leaks(pg_server.pg_dump(_database(env)))
+    # The scan can fail: the same values in a plain table are found in the files and the dump.
+    pg_server.sql("CREATE DATABASE custos_plain_control")
+    pg_server.sql("CREATE TABLE t(v TEXT)", "custos_plain_control")
+    for value in SECRETS:
+        pg_server.sql(f"INSERT INTO t VALUES ('{value.replace(chr(39), chr(39) * 2)}')", "custos_plain_control")
+    pg_server.checkpoint()
+    try:
+        assert set(leaks(_server_files(pg_server))) == set(SECRETS)
+        assert set(leaks(pg_server.pg_dump("custos_plain_control"))) == set(SECRETS)
+    finally:
+        pg_server.sql("DROP DATABASE custos_plain_control")
+
+
+def test_init_refuses_a_password_a_used_database_and_an_unreachable_one(tmp_path: Path, pg_server: PgServer,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    def init(target: Path, url: str) -> tuple[int, str]:
+        capsys.readouterr()
+        rc = cli.main(["init", str(target), "--database", url, "--json"])
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err
+        return rc, json.loads(out.out.strip().splitlines()[-1]).get("error", {}).get("code", "")
+
+    url = pg_server.create_database("custos_init_checks")
+    with_password = url.replace("custos_admin@", "custos_admin:s3cret@")
+    assert init(tmp_path / "a", with_password) == (1, "INVALID_ARGUMENT")
+    assert not (tmp_path / "a").exists()
+    assert init(tmp_path / "b", "mysql://x@127.0.0.1/db") == (1, "INVALID_ARGUMENT")
+    assert init(tmp_path / "c", "postgresql://custos_admin@127.0.0.1:1/nowhere") == (1, "UNAVAILABLE")
+    assert not (tmp_path / "c").exists()
+    rc, _ = init(tmp_path / "first", url)
+    assert rc == 0
+    config = json.loads((tmp_path / "first" / "config.json").read_text())
+    assert config["database"] == url and "s3cret" not in (tmp_path / "first" / "config.json").read_text()
+    # A second init on the same database would start a second log: refused, nothing written.
+    assert init(tmp_path / "second", url) == (1, "DATA_DIR_EXISTS")
+    assert not (tmp_path / "second").exists()
+
+
+def test_migrations_are_recorded_and_applied_once(pg_server: PgServer) -> None:
+    import psycopg
+
+    from vault.postgres import schema
+
+    url = pg_server.create_database("custos_migrations")
+    with psycopg.connect(url) as conn:
+        assert schema.version(conn) == 0
+        assert schema.migrate(conn) == [schema.LATEST]
+        assert schema.migrate(conn) == []  # nothing twice
+        assert schema.version(conn) == schema.LATEST
+        rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+    assert [r[0] for r in rows] == [v for v, _, _ in schema.MIGRATIONS]

@@ -1,0 +1,182 @@
+"""Many replicas, one log: two gateways on one PostgreSQL database keep every promise of one.
+
+Each replica is a gateway on its own copy of the data directory (same keys,
+same database URL), as an operator runs them. What must hold across them:
+one audit sequence and tree, contact caps serialised per borrower, and a
+recall (or any change) committed through one replica enforced by the other
+for every request that starts after it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from custos_client import CustosClient, CustosError
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from gateway import synth
+from gateway.core.verify import verify_log
+from gateway.transport.server import Gateway, build
+from tests.conftest import Env, FakeClock, Served
+
+pytestmark = pytest.mark.postgresql_only
+
+
+@dataclass
+class Replicas:
+    one: Env
+    two: Env
+
+    def client(self, replica: Env, org: str) -> CustosClient:
+        return replica.client(org)
+
+
+@pytest.fixture
+def replicas(env_dir: Path) -> Iterator[Replicas]:
+    second = env_dir.parent / "replica-2"
+    shutil.copytree(env_dir, second)
+    clock = FakeClock()
+    gws: list[Gateway] = []
+    try:
+        gws.append(build(env_dir / "data", "127.0.0.1:0", clock=clock, workers=16))
+        gws.append(build(second / "data", "127.0.0.1:0", clock=clock, workers=16))
+        one = Env(env_dir, gws[0], clock, InMemorySpanExporter())
+        two = Env(second, gws[1], clock, InMemorySpanExporter())
+        lines = [synth.case_line(1, jurisdiction="CN", borrower=1), synth.case_line(2, jurisdiction="CN", borrower=1)]
+        assert one.import_cases("lender-a", lines)["imported"] == 2
+        lender = one.client("lender-a")
+        lender.assign("C-1", "agency-1", "collection", "2026-12-31")
+        two.client("lender-a").assign("C-2", "agency-2", "collection", "2026-12-31")
+        yield Replicas(one, two)
+        for c in (*one.clients.values(), *two.clients.values()):
+            c.close()
+    finally:
+        for gw in gws:
+            gw.stop(0)
+
+
+def test_concurrent_contacts_through_both_replicas_stay_under_the_cap(replicas: Replicas) -> None:
+    """Twelve simultaneous call attempts, two agencies, two replicas, one borrower: exactly three get the number."""
+    results: list[str] = []
+    lock = threading.Lock()
+    targets = [(replicas.one, "agency-1", "C-1"), (replicas.two, "agency-2", "C-2"),
+               (replicas.two, "agency-1", "C-1"), (replicas.one, "agency-2", "C-2")]
+    for replica, org, _ in targets:
+        replica.client(org)
+    barrier = threading.Barrier(12)
+
+    def attempt(replica: Env, org: str, case: str) -> None:
+        barrier.wait()
+        try:
+            replica.client(org).open_contact(case, "call")
+            outcome = "ok"
+        except CustosError as err:
+            outcome = err.code
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=attempt, args=targets[i % 4]) for i in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == ["CONTACT_CAP_REACHED"] * 9 + ["ok"] * 3
+
+
+def test_a_recall_through_one_replica_is_enforced_by_the_other_at_once(replicas: Replicas) -> None:
+    agency_two = replicas.two.client("agency-1")
+    for _ in range(3):  # warm: the second replica has served this read before
+        assert agency_two.get_case("C-1", "collection")["case_id"] == "C-1"
+    assert replicas.one.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+    with pytest.raises(CustosError) as info:
+        agency_two.get_case("C-1", "collection")
+    assert info.value.code == "MANDATE_RECALLED"
+    # The same for a stage change and a flag.
+    replicas.one.client("lender-a").set_stage("C-2", "early_warning")
+    with pytest.raises(CustosError) as info:
+        replicas.two.client("agency-2").get_case("C-2", "collection")
+    assert info.value.code == "STAGE_NOT_ALLOWED"
+
+
+def test_one_log_verifies_through_either_replica_with_one_root(replicas: Replicas) -> None:
+    for _ in range(5):
+        replicas.one.client("agency-1").get_case("C-1", "collection")
+        replicas.two.client("agency-2").get_case("C-2", "collection")
+    vkey = (replicas.one.data / "audit.vkey").read_text()
+    results = []
+    for replica in (replicas.one, replicas.two):
+        reg = replica.client("regulator-1")
+        results.append(verify_log(reg.audit_events(), reg.checkpoint(), vkey))
+    # Each checkpoint covers the events up to its size; the later one extends the earlier.
+    first, second = results
+    assert second.size >= first.size > 10
+    events = replicas.one.client("regulator-1").audit_query()
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    orgs = {e["org"] for e in events if e["method"] == "GetCase"}
+    assert orgs == {"agency-1", "agency-2"}
+    # With nothing written in between, both replicas sign the same tree: the same size, root and note.
+    assert replicas.one.gw.vault.audit.head() == replicas.two.gw.vault.audit.head()
+    assert replicas.one.client("regulator-1").checkpoint() == replicas.two.client("regulator-1").checkpoint()
+
+
+def test_kill_minus_nine_during_a_read_burst_loses_no_acknowledged_event(env_dir: Path, served: list[Served]) -> None:
+    second = env_dir.parent / "replica-2"
+    shutil.copytree(env_dir, second)
+    one = Served(env_dir / "data", extra=["--workers", "16"])
+    served.append(one)
+    two = Served(second / "data", extra=["--workers", "16"])
+    served.append(two)
+    ids = env_dir / "ids"
+    with CustosClient(one.addr, ids / "lender-a", timeout=30) as lender:
+        assert lender.import_lines(synth.jsonl([synth.case_line(i) for i in range(1, 21)]).splitlines())["imported"] \
+            == 20
+        for i in range(1, 21):
+            lender.assign(f"C-{i}", "agency-1", "collection", "2026-12-31")
+    acknowledged: list[str] = []
+    stop = threading.Event()
+
+    def burst() -> None:
+        with CustosClient(one.addr, ids / "agency-1", timeout=5) as agency:
+            i = 0
+            while not stop.is_set():
+                case = f"C-{1 + i % 20}"
+                i += 1
+                try:
+                    agency.get_case(case, "collection")
+                    acknowledged.append(case)
+                except CustosError:
+                    if one.proc.poll() is not None:
+                        return
+
+    threads = [threading.Thread(target=burst) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1.5)
+    one.proc.send_signal(signal.SIGKILL)
+    one.proc.wait(timeout=10)
+    stop.set()
+    for t in threads:
+        t.join(timeout=20)
+    assert len(acknowledged) > 20
+    # Through the surviving replica: every read the client saw succeed has its allow event.
+    with CustosClient(two.addr, ids / "regulator-1", timeout=60) as reg:
+        events = [e for e in reg.audit_query(org_id="agency-1") if e["method"] == "GetCase" and e["decision"] == "allow"]
+        note = reg.checkpoint()
+        assert verify_log(reg.audit_events(), note, (env_dir / "data" / "audit.vkey").read_text()).size > 0
+    seen: dict[str, int] = {}
+    for e in events:
+        seen[e["case_id"]] = seen.get(e["case_id"], 0) + 1
+    for case in set(acknowledged):
+        assert seen.get(case, 0) >= acknowledged.count(case), case
+    # And the killed replica comes back on the same database.
+    restarted = Served(env_dir / "data", extra=["--workers", "16"])
+    served.append(restarted)
+    with CustosClient(restarted.addr, ids / "agency-1", timeout=10) as agency:
+        assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
