@@ -1,0 +1,213 @@
+"""One contract for the storage ports (gateway/core/ports.py), run against every backend.
+
+No gateway and no gRPC: the core's view of storage only. Each test runs on
+the embedded SQLCipher store and on PostgreSQL (the `env_dir` fixture), so a
+backend that breaks a promise the core relies on fails here first.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import synth
+from gateway.core.errors import Code, CustosError
+from gateway.core.importer import parse_line
+from gateway.core.merkle import Frontier, leaf_hash
+from gateway.core.model import EventDraft, LoanRow
+from gateway.core.ports import UnitOfWork
+from vault.datadir import open_vault
+
+NOW = "2026-11-30T02:00:00.000000Z"
+
+
+@pytest.fixture
+def vault(env_dir: Path) -> Iterator[Any]:
+    v = open_vault(env_dir / "data", "sha256:contract")
+    try:
+        yield v
+    finally:
+        v.close()
+
+
+def event(tag: str, case: str = "", borrower: str = "") -> EventDraft:
+    return EventDraft(org="lender-a", method="Contract", purpose="", case_id=case, borrower_id=borrower,
+                      decision="allow", code=Code.OK, rule=tag, time=NOW, trace_id="0" * 32)
+
+
+def imported(vault: Any, *numbers: int, **kw: Any) -> None:
+    cases = [parse_line(synth.jsonl([synth.case_line(n, **kw)]).strip()) for n in numbers]
+
+    def work(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+        for c in cases:
+            store.import_case("lender-a", c, NOW)
+        return None, [event("import", c.case_id, c.borrower_id) for c in cases]
+
+    vault.audit.run(work)
+
+
+def test_an_imported_case_reads_back_typed_and_sealed_fields_open(vault: Any) -> None:
+    imported(vault, 1, 2, borrower=7)
+    reader = vault.reader()
+    reader.refresh()
+    case = reader.get_case("lender-a", "C-1")
+    assert case is not None and case.borrower_id == "B-7" and case.stage == "reminder" and case.status == "open"
+    assert reader.get_case("lender-b", "C-1") is None
+    line = synth.case_line(1, borrower=7)
+    loan = reader.loan_values(case)
+    assert isinstance(loan, LoanRow) and loan.loan_id == line["loan"]["loan_id"]
+    assert loan.amount_due == line["loan"]["amount_due"]
+    assert loan.value("repayments") == line["loan"]["repayments"]
+    values = reader.borrower_values(case, ["full_name", "phone", "contract_text", "emergency_contacts"])
+    assert values["full_name"] == line["borrower"]["full_name"] and values["phone"] == line["borrower"]["phone"]
+    assert values["contract_text"] == line["loan"]["contract_text"]
+    assert json.loads(values["emergency_contacts"])[0]["phone"] == line["borrower"]["emergency_contacts"][0]["phone"]
+    unseal = reader.unsealer(case, ["national_id", "no_such_field"])
+    assert unseal.fields == ("national_id",) and unseal() == {"national_id": line["borrower"]["national_id"]}
+    # Two cases of one borrower; the blind index finds both, for this lender only.
+    found = reader.cases_by_index("lender-a", "national_id", line["borrower"]["national_id"])
+    assert [c.case_id for c in found] == ["C-1", "C-2"]
+    assert reader.cases_by_index("lender-b", "national_id", line["borrower"]["national_id"]) == []
+    assert [c.case_id for c in reader.cases_of_lender("lender-a")] == ["C-1", "C-2"]
+
+
+def test_import_state_tells_a_repeat_from_a_conflict(vault: Any) -> None:
+    imported(vault, 3)
+    same = parse_line(synth.jsonl([synth.case_line(3)]).strip())
+    changed_doc = synth.case_line(3)
+    changed_doc["stage"] = "letter"
+    changed = parse_line(synth.jsonl([changed_doc]).strip())
+    fresh = parse_line(synth.jsonl([synth.case_line(4)]).strip())
+
+    def work(store: UnitOfWork) -> tuple[tuple[str, str, str, bool], list[EventDraft]]:
+        return (store.import_state("lender-a", same), store.import_state("lender-a", changed),
+                store.import_state("lender-a", fresh), store.loan_exists("lender-a", same.loan["loan_id"])), []
+
+    assert vault.audit.run(work) == ("same", "other", "new", True)
+
+
+def test_units_change_state_with_their_events_and_a_failing_unit_is_undone_alone(vault: Any) -> None:
+    imported(vault, 5)
+    size0 = vault.audit.head()[0]
+    barrier = threading.Barrier(2)
+    errors: list[str] = []
+
+    def good(store: UnitOfWork) -> tuple[str, list[EventDraft]]:
+        store.set_case_fields("lender-a", "C-5", {"stage": "letter", "disputed": True}, NOW)
+        return "ok", [event("good", "C-5")]
+
+    def bad(store: UnitOfWork) -> tuple[str, list[EventDraft]]:
+        store.set_case_fields("lender-a", "C-5", {"cease_contact": True}, NOW)
+        raise CustosError(Code.STAGE_NOT_ALLOWED)
+
+    def run(work: Any) -> None:
+        barrier.wait()
+        try:
+            vault.audit.run(work)
+        except CustosError as err:
+            errors.append(err.code)
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in (good, bad)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == ["STAGE_NOT_ALLOWED"]
+    reader = vault.reader()
+    reader.refresh()
+    case = reader.get_case("lender-a", "C-5")
+    assert case is not None and (case.stage, case.disputed, case.cease_contact) == ("letter", True, False)
+    assert vault.audit.head()[0] == size0 + 1  # the good unit's event only
+
+
+def test_a_change_committed_through_the_log_is_seen_by_the_next_fresh_read(vault: Any) -> None:
+    reader = vault.reader()
+    reader.refresh()
+    org = reader.get_org("agency-1")
+    assert org is not None and not org.disabled
+    vault.audit.run(lambda store: (store.set_org_disabled("agency-1"), [event("disable")]))
+    reader.refresh()
+    disabled = reader.get_org("agency-1")
+    assert disabled is not None and disabled.disabled
+    assert vault.reader().org_name("agency-1") == "Org agency-1"
+
+
+def test_mandates_newest_first_and_recall(vault: Any) -> None:
+    imported(vault, 6)
+    until = date(2026, 12, 31)
+
+    def grant(store: UnitOfWork) -> tuple[int, list[EventDraft]]:
+        store.insert_mandate("lender-a", "C-6", "agency-1", "collection", "entrusted", until, NOW)
+        store.insert_mandate("lender-a", "C-6", "agency-1", "litigation", "entrusted", until, NOW)
+        return store.recall_mandates("lender-a", "C-6", "agency-1", NOW, "litigation"), [event("mandates", "C-6")]
+
+    assert vault.audit.run(grant) == 1
+    reader = vault.reader()
+    reader.refresh()
+    mandates = reader.mandates_for("agency-1", "C-6")
+    assert [m.purpose for m in mandates] == ["litigation", "collection"]
+    assert mandates[0].recalled_at == NOW and mandates[1].recalled_at is None and mandates[1].until == until
+    assert [m.purpose for m in reader.mandates_of_org("agency-1")] == ["collection"]
+
+
+def test_contacts_round_trip_typed(vault: Any) -> None:
+    imported(vault, 7)
+
+    def open_two(store: UnitOfWork) -> tuple[tuple[str, str], list[EventDraft]]:
+        store.lock_borrower("lender-a", "B-7")
+        store.lock_borrower("lender-a", "B-7")  # re-entrant within the unit
+        target = store.bidx("lender-a", "phone", "+8613900000007")
+        a = store.insert_contact("lender-a", "C-7", "B-7", "agency-1", "call", "borrower", target, NOW)
+        b = store.insert_contact("lender-a", "C-7", "B-7", "agency-2", "sms", "borrower", target,
+                                 "2026-11-30T03:00:00.000000Z")
+        store.set_contact_result(a, "connected", NOW)
+        return (a, b), [event("contacts", "C-7", "B-7")]
+
+    a, b = vault.audit.run(open_two)
+
+    def read(store: UnitOfWork) -> tuple[Any, list[EventDraft]]:
+        return (store.contacts_since("lender-a", "B-7", "2026-11-30T02:30:00.000000Z"), store.get_contact(a),
+                store.get_contact("K-none")), []
+
+    since, first, missing = vault.audit.run(read, writes=False)
+    assert [c.contact_id for c in since] == [b] and since[0].target == vault.reader().bidx("lender-a", "phone",
+                                                                                          "+8613900000007")
+    assert first is not None and (first.org_id, first.channel, first.result) == ("agency-1", "call", "connected")
+    assert missing is None
+    reader = vault.reader()
+    case = reader.get_case("lender-a", "C-7")
+    assert case is not None
+    history = reader.contact_history(case)
+    assert [h.contact_id for h in history] == [a, b]
+    assert "target" not in history[0].history_entry()
+
+
+def test_one_sequence_and_a_head_that_is_the_tree_of_the_stored_leaves(vault: Any) -> None:
+    for i in range(5):
+        vault.audit.append([event(f"e{i}", f"C-{i % 2}"), event(f"f{i}", borrower="B-9")])
+    entries = list(vault.reader().audit_query())
+    assert [e.seq for e in entries] == list(range(len(entries)))
+    rebuilt = Frontier()
+    for e in entries:
+        assert json.loads(e.leaf)["seq"] == e.seq
+        rebuilt.append(leaf_hash(e.leaf))
+    assert vault.audit.head() == (rebuilt.size, rebuilt.root())
+    everything = [json.loads(e.leaf) for e in entries]
+    for filters, key, value in ((("case_id", "C-1"),), "case_id", "C-1"), ((("borrower_id", "B-9"),), "borrower_id",
+                                                                          "B-9"):
+        got = [e.seq for e in vault.reader().audit_query(**dict(filters))]
+        assert got == [ev["seq"] for ev in everything if ev[key] == value] and got
+    assert [e.seq for e in vault.reader().audit_query(from_seq=3)][:1] == [3]
+
+
+def test_a_closed_log_takes_no_more_work(vault: Any) -> None:
+    assert vault.audit.close(1.0) is True
+    with pytest.raises(CustosError) as info:
+        vault.audit.append([event("late")])
+    assert info.value.code == "SHUTTING_DOWN"
