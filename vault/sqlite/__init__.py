@@ -11,6 +11,7 @@ serves a data directory (`ServeLock`).
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import threading
 from pathlib import Path
@@ -23,12 +24,15 @@ from . import db
 from .auditlog import AuditLog
 from .store import Repo, RowCache
 
+log = logging.getLogger("custos.vault")
+
 
 def create_databases(case_db: Path, audit_db: Path, key: bytes) -> None:
     """Both SQLCipher files with the current schema, under the database key."""
-    for path, schema in ((case_db, db.SCHEMA + db.CASE_UPGRADE), (audit_db, db.AUDIT_SCHEMA)):
+    for path, schema, version in ((case_db, db.SCHEMA + db.CASE_UPGRADE, db.CASE_VERSION),
+                                  (audit_db, db.AUDIT_SCHEMA, db.AUDIT_VERSION)):
         conn = db.connect(path, key)
-        db.create_schema(conn, schema)
+        db.create_schema(conn, schema, version)
         if path == audit_db:
             db.upgrade_audit(conn)
         conn.close()
@@ -89,9 +93,12 @@ class SqliteVault:
         try:
             writer = self._open(self.layout.db)
             audit_writer = self._open(self.layout.audit_db)
-            writer.executescript(db.CASE_UPGRADE)
-            db.upgrade_cases(writer)
-            db.upgrade_audit(audit_writer)
+            writer.executescript(db.CASE_UPGRADE)  # idempotent: data directories older than version 1
+            db.upgrade_audit(audit_writer)  # idempotent: audit files older than version 1
+            for applied in db.migrate(writer, db.CASE_MIGRATIONS):
+                log.info("custos.db migrated to schema version %d", applied)
+            for applied in db.migrate(audit_writer, db.AUDIT_MIGRATIONS):
+                log.info("audit.db migrated to schema version %d", applied)
         except db.DbError:
             raise CustosError(Code.DATA_DIR_INVALID, "database does not open with its key") from None
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeAlias
 
@@ -19,7 +20,12 @@ Connection: TypeAlias = Any
 DbError: type[Exception] = sqlcipher3.Error
 IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 
-SCHEMA_VERSION = 1
+# Versions of each file's layout, recorded in its `meta` table as `schema_version` and moved forward
+# by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
+# releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
+# the sorted-run index); a file made now is created at the latest version directly.
+CASE_VERSION = 2
+AUDIT_VERSION = 1
 
 # Case data and the audit log live in two files. Every read of case data would
 # otherwise find the file changed by the last audit commit and drop its page
@@ -99,11 +105,46 @@ INSERT OR IGNORE INTO generation(id, n) VALUES (1, 0);
     for table in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
 )
 
-def upgrade_cases(conn: Connection) -> None:
-    """Columns added after the first layout (idempotent): the keyed digest of each case's import line."""
+def _add_import_digest(conn: Connection) -> None:
+    """Version 2: the keyed digest of each case's import line (re-running an import is safe)."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
     if "import_digest" not in columns:
         conn.execute("ALTER TABLE cases ADD COLUMN import_digest BLOB")
+
+
+CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (2, "import digest per case", _add_import_digest),
+]
+AUDIT_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
+
+
+def schema_version(conn: Connection) -> int:
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def migrate(conn: Connection, migrations: list[tuple[int, str, Callable[[Connection], None]]]) -> list[int]:
+    """Apply the migrations newer than the file's recorded version, in order, each once; return those applied.
+
+    Takes the write lock only when there is something to apply, so opening a
+    current data directory while a gateway writes it costs no lock.
+    """
+    applied: list[int] = []
+    for version, _description, step in migrations:
+        if schema_version(conn) >= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if schema_version(conn) < version:  # another process may have applied it meanwhile
+                step(conn)
+                conn.execute("INSERT INTO meta(key, value) VALUES ('schema_version', ?)"
+                             " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(version),))
+                applied.append(version)
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    return applied
 
 
 # The query index over the log ('c:' case, 'o:' org, 'b:' borrower -> seq) is
@@ -188,9 +229,9 @@ def connect(path: Path, key: bytes) -> Connection:
     return conn
 
 
-def create_schema(conn: Connection, schema: str = SCHEMA) -> None:
+def create_schema(conn: Connection, schema: str, version: int) -> None:
     conn.executescript(schema)
-    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(SCHEMA_VERSION),))
+    conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES('schema_version', ?)", (str(version),))
 
 
 WAL_INDEX_HEADER = 48

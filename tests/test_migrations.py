@@ -1,0 +1,75 @@
+"""Versioned schema migrations on the embedded store: recorded, applied once, and from the released layout.
+
+The released layout (version 1) differs from today's by the per-case import
+digest. A real data directory made by `custos init`, with cases imported
+through a gateway, is taken back to that layout (the column dropped, the
+version set to 1), then opened by today's code: the migration runs once, is
+recorded, nothing stored is lost, and the gateway serves the old cases.
+(PostgreSQL's migrations: tests/test_postgres.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway import synth
+from gateway.transport.server import build
+from tests.conftest import Env
+from vault.crypto import read_key_file
+from vault.sqlite import SqliteVault, db
+
+pytestmark = pytest.mark.sqlite_only
+
+
+def _case_db(data: Path) -> db.Connection:
+    return db.connect(data / "custos.db", read_key_file(data / "keys" / "db.key"))
+
+
+def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None:
+    assert env.import_cases("lender-a", [synth.case_line(1), synth.case_line(2)])["imported"] == 2
+    env.client("lender-a").assign("C-1", "agency-1", "collection", "2026-12-31")
+    before = env.client("lender-a").get_case("C-1", "servicing")["fields"]
+    env.close()
+    conn = _case_db(env.data)
+    assert db.schema_version(conn) == db.CASE_VERSION
+    conn.execute("ALTER TABLE cases DROP COLUMN import_digest")  # the layout the first releases wrote
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.close()
+
+    vault = SqliteVault(env.data)
+    try:
+        conn = _case_db(env.data)
+        assert db.schema_version(conn) == db.CASE_VERSION
+        assert "import_digest" in {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
+        assert db.migrate(conn, db.CASE_MIGRATIONS) == []  # applied once: nothing the second time
+        conn.close()
+    finally:
+        vault.close()
+    gw = build(env.data, "127.0.0.1:0", clock=env.clock)
+    try:
+        from custos_client import CustosClient
+
+        with CustosClient(f"127.0.0.1:{gw.port}", env.identity("lender-a")) as lender:
+            assert lender.get_case("C-1", "servicing")["fields"] == before
+            # A case stored before digests existed is reported as existing, not taken for a repeat.
+            again = lender.import_lines(synth.jsonl([synth.case_line(1)]).splitlines())
+            assert [r["code"] for r in again["rejected"]] == ["CASE_EXISTS"]
+            assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["imported"] == 1
+            assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["already_imported"] == 1
+        with CustosClient(f"127.0.0.1:{gw.port}", env.identity("agency-1")) as agency:
+            assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+    finally:
+        gw.stop(0)
+
+
+def test_a_new_data_directory_starts_at_the_latest_versions(env: Env) -> None:
+    conn = _case_db(env.data)
+    audit = db.connect(env.data / "audit.db", read_key_file(env.data / "keys" / "db.key"))
+    try:
+        assert db.schema_version(conn) == db.CASE_VERSION
+        assert db.schema_version(audit) == db.AUDIT_VERSION
+    finally:
+        conn.close()
+        audit.close()
