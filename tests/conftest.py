@@ -134,7 +134,10 @@ def env_dir(request: pytest.FixtureRequest, backend: str, tmp_path: Path) -> Pat
         return dest
     server: PgServer = request.getfixturevalue("pg_server")
     shutil.copytree(request.getfixturevalue("pg_template_dir"), dest)
-    url = server.create_database(f"custos_test_{next(_databases)}", template="custos_template")
+    name = f"custos_test_{next(_databases)}"
+    url = server.create_database(name, template="custos_template")
+    # Dropped when the test ends (connections of a gateway still up are ended), so the cluster stays small.
+    request.addfinalizer(lambda: server.sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     config = json.loads((dest / "data" / "config.json").read_text())
     config["database"] = url
     (dest / "data" / "config.json").write_text(json.dumps(config) + "\n")
