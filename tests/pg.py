@@ -69,10 +69,7 @@ class PgServer:
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.superuser, "-E", "UTF8",
                   "--auth-local=trust", "--auth-host=trust", "--no-instructions")
-        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
-                " -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=32MB")
-        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
-                  "-t", "60", "start")
+        self.resume()
         deadline = time.monotonic() + 30
         while True:
             try:
@@ -82,6 +79,16 @@ class PgServer:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"PostgreSQL did not start: {self.log.read_text()[-2000:]}") from None
                 time.sleep(0.1)
+
+    def pause(self) -> None:
+        """Stop the server, keeping its data (an outage); `resume` starts it again on the same port."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> None:
+        opts = (f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.root}"
+                " -c fsync=on -c synchronous_commit=on -c max_connections=200 -c shared_buffers=32MB")
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log), "-o", opts, "-w",
+                  "-t", "60", "start")
 
     def url(self, database: str) -> str:
         return f"postgresql://{self.superuser}@127.0.0.1:{self.port}/{database}"

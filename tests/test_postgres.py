@@ -115,3 +115,27 @@ def test_migrations_are_recorded_and_applied_once(pg_server: PgServer) -> None:
         assert schema.version(conn) == schema.LATEST
         rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
     assert [r[0] for r in rows] == [v for v, _, _ in schema.MIGRATIONS]
+
+
+def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_by_itself(env: Env,
+                                                                                       pg_server: PgServer) -> None:
+    from custos_client import CustosError
+
+    assert env.import_cases("lender-a", [synth.case_line(1)])["imported"] == 1
+    lender = env.client("lender-a")
+    lender.timeout = 30
+    assert lender.get_case("C-1", "servicing")["case_id"] == "C-1"
+    size = env.gw.vault.audit.head()[0]
+    pg_server.pause()
+    try:
+        for _ in range(2):
+            with pytest.raises(CustosError) as info:
+                lender.get_case("C-1", "servicing")
+            assert (info.value.code, info.value.status) in {("UNAVAILABLE", "UNAVAILABLE"),
+                                                            ("AUDIT_UNAVAILABLE", "UNAVAILABLE")}
+    finally:
+        pg_server.resume()
+    # Back without a restart: the pool reconnects; nothing was released while the log could not be written.
+    reads = [lender.get_case("C-1", "servicing")["case_id"] for _ in range(3)]
+    assert reads == ["C-1"] * 3
+    assert env.gw.vault.audit.head()[0] == size + 3

@@ -29,7 +29,7 @@ from .store import PgStore
 log = logging.getLogger("custos.vault")
 
 POOL_SIZE = 16
-CONNECT_TIMEOUT_S = 10
+CONNECT_TIMEOUT_S = 5  # a statement waits at most this long for a connection, then the call is UNAVAILABLE
 
 
 def check_url(url: str) -> str:
