@@ -165,17 +165,19 @@ def _worker(conn: Connection, target: str, ident: Identity, method: str, request
     channel.close()
 
 
-def run_load(target: str, identity_dir: Path, method: str, requests: list[bytes], *, procs: int = 2,
+def run_load(target: str | list[str], identity_dir: Path, method: str, requests: list[bytes], *, procs: int = 2,
              inflight: int = 64, warmup: float = 2.0, seconds: float = 10.0, max_calls: int = 2_000_000,
              server_cpu: Callable[[], float] | None = None) -> LoadResult:
     """Run `procs` load processes against `target` (loopback) and merge what they measured.
 
+    With several targets (replicas), load process k drives target k mod n.
     Load processes inherit the calling thread's CPU affinity (pin before calling).
     `server_cpu`, if given, is sampled at the start and end of the window.
     """
-    host = target.rsplit(":", 1)[0]
-    if host not in ("127.0.0.1", "localhost", "[::1]"):
-        raise ValueError("the load generator only targets loopback")
+    targets = [target] if isinstance(target, str) else list(target)
+    for t in targets:
+        if t.rsplit(":", 1)[0] not in ("127.0.0.1", "localhost", "[::1]"):
+            raise ValueError("the load generator only targets loopback")
     ident = Identity.load(identity_dir)
     ctx = mp.get_context("spawn")  # no fork after grpc has started threads
     shares = [inflight // procs + (1 if k < inflight % procs else 0) for k in range(procs)]
@@ -184,8 +186,8 @@ def run_load(target: str, identity_dir: Path, method: str, requests: list[bytes]
         for k, share in enumerate(shares):
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, daemon=True, name=f"bench-load-{k}",
-                            args=(child, target, ident, method, requests, k * len(requests) // procs, share,
-                                  max_calls))
+                            args=(child, targets[k % len(targets)], ident, method, requests,
+                                  k * len(requests) // procs, share, max_calls))
             p.start()
             workers.append((p, parent))
         for _, conn in workers:

@@ -8,6 +8,12 @@ to CPU 1 (when the machine has 2+ CPUs). Prints a table per round, the medians a
 the gateway/echo ratios; writes bench/results/latest.json.
 
     python -m bench.run [--rounds 3] [--seconds 10] [--inflight 64] [--cases 1000] [--quick]
+    python -m bench.run --store postgresql     # also: one PostgreSQL replica, and two against one
+
+With `--store postgresql` a throwaway PostgreSQL server (tests/pg.py, pinned
+with the servers to CPU 0) holds a second copy of the cases, and each round
+also runs one gateway replica on it (`pg`) and two replicas sharing the load
+(`pg x2`); their server CPU includes PostgreSQL's.
 """
 
 from __future__ import annotations
@@ -170,7 +176,7 @@ def bench_policies(work: Path) -> Path:
     return dest
 
 
-def setup(work: Path, n_cases: int) -> tuple[Path, Path, list[bytes], int]:
+def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, Path, list[bytes], int]:
     """Data dir with a lender and an agency, n_cases mandated; returns (data, agency id dir, requests, size)."""
     from custos_client import CustosClient
     from custos_client.v1 import custos_pb2 as pb
@@ -181,7 +187,8 @@ def setup(work: Path, n_cases: int) -> tuple[Path, Path, list[bytes], int]:
     ids = work / "identities"
     cmd = custos_cmd()
     env = server_env()
-    subprocess.run([*cmd, "init", str(data)], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run([*cmd, "init", str(data), *(["--database", database] if database else [])], check=True, env=env,
+                   stdout=subprocess.DEVNULL)
     subprocess.run([*cmd, "org", "add", str(data), "--id", LENDER, "--kind", "lender", "--name", "Bench Lender",
                     "--out", str(ids / LENDER)], check=True, env=env, stdout=subprocess.DEVNULL)
     subprocess.run([*cmd, "org", "add", str(data), "--id", AGENCY, "--kind", "agency", "--name", "Bench Agency",
@@ -221,7 +228,7 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
         argv = [sys.executable, "-m", "bench.echo_server", str(data), "--listen", "127.0.0.1:0", "--size", str(size),
                 "--workers", str(args.workers)]
         method = ECHO_METHOD
-    elif kind == "gateway":
+    elif kind in ("gateway", "pg"):
         argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers", str(args.workers),
                 "--policies", str(bench_policies(work))]
         method = GETCASE_METHOD
@@ -229,21 +236,33 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
         argv = [sys.executable, "-m", "bench.variant_server", str(data), "--variant", kind, "--workers",
                 str(args.workers), "--policies", str(bench_policies(work))]
         method = GETCASE_METHOD
-    srv = Server(kind, argv, work / f"{kind}-{rnd}.log", server_cpus)
+    servers = [Server(kind, argv, work / f"{kind}-{rnd}.log", server_cpus)]
+    if kind == "pg x2":  # a second replica on its own copy of the data directory, the same database
+        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers", str(args.workers),
+                "--policies", str(bench_policies(work))]
+        servers = [Server(f"pg-{n}", [*argv[:2], str(d), *argv[3:]], work / f"pg{n}-{rnd}.log", server_cpus)
+                   for n, d in ((1, data), (2, replica_copy(data)))]
+    srv = servers[0]
+
+    def server_cpu() -> float:
+        return sum(s.cpu_seconds() for s in servers) + (PG_CPU() if kind.startswith("pg") and PG_CPU else 0.0)
+
     try:
-        target = srv.wait_listening()
-        check_call(target, agency, method, requests[0])
+        targets = [s.wait_listening() for s in servers]
+        for target in targets:
+            check_call(target, agency, method, requests[0])
         srv_aff = sorted(os.sched_getaffinity(srv.proc.pid))
         with pinned(load_cpus):
-            res = run_load(target, agency, method, requests, procs=args.procs, inflight=args.inflight,
-                           warmup=args.warmup, seconds=args.seconds, server_cpu=srv.cpu_seconds)
+            res = run_load(targets, agency, method, requests, procs=max(args.procs, len(targets)),
+                           inflight=args.inflight, warmup=args.warmup, seconds=args.seconds, server_cpu=server_cpu)
         if method == GETCASE_METHOD and res.sample_response:
             rec = pb.CaseRecord.FromString(res.sample_response)
             if rec.purpose != PURPOSE or not rec.fields:
                 raise RuntimeError("gateway answered GetCase without a released record")
-        log_errors = srv.log_errors()
+        log_errors = sum(s.log_errors() for s in servers)
     finally:
-        srv.stop()
+        for s in servers:
+            s.stop()
     calls = max(res.calls, 1)
     srv_cpu = res.server_cpu_s or 0.0
     run = Run(round=rnd, server=kind, throughput=res.throughput, p50_ms=res.p50_ms, p99_ms=res.p99_ms,
@@ -252,6 +271,35 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
               load_core_util=res.load_cpu_s / res.seconds, load_cpu_us_per_call=res.load_cpu_s / calls * 1e6,
               server_log_errors=log_errors)
     return run, res, srv_aff
+
+
+def replica_copy(data: Path) -> Path:
+    """The second replica's data directory: a copy of the first (same keys, same database URL)."""
+    dest = data.parent / "replica-2" / "data"
+    if not dest.exists():
+        shutil.copytree(data, dest, ignore=shutil.ignore_patterns("serve.lock"))
+    return dest
+
+
+PG_CPU: Any = None  # set when a PostgreSQL server runs: CPU seconds of its processes
+
+
+def postgres_cpu(server: Any) -> float:
+    """utime + stime of the postmaster and every process it forked (the backends serving the replicas)."""
+    pid = int((server.data / "postmaster.pid").read_text().split()[0])
+    total = proc_cpu_seconds(pid)
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_bytes()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(b")") + 2:].split()[1]) == pid:
+                try:
+                    total += proc_cpu_seconds(int(entry.name))
+                except OSError:
+                    pass
+    return total
 
 
 # ------------------------------------------------------------------ report
@@ -269,7 +317,7 @@ HEADER = (f"  {'server':<8} {'calls/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'errors'
 
 def summarise(runs: list[Run]) -> dict[str, Any]:
     med: dict[str, dict[str, float]] = {}
-    for kind in ("echo", "gateway"):
+    for kind in sorted({r.server for r in runs}, key=KINDS.index):
         rs = [r for r in runs if r.server == kind]
         med[kind] = {k: statistics.median(getattr(r, k) for r in rs) for k in
                      ("throughput", "p50_ms", "p99_ms", "server_cpu_us_per_call", "server_core_util",
@@ -285,8 +333,17 @@ def summarise(runs: list[Run]) -> dict[str, Any]:
     per_round = [next(r.throughput for r in runs if r.round == n and r.server == "gateway")
                  / next(r.throughput for r in runs if r.round == n and r.server == "echo")
                  for n in sorted({r.round for r in runs})]
+    if "pg" in med:
+        ratios["pg_over_sqlite"] = med["pg"]["throughput"] / g["throughput"]
+        ratios["pg_p99_over_sqlite"] = med["pg"]["p99_ms"] / g["p99_ms"]
+    if "pg x2" in med and "pg" in med:
+        ratios["pg2_over_pg1"] = med["pg x2"]["throughput"] / med["pg"]["throughput"]
     return {"medians": med, "ratios": ratios, "throughput_ratio_per_round": per_round,
             "controls_us_per_call": g["server_cpu_us_per_call"] - e["server_cpu_us_per_call"]}
+
+
+KINDS = ["echo", "gateway", "pg", "pg x2"]
+PG_TARGET = 0.8
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -301,6 +358,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: 1 round of 3 s, 1 s warm-up")
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--keep", action="store_true", help="keep the temporary data directory and server logs")
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite",
+                    help="postgresql: also one and two gateway replicas on a throwaway PostgreSQL server")
     args = ap.parse_args(argv)
     if args.quick:
         args.rounds, args.seconds, args.warmup = 1, 3.0, 1.0
@@ -324,17 +383,37 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(tempfile.mkdtemp(prefix="custos-bench-"))
     runs: list[Run] = []
     affinity: dict[str, Any] = {}
+    pg = None
     try:
         t0 = time.monotonic()
         data, agency, requests, size = setup(work, args.cases)
         print(f"set-up: {args.cases} cases imported and mandated in {time.monotonic() - t0:.1f} s; "
               f"typical GetCase response {size} bytes (echo answers with {size} bytes)")
+        kinds = ["echo", "gateway"]
+        pg_data, pg_agency = data, agency
+        if args.store == "postgresql":
+            global PG_CPU
+            from tests.pg import PgServer, binaries
+
+            bindir = binaries()
+            if bindir is None:
+                raise SystemExit("--store postgresql needs Debian's postgresql package (initdb, pg_ctl)")
+            with pinned(server_cpus):
+                pg = PgServer(bindir)
+                pg.start()
+            PG_CPU = lambda: postgres_cpu(pg)  # noqa: E731
+            t0 = time.monotonic()
+            pg_data, pg_agency, _, _ = setup(work / "pg", args.cases, database=pg.create_database("custos_bench"))
+            print(f"set-up (PostgreSQL): the same cases in {time.monotonic() - t0:.1f} s; the servers' CPU of "
+                  "the pg runs includes PostgreSQL's")
+            kinds += ["pg", "pg x2"]
         for rnd in range(1, args.rounds + 1):
             print(f"\nround {rnd}/{args.rounds}")
             print(HEADER)
-            for kind in ("echo", "gateway"):
-                run, res, srv_aff = measure(kind, rnd, data, agency, requests, size, args, work, server_cpus,
-                                            load_cpus)
+            for kind in kinds:
+                on_pg = kind.startswith("pg")
+                run, res, srv_aff = measure(kind, rnd, pg_data if on_pg else data, pg_agency if on_pg else agency,
+                                            requests, size, args, work, server_cpus, load_cpus)
                 affinity[kind] = {"server": srv_aff, "load": [sorted(c) for c in res.worker_cpus]}
                 runs.append(run)
                 print(fmt_run(run), flush=True)
@@ -345,16 +424,18 @@ def main(argv: list[str] | None = None) -> int:
                 if res.max_calls_hit:
                     print("    note: a load process hit its call cap before the window ended")
     finally:
+        if pg is not None:
+            pg.stop()
         if args.keep:
             print(f"\nkept {work}")
         else:
             shutil.rmtree(work, ignore_errors=True)
 
     s = summarise(runs)
-    e, g, r = s["medians"]["echo"], s["medians"]["gateway"], s["ratios"]
+    e, r = s["medians"]["echo"], s["ratios"]
     print(f"\nmedians of {args.rounds} round(s)")
     print(HEADER)
-    for kind, m in (("echo", e), ("gateway", g)):
+    for kind, m in s["medians"].items():
         print(f"  {kind:<8} {m['throughput']:9.0f} {m['p50_ms']:8.2f} {m['p99_ms']:8.2f} {int(m['errors']):7d} "
               f"{m['server_cpu_us_per_call']:10.0f} {m['server_core_util'] * 100:7.0f}% "
               f"{m['load_core_util'] * 100:7.0f}%")
@@ -364,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
           f"p50 {r['p50']:.2f}x, p99 {r['p99']:.2f}x, server CPU per call {r['server_cpu_per_call']:.2f}x "
           f"(+{s['controls_us_per_call']:.0f} µs for the controls)")
     print(f"target >= {TARGET_RATIO}x echo throughput: the gateway {verdict} it ({r['throughput']:.2f}x)")
+    if "pg_over_sqlite" in r:
+        pg_verdict = "meets" if r["pg_over_sqlite"] >= PG_TARGET else "is BELOW"
+        print(f"one PostgreSQL replica / the SQLCipher gateway: throughput {r['pg_over_sqlite']:.2f}x, "
+              f"p99 {r['pg_p99_over_sqlite']:.2f}x; target >= {PG_TARGET}x: {pg_verdict} it")
+        print(f"two PostgreSQL replicas / one: throughput {r['pg2_over_pg1']:.2f}x (both on the server core)")
     if e["load_core_util"] > 0.9:
         print(f"note: during the echo runs the load core was {e['load_core_util'] * 100:.0f}% busy (server core "
               f"{e['server_core_util'] * 100:.0f}%): the echo figure may be partly limited by the Python load "

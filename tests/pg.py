@@ -59,12 +59,12 @@ class PgServer:
             os.chown(self.root, self.user.pw_uid, self.user.pw_gid)
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        kwargs: dict[str, object] = {}
-        if self.user is not None:
-            kwargs = {"user": self.user.pw_uid, "group": self.user.pw_gid, "extra_groups": []}
         env = {"PATH": f"{self.bindir}:/usr/bin:/bin", "LC_ALL": "C.UTF-8", "HOME": str(self.root)}
+        if self.user is None:
+            return subprocess.run(list(argv), capture_output=True, text=True, check=check, env=env, cwd=self.root,
+                                  timeout=120)
         return subprocess.run(list(argv), capture_output=True, text=True, check=check, env=env, cwd=self.root,
-                              timeout=120, **kwargs)  # type: ignore[call-overload]
+                              timeout=120, user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[])
 
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-U", self.superuser, "-E", "UTF8",
@@ -97,7 +97,7 @@ class PgServer:
         import psycopg
 
         with psycopg.connect(self.url(database), autocommit=True) as conn:
-            conn.execute(statement)  # type: ignore[arg-type]
+            conn.execute(statement)
 
     def create_database(self, name: str, template: str = "template0") -> str:
         self.sql(f'CREATE DATABASE "{name}" TEMPLATE "{template}"')
