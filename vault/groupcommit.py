@@ -108,6 +108,14 @@ class GroupCommit:
             item.done = True
 
 
+def with_revision(drafts: list[EventDraft], revision: str) -> list[EventDraft]:
+    """Events without a policy revision of their own carry the one in force at the commit."""
+    for draft in drafts:
+        if not draft.policy_revision:
+            draft.policy_revision = revision
+    return drafts
+
+
 def _internal(exc: BaseException) -> CustosError:
     # Log the type only: exception text from lower layers might hold a value.
     log.error("unit of work failed: %s", type(exc).__name__)

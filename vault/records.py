@@ -10,12 +10,46 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date
+from typing import Any
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.importer import ImportedCase
+from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, MandateRow, Org
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
+
+# Columns both backends select in this order, and the typed rows made from them.
+CASE_COLS = (
+    "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
+    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit"
+)
+ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled"
+MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
+CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
+CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
+                         "legal_hold"})
+# Position of each PI field in a borrower row selected as kek_version, wrapped_dek, dek_version, <PI fields>.
+PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
+
+
+def case_row(row: Sequence[Any]) -> CaseRow:
+    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))
+
+
+def org_row(row: Sequence[Any]) -> Org:
+    return Org(row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]) if row[5] else None, bool(row[6]))
+
+
+def mandate_row(row: Sequence[Any]) -> MandateRow:
+    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
+
+
+def contact_row(row: Sequence[Any]) -> ContactRow:
+    return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
+                      channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
+                      result_at=row[10])
 
 
 def contract_ad(loan_id: str) -> str:

@@ -26,7 +26,7 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
 from vault.crypto import BlindIndex, FieldCipher
-from vault.groupcommit import GroupCommit, _internal, _Item
+from vault.groupcommit import GroupCommit, _internal, _Item, with_revision
 
 from .store import PgStore
 
@@ -102,10 +102,7 @@ class PgAuditLog(GroupCommit):
                     except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
                         item.error = exc if isinstance(exc, CustosError) else _internal(exc)
                         continue
-                for draft in drafts:
-                    if not draft.policy_revision:
-                        draft.policy_revision = revision
-                events.extend(drafts)
+                events.extend(with_revision(drafts, revision))
             if events:
                 size = self._append(conn, events)
             if self.before_commit is not None:

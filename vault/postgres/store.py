@@ -35,18 +35,27 @@ from gateway.core.model import (
     Unsealer,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher
-from vault.records import NOTHING, Sealed, contract_ad, import_digest, seal_fields, terms_ad
+from vault.records import (
+    CASE_COLS,
+    CASE_FIELDS,
+    CONTACT_COLS,
+    MANDATE_COLS,
+    NOTHING,
+    ORG_COLS,
+    PI_COLUMN,
+    Sealed,
+    case_row,
+    contact_row,
+    contract_ad,
+    import_digest,
+    mandate_row,
+    org_row,
+    seal_fields,
+    terms_ad,
+)
 
 ConnSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
-CASE_COLS = (
-    "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
-    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit"
-)
-MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
-CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
-CASE_FIELDS = {"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold"}
-_PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 TERMS = ("product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
          "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on")
 
@@ -64,24 +73,6 @@ def unavailable(fn: Callable[..., R]) -> Callable[..., R]:
             raise CustosError(Code.UNAVAILABLE, "the database cannot be reached") from None
 
     return wrapper
-
-
-def _case(row: Sequence[Any]) -> CaseRow:
-    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))
-
-
-def _org(row: Sequence[Any]) -> Org:
-    return Org(row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]) if row[5] else None, bool(row[6]))
-
-
-def _mandate(row: Sequence[Any]) -> MandateRow:
-    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
-
-
-def _contact(row: Sequence[Any]) -> ContactRow:
-    return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
-                      channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
-                      result_at=row[10])
 
 
 class PgStore:
@@ -119,9 +110,8 @@ class PgStore:
 
     # ------------------------------------------------------------ orgs
     def get_org(self, org_id: str) -> Org | None:
-        row = self._one("SELECT id, kind, name, jurisdiction, licence_no, licence_expires, disabled FROM orgs"
-                        " WHERE id = %s", (org_id,))
-        return _org(row) if row else None
+        row = self._one(f"SELECT {ORG_COLS} FROM orgs WHERE id = %s", (org_id,))
+        return org_row(row) if row else None
 
     def org_name(self, org_id: str) -> str:
         row = self._one("SELECT name FROM orgs WHERE id = %s", (org_id,))
@@ -139,10 +129,10 @@ class PgStore:
     # ------------------------------------------------------------ cases and mandates
     def get_case(self, lender: str, case_id: str) -> CaseRow | None:
         row = self._one(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s AND case_id = %s", (lender, case_id))
-        return _case(row) if row else None
+        return case_row(row) if row else None
 
     def cases_of_lender(self, lender: str) -> list[CaseRow]:
-        return [_case(r) for r in self._all(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s ORDER BY case_id",
+        return [case_row(r) for r in self._all(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s ORDER BY case_id",
                                             (lender,))]
 
     def cases_by_index(self, lender: str, field: str, value: str) -> list[CaseRow]:
@@ -151,7 +141,7 @@ class PgStore:
         rows = self._all(f"SELECT {cols} FROM borrowers b JOIN cases c ON c.lender_id = b.lender_id"
                          f" AND c.borrower_id = b.borrower_id WHERE b.lender_id = %s AND b.{column} = %s"
                          " ORDER BY c.case_id", (lender, self.bidx(lender, field, value)))
-        return [_case(r) for r in rows]
+        return [case_row(r) for r in rows]
 
     def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None:
         assert set(values) <= CASE_FIELDS
@@ -160,12 +150,12 @@ class PgStore:
                    (*values.values(), now, lender, case_id))
 
     def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
-        return tuple(_mandate(r) for r in self._all(
+        return tuple(mandate_row(r) for r in self._all(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND case_id = %s ORDER BY id DESC",
             (org_id, case_id)))
 
     def mandates_of_org(self, org_id: str) -> list[MandateRow]:
-        return [_mandate(r) for r in self._all(
+        return [mandate_row(r) for r in self._all(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND recalled_at IS NULL ORDER BY case_id, id DESC",
             (org_id,))]
 
@@ -273,7 +263,7 @@ class PgStore:
                 value = found[0] if found else None
                 ad_name = contract_ad(case.loan_id)
             else:
-                column = _PI_COLUMN.get(name)
+                column = PI_COLUMN.get(name)
                 value = row[column] if column is not None else None
                 ad_name = name
             if value is not None:
@@ -295,18 +285,18 @@ class PgStore:
         return contact_id
 
     def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]:
-        return [_contact(r) for r in self._all(
+        return [contact_row(r) for r in self._all(
             f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = %s AND borrower_id = %s AND opened_at >= %s"
             " ORDER BY opened_at", (lender, borrower_id, since))]
 
     def contact_history(self, case: CaseRow) -> list[ContactRow]:
-        return [_contact(r) for r in self._all(
+        return [contact_row(r) for r in self._all(
             f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = %s AND case_id = %s ORDER BY opened_at",
             (case.lender_id, case.case_id))]
 
     def get_contact(self, contact_id: str) -> ContactRow | None:
         row = self._one(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = %s", (contact_id,))
-        return _contact(row) if row else None
+        return contact_row(row) if row else None
 
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self._exec("UPDATE contacts SET result = %s, result_at = %s WHERE id = %s", (result, now, contact_id))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
-from vault.groupcommit import GroupCommit, _internal, _Item
+from vault.groupcommit import GroupCommit, _internal, _Item, with_revision
 
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
@@ -95,10 +95,7 @@ class AuditLog(GroupCommit):
                         main.execute("RELEASE unit")
                         item.error = exc if isinstance(exc, CustosError) else _internal(exc)
                         continue
-                for draft in drafts:
-                    if not draft.policy_revision:
-                        draft.policy_revision = revision
-                events.extend(drafts)
+                events.extend(with_revision(drafts, revision))
             if events:
                 try:
                     self._append(events)

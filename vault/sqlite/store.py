@@ -30,44 +30,30 @@ from gateway.core.model import (
     Unsealer,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher
-from vault.records import NOTHING, Sealed, contract_ad, import_digest, seal_fields
+from vault.records import (
+    CASE_COLS,
+    CASE_FIELDS,
+    CONTACT_COLS,
+    MANDATE_COLS,
+    NOTHING,
+    ORG_COLS,
+    PI_COLUMN,
+    Sealed,
+    case_row,
+    contact_row,
+    contract_ad,
+    import_digest,
+    mandate_row,
+    org_row,
+    seal_fields,
+)
 
 from .db import TOP_LEVEL, CommitWatch, Connection, blob
 
-CASE_COLS = (
-    "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
-    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit"
-)
 LOAN_COLS = (
     "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
     "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on",
 )
-
-
-def _case(row: tuple[Any, ...]) -> CaseRow:
-    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))
-
-
-def _org(row: tuple[Any, ...]) -> Org:
-    expires = date.fromisoformat(row[5]) if row[5] else None
-    return Org(row[0], row[1], row[2], row[3], row[4], expires, bool(row[6]))
-
-
-CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
-
-
-def _contact(row: tuple[Any, ...]) -> ContactRow:
-    return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
-                      channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
-                      result_at=row[10])
-
-
-def _mandate(row: tuple[Any, ...]) -> MandateRow:
-    return MandateRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
-
-
-# Position of each PI field in a `_borrower_row` (after kek_version, wrapped_dek, dek_version).
-_PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 
 
 @functools.cache  # one text per batch size; sizes are bounded by the caller's per-statement limit
@@ -193,10 +179,10 @@ class Repo:
     @_cached
     def get_org(self, org_id: str) -> Org | None:
         row = self.conn.execute(
-            "SELECT id, kind, name, jurisdiction, licence_no, licence_expires, disabled FROM orgs WHERE id = ?",
+            f"SELECT {ORG_COLS} FROM orgs WHERE id = ?",
             (org_id,),
         ).fetchone()
-        return _org(row) if row else None
+        return org_row(row) if row else None
 
     def insert_org(self, org: Org, now: str) -> None:
         self.conn.execute(
@@ -215,11 +201,11 @@ class Repo:
         row = self.conn.execute(
             f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
         ).fetchone()
-        return _case(row) if row else None
+        return case_row(row) if row else None
 
     def cases_of_lender(self, lender: str) -> list[CaseRow]:
         rows = self.conn.execute(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? ORDER BY case_id", (lender,))
-        return [_case(r) for r in rows]
+        return [case_row(r) for r in rows]
 
     def cases_by_index(self, lender: str, field: str, value: str) -> list[CaseRow]:
         column = {"national_id": "nid_bidx", "phone": "phone_bidx"}[field]
@@ -230,11 +216,10 @@ class Repo:
             f" WHERE b.lender_id = ? AND b.{column} = ? ORDER BY c.case_id",
             (lender, key),
         )
-        return [_case(r) for r in rows]
+        return [case_row(r) for r in rows]
 
     def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None:
-        allowed = {"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold"}
-        assert set(values) <= allowed
+        assert set(values) <= CASE_FIELDS
         sets = ", ".join(f"{k} = ?" for k in values)
         params = [int(v) if isinstance(v, bool) else v for v in values.values()]
         self.conn.execute(
@@ -246,19 +231,17 @@ class Repo:
     @_cached
     def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
         rows = self.conn.execute(
-            "SELECT id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
-            " FROM mandates WHERE org_id = ? AND case_id = ? ORDER BY id DESC",
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = ? AND case_id = ? ORDER BY id DESC",
             (org_id, case_id),
         )
-        return tuple(_mandate(r) for r in rows)
+        return tuple(mandate_row(r) for r in rows)
 
     def mandates_of_org(self, org_id: str) -> list[MandateRow]:
         rows = self.conn.execute(
-            "SELECT id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
-            " FROM mandates WHERE org_id = ? AND recalled_at IS NULL ORDER BY case_id, id DESC",
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = ? AND recalled_at IS NULL ORDER BY case_id, id DESC",
             (org_id,),
         )
-        return [_mandate(r) for r in rows]
+        return [mandate_row(r) for r in rows]
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
                        now: str) -> None:
@@ -380,7 +363,7 @@ class Repo:
                     blob = self._contract_blob(case.lender_id, case.loan_id)
                     ad_name = contract_ad(case.loan_id)
                 else:
-                    column = _PI_COLUMN.get(name)
+                    column = PI_COLUMN.get(name)
                     blob = row[column] if column is not None else None
                     ad_name = name
                 if blob is not None:
@@ -439,21 +422,21 @@ class Repo:
         return contact_id
 
     def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]:
-        return [_contact(r) for r in self.conn.execute(
+        return [contact_row(r) for r in self.conn.execute(
             f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = ? AND borrower_id = ? AND opened_at >= ?"
             " ORDER BY opened_at",
             (lender, borrower_id, since),
         )]
 
     def contact_history(self, case: CaseRow) -> list[ContactRow]:
-        return [_contact(r) for r in self.conn.execute(
+        return [contact_row(r) for r in self.conn.execute(
             f"SELECT {CONTACT_COLS} FROM contacts WHERE lender_id = ? AND case_id = ? ORDER BY opened_at",
             (case.lender_id, case.case_id),
         )]
 
     def get_contact(self, contact_id: str) -> ContactRow | None:
         row = self.conn.execute(f"SELECT {CONTACT_COLS} FROM contacts WHERE id = ?", (contact_id,)).fetchone()
-        return _contact(row) if row else None
+        return contact_row(row) if row else None
 
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self.conn.execute("UPDATE contacts SET result = ?, result_at = ? WHERE id = ?", (result, now, contact_id))
