@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from gateway.core.errors import Code, CustosError
+from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
 from gateway.core.ports import Work
 
@@ -106,6 +107,18 @@ class GroupCommit:
             item.error = CustosError(Code.AUDIT_UNAVAILABLE)
             item.result = None
             item.done = True
+
+
+def leaf_rows(frontier: Frontier, events: list[EventDraft]) -> list[tuple[Any, ...]]:
+    """Number the events after `frontier` (which it extends): each as (seq, leaf, leaf hash, time, org, case, borrower)."""
+    rows = []
+    for draft in events:
+        seq = frontier.size
+        leaf = draft.leaf_bytes(seq)
+        lh = leaf_hash(leaf)
+        frontier.append(lh)
+        rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
+    return rows
 
 
 def with_revision(drafts: list[EventDraft], revision: str) -> list[EventDraft]:

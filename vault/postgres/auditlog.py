@@ -23,10 +23,10 @@ import psycopg.errors
 import psycopg_pool
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import Frontier, leaf_hash
+from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
 from vault.crypto import BlindIndex, FieldCipher
-from vault.groupcommit import GroupCommit, _internal, _Item, with_revision
+from vault.groupcommit import GroupCommit, _internal, _Item, leaf_rows, with_revision
 
 from .store import PgStore
 
@@ -114,13 +114,7 @@ class PgAuditLog(GroupCommit):
         row = conn.execute("SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
         assert row is not None
         frontier = Frontier.loads(int(row[0]), str(row[1]))
-        rows = []
-        for draft in events:
-            seq = frontier.size
-            leaf = draft.leaf_bytes(seq)
-            lh = leaf_hash(leaf)
-            frontier.append(lh)
-            rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
+        rows = leaf_rows(frontier, events)
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id)"
                             " VALUES (%s, %s, %s, %s, %s, %s, %s)", rows)

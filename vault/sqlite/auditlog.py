@@ -13,9 +13,9 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import Frontier, leaf_hash
+from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
-from vault.groupcommit import GroupCommit, _internal, _Item, with_revision
+from vault.groupcommit import GroupCommit, _internal, _Item, leaf_rows, with_revision
 
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
@@ -140,13 +140,7 @@ class AuditLog(GroupCommit):
                     if seq != frontier.size:
                         raise CustosError(Code.AUDIT_UNAVAILABLE, "gap in the stored sequence")
                     frontier.append(lh)
-            rows = []
-            for draft in events:
-                seq = frontier.size
-                leaf = draft.leaf_bytes(seq)
-                lh = leaf_hash(leaf)
-                frontier.append(lh)
-                rows.append((seq, leaf, lh, draft.time, draft.org, draft.case_id, draft.borrower_id))
+            rows = leaf_rows(frontier, events)
             if self.before_commit is not None:
                 self.before_commit()
             self._repo.insert_audit_rows(rows, INSERT_CHUNK)
