@@ -71,10 +71,8 @@ def cmd_init(args: argparse.Namespace) -> None:
             fh.write(server_key)
     else:
         pki.create_ca(layout.tls / "ca.crt", layout.keys / "ca.key")
-        hosts = ["localhost", *args.hostname]
-        pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", layout.tls / "server.crt", layout.keys / "server.key",
-                  cn="custos-gateway", dns=[h for h in hosts if not _is_ip(h)],
-                  ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
+        pki.issue_server(layout.tls / "ca.crt", layout.keys / "ca.key", layout.tls / "server.crt",
+                         layout.keys / "server.key", args.hostname)
     vkey = verifier_key(origin, datadir.audit_signing_key(layout).public_key())
     layout.vkey.write_text(vkey + "\n")
     _emit(args, {"data_dir": str(root), "origin": origin, "verifier_key": str(layout.vkey),
@@ -115,49 +113,35 @@ def cmd_ca_init(args: argparse.Namespace) -> None:
 
 def cmd_ca_issue(args: argparse.Namespace) -> None:
     from gateway import pki
-    from gateway.core.importer import ID_RE
+    from gateway.core.admin import is_org_id
 
     ca_dir = Path(args.ca_dir)
     if not (ca_dir / "ca.key").is_file() or not (ca_dir / "ca.crt").is_file():
         raise CliError(Code.IDENTITY_INVALID, "not a CA directory (run 'custos ca init' first)")
     if bool(args.server) == bool(args.org):
         raise CliError(Code.INVALID_ARGUMENT, "give exactly one of --server or --org ID")
-    if args.org and (not ID_RE.fullmatch(args.org) or ":" in args.org):
+    if args.org and not is_org_id(args.org):
         raise CustosError(Code.INVALID_ORG_ID)
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
-    out.mkdir(parents=True, exist_ok=True)
-    os.chmod(out, 0o700)
     if args.server:
-        hosts = ["localhost", *args.hostname]
-        pki.issue(ca_dir / "ca.crt", ca_dir / "ca.key", out / "server.crt", out / "server.key", cn="custos-gateway",
-                  dns=[h for h in hosts if not _is_ip(h)], ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]],
-                  server=True)
+        out.mkdir(parents=True, exist_ok=True)
+        os.chmod(out, 0o700)
+        pki.issue_server(ca_dir / "ca.crt", ca_dir / "ca.key", out / "server.crt", out / "server.key", args.hostname)
+        (out / "ca.crt").write_bytes((ca_dir / "ca.crt").read_bytes())
         what = "server certificate"
     else:
-        pki.issue(ca_dir / "ca.crt", ca_dir / "ca.key", out / "client.crt", out / "client.key", cn=args.org,
-                  uris=[pki.ORG_URI_PREFIX + args.org])
+        pki.issue_org_bundle(ca_dir / "ca.crt", ca_dir / "ca.key", out, args.org)
         what = f"certificate for {args.org}"
-    (out / "ca.crt").write_bytes((ca_dir / "ca.crt").read_bytes())
     _emit(args, {"issued": "server" if args.server else args.org, "out": str(out)},
           lambda d: f"issued {what} into {d['out']}")
 
 
-def _is_ip(text: str) -> bool:
-    import ipaddress
-
-    try:
-        ipaddress.ip_address(text)
-        return True
-    except ValueError:
-        return False
-
-
 def _open_vault(data_dir: str) -> Any:
-    from vault.datadir import open_vault as Vault
+    from vault.datadir import open_vault
 
-    return Vault(Path(data_dir))
+    return open_vault(Path(data_dir))
 
 
 def _administration(vault: Any) -> Any:
@@ -200,11 +184,7 @@ def cmd_org_add(args: argparse.Namespace) -> None:
                 raise CustosError(Code.CA_OFFLINE)
             if not out.exists():
                 made.append(out)
-            out.mkdir(parents=True, exist_ok=True)
-            os.chmod(out, 0o700)
-            pki.issue(layout.tls / "ca.crt", layout.keys / "ca.key", out / "client.crt", out / "client.key",
-                      cn=org.id, uris=[pki.ORG_URI_PREFIX + org.id])
-            (out / "ca.crt").write_bytes((layout.tls / "ca.crt").read_bytes())
+            pki.issue_org_bundle(layout.tls / "ca.crt", layout.keys / "ca.key", out, org.id)
             (out / "org.json").write_text(json.dumps({"org_id": org.id, "kind": org.kind}) + "\n")
 
         admin.register(org, identity)

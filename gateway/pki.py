@@ -86,6 +86,29 @@ def issue(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, *, cn: str
     out_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+        return True
+    except ValueError:
+        return False
+
+
+def issue_server(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, hostnames: list[str]) -> None:
+    """The gateway's certificate: localhost, 127.0.0.1 and ::1, plus the given names and addresses."""
+    hosts = ["localhost", *hostnames]
+    issue(ca_cert, ca_key, out_cert, out_key, cn="custos-gateway", dns=[h for h in hosts if not _is_ip(h)],
+          ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
+
+
+def issue_org_bundle(ca_cert: Path, ca_key: Path, out: Path, org_id: str) -> None:
+    """An organisation's identity bundle in `out` (0700): client.crt, client.key and the CA's certificate."""
+    out.mkdir(parents=True, exist_ok=True)
+    os.chmod(out, 0o700)
+    issue(ca_cert, ca_key, out / "client.crt", out / "client.key", cn=org_id, uris=[ORG_URI_PREFIX + org_id])
+    (out / "ca.crt").write_bytes(ca_cert.read_bytes())
+
+
 def check_issued(ca_cert: Path, cert_pem: bytes, now: datetime | None = None) -> x509.Certificate:
     """The certificate, if the CA at `ca_cert` signed it and it is valid now; ValueError otherwise."""
     ca = x509.load_pem_x509_certificate(ca_cert.read_bytes())
@@ -103,15 +126,6 @@ def check_issued(ca_cert: Path, cert_pem: bytes, now: datetime | None = None) ->
     if not cert.not_valid_before_utc <= at <= cert.not_valid_after_utc:
         raise ValueError("not valid now")
     return cert
-
-
-def org_id_from_pem(pem: bytes) -> str | None:
-    """The organisation id from a client certificate's URI SAN, or None."""
-    try:
-        cert = x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        return None
-    return org_id_of(cert)
 
 
 def org_id_of(cert: x509.Certificate) -> str | None:

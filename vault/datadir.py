@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from dataclasses import dataclass
@@ -30,18 +31,20 @@ from .keys import FileKeyProvider, KeyProvider
 class Layout:
     root: Path
     key_dir: Path | None = None  # keys kept outside DATA_DIR (config.json "key_dir")
+    database: str | None = None  # the PostgreSQL URL when the store is there (config.json "database")
 
     @classmethod
     def of(cls, root: Path) -> Layout:
-        """The layout of an existing data directory, with its key directory from config.json."""
-        key_dir = None
+        """The layout of an existing data directory, with its key directory and database from config.json."""
         try:
-            configured = json.loads((root / "config.json").read_text()).get("key_dir")
-        except (OSError, ValueError, AttributeError):
-            configured = None
-        if isinstance(configured, str) and configured:
-            key_dir = Path(configured)
-        return cls(root, key_dir)
+            config = json.loads((root / "config.json").read_text())
+        except (OSError, ValueError):
+            config = {}
+        if not isinstance(config, dict):
+            config = {}
+        key_dir, database = config.get("key_dir"), config.get("database")
+        return cls(root, Path(key_dir) if isinstance(key_dir, str) and key_dir else None,
+                   database if isinstance(database, str) and database else None)
 
     def key_provider(self) -> KeyProvider:
         if self.key_dir is not None:
@@ -83,7 +86,7 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
         from .postgres import preflight
 
         preflight(database)  # reachable and empty, before anything is written
-    layout = Layout(root, key_dir.resolve() if key_dir is not None else None)
+    layout = Layout(root, key_dir.resolve() if key_dir is not None else None, database)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     layout.keys.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -100,7 +103,7 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     if database is not None:
         from .postgres import create_schema
 
-        create_schema(database)
+        create_schema(database)  # preflighted above
         return layout
     from .sqlite import create_databases
 
@@ -123,14 +126,48 @@ def load_config(layout: Layout) -> dict[str, str]:
 
 def open_vault(root: Path, policy_revision: str = "") -> SqliteVault | PgVault:
     """The storage behind a data directory: PostgreSQL if `custos init --database` named one, else SQLCipher."""
-    database = load_config(Layout.of(root)).get("database") if (root / "config.json").exists() else None
-    if database:
+    if Layout.of(root).database:
         from .postgres import PgVault
 
-        return PgVault(root, database, policy_revision)
+        return PgVault(root, policy_revision)
     from .sqlite import SqliteVault
 
     return SqliteVault(root, policy_revision)
+
+
+class ServeLock:
+    """At most one `custos serve` per data directory (per copy of it, with replicas).
+
+    On the embedded store SQLCipher has one writer and the audit log one
+    sequence; with PostgreSQL each replica has its own copy. Either way a
+    second server on one directory is a mistake. An advisory lock on
+    DATA_DIR/serve.lock, held for the life of the process (the kernel drops it
+    when the process dies, even by kill -9), refuses it at start-up, naming
+    the holder's pid.
+    """
+
+    def __init__(self, fd: int) -> None:
+        self._fd: int | None = fd
+
+    @classmethod
+    def take(cls, root: Path) -> ServeLock:
+        if not root.is_dir():
+            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
+        fd = os.open(root / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            raise CustosError(Code.DATA_DIR_IN_USE, f"held by pid {holder}" if holder.isdigit() else "") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd)
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
 
 if TYPE_CHECKING:

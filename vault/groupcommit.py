@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -107,6 +109,31 @@ class GroupCommit:
             item.error = CustosError(Code.AUDIT_UNAVAILABLE)
             item.result = None
             item.done = True
+
+
+def run_units(batch: list[_Item[Any]], store: Any, savepoint: Callable[[], AbstractContextManager[Any]],
+              revision: str, passthrough: tuple[type[BaseException], ...] = ()) -> list[EventDraft]:
+    """Run each unit of the batch, a writing one in its own savepoint; return every unit's events.
+
+    A unit that raises is undone alone and gets its error (INTERNAL unless it
+    raised a CustosError); its events are dropped. Exceptions in `passthrough`
+    (the backend's: a lost connection, a deadlock) fail the whole batch instead.
+    """
+    events: list[EventDraft] = []
+    for item in batch:
+        if not item.writes:
+            item.result, drafts = item.work(store)
+        else:
+            try:
+                with savepoint():
+                    item.result, drafts = item.work(store)
+            except passthrough:
+                raise
+            except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
+                item.error = exc if isinstance(exc, CustosError) else _internal(exc)
+                continue
+        events.extend(with_revision(drafts, revision))
+    return events
 
 
 def leaf_rows(frontier: Frontier, events: list[EventDraft]) -> list[tuple[Any, ...]]:

@@ -24,6 +24,11 @@ ADD = "OperatorOrgAdd"
 DISABLE = "OperatorOrgDisable"
 
 
+def is_org_id(text: str) -> bool:
+    """An id a new organisation may take: an id (1-64 of letters, digits, ._-), never with ':' or '/'."""
+    return bool(ID_RE.fullmatch(text)) and ":" not in text and "/" not in text
+
+
 @dataclass(frozen=True)
 class OrgSpec:
     """An organisation as the operator typed it, before any check."""
@@ -54,7 +59,7 @@ class Administration:
 
     def validate(self, spec: OrgSpec) -> Org:
         """The organisation to register, or an audited refusal naming what is wrong (never echoing it)."""
-        if not ID_RE.fullmatch(spec.id) or "/" in spec.id or ":" in spec.id:
+        if not is_org_id(spec.id):
             raise self._deny(ADD, "", Code.INVALID_ORG_ID)
         if spec.kind not in KINDS:
             raise self._deny(ADD, spec.id, Code.UNKNOWN_KIND, f"known: {', '.join(KINDS)}")

@@ -30,8 +30,8 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
+from gateway.core.admission import Shares
 from gateway.core.errors import Code, CustosError
 from gateway.core.limits import CallLimits
 from gateway.core.model import Caller
@@ -238,8 +239,6 @@ class Gate:
     """Builds the raw handlers for every method and runs each call through the steps above."""
 
     def __init__(self, core: Core, provider: TracerProvider | None, watchdog: Watchdog) -> None:
-        from gateway.core.admission import Shares
-
         self.core = core
         self.watchdog = watchdog
         self.shares = Shares()
@@ -302,7 +301,8 @@ class Gate:
             try:
                 caller = self._caller(context, m)
                 limits = self.core.bundle.limits.calls
-                share = self._enter_share(caller, streaming=streaming)
+                self._enter_share(caller, streaming=streaming)
+                share = True
                 deadline = (limits.import_deadline_s if m.client_streaming else limits.stream_deadline_s
                             if streaming else limits.unary_deadline_s)
                 call = Call(context, time.monotonic() + deadline)
@@ -328,14 +328,12 @@ class Gate:
         tracing.annotate(org=caller.org_id or None)
         if self.stopping:
             raise CustosError(Code.SHUTTING_DOWN)
-        self.core.admit(caller)
-        return caller
+        return replace(caller, org=self.core.admit(caller))
 
-    def _enter_share(self, caller: Caller, *, streaming: bool) -> bool:
+    def _enter_share(self, caller: Caller, *, streaming: bool) -> None:
         refused = self.shares.enter(caller.org_id, streaming, self.core.bundle.limits.calls)
         if refused:
             raise self.core.deny(caller, Code.CONCURRENCY_LIMITED, refused)
-        return True
 
     def _read(self, call: Call, request_iterator: Iterator[bytes], limit: float, code: Code) -> bytes | None:
         """The next raw message, or None at the end of the client's stream."""
@@ -358,10 +356,10 @@ class Gate:
     def _decode(self, caller: Caller, m: Method, raw: bytes | None) -> Message:
         if raw is None:
             raise self.core.deny(caller, Code.MALFORMED_REQUEST, "input.message_missing")
-        try:
-            return m.request.FromString(raw)
-        except (DecodeError, RuntimeError, ValueError):
-            raise self.core.deny(caller, Code.MALFORMED_REQUEST, "input.decode") from None
+        message = _parse(m, raw)
+        if message is None:
+            raise self.core.deny(caller, Code.MALFORMED_REQUEST, "input.decode")
+        return message
 
     def _first(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
                limit: float) -> Message:
@@ -385,10 +383,9 @@ class Gate:
                 return
             if self.stopping:
                 raise CustosError(Code.SHUTTING_DOWN)
-            try:
-                message = m.request.FromString(raw)
-            except (DecodeError, RuntimeError, ValueError):
-                raise CustosError(Code.MALFORMED_REQUEST) from None
+            message = _parse(m, raw)
+            if message is None:
+                raise CustosError(Code.MALFORMED_REQUEST)
             limit, code = limits.stream_idle_timeout_s, Code.STREAM_IDLE
             yield message
 
@@ -414,21 +411,18 @@ class Gate:
 
     def _span(self, m: Method) -> Any:
         if self._tracer is None:
-            return _NO_SPAN
+            return nullcontext()
         attrs = {"rpc.system": "grpc", "rpc.service": m.service, "rpc.method": m.name}
         return self._tracer.start_as_current_span(m.name, kind=trace.SpanKind.SERVER, attributes=attrs,
                                                   record_exception=False, set_status_on_exception=False)
 
 
-class _NoSpan:
-    def __enter__(self) -> None:
+def _parse(m: Method, raw: bytes) -> Message | None:
+    """The request message, or None for bytes that are not one (truncated, wrong types, invalid UTF-8)."""
+    try:
+        return m.request.FromString(raw)
+    except (DecodeError, RuntimeError, ValueError):
         return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
 
 
 def _finish(span: trace.Span | None, context: grpc.ServicerContext) -> None:

@@ -25,9 +25,9 @@ from gateway.core.model import Clock, SystemClock
 from gateway.core.policy import load_bundle
 from gateway.core.usecases import Core
 from policies import BUNDLE_DIR
-from vault.datadir import Layout, audit_signing_key, load_config, open_vault
+from vault.datadir import Layout, ServeLock, audit_signing_key, load_config, open_vault
 from vault.postgres import PgVault
-from vault.sqlite import ServeLock, SqliteVault
+from vault.sqlite import SqliteVault
 
 from .calls import Gate, Watchdog
 from .servicers import methods

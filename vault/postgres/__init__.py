@@ -65,8 +65,7 @@ def preflight(url: str) -> None:
 
 
 def create_schema(url: str) -> None:
-    """The schema in an empty database (see `preflight`)."""
-    preflight(url)
+    """The schema in an empty database; `preflight` it first (vault.datadir.create does, before writing files)."""
     with _connect(url) as conn:
         schema.migrate(conn)
 
@@ -74,8 +73,11 @@ def create_schema(url: str) -> None:
 class PgVault:
     """An open data directory whose store is PostgreSQL: a pool of connections, readers, the audit log."""
 
-    def __init__(self, root: Path, url: str, policy_revision: str = "") -> None:
+    def __init__(self, root: Path, policy_revision: str = "") -> None:
         self.layout = Layout.of(root)
+        if self.layout.database is None:
+            raise CustosError(Code.DATA_DIR_INVALID, "the data directory names no database")
+        url = self.layout.database
         keys = self.layout.key_provider()
         self.bidx_key = keys.secret("bidx")
         self.cipher = FieldCipher(keys.kek())

@@ -26,13 +26,14 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
 from vault.crypto import BlindIndex, FieldCipher
-from vault.groupcommit import GroupCommit, _internal, _Item, leaf_rows, with_revision
+from vault.groupcommit import GroupCommit, _Item, leaf_rows, run_units
 
 from .store import PgStore
 
 log = logging.getLogger("custos.audit")
 
 RETRIES = 3  # a batch rolled back by a deadlock or a serialization failure is run again this many times
+CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)
 
 
 class PgAuditLog(GroupCommit):
@@ -69,7 +70,7 @@ class PgAuditLog(GroupCommit):
             try:
                 self._attempt(batch)
                 return
-            except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure):
+            except CONFLICTS:
                 log.warning("audit batch rolled back by a conflict between replicas; running it again")
                 if attempt == RETRIES:
                     self._fail(batch, "commit")
@@ -88,21 +89,7 @@ class PgAuditLog(GroupCommit):
         size = self._size
         with self._pool.connection() as conn, conn.transaction():
             store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
-            events: list[EventDraft] = []
-            for item in batch:
-                if not item.writes:
-                    item.result, drafts = item.work(store)
-                else:
-                    try:
-                        with conn.transaction():  # nested: a savepoint, so a failing unit is undone alone
-                            item.result, drafts = item.work(store)
-                    except (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure,
-                            psycopg.OperationalError):
-                        raise
-                    except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
-                        item.error = exc if isinstance(exc, CustosError) else _internal(exc)
-                        continue
-                events.extend(with_revision(drafts, revision))
+            events = run_units(batch, store, conn.transaction, revision, (*CONFLICTS, psycopg.OperationalError))
             if events:
                 size = self._append(conn, events)
             if self.before_commit is not None:

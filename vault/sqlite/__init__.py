@@ -5,14 +5,12 @@ data in custos.db, the audit log in audit.db, see `db.py`), the generation
 counter and the WAL-index watch that keep the shared row cache fresh
 (`store.py`), the group-committed single writer with its sorted-run audit
 index (`auditlog.py`), the raw-key connections and `blob()`. One process
-serves a data directory (`ServeLock`).
+serves a data directory (`vault.datadir.ServeLock`).
 """
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
 import threading
 from pathlib import Path
 
@@ -36,41 +34,6 @@ def create_databases(case_db: Path, audit_db: Path, key: bytes) -> None:
         if path == audit_db:
             db.upgrade_audit(conn)
         conn.close()
-
-
-class ServeLock:
-    """At most one `custos serve` per data directory on the embedded store.
-
-    SQLCipher has one writer, and the audit log one sequence: a second server
-    on the same directory would fail on sequence collisions at its first
-    write. An advisory lock on DATA_DIR/serve.lock, held for the life of the
-    process (the kernel drops it when the process dies, even by kill -9),
-    refuses it at start-up instead, naming the holder's pid.
-    """
-
-    def __init__(self, fd: int) -> None:
-        self._fd: int | None = fd
-
-    @classmethod
-    def take(cls, root: Path) -> ServeLock:
-        if not root.is_dir():
-            raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
-        path = root / "serve.lock"
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise CustosError(Code.DATA_DIR_IN_USE, f"held by pid {holder}" if holder.isdigit() else "") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
-        return cls(fd)
-
-    def release(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
 
 
 class SqliteVault:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
-from vault.groupcommit import GroupCommit, _internal, _Item, leaf_rows, with_revision
+from vault.groupcommit import GroupCommit, _Item, leaf_rows, run_units
 
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
@@ -81,21 +81,7 @@ class AuditLog(GroupCommit):
             self._fail(batch, "begin")
             return
         try:
-            events: list[EventDraft] = []
-            for item in batch:
-                if not item.writes:
-                    item.result, drafts = item.work(self._repo)
-                else:
-                    main.execute("SAVEPOINT unit")
-                    try:
-                        item.result, drafts = item.work(self._repo)
-                        main.execute("RELEASE unit")
-                    except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
-                        main.execute("ROLLBACK TO unit")
-                        main.execute("RELEASE unit")
-                        item.error = exc if isinstance(exc, CustosError) else _internal(exc)
-                        continue
-                events.extend(with_revision(drafts, revision))
+            events = run_units(batch, self._repo, self._repo.savepoint, revision)
             if events:
                 try:
                     self._append(events)
@@ -109,9 +95,6 @@ class AuditLog(GroupCommit):
             if writes:
                 _rollback(main)
             self._fail(batch, "commit")
-            return
-        for item in batch:
-            item.done = True
 
     def _append(self, events: list[EventDraft], *, resync: bool = False) -> None:
         """Number the events, make them durable as Merkle leaves; on return they are committed, else none is.
