@@ -94,11 +94,6 @@ class Shares:
             if streaming:
                 _decrement(self._streams, org)
 
-    def held(self, org: str) -> tuple[int, int]:
-        """(calls, streams) the organisation holds now."""
-        with self._lock:
-            return self._calls.get(org, 0), self._streams.get(org, 0)
-
 
 def _decrement(table: dict[str, int], key: str) -> None:
     held = table.get(key, 0) - 1

@@ -197,9 +197,6 @@ class Watchdog:
                 call.drop(code)
         return len(calls)
 
-    def in_flight(self) -> int:
-        return len(self._calls)
-
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=2)
