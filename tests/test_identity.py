@@ -164,3 +164,27 @@ def test_gateway_refuses_to_serve_if_grpc_was_loaded_before_the_tls_policy(env_d
     out = subprocess.run([sys.executable, "-c", script, str(env_dir / "data")], capture_output=True, text=True,
                          timeout=120, env=environ, cwd=Path(__file__).resolve().parent.parent)
     assert out.stdout.strip() == "refused TLS_NOT_ENFORCED", out.stderr[-2000:]
+
+
+def test_a_certificate_that_expires_during_a_connection_is_refused_at_the_next_call(seeded: Env,
+                                                                                   tmp_path: Path) -> None:
+    """TLS checks validity only at the handshake; the gate checks it again on every call, and audits."""
+    from gateway.core.errors import CustosError as CoreError
+    from gateway.transport.calls import caller_of
+
+    now = datetime.now(UTC)
+    lapsed = _bundle(seeded, tmp_path, "lapsed", uri=pki.ORG_URI_PREFIX + "lender-a",
+                     not_before=now - timedelta(days=30), not_after=now - timedelta(seconds=1))
+    pem = (lapsed / "client.crt").read_bytes()
+
+    class Connection:  # what gRPC shows of a connection made while the certificate was still valid
+        def auth_context(self) -> dict[str, list[bytes]]:
+            return {"x509_pem_cert": [pem]}
+
+    caller = caller_of(Connection(), "GetCase")  # type: ignore[arg-type]
+    assert (caller.org_id, caller.problem) == ("lender-a", "CERT_EXPIRED")
+    with pytest.raises(CoreError) as info:
+        seeded.gw.core.admit(caller)
+    assert info.value.code == "CERT_EXPIRED"
+    (event,) = [e for e in seeded.events() if e["code"] == "CERT_EXPIRED"]
+    assert (event["org"], event["method"], event["decision"]) == ("lender-a", "GetCase", "deny")
