@@ -49,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             caller = Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32)
             ids = [f"C-{i}" for i in range(1, args.cases + 1)]
             append = core.audit.append
-            core.audit.append = lambda events: None  # type: ignore[method-assign]
+            core.audit.append = lambda events, fresh_as=None: None  # type: ignore[method-assign,misc]
             for i in range(len(ids) * 2):
                 core.get_case(caller, ids[i % len(ids)], PURPOSE)  # every grant decided, caches warm
             scratch = bytearray(16 * 1024 * 1024)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         record = core.get_case(Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32), "C-1", PURPOSE)
         core.get_case = lambda caller, case_ref, purpose: record  # type: ignore[method-assign]
     elif args.variant == "no-append":
-        audit.append = lambda events: None  # type: ignore[method-assign]
+        audit.append = lambda events, fresh_as=None: None  # type: ignore[method-assign,misc]
     else:
         commit = audit._commit
 

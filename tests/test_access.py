@@ -173,7 +173,7 @@ def test_a_stage_change_changes_the_released_fields_at_once(seeded: Env) -> None
 
 
 def test_row_cache_generations_only_move_forward() -> None:
-    from vault.sqlite.store import RowCache
+    from vault.rowcache import RowCache
 
     cache = RowCache()  # no WAL-index watch: every request reads the counter
     first = cache.current(lambda: 1)
@@ -197,7 +197,7 @@ class _Watch:
 
 
 def test_row_cache_reads_the_counter_only_when_the_wal_index_moved() -> None:
-    from vault.sqlite.store import RowCache
+    from vault.rowcache import RowCache
 
     watch = _Watch()
     cache = RowCache(watch)  # type: ignore[arg-type]

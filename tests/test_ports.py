@@ -211,3 +211,33 @@ def test_a_closed_log_takes_no_more_work(vault: Any) -> None:
     with pytest.raises(CustosError) as info:
         vault.audit.append([event("late")])
     assert info.value.code == "SHUTTING_DOWN"
+
+
+def test_events_decided_on_an_unchecked_view_are_stored_only_while_it_is_current(vault: Any) -> None:
+    """`assume` + `append(fresh_as=...)`: a view older than the latest change gets StaleView and stores nothing."""
+    from gateway.core.ports import StaleView
+
+    imported(vault, 1)
+    reader = vault.reader()
+    reader.refresh()
+    assert reader.get_case("lender-a", "C-1") is not None
+    generation = reader._generation()  # the store's counter as it is now (what `assume` hands out at best)
+    size = vault.audit.head()[0]
+    vault.audit.append([event("current")], fresh_as=generation)
+    assert vault.audit.head()[0] == size + 1
+
+    def change(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+        store.set_case_fields("lender-a", "C-1", {"stage": "field_visit"}, NOW)
+        return None, [event("stage", "C-1")]
+
+    vault.audit.run(change)
+    with pytest.raises(StaleView):
+        vault.audit.append([event("stale")], fresh_as=generation)
+    assert vault.audit.head()[0] == size + 2  # the stale event is not in the log
+    assert [json.loads(e.leaf)["rule"] for e in vault.reader().audit_query(from_seq=size)] == ["current", "stage"]
+    # The view the reader assumes now is either checked (None) or the current generation.
+    view = reader.assume()
+    assert view in (None, reader._generation())
+    assert reader.get_case("lender-a", "C-1").stage == "field_visit"
+    vault.audit.append([event("fresh")], fresh_as=view)
+    assert vault.audit.head()[0] == size + 3

@@ -110,11 +110,41 @@ def test_migrations_are_recorded_and_applied_once(pg_server: PgServer) -> None:
     url = pg_server.create_database("custos_migrations")
     with psycopg.connect(url) as conn:
         assert schema.version(conn) == 0
-        assert schema.migrate(conn) == [schema.LATEST]
+        assert schema.migrate(conn) == [v for v, _, _ in schema.MIGRATIONS]
         assert schema.migrate(conn) == []  # nothing twice
         assert schema.version(conn) == schema.LATEST
         rows = conn.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
     assert [r[0] for r in rows] == [v for v, _, _ in schema.MIGRATIONS]
+
+
+def test_the_first_released_layout_upgrades_to_the_change_counter_with_its_data(pg_server: PgServer) -> None:
+    """A database left at version 1 (the layout the first PostgreSQL release created) gains version 2 in place."""
+    import psycopg
+
+    from vault.postgres import schema
+
+    url = pg_server.create_database("custos_upgrade")
+    with psycopg.connect(url) as conn:
+        first = schema.MIGRATIONS[:1]
+        real = schema.MIGRATIONS
+        schema.MIGRATIONS = first
+        try:
+            assert schema.migrate(conn) == [1]
+        finally:
+            schema.MIGRATIONS = real
+        conn.execute("INSERT INTO orgs(id, kind, name, jurisdiction, created_at) VALUES ('o-1', 'agency', 'O', 'US', 't')")
+        conn.commit()
+        assert schema.version(conn) == 1
+        assert schema.migrate(conn) == [2]
+        assert conn.execute("SELECT count(*) FROM orgs").fetchone() == (1,)
+        before = conn.execute("SELECT n FROM generation").fetchone()[0]
+        for table in schema.CACHED_TABLES:  # every cached table moves the counter, in its own transaction
+            conn.execute(f"DELETE FROM {table} WHERE false")
+            conn.commit()
+        after = conn.execute("SELECT n FROM generation").fetchone()[0]
+        assert after == before + len(schema.CACHED_TABLES)
+        conn.execute("DELETE FROM contacts WHERE false")  # not cached: no move
+        assert conn.execute("SELECT n FROM generation").fetchone()[0] == after
 
 
 def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_by_itself(env: Env,

@@ -21,7 +21,7 @@ import pytest
 from custos_client import CustosClient, CustosError
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from gateway import synth
+from gateway import cli, synth
 from gateway.core.verify import verify_log
 from gateway.transport.server import Gateway, build
 from tests.conftest import Env, FakeClock, Served
@@ -91,18 +91,53 @@ def test_concurrent_contacts_through_both_replicas_stay_under_the_cap(replicas: 
 
 
 def test_a_recall_through_one_replica_is_enforced_by_the_other_at_once(replicas: Replicas) -> None:
+    """Replica two serves warm reads on its unchecked cache; a change through replica one ends them at once.
+
+    Each read after the change is refused, and the log holds no allow event for
+    it: the stale decision's event was refused at the commit, never written.
+    """
     agency_two = replicas.two.client("agency-1")
-    for _ in range(3):  # warm: the second replica has served this read before
+    other_two = replicas.two.client("agency-2")
+    for _ in range(3):  # warm: the second replica has served these reads before, from its row cache
         assert agency_two.get_case("C-1", "collection")["case_id"] == "C-1"
+        assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
     assert replicas.one.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+    recalled_at = replicas.one.gw.vault.audit.head()[0]
     with pytest.raises(CustosError) as info:
         agency_two.get_case("C-1", "collection")
     assert info.value.code == "MANDATE_RECALLED"
+    after = [e for e in replicas.one.client("regulator-1").audit_query(case_id="C-1")
+             if e["seq"] >= recalled_at and e["method"] == "GetCase"]
+    assert [(e["method"], e["decision"], e["code"]) for e in after] == [("GetCase", "deny", "MANDATE_RECALLED")]
     # The same for a stage change and a flag.
     replicas.one.client("lender-a").set_stage("C-2", "early_warning")
     with pytest.raises(CustosError) as info:
-        replicas.two.client("agency-2").get_case("C-2", "collection")
+        other_two.get_case("C-2", "collection")
     assert info.value.code == "STAGE_NOT_ALLOWED"
+
+
+def test_an_org_disabled_through_one_replica_is_refused_by_the_other_at_once(replicas: Replicas) -> None:
+    agency_two = replicas.two.client("agency-2")
+    for _ in range(3):
+        assert agency_two.get_case("C-2", "collection")["case_id"] == "C-2"
+    # The operator's command, on replica one's data directory (as on its host), while both serve.
+    assert cli.main(["org", "disable", str(replicas.one.data), "--id", "agency-2"]) == 0
+    with pytest.raises(CustosError) as info:
+        agency_two.get_case("C-2", "collection")
+    assert info.value.code == "ORG_DISABLED"
+
+
+def test_an_org_registered_through_one_replica_is_admitted_by_the_other_at_once(replicas: Replicas) -> None:
+    """Replica two has cached that agency-x does not exist; the registration through replica one still counts."""
+    with pytest.raises(CustosError) as info:
+        replicas.two.client("lender-a").assign("C-1", "agency-x", "collection", "2026-12-31")
+    assert info.value.code == "ORG_NOT_FOUND"
+    ids = replicas.one.root / "ids" / "agency-x"
+    assert cli.main(["org", "add", str(replicas.one.data), "--id", "agency-x", "--kind", "agency", "--name", "X",
+                     "--licence-no", "LX", "--licence-expires", "2027-12-31", "--out", str(ids)]) == 0
+    with CustosClient(replicas.two.addr, ids, timeout=20) as agency, pytest.raises(CustosError) as info:
+        agency.get_case("C-1", "collection")
+    assert info.value.code == "NO_MANDATE"  # admitted: known, enabled, licensed; it just holds no mandate
 
 
 def test_one_log_verifies_through_either_replica_with_one_root(replicas: Replicas) -> None:

@@ -22,7 +22,7 @@ from typing import Any, Generic, TypeVar
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
-from gateway.core.ports import Work
+from gateway.core.ports import StaleView, Work
 
 log = logging.getLogger("custos.audit")
 
@@ -36,6 +36,10 @@ class _Item(Generic[T]):
     result: Any = None
     error: BaseException | None = None
     writes: bool = True  # False: only events, no case-data change (skips the case-database transaction)
+    # The generation of the unchecked view the events were decided on (`CaseReader.assume`); None: checked.
+    # Only for an append (writes=False): a stale unit would have changed rows already.
+    fresh_as: int | None = None
+    events: list[EventDraft] = field(default_factory=list)
     # Held while the caller waits; released exactly once: when its batch is
     # durable, or to make it the next leader. No broadcast wakes every waiter.
     wake: threading.Lock = field(default_factory=threading.Lock)
@@ -59,7 +63,9 @@ class GroupCommit:
 
     def run(self, work: Work[T], *, writes: bool = True) -> T:
         """Run `work` in the serialised writer; return its result once its events are durable."""
-        item: _Item[T] = _Item(work, writes=writes)
+        return self._submit(_Item(work, writes=writes))
+
+    def _submit(self, item: _Item[T]) -> T:
         item.wake.acquire()
         with self._mutex:
             if self._closed:
@@ -94,9 +100,9 @@ class GroupCommit:
             if successor is not None:
                 successor.wake.release()
 
-    def append(self, events: list[EventDraft]) -> None:
-        """Record events that change nothing else (denials, reads)."""
-        self.run(lambda _repo: (None, events), writes=False)
+    def append(self, events: list[EventDraft], *, fresh_as: int | None = None) -> None:
+        """Record events that change nothing else (denials, reads); see `ports.AuditLog` for `fresh_as`."""
+        self._submit(_Item(lambda _repo: (None, events), writes=False, fresh_as=fresh_as))
 
     def _commit(self, batch: list[_Item[Any]]) -> None:
         """Run the batch's units and make their events durable in one commit; set each item's result or error."""
@@ -121,6 +127,7 @@ def run_units(batch: list[_Item[Any]], store: Any, savepoint: Callable[[], Abstr
     """
     events: list[EventDraft] = []
     for item in batch:
+        item.events = []
         if not item.writes:
             item.result, drafts = item.work(store)
         else:
@@ -132,8 +139,28 @@ def run_units(batch: list[_Item[Any]], store: Any, savepoint: Callable[[], Abstr
             except BaseException as exc:  # noqa: BLE001 - the unit's own failure: undo it alone
                 item.error = exc if isinstance(exc, CustosError) else _internal(exc)
                 continue
-        events.extend(with_revision(drafts, revision))
+        item.events = with_revision(drafts, revision)
+        events.extend(item.events)
     return events
+
+
+def checked(batch: list[_Item[Any]], events: list[EventDraft], generation: Callable[[], int]) -> list[EventDraft]:
+    """The events still to store once each unchecked view is checked against the store's generation now.
+
+    An item decided on a generation that is no longer current gets StaleView
+    and its events are dropped: its caller decides again on a fresh view. The
+    generation is read only if some item carries one.
+    """
+    if all(item.fresh_as is None for item in batch):
+        return events
+    now = generation()
+    kept: list[EventDraft] = []
+    for item in batch:
+        if item.fresh_as is not None and item.fresh_as != now and item.error is None:
+            item.error, item.result = StaleView(), None
+        elif item.error is None:
+            kept.extend(item.events)
+    return kept
 
 
 def leaf_rows(frontier: Frontier, events: list[EventDraft]) -> list[tuple[Any, ...]]:

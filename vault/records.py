@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.importer import ImportedCase
-from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, MandateRow, Org
+from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, MandateRow, Org, Unsealer
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher
 
@@ -95,3 +95,68 @@ class Sealed:
 
 
 NOTHING = Sealed((), (), None)
+
+
+class SealedReads:
+    """How both stores hand out sealed borrower fields: one definition over three backend reads.
+
+    A store provides `_borrower_row` (kek_version, wrapped_dek, dek_version,
+    then the PI columns), `_contract_blob` and `cipher`; both cache them with
+    the rows (`vault.rowcache.cached`), and `_opener` with them.
+    """
+
+    cipher: FieldCipher
+
+    def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
+        raise NotImplementedError
+
+    def _contract_blob(self, lender: str, loan_id: str) -> bytes | None:
+        raise NotImplementedError
+
+    def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
+                dek_version: int) -> Callable[[str, bytes], str]:
+        """The borrower's unwrapped data key, ready to open fields (stores cache it with the rows it opens).
+
+        Holding data keys in memory for the cache's life adds nothing to what the
+        process already holds (the KEK unwraps every one of them); they are
+        dropped with the rows on the next change and never written anywhere.
+        """
+        dek = self.cipher.unwrap_dek(lender, borrower, kek_version, wrapped)
+        return self.cipher.opener(dek, lender, borrower, dek_version)
+
+    def _borrower_opener(self, lender: str, borrower_id: str) -> Callable[[str, bytes], str] | None:
+        row = self._borrower_row(lender, borrower_id)
+        if row is None or row[1] is None:
+            return None
+        try:
+            return self._opener(lender, borrower_id, int(row[0]), bytes(row[1]), int(row[2]))
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None
+
+    def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer:
+        """What opens these fields of this case's borrower: their ciphertext and the borrower's data key.
+
+        Nothing is decrypted until it is called; each call decrypts afresh, so the
+        caller may keep it (a grant does) without keeping any plaintext.
+        """
+        sealed: list[tuple[str, str, bytes]] = []
+        row = self._borrower_row(case.lender_id, case.borrower_id)
+        if row is not None and row[1] is not None:
+            for name in fields:
+                if name == "contract_text":
+                    value = self._contract_blob(case.lender_id, case.loan_id)
+                    ad_name = contract_ad(case.loan_id)
+                else:
+                    column = PI_COLUMN.get(name)
+                    value = row[column] if column is not None else None
+                    ad_name = name
+                if value is not None:
+                    sealed.append((name, ad_name, bytes(value)))
+        if not sealed:
+            return NOTHING
+        return Sealed(tuple(n for n, _, _ in sealed), tuple(sealed),
+                      self._borrower_opener(case.lender_id, case.borrower_id))
+
+    def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
+        """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""
+        return self.unsealer(case, fields)()

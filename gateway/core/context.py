@@ -90,8 +90,8 @@ class Context:
         """
         repo = self.reader()
         repo.refresh()
-        # Admission read the organisation when this call arrived; a call that came another way reads it now.
-        org = caller.org if caller.org is not None else repo.get_org(caller.org_id)
+        # Read again on the checked view: admission may have read it on an unchecked one (`Gatekeeping.admit`).
+        org = repo.get_org(caller.org_id)
         verdict = access.standing(org, self.clock.now().date(), kinds)
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule, **kw)

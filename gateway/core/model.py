@@ -80,7 +80,6 @@ class Caller:
     trace_id: str = ""
     problem: Code | None = None  # an identity refusal (UNKNOWN_ORG, CERT_EXPIRED, ...), made at admission
     cert: str = ""         # the client certificate's SHA-256, first 16 hex digits (for the audit of refusals)
-    org: Org | None = None  # the organisation as admission read it for this call (use cases need not read it again)
 
 
 @dataclass(frozen=True)

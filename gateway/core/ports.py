@@ -10,7 +10,11 @@ What an implementation promises:
 - A `CaseReader` is one request's view of the store. After `refresh()` every
   read is as fresh as a new query at that moment: a change committed anywhere
   before `refresh()` returned is seen. A reader may cache, but only what it
-  can prove fresh, and it never holds plaintext personal data.
+  can prove fresh, and it never holds plaintext personal data. `assume()`
+  instead picks the reader's cached view without asking the store (None if it
+  checked after all) and returns its generation: whatever is decided on it is
+  proven fresh only at the commit of its events, by passing the generation as
+  `fresh_as` to the audit log.
 - A `UnitOfWork` runs inside one transaction of the audit log's writer
   (`AuditLog.run`): everything it changes commits together with the events it
   returns, or none of it does. `lock_borrower` serialises the decisions about
@@ -19,7 +23,11 @@ What an implementation promises:
 - The `AuditLog` numbers events and extends the Merkle tree inside the commit
   that stores them: one sequence, one tree, whoever writes. A caller of `run`
   gets its result only once its events are durable; if they cannot be made
-  durable it gets AUDIT_UNAVAILABLE and nothing of its unit is stored.
+  durable it gets AUDIT_UNAVAILABLE and nothing of its unit is stored. Given
+  `fresh_as`, it stores the events only if no change to cached rows has
+  committed since that generation (read inside the commit, so a change
+  acknowledged before is always seen), and otherwise raises StaleView and
+  stores nothing of the call.
 """
 
 from __future__ import annotations
@@ -38,6 +46,8 @@ class CaseReader(Protocol):
     """Reads for one request (see the module docstring for freshness)."""
 
     def refresh(self) -> None: ...
+
+    def assume(self) -> int | None: ...
 
     def memo(self, key: tuple[Any, ...]) -> Any: ...
 
@@ -108,10 +118,14 @@ class UnitOfWork(CaseReader, Protocol):
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]
 
 
+class StaleView(Exception):
+    """The unchecked view (`CaseReader.assume`) an append was decided on changed before the commit: decide again."""
+
+
 class AuditLog(Protocol):
     def run(self, work: Work[T], *, writes: bool = True) -> T: ...
 
-    def append(self, events: list[EventDraft]) -> None: ...
+    def append(self, events: list[EventDraft], *, fresh_as: int | None = None) -> None: ...
 
     def head(self) -> tuple[int, bytes]: ...
 

@@ -22,6 +22,7 @@ from .model import (
     Unsealer,
 )
 from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
+from .ports import StaleView
 
 
 @dataclass(frozen=True)
@@ -76,12 +77,25 @@ class Reads(Context):
     def get_case(self, caller: Caller, case_ref: str, purpose: str) -> Released:
         now = self.clock.now()
         repo = self.reader()
-        repo.refresh()
         key = ("grant", caller.org_id, case_ref, purpose)
+        # A remembered grant may be used on the reader's unchecked view (no round trip to the store):
+        # its allow event is then stored only if nothing it was decided from changed meanwhile, and a
+        # changed view decides again, checked. Everything else is decided on a checked view.
+        view = repo.assume()
         grant: Grant | None = repo.memo(key)
         if grant is None or not grant.holds(self.bundle, now):
+            grant, view = self._grant(caller, case_ref, purpose, now), None  # _standing checks the view
+            repo.remember(key, grant)
+        try:
+            return self._release(caller, grant, purpose, now, view)
+        except StaleView:
             grant = self._grant(caller, case_ref, purpose, now)
             repo.remember(key, grant)
+            return self._release(caller, grant, purpose, now, None)
+
+    def _release(self, caller: Caller, grant: Grant, purpose: str, now: datetime, view: int | None) -> Released:
+        """The values a grant releases, once its event is durable (and, on an unchecked view, proven fresh)."""
+        repo = self.reader()
         case, decision = grant.case, grant.decision
         values = dict(grant.plain)
         values.update(self._released(decision, grant.unseal(), caller.org_id))
@@ -91,7 +105,7 @@ class Reads(Context):
         # The release waits for its audit event to be durable.
         self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
                                        borrower_id=case.borrower_id, fields=grant.fields, now=now,
-                                       bundle=grant.bundle, head=grant.event_head)])
+                                       bundle=grant.bundle, head=grant.event_head)], fresh_as=view)
         return Released(case.case_id, purpose, case.stage, values, decision.rules)
 
     def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -325,7 +325,8 @@ class Gate:
         tracing.annotate(org=caller.org_id or None)
         if self.stopping:
             raise CustosError(Code.SHUTTING_DOWN)
-        return replace(caller, org=self.core.admit(caller))
+        self.core.admit(caller)
+        return caller
 
     def _enter_share(self, caller: Caller, *, streaming: bool) -> None:
         refused = self.shares.enter(caller.org_id, streaming, self.core.bundle.limits.calls)

@@ -11,6 +11,7 @@ Everything PostgreSQL-specific is in this package: the migrations
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ import psycopg_pool
 from gateway.core.errors import Code, CustosError
 from vault.crypto import BlindIndex, FieldCipher
 from vault.datadir import Layout
+from vault.rowcache import RowCache
 
 from . import schema
 from .auditlog import PgAuditLog
@@ -96,11 +98,16 @@ class PgVault:
         except psycopg_pool.PoolTimeout:
             self.pool.close()
             raise CustosError(Code.UNAVAILABLE, "the database cannot be reached") from None
-        self.audit = PgAuditLog(self.pool, self.cipher, self.bidx, lambda: self.policy_revision)
+        self._rows = RowCache()
+        self._local = threading.local()
+        self.audit = PgAuditLog(self.pool, self.cipher, self.bidx, lambda: self.policy_revision, self._rows.observe)
 
     def reader(self) -> PgStore:
-        """A view that reads through the pool, one connection per statement, nothing cached."""
-        return PgStore(self.pool.connection, self.cipher, self.bidx)
+        """This thread's view: reads through the pool, one connection per statement, into the shared row cache."""
+        store: PgStore | None = getattr(self._local, "store", None)
+        if store is None:
+            store = self._local.store = PgStore(self.pool.connection, self.cipher, self.bidx, self._rows)
+        return store
 
     def close(self) -> None:
         self.pool.close()

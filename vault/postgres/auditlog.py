@@ -26,7 +26,7 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
 from vault.crypto import BlindIndex, FieldCipher
-from vault.groupcommit import GroupCommit, _Item, leaf_rows, run_units
+from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 
 from .store import PgStore
 
@@ -38,8 +38,9 @@ CONFLICTS = (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailur
 
 class PgAuditLog(GroupCommit):
     def __init__(self, pool: psycopg_pool.ConnectionPool[Any], cipher: FieldCipher, bidx: BlindIndex,
-                 policy_revision: Callable[[], str]) -> None:
+                 policy_revision: Callable[[], str], observe: Callable[[int], None] = lambda _n: None) -> None:
         super().__init__()
+        self._observe = observe  # each commit's reading of the change counter, for this replica's row cache
         self._pool = pool
         self._cipher = cipher
         self._bidx = bidx
@@ -90,17 +91,23 @@ class PgAuditLog(GroupCommit):
         with self._pool.connection() as conn, conn.transaction():
             store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
             events = run_units(batch, store, conn.transaction, revision, (*CONFLICTS, psycopg.OperationalError))
+            # The head first, then the counter in a statement of its own: one that started after the lock
+            # was granted sees every change whose events precede ours in the log (a statement that waited
+            # for the lock would read the counter from before the wait).
+            head = conn.execute("SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
+            generation = conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()
+            assert head is not None and generation is not None
+            seen = int(generation[0])
+            events = checked(batch, events, lambda: seen)
             if events:
-                size = self._append(conn, events)
+                size = self._append(conn, Frontier.loads(int(head[0]), str(head[1])), events)
             if self.before_commit is not None:
                 self.before_commit()
         self._size = size
+        self._observe(seen)
 
     @staticmethod
-    def _append(conn: psycopg.Connection[Any], events: list[EventDraft]) -> int:
-        row = conn.execute("SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
-        assert row is not None
-        frontier = Frontier.loads(int(row[0]), str(row[1]))
+    def _append(conn: psycopg.Connection[Any], frontier: Frontier, events: list[EventDraft]) -> int:
         rows = leaf_rows(frontier, events)
         with conn.cursor() as cur:
             cur.executemany("INSERT INTO audit_events(seq, leaf, leaf_hash, time, org, case_id, borrower_id)"

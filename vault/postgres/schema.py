@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")  # the rows replicas cache (vault/rowcache.py)
 MIGRATION_LOCK = 0x437573746F73  # "Custos": the advisory lock every migrating replica takes
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -74,6 +75,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              FOR EACH ROW EXECUTE FUNCTION audit_append_only()""",
         """CREATE TRIGGER audit_no_truncate BEFORE TRUNCATE ON audit_events
              FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()""",
+    ]),
+    # Every change to a table whose rows the replicas cache moves one counter in the same transaction,
+    # whoever writes; each replica's row cache lives for one value of it (vault/rowcache.py), and the
+    # audit commit reads it under the head lock to refuse events decided on an older one.
+    (2, "the change counter behind the replicas' row caches", [
+        "CREATE TABLE generation(id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
+        "INSERT INTO generation(id, n) VALUES (1, 0)",
+        """CREATE FUNCTION bump_generation() RETURNS trigger LANGUAGE plpgsql AS $$
+             BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; RETURN NULL; END $$""",
+        *(f"""CREATE TRIGGER {table}_gen AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON {table}
+               FOR EACH STATEMENT EXECUTE FUNCTION bump_generation()"""
+          for table in CACHED_TABLES),
     ]),
 ]
 

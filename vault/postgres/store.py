@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import date
 from typing import Any, TypeVar
@@ -32,7 +32,6 @@ from gateway.core.model import (
     MandateRow,
     Org,
     Repayment,
-    Unsealer,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher
 from vault.records import (
@@ -40,10 +39,8 @@ from vault.records import (
     CASE_FIELDS,
     CONTACT_COLS,
     MANDATE_COLS,
-    NOTHING,
     ORG_COLS,
-    PI_COLUMN,
-    Sealed,
+    SealedReads,
     case_row,
     contact_row,
     contract_ad,
@@ -53,6 +50,7 @@ from vault.records import (
     seal_fields,
     terms_ad,
 )
+from vault.rowcache import CachedView, RowCache, Rows, cached
 
 ConnSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
@@ -75,23 +73,36 @@ def unavailable(fn: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
-class PgStore:
-    """Reads and writes over `conn()`: a pooled connection per statement, or the unit of work's connection."""
+class PgStore(CachedView, SealedReads):
+    """Reads and writes over `conn()`: a pooled connection per statement (cached), or the unit of work's connection."""
 
-    def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex) -> None:
+    def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex, cache: RowCache | None = None) -> None:
         self._conn = conn
         self.cipher = cipher
         self.bidx = bidx
+        self._shared = cache
+        self._rows: Rows | None = None
 
-    # ------------------------------------------------------------ the request view (nothing cached)
-    def refresh(self) -> None:
-        """Every statement reads committed data as it is now: there is nothing to refresh."""
+    # ------------------------------------------------------------ the request view
+    @unavailable
+    def _generation(self) -> int:
+        row = self._one("SELECT n FROM generation WHERE id = 1", ())
+        return int(row[0])
 
-    def memo(self, key: tuple[Any, ...]) -> Any:
-        return None
+    def assume(self) -> int | None:
+        """The cache as last seen, unchecked: the audit commit that carries this call's events checks it.
 
-    def remember(self, key: tuple[Any, ...], value: Any) -> None:
-        """No cache that could not prove itself fresh: nothing is remembered."""
+        Asking PostgreSQL for the counter costs a round trip per call; the
+        audit log reads it anyway, under its lock, in the transaction that
+        stores the events (`PgAuditLog`), and refuses events decided on a
+        generation that is no longer current, so the caller decides again.
+        """
+        state = self._shared.assumed() if self._shared is not None else None
+        if state is None:
+            self.refresh()
+            return None
+        generation, self._rows = state
+        return generation
 
     @unavailable
     def _one(self, sql: str, params: Sequence[Any]) -> Any:
@@ -109,10 +120,12 @@ class PgStore:
             return conn.execute(sql, params).rowcount
 
     # ------------------------------------------------------------ orgs
+    @cached
     def get_org(self, org_id: str) -> Org | None:
         row = self._one(f"SELECT {ORG_COLS} FROM orgs WHERE id = %s", (org_id,))
         return org_row(row) if row else None
 
+    @cached
     def org_name(self, org_id: str) -> str:
         row = self._one("SELECT name FROM orgs WHERE id = %s", (org_id,))
         return str(row[0]) if row else ""
@@ -127,6 +140,7 @@ class PgStore:
         return self._exec("UPDATE orgs SET disabled = %s WHERE id = %s", (disabled, org_id))
 
     # ------------------------------------------------------------ cases and mandates
+    @cached
     def get_case(self, lender: str, case_id: str) -> CaseRow | None:
         row = self._one(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s AND case_id = %s", (lender, case_id))
         return case_row(row) if row else None
@@ -149,6 +163,7 @@ class PgStore:
         self._exec(f"UPDATE cases SET {sets}, updated_at = %s WHERE lender_id = %s AND case_id = %s",
                    (*values.values(), now, lender, case_id))
 
+    @cached
     def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
         return tuple(mandate_row(r) for r in self._all(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND case_id = %s ORDER BY id DESC",
@@ -227,53 +242,38 @@ class PgStore:
                     import_digest(self.bidx, lender, case)))
 
     # ------------------------------------------------------------ sealed values
-    def _borrower_row(self, lender: str, borrower_id: str) -> Any:
-        return self._one(f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
-                         " WHERE lender_id = %s AND borrower_id = %s", (lender, borrower_id))
+    @cached
+    def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
+        row = self._one(f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
+                        " WHERE lender_id = %s AND borrower_id = %s", (lender, borrower_id))
+        return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) if row else None
 
-    def _opener(self, lender: str, borrower_id: str, row: Any) -> Callable[[str, bytes], str]:
-        try:
-            dek = self.cipher.unwrap_dek(lender, borrower_id, int(row[0]), bytes(row[1]))
-        except DecryptionError:
-            raise CustosError(Code.DECRYPTION_FAILED) from None
-        return self.cipher.opener(dek, lender, borrower_id, int(row[2]))
+    @cached
+    def _contract_blob(self, lender: str, loan_id: str) -> bytes | None:
+        row = self._one("SELECT contract_text FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id))
+        return bytes(row[0]) if row and row[0] is not None else None
+
+    @cached
+    def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
+                dek_version: int) -> Callable[[str, bytes], str]:
+        return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     def loan_values(self, case: CaseRow) -> LoanRow | None:
-        loan = self._one("SELECT terms FROM loans WHERE lender_id = %s AND loan_id = %s", (case.lender_id, case.loan_id))
-        borrower = self._borrower_row(case.lender_id, case.borrower_id)
-        if loan is None or borrower is None or borrower[1] is None:
+        return self._loan_row(case.lender_id, case.loan_id, case.borrower_id)
+
+    @cached
+    def _loan_row(self, lender: str, loan_id: str, borrower_id: str) -> LoanRow | None:
+        """The loan's terms, opened (PostgreSQL holds them sealed; the embedded store's pages are encrypted)."""
+        loan = self._one("SELECT terms FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id))
+        opener = self._borrower_opener(lender, borrower_id)
+        if loan is None or opener is None:
             return None
         try:
-            terms = json.loads(self._opener(case.lender_id, case.borrower_id, borrower)(terms_ad(case.loan_id),
-                                                                                        bytes(loan[0])))
+            terms = json.loads(opener(terms_ad(loan_id), bytes(loan[0])))
         except DecryptionError:
             raise CustosError(Code.DECRYPTION_FAILED) from None
         repayments = tuple(Repayment(r["on"], r["amount"]) for r in terms.pop("repayments") or [])
-        return LoanRow(loan_id=case.loan_id, repayments=repayments, **terms)
-
-    def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer:
-        row = self._borrower_row(case.lender_id, case.borrower_id)
-        if row is None or row[1] is None:
-            return NOTHING
-        sealed: list[tuple[str, str, bytes]] = []
-        for name in fields:
-            if name == "contract_text":
-                found = self._one("SELECT contract_text FROM loans WHERE lender_id = %s AND loan_id = %s",
-                                  (case.lender_id, case.loan_id))
-                value = found[0] if found else None
-                ad_name = contract_ad(case.loan_id)
-            else:
-                column = PI_COLUMN.get(name)
-                value = row[column] if column is not None else None
-                ad_name = name
-            if value is not None:
-                sealed.append((name, ad_name, bytes(value)))
-        if not sealed:
-            return NOTHING
-        return Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), self._opener(case.lender_id, case.borrower_id, row))
-
-    def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
-        return self.unsealer(case, fields)()
+        return LoanRow(loan_id=loan_id, repayments=repayments, **terms)
 
     # ------------------------------------------------------------ contacts
     def insert_contact(self, lender: str, case_id: str, borrower_id: str, org_id: str, channel: str, party: str,

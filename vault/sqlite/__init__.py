@@ -17,10 +17,11 @@ from pathlib import Path
 from gateway.core.errors import Code, CustosError
 from vault.crypto import BlindIndex, FieldCipher
 from vault.datadir import Layout
+from vault.rowcache import RowCache
 
 from . import db
 from .auditlog import AuditLog
-from .store import Repo, RowCache
+from .store import Repo
 
 log = logging.getLogger("custos.vault")
 

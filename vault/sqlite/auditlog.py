@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
-from vault.groupcommit import GroupCommit, _Item, leaf_rows, run_units
+from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
@@ -81,7 +81,8 @@ class AuditLog(GroupCommit):
             self._fail(batch, "begin")
             return
         try:
-            events = run_units(batch, self._repo, self._repo.savepoint, revision)
+            events = checked(batch, run_units(batch, self._repo, self._repo.savepoint, revision),
+                             self._repo._generation)
             if events:
                 try:
                     self._append(events)

@@ -9,13 +9,11 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-import threading
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import date
-from typing import Any, TypeVar
+from typing import Any
 
-from gateway.core.errors import Code, CustosError
 from gateway.core.importer import ImportedCase
 from gateway.core.merkle import Frontier
 from gateway.core.model import (
@@ -27,18 +25,15 @@ from gateway.core.model import (
     MandateRow,
     Org,
     Repayment,
-    Unsealer,
 )
-from vault.crypto import BlindIndex, DecryptionError, FieldCipher
+from vault.crypto import BlindIndex, FieldCipher
 from vault.records import (
     CASE_COLS,
     CASE_FIELDS,
     CONTACT_COLS,
     MANDATE_COLS,
-    NOTHING,
     ORG_COLS,
-    PI_COLUMN,
-    Sealed,
+    SealedReads,
     case_row,
     contact_row,
     contract_ad,
@@ -47,8 +42,9 @@ from vault.records import (
     org_row,
     seal_fields,
 )
+from vault.rowcache import CachedView, RowCache, Rows, cached
 
-from .db import TOP_LEVEL, CommitWatch, Connection, blob
+from .db import TOP_LEVEL, Connection, blob
 
 LOAN_COLS = (
     "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
@@ -62,66 +58,7 @@ def _audit_insert_sql(rows: int) -> str:
             + ",".join(["(?,?,?,?,?,?,?)"] * rows))
 
 
-R = TypeVar("R")
-CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
-
-
-class RowCache:
-    """Rows memoised for all reader threads until the database's change counter moves.
-
-    The counter (table `generation`) is bumped by triggers in the same
-    transaction as any change to a cached table, by any process. A request
-    reads it (`Repo.refresh`) unless the WAL index shows no commit at all since
-    the counter was last read (`CommitWatch`). A newer counter replaces the
-    dict, so a row read before the change and stored late lands in the dropped
-    dict, never in the live one. Only ciphertext and non-PI rows are held, never
-    plaintext (plus each borrower's unwrapped data key, see `Repo._opener`);
-    values are immutable (frozen rows, tuples, read-only mappings, closures).
-    """
-
-    def __init__(self, watch: CommitWatch | None = None) -> None:
-        self._watch = watch
-        self._lock = threading.Lock()
-        # (WAL-index stamp read before `generation` was, generation, its rows), replaced whole.
-        self._state: tuple[bytes | None, int, dict[tuple[Any, ...], Any]] = (None, -1, {})
-
-    def current(self, read_generation: Callable[[], int]) -> dict[tuple[Any, ...], Any] | None:
-        """The dict as fresh as a new SELECT now; None if this reader saw an older generation than the cache."""
-        stamp = self._watch.stamp() if self._watch is not None else None
-        known, _, rows = self._state
-        if stamp is not None and stamp == known and len(rows) <= CACHE_ENTRIES:
-            return rows  # no commit by anyone since the generation behind `rows` was read
-        seen = read_generation()  # after the stamp: at least as new as the state the stamp shows
-        with self._lock:
-            known, generation, rows = self._state
-            if seen > generation or len(rows) > CACHE_ENTRIES:
-                generation, rows = seen, {}
-            if seen != generation:
-                return None
-            self._state = (stamp, generation, rows)
-            return rows
-
-
-def _cached(fn: Callable[..., R]) -> Callable[..., R]:
-    """Memoise a read in the request's row cache (see `RowCache`, `Repo.refresh`)."""
-    name = fn.__name__
-
-    @functools.wraps(fn)
-    def wrapper(self: Repo, *args: Any) -> R:
-        cache = self._rows
-        if cache is None:
-            return fn(self, *args)
-        key = (name, *args)
-        try:
-            return cache[key]  # type: ignore[no-any-return]
-        except KeyError:
-            value = cache[key] = fn(self, *args)
-            return value
-
-    return wrapper
-
-
-class Repo:
+class Repo(CachedView, SealedReads):
     """Case data on `conn`; the audit log on its own connection (a connection, or a factory for lazy opening)."""
 
     def __init__(self, conn: Connection, cipher: FieldCipher, bidx: BlindIndex, *,
@@ -129,7 +66,7 @@ class Repo:
                  cache: RowCache | None = None) -> None:
         self.conn = conn
         self._shared = cache
-        self._rows: dict[tuple[Any, ...], Any] | None = None
+        self._rows: Rows | None = None
         self.cipher = cipher
         self.bidx = bidx
         self._audit_conn = audit_conn
@@ -141,21 +78,6 @@ class Repo:
             assert self._audit_factory is not None
             self._audit_conn = self._audit_factory()
         return self._audit_conn
-
-    def refresh(self) -> None:
-        """Start of a request: pick the row cache that is as fresh as a new SELECT at this moment."""
-        if self._shared is None:
-            return
-        self._rows = self._shared.current(self._generation)
-
-    def memo(self, key: tuple[Any, ...]) -> Any:
-        """A value the core remembered in this request's row cache (None without one or on a miss)."""
-        return self._rows.get(key) if self._rows is not None else None
-
-    def remember(self, key: tuple[Any, ...], value: Any) -> None:
-        """Keep a value derived only from cached rows; it is dropped with them on the next change."""
-        if self._rows is not None:
-            self._rows[key] = value
 
     def _generation(self) -> int:
         return int(self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0])
@@ -176,7 +98,7 @@ class Repo:
         self.conn.execute("RELEASE sp")
 
     # ------------------------------------------------------------ orgs
-    @_cached
+    @cached
     def get_org(self, org_id: str) -> Org | None:
         row = self.conn.execute(
             f"SELECT {ORG_COLS} FROM orgs WHERE id = ?",
@@ -196,7 +118,7 @@ class Repo:
         return int(self.conn.execute("UPDATE orgs SET disabled = ? WHERE id = ?", (int(disabled), org_id)).rowcount)
 
     # ------------------------------------------------------------ cases
-    @_cached
+    @cached
     def get_case(self, lender: str, case_id: str) -> CaseRow | None:
         row = self.conn.execute(
             f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
@@ -228,7 +150,7 @@ class Repo:
         )
 
     # ------------------------------------------------------------ mandates
-    @_cached
+    @cached
     def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
         rows = self.conn.execute(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = ? AND case_id = ? ORDER BY id DESC",
@@ -333,7 +255,7 @@ class Repo:
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id)
 
-    @_cached
+    @cached
     def _loan_row(self, lender: str, loan_id: str) -> LoanRow | None:
         row = self.conn.execute(
             f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
@@ -345,51 +267,12 @@ class Repo:
         values["repayments"] = tuple(Repayment(r["on"], r["amount"]) for r in json.loads(values["repayments"]))
         return LoanRow(**values)
 
-    def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
-        """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""
-        return self.unsealer(case, fields)()
-
-    def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer:
-        """What opens these fields of this case's borrower: their ciphertext and the borrower's data key.
-
-        Nothing is decrypted until it is called; each call decrypts afresh, so the
-        caller may keep it (a grant does) without keeping any plaintext.
-        """
-        sealed: list[tuple[str, str, bytes]] = []
-        row = self._borrower_row(case.lender_id, case.borrower_id)
-        if row is not None and row[1] is not None:
-            for name in fields:
-                if name == "contract_text":
-                    blob = self._contract_blob(case.lender_id, case.loan_id)
-                    ad_name = contract_ad(case.loan_id)
-                else:
-                    column = PI_COLUMN.get(name)
-                    blob = row[column] if column is not None else None
-                    ad_name = name
-                if blob is not None:
-                    sealed.append((name, ad_name, blob))
-        if not sealed:
-            return NOTHING
-        assert row is not None
-        try:
-            opener = self._opener(case.lender_id, case.borrower_id, row[0], row[1], row[2])
-        except DecryptionError:
-            raise CustosError(Code.DECRYPTION_FAILED) from None
-        return Sealed(tuple(n for n, _, _ in sealed), tuple(sealed), opener)
-
-    @_cached
+    @cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Callable[[str, bytes], str]:
-        """The borrower's unwrapped data key, ready to open fields; cached with the rows it opens.
+        return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
-        Holding data keys in memory for the cache's life adds nothing to what the
-        process already holds (the KEK unwraps every one of them); they are
-        dropped with the rows on the next change and never written anywhere.
-        """
-        dek = self.cipher.unwrap_dek(lender, borrower, kek_version, wrapped)
-        return self.cipher.opener(dek, lender, borrower, dek_version)
-
-    @_cached
+    @cached
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
         row = self.conn.execute(
             f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
@@ -398,14 +281,14 @@ class Repo:
         ).fetchone()
         return tuple(row) if row else None
 
-    @_cached
+    @cached
     def _contract_blob(self, lender: str, loan_id: str) -> bytes | None:
         row = self.conn.execute(
             "SELECT contract_text FROM loans WHERE lender_id = ? AND loan_id = ?", (lender, loan_id)
         ).fetchone()
         return bytes(row[0]) if row and row[0] is not None else None
 
-    @_cached
+    @cached
     def org_name(self, org_id: str) -> str:
         row = self.conn.execute("SELECT name FROM orgs WHERE id = ?", (org_id,)).fetchone()
         return str(row[0]) if row else ""

@@ -1,0 +1,131 @@
+"""The row cache both backends share: rows memoised until the database's change counter moves.
+
+Each backend keeps a counter (table `generation`) that triggers bump in the
+same transaction as any change to a cached table, whoever writes. A cache
+dict belongs to one value of the counter and is replaced whole when a newer
+one is seen, so a row read before a change and stored late lands in the
+dropped dict, never in the live one. Only ciphertext and non-PI rows are
+held, never plaintext personal data (plus each borrower's unwrapped data key,
+see the stores' `_opener`); values are immutable (frozen rows, tuples,
+read-only mappings, closures).
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
+
+R = TypeVar("R")
+CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
+
+Rows = dict[tuple[Any, ...], Any]
+
+
+class Stamp(Protocol):
+    def stamp(self) -> bytes | None: ...
+
+
+class RowCache:
+    """Rows for all reader threads, tagged with the counter value they are at least as new as."""
+
+    def __init__(self, watch: Stamp | None = None) -> None:
+        # The embedded store's WAL-index watch: no commit since the last counter read means no SQL.
+        self._watch = watch
+        self._lock = threading.Lock()
+        # (stamp read before `generation` was, generation, its rows), replaced whole.
+        self._state: tuple[bytes | None, int, Rows] = (None, -1, {})
+
+    def current(self, read_generation: Callable[[], int]) -> Rows | None:
+        """The dict as fresh as a new SELECT now; None if this reader saw an older generation than the cache."""
+        stamp = self._watch.stamp() if self._watch is not None else None
+        known, _, rows = self._state
+        if stamp is not None and stamp == known and len(rows) <= CACHE_ENTRIES:
+            return rows  # no commit by anyone since the generation behind `rows` was read
+        seen = read_generation()  # after the stamp: at least as new as the state the stamp shows
+        with self._lock:
+            known, generation, rows = self._state
+            if seen > generation or len(rows) > CACHE_ENTRIES:
+                generation, rows = seen, {}
+            if seen != generation:
+                return None
+            self._state = (stamp, generation, rows)
+            return rows
+
+    def assumed(self) -> tuple[int, Rows] | None:
+        """The live dict and its generation, unchecked (None before any generation was seen).
+
+        For a caller that proves freshness later, at its commit: the audit log
+        refuses events decided on a generation that is no longer current
+        (`gateway.core.ports.StaleView`).
+        """
+        _, generation, rows = self._state
+        if generation < 0 or len(rows) > CACHE_ENTRIES:
+            return None
+        return generation, rows
+
+    def observe(self, seen: int) -> None:
+        """A generation read elsewhere (inside an audit commit): a newer one drops the rows at once."""
+        with self._lock:
+            _, generation, _ = self._state
+            if seen > generation:
+                self._state = (None, seen, {})
+
+
+class Cached(Protocol):
+    _rows: Rows | None
+
+
+def cached(fn: Callable[..., R]) -> Callable[..., R]:
+    """Memoise a read in the request's row cache (`self._rows`, picked by the store's refresh)."""
+    name = fn.__name__
+
+    @functools.wraps(fn)
+    def wrapper(self: Cached, *args: Any) -> R:
+        rows = self._rows
+        if rows is None:
+            return fn(self, *args)
+        key = (name, *args)
+        try:
+            return rows[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = rows[key] = fn(self, *args)
+            return value
+
+    return wrapper
+
+
+class CachedView:
+    """One request's view of a store through a shared RowCache (or none: every read asks the database)."""
+
+    _shared: RowCache | None = None
+    _rows: Rows | None = None
+
+    def _generation(self) -> int:
+        raise NotImplementedError
+
+    def refresh(self) -> None:
+        """Start of a request: pick the row cache that is as fresh as a new SELECT at this moment."""
+        if self._shared is not None:
+            self._rows = self._shared.current(self._generation)
+
+    def assume(self) -> int | None:
+        """A view without asking the database; its generation, for the audit commit to check (None: checked now).
+
+        This default checks at once (`refresh`): right for a store whose check
+        costs no round trip. A store whose does returns the cache's generation
+        unchecked, and the audit log refuses events decided on it if it is no
+        longer current.
+        """
+        self.refresh()
+        return None
+
+    def memo(self, key: tuple[Any, ...]) -> Any:
+        """A value the core remembered in this request's row cache (None without one or on a miss)."""
+        return self._rows.get(key) if self._rows is not None else None
+
+    def remember(self, key: tuple[Any, ...], value: Any) -> None:
+        """Keep a value derived only from cached rows; it is dropped with them on the next change."""
+        if self._rows is not None:
+            self._rows[key] = value
