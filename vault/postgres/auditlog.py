@@ -88,14 +88,19 @@ class PgAuditLog(GroupCommit):
         """The batch in one transaction: each unit in a savepoint inside it, then the events; all or nothing."""
         revision = self._revision()
         size = self._size
-        with self._pool.connection() as conn, conn.transaction():
+        # A batch of appends only (reads, denials) runs in pipeline mode: statements go out together and
+        # the server answers them in order, so it costs two round trips (BEGIN, the head, the counter;
+        # then the rows, the head, COMMIT). Units need each statement's answer (row counts) before the next.
+        pipelined = not any(item.writes for item in batch)
+        with self._pool.connection() as conn, conn.pipeline() if pipelined else nullcontext(), conn.transaction():
             store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
             events = run_units(batch, store, conn.transaction, revision, (*CONFLICTS, psycopg.OperationalError))
             # The head first, then the counter in a statement of its own: one that started after the lock
             # was granted sees every change whose events precede ours in the log (a statement that waited
             # for the lock would read the counter from before the wait).
-            head = conn.execute("SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE").fetchone()
-            generation = conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()
+            locked = conn.execute("SELECT size, frontier FROM audit_head WHERE id = 1 FOR UPDATE")
+            counter = conn.execute("SELECT n FROM generation WHERE id = 1")
+            head, generation = locked.fetchone(), counter.fetchone()
             assert head is not None and generation is not None
             seen = int(generation[0])
             events = checked(batch, events, lambda: seen)
