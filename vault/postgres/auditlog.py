@@ -2,13 +2,15 @@
 
 The leader of a batch (vault/groupcommit.py) takes one pooled connection and,
 in one transaction: runs each unit in a savepoint, locks the single row of
-`audit_head` (FOR UPDATE), numbers the batch's events after the size it
-finds, extends the stored frontier over their leaf hashes, inserts them and
-stores the new head, and commits. Replicas therefore append to one sequence
-and one tree: the second of two concurrent commits waits for the first and
-continues from its head. Case changes and their events commit together. A
-deadlock between replicas (each holding a borrower lock the other's batch
-needs) rolls one batch back whole, and it is run again from the start.
+`audit_head` (FOR UPDATE), reads the change counter, refuses the events of
+any read decided on an older counter (StaleView: the caller decides again),
+numbers the rest after the size it finds, extends the stored frontier over
+their leaf hashes, inserts them, stores the new head, and commits. Replicas
+therefore append to one sequence and one tree: the second of two concurrent
+commits waits for the first and continues from its head. Case changes and
+their events commit together. A deadlock between replicas (each holding a
+borrower lock the other's batch needs) rolls one batch back whole, and it is
+run again from the start.
 """
 
 from __future__ import annotations

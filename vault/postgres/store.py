@@ -1,9 +1,13 @@
 """The store over PostgreSQL: the core's CaseReader and UnitOfWork, one SQL statement per call.
 
-A reader takes a pooled connection per statement and caches nothing, so every
-read is as fresh as the database: a recall, stage change, flag or disable
-committed through any replica is seen by the next statement anywhere. A unit
-of work runs on the group commit's connection, inside its transaction.
+A reader takes a pooled connection per statement and keeps what it reads in
+the replica's row cache (vault/rowcache.py) for one value of the database's
+change counter, which triggers move in every transaction that changes a
+cached table, on any replica. `refresh` reads the counter (one round trip);
+`assume` uses the cache as last seen and leaves the proof to the audit
+commit, which reads the counter under the head lock and refuses events
+decided on an older value (vault/postgres/auditlog.py). A unit of work runs
+on the group commit's connection, inside its transaction, uncached.
 Borrower fields, contract texts and loan terms are sealed before they are
 sent; PostgreSQL holds ciphertexts, blind indexes and identifiers.
 """
