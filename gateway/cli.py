@@ -333,6 +333,19 @@ def cmd_recall(args: argparse.Namespace) -> None:
         _emit(args, c.recall(args.case, args.from_org))
 
 
+def cmd_escalate(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.escalate(args.case, args.to, args.until or ""),
+              lambda d: f"{d['case_id']}: litigation, mandated to {d['mandate']['org_id']} until "
+                        f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
+
+
+def cmd_notice(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        _emit(args, c.record_notice(args.case, args.on),
+              lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}")
+
+
 def cmd_stage(args: argparse.Namespace) -> None:
     with _client(args) as c:
         _emit(args, c.set_stage(args.case, args.stage))
@@ -507,6 +520,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--from", dest="from_org", required=True)
     s.set_defaults(fn=cmd_recall)
+    s = lender.add_parser("escalate", parents=[client], help="to litigation, mandated to a law firm")
+    s.add_argument("case")
+    s.add_argument("--to", required=True, help="the law firm")
+    s.add_argument("--until", help="YYYY-MM-DD (default: a year from today)")
+    s.set_defaults(fn=cmd_escalate)
+    s = lender.add_parser("notice", parents=[client], help="record a prior notice of negative credit reporting")
+    s.add_argument("case")
+    s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")
+    s.set_defaults(fn=cmd_notice)
     s = lender.add_parser("stage", parents=[client])
     s.add_argument("case")
     s.add_argument("stage")
@@ -535,7 +557,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_contact_open)
     s = contact.add_parser("outcome", parents=[client])
     s.add_argument("contact_id")
-    s.add_argument("--result", required=True, help="connected | no_answer | promise_to_pay | dispute | wrong_number")
+    s.add_argument("--result", required=True,
+                   help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable")
     s.set_defaults(fn=cmd_contact_outcome)
 
     cases = sub.add_parser("cases", help="read cases").add_subparsers(dest="sub", required=True)

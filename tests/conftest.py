@@ -37,6 +37,7 @@ ORGS: list[tuple[str, str, list[str]]] = [
     ("agency-b", "agency", ["--licence-no", "LB", "--licence-expires", "2099-12-31"]),
     ("agency-old", "agency", ["--licence-no", "LO", "--licence-expires", "2020-01-01"]),
     ("lawfirm-1", "law_firm", ["--licence-no", "BAR1", "--licence-expires", "2099-12-31"]),
+    ("lawfirm-2", "law_firm", ["--licence-no", "BAR2", "--licence-expires", "2099-12-31"]),
     ("bureau-1", "bureau", []),
     ("regulator-1", "regulator", []),
 ]

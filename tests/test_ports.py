@@ -154,6 +154,23 @@ def test_mandates_newest_first_and_recall(vault: Any) -> None:
     assert [m.purpose for m in mandates] == ["litigation", "collection"]
     assert mandates[0].recalled_at == NOW and mandates[1].recalled_at is None and mandates[1].until == until
     assert [m.purpose for m in reader.mandates_of_org("agency-1")] == ["collection"]
+    assert [(m.org_id, m.purpose) for m in reader.mandates_of_case("lender-a", "C-6")] == [
+        ("agency-1", "litigation"), ("agency-1", "collection")]
+    assert reader.mandates_of_case("lender-b", "C-6") == []
+
+
+def test_a_notice_date_is_stored_on_the_loan_and_read_back(vault: Any) -> None:
+    imported(vault, 8)
+    reader = vault.reader()
+    reader.refresh()
+    case = reader.get_case("lender-a", "C-8")
+    assert reader.loan_values(case).negative_notice_on is None
+    before = reader.loan_values(case)
+    vault.audit.run(lambda store: (store.set_negative_notice(case, "2026-11-02"), [event("notice", "C-8")]))
+    reader.refresh()
+    after = reader.loan_values(case)
+    assert after.negative_notice_on == "2026-11-02"
+    assert after == LoanRow(**{**before.__dict__, "negative_notice_on": "2026-11-02"})  # nothing else changed
 
 
 def test_contacts_round_trip_typed(vault: Any) -> None:

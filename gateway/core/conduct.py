@@ -28,11 +28,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from .errors import Code, CustosError, PolicyError
 from .model import JURISDICTIONS, STAGES, STATUSES
+from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
 from .tomlfile import FileCtx, load_toml
 
 CHANNELS = ("call", "sms", "visit", "letter")
 PARTIES = ("borrower", "emergency_contact")
-RESULTS = ("connected", "no_answer", "promise_to_pay", "dispute", "wrong_number")
+# undeliverable: a letter came back (Reg F §1006.30(a)(1)(ii) needs a letter that did not).
+RESULTS = ("connected", "no_answer", "promise_to_pay", "dispute", "wrong_number", "undeliverable")
 # Case flags that refuse contact, in evaluation order, with the code each refusal carries.
 FLAG_CODES = (
     ("cease_contact", Code.CEASE_CONTACT),
@@ -121,6 +123,8 @@ class ConductRules:
     third_party: ThirdParty | None
     caps: tuple[Cap, ...]
     cooldown: Cooldown | None
+    litigation: LitigationRules
+    reporting: ReportingRules
 
 
 # --------------------------------------------------------------------------- loading
@@ -235,7 +239,7 @@ class _Table:
 
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
-    "window", "stages", "flags", "third_party", "caps", "cooldown",
+    "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
 )
 
 
@@ -317,6 +321,22 @@ def load_conduct_rules(path: Path) -> ConductRules:
             days=cd.integer("days", 1, 366),
         )
 
+    lit = top.table("litigation")
+    lit.only(("refuse_disputed", "refuse_after_limitation_date"))
+    litigation = LitigationRules(lit.boolean("refuse_disputed"), lit.boolean("refuse_after_limitation_date"))
+    rep = top.table("credit_reporting")
+    rep.only(("requires_consent", "requires_prior_notice", "requires_prior_contact", "letter_wait_days",
+              "obsolete_years", "obsolete_from", "obsolete_offset_days"))
+    reporting = ReportingRules(
+        requires_consent=rep.boolean("requires_consent"),
+        requires_prior_notice=rep.boolean("requires_prior_notice"),
+        requires_prior_contact=rep.boolean("requires_prior_contact"),
+        letter_wait_days=rep.integer("letter_wait_days", 0, 366),
+        obsolete_years=rep.integer("obsolete_years", 1, 30),
+        obsolete_from=rep.string("obsolete_from", OBSOLETE_FROM),
+        obsolete_offset_days=rep.integer("obsolete_offset_days", 0, 3660),
+    )
+
     return ConductRules(
         jurisdiction=jurisdiction,
         source=str(path),
@@ -329,6 +349,8 @@ def load_conduct_rules(path: Path) -> ConductRules:
         third_party=third_party,
         caps=tuple(caps),
         cooldown=cooldown,
+        litigation=litigation,
+        reporting=reporting,
     )
 
 

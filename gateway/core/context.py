@@ -35,6 +35,7 @@ from .model import (
 )
 from .policy import PolicyBundle
 from .ports import AuditLog, CaseReader
+from .preconditions import Evidence
 
 log = logging.getLogger("custos.core")
 
@@ -153,6 +154,11 @@ class Context:
         if purpose not in PURPOSES:
             case_id = case_ref if ID_RE.fullmatch(case_ref) else ""
             raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", case_id=case_id, purpose=purpose)
+
+    def _evidence(self, case: CaseRow) -> Evidence:
+        """What the litigation and credit-reporting preconditions read: the loan terms and the contact history."""
+        repo = self.reader()
+        return Evidence(repo.loan_values(case), repo.contact_history(case))
 
     def _conduct_rules(self, case: CaseRow) -> ConductRules:
         rules = self.bundle.conduct.get(case.jurisdiction)

@@ -2,7 +2,8 @@
 
 `decide_read` answers "may org read this case under this purpose now, and what
 would it get": the organisation's standing, then ownership or the mandate,
-then the release rules for the case's stage. `Reads` (enforcement) refuses
+then the release rules for the case's stage, then the legal preconditions of
+the purpose (litigation, credit reporting: `preconditions.py`). `Reads` (enforcement) refuses
 with the decision's code and rule and releases its fields; `Explainer`
 (`custos policy explain`) reports the very same object, so what is explained
 is by construction what is enforced. Like OPA, the decision is data the
@@ -16,10 +17,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from . import access
+from . import access, preconditions
 from .errors import Code
 from .model import CaseRow, MandateRow, Org
 from .policy import PolicyBundle, ReleaseDecision
+from .preconditions import Evidence
 
 
 @dataclass(frozen=True)
@@ -35,12 +37,22 @@ class ReadDecision:
         return self.code == Code.OK
 
 
+PRECONDITION_PURPOSES = ("litigation", "credit_reporting")
+
+
+def needs_evidence(purpose: str) -> bool:
+    """Whether deciding this purpose reads the loan terms and the contact history (`Evidence`)."""
+    return purpose in PRECONDITION_PURPOSES
+
+
 def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: Sequence[MandateRow], purpose: str,
-                now: datetime) -> ReadDecision:
-    """Pure: the org's standing on `now`'s UTC day, its reach to the case, the release rules for the stage.
+                now: datetime, evidence: Evidence | None = None) -> ReadDecision:
+    """Pure: the org's standing on `now`'s UTC day, its reach to the case, the release rules, the preconditions.
 
     `mandates` are the org's on this case id (those of other lenders are
     ignored); a mandate ends at `until` in the case's local time zone.
+    `evidence` is required for a purpose that `needs_evidence`; without it
+    such a read is refused (a caller that forgot it must not release).
     """
     standing = access.standing(org, now.date())
     if not standing.ok or org is None:
@@ -57,4 +69,23 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
         return ReadDecision(reach.code, reach.rule, (reach.rule,), None, active)
     release = bundle.release(org.kind, purpose, case.stage)
     checks = (reach.rule, *release.rules)
+    if not release.allowed or not needs_evidence(purpose):
+        return ReadDecision(release.code, release.rule, checks, release, active)
+    verdict = _preconditions(bundle, case, purpose, evidence, now)
+    checks = (*checks, verdict.rule)
+    if not verdict.ok:
+        return ReadDecision(verdict.code, verdict.rule, checks, None, active)
     return ReadDecision(release.code, release.rule, checks, release, active)
+
+
+def _preconditions(bundle: PolicyBundle, case: CaseRow, purpose: str, evidence: Evidence | None,
+                   now: datetime) -> access.Verdict:
+    rules = bundle.conduct.get(case.jurisdiction)
+    if rules is None or evidence is None:
+        return access.Verdict(Code.PURPOSE_NOT_ALLOWED, f"{purpose}.preconditions")
+    today = now.astimezone(ZoneInfo(case.timezone)).date()
+    if purpose == "litigation":
+        verdict = preconditions.litigation(rules.litigation, case, evidence.loan, today)
+    else:
+        verdict = preconditions.credit_reporting(rules.reporting, rules.connected_results, case, evidence, now, today)
+    return verdict if not verdict.ok else access.Verdict(Code.OK, f"{purpose}.preconditions")

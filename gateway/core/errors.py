@@ -53,6 +53,11 @@ class Code(StrEnum):
     PURPOSE_NOT_ALLOWED = "PURPOSE_NOT_ALLOWED"
     STAGE_NOT_ALLOWED = "STAGE_NOT_ALLOWED"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
+    LIMITATION_EXPIRED = "LIMITATION_EXPIRED"
+    NO_PRIOR_NOTICE = "NO_PRIOR_NOTICE"
+    NO_PRIOR_CONTACT = "NO_PRIOR_CONTACT"
+    REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
+    NOTICE_IN_FUTURE = "NOTICE_IN_FUTURE"
     OUTSIDE_CONTACT_WINDOW = "OUTSIDE_CONTACT_WINDOW"
     CONTACT_CAP_REACHED = "CONTACT_CAP_REACHED"
     NUMBER_CAP_REACHED = "NUMBER_CAP_REACHED"
@@ -132,6 +137,15 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.PURPOSE_NOT_ALLOWED: ErrorSpec(_C.PERMISSION_DENIED, "no policy rule releases data to the caller for this purpose"),
     Code.STAGE_NOT_ALLOWED: ErrorSpec(_C.FAILED_PRECONDITION, "the case's stage does not allow this"),
     Code.CONSENT_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's consent is not on file"),
+    # litigation and credit reporting preconditions
+    Code.LIMITATION_EXPIRED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the limitation date has passed: no litigation material is released"),
+    Code.NO_PRIOR_NOTICE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "no prior notice of negative reporting is on file from before today"),
+    Code.NO_PRIOR_CONTACT: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the borrower was neither spoken to nor sent a letter long enough before reporting"),
+    Code.REPORTING_OBSOLETE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the account's negative information is too old to be furnished"),
     # conduct rules
     Code.OUTSIDE_CONTACT_WINDOW: ErrorSpec(
         _C.FAILED_PRECONDITION, "outside the permitted contact hours in the borrower's local time"
@@ -172,6 +186,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.PURPOSE_KIND_MISMATCH: ErrorSpec(
         _C.INVALID_ARGUMENT, "this purpose cannot be mandated to that kind of organisation"),
     Code.UNTIL_IN_PAST: ErrorSpec(_C.INVALID_ARGUMENT, "a mandate must end today or later"),
+    Code.NOTICE_IN_FUTURE: ErrorSpec(_C.INVALID_ARGUMENT, "a notice can be recorded only once it was given (today or earlier)"),
     Code.IMPORT_LINE_TOO_LONG: ErrorSpec(_C.INVALID_ARGUMENT, "an import line exceeds the size limit"),
     Code.IMPORT_INVALID_JSON: ErrorSpec(_C.INVALID_ARGUMENT, "an import line is not valid JSON"),
     Code.IMPORT_INVALID_FIELD: ErrorSpec(_C.INVALID_ARGUMENT, "an import line has an invalid field"),

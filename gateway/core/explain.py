@@ -11,7 +11,7 @@ from .conduct import (
     evaluate_contact,
 )
 from .context import ORG_ID_RE, Context, _conduct_state, _parse_time
-from .decisions import decide_read
+from .decisions import decide_read, needs_evidence
 from .errors import Code
 from .model import (
     PURPOSES,
@@ -39,7 +39,8 @@ class Explainer(Context):
         today = self.local_today(case, when)
         notes: list[str] = [f"evaluated at {rfc3339(when)} (borrower local date {today.isoformat()})"]
         mandates = repo.mandates_for(target.id, case.case_id) if target is not None else ()
-        verdict = decide_read(self.bundle, target, case, mandates, purpose, when)
+        evidence = self._evidence(case) if needs_evidence(purpose) else None
+        verdict = decide_read(self.bundle, target, case, mandates, purpose, when, evidence)
         if verdict.mandate is not None:
             notes.append(f"mandate {verdict.mandate.label} until {verdict.mandate.until.isoformat()}")
         fields = []

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
+from datetime import timedelta
 from typing import Any
 
 from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
@@ -30,6 +31,8 @@ IMPORT_BATCH_BYTES = 8 << 20  # with lines of up to 1 MiB, a batch never holds m
 
 
 MAX_REJECTIONS = 1000
+# Decision: an escalation without --until mandates counsel for a year (renewed by escalating again).
+ESCALATION_DAYS = 365
 
 
 @dataclass
@@ -195,6 +198,79 @@ class LenderActions(Context):
                                    borrower_id=case.borrower_id, now=now)]
 
         return self.audit.run(work)
+
+    def escalate(self, caller: Caller, case_ref: str, org_id: str, until: str = "") -> dict[str, Any]:
+        """The case to litigation under the law firm's mandate; every agency's mandate on it ends, together.
+
+        One unit of work, so no agency can read the case at litigation and no
+        moment exists where the firm is mandated but agencies still are. The
+        case must be open (a settled or closed case is not sued on).
+        """
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref, purpose="litigation")
+        kw: dict[str, Any] = {"purpose": "litigation", "case_id": case.case_id, "borrower_id": case.borrower_id}
+        if not ORG_ID_RE.fullmatch(org_id):
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
+        now = self.clock.now()
+        today = self.local_today(case, now)
+        until_date = _parse_date(until) if until else today + timedelta(days=ESCALATION_DAYS)
+        if until_date is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        if until_date < today:
+            raise self._deny(caller, Code.UNTIL_IN_PAST, "input", **kw)
+        target = self.reader().get_org(org_id)
+        if target is None:
+            raise self._deny(caller, Code.ORG_NOT_FOUND, "input", **kw)
+        if target.kind != MANDATE_KIND["litigation"]:
+            raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "escalation.kind", **kw)
+        if case.status != "open":
+            raise self._deny(caller, Code.CASE_CLOSED, "escalation.case_status", **kw)
+        stamp = rfc3339(now)
+
+        def work(repo: UnitOfWork) -> tuple[list[str] | None, list[EventDraft]]:
+            current = repo.get_case(case.lender_id, case.case_id)
+            if current is None or current.status != "open":  # closed since the check above
+                return None, [self._event(caller, "deny", Code.CASE_CLOSED, "escalation.case_status", now=now, **kw)]
+            live = {m.org_id for m in repo.mandates_of_case(case.lender_id, case.case_id) if m.recalled_at is None}
+            agencies = sorted(o for o in live if (found := repo.get_org(o)) is not None and found.kind == "agency")
+            events = []
+            for agency in agencies:
+                repo.recall_mandates(case.lender_id, case.case_id, agency, stamp)
+                events.append(self._event(caller, "allow", Code.OK, f"mandate.recall:{agency};escalation",
+                                          now=now, **kw))
+            repo.set_case_fields(case.lender_id, case.case_id, {"stage": "litigation"}, stamp)
+            repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, "litigation")
+            repo.insert_mandate(case.lender_id, case.case_id, org_id, "litigation", "entrusted", until_date, stamp)
+            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation;to={org_id}",
+                                      now=now, **kw))
+            return agencies, events
+
+        recalled = self.audit.run(work)
+        if recalled is None:
+            raise CustosError(Code.CASE_CLOSED)
+        return {"case_id": case.case_id, "stage": "litigation", "recalled": recalled,
+                "mandate": {"case_id": case.case_id, "org_id": org_id, "purpose": "litigation",
+                            "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp}}
+
+    def record_notice(self, caller: Caller, case_ref: str, on: str) -> dict[str, str]:
+        """The day the borrower was told of coming negative credit reporting (征信业管理条例 Art. 15)."""
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref, purpose="credit_reporting")
+        kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id}
+        day = _parse_date(on)
+        if day is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        now = self.clock.now()
+        if day > self.local_today(case, now):
+            raise self._deny(caller, Code.NOTICE_IN_FUTURE, "input", **kw)
+
+        def work(repo: UnitOfWork) -> tuple[None, list[EventDraft]]:
+            repo.set_negative_notice(case, day.isoformat())
+            return None, [self._event(caller, "allow", Code.OK, f"notice:negative_reporting={day.isoformat()}",
+                                      now=now, **kw)]
+
+        self.audit.run(work)
+        return {"case_id": case.case_id, "negative_notice_on": day.isoformat()}
 
     def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
         self._standing(caller, kinds=("lender",))

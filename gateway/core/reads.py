@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 from . import access
 from .context import Context
-from .decisions import decide_read
+from .decisions import decide_read, needs_evidence
 from .errors import Code
 from .model import (
     Caller,
@@ -85,13 +85,18 @@ class Reads(Context):
         grant: Grant | None = repo.memo(key)
         if grant is None or not grant.holds(self.bundle, now):
             grant, view = self._grant(caller, case_ref, purpose, now), None  # _standing checks the view
-            repo.remember(key, grant)
+            self._keep(key, grant, purpose)
         try:
             return self._release(caller, grant, purpose, now, view)
         except StaleView:
             grant = self._grant(caller, case_ref, purpose, now)
-            repo.remember(key, grant)
+            self._keep(key, grant, purpose)
             return self._release(caller, grant, purpose, now, None)
+
+    def _keep(self, key: tuple[str, ...], grant: Grant, purpose: str) -> None:
+        """Remember a grant with its rows, unless its preconditions read the contact history (not a cached table)."""
+        if not needs_evidence(purpose):
+            self.reader().remember(key, grant)
 
     def _release(self, caller: Caller, grant: Grant, purpose: str, now: datetime, view: int | None) -> Released:
         """The values a grant releases, once its event is durable (and, on an unchecked view, proven fresh)."""
@@ -118,7 +123,8 @@ class Reads(Context):
         self._check_purpose(caller, purpose, case_ref)
         org = self._standing(caller, purpose=purpose)
         case, mandates = self._reach(caller, org, case_ref, purpose)
-        verdict = decide_read(self.bundle, org, case, mandates, purpose, now)
+        evidence = self._evidence(case) if needs_evidence(purpose) else None
+        verdict = decide_read(self.bundle, org, case, mandates, purpose, now, evidence)
         if not verdict.allowed or verdict.release is None:
             raise self._deny(caller, verdict.code, verdict.rule, purpose=purpose, case_id=case.case_id,
                              borrower_id=case.borrower_id)

@@ -56,6 +56,16 @@ class LenderServicer:
     def RecallCase(self, caller: Caller, request: pb.RecallCaseRequest) -> pb.RecallCaseResponse:
         return pb.RecallCaseResponse(recalled=self.core.recall(caller, request.case_id, request.org_id))
 
+    def EscalateCase(self, caller: Caller, request: pb.EscalateCaseRequest) -> pb.EscalateCaseResponse:
+        tracing.annotate(purpose="litigation")
+        e = self.core.escalate(caller, request.case_id, request.org_id, request.until)
+        return pb.EscalateCaseResponse(case_id=e["case_id"], stage=e["stage"], recalled=e["recalled"],
+                                       mandate=pb.MandateInfo(**e["mandate"]))
+
+    def RecordNotice(self, caller: Caller, request: pb.RecordNoticeRequest) -> pb.RecordNoticeResponse:
+        tracing.annotate(purpose="credit_reporting")
+        return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on))
+
     def SetStage(self, caller: Caller, request: pb.SetStageRequest) -> pb.CaseSummary:
         return _case_summary(self.core.set_stage(caller, request.case_id, request.stage))
 

@@ -178,6 +178,32 @@ class PgStore(CachedView, SealedReads):
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND recalled_at IS NULL ORDER BY case_id, id DESC",
             (org_id,))]
 
+    def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]:
+        return [mandate_row(r) for r in self._all(
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = %s AND case_id = %s ORDER BY id DESC",
+            (lender, case_id))]
+
+    def set_negative_notice(self, case: CaseRow, on: str) -> None:
+        """Terms are one sealed document here: open it, change the one date, seal it again (inside the unit)."""
+        loan = self._one("SELECT terms FROM loans WHERE lender_id = %s AND loan_id = %s FOR UPDATE",
+                         (case.lender_id, case.loan_id))
+        borrower = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                             " WHERE lender_id = %s AND borrower_id = %s", (case.lender_id, case.borrower_id))
+        if loan is None or borrower is None or borrower[1] is None:
+            raise CustosError(Code.CASE_NOT_FOUND)
+        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, int(borrower[0]), bytes(borrower[1]))
+        ad = terms_ad(case.loan_id)
+        opener = self.cipher.opener(dek, case.lender_id, case.borrower_id, int(borrower[2]))
+        try:
+            terms = json.loads(opener(ad, bytes(loan[0])))
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None
+        terms["negative_notice_on"] = on
+        text = json.dumps(terms, ensure_ascii=False, separators=(",", ":"))
+        sealed = self.cipher.encrypt(dek, case.lender_id, case.borrower_id, ad, int(borrower[2]), text)
+        self._exec("UPDATE loans SET terms = %s WHERE lender_id = %s AND loan_id = %s",
+                   (sealed, case.lender_id, case.loan_id))
+
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
                        now: str) -> None:
         self._exec("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"

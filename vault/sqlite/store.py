@@ -165,6 +165,17 @@ class Repo(CachedView, SealedReads):
         )
         return [mandate_row(r) for r in rows]
 
+    def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]:
+        rows = self.conn.execute(
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = ? AND case_id = ? ORDER BY id DESC",
+            (lender, case_id),
+        )
+        return [mandate_row(r) for r in rows]
+
+    def set_negative_notice(self, case: CaseRow, on: str) -> None:
+        self.conn.execute("UPDATE loans SET negative_notice_on = ? WHERE lender_id = ? AND loan_id = ?",
+                          (on, case.lender_id, case.loan_id))
+
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
                        now: str) -> None:
         self.conn.execute(

@@ -164,6 +164,19 @@ class CustosClient:
         r = self._call(self._lender.RecallCase, pb.RecallCaseRequest(case_id=case_id, org_id=org_id))
         return {"case_id": case_id, "org_id": org_id, "recalled": r.recalled}
 
+    def escalate(self, case_id: str, law_firm: str, until: str = "") -> dict[str, Any]:
+        """Move the case to litigation under the law firm's mandate; the agencies' mandates end (returned)."""
+        r = self._call(self._lender.EscalateCase, pb.EscalateCaseRequest(case_id=case_id, org_id=law_firm, until=until))
+        m = r.mandate
+        return {"case_id": r.case_id, "stage": r.stage, "recalled": list(r.recalled),
+                "mandate": {"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until,
+                            "label": m.label, "granted_at": m.granted_at}}
+
+    def record_notice(self, case_id: str, on: str) -> dict[str, Any]:
+        """Record the day the borrower was told of coming negative credit reporting."""
+        r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on))
+        return {"case_id": r.case_id, "negative_notice_on": r.negative_notice_on}
+
     def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
         return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
 

@@ -84,6 +84,44 @@ class RecallCaseResponse(_message.Message):
     recalled: int
     def __init__(self, recalled: _Optional[int] = ...) -> None: ...
 
+class EscalateCaseRequest(_message.Message):
+    __slots__ = ("case_id", "org_id", "until")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    org_id: str
+    until: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+
+class EscalateCaseResponse(_message.Message):
+    __slots__ = ("case_id", "stage", "mandate", "recalled")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    MANDATE_FIELD_NUMBER: _ClassVar[int]
+    RECALLED_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    stage: str
+    mandate: MandateInfo
+    recalled: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ..., mandate: _Optional[_Union[MandateInfo, _Mapping]] = ..., recalled: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class RecordNoticeRequest(_message.Message):
+    __slots__ = ("case_id", "on")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    on: str
+    def __init__(self, case_id: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+
+class RecordNoticeResponse(_message.Message):
+    __slots__ = ("case_id", "negative_notice_on")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    NEGATIVE_NOTICE_ON_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    negative_notice_on: str
+    def __init__(self, case_id: _Optional[str] = ..., negative_notice_on: _Optional[str] = ...) -> None: ...
+
 class SetStageRequest(_message.Message):
     __slots__ = ("case_id", "stage")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]

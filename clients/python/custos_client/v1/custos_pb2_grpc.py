@@ -66,6 +66,16 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.ExplainRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.Explanation.FromString,
                 _registered_method=True)
+        self.EscalateCase = channel.unary_unary(
+                '/custos.v1.LenderService/EscalateCase',
+                request_serializer=custos_dot_v1_dot_custos__pb2.EscalateCaseRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.EscalateCaseResponse.FromString,
+                _registered_method=True)
+        self.RecordNotice = channel.unary_unary(
+                '/custos.v1.LenderService/RecordNotice',
+                request_serializer=custos_dot_v1_dot_custos__pb2.RecordNoticeRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.RecordNoticeResponse.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -112,6 +122,20 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EscalateCase(self, request, context):
+        """The case to litigation, mandated to the law firm; every agency mandate on it ends. One transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordNotice(self, request, context):
+        """Records that the borrower was told before negative credit reporting (the loan's negative_notice_on).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -144,6 +168,16 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.Explain,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.ExplainRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.Explanation.SerializeToString,
+            ),
+            'EscalateCase': grpc.unary_unary_rpc_method_handler(
+                    servicer.EscalateCase,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.EscalateCaseRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.EscalateCaseResponse.SerializeToString,
+            ),
+            'RecordNotice': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordNotice,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.RecordNoticeRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.RecordNoticeResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -310,6 +344,60 @@ class LenderService:
             '/custos.v1.LenderService/Explain',
             custos_dot_v1_dot_custos__pb2.ExplainRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.Explanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EscalateCase(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/EscalateCase',
+            custos_dot_v1_dot_custos__pb2.EscalateCaseRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.EscalateCaseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordNotice(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RecordNotice',
+            custos_dot_v1_dot_custos__pb2.RecordNoticeRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.RecordNoticeResponse.FromString,
             options,
             channel_credentials,
             insecure,
