@@ -8,6 +8,7 @@ with an identity bundle. Every failure prints `error: CODE: message` on stderr
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -75,6 +76,7 @@ def cmd_init(args: argparse.Namespace) -> None:
                          layout.keys / "server.key", args.hostname)
     vkey = verifier_key(origin, datadir.audit_signing_key(layout).public_key())
     layout.vkey.write_text(vkey + "\n")
+    datadir.packet_signing_key(layout, origin)  # writes packet.vkey
     _emit(args, {"data_dir": str(root), "origin": origin, "verifier_key": str(layout.vkey),
                  "key_dir": str(layout.keys), "ca": "offline" if tls is not None else str(layout.keys / "ca.key")},
           lambda d: f"initialised {d['data_dir']}\naudit log origin {d['origin']}\nverifier key {d['verifier_key']}"
@@ -437,6 +439,56 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
           lambda d: f"audit log verified: {d['size']} events, root {d['root']}")
 
 
+def cmd_packet_get(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    with _client(args) as c:
+        packet_id, data = c.get_packet(args.case)
+    # The packet holds personal data: owner-only, and never a half-written file under the final name.
+    tmp = out.with_name(out.name + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(out)
+    _emit(args, {"packet_id": packet_id, "case_id": args.case, "out": str(out), "bytes": len(data),
+                 "sha256": hashlib.sha256(data).hexdigest()},
+          lambda d: f"packet {d['packet_id']} for {d['case_id']} written to {d['out']} ({d['bytes']} bytes)")
+
+
+def cmd_packet_verify(args: argparse.Namespace) -> None:
+    from gateway import packets
+
+    try:
+        data = Path(args.file).read_bytes()
+    except OSError:
+        raise CliError(Code.INVALID_ARGUMENT, "the packet file is not readable") from None
+    vkey = None
+    if args.key:
+        try:
+            vkey = Path(args.key).read_text()
+        except OSError:
+            raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
+    result = packets.verify(data, vkey)
+    m = result.manifest
+    doc = {"verified": True, "key_pinned": result.key_pinned, "key": m["key"],
+           **{k: m.get(k) for k in ("packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at",
+                                    "fields")},
+           "items": [{"name": i["name"], "type": i["type"], "size": i["size"], "sha256": i["sha256"]}
+                     for i in m["items"]]}
+
+    def human(d: dict[str, Any]) -> str:
+        lines = [f"packet {d['packet_id']} verified: case {d['case_id']} of {d['lender']}, released to "
+                 f"{d['recipient']} at {d['issued_at']}",
+                 f"fields: {', '.join(d['fields'])}"]
+        lines += [f"  {i['name']:<22} {i['size']:>8} bytes  sha256 {i['sha256']}" for i in d["items"]]
+        lines.append(f"signed by {d['key'].split('+')[0]}" + ("" if d["key_pinned"] else
+                     " (the key the packet names: give --key PACKET_VKEY to check it is the gateway's)"))
+        return "\n".join(lines)
+
+    _emit(args, doc, human)
+
+
 # ---------------------------------------------------------------- parser
 
 
@@ -570,6 +622,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--purpose", required=True)
     s.set_defaults(fn=cmd_cases_get)
+
+    packet = sub.add_parser("packet", help="signed litigation packets").add_subparsers(dest="sub", required=True)
+    s = packet.add_parser("get", parents=[client], help="a case's litigation packet (law firm)")
+    s.add_argument("case")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_packet_get)
+    s = packet.add_parser("verify", parents=[common], help="check every hash and the signature, offline")
+    s.add_argument("file")
+    s.add_argument("--key", help="the gateway's packet.vkey (without it: the key the packet names)")
+    s.set_defaults(fn=cmd_packet_verify)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
     s = audit.add_parser("query", parents=[client])

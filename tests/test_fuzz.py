@@ -177,7 +177,8 @@ FUZZ = settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize
 def calls(draw: st.DrawFn) -> tuple[str, str, Any, bytes | list[bytes]]:
     service, method = draw(st.sampled_from(METHODS))
     # Half the time the organisation the service is for, so calls get past the kind check into the use case.
-    intended = {"LenderService": "lender-b", "CaseService": "agency-1", "AuditService": "regulator-1"}
+    intended = {"LenderService": "lender-b", "CaseService": "agency-1", "AuditService": "regulator-1",
+                "PacketService": "lawfirm-1"}
     org = draw(st.one_of(st.just(intended[service.rsplit(".", 1)[1]]), st.sampled_from(FUZZ_ORGS)))
     return org, service, method, draw(_raw_or_message(method))
 

@@ -98,7 +98,7 @@ def test_with_a_key_dir_the_data_directory_holds_no_key(tmp_path: Path, capsys: 
     assert custos(capsys, "org", "add", str(data), "--id", "regulator-1", "--kind", "regulator", "--name", "R",
                   "--out", str(ids / "regulator-1"))[0] == 0
     names = sorted(p.name for p in keys.iterdir())
-    assert names == ["audit.key", "bidx.key", "ca.key", "db.key", "kek-1.key", "server.key"]
+    assert names == ["audit.key", "bidx.key", "ca.key", "db.key", "kek-1.key", "packet.key", "server.key"]
     assert all((keys / n).stat().st_mode & 0o777 == 0o600 for n in names)
     gw = build(data, "127.0.0.1:0")
     try:

@@ -2,11 +2,12 @@
 
     DATA_DIR/custos.db          SQLCipher database of case data (raw 256-bit key)
     DATA_DIR/audit.db           SQLCipher database of the audit log (same key; a file of its own, see vault/sqlite/db.py)
-    DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit signing key, server TLS key (0600),
+    DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit and packet signing keys, server TLS key (0600),
                                 and the CA key unless the CA is offline (`custos ca`); with `custos init
                                 --key-dir DIR` all of these live in DIR instead and DATA_DIR holds no key
     DATA_DIR/tls/ca.crt, server.crt
     DATA_DIR/audit.vkey         checkpoint verifier key (signed-note format)
+    DATA_DIR/packet.vkey        litigation packets' verifier key (same format, a key of its own)
     DATA_DIR/config.json        log origin, creation time, the key directory if it is elsewhere (no secrets)
     DATA_DIR/serve.lock         held by the one `custos serve` of this directory
 """
@@ -72,6 +73,10 @@ class Layout:
         return self.root / "audit.vkey"
 
     @property
+    def packet_vkey(self) -> Path:
+        return self.root / "packet.vkey"
+
+    @property
     def config(self) -> Path:
         return self.root / "config.json"
 
@@ -98,7 +103,7 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     if database is not None:
         config["database"] = database
     layout.config.write_text(json.dumps(config) + "\n")
-    for name in ("db.key", "kek-1.key", "bidx.key", "audit.key"):
+    for name in ("db.key", "kek-1.key", "bidx.key", "audit.key", "packet.key"):
         write_key_file(layout.keys / name, os.urandom(32))
     if database is not None:
         from .postgres import create_schema
@@ -113,6 +118,36 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
 
 def audit_signing_key(layout: Layout) -> CheckpointSigner:
     return layout.key_provider().signer("audit")
+
+
+def packet_key_name(origin: str) -> str:
+    return f"{origin}/packets"
+
+
+def packet_signing_key(layout: Layout, origin: str) -> CheckpointSigner | None:
+    """The litigation packets' Ed25519 key (its own, not the log's), with packet.vkey beside it.
+
+    A data directory made before packets existed gets one at start-up, if it
+    is the embedded store (one process, its own key files). Replicas on
+    PostgreSQL must share one key, so none is made for them here: without
+    `packet.key` in the key directory they refuse packets (KEYS_UNAVAILABLE)
+    until the operator copies one replica's key to all.
+    """
+    from gateway.core.merkle import verifier_key
+
+    path = layout.keys / "packet.key"
+    if not path.exists():
+        if layout.database is not None:
+            return None
+        try:
+            write_key_file(path, os.urandom(32))
+        except OSError:
+            return None
+    signer = layout.key_provider().signer("packet")
+    text = verifier_key(packet_key_name(origin), signer.public_key()) + "\n"
+    if not layout.packet_vkey.exists() or layout.packet_vkey.read_text() != text:
+        layout.packet_vkey.write_text(text)
+    return signer
 
 
 def load_config(layout: Layout) -> dict[str, str]:

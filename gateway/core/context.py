@@ -53,6 +53,7 @@ class Context:
         pseudonym_key: bytes,
         sign_checkpoint: Callable[[int, bytes], str],
         verifier_key: str = "",
+        assemble_packet: Callable[[Any], bytes] | None = None,
     ) -> None:
         self.reader = reader
         self.audit = audit
@@ -61,6 +62,8 @@ class Context:
         self.pseudonym_key = pseudonym_key
         self.sign_checkpoint = sign_checkpoint
         self.verifier_key = verifier_key
+        # Builds and signs a litigation packet (gateway/packets); None: no packet key, packets refused.
+        self.assemble_packet = assemble_packet
         self._rates = RateLimiter()
         self._suppressed: dict[tuple[str, str], _Suppressed] = {}
         self._suppressed_lock = threading.Lock()

@@ -58,6 +58,8 @@ class Code(StrEnum):
     NO_PRIOR_CONTACT = "NO_PRIOR_CONTACT"
     REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
     NOTICE_IN_FUTURE = "NOTICE_IN_FUTURE"
+    PACKET_INVALID = "PACKET_INVALID"
+    INVALID_CURSOR = "INVALID_CURSOR"
     OUTSIDE_CONTACT_WINDOW = "OUTSIDE_CONTACT_WINDOW"
     CONTACT_CAP_REACHED = "CONTACT_CAP_REACHED"
     NUMBER_CAP_REACHED = "NUMBER_CAP_REACHED"
@@ -198,6 +200,8 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.POLICY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the policy bundle is invalid"),
     Code.DATA_DIR_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
     Code.IDENTITY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
+    Code.INVALID_CURSOR: ErrorSpec(_C.INVALID_ARGUMENT, "the cursor is not one this gateway handed out"),
+    Code.PACKET_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the packet does not verify"),
     Code.AUDIT_VERIFY_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
     Code.DATA_DIR_IN_USE: ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
     Code.CA_OFFLINE: ErrorSpec(

@@ -22,7 +22,7 @@ from .model import (
     Unsealer,
 )
 from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
-from .ports import StaleView
+from .ports import CaseReader, StaleView
 
 
 @dataclass(frozen=True)
@@ -141,9 +141,10 @@ class Reads(Context):
         return Grant(self.bundle, now.date(), zone, local_day, case, decision, plain, unseal, with_history, fields,
                      head)
 
-    def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date) -> dict[str, Any]:
+    def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date,
+                      store: CaseReader | None = None) -> dict[str, Any]:
         """Released values that are not encrypted at rest, before transforms (contact history is read per call)."""
-        repo = self.reader()
+        repo = store if store is not None else self.reader()
         loan = repo.loan_values(case) if decision.needs_loan else None
         raw: dict[str, Any] = {}
         for name in decision.fields:

@@ -15,12 +15,13 @@ from .context import Context
 from .explain import Explainer
 from .gatekeeping import Gatekeeping
 from .lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, ImportProgress, LenderActions
+from .litigation import Litigation, PacketContent
 from .reads import Grant, Reads, Released
 from .supervision import Supervision
 
 __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "Core", "Grant", "ImportProgress",
-           "Released"]
+           "PacketContent", "Released"]
 
 
-class Core(Gatekeeping, Reads, LenderActions, Contacts, Explainer, Supervision):
+class Core(Gatekeeping, Litigation, Reads, LenderActions, Contacts, Explainer, Supervision):
     """Holds the collaborators; one instance serves every request."""

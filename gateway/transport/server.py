@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import hashlib
 import hmac
@@ -18,6 +19,7 @@ import grpc
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
+from gateway import packets
 from gateway.core.errors import Code, CustosError
 from gateway.core.limits import ConnectionLimits
 from gateway.core.merkle import sign_checkpoint
@@ -25,7 +27,15 @@ from gateway.core.model import Clock, SystemClock
 from gateway.core.policy import load_bundle
 from gateway.core.usecases import Core
 from policies import BUNDLE_DIR
-from vault.datadir import Layout, ServeLock, audit_signing_key, load_config, open_vault
+from vault.datadir import (
+    Layout,
+    ServeLock,
+    audit_signing_key,
+    load_config,
+    open_vault,
+    packet_key_name,
+    packet_signing_key,
+)
 from vault.postgres import PgVault
 from vault.sqlite import SqliteVault
 
@@ -201,11 +211,17 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     origin = config["origin"]
     signing_key = audit_signing_key(vault.layout)
     pseudonym_key = hmac.new(vault.bidx_key, b"custos/pseudonym", hashlib.sha256).digest()
+    packet_key = packet_signing_key(vault.layout, origin)
+    if packet_key is None:
+        log.warning("no packet signing key (keys/packet.key): litigation packets are refused until one is in place")
+    assemble = None if packet_key is None else functools.partial(
+        packets.build, signer=packet_key, key_name=packet_key_name(origin))
     core = Core(
         reader=vault.reader, audit=vault.audit, bundle=bundle, clock=clock or SystemClock(),
         pseudonym_key=pseudonym_key,
         sign_checkpoint=lambda size, root: sign_checkpoint(origin, size, root, signing_key),
         verifier_key=vault.layout.vkey.read_text().strip(),
+        assemble_packet=assemble,
     )
     provider = make_provider(span_exporter)
     watchdog = Watchdog(on_tick=core.flush_suppressed)

@@ -12,6 +12,7 @@ from typing import Any
 
 from custos_client.v1 import custos_pb2 as pb
 
+from gateway import packets
 from gateway.core.model import FLAGS, PURPOSES, Caller, CaseRow
 from gateway.core.usecases import Core, ImportProgress
 
@@ -124,6 +125,16 @@ class AuditServicer:
         return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key)
 
 
+class PacketServicer:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def GetPacket(self, caller: Caller, request: pb.GetPacketRequest) -> pb.Packet:
+        tracing.annotate(purpose="litigation")
+        data = self.core.packet(caller, request.case_id)
+        return pb.Packet(packet_id=packets.packet_id(data), data=data)
+
+
 def methods(core: Core) -> dict[str, list[Method]]:
     """Every RPC of the API, from the proto descriptors, bound to its servicer method.
 
@@ -131,7 +142,7 @@ def methods(core: Core) -> dict[str, list[Method]]:
     is a programming error: it fails here, at start-up.
     """
     servicers = {"LenderService": LenderServicer(core), "CaseService": CaseServicer(core),
-                 "AuditService": AuditServicer(core)}
+                 "AuditService": AuditServicer(core), "PacketService": PacketServicer(core)}
     out: dict[str, list[Method]] = {}
     for name, service in pb.DESCRIPTOR.services_by_name.items():
         servicer = servicers[name]

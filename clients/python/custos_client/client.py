@@ -91,6 +91,7 @@ class CustosClient:
         self._lender = pb_grpc.LenderServiceStub(self._channel)
         self._cases = pb_grpc.CaseServiceStub(self._channel)
         self._audit = pb_grpc.AuditServiceStub(self._channel)
+        self._packets = pb_grpc.PacketServiceStub(self._channel)
         self.timeout = timeout
 
     def close(self) -> None:
@@ -163,6 +164,11 @@ class CustosClient:
     def recall(self, case_id: str, org_id: str) -> dict[str, Any]:
         r = self._call(self._lender.RecallCase, pb.RecallCaseRequest(case_id=case_id, org_id=org_id))
         return {"case_id": case_id, "org_id": org_id, "recalled": r.recalled}
+
+    def get_packet(self, case_id: str) -> tuple[str, bytes]:
+        """(packet id, the packet file's bytes) of a case escalated to the caller (a law firm)."""
+        r = self._call(self._packets.GetPacket, pb.GetPacketRequest(case_id=case_id))
+        return r.packet_id, bytes(r.data)
 
     def escalate(self, case_id: str, law_firm: str, until: str = "") -> dict[str, Any]:
         """Move the case to litigation under the law firm's mandate; the agencies' mandates end (returned)."""

@@ -289,6 +289,20 @@ class RecordOutcomeRequest(_message.Message):
     result: str
     def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
 
+class GetPacketRequest(_message.Message):
+    __slots__ = ("case_id",)
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    def __init__(self, case_id: _Optional[str] = ...) -> None: ...
+
+class Packet(_message.Message):
+    __slots__ = ("packet_id", "data")
+    PACKET_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    packet_id: str
+    data: bytes
+    def __init__(self, packet_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
 class QueryAuditRequest(_message.Message):
     __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -616,10 +616,87 @@ class CaseService:
             _registered_method=True)
 
 
-class AuditServiceStub:
+class PacketServiceStub:
     """---------------------------------------------------------------- audit
 
     """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.GetPacket = channel.unary_unary(
+                '/custos.v1.PacketService/GetPacket',
+                request_serializer=custos_dot_v1_dot_custos__pb2.GetPacketRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.Packet.FromString,
+                _registered_method=True)
+
+
+class PacketServiceServicer:
+    """---------------------------------------------------------------- audit
+
+    """
+
+    def GetPacket(self, request, context):
+        """A mandated law firm's signed litigation packet (gateway/packets: the file format and its verification).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_PacketServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'GetPacket': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetPacket,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.GetPacketRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.Packet.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'custos.v1.PacketService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('custos.v1.PacketService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class PacketService:
+    """---------------------------------------------------------------- audit
+
+    """
+
+    @staticmethod
+    def GetPacket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.PacketService/GetPacket',
+            custos_dot_v1_dot_custos__pb2.GetPacketRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.Packet.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class AuditServiceStub:
+    """Missing associated documentation comment in .proto file."""
 
     def __init__(self, channel):
         """Constructor.
@@ -640,9 +717,7 @@ class AuditServiceStub:
 
 
 class AuditServiceServicer:
-    """---------------------------------------------------------------- audit
-
-    """
+    """Missing associated documentation comment in .proto file."""
 
     def QueryAudit(self, request, context):
         """Missing associated documentation comment in .proto file."""
@@ -678,9 +753,7 @@ def add_AuditServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
-    """---------------------------------------------------------------- audit
-
-    """
+    """Missing associated documentation comment in .proto file."""
 
     @staticmethod
     def QueryAudit(request,

@@ -1,0 +1,144 @@
+"""Signed litigation packets: one file a law firm keeps as evidence, checkable by anyone with the packet key.
+
+Layout of a packet file (every byte belongs to exactly one part, so any
+changed byte is named by what it broke):
+
+    CUSTOS-PACKET/1 <manifest length> <base64 Ed25519 signature>\\n
+    <manifest: canonical JSON, that many bytes>
+    <item 1 bytes><item 2 bytes>...          (in manifest order, sizes in the manifest)
+
+The signature covers "custos-packet/1\\n" + the manifest, and the manifest
+names the packet id, the recipient organisation, the lender, the case, the
+time, the fields released, the signing key and every item with its size and
+SHA-256. So a packet that leaks names who received it, and no item, field
+or recipient can be changed without the signature or a hash failing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+
+from gateway.core.errors import Code, CustosError
+from gateway.core.litigation import PacketContent
+from gateway.core.merkle import CheckpointSigner, parse_verifier_key, verifier_key
+
+MAGIC = b"CUSTOS-PACKET/1"
+DOMAIN = b"custos-packet/1\n"
+FORMAT = "custos-packet/1"
+MAX_MANIFEST = 1 << 20
+
+
+@dataclass(frozen=True)
+class Item:
+    name: str
+    media_type: str
+    data: bytes
+
+
+def canonical(doc: Any) -> bytes:
+    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
+
+
+def assemble(meta: dict[str, Any], items: list[Item], signer: CheckpointSigner, key_name: str) -> bytes:
+    """The packet file: `meta` (packet id, recipient, case, time, fields...) plus the items' hashes, signed."""
+    manifest = dict(meta, format=FORMAT, key=verifier_key(key_name, signer.public_key()),
+                    items=[{"name": i.name, "type": i.media_type, "size": len(i.data),
+                            "sha256": hashlib.sha256(i.data).hexdigest()} for i in items])
+    body = canonical(manifest)
+    signature = base64.b64encode(signer.sign(DOMAIN + body)).decode()
+    head = MAGIC + f" {len(body)} {signature}\n".encode()
+    return head + body + b"".join(i.data for i in items)
+
+
+def packet_id(data: bytes) -> str:
+    """The id the manifest of a packet just assembled names (no verification: for the response only)."""
+    line_end = data.index(b"\n")
+    size = int(data[:line_end].split(b" ")[1])
+    return str(json.loads(data[line_end + 1:line_end + 1 + size])["packet_id"])
+
+
+@dataclass(frozen=True)
+class Verified:
+    manifest: dict[str, Any]
+    items: dict[str, bytes]
+    key_pinned: bool
+
+
+def _bad(what: str) -> CustosError:
+    return CustosError(Code.PACKET_INVALID, what)
+
+
+def verify(data: bytes, vkey: str | None = None) -> Verified:
+    """Every hash and the signature, against `vkey` (else the key the manifest names); the first failure, named."""
+    line_end = data.find(b"\n", 0, 256)
+    if line_end < 0:
+        raise _bad("not a Custos packet (no header line)")
+    parts = data[:line_end].split(b" ")
+    if len(parts) != 3 or parts[0] != MAGIC or not parts[1].isdigit():
+        raise _bad("the header line is altered or this is not a Custos packet")
+    size = int(parts[1])
+    start = line_end + 1
+    if size > MAX_MANIFEST or start + size > len(data):
+        raise _bad("the header line is altered (manifest length) or the file is truncated")
+    body = data[start:start + size]
+    try:
+        signature = base64.b64decode(parts[2], validate=True)
+    except ValueError:
+        raise _bad("the header line is altered (signature)") from None
+    try:
+        manifest = json.loads(body)
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ValueError
+        named_key = str(manifest["key"])
+    except (ValueError, KeyError, TypeError):
+        raise _bad("the manifest is altered (it no longer parses)") from None
+    pinned = vkey is not None
+    try:
+        verifier = parse_verifier_key((vkey or named_key).strip())
+    except ValueError:
+        raise _bad("the verifier key is not a valid key") from None
+    try:
+        verifier.key.verify(signature, DOMAIN + body)
+    except InvalidSignature:
+        if pinned and named_key.strip() != vkey.strip():  # type: ignore[union-attr]
+            raise _bad("the packet is signed by another key than the one given") from None
+        raise _bad("the signature does not verify: the manifest or the header line is altered") from None
+    items: dict[str, bytes] = {}
+    offset = start + size
+    for entry in manifest.get("items", []):
+        name, length, digest = str(entry["name"]), int(entry["size"]), str(entry["sha256"])
+        chunk = data[offset:offset + length]
+        if len(chunk) != length:
+            raise _bad(f"item {name} is truncated")
+        if hashlib.sha256(chunk).hexdigest() != digest:
+            raise _bad(f"item {name} is altered (its SHA-256 differs from the manifest)")
+        items[name] = chunk
+        offset += length
+    if offset != len(data):
+        raise _bad(f"{len(data) - offset} bytes after the last item that the manifest does not list")
+    return Verified(manifest, items, pinned)
+
+
+def build(content: PacketContent, signer: CheckpointSigner, key_name: str) -> bytes:
+    """The packet file for what the core released: the items, the PDF summary, the signed manifest."""
+    from .pdf import summary_pdf
+
+    record = dict(content.record)
+    items = [Item("record.json", "application/json", canonical(record)),
+             Item("ledger.json", "application/json", canonical(content.ledger))]
+    if content.contract_text is not None:
+        items.append(Item("contract.txt", "text/plain; charset=utf-8", content.contract_text.encode()))
+    items.append(Item("contacts.json", "application/json", canonical(content.contacts)))
+    if content.service_address is not None:
+        items.append(Item("service_address.json", "application/json",
+                          canonical({"service_address": content.service_address, "source": "home_address on file"})))
+        record["service_address"] = content.service_address
+    items.append(Item("summary.pdf", "application/pdf",
+                      summary_pdf(content.meta, record, content.ledger, content.contacts)))
+    return assemble(content.meta, items, signer, key_name)

@@ -1,0 +1,120 @@
+"""The human-readable summary of a litigation packet, for the firm's lawyers (PDF, made with fpdf2).
+
+The summary restates what the signed items hold; the items are the evidence
+(the summary says so on its first page). Names and addresses may be Chinese,
+so TrueType fonts are used when found: `CUSTOS_PDF_FONT` (or DejaVu Sans)
+for Latin text, with Droid Sans Fallback for the CJK glyphs it lacks (the
+Debian packages below); without them a character the built-in font cannot
+draw is printed as "?", and the page says that record.json holds the exact
+text.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from fpdf import FPDF
+
+LATIN_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)  # Debian fonts-dejavu-core
+CJK_FONTS = ("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",)  # Debian fonts-droid-fallback
+
+
+def _first(*candidates: str) -> Path | None:
+    return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+class _Doc(FPDF):
+    def __init__(self) -> None:
+        super().__init__(format="A4")
+        self.set_auto_page_break(True, margin=15)
+        self.set_margins(15, 15, 15)
+        latin = _first(os.environ.get("CUSTOS_PDF_FONT", ""), *LATIN_FONTS)
+        cjk = _first(*CJK_FONTS)
+        self.lossy = False
+        self.unicode = latin is not None or cjk is not None
+        self.family_name = "packet" if self.unicode else "helvetica"
+        main = latin or cjk
+        if main is not None:
+            self.add_font("packet", "", str(main))
+        if latin is not None and cjk is not None:
+            self.add_font("packet-cjk", "", str(cjk))
+            self.set_fallback_fonts(["packet-cjk"])  # glyphs the Latin font lacks (names, addresses)
+        self.add_page()
+
+    def text_of(self, value: object) -> str:
+        text = "" if value is None else str(value)
+        if self.unicode:
+            return text
+        safe = text.encode("latin-1", "replace").decode("latin-1")
+        self.lossy = self.lossy or safe != text
+        return safe
+
+    def heading(self, text: str) -> None:
+        self.set_font(self.family_name, size=13)
+        self.ln(3)
+        self.cell(0, 8, self.text_of(text), new_x="LMARGIN", new_y="NEXT")
+        self.set_font(self.family_name, size=9.5)
+
+    def row(self, label: str, value: object) -> None:
+        self.cell(55, 5.5, self.text_of(label))
+        self.multi_cell(0, 5.5, self.text_of(value), new_x="LMARGIN", new_y="NEXT")
+
+    def grid(self, header: list[str], rows: list[list[object]], widths: list[float]) -> None:
+        self.set_font(self.family_name, size=8.5)
+        lines: list[list[object]] = [list(header), *rows]
+        for cells in lines:
+            for w, cell in zip(widths, cells, strict=True):
+                self.cell(w, 5, self.text_of(cell), border=1)
+            self.ln(5)
+        self.set_font(self.family_name, size=9.5)
+
+
+def summary_pdf(meta: dict[str, Any], record: dict[str, Any], ledger: dict[str, Any],
+                contacts: list[dict[str, Any]]) -> bytes:
+    doc = _Doc()
+    doc.set_font(doc.family_name, size=16)
+    doc.cell(0, 10, doc.text_of(f"Litigation packet {meta['packet_id']}"), new_x="LMARGIN", new_y="NEXT")
+    doc.set_font(doc.family_name, size=9.5)
+    for label, key in (("Case", "case_id"), ("Lender", "lender"), ("Jurisdiction", "jurisdiction"),
+                       ("Released to", "recipient"), ("Issued at (UTC)", "issued_at")):
+        doc.row(label, meta.get(key, ""))
+    doc.multi_cell(0, 5, doc.text_of(
+        "This summary restates the signed items of the packet; the items are the evidence. "
+        "Check them with: custos packet verify FILE --key PACKET_VKEY"), new_x="LMARGIN", new_y="NEXT")
+
+    doc.heading("Borrower")
+    for label, key in (("Full name", "full_name"), ("National id", "national_id"), ("Date of birth", "date_of_birth"),
+                       ("Home address", "home_address"), ("Phone", "phone")):
+        if key in record:
+            doc.row(label, record[key])
+    if "service_address" in record:
+        doc.row("Service address (on file)", record["service_address"])
+
+    doc.heading("Loan")
+    for key in ("loan_id", "product", "currency", "originated_on", "due_on", "first_delinquency_on",
+                "last_payment_on", "limitation_date"):
+        if ledger.get(key) is not None:
+            doc.row(key.replace("_", " ").capitalize(), ledger[key])
+
+    totals = ledger["summary"]
+    doc.heading("Ledger summary")
+    for label, key in (("Principal", "principal"), ("Repaid", "repaid"), ("Interest and fees", "interest_and_fees"),
+                       ("Outstanding", "outstanding"), ("Amount due", "amount_due")):
+        doc.row(label, f"{totals[key]} {ledger.get('currency', '')}".strip())
+    repayments = ledger.get("repayments", [])
+    if repayments:
+        doc.ln(2)
+        doc.grid(["Date", "Amount"], [[r["on"], r["amount"]] for r in repayments], [40, 40])
+
+    doc.heading(f"Contact history ({len(contacts)} contacts)")
+    if contacts:
+        doc.grid(["Opened at (UTC)", "Organisation", "Channel", "Party", "Result"],
+                  [[c.get("opened_at"), c.get("org"), c.get("channel"), c.get("party"), c.get("result") or ""]
+                   for c in contacts], [50, 40, 25, 35, 30])
+    if doc.lossy:
+        doc.ln(3)
+        doc.multi_cell(0, 5, "Some characters could not be drawn with the fonts on this gateway and are shown "
+                             "as '?'. record.json holds the exact text.", new_x="LMARGIN", new_y="NEXT")
+    return bytes(doc.output())
