@@ -326,13 +326,50 @@ class ImportBroken(CliError):
 
 
 def cmd_assign(args: argparse.Namespace) -> None:
+    if args.file:
+        if args.case or args.to or args.purpose or args.until or args.label:
+            raise CliError(Code.INVALID_ARGUMENT, "--file takes every placement from the file: give no CASE, "
+                                                  "--to, --purpose, --until or --label with it")
+        _assign_file(args)
+        return
+    if not (args.case and args.to and args.purpose and args.until):
+        raise CliError(Code.INVALID_ARGUMENT, "give CASE --to ORG --purpose PURPOSE --until YYYY-MM-DD, "
+                                              "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
         _emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or ""))
 
 
+def _assign_file(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(Code.INVALID_ARGUMENT, "placement file not found")
+    from custos_client import CustosError as ClientError
+
+    with _client(args) as c, open(path, "rb") as fh:
+        try:
+            result = c.assign_lines(fh)
+        except ClientError as err:
+            if err.progress is not None:
+                done = err.progress
+                raise CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided: "
+                                         f"{done['assigned']} assigned; sending the file again is safe)") from None
+            raise
+    doc: dict[str, Any] = {"assigned": result["assigned"], "rejected": result["rejected"]}
+    if result["rejected_total"] > len(result["rejected"]):
+        doc["rejected_total"] = result["rejected_total"]
+    _emit(args, doc, lambda d: "\n".join(
+        [f"assigned {d['assigned']}"] + [f"rejected line {r['line']}: {r['code']}: {r['reason']}"
+                                          for r in d["rejected"]]))
+
+
 def cmd_recall(args: argparse.Namespace) -> None:
+    if args.all == bool(args.case):
+        raise CliError(Code.INVALID_ARGUMENT, "give CASE --from ORG, or --all --from ORG")
     with _client(args) as c:
-        _emit(args, c.recall(args.case, args.from_org))
+        if args.all:
+            _emit(args, c.recall_all(args.from_org), lambda d: f"{d['recalled']} mandates of {d['org_id']} ended")
+        else:
+            _emit(args, c.recall(args.case, args.from_org))
 
 
 def cmd_escalate(args: argparse.Namespace) -> None:
@@ -443,14 +480,7 @@ def cmd_packet_get(args: argparse.Namespace) -> None:
     out = Path(args.out)
     with _client(args) as c:
         packet_id, data = c.get_packet(args.case)
-    # The packet holds personal data: owner-only, and never a half-written file under the final name.
-    tmp = out.with_name(out.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out)
+    _write_private(out, data)
     _emit(args, {"packet_id": packet_id, "case_id": args.case, "out": str(out), "bytes": len(data),
                  "sha256": hashlib.sha256(data).hexdigest()},
           lambda d: f"packet {d['packet_id']} for {d['case_id']} written to {d['out']} ({d['bytes']} bytes)")
@@ -487,6 +517,43 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
         return "\n".join(lines)
 
     _emit(args, doc, human)
+
+
+def cmd_bureau_pull(args: argparse.Namespace) -> None:
+    from gateway.formats import metro2
+
+    with _client(args) as c:
+        feed = c.pull_feed(args.since or "")
+    records = feed["records"]
+    out = Path(args.out) if args.out else None
+    if args.format == "metro2":
+        other = sorted({r["jurisdiction"] for r in records} - {"US"})
+        if other:
+            raise CliError(Code.INVALID_ARGUMENT, f"the feed holds records of {', '.join(other)}, which Metro 2 does "
+                                                  f"not carry: pull them with --format json (same --since)")
+        if out is None:
+            raise CliError(Code.INVALID_ARGUMENT, "--format metro2 needs --out FILE (the cursor goes to stdout)")
+        _write_private(out, metro2.file(records, datetime.now(UTC)))
+        _emit(args, {"records": len(records), "cursor": feed["cursor"], "out": str(out), "format": "metro2"},
+              lambda d: f"{d['records']} records written to {d['out']} (Metro 2); next --since {d['cursor']}")
+        return
+    if out is None:
+        print(json.dumps(feed, ensure_ascii=False))
+        return
+    _write_private(out, (json.dumps(feed, ensure_ascii=False) + "\n").encode())
+    _emit(args, {"records": len(records), "cursor": feed["cursor"], "out": str(out), "format": "json"},
+          lambda d: f"{d['records']} records written to {d['out']}; next --since {d['cursor']}")
+
+
+def _write_private(out: Path, data: bytes) -> None:
+    """Owner-only (the file holds personal data), fsynced, and never half-written under its final name."""
+    tmp = out.with_name(out.name + ".part")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(out)
 
 
 # ---------------------------------------------------------------- parser
@@ -561,16 +628,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = lender.add_parser("import", parents=[client])
     s.add_argument("file")
     s.set_defaults(fn=cmd_import)
-    s = lender.add_parser("assign", parents=[client])
-    s.add_argument("case")
-    s.add_argument("--to", required=True)
-    s.add_argument("--purpose", required=True)
-    s.add_argument("--until", required=True)
+    s = lender.add_parser("assign", parents=[client], help="mandate a case (or, with --file, many)")
+    s.add_argument("case", nargs="?")
+    s.add_argument("--to")
+    s.add_argument("--purpose")
+    s.add_argument("--until")
     s.add_argument("--label")
+    s.add_argument("--file", help='JSON Lines, one {"case_id", "to", "purpose", "until", "label"} per line')
     s.set_defaults(fn=cmd_assign)
-    s = lender.add_parser("recall", parents=[client])
-    s.add_argument("case")
+    s = lender.add_parser("recall", parents=[client], help="end a case's mandates of an org (or, with --all, every one)")
+    s.add_argument("case", nargs="?")
     s.add_argument("--from", dest="from_org", required=True)
+    s.add_argument("--all", action="store_true", help="every mandate the org holds on your cases")
     s.set_defaults(fn=cmd_recall)
     s = lender.add_parser("escalate", parents=[client], help="to litigation, mandated to a law firm")
     s.add_argument("case")
@@ -632,6 +701,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("file")
     s.add_argument("--key", help="the gateway's packet.vkey (without it: the key the packet names)")
     s.set_defaults(fn=cmd_packet_verify)
+
+    bureau = sub.add_parser("bureau", help="credit bureau feed").add_subparsers(dest="sub", required=True)
+    s = bureau.add_parser("pull", parents=[client], help="records changed since the cursor (bureau)")
+    s.add_argument("--since", help="the cursor of the last pull (default: from the start)")
+    s.add_argument("--format", choices=("json", "metro2"), default="json")
+    s.add_argument("--out", help="write here (mode 0600) instead of stdout")
+    s.set_defaults(fn=cmd_bureau_pull)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
     s = audit.add_parser("query", parents=[client])

@@ -146,6 +146,9 @@ def _field_value(field: FieldDescriptor) -> st.SearchStrategy[Any]:
         return st.booleans()
     if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
         return st.integers(-(2**63), 2**63 - 1)
+    if field.type == FieldDescriptor.TYPE_MESSAGE and field.is_repeated:
+        cls = getattr(pb, field.message_type.name)  # e.g. the lines of a LineChunk
+        return st.lists(message(field.message_type).map(cls.FromString), max_size=4)
     raise AssertionError(f"no strategy for {field.full_name}")
 
 
@@ -158,7 +161,11 @@ def message(descriptor: Descriptor) -> st.SearchStrategy[bytes]:
         msg = cls()
         for name, strategy in fields.items():
             if draw(st.booleans()):
-                setattr(msg, name, draw(strategy))
+                value = draw(strategy)
+                if isinstance(value, list):
+                    getattr(msg, name).extend(value)
+                else:
+                    setattr(msg, name, value)
         return bytes(msg.SerializeToString())
 
     return build_one()
@@ -178,7 +185,7 @@ def calls(draw: st.DrawFn) -> tuple[str, str, Any, bytes | list[bytes]]:
     service, method = draw(st.sampled_from(METHODS))
     # Half the time the organisation the service is for, so calls get past the kind check into the use case.
     intended = {"LenderService": "lender-b", "CaseService": "agency-1", "AuditService": "regulator-1",
-                "PacketService": "lawfirm-1"}
+                "PacketService": "lawfirm-1", "BureauService": "bureau-1"}
     org = draw(st.one_of(st.just(intended[service.rsplit(".", 1)[1]]), st.sampled_from(FUZZ_ORGS)))
     return org, service, method, draw(_raw_or_message(method))
 

@@ -242,7 +242,7 @@ def test_undecodable_requests_get_a_stable_code_and_are_audited(seeded: Env, cap
                                                                 path: str, client_streaming: bool,
                                                                 server_streaming: bool) -> None:
     org = {"LenderService": "lender-a", "CaseService": "agency-1", "AuditService": "regulator-1",
-           "PacketService": "lawfirm-1"}[path.split(".")[2].split("/")[0]]
+           "PacketService": "lawfirm-1", "BureauService": "bureau-1"}[path.split(".")[2].split("/")[0]]
     ch = channel(seeded, org)
     garbage = b"\xff\xff\xff\xff\x0f"
     from custos_client.client import _translate

@@ -258,3 +258,31 @@ def test_events_decided_on_an_unchecked_view_are_stored_only_while_it_is_current
     assert reader.get_case("lender-a", "C-1").stage == "field_visit"
     vault.audit.append([event("fresh")], fresh_as=view)
     assert vault.audit.head()[0] == size + 3
+
+
+def test_many_mandates_granted_at_once_replace_the_same_purposes_live_ones(vault: Any) -> None:
+    imported(vault, 9, 10)
+    until, later = date(2026, 12, 31), date(2027, 3, 31)
+
+    def first(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+        store.insert_mandate("lender-a", "C-9", "agency-1", "collection", "entrusted", until, NOW)
+        store.insert_mandate("lender-a", "C-9", "agency-1", "litigation", "entrusted", until, NOW)
+        return None, [event("first", "C-9")]
+
+    vault.audit.run(first)
+
+    def bulk(store: UnitOfWork) -> tuple[dict[str, Any], list[EventDraft]]:
+        found = store.cases_by_id("lender-a", ["C-9", "C-10", "C-404"])
+        store.grant_mandates("lender-a", [("C-9", "agency-1", "collection", "provided", later),
+                                          ("C-10", "agency-2", "collection", "entrusted", until)], NOW)
+        return found, [event("bulk", "C-9")]
+
+    found = vault.audit.run(bulk)
+    assert sorted(found) == ["C-10", "C-9"] and found["C-9"].borrower_id == "B-9"
+    reader = vault.reader()
+    reader.refresh()
+    c9 = reader.mandates_for("agency-1", "C-9")
+    live = [(m.purpose, m.label, m.until) for m in c9 if m.recalled_at is None]
+    assert sorted(live) == [("collection", "provided", later), ("litigation", "entrusted", until)]
+    assert [(m.purpose, m.recalled_at) for m in c9 if m.recalled_at is not None] == [("collection", NOW)]
+    assert [m.org_id for m in reader.mandates_of_case("lender-a", "C-10")] == ["agency-2"]

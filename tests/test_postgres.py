@@ -135,7 +135,7 @@ def test_the_first_released_layout_upgrades_to_the_change_counter_with_its_data(
         conn.execute("INSERT INTO orgs(id, kind, name, jurisdiction, created_at) VALUES ('o-1', 'agency', 'O', 'US', 't')")
         conn.commit()
         assert schema.version(conn) == 1
-        assert schema.migrate(conn) == [2]
+        assert schema.migrate(conn) == [v for v, _, _ in schema.MIGRATIONS[1:]]
         assert conn.execute("SELECT count(*) FROM orgs").fetchone() == (1,)
         before = conn.execute("SELECT n FROM generation").fetchone()[0]
         for table in schema.CACHED_TABLES:  # every cached table moves the counter, in its own transaction

@@ -140,6 +140,21 @@ def test_an_org_registered_through_one_replica_is_admitted_by_the_other_at_once(
     assert info.value.code == "NO_MANDATE"  # admitted: known, enabled, licensed; it just holds no mandate
 
 
+def test_the_bureau_feed_is_one_sequence_across_replicas(replicas: Replicas) -> None:
+    """Pulls through either replica continue one cursor: nothing repeated, nothing skipped."""
+    lender = replicas.one.client("lender-a")
+    for case in ("C-1", "C-2"):
+        lender.assign(case, "bureau-1", "credit_reporting", "2027-06-30")
+        lender.record_notice(case, "2026-11-01")
+    first = replicas.one.client("bureau-1").pull_feed("")
+    assert sorted(r["case_id"] for r in first["records"]) == ["C-1", "C-2"] and first["cursor"] == "f2"
+    assert replicas.two.client("bureau-1").pull_feed(first["cursor"]) == {"records": [], "cursor": "f2"}
+    replicas.two.client("lender-a").set_flags("C-2", disputed=True)
+    changed = replicas.two.client("bureau-1").pull_feed(first["cursor"])
+    assert [(r["case_id"], r["seq"], r["compliance_condition"]) for r in changed["records"]] == [("C-2", 3, "XB")]
+    assert replicas.one.client("bureau-1").pull_feed(changed["cursor"]) == {"records": [], "cursor": "f3"}
+
+
 def test_one_log_verifies_through_either_replica_with_one_root(replicas: Replicas) -> None:
     for _ in range(5):
         replicas.one.client("agency-1").get_case("C-1", "collection")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from .errors import Code
-from .model import LICENSED_KINDS, CaseRow, MandateRow, Org
+from .model import LICENSED_KINDS, MANDATE_KIND, CaseRow, MandateRow, Org
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,18 @@ def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: 
     if case.status != "open":
         return Verdict(Code.CASE_CLOSED, "mandate.case_status"), None
     return Verdict(Code.OK, f"mandate:{active[0].id}"), active[0]
+
+
+def placement_problem(case: CaseRow, target: Org | None, purpose: str, label: str, until: date,
+                      today: date) -> tuple[Code, str, str] | None:
+    """Why this mandate cannot be granted (code, rule, reason), or None. Shared by assign and bulk placement."""
+    if until < today:
+        return Code.UNTIL_IN_PAST, "input", "until: before the case's local today"
+    if target is None:
+        return Code.ORG_NOT_FOUND, "input", "to: no such organisation"
+    if MANDATE_KIND.get(purpose) != target.kind:
+        return Code.PURPOSE_KIND_MISMATCH, "mandate.kind", "purpose: not one this kind of organisation is mandated for"
+    if label == "provided" and not case.consent_third_party:
+        # PIPL Art. 23: providing to another handler needs the borrower's consent.
+        return Code.CONSENT_REQUIRED, "mandate.provided_consent", "label: provided needs the borrower's consent"
+    return None

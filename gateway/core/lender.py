@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from . import access
 from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
 from .errors import Code, CustosError
 from .importer import ImportedCase, LineError, parse_line
@@ -36,16 +37,23 @@ ESCALATION_DAYS = 365
 
 
 @dataclass
-class ImportProgress:
-    """What an import stream has made durable so far (totals), and the rejections of the latest batch."""
+class BatchProgress:
+    """What a line stream has made durable so far, and the rejections of the latest batch."""
 
     through_line: int = 0      # every line up to this number is decided and its outcome durable
-    imported: int = 0
-    already_imported: int = 0  # lines identical to a case imported before: nothing stored again
     rejected_total: int = 0
     rejected: list[tuple[int, str, str]] = field(default_factory=list)  # (line, code, reason) of this batch
     reported: int = 0          # rejections sent so far (at most MAX_REJECTIONS in all)
     done: bool = False         # the last message: the stream ended and every line is decided
+
+
+@dataclass
+class ImportProgress(BatchProgress):
+    imported: int = 0
+    already_imported: int = 0  # lines identical to a case imported before: nothing stored again
+
+
+P = TypeVar("P", bound=BatchProgress)
 
 
 class LenderActions(Context):
@@ -63,7 +71,15 @@ class LenderActions(Context):
         code, and the code is raised.
         """
         self._standing(caller, kinds=("lender",))
-        totals = ImportProgress()
+        yield from self._in_batches(caller, lines, ImportProgress(), self._import_batch, "import")
+
+    def _in_batches(self, caller: Caller, lines: Iterable[tuple[int, bytes]], totals: P,
+                    run: Callable[[Caller, list[tuple[int, bytes]], P], P], what: str) -> Iterator[P]:
+        """A line stream cut into batches of at most IMPORT_BATCH lines or IMPORT_BATCH_BYTES, each run durably.
+
+        A broken stream drops its unfinished batch, is audited as interrupted
+        (`<what>.interrupted`) with its code, and re-raises it.
+        """
         batch: list[tuple[int, bytes]] = []
         size = 0
         try:
@@ -71,7 +87,7 @@ class LenderActions(Context):
                 batch.append(item)
                 size += len(item[1])
                 if len(batch) >= IMPORT_BATCH or size >= IMPORT_BATCH_BYTES:
-                    yield self._import_batch(caller, batch, totals)
+                    yield run(caller, batch, totals)
                     batch, size = [], 0
         except CustosError as err:
             dropped = len(batch)
@@ -79,12 +95,12 @@ class LenderActions(Context):
             try:
                 self.audit.append([self._event(
                     caller, "deny", err.code,
-                    f"import.interrupted:through_line={totals.through_line};dropped_lines={dropped}")])
+                    f"{what}.interrupted:through_line={totals.through_line};dropped_lines={dropped}")])
             except CustosError:
-                log.error("could not audit an interrupted import")
+                log.error("could not audit an interrupted %s", what)
             raise
         if batch:
-            yield self._import_batch(caller, batch, totals)
+            yield run(caller, batch, totals)
         yield replace(totals, rejected=[], done=True)
 
     def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], totals: ImportProgress) -> ImportProgress:
@@ -163,16 +179,10 @@ class LenderActions(Context):
         until_date = _parse_date(until)
         if until_date is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
-        if until_date < self.local_today(case, self.clock.now()):
-            raise self._deny(caller, Code.UNTIL_IN_PAST, "input", **kw)
-        target = self.reader().get_org(org_id)
-        if target is None:
-            raise self._deny(caller, Code.ORG_NOT_FOUND, "input", **kw)
-        if MANDATE_KIND.get(purpose) != target.kind:
-            raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "mandate.kind", **kw)
-        if label == "provided" and not case.consent_third_party:
-            # PIPL Art. 23: providing to another handler needs the borrower's consent.
-            raise self._deny(caller, Code.CONSENT_REQUIRED, "mandate.provided_consent", **kw)
+        problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
+                                           self.local_today(case, self.clock.now()))
+        if problem is not None:
+            raise self._deny(caller, problem[0], problem[1], **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
 

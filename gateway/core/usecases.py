@@ -13,15 +13,17 @@ from __future__ import annotations
 from .contact import Contacts
 from .context import Context
 from .explain import Explainer
+from .furnishing import FeedRecord, Furnishing
 from .gatekeeping import Gatekeeping
 from .lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, ImportProgress, LenderActions
 from .litigation import Litigation, PacketContent
+from .placements import Placements
 from .reads import Grant, Reads, Released
 from .supervision import Supervision
 
-__all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "Core", "Grant", "ImportProgress",
+__all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "Core", "FeedRecord", "Grant", "ImportProgress",
            "PacketContent", "Released"]
 
 
-class Core(Gatekeeping, Litigation, Reads, LenderActions, Contacts, Explainer, Supervision):
+class Core(Gatekeeping, Litigation, Furnishing, Reads, Placements, LenderActions, Contacts, Explainer, Supervision):
     """Holds the collaborators; one instance serves every request."""

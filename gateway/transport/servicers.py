@@ -49,6 +49,18 @@ class LenderServicer:
                 tracing.annotate(decision="allow", count=progress.imported)
             yield _progress(progress)
 
+    def AssignCases(self, caller: Caller, requests: Iterator[pb.LineChunk]) -> Iterator[pb.PlacementProgress]:
+        lines = ((int(m.line_no), bytes(m.raw)) for chunk in requests for m in chunk.lines)
+        for p in self.core.place_cases(caller, lines):
+            if p.done:
+                tracing.annotate(decision="allow", count=p.assigned)
+            yield pb.PlacementProgress(through_line=p.through_line, assigned=p.assigned,
+                                       rejected_total=p.rejected_total, done=p.done,
+                                       rejected=[pb.ImportRejection(line=n, code=c, reason=r) for n, c, r in p.rejected])
+
+    def RecallAll(self, caller: Caller, request: pb.RecallAllRequest) -> pb.RecallCaseResponse:
+        return pb.RecallCaseResponse(recalled=self.core.recall_all(caller, request.org_id))
+
     def AssignCase(self, caller: Caller, request: pb.AssignCaseRequest) -> pb.MandateInfo:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
         m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label)
@@ -125,6 +137,20 @@ class AuditServicer:
         return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key)
 
 
+class BureauServicer:
+    def __init__(self, core: Core) -> None:
+        self.core = core
+
+    def PullFeed(self, caller: Caller, request: pb.PullFeedRequest) -> Iterator[pb.FeedItem]:
+        tracing.annotate(purpose="credit_reporting")
+        for item in self.core.pull(caller, request.since):
+            if isinstance(item, str):
+                yield pb.FeedItem(cursor=item)
+            else:
+                yield pb.FeedItem(record=pb.FeedRecord(seq=item.seq, case_id=item.case_id, loan_id=item.loan_id,
+                                                       jurisdiction=item.jurisdiction, fields=item.fields))
+
+
 class PacketServicer:
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -142,7 +168,8 @@ def methods(core: Core) -> dict[str, list[Method]]:
     is a programming error: it fails here, at start-up.
     """
     servicers = {"LenderService": LenderServicer(core), "CaseService": CaseServicer(core),
-                 "AuditService": AuditServicer(core), "PacketService": PacketServicer(core)}
+                 "AuditService": AuditServicer(core), "PacketService": PacketServicer(core),
+                 "BureauService": BureauServicer(core)}
     out: dict[str, list[Method]] = {}
     for name, service in pb.DESCRIPTOR.services_by_name.items():
         servicer = servicers[name]

@@ -88,6 +88,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                FOR EACH STATEMENT EXECUTE FUNCTION bump_generation()"""
           for table in CACHED_TABLES),
     ]),
+    # The bureau feed's memory (gateway/core/furnishing.py): keyed digests of what each bureau was sent.
+    (3, "the bureau feed's furnished records", [
+        """CREATE TABLE furnished(
+             bureau TEXT NOT NULL, seq BIGINT NOT NULL, lender_id TEXT NOT NULL, case_id TEXT NOT NULL,
+             digest BYTEA NOT NULL, condition TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(bureau, seq))""",
+        "CREATE INDEX furnished_case ON furnished(bureau, lender_id, case_id, seq)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -24,7 +24,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 2
+CASE_VERSION = 3
 AUDIT_VERSION = 1
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -75,7 +75,17 @@ CREATE TABLE IF NOT EXISTS contacts(
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
   opened_at TEXT NOT NULL, result TEXT, result_at TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
+""" + "{furnished}"
+
+# The bureau feed's memory (gateway/core/furnishing.py): per bureau a sequence of furnished records, each a
+# keyed digest of what was sent (never the values), so a pull sends only what changed since its cursor.
+FURNISHED = """
+CREATE TABLE IF NOT EXISTS furnished(
+  bureau TEXT NOT NULL, seq INTEGER NOT NULL, lender_id TEXT NOT NULL, case_id TEXT NOT NULL,
+  digest BLOB NOT NULL, condition TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(bureau, seq));
+CREATE INDEX IF NOT EXISTS furnished_case ON furnished(bureau, lender_id, case_id, seq);
 """
+SCHEMA = SCHEMA.replace("{furnished}", FURNISHED)
 
 
 AUDIT_SCHEMA = """
@@ -112,8 +122,16 @@ def _add_import_digest(conn: Connection) -> None:
         conn.execute("ALTER TABLE cases ADD COLUMN import_digest BLOB")
 
 
+def _add_furnished(conn: Connection) -> None:
+    """Version 3: the bureau feed's record of what each bureau was sent."""
+    for statement in FURNISHED.strip().split(";"):
+        if statement.strip():
+            conn.execute(statement)
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
+    (3, "the bureau feed's furnished records", _add_furnished),
 ]
 AUDIT_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import json
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import date
 from typing import Any
@@ -164,6 +164,25 @@ class Repo(CachedView, SealedReads):
             (org_id,),
         )
         return [mandate_row(r) for r in rows]
+
+    def cases_by_id(self, lender: str, case_ids: Sequence[str]) -> dict[str, CaseRow]:
+        out: dict[str, CaseRow] = {}
+        for i in range(0, len(case_ids), 500):
+            chunk = list(case_ids[i:i + 500])
+            marks = ",".join("?" * len(chunk))
+            for r in self.conn.execute(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND case_id IN ({marks})",
+                                       (lender, *chunk)):
+                row = case_row(r)
+                out[row.case_id] = row
+        return out
+
+    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date]], now: str) -> None:
+        self.conn.executemany(
+            "UPDATE mandates SET recalled_at = ? WHERE lender_id = ? AND case_id = ? AND org_id = ? AND purpose = ?"
+            " AND recalled_at IS NULL", [(now, lender, c, o, p) for c, o, p, _, _ in grants])
+        self.conn.executemany(
+            "INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until) VALUES (?,?,?,?,?,?,?)",
+            [(lender, c, o, p, label, now, until.isoformat()) for c, o, p, label, until in grants])
 
     def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]:
         rows = self.conn.execute(
@@ -334,6 +353,26 @@ class Repo(CachedView, SealedReads):
 
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self.conn.execute("UPDATE contacts SET result = ?, result_at = ? WHERE id = ?", (result, now, contact_id))
+
+    # ------------------------------------------------------------ the bureau feed
+    def feed_head(self, bureau: str) -> int:
+        return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM furnished WHERE bureau = ?",
+                                     (bureau,)).fetchone()[0])
+
+    def lock_feed(self, bureau: str) -> None:
+        """Nothing to do: the embedded store's one writer runs every unit of work in turn."""
+
+    def last_furnished(self, bureau: str, lender: str, case_id: str) -> tuple[int, bytes, str] | None:
+        row = self.conn.execute("SELECT seq, digest, condition FROM furnished WHERE bureau = ? AND lender_id = ?"
+                                " AND case_id = ? ORDER BY seq DESC LIMIT 1", (bureau, lender, case_id)).fetchone()
+        return (int(row[0]), bytes(row[1]), str(row[2])) if row else None
+
+    def record_furnished(self, bureau: str, lender: str, case_id: str, digest: bytes, condition: str,
+                         at: str) -> int:
+        seq = self.feed_head(bureau) + 1
+        self.conn.execute("INSERT INTO furnished(bureau, seq, lender_id, case_id, digest, condition, at)"
+                          " VALUES (?,?,?,?,?,?,?)", (bureau, seq, lender, case_id, blob(digest), condition, at))
+        return seq
 
     # ------------------------------------------------------------ audit
     def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",

@@ -25,6 +25,9 @@ DOMAIN = "custos.v1"
 # The gateway rejects longer import lines; sending only a prefix keeps a giant
 # line from failing the whole stream at the transport's message limit.
 MAX_IMPORT_LINE = 1 << 20
+# Placement lines travel this many to a message (at most this many bytes; a longer line travels alone).
+CHUNK_LINES = 256
+CHUNK_BYTES = 1 << 20
 
 
 class CustosError(Exception):
@@ -92,6 +95,7 @@ class CustosClient:
         self._cases = pb_grpc.CaseServiceStub(self._channel)
         self._audit = pb_grpc.AuditServiceStub(self._channel)
         self._packets = pb_grpc.PacketServiceStub(self._channel)
+        self._bureau = pb_grpc.BureauServiceStub(self._channel)
         self.timeout = timeout
 
     def close(self) -> None:
@@ -119,9 +123,22 @@ class CustosClient:
         for what the gateway had confirmed durable. Sending the same file again
         is safe: lines already imported come back as `already_imported`.
         """
+        return self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import",
+                                  chunked=False)
+
+    def assign_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
+        """Stream placement lines ({"case_id", "to", "purpose", "until", "label"} each, numbered from 1).
+
+        Returns {"assigned", "rejected_total", "rejected", "through_line"}; a
+        broken stream raises CustosError with `progress` (what was granted).
+        """
+        return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement", chunked=True)
+
+    def _stream_lines(self, rpc: Any, lines: Iterable[bytes], counters: tuple[str, ...], what: str, *,
+                      chunked: bool) -> dict[str, Any]:
         failed: list[BaseException] = []
 
-        def gen() -> Iterator[pb.ImportLine]:
+        def numbered() -> Iterator[pb.ImportLine]:
             try:
                 for n, raw in enumerate(lines, start=1):
                     yield pb.ImportLine(line_no=n, raw=raw.rstrip(b"\r\n")[: MAX_IMPORT_LINE + 1])
@@ -130,13 +147,26 @@ class CustosClient:
                 # confirms them, and report the failure with exactly what was stored.
                 failed.append(exc)
 
-        totals: dict[str, Any] = {"imported": 0, "already_imported": 0, "rejected_total": 0, "rejected": [],
-                                  "through_line": 0}
+        def chunks() -> Iterator[pb.LineChunk]:
+            chunk: list[pb.ImportLine] = []
+            size = 0
+            for line in numbered():
+                if chunk and (size + len(line.raw) > CHUNK_BYTES or len(chunk) >= CHUNK_LINES):
+                    yield pb.LineChunk(lines=chunk)
+                    chunk, size = [], 0
+                chunk.append(line)
+                size += len(line.raw)
+            if chunk:
+                yield pb.LineChunk(lines=chunk)
+
+        gen = chunks if chunked else numbered
+
+        totals: dict[str, Any] = {**dict.fromkeys(counters, 0), "rejected_total": 0, "rejected": [], "through_line": 0}
         done = False
         try:
-            for p in self._lender.ImportCases(gen(), timeout=24 * 3600):
-                totals.update(imported=p.imported, already_imported=p.already_imported,
-                              rejected_total=p.rejected_total, through_line=p.through_line)
+            for p in rpc(gen(), timeout=24 * 3600):
+                totals.update({k: getattr(p, k) for k in counters}, rejected_total=p.rejected_total,
+                              through_line=p.through_line)
                 totals["rejected"].extend({"line": x.line, "code": x.code, "reason": x.reason} for x in p.rejected)
                 done = done or p.done
         except grpc.RpcError as err:
@@ -147,8 +177,7 @@ class CustosClient:
             raise CustosError("IMPORT_READ_FAILED", f"reading the lines failed ({type(failed[0]).__name__}) after "
                                                     f"line {totals['through_line']}", "", totals)
         if not done:
-            raise CustosError("CLIENT_GONE", "the import stream ended before the gateway confirmed it", "",
-                              totals)
+            raise CustosError("CLIENT_GONE", f"the {what} stream ended before the gateway confirmed it", "", totals)
         return totals
 
     def import_file(self, path: str | Path) -> dict[str, Any]:
@@ -160,6 +189,11 @@ class CustosClient:
             case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label))
         return {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
                 "label": r.label, "granted_at": r.granted_at}
+
+    def recall_all(self, org_id: str) -> dict[str, Any]:
+        """End every mandate the organisation holds on the caller's cases (it was terminated)."""
+        r = self._call(self._lender.RecallAll, pb.RecallAllRequest(org_id=org_id))
+        return {"org_id": org_id, "recalled": r.recalled}
 
     def recall(self, case_id: str, org_id: str) -> dict[str, Any]:
         r = self._call(self._lender.RecallCase, pb.RecallCaseRequest(case_id=case_id, org_id=org_id))
@@ -221,6 +255,25 @@ class CustosClient:
         r = self._call(self._cases.GetCase, pb.GetCaseRequest(case_id=case_id, purpose=purpose), metadata)
         return {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
                 "rules": list(r.rules)}
+
+    # ------------------------------------------------------------ the bureau feed
+    def pull_feed(self, since: str = "") -> dict[str, Any]:
+        """{"records": [...], "cursor": "..."}: the records changed since `since` (a bureau). Keep the cursor."""
+        records: list[dict[str, Any]] = []
+        cursor = ""
+        try:
+            for item in self._bureau.PullFeed(pb.PullFeedRequest(since=since), timeout=3600):
+                if item.WhichOneof("item") == "cursor":
+                    cursor = item.cursor
+                else:
+                    r = item.record
+                    records.append({"seq": r.seq, "case_id": r.case_id, "loan_id": r.loan_id,
+                                    "jurisdiction": r.jurisdiction, **dict(r.fields)})
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        if not cursor:
+            raise CustosError("UNAVAILABLE", "the feed ended without a cursor: pull again with the same --since")
+        return {"records": records, "cursor": cursor}
 
     # ------------------------------------------------------------ audit
     def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",

@@ -40,6 +40,32 @@ class ImportProgress(_message.Message):
     done: bool
     def __init__(self, through_line: _Optional[int] = ..., imported: _Optional[int] = ..., already_imported: _Optional[int] = ..., rejected_total: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
 
+class LineChunk(_message.Message):
+    __slots__ = ("lines",)
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    lines: _containers.RepeatedCompositeFieldContainer[ImportLine]
+    def __init__(self, lines: _Optional[_Iterable[_Union[ImportLine, _Mapping]]] = ...) -> None: ...
+
+class PlacementProgress(_message.Message):
+    __slots__ = ("through_line", "assigned", "rejected_total", "rejected", "done")
+    THROUGH_LINE_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    through_line: int
+    assigned: int
+    rejected_total: int
+    rejected: _containers.RepeatedCompositeFieldContainer[ImportRejection]
+    done: bool
+    def __init__(self, through_line: _Optional[int] = ..., assigned: _Optional[int] = ..., rejected_total: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
+
+class RecallAllRequest(_message.Message):
+    __slots__ = ("org_id",)
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    org_id: str
+    def __init__(self, org_id: _Optional[str] = ...) -> None: ...
+
 class AssignCaseRequest(_message.Message):
     __slots__ = ("case_id", "org_id", "purpose", "until", "label")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -302,6 +328,41 @@ class Packet(_message.Message):
     packet_id: str
     data: bytes
     def __init__(self, packet_id: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class PullFeedRequest(_message.Message):
+    __slots__ = ("since",)
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    since: str
+    def __init__(self, since: _Optional[str] = ...) -> None: ...
+
+class FeedRecord(_message.Message):
+    __slots__ = ("seq", "case_id", "loan_id", "jurisdiction", "fields")
+    class FieldsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LOAN_ID_FIELD_NUMBER: _ClassVar[int]
+    JURISDICTION_FIELD_NUMBER: _ClassVar[int]
+    FIELDS_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    case_id: str
+    loan_id: str
+    jurisdiction: str
+    fields: _containers.ScalarMap[str, str]
+    def __init__(self, seq: _Optional[int] = ..., case_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class FeedItem(_message.Message):
+    __slots__ = ("record", "cursor")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    record: FeedRecord
+    cursor: str
+    def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
     __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq")

@@ -46,6 +46,16 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.AssignCaseRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.MandateInfo.FromString,
                 _registered_method=True)
+        self.AssignCases = channel.stream_stream(
+                '/custos.v1.LenderService/AssignCases',
+                request_serializer=custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlacementProgress.FromString,
+                _registered_method=True)
+        self.RecallAll = channel.unary_unary(
+                '/custos.v1.LenderService/RecallAll',
+                request_serializer=custos_dot_v1_dot_custos__pb2.RecallAllRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.RecallCaseResponse.FromString,
+                _registered_method=True)
         self.RecallCase = channel.unary_unary(
                 '/custos.v1.LenderService/RecallCase',
                 request_serializer=custos_dot_v1_dot_custos__pb2.RecallCaseRequest.SerializeToString,
@@ -94,6 +104,21 @@ class LenderServiceServicer:
 
     def AssignCase(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AssignCases(self, request_iterator, context):
+        """Bulk placement: lines {"case_id", "to", "purpose", "until", "label"}, streamed and confirmed like an import.
+        Lines travel in chunks (a placement line is small: one message each would cost more than the line).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecallAll(self, request, context):
+        """Every mandate the organisation holds on the caller's cases ends (an agency or bureau terminated).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -148,6 +173,16 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.AssignCase,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.AssignCaseRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.MandateInfo.SerializeToString,
+            ),
+            'AssignCases': grpc.stream_stream_rpc_method_handler(
+                    servicer.AssignCases,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.LineChunk.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlacementProgress.SerializeToString,
+            ),
+            'RecallAll': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecallAll,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.RecallAllRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.RecallCaseResponse.SerializeToString,
             ),
             'RecallCase': grpc.unary_unary_rpc_method_handler(
                     servicer.RecallCase,
@@ -236,6 +271,60 @@ class LenderService:
             '/custos.v1.LenderService/AssignCase',
             custos_dot_v1_dot_custos__pb2.AssignCaseRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.MandateInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AssignCases(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/custos.v1.LenderService/AssignCases',
+            custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlacementProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecallAll(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RecallAll',
+            custos_dot_v1_dot_custos__pb2.RecallAllRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.RecallCaseResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -684,6 +773,80 @@ class PacketService:
             '/custos.v1.PacketService/GetPacket',
             custos_dot_v1_dot_custos__pb2.GetPacketRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.Packet.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class BureauServiceStub:
+    """Missing associated documentation comment in .proto file."""
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.PullFeed = channel.unary_stream(
+                '/custos.v1.BureauService/PullFeed',
+                request_serializer=custos_dot_v1_dot_custos__pb2.PullFeedRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.FeedItem.FromString,
+                _registered_method=True)
+
+
+class BureauServiceServicer:
+    """Missing associated documentation comment in .proto file."""
+
+    def PullFeed(self, request, context):
+        """The records of every account mandated to the calling bureau whose reporting preconditions hold and
+        whose record changed since the cursor (gateway/core/furnishing.py); the last message is the new cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_BureauServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'PullFeed': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullFeed,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.PullFeedRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.FeedItem.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'custos.v1.BureauService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('custos.v1.BureauService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class BureauService:
+    """Missing associated documentation comment in .proto file."""
+
+    @staticmethod
+    def PullFeed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/custos.v1.BureauService/PullFeed',
+            custos_dot_v1_dot_custos__pb2.PullFeedRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.FeedItem.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,167 @@
+"""Bulk placement: mandates granted from a file, and every mandate of a terminated organisation ended at once.
+
+Lenders place accounts by the thousand. A placement file is JSON Lines, one
+`{"case_id", "to", "purpose", "until", "label"}` per line, streamed like an
+import: batches of lines, each batch one unit of work with one event per
+placement, each line granted or rejected with its line number, a stable code
+and a reason that never quotes the line. A placement is checked exactly as
+`lender assign` checks one (`access.placement_problem`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, replace
+from datetime import date
+from typing import Any
+
+from . import access
+from .context import ORG_ID_RE, _parse_date
+from .errors import Code
+from .importer import ID_RE, MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
+from .lender import MAX_REJECTIONS, BatchProgress, LenderActions
+from .model import LABELS, PURPOSES, Caller, EventDraft, Org, rfc3339
+from .ports import UnitOfWork
+
+RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
+
+
+@dataclass(frozen=True)
+class Placement:
+    case_id: str
+    to: str
+    purpose: str
+    until: date
+    label: str
+
+
+@dataclass
+class PlacementProgress(BatchProgress):
+    assigned: int = 0
+
+
+def parse_placement(raw: bytes) -> Placement:
+    """One line to a placement, or LineError with a stable code and a reason free of the line's values."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
+    try:
+        doc = loads_strict(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
+    except _JsonRefused as err:
+        raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
+    d = _obj(doc, "", {"case_id", "to", "purpose", "until"}, {"label"})
+    for key in ("case_id", "to", "purpose", "until", "label"):
+        if key in d and not isinstance(d[key], str):
+            raise LineError(Code.IMPORT_INVALID_FIELD, f"{key}: must be a string")
+    if not ID_RE.fullmatch(d["case_id"]):
+        raise LineError(Code.INVALID_CASE_ID, "case_id: 1-64 characters of letters, digits and ._:-")
+    if not ORG_ID_RE.fullmatch(d["to"]):
+        raise LineError(Code.INVALID_ORG_ID, "to: not an organisation id")
+    if d["purpose"] not in PURPOSES:
+        raise LineError(Code.UNKNOWN_PURPOSE, "purpose: unknown")
+    label = d.get("label") or "entrusted"
+    if label not in LABELS:
+        raise LineError(Code.UNKNOWN_LABEL, "label: entrusted or provided")
+    until = _parse_date(d["until"])
+    if until is None:
+        raise LineError(Code.INVALID_DATE, "until: YYYY-MM-DD")
+    return Placement(d["case_id"], d["to"], d["purpose"], until, label)
+
+
+class Placements(LenderActions):
+    def place_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> Iterator[PlacementProgress]:
+        """Stream placement lines in batches; after each batch is durable, say what it granted and rejected."""
+        self._standing(caller, kinds=("lender",))
+        yield from self._in_batches(caller, lines, PlacementProgress(), self._place_batch, "placement")
+
+    def _place_batch(self, caller: Caller, batch: list[tuple[int, bytes]],
+                     totals: PlacementProgress) -> PlacementProgress:
+        parsed: list[tuple[int, Placement | tuple[Code, str]]] = []
+        for line_no, raw in batch:
+            if not raw.strip():
+                continue
+            try:
+                parsed.append((line_no, parse_placement(raw)))
+            except LineError as err:
+                parsed.append((line_no, (err.code, err.reason)))
+        last_line = max((n for n, _ in batch), default=totals.through_line)
+        lender = caller.org_id
+
+        def work(repo: UnitOfWork) -> tuple[tuple[int, list[tuple[int, str, str]]], list[EventDraft]]:
+            now = self.clock.now()
+            stamp = rfc3339(now)
+            events: list[EventDraft] = []
+            rejected: list[tuple[int, str, str]] = []
+            orgs: dict[str, Org | None] = {}
+            cases = repo.cases_by_id(lender, sorted({p.case_id for _, p in parsed if isinstance(p, Placement)}))
+            grants: dict[tuple[str, str, str], tuple[str, str, str, str, date]] = {}
+            assigned = 0
+            for line_no, item in parsed:
+                if isinstance(item, tuple):
+                    rejected.append((line_no, item[0], item[1]))
+                    events.append(self._event(caller, "deny", item[0], "placement", now=now))
+                    continue
+                kw: dict[str, Any] = {"purpose": item.purpose, "case_id": item.case_id, "now": now}
+                case = cases.get(item.case_id)
+                if case is None:  # another lender's case or none: the same answer
+                    rejected.append((line_no, Code.CASE_NOT_FOUND, "case_id: no such case"))
+                    events.append(self._event(caller, "deny", Code.CASE_NOT_FOUND, "ownership", **kw))
+                    continue
+                kw["borrower_id"] = case.borrower_id
+                if item.to not in orgs:
+                    orgs[item.to] = repo.get_org(item.to)
+                problem = access.placement_problem(case, orgs[item.to], item.purpose, item.label, item.until,
+                                                   self.local_today(case, now))
+                if problem is not None:
+                    code, rule, reason = problem
+                    rejected.append((line_no, code, reason))
+                    events.append(self._event(caller, "deny", code, rule, **kw))
+                    continue
+                key = (case.case_id, item.to, item.purpose)
+                if key in grants:  # the same mandate twice in one batch: the later line replaces the earlier
+                    repo.grant_mandates(lender, list(grants.values()), stamp)
+                    grants = {}
+                grants[key] = (case.case_id, item.to, item.purpose, item.label, item.until)
+                events.append(self._event(caller, "allow", Code.OK, f"mandate.grant:{item.to};placement", **kw))
+                assigned += 1
+            repo.grant_mandates(lender, list(grants.values()), stamp)
+            return (assigned, rejected), events
+
+        assigned, rejected = self.audit.run(work)
+        room = max(MAX_REJECTIONS - totals.reported, 0)
+        totals.through_line = max(totals.through_line, last_line)
+        totals.assigned += assigned
+        totals.rejected_total += len(rejected)
+        totals.reported += min(room, len(rejected))
+        return replace(totals, rejected=rejected[:room])
+
+    def recall_all(self, caller: Caller, org_id: str) -> int:
+        """End every live mandate the organisation holds on the caller's cases (it was terminated); one event each."""
+        self._standing(caller, kinds=("lender",))
+        if not ORG_ID_RE.fullmatch(org_id):
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input")
+        if self.reader().get_org(org_id) is None:
+            raise self._deny(caller, Code.ORG_NOT_FOUND, "input")
+        cases = sorted({m.case_id for m in self.reader().mandates_of_org(org_id) if m.lender_id == caller.org_id})
+        total = 0
+        for i in range(0, len(cases), RECALL_PAGE):
+            page = cases[i:i + RECALL_PAGE]
+
+            def work(repo: UnitOfWork, page: list[str] = page) -> tuple[int, list[EventDraft]]:
+                now = self.clock.now()
+                n, events = 0, []
+                for case_id in page:
+                    ended = repo.recall_mandates(caller.org_id, case_id, org_id, rfc3339(now))
+                    if ended:
+                        case = repo.get_case(caller.org_id, case_id)
+                        n += ended
+                        events.append(self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id};all",
+                                                  case_id=case_id, borrower_id=case.borrower_id if case else "",
+                                                  now=now))
+                return n, events
+
+            total += self.audit.run(work)
+        if not cases:
+            self.audit.append([self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id};all;none")])
+        return total
