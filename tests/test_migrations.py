@@ -35,6 +35,7 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
     conn = _case_db(env.data)
     assert db.schema_version(conn) == db.CASE_VERSION
     conn.execute("ALTER TABLE cases DROP COLUMN import_digest")  # the layout the first releases wrote
+    conn.execute("DROP TABLE furnished")  # (version 3 added the bureau feed's table)
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.close()
 
@@ -43,6 +44,7 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
         conn = _case_db(env.data)
         assert db.schema_version(conn) == db.CASE_VERSION
         assert "import_digest" in {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
+        assert conn.execute("SELECT count(*) FROM furnished").fetchone()[0] == 0
         assert db.migrate(conn, db.CASE_MIGRATIONS) == []  # applied once: nothing the second time
         conn.close()
     finally:
@@ -58,8 +60,12 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
             assert [r["code"] for r in again["rejected"]] == ["CASE_EXISTS"]
             assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["imported"] == 1
             assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["already_imported"] == 1
+            lender.assign("C-2", "bureau-1", "credit_reporting", "2026-12-31")
+            lender.record_notice("C-2", "2026-11-01")
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("agency-1")) as agency:
             assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+        with CustosClient(f"127.0.0.1:{gw.port}", env.identity("bureau-1")) as bureau:
+            assert bureau.pull_feed("")["cursor"] == "f1"  # the feed works on the upgraded file
     finally:
         gw.stop(0)
 
