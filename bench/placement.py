@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +25,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.run import AGENCY, LENDER, RESULTS, Server, bench_policies, custos_cmd, server_env
+from bench.run import AGENCY, LENDER, RESULTS, Server, bench_policies, custos_cmd, data_dir
 
 TARGET = 20.0
 
@@ -36,15 +35,8 @@ def setup(work: Path, n_cases: int, database: str | None) -> tuple[Server, Path]
 
     from gateway import synth
 
-    data, ids, cmd, env = work / "data", work / "identities", custos_cmd(), server_env()
-    subprocess.run([*cmd, "init", str(data), *(["--database", database] if database else [])], check=True, env=env,
-                   stdout=subprocess.DEVNULL)
-    subprocess.run([*cmd, "org", "add", str(data), "--id", LENDER, "--kind", "lender", "--name", "Bench Lender",
-                    "--out", str(ids / LENDER)], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([*cmd, "org", "add", str(data), "--id", AGENCY, "--kind", "agency", "--name", "Bench Agency",
-                    "--licence-no", "LIC-BENCH-1", "--licence-expires", "2030-12-31", "--out", str(ids / AGENCY)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    gw = Server("gateway", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+    data, ids = data_dir(work, database)
+    gw = Server("gateway", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
                             str(bench_policies(work))], work / "gateway.log", None)
     target = gw.wait_listening()
     with CustosClient(target, ids / LENDER, timeout=600) as lender:

@@ -176,17 +176,9 @@ def bench_policies(work: Path) -> Path:
     return dest
 
 
-def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, Path, list[bytes], int]:
-    """Data dir with a lender and an agency, n_cases mandated; returns (data, agency id dir, requests, size)."""
-    from custos_client import CustosClient
-    from custos_client.v1 import custos_pb2 as pb
-
-    from gateway import synth
-
-    data = work / "data"
-    ids = work / "identities"
-    cmd = custos_cmd()
-    env = server_env()
+def data_dir(work: Path, database: str | None = None) -> tuple[Path, Path]:
+    """`custos init` (embedded, or on `database`), a lender and a licensed agency; (data dir, identities dir)."""
+    data, ids, cmd, env = work / "data", work / "identities", custos_cmd(), server_env()
     subprocess.run([*cmd, "init", str(data), *(["--database", database] if database else [])], check=True, env=env,
                    stdout=subprocess.DEVNULL)
     subprocess.run([*cmd, "org", "add", str(data), "--id", LENDER, "--kind", "lender", "--name", "Bench Lender",
@@ -194,6 +186,18 @@ def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, 
     subprocess.run([*cmd, "org", "add", str(data), "--id", AGENCY, "--kind", "agency", "--name", "Bench Agency",
                     "--licence-no", "LIC-BENCH-1", "--licence-expires", "2030-12-31", "--out", str(ids / AGENCY)],
                    check=True, env=env, stdout=subprocess.DEVNULL)
+    return data, ids
+
+
+def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, Path, list[bytes], int]:
+    """Data dir with a lender and an agency, n_cases mandated; returns (data, agency id dir, requests, size)."""
+    from custos_client import CustosClient
+    from custos_client.v1 import custos_pb2 as pb
+
+    from gateway import synth
+
+    data, ids = data_dir(work, database)
+    cmd = custos_cmd()
     gw = Server("gateway (set-up)", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0"], work / "setup.log", None)
     try:
         target = gw.wait_listening()

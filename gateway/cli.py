@@ -448,13 +448,17 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
     _emit(args, {"checkpoint": note}, lambda d: d["checkpoint"].rstrip("\n"))
 
 
+def _key_text(path: str) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError:
+        raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.core.verify import VerifyError, verify_log
 
-    try:
-        vkey = Path(args.key).read_text()
-    except OSError:
-        raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
+    vkey = _key_text(args.key)
     state = None
     state_path = Path(args.state) if args.state else None
     if state_path and state_path.exists():
@@ -493,13 +497,7 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
         data = Path(args.file).read_bytes()
     except OSError:
         raise CliError(Code.INVALID_ARGUMENT, "the packet file is not readable") from None
-    vkey = None
-    if args.key:
-        try:
-            vkey = Path(args.key).read_text()
-        except OSError:
-            raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
-    result = packets.verify(data, vkey)
+    result = packets.verify(data, _key_text(args.key) if args.key else None)
     m = result.manifest
     doc = {"verified": True, "key_pinned": result.key_pinned, "key": m["key"],
            **{k: m.get(k) for k in ("packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at",
