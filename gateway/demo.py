@@ -48,6 +48,10 @@ def seed(gateway: str, data_dir: Path) -> None:
         until = (date.today() + timedelta(days=90)).isoformat()
         for i in range(1, 11):
             lender.assign(f"C-{i}", "agency-1", "collection", until)
+        lender.escalate("C-16", "lawfirm-1")  # counsel's case: a signed litigation packet
+        for case in ("C-13", "C-14"):  # CN cases a bureau may be furnished, once told in advance
+            lender.assign(case, "bureau-1", "credit_reporting", until)
+            lender.record_notice(case, (date.today() - timedelta(days=1)).isoformat())
     with CustosClient(gateway, ids / "lender-b") as other:
         other.import_lines(synth.jsonl([synth.case_line(i, lender_prefix="B") for i in range(1, 6)]).splitlines())
 
@@ -85,6 +89,11 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
     custos cases list --identity {ids}/agency-1
     custos cases get C-2 --purpose collection --identity {ids}/agency-1 --json
     custos cases get C-11 --purpose collection --identity {ids}/agency-1   # no mandate: refused, audited
+  As the law firm (C-16 was escalated to it):
+    custos packet get C-16 --out /tmp/C-16.packet --identity {ids}/lawfirm-1
+    custos packet verify /tmp/C-16.packet --key {data_dir}/packet.vkey
+  As the credit bureau (records whose reporting preconditions hold; keep the cursor):
+    custos bureau pull --identity {ids}/bureau-1 --json
   As the regulator (audit metadata, never PI):
     custos audit query --case C-2 --identity {ids}/regulator-1 --json
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
