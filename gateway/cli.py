@@ -8,6 +8,7 @@ with an identity bundle. Every failure prints `error: CODE: message` on stderr
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import json
 import logging
@@ -448,6 +449,39 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
     _emit(args, {"checkpoint": note}, lambda d: d["checkpoint"].rstrip("\n"))
 
 
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def cmd_audit_prove(args: argparse.Namespace) -> None:
+    from gateway.core.proofcheck import verify_inclusion
+
+    if args.seq < 0 or (args.size is not None and args.size <= 0):
+        raise CliError(Code.INVALID_ARGUMENT, "SEQ is 0 or more and --size 1 or more")
+    with _client(args) as c:
+        p = c.inclusion_proof(args.seq, args.size or 0)
+    if not verify_inclusion(p["index"], p["tree_size"], p["leaf_hash"], p["proof"], p["root"]):
+        raise CliError(Code.AUDIT_VERIFY_FAILED, "the gateway's inclusion proof does not lead to its root")
+    _emit(args, {"index": p["index"], "tree_size": p["tree_size"], "leaf_hash": _b64(p["leaf_hash"]),
+                 "root": _b64(p["root"]), "proof": [_b64(h) for h in p["proof"]]},
+          lambda d: f"event {d['index']} is in the tree of {d['tree_size']} events with root {d['root']} "
+                    f"({len(d['proof'])} hashes; compare the root with a signed checkpoint of that size)")
+
+
+def cmd_audit_consistency(args: argparse.Namespace) -> None:
+    from gateway.core.proofcheck import verify_consistency
+
+    if args.first <= 0 or (args.to is not None and args.to < args.first):
+        raise CliError(Code.INVALID_ARGUMENT, "--from is 1 or more, and --to at least --from")
+    with _client(args) as c:
+        p = c.consistency_proof(args.first, args.to or 0)
+    if not verify_consistency(p["from"], p["to"], p["from_root"], p["to_root"], p["proof"]):
+        raise CliError(Code.AUDIT_VERIFY_FAILED, "the gateway's consistency proof does not verify")
+    _emit(args, {"from": p["from"], "to": p["to"], "from_root": _b64(p["from_root"]), "to_root": _b64(p["to_root"]),
+                 "proof": [_b64(h) for h in p["proof"]]},
+          lambda d: f"the tree of {d['from']} events is a prefix of the tree of {d['to']} ({len(d['proof'])} hashes)")
+
+
 def _key_text(path: str) -> str:
     try:
         return Path(path).read_text()
@@ -456,7 +490,7 @@ def _key_text(path: str) -> str:
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from gateway.core.verify import VerifyError, verify_log
+    from gateway.core.verify import VerifyError, resume_from, verify_log
 
     vkey = _key_text(args.key)
     state = None
@@ -468,16 +502,24 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             raise CliError(Code.INVALID_ARGUMENT, "--state file is not valid JSON") from None
     with _client(args) as c:
         note = c.checkpoint()
+        if args.full and state is not None:
+            state = {k: v for k, v in state.items() if k != "frontier"}  # re-read every event, still pinned
+        start = resume_from(state)
+
+        def consistency(first: int, second: int) -> list[bytes]:
+            return list(c.consistency_proof(first, second)["proof"])
+
         try:
-            result = verify_log(c.audit_events(), note, vkey, state)
+            result = verify_log(c.audit_events(from_seq=start), note, vkey, state, consistency)
         except VerifyError as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
     if state_path:
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result.state()) + "\n")
         tmp.replace(state_path)
-    _emit(args, {"verified": True, **result.state()},
-          lambda d: f"audit log verified: {d['size']} events, root {d['root']}")
+    doc = {"verified": True, "read": result.read, **result.state()}
+    _emit(args, doc, lambda d: f"audit log verified: {d['size']} events, root {d['root']} "
+                               f"({d['read']} events read this run)")
 
 
 def cmd_packet_get(args: argparse.Namespace) -> None:
@@ -716,9 +758,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_audit_query)
     s = audit.add_parser("checkpoint", parents=[client])
     s.set_defaults(fn=cmd_audit_checkpoint)
-    s = audit.add_parser("verify", parents=[client])
+    s = audit.add_parser("prove", parents=[client], help="an event's inclusion proof (regulator)")
+    s.add_argument("seq", type=int, help="the event's sequence number (its leaf index)")
+    s.add_argument("--size", type=int, help="the tree size (default: the current one)")
+    s.set_defaults(fn=cmd_audit_prove)
+    s = audit.add_parser("consistency", parents=[client], help="a consistency proof between two sizes (regulator)")
+    s.add_argument("--from", dest="first", type=int, required=True)
+    s.add_argument("--to", type=int, help="default: the current size")
+    s.set_defaults(fn=cmd_audit_consistency)
+    s = audit.add_parser("verify", parents=[client], help="the whole log, or with --state what was added since")
     s.add_argument("--key", required=True)
-    s.add_argument("--state")
+    s.add_argument("--state", help="the last run's state: later runs read only the new events")
+    s.add_argument("--full", action="store_true", help="re-read every event even with --state")
     s.set_defaults(fn=cmd_audit_verify)
     return p
 

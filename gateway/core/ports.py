@@ -82,6 +82,10 @@ class CaseReader(Protocol):
 
     def feed_head(self, bureau: str) -> int: ...
 
+    def audit_tile(self, level: int, idx: int) -> bytes | None: ...
+
+    def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]: ...
+
 
 class UnitOfWork(CaseReader, Protocol):
     """The store inside the audit log's write transaction."""

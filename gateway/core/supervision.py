@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from .context import Context, _parse_time
 from .errors import Code
@@ -13,6 +14,7 @@ from .model import (
     Caller,
     rfc3339,
 )
+from .proofs import StoredTree
 
 
 class Supervision(Context):
@@ -31,6 +33,35 @@ class Supervision(Context):
         self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", purpose="supervision",
                                        case_id=case_id, borrower_id=borrower_id)])
         return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+
+    def _tree(self, caller: Caller, kind: str, **kw: int) -> tuple[StoredTree, int]:
+        """The stored tree and the current size, for a regulator; the request is audited (no PI: sizes only)."""
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        size = self.audit.head()[0]
+        detail = ";".join(f"{k}={v}" for k, v in kw.items())
+        self.audit.append([self._event(caller, "allow", Code.OK, f"supervision.{kind}:{detail}",
+                                       purpose="supervision")])
+        repo = self.reader()
+        return StoredTree(repo.audit_tile, repo.audit_leaf_hash_range), size
+
+    def inclusion_proof(self, caller: Caller, seq: int, size: int = 0) -> dict[str, Any]:
+        """RFC 9162 PATH for the event `seq` (its leaf index: sequence numbers start at 0) in the tree of `size`."""
+        tree, head = self._tree(caller, "prove", seq=seq, size=size)
+        size = size or head
+        if not 0 <= seq < size <= head:
+            raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
+        leaf = tree.entries(0, seq, seq + 1)[0]
+        return {"index": seq, "tree_size": size, "leaf_hash": leaf, "root": tree.root(size),
+                "proof": tree.inclusion(seq, size)}
+
+    def consistency_proof(self, caller: Caller, first: int, second: int = 0) -> dict[str, Any]:
+        """RFC 9162 PROOF that the tree of `first` events is a prefix of the tree of `second`."""
+        tree, head = self._tree(caller, "consistency", first=first, second=second)
+        second = second or head
+        if not 0 < first <= second <= head:
+            raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
+        return {"from": first, "to": second, "from_root": tree.root(first), "to_root": tree.root(second),
+                "proof": tree.consistency(first, second)}
 
     def checkpoint(self, caller: Caller) -> tuple[str, int]:
         self._standing(caller, kinds=("regulator",), purpose="supervision")

@@ -132,6 +132,16 @@ class AuditServicer:
         for seq, leaf in rows:
             yield pb.AuditEvent(seq=seq, leaf=leaf)
 
+    def GetInclusionProof(self, caller: Caller, request: pb.InclusionProofRequest) -> pb.InclusionProof:
+        p = self.core.inclusion_proof(caller, request.seq, request.tree_size)
+        return pb.InclusionProof(index=p["index"], tree_size=p["tree_size"], leaf_hash=p["leaf_hash"], root=p["root"],
+                                 proof=p["proof"])
+
+    def GetConsistencyProof(self, caller: Caller, request: pb.ConsistencyProofRequest) -> pb.ConsistencyProof:
+        p = self.core.consistency_proof(caller, request.from_size, request.to_size)
+        return pb.ConsistencyProof(from_size=p["from"], to_size=p["to"], from_root=p["from_root"],
+                                   to_root=p["to_root"], proof=p["proof"])
+
     def GetCheckpoint(self, caller: Caller, request: pb.GetCheckpointRequest) -> pb.Checkpoint:
         note, size = self.core.checkpoint(caller)
         return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key)

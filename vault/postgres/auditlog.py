@@ -27,6 +27,7 @@ import psycopg_pool
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
+from gateway.core.proofs import TILE
 from vault.crypto import BlindIndex, FieldCipher
 from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 
@@ -50,6 +51,16 @@ class PgAuditLog(GroupCommit):
         self._size = 0
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
+        self._catch_up_tiles()
+
+    def _catch_up_tiles(self) -> None:
+        """Tiles for a log written before they existed (schema version 4); idempotent across replicas."""
+        with self._pool.connection() as conn, conn.transaction():
+            store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
+            row = conn.execute("SELECT size FROM audit_head WHERE id = 1").fetchone()
+            size, tiled = int(row[0]) if row else 0, store.audit_tiled_size()
+            if tiled // TILE < size // TILE:
+                store.store_tiles(tiled, size)
 
     @property
     def size(self) -> int:
@@ -107,7 +118,10 @@ class PgAuditLog(GroupCommit):
             seen = int(generation[0])
             events = checked(batch, events, lambda: seen)
             if events:
-                size = self._append(conn, Frontier.loads(int(head[0]), str(head[1])), events)
+                before = int(head[0])
+                size = self._append(conn, Frontier.loads(before, str(head[1])), events)
+                if size // TILE > before // TILE:  # derived, in the same commit: tiles never lag the head
+                    store.store_tiles(before, size)
             if self.before_commit is not None:
                 self.before_commit()
         self._size = size

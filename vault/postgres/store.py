@@ -37,6 +37,7 @@ from gateway.core.model import (
     Org,
     Repayment,
 )
+from gateway.core.proofs import full_tiles
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher
 from vault.records import (
     CASE_COLS,
@@ -374,6 +375,24 @@ class PgStore(CachedView, SealedReads):
         self._exec("INSERT INTO furnished(bureau, seq, lender_id, case_id, digest, condition, at)"
                    " VALUES (%s, %s, %s, %s, %s, %s, %s)", (bureau, seq, lender, case_id, digest, condition, at))
         return seq
+
+    # ------------------------------------------------------------ the tree's stored hashes
+    def audit_tile(self, level: int, idx: int) -> bytes | None:
+        row = self._one("SELECT hashes FROM audit_tiles WHERE level = %s AND idx = %s", (level, idx))
+        return bytes(row[0]) if row else None
+
+    def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]:
+        return [bytes(r[0]) for r in self._all(
+            "SELECT leaf_hash FROM audit_events WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end))]
+
+    def store_tiles(self, old_size: int, new_size: int) -> None:
+        """The tiles that became full between the two sizes (derived data: idempotent across replicas)."""
+        for level, idx, data in full_tiles(old_size, new_size, self.audit_leaf_hash_range, self.audit_tile):
+            self._exec("INSERT INTO audit_tiles(level, idx, hashes) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                       (level, idx, data))
+
+    def audit_tiled_size(self) -> int:
+        return int(self._one("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tiles WHERE level = 0", ())[0]) * 256
 
     # ------------------------------------------------------------ audit
     def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
+from gateway.core.proofs import TILE
 from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 
 from .db import Connection, DbError, IntegrityError
@@ -51,6 +52,7 @@ class AuditLog(GroupCommit):
             frontier.append(lh)
         self._frontier = frontier
         self._indexed = repo.audit_indexed_upto()
+        self._catch_up_tiles()
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
 
@@ -136,8 +138,24 @@ class AuditLog(GroupCommit):
             if not single:
                 _rollback(audit)
             raise
+        old = self._frontier.size
         self._frontier = frontier
         self._indexed = indexed
+        if frontier.size // TILE > old // TILE:
+            self._store_tiles(old, frontier.size)
+
+    def _store_tiles(self, old: int, new: int) -> None:
+        """Tiles are derived from the committed leaf hashes: one that fails to store is made at the next open."""
+        try:
+            self._repo.store_tiles(old, new)
+        except DbError:
+            log.warning("could not store the tree's tiles; proofs compute them until the next open")
+
+    def _catch_up_tiles(self) -> None:
+        """Tiles for a log written before they existed, or after a failed store (see `_store_tiles`)."""
+        tiled = self._repo.audit_tiled_size()
+        if tiled // TILE < self._frontier.size // TILE:
+            self._store_tiles(tiled, self._frontier.size)
 
 
 INSERT_CHUNK = 500  # rows per statement: 3,500 parameters, well under SQLite's limit of 32,766

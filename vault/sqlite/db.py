@@ -25,7 +25,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
 CASE_VERSION = 3
-AUDIT_VERSION = 1
+AUDIT_VERSION = 2
 
 # Case data and the audit log live in two files. Every read of case data would
 # otherwise find the file changed by the last audit commit and drop its page
@@ -99,7 +99,15 @@ CREATE TRIGGER IF NOT EXISTS audit_no_update BEFORE UPDATE ON audit_events
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
+""" + "{tiles}"
+
+# The interior hashes of the tree as C2SP tlog-tiles (gateway/core/proofs.py): full tiles of 256 hashes
+# per level, derived from the leaf hashes, so proofs read O(log n) tiles instead of rebuilding the tree.
+AUDIT_TILES = """
+CREATE TABLE IF NOT EXISTS audit_tiles(level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL,
+  PRIMARY KEY(level, idx));
 """
+AUDIT_SCHEMA = AUDIT_SCHEMA.replace("{tiles}", AUDIT_TILES)
 
 
 # Every change to a table whose rows the readers cache moves one counter, in the
@@ -133,7 +141,14 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
 ]
-AUDIT_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = []
+def _add_tiles(conn: Connection) -> None:
+    """Audit version 2: the tile table (filled from the leaf hashes when the log opens: AuditLog)."""
+    conn.execute(AUDIT_TILES)
+
+
+AUDIT_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (2, "the tree's interior hashes as tiles", _add_tiles),
+]
 
 
 def schema_version(conn: Connection) -> int:

@@ -290,6 +290,18 @@ class CustosClient:
     def audit_query(self, **filters: Any) -> list[dict[str, Any]]:
         return [json.loads(leaf) for _, leaf in self.audit_events(**filters)]
 
+    def inclusion_proof(self, seq: int, size: int = 0) -> dict[str, Any]:
+        """{"index", "tree_size", "leaf_hash", "root", "proof"} (bytes); size 0: the current tree."""
+        r = self._call(self._audit.GetInclusionProof, pb.InclusionProofRequest(seq=seq, tree_size=size))
+        return {"index": r.index, "tree_size": r.tree_size, "leaf_hash": r.leaf_hash, "root": r.root,
+                "proof": list(r.proof)}
+
+    def consistency_proof(self, first: int, second: int = 0) -> dict[str, Any]:
+        """{"from", "to", "from_root", "to_root", "proof"} (bytes); second 0: the current tree."""
+        r = self._call(self._audit.GetConsistencyProof, pb.ConsistencyProofRequest(from_size=first, to_size=second))
+        return {"from": r.from_size, "to": r.to_size, "from_root": r.from_root, "to_root": r.to_root,
+                "proof": list(r.proof)}
+
     def checkpoint(self) -> str:
         return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).note)
 

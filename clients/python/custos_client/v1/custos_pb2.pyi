@@ -386,6 +386,50 @@ class AuditEvent(_message.Message):
     leaf: bytes
     def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ...) -> None: ...
 
+class InclusionProofRequest(_message.Message):
+    __slots__ = ("seq", "tree_size")
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    seq: int
+    tree_size: int
+    def __init__(self, seq: _Optional[int] = ..., tree_size: _Optional[int] = ...) -> None: ...
+
+class InclusionProof(_message.Message):
+    __slots__ = ("index", "tree_size", "leaf_hash", "root", "proof")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    TREE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    LEAF_HASH_FIELD_NUMBER: _ClassVar[int]
+    ROOT_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    tree_size: int
+    leaf_hash: bytes
+    root: bytes
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, index: _Optional[int] = ..., tree_size: _Optional[int] = ..., leaf_hash: _Optional[bytes] = ..., root: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
+class ConsistencyProofRequest(_message.Message):
+    __slots__ = ("from_size", "to_size")
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    from_size: int
+    to_size: int
+    def __init__(self, from_size: _Optional[int] = ..., to_size: _Optional[int] = ...) -> None: ...
+
+class ConsistencyProof(_message.Message):
+    __slots__ = ("from_size", "to_size", "from_root", "to_root", "proof")
+    FROM_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TO_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FROM_ROOT_FIELD_NUMBER: _ClassVar[int]
+    TO_ROOT_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    from_size: int
+    to_size: int
+    from_root: bytes
+    to_root: bytes
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    def __init__(self, from_size: _Optional[int] = ..., to_size: _Optional[int] = ..., from_root: _Optional[bytes] = ..., to_root: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+
 class GetCheckpointRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...

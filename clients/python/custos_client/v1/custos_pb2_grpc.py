@@ -877,6 +877,16 @@ class AuditServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.Checkpoint.FromString,
                 _registered_method=True)
+        self.GetInclusionProof = channel.unary_unary(
+                '/custos.v1.AuditService/GetInclusionProof',
+                request_serializer=custos_dot_v1_dot_custos__pb2.InclusionProofRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.InclusionProof.FromString,
+                _registered_method=True)
+        self.GetConsistencyProof = channel.unary_unary(
+                '/custos.v1.AuditService/GetConsistencyProof',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ConsistencyProofRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ConsistencyProof.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -894,6 +904,20 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetInclusionProof(self, request, context):
+        """RFC 9162 proofs computed from the stored tiles: an event's inclusion in a tree size, and consistency
+        between two sizes. A size of 0 means the current one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConsistencyProof(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -906,6 +930,16 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetCheckpoint,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.Checkpoint.SerializeToString,
+            ),
+            'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetInclusionProof,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.InclusionProofRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.InclusionProof.SerializeToString,
+            ),
+            'GetConsistencyProof': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConsistencyProof,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ConsistencyProofRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ConsistencyProof.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -962,6 +996,60 @@ class AuditService:
             '/custos.v1.AuditService/GetCheckpoint',
             custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.Checkpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetInclusionProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.AuditService/GetInclusionProof',
+            custos_dot_v1_dot_custos__pb2.InclusionProofRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.InclusionProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConsistencyProof(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.AuditService/GetConsistencyProof',
+            custos_dot_v1_dot_custos__pb2.ConsistencyProofRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ConsistencyProof.FromString,
             options,
             channel_credentials,
             insecure,
