@@ -16,7 +16,7 @@ from gateway import cli
 from gateway.core import merkle
 from gateway.core.model import EventDraft
 from gateway.core.proofcheck import root_from_inclusion, verify_consistency, verify_inclusion
-from gateway.core.proofs import TILE, StoredTree, full_tiles
+from gateway.core.proofs import TILE, StoredTree, new_nodes
 from tests.conftest import Env
 from tests.test_audit import CT_LEAVES, CT_ROOTS
 
@@ -25,10 +25,19 @@ H = bytes.fromhex
 
 def tree(hashes: list[bytes], tiles: bool = True) -> tuple[StoredTree, dict[tuple[int, int], bytes]]:
     stored: dict[tuple[int, int], bytes] = {}
+
+    def nodes(level: int, start: int, end: int) -> list[bytes]:
+        out = []
+        for i in range(start, end):
+            if (level, i) not in stored:
+                break
+            out.append(stored[(level, i)])
+        return out
+
     if tiles:
-        for level, idx, data in full_tiles(0, len(hashes), lambda a, b: hashes[a:b], lambda lv, i: stored.get((lv, i))):
-            stored[(level, idx)] = data
-    return StoredTree(lambda lv, i: stored.get((lv, i)), lambda a, b: hashes[a:b]), stored
+        for level, idx, h in new_nodes(0, len(hashes), lambda a, b: hashes[a:b], nodes):
+            stored[(level, idx)] = h
+    return StoredTree(nodes, lambda a, b: hashes[a:b]), stored
 
 
 LEAVES = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(66000)]
@@ -62,7 +71,8 @@ def test_sizes_around_tile_boundaries_with_and_without_stored_tiles(n: int) -> N
     root = merkle.root_of(hashes)
     with_tiles, stored = tree(hashes)
     without, _ = tree(hashes, tiles=False) if n < 2000 else (with_tiles, {})
-    assert len([k for k in stored if k[0] == 0]) == n // TILE and len([k for k in stored if k[0] == 1]) == n // TILE**2
+    # Entries are stored from level 1 up, one per completed block of 256^level leaves.
+    assert len([k for k in stored if k[0] == 1]) == n // TILE and len([k for k in stored if k[0] == 2]) == n // TILE**2
     for t in (with_tiles, without):
         assert t.root(n) == root
         for m in {0, 1, 254, 255, 256, n // 2, n - 2, n - 1} - {n}:
@@ -73,14 +83,13 @@ def test_sizes_around_tile_boundaries_with_and_without_stored_tiles(n: int) -> N
                 assert verify_consistency(first, n, merkle.root_of(hashes[:first]), root, t.consistency(first, n))
 
 
-def test_tiles_reproduce_the_root_when_re_read_independently() -> None:
-    """An independent reader of the stored tiles (here: plain slicing) gets the checkpoint root back."""
-    for n in (256 * 3, 256 * 3 + 17):
+def test_stored_entries_are_the_roots_an_independent_reader_computes() -> None:
+    """Each stored entry is the RFC 6962 root of its block of leaves, by the recursive definition."""
+    for n in (256 * 3, 256 * 3 + 17, 65536 + 300):
         _, stored = tree(LEAVES[:n])
-        level0 = b"".join(stored[(0, i)] for i in range(n // TILE))
-        partial = LEAVES[(n // TILE) * TILE:n]  # a partial tile is the tail's leaf hashes
-        hashes = [level0[i:i + 32] for i in range(0, len(level0), 32)] + partial
-        assert merkle.root_of(hashes) == merkle.root_of(LEAVES[:n])
+        for (level, idx), h in stored.items():
+            span = TILE ** level
+            assert h == merkle.root_of(LEAVES[idx * span:(idx + 1) * span]), (level, idx)
 
 
 def test_certificate_transparency_test_vectors() -> None:
@@ -143,8 +152,7 @@ def test_the_gateway_serves_proofs_from_its_stored_tiles_that_verify(env: Env) -
     reg = env.client("regulator-1")
     size, root = env.gw.vault.audit.head()
     repo = env.gw.vault.reader()
-    assert repo.audit_tile(0, 0) is not None and repo.audit_tile(0, 1) is not None
-    assert repo.audit_tile(0, size // TILE) is None  # the partial tile is not stored
+    assert len(repo.audit_nodes(1, 0, 10)) == size // TILE  # a level-1 entry per full block of 256 leaves
     leaves = repo.audit_leaf_hash_range(0, size)
     for seq in (0, 1, 255, 256, 511, size // 2, size - 1):
         p = reg.inclusion_proof(seq)
@@ -178,19 +186,19 @@ def test_a_log_written_before_tiles_gets_them_at_the_next_open(env: Env) -> None
     env.clients = {}
     env.gw = build(env.data, "127.0.0.1:0", clock=env.clock, workers=8)
     repo = env.gw.vault.reader()
-    assert all(repo.audit_tile(0, i) is not None for i in range(size // TILE))
+    assert len(repo.audit_nodes(1, 0, 100)) == size // TILE
     p = env.client("regulator-1").inclusion_proof(3, size)
     assert p["root"] == root and verify_inclusion(3, size, p["leaf_hash"], p["proof"], root)
 
 
 def _clear_tiles(env: Env) -> None:
-    """As a log written before tiles existed (they are derived data, not part of the log)."""
+    """As a log written before the nodes were stored (they are derived data, not part of the log)."""
     vault = env.gw.vault
     if hasattr(vault, "pool"):
         with vault.pool.connection() as conn:
-            conn.execute("DELETE FROM audit_tiles")
+            conn.execute("DELETE FROM audit_nodes")
     else:
-        vault.writer.audit_conn.execute("DELETE FROM audit_tiles")
+        vault.writer.audit_conn.execute("DELETE FROM audit_nodes")
 
 
 def test_audit_prove_and_consistency_cli(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,3 +212,25 @@ def test_audit_prove_and_consistency_cli(env: Env, capsys: pytest.CaptureFixture
     assert doc["from"] == 5 and doc["to"] == 30 and doc["proof"]
     assert cli.main(["audit", "prove", "-1", *argv]) != 0
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "INVALID_ARGUMENT"
+
+
+def test_a_gap_in_the_stored_nodes_costs_time_never_a_wrong_proof_or_a_failed_append() -> None:
+    hashes = LEAVES[:60000]
+    t, stored = tree(hashes)
+    del stored[(1, 7)]  # lost (derived data): everything still verifies, computed from the leaves
+    root = merkle.root_of(hashes)
+    for m in (7 * 256 + 3, 100, 59999):
+        assert verify_inclusion(m, len(hashes), hashes[m], t.inclusion(m, len(hashes)), root)
+    more = LEAVES[:65536]
+    grown = {(lv, i): h for lv, i, h in new_nodes(len(hashes), len(more), lambda a, b: more[a:b],
+                                                   lambda lv, a, b: _prefix(stored, lv, a, b))}
+    assert grown[(2, 0)] == merkle.root_of(more)  # the level-2 entry is made despite the gap below it
+
+
+def _prefix(stored: dict[tuple[int, int], bytes], level: int, start: int, end: int) -> list[bytes]:
+    out = []
+    for i in range(start, end):
+        if (level, i) not in stored:
+            break
+        out.append(stored[(level, i)])
+    return out

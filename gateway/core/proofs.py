@@ -1,12 +1,13 @@
 """Inclusion and consistency proofs (RFC 9162 §2.1.3.1, §2.1.4.1) from stored hashes, never a rebuilt tree.
 
-The stored hashes are C2SP tlog-tiles: a tile at level L holds 256 hashes,
-entry j being the root of the complete subtree of 256^L leaves starting at
-leaf j * 256^L (level 0: the leaf hashes). Only full tiles are stored; an
-entry whose tile is not full yet is the root of a full tile one level down.
-Any complete subtree of height h = 8L + r is then the root of 2^r
-consecutive level-L entries, all inside one tile, so a proof for a tree of
-any size reads O(log n) tiles and hashes at most 255 nodes per tile.
+The stored hashes are the entries of C2SP tlog-tiles: at level L, entry j is
+the root of the complete subtree of 256^L leaves starting at leaf j * 256^L.
+Level 0 is the leaf hashes, stored with the events; entries of the levels
+above are stored one row each as they complete (32 bytes per 256 events at
+level 1), and a tile is a range of them. Any complete subtree of height
+h = 8L + r is then the root of 2^r consecutive level-L entries inside one
+tile, so a proof for a tree of any size reads O(log n) ranges and hashes
+at most 255 nodes per range.
 
 The verifier (`proofcheck.py`) is written separately, from the RFC's
 verification algorithms, and shares no code with this prover.
@@ -14,44 +15,53 @@ verification algorithms, and shares no code with this prover.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
-from .merkle import EMPTY_ROOT, node_hash, root_of
+from .merkle import EMPTY_ROOT, node_hash
+
+
+def perfect_root(hashes: list[bytes]) -> bytes:
+    """MTH of a power-of-two number of hashes, level by level (no recursion: tiles are hashed on every fill)."""
+    sha = hashlib.sha256
+    level = hashes
+    while len(level) > 1:
+        level = [sha(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
+    return level[0]
 
 TILE = 256
 TILE_HEIGHT = 8
 
 
 class StoredTree:
-    """Subtree hashes of a log from `tile(level, index)` (a full tile's bytes, or None) and leaf hashes."""
+    """Subtree hashes of a log from its stored nodes and leaf hashes.
 
-    def __init__(self, tile: Callable[[int, int], bytes | None], leaves: Callable[[int, int], list[bytes]]) -> None:
-        self._tile = tile
+    `nodes(level, start, end)` returns the stored level-`level` entries
+    (level >= 1) from index `start` on, in order, as far as they run without
+    a gap (possibly none); `leaves(start, end)` the leaf hashes (level 0).
+    """
+
+    def __init__(self, nodes: Callable[[int, int, int], list[bytes]],
+                 leaves: Callable[[int, int], list[bytes]]) -> None:
+        self._nodes = nodes
         self._leaves = leaves
-        self._tiles: dict[tuple[int, int], list[bytes] | None] = {}
-
-    def _stored(self, level: int, index: int) -> list[bytes] | None:
-        key = (level, index)
-        if key not in self._tiles:
-            raw = self._tile(level, index)
-            self._tiles[key] = None if raw is None else [raw[i:i + 32] for i in range(0, len(raw), 32)]
-        return self._tiles[key]
 
     def entries(self, level: int, start: int, end: int) -> list[bytes]:
-        """Level-`level` entries [start, end), all inside one tile; each a complete subtree's root."""
-        tile, first = divmod(start, TILE)
-        stored = self._stored(level, tile)
-        if stored is not None:
-            return stored[first:first + end - start]
+        """Level-`level` entries [start, end); each the root of a complete subtree of 256^level leaves."""
         if level == 0:
             return self._leaves(start, end)
-        return [root_of(self.entries(level - 1, j * TILE, (j + 1) * TILE)) for j in range(start, end)]
+        stored = self._nodes(level, start, end)
+        if len(stored) == end - start:
+            return stored
+        return [*stored, *(perfect_root(self.entries(level - 1, j * TILE, (j + 1) * TILE))
+                           for j in range(start + len(stored), end))]
 
     def complete(self, height: int, index: int) -> bytes:
         """The root of the complete subtree of 2^height leaves starting at leaf index * 2^height."""
         level, rest = divmod(height, TILE_HEIGHT)
         span = 1 << rest
-        return root_of(self.entries(level, index * span, (index + 1) * span))
+        return perfect_root(self.entries(level, index * span, (index + 1) * span))
 
     def subtree(self, start: int, end: int) -> bytes:
         """MTH(D[start:end]) for a range the RFC's recursion produces: `start` aligned to the split."""
@@ -97,30 +107,39 @@ class StoredTree:
         return [*self._subproof(m - k, start + k, end, False), self.subtree(start, start + k)]
 
 
-def full_tiles(old_size: int, new_size: int, leaves: Callable[[int, int], list[bytes]],
-               tile: Callable[[int, int], bytes | None]) -> list[tuple[int, int, bytes]]:
-    """The tiles that become full as the log grows from old_size to new_size: (level, index, 256 hashes).
+def contiguous(start: int, rows: Iterable[Sequence[Any]]) -> list[bytes]:
+    """The hashes of (index, hash) rows in index order from `start`, up to the first missing index."""
+    out: list[bytes] = []
+    for idx, h in rows:
+        if int(idx) != start + len(out):
+            break
+        out.append(bytes(h))
+    return out
 
-    `leaves` and `tile` read what is stored (the new events included); tiles
-    made here are visible to the next level through `made`.
+
+def new_nodes(old_size: int, new_size: int, leaves: Callable[[int, int], list[bytes]],
+              nodes: Callable[[int, int, int], list[bytes]]) -> list[tuple[int, int, bytes]]:
+    """The entries (level >= 1) that become complete as the log grows from old_size to new_size.
+
+    (level, index, hash) each: the root of the 256 entries one level down
+    (level 1: of 256 leaf hashes). Level 0 is the leaf hashes themselves,
+    stored with the events. `leaves` and `nodes` read what is stored (this
+    commit's events included); entries made here feed the level above.
     """
     made: dict[tuple[int, int], bytes] = {}
 
-    def lookup(level: int, index: int) -> bytes | None:
-        return made.get((level, index)) or tile(level, index)
+    def known(level: int, start: int, end: int) -> list[bytes]:
+        out = nodes(level, start, end)
+        for j in range(start + len(out), end):
+            if (level, j) not in made:
+                break
+            out.append(made[(level, j)])
+        return out
 
-    out: list[tuple[int, int, bytes]] = []
-    level, span = 0, TILE  # leaves per full tile at this level
+    tree = StoredTree(known, leaves)  # computes whatever is not stored (a gap costs time, never correctness)
+    level, span = 1, TILE  # leaves under one entry at this level
     while new_size // span > old_size // span:
         for index in range(old_size // span, new_size // span):
-            if level == 0:
-                hashes = leaves(index * TILE, (index + 1) * TILE)
-            else:
-                tree = StoredTree(lookup, leaves)
-                hashes = [root_of(tree.entries(level - 1, j * TILE, (j + 1) * TILE))
-                          for j in range(index * TILE, (index + 1) * TILE)]
-            data = b"".join(hashes)
-            made[(level, index)] = data
-            out.append((level, index, data))
+            made[(level, index)] = perfect_root(tree.entries(level - 1, index * TILE, (index + 1) * TILE))
         level, span = level + 1, span * TILE
-    return out
+    return [(lv, idx, h) for (lv, idx), h in sorted(made.items())]

@@ -42,7 +42,7 @@ class Supervision(Context):
         self.audit.append([self._event(caller, "allow", Code.OK, f"supervision.{kind}:{detail}",
                                        purpose="supervision")])
         repo = self.reader()
-        return StoredTree(repo.audit_tile, repo.audit_leaf_hash_range), size
+        return StoredTree(repo.audit_nodes, repo.audit_leaf_hash_range), size
 
     def inclusion_proof(self, caller: Caller, seq: int, size: int = 0) -> dict[str, Any]:
         """RFC 9162 PATH for the event `seq` (its leaf index: sequence numbers start at 0) in the tree of `size`."""

@@ -58,9 +58,9 @@ class PgAuditLog(GroupCommit):
         with self._pool.connection() as conn, conn.transaction():
             store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
             row = conn.execute("SELECT size FROM audit_head WHERE id = 1").fetchone()
-            size, tiled = int(row[0]) if row else 0, store.audit_tiled_size()
+            size, tiled = int(row[0]) if row else 0, store.audit_noded_size()
             if tiled // TILE < size // TILE:
-                store.store_tiles(tiled, size)
+                store.store_nodes(tiled, size)
 
     @property
     def size(self) -> int:
@@ -121,7 +121,7 @@ class PgAuditLog(GroupCommit):
                 before = int(head[0])
                 size = self._append(conn, Frontier.loads(before, str(head[1])), events)
                 if size // TILE > before // TILE:  # derived, in the same commit: tiles never lag the head
-                    store.store_tiles(before, size)
+                    store.store_nodes(before, size)
             if self.before_commit is not None:
                 self.before_commit()
         self._size = size

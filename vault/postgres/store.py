@@ -37,7 +37,7 @@ from gateway.core.model import (
     Org,
     Repayment,
 )
-from gateway.core.proofs import full_tiles
+from gateway.core.proofs import contiguous, new_nodes
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher
 from vault.records import (
     CASE_COLS,
@@ -376,23 +376,24 @@ class PgStore(CachedView, SealedReads):
                    " VALUES (%s, %s, %s, %s, %s, %s, %s)", (bureau, seq, lender, case_id, digest, condition, at))
         return seq
 
-    # ------------------------------------------------------------ the tree's stored hashes
-    def audit_tile(self, level: int, idx: int) -> bytes | None:
-        row = self._one("SELECT hashes FROM audit_tiles WHERE level = %s AND idx = %s", (level, idx))
-        return bytes(row[0]) if row else None
+    # ------------------------------------------------------------ the tree's stored nodes
+    def audit_nodes(self, level: int, start: int, end: int) -> list[bytes]:
+        return contiguous(start, self._all(
+            "SELECT idx, hash FROM audit_nodes WHERE level = %s AND idx >= %s AND idx < %s ORDER BY idx",
+            (level, start, end)))
 
     def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]:
         return [bytes(r[0]) for r in self._all(
             "SELECT leaf_hash FROM audit_events WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end))]
 
-    def store_tiles(self, old_size: int, new_size: int) -> None:
-        """The tiles that became full between the two sizes (derived data: idempotent across replicas)."""
-        for level, idx, data in full_tiles(old_size, new_size, self.audit_leaf_hash_range, self.audit_tile):
-            self._exec("INSERT INTO audit_tiles(level, idx, hashes) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
-                       (level, idx, data))
+    def store_nodes(self, old_size: int, new_size: int) -> None:
+        """The tree entries completed between the two sizes (derived data: idempotent across replicas)."""
+        for level, idx, h in new_nodes(old_size, new_size, self.audit_leaf_hash_range, self.audit_nodes):
+            self._exec("INSERT INTO audit_nodes(level, idx, hash) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                       (level, idx, h))
 
-    def audit_tiled_size(self) -> int:
-        return int(self._one("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tiles WHERE level = 0", ())[0]) * 256
+    def audit_noded_size(self) -> int:
+        return int(self._one("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_nodes WHERE level = 1", ())[0]) * 256
 
     # ------------------------------------------------------------ audit
     def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",

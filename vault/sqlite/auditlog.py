@@ -109,14 +109,16 @@ class AuditLog(GroupCommit):
         numbers ours after them. The usual batch is one multi-row INSERT
         committing on its own: one statement, one fsync, and the fewest
         hand-offs of the GIL while the other callers wait. A batch that
-        crosses the index mark, is too big for one statement, or resyncs is
-        one explicit transaction, in which the index mark is read from the
-        database too (another process may have indexed).
+        crosses the index mark, fills a tile of the tree, is too big for one
+        statement, or resyncs is one explicit transaction, in which the index
+        mark is read from the database too (another process may have indexed).
         """
         audit = self._audit
         frontier = self._frontier.copy()
+        old = frontier.size
         marked = frontier.size + len(events) - self._indexed >= self.index_every
-        single = not (marked or resync) and len(events) <= INSERT_CHUNK
+        tiled = (old + len(events)) // TILE > old // TILE  # fills a tile: the tiles commit with the events
+        single = not (marked or resync or tiled) and len(events) <= INSERT_CHUNK
         if not single:
             audit.execute("BEGIN IMMEDIATE")
         try:
@@ -132,30 +134,29 @@ class AuditLog(GroupCommit):
             self._repo.insert_audit_rows(rows, INSERT_CHUNK)
             if not single and frontier.size - indexed >= self.index_every:
                 indexed = self._repo.mark_audit(indexed, frontier, self.run_fanout)
+            if frontier.size // TILE > old // TILE:
+                self._repo.store_nodes(old, frontier.size)
             if not single:
                 audit.execute("COMMIT")
         except BaseException:
             if not single:
                 _rollback(audit)
             raise
-        old = self._frontier.size
         self._frontier = frontier
         self._indexed = indexed
-        if frontier.size // TILE > old // TILE:
-            self._store_tiles(old, frontier.size)
 
-    def _store_tiles(self, old: int, new: int) -> None:
+    def _store_nodes(self, old: int, new: int) -> None:
         """Tiles are derived from the committed leaf hashes: one that fails to store is made at the next open."""
         try:
-            self._repo.store_tiles(old, new)
+            self._repo.store_nodes(old, new)
         except DbError:
             log.warning("could not store the tree's tiles; proofs compute them until the next open")
 
     def _catch_up_tiles(self) -> None:
-        """Tiles for a log written before they existed, or after a failed store (see `_store_tiles`)."""
-        tiled = self._repo.audit_tiled_size()
+        """Tiles for a log written before they existed, or after a failed store (see `_store_nodes`)."""
+        tiled = self._repo.audit_noded_size()
         if tiled // TILE < self._frontier.size // TILE:
-            self._store_tiles(tiled, self._frontier.size)
+            self._store_nodes(tiled, self._frontier.size)
 
 
 INSERT_CHUNK = 500  # rows per statement: 3,500 parameters, well under SQLite's limit of 32,766

@@ -101,10 +101,10 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """ + "{tiles}"
 
-# The interior hashes of the tree as C2SP tlog-tiles (gateway/core/proofs.py): full tiles of 256 hashes
-# per level, derived from the leaf hashes, so proofs read O(log n) tiles instead of rebuilding the tree.
+# The interior hashes of the tree (gateway/core/proofs.py): the entries of C2SP tlog-tiles above level 0,
+# one row each as it completes, derived from the leaf hashes, so proofs read O(log n) ranges of them.
 AUDIT_TILES = """
-CREATE TABLE IF NOT EXISTS audit_tiles(level INTEGER NOT NULL, idx INTEGER NOT NULL, hashes BLOB NOT NULL,
+CREATE TABLE IF NOT EXISTS audit_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
   PRIMARY KEY(level, idx));
 """
 AUDIT_SCHEMA = AUDIT_SCHEMA.replace("{tiles}", AUDIT_TILES)
@@ -142,7 +142,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (3, "the bureau feed's furnished records", _add_furnished),
 ]
 def _add_tiles(conn: Connection) -> None:
-    """Audit version 2: the tile table (filled from the leaf hashes when the log opens: AuditLog)."""
+    """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
     conn.execute(AUDIT_TILES)
 
 

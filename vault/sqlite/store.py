@@ -26,7 +26,7 @@ from gateway.core.model import (
     Org,
     Repayment,
 )
-from gateway.core.proofs import full_tiles
+from gateway.core.proofs import contiguous, new_nodes
 from vault.crypto import BlindIndex, FieldCipher
 from vault.records import (
     CASE_COLS,
@@ -479,26 +479,27 @@ class Repo(CachedView, SealedReads):
                 "SELECT seq, leaf_hash FROM audit_events WHERE seq >= ? ORDER BY seq", (start,)):
             yield int(seq), bytes(lh)
 
-    def audit_tile(self, level: int, idx: int) -> bytes | None:
-        row = self.audit_conn.execute("SELECT hashes FROM audit_tiles WHERE level = ? AND idx = ?",
-                                      (level, idx)).fetchone()
-        return bytes(row[0]) if row else None
+    def audit_nodes(self, level: int, start: int, end: int) -> list[bytes]:
+        """Stored tree entries of `level` from index `start` on, up to `end`, as far as they run without a gap."""
+        return contiguous(start, self.audit_conn.execute(
+            "SELECT idx, hash FROM audit_nodes WHERE level = ? AND idx >= ? AND idx < ? ORDER BY idx",
+            (level, start, end)))
 
     def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]:
         return [bytes(r[0]) for r in self.audit_conn.execute(
             "SELECT leaf_hash FROM audit_events WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))]
 
-    def store_tiles(self, old_size: int, new_size: int) -> None:
-        """The tiles that became full between the two sizes, in one statement (derived data: idempotent)."""
-        tiles = full_tiles(old_size, new_size, self.audit_leaf_hash_range, self.audit_tile)
-        if tiles:
-            self.audit_conn.execute("INSERT OR IGNORE INTO audit_tiles(level, idx, hashes) VALUES "
-                                    + ",".join(["(?,?,?)"] * len(tiles)),
-                                    [v for lvl, idx, data in tiles for v in (lvl, idx, blob(data))])
+    def store_nodes(self, old_size: int, new_size: int) -> None:
+        """The tree entries completed between the two sizes, in one statement (derived data: idempotent)."""
+        nodes = new_nodes(old_size, new_size, self.audit_leaf_hash_range, self.audit_nodes)
+        if nodes:
+            self.audit_conn.execute("INSERT OR IGNORE INTO audit_nodes(level, idx, hash) VALUES "
+                                    + ",".join(["(?,?,?)"] * len(nodes)),
+                                    [v for lvl, idx, h in nodes for v in (lvl, idx, blob(h))])
 
-    def audit_tiled_size(self) -> int:
-        """Leaves covered by stored level-0 tiles."""
-        row = self.audit_conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_tiles WHERE level = 0").fetchone()
+    def audit_noded_size(self) -> int:
+        """Leaves covered by the stored level-1 entries."""
+        row = self.audit_conn.execute("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_nodes WHERE level = 1").fetchone()
         return int(row[0]) * 256
 
     def audit_head(self) -> tuple[int, bytes, str] | None:

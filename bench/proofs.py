@@ -1,0 +1,130 @@
+"""The regulator's view, in-process: proof latency as the log grows, and what the tiles cost the append.
+
+    python -m bench.proofs [--sizes 1000,100000,1000000] [--proofs 200] [--append 20000]
+
+- **Proof latency.** One embedded data directory is grown to each size in turn
+  (synthetic audit events, 1,000 per commit, as the gateway writes them); at
+  each size, `--proofs` inclusion proofs of random events against the current
+  tree and as many consistency proofs from a random earlier size are computed
+  from the stored tiles by a fresh `StoredTree` each (as a request does) and
+  checked with the independent verifier. Median and p99 per proof. Design
+  target: at 10^6 events at most 2 x the latency at 10^3.
+- **Append with tiles.** `--append` events in batches of 8 (the group commit's
+  usual size under load), alternately with tile upkeep on and off (it is
+  derived data, so off is a fair baseline), three times each; events/s.
+  Design target: with tiles >= 0.9 x without.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _events(n: int, start: int) -> list[Any]:
+    from gateway.core.model import EventDraft
+
+    return [EventDraft(org=f"agency-{i % 5}", method="GetCase", purpose="collection", case_id=f"C-{i % 997}",
+                       borrower_id=f"B-{i % 991}", decision="allow", code="OK", rule="collection.reminder",
+                       time="2026-12-01T00:00:00.000000Z", trace_id="0" * 32, fields=["full_name", "phone"])
+            for i in range(start, start + n)]
+
+
+def _grow(vault: Any, target: int) -> None:
+    size = vault.audit.size
+    while size < target:
+        n = min(1000, target - size)
+        vault.audit.append(_events(n, size))
+        size += n
+
+
+def _proof_times(vault: Any, proofs: int, rnd: random.Random) -> tuple[list[float], list[float]]:
+    from gateway.core.proofcheck import verify_consistency, verify_inclusion
+    from gateway.core.proofs import StoredTree
+
+    repo = vault.reader()
+    size, root = vault.audit.head()
+    inc, con = [], []
+    for _ in range(proofs):
+        seq = rnd.randrange(size)
+        t0 = time.perf_counter()
+        tree = StoredTree(repo.audit_nodes, repo.audit_leaf_hash_range)
+        proof = tree.inclusion(seq, size)
+        leaf = tree.entries(0, seq, seq + 1)[0]
+        inc.append(time.perf_counter() - t0)
+        assert verify_inclusion(seq, size, leaf, proof, root)
+        first = rnd.randrange(1, size)
+        t0 = time.perf_counter()
+        tree = StoredTree(repo.audit_nodes, repo.audit_leaf_hash_range)
+        proof, first_root = tree.consistency(first, size), tree.root(first)
+        con.append(time.perf_counter() - t0)
+        assert verify_consistency(first, size, first_root, root, proof)
+    return inc, con
+
+
+def _no_nodes(old: int, new: int) -> None:
+    """The baseline: the append without the tree's nodes (derived data) kept."""
+
+
+def _p(values: list[float], q: float) -> float:
+    return sorted(values)[min(len(values) - 1, int(q * len(values)))] * 1e3
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.proofs", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", default="1000,100000,1000000")
+    ap.add_argument("--proofs", type=int, default=200)
+    ap.add_argument("--append", type=int, default=20000)
+    args = ap.parse_args(argv)
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault
+
+    rnd = random.Random(11)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    with tempfile.TemporaryDirectory(prefix="custos-bench-proofs-") as tmp:
+        create(Path(tmp) / "data")
+        vault = SqliteVault(Path(tmp) / "data")
+        try:
+            print("proof latency (in-process, from stored tiles, each proof checked):")
+            print("     events  inclusion p50   p99  consistency p50   p99   (ms)")
+            rows = []
+            for size in sizes:
+                t0 = time.perf_counter()
+                _grow(vault, size)
+                grown = time.perf_counter() - t0
+                inc, con = _proof_times(vault, args.proofs, rnd)
+                rows.append((size, _p(inc, 0.5), _p(con, 0.5)))
+                print(f"  {size:>9}  {_p(inc, 0.5):>13.2f} {_p(inc, 0.99):>5.2f}  {_p(con, 0.5):>15.2f} "
+                      f"{_p(con, 0.99):>5.2f}   (grown in {grown:.1f} s)")
+            base, top = rows[0], rows[-1]
+            print(f"at {top[0]} events against {base[0]}: inclusion {top[1] / base[1]:.2f} x, consistency "
+                  f"{top[2] / base[2]:.2f} x (target <= 2 x)")
+            on: list[float] = []
+            off: list[float] = []
+            audit = vault.audit
+            store = audit._repo.store_nodes
+            for _ in range(3):
+                for tiles, out in ((True, on), (False, off)):
+                    audit._repo.store_nodes = store if tiles else _no_nodes  # type: ignore[method-assign,assignment]
+                    start = audit.size
+                    t0 = time.perf_counter()
+                    for i in range(0, args.append, 8):
+                        audit.append(_events(8, start + i))
+                    out.append(args.append / (time.perf_counter() - t0))
+            audit._repo.store_nodes = store  # type: ignore[method-assign]
+            ratio = statistics.median(on) / statistics.median(off)
+            print(f"append, batches of 8: with tiles {statistics.median(on):.0f} events/s, without "
+                  f"{statistics.median(off):.0f} events/s: {ratio:.2f} x (target >= 0.9 x); per run "
+                  f"{[round(x) for x in on]} / {[round(x) for x in off]}")
+        finally:
+            vault.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
