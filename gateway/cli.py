@@ -482,6 +482,15 @@ def cmd_audit_consistency(args: argparse.Namespace) -> None:
           lambda d: f"the tree of {d['from']} events is a prefix of the tree of {d['to']} ({len(d['proof'])} hashes)")
 
 
+def cmd_audit_subject_report(args: argparse.Namespace) -> None:
+    from gateway.formats import subject_report
+
+    with _client(args) as c:
+        events = c.subject_events(args.borrower, args.lender or "")
+    report = subject_report.build(args.borrower, args.lender or "", events)
+    _emit(args, report, subject_report.table)
+
+
 def _key_text(path: str) -> str:
     try:
         return Path(path).read_text()
@@ -758,6 +767,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_audit_query)
     s = audit.add_parser("checkpoint", parents=[client])
     s.set_defaults(fn=cmd_audit_checkpoint)
+    s = audit.add_parser("subject-report", parents=[client],
+                         help="who received which of a borrower's fields, and every refused attempt")
+    s.add_argument("borrower")
+    s.add_argument("--lender", help="the borrower's lender (a regulator must name it; a lender: its own)")
+    s.set_defaults(fn=cmd_audit_subject_report)
     s = audit.add_parser("prove", parents=[client], help="an event's inclusion proof (regulator)")
     s.add_argument("seq", type=int, help="the event's sequence number (its leaf index)")
     s.add_argument("--size", type=int, help="the tree size (default: the current one)")

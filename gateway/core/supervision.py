@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -62,6 +63,48 @@ class Supervision(Context):
             raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
         return {"from": first, "to": second, "from_root": tree.root(first), "to_root": tree.root(second),
                 "proof": tree.consistency(first, second)}
+
+    def subject_events(self, caller: Caller, borrower_id: str, lender: str = "") -> Iterator[AuditEntry]:
+        """Every event about one borrower of one lender, in log order: the data subject's access report.
+
+        PIPL Art. 45 / GDPR Art. 15: who received which of the borrower's fields,
+        when, for what purpose and under which rule, and every refused attempt.
+        A regulator names the lender (borrower ids are the lender's own); a
+        lender gets its own borrowers only, and another lender's is not found.
+        Events are matched by borrower id and the lender's cases of that
+        borrower, so a borrower id another lender also uses brings nothing of
+        theirs; refusals that name one of those cases but were decided before
+        the case was resolved (no borrower id) are included too.
+        """
+        org = self._standing(caller, kinds=("regulator", "lender"), purpose="supervision")
+        kw: dict[str, Any] = {"purpose": "supervision" if org.kind == "regulator" else "servicing"}
+        if not ID_RE.fullmatch(borrower_id) or (lender and not ID_RE.fullmatch(lender)):
+            raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
+        if org.kind == "lender":
+            if lender not in ("", org.id):
+                raise self._deny(caller, Code.CASE_NOT_FOUND, "ownership", **kw)
+            lender = org.id
+        elif not lender:
+            raise self._deny(caller, Code.INVALID_ARGUMENT, "input.lender", **kw)
+        repo = self.reader()
+        cases = {c.case_id for c in repo.cases_of_lender(lender) if c.borrower_id == borrower_id}
+        if not cases:
+            raise self._deny(caller, Code.CASE_NOT_FOUND, "subject", **kw)
+        self.audit.append([self._event(caller, "allow", Code.OK, f"subject_report:lender={lender}",
+                                       borrower_id=borrower_id, **kw)])
+        found: dict[int, AuditEntry] = {}
+        for entry in repo.audit_query(borrower_id=borrower_id):
+            if json.loads(entry.leaf).get("case_id") in cases:
+                found[entry.seq] = entry
+        # Attempts refused before the case was resolved name its id but no borrower (e.g. no mandate: which
+        # lender's case is not revealed). They are attempts at this borrower's data if the id meant this
+        # lender's case; the report lists them as such (their events have no borrower_id).
+        for case_id in sorted(cases):
+            for entry in repo.audit_query(case_id=case_id):
+                event = json.loads(entry.leaf)
+                if not event.get("borrower_id") and event.get("decision") == "deny":
+                    found[entry.seq] = entry
+        yield from (found[seq] for seq in sorted(found))
 
     def checkpoint(self, caller: Caller) -> tuple[str, int]:
         self._standing(caller, kinds=("regulator",), purpose="supervision")

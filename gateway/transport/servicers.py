@@ -7,7 +7,7 @@ can register them.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from custos_client.v1 import custos_pb2 as pb
@@ -18,6 +18,22 @@ from gateway.core.usecases import Core, ImportProgress
 
 from . import tracing
 from .calls import Method
+
+AUDIT_BATCH_EVENTS = 1000
+AUDIT_BATCH_BYTES = 512 * 1024
+
+
+def _batched(rows: Iterable[tuple[int, bytes]]) -> Iterator[pb.AuditEventBatch]:
+    batch: list[pb.AuditEvent] = []
+    size = 0
+    for seq, leaf in rows:
+        batch.append(pb.AuditEvent(seq=seq, leaf=leaf))
+        size += len(leaf)
+        if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
+            yield pb.AuditEventBatch(events=batch)
+            batch, size = [], 0
+    if batch:
+        yield pb.AuditEventBatch(events=batch)
 
 
 def _purpose_attr(purpose: str) -> str:
@@ -126,11 +142,12 @@ class AuditServicer:
     def __init__(self, core: Core) -> None:
         self.core = core
 
-    def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEvent]:
-        rows = self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id, request.since,
-                                     request.from_seq)
-        for seq, leaf in rows:
-            yield pb.AuditEvent(seq=seq, leaf=leaf)
+    def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
+        yield from _batched(self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id,
+                                                  request.since, request.from_seq))
+
+    def SubjectReport(self, caller: Caller, request: pb.SubjectReportRequest) -> Iterator[pb.AuditEventBatch]:
+        yield from _batched(self.core.subject_events(caller, request.borrower_id, request.lender_id))
 
     def GetInclusionProof(self, caller: Caller, request: pb.InclusionProofRequest) -> pb.InclusionProof:
         p = self.core.inclusion_proof(caller, request.seq, request.tree_size)

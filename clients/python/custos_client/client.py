@@ -282,8 +282,18 @@ class CustosClient:
         req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
                                    from_seq=from_seq)
         try:
-            for ev in self._audit.QueryAudit(req, timeout=3600):
-                yield ev.seq, ev.leaf
+            for batch in self._audit.QueryAudit(req, timeout=3600):
+                for ev in batch.events:
+                    yield ev.seq, ev.leaf
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+
+    def subject_events(self, borrower_id: str, lender_id: str = "") -> list[dict[str, Any]]:
+        """Every event about one borrower (regulator: name the lender; a lender: its own borrowers)."""
+        try:
+            return [json.loads(ev.leaf) for batch in self._audit.SubjectReport(
+                pb.SubjectReportRequest(borrower_id=borrower_id, lender_id=lender_id), timeout=3600)
+                for ev in batch.events]
         except grpc.RpcError as err:
             raise _translate(err) from None
 

@@ -378,6 +378,20 @@ class QueryAuditRequest(_message.Message):
     from_seq: int
     def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ...) -> None: ...
 
+class SubjectReportRequest(_message.Message):
+    __slots__ = ("borrower_id", "lender_id")
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    LENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    borrower_id: str
+    lender_id: str
+    def __init__(self, borrower_id: _Optional[str] = ..., lender_id: _Optional[str] = ...) -> None: ...
+
+class AuditEventBatch(_message.Message):
+    __slots__ = ("events",)
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...
+
 class AuditEvent(_message.Message):
     __slots__ = ("seq", "leaf")
     SEQ_FIELD_NUMBER: _ClassVar[int]

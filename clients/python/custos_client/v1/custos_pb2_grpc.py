@@ -870,12 +870,17 @@ class AuditServiceStub:
         self.QueryAudit = channel.unary_stream(
                 '/custos.v1.AuditService/QueryAudit',
                 request_serializer=custos_dot_v1_dot_custos__pb2.QueryAuditRequest.SerializeToString,
-                response_deserializer=custos_dot_v1_dot_custos__pb2.AuditEvent.FromString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.AuditEventBatch.FromString,
                 _registered_method=True)
         self.GetCheckpoint = channel.unary_unary(
                 '/custos.v1.AuditService/GetCheckpoint',
                 request_serializer=custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.Checkpoint.FromString,
+                _registered_method=True)
+        self.SubjectReport = channel.unary_stream(
+                '/custos.v1.AuditService/SubjectReport',
+                request_serializer=custos_dot_v1_dot_custos__pb2.SubjectReportRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.AuditEventBatch.FromString,
                 _registered_method=True)
         self.GetInclusionProof = channel.unary_unary(
                 '/custos.v1.AuditService/GetInclusionProof',
@@ -893,13 +898,21 @@ class AuditServiceServicer:
     """Missing associated documentation comment in .proto file."""
 
     def QueryAudit(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """Events in log order, many to a message (one message per event would cost more than the event).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def GetCheckpoint(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubjectReport(self, request, context):
+        """Every event about one borrower of one lender (regulator: name the lender; a lender: its own borrowers).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -924,12 +937,17 @@ def add_AuditServiceServicer_to_server(servicer, server):
             'QueryAudit': grpc.unary_stream_rpc_method_handler(
                     servicer.QueryAudit,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.QueryAuditRequest.FromString,
-                    response_serializer=custos_dot_v1_dot_custos__pb2.AuditEvent.SerializeToString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.AuditEventBatch.SerializeToString,
             ),
             'GetCheckpoint': grpc.unary_unary_rpc_method_handler(
                     servicer.GetCheckpoint,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.Checkpoint.SerializeToString,
+            ),
+            'SubjectReport': grpc.unary_stream_rpc_method_handler(
+                    servicer.SubjectReport,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.SubjectReportRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.AuditEventBatch.SerializeToString,
             ),
             'GetInclusionProof': grpc.unary_unary_rpc_method_handler(
                     servicer.GetInclusionProof,
@@ -968,7 +986,7 @@ class AuditService:
             target,
             '/custos.v1.AuditService/QueryAudit',
             custos_dot_v1_dot_custos__pb2.QueryAuditRequest.SerializeToString,
-            custos_dot_v1_dot_custos__pb2.AuditEvent.FromString,
+            custos_dot_v1_dot_custos__pb2.AuditEventBatch.FromString,
             options,
             channel_credentials,
             insecure,
@@ -996,6 +1014,33 @@ class AuditService:
             '/custos.v1.AuditService/GetCheckpoint',
             custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.Checkpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubjectReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/custos.v1.AuditService/SubjectReport',
+            custos_dot_v1_dot_custos__pb2.SubjectReportRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.AuditEventBatch.FromString,
             options,
             channel_credentials,
             insecure,
