@@ -498,10 +498,77 @@ def _key_text(path: str) -> str:
         raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
 
 
+def cmd_audit_cosigner_key(args: argparse.Namespace) -> None:
+    from gateway.core.cosign import Cosigner
+
+    out = Path(args.out)
+    try:
+        signer = Cosigner.generate(args.name)
+    except ValueError as exc:
+        raise CliError(Code.INVALID_ARGUMENT, str(exc)) from None
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(signer.private_text() + "\n")
+    vkey_path = out.with_name(out.name + ".vkey")
+    vkey_path.write_text(signer.vkey() + "\n")
+    _emit(args, {"key": str(out), "vkey": str(vkey_path), "verifier_key": signer.vkey()},
+          lambda d: f"cosigner key in {d['key']} (0600, keep it offline); publish {d['vkey']}")
+
+
+def cmd_audit_cosign(args: argparse.Namespace) -> None:
+    import time
+
+    from gateway.core.cosign import Cosigner
+
+    try:
+        signer = Cosigner.parse(Path(args.key).read_text())
+    except (OSError, ValueError):
+        raise CliError(Code.INVALID_ARGUMENT, "--key is not a cosigner key file (custos audit cosigner-key)") from None
+    try:
+        state = json.loads(Path(args.state).read_text())
+        note = str(state["checkpoint"])
+    except (OSError, ValueError, KeyError, TypeError):
+        raise CliError(Code.INVALID_ARGUMENT, "--state holds no verified checkpoint: run custos audit verify "
+                                              "--state FILE first") from None
+    line = signer.cosign(note, int(time.time()))
+    with _client(args) as c:
+        size = c.cosign(note, line, signer.vkey())
+    _emit(args, {"cosigned": size, "cosigner": signer.name, "cosignature": line},
+          lambda d: f"cosigned the checkpoint of {d['cosigned']} events as {d['cosigner']}")
+
+
+def cmd_audit_export(args: argparse.Namespace) -> None:
+    from gateway.formats import tlogtiles
+
+    out = Path(args.out)
+    if out.exists():
+        raise CliError(Code.INVALID_ARGUMENT, "--out exists: give a new directory")
+    with _client(args) as c:
+        note, vkey = c.checkpoint_and_key()
+        try:
+            size, root = tlogtiles.write_bundle(out, note, vkey, (leaf for _, leaf in c.audit_events()))
+        except (tlogtiles.BundleError, ValueError) as exc:
+            raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
+    _emit(args, {"out": str(out), "size": size, "root": tlogtiles.root_b64(root)},
+          lambda d: f"exported {d['size']} events to {d['out']} (root {d['root']}); check it with: "
+                    f"custos audit verify --bundle {d['out']} --key {d['out']}/audit.vkey")
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.core.verify import VerifyError, resume_from, verify_log
 
     vkey = _key_text(args.key)
+    if args.bundle:
+        from gateway.formats import tlogtiles
+
+        try:
+            check = tlogtiles.verify_bundle(Path(args.bundle), vkey)
+        except tlogtiles.BundleError as exc:
+            raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
+        _emit(args, {"verified": True, "bundle": args.bundle, "size": check.size, "origin": check.origin,
+                     "root": tlogtiles.root_b64(check.root)},
+              lambda d: f"bundle verified: {d['size']} events, root {d['root']}")
+        return
     state = None
     state_path = Path(args.state) if args.state else None
     if state_path and state_path.exists():
@@ -519,7 +586,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             return list(c.consistency_proof(first, second)["proof"])
 
         try:
-            result = verify_log(c.audit_events(from_seq=start), note, vkey, state, consistency)
+            result = verify_log(c.audit_events(from_seq=start), note, vkey, state, consistency, c.cosigned())
         except VerifyError as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
     if state_path:
@@ -784,7 +851,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", required=True)
     s.add_argument("--state", help="the last run's state: later runs read only the new events")
     s.add_argument("--full", action="store_true", help="re-read every event even with --state")
+    s.add_argument("--bundle", help="verify an exported bundle offline instead (no gateway)")
     s.set_defaults(fn=cmd_audit_verify)
+    s = audit.add_parser("cosigner-key", parents=[common], help="a regulator's cosigning key (offline)")
+    s.add_argument("--name", required=True, help="the cosigner's name, e.g. regulator.example/custos-witness")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_audit_cosigner_key)
+    s = audit.add_parser("cosign", parents=[client], help="cosign the checkpoint the state verified (regulator)")
+    s.add_argument("--key", required=True)
+    s.add_argument("--state", required=True)
+    s.set_defaults(fn=cmd_audit_cosign)
+    s = audit.add_parser("export", parents=[client], help="the log as a C2SP tlog-tiles bundle (regulator)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=cmd_audit_export)
     return p
 
 

@@ -172,6 +172,19 @@ def _verify(env: Env, tmp_path: Path, state: str | None = "state.json", *extra: 
     return rc, out.getvalue(), err.getvalue()
 
 
+def rewrite_history(env: Env, seq: int) -> None:
+    """Event `seq` edited and the stored tree head recomputed over the edited log: the gateway signs the forgery."""
+    _tamper(env, "UPDATE audit_events SET leaf = ? WHERE seq = ?", (_edited_leaf(env, seq), seq))
+    conn = _raw_db(env)
+    leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf FROM audit_events ORDER BY seq")]
+    f = merkle.Frontier()
+    for leaf in leaves:
+        f.append(merkle.leaf_hash(leaf))
+    conn.execute("UPDATE audit_head SET size = ?, root = ?, frontier = ? WHERE id = 1", (f.size, f.root(), f.dumps()))
+    conn.close()
+    env.gw.vault.audit._frontier = f  # the running gateway reloads the forged head
+
+
 def _tamper(env: Env, sql: str, params: tuple[Any, ...] = ()) -> None:
     conn = _raw_db(env)
     conn.drop_triggers()
@@ -216,16 +229,7 @@ def test_tampering_makes_verify_fail(seeded: Env, tmp_path: Path, tamper: str) -
     else:
         # An operator who rewrites an event AND recomputes the stored tree head gets the gateway to sign the
         # forged root; the regulator's saved state (the last checkpoint it verified) still catches it.
-        new_leaf = _edited_leaf(seeded, 3)
-        _tamper(seeded, "UPDATE audit_events SET leaf = ? WHERE seq = 3", (new_leaf,))
-        conn = _raw_db(seeded)
-        leaves = [bytes(r[0]) for r in conn.execute("SELECT leaf FROM audit_events ORDER BY seq")]
-        f = merkle.Frontier()
-        for leaf in leaves:
-            f.append(merkle.leaf_hash(leaf))
-        conn.execute("UPDATE audit_head SET size = ?, root = ?, frontier = ? WHERE id = 1", (f.size, f.root(), f.dumps()))
-        conn.close()
-        seeded.gw.vault.audit._frontier = f  # the running gateway reloads the forged head
+        rewrite_history(seeded, 3)
     # Without a state, and with it re-reading every event: the change is found and named. (A log rewritten
     # and re-signed with the real key is self-consistent: only a saved state, or a cosignature, shows it.)
     runs = [(None, ()), ("state.json", ("--full",))] if tamper != "edit_and_rehash" else [("state.json", ("--full",))]

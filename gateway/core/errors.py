@@ -61,6 +61,7 @@ class Code(StrEnum):
     PACKET_INVALID = "PACKET_INVALID"
     INVALID_CURSOR = "INVALID_CURSOR"
     PROOF_OUT_OF_RANGE = "PROOF_OUT_OF_RANGE"
+    COSIGNATURE_INVALID = "COSIGNATURE_INVALID"
     OUTSIDE_CONTACT_WINDOW = "OUTSIDE_CONTACT_WINDOW"
     CONTACT_CAP_REACHED = "CONTACT_CAP_REACHED"
     NUMBER_CAP_REACHED = "NUMBER_CAP_REACHED"
@@ -201,6 +202,8 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.POLICY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the policy bundle is invalid"),
     Code.DATA_DIR_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
     Code.IDENTITY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
+    Code.COSIGNATURE_INVALID: ErrorSpec(
+        _C.INVALID_ARGUMENT, "not a valid cosignature of a checkpoint this log signed and still holds"),
     Code.PROOF_OUT_OF_RANGE: ErrorSpec(
         _C.INVALID_ARGUMENT, "the sequence number or tree size is not in the log (0 <= seq < size <= the current size)"),
     Code.INVALID_CURSOR: ErrorSpec(_C.INVALID_ARGUMENT, "the cursor is not one this gateway handed out"),

@@ -86,6 +86,9 @@ class CaseReader(Protocol):
 
     def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]: ...
 
+    def cosigned(self) -> list[tuple[str, str, int, str, str]]:
+        """The latest cosignature of each cosigner: (cosigner, vkey, size, note, signature line)."""
+
 
 class UnitOfWork(CaseReader, Protocol):
     """The store inside the audit log's write transaction."""
@@ -131,6 +134,9 @@ class UnitOfWork(CaseReader, Protocol):
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None: ...
 
     def lock_feed(self, bureau: str) -> None: ...
+
+    def insert_cosignature(self, org: str, cosigner: str, vkey: str, size: int, note: str, line: str,
+                           at: str) -> None: ...
 
     def last_furnished(self, bureau: str, lender: str, case_id: str) -> tuple[int, bytes, str] | None: ...
 

@@ -8,13 +8,17 @@ from collections.abc import Iterator
 from typing import Any
 
 from .context import Context, _parse_time
+from .cosign import verify_cosignature
 from .errors import Code
 from .importer import ID_RE
+from .merkle import parse_verifier_key, verify_checkpoint
 from .model import (
     AuditEntry,
     Caller,
+    EventDraft,
     rfc3339,
 )
+from .ports import UnitOfWork
 from .proofs import StoredTree
 
 
@@ -110,3 +114,31 @@ class Supervision(Context):
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         size, root = self.audit.head()
         return self.sign_checkpoint(size, root), size
+
+    def cosigned(self, caller: Caller) -> list[str]:
+        """The latest checkpoint each regulator cosigned, each followed by its cosignature line."""
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        return [note.rstrip("\n") + "\n" + line + "\n" for _, _, _, note, line in self.reader().cosigned()]
+
+    def cosign(self, caller: Caller, note: str, line: str, cosigner_vkey: str) -> int:
+        """Store a regulator's cosignature of a checkpoint this log signed and whose tree it still holds."""
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        kw: dict[str, Any] = {"purpose": "supervision"}
+        try:
+            cp = verify_checkpoint(note, parse_verifier_key(self.verifier_key))
+            verify_cosignature(note, line, cosigner_vkey)
+        except ValueError:
+            raise self._deny(caller, Code.COSIGNATURE_INVALID, "cosign", **kw) from None
+        head = self.audit.head()[0]
+        repo = self.reader()
+        if cp.size > head or StoredTree(repo.audit_nodes, repo.audit_leaf_hash_range).root(cp.size) != cp.root:
+            raise self._deny(caller, Code.COSIGNATURE_INVALID, "cosign.tree", **kw)
+        name = cosigner_vkey.split("+", 1)[0]
+        now = self.clock.now()
+
+        def work(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+            store.insert_cosignature(caller.org_id, name, cosigner_vkey.strip(), cp.size, note, line, rfc3339(now))
+            return None, [self._event(caller, "allow", Code.OK, f"supervision.cosign:size={cp.size}", now=now, **kw)]
+
+        self.audit.run(work)
+        return cp.size

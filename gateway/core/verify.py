@@ -15,7 +15,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
-from .merkle import Frontier, canonical_json, leaf_hash, parse_verifier_key, verify_checkpoint
+from .merkle import Frontier, Verifier, canonical_json, leaf_hash, parse_verifier_key, verify_checkpoint
 from .proofcheck import verify_consistency
 
 
@@ -37,6 +37,18 @@ class VerifiedLog:
                 "frontier": self.frontier.dumps(), "checkpoint": self.checkpoint}
 
 
+def check_event(leaf: bytes, position: int) -> None:
+    """An event's leaf as the log writes it: canonical JSON carrying its own position as `seq`."""
+    try:
+        obj = json.loads(leaf)
+    except ValueError:
+        raise VerifyError(f"event {position} altered (not JSON)") from None
+    if not isinstance(obj, dict) or obj.get("seq") != position:
+        raise VerifyError(f"event {position} altered (it carries the wrong sequence number)")
+    if canonical_json(obj) != leaf:
+        raise VerifyError(f"event {position} altered (not in canonical form)")
+
+
 def resume_from(state: dict[str, object] | None) -> int:
     """Where a run with this state starts reading events: after what it verified (0 without a frontier)."""
     return int(state["size"]) if state and "frontier" in state else 0  # type: ignore[call-overload]
@@ -44,7 +56,8 @@ def resume_from(state: dict[str, object] | None) -> int:
 
 def verify_log(events: Iterable[tuple[int, bytes]], note: str, vkey: str,
                state: dict[str, object] | None = None,
-               consistency: Callable[[int, int], Sequence[bytes]] | None = None) -> VerifiedLog:
+               consistency: Callable[[int, int], Sequence[bytes]] | None = None,
+               cosigned: Sequence[str] = ()) -> VerifiedLog:
     """Verify the log up to the signed checkpoint; with a state that has a frontier, only what was added.
 
     Incremental (the state of an earlier run and `consistency`, which fetches a
@@ -81,14 +94,7 @@ def verify_log(events: Iterable[tuple[int, bytes]], note: str, vkey: str,
             break
         if seq != position:
             raise VerifyError(f"events missing: event at position {position} has sequence {seq}")
-        try:
-            obj = json.loads(leaf)
-        except ValueError:
-            raise VerifyError(f"event {position} altered (not JSON)") from None
-        if not isinstance(obj, dict) or obj.get("seq") != position:
-            raise VerifyError(f"event {position} altered (it carries the wrong sequence number)")
-        if canonical_json(obj) != leaf:
-            raise VerifyError(f"event {position} altered (not in canonical form)")
+        check_event(leaf, position)
         lh = leaf_hash(leaf)
         hashes.append(lh)
         frontier.append(lh)
@@ -96,6 +102,7 @@ def verify_log(events: Iterable[tuple[int, bytes]], note: str, vkey: str,
             prefix_differs = True
     if frontier.size != cp.size:
         raise VerifyError(f"events missing: the checkpoint covers {cp.size} events but {frontier.size} were found")
+    _check_cosigned(cosigned, verifier, cp.size, cp.root, consistency)
     if (incremental or prefix_differs) and not _extends(old_size, old_root, cp.size, cp.root, consistency):
         raise VerifyError(f"inconsistent tree: the signed log of {cp.size} events does not extend the {old_size} "
                           f"verified before (history rewritten, or a split view)")
@@ -106,6 +113,28 @@ def verify_log(events: Iterable[tuple[int, bytes]], note: str, vkey: str,
         raise VerifyError(f"an event between {start} and {cp.size - 1} was altered: the events do not hash to the "
                           f"signed root")
     return VerifiedLog(cp.size, cp.root, cp.origin, frontier, note, frontier.size - start)
+
+
+def _check_cosigned(cosigned: Sequence[str], verifier: Verifier, size: int, root: bytes,
+                    consistency: Callable[[int, int], Sequence[bytes]] | None) -> None:
+    """Each checkpoint a regulator cosigned (and this log signed) must be extended by the one verified now.
+
+    A log that signed two checkpoints neither of which extends the other has
+    shown two views of its history; the cosignature makes the first one
+    evidence. A note this log did not sign proves nothing and is skipped.
+    """
+    for text in cosigned:
+        try:
+            cp = verify_checkpoint(text, verifier)
+        except ValueError:
+            continue
+        names = [line[2:].split(" ", 1)[0] for line in text.splitlines() if line.startswith("\u2014 ")]
+        by = next((n for n in names if n != cp.origin), "a regulator")
+        if cp.size > size:
+            raise VerifyError(f"log rolled back: the checkpoint covers {size} events, {by} cosigned {cp.size}")
+        if not _extends(cp.size, cp.root, size, root, consistency):
+            raise VerifyError(f"split view: the signed log of {size} events does not extend the checkpoint of "
+                              f"{cp.size} events that {by} cosigned")
 
 
 def _extends(old_size: int, old_root: bytes, size: int, root: bytes,

@@ -161,7 +161,12 @@ class AuditServicer:
 
     def GetCheckpoint(self, caller: Caller, request: pb.GetCheckpointRequest) -> pb.Checkpoint:
         note, size = self.core.checkpoint(caller)
-        return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key)
+        return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key,
+                             cosigned=self.core.cosigned(caller))
+
+    def Cosign(self, caller: Caller, request: pb.CosignRequest) -> pb.CosignResponse:
+        return pb.CosignResponse(size=self.core.cosign(caller, request.checkpoint, request.cosignature,
+                                                       request.cosigner_key))
 
 
 class BureauServicer:

@@ -100,6 +100,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE TABLE audit_nodes(level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL,
              PRIMARY KEY(level, idx))""",
     ]),
+    # Regulators' cosignatures of checkpoints (C2SP tlog-cosignature), served with the checkpoint.
+    (5, "regulators' cosignatures", [
+        """CREATE TABLE cosignatures(
+             id BIGSERIAL PRIMARY KEY, org TEXT NOT NULL, cosigner TEXT NOT NULL, vkey TEXT NOT NULL,
+             size BIGINT NOT NULL, note TEXT NOT NULL, line TEXT NOT NULL, at TEXT NOT NULL)""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

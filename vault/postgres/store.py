@@ -356,6 +356,17 @@ class PgStore(CachedView, SealedReads):
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self._exec("UPDATE contacts SET result = %s, result_at = %s WHERE id = %s", (result, now, contact_id))
 
+    # ------------------------------------------------------------ regulators' cosignatures
+    def insert_cosignature(self, org: str, cosigner: str, vkey: str, size: int, note: str, line: str,
+                           at: str) -> None:
+        self._exec("INSERT INTO cosignatures(org, cosigner, vkey, size, note, line, at)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s)", (org, cosigner, vkey, size, note, line, at))
+
+    def cosigned(self) -> list[tuple[str, str, int, str, str]]:
+        rows = self._all("SELECT DISTINCT ON (cosigner) cosigner, vkey, size, note, line FROM cosignatures"
+                         " ORDER BY cosigner, id DESC", ())
+        return [(str(a), str(b), int(n), str(d), str(e)) for a, b, n, d, e in rows]
+
     # ------------------------------------------------------------ the bureau feed
     def feed_head(self, bureau: str) -> int:
         return int(self._one("SELECT COALESCE(MAX(seq), 0) FROM furnished WHERE bureau = %s", (bureau,))[0])

@@ -24,7 +24,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 3
+CASE_VERSION = 4
 AUDIT_VERSION = 2
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -85,7 +85,14 @@ CREATE TABLE IF NOT EXISTS furnished(
   digest BLOB NOT NULL, condition TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(bureau, seq));
 CREATE INDEX IF NOT EXISTS furnished_case ON furnished(bureau, lender_id, case_id, seq);
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED)
+# Regulators' cosignatures of checkpoints (C2SP tlog-cosignature): served with the checkpoint, so a later
+# checkpoint that does not extend a cosigned one is evidence of a split view (gateway/core/verify.py).
+COSIGNATURES = """
+CREATE TABLE IF NOT EXISTS cosignatures(
+  id INTEGER PRIMARY KEY, org TEXT NOT NULL, cosigner TEXT NOT NULL, vkey TEXT NOT NULL, size INTEGER NOT NULL,
+  note TEXT NOT NULL, line TEXT NOT NULL, at TEXT NOT NULL);
+"""
+SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES)
 
 
 AUDIT_SCHEMA = """
@@ -140,6 +147,7 @@ def _add_furnished(conn: Connection) -> None:
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
+    (4, "regulators' cosignatures", lambda conn: conn.execute(COSIGNATURES)),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

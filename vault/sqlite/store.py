@@ -355,6 +355,18 @@ class Repo(CachedView, SealedReads):
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self.conn.execute("UPDATE contacts SET result = ?, result_at = ? WHERE id = ?", (result, now, contact_id))
 
+    # ------------------------------------------------------------ regulators' cosignatures
+    def insert_cosignature(self, org: str, cosigner: str, vkey: str, size: int, note: str, line: str,
+                           at: str) -> None:
+        self.conn.execute("INSERT INTO cosignatures(org, cosigner, vkey, size, note, line, at) VALUES (?,?,?,?,?,?,?)",
+                          (org, cosigner, vkey, size, note, line, at))
+
+    def cosigned(self) -> list[tuple[str, str, int, str, str]]:
+        rows = self.conn.execute(
+            "SELECT cosigner, vkey, size, note, line FROM cosignatures c WHERE id = (SELECT MAX(id) FROM cosignatures"
+            " WHERE cosigner = c.cosigner) ORDER BY cosigner")
+        return [(str(a), str(b), int(n), str(d), str(e)) for a, b, n, d, e in rows]
+
     # ------------------------------------------------------------ the bureau feed
     def feed_head(self, bureau: str) -> int:
         return int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM furnished WHERE bureau = ?",

@@ -315,6 +315,20 @@ class CustosClient:
     def checkpoint(self) -> str:
         return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).note)
 
+    def cosigned(self) -> list[str]:
+        """The latest checkpoint each regulator cosigned, each with its cosignature line."""
+        return list(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).cosigned)
+
+    def cosign(self, checkpoint: str, cosignature: str, cosigner_key: str) -> int:
+        r = self._call(self._audit.Cosign, pb.CosignRequest(checkpoint=checkpoint, cosignature=cosignature,
+                                                            cosigner_key=cosigner_key))
+        return int(r.size)
+
+    def checkpoint_and_key(self) -> tuple[str, str]:
+        """The signed checkpoint and the verifier key the gateway names (pin your own copy to trust it)."""
+        r = self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest())
+        return str(r.note), str(r.verifier_key)
+
 
 def _contact(r: Any) -> dict[str, Any]:
     """Only the fields the gateway released: phone, or address, and a name for a third party."""

@@ -449,11 +449,29 @@ class GetCheckpointRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Checkpoint(_message.Message):
-    __slots__ = ("note", "size", "verifier_key")
+    __slots__ = ("note", "size", "verifier_key", "cosigned")
     NOTE_FIELD_NUMBER: _ClassVar[int]
     SIZE_FIELD_NUMBER: _ClassVar[int]
     VERIFIER_KEY_FIELD_NUMBER: _ClassVar[int]
+    COSIGNED_FIELD_NUMBER: _ClassVar[int]
     note: str
     size: int
     verifier_key: str
-    def __init__(self, note: _Optional[str] = ..., size: _Optional[int] = ..., verifier_key: _Optional[str] = ...) -> None: ...
+    cosigned: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, note: _Optional[str] = ..., size: _Optional[int] = ..., verifier_key: _Optional[str] = ..., cosigned: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class CosignRequest(_message.Message):
+    __slots__ = ("checkpoint", "cosignature", "cosigner_key")
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    COSIGNATURE_FIELD_NUMBER: _ClassVar[int]
+    COSIGNER_KEY_FIELD_NUMBER: _ClassVar[int]
+    checkpoint: str
+    cosignature: str
+    cosigner_key: str
+    def __init__(self, checkpoint: _Optional[str] = ..., cosignature: _Optional[str] = ..., cosigner_key: _Optional[str] = ...) -> None: ...
+
+class CosignResponse(_message.Message):
+    __slots__ = ("size",)
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    size: int
+    def __init__(self, size: _Optional[int] = ...) -> None: ...

@@ -877,6 +877,11 @@ class AuditServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.Checkpoint.FromString,
                 _registered_method=True)
+        self.Cosign = channel.unary_unary(
+                '/custos.v1.AuditService/Cosign',
+                request_serializer=custos_dot_v1_dot_custos__pb2.CosignRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.CosignResponse.FromString,
+                _registered_method=True)
         self.SubjectReport = channel.unary_stream(
                 '/custos.v1.AuditService/SubjectReport',
                 request_serializer=custos_dot_v1_dot_custos__pb2.SubjectReportRequest.SerializeToString,
@@ -906,6 +911,13 @@ class AuditServiceServicer:
 
     def GetCheckpoint(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Cosign(self, request, context):
+        """A regulator that verified a checkpoint hands its cosignature to the gateway, which serves it from then on.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -943,6 +955,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetCheckpoint,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.Checkpoint.SerializeToString,
+            ),
+            'Cosign': grpc.unary_unary_rpc_method_handler(
+                    servicer.Cosign,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.CosignRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.CosignResponse.SerializeToString,
             ),
             'SubjectReport': grpc.unary_stream_rpc_method_handler(
                     servicer.SubjectReport,
@@ -1014,6 +1031,33 @@ class AuditService:
             '/custos.v1.AuditService/GetCheckpoint',
             custos_dot_v1_dot_custos__pb2.GetCheckpointRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.Checkpoint.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Cosign(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.AuditService/Cosign',
+            custos_dot_v1_dot_custos__pb2.CosignRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.CosignResponse.FromString,
             options,
             channel_credentials,
             insecure,
