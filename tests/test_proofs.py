@@ -234,3 +234,38 @@ def _prefix(stored: dict[tuple[int, int], bytes], level: int, start: int, end: i
             break
         out.append(stored[(level, i)])
     return out
+
+
+def test_the_node_cache_keeps_complete_ranges_only_so_a_growing_log_proves_right() -> None:
+    from gateway.core.proofs import NodeCache
+
+    hashes: list[bytes] = []
+    stored: dict[tuple[int, int], bytes] = {}
+    reads: list[tuple[int, int, int]] = []
+
+    def nodes(level: int, start: int, end: int) -> list[bytes]:
+        reads.append((level, start, end))
+        return _prefix(stored, level, start, end)
+
+    def leaves(start: int, end: int) -> list[bytes]:
+        reads.append((0, start, end))
+        return hashes[start:end]
+
+    cache = NodeCache(entries=64)
+    for size in (300, 301, 700, 1000, 70000, 70001):
+        old = len(hashes)
+        hashes.extend(LEAVES[old:size] if size <= len(LEAVES) else [])
+        for level, idx, h in new_nodes(old, len(hashes), lambda a, b: hashes[a:b], lambda lv, a, b: _prefix(stored, lv, a, b)):
+            stored[(level, idx)] = h
+        n = len(hashes)
+        root = merkle.root_of(hashes)
+        for m in (0, n // 2, n - 1):
+            tree = cache.tree(nodes, leaves)
+            assert verify_inclusion(m, n, hashes[m], tree.inclusion(m, n), root), (m, n)
+        first = max(1, n // 3)
+        tree = cache.tree(nodes, leaves)
+        assert verify_consistency(first, n, merkle.root_of(hashes[:first]), root, tree.consistency(first, n))
+    before = len(reads)
+    tree = cache.tree(nodes, leaves)
+    tree.inclusion(0, len(hashes))
+    assert len(reads) - before <= 2  # the left subtrees come from the cache; only the growing tail is read

@@ -36,6 +36,7 @@ from .model import (
 from .policy import PolicyBundle
 from .ports import AuditLog, CaseReader
 from .preconditions import Evidence
+from .proofs import NodeCache
 
 log = logging.getLogger("custos.core")
 
@@ -65,6 +66,7 @@ class Context:
         # Builds and signs a litigation packet (gateway/packets); None: no packet key, packets refused.
         self.assemble_packet = assemble_packet
         self._rates = RateLimiter()
+        self._nodes = NodeCache()  # this log's complete ranges of tree hashes (immutable once complete)
         self._suppressed: dict[tuple[str, str], _Suppressed] = {}
         self._suppressed_lock = threading.Lock()
 

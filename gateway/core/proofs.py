@@ -16,6 +16,8 @@ verification algorithms, and shares no code with this prover.
 from __future__ import annotations
 
 import hashlib
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -105,6 +107,40 @@ class StoredTree:
         if m <= k:
             return [*self._subproof(m, start, start + k, whole), self.subtree(start + k, end)]
         return [*self._subproof(m - k, start + k, end, False), self.subtree(start, start + k)]
+
+
+class NodeCache:
+    """Complete ranges of tree hashes, shared by every request: once complete, a range never changes.
+
+    A proof reads about a dozen ranges (leaf hashes within a tile, entries of
+    the levels above); most are the same for every proof of a growing log (the
+    left subtrees). Only complete ranges are kept, never the growing tail,
+    and at most `entries` of them, least recently used first out.
+    """
+
+    def __init__(self, entries: int = 4096) -> None:
+        self._max = entries
+        self._lock = threading.Lock()
+        self._ranges: OrderedDict[tuple[int, int, int], list[bytes]] = OrderedDict()
+
+    def _get(self, key: tuple[int, int, int], read: Callable[[], list[bytes]]) -> list[bytes]:
+        with self._lock:
+            found = self._ranges.get(key)
+            if found is not None:
+                self._ranges.move_to_end(key)
+                return found
+        value = read()
+        if len(value) == key[2] - key[1]:
+            with self._lock:
+                self._ranges[key] = value
+                if len(self._ranges) > self._max:
+                    self._ranges.popitem(last=False)
+        return value
+
+    def tree(self, nodes: Callable[[int, int, int], list[bytes]],
+             leaves: Callable[[int, int], list[bytes]]) -> StoredTree:
+        return StoredTree(lambda level, a, b: self._get((level, a, b), lambda: nodes(level, a, b)),
+                          lambda a, b: self._get((0, a, b), lambda: leaves(a, b)))
 
 
 def contiguous(start: int, rows: Iterable[Sequence[Any]]) -> list[bytes]:
