@@ -322,3 +322,17 @@ def test_a_remembered_grant_follows_a_policy_reload(seeded: Env, tmp_path: Path)
     seeded.gw.reload_policies()
     for _ in range(6):
         assert "product" not in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+
+
+def test_a_standing_refusal_names_the_case_the_request_named(seeded: Env) -> None:
+    """A regulator querying a case sees every attempt on it, also a disabled org's or an expired licence's."""
+    seeded.client("lender-a").assign("C-3", "agency-old", "collection", "2026-12-31")
+    assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0
+    for org, case, code, borrower in (("agency-1", "C-1", "ORG_DISABLED", "B-1"),
+                                      ("agency-old", "C-3", "LICENCE_EXPIRED", "B-3"),
+                                      ("agency-1", "C-404", "ORG_DISABLED", "")):
+        assert denied(seeded, org, case).code == code
+        events = [e for e in seeded.events(case_id=case) if e["method"] == "GetCase" and e["org"] == org]
+        assert [(e["decision"], e["code"], e["borrower_id"]) for e in events] == [("deny", code, borrower)], case
+    # A request that names no valid case id is still refused and audited, without a case.
+    assert denied(seeded, "agency-1", "bad id!").code == "ORG_DISABLED"

@@ -9,6 +9,7 @@ from . import access
 from .admission import RATE_EVENT_WINDOW_S, _Suppressed
 from .context import Context
 from .errors import Code, CustosError
+from .importer import ID_RE
 from .model import (
     Caller,
     EventDraft,
@@ -18,6 +19,14 @@ from .model import (
 
 class Gatekeeping(Context):
     def admit(self, caller: Caller) -> Org:
+        """`admission`, with a standing refusal audited and raised at once (no case is known yet)."""
+        org, refusal = self.admission(caller)
+        if refusal is not None:
+            raise self._deny(caller, refusal.code, refusal.rule)
+        assert org is not None
+        return org
+
+    def admission(self, caller: Caller) -> tuple[Org | None, access.Verdict | None]:
         """Before any request byte is decoded: identity, rate and standing, each refusal audited.
 
         The rate comes first, so that whatever else a caller gets wrong it can
@@ -43,9 +52,32 @@ class Gatekeeping(Context):
             org = repo.get_org(caller.org_id)
             verdict = access.standing(org, self.clock.now().date())
         if not verdict.ok:
-            raise self._deny(caller, verdict.code, verdict.rule)
-        assert org is not None
-        return org
+            return org, verdict  # refused for its standing: the caller audits it, with the case if it can
+        return org, None
+
+    def deny_standing(self, caller: Caller, verdict: access.Verdict, case_ref: str) -> CustosError:
+        """Audit a standing refusal naming the case the request named (and its borrower where known).
+
+        A regulator querying a case then sees every attempt on it, also those
+        of a disabled organisation or an expired licence. The borrower is
+        known when the case is the caller's own (a lender) or reached by the
+        caller's mandates from one lender; the caller learns nothing of it.
+        """
+        lender, _, case_id = case_ref.rpartition("/")
+        if not ID_RE.fullmatch(case_id) or (lender and not ID_RE.fullmatch(lender)):
+            return self._deny(caller, verdict.code, verdict.rule)
+        repo = self.reader()
+        org = repo.get_org(caller.org_id)
+        case = None
+        if org is not None and org.kind == "lender":
+            case = repo.get_case(caller.org_id, case_id) if lender in ("", caller.org_id) else None
+        else:
+            lenders = {m.lender_id for m in repo.mandates_for(caller.org_id, case_id)
+                       if not lender or m.lender_id == lender}
+            if len(lenders) == 1:
+                case = repo.get_case(lenders.pop(), case_id)
+        return self._deny(caller, verdict.code, verdict.rule, case_id=case_id,
+                          borrower_id=case.borrower_id if case is not None else "")
 
     def deny(self, caller: Caller, code: Code, rule: str = "") -> CustosError:
         """A refusal decided outside a use case (by the transport: undecodable request, timeout, share)."""

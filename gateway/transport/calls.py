@@ -42,6 +42,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
+from gateway.core.access import Verdict
 from gateway.core.admission import Shares
 from gateway.core.errors import Code, CustosError
 from gateway.core.limits import CallLimits
@@ -221,6 +222,10 @@ class Watchdog:
 # ------------------------------------------------------------------ methods
 
 
+# How long the request of an organisation refused for its standing is awaited, for the case it names.
+STANDING_READ_S = 0.25
+
+
 @dataclass(frozen=True)
 class Method:
     service: str            # full name, e.g. custos.v1.CaseService
@@ -258,7 +263,9 @@ class Gate:
 
     def _unary(self, m: Method) -> Callable[[Iterator[bytes], grpc.ServicerContext], Any]:
         def handle(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Any:
-            with self._admitted(m, context, streaming=False) as (caller, call, limits):
+            with self._admitted(m, context, streaming=False) as (caller, call, limits, refusal):
+                if refusal is not None:
+                    raise self._refuse(caller, m, call, request_iterator, refusal)
                 request = self._first(caller, m, call, request_iterator, limits.first_message_timeout_s)
                 return m.handler(caller, request)
             return None  # refused or dropped: the status is set
@@ -267,7 +274,9 @@ class Gate:
 
     def _streaming(self, m: Method) -> Callable[[Iterator[bytes], grpc.ServicerContext], Iterator[Any]]:
         def handle(request_iterator: Iterator[bytes], context: grpc.ServicerContext) -> Iterator[Any]:
-            with self._admitted(m, context, streaming=True) as (caller, call, limits):
+            with self._admitted(m, context, streaming=True) as (caller, call, limits, refusal):
+                if refusal is not None:
+                    raise self._refuse(caller, m, call, request_iterator, refusal)
                 if m.client_streaming:
                     argument: Any = self._stream_of_requests(caller, m, call, request_iterator, limits)
                 else:
@@ -289,14 +298,14 @@ class Gate:
 
     @contextmanager
     def _admitted(self, m: Method, context: grpc.ServicerContext, *,
-                  streaming: bool) -> Iterator[tuple[Caller, Call, CallLimits]]:
+                  streaming: bool) -> Iterator[tuple[Caller, Call, CallLimits, Verdict | None]]:
         """Steps 1-3 and the watchdog around the body; every failure inside becomes a status here."""
         with self._span(m) as span:
             caller: Caller | None = None
             call: Call | None = None
             share = False
             try:
-                caller = self._caller(context, m)
+                caller, refusal = self._caller(context, m)
                 limits = self.core.bundle.limits.calls
                 self._enter_share(caller, streaming=streaming)
                 share = True
@@ -304,7 +313,7 @@ class Gate:
                             if streaming else limits.unary_deadline_s)
                 call = Call(context, time.monotonic() + deadline)
                 self.watchdog.register(call)
-                yield caller, call, limits
+                yield caller, call, limits, refusal
             except CustosError as err:
                 self._abort(context, err)
             except _Dropped as gone:
@@ -320,13 +329,32 @@ class Gate:
 
     # -------------------------------------------------------------- steps
 
-    def _caller(self, context: grpc.ServicerContext, m: Method) -> Caller:
+    def _caller(self, context: grpc.ServicerContext, m: Method) -> tuple[Caller, Verdict | None]:
+        """Identity and admission; a refusal for the caller's standing is returned, to be audited with its case."""
         caller = caller_of(context, m.name)
         tracing.annotate(org=caller.org_id or None)
         if self.stopping:
             raise CustosError(Code.SHUTTING_DOWN)
-        self.core.admit(caller)
-        return caller
+        _, refusal = self.core.admission(caller)
+        return caller, refusal
+
+    def _refuse(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
+                refusal: Verdict) -> CustosError:
+        """A refused organisation's request is read only briefly, for the case it names, then refused.
+
+        Clients send the message with the headers, so it is there at once; a
+        half-open call holds its worker for STANDING_READ_S at most and is
+        refused (and audited) by the watchdog with the standing code.
+        """
+        case_ref = ""
+        if not m.client_streaming:
+            raw = self._read(call, request_iterator, STANDING_READ_S, refusal.code)
+            try:
+                message = m.request.FromString(raw or b"")
+                case_ref = str(getattr(message, "case_id", ""))
+            except DecodeError:
+                pass
+        return self.core.deny_standing(caller, refusal, case_ref)
 
     def _enter_share(self, caller: Caller, *, streaming: bool) -> None:
         refused = self.shares.enter(caller.org_id, streaming, self.core.bundle.limits.calls)
