@@ -269,3 +269,25 @@ def test_the_node_cache_keeps_complete_ranges_only_so_a_growing_log_proves_right
     tree = cache.tree(nodes, leaves)
     tree.inclusion(0, len(hashes))
     assert len(reads) - before <= 2  # the left subtrees come from the cache; only the growing tail is read
+
+
+def test_a_checkpoint_is_published_at_least_once_a_second_while_events_arrive(env: Env) -> None:
+    import time
+
+    from gateway.core.merkle import parse_verifier_key, verify_checkpoint
+
+    vkey = parse_verifier_key((env.data / "audit.vkey").read_text())
+    repo = env.gw.vault.reader()
+    for _ in range(3):
+        _events(env, 50)
+        size = env.gw.vault.audit.head()[0]
+        deadline = time.monotonic() + 3.0
+        latest = repo.latest_checkpoint()
+        while (latest is None or latest[0] < size) and time.monotonic() < deadline:
+            time.sleep(0.1)
+            latest = repo.latest_checkpoint()
+        assert latest is not None and latest[0] == size
+        cp = verify_checkpoint(latest[1], vkey)  # a signed note with the origin init fixed
+        assert cp.size == size and cp.origin == json.loads((env.data / "config.json").read_text())["origin"]
+    time.sleep(1.5)
+    assert repo.latest_checkpoint() == latest  # nothing new arrived: nothing new published

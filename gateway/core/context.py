@@ -67,6 +67,7 @@ class Context:
         self.assemble_packet = assemble_packet
         self._rates = RateLimiter()
         self._nodes = NodeCache()  # this log's complete ranges of tree hashes (immutable once complete)
+        self._published = -1  # the tree size of the last checkpoint this process published
         self._suppressed: dict[tuple[str, str], _Suppressed] = {}
         self._suppressed_lock = threading.Lock()
 

@@ -115,6 +115,26 @@ class Supervision(Context):
         size, root = self.audit.head()
         return self.sign_checkpoint(size, root), size
 
+    def publish_checkpoint(self) -> int | None:
+        """Sign and store a checkpoint of the current tree if it grew since the last one: run every second.
+
+        So a checkpoint exists at least once a second while events arrive (and
+        one is signed on demand for every request). Stored with the size it
+        covers; replicas publishing the same size store it once.
+        """
+        size, root = self.audit.head()
+        if size == self._published:
+            return None
+        note = self.sign_checkpoint(size, root)
+        now = self.clock.now()
+        def work(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+            store.insert_checkpoint(size, note, rfc3339(now))
+            return None, []
+
+        self.audit.run(work)
+        self._published = size
+        return size
+
     def cosigned(self, caller: Caller) -> list[str]:
         """The latest checkpoint each regulator cosigned, each followed by its cosignature line."""
         self._standing(caller, kinds=("regulator",), purpose="supervision")

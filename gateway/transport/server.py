@@ -10,6 +10,7 @@ import logging
 import resource
 import socket
 import ssl
+import time
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,6 +102,7 @@ class Gateway:
 
 
 STOP_MARGIN_S = 3.0
+CHECKPOINT_EVERY_S = 1.0  # a checkpoint at least once a second while events arrive
 
 
 def server_credentials(layout: Layout) -> grpc.ServerCredentials:
@@ -224,7 +226,20 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         assemble_packet=assemble,
     )
     provider = make_provider(span_exporter)
-    watchdog = Watchdog(on_tick=core.flush_suppressed)
+    ticks = {"published": 0.0}
+
+    def tick() -> None:
+        """About twice a second: rate-refusal counts; once a second, a checkpoint if the log grew."""
+        core.flush_suppressed()
+        now = time.monotonic()
+        if now - ticks["published"] >= CHECKPOINT_EVERY_S:
+            ticks["published"] = now
+            try:
+                core.publish_checkpoint()
+            except CustosError:
+                log.error("could not publish a checkpoint")
+
+    watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)
     calls = bundle.limits.calls
     server = grpc.server(

@@ -106,6 +106,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              id BIGSERIAL PRIMARY KEY, org TEXT NOT NULL, cosigner TEXT NOT NULL, vkey TEXT NOT NULL,
              size BIGINT NOT NULL, note TEXT NOT NULL, line TEXT NOT NULL, at TEXT NOT NULL)""",
     ]),
+    # Checkpoints as published (at least once a second while events arrive), by any replica.
+    (6, "published checkpoints", [
+        "CREATE TABLE checkpoints(size BIGINT PRIMARY KEY, note TEXT NOT NULL, at TEXT NOT NULL)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -356,6 +356,15 @@ class PgStore(CachedView, SealedReads):
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self._exec("UPDATE contacts SET result = %s, result_at = %s WHERE id = %s", (result, now, contact_id))
 
+    # ------------------------------------------------------------ published checkpoints
+    def insert_checkpoint(self, size: int, note: str, at: str) -> None:
+        self._exec("INSERT INTO checkpoints(size, note, at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                   (size, note, at))
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        row = self._one("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", ())
+        return (int(row[0]), str(row[1])) if row else None
+
     # ------------------------------------------------------------ regulators' cosignatures
     def insert_cosignature(self, org: str, cosigner: str, vkey: str, size: int, note: str, line: str,
                            at: str) -> None:

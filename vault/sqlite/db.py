@@ -24,7 +24,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 4
+CASE_VERSION = 5
 AUDIT_VERSION = 2
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -92,7 +92,11 @@ CREATE TABLE IF NOT EXISTS cosignatures(
   id INTEGER PRIMARY KEY, org TEXT NOT NULL, cosigner TEXT NOT NULL, vkey TEXT NOT NULL, size INTEGER NOT NULL,
   note TEXT NOT NULL, line TEXT NOT NULL, at TEXT NOT NULL);
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES)
+# Checkpoints as published (at least once a second while events arrive): the sizes a checkpoint was produced for.
+CHECKPOINTS = """
+CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL, at TEXT NOT NULL);
+"""
+SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS)
 
 
 AUDIT_SCHEMA = """
@@ -148,6 +152,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
     (4, "regulators' cosignatures", lambda conn: conn.execute(COSIGNATURES)),
+    (5, "published checkpoints", lambda conn: conn.execute(CHECKPOINTS)),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

@@ -355,6 +355,14 @@ class Repo(CachedView, SealedReads):
     def set_contact_result(self, contact_id: str, result: str, now: str) -> None:
         self.conn.execute("UPDATE contacts SET result = ?, result_at = ? WHERE id = ?", (result, now, contact_id))
 
+    # ------------------------------------------------------------ published checkpoints
+    def insert_checkpoint(self, size: int, note: str, at: str) -> None:
+        self.conn.execute("INSERT OR IGNORE INTO checkpoints(size, note, at) VALUES (?,?,?)", (size, note, at))
+
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        row = self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
+        return (int(row[0]), str(row[1])) if row else None
+
     # ------------------------------------------------------------ regulators' cosignatures
     def insert_cosignature(self, org: str, cosigner: str, vkey: str, size: int, note: str, line: str,
                            at: str) -> None:
