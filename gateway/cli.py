@@ -444,8 +444,10 @@ def cmd_audit_query(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
+    if args.size is not None and args.size <= 0:
+        raise CliError(Code.INVALID_ARGUMENT, "--size is 1 or more")
     with _client(args) as c:
-        note = c.checkpoint()
+        note = c.checkpoint(args.size or 0)
     _emit(args, {"checkpoint": note}, lambda d: d["checkpoint"].rstrip("\n"))
 
 
@@ -832,7 +834,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--borrower")
     s.add_argument("--since")
     s.set_defaults(fn=cmd_audit_query)
-    s = audit.add_parser("checkpoint", parents=[client])
+    s = audit.add_parser("checkpoint", parents=[client], help="a signed checkpoint (regulator)")
+    s.add_argument("--size", type=int, help="the one published for this tree size (default: the current tree)")
     s.set_defaults(fn=cmd_audit_checkpoint)
     s = audit.add_parser("subject-report", parents=[client],
                          help="who received which of a borrower's fields, and every refused attempt")

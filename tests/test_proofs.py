@@ -291,3 +291,11 @@ def test_a_checkpoint_is_published_at_least_once_a_second_while_events_arrive(en
         assert cp.size == size and cp.origin == json.loads((env.data / "config.json").read_text())["origin"]
     time.sleep(1.5)
     assert repo.latest_checkpoint() == latest  # nothing new arrived: nothing new published
+    # Served by size to a regulator (a witness catching up), the same note; a size never published is not found.
+    from custos_client import CustosError
+
+    reg = env.client("regulator-1")
+    assert reg.checkpoint(latest[0]) == latest[1]
+    with pytest.raises(CustosError) as info:
+        reg.checkpoint(latest[0] + 10**6)
+    assert info.value.code == "CHECKPOINT_NOT_FOUND"

@@ -62,6 +62,7 @@ class Code(StrEnum):
     INVALID_CURSOR = "INVALID_CURSOR"
     PROOF_OUT_OF_RANGE = "PROOF_OUT_OF_RANGE"
     COSIGNATURE_INVALID = "COSIGNATURE_INVALID"
+    CHECKPOINT_NOT_FOUND = "CHECKPOINT_NOT_FOUND"
     OUTSIDE_CONTACT_WINDOW = "OUTSIDE_CONTACT_WINDOW"
     CONTACT_CAP_REACHED = "CONTACT_CAP_REACHED"
     NUMBER_CAP_REACHED = "NUMBER_CAP_REACHED"
@@ -202,6 +203,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.POLICY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the policy bundle is invalid"),
     Code.DATA_DIR_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
     Code.IDENTITY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
+    Code.CHECKPOINT_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no checkpoint was published for that tree size"),
     Code.COSIGNATURE_INVALID: ErrorSpec(
         _C.INVALID_ARGUMENT, "not a valid cosignature of a checkpoint this log signed and still holds"),
     Code.PROOF_OUT_OF_RANGE: ErrorSpec(

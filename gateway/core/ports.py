@@ -88,6 +88,8 @@ class CaseReader(Protocol):
 
     def latest_checkpoint(self) -> tuple[int, str] | None: ...
 
+    def published_checkpoint(self, size: int) -> str | None: ...
+
     def cosigned(self) -> list[tuple[str, str, int, str, str]]:
         """The latest cosignature of each cosigner: (cosigner, vkey, size, note, signature line)."""
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from .context import Context, _parse_time
 from .cosign import verify_cosignature
-from .errors import Code
+from .errors import Code, CustosError
 from .importer import ID_RE
 from .merkle import parse_verifier_key, verify_checkpoint
 from .model import (
@@ -110,10 +110,16 @@ class Supervision(Context):
                     found[entry.seq] = entry
         yield from (found[seq] for seq in sorted(found))
 
-    def checkpoint(self, caller: Caller) -> tuple[str, int]:
+    def checkpoint(self, caller: Caller, size: int = 0) -> tuple[str, int]:
+        """A checkpoint of the current tree, signed now; or, given a size, the one published for it."""
         self._standing(caller, kinds=("regulator",), purpose="supervision")
-        size, root = self.audit.head()
-        return self.sign_checkpoint(size, root), size
+        if size:
+            found = self.reader().published_checkpoint(size)
+            if found is None:
+                raise CustosError(Code.CHECKPOINT_NOT_FOUND)
+            return found, size
+        head, root = self.audit.head()
+        return self.sign_checkpoint(head, root), head
 
     def publish_checkpoint(self) -> int | None:
         """Sign and store a checkpoint of the current tree if it grew since the last one: run every second.

@@ -160,7 +160,7 @@ class AuditServicer:
                                    to_root=p["to_root"], proof=p["proof"])
 
     def GetCheckpoint(self, caller: Caller, request: pb.GetCheckpointRequest) -> pb.Checkpoint:
-        note, size = self.core.checkpoint(caller)
+        note, size = self.core.checkpoint(caller, request.size)
         return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key,
                              cosigned=self.core.cosigned(caller))
 

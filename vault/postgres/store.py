@@ -361,6 +361,10 @@ class PgStore(CachedView, SealedReads):
         self._exec("INSERT INTO checkpoints(size, note, at) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                    (size, note, at))
 
+    def published_checkpoint(self, size: int) -> str | None:
+        row = self._one("SELECT note FROM checkpoints WHERE size = %s", (size,))
+        return str(row[0]) if row else None
+
     def latest_checkpoint(self) -> tuple[int, str] | None:
         row = self._one("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1", ())
         return (int(row[0]), str(row[1])) if row else None

@@ -359,6 +359,10 @@ class Repo(CachedView, SealedReads):
     def insert_checkpoint(self, size: int, note: str, at: str) -> None:
         self.conn.execute("INSERT OR IGNORE INTO checkpoints(size, note, at) VALUES (?,?,?)", (size, note, at))
 
+    def published_checkpoint(self, size: int) -> str | None:
+        row = self.conn.execute("SELECT note FROM checkpoints WHERE size = ?", (size,)).fetchone()
+        return str(row[0]) if row else None
+
     def latest_checkpoint(self) -> tuple[int, str] | None:
         row = self.conn.execute("SELECT size, note FROM checkpoints ORDER BY size DESC LIMIT 1").fetchone()
         return (int(row[0]), str(row[1])) if row else None

@@ -312,8 +312,9 @@ class CustosClient:
         return {"from": r.from_size, "to": r.to_size, "from_root": r.from_root, "to_root": r.to_root,
                 "proof": list(r.proof)}
 
-    def checkpoint(self) -> str:
-        return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).note)
+    def checkpoint(self, size: int = 0) -> str:
+        """A checkpoint of the current tree; given a size, the one the gateway published for it."""
+        return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest(size=size)).note)
 
     def cosigned(self) -> list[str]:
         """The latest checkpoint each regulator cosigned, each with its cosignature line."""
