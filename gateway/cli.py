@@ -380,6 +380,19 @@ def cmd_escalate(args: argparse.Namespace) -> None:
                         f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
 
 
+def cmd_consent(args: argparse.Namespace) -> None:
+    values = {"yes": True, "no": False, None: None}
+    third, credit = values[args.third_party_sharing], values[args.credit_reporting]
+    if third is None and credit is None:
+        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no and/or --credit-reporting yes|no")
+    with _client(args) as c:
+        _emit(args, c.set_consent(args.case, third, credit),
+              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
+                        f"credit reporting {'yes' if d['credit_reporting'] else 'no'} (as of {d['changed_at']})"
+                        + (f"; provided mandates ended: {', '.join(d['mandates_ended'])}" if d["mandates_ended"]
+                           else ""))
+
+
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
         _emit(args, c.record_notice(args.case, args.on),
@@ -764,6 +777,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", required=True, help="the law firm")
     s.add_argument("--until", help="YYYY-MM-DD (default: a year from today)")
     s.set_defaults(fn=cmd_escalate)
+    s = lender.add_parser("consent", parents=[client], help="record a change of the borrower's consents")
+    s.add_argument("case")
+    s.add_argument("--third-party-sharing", choices=("yes", "no"))
+    s.add_argument("--credit-reporting", choices=("yes", "no"))
+    s.set_defaults(fn=cmd_consent)
     s = lender.add_parser("notice", parents=[client], help="record a prior notice of negative credit reporting")
     s.add_argument("case")
     s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")

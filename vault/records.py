@@ -23,19 +23,20 @@ from .crypto import BlindIndex, DecryptionError, FieldCipher
 # Columns both backends select in this order, and the typed rows made from them.
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
-    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit"
+    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn"
 )
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled"
 MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
 CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
-                         "legal_hold"})
+                         "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
+                         "consent_changed_at"})
 # Position of each PI field in a borrower row selected as kek_version, wrapped_dek, dek_version, <PI fields>.
 PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 
 
 def case_row(row: Sequence[Any]) -> CaseRow:
-    return CaseRow(*row[:8], *(bool(v) for v in row[8:15]))
+    return CaseRow(*row[:8], *(bool(v) for v in row[8:16]))
 
 
 def org_row(row: Sequence[Any]) -> Org:

@@ -54,6 +54,7 @@ class Code(StrEnum):
     STAGE_NOT_ALLOWED = "STAGE_NOT_ALLOWED"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     LIMITATION_EXPIRED = "LIMITATION_EXPIRED"
+    CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
     NO_PRIOR_NOTICE = "NO_PRIOR_NOTICE"
     NO_PRIOR_CONTACT = "NO_PRIOR_CONTACT"
     REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
@@ -143,6 +144,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.STAGE_NOT_ALLOWED: ErrorSpec(_C.FAILED_PRECONDITION, "the case's stage does not allow this"),
     Code.CONSENT_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's consent is not on file"),
     # litigation and credit reporting preconditions
+    Code.CONSENT_WITHDRAWN: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower withdrew this consent"),
     Code.LIMITATION_EXPIRED: ErrorSpec(
         _C.FAILED_PRECONDITION, "the limitation date has passed: no litigation material is released"),
     Code.NO_PRIOR_NOTICE: ErrorSpec(

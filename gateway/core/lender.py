@@ -56,6 +56,10 @@ class ImportProgress(BatchProgress):
 P = TypeVar("P", bound=BatchProgress)
 
 
+def _yes(value: bool | None) -> str:
+    return "yes" if value else "no"
+
+
 class LenderActions(Context):
     def import_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> Iterator[ImportProgress]:
         """Stream lines in batches; after each batch is durable, say so.
@@ -281,6 +285,51 @@ class LenderActions(Context):
 
         self.audit.run(work)
         return {"case_id": case.case_id, "negative_notice_on": day.isoformat()}
+
+    def set_consent(self, caller: Caller, case_ref: str, third_party: bool | None,
+                    credit: bool | None) -> dict[str, Any]:
+        """Record a change of the borrower's consents, with its time; a withdrawal takes effect at once.
+
+        Withdrawing third-party sharing ends every `provided` mandate of the
+        case (PIPL Art. 15, 23: providing to another handler rests on it);
+        withdrawing credit reporting withholds the case from every bureau
+        (`CONSENT_WITHDRAWN`), in every jurisdiction.
+        """
+        self._standing(caller, kinds=("lender",))
+        case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id}
+        if third_party is None and credit is None:
+            raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
+        now = self.clock.now()
+        stamp = rfc3339(now)
+        changes: dict[str, Any] = {"consent_changed_at": stamp}
+        if third_party is not None:
+            changes["consent_third_party"] = third_party
+        if credit is not None:
+            changes["consent_credit"] = credit
+            changes["credit_withdrawn"] = not credit
+        rule = "consent:" + ";".join(f"{k}={_yes(v)}" for k, v in (("third_party_sharing", third_party),
+                                                                 ("credit_reporting", credit)) if v is not None)
+
+        def work(repo: UnitOfWork) -> tuple[tuple[CaseRow, list[str]], list[EventDraft]]:
+            repo.set_case_fields(case.lender_id, case.case_id, changes, stamp)
+            events = [self._event(caller, "allow", Code.OK, rule, now=now, **kw)]
+            ended: list[str] = []
+            if third_party is False:
+                for m in repo.mandates_of_case(case.lender_id, case.case_id):
+                    if m.label == "provided" and m.recalled_at is None and m.org_id not in ended:
+                        repo.recall_mandates(case.lender_id, case.case_id, m.org_id, stamp, m.purpose)
+                        ended.append(m.org_id)
+                        events.append(self._event(caller, "allow", Code.OK,
+                                                  f"mandate.recall:{m.org_id};consent_withdrawn", purpose=m.purpose,
+                                                  now=now, **kw))
+            updated = repo.get_case(case.lender_id, case.case_id)
+            assert updated is not None
+            return (updated, ended), events
+
+        updated, ended = self.audit.run(work)
+        return {"case_id": updated.case_id, "third_party_sharing": updated.consent_third_party,
+                "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended}
 
     def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
         self._standing(caller, kinds=("lender",))

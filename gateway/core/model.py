@@ -99,6 +99,7 @@ class CaseRow:
     legal_hold: bool
     consent_third_party: bool
     consent_credit: bool
+    credit_withdrawn: bool = False  # the borrower withdrew the credit-reporting consent (`lender consent`)
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]

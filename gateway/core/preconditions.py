@@ -101,6 +101,8 @@ def credit_reporting(rules: ReportingRules, connected_results: frozenset[str], c
     ends = obsolete_on(rules, case, loan)
     if ends is not None and today >= ends:  # first: too old is never furnished, whatever else holds
         return Verdict(Code.REPORTING_OBSOLETE, "credit_reporting.obsolete")
+    if case.credit_withdrawn:  # withdrawn by the borrower: never furnished, whatever the jurisdiction requires
+        return Verdict(Code.CONSENT_WITHDRAWN, "credit_reporting.consent_withdrawn")
     if rules.requires_consent and not case.consent_credit:
         return Verdict(Code.CONSENT_REQUIRED, "credit_reporting.consent")
     if rules.requires_prior_notice:

@@ -91,6 +91,11 @@ class LenderServicer:
         return pb.EscalateCaseResponse(case_id=e["case_id"], stage=e["stage"], recalled=e["recalled"],
                                        mandate=pb.MandateInfo(**e["mandate"]))
 
+    def SetConsent(self, caller: Caller, request: pb.SetConsentRequest) -> pb.ConsentInfo:
+        third = request.third_party_sharing if request.HasField("third_party_sharing") else None
+        credit = request.credit_reporting if request.HasField("credit_reporting") else None
+        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit))
+
     def RecordNotice(self, caller: Caller, request: pb.RecordNoticeRequest) -> pb.RecordNoticeResponse:
         tracing.annotate(purpose="credit_reporting")
         return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on))

@@ -110,6 +110,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (6, "published checkpoints", [
         "CREATE TABLE checkpoints(size BIGINT PRIMARY KEY, note TEXT NOT NULL, at TEXT NOT NULL)",
     ]),
+    (7, "consent changes", [
+        "ALTER TABLE cases ADD COLUMN credit_withdrawn BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN consent_changed_at TEXT",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -24,7 +24,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 5
+CASE_VERSION = 6
 AUDIT_VERSION = 2
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS cases(
   legal_hold INTEGER NOT NULL DEFAULT 0,
   consent_third_party INTEGER NOT NULL DEFAULT 0, consent_credit INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
+  credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE TABLE IF NOT EXISTS mandates(
@@ -148,11 +149,21 @@ def _add_furnished(conn: Connection) -> None:
             conn.execute(statement)
 
 
+def _add_consent_changes(conn: Connection) -> None:
+    """Version 6: a withdrawn credit-reporting consent, and when the consents last changed."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
+    if "credit_withdrawn" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN credit_withdrawn INTEGER NOT NULL DEFAULT 0")
+    if "consent_changed_at" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN consent_changed_at TEXT")
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
     (4, "regulators' cosignatures", lambda conn: conn.execute(COSIGNATURES)),
     (5, "published checkpoints", lambda conn: conn.execute(CHECKPOINTS)),
+    (6, "consent changes", _add_consent_changes),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

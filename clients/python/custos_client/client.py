@@ -212,6 +212,19 @@ class CustosClient:
                 "mandate": {"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until,
                             "label": m.label, "granted_at": m.granted_at}}
 
+    def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
+                    credit_reporting: bool | None = None) -> dict[str, Any]:
+        """Record a change of the borrower's consents (None: unchanged)."""
+        req = pb.SetConsentRequest(case_id=case_id)
+        if third_party_sharing is not None:
+            req.third_party_sharing = third_party_sharing
+        if credit_reporting is not None:
+            req.credit_reporting = credit_reporting
+        r = self._call(self._lender.SetConsent, req)
+        return {"case_id": r.case_id, "third_party_sharing": r.third_party_sharing,
+                "credit_reporting": r.credit_reporting, "changed_at": r.changed_at,
+                "mandates_ended": list(r.mandates_ended)}
+
     def record_notice(self, case_id: str, on: str) -> dict[str, Any]:
         """Record the day the borrower was told of coming negative credit reporting."""
         r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on))

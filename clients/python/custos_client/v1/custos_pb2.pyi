@@ -132,6 +132,30 @@ class EscalateCaseResponse(_message.Message):
     recalled: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ..., mandate: _Optional[_Union[MandateInfo, _Mapping]] = ..., recalled: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class SetConsentRequest(_message.Message):
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    third_party_sharing: bool
+    credit_reporting: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ...) -> None: ...
+
+class ConsentInfo(_message.Message):
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
+    CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
+    MANDATES_ENDED_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    third_party_sharing: bool
+    credit_reporting: bool
+    changed_at: str
+    mandates_ended: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class RecordNoticeRequest(_message.Message):
     __slots__ = ("case_id", "on")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]

@@ -86,6 +86,11 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.RecordNoticeRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.RecordNoticeResponse.FromString,
                 _registered_method=True)
+        self.SetConsent = channel.unary_unary(
+                '/custos.v1.LenderService/SetConsent',
+                request_serializer=custos_dot_v1_dot_custos__pb2.SetConsentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ConsentInfo.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -161,6 +166,13 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetConsent(self, request, context):
+        """A change of the borrower's consents; withdrawing third-party sharing ends the case's `provided` mandates.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -213,6 +225,11 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.RecordNotice,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.RecordNoticeRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.RecordNoticeResponse.SerializeToString,
+            ),
+            'SetConsent': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetConsent,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.SetConsentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ConsentInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -487,6 +504,33 @@ class LenderService:
             '/custos.v1.LenderService/RecordNotice',
             custos_dot_v1_dot_custos__pb2.RecordNoticeRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.RecordNoticeResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetConsent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/SetConsent',
+            custos_dot_v1_dot_custos__pb2.SetConsentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ConsentInfo.FromString,
             options,
             channel_credentials,
             insecure,
