@@ -564,7 +564,7 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
             size, root = tlogtiles.write_bundle(out, note, vkey, (leaf for _, leaf in c.audit_events()))
         except (tlogtiles.BundleError, ValueError) as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
-    _emit(args, {"out": str(out), "size": size, "root": tlogtiles.root_b64(root)},
+    _emit(args, {"out": str(out), "size": size, "root": _b64(root)},
           lambda d: f"exported {d['size']} events to {d['out']} (root {d['root']}); check it with: "
                     f"custos audit verify --bundle {d['out']} --key {d['out']}/audit.vkey")
 
@@ -581,7 +581,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         except tlogtiles.BundleError as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
         _emit(args, {"verified": True, "bundle": args.bundle, "size": check.size, "origin": check.origin,
-                     "root": tlogtiles.root_b64(check.root)},
+                     "root": _b64(check.root)},
               lambda d: f"bundle verified: {d['size']} events, root {d['root']}")
         return
     state = None

@@ -136,7 +136,7 @@ class Furnishing(Reads):
                        now: datetime) -> dict[str, str]:
         """The released fields as text, plus what the jurisdiction's format needs that is derived from them."""
         local_day = self.local_today(case, now)
-        raw = self._plain_values(case, release, local_day, store)
+        raw = self._plain_values(case, release, local_day, store, evidence.loan)
         values = self._released(release, raw, caller.org_id)
         values.update(self._released(release, store.unsealer(case, release.encrypted)(), caller.org_id))
         values["lender"] = case.lender_id  # the furnisher the bureau files the account under

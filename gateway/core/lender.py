@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from . import access
 from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
 from .errors import Code, CustosError
-from .importer import ImportedCase, LineError, parse_line
+from .importer import LineError, parse_line
 from .model import (
     LABELS,
     MANDATE_KIND,
@@ -46,6 +46,14 @@ class BatchProgress:
     reported: int = 0          # rejections sent so far (at most MAX_REJECTIONS in all)
     done: bool = False         # the last message: the stream ended and every line is decided
 
+    def settle(self, last_line: int, rejected: list[tuple[int, str, str]]) -> list[tuple[int, str, str]]:
+        """Count a committed batch in the totals; return the rejections still to report (MAX_REJECTIONS in all)."""
+        room = max(MAX_REJECTIONS - self.reported, 0)
+        self.through_line = max(self.through_line, last_line)
+        self.rejected_total += len(rejected)
+        self.reported += min(room, len(rejected))
+        return rejected[:room]
+
 
 @dataclass
 class ImportProgress(BatchProgress):
@@ -54,6 +62,23 @@ class ImportProgress(BatchProgress):
 
 
 P = TypeVar("P", bound=BatchProgress)
+L = TypeVar("L")
+
+
+def parse_batch(batch: list[tuple[int, bytes]], parse: Callable[[bytes], L], through_line: int
+                ) -> tuple[list[tuple[int, L | tuple[Code, str]]], int]:
+    """Each non-blank line parsed, or its (code, reason); and the batch's last line number."""
+    parsed: list[tuple[int, L | tuple[Code, str]]] = []
+    for line_no, raw in batch:
+        if not raw.strip():
+            continue
+        try:
+            parsed.append((line_no, parse(raw)))
+        except LineError as err:
+            # Keep the code and reason, never the exception: its traceback holds this frame (a cycle only
+            # the collector frees) and the parsed line, which may be a megabyte of anything.
+            parsed.append((line_no, (err.code, err.reason)))
+    return parsed, max((n for n, _ in batch), default=through_line)
 
 
 def _yes(value: bool | None) -> str:
@@ -110,17 +135,7 @@ class LenderActions(Context):
     def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], totals: ImportProgress) -> ImportProgress:
         """Validate, then store the batch in one unit of work; update `totals`, return this batch's progress."""
         lender = caller.org_id
-        parsed: list[tuple[int, ImportedCase | tuple[Code, str]]] = []
-        for line_no, raw in batch:
-            if not raw.strip():
-                continue
-            try:
-                parsed.append((line_no, parse_line(raw)))
-            except LineError as err:
-                # Keep the code and reason, never the exception: its traceback holds this frame (a cycle only
-                # the collector frees) and the parsed line, which may be a megabyte of anything.
-                parsed.append((line_no, (err.code, err.reason)))
-        last_line = max((n for n, _ in batch), default=totals.through_line)
+        parsed, last_line = parse_batch(batch, parse_line, totals.through_line)
 
         def work(repo: UnitOfWork) -> tuple[tuple[int, int, list[tuple[int, str, str]]], list[EventDraft]]:
             now = self.clock.now()
@@ -161,13 +176,9 @@ class LenderActions(Context):
             return (imported, already, rejected), events
 
         imported, already, rejected = self.audit.run(work)
-        room = max(MAX_REJECTIONS - totals.reported, 0)
-        totals.through_line = max(totals.through_line, last_line)
         totals.imported += imported
         totals.already_imported += already
-        totals.rejected_total += len(rejected)
-        totals.reported += min(room, len(rejected))
-        return replace(totals, rejected=rejected[:room])
+        return replace(totals, rejected=totals.settle(last_line, rejected))
 
     def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
         self._standing(caller, kinds=("lender",))

@@ -19,7 +19,7 @@ from . import access
 from .context import ORG_ID_RE, _parse_date
 from .errors import Code
 from .importer import ID_RE, MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
-from .lender import MAX_REJECTIONS, BatchProgress, LenderActions
+from .lender import BatchProgress, LenderActions, parse_batch
 from .model import LABELS, PURPOSES, Caller, EventDraft, Org, rfc3339
 from .ports import UnitOfWork
 
@@ -77,15 +77,7 @@ class Placements(LenderActions):
 
     def _place_batch(self, caller: Caller, batch: list[tuple[int, bytes]],
                      totals: PlacementProgress) -> PlacementProgress:
-        parsed: list[tuple[int, Placement | tuple[Code, str]]] = []
-        for line_no, raw in batch:
-            if not raw.strip():
-                continue
-            try:
-                parsed.append((line_no, parse_placement(raw)))
-            except LineError as err:
-                parsed.append((line_no, (err.code, err.reason)))
-        last_line = max((n for n, _ in batch), default=totals.through_line)
+        parsed, last_line = parse_batch(batch, parse_placement, totals.through_line)
         lender = caller.org_id
 
         def work(repo: UnitOfWork) -> tuple[tuple[int, list[tuple[int, str, str]]], list[EventDraft]]:
@@ -129,12 +121,8 @@ class Placements(LenderActions):
             return (assigned, rejected), events
 
         assigned, rejected = self.audit.run(work)
-        room = max(MAX_REJECTIONS - totals.reported, 0)
-        totals.through_line = max(totals.through_line, last_line)
         totals.assigned += assigned
-        totals.rejected_total += len(rejected)
-        totals.reported += min(room, len(rejected))
-        return replace(totals, rejected=rejected[:room])
+        return replace(totals, rejected=totals.settle(last_line, rejected))
 
     def recall_all(self, caller: Caller, org_id: str) -> int:
         """End every live mandate the organisation holds on the caller's cases (it was terminated); one event each."""

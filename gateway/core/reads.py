@@ -133,7 +133,8 @@ class Reads(Context):
         local_day = now.astimezone(zone).date()
         repo = self.reader()
         unseal = repo.unsealer(case, decision.encrypted)
-        plain = self._released(decision, self._plain_values(case, decision, local_day), caller.org_id)
+        plain = self._released(decision, self._plain_values(case, decision, local_day,
+                                                            loan=evidence.loan if evidence else None), caller.org_id)
         with_history = "contact_history" in decision.fields
         fields = sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])
         head = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
@@ -142,10 +143,14 @@ class Reads(Context):
                      head)
 
     def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date,
-                      store: CaseReader | None = None) -> dict[str, Any]:
-        """Released values that are not encrypted at rest, before transforms (contact history is read per call)."""
+                      store: CaseReader | None = None, loan: LoanRow | None = None) -> dict[str, Any]:
+        """Released values that are not encrypted at rest, before transforms (contact history is read per call).
+
+        `loan`: the loan terms when the caller has read them already (the preconditions' evidence).
+        """
         repo = store if store is not None else self.reader()
-        loan = repo.loan_values(case) if decision.needs_loan else None
+        if loan is None and decision.needs_loan:
+            loan = repo.loan_values(case)
         raw: dict[str, Any] = {}
         for name in decision.fields:
             if name in decision.encrypted or name == "contact_history":

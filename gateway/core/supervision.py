@@ -110,16 +110,22 @@ class Supervision(Context):
                     found[entry.seq] = entry
         yield from (found[seq] for seq in sorted(found))
 
-    def checkpoint(self, caller: Caller, size: int = 0) -> tuple[str, int]:
-        """A checkpoint of the current tree, signed now; or, given a size, the one published for it."""
+    def checkpoint(self, caller: Caller, size: int = 0) -> tuple[str, int, list[str]]:
+        """A checkpoint of the current tree, signed now (or, given a size, the one published for it).
+
+        With it, the latest checkpoint each regulator cosigned, each followed
+        by its cosignature line: a verifier requires the checkpoint to extend them.
+        """
         self._standing(caller, kinds=("regulator",), purpose="supervision")
+        repo = self.reader()
+        cosigned = [note.rstrip("\n") + "\n" + line + "\n" for _, _, _, note, line in repo.cosigned()]
         if size:
-            found = self.reader().published_checkpoint(size)
+            found = repo.published_checkpoint(size)
             if found is None:
                 raise CustosError(Code.CHECKPOINT_NOT_FOUND)
-            return found, size
+            return found, size, cosigned
         head, root = self.audit.head()
-        return self.sign_checkpoint(head, root), head
+        return self.sign_checkpoint(head, root), head, cosigned
 
     def publish_checkpoint(self) -> int | None:
         """Sign and store a checkpoint of the current tree if it grew since the last one: run every second.
@@ -140,11 +146,6 @@ class Supervision(Context):
         self.audit.run(work)
         self._published = size
         return size
-
-    def cosigned(self, caller: Caller) -> list[str]:
-        """The latest checkpoint each regulator cosigned, each followed by its cosignature line."""
-        self._standing(caller, kinds=("regulator",), purpose="supervision")
-        return [note.rstrip("\n") + "\n" + line + "\n" for _, _, _, note, line in self.reader().cosigned()]
 
     def cosign(self, caller: Caller, note: str, line: str, cosigner_vkey: str) -> int:
         """Store a regulator's cosignature of a checkpoint this log signed and whose tree it still holds."""

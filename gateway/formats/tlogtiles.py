@@ -18,8 +18,6 @@ checks a bundle with the verifier key and origin alone.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import os
 import shutil
 from collections.abc import Iterable, Iterator
@@ -27,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gateway.core.merkle import Frontier, leaf_hash, parse_verifier_key, verify_checkpoint
+from gateway.core.proofs import perfect_root
 from gateway.core.verify import VerifyError, check_event
 
 TILE = 256
@@ -52,13 +51,6 @@ def encode_index(n: int) -> str:
 def tile_path(level: int | str, index: int, width: int = TILE) -> str:
     suffix = "" if width == TILE else f".p/{width}"
     return f"tile/{level}/{encode_index(index)}{suffix}"
-
-
-def _perfect_root(hashes: list[bytes]) -> bytes:
-    level = hashes
-    while len(level) > 1:
-        level = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level), 2)]
-    return level[0]
 
 
 def _write(root: Path, rel: str, data: bytes) -> None:
@@ -128,7 +120,7 @@ def _full(root: Path, pending: list[list[bytes]], level: int, index: int) -> Non
     pending[level] = []
     if len(pending) == level + 1:
         pending.append([])
-    pending[level + 1].append(_perfect_root(hashes))
+    pending[level + 1].append(perfect_root(hashes))
     if len(pending[level + 1]) == TILE:
         _full(root, pending, level + 1, index // TILE)
 
@@ -196,7 +188,7 @@ def verify_bundle(root: Path, vkey: str) -> BundleCheck:
                 _check_event(entry, seq)
                 frontier.append(lh)
             if width == TILE:
-                _carry(root, above, 1, index, _perfect_root([tile[i:i + HASH] for i in range(0, len(tile), HASH)]))
+                _carry(root, above, 1, index, perfect_root([tile[i:i + HASH] for i in range(0, len(tile), HASH)]))
         if lines.readline():
             raise BundleError(f"events.jsonl holds more than the {size} events the checkpoint covers")
     for level in range(1, len(above) + 1):
@@ -221,7 +213,7 @@ def _carry(root: Path, above: list[list[bytes]], level: int, index: int, h: byte
         if _read(root, rel, f"a level-{level} tile") != b"".join(row):
             raise BundleError(f"tile {rel} does not match the tiles below it")
         above[level - 1] = []
-        _carry(root, above, level + 1, index // TILE, _perfect_root(row))
+        _carry(root, above, level + 1, index // TILE, perfect_root(row))
 
 
 def _check_event(entry: bytes, seq: int) -> None:
@@ -229,7 +221,3 @@ def _check_event(entry: bytes, seq: int) -> None:
         check_event(entry, seq)
     except VerifyError as exc:
         raise BundleError(str(exc)) from None
-
-
-def root_b64(root: bytes) -> str:
-    return base64.b64encode(root).decode()

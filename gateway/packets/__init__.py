@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.litigation import PacketContent
-from gateway.core.merkle import CheckpointSigner, parse_verifier_key, verifier_key
+from gateway.core.merkle import CheckpointSigner, canonical_json, parse_verifier_key, verifier_key
 
 MAGIC = b"CUSTOS-PACKET/1"
 DOMAIN = b"custos-packet/1\n"
@@ -41,16 +41,12 @@ class Item:
     data: bytes
 
 
-def canonical(doc: Any) -> bytes:
-    return json.dumps(doc, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
-
-
 def assemble(meta: dict[str, Any], items: list[Item], signer: CheckpointSigner, key_name: str) -> bytes:
     """The packet file: `meta` (packet id, recipient, case, time, fields...) plus the items' hashes, signed."""
     manifest = dict(meta, format=FORMAT, key=verifier_key(key_name, signer.public_key()),
                     items=[{"name": i.name, "type": i.media_type, "size": len(i.data),
                             "sha256": hashlib.sha256(i.data).hexdigest()} for i in items])
-    body = canonical(manifest)
+    body = canonical_json(manifest)
     signature = base64.b64encode(signer.sign(DOMAIN + body)).decode()
     head = MAGIC + f" {len(body)} {signature}\n".encode()
     return head + body + b"".join(i.data for i in items)
@@ -130,14 +126,14 @@ def build(content: PacketContent, signer: CheckpointSigner, key_name: str) -> by
     from .pdf import summary_pdf
 
     record = dict(content.record)
-    items = [Item("record.json", "application/json", canonical(record)),
-             Item("ledger.json", "application/json", canonical(content.ledger))]
+    items = [Item("record.json", "application/json", canonical_json(record)),
+             Item("ledger.json", "application/json", canonical_json(content.ledger))]
     if content.contract_text is not None:
         items.append(Item("contract.txt", "text/plain; charset=utf-8", content.contract_text.encode()))
-    items.append(Item("contacts.json", "application/json", canonical(content.contacts)))
+    items.append(Item("contacts.json", "application/json", canonical_json(content.contacts)))
     if content.service_address is not None:
         items.append(Item("service_address.json", "application/json",
-                          canonical({"service_address": content.service_address, "source": "home_address on file"})))
+                          canonical_json({"service_address": content.service_address, "source": "home_address on file"})))
         record["service_address"] = content.service_address
     items.append(Item("summary.pdf", "application/pdf",
                       summary_pdf(content.meta, record, content.ledger, content.contacts)))

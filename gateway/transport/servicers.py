@@ -165,9 +165,8 @@ class AuditServicer:
                                    to_root=p["to_root"], proof=p["proof"])
 
     def GetCheckpoint(self, caller: Caller, request: pb.GetCheckpointRequest) -> pb.Checkpoint:
-        note, size = self.core.checkpoint(caller, request.size)
-        return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key,
-                             cosigned=self.core.cosigned(caller))
+        note, size, cosigned = self.core.checkpoint(caller, request.size)
+        return pb.Checkpoint(note=note, size=size, verifier_key=self.core.verifier_key, cosigned=cosigned)
 
     def Cosign(self, caller: Caller, request: pb.CosignRequest) -> pb.CosignResponse:
         return pb.CosignResponse(size=self.core.cosign(caller, request.checkpoint, request.cosignature,
