@@ -610,7 +610,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         tmp.replace(state_path)
     doc = {"verified": True, "read": result.read, **result.state()}
     _emit(args, doc, lambda d: f"audit log verified: {d['size']} events, root {d['root']} "
-                               f"({d['read']} events read this run)")
+                               f"({d['read']} event{'' if d['read'] == 1 else 's'} read this run)")
 
 
 def cmd_packet_get(args: argparse.Namespace) -> None:
@@ -895,6 +895,9 @@ def _fail(args: argparse.Namespace | None, code: str, message: str, extra: dict[
     return EXIT_ERROR
 
 
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a pipeline cut short
+
+
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CUSTOS_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -916,6 +919,11 @@ def main(argv: list[str] | None = None) -> int:
         return _fail(args, err.code, err.message)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`custos ... | head`): nothing more can be written, and that is no error of ours.
+        # Point stdout at /dev/null so the interpreter's own final flush does not fail as well.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except Exception as exc:  # noqa: BLE001 - never a traceback; never the exception text (it may hold a value)
         return _fail(args, Code.INTERNAL, f"unexpected {type(exc).__name__}")
     return 0

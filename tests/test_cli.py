@@ -354,3 +354,23 @@ def test_serve_refuses_a_damaged_data_directory_or_policy_bundle(env_dir: Path, 
 
     assert cli.main(["serve", str(tmp_path / "nowhere"), "--listen", "127.0.0.1:0"]) == 1
     assert "error: DATA_DIR_INVALID: " in capsys.readouterr().err
+
+
+def test_output_cut_short_by_the_reader_is_no_traceback(tmp_path: Path) -> None:
+    """`custos ... | head`: the CLI stops quietly with the shell's SIGPIPE status, never a traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(f"{sys.executable} -m gateway.cli policy check --json | head -c 1",
+                          shell=True, capture_output=True, text=True, timeout=60, cwd=Path(__file__).parent.parent)
+    assert "Traceback" not in proc.stderr
+    big = subprocess.run([sys.executable, "-c", (
+        "import sys, gateway.cli as c\n"
+        "class Gone:\n"
+        "    def write(self, s): raise BrokenPipeError\n"
+        "    def flush(self): pass\n"
+        "    def fileno(self): return sys.__stdout__.fileno()\n"
+        "sys.stdout = Gone()\n"
+        "sys.exit(c.main(['policy', 'check', '--json']))\n")], capture_output=True, text=True, timeout=60,
+        cwd=Path(__file__).parent.parent)
+    assert big.returncode == 141 and "Traceback" not in big.stderr
