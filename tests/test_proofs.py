@@ -16,15 +16,18 @@ from gateway import cli
 from gateway.core import merkle
 from gateway.core.model import EventDraft
 from gateway.core.proofcheck import root_from_inclusion, verify_consistency, verify_inclusion
-from gateway.core.proofs import TILE, StoredTree, new_nodes
+from gateway.core.proofs import TILE, StoredTree, inner_node, new_nodes
 from tests.conftest import Env
 from tests.test_audit import CT_LEAVES, CT_ROOTS
 
 H = bytes.fromhex
 
 
-def tree(hashes: list[bytes], tiles: bool = True) -> tuple[StoredTree, dict[tuple[int, int], bytes]]:
+def tree(hashes: list[bytes], tiles: bool = True,
+         inners: dict[tuple[int, int], bytes] | None = None) -> tuple[StoredTree, dict[tuple[int, int], bytes]]:
+    """A stored tree over `hashes`: with tiles, the entries and each full tile's interior (into `inners`)."""
     stored: dict[tuple[int, int], bytes] = {}
+    inner = {} if inners is None else inners
 
     def nodes(level: int, start: int, end: int) -> list[bytes]:
         out = []
@@ -35,9 +38,10 @@ def tree(hashes: list[bytes], tiles: bool = True) -> tuple[StoredTree, dict[tupl
         return out
 
     if tiles:
-        for level, idx, h in new_nodes(0, len(hashes), lambda a, b: hashes[a:b], nodes):
+        for level, idx, h, tile_inner in new_nodes(0, len(hashes), lambda a, b: hashes[a:b], nodes):
             stored[(level, idx)] = h
-    return StoredTree(nodes, lambda a, b: hashes[a:b]), stored
+            inner[(level - 1, idx)] = tile_inner
+    return StoredTree(nodes, lambda a, b: hashes[a:b], lambda lv, i: inner.get((lv, i))), stored
 
 
 LEAVES = [merkle.leaf_hash(i.to_bytes(4, "big")) for i in range(66000)]
@@ -81,6 +85,30 @@ def test_sizes_around_tile_boundaries_with_and_without_stored_tiles(n: int) -> N
         for first in {1, 255, 256, 257, n // 3, n - 1, n}:
             if 0 < first <= n:
                 assert verify_consistency(first, n, merkle.root_of(hashes[:first]), root, t.consistency(first, n))
+
+
+def test_a_full_tiles_stored_interior_is_what_proofs_read_and_each_node_is_its_subtree_root() -> None:
+    n = 65536 + 300
+    hashes = LEAVES[:n]
+    inners: dict[tuple[int, int], bytes] = {}
+    t, _ = tree(hashes, inners=inners)
+    assert set(inners) == {(0, i) for i in range(n // TILE)} | {(1, 0)}
+    assert all(len(v) == 254 * 32 for v in inners.values())
+    for height, pos in ((1, 0), (1, 127), (3, 5), (7, 1)):  # tile 3 of level 0: leaves 768..1023
+        span = 1 << height
+        start = 3 * TILE + pos * span
+        assert inner_node(inners[(0, 3)], height, pos) == merkle.root_of(hashes[start:start + span])
+    root = merkle.root_of(hashes)
+    m = 3 * TILE + 77
+    assert verify_inclusion(m, n, hashes[m], t.inclusion(m, n), root)
+    # Proofs really come from the interior: a flipped node there (and nowhere else) breaks this proof.
+    bad = bytearray(inners[(0, 3)])
+    bad[(128 + 64 + 8) * 32] ^= 1  # height 3, node 8: leaves 832..839, the sibling on the path of leaf 845
+    inners[(0, 3)] = bytes(bad)
+    assert not verify_inclusion(m, n, hashes[m], t.inclusion(m, n), root)
+    # A tile without a stored interior (written before they were kept) is hashed from its entries.
+    del inners[(0, 3)]
+    assert verify_inclusion(m, n, hashes[m], t.inclusion(m, n), root)
 
 
 def test_stored_entries_are_the_roots_an_independent_reader_computes() -> None:
@@ -154,6 +182,9 @@ def test_the_gateway_serves_proofs_from_its_stored_tiles_that_verify(env: Env) -
     repo = env.gw.vault.reader()
     assert len(repo.audit_nodes(1, 0, 10)) == size // TILE  # a level-1 entry per full block of 256 leaves
     leaves = repo.audit_leaf_hash_range(0, size)
+    interior = repo.audit_tile_inner(0, 1)  # and each full tile's interior, the growing one's not yet
+    assert interior is not None and interior[:32] == merkle.root_of(leaves[256:258])
+    assert repo.audit_tile_inner(0, size // TILE) is None
     for seq in (0, 1, 255, 256, 511, size // 2, size - 1):
         p = reg.inclusion_proof(seq)
         assert p["tree_size"] >= size and p["leaf_hash"] == leaves[seq]
@@ -222,7 +253,7 @@ def test_a_gap_in_the_stored_nodes_costs_time_never_a_wrong_proof_or_a_failed_ap
     for m in (7 * 256 + 3, 100, 59999):
         assert verify_inclusion(m, len(hashes), hashes[m], t.inclusion(m, len(hashes)), root)
     more = LEAVES[:65536]
-    grown = {(lv, i): h for lv, i, h in new_nodes(len(hashes), len(more), lambda a, b: more[a:b],
+    grown = {(lv, i): h for lv, i, h, _ in new_nodes(len(hashes), len(more), lambda a, b: more[a:b],
                                                    lambda lv, a, b: _prefix(stored, lv, a, b))}
     assert grown[(2, 0)] == merkle.root_of(more)  # the level-2 entry is made despite the gap below it
 
@@ -255,7 +286,7 @@ def test_the_node_cache_keeps_complete_ranges_only_so_a_growing_log_proves_right
     for size in (300, 301, 700, 1000, 70000, 70001):
         old = len(hashes)
         hashes.extend(LEAVES[old:size] if size <= len(LEAVES) else [])
-        for level, idx, h in new_nodes(old, len(hashes), lambda a, b: hashes[a:b], lambda lv, a, b: _prefix(stored, lv, a, b)):
+        for level, idx, h, _ in new_nodes(old, len(hashes), lambda a, b: hashes[a:b], lambda lv, a, b: _prefix(stored, lv, a, b)):
             stored[(level, idx)] = h
         n = len(hashes)
         root = merkle.root_of(hashes)

@@ -86,6 +86,9 @@ class CaseReader(Protocol):
 
     def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]: ...
 
+    def audit_tile_inner(self, level: int, index: int) -> bytes | None:
+        """The stored interior of full tile `index` of `level` (proofs.pyramid), or None."""
+
     def latest_checkpoint(self) -> tuple[int, str] | None: ...
 
     def published_checkpoint(self, size: int) -> str | None: ...

@@ -46,8 +46,11 @@ class Supervision(Context):
         detail = ";".join(f"{k}={v}" for k, v in kw.items())
         self.audit.append([self._event(caller, "allow", Code.OK, f"supervision.{kind}:{detail}",
                                        purpose="supervision")])
+        return self._stored_tree(), size
+
+    def _stored_tree(self) -> StoredTree:
         repo = self.reader()
-        return self._nodes.tree(repo.audit_nodes, repo.audit_leaf_hash_range), size
+        return self._nodes.tree(repo.audit_nodes, repo.audit_leaf_hash_range, repo.audit_tile_inner)
 
     def inclusion_proof(self, caller: Caller, seq: int, size: int = 0) -> dict[str, Any]:
         """RFC 9162 PATH for the event `seq` (its leaf index: sequence numbers start at 0) in the tree of `size`."""
@@ -157,8 +160,7 @@ class Supervision(Context):
         except ValueError:
             raise self._deny(caller, Code.COSIGNATURE_INVALID, "cosign", **kw) from None
         head = self.audit.head()[0]
-        repo = self.reader()
-        if cp.size > head or self._nodes.tree(repo.audit_nodes, repo.audit_leaf_hash_range).root(cp.size) != cp.root:
+        if cp.size > head or self._stored_tree().root(cp.size) != cp.root:
             raise self._deny(caller, Code.COSIGNATURE_INVALID, "cosign.tree", **kw)
         name = cosigner_vkey.split("+", 1)[0]
         now = self.clock.now()

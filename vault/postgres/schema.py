@@ -114,6 +114,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE cases ADD COLUMN credit_withdrawn BOOLEAN NOT NULL DEFAULT false",
         "ALTER TABLE cases ADD COLUMN consent_changed_at TEXT",
     ]),
+    # Each full tile's interior (heights 1..7, proofs.pyramid): a proof reads one row per tile it crosses.
+    (8, "each full tile's interior", [
+        """CREATE TABLE audit_inner(level INTEGER NOT NULL, idx BIGINT NOT NULL, interior BYTEA NOT NULL,
+             PRIMARY KEY(level, idx))""",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -410,11 +410,17 @@ class PgStore(CachedView, SealedReads):
         return [bytes(r[0]) for r in self._all(
             "SELECT leaf_hash FROM audit_events WHERE seq >= %s AND seq < %s ORDER BY seq", (start, end))]
 
+    def audit_tile_inner(self, level: int, index: int) -> bytes | None:
+        row = self._one("SELECT interior FROM audit_inner WHERE level = %s AND idx = %s", (level, index))
+        return bytes(row[0]) if row else None
+
     def store_nodes(self, old_size: int, new_size: int) -> None:
-        """The tree entries completed between the two sizes (derived data: idempotent across replicas)."""
-        for level, idx, h in new_nodes(old_size, new_size, self.audit_leaf_hash_range, self.audit_nodes):
+        """The tree entries completed between the two sizes and their tiles' interiors (idempotent across replicas)."""
+        for level, idx, h, inner in new_nodes(old_size, new_size, self.audit_leaf_hash_range, self.audit_nodes):
             self._exec("INSERT INTO audit_nodes(level, idx, hash) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                        (level, idx, h))
+            self._exec("INSERT INTO audit_inner(level, idx, interior) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                       (level - 1, idx, inner))
 
     def audit_noded_size(self) -> int:
         return int(self._one("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_nodes WHERE level = 1", ())[0]) * 256

@@ -25,7 +25,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
 CASE_VERSION = 6
-AUDIT_VERSION = 2
+AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
 # otherwise find the file changed by the last audit commit and drop its page
@@ -118,7 +118,13 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
 AUDIT_TILES = """
 CREATE TABLE IF NOT EXISTS audit_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,
   PRIMARY KEY(level, idx));
+""" + "{inner}"
+# The interior of each full tile (heights 1..7, 254 hashes, proofs.pyramid), so a proof hashes nothing there.
+AUDIT_INNER = """
+CREATE TABLE IF NOT EXISTS audit_inner(level INTEGER NOT NULL, idx INTEGER NOT NULL, interior BLOB NOT NULL,
+  PRIMARY KEY(level, idx));
 """
+AUDIT_TILES = AUDIT_TILES.replace("{inner}", AUDIT_INNER)
 AUDIT_SCHEMA = AUDIT_SCHEMA.replace("{tiles}", AUDIT_TILES)
 
 
@@ -172,6 +178,7 @@ def _add_tiles(conn: Connection) -> None:
 
 AUDIT_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "the tree's interior hashes as tiles", _add_tiles),
+    (3, "each full tile's interior", lambda conn: conn.execute(AUDIT_INNER)),
 ]
 
 

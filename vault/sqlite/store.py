@@ -513,13 +513,20 @@ class Repo(CachedView, SealedReads):
         return [bytes(r[0]) for r in self.audit_conn.execute(
             "SELECT leaf_hash FROM audit_events WHERE seq >= ? AND seq < ? ORDER BY seq", (start, end))]
 
+    def audit_tile_inner(self, level: int, index: int) -> bytes | None:
+        row = self.audit_conn.execute("SELECT interior FROM audit_inner WHERE level = ? AND idx = ?",
+                                      (level, index)).fetchone()
+        return bytes(row[0]) if row else None
+
     def store_nodes(self, old_size: int, new_size: int) -> None:
-        """The tree entries completed between the two sizes, in one statement (derived data: idempotent)."""
+        """The tree entries completed between the two sizes and their tiles' interiors (derived data: idempotent)."""
         nodes = new_nodes(old_size, new_size, self.audit_leaf_hash_range, self.audit_nodes)
         if nodes:
-            self.audit_conn.execute("INSERT OR IGNORE INTO audit_nodes(level, idx, hash) VALUES "
-                                    + ",".join(["(?,?,?)"] * len(nodes)),
-                                    [v for lvl, idx, h in nodes for v in (lvl, idx, blob(h))])
+            rows = ",".join(["(?,?,?)"] * len(nodes))
+            self.audit_conn.execute("INSERT OR IGNORE INTO audit_nodes(level, idx, hash) VALUES " + rows,
+                                    [v for lvl, idx, h, _ in nodes for v in (lvl, idx, blob(h))])
+            self.audit_conn.execute("INSERT OR IGNORE INTO audit_inner(level, idx, interior) VALUES " + rows,
+                                    [v for lvl, idx, _, inner in nodes for v in (lvl - 1, idx, blob(inner))])
 
     def audit_noded_size(self) -> int:
         """Leaves covered by the stored level-1 entries."""
