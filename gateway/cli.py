@@ -223,6 +223,59 @@ def cmd_org_disable(args: argparse.Namespace) -> None:
     _emit(args, {"org_id": args.id, "disabled": True}, lambda d: f"disabled {d['org_id']}")
 
 
+def cmd_keys_rotate(args: argparse.Namespace) -> None:
+    from vault.datadir import Layout
+
+    keys = Layout.of(Path(args.data_dir)).key_provider()
+    previous = keys.kek().primary_version()
+    version = keys.rotate_kek()
+    _emit(args, {"version": version, "previous": previous},
+          lambda d: f"KEK version {d['version']} is primary (was {d['previous']}); a running gateway rewraps every"
+                    f" data key to it in the background (custos keys status shows progress)")
+
+
+def _key_usage(data_dir: str) -> tuple[list[int], int, dict[int, int]]:
+    """(versions that exist, the primary, data keys per version) of a data directory."""
+    vault = _open_vault(data_dir)
+    try:
+        kek = vault.cipher.kek
+        return kek.versions(), kek.primary_version(), vault.reader().kek_usage()
+    finally:
+        vault.close()
+
+
+def cmd_keys_status(args: argparse.Namespace) -> None:
+    versions, primary, usage = _key_usage(args.data_dir)
+    rows = [{"version": v, "data_keys": usage.get(v, 0), "primary": v == primary}
+            for v in sorted(set(versions) | set(usage))]
+    missing = sorted(set(usage) - set(versions))
+    doc = {"primary": primary, "versions": rows, "to_rewrap": sum(n for v, n in usage.items() if v != primary),
+           "missing_versions": missing}
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"primary KEK version {d['primary']}; {d['to_rewrap']} data keys still to rewrap"]
+        lines += [f"  version {r['version']}: {r['data_keys']} data keys" + (" (primary)" if r["primary"] else "")
+                  for r in d["versions"]]
+        if d["missing_versions"]:
+            lines.append(f"  MISSING key files for versions {d['missing_versions']}: those data keys cannot be opened")
+        return "\n".join(lines)
+
+    _emit(args, doc, text)
+
+
+def cmd_keys_retire(args: argparse.Namespace) -> None:
+    from vault.datadir import Layout
+
+    versions, primary, usage = _key_usage(args.data_dir)
+    if args.version not in versions:
+        raise CliError(Code.KEY_VERSION_NOT_FOUND, f"no KEK version {args.version}")
+    if args.version == primary or usage.get(args.version, 0):
+        raise CliError(Code.KEY_IN_USE, f"KEK version {args.version} is primary or still wraps "
+                                        f"{usage.get(args.version, 0)} data keys (custos keys status)")
+    Layout.of(Path(args.data_dir)).key_provider().retire_kek(args.version)
+    _emit(args, {"retired": args.version}, lambda d: f"KEK version {d['retired']} destroyed")
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.transport.server import build
 
@@ -380,6 +433,31 @@ def cmd_escalate(args: argparse.Namespace) -> None:
                         f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
 
 
+def cmd_erase(args: argparse.Namespace) -> None:
+    if args.cancel and args.grace is not None:
+        raise CliError(Code.INVALID_ARGUMENT, "give --grace DAYS or --cancel, not both")
+    if args.grace is not None and not 1 <= args.grace <= 3650:
+        raise CliError(Code.INVALID_ARGUMENT, "--grace is 1 to 3650 days")
+    with _client(args) as c:
+        _emit(args, c.erase(args.borrower, args.grace or 0, args.cancel), _receipt_text)
+
+
+def _receipt_text(d: dict[str, Any]) -> str:
+    """The erasure receipt as a lender hands it to the borrower."""
+    head = f"Erasure receipt: borrower {d['borrower_id']} of {d['lender']}"
+    if d["state"] == "pending":
+        return "\n".join([head, f"  scheduled at {d['at']}, to be performed {d['due']}",
+                          f"  cases: {', '.join(d['cases'])}",
+                          "  nothing is released to any other party meanwhile", f"  audit event: {d['audit_seq']}"])
+    if d["state"] == "cancelled":
+        return "\n".join([head, f"  scheduled erasure cancelled at {d['at']}", f"  audit event: {d['audit_seq']}"])
+    lines = [head, f"  erased at {d['at']} ({d['reason']})", f"  cases: {', '.join(d['cases'])}",
+             "  destroyed: " + "; ".join(d["destroyed"]),
+             f"  mandates ended: {', '.join(d['mandates_ended']) or 'none'}",
+             f"  audit event: {d['audit_seq']} (verifiable in the Custos audit log)"]
+    return "\n".join(lines)
+
+
 def cmd_consent(args: argparse.Namespace) -> None:
     values = {"yes": True, "no": False, None: None}
     third, credit = values[args.third_party_sharing], values[args.credit_reporting]
@@ -446,7 +524,8 @@ def cmd_cases_get(args: argparse.Namespace) -> None:
     with _client(args) as c:
         rec = c.get_case(args.case, args.purpose)
     _emit(args, {"case_id": rec["case_id"], "purpose": rec["purpose"], "stage": rec["stage"],
-                 "fields": rec["fields"], "rules": rec["rules"]})
+                 "fields": rec["fields"], "rules": rec["rules"],
+                 **({"erasure": rec["erasure"]} if rec.get("erasure") else {})})
 
 
 def cmd_audit_query(args: argparse.Namespace) -> None:
@@ -723,6 +802,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_ca_issue)
 
+    keys = sub.add_parser("keys", help="KEK rotation: rotate, status, retire").add_subparsers(dest="sub", required=True)
+    s = keys.add_parser("rotate", parents=[common], help="a new KEK version, primary at once; the gateway rewraps")
+    s.add_argument("data_dir")
+    s.set_defaults(fn=cmd_keys_rotate)
+    s = keys.add_parser("status", parents=[common], help="how many data keys each KEK version wraps")
+    s.add_argument("data_dir")
+    s.set_defaults(fn=cmd_keys_status)
+    s = keys.add_parser("retire", parents=[common], help="destroy a KEK version nothing uses any more")
+    s.add_argument("data_dir")
+    s.add_argument("--version", type=int, required=True)
+    s.set_defaults(fn=cmd_keys_retire)
     org = sub.add_parser("org", help="register and disable organisations").add_subparsers(dest="sub", required=True)
     s = org.add_parser("add", parents=[common])
     s.add_argument("data_dir")
@@ -777,6 +867,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", required=True, help="the law firm")
     s.add_argument("--until", help="YYYY-MM-DD (default: a year from today)")
     s.set_defaults(fn=cmd_escalate)
+    s = lender.add_parser("erase", parents=[client], help="crypto-shred a borrower's data (refused under legal hold)")
+    s.add_argument("borrower")
+    s.add_argument("--grace", type=int, metavar="DAYS", help="schedule it DAYS from now (cancellable)")
+    s.add_argument("--cancel", action="store_true", help="cancel a scheduled erasure")
+    s.set_defaults(fn=cmd_erase)
     s = lender.add_parser("consent", parents=[client], help="record a change of the borrower's consents")
     s.add_argument("case")
     s.add_argument("--third-party-sharing", choices=("yes", "no"))

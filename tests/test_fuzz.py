@@ -146,6 +146,8 @@ def _field_value(field: FieldDescriptor) -> st.SearchStrategy[Any]:
         return st.booleans()
     if field.type in (FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_SINT64):
         return st.integers(-(2**63), 2**63 - 1)
+    if field.type == FieldDescriptor.TYPE_INT32:
+        return st.one_of(st.integers(-(2**31), 2**31 - 1), st.integers(0, 30))
     if field.type == FieldDescriptor.TYPE_MESSAGE and field.is_repeated:
         cls = getattr(pb, field.message_type.name)  # e.g. the lines of a LineChunk
         return st.lists(message(field.message_type).map(cls.FromString), max_size=4)

@@ -230,3 +230,17 @@ def test_kill_minus_nine_during_a_read_burst_loses_no_acknowledged_event(env_dir
     served.append(restarted)
     with CustosClient(restarted.addr, ids / "agency-1", timeout=10) as agency:
         assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+
+
+def test_an_erasure_through_one_replica_leaves_the_other_no_cached_key(replicas: Replicas) -> None:
+    """Replica two has the borrower's rows and unwrapped data key warm in its cache; the erasure ends them."""
+    lender_two = replicas.two.client("lender-a")
+    for _ in range(3):
+        assert lender_two.get_case("C-1", "servicing")["fields"]["full_name"]
+        assert replicas.two.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert replicas.one.client("lender-a").erase("B-1")["state"] == "erased"
+    rec = lender_two.get_case("C-1", "servicing")
+    assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
+    with pytest.raises(CustosError) as info:
+        replicas.two.client("agency-1").get_case("C-1", "collection")
+    assert info.value.code == "ERASED"

@@ -68,6 +68,9 @@ class KekProvider(Protocol):
 
     def unwrap(self, version: int, blob: bytes, ad: bytes) -> bytes: ...
 
+    def versions(self) -> list[int]:
+        """Every version that still unwraps (an HSM or KMS lists its key versions)."""
+
 
 def write_key_file(path: Path, key: bytes) -> None:
     """Create a key file readable by the owner only (0600), never overwriting."""
@@ -87,19 +90,40 @@ def read_key_file(path: Path) -> bytes:
 class FileKekProvider:
     """KEKs in `keys/kek-N.key` files (0600); the highest N is primary.
 
-    Rotation adds kek-(N+1).key; data keys wrapped by older versions still
-    unwrap and are rewrapped lazily or by a rotation job.
+    Rotation (`custos keys rotate`) adds kek-(N+1).key and the gateway's
+    background rewrap moves every data key to it; `keys retire` removes an
+    old file once nothing uses it. The directory is re-read whenever it
+    changed (one stat per use), so a running gateway wraps with a new version
+    at once and stops unwrapping with a retired one at once.
     """
 
     def __init__(self, key_dir: Path) -> None:
+        self._dir = key_dir
+        self._stamp = -1
         self._keys: dict[int, bytes] = {}
-        for path in key_dir.glob("kek-*.key"):
-            version = int(path.stem.split("-", 1)[1])
-            self._keys[version] = read_key_file(path)
+        self._load()
         if not self._keys:
             raise FileNotFoundError("no KEK file")
 
+    def _load(self) -> None:
+        stamp = self._dir.stat().st_mtime_ns
+        if stamp == self._stamp:
+            return
+        keys: dict[int, bytes] = {}
+        for path in self._dir.glob("kek-*.key"):
+            try:
+                keys[int(path.stem.split("-", 1)[1])] = read_key_file(path)
+            except (OSError, ValueError):
+                continue  # being written or removed right now: the next change re-reads it
+        if keys:
+            self._keys, self._stamp = keys, stamp
+
+    def versions(self) -> list[int]:
+        self._load()
+        return sorted(self._keys)
+
     def primary_version(self) -> int:
+        self._load()
         return max(self._keys)
 
     def wrap(self, dek: bytes, ad: bytes) -> tuple[int, bytes]:
@@ -107,6 +131,7 @@ class FileKekProvider:
         return version, seal(self._keys[version], dek, _ad("kek", str(version)) + ad)
 
     def unwrap(self, version: int, blob: bytes, ad: bytes) -> bytes:
+        self._load()
         key = self._keys.get(version)
         if key is None:
             raise DecryptionError()
@@ -131,6 +156,18 @@ class FieldCipher:
 
     def unwrap_dek(self, lender: str, borrower: str, kek_version: int, wrapped: bytes) -> bytes:
         return self._kek.unwrap(kek_version, wrapped, self.dek_ad(lender, borrower))
+
+    @property
+    def kek(self) -> KekProvider:
+        return self._kek
+
+    def rewrap_dek(self, lender: str, borrower: str, kek_version: int, wrapped: bytes) -> tuple[int, bytes] | None:
+        """The data key wrapped by the primary KEK, or None if it is already; the key itself stays in here."""
+        primary = self._kek.primary_version()
+        if kek_version == primary:
+            return None
+        ad = self.dek_ad(lender, borrower)
+        return self._kek.wrap(self._kek.unwrap(kek_version, wrapped, ad), ad)
 
     @staticmethod
     def field_ad(lender: str, borrower: str, field: str, dek_version: int) -> bytes:

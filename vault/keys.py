@@ -17,6 +17,7 @@ own that never has to be on the gateway host (see `gateway/pki.py`).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -26,11 +27,25 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gateway.core.errors import Code, CustosError
 from gateway.core.merkle import CheckpointSigner as Signer
 
-from .crypto import FileKekProvider, KekProvider, read_key_file
+from .crypto import FileKekProvider, KekProvider, read_key_file, write_key_file
+
+
+def _sync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 class KeyProvider(Protocol):
     def kek(self) -> KekProvider: ...
+
+    def rotate_kek(self) -> int:
+        """Create a new KEK version and make it primary; its number."""
+
+    def retire_kek(self, version: int) -> None:
+        """Destroy a KEK version (the caller has checked that nothing uses it)."""
 
     def signer(self, name: str) -> Signer: ...
 
@@ -56,6 +71,29 @@ class FileKeyProvider:
             return FileKekProvider(self.directory)
         except (OSError, ValueError):
             raise self._fail() from None
+
+    def rotate_kek(self) -> int:
+        """kek-(N+1).key, 0600, written whole before it appears (a running gateway reads the directory on change)."""
+        versions = self.kek().versions()
+        version = max(versions) + 1
+        tmp = self.directory / f".kek-{version}.tmp"
+        write_key_file(tmp, os.urandom(32))
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.rename(tmp, self.directory / f"kek-{version}.key")
+        _sync_dir(self.directory)
+        return version
+
+    def retire_kek(self, version: int) -> None:
+        """Overwrite the key file with zeros, then remove it (the bytes are gone, as far as a file system allows)."""
+        path = self.directory / f"kek-{version}.key"
+        size = path.stat().st_size
+        with open(path, "r+b") as fh:
+            fh.write(b"\0" * size)
+            fh.flush()
+            os.fsync(fh.fileno())
+        path.unlink()
+        _sync_dir(self.directory)
 
     def signer(self, name: str) -> Signer:
         try:

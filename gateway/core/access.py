@@ -44,13 +44,16 @@ def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: 
     """Whether one of `mandates` (the org's, on this case) is live for `purpose` on the case's local `today`.
 
     A mandate ends at `until` (inclusive, local), on recall, and when the case
-    is settled or closed.
+    is settled or closed. Nothing is released through any mandate once the
+    borrower's erasure is scheduled or done; an org that held one is told so.
     """
     if not mandates:
         return Verdict(Code.NO_MANDATE, "mandate"), None
     for_purpose = [m for m in mandates if m.purpose == purpose]
     if not for_purpose:
         return Verdict(Code.PURPOSE_NOT_MANDATED, "mandate.purpose"), None
+    if case.erasure:
+        return erasure(case), None
     live = [m for m in for_purpose if m.recalled_at is None]
     if not live:
         return Verdict(Code.MANDATE_RECALLED, "mandate.recall"), None
@@ -62,6 +65,13 @@ def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: 
     return Verdict(Code.OK, f"mandate:{active[0].id}"), active[0]
 
 
+def erasure(case: CaseRow) -> Verdict:
+    """Why nothing of this case reaches another party: its borrower is erased, or about to be."""
+    if case.erasure == "erased":
+        return Verdict(Code.ERASED, "erasure")
+    return Verdict(Code.ERASURE_PENDING, "erasure.pending")
+
+
 def placement_problem(case: CaseRow, target: Org | None, purpose: str, label: str, until: date,
                       today: date) -> tuple[Code, str, str] | None:
     """Why this mandate cannot be granted (code, rule, reason), or None. Shared by assign and bulk placement."""
@@ -71,6 +81,9 @@ def placement_problem(case: CaseRow, target: Org | None, purpose: str, label: st
         return Code.ORG_NOT_FOUND, "input", "to: no such organisation"
     if MANDATE_KIND.get(purpose) != target.kind:
         return Code.PURPOSE_KIND_MISMATCH, "mandate.kind", "purpose: not one this kind of organisation is mandated for"
+    if case.erasure:
+        verdict = erasure(case)
+        return verdict.code, verdict.rule, "case_id: the borrower's erasure is scheduled or done"
     if label == "provided" and not case.consent_third_party:
         # PIPL Art. 23: providing to another handler needs the borrower's consent.
         return Code.CONSENT_REQUIRED, "mandate.provided_consent", "label: provided needs the borrower's consent"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from . import access
 from .conduct import (
     CHANNELS,
     PARTIES,
@@ -60,6 +61,11 @@ class Contacts(Context):
             fresh = repo.get_case(case.lender_id, case.case_id)
             assert fresh is not None
             repo.lock_borrower(fresh.lender_id, fresh.borrower_id)  # caps count per borrower: one decision at a time
+            if fresh.erasure and caller.org_id != fresh.lender_id:
+                refused = access.erasure(fresh)
+                return (ConductDecision(False, refused.code, refused.rule), {}, ""), [
+                    self._event(caller, "deny", refused.code, refused.rule, purpose="collection",
+                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, now=now)]
             history = [
                 ContactAttempt(at=_parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
                                channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)

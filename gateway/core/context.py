@@ -55,6 +55,7 @@ class Context:
         sign_checkpoint: Callable[[int, bytes], str],
         verifier_key: str = "",
         assemble_packet: Callable[[Any], bytes] | None = None,
+        forget: Callable[[], bool] | None = None,
     ) -> None:
         self.reader = reader
         self.audit = audit
@@ -65,6 +66,8 @@ class Context:
         self.verifier_key = verifier_key
         # Builds and signs a litigation packet (gateway/packets); None: no packet key, packets refused.
         self.assemble_packet = assemble_packet
+        # The store's step after an erasure (SQLite: checkpoint the WAL away); None: nothing to do.
+        self.forget = forget
         self._rates = RateLimiter()
         self._nodes = NodeCache()  # this log's complete ranges of tree hashes (immutable once complete)
         self._published = -1  # the tree size of the last checkpoint this process published

@@ -55,6 +55,16 @@ class Code(StrEnum):
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     LIMITATION_EXPIRED = "LIMITATION_EXPIRED"
     CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
+    ERASED = "ERASED"
+    ERASURE_PENDING = "ERASURE_PENDING"
+    LEGAL_HOLD = "LEGAL_HOLD"
+    ALREADY_ERASED = "ALREADY_ERASED"
+    NO_PENDING_ERASURE = "NO_PENDING_ERASURE"
+    BORROWER_NOT_FOUND = "BORROWER_NOT_FOUND"
+    BORROWER_ERASED = "BORROWER_ERASED"
+    INVALID_BORROWER_ID = "INVALID_BORROWER_ID"
+    KEY_IN_USE = "KEY_IN_USE"
+    KEY_VERSION_NOT_FOUND = "KEY_VERSION_NOT_FOUND"
     NO_PRIOR_NOTICE = "NO_PRIOR_NOTICE"
     NO_PRIOR_CONTACT = "NO_PRIOR_CONTACT"
     REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
@@ -145,6 +155,16 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.CONSENT_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's consent is not on file"),
     # litigation and credit reporting preconditions
     Code.CONSENT_WITHDRAWN: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower withdrew this consent"),
+    Code.ERASED: ErrorSpec(_C.PERMISSION_DENIED, "the borrower's personal data was erased"),
+    Code.ERASURE_PENDING: ErrorSpec(_C.PERMISSION_DENIED, "the borrower's data is scheduled for erasure: nothing is released"),
+    Code.LEGAL_HOLD: ErrorSpec(_C.FAILED_PRECONDITION, "a legal hold is set on a case of this borrower"),
+    Code.ALREADY_ERASED: ErrorSpec(_C.FAILED_PRECONDITION, "the borrower's personal data was erased already"),
+    Code.NO_PENDING_ERASURE: ErrorSpec(_C.FAILED_PRECONDITION, "no erasure of this borrower is scheduled"),
+    Code.BORROWER_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such borrower"),
+    Code.BORROWER_ERASED: ErrorSpec(_C.FAILED_PRECONDITION, "this borrower's data was erased; import under a new id"),
+    Code.INVALID_BORROWER_ID: ErrorSpec(_C.INVALID_ARGUMENT, "the borrower id is not valid"),
+    Code.KEY_IN_USE: ErrorSpec(_C.FAILED_PRECONDITION, "the key version still wraps data keys or is primary"),
+    Code.KEY_VERSION_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such key version"),
     Code.LIMITATION_EXPIRED: ErrorSpec(
         _C.FAILED_PRECONDITION, "the limitation date has passed: no litigation material is released"),
     Code.NO_PRIOR_NOTICE: ErrorSpec(

@@ -161,6 +161,9 @@ class LenderActions(Context):
                 if state == "other":
                     reject(line_no, Code.CASE_EXISTS, "case_id: already imported with other values", **kw)
                     continue
+                if repo.borrower_erased(lender, item.borrower_id):
+                    reject(line_no, Code.BORROWER_ERASED, "borrower_id: this borrower's data was erased", **kw)
+                    continue
                 if repo.loan_exists(lender, item.loan["loan_id"]):
                     reject(line_no, Code.LOAN_EXISTS, "loan.loan_id: already imported", **kw)
                     continue

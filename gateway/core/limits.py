@@ -43,11 +43,20 @@ class RateSpec:
 
 
 @dataclass(frozen=True)
+class LifecycleLimits:
+    """How hard the background rewrap of a KEK rotation works while the gateway serves."""
+
+    rewrap_batch: int = 256       # data keys per transaction
+    rewrap_pause_s: float = 0.005  # between transactions, so serving keeps the writer
+
+
+@dataclass(frozen=True)
 class Limits:
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     calls: CallLimits = field(default_factory=CallLimits)
     rate: RateSpec = field(default_factory=RateSpec)
     rate_by_kind: dict[str, RateSpec] = field(default_factory=dict)
+    lifecycle: LifecycleLimits = field(default_factory=LifecycleLimits)
 
     def rate_for(self, kind: str) -> RateSpec:
         return self.rate_by_kind.get(kind, self.rate)
@@ -71,6 +80,8 @@ _RANGES: dict[str, tuple[float, float]] = {
     "max_streams_per_org": (1, 10_000),
     "per_second": (0.001, 1_000_000),
     "burst": (1, 10_000_000),
+    "rewrap_batch": (1, 100_000),
+    "rewrap_pause_s": (0, 60),
 }
 
 
@@ -102,7 +113,7 @@ def load_limits(path: Path) -> Limits:
         return Limits()
     data, text = load_toml(path)
     ctx = FileCtx(path, text)
-    unknown = set(data) - {"connections", "calls", "rate"}
+    unknown = set(data) - {"connections", "calls", "rate", "lifecycle"}
     if unknown:
         raise ctx.fail(f"unknown top-level keys {sorted(unknown)}", sorted(unknown)[0])
     connections = _section(ctx, data, "connections", ConnectionLimits)
@@ -121,4 +132,4 @@ def load_limits(path: Path) -> Limits:
             raise ctx.fail(f"[rate.kind.{kind}] must be a table", kind)
         merged.update({k: getattr(spec, k) for k in raw})
         by_kind[kind] = RateSpec(**merged)
-    return Limits(connections, calls, rate, by_kind)
+    return Limits(connections, calls, rate, by_kind, _section(ctx, data, "lifecycle", LifecycleLimits))

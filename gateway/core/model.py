@@ -100,6 +100,7 @@ class CaseRow:
     consent_third_party: bool
     consent_credit: bool
     credit_withdrawn: bool = False  # the borrower withdrew the credit-reporting consent (`lender consent`)
+    erasure: str = ""  # the borrower's erasure: "" none, "pending" (scheduled: nothing is released), "erased"
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]

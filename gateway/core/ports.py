@@ -69,7 +69,18 @@ class CaseReader(Protocol):
 
     def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]: ...
 
-    def loan_values(self, case: CaseRow) -> LoanRow | None: ...
+    def loan_values(self, case: CaseRow) -> LoanRow | None:
+        """None also when the borrower was erased (the terms went with the data key)."""
+
+    def cases_of_borrower(self, lender: str, borrower_id: str) -> list[CaseRow]: ...
+
+    def borrower_erased(self, lender: str, borrower_id: str) -> bool: ...
+
+    def due_erasures(self, now: str) -> list[tuple[str, str]]:
+        """(lender, borrower) of every pending erasure due at `now` (RFC 3339)."""
+
+    def kek_usage(self) -> dict[int, int]:
+        """How many data keys each KEK version wraps (erased borrowers have none)."""
 
     def unsealer(self, case: CaseRow, fields: Iterable[str]) -> Unsealer: ...
 
@@ -122,6 +133,15 @@ class UnitOfWork(CaseReader, Protocol):
         of that org on the case ends and the new one starts, in as few statements as the backend can."""
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None: ...
+
+    def set_erasure(self, lender: str, borrower_id: str, state: str, due: str | None, now: str) -> None:
+        """Every case of the borrower: erasure "" (none) or "pending" until `due`."""
+
+    def rewrap_keys(self, limit: int) -> int:
+        """Up to `limit` data keys moved from older KEK versions to the primary; how many. No field is decrypted."""
+
+    def erase_borrower(self, lender: str, borrower_id: str, now: str) -> None:
+        """Destroy the borrower's wrapped data key, every value sealed under it, blind indexes and keyed digests."""
 
     def import_state(self, lender: str, case: ImportedCase) -> str: ...
 

@@ -32,6 +32,7 @@ class Released:
     stage: str
     fields: dict[str, str]
     rules: tuple[str, ...]
+    erasure: str = ""  # for the owner: "pending" or "erased" (its personal fields are then gone)
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,8 @@ class Reads(Context):
         self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
                                        borrower_id=case.borrower_id, fields=grant.fields, now=now,
                                        bundle=grant.bundle, head=grant.event_head)], fresh_as=view)
-        return Released(case.case_id, purpose, case.stage, values, decision.rules)
+        return Released(case.case_id, purpose, case.stage, values, decision.rules,
+                        case.erasure if caller.org_id == case.lender_id else "")
 
     def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
         """Every check of a read, from the rows; a refusal is audited and raised, never remembered.
@@ -220,4 +222,5 @@ class Reads(Context):
 
 def _summary(case: CaseRow, purpose: str, until: str) -> dict[str, Any]:
     return {"case_id": case.case_id, "lender": case.lender_id, "stage": case.stage, "status": case.status,
-            "jurisdiction": case.jurisdiction, "purpose": purpose, "until": until, "flags": case.flags()}
+            "jurisdiction": case.jurisdiction, "purpose": purpose, "until": until, "flags": case.flags(),
+            "erasure": case.erasure}

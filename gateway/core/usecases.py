@@ -16,6 +16,7 @@ from .explain import Explainer
 from .furnishing import FeedRecord, Furnishing
 from .gatekeeping import Gatekeeping
 from .lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, ImportProgress, LenderActions
+from .lifecycle import Lifecycle
 from .litigation import Litigation, PacketContent
 from .placements import Placements
 from .reads import Grant, Reads, Released
@@ -25,5 +26,6 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
            "PacketContent", "Released"]
 
 
-class Core(Gatekeeping, Litigation, Furnishing, Reads, Placements, LenderActions, Contacts, Explainer, Supervision):
+class Core(Gatekeeping, Litigation, Furnishing, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
+           Supervision):
     """Holds the collaborators; one instance serves every request."""

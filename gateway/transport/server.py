@@ -10,7 +10,9 @@ import logging
 import resource
 import socket
 import ssl
+import threading
 import time
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,6 +49,38 @@ from .tracing import make_provider
 log = logging.getLogger("custos.server")
 
 
+class Rewrapper:
+    """The background rewrap after a KEK rotation: bounded transactions, a pause between them, then idle.
+
+    Each step moves up to a batch of data keys found through the index on
+    their KEK version; a step that moved nothing means every data key is
+    under the primary version, and the thread checks again every
+    REWRAP_IDLE_S (a rotation is picked up within that).
+    """
+
+    def __init__(self, core: Core, batch: Callable[[], tuple[int, float]]) -> None:
+        self._core = core
+        self._batch = batch  # (rewrap_batch, rewrap_pause_s), read each time: reloads apply
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="custos-rewrap", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            size, pause = self._batch()
+            try:
+                moved = self._core.rewrap_step(size)
+            except CustosError:
+                log.error("the background rewrap could not commit a batch; retrying")
+                moved = 0
+            if self._stop.wait(pause if moved else REWRAP_IDLE_S):
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+
 @dataclass
 class Gateway:
     server: grpc.Server
@@ -58,6 +92,7 @@ class Gateway:
     gate: Gate
     watchdog: Watchdog
     lock: ServeLock | None = None
+    rewrapper: Rewrapper | None = None
 
     def reload_policies(self) -> str:
         """Load the bundle again and swap it in whole; a bad bundle raises and the running one stays.
@@ -92,6 +127,8 @@ class Gateway:
         except CustosError:
             log.error("could not write the last counts of rate-limited calls")
         self.watchdog.stop()
+        if self.rewrapper is not None:
+            self.rewrapper.stop()
         clean = self.vault.audit.close(STOP_MARGIN_S) and clean
         if self.provider is not None:
             self.provider.shutdown()
@@ -103,6 +140,8 @@ class Gateway:
 
 STOP_MARGIN_S = 3.0
 CHECKPOINT_EVERY_S = 1.0  # a checkpoint at least once a second while events arrive
+REWRAP_IDLE_S = 1.0  # how soon a running gateway starts the rewrap after `custos keys rotate` (an index probe)
+LIFECYCLE_EVERY_S = 5.0  # due erasures (and retention purges) are performed within seconds of falling due
 
 
 def server_credentials(layout: Layout) -> grpc.ServerCredentials:
@@ -224,12 +263,13 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         sign_checkpoint=lambda size, root: sign_checkpoint(origin, size, root, signing_key),
         verifier_key=vault.layout.vkey.read_text().strip(),
         assemble_packet=assemble,
+        forget=vault.forget,
     )
     provider = make_provider(span_exporter)
-    ticks = {"published": 0.0}
+    ticks = {"published": 0.0, "lifecycle": 0.0}
 
     def tick() -> None:
-        """About twice a second: rate-refusal counts; once a second, a checkpoint if the log grew."""
+        """About twice a second: rate-refusal counts; once a second, a checkpoint if the log grew; the schedule."""
         core.flush_suppressed()
         now = time.monotonic()
         if now - ticks["published"] >= CHECKPOINT_EVERY_S:
@@ -238,6 +278,12 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
                 core.publish_checkpoint()
             except CustosError:
                 log.error("could not publish a checkpoint")
+        if now - ticks["lifecycle"] >= LIFECYCLE_EVERY_S:
+            ticks["lifecycle"] = now
+            try:
+                core.run_due_erasures()
+            except CustosError:
+                log.error("could not run the scheduled erasures")
 
     watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)
@@ -252,6 +298,8 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     )
     port = server.add_secure_port(listen, server_credentials(vault.layout))
     gateway = Gateway(server, port, vault, core, provider, policy_dir, gate, watchdog, lock)
+    gateway.rewrapper = Rewrapper(core, lambda: (core.bundle.limits.lifecycle.rewrap_batch,
+                                                 core.bundle.limits.lifecycle.rewrap_pause_s))
     if port == 0:
         gateway.stop(None)
         raise OSError(f"cannot listen on {listen}")

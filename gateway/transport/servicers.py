@@ -43,7 +43,7 @@ def _purpose_attr(purpose: str) -> str:
 
 def _case_summary(case: CaseRow) -> pb.CaseSummary:
     return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
-                          jurisdiction=case.jurisdiction, flags=case.flags())
+                          jurisdiction=case.jurisdiction, flags=case.flags(), erasure=case.erasure)
 
 
 def _progress(p: ImportProgress) -> pb.ImportProgress:
@@ -96,6 +96,9 @@ class LenderServicer:
         credit = request.credit_reporting if request.HasField("credit_reporting") else None
         return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit))
 
+    def EraseBorrower(self, caller: Caller, request: pb.EraseBorrowerRequest) -> pb.ErasureReceipt:
+        return pb.ErasureReceipt(**self.core.erase(caller, request.borrower_id, request.grace_days, request.cancel))
+
     def RecordNotice(self, caller: Caller, request: pb.RecordNoticeRequest) -> pb.RecordNoticeResponse:
         tracing.annotate(purpose="credit_reporting")
         return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on))
@@ -132,7 +135,7 @@ class CaseServicer:
         rel = self.core.get_case(caller, request.case_id, request.purpose)
         tracing.annotate(decision="allow", count=len(rel.fields))
         return pb.CaseRecord(case_id=rel.case_id, purpose=rel.purpose, stage=rel.stage, fields=rel.fields,
-                             rules=rel.rules)
+                             rules=rel.rules, erasure=rel.erasure)
 
     def OpenContact(self, caller: Caller, request: pb.OpenContactRequest) -> pb.ContactInfo:
         info = self.core.open_contact(caller, request.case_id, request.channel, request.party)

@@ -109,5 +109,9 @@ class PgVault:
             store = self._local.store = PgStore(self.pool.connection, self.cipher, self.bidx, self._rows)
         return store
 
+    def forget(self) -> bool:
+        """After an erasure: nothing PostgreSQL can be made to do at once (dead tuples, WAL): deploy/README.md."""
+        return True
+
     def close(self) -> None:
         self.pool.close()

@@ -119,6 +119,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE TABLE audit_inner(level INTEGER NOT NULL, idx BIGINT NOT NULL, interior BYTEA NOT NULL,
              PRIMARY KEY(level, idx))""",
     ]),
+    # Each case's view of its borrower's erasure: pending until erase_due, or done (gateway/core/lifecycle.py).
+    (9, "erasure, pending and done; data keys by KEK version", [
+        "ALTER TABLE cases ADD COLUMN erasure TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE cases ADD COLUMN erase_due TEXT",
+        "CREATE INDEX cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL",
+        "CREATE INDEX borrowers_kek ON borrowers(kek_version)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -168,6 +168,57 @@ class PgStore(CachedView, SealedReads):
         self._exec(f"UPDATE cases SET {sets}, updated_at = %s WHERE lender_id = %s AND case_id = %s",
                    (*values.values(), now, lender, case_id))
 
+    # ------------------------------------------------------------ erasure
+    def cases_of_borrower(self, lender: str, borrower_id: str) -> list[CaseRow]:
+        return [case_row(r) for r in self._all(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s AND borrower_id = %s"
+                                            " ORDER BY case_id", (lender, borrower_id))]
+
+    def borrower_erased(self, lender: str, borrower_id: str) -> bool:
+        row = self._one("SELECT erased_at FROM borrowers WHERE lender_id = %s AND borrower_id = %s",
+                        (lender, borrower_id))
+        return row is not None and row[0] is not None
+
+    def set_erasure(self, lender: str, borrower_id: str, state: str, due: str | None, now: str) -> None:
+        self._exec("UPDATE cases SET erasure = %s, erase_due = %s, updated_at = %s"
+                   " WHERE lender_id = %s AND borrower_id = %s", (state, due, now, lender, borrower_id))
+
+    def erase_borrower(self, lender: str, borrower_id: str, now: str) -> None:
+        """Crypto-shredding, as the embedded store does (see there); what PostgreSQL keeps: deploy/README.md."""
+        where = " WHERE lender_id = %s AND borrower_id = %s"
+        key = (lender, borrower_id)
+        self._exec("UPDATE borrowers SET wrapped_dek = NULL, nid_bidx = NULL, phone_bidx = NULL, "
+                   + ", ".join(f"{f} = NULL" for f in BORROWER_PI_FIELDS) + ", erased_at = %s" + where, (now, *key))
+        self._exec("UPDATE loans SET terms = '', contract_text = NULL" + where, key)
+        self._exec("UPDATE contacts SET target = ''" + where, key)
+        self._exec("UPDATE furnished SET digest = '' WHERE lender_id = %s AND case_id IN"
+                   " (SELECT case_id FROM cases" + where + ")", (lender, *key))
+        self._exec("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL, updated_at = %s"
+                   + where, (now, *key))
+
+    def rewrap_keys(self, limit: int) -> int:
+        """As the embedded store does (see there): the data keys only, compare-and-set per row."""
+        older = [v for v in self.cipher.kek.versions() if v < self.cipher.kek.primary_version()]
+        if not older:
+            return 0
+        rows = self._all("SELECT lender_id, borrower_id, kek_version, wrapped_dek FROM borrowers"
+                         " WHERE kek_version = ANY(%s) AND wrapped_dek IS NOT NULL LIMIT %s FOR UPDATE SKIP LOCKED",
+                         (older, limit))
+        for lender, borrower, version, wrapped in rows:
+            moved = self.cipher.rewrap_dek(lender, borrower, int(version), bytes(wrapped))
+            if moved is not None:
+                self._exec("UPDATE borrowers SET kek_version = %s, wrapped_dek = %s WHERE lender_id = %s"
+                           " AND borrower_id = %s AND kek_version = %s", (moved[0], moved[1], lender, borrower, version))
+        return len(rows)
+
+    def kek_usage(self) -> dict[int, int]:
+        return {int(v): int(n) for v, n in self._all(
+            "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version", ())}
+
+    def due_erasures(self, now: str) -> list[tuple[str, str]]:
+        return [(str(r[0]), str(r[1])) for r in self._all(
+            "SELECT DISTINCT lender_id, borrower_id FROM cases WHERE erase_due IS NOT NULL AND erase_due <= %s"
+            " AND erasure = 'pending' ORDER BY lender_id, borrower_id", (now,))]
+
     @cached
     def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
         return tuple(mandate_row(r) for r in self._all(

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from pathlib import Path
 
 from gateway.core.errors import Code, CustosError
@@ -88,6 +89,29 @@ class SqliteVault:
                         audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows)
             self._local.repo = repo
         return repo
+
+    def forget(self, attempts: int = 50) -> bool:
+        """After an erasure: copy the WAL into the database and truncate it, so no old frame keeps a shredded key.
+
+        The pages themselves were overwritten with secure_delete on. A reader
+        still inside an older snapshot holds the checkpoint back: retried for
+        up to about 5 s; False (and a warning) if it never completed, in
+        which case the next erasure's checkpoint (or SQLite's automatic one)
+        overwrites those frames later.
+        """
+        conn = db.connect(self.layout.db, self._db_key)
+        try:
+            for _ in range(attempts):
+                busy, _log, _done = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                if not busy:
+                    return True
+                time.sleep(0.1)
+        except db.DbError:
+            pass
+        finally:
+            conn.close()
+        log.warning("the WAL could not be checkpointed after an erasure; its old frames stay until the next one")
+        return False
 
     def close(self) -> None:
         self._watch.close()

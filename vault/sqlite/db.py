@@ -24,7 +24,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 6
+CASE_VERSION = 7
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -46,6 +46,7 @@ CREATE TABLE IF NOT EXISTS borrowers(
   PRIMARY KEY(lender_id, borrower_id));
 CREATE INDEX IF NOT EXISTS borrowers_nid ON borrowers(lender_id, nid_bidx);
 CREATE INDEX IF NOT EXISTS borrowers_phone ON borrowers(lender_id, phone_bidx);
+CREATE INDEX IF NOT EXISTS borrowers_kek ON borrowers(kek_version);
 CREATE TABLE IF NOT EXISTS loans(
   lender_id TEXT NOT NULL, loan_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   product TEXT, currency TEXT NOT NULL, principal TEXT, outstanding TEXT, amount_due TEXT,
@@ -63,8 +64,10 @@ CREATE TABLE IF NOT EXISTS cases(
   consent_third_party INTEGER NOT NULL DEFAULT 0, consent_credit INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
+  erasure TEXT NOT NULL DEFAULT '', erase_due TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
+CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
@@ -164,12 +167,24 @@ def _add_consent_changes(conn: Connection) -> None:
         conn.execute("ALTER TABLE cases ADD COLUMN consent_changed_at TEXT")
 
 
+def _add_erasure(conn: Connection) -> None:
+    """Version 7: each case's view of its borrower's erasure (pending until erase_due, or done); the rewrap's index."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
+    if "erasure" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN erasure TEXT NOT NULL DEFAULT ''")
+    if "erase_due" not in columns:
+        conn.execute("ALTER TABLE cases ADD COLUMN erase_due TEXT")
+    conn.execute("CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL")
+    conn.execute("CREATE INDEX IF NOT EXISTS borrowers_kek ON borrowers(kek_version)")  # the rewrap's
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
     (4, "regulators' cosignatures", lambda conn: conn.execute(COSIGNATURES)),
     (5, "published checkpoints", lambda conn: conn.execute(CHECKPOINTS)),
     (6, "consent changes", _add_consent_changes),
+    (7, "erasure, pending and done; data keys by KEK version", _add_erasure),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
@@ -284,6 +299,10 @@ def connect(path: Path, key: bytes) -> Connection:
     conn = sqlcipher3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=10.0)
     conn.execute(f"PRAGMA key = \"x'{key.hex()}'\"")
     conn.execute("PRAGMA cipher_memory_security = OFF")
+    # Deleted and overwritten content is zeroed, in the page and in freed pages: an erased borrower's
+    # wrapped key must not survive in a freed cell (and `forget` checkpoints the WAL away). SQLCipher
+    # turns this on for keyed databases already; set here so it never depends on the build.
+    conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA temp_store = MEMORY")
     # Reading any page proves the key; a wrong key raises here, not later.
     conn.execute("SELECT count(*) FROM sqlite_master").fetchone()

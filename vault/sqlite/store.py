@@ -51,6 +51,8 @@ LOAN_COLS = (
     "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
     "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on",
 )
+# The terms an erasure clears (the loan's id and currency are not about the borrower).
+LOAN_TERMS = tuple(c for c in LOAN_COLS if c not in ("loan_id", "currency", "repayments"))
 
 
 @functools.cache  # one text per batch size; sizes are bounded by the caller's per-statement limit
@@ -149,6 +151,72 @@ class Repo(CachedView, SealedReads):
             f"UPDATE cases SET {sets}, updated_at = ? WHERE lender_id = ? AND case_id = ?",
             (*params, now, lender, case_id),
         )
+
+    # ------------------------------------------------------------ erasure
+    def cases_of_borrower(self, lender: str, borrower_id: str) -> list[CaseRow]:
+        rows = self.conn.execute(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND borrower_id = ?"
+                                 " ORDER BY case_id", (lender, borrower_id))
+        return [case_row(r) for r in rows]
+
+    def borrower_erased(self, lender: str, borrower_id: str) -> bool:
+        row = self.conn.execute("SELECT erased_at FROM borrowers WHERE lender_id = ? AND borrower_id = ?",
+                                (lender, borrower_id)).fetchone()
+        return row is not None and row[0] is not None
+
+    def set_erasure(self, lender: str, borrower_id: str, state: str, due: str | None, now: str) -> None:
+        self.conn.execute("UPDATE cases SET erasure = ?, erase_due = ?, updated_at = ?"
+                          " WHERE lender_id = ? AND borrower_id = ?", (state, due, now, lender, borrower_id))
+
+    def erase_borrower(self, lender: str, borrower_id: str, now: str) -> None:
+        """Crypto-shredding: the wrapped data key goes, and with it every value sealed under it.
+
+        The ciphertexts, blind indexes and keyed digests go too (with the data
+        key gone they could not be opened, but a blind index still matches a
+        guessed value). secure_delete (db.connect) zeroes what they leave in
+        the pages; `SqliteVault.forget` then checkpoints the WAL away.
+        """
+        where = " WHERE lender_id = ? AND borrower_id = ?"
+        key = (lender, borrower_id)
+        self.conn.execute("UPDATE borrowers SET wrapped_dek = NULL, nid_bidx = NULL, phone_bidx = NULL, "
+                          + ", ".join(f"{f} = NULL" for f in BORROWER_PI_FIELDS) + ", erased_at = ?" + where,
+                          (now, *key))
+        self.conn.execute("UPDATE loans SET contract_text = NULL, repayments = '[]', "
+                          + ", ".join(f"{c} = NULL" for c in LOAN_TERMS) + where, key)
+        self.conn.execute("UPDATE contacts SET target = x''" + where, key)
+        self.conn.execute("UPDATE furnished SET digest = x'' WHERE lender_id = ? AND case_id IN"
+                          " (SELECT case_id FROM cases" + where + ")", (lender, *key))
+        self.conn.execute("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL,"
+                          " updated_at = ?" + where, (now, *key))
+
+    def rewrap_keys(self, limit: int) -> int:
+        """Move up to `limit` data keys from older KEK versions (that still exist) to the primary; how many moved.
+
+        Only the data key is unwrapped, in memory, and wrapped again; no field
+        is opened. Each row changes only if its version is still the one read.
+        Moved rows leave the index range, so the next call continues.
+        """
+        older = [v for v in self.cipher.kek.versions() if v < self.cipher.kek.primary_version()]
+        if not older:
+            return 0
+        rows = self.conn.execute(
+            "SELECT lender_id, borrower_id, kek_version, wrapped_dek FROM borrowers WHERE kek_version IN"
+            f" ({','.join('?' * len(older))}) AND wrapped_dek IS NOT NULL LIMIT ?", (*older, limit)).fetchall()
+        for lender, borrower, version, wrapped in rows:
+            moved = self.cipher.rewrap_dek(lender, borrower, int(version), bytes(wrapped))
+            if moved is not None:
+                self.conn.execute("UPDATE borrowers SET kek_version = ?, wrapped_dek = ? WHERE lender_id = ?"
+                                  " AND borrower_id = ? AND kek_version = ?",
+                                  (moved[0], blob(moved[1]), lender, borrower, version))
+        return len(rows)
+
+    def kek_usage(self) -> dict[int, int]:
+        return {int(v): int(n) for v, n in self.conn.execute(
+            "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version")}
+
+    def due_erasures(self, now: str) -> list[tuple[str, str]]:
+        return [(str(r[0]), str(r[1])) for r in self.conn.execute(
+            "SELECT DISTINCT lender_id, borrower_id FROM cases WHERE erase_due IS NOT NULL AND erase_due <= ?"
+            " AND erasure = 'pending' ORDER BY lender_id, borrower_id", (now,))]
 
     # ------------------------------------------------------------ mandates
     @cached
@@ -289,11 +357,13 @@ class Repo(CachedView, SealedReads):
     @cached
     def _loan_row(self, lender: str, loan_id: str) -> LoanRow | None:
         row = self.conn.execute(
-            f"SELECT {', '.join(LOAN_COLS)} FROM loans WHERE lender_id = ? AND loan_id = ?",
+            f"SELECT {', '.join(LOAN_COLS)}, (SELECT b.erased_at FROM borrowers b WHERE b.lender_id = l.lender_id"
+            " AND b.borrower_id = l.borrower_id) FROM loans l WHERE lender_id = ? AND loan_id = ?",
             (lender, loan_id),
         ).fetchone()
-        if row is None:
+        if row is None or row[-1] is not None:  # an erased borrower's loan has no terms (as on PostgreSQL)
             return None
+        row = row[:-1]
         values = dict(zip(LOAN_COLS, row, strict=True))
         values["repayments"] = tuple(Repayment(r["on"], r["amount"]) for r in json.loads(values["repayments"]))
         return LoanRow(**values)

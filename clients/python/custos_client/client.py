@@ -212,6 +212,14 @@ class CustosClient:
                 "mandate": {"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until,
                             "label": m.label, "granted_at": m.granted_at}}
 
+    def erase(self, borrower_id: str, grace_days: int = 0, cancel: bool = False) -> dict[str, Any]:
+        """Crypto-shred a borrower (now, after grace_days, or cancel a scheduled erasure): the erasure receipt."""
+        r = self._call(self._lender.EraseBorrower,
+                       pb.EraseBorrowerRequest(borrower_id=borrower_id, grace_days=grace_days, cancel=cancel))
+        return {"lender": r.lender, "borrower_id": r.borrower_id, "state": r.state, "at": r.at, "due": r.due,
+                "reason": r.reason, "destroyed": list(r.destroyed), "cases": list(r.cases),
+                "mandates_ended": list(r.mandates_ended), "audit_seq": r.audit_seq}
+
     def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
                     credit_reporting: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents (None: unchanged)."""
@@ -266,8 +274,11 @@ class CustosClient:
     def get_case(self, case_id: str, purpose: str, metadata: Iterable[tuple[str, str]] | None = None
                  ) -> dict[str, Any]:
         r = self._call(self._cases.GetCase, pb.GetCaseRequest(case_id=case_id, purpose=purpose), metadata)
-        return {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
-                "rules": list(r.rules)}
+        out = {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
+               "rules": list(r.rules)}
+        if r.erasure:
+            out["erasure"] = r.erasure
+        return out
 
     # ------------------------------------------------------------ the bureau feed
     def pull_feed(self, since: str = "") -> dict[str, Any]:
@@ -356,4 +367,5 @@ def _contact(r: Any) -> dict[str, Any]:
 
 def _summary(c: Any) -> dict[str, Any]:
     return {"case_id": c.case_id, "lender": c.lender, "stage": c.stage, "status": c.status,
-            "jurisdiction": c.jurisdiction, "purpose": c.purpose, "until": c.until, "flags": list(c.flags)}
+            "jurisdiction": c.jurisdiction, "purpose": c.purpose, "until": c.until, "flags": list(c.flags),
+            "erasure": c.erasure}

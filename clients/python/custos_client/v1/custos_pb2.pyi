@@ -156,6 +156,40 @@ class ConsentInfo(_message.Message):
     mandates_ended: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class EraseBorrowerRequest(_message.Message):
+    __slots__ = ("borrower_id", "grace_days", "cancel")
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_DAYS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_FIELD_NUMBER: _ClassVar[int]
+    borrower_id: str
+    grace_days: int
+    cancel: bool
+    def __init__(self, borrower_id: _Optional[str] = ..., grace_days: _Optional[int] = ..., cancel: _Optional[bool] = ...) -> None: ...
+
+class ErasureReceipt(_message.Message):
+    __slots__ = ("lender", "borrower_id", "state", "at", "due", "reason", "destroyed", "cases", "mandates_ended", "audit_seq")
+    LENDER_FIELD_NUMBER: _ClassVar[int]
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    AT_FIELD_NUMBER: _ClassVar[int]
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DESTROYED_FIELD_NUMBER: _ClassVar[int]
+    CASES_FIELD_NUMBER: _ClassVar[int]
+    MANDATES_ENDED_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    lender: str
+    borrower_id: str
+    state: str
+    at: str
+    due: str
+    reason: str
+    destroyed: _containers.RepeatedScalarFieldContainer[str]
+    cases: _containers.RepeatedScalarFieldContainer[str]
+    mandates_ended: _containers.RepeatedScalarFieldContainer[str]
+    audit_seq: int
+    def __init__(self, lender: _Optional[str] = ..., borrower_id: _Optional[str] = ..., state: _Optional[str] = ..., at: _Optional[str] = ..., due: _Optional[str] = ..., reason: _Optional[str] = ..., destroyed: _Optional[_Iterable[str]] = ..., cases: _Optional[_Iterable[str]] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., audit_seq: _Optional[int] = ...) -> None: ...
+
 class RecordNoticeRequest(_message.Message):
     __slots__ = ("case_id", "on")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
@@ -245,7 +279,7 @@ class ListCasesRequest(_message.Message):
     def __init__(self, national_id: _Optional[str] = ..., phone: _Optional[str] = ...) -> None: ...
 
 class CaseSummary(_message.Message):
-    __slots__ = ("case_id", "lender", "stage", "status", "jurisdiction", "purpose", "until", "flags")
+    __slots__ = ("case_id", "lender", "stage", "status", "jurisdiction", "purpose", "until", "flags", "erasure")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     LENDER_FIELD_NUMBER: _ClassVar[int]
     STAGE_FIELD_NUMBER: _ClassVar[int]
@@ -254,6 +288,7 @@ class CaseSummary(_message.Message):
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     FLAGS_FIELD_NUMBER: _ClassVar[int]
+    ERASURE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     lender: str
     stage: str
@@ -262,7 +297,8 @@ class CaseSummary(_message.Message):
     purpose: str
     until: str
     flags: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, case_id: _Optional[str] = ..., lender: _Optional[str] = ..., stage: _Optional[str] = ..., status: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ...) -> None: ...
+    erasure: str
+    def __init__(self, case_id: _Optional[str] = ..., lender: _Optional[str] = ..., stage: _Optional[str] = ..., status: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., flags: _Optional[_Iterable[str]] = ..., erasure: _Optional[str] = ...) -> None: ...
 
 class ListCasesResponse(_message.Message):
     __slots__ = ("cases",)
@@ -279,7 +315,7 @@ class GetCaseRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class CaseRecord(_message.Message):
-    __slots__ = ("case_id", "purpose", "stage", "fields", "rules")
+    __slots__ = ("case_id", "purpose", "stage", "fields", "rules", "erasure")
     class FieldsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -292,12 +328,14 @@ class CaseRecord(_message.Message):
     STAGE_FIELD_NUMBER: _ClassVar[int]
     FIELDS_FIELD_NUMBER: _ClassVar[int]
     RULES_FIELD_NUMBER: _ClassVar[int]
+    ERASURE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     purpose: str
     stage: str
     fields: _containers.ScalarMap[str, str]
     rules: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., stage: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[str]] = ...) -> None: ...
+    erasure: str
+    def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., stage: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[str]] = ..., erasure: _Optional[str] = ...) -> None: ...
 
 class OpenContactRequest(_message.Message):
     __slots__ = ("case_id", "channel", "party")

@@ -91,6 +91,11 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.SetConsentRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ConsentInfo.FromString,
                 _registered_method=True)
+        self.EraseBorrower = channel.unary_unary(
+                '/custos.v1.LenderService/EraseBorrower',
+                request_serializer=custos_dot_v1_dot_custos__pb2.EraseBorrowerRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ErasureReceipt.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -173,6 +178,13 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseBorrower(self, request, context):
+        """Crypto-shredding of a borrower (now, after grace_days, or a scheduled one cancelled); refused under legal hold.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -230,6 +242,11 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.SetConsent,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.SetConsentRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ConsentInfo.SerializeToString,
+            ),
+            'EraseBorrower': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseBorrower,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.EraseBorrowerRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ErasureReceipt.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -531,6 +548,33 @@ class LenderService:
             '/custos.v1.LenderService/SetConsent',
             custos_dot_v1_dot_custos__pb2.SetConsentRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ConsentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseBorrower(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/EraseBorrower',
+            custos_dot_v1_dot_custos__pb2.EraseBorrowerRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ErasureReceipt.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,168 @@
+"""The data lifecycle: erasure by crypto-shredding (now, or after a grace period), refused under legal hold.
+
+Erasure destroys the borrower's wrapped data key, so every value sealed under
+it (personal fields, contract texts; on PostgreSQL the loan terms) can never be
+opened again, with any key file; the store also drops the ciphertexts, the
+blind indexes and the keyed digests that could confirm a guessed value. In the
+same unit of work every mandate on the borrower's cases ends, and the erasure
+is audited per case. The audit log holds no personal data, so it is untouched
+and still verifies. A scheduled erasure (`--grace`) stops every release to
+other parties at once (`ERASURE_PENDING`); the gateway performs it when due,
+unless a legal hold was set meanwhile (it then waits for the hold to lift).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+from .context import Context, log
+from .errors import Code, CustosError
+from .importer import ID_RE
+from .model import Caller, CaseRow, EventDraft, rfc3339
+from .ports import UnitOfWork
+
+MAX_GRACE_DAYS = 3650
+# What an erasure destroys, as the receipt lists it (the same on both backends).
+DESTROYED = (
+    "wrapped data key",
+    "sealed personal fields",
+    "contract texts",
+    "loan terms",
+    "blind indexes (national_id, phone)",
+    "contact targets",
+    "import-line and bureau-feed digests",
+)
+
+
+class Lifecycle(Context):
+    def erase(self, caller: Caller, borrower_id: str, grace_days: int = 0, cancel: bool = False) -> dict[str, Any]:
+        """`lender erase`: shred now, schedule (grace_days > 0) or cancel a scheduled erasure; a receipt."""
+        self._standing(caller, kinds=("lender",))
+        if not ID_RE.fullmatch(borrower_id or ""):
+            raise self._deny(caller, Code.INVALID_BORROWER_ID, "input")
+        kw: dict[str, Any] = {"borrower_id": borrower_id}
+        if grace_days < 0 or grace_days > MAX_GRACE_DAYS or (cancel and grace_days):
+            raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
+        if not self.reader().cases_of_borrower(caller.org_id, borrower_id):
+            # Another lender's borrower gets the same answer as one that does not exist.
+            raise self._deny(caller, Code.BORROWER_NOT_FOUND, "ownership", **kw)
+        now = self.clock.now()
+        before = self.audit.head()[0]
+        if cancel:
+            receipt = self.audit.run(lambda repo: self._cancel(caller, repo, borrower_id, now))
+        elif grace_days:
+            due = now + timedelta(days=grace_days)
+            receipt = self.audit.run(lambda repo: self._schedule(caller, repo, borrower_id, now, due))
+        else:
+            receipt = self.audit.run(lambda repo: self._shred(caller, repo, borrower_id, now, "request"))
+        if "error" in receipt:
+            raise CustosError(receipt["error"])
+        if receipt["state"] == "erased" and self.forget is not None:
+            self.forget()
+        receipt["audit_seq"] = self._event_seq(caller, borrower_id, before)
+        return receipt
+
+    def run_due_erasures(self) -> int:
+        """The gateway's schedule: perform every pending erasure that is due and not held; how many were."""
+        now = self.clock.now()
+        done = 0
+        for lender, borrower_id in self.reader().due_erasures(rfc3339(now)):
+            caller = Caller(org_id=lender, method="ScheduledErasure")
+            try:
+                receipt = self.audit.run(lambda repo, c=caller, b=borrower_id: self._shred(  # type: ignore[misc]
+                    c, repo, b, now, "scheduled", due_only=True))
+            except CustosError:
+                log.error("a scheduled erasure could not be committed; it is retried on the next run")
+                continue
+            done += receipt.get("state") == "erased"
+        if done and self.forget is not None:
+            self.forget()
+        return done
+
+    def rewrap_step(self, limit: int) -> int:
+        """One bounded transaction of the background rewrap after a KEK rotation (no audit event: no decision)."""
+        return self.audit.run(lambda repo: (repo.rewrap_keys(limit), []))
+
+    # ------------------------------------------------------------ units of work
+    def _fresh(self, repo: UnitOfWork, lender: str, borrower_id: str) -> list[CaseRow]:
+        repo.lock_borrower(lender, borrower_id)  # against a contact decision or another erasure of the borrower
+        return repo.cases_of_borrower(lender, borrower_id)
+
+    def _refusal(self, caller: Caller, cases: list[CaseRow], now: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
+        """Erased already, or held: the refusal, audited per case it concerns."""
+        if any(c.erasure == "erased" for c in cases):
+            code, rule, named = Code.ALREADY_ERASED, "erasure", cases[:1]
+        else:
+            code, rule, named = Code.LEGAL_HOLD, "erasure.legal_hold", [c for c in cases if c.legal_hold]
+        return {"error": code}, [self._event(caller, "deny", code, rule, case_id=c.case_id, borrower_id=c.borrower_id,
+                                             now=now) for c in named]
+
+    def _shred(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime, reason: str,
+               due_only: bool = False) -> tuple[dict[str, Any], list[EventDraft]]:
+        lender = caller.org_id
+        cases = self._fresh(repo, lender, borrower_id)
+        stamp = rfc3339(now)
+        if due_only and not any(c.erasure == "pending" for c in cases):
+            return {"state": "none"}, []  # cancelled, or done by another replica, meanwhile
+        if any(c.erasure == "erased" for c in cases) or any(c.legal_hold for c in cases):
+            if due_only:
+                return {"state": "held"}, []  # waits, pending, until the hold is lifted
+            return self._refusal(caller, cases, now)
+        events: list[EventDraft] = []
+        ended: list[str] = []
+        for case in cases:
+            kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": borrower_id, "now": now}
+            orgs = sorted({m.org_id for m in repo.mandates_of_case(lender, case.case_id) if m.recalled_at is None})
+            for org in orgs:
+                repo.recall_mandates(lender, case.case_id, org, stamp)
+                ended.append(f"{case.case_id}:{org}")
+                events.append(self._event(caller, "allow", Code.OK, f"mandate.recall:{org};erasure", **kw))
+        repo.erase_borrower(lender, borrower_id, stamp)
+        for case in cases:
+            events.append(self._event(caller, "allow", Code.OK, f"erasure:reason={reason}", case_id=case.case_id,
+                                      borrower_id=borrower_id, now=now))
+        return self._receipt(lender, borrower_id, "erased", stamp, cases, reason=reason,
+                             destroyed=list(DESTROYED), mandates_ended=ended), events
+
+    def _schedule(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime,
+                  due: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
+        cases = self._fresh(repo, caller.org_id, borrower_id)
+        if any(c.erasure == "erased" for c in cases) or any(c.legal_hold for c in cases):
+            return self._refusal(caller, cases, now)
+        stamp, due_at = rfc3339(now), rfc3339(due)
+        repo.set_erasure(caller.org_id, borrower_id, "pending", due_at, stamp)
+        events = [self._event(caller, "allow", Code.OK, f"erasure.scheduled:due={due_at}", case_id=c.case_id,
+                              borrower_id=borrower_id, now=now) for c in cases]
+        return self._receipt(caller.org_id, borrower_id, "pending", stamp, cases, due=due_at, reason="request"), events
+
+    def _cancel(self, caller: Caller, repo: UnitOfWork, borrower_id: str,
+                now: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
+        cases = self._fresh(repo, caller.org_id, borrower_id)
+        if not any(c.erasure == "pending" for c in cases):
+            code = Code.ALREADY_ERASED if any(c.erasure == "erased" for c in cases) else Code.NO_PENDING_ERASURE
+            return {"error": code}, [self._event(caller, "deny", code, "erasure.cancel", case_id=cases[0].case_id,
+                                                 borrower_id=borrower_id, now=now)]
+        stamp = rfc3339(now)
+        repo.set_erasure(caller.org_id, borrower_id, "", None, stamp)
+        events = [self._event(caller, "allow", Code.OK, "erasure.cancelled", case_id=c.case_id,
+                              borrower_id=borrower_id, now=now) for c in cases]
+        return self._receipt(caller.org_id, borrower_id, "cancelled", stamp, cases), events
+
+    @staticmethod
+    def _receipt(lender: str, borrower_id: str, state: str, at: str, cases: list[CaseRow], *, due: str = "",
+                 reason: str = "", destroyed: list[str] | None = None,
+                 mandates_ended: list[str] | None = None) -> dict[str, Any]:
+        return {"lender": lender, "borrower_id": borrower_id, "state": state, "at": at, "due": due, "reason": reason,
+                "destroyed": destroyed or [], "cases": [c.case_id for c in cases],
+                "mandates_ended": mandates_ended or [], "audit_seq": -1}
+
+    def _event_seq(self, caller: Caller, borrower_id: str, since: int) -> int:
+        """The sequence number of the first event this erasure wrote (for the receipt); -1 if not found."""
+        for entry in self.reader().audit_query(borrower_id=borrower_id, from_seq=since):
+            event = json.loads(entry.leaf)
+            if event.get("org") == caller.org_id and event.get("method") == caller.method \
+                    and str(event.get("rule", "")).startswith(("erasure", "mandate.recall")):
+                return int(entry.seq)
+        return -1
