@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                         row |= {"rewrapped": moved, "rewrap_per_s": moved / elapsed,
                                 "outlasted": after["to_rewrap"] == 0}
                         while _status(data)["to_rewrap"]:  # finish it here, not in the next baseline
+                            if gw.proc.poll() is not None:
+                                raise RuntimeError(f"the gateway exited ({gw.proc.returncode}) during the rewrap")
                             time.sleep(0.5)
                     if res.errors:
                         raise RuntimeError(f"{kind}: {res.errors} errors, e.g. {res.error_sample}")
@@ -129,8 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     ratio = during / base
     print(f"GetCase during a rotation {during:.0f}/s against {base:.0f}/s without: {ratio:.2f} x "
           f"(target >= {TARGET} x); rewrap {rate:.0f} data keys/s while serving")
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "rotation.json").write_text(json.dumps({"rows": rows, "ratio": ratio, "rewrap_per_s": rate}, indent=1))
+    RESULTS.parent.mkdir(exist_ok=True)
+    (RESULTS.parent / "rotation.json").write_text(json.dumps({"rows": rows, "ratio": ratio, "rewrap_per_s": rate}, indent=1))
     return 0
 
 

@@ -458,6 +458,41 @@ def _receipt_text(d: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_subject_export(args: argparse.Namespace) -> None:
+    """The borrower's own data and who received what of it, in one file for the lender to hand over."""
+    from gateway.formats import subject_report
+
+    out = Path(args.out)
+    with _client(args) as c:
+        cases = c.subject_data(args.borrower)
+        events = c.subject_events(args.borrower, "")
+    doc = {"borrower_id": args.borrower, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+           "cases": cases, "disclosures": subject_report.build(args.borrower, "", events)}
+    _write_private(out, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode())
+    d = doc["disclosures"]
+    _emit(args, {"out": str(out), "cases": len(cases), "releases": len(d["releases"]), "refusals": len(d["refusals"])},
+          lambda s: f"subject export of {args.borrower} written to {s['out']}: {s['cases']} cases, "
+                    f"{s['releases']} releases, {s['refusals']} refused attempts (owner-only file: it holds PI)")
+
+
+def cmd_purge(args: argparse.Namespace) -> None:
+    if not args.dry_run:
+        raise CliError(Code.INVALID_ARGUMENT, "the purge runs inside the gateway on its schedule; --dry-run lists "
+                                              "what is due and why")
+    with _client(args) as c:
+        plan = c.purge_plan()
+
+    def text(d: dict[str, Any]) -> str:
+        lines = [f"{len(d['due'])} borrowers due for shredding, {len(d['held'])} kept by a legal hold"]
+        lines += [f"  due   {i['borrower_id']} ({', '.join(i['cases'])}) since {i['due_on']}: {i['rule']}"
+                  for i in d["due"]]
+        lines += [f"  held  {i['borrower_id']} ({', '.join(i['cases'])}) since {i['due_on']}: {i['rule']};"
+                  f" legal hold on {', '.join(i['held_by'])}" for i in d["held"]]
+        return "\n".join(lines)
+
+    _emit(args, plan, text)
+
+
 def cmd_consent(args: argparse.Namespace) -> None:
     values = {"yes": True, "no": False, None: None}
     third, credit = values[args.third_party_sharing], values[args.credit_reporting]
@@ -872,6 +907,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--grace", type=int, metavar="DAYS", help="schedule it DAYS from now (cancellable)")
     s.add_argument("--cancel", action="store_true", help="cancel a scheduled erasure")
     s.set_defaults(fn=cmd_erase)
+    s = lender.add_parser("subject-export", parents=[client],
+                          help="a borrower's own data and its disclosures, for an access request")
+    s.add_argument("borrower")
+    s.add_argument("--out", required=True, help="the file to write (0600: it holds the borrower's PI)")
+    s.set_defaults(fn=cmd_subject_export)
+    s = lender.add_parser("purge", parents=[client], help="what the retention purge will shred, and why")
+    s.add_argument("--dry-run", action="store_true", required=False)
+    s.set_defaults(fn=cmd_purge)
     s = lender.add_parser("consent", parents=[client], help="record a change of the borrower's consents")
     s.add_argument("case")
     s.add_argument("--third-party-sharing", choices=("yes", "no"))

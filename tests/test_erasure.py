@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,3 +147,37 @@ def test_the_cli_receipt_and_the_errors(seeded: Env, capsys: pytest.CaptureFixtu
                                 ("agency-1", "B-5", "WRONG_ORG_KIND")):
         assert _refused(lambda o=org, b=borrower: seeded.client(o).erase(b)) == code
     assert seeded.client("lender-b").get_case("BC-1", "servicing")["fields"]["full_name"]
+
+
+def test_subject_export_gives_the_lender_the_borrowers_data_and_its_disclosures(
+        seeded: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    line = synth.case_line(1, jurisdiction="CN", borrower=1)
+    seeded.client("agency-1").get_case("C-1", "collection")
+    with pytest.raises(CustosError):
+        seeded.client("agency-2").get_case("C-1", "collection")
+    out = tmp_path / "b1.json"
+    argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("lender-a"))]
+    assert cli.main(["lender", "subject-export", "B-1", "--out", str(out), *argv, "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["cases"] == 2 and summary["releases"] >= 1 and summary["refusals"] >= 1
+    assert oct(out.stat().st_mode & 0o777) == "0o600"  # it holds the borrower's PI
+    doc = json.loads(out.read_text())
+    assert [c["case_id"] for c in doc["cases"]] == ["C-1", "C-2"]
+    assert doc["cases"][0]["fields"]["full_name"] == line["borrower"]["full_name"]
+    assert doc["cases"][0]["fields"]["national_id"] == line["borrower"]["national_id"]
+    assert "full_name" in doc["disclosures"]["recipients"]["agency-1"] or doc["disclosures"]["recipients"]["agency-1"]
+    assert any(r["org"] == "agency-2" for r in doc["disclosures"]["refusals"])
+    # The export's own reads are audited as the lender's, under servicing.
+    reads = [e for e in seeded.events(borrower_id="B-1") if e["method"] == "SubjectData"]
+    assert sorted(e["case_id"] for e in reads) == ["C-1", "C-2"] and all(e["purpose"] == "servicing" for e in reads)
+    # Another lender's borrower: not found, the same as none; an agency: not its call.
+    assert cli.main(["lender", "subject-export", "BB-1", "--out", str(tmp_path / "x.json"), *argv, "--json"]) != 0
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "BORROWER_NOT_FOUND"
+    assert not (tmp_path / "x.json").exists()
+    assert _refused(lambda: seeded.client("agency-1").subject_data("B-1")) == "WRONG_ORG_KIND"
+    # After erasure: the lender's export holds no PI of the borrower, and still lists the disclosures.
+    seeded.client("lender-a").erase("B-1")
+    assert cli.main(["lender", "subject-export", "B-1", "--out", str(out), *argv, "--json"]) == 0
+    capsys.readouterr()
+    text = out.read_text()
+    assert not any(v in text for v in _pi_values(line)) and json.loads(text)["cases"][0]["erasure"] == "erased"

@@ -23,14 +23,15 @@ from .crypto import BlindIndex, DecryptionError, FieldCipher
 # Columns both backends select in this order, and the typed rows made from them.
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
-    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure"
+    "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure, "
+    "closed_at"
 )
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled"
 MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
 CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
-                         "consent_changed_at", "erasure", "erase_due"})
+                         "consent_changed_at", "erasure", "erase_due", "closed_at"})
 # Position of each PI field in a borrower row selected as kek_version, wrapped_dek, dek_version, <PI fields>.
 PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 
@@ -38,7 +39,7 @@ PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 def case_row(row: Sequence[Any]) -> CaseRow:
     f = [bool(v) for v in row[8:16]]
     return CaseRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], f[0], f[1], f[2], f[3], f[4], f[5],
-                   f[6], f[7], row[16] or "")
+                   f[6], f[7], row[16] or "", row[17])
 
 
 def org_row(row: Sequence[Any]) -> Org:

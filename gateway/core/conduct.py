@@ -29,6 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from .errors import Code, CustosError, PolicyError
 from .model import JURISDICTIONS, STAGES, STATUSES
 from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
+from .retention import RETENTION_STARTS, RetentionRules
 from .tomlfile import FileCtx, load_toml
 
 CHANNELS = ("call", "sms", "visit", "letter")
@@ -125,6 +126,7 @@ class ConductRules:
     cooldown: Cooldown | None
     litigation: LitigationRules
     reporting: ReportingRules
+    retention: RetentionRules
 
 
 # --------------------------------------------------------------------------- loading
@@ -240,6 +242,7 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
+    "retention",
 )
 
 
@@ -337,6 +340,10 @@ def load_conduct_rules(path: Path) -> ConductRules:
         obsolete_offset_days=rep.integer("obsolete_offset_days", 0, 3660),
     )
 
+    ret = top.table("retention")
+    ret.only(("years", "start"))
+    retention = RetentionRules(years=ret.integer("years", 1, 30), start=ret.string("start", RETENTION_STARTS))
+
     return ConductRules(
         jurisdiction=jurisdiction,
         source=str(path),
@@ -351,6 +358,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
         cooldown=cooldown,
         litigation=litigation,
         reporting=reporting,
+        retention=retention,
     )
 
 

@@ -362,6 +362,9 @@ class LenderActions(Context):
         if not changes:
             return case
         rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
+        if status is not None and (status == "open") != (case.status == "open"):
+            # Retention runs from the closure (policies/conduct/*.toml [retention]); a reopened case has none.
+            changes = {**changes, "closed_at": None if status == "open" else rfc3339(self.clock.now())}
         return self._update_case(caller, case, changes, rule)
 
     def _update_case(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:

@@ -13,15 +13,18 @@ unless a legal hold was set meanwhile (it then waits for the hold to lift).
 
 from __future__ import annotations
 
+import functools
 import json
-from datetime import datetime, timedelta
+from collections.abc import Callable
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from .context import Context, log
 from .errors import Code, CustosError
 from .importer import ID_RE
 from .model import Caller, CaseRow, EventDraft, rfc3339
-from .ports import UnitOfWork
+from .ports import CaseReader, UnitOfWork
+from .retention import RetentionVerdict, borrower_retention
 
 MAX_GRACE_DAYS = 3650
 # What an erasure destroys, as the receipt lists it (the same on both backends).
@@ -71,8 +74,8 @@ class Lifecycle(Context):
         for lender, borrower_id in self.reader().due_erasures(rfc3339(now)):
             caller = Caller(org_id=lender, method="ScheduledErasure")
             try:
-                receipt = self.audit.run(lambda repo, c=caller, b=borrower_id: self._shred(  # type: ignore[misc]
-                    c, repo, b, now, "scheduled", due_only=True))
+                receipt = self.audit.run(functools.partial(self._shred, caller, borrower_id=borrower_id, now=now,
+                                                           reason="scheduled", due_only=True))
             except CustosError:
                 log.error("a scheduled erasure could not be committed; it is retried on the next run")
                 continue
@@ -80,6 +83,61 @@ class Lifecycle(Context):
         if done and self.forget is not None:
             self.forget()
         return done
+
+    # ------------------------------------------------------------ retention
+    def purge_plan(self, caller: Caller) -> dict[str, Any]:
+        """`lender purge --dry-run`: the caller's borrowers whose retention has run, and those a hold keeps."""
+        self._standing(caller, kinds=("lender",))
+        due, held = self._retention(self.clock.now(), caller.org_id)
+        self.audit.append([self._event(caller, "allow", Code.OK, f"purge.plan:due={len(due)};held={len(held)}")])
+        return {"due": due, "held": held}
+
+    def run_retention(self) -> int:
+        """The gateway's schedule: shred every borrower whose retention has run (not held); how many were."""
+        now = self.clock.now()
+        due, _held = self._retention(now, "")
+        done = 0
+        guard = functools.partial(self._still_due, today=now.date())
+        for item in due:
+            caller = Caller(org_id=item["lender"], method="RetentionPurge")
+            try:
+                receipt = self.audit.run(functools.partial(self._shred, caller, borrower_id=item["borrower_id"],
+                                                           now=now, reason="retention", guard=guard))
+            except CustosError:
+                log.error("a retention purge could not be committed; it is retried on the next run")
+                continue
+            done += receipt.get("state") == "erased"
+        if done and self.forget is not None:
+            self.forget()
+        return done
+
+    def _verdict(self, repo: CaseReader, cases: list[CaseRow]) -> RetentionVerdict:
+        def last_activity(case: CaseRow) -> str | None:
+            history = repo.contact_history(case)
+            return max((c.opened_at for c in history), default=None)
+
+        return borrower_retention(lambda j: self.bundle.conduct[j].retention, cases, last_activity)
+
+    def _still_due(self, repo: CaseReader, cases: list[CaseRow], today: date) -> bool:
+        return bool(cases) and not any(c.erasure for c in cases) and self._verdict(repo, cases).due(today)
+
+    def _retention(self, now: datetime, lender: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        repo = self.reader()
+        shortest = min((r.retention.years for r in self.bundle.conduct.values()), default=1)
+        before = rfc3339(now - timedelta(days=365 * shortest))  # a superset: each is checked exactly below
+        due: list[dict[str, Any]] = []
+        held: list[dict[str, Any]] = []
+        for lender_id, borrower_id in repo.retention_candidates(before, lender):
+            cases = repo.cases_of_borrower(lender_id, borrower_id)
+            if not cases or any(c.jurisdiction not in self.bundle.conduct for c in cases):
+                continue
+            verdict = self._verdict(repo, cases)
+            if verdict.due_on is None or now.date() < verdict.due_on:
+                continue
+            item = {"lender": lender_id, "borrower_id": borrower_id, "cases": [c.case_id for c in cases],
+                    "due_on": verdict.due_on.isoformat(), "rule": verdict.rule, "held_by": list(verdict.held)}
+            (held if verdict.held else due).append(item)
+        return due, held
 
     def rewrap_step(self, limit: int) -> int:
         """One bounded transaction of the background rewrap after a KEK rotation (no audit event: no decision)."""
@@ -100,12 +158,15 @@ class Lifecycle(Context):
                                              now=now) for c in named]
 
     def _shred(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime, reason: str,
-               due_only: bool = False) -> tuple[dict[str, Any], list[EventDraft]]:
+               due_only: bool = False,
+               guard: Callable[[CaseReader, list[CaseRow]], bool] | None = None) -> tuple[dict[str, Any], list[EventDraft]]:
         lender = caller.org_id
         cases = self._fresh(repo, lender, borrower_id)
         stamp = rfc3339(now)
         if due_only and not any(c.erasure == "pending" for c in cases):
             return {"state": "none"}, []  # cancelled, or done by another replica, meanwhile
+        if guard is not None and not guard(repo, cases):
+            return {"state": "none"}, []  # reopened, held or erased since the plan: decided again next run
         if any(c.erasure == "erased" for c in cases) or any(c.legal_hold for c in cases):
             if due_only:
                 return {"state": "held"}, []  # waits, pending, until the hold is lifted

@@ -101,6 +101,7 @@ class CaseRow:
     consent_credit: bool
     credit_withdrawn: bool = False  # the borrower withdrew the credit-reporting consent (`lender consent`)
     erasure: str = ""  # the borrower's erasure: "" none, "pending" (scheduled: nothing is released), "erased"
+    closed_at: str | None = None  # when the case was last settled or closed (RFC 3339); None while open
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]

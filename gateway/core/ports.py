@@ -79,6 +79,9 @@ class CaseReader(Protocol):
     def due_erasures(self, now: str) -> list[tuple[str, str]]:
         """(lender, borrower) of every pending erasure due at `now` (RFC 3339)."""
 
+    def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
+        """(lender, borrower) not erased whose cases are all settled or closed, the last before `closed_before`."""
+
     def kek_usage(self) -> dict[int, int]:
         """How many data keys each KEK version wraps (erased borrowers have none)."""
 

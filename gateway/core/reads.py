@@ -13,6 +13,7 @@ from . import access
 from .context import Context
 from .decisions import decide_read, needs_evidence
 from .errors import Code
+from .importer import ID_RE
 from .model import (
     Caller,
     CaseRow,
@@ -187,6 +188,20 @@ class Reads(Context):
             t = transforms[name]
             out[name] = value if t.name == "plain" else apply_transform(t, value, self.pseudonym_key, recipient)
         return out
+
+    def subject_data(self, caller: Caller, borrower_id: str) -> list[Released]:
+        """The borrower's own data in each of the caller's cases, as the lender reads it (each read audited).
+
+        For `lender subject-export` (PIPL Art. 45, GDPR Art. 15), with the
+        disclosures list of the subject report beside it.
+        """
+        self._standing(caller, kinds=("lender",))
+        if not ID_RE.fullmatch(borrower_id or ""):
+            raise self._deny(caller, Code.INVALID_BORROWER_ID, "input")
+        cases = self.reader().cases_of_borrower(caller.org_id, borrower_id)
+        if not cases:
+            raise self._deny(caller, Code.BORROWER_NOT_FOUND, "ownership", borrower_id=borrower_id)
+        return [self.get_case(caller, case.case_id, "servicing") for case in cases]
 
     def list_cases(self, caller: Caller, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
         org = self._standing(caller)

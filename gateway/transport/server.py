@@ -141,6 +141,7 @@ class Gateway:
 STOP_MARGIN_S = 3.0
 CHECKPOINT_EVERY_S = 1.0  # a checkpoint at least once a second while events arrive
 REWRAP_IDLE_S = 1.0  # how soon a running gateway starts the rewrap after `custos keys rotate` (an index probe)
+RETENTION_EVERY_S = 3600.0  # the retention purge: at start-up, then hourly (periods are years, due by the day)
 LIFECYCLE_EVERY_S = 5.0  # due erasures (and retention purges) are performed within seconds of falling due
 
 
@@ -266,7 +267,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         forget=vault.forget,
     )
     provider = make_provider(span_exporter)
-    ticks = {"published": 0.0, "lifecycle": 0.0}
+    ticks = {"published": 0.0, "lifecycle": 0.0, "retention": -RETENTION_EVERY_S}
 
     def tick() -> None:
         """About twice a second: rate-refusal counts; once a second, a checkpoint if the log grew; the schedule."""
@@ -284,6 +285,12 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
                 core.run_due_erasures()
             except CustosError:
                 log.error("could not run the scheduled erasures")
+        if now - ticks["retention"] >= RETENTION_EVERY_S:
+            ticks["retention"] = now
+            try:
+                core.run_retention()
+            except CustosError:
+                log.error("could not run the retention purge")
 
     watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)

@@ -14,7 +14,7 @@ from custos_client.v1 import custos_pb2 as pb
 
 from gateway import packets
 from gateway.core.model import FLAGS, PURPOSES, Caller, CaseRow
-from gateway.core.usecases import Core, ImportProgress
+from gateway.core.usecases import Core, ImportProgress, Released
 
 from . import tracing
 from .calls import Method
@@ -39,6 +39,11 @@ def _batched(rows: Iterable[tuple[int, bytes]]) -> Iterator[pb.AuditEventBatch]:
 def _purpose_attr(purpose: str) -> str:
     """Span attributes carry vocabulary only, never a caller's free text."""
     return purpose if purpose in PURPOSES else "invalid"
+
+
+def _record(rel: Released) -> pb.CaseRecord:
+    return pb.CaseRecord(case_id=rel.case_id, purpose=rel.purpose, stage=rel.stage, fields=rel.fields,
+                         rules=rel.rules, erasure=rel.erasure)
 
 
 def _case_summary(case: CaseRow) -> pb.CaseSummary:
@@ -99,6 +104,18 @@ class LenderServicer:
     def EraseBorrower(self, caller: Caller, request: pb.EraseBorrowerRequest) -> pb.ErasureReceipt:
         return pb.ErasureReceipt(**self.core.erase(caller, request.borrower_id, request.grace_days, request.cancel))
 
+    def SubjectData(self, caller: Caller, request: pb.SubjectDataRequest) -> pb.SubjectDataResponse:
+        return pb.SubjectDataResponse(cases=[_record(rel) for rel in self.core.subject_data(caller, request.borrower_id)])
+
+    def PurgePlan(self, caller: Caller, request: pb.PurgePlanRequest) -> pb.PurgePlanResponse:
+        plan = self.core.purge_plan(caller)
+
+        def items(rows: list[dict[str, Any]]) -> list[pb.PurgeItem]:
+            return [pb.PurgeItem(borrower_id=r["borrower_id"], cases=r["cases"], due_on=r["due_on"], rule=r["rule"],
+                                 held_by=r["held_by"]) for r in rows]
+
+        return pb.PurgePlanResponse(due=items(plan["due"]), held=items(plan["held"]))
+
     def RecordNotice(self, caller: Caller, request: pb.RecordNoticeRequest) -> pb.RecordNoticeResponse:
         tracing.annotate(purpose="credit_reporting")
         return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on))
@@ -134,8 +151,7 @@ class CaseServicer:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
         rel = self.core.get_case(caller, request.case_id, request.purpose)
         tracing.annotate(decision="allow", count=len(rel.fields))
-        return pb.CaseRecord(case_id=rel.case_id, purpose=rel.purpose, stage=rel.stage, fields=rel.fields,
-                             rules=rel.rules, erasure=rel.erasure)
+        return _record(rel)
 
     def OpenContact(self, caller: Caller, request: pb.OpenContactRequest) -> pb.ContactInfo:
         info = self.core.open_contact(caller, request.case_id, request.channel, request.party)

@@ -120,9 +120,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              PRIMARY KEY(level, idx))""",
     ]),
     # Each case's view of its borrower's erasure: pending until erase_due, or done (gateway/core/lifecycle.py).
-    (9, "erasure, pending and done; data keys by KEK version", [
+    (9, "erasure, pending and done; closure time; data keys by KEK version", [
         "ALTER TABLE cases ADD COLUMN erasure TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE cases ADD COLUMN erase_due TEXT",
+        "ALTER TABLE cases ADD COLUMN closed_at TEXT",
+        "UPDATE cases SET closed_at = updated_at WHERE status <> 'open'",
         "CREATE INDEX cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL",
         "CREATE INDEX borrowers_kek ON borrowers(kek_version)",
     ]),

@@ -114,7 +114,6 @@ class SqliteVault:
         return False
 
     def close(self) -> None:
-        self._watch.close()
         with self._lock:
             for conn in self._all:
                 try:
@@ -122,3 +121,4 @@ class SqliteVault:
                 except db.DbError:
                     pass
             self._all.clear()
+        self._watch.close()  # after the connections: closing its descriptor drops the process's locks on the file

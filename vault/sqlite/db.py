@@ -64,7 +64,7 @@ CREATE TABLE IF NOT EXISTS cases(
   consent_third_party INTEGER NOT NULL DEFAULT 0, consent_credit INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
-  erasure TEXT NOT NULL DEFAULT '', erase_due TEXT,
+  erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
@@ -168,12 +168,15 @@ def _add_consent_changes(conn: Connection) -> None:
 
 
 def _add_erasure(conn: Connection) -> None:
-    """Version 7: each case's view of its borrower's erasure (pending until erase_due, or done); the rewrap's index."""
+    """Version 7: erasure per case (pending until erase_due, or done), when it closed; the rewrap's index."""
     columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
     if "erasure" not in columns:
         conn.execute("ALTER TABLE cases ADD COLUMN erasure TEXT NOT NULL DEFAULT ''")
     if "erase_due" not in columns:
         conn.execute("ALTER TABLE cases ADD COLUMN erase_due TEXT")
+    if "closed_at" not in columns:  # retention runs from it; a case closed before: from its last update
+        conn.execute("ALTER TABLE cases ADD COLUMN closed_at TEXT")
+        conn.execute("UPDATE cases SET closed_at = updated_at WHERE status != 'open'")
     conn.execute("CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL")
     conn.execute("CREATE INDEX IF NOT EXISTS borrowers_kek ON borrowers(kek_version)")  # the rewrap's
 
@@ -184,7 +187,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (4, "regulators' cosignatures", lambda conn: conn.execute(COSIGNATURES)),
     (5, "published checkpoints", lambda conn: conn.execute(CHECKPOINTS)),
     (6, "consent changes", _add_consent_changes),
-    (7, "erasure, pending and done; data keys by KEK version", _add_erasure),
+    (7, "erasure, pending and done; closure time; data keys by KEK version", _add_erasure),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
@@ -333,15 +336,22 @@ class CommitWatch:
     unexpected gives no stamp, and callers then ask the database.
 
     The map is made while this process holds the database open, and SQLite
-    truncates the file only when no connection of any process holds it.
+    truncates the file only when no connection of any process holds it: it
+    knows that by a POSIX lock its connections keep on the file. Closing
+    *any* descriptor of a file drops every POSIX lock the process holds on
+    it, so the descriptor opened here stays open until `close()`, which runs
+    after the connections are closed (SqliteVault.close). Closing it early
+    once let another process (`custos keys status` while serving) find the
+    file unlocked and truncate it under the gateway: SIGBUS.
     """
 
     def __init__(self, db_path: Path) -> None:
         self._map: mmap.mmap | None = None
+        self._fd = -1
         try:
-            with open(f"{db_path}-shm", "rb") as fh:
-                if os.fstat(fh.fileno()).st_size >= 2 * WAL_INDEX_HEADER:
-                    self._map = mmap.mmap(fh.fileno(), 2 * WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
+            self._fd = os.open(f"{db_path}-shm", os.O_RDONLY)
+            if os.fstat(self._fd).st_size >= 2 * WAL_INDEX_HEADER:
+                self._map = mmap.mmap(self._fd, 2 * WAL_INDEX_HEADER, access=mmap.ACCESS_READ)
         except (OSError, ValueError):
             self._map = None
 
@@ -358,3 +368,6 @@ class CommitWatch:
         if self._map is not None:
             self._map.close()
             self._map = None
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1

@@ -213,6 +213,14 @@ class Repo(CachedView, SealedReads):
         return {int(v): int(n) for v, n in self.conn.execute(
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version")}
 
+    def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
+        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure = ''"
+               + (" AND lender_id = ?" if lender else "")
+               + " GROUP BY lender_id, borrower_id HAVING SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) = 0"
+               " AND MAX(closed_at) <= ? ORDER BY lender_id, borrower_id")
+        params = (lender, closed_before) if lender else (closed_before,)
+        return [(str(r[0]), str(r[1])) for r in self.conn.execute(sql, params)]
+
     def due_erasures(self, now: str) -> list[tuple[str, str]]:
         return [(str(r[0]), str(r[1])) for r in self.conn.execute(
             "SELECT DISTINCT lender_id, borrower_id FROM cases WHERE erase_due IS NOT NULL AND erase_due <= ?"

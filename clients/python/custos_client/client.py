@@ -220,6 +220,22 @@ class CustosClient:
                 "reason": r.reason, "destroyed": list(r.destroyed), "cases": list(r.cases),
                 "mandates_ended": list(r.mandates_ended), "audit_seq": r.audit_seq}
 
+    def subject_data(self, borrower_id: str) -> list[dict[str, Any]]:
+        """The borrower's own data in each of the caller's cases (a lender answering an access request)."""
+        r = self._call(self._lender.SubjectData, pb.SubjectDataRequest(borrower_id=borrower_id))
+        return [{"case_id": c.case_id, "stage": c.stage, "fields": dict(c.fields), "erasure": c.erasure}
+                for c in r.cases]
+
+    def purge_plan(self) -> dict[str, Any]:
+        """{"due": [...], "held": [...]}: borrowers whose retention ran out, shredded by the gateway's schedule."""
+        r = self._call(self._lender.PurgePlan, pb.PurgePlanRequest())
+
+        def items(rows: Any) -> list[dict[str, Any]]:
+            return [{"borrower_id": i.borrower_id, "cases": list(i.cases), "due_on": i.due_on, "rule": i.rule,
+                     "held_by": list(i.held_by)} for i in rows]
+
+        return {"due": items(r.due), "held": items(r.held)}
+
     def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
                     credit_reporting: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents (None: unchanged)."""

@@ -190,6 +190,44 @@ class ErasureReceipt(_message.Message):
     audit_seq: int
     def __init__(self, lender: _Optional[str] = ..., borrower_id: _Optional[str] = ..., state: _Optional[str] = ..., at: _Optional[str] = ..., due: _Optional[str] = ..., reason: _Optional[str] = ..., destroyed: _Optional[_Iterable[str]] = ..., cases: _Optional[_Iterable[str]] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., audit_seq: _Optional[int] = ...) -> None: ...
 
+class SubjectDataRequest(_message.Message):
+    __slots__ = ("borrower_id",)
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    borrower_id: str
+    def __init__(self, borrower_id: _Optional[str] = ...) -> None: ...
+
+class SubjectDataResponse(_message.Message):
+    __slots__ = ("cases",)
+    CASES_FIELD_NUMBER: _ClassVar[int]
+    cases: _containers.RepeatedCompositeFieldContainer[CaseRecord]
+    def __init__(self, cases: _Optional[_Iterable[_Union[CaseRecord, _Mapping]]] = ...) -> None: ...
+
+class PurgePlanRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class PurgeItem(_message.Message):
+    __slots__ = ("borrower_id", "cases", "due_on", "rule", "held_by")
+    BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
+    CASES_FIELD_NUMBER: _ClassVar[int]
+    DUE_ON_FIELD_NUMBER: _ClassVar[int]
+    RULE_FIELD_NUMBER: _ClassVar[int]
+    HELD_BY_FIELD_NUMBER: _ClassVar[int]
+    borrower_id: str
+    cases: _containers.RepeatedScalarFieldContainer[str]
+    due_on: str
+    rule: str
+    held_by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, borrower_id: _Optional[str] = ..., cases: _Optional[_Iterable[str]] = ..., due_on: _Optional[str] = ..., rule: _Optional[str] = ..., held_by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PurgePlanResponse(_message.Message):
+    __slots__ = ("due", "held")
+    DUE_FIELD_NUMBER: _ClassVar[int]
+    HELD_FIELD_NUMBER: _ClassVar[int]
+    due: _containers.RepeatedCompositeFieldContainer[PurgeItem]
+    held: _containers.RepeatedCompositeFieldContainer[PurgeItem]
+    def __init__(self, due: _Optional[_Iterable[_Union[PurgeItem, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[PurgeItem, _Mapping]]] = ...) -> None: ...
+
 class RecordNoticeRequest(_message.Message):
     __slots__ = ("case_id", "on")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]

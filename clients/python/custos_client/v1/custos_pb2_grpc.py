@@ -96,6 +96,16 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.EraseBorrowerRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ErasureReceipt.FromString,
                 _registered_method=True)
+        self.PurgePlan = channel.unary_unary(
+                '/custos.v1.LenderService/PurgePlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.PurgePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PurgePlanResponse.FromString,
+                _registered_method=True)
+        self.SubjectData = channel.unary_unary(
+                '/custos.v1.LenderService/SubjectData',
+                request_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -185,6 +195,20 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PurgePlan(self, request, context):
+        """What the retention purge (run by the gateway on its schedule) will shred of the caller's, and why.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SubjectData(self, request, context):
+        """The borrower's own data in each of the caller's cases (for a subject access request; each read audited).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -247,6 +271,16 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.EraseBorrower,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.EraseBorrowerRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ErasureReceipt.SerializeToString,
+            ),
+            'PurgePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgePlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.PurgePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PurgePlanResponse.SerializeToString,
+            ),
+            'SubjectData': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubjectData,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -575,6 +609,60 @@ class LenderService:
             '/custos.v1.LenderService/EraseBorrower',
             custos_dot_v1_dot_custos__pb2.EraseBorrowerRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ErasureReceipt.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/PurgePlan',
+            custos_dot_v1_dot_custos__pb2.PurgePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PurgePlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubjectData(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/SubjectData',
+            custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
             options,
             channel_credentials,
             insecure,
