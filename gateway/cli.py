@@ -234,11 +234,19 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
                     f" data key to it in the background (custos keys status shows progress)")
 
 
-def _key_usage(data_dir: str) -> tuple[list[int], int, dict[int, int]]:
-    """(versions that exist, the primary, data keys per version) of a data directory."""
+def _key_usage(data_dir: str, retiring: int | None = None) -> tuple[list[int], int, dict[int, int]]:
+    """(versions that exist, the primary, data keys per version) of a data directory.
+
+    `retiring`: a version about to be destroyed if nothing uses it; every
+    row cache (a cached row may still show the older wrapping of a rewrapped
+    key) is then dropped first, in the database, so no process opens a key
+    with it afterwards.
+    """
     vault = _open_vault(data_dir)
     try:
         kek = vault.cipher.kek
+        if retiring is not None:
+            vault.audit.run(lambda repo: (repo.touch_generation(), []))
         return kek.versions(), kek.primary_version(), vault.reader().kek_usage()
     finally:
         vault.close()
@@ -266,7 +274,7 @@ def cmd_keys_status(args: argparse.Namespace) -> None:
 def cmd_keys_retire(args: argparse.Namespace) -> None:
     from vault.datadir import Layout
 
-    versions, primary, usage = _key_usage(args.data_dir)
+    versions, primary, usage = _key_usage(args.data_dir, retiring=args.version)
     if args.version not in versions:
         raise CliError(Code.KEY_VERSION_NOT_FOUND, f"no KEK version {args.version}")
     if args.version == primary or usage.get(args.version, 0):

@@ -32,6 +32,12 @@ CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, tar
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
                          "consent_changed_at", "erasure", "erase_due", "closed_at"})
+# The columns of a borrower row whose change moves the row caches' counter: all but the wrapping of its
+# data key. A rewrap (KEK rotation) leaves the key itself as it was, and a cached row with the older
+# wrapping opens the same key while that KEK version exists, so the rewrap does not empty every cache
+# each batch; retiring a version moves the counter once (`touch_generation`).
+BORROWER_GEN_COLUMNS = ("lender_id", "borrower_id", "dek_version", "nid_bidx", "phone_bidx", *BORROWER_PI_FIELDS,
+                        "erased_at")
 # Position of each PI field in a borrower row selected as kek_version, wrapped_dek, dek_version, <PI fields>.
 PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 

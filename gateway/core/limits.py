@@ -46,8 +46,8 @@ class RateSpec:
 class LifecycleLimits:
     """How hard the background rewrap of a KEK rotation works while the gateway serves."""
 
-    rewrap_batch: int = 256       # data keys per transaction
-    rewrap_pause_s: float = 0.005  # between transactions, so serving keeps the writer
+    rewrap_batch: int = 64        # data keys per transaction
+    rewrap_pause_s: float = 0.02  # between transactions, so serving keeps the writer (and the CPU)
 
 
 @dataclass(frozen=True)

@@ -140,6 +140,9 @@ class UnitOfWork(CaseReader, Protocol):
     def set_erasure(self, lender: str, borrower_id: str, state: str, due: str | None, now: str) -> None:
         """Every case of the borrower: erasure "" (none) or "pending" until `due`."""
 
+    def touch_generation(self) -> None:
+        """Move the row caches' counter: every replica drops its cached rows (a KEK version is retired)."""
+
     def rewrap_keys(self, limit: int) -> int:
         """Up to `limit` data keys moved from older KEK versions to the primary; how many. No field is decrypted."""
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from vault.records import BORROWER_GEN_COLUMNS
+
 CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")  # the rows replicas cache (vault/rowcache.py)
 MIGRATION_LOCK = 0x437573746F73  # "Custos": the advisory lock every migrating replica takes
 
@@ -127,6 +129,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "UPDATE cases SET closed_at = updated_at WHERE status <> 'open'",
         "CREATE INDEX cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL",
         "CREATE INDEX borrowers_kek ON borrowers(kek_version)",
+        # A rewrap (KEK rotation) changes only the wrapping of a data key: it leaves the caches alone.
+        "DROP TRIGGER borrowers_gen ON borrowers",
+        f"""CREATE TRIGGER borrowers_gen AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF {', '.join(BORROWER_GEN_COLUMNS)}
+               ON borrowers FOR EACH STATEMENT EXECUTE FUNCTION bump_generation()""",
     ]),
 ]
 

@@ -210,6 +210,9 @@ class PgStore(CachedView, SealedReads):
                            " AND borrower_id = %s AND kek_version = %s", (moved[0], moved[1], lender, borrower, version))
         return len(rows)
 
+    def touch_generation(self) -> None:
+        self._exec("UPDATE generation SET n = n + 1 WHERE id = 1", ())
+
     def kek_usage(self) -> dict[int, int]:
         return {int(v): int(n) for v, n in self._all(
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version", ())}

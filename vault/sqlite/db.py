@@ -15,6 +15,8 @@ from typing import Any, TypeAlias
 
 import sqlcipher3
 
+from vault.records import BORROWER_GEN_COLUMNS
+
 # sqlcipher3 ships no type information; its connection has sqlite3's interface.
 Connection: TypeAlias = Any
 DbError: type[Exception] = sqlcipher3.Error
@@ -135,11 +137,18 @@ AUDIT_SCHEMA = AUDIT_SCHEMA.replace("{tiles}", AUDIT_TILES)
 # same transaction, whoever writes (the gateway's writer or another process such
 # as `custos org disable`). Readers compare it once per request (vault/sqlite/store.py).
 CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")
+def _gen_event(table: str, op: str) -> str:
+    """The trigger event; a borrower's rewrap alone does not move the counter (records.BORROWER_GEN_COLUMNS)."""
+    if table == "borrowers" and op == "UPDATE":
+        return f"UPDATE OF {', '.join(BORROWER_GEN_COLUMNS)}"
+    return op
+
+
 CASE_UPGRADE = """
 CREATE TABLE IF NOT EXISTS generation(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
 INSERT OR IGNORE INTO generation(id, n) VALUES (1, 0);
 """ + "".join(
-    f"CREATE TRIGGER IF NOT EXISTS {table}_{op.lower()}_gen AFTER {op} ON {table}"
+    f"CREATE TRIGGER IF NOT EXISTS {table}_{op.lower()}_gen AFTER {_gen_event(table, op)} ON {table}"
     f" BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; END;\n"
     for table in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
 )
@@ -179,6 +188,9 @@ def _add_erasure(conn: Connection) -> None:
         conn.execute("UPDATE cases SET closed_at = updated_at WHERE status != 'open'")
     conn.execute("CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL")
     conn.execute("CREATE INDEX IF NOT EXISTS borrowers_kek ON borrowers(kek_version)")  # the rewrap's
+    conn.execute("DROP TRIGGER IF EXISTS borrowers_update_gen")  # made again below: a rewrap alone moves nothing
+    conn.execute(f"CREATE TRIGGER borrowers_update_gen AFTER {_gen_event('borrowers', 'UPDATE')} ON borrowers"
+                 " BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; END")
 
 
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [

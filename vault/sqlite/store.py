@@ -209,6 +209,9 @@ class Repo(CachedView, SealedReads):
                                   (moved[0], blob(moved[1]), lender, borrower, version))
         return len(rows)
 
+    def touch_generation(self) -> None:
+        self.conn.execute("UPDATE generation SET n = n + 1 WHERE id = 1")
+
     def kek_usage(self) -> dict[int, int]:
         return {int(v): int(n) for v, n in self.conn.execute(
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version")}
