@@ -200,7 +200,8 @@ def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, 
 
     data, ids = data_dir(work, database)
     cmd = custos_cmd()
-    gw = Server("gateway (set-up)", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0"], work / "setup.log", None)
+    gw = Server("gateway (set-up)", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+                                     str(bench_policies(work))], work / "setup.log", None)
     try:
         target = gw.wait_listening()
         until = (date.today() + timedelta(days=365)).isoformat()
@@ -209,8 +210,10 @@ def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, 
             result = lender.import_lines(lines)
             if result["imported"] != n_cases:
                 raise RuntimeError(f"import: {result['imported']} of {n_cases} imported, {result['rejected'][:3]}")
-            for i in range(1, n_cases + 1):
-                lender.assign(f"C-{i}", AGENCY, PURPOSE, until)
+            placed = lender.assign_lines(json.dumps({"case_id": f"C-{i}", "to": AGENCY, "purpose": PURPOSE,
+                                                     "until": until}).encode() for i in range(1, n_cases + 1))
+            if placed["assigned"] != n_cases:
+                raise RuntimeError(f"placement: {placed['assigned']} of {n_cases}, {placed['rejected'][:3]}")
         requests = [pb.GetCaseRequest(case_id=f"C-{i}", purpose=PURPOSE).SerializeToString()
                     for i in range(1, n_cases + 1)]
         sizes = sorted(len(check_call(target, ids / AGENCY, GETCASE_METHOD, requests[i]))

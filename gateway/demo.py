@@ -97,6 +97,11 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
   As the regulator (audit metadata, never PI):
     custos audit query --case C-2 --identity {ids}/regulator-1 --json
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
+  The data lifecycle (the lender; the operator for keys):
+    custos lender subject-export B-2 --out /tmp/B-2.json --identity {ids}/lender-a
+    custos lender erase B-2 --identity {ids}/lender-a        # crypto-shredding; agency-1's read of C-2: ERASED
+    custos lender purge --dry-run --identity {ids}/lender-a
+    custos keys rotate {data_dir} && custos keys status {data_dir}
 Ctrl-C stops the gateway.""", flush=True)
     cli.serve_until_signalled(gw, 2.0)
     return 0

@@ -336,3 +336,35 @@ def test_a_standing_refusal_names_the_case_the_request_named(seeded: Env) -> Non
         assert [(e["decision"], e["code"], e["borrower_id"]) for e in events] == [("deny", code, borrower)], case
     # A request that names no valid case id is still refused and audited, without a case.
     assert denied(seeded, "agency-1", "bad id!").code == "ORG_DISABLED"
+
+
+def test_row_cache_evicts_the_least_recently_used_entry_not_the_whole_cache(monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import rowcache
+
+    monkeypatch.setattr(rowcache, "CACHE_ENTRIES", 3)
+    cache = rowcache.RowCache()
+    reads: list[int] = []
+
+    class Store(rowcache.CachedView):
+        def _generation(self) -> int:
+            return 1
+
+        @rowcache.cached
+        def row(self, n: int) -> str:
+            reads.append(n)
+            return f"row {n}"
+
+    store = Store()
+    store._shared = cache
+    store.refresh()
+    for n in (1, 2, 3):
+        store.row(n)
+    store.row(1)  # a hit, and now the most recently used
+    store.row(4)  # over the bound: row 2 (least recently used) goes, nothing else
+    rows = cache.current(lambda: 1)
+    assert rows is not None and len(rows) == 3 and [k[1] for k in rows] == [3, 1, 4]
+    store.row(3)
+    store.row(1)
+    assert reads == [1, 2, 3, 4]  # every other read was a hit
+    store.row(2)
+    assert reads == [1, 2, 3, 4, 2] and len(rows) == 3

@@ -4,7 +4,10 @@ Each backend keeps a counter (table `generation`) that triggers bump in the
 same transaction as any change to a cached table, whoever writes. A cache
 dict belongs to one value of the counter and is replaced whole when a newer
 one is seen, so a row read before a change and stored late lands in the
-dropped dict, never in the live one. Only ciphertext and non-PI rows are
+dropped dict, never in the live one. A dict holds at most CACHE_ENTRIES
+entries: beyond that the least recently used one goes, one at a time, so a
+working set larger than the cache costs misses, never a cache emptied whole
+and refilled (issue 13). Only ciphertext and non-PI rows are
 held, never plaintext personal data (plus each borrower's unwrapped data key,
 see the stores' `_opener`); values are immutable (frozen rows, tuples,
 read-only mappings, closures).
@@ -14,13 +17,34 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 R = TypeVar("R")
 CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
 
-Rows = dict[tuple[Any, ...], Any]
+Rows = OrderedDict[tuple[Any, ...], Any]
+
+
+def put(rows: Rows, key: tuple[Any, ...], value: Any) -> None:
+    """Keep a value; beyond CACHE_ENTRIES the least recently used entry goes (readers race: never an error)."""
+    rows[key] = value
+    while len(rows) > CACHE_ENTRIES:
+        try:
+            rows.popitem(last=False)
+        except KeyError:  # another thread emptied it meanwhile
+            break
+
+
+def get(rows: Rows, key: tuple[Any, ...]) -> Any:
+    """A kept value, now the most recently used; raises KeyError on a miss."""
+    value = rows[key]
+    try:
+        rows.move_to_end(key)
+    except KeyError:  # evicted by another thread since: the value read is still right for this generation
+        pass
+    return value
 
 
 class Stamp(Protocol):
@@ -34,20 +58,20 @@ class RowCache:
         # The embedded store's WAL-index watch: no commit since the last counter read means no SQL.
         self._watch = watch
         self._lock = threading.Lock()
-        # (stamp read before `generation` was, generation, its rows), replaced whole.
-        self._state: tuple[bytes | None, int, Rows] = (None, -1, {})
+        # (stamp read before `generation` was, generation, its rows), replaced whole on a newer generation.
+        self._state: tuple[bytes | None, int, Rows] = (None, -1, OrderedDict())
 
     def current(self, read_generation: Callable[[], int]) -> Rows | None:
         """The dict as fresh as a new SELECT now; None if this reader saw an older generation than the cache."""
         stamp = self._watch.stamp() if self._watch is not None else None
         known, _, rows = self._state
-        if stamp is not None and stamp == known and len(rows) <= CACHE_ENTRIES:
+        if stamp is not None and stamp == known:
             return rows  # no commit by anyone since the generation behind `rows` was read
         seen = read_generation()  # after the stamp: at least as new as the state the stamp shows
         with self._lock:
             known, generation, rows = self._state
-            if seen > generation or len(rows) > CACHE_ENTRIES:
-                generation, rows = seen, {}
+            if seen > generation:
+                generation, rows = seen, OrderedDict()
             if seen != generation:
                 return None
             self._state = (stamp, generation, rows)
@@ -61,7 +85,7 @@ class RowCache:
         (`gateway.core.ports.StaleView`).
         """
         _, generation, rows = self._state
-        if generation < 0 or len(rows) > CACHE_ENTRIES:
+        if generation < 0:
             return None
         return generation, rows
 
@@ -70,7 +94,7 @@ class RowCache:
         with self._lock:
             _, generation, _ = self._state
             if seen > generation:
-                self._state = (None, seen, {})
+                self._state = (None, seen, OrderedDict())
 
 
 class Cached(Protocol):
@@ -88,9 +112,10 @@ def cached(fn: Callable[..., R]) -> Callable[..., R]:
             return fn(self, *args)
         key = (name, *args)
         try:
-            return rows[key]  # type: ignore[no-any-return]
+            return get(rows, key)  # type: ignore[no-any-return]
         except KeyError:
-            value = rows[key] = fn(self, *args)
+            value = fn(self, *args)
+            put(rows, key, value)
             return value
 
     return wrapper
@@ -123,9 +148,14 @@ class CachedView:
 
     def memo(self, key: tuple[Any, ...]) -> Any:
         """A value the core remembered in this request's row cache (None without one or on a miss)."""
-        return self._rows.get(key) if self._rows is not None else None
+        if self._rows is None:
+            return None
+        try:
+            return get(self._rows, key)
+        except KeyError:
+            return None
 
     def remember(self, key: tuple[Any, ...], value: Any) -> None:
         """Keep a value derived only from cached rows; it is dropped with them on the next change."""
         if self._rows is not None:
-            self._rows[key] = value
+            put(self._rows, key, value)

@@ -1,0 +1,79 @@
+"""GetCase throughput as the working set grows past the row cache: a few cases read in turn against many.
+
+    python -m bench.workingset [--cases 100000] [--small 1000] [--rounds 3] [--seconds 8]
+
+Set-up (`bench.run.setup`, embedded store): `--cases` synthetic cases, all
+mandated to one agency. Then per round, alternating, each on a freshly
+started gateway (`custos serve`, the shipped policies with the rate out of the
+way): the agency's GetCase load (bench/load.py: 2 Python processes, 64 in
+flight) rotating over the first `--small` cases, and over all `--cases`.
+Prints calls/s, server CPU per call and the server's peak RSS of each, and
+the ratio of the medians (issue 13's target, at 10^6 against 10^3: >= 0.9 x);
+writes bench/results/workingset.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from bench.load import run_load
+from bench.run import GETCASE_METHOD, RESULTS, Server, bench_policies, custos_cmd, setup
+
+
+def _peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m bench.workingset", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=100_000)
+    ap.add_argument("--small", type=int, default=1000)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=8.0)
+    args = ap.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="custos-bench-workingset-") as tmp:
+        work = Path(tmp)
+        data, agency, requests, _size = setup(work, args.cases)
+        for rnd in range(1, args.rounds + 1):
+            for label, reqs in ((f"{args.small}", requests[:args.small]), (f"{args.cases}", requests)):
+                gw = Server(label, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+                                    str(bench_policies(work))], work / f"ws-{label}-{rnd}.log", None)
+                try:
+                    target = gw.wait_listening()
+                    res = run_load(target, agency, GETCASE_METHOD, reqs, warmup=2.0, seconds=args.seconds,
+                                   server_cpu=gw.cpu_seconds)
+                    rss = _peak_rss_mib(gw.proc.pid)
+                finally:
+                    gw.stop()
+                if res.errors:
+                    raise RuntimeError(f"{label}: {res.errors}, e.g. {res.error_sample}")
+                row = {"round": rnd, "cases": int(label), "throughput": res.throughput, "p50_ms": res.p50_ms,
+                       "cpu_us_per_call": (res.server_cpu_s or 0.0) / max(res.calls, 1) * 1e6, "peak_rss_mib": rss}
+                rows.append(row)
+                print(f"round {rnd}  {label:>8} cases in turn  {row['throughput']:7.0f} GetCase/s  "
+                      f"{row['cpu_us_per_call']:5.0f} µs server CPU/call  peak RSS {rss:5.0f} MiB", flush=True)
+    small = [r for r in rows if r["cases"] == args.small]
+    large = [r for r in rows if r["cases"] == args.cases]
+    ratio = statistics.median(r["throughput"] for r in large) / statistics.median(r["throughput"] for r in small)
+    print(f"{args.cases} cases in turn against {args.small}: {ratio:.2f} x throughput "
+          f"(issue 13's target at 10^6 against 10^3: >= 0.9 x); CPU/call "
+          f"{statistics.median(r['cpu_us_per_call'] for r in large):.0f} against "
+          f"{statistics.median(r['cpu_us_per_call'] for r in small):.0f} µs; peak RSS "
+          f"{statistics.median(r['peak_rss_mib'] for r in large):.0f} against "
+          f"{statistics.median(r['peak_rss_mib'] for r in small):.0f} MiB")
+    RESULTS.parent.mkdir(exist_ok=True)
+    (RESULTS.parent / "workingset.json").write_text(json.dumps({"rows": rows, "ratio": ratio}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
