@@ -70,14 +70,19 @@ class Lifecycle(Context):
     def run_due_erasures(self) -> int:
         """The gateway's schedule: perform every pending erasure that is due and not held; how many were."""
         now = self.clock.now()
+        due = self.reader().due_erasures(rfc3339(now))
+        return self._shred_each(due, now, "ScheduledErasure", reason="scheduled", due_only=True)
+
+    def _shred_each(self, borrowers: list[tuple[str, str]], now: datetime, method: str, **kw: Any) -> int:
+        """Shred each (lender, borrower) in its own unit of work, as the lender; one failure is retried next run."""
         done = 0
-        for lender, borrower_id in self.reader().due_erasures(rfc3339(now)):
-            caller = Caller(org_id=lender, method="ScheduledErasure")
+        for lender, borrower_id in borrowers:
+            caller = Caller(org_id=lender, method=method)
             try:
                 receipt = self.audit.run(functools.partial(self._shred, caller, borrower_id=borrower_id, now=now,
-                                                           reason="scheduled", due_only=True))
+                                                           **kw))
             except CustosError:
-                log.error("a scheduled erasure could not be committed; it is retried on the next run")
+                log.error("a scheduled shredding could not be committed; it is retried on the next run")
                 continue
             done += receipt.get("state") == "erased"
         if done and self.forget is not None:
@@ -96,20 +101,8 @@ class Lifecycle(Context):
         """The gateway's schedule: shred every borrower whose retention has run (not held); how many were."""
         now = self.clock.now()
         due, _held = self._retention(now, "")
-        done = 0
-        guard = functools.partial(self._still_due, today=now.date())
-        for item in due:
-            caller = Caller(org_id=item["lender"], method="RetentionPurge")
-            try:
-                receipt = self.audit.run(functools.partial(self._shred, caller, borrower_id=item["borrower_id"],
-                                                           now=now, reason="retention", guard=guard))
-            except CustosError:
-                log.error("a retention purge could not be committed; it is retried on the next run")
-                continue
-            done += receipt.get("state") == "erased"
-        if done and self.forget is not None:
-            self.forget()
-        return done
+        return self._shred_each([(i["lender"], i["borrower_id"]) for i in due], now, "RetentionPurge",
+                                reason="retention", guard=functools.partial(self._still_due, today=now.date()))
 
     def _verdict(self, repo: CaseReader, cases: list[CaseRow]) -> RetentionVerdict:
         def last_activity(case: CaseRow) -> str | None:

@@ -267,30 +267,25 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         forget=vault.forget,
     )
     provider = make_provider(span_exporter)
-    ticks = {"published": 0.0, "lifecycle": 0.0, "retention": -RETENTION_EVERY_S}
+    # (every so many seconds, the job, what to log if it fails); the last run of each, first ones due at once.
+    jobs: list[tuple[float, Callable[[], Any], str]] = [
+        (CHECKPOINT_EVERY_S, core.publish_checkpoint, "could not publish a checkpoint"),
+        (LIFECYCLE_EVERY_S, core.run_due_erasures, "could not run the scheduled erasures"),
+        (RETENTION_EVERY_S, core.run_retention, "could not run the retention purge"),
+    ]
+    last = [-every for every, _, _ in jobs]
 
     def tick() -> None:
-        """About twice a second: rate-refusal counts; once a second, a checkpoint if the log grew; the schedule."""
+        """About twice a second: rate-refusal counts; then whichever scheduled job is due."""
         core.flush_suppressed()
         now = time.monotonic()
-        if now - ticks["published"] >= CHECKPOINT_EVERY_S:
-            ticks["published"] = now
-            try:
-                core.publish_checkpoint()
-            except CustosError:
-                log.error("could not publish a checkpoint")
-        if now - ticks["lifecycle"] >= LIFECYCLE_EVERY_S:
-            ticks["lifecycle"] = now
-            try:
-                core.run_due_erasures()
-            except CustosError:
-                log.error("could not run the scheduled erasures")
-        if now - ticks["retention"] >= RETENTION_EVERY_S:
-            ticks["retention"] = now
-            try:
-                core.run_retention()
-            except CustosError:
-                log.error("could not run the retention purge")
+        for i, (every, job, failure) in enumerate(jobs):
+            if now - last[i] >= every:
+                last[i] = now
+                try:
+                    job()
+                except CustosError:
+                    log.error(failure)
 
     watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)
