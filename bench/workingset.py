@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--small", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0)
+    ap.add_argument("--workers", type=int, default=128, help="custos serve --workers (its default: 128)")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="custos-bench-workingset-") as tmp:
@@ -45,8 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         data, agency, requests, _size = setup(work, args.cases)
         for rnd in range(1, args.rounds + 1):
             for label, reqs in ((f"{args.small}", requests[:args.small]), (f"{args.cases}", requests)):
-                gw = Server(label, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
-                                    str(bench_policies(work))], work / f"ws-{label}-{rnd}.log", None)
+                gw = Server(label, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers",
+                                    str(args.workers), "--policies", str(bench_policies(work))],
+                            work / f"ws-{label}-{rnd}.log", None)
                 try:
                     target = gw.wait_listening()
                     res = run_load(target, agency, GETCASE_METHOD, reqs, warmup=2.0, seconds=args.seconds,
