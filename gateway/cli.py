@@ -234,26 +234,18 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
                     f" data key to it in the background (custos keys status shows progress)")
 
 
-def _key_usage(data_dir: str, retiring: int | None = None) -> tuple[list[int], int, dict[int, int]]:
-    """(versions that exist, the primary, data keys per version) of a data directory.
-
-    `retiring`: a version about to be destroyed if nothing uses it; every
-    row cache (a cached row may still show the older wrapping of a rewrapped
-    key) is then dropped first, in the database, so no process opens a key
-    with it afterwards.
-    """
-    vault = _open_vault(data_dir)
-    try:
-        kek = vault.cipher.kek
-        if retiring is not None:
-            vault.audit.run(lambda repo: (repo.touch_generation(), []))
-        return kek.versions(), kek.primary_version(), vault.reader().kek_usage()
-    finally:
-        vault.close()
+def _key_usage(vault: Any) -> tuple[list[int], int, dict[int, int]]:
+    """(versions that exist, the primary, data keys per version) of an open data directory."""
+    kek = vault.cipher.kek
+    return kek.versions(), kek.primary_version(), vault.reader().kek_usage()
 
 
 def cmd_keys_status(args: argparse.Namespace) -> None:
-    versions, primary, usage = _key_usage(args.data_dir)
+    vault = _open_vault(args.data_dir)
+    try:
+        versions, primary, usage = _key_usage(vault)
+    finally:
+        vault.close()
     rows = [{"version": v, "data_keys": usage.get(v, 0), "primary": v == primary}
             for v in sorted(set(versions) | set(usage))]
     missing = sorted(set(usage) - set(versions))
@@ -274,12 +266,19 @@ def cmd_keys_status(args: argparse.Namespace) -> None:
 def cmd_keys_retire(args: argparse.Namespace) -> None:
     from vault.datadir import Layout
 
-    versions, primary, usage = _key_usage(args.data_dir, retiring=args.version)
-    if args.version not in versions:
-        raise CliError(Code.KEY_VERSION_NOT_FOUND, f"no KEK version {args.version}")
-    if args.version == primary or usage.get(args.version, 0):
-        raise CliError(Code.KEY_IN_USE, f"KEK version {args.version} is primary or still wraps "
-                                        f"{usage.get(args.version, 0)} data keys (custos keys status)")
+    vault = _open_vault(args.data_dir)
+    try:
+        versions, primary, usage = _key_usage(vault)
+        if args.version not in versions:
+            raise CliError(Code.KEY_VERSION_NOT_FOUND, f"no KEK version {args.version}")
+        if args.version == primary or usage.get(args.version, 0):
+            raise CliError(Code.KEY_IN_USE, f"KEK version {args.version} is primary or still wraps "
+                                            f"{usage.get(args.version, 0)} data keys (custos keys status)")
+        # Every row cache goes first (a cached row may still show a rewrapped key's older wrapping), in the
+        # database, so no process opens a key with this version once its file is gone.
+        vault.audit.run(lambda repo: (repo.touch_generation(), []))
+    finally:
+        vault.close()
     Layout.of(Path(args.data_dir)).key_provider().retire_kek(args.version)
     _emit(args, {"retired": args.version}, lambda d: f"KEK version {d['retired']} destroyed")
 

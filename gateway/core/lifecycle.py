@@ -71,7 +71,7 @@ class Lifecycle(Context):
         """The gateway's schedule: perform every pending erasure that is due and not held; how many were."""
         now = self.clock.now()
         due = self.reader().due_erasures(rfc3339(now))
-        return self._shred_each(due, now, "ScheduledErasure", reason="scheduled", due_only=True)
+        return self._shred_each(due, now, "ScheduledErasure", reason="scheduled", guard=self._pending)
 
     def _shred_each(self, borrowers: list[tuple[str, str]], now: datetime, method: str, **kw: Any) -> int:
         """Shred each (lender, borrower) in its own unit of work, as the lender; one failure is retried next run."""
@@ -114,6 +114,11 @@ class Lifecycle(Context):
     def _still_due(self, repo: CaseReader, cases: list[CaseRow], today: date) -> bool:
         return bool(cases) and not any(c.erasure for c in cases) and self._verdict(repo, cases).due(today)
 
+    @staticmethod
+    def _pending(_repo: CaseReader, cases: list[CaseRow]) -> bool:
+        """A scheduled erasure still to perform: not cancelled or done meanwhile, and not held (it then waits)."""
+        return any(c.erasure == "pending" for c in cases) and not _blocked(cases)
+
     def _retention(self, now: datetime, lender: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         repo = self.reader()
         shortest = min((r.retention.years for r in self.bundle.conduct.values()), default=1)
@@ -151,18 +156,14 @@ class Lifecycle(Context):
                                              now=now) for c in named]
 
     def _shred(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime, reason: str,
-               due_only: bool = False,
                guard: Callable[[CaseReader, list[CaseRow]], bool] | None = None) -> tuple[dict[str, Any], list[EventDraft]]:
+        """Shred now; a scheduled run passes `guard`, re-checked on the fresh cases (false: nothing, no event)."""
         lender = caller.org_id
         cases = self._fresh(repo, lender, borrower_id)
         stamp = rfc3339(now)
-        if due_only and not any(c.erasure == "pending" for c in cases):
-            return {"state": "none"}, []  # cancelled, or done by another replica, meanwhile
         if guard is not None and not guard(repo, cases):
-            return {"state": "none"}, []  # reopened, held or erased since the plan: decided again next run
-        if any(c.erasure == "erased" for c in cases) or any(c.legal_hold for c in cases):
-            if due_only:
-                return {"state": "held"}, []  # waits, pending, until the hold is lifted
+            return {"state": "none"}, []  # cancelled, reopened, held or done meanwhile: decided again next run
+        if _blocked(cases):
             return self._refusal(caller, cases, now)
         events: list[EventDraft] = []
         ended: list[str] = []
@@ -183,7 +184,7 @@ class Lifecycle(Context):
     def _schedule(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime,
                   due: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
         cases = self._fresh(repo, caller.org_id, borrower_id)
-        if any(c.erasure == "erased" for c in cases) or any(c.legal_hold for c in cases):
+        if _blocked(cases):
             return self._refusal(caller, cases, now)
         stamp, due_at = rfc3339(now), rfc3339(due)
         repo.set_erasure(caller.org_id, borrower_id, "pending", due_at, stamp)
@@ -220,3 +221,8 @@ class Lifecycle(Context):
                     and str(event.get("rule", "")).startswith(("erasure", "mandate.recall")):
                 return int(entry.seq)
         return -1
+
+
+def _blocked(cases: list[CaseRow]) -> bool:
+    """Erased already, or a case under legal hold: no erasure, now or scheduled (`_refusal` says which)."""
+    return any(c.erasure == "erased" or c.legal_hold for c in cases)

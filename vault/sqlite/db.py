@@ -153,11 +153,18 @@ INSERT OR IGNORE INTO generation(id, n) VALUES (1, 0);
     for table in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
 )
 
+def _add_case_columns(conn: Connection, columns: dict[str, str]) -> list[str]:
+    """ALTER TABLE cases ADD COLUMN for each (name, declaration) the table lacks; the names added."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
+    added = [name for name in columns if name not in have]
+    for name in added:
+        conn.execute(f"ALTER TABLE cases ADD COLUMN {name} {columns[name]}")
+    return added
+
+
 def _add_import_digest(conn: Connection) -> None:
     """Version 2: the keyed digest of each case's import line (re-running an import is safe)."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
-    if "import_digest" not in columns:
-        conn.execute("ALTER TABLE cases ADD COLUMN import_digest BLOB")
+    _add_case_columns(conn, {"import_digest": "BLOB"})
 
 
 def _add_furnished(conn: Connection) -> None:
@@ -169,22 +176,13 @@ def _add_furnished(conn: Connection) -> None:
 
 def _add_consent_changes(conn: Connection) -> None:
     """Version 6: a withdrawn credit-reporting consent, and when the consents last changed."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
-    if "credit_withdrawn" not in columns:
-        conn.execute("ALTER TABLE cases ADD COLUMN credit_withdrawn INTEGER NOT NULL DEFAULT 0")
-    if "consent_changed_at" not in columns:
-        conn.execute("ALTER TABLE cases ADD COLUMN consent_changed_at TEXT")
+    _add_case_columns(conn, {"credit_withdrawn": "INTEGER NOT NULL DEFAULT 0", "consent_changed_at": "TEXT"})
 
 
 def _add_erasure(conn: Connection) -> None:
     """Version 7: erasure per case (pending until erase_due, or done), when it closed; the rewrap's index."""
-    columns = {row[1] for row in conn.execute("PRAGMA table_info(cases)")}
-    if "erasure" not in columns:
-        conn.execute("ALTER TABLE cases ADD COLUMN erasure TEXT NOT NULL DEFAULT ''")
-    if "erase_due" not in columns:
-        conn.execute("ALTER TABLE cases ADD COLUMN erase_due TEXT")
-    if "closed_at" not in columns:  # retention runs from it; a case closed before: from its last update
-        conn.execute("ALTER TABLE cases ADD COLUMN closed_at TEXT")
+    added = _add_case_columns(conn, {"erasure": "TEXT NOT NULL DEFAULT ''", "erase_due": "TEXT", "closed_at": "TEXT"})
+    if "closed_at" in added:  # retention runs from it; a case closed before: from its last update
         conn.execute("UPDATE cases SET closed_at = updated_at WHERE status != 'open'")
     conn.execute("CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL")
     conn.execute("CREATE INDEX IF NOT EXISTS borrowers_kek ON borrowers(kek_version)")  # the rewrap's
