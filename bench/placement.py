@@ -36,7 +36,7 @@ def setup(work: Path, n_cases: int, database: str | None) -> tuple[Server, Path]
     from gateway import synth
 
     data, ids = data_dir(work, database)
-    gw = Server("gateway", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+    gw = Server("gateway", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1", "--policies",
                             str(bench_policies(work))], work / "gateway.log", None)
     target = gw.wait_listening()
     with CustosClient(target, ids / LENDER, timeout=600) as lender:

@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 size = vault.audit.size
                 computed = _proof_times(vault, args.proofs, rnd)
                 vault.close()
-                gw = Server("gateway", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+                gw = Server("gateway", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1", "--policies",
                                        str(bench_policies(Path(tmp)))], Path(tmp) / "gw.log", None)
                 try:
                     gw.wait_listening()

@@ -59,7 +59,7 @@ def _fill(work: Path, data: Path, ids: Path, first: int, borrowers: int) -> None
 
     from gateway import synth
 
-    gw = Server("gateway (fill)", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+    gw = Server("gateway (fill)", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1", "--policies",
                                    str(bench_policies(work))], work / "fill.log", None)
     try:
         target = gw.wait_listening()
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"set-up: {args.borrowers} borrowers ({args.cases} mandated) in {time.perf_counter() - t0:.0f} s")
         for rnd in range(1, args.rounds + 1):
             for kind in ("baseline", "rotation"):
-                gw = Server(kind, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+                gw = Server(kind, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1", "--policies",
                                    str(bench_policies(work))], work / f"{kind}-{rnd}.log", None)
                 try:
                     target = gw.wait_listening()

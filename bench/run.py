@@ -200,7 +200,7 @@ def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, 
 
     data, ids = data_dir(work, database)
     cmd = custos_cmd()
-    gw = Server("gateway (set-up)", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--policies",
+    gw = Server("gateway (set-up)", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1", "--policies",
                                      str(bench_policies(work))], work / "setup.log", None)
     try:
         target = gw.wait_listening()
@@ -238,7 +238,8 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
                 "--workers", str(args.workers)]
         method = ECHO_METHOD
     elif kind in ("gateway", "pg"):
-        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers", str(args.workers),
+        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1",
+                "--workers", str(args.workers),
                 "--policies", str(bench_policies(work))]
         method = GETCASE_METHOD
     else:  # a measurement variant of the gateway (bench.decompose)
@@ -247,7 +248,8 @@ def measure(kind: str, rnd: int, data: Path, agency: Path, requests: list[bytes]
         method = GETCASE_METHOD
     servers = [Server(kind, argv, work / f"{kind}-{rnd}.log", server_cpus)]
     if kind == "pg x2":  # a second replica on its own copy of the data directory, the same database
-        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers", str(args.workers),
+        argv = [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1",
+                "--workers", str(args.workers),
                 "--policies", str(bench_policies(work))]
         servers = [Server(f"pg-{n}", [*argv[:2], str(d), *argv[3:]], work / f"pg{n}-{rnd}.log", server_cpus)
                    for n, d in ((1, data), (2, replica_copy(data)))]

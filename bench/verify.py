@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         vkey = (data / "audit.vkey").read_text()
 
         def serve() -> Server:
-            gw = Server("gateway", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0"], Path(tmp) / "gw.log", None)
+            gw = Server("gateway", [*cmd, "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1"],
+                        Path(tmp) / "gw.log", None)
             gw.wait_listening()
             return gw
 

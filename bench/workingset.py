@@ -46,7 +46,7 @@ def main(argv: list[str] | None = None) -> int:
         data, agency, requests, _size = setup(work, args.cases)
         for rnd in range(1, args.rounds + 1):
             for label, reqs in ((f"{args.small}", requests[:args.small]), (f"{args.cases}", requests)):
-                gw = Server(label, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--workers",
+                gw = Server(label, [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1", "--workers",
                                     str(args.workers), "--policies", str(bench_policies(work))],
                             work / f"ws-{label}-{rnd}.log", None)
                 try:

@@ -284,24 +284,62 @@ def cmd_keys_retire(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from gateway.transport.server import build
+    from gateway.transport import processes
 
     if not 1 <= args.workers <= 256:
         raise CliError(Code.INVALID_ARGUMENT, "--workers must be 1-256")
     if not 0 <= args.grace <= 600:
         raise CliError(Code.INVALID_ARGUMENT, "--grace must be 0-600 seconds")
+    count = processes.usable_cores() if args.processes is None else args.processes
+    if not 1 <= count <= 64:
+        raise CliError(Code.INVALID_ARGUMENT, "--processes must be 1-64")
+    host, _, port_text = args.listen.rpartition(":")
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise CliError(Code.INVALID_ARGUMENT, "--listen must be HOST:PORT")
+    if count > 1:
+        passed = ["--workers", str(args.workers), "--grace", str(args.grace)]
+        if args.policies:
+            passed += ["--policies", args.policies]
+        supervisor = processes.Supervisor(Path(args.data_dir), host, int(port_text), count, passed, args.grace,
+                                          Path(args.policies) if args.policies else None)
+        supervisor.start()
+        print(f"custos gateway listening on {host}:{supervisor.port}", flush=True)
+        logging.getLogger("custos.server").info("%d gateway processes on port %d; supervisor pid %d",
+                                                count, supervisor.port, os.getpid())
+        code = supervisor.run()
+        logging.shutdown()
+        sys.stdout.flush()
+        os._exit(code)
+    from gateway.transport.server import build
+
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
-               workers=args.workers)
-    print(f"custos gateway listening on {args.listen.rsplit(':', 1)[0]}:{gw.port}", flush=True)
-    serve_until_signalled(gw, args.grace)
+               workers=args.workers, reuse_port=args.reuse_port)
+    print(f"custos gateway listening on {host}:{gw.port}", flush=True)
+    serve_until_signalled(gw, args.grace, args.supervisor)
 
 
-def serve_until_signalled(gw: Any, grace: float) -> None:
-    """Serve until SIGINT or SIGTERM (SIGHUP reloads the policies), stop within `grace` + a margin, exit."""
+def cmd_stop(args: argparse.Namespace) -> None:
+    from gateway.transport import processes
+
+    if not 0 < args.timeout <= 3600:
+        raise CliError(Code.INVALID_ARGUMENT, "--timeout must be 1-3600 seconds")
+    pid = processes.stop_server(Path(args.data_dir), args.timeout)
+    _emit(args, {"stopped": pid}, lambda d: f"stopped the custos serve of {args.data_dir} (pid {d['stopped']})")
+
+
+def serve_until_signalled(gw: Any, grace: float, supervisor: int | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (SIGHUP reloads the policies), stop within `grace` + a margin, exit.
+
+    A process of `serve --processes N` also stops when its supervisor is gone.
+    """
+    from gateway.transport.processes import watch_parent
+
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: _reload(gw))
+    if supervisor is not None:
+        watch_parent(supervisor, done)
     done.wait()
     log = logging.getLogger("custos.server")
     log.info("stopping: calls in flight get %.1f s", grace)
@@ -880,7 +918,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RPC worker threads (default 128; idle ones cost no CPU)")
     s.add_argument("--grace", type=float, default=5.0,
                    help="seconds calls in flight get on SIGTERM before they are cancelled (default 5)")
+    s.add_argument("--processes", type=int, default=None,
+                   help="gateway processes sharing the port (default: the usable cores; 1: this process serves)")
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a process of --processes N
+    s.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     s.set_defaults(fn=cmd_serve)
+    s = sub.add_parser("stop", parents=[common], help="stop the custos serve of a data directory, all its processes")
+    s.add_argument("data_dir")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to stop (default 30)")
+    s.set_defaults(fn=cmd_stop)
 
     pol = sub.add_parser("policy", help="check policy bundles").add_subparsers(dest="sub", required=True)
     s = pol.add_parser("check", parents=[common])

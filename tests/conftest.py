@@ -264,7 +264,10 @@ class Served:
             if nofile is not None:
                 resource.setrlimit(resource.RLIMIT_NOFILE, (nofile, nofile))
 
-        argv = [sys.executable, "-m", "gateway.cli", "serve", str(data), "--listen", "127.0.0.1:0", *(extra or [])]
+        extra = list(extra or [])
+        if "--processes" not in extra:
+            extra += ["--processes", "1"]  # the process under test is this one (its memory, its signals)
+        argv = [sys.executable, "-m", "gateway.cli", "serve", str(data), "--listen", "127.0.0.1:0", *extra]
         if policies is not None:
             argv += ["--policies", str(policies)]
         self.log = data.parent / f"serve-{os.getpid()}-{id(self)}.log"

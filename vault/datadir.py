@@ -9,7 +9,8 @@
     DATA_DIR/audit.vkey         checkpoint verifier key (signed-note format)
     DATA_DIR/packet.vkey        litigation packets' verifier key (same format, a key of its own)
     DATA_DIR/config.json        log origin, creation time, the key directory if it is elsewhere (no secrets)
-    DATA_DIR/serve.lock         held by the one `custos serve` of this directory
+    DATA_DIR/serve.lock         held by the one `custos serve` of this directory (and by all its processes)
+    DATA_DIR/write.lock         the embedded store's writer: held by one process's audit commit at a time
 """
 
 from __future__ import annotations
@@ -173,21 +174,34 @@ def open_vault(root: Path, policy_revision: str = "") -> SqliteVault | PgVault:
 class ServeLock:
     """At most one `custos serve` per data directory (per copy of it, with replicas).
 
-    On the embedded store SQLCipher has one writer and the audit log one
-    sequence; with PostgreSQL each replica has its own copy. Either way a
-    second server on one directory is a mistake. An advisory lock on
-    DATA_DIR/serve.lock, held for the life of the process (the kernel drops it
-    when the process dies, even by kill -9), refuses it at start-up, naming
-    the holder's pid.
+    On the embedded store the audit log has one sequence, whichever process
+    appends; with PostgreSQL each replica has its own copy of the directory.
+    Either way a second, independent server on one directory is a mistake.
+    An advisory lock on DATA_DIR/serve.lock, held for the life of the process
+    (the kernel drops it when the process dies, even by kill -9), refuses it
+    at start-up, naming the holder's pid. `serve --processes N` takes it once
+    in its supervisor and hands the same open file to each process it starts
+    (`SERVE_LOCK_FD`): a flock belongs to the open file, so the directory is
+    held until the last of them is gone, and `custos stop` waits for that.
     """
+
+    ENV = "CUSTOS_SERVE_LOCK_FD"
 
     def __init__(self, fd: int) -> None:
         self._fd: int | None = fd
+
+    @property
+    def fd(self) -> int:
+        assert self._fd is not None
+        return self._fd
 
     @classmethod
     def take(cls, root: Path) -> ServeLock:
         if not root.is_dir():
             raise CustosError(Code.DATA_DIR_INVALID, "run 'custos init' first")
+        inherited = os.environ.pop(cls.ENV, "")
+        if inherited:
+            return cls._inherit(root, inherited)
         fd = os.open(root / "serve.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -199,10 +213,66 @@ class ServeLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return cls(fd)
 
+    @classmethod
+    def _inherit(cls, root: Path, value: str) -> ServeLock:
+        """The supervisor's lock, passed down: only if it is this directory's lock file, and held."""
+        try:
+            fd = int(value)
+            mine, theirs = os.fstat(fd), os.stat(root / "serve.lock")
+            if (mine.st_dev, mine.st_ino) != (theirs.st_dev, theirs.st_ino):
+                raise OSError("not this directory's lock")
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # the same open file: succeeds only if it holds it
+        except (ValueError, OSError):
+            raise CustosError(Code.DATA_DIR_IN_USE, "the inherited serve lock is not this directory's") from None
+        return cls(fd)
+
+    @staticmethod
+    def holder(root: Path) -> int | None:
+        """The pid of the server holding the directory, or None if nothing holds it (for `custos stop`)."""
+        try:
+            fd = os.open(root / "serve.lock", os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except OSError:
+                text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+                return int(text) if text.isdigit() else 0
+            return None
+        finally:
+            os.close(fd)
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+
+
+class WriteLock:
+    """The embedded store's one writer across processes: a blocking flock around each audit commit.
+
+    SQLite serialises writers itself, but a writer that finds the database
+    locked sleeps and polls (1, 2, 5, 10 ms ...); a flock waiter is woken
+    the moment the holder lets go, and the waiting releases the GIL. Held
+    from before the case database's transaction begins until both files
+    have committed, so commits of all processes come one after another, in
+    the order of the audit sequence, exactly as one process's do.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *_exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
 
 
 if TYPE_CHECKING:

@@ -119,6 +119,10 @@ class Code(StrEnum):
     IDENTITY_INVALID = "IDENTITY_INVALID"
     AUDIT_VERIFY_FAILED = "AUDIT_VERIFY_FAILED"
     DATA_DIR_IN_USE = "DATA_DIR_IN_USE"
+    LISTEN_FAILED = "LISTEN_FAILED"
+    SERVE_FAILED = "SERVE_FAILED"
+    NOT_SERVING = "NOT_SERVING"
+    STOP_TIMEOUT = "STOP_TIMEOUT"
     CA_OFFLINE = "CA_OFFLINE"
     CERT_MISMATCH = "CERT_MISMATCH"
     KEYS_UNAVAILABLE = "KEYS_UNAVAILABLE"
@@ -234,6 +238,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.PACKET_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the packet does not verify"),
     Code.AUDIT_VERIFY_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
     Code.DATA_DIR_IN_USE: ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
+    Code.LISTEN_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "cannot listen on that address (in use, or not this machine's)"),
+    Code.SERVE_FAILED: ErrorSpec(_C.INTERNAL, "a gateway process could not start"),
+    Code.NOT_SERVING: ErrorSpec(_C.FAILED_PRECONDITION, "no custos serve holds this data directory"),
+    Code.STOP_TIMEOUT: ErrorSpec(_C.DEADLINE_EXCEEDED, "the server did not stop in time; it may still be stopping"),
     Code.CA_OFFLINE: ErrorSpec(
         _C.FAILED_PRECONDITION, "this data directory holds no CA key: issue with 'custos ca issue', register with --cert"
     ),

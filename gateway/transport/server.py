@@ -196,11 +196,16 @@ def _probe_host(listen: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
-def server_options(limits: ConnectionLimits, workers: int, stream_deadline_s: float) -> list[tuple[str, Any]]:
-    """gRPC channel arguments that bound what any client can hold: connections, handshakes, streams, bytes."""
+def server_options(limits: ConnectionLimits, workers: int, stream_deadline_s: float,
+                   reuse_port: bool = False) -> list[tuple[str, Any]]:
+    """gRPC channel arguments that bound what any client can hold: connections, handshakes, streams, bytes.
+
+    SO_REUSEPORT only for the processes of one `serve --processes N`: otherwise
+    a second gateway (of another directory) could share the port unnoticed.
+    """
     max_connections = _connection_cap(limits.max_connections, workers)
     return [
-        ("grpc.so_reuseport", 0),
+        ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_receive_message_length", limits.max_message_bytes),
         ("grpc.max_metadata_size", limits.max_metadata_bytes),
         ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
@@ -239,7 +244,8 @@ def _connection_cap(configured: int, workers: int) -> int:
 
 
 def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
-          clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 128) -> Gateway:
+          clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 128,
+          reuse_port: bool = False) -> Gateway:
     """Build and start a gateway; policy problems raise before anything listens."""
     policy_dir = policy_dir or BUNDLE_DIR
     bundle = load_bundle(policy_dir)
@@ -294,17 +300,20 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         handlers=[gate.generic_handler(name, ms) for name, ms in methods(core).items()],
         options=server_options(bundle.limits.connections, workers,
-                               max(calls.stream_deadline_s, calls.import_deadline_s)),
+                               max(calls.stream_deadline_s, calls.import_deadline_s), reuse_port),
         # Beyond this many calls queued or running, gRPC refuses new ones at once (RESOURCE_EXHAUSTED).
         maximum_concurrent_rpcs=max(256, workers * 8),
     )
-    port = server.add_secure_port(listen, server_credentials(vault.layout))
+    try:
+        port = server.add_secure_port(listen, server_credentials(vault.layout))
+    except RuntimeError:  # grpcio's way of saying the address could not be bound
+        port = 0
     gateway = Gateway(server, port, vault, core, provider, policy_dir, gate, watchdog, lock)
     gateway.rewrapper = Rewrapper(core, lambda: (core.bundle.limits.lifecycle.rewrap_batch,
                                                  core.bundle.limits.lifecycle.rewrap_pause_s))
     if port == 0:
         gateway.stop(None)
-        raise OSError(f"cannot listen on {listen}")
+        raise CustosError(Code.LISTEN_FAILED)
     server.start()
     try:
         tls12 = accepts_tls12(_probe_host(listen), port)

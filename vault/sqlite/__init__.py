@@ -5,7 +5,9 @@ data in custos.db, the audit log in audit.db, see `db.py`), the generation
 counter and the WAL-index watch that keep the shared row cache fresh
 (`store.py`), the group-committed single writer with its sorted-run audit
 index (`auditlog.py`), the raw-key connections and `blob()`. One process
-serves a data directory (`vault.datadir.ServeLock`).
+serves a data directory (`vault.datadir.ServeLock`), in one process or, with
+`serve --processes N`, in several that take turns with the directory's write
+lock (`vault.datadir.WriteLock`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from gateway.core.errors import Code, CustosError
 from vault.crypto import BlindIndex, FieldCipher
-from vault.datadir import Layout
+from vault.datadir import Layout, WriteLock
 from vault.rowcache import RowCache
 
 from . import db
@@ -69,8 +71,10 @@ class SqliteVault:
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
         self._rows = RowCache(self._watch)
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
+        self._write_lock = WriteLock(self.layout.root / "write.lock")
         try:
-            self.audit = AuditLog(self.writer, lambda: self.policy_revision)
+            self.audit = AuditLog(self.writer, lambda: self.policy_revision, write_lock=self._write_lock,
+                                  reader=self.reader)
         except BaseException:
             self.close()  # e.g. a log that no longer opens: leave nothing open behind
             raise
@@ -122,3 +126,4 @@ class SqliteVault:
                     pass
             self._all.clear()
         self._watch.close()  # after the connections: closing its descriptor drops the process's locks on the file
+        self._write_lock.close()

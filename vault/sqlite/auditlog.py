@@ -3,13 +3,19 @@
 The leader runs every queued unit in one case-database transaction (each in
 its own savepoint), appends their audit events as Merkle leaves to audit.db,
 and commits. The audit file commits first: if the case database then failed,
-the log would over-report, never under-report.
+the log would over-report, never under-report. Several processes may serve
+one directory (`serve --processes`): each leader holds the directory's write
+lock (vault.datadir.WriteLock) across its commit, so the sequence is the
+database's and commits come one after another; `head` reads the log's end
+from the file, so every process signs and proves the one tree.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from gateway.core.errors import Code, CustosError
@@ -37,8 +43,13 @@ class AuditLog(GroupCommit):
     index_every = 256
     run_fanout = 8
 
-    def __init__(self, repo: Repo, policy_revision: Callable[[], str]) -> None:
+    def __init__(self, repo: Repo, policy_revision: Callable[[], str], *,
+                 write_lock: AbstractContextManager[Any] | None = None,
+                 reader: Callable[[], Repo] | None = None) -> None:
         self._repo = repo
+        self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
+        self._reader = reader  # a thread's own read connection, for `head` (None: this process is the only writer)
+        self._head_lock = threading.Lock()
         self._conn: Connection = repo.conn
         self._audit: Connection = repo.audit_conn
         self._revision = policy_revision
@@ -61,9 +72,34 @@ class AuditLog(GroupCommit):
         return self._frontier.size
 
     def head(self) -> tuple[int, bytes]:
-        """(size, root) of the committed tree; the frontier object is replaced, never changed, after a commit."""
+        """(size, root) of the tree as committed now, by any process serving the directory.
+
+        The events other processes appended since this one's last commit are
+        read from the file (one range read on the primary key) and added to
+        the frontier, which is replaced, never changed.
+        """
+        if self._reader is not None:
+            self._advance(self._reader().audit_leaf_hashes(self._frontier.size))
         frontier = self._frontier
         return frontier.size, frontier.root()
+
+    def _advance(self, rows: Iterator[tuple[int, bytes]]) -> None:
+        frontier = self._frontier
+        grown: Frontier | None = None
+        for seq, lh in rows:
+            if seq != (grown or frontier).size:
+                break  # not contiguous (cannot happen: the sequence is the primary key); keep what is sound
+            if grown is None:
+                grown = frontier.copy()
+            grown.append(lh)
+        if grown is not None:
+            self._publish(grown)
+
+    def _publish(self, frontier: Frontier) -> None:
+        """Make `frontier` the head unless a larger one already is (a commit and a `head` may race)."""
+        with self._head_lock:
+            if frontier.size > self._frontier.size:
+                self._frontier = frontier
 
     def _commit(self, batch: list[_Item[Any]]) -> None:
         """Run the batch's units on the case database, make their events durable, then commit the units.
@@ -72,13 +108,19 @@ class AuditLog(GroupCommit):
         commit, the log would over-report (an event for a change that did not
         happen, and whose result was never released), never under-report.
         """
+        with self._write_lock:
+            self._commit_locked(batch)
+
+    def _commit_locked(self, batch: list[_Item[Any]]) -> None:
         main = self._conn
         revision = self._revision()
         # A batch of pure audit appends (reads, denials) never touches the case database.
         writes = any(item.writes for item in batch)
         try:
             if writes:
-                main.execute("BEGIN")
+                # IMMEDIATE: the write lock from the start, so what the units read (a contact cap's count)
+                # is what they write against, even beside an operator command writing from another process.
+                main.execute("BEGIN IMMEDIATE")
         except DbError:
             self._fail(batch, "begin")
             return
@@ -142,7 +184,7 @@ class AuditLog(GroupCommit):
             if not single:
                 _rollback(audit)
             raise
-        self._frontier = frontier
+        self._publish(frontier)
         self._indexed = indexed
 
     def _store_nodes(self, old: int, new: int) -> None:
