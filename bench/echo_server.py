@@ -29,7 +29,8 @@ ECHO_METHOD = f"/{ECHO_SERVICE}/Call"
 WORKERS = 128  # the gateway's ThreadPoolExecutor size
 
 
-def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS) -> tuple[grpc.Server, int]:
+def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS,
+          reuse_port: bool = False) -> tuple[grpc.Server, int]:
     """Start the echo server; returns it and the bound port."""
     response = b"e" * size
 
@@ -43,7 +44,7 @@ def build(data_dir: Path, listen: str, size: int, workers: int = WORKERS) -> tup
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
         handlers=[handler],
-        options=server_options(ConnectionLimits(), workers, 3600.0),
+        options=server_options(ConnectionLimits(), workers, 3600.0, reuse_port),
     )
     port = server.add_secure_port(listen, server_credentials(Layout.of(data_dir)))
     if port == 0:
@@ -58,8 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--listen", default="127.0.0.1:0")
     ap.add_argument("--size", type=int, default=700, help="response size in bytes")
     ap.add_argument("--workers", type=int, default=WORKERS)
+    ap.add_argument("--reuse-port", action="store_true", help="share the port with other echo processes")
     args = ap.parse_args(argv)
-    server, port = build(args.data_dir, args.listen, args.size, args.workers)
+    server, port = build(args.data_dir, args.listen, args.size, args.workers, args.reuse_port)
     print(f"echo listening on {args.listen.rsplit(':', 1)[0]}:{port}", flush=True)
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):

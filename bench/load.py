@@ -82,19 +82,25 @@ def percentile(sorted_values: list[float], q: float) -> float:
 
 
 def _worker(conn: Connection, target: str, ident: Identity, method: str, requests: list[bytes],
-            offset: int, inflight: int, max_calls: int) -> None:
-    """One load process: connect, report ready, run the timeline it is sent, send results back."""
+            offset: int, inflight: int, max_calls: int, channels: int = 1) -> None:
+    """One load process: connect, report ready, run the timeline it is sent, send results back.
+
+    Several channels are several connections (a local subchannel pool each), which the
+    kernel spreads over the processes of a server sharing its port (SO_REUSEPORT).
+    """
     import grpc
 
     creds = grpc.ssl_channel_credentials(root_certificates=ident.ca, private_key=ident.key,
                                          certificate_chain=ident.cert)
-    channel = grpc.secure_channel(target, creds)
+    opts = [("grpc.use_local_subchannel_pool", 1)] if channels > 1 else []
+    chans = [grpc.secure_channel(target, creds, options=opts) for _ in range(channels)]
     try:
-        grpc.channel_ready_future(channel).result(timeout=READY_TIMEOUT)
+        for channel in chans:
+            grpc.channel_ready_future(channel).result(timeout=READY_TIMEOUT)
     except grpc.FutureTimeoutError:
         conn.send(("failed", "channel not ready"))
         return
-    call = channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+    calls = [ch.unary_unary(method, request_serializer=None, response_deserializer=None) for ch in chans]
     conn.send(("ready",))
     _t_start, t_meas, t_end = conn.recv()
 
@@ -108,7 +114,7 @@ def _worker(conn: Connection, target: str, ident: Identity, method: str, request
     def launch(i: int) -> None:
         t0 = time.monotonic()
         try:
-            fut = call.future(requests[i % n], timeout=CALL_TIMEOUT)
+            fut = calls[i % len(calls)].future(requests[i % n], timeout=CALL_TIMEOUT)
         except Exception as exc:  # noqa: BLE001 - counted as an error, never fatal to the run
             finish(None, t0, exc)
             return
@@ -162,12 +168,13 @@ def _worker(conn: Connection, target: str, ident: Identity, method: str, request
     with lock:
         conn.send(("done", lat.tobytes(), dict(errors), st["err"], st["sample"], st["issued"] >= max_calls,
                    sorted(os.sched_getaffinity(0))))
-    channel.close()
+    for channel in chans:
+        channel.close()
 
 
 def run_load(target: str | list[str], identity_dir: Path, method: str, requests: list[bytes], *, procs: int = 2,
              inflight: int = 64, warmup: float = 2.0, seconds: float = 10.0, max_calls: int = 2_000_000,
-             server_cpu: Callable[[], float] | None = None) -> LoadResult:
+             server_cpu: Callable[[], float] | None = None, connections: int = 0) -> LoadResult:
     """Run `procs` load processes against `target` (loopback) and merge what they measured.
 
     With several targets (replicas), load process k drives target k mod n.
@@ -187,7 +194,7 @@ def run_load(target: str | list[str], identity_dir: Path, method: str, requests:
             parent, child = ctx.Pipe()
             p = ctx.Process(target=_worker, daemon=True, name=f"bench-load-{k}",
                             args=(child, targets[k % len(targets)], ident, method, requests,
-                                  k * len(requests) // procs, share, max_calls))
+                                  k * len(requests) // procs, share, max_calls, max(1, connections // procs)))
             p.start()
             workers.append((p, parent))
         for _, conn in workers:

@@ -72,9 +72,10 @@ class SqliteVault:
         self._rows = RowCache(self._watch)
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
         self._write_lock = WriteLock(self.layout.root / "write.lock")
+        self._audit_watch = db.CommitWatch(self.layout.audit_db)
         try:
             self.audit = AuditLog(self.writer, lambda: self.policy_revision, write_lock=self._write_lock,
-                                  reader=self.reader)
+                                  reader=self.reader, watch=self._audit_watch)
         except BaseException:
             self.close()  # e.g. a log that no longer opens: leave nothing open behind
             raise
@@ -126,4 +127,5 @@ class SqliteVault:
                     pass
             self._all.clear()
         self._watch.close()  # after the connections: closing its descriptor drops the process's locks on the file
+        self._audit_watch.close()
         self._write_lock.close()

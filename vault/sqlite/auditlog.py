@@ -23,6 +23,7 @@ from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
 from gateway.core.proofs import TILE
 from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
+from vault.rowcache import Stamp
 
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
@@ -45,8 +46,11 @@ class AuditLog(GroupCommit):
 
     def __init__(self, repo: Repo, policy_revision: Callable[[], str], *,
                  write_lock: AbstractContextManager[Any] | None = None,
-                 reader: Callable[[], Repo] | None = None) -> None:
+                 reader: Callable[[], Repo] | None = None, watch: Stamp | None = None) -> None:
         self._repo = repo
+        # The audit file's WAL-index watch: unchanged since our last commit means nobody else appended.
+        self._watch = watch
+        self._stamp: bytes | None = None
         self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
         self._reader = reader  # a thread's own read connection, for `head` (None: this process is the only writer)
         self._head_lock = threading.Lock()
@@ -78,10 +82,15 @@ class AuditLog(GroupCommit):
         read from the file (one range read on the primary key) and added to
         the frontier, which is replaced, never changed.
         """
-        if self._reader is not None:
+        if self._reader is not None and not self._unchanged():
             self._advance(self._reader().audit_leaf_hashes(self._frontier.size))
         frontier = self._frontier
         return frontier.size, frontier.root()
+
+    def _unchanged(self) -> bool:
+        """Whether no commit to the audit file happened since this process's last one (no SQL, no system call)."""
+        stamp = self._watch.stamp() if self._watch is not None else None
+        return stamp is not None and stamp == self._stamp
 
     def _advance(self, rows: Iterator[tuple[int, bytes]]) -> None:
         frontier = self._frontier
@@ -112,6 +121,11 @@ class AuditLog(GroupCommit):
             self._commit_locked(batch)
 
     def _commit_locked(self, batch: list[_Item[Any]]) -> None:
+        if not self._unchanged():
+            # Another process appended since our last commit: take its events (and index mark) first, under
+            # the write lock, so ours are numbered after them at once rather than by a failed INSERT.
+            self._advance(self._repo.audit_leaf_hashes(self._frontier.size))
+            self._indexed = max(self._indexed, self._repo.audit_indexed_upto())
         main = self._conn
         revision = self._revision()
         # A batch of pure audit appends (reads, denials) never touches the case database.
@@ -186,6 +200,8 @@ class AuditLog(GroupCommit):
             raise
         self._publish(frontier)
         self._indexed = indexed
+        if self._watch is not None:
+            self._stamp = self._watch.stamp()  # under the write lock: this commit is the last one
 
     def _store_nodes(self, old: int, new: int) -> None:
         """Tiles are derived from the committed leaf hashes: one that fails to store is made at the next open."""
