@@ -608,6 +608,50 @@ def cmd_cases_get(args: argparse.Namespace) -> None:
                  **({"erasure": rec["erasure"]} if rec.get("erasure") else {})})
 
 
+def cmd_cases_pull(args: argparse.Namespace) -> None:
+    """The work list as one JSON document, {"records", "removed", "cursor"}, on stdout or (0600) in --out.
+
+    Records are written as they arrive, so memory stays bounded whatever the
+    portfolio. If the pull breaks, what arrived is kept with the cursor after
+    it and "complete": false, and the error says to resume from that cursor.
+    """
+    from custos_client import CustosError as ClientError
+
+    out = Path(args.out) if args.out else None
+    tmp = out.with_name(out.name + ".part") if out else None
+    sink: Any = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") \
+        if tmp else sys.stdout
+    removed: list[dict[str, Any]] = []
+    count, cursor, complete = 0, args.since or "", False
+    sink.write('{"records": [')
+    try:
+        with _client(args) as c:
+            for item in c.pull_cases(args.purpose, args.since or ""):
+                cursor = item["cursor"]
+                if "record" in item:
+                    sink.write((",\n" if count else "\n") + json.dumps(item["record"], ensure_ascii=False))
+                    count += 1
+                elif "removed" in item:
+                    removed.append({"case_id": item["removed"], "lender_id": item["lender_id"], "code": item["code"]})
+                else:
+                    complete = True
+    except ClientError as err:
+        resume = (err.progress or {}).get("cursor", cursor)
+        raise CliError(err.code, f"{err.message}; what arrived is kept: resume with --since {resume}") from None
+    finally:
+        sink.write("\n], " + json.dumps({"removed": removed, "cursor": cursor, "complete": complete},
+                                         ensure_ascii=False)[1:] + "\n")
+        sink.flush()
+        if tmp is not None and out is not None:
+            os.fsync(sink.fileno())
+            sink.close()
+            tmp.replace(out)
+    if out is not None:
+        _emit(args, {"records": count, "removed": len(removed), "cursor": cursor, "out": str(out)},
+              lambda d: f"{d['records']} records, {d['removed']} removed, written to {d['out']};"
+                        f" next --since {d['cursor']}")
+
+
 def cmd_audit_query(args: argparse.Namespace) -> None:
     with _client(args) as c:
         events = c.audit_query(case_id=args.case or "", org_id=args.org or "", borrower_id=args.borrower or "",
@@ -1018,6 +1062,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--purpose", required=True)
     s.set_defaults(fn=cmd_cases_get)
+    s = cases.add_parser("pull", parents=[client], help="the cases mandated to you, or those changed since a cursor")
+    s.add_argument("--purpose", required=True)
+    s.add_argument("--since", help="the cursor of an earlier pull: only what changed after it")
+    s.add_argument("--out", help="write the document here (owner-only) instead of stdout")
+    s.set_defaults(fn=cmd_cases_pull)
 
     packet = sub.add_parser("packet", help="signed litigation packets").add_subparsers(dest="sub", required=True)
     s = packet.add_parser("get", parents=[client], help="a case's litigation packet (law firm)")

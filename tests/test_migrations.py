@@ -36,6 +36,13 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
     assert db.schema_version(conn) == db.CASE_VERSION
     conn.execute("ALTER TABLE cases DROP COLUMN import_digest")  # the layout the first releases wrote
     conn.execute("DROP TABLE furnished")  # (version 3 added the bureau feed's table)
+    for trigger in ("cases_insert_feed", "cases_update_feed", "mandates_insert_feed", "mandates_update_feed",
+                    "borrowers_update_feed", "loans_update_feed"):  # (version 8: the work lists' change feed)
+        conn.execute(f"DROP TRIGGER {trigger}")
+    conn.execute("DROP TABLE case_feed")
+    conn.execute("DROP TABLE feed_counter")
+    conn.execute("DROP INDEX mandates_open_until")
+    conn.execute("ALTER TABLE mandates DROP COLUMN lapsed_at")
     conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     conn.close()
 
@@ -64,6 +71,9 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
             lender.record_notice("C-2", "2026-11-01")
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("agency-1")) as agency:
             assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+            # Every case stored before the change feed is in it: the work list holds the old mandate.
+            pulled = list(agency.pull_cases("collection"))
+            assert [i["record"]["case_id"] for i in pulled if "record" in i] == ["C-1"]
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("bureau-1")) as bureau:
             assert bureau.pull_feed("")["cursor"] == "f1"  # the feed works on the upgraded file
     finally:

@@ -69,6 +69,14 @@ class CaseReader(Protocol):
 
     def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]: ...
 
+    def feed_high_water(self) -> int:
+        """The change feed's number of the last committed change (every change up to it is committed)."""
+
+    def feed_changes(self, org_id: str, purpose: str, after: tuple[int, str, str], upto: int,
+                     limit: int) -> list[tuple[int, str, str]]:
+        """(number, lender, case id) of each case changed after `after` (in that order) and up to `upto` that
+        `org_id` holds or held a mandate of for `purpose`, in that order; at most `limit`."""
+
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         """None also when the borrower was erased (the terms went with the data key)."""
 
@@ -113,6 +121,9 @@ class CaseReader(Protocol):
 
 class UnitOfWork(CaseReader, Protocol):
     """The store inside the audit log's write transaction."""
+
+    def lapse_mandates(self, ended_before: str, now: str) -> int:
+        """Mark open mandates whose last day is before `ended_before` as lapsed (the change feed sees it)."""
 
     def bidx(self, lender: str, field: str, value: str) -> bytes: ...
 

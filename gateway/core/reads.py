@@ -100,15 +100,20 @@ class Reads(Context):
         if not needs_evidence(purpose):
             self.reader().remember(key, grant)
 
-    def _release(self, caller: Caller, grant: Grant, purpose: str, now: datetime, view: int | None) -> Released:
-        """The values a grant releases, once its event is durable (and, on an unchecked view, proven fresh)."""
-        repo = self.reader()
+    def _values(self, caller: Caller, grant: Grant) -> dict[str, str]:
+        """What a grant releases now: its fixed values, the sealed fields opened, the contact history read."""
         case, decision = grant.case, grant.decision
         values = dict(grant.plain)
         values.update(self._released(decision, grant.unseal(), caller.org_id))
         if grant.with_history:
-            history = [c.history_entry() for c in repo.contact_history(case)]
+            history = [c.history_entry() for c in self.reader().contact_history(case)]
             values.update(self._released(decision, {"contact_history": history}, caller.org_id))
+        return values
+
+    def _release(self, caller: Caller, grant: Grant, purpose: str, now: datetime, view: int | None) -> Released:
+        """The values a grant releases, once its event is durable (and, on an unchecked view, proven fresh)."""
+        case, decision = grant.case, grant.decision
+        values = self._values(caller, grant)
         # The release waits for its audit event to be durable.
         self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
                                        borrower_id=case.borrower_id, fields=grant.fields, now=now,
@@ -117,20 +122,28 @@ class Reads(Context):
                         case.erasure if caller.org_id == case.lender_id else "")
 
     def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
-        """Every check of a read, from the rows; a refusal is audited and raised, never remembered.
+        """Every check of a read, from the rows; a refusal is audited and raised, never remembered."""
+        self._check_purpose(caller, purpose, case_ref)
+        org = self._standing(caller, purpose=purpose)
+        case, mandates = self._reach(caller, org, case_ref, purpose)
+        decided = self._decide_grant(caller, org, case, mandates, purpose, now)
+        if not isinstance(decided, Grant):
+            code, rule = decided
+            raise self._deny(caller, code, rule, purpose=purpose, case_id=case.case_id, borrower_id=case.borrower_id)
+        return decided
+
+    def _decide_grant(self, caller: Caller, org: Org, case: CaseRow, mandates: Sequence[MandateRow], purpose: str,
+                      now: datetime) -> Grant | tuple[Code, str]:
+        """The read's decision on a located case: a Grant, or the refusal's (code, rule), not yet audited.
 
         Also works out, once, what every read under this grant releases: the values
         not encrypted at rest (transforms applied), which encrypted fields to open,
         and the audit event's fixed part.
         """
-        self._check_purpose(caller, purpose, case_ref)
-        org = self._standing(caller, purpose=purpose)
-        case, mandates = self._reach(caller, org, case_ref, purpose)
         evidence = self._evidence(case) if needs_evidence(purpose) else None
         verdict = decide_read(self.bundle, org, case, mandates, purpose, now, evidence)
         if not verdict.allowed or verdict.release is None:
-            raise self._deny(caller, verdict.code, verdict.rule, purpose=purpose, case_id=case.case_id,
-                             borrower_id=case.borrower_id)
+            return Code(verdict.code), verdict.rule
         decision = verdict.release
         zone = ZoneInfo(case.timezone)
         local_day = now.astimezone(zone).date()

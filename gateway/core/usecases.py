@@ -21,11 +21,12 @@ from .litigation import Litigation, PacketContent
 from .placements import Placements
 from .reads import Grant, Reads, Released
 from .supervision import Supervision
+from .worklists import Pulled, WorkLists
 
 __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "Core", "FeedRecord", "Grant", "ImportProgress",
-           "PacketContent", "Released"]
+           "PacketContent", "Pulled", "Released"]
 
 
-class Core(Gatekeeping, Litigation, Furnishing, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
+class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
            Supervision):
     """Holds the collaborators; one instance serves every request."""

@@ -143,6 +143,7 @@ CHECKPOINT_EVERY_S = 1.0  # a checkpoint at least once a second while events arr
 REWRAP_IDLE_S = 1.0  # how soon a running gateway starts the rewrap after `custos keys rotate` (an index probe)
 RETENTION_EVERY_S = 3600.0  # the retention purge: at start-up, then hourly (periods are years, due by the day)
 LIFECYCLE_EVERY_S = 5.0  # due erasures (and retention purges) are performed within seconds of falling due
+LAPSE_EVERY_S = 600.0  # mandates past their last day marked lapsed, for the work lists' change feed
 
 
 def server_credentials(layout: Layout) -> grpc.ServerCredentials:
@@ -278,6 +279,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         (CHECKPOINT_EVERY_S, core.publish_checkpoint, "could not publish a checkpoint"),
         (LIFECYCLE_EVERY_S, core.run_due_erasures, "could not run the scheduled erasures"),
         (RETENTION_EVERY_S, core.run_retention, "could not run the retention purge"),
+        (LAPSE_EVERY_S, core.lapse_mandates, "could not mark lapsed mandates"),
     ]
     last = [-every for every, _, _ in jobs]
 

@@ -161,6 +161,20 @@ class CaseServicer:
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
         return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result))
 
+    def PullCases(self, caller: Caller, request: pb.PullCasesRequest) -> Iterator[pb.PulledCase]:
+        tracing.annotate(purpose=_purpose_attr(request.purpose))
+        released = 0
+        for item in self.core.pull_cases(caller, request.purpose, request.since):
+            if item.record is not None:
+                released += 1
+                yield pb.PulledCase(record=_record(item.record), cursor=item.cursor, lender_id=item.lender_id)
+            elif item.removed:
+                yield pb.PulledCase(removed=item.removed, cursor=item.cursor, lender_id=item.lender_id,
+                                    code=item.code)
+            else:
+                tracing.annotate(decision="allow", count=released)
+                yield pb.PulledCase(cursor=item.cursor)
+
 
 class AuditServicer:
     def __init__(self, core: Core) -> None:

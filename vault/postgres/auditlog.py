@@ -31,6 +31,7 @@ from gateway.core.proofs import TILE
 from vault.crypto import BlindIndex, FieldCipher
 from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 
+from .schema import FEED_NUMBER
 from .store import PgStore
 
 log = logging.getLogger("custos.audit")
@@ -115,6 +116,8 @@ class PgAuditLog(GroupCommit):
             counter = conn.execute("SELECT n FROM generation WHERE id = 1")
             head, generation = locked.fetchone(), counter.fetchone()
             assert head is not None and generation is not None
+            if not pipelined:  # the batch's change feed entries, numbered in commit order (under the head lock)
+                conn.execute(FEED_NUMBER)
             seen = int(generation[0])
             events = checked(batch, events, lambda: seen)
             if events:

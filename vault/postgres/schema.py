@@ -13,6 +13,34 @@ from typing import Any
 
 from vault.records import BORROWER_GEN_COLUMNS
 
+# What a change feed entry is made for (gateway/core/worklists.py): the columns whose change can change what is
+# released of a case. The rows are numbered at commit (FEED_NUMBER), under the log's head lock.
+CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
+                        "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
+                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
+LOAN_RELEASE_COLUMNS = ("borrower_id", "terms", "contract_text")
+BORROWER_RELEASE_COLUMNS = tuple(c for c in BORROWER_GEN_COLUMNS if c not in ("lender_id", "borrower_id"))
+PENDING = -1  # a change feed entry written in a transaction not yet numbered
+
+
+def _changed(columns: tuple[str, ...]) -> str:
+    return " OR ".join(f"OLD.{c} IS DISTINCT FROM NEW.{c}" for c in columns)
+
+
+def _feed_function(name: str, match: str) -> str:
+    rows = ("VALUES (NEW.lender_id, NEW.case_id, -1)" if not match else
+            f"SELECT lender_id, case_id, -1 FROM cases WHERE lender_id = NEW.lender_id AND {match}")
+    return (f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+                 INSERT INTO case_feed(lender_id, case_id, seq) {rows}
+                 ON CONFLICT (lender_id, case_id) DO UPDATE SET seq = -1; RETURN NULL; END $$""")
+
+
+# Run in each writing batch after the head is locked: the batch's feed entries get the next number, so
+# numbers are given in commit order and a pull that read the counter has every change up to it.
+FEED_NUMBER = ("WITH n AS (UPDATE feed_counter SET n = n + 1 WHERE id = 1"
+               " AND EXISTS (SELECT 1 FROM case_feed WHERE seq = -1) RETURNING n)"
+               " UPDATE case_feed SET seq = (SELECT n FROM n) WHERE seq = -1 AND EXISTS (SELECT 1 FROM n)")
+
 CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")  # the rows replicas cache (vault/rowcache.py)
 MIGRATION_LOCK = 0x437573746F73  # "Custos": the advisory lock every migrating replica takes
 
@@ -133,6 +161,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "DROP TRIGGER borrowers_gen ON borrowers",
         f"""CREATE TRIGGER borrowers_gen AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF {', '.join(BORROWER_GEN_COLUMNS)}
                ON borrowers FOR EACH STATEMENT EXECUTE FUNCTION bump_generation()""",
+    ]),
+    # The work lists' change feed (gateway/core/worklists.py), every existing case numbered once.
+    (10, "the work lists' change feed; mandates' lapse time", [
+        "CREATE TABLE feed_counter(id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
+        """CREATE TABLE case_feed(lender_id TEXT NOT NULL, case_id TEXT NOT NULL, seq BIGINT NOT NULL,
+             PRIMARY KEY(lender_id, case_id))""",
+        "CREATE INDEX case_feed_seq ON case_feed(seq, lender_id, case_id)",
+        """INSERT INTO case_feed(lender_id, case_id, seq)
+             SELECT lender_id, case_id, row_number() OVER (ORDER BY lender_id, case_id) FROM cases""",
+        "INSERT INTO feed_counter(id, n) SELECT 1, count(*) FROM case_feed",
+        "ALTER TABLE mandates ADD COLUMN lapsed_at TEXT",
+        "CREATE INDEX mandates_open_until ON mandates(until) WHERE recalled_at IS NULL AND lapsed_at IS NULL",
+        _feed_function("feed_case", ""),
+        _feed_function("feed_borrower", "borrower_id = NEW.borrower_id"),
+        _feed_function("feed_loan", "loan_id = NEW.loan_id"),
+        "CREATE TRIGGER cases_feed_insert AFTER INSERT ON cases FOR EACH ROW EXECUTE FUNCTION feed_case()",
+        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(CASE_RELEASE_COLUMNS)} ON cases
+              FOR EACH ROW WHEN ({_changed(CASE_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_case()""",
+        "CREATE TRIGGER mandates_feed AFTER INSERT OR UPDATE ON mandates FOR EACH ROW EXECUTE FUNCTION feed_case()",
+        f"""CREATE TRIGGER borrowers_feed AFTER UPDATE OF {', '.join(BORROWER_RELEASE_COLUMNS)} ON borrowers
+              FOR EACH ROW WHEN ({_changed(BORROWER_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_borrower()""",
+        f"""CREATE TRIGGER loans_feed AFTER UPDATE OF {', '.join(LOAN_RELEASE_COLUMNS)} ON loans
+              FOR EACH ROW WHEN ({_changed(LOAN_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_loan()""",
     ]),
 ]
 

@@ -236,6 +236,30 @@ class PgStore(CachedView, SealedReads):
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND case_id = %s ORDER BY id DESC",
             (org_id, case_id)))
 
+    def feed_high_water(self) -> int:
+        return int(self._one("SELECT n FROM feed_counter WHERE id = 1", ())[0])
+
+    def feed_changes(self, org_id: str, purpose: str, after: tuple[int, str, str], upto: int,
+                     limit: int) -> list[tuple[int, str, str]]:
+        seq, lender, case_id = after
+        rows = self._all(
+            "SELECT f.seq, f.lender_id, f.case_id FROM case_feed f WHERE f.seq >= %s AND f.seq <= %s"
+            " AND (f.seq > %s OR f.lender_id > %s OR (f.lender_id = %s AND f.case_id > %s))"
+            " AND EXISTS (SELECT 1 FROM mandates m WHERE m.org_id = %s AND m.case_id = f.case_id"
+            " AND m.lender_id = f.lender_id AND m.purpose = %s)"
+            " ORDER BY f.seq, f.lender_id, f.case_id LIMIT %s",
+            (seq, upto, seq, lender, lender, case_id, org_id, purpose, limit))
+        return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+    def lapse_mandates(self, ended_before: str, now: str) -> int:
+        # Asked first: an UPDATE of no row still fires the statement trigger, which would drop every row cache.
+        if self._one("SELECT 1 FROM mandates WHERE recalled_at IS NULL AND lapsed_at IS NULL AND until < %s LIMIT 1",
+                     (ended_before,)) is None:
+            return 0
+        return self._exec(
+            "UPDATE mandates SET lapsed_at = %s WHERE recalled_at IS NULL AND lapsed_at IS NULL AND until < %s",
+            (now, ended_before))
+
     def mandates_of_org(self, org_id: str) -> list[MandateRow]:
         return [mandate_row(r) for r in self._all(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND recalled_at IS NULL ORDER BY case_id, id DESC",

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 7
+CASE_VERSION = 8
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -73,7 +73,7 @@ CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due I
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
-  recalled_at TEXT);
+  recalled_at TEXT, lapsed_at TEXT);
 CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
 CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
@@ -102,7 +102,49 @@ CREATE TABLE IF NOT EXISTS cosignatures(
 CHECKPOINTS = """
 CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL, at TEXT NOT NULL);
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS)
+
+# The work lists' change feed (gateway/core/worklists.py): per case the feed number of its last change that
+# can change what is released of it (the case row's decision columns, its borrower's or loan's values, a
+# mandate granted, recalled or lapsed). Triggers number each change in the writing transaction from one
+# counter; the one writer (a write lock across processes) commits them in order, so a pull that read the
+# counter has every change up to it. A borrower's or loan's change numbers all its cases at once.
+CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
+                        "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
+                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
+LOAN_RELEASE_COLUMNS = ("borrower_id", "product", "currency", "principal", "outstanding", "amount_due",
+                        "originated_on", "due_on", "first_delinquency_on", "last_payment_on", "repayments",
+                        "contract_text", "limitation_date", "negative_notice_on")
+BORROWER_RELEASE_COLUMNS = tuple(c for c in BORROWER_GEN_COLUMNS if c not in ("lender_id", "borrower_id"))
+_FEED_NEXT = "UPDATE feed_counter SET n = n + 1 WHERE id = 1;"
+_FEED_ONE = ("INSERT OR REPLACE INTO case_feed(lender_id, case_id, seq)"
+             " VALUES (new.lender_id, new.case_id, (SELECT n FROM feed_counter WHERE id = 1));")
+_FEED_MANY = ("INSERT OR REPLACE INTO case_feed(lender_id, case_id, seq) SELECT lender_id, case_id,"
+              " (SELECT n FROM feed_counter WHERE id = 1) FROM cases WHERE lender_id = new.lender_id AND {match};")
+
+
+def _changed(columns: tuple[str, ...]) -> str:
+    """A trigger's WHEN: some column's value really changed (an UPDATE that sets the same values is no change)."""
+    return "WHEN " + " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns)
+
+
+CASE_FEED = f"""
+CREATE TABLE IF NOT EXISTS feed_counter(id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+INSERT OR IGNORE INTO feed_counter(id, n) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS case_feed(
+  lender_id TEXT NOT NULL, case_id TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY(lender_id, case_id)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS case_feed_seq ON case_feed(seq, lender_id, case_id);
+CREATE INDEX IF NOT EXISTS mandates_open_until ON mandates(until) WHERE recalled_at IS NULL AND lapsed_at IS NULL;
+CREATE TRIGGER IF NOT EXISTS cases_insert_feed AFTER INSERT ON cases BEGIN {_FEED_NEXT} {_FEED_ONE} END;
+CREATE TRIGGER IF NOT EXISTS cases_update_feed AFTER UPDATE OF {", ".join(CASE_RELEASE_COLUMNS)} ON cases
+  {_changed(CASE_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_ONE} END;
+CREATE TRIGGER IF NOT EXISTS mandates_insert_feed AFTER INSERT ON mandates BEGIN {_FEED_NEXT} {_FEED_ONE} END;
+CREATE TRIGGER IF NOT EXISTS mandates_update_feed AFTER UPDATE ON mandates BEGIN {_FEED_NEXT} {_FEED_ONE} END;
+CREATE TRIGGER IF NOT EXISTS borrowers_update_feed AFTER UPDATE OF {", ".join(BORROWER_RELEASE_COLUMNS)} ON borrowers
+  {_changed(BORROWER_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="borrower_id = new.borrower_id")} END;
+CREATE TRIGGER IF NOT EXISTS loans_update_feed AFTER UPDATE OF {", ".join(LOAN_RELEASE_COLUMNS)} ON loans
+  {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="loan_id = new.loan_id")} END;
+"""
+SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS) + CASE_FEED
 
 
 AUDIT_SCHEMA = """
@@ -191,6 +233,32 @@ def _add_erasure(conn: Connection) -> None:
                  " BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; END")
 
 
+def _add_case_feed(conn: Connection) -> None:
+    """Version 8: the work lists' change feed, every existing case numbered once; mandates' lapse time."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
+    if "lapsed_at" not in have:
+        conn.execute("ALTER TABLE mandates ADD COLUMN lapsed_at TEXT")
+    for statement in _statements(CASE_FEED):
+        conn.execute(statement)
+    conn.execute("INSERT OR IGNORE INTO case_feed(lender_id, case_id, seq) SELECT lender_id, case_id,"
+                 " row_number() OVER (ORDER BY lender_id, case_id) FROM cases")
+    conn.execute("UPDATE feed_counter SET n = (SELECT count(*) FROM case_feed) WHERE id = 1")
+
+
+def _statements(script: str) -> list[str]:
+    """A script's statements, triggers whole (their bodies hold semicolons)."""
+    out: list[str] = []
+    current = ""
+    for part in script.split(";"):
+        current += part + ";"
+        if current.strip() == ";":
+            current = ""
+        elif "CREATE TRIGGER" not in current or current.rstrip().rstrip(";").rstrip().endswith("END"):
+            out.append(current.strip().rstrip(";"))
+            current = ""
+    return [st for st in out if st]
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
@@ -198,6 +266,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (5, "published checkpoints", lambda conn: conn.execute(CHECKPOINTS)),
     (6, "consent changes", _add_consent_changes),
     (7, "erasure, pending and done; closure time; data keys by KEK version", _add_erasure),
+    (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

@@ -238,6 +238,26 @@ class Repo(CachedView, SealedReads):
         )
         return tuple(mandate_row(r) for r in rows)
 
+    def feed_high_water(self) -> int:
+        return int(self.conn.execute("SELECT n FROM feed_counter WHERE id = 1").fetchone()[0])
+
+    def feed_changes(self, org_id: str, purpose: str, after: tuple[int, str, str], upto: int,
+                     limit: int) -> list[tuple[int, str, str]]:
+        seq, lender, case_id = after
+        rows = self.conn.execute(
+            "SELECT f.seq, f.lender_id, f.case_id FROM case_feed f WHERE f.seq >= ? AND f.seq <= ?"
+            " AND (f.seq > ? OR f.lender_id > ? OR (f.lender_id = ? AND f.case_id > ?))"
+            " AND EXISTS (SELECT 1 FROM mandates m WHERE m.org_id = ? AND m.case_id = f.case_id"
+            " AND m.lender_id = f.lender_id AND m.purpose = ?)"
+            " ORDER BY f.seq, f.lender_id, f.case_id LIMIT ?",
+            (seq, upto, seq, lender, lender, case_id, org_id, purpose, limit))
+        return [(int(a), str(b), str(c)) for a, b, c in rows]
+
+    def lapse_mandates(self, ended_before: str, now: str) -> int:
+        return int(self.conn.execute(
+            "UPDATE mandates SET lapsed_at = ? WHERE recalled_at IS NULL AND lapsed_at IS NULL AND until < ?",
+            (now, ended_before)).rowcount)
+
     def mandates_of_org(self, org_id: str) -> list[MandateRow]:
         rows = self.conn.execute(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = ? AND recalled_at IS NULL ORDER BY case_id, id DESC",

@@ -296,6 +296,41 @@ class CustosClient:
             out["erasure"] = r.erasure
         return out
 
+    # ------------------------------------------------------------ work lists
+    def pull_cases(self, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[dict[str, Any]]:
+        """The caller's mandated cases, streamed: only those changed after `since` if given.
+
+        Yields {"record": {case_id, lender_id, purpose, stage, fields, rules}, "cursor"},
+        {"removed": case_id, "lender_id", "code", "cursor"} (with `since` only), and last
+        {"cursor", "end": True}: keep that cursor for the next pull. If the stream breaks,
+        the CustosError's `progress` holds {"cursor": ...} of the last message received:
+        pulling again from it repeats and skips nothing.
+        """
+        last = since
+        ended = False
+        try:
+            for item in self._cases.PullCases(pb.PullCasesRequest(purpose=purpose, since=since), timeout=timeout):
+                last = item.cursor
+                kind = item.WhichOneof("item")
+                if kind == "record":
+                    r = item.record
+                    yield {"record": {"case_id": r.case_id, "lender_id": item.lender_id, "purpose": r.purpose,
+                                      "stage": r.stage, "fields": dict(r.fields), "rules": list(r.rules)},
+                           "cursor": item.cursor}
+                elif kind == "removed":
+                    yield {"removed": item.removed, "lender_id": item.lender_id, "code": item.code,
+                           "cursor": item.cursor}
+                else:
+                    ended = True
+                    yield {"cursor": item.cursor, "end": True}
+        except grpc.RpcError as err:
+            failure = _translate(err)
+            failure.progress = {"cursor": last}
+            raise failure from None
+        if not ended:
+            raise CustosError("UNAVAILABLE", "the pull ended without its last cursor: pull again from the last one",
+                              progress={"cursor": last})
+
     # ------------------------------------------------------------ the bureau feed
     def pull_feed(self, since: str = "") -> dict[str, Any]:
         """{"records": [...], "cursor": "..."}: the records changed since `since` (a bureau). Keep the cursor."""

@@ -308,6 +308,28 @@ class Explanation(_message.Message):
     notes: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, decision: _Optional[str] = ..., code: _Optional[str] = ..., fields: _Optional[_Iterable[_Union[FieldRelease, _Mapping]]] = ..., rules: _Optional[_Iterable[str]] = ..., policy_revision: _Optional[str] = ..., notes: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class PullCasesRequest(_message.Message):
+    __slots__ = ("purpose", "since")
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    purpose: str
+    since: str
+    def __init__(self, purpose: _Optional[str] = ..., since: _Optional[str] = ...) -> None: ...
+
+class PulledCase(_message.Message):
+    __slots__ = ("record", "removed", "cursor", "lender_id", "code")
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    LENDER_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    record: CaseRecord
+    removed: str
+    cursor: str
+    lender_id: str
+    code: str
+    def __init__(self, record: _Optional[_Union[CaseRecord, _Mapping]] = ..., removed: _Optional[str] = ..., cursor: _Optional[str] = ..., lender_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
 class ListCasesRequest(_message.Message):
     __slots__ = ("national_id", "phone")
     NATIONAL_ID_FIELD_NUMBER: _ClassVar[int]

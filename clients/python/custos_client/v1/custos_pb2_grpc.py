@@ -705,6 +705,11 @@ class CaseServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.RecordOutcomeRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ContactInfo.FromString,
                 _registered_method=True)
+        self.PullCases = channel.unary_stream(
+                '/custos.v1.CaseService/PullCases',
+                request_serializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PulledCase.FromString,
+                _registered_method=True)
 
 
 class CaseServiceServicer:
@@ -736,6 +741,14 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullCases(self, request, context):
+        """The caller's work list: every case mandated to it for the purpose, minimised as GetCase would
+        release it (each release audited as GetCase is); with `since`, only what changed after that cursor.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -758,6 +771,11 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.RecordOutcome,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.RecordOutcomeRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ContactInfo.SerializeToString,
+            ),
+            'PullCases': grpc.unary_stream_rpc_method_handler(
+                    servicer.PullCases,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PulledCase.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -870,6 +888,33 @@ class CaseService:
             '/custos.v1.CaseService/RecordOutcome',
             custos_dot_v1_dot_custos__pb2.RecordOutcomeRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ContactInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullCases(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/custos.v1.CaseService/PullCases',
+            custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PulledCase.FromString,
             options,
             channel_credentials,
             insecure,
