@@ -45,15 +45,15 @@ def _channel(target: str, identity: Path) -> Any:
 
 
 def pull_once(stub: Any, since: str = "") -> tuple[int, str]:
-    """(records, last cursor) of one pull, read as raw messages."""
+    """(records, last cursor) of one pull (parsed as any client must: messages carry many cases)."""
     from custos_client.v1 import custos_pb2 as pb
 
-    n, last = 0, b""
+    n, cursor = 0, ""
     for raw in stub(pb.PullCasesRequest(purpose="collection", since=since).SerializeToString(), timeout=600):
-        n += 1
-        last = raw
-    end = pb.PulledCase.FromString(last)
-    return n - 1, end.cursor
+        message = pb.PulledCases.FromString(raw)
+        n += len(message.items)
+        cursor = message.cursor
+    return n, cursor
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,10 +32,10 @@ import hashlib
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from .errors import Code
-from .model import Caller, EventDraft, rfc3339
+from .model import Caller, EventDraft, Org, rfc3339
 from .ports import UnitOfWork
 from .reads import Grant, Reads, Released
 
@@ -58,9 +58,9 @@ def _tag(revision: str) -> str:
     return hashlib.sha256(revision.encode()).hexdigest()[:12]
 
 
-def cursor_of(position: tuple[int, str, str], revision: str) -> str:
+def cursor_of(position: tuple[int, str, str], revision: str, tag: str = "") -> str:
     seq, lender, case_id = position
-    return f"w{seq}~{_tag(revision)}" + (f"~{lender}/{case_id}" if case_id else "")
+    return f"w{seq}~{tag or _tag(revision)}" + (f"~{lender}/{case_id}" if case_id else "")
 
 
 def parse_cursor(text: str) -> tuple[tuple[int, str, str], str] | None:
@@ -81,13 +81,14 @@ class WorkLists(Reads):
         repo = self.reader()
         high = repo.feed_high_water()
         bundle = self.bundle
+        tag = _tag(bundle.revision)
         position: tuple[int, str, str] = (0, "", "")
         if since:
             parsed = parse_cursor(since)
             if parsed is None or parsed[0][0] > high + 1:
                 raise self._deny(caller, Code.INVALID_CURSOR, "input", purpose=purpose)
             # Made under another policy bundle: what is released of every case may differ, so every case again.
-            position = parsed[0] if parsed[1] == _tag(bundle.revision) else (0, "", "")
+            position = parsed[0] if parsed[1] == tag else (0, "", "")
         self.audit.append([self._event(caller, "allow", Code.OK, f"worklist.pull:from={position[0]}",
                                        purpose=purpose)])
         while True:
@@ -100,26 +101,43 @@ class WorkLists(Reads):
             items: list[Pulled] = []
             events: list[EventDraft] = []
             for seq, lender, case_id in page:
-                cursor = cursor_of((seq, lender, case_id), bundle.revision)
-                case = repo.get_case(lender, case_id)
-                mandates = [m for m in repo.mandates_for(org.id, case_id) if m.lender_id == lender]
-                if case is None or not mandates:
+                cursor = f"w{seq}~{tag}~{lender}/{case_id}"
+                decided = self._pull_grant(caller, org, lender, case_id, purpose, now)
+                if decided is None:
                     continue
-                decided = self._decide_grant(caller, org, case, mandates, purpose, now)
                 if isinstance(decided, Grant):
+                    case = decided.case
                     values = self._values(caller, decided)
                     events.append(self._event(caller, "allow", Code.OK, decided.decision.rule, purpose=purpose,
                                               case_id=case.case_id, borrower_id=case.borrower_id,
-                                              fields=decided.fields, now=now))
+                                              fields=decided.fields, now=now, head=decided.event_head))
                     items.append(Pulled(cursor, lender, Released(case.case_id, purpose, case.stage, values,
                                                                  decided.decision.rules)))
                 elif since:
-                    items.append(Pulled(cursor, lender, removed=case.case_id, code=decided[0]))
+                    items.append(Pulled(cursor, lender, removed=case_id, code=decided[0]))
             if events:
                 self.audit.append(events)  # the page's releases wait for their events to be durable
             yield from items
             position = page[-1]
-        yield Pulled(cursor_of((high + 1, "", ""), bundle.revision))
+        yield Pulled(cursor_of((high + 1, "", ""), bundle.revision, tag))
+
+    def _pull_grant(self, caller: Caller, org: Org, lender: str, case_id: str, purpose: str,
+                    now: datetime) -> Grant | tuple[Code, str] | None:
+        """GetCase's decision for one case of the feed (None: no such case or mandate), remembered as GetCase
+        remembers it: with the rows it was decided from, so the next change drops it."""
+        repo = self.reader()
+        key = ("pull-grant", org.id, lender, case_id, purpose)
+        grant: Grant | None = repo.memo(key)
+        if grant is not None and grant.holds(self.bundle, now):
+            return grant
+        case = repo.get_case(lender, case_id)
+        mandates = [m for m in repo.mandates_for(org.id, case_id) if m.lender_id == lender]
+        if case is None or not mandates:
+            return None
+        decided = self._decide_grant(caller, org, case, mandates, purpose, now)
+        if isinstance(decided, Grant):
+            self._keep(key, decided, purpose)
+        return decided
 
     def lapse_mandates(self) -> int:
         """Mark mandates past their last day (in every zone) as lapsed, so the change feed carries their end.

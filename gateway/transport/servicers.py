@@ -21,6 +21,7 @@ from .calls import Method
 
 AUDIT_BATCH_EVENTS = 1000
 AUDIT_BATCH_BYTES = 512 * 1024
+PULL_MESSAGE_ITEMS = 256  # cases per PulledCases message (a page of the work list: well under 4 MiB)
 
 
 def _batched(rows: Iterable[tuple[int, bytes]]) -> Iterator[pb.AuditEventBatch]:
@@ -161,19 +162,24 @@ class CaseServicer:
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
         return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result))
 
-    def PullCases(self, caller: Caller, request: pb.PullCasesRequest) -> Iterator[pb.PulledCase]:
+    def PullCases(self, caller: Caller, request: pb.PullCasesRequest) -> Iterator[pb.PulledCases]:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
         released = 0
+        items: list[pb.PulledCase] = []
         for item in self.core.pull_cases(caller, request.purpose, request.since):
             if item.record is not None:
                 released += 1
-                yield pb.PulledCase(record=_record(item.record), cursor=item.cursor, lender_id=item.lender_id)
+                items.append(pb.PulledCase(record=_record(item.record), cursor=item.cursor, lender_id=item.lender_id))
             elif item.removed:
-                yield pb.PulledCase(removed=item.removed, cursor=item.cursor, lender_id=item.lender_id,
-                                    code=item.code)
+                items.append(pb.PulledCase(removed=item.removed, cursor=item.cursor, lender_id=item.lender_id,
+                                           code=item.code))
             else:
                 tracing.annotate(decision="allow", count=released)
-                yield pb.PulledCase(cursor=item.cursor)
+                yield pb.PulledCases(items=items, cursor=item.cursor, end=True)
+                return
+            if len(items) >= PULL_MESSAGE_ITEMS:
+                yield pb.PulledCases(items=items, cursor=items[-1].cursor)
+                items = []
 
 
 class AuditServicer:

@@ -309,20 +309,22 @@ class CustosClient:
         last = since
         ended = False
         try:
-            for item in self._cases.PullCases(pb.PullCasesRequest(purpose=purpose, since=since), timeout=timeout):
-                last = item.cursor
-                kind = item.WhichOneof("item")
-                if kind == "record":
-                    r = item.record
-                    yield {"record": {"case_id": r.case_id, "lender_id": item.lender_id, "purpose": r.purpose,
-                                      "stage": r.stage, "fields": dict(r.fields), "rules": list(r.rules)},
-                           "cursor": item.cursor}
-                elif kind == "removed":
-                    yield {"removed": item.removed, "lender_id": item.lender_id, "code": item.code,
-                           "cursor": item.cursor}
-                else:
+            for message in self._cases.PullCases(pb.PullCasesRequest(purpose=purpose, since=since),
+                                                 timeout=timeout):
+                for item in message.items:
+                    last = item.cursor
+                    if item.WhichOneof("item") == "record":
+                        r = item.record
+                        yield {"record": {"case_id": r.case_id, "lender_id": item.lender_id, "purpose": r.purpose,
+                                          "stage": r.stage, "fields": dict(r.fields), "rules": list(r.rules)},
+                               "cursor": item.cursor}
+                    else:
+                        yield {"removed": item.removed, "lender_id": item.lender_id, "code": item.code,
+                               "cursor": item.cursor}
+                if message.end:
                     ended = True
-                    yield {"cursor": item.cursor, "end": True}
+                    last = message.cursor
+                    yield {"cursor": message.cursor, "end": True}
         except grpc.RpcError as err:
             failure = _translate(err)
             failure.progress = {"cursor": last}

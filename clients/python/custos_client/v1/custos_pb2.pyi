@@ -330,6 +330,16 @@ class PulledCase(_message.Message):
     code: str
     def __init__(self, record: _Optional[_Union[CaseRecord, _Mapping]] = ..., removed: _Optional[str] = ..., cursor: _Optional[str] = ..., lender_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
 
+class PulledCases(_message.Message):
+    __slots__ = ("items", "cursor", "end")
+    ITEMS_FIELD_NUMBER: _ClassVar[int]
+    CURSOR_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    items: _containers.RepeatedCompositeFieldContainer[PulledCase]
+    cursor: str
+    end: bool
+    def __init__(self, items: _Optional[_Iterable[_Union[PulledCase, _Mapping]]] = ..., cursor: _Optional[str] = ..., end: _Optional[bool] = ...) -> None: ...
+
 class ListCasesRequest(_message.Message):
     __slots__ = ("national_id", "phone")
     NATIONAL_ID_FIELD_NUMBER: _ClassVar[int]

@@ -708,7 +708,7 @@ class CaseServiceStub:
         self.PullCases = channel.unary_stream(
                 '/custos.v1.CaseService/PullCases',
                 request_serializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
-                response_deserializer=custos_dot_v1_dot_custos__pb2.PulledCase.FromString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PulledCases.FromString,
                 _registered_method=True)
 
 
@@ -775,7 +775,7 @@ def add_CaseServiceServicer_to_server(servicer, server):
             'PullCases': grpc.unary_stream_rpc_method_handler(
                     servicer.PullCases,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.FromString,
-                    response_serializer=custos_dot_v1_dot_custos__pb2.PulledCase.SerializeToString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PulledCases.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -914,7 +914,7 @@ class CaseService:
             target,
             '/custos.v1.CaseService/PullCases',
             custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
-            custos_dot_v1_dot_custos__pb2.PulledCase.FromString,
+            custos_dot_v1_dot_custos__pb2.PulledCases.FromString,
             options,
             channel_credentials,
             insecure,

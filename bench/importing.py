@@ -1,0 +1,113 @@
+"""Bulk import against a raw SQLCipher batched insert of rows of the same size, in one run (issue 13: >= 0.3 x).
+
+    python -m bench.importing [--cases 5000] [--rounds 3]
+
+Set-up: a fresh data directory and a gateway (`custos serve --processes 1`,
+pinned to CPU 0; the client on CPU 1). Per round, alternating:
+
+- raw: a fresh SQLCipher file opened as the vault opens its own (raw key, WAL,
+  synchronous=FULL, secure_delete), one table, and `--cases` rows, each a
+  blob the size of an import line, inserted with executemany in transactions
+  of 256 rows (the import's batch): rows/s. Nothing else: no parsing, no
+  encryption, no index, no audit.
+- import: `--cases` new synthetic cases (ids of their own each round) through
+  `custos lender import`'s client stream: cases/s, server CPU per case, and
+  the server's resident memory after the round (it must not grow with the
+  file: the stream is cut into batches).
+
+The import includes what the issue names: validation, encryption of every
+personal field under the borrower's data key, the blind indexes, one audit
+event per case, the change feed. Writes bench/results/importing.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.run import LENDER, RESULTS, Server, bench_policies, custos_cmd, data_dir, pinned
+
+BATCH = 256
+
+
+def raw_insert(path: Path, rows: list[bytes]) -> float:
+    """Rows/s of a raw SQLCipher batched insert, opened as the vault opens its databases."""
+    from vault.sqlite import db
+
+    conn = db.connect(path, os.urandom(32))
+    conn.execute("CREATE TABLE t(id INTEGER PRIMARY KEY, k TEXT NOT NULL, v BLOB NOT NULL)")
+    t0 = time.perf_counter()
+    for i in range(0, len(rows), BATCH):
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO t(k, v) VALUES (?, ?)",
+                         ((f"C-{i + j}", db.blob(r)) for j, r in enumerate(rows[i:i + BATCH])))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - t0
+    conn.close()
+    return len(rows) / elapsed
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    from custos_client import CustosClient
+
+    from gateway import synth
+
+    ap = argparse.ArgumentParser(prog="python -m bench.importing", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--cases", type=int, default=5000)
+    ap.add_argument("--rounds", type=int, default=3)
+    args = ap.parse_args(argv)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="custos-bench-import-") as tmp:
+        work = Path(tmp)
+        data, ids = data_dir(work)
+        gw = Server("gateway", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1",
+                                "--policies", str(bench_policies(work))], work / "gateway.log", {0})
+        try:
+            target = gw.wait_listening()
+            for rnd in range(1, args.rounds + 1):
+                lines = synth.jsonl([synth.case_line(i, stage="reminder", lender_prefix=f"R{rnd}")
+                                     for i in range(1, args.cases + 1)]).splitlines()
+                size = sum(len(line) for line in lines) // len(lines)
+                with pinned({1}):
+                    raw = raw_insert(work / f"raw-{rnd}.db", [os.urandom(size) for _ in lines])
+                    with CustosClient(target, ids / LENDER, timeout=3600) as lender:
+                        cpu0, t0 = gw.cpu_seconds(), time.perf_counter()
+                        result = lender.import_lines(lines)
+                        elapsed, cpu = time.perf_counter() - t0, gw.cpu_seconds() - cpu0
+                if result["imported"] != args.cases:
+                    raise RuntimeError(f"imported {result['imported']} of {args.cases}: {result['rejected'][:3]}")
+                row = {"round": rnd, "line_bytes": size, "raw_rows_s": raw, "import_cases_s": args.cases / elapsed,
+                       "server_us_per_case": cpu / args.cases * 1e6, "server_rss_mib": rss_mib(gw.proc.pid)}
+                row["ratio"] = row["import_cases_s"] / raw
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            gw.stop()
+    summary = {"raw rows/s": statistics.median(r["raw_rows_s"] for r in rows),
+               "import cases/s": statistics.median(r["import_cases_s"] for r in rows),
+               "ratio (target >= 0.3)": statistics.median(r["ratio"] for r in rows),
+               "server us per case": statistics.median(r["server_us_per_case"] for r in rows),
+               "server RSS MiB by round": [round(r["server_rss_mib"]) for r in rows]}
+    print(json.dumps(summary, indent=2))
+    out = RESULTS.parent / "importing.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"args": vars(args), "rows": rows, "summary": summary}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
