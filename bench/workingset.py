@@ -32,6 +32,35 @@ def _peak_rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _switches(pid: int) -> int:
+    """Context switches of all the server's threads so far (voluntary and not): a GIL hand-off is one."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            for line in (task / "status").read_text().splitlines():
+                if "ctxt_switches" in line:
+                    total += int(line.split()[1])
+        except OSError:
+            continue
+    return total
+
+
+class _Probe:
+    """The server's CPU seconds (for run_load), and its context switches between the first and last sample."""
+
+    def __init__(self, server: Server) -> None:
+        self._server = server
+        self._first: int | None = None
+        self.switches = 0
+
+    def sample(self) -> float:
+        now = _switches(self._server.proc.pid)
+        if self._first is None:
+            self._first = now
+        self.switches = now - self._first
+        return self._server.cpu_seconds()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.workingset", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=100_000)
@@ -51,18 +80,21 @@ def main(argv: list[str] | None = None) -> int:
                             work / f"ws-{label}-{rnd}.log", None)
                 try:
                     target = gw.wait_listening()
+                    probe = _Probe(gw)
                     res = run_load(target, agency, GETCASE_METHOD, reqs, warmup=2.0, seconds=args.seconds,
-                                   server_cpu=gw.cpu_seconds)
+                                   server_cpu=probe.sample)
                     rss = _peak_rss_mib(gw.proc.pid)
                 finally:
                     gw.stop()
                 if res.errors:
                     raise RuntimeError(f"{label}: {res.errors}, e.g. {res.error_sample}")
                 row = {"round": rnd, "cases": int(label), "throughput": res.throughput, "p50_ms": res.p50_ms,
-                       "cpu_us_per_call": (res.server_cpu_s or 0.0) / max(res.calls, 1) * 1e6, "peak_rss_mib": rss}
+                       "cpu_us_per_call": (res.server_cpu_s or 0.0) / max(res.calls, 1) * 1e6, "peak_rss_mib": rss,
+                       "switches_per_call": probe.switches / max(res.calls, 1)}
                 rows.append(row)
                 print(f"round {rnd}  {label:>8} cases in turn  {row['throughput']:7.0f} GetCase/s  "
-                      f"{row['cpu_us_per_call']:5.0f} µs server CPU/call  peak RSS {rss:5.0f} MiB", flush=True)
+                      f"{row['cpu_us_per_call']:5.0f} µs server CPU/call  {row['switches_per_call']:5.1f} context switches/call  "
+                      f"peak RSS {rss:5.0f} MiB", flush=True)
     small = [r for r in rows if r["cases"] == args.small]
     large = [r for r in rows if r["cases"] == args.cases]
     ratio = statistics.median(r["throughput"] for r in large) / statistics.median(r["throughput"] for r in small)
