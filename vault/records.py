@@ -78,9 +78,17 @@ def seal_fields(cipher: FieldCipher, dek: bytes, lender: str, borrower: str, dek
 
 
 def import_digest(bidx: BlindIndex, lender: str, case: ImportedCase) -> bytes:
-    """A keyed fingerprint of a validated import line: equal lines match, nobody without the key can guess one."""
-    doc = json.dumps(dataclasses.asdict(case), sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    """A keyed fingerprint of a validated import line: equal lines match, nobody without the key can guess one.
+
+    The document is `dataclasses.asdict(case)` (what digests stored before were made of), built without
+    asdict's deep copy: the values are JSON already (str, bool, dict and list of them).
+    """
+    doc = json.dumps({name: getattr(case, name) for name in _IMPORTED_FIELDS}, sort_keys=True, ensure_ascii=False,
+                     separators=(",", ":"))
     return bidx.digest(lender, "import-line", doc.encode())
+
+
+_IMPORTED_FIELDS = tuple(f.name for f in dataclasses.fields(ImportedCase))
 
 
 class Sealed:

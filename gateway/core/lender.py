@@ -161,18 +161,15 @@ class LenderActions(Context):
                 if state == "other":
                     reject(line_no, Code.CASE_EXISTS, "case_id: already imported with other values", **kw)
                     continue
-                if repo.borrower_erased(lender, item.borrower_id):
+                # No savepoint per line (measured: 14 % of an import's server CPU): validation leaves nothing
+                # the store can refuse (text is valid Unicode, ids and sizes are bounded) but the two refusals
+                # import_case checks before it writes; anything else fails the batch whole, in the unit's savepoint.
+                refused = repo.import_case(lender, item, stamp)
+                if refused == "erased":
                     reject(line_no, Code.BORROWER_ERASED, "borrower_id: this borrower's data was erased", **kw)
                     continue
-                if repo.loan_exists(lender, item.loan["loan_id"]):
+                if refused == "loan_exists":
                     reject(line_no, Code.LOAN_EXISTS, "loan.loan_id: already imported", **kw)
-                    continue
-                try:
-                    with repo.savepoint():
-                        repo.import_case(lender, item, stamp)
-                except (UnicodeError, ValueError):
-                    # Validation should have caught it; still, one bad line never sinks its batch.
-                    reject(line_no, Code.IMPORT_INVALID_FIELD, "a value could not be stored as text", **kw)
                     continue
                 imported += 1
                 events.append(self._event(caller, "allow", Code.OK, "import", now=now, **kw))

@@ -164,7 +164,9 @@ class UnitOfWork(CaseReader, Protocol):
 
     def loan_exists(self, lender: str, loan_id: str) -> bool: ...
 
-    def import_case(self, lender: str, case: ImportedCase, now: str) -> None: ...
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
+        """Store one validated case: "" when stored; "erased" (its borrower's data was erased) or "loan_exists",
+        checked before anything is written."""
 
     def savepoint(self) -> Any: ...
 

@@ -350,10 +350,17 @@ class PgStore(CachedView, SealedReads):
     def loan_exists(self, lender: str, loan_id: str) -> bool:
         return self._one("SELECT 1 FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id)) is not None
 
-    def import_case(self, lender: str, case: ImportedCase, now: str) -> None:
-        """One case with its loan and (new or joined) borrower, sealed before it is sent; inside the unit's transaction."""
-        row = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
+        """One case with its loan and (new or joined) borrower, sealed before it is sent; inside the unit's transaction.
+
+        "" when stored; "erased" or "loan_exists" (ports.UnitOfWork.import_case), before anything is written.
+        """
+        row = self._one("SELECT kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
                         " WHERE lender_id = %s AND borrower_id = %s FOR UPDATE", (lender, case.borrower_id))
+        if row is not None and row[3] is not None:
+            return "erased"
+        if self.loan_exists(lender, case.loan["loan_id"]):
+            return "loan_exists"
         if row is None:
             dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
             dek_version = 1
@@ -381,6 +388,7 @@ class PgStore(CachedView, SealedReads):
                    (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
                     case.stage, case.consent_third_party, case.consent_credit, now, now,
                     import_digest(self.bidx, lender, case)))
+        return ""
 
     # ------------------------------------------------------------ sealed values
     @cached

@@ -364,31 +364,43 @@ class Repo(CachedView, SealedReads):
         return int(self.conn.execute(sql, params).rowcount)
 
     # ------------------------------------------------------------ import
-    def import_case(self, lender: str, case: ImportedCase, now: str) -> None:
-        """Insert one case with its loan and (new or joined) borrower; caller holds the transaction."""
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
+        """Insert one case with its loan and (new or joined) borrower (see ports.UnitOfWork.import_case).
+
+        The caller holds the transaction. A new borrower is one INSERT with its
+        sealed values (each statement on a table the caches watch also runs
+        the counter's and the change feed's triggers).
+        """
         row = self.conn.execute(
             "SELECT kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
             " WHERE lender_id = ? AND borrower_id = ?",
             (lender, case.borrower_id),
         ).fetchone()
+        if row is not None and row[3] is not None:
+            return "erased"
+        if self.loan_exists(lender, case.loan["loan_id"]):
+            return "loan_exists"
+        indexes = (blob(self.bidx(lender, "national_id", case.pi["national_id"])),
+                   blob(self.bidx(lender, "phone", case.pi["phone"])))
         if row is None:
             dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
             dek_version = 1
+            enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
             self.conn.execute(
-                "INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version)"
-                " VALUES (?,?,?,?,?)",
-                (lender, case.borrower_id, kek_version, blob(wrapped), dek_version),
+                f"INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version, nid_bidx,"
+                f" phone_bidx, {', '.join(enc)}) VALUES (?,?,?,?,?,?,?{',?' * len(enc)})",
+                (lender, case.borrower_id, kek_version, blob(wrapped), dek_version, *indexes,
+                 *map(blob, enc.values())),
             )
         else:
             kek_version, wrapped, dek_version, _erased = row
             dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
-        enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
-        sets = ", ".join(f"{f} = ?" for f in enc)
-        self.conn.execute(
-            f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
-            (*map(blob, enc.values()), blob(self.bidx(lender, "national_id", case.pi["national_id"])),
-             blob(self.bidx(lender, "phone", case.pi["phone"])), lender, case.borrower_id),
-        )
+            enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
+            sets = ", ".join(f"{f} = ?" for f in enc)
+            self.conn.execute(
+                f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
+                (*map(blob, enc.values()), *indexes, lender, case.borrower_id),
+            )
         loan = case.loan
         contract = (
             self.cipher.encrypt(dek, lender, case.borrower_id, contract_ad(loan["loan_id"]), dek_version,
@@ -409,6 +421,7 @@ class Repo(CachedView, SealedReads):
              case.stage, int(case.consent_third_party), int(case.consent_credit), now, now,
              blob(self._import_digest(lender, case))),
         )
+        return ""
 
     def _import_digest(self, lender: str, case: ImportedCase) -> bytes:
         return import_digest(self.bidx, lender, case)
