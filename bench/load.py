@@ -242,12 +242,20 @@ def run_load(target: str | list[str], identity_dir: Path, method: str, requests:
             if p.is_alive():
                 p.kill()
                 p.join(timeout=5)
+    return merged(lat, errors, seconds, (load0, load1), (srv0, srv1), err_sample, resp_sample, capped, cpus)
+
+
+def merged(lat: list[float], errors: Counter[str], seconds: float, load: tuple[float, float],
+           server: tuple[float | None, float | None], err_sample: str, resp_sample: bytes, capped: bool,
+           cpus: list[set[int]]) -> LoadResult:
+    """One run's result from every load process's latencies and the CPU samples at the window's edges."""
     lat.sort()
+    srv0, srv1 = server
     return LoadResult(
         seconds=seconds, calls=len(lat), errors=dict(errors), throughput=len(lat) / seconds,
         p50_ms=percentile(lat, 50) * 1e3, p99_ms=percentile(lat, 99) * 1e3,
         mean_ms=(sum(lat) / len(lat) * 1e3) if lat else float("nan"),
-        load_cpu_s=load1 - load0,
+        load_cpu_s=load[1] - load[0],
         server_cpu_s=(srv1 - srv0) if srv0 is not None and srv1 is not None else None,
         error_sample=err_sample, sample_response=resp_sample, max_calls_hit=capped, worker_cpus=cpus,
     )

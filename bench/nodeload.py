@@ -22,7 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.load import CALL_TIMEOUT, LoadResult, percentile, proc_cpu_seconds
+from bench.load import CALL_TIMEOUT, LoadResult, merged, proc_cpu_seconds
 
 NODE_DIR = Path(__file__).resolve().parent / "node"
 READY_TIMEOUT = 40.0
@@ -108,16 +108,7 @@ def run_node_load(target: str | list[str], identity_dir: Path, method: str, requ
                 if p.poll() is None:
                     p.kill()
                     p.wait(timeout=5)
-    lat.sort()
-    return LoadResult(
-        seconds=seconds, calls=len(lat), errors=dict(errors), throughput=len(lat) / seconds,
-        p50_ms=percentile(lat, 50) * 1e3, p99_ms=percentile(lat, 99) * 1e3,
-        mean_ms=(sum(lat) / len(lat) * 1e3) if lat else float("nan"),
-        load_cpu_s=load1 - load0,
-        server_cpu_s=(srv1 - srv0) if srv0 is not None and srv1 is not None else None,
-        error_sample=err_sample, sample_response=resp, max_calls_hit=capped,
-        worker_cpus=cpus,
-    )
+    return merged(lat, errors, seconds, (load0, load1), (srv0, srv1), err_sample, resp, capped, cpus)
 
 
 def _line(p: subprocess.Popen[bytes], timeout: float) -> str:
