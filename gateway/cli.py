@@ -636,8 +636,9 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
                 else:
                     complete = True
     except ClientError as err:
-        resume = (err.progress or {}).get("cursor", cursor)
-        raise CliError(err.code, f"{err.message}; what arrived is kept: resume with --since {resume}") from None
+        # The cursor after the last item written out, which is the one the document ends with.
+        what = f"; what arrived is kept: resume with --since {cursor}" if cursor else ""
+        raise CliError(err.code, err.message + what) from None
     finally:
         sink.write("\n], " + json.dumps({"removed": removed, "cursor": cursor, "complete": complete},
                                          ensure_ascii=False)[1:] + "\n")

@@ -160,7 +160,7 @@ def test_stalled_import_streams_are_capped_and_dropped(limited: Callable[..., En
     env = limited(workers=8, calls={"max_streams_per_org": 2, "stream_idle_timeout_s": 1.0})
     seed(env)
     ch = channel(env, "lender-b")
-    one_line = pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1, lender_prefix="B")]).strip())
+    one_line = pb.LineChunk(lines=[pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1, lender_prefix="B")]).strip())])
     attack = HalfOpen(ch, IMPORT, 20, first=[one_line.SerializeToString()], streaming_response=True)
     try:
         for _ in range(5):
@@ -395,6 +395,11 @@ def test_a_certificate_with_two_uri_sans_is_refused_and_audited(seeded: Env, tmp
 # ------------------------------------------------------------------ 3, 4, 7. imports
 
 
+def _chunk(line_no: int, raw: bytes) -> bytes:
+    """One frame of the import stream: a chunk holding one line."""
+    return pb.LineChunk(lines=[pb.ImportLine(line_no=line_no, raw=raw)]).SerializeToString()
+
+
 def _import_raw(env: Env, lines: list[bytes]) -> dict[str, Any]:
     return env.client("lender-a").import_lines(iter(lines))
 
@@ -437,14 +442,29 @@ def test_rejections_never_echo_a_key(env: Env) -> None:
     assert 'did you mean "consent"' in result["rejected"][0]["reason"]
 
 
+@pytest.mark.parametrize("method", [IMPORT, "/custos.v1.LenderService/AssignCases"])
+def test_frames_of_a_line_per_message_client_are_refused_not_taken_for_an_empty_import(env: Env, method: str) -> None:
+    """ImportCases once took a message per line; such frames decode as chunks without lines."""
+    frames = [pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1)]).strip()).SerializeToString()]
+    ch = channel(env, "lender-a")
+    try:
+        with pytest.raises(grpc.RpcError) as info:
+            list(ch.stream_stream(method)(iter(frames), timeout=30))
+    finally:
+        ch.close()
+    from custos_client.client import _translate
+
+    assert _translate(info.value).code == "MALFORMED_REQUEST"
+    assert env.client("lender-a").list_cases() == []
+
+
 def test_a_broken_frame_mid_stream_stores_whole_batches_and_the_client_learns_the_count(env: Env) -> None:
     from gateway.core import usecases
 
     n = usecases.IMPORT_BATCH + 40
-    frames = [pb.ImportLine(line_no=i, raw=synth.jsonl([synth.case_line(i)]).strip()).SerializeToString()
-              for i in range(1, n + 1)]
-    frames.append(b"\xff\xff\xff\xff\x0f")  # not an ImportLine
-    frames += [pb.ImportLine(line_no=n + 2, raw=synth.jsonl([synth.case_line(n + 2)]).strip()).SerializeToString()]
+    frames = [_chunk(i, synth.jsonl([synth.case_line(i)]).strip()) for i in range(1, n + 1)]
+    frames.append(b"\xff\xff\xff\xff\x0f")  # not a LineChunk
+    frames += [_chunk(n + 2, synth.jsonl([synth.case_line(n + 2)]).strip())]
     ch = channel(env, "lender-a")
     progress: list[pb.ImportProgress] = []
     try:

@@ -111,7 +111,7 @@ def _hang_everything(addr: str, ids: Path) -> tuple[list[Any], threading.Event, 
     agency, lender, regulator = channels
     for _ in range(3):
         calls.append(agency.stream_unary(GET_CASE).future(stalled([]), timeout=60))
-        line = pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1, lender_prefix="B")]).strip())
+        line = pb.LineChunk(lines=[pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1, lender_prefix="B")]).strip())])
         calls.append(lender.stream_stream(IMPORT)(stalled([line.SerializeToString()]), timeout=60))
         calls.append(regulator.unary_stream(QUERY_AUDIT)(pb.QueryAuditRequest().SerializeToString(), timeout=60))
     return calls, release, channels
@@ -157,7 +157,7 @@ def test_forty_broken_import_streams_then_sigterm(env_dir: Path, served: list[Se
     served.append(srv)
     ids = env_dir / "ids"
     ch = raw_channel(srv.addr, ids / "lender-a")
-    good = pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1)]).strip()).SerializeToString()
+    good = pb.LineChunk(lines=[pb.ImportLine(line_no=1, raw=synth.jsonl([synth.case_line(1)]).strip())]).SerializeToString()
     try:
         for _ in range(40):
             with pytest.raises(grpc.RpcError) as info:

@@ -259,6 +259,25 @@ def test_kill_minus_nine_of_one_process_loses_no_acknowledged_event(group: Group
         assert seen.get(case, 0) >= acknowledged.count(case), case
 
 
+def test_a_pull_cursor_from_one_process_resumes_on_the_other(group: Group) -> None:
+    """Cursors are positions in the store: a pull begun on one process ends on the other, nothing twice or lost."""
+    import_and_assign(group.served.addr, group.ids, [synth.case_line(i) for i in range(1, 7)],
+                      [(f"C-{i}", "agency-1") for i in range(1, 7)])
+    first, second = group.workers()
+    whole = [i["record"]["case_id"] for i in group.client_on(first, "agency-1").pull_cases("collection")
+             if "record" in i]
+    assert sorted(whole) == [f"C-{i}" for i in range(1, 7)]
+    stream = group.client_on(first, "agency-1").pull_cases("collection")
+    begun = [next(stream) for _ in range(2)]
+    stream.close()
+    rest = list(group.client_on(second, "agency-1").pull_cases("collection", begun[-1]["cursor"]))
+    assert [i["record"]["case_id"] for i in begun + rest if "record" in i] == whole
+    # A recall through the first process is a removal in the second's next pull.
+    group.client_on(first, "lender-a").recall("C-3", "agency-1")
+    after = list(group.client_on(second, "agency-1").pull_cases("collection", rest[-1]["cursor"]))
+    assert [(i["removed"], i["code"]) for i in after if "removed" in i] == [("C-3", "MANDATE_RECALLED")]
+
+
 def _gone(pids: list[int], within: float) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:

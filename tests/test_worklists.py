@@ -213,3 +213,36 @@ def test_cases_pull_on_the_command_line_writes_an_owner_only_document_and_resume
     assert cli.main(["cases", "pull", "--purpose", "collection", "--since", "bogus", *argv]) == 1
     err = capsys.readouterr().err
     assert "error: INVALID_CURSOR" in err and "Traceback" not in err
+
+
+def test_a_broken_pull_on_the_command_line_keeps_what_arrived_and_names_the_cursor(
+        portfolio: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stream breaks after the first page: the file holds that page, complete is false, and resuming from the
+    cursor it names brings exactly the rest."""
+    from custos_client import client as client_module
+
+    monkeypatch.setattr(worklists, "PULL_PAGE", 2)
+    from gateway.transport import servicers
+
+    monkeypatch.setattr(servicers, "PULL_MESSAGE_ITEMS", 2)
+    real = client_module.CustosClient.pull_cases
+
+    def breaking(self: Any, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[dict[str, Any]]:
+        for n, item in enumerate(real(self, purpose, since, timeout)):
+            if n == 2:
+                raise CustosError("UNAVAILABLE", "the connection was lost", progress={"cursor": item["cursor"]})
+            yield item
+
+    out = tmp_path / "worklist.json"
+    argv = ["--gateway", portfolio.addr, "--identity", str(portfolio.identity("agency-1"))]
+    monkeypatch.setattr(client_module.CustosClient, "pull_cases", breaking)
+    assert cli.main(["cases", "pull", "--purpose", "collection", "--out", str(out), *argv]) == 1
+    err = capsys.readouterr().err
+    doc = json.loads(out.read_text())
+    assert doc["complete"] is False and len(doc["records"]) == 2
+    assert f"resume with --since {doc['cursor']}" in err and "Traceback" not in err
+    monkeypatch.setattr(client_module.CustosClient, "pull_cases", real)
+    assert cli.main(["cases", "pull", "--purpose", "collection", "--since", doc["cursor"], *argv]) == 0
+    rest = json.loads(capsys.readouterr().out)
+    got = [r["case_id"] for r in doc["records"]] + [r["case_id"] for r in rest["records"]]
+    assert sorted(got) == ["BC-1", "C-1", "C-2", "C-3", "C-4", "C-5"] and len(set(got)) == len(got)

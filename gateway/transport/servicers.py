@@ -13,6 +13,7 @@ from typing import Any
 from custos_client.v1 import custos_pb2 as pb
 
 from gateway import packets
+from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS, PURPOSES, Caller, CaseRow
 from gateway.core.usecases import Core, ImportProgress, Released
 
@@ -52,6 +53,20 @@ def _case_summary(case: CaseRow) -> pb.CaseSummary:
                           jurisdiction=case.jurisdiction, flags=case.flags(), erasure=case.erasure)
 
 
+def _chunked_lines(requests: Iterator[pb.LineChunk]) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of every chunk; a chunk without lines is refused.
+
+    A client never sends one, but one built when ImportCases took a message
+    per line sends frames that decode as empty chunks (their fields are not a
+    chunk's): refused, or its import would end with nothing stored and no error.
+    """
+    for chunk in requests:
+        if not chunk.lines:
+            raise CustosError(Code.MALFORMED_REQUEST, "a chunk without lines")
+        for m in chunk.lines:
+            yield int(m.line_no), bytes(m.raw)
+
+
 def _progress(p: ImportProgress) -> pb.ImportProgress:
     return pb.ImportProgress(
         through_line=p.through_line, imported=p.imported, already_imported=p.already_imported,
@@ -64,15 +79,15 @@ class LenderServicer:
     def __init__(self, core: Core) -> None:
         self.core = core
 
-    def ImportCases(self, caller: Caller, requests: Iterator[pb.ImportLine]) -> Iterator[pb.ImportProgress]:
-        lines = ((int(m.line_no), bytes(m.raw)) for m in requests)
+    def ImportCases(self, caller: Caller, requests: Iterator[pb.LineChunk]) -> Iterator[pb.ImportProgress]:
+        lines = _chunked_lines(requests)
         for progress in self.core.import_cases(caller, lines):
             if progress.done:
                 tracing.annotate(decision="allow", count=progress.imported)
             yield _progress(progress)
 
     def AssignCases(self, caller: Caller, requests: Iterator[pb.LineChunk]) -> Iterator[pb.PlacementProgress]:
-        lines = ((int(m.line_no), bytes(m.raw)) for chunk in requests for m in chunk.lines)
+        lines = _chunked_lines(requests)
         for p in self.core.place_cases(caller, lines):
             if p.done:
                 tracing.annotate(decision="allow", count=p.assigned)

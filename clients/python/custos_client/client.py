@@ -123,8 +123,7 @@ class CustosClient:
         for what the gateway had confirmed durable. Sending the same file again
         is safe: lines already imported come back as `already_imported`.
         """
-        return self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import",
-                                  chunked=False)
+        return self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import")
 
     def assign_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
         """Stream placement lines ({"case_id", "to", "purpose", "until", "label"} each, numbered from 1).
@@ -132,10 +131,9 @@ class CustosClient:
         Returns {"assigned", "rejected_total", "rejected", "through_line"}; a
         broken stream raises CustosError with `progress` (what was granted).
         """
-        return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement", chunked=True)
+        return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement")
 
-    def _stream_lines(self, rpc: Any, lines: Iterable[bytes], counters: tuple[str, ...], what: str, *,
-                      chunked: bool) -> dict[str, Any]:
+    def _stream_lines(self, rpc: Any, lines: Iterable[bytes], counters: tuple[str, ...], what: str) -> dict[str, Any]:
         failed: list[BaseException] = []
 
         def numbered() -> Iterator[pb.ImportLine]:
@@ -159,12 +157,10 @@ class CustosClient:
             if chunk:
                 yield pb.LineChunk(lines=chunk)
 
-        gen = chunks if chunked else numbered
-
         totals: dict[str, Any] = {**dict.fromkeys(counters, 0), "rejected_total": 0, "rejected": [], "through_line": 0}
         done = False
         try:
-            for p in rpc(gen(), timeout=24 * 3600):
+            for p in rpc(chunks(), timeout=24 * 3600):
                 totals.update({k: getattr(p, k) for k in counters}, rejected_total=p.rejected_total,
                               through_line=p.through_line)
                 totals["rejected"].extend({"line": x.line, "code": x.code, "reason": x.reason} for x in p.rejected)

@@ -38,7 +38,7 @@ class LenderServiceStub:
         """
         self.ImportCases = channel.stream_stream(
                 '/custos.v1.LenderService/ImportCases',
-                request_serializer=custos_dot_v1_dot_custos__pb2.ImportLine.SerializeToString,
+                request_serializer=custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ImportProgress.FromString,
                 _registered_method=True)
         self.AssignCase = channel.unary_unary(
@@ -117,6 +117,7 @@ class LenderServiceServicer:
         """Streamed both ways: a file of any size is never held in memory, and after
         every batch the gateway has made durable it says so, so a client whose
         stream breaks knows exactly what was stored. The last message has done set.
+        Lines travel in chunks, as placements do: a message per line cost the gateway more than the line.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -214,7 +215,7 @@ def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
             'ImportCases': grpc.stream_stream_rpc_method_handler(
                     servicer.ImportCases,
-                    request_deserializer=custos_dot_v1_dot_custos__pb2.ImportLine.FromString,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.LineChunk.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ImportProgress.SerializeToString,
             ),
             'AssignCase': grpc.unary_unary_rpc_method_handler(
@@ -310,7 +311,7 @@ class LenderService:
             request_iterator,
             target,
             '/custos.v1.LenderService/ImportCases',
-            custos_dot_v1_dot_custos__pb2.ImportLine.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ImportProgress.FromString,
             options,
             channel_credentials,
