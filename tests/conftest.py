@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -300,6 +300,34 @@ class Served:
         if self.proc.stdout is not None:
             self.proc.stdout.close()
         self._log.close()
+
+
+def race(calls: list[Callable[[], object]], timeout: float = 60.0) -> list[str]:
+    """Run every call at once (a barrier releases them together); each one's outcome: "ok" or its error code."""
+    import threading
+
+    from custos_client import CustosError
+
+    results: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(len(calls))
+
+    def attempt(call: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            call()
+            outcome = "ok"
+        except CustosError as err:
+            outcome = err.code
+        with lock:
+            results.append(outcome)
+
+    threads = [threading.Thread(target=attempt, args=(call,)) for call in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=timeout)
+    return results
 
 
 @pytest.fixture
