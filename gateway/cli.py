@@ -622,12 +622,12 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
     sink: Any = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") \
         if tmp else sys.stdout
     removed: list[dict[str, Any]] = []
-    count, cursor, complete = 0, args.since or "", False
+    count, cursor, complete, received = 0, args.since or "", False, False
     sink.write('{"records": [')
     try:
         with _client(args) as c:
             for item in c.pull_cases(args.purpose, args.since or ""):
-                cursor = item["cursor"]
+                cursor, received = item["cursor"], True
                 if "record" in item:
                     sink.write((",\n" if count else "\n") + json.dumps(item["record"], ensure_ascii=False))
                     count += 1
@@ -637,7 +637,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
                     complete = True
     except ClientError as err:
         # The cursor after the last item written out, which is the one the document ends with.
-        what = f"; what arrived is kept: resume with --since {cursor}" if cursor else ""
+        what = f"; what arrived is kept: resume with --since {cursor}" if received else ""
         raise CliError(err.code, err.message + what) from None
     finally:
         sink.write("\n], " + json.dumps({"removed": removed, "cursor": cursor, "complete": complete},

@@ -89,6 +89,7 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
     custos cases list --identity {ids}/agency-1
     custos cases get C-2 --purpose collection --identity {ids}/agency-1 --json
     custos cases get C-11 --purpose collection --identity {ids}/agency-1   # no mandate: refused, audited
+    custos cases pull --purpose collection --out /tmp/worklist.json --identity {ids}/agency-1  # the work list
   As the law firm (C-16 was escalated to it):
     custos packet get C-16 --out /tmp/C-16.packet --identity {ids}/lawfirm-1
     custos packet verify /tmp/C-16.packet --key {data_dir}/packet.vkey
