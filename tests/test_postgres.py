@@ -147,6 +147,41 @@ def test_the_first_released_layout_upgrades_to_the_change_counter_with_its_data(
         assert conn.execute("SELECT n FROM generation").fetchone()[0] == after
 
 
+def test_the_change_feed_migration_numbers_every_existing_case_and_later_changes_after_them(
+        pg_server: PgServer) -> None:
+    """Version 10 on a database with cases: each case is in the feed once, and a later change is numbered above."""
+    import psycopg
+
+    from vault.postgres import schema
+
+    url = pg_server.create_database("custos_feed_upgrade")
+    with psycopg.connect(url) as conn:
+        real = schema.MIGRATIONS
+        schema.MIGRATIONS = [m for m in real if m[0] < 10]
+        try:
+            assert schema.migrate(conn)[-1] == 9
+        finally:
+            schema.MIGRATIONS = real
+        for i in (1, 2, 3):
+            conn.execute("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
+                         " created_at, updated_at) VALUES ('l-1', %s, 'b', %s, 'CN', 'Asia/Shanghai', 'reminder',"
+                         " 't', 't')", (f"C-{i}", f"L-{i}"))
+        conn.commit()
+        assert schema.migrate(conn) == [10]
+        feed = conn.execute("SELECT case_id, seq FROM case_feed ORDER BY seq").fetchall()
+        assert [c for c, _ in feed] == ["C-1", "C-2", "C-3"] and [n for _, n in feed] == [1, 2, 3]
+        assert conn.execute("SELECT n FROM feed_counter").fetchone() == (3,)
+        # A change marks its case pending; the writing batch numbers it after the head lock (FEED_NUMBER).
+        conn.execute("UPDATE cases SET stage = 'letter' WHERE case_id = 'C-1'")
+        assert conn.execute("SELECT seq FROM case_feed WHERE case_id = 'C-1'").fetchone() == (schema.PENDING,)
+        conn.execute(schema.FEED_NUMBER)
+        conn.commit()
+        assert conn.execute("SELECT seq FROM case_feed WHERE case_id = 'C-1'").fetchone() == (4,)
+        conn.execute("UPDATE cases SET stage = 'letter' WHERE case_id = 'C-1'")  # the same value: no change
+        assert conn.execute("SELECT seq FROM case_feed WHERE case_id = 'C-1'").fetchone() == (4,)
+        conn.rollback()
+
+
 def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_by_itself(env: Env,
                                                                                        pg_server: PgServer) -> None:
     from custos_client import CustosError
