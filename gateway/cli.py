@@ -297,11 +297,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     if not port_text.isdigit() or int(port_text) > 65535:
         raise CliError(Code.INVALID_ARGUMENT, "--listen must be HOST:PORT")
     if count > 1:
-        passed = ["--workers", str(args.workers), "--grace", str(args.grace)]
-        if args.policies:
-            passed += ["--policies", args.policies]
-        supervisor = processes.Supervisor(Path(args.data_dir), host, int(port_text), count, passed, args.grace,
-                                          Path(args.policies) if args.policies else None)
+        supervisor = processes.Supervisor(Path(args.data_dir), host, int(port_text), count, workers=args.workers,
+                                          grace=args.grace, policy_dir=Path(args.policies) if args.policies else None)
         supervisor.start()
         print(f"custos gateway listening on {host}:{supervisor.port}", flush=True)
         logging.getLogger("custos.server").info("%d gateway processes on port %d; supervisor pid %d",

@@ -334,12 +334,12 @@ class FakeSupervisor(Supervisor):
 
     def _spawn(self, index: int) -> Worker:
         proc = subprocess.Popen([sys.executable, "-c", self.script, str(index)], stdout=subprocess.PIPE)
-        return Worker(index, proc, time.monotonic(), stdout=proc.stdout)
+        return Worker(index, proc)
 
 
 def test_a_process_that_cannot_start_fails_the_serve_and_frees_the_directory(env_dir: Path) -> None:
     FakeSupervisor.script = "import sys; sys.exit(3)"
-    sup = FakeSupervisor(env_dir / "data", "127.0.0.1", 0, 2, [], 1.0)
+    sup = FakeSupervisor(env_dir / "data", "127.0.0.1", 0, 2, workers=16, grace=1.0)
     with pytest.raises(GatewayError) as info:
         sup.start()
     assert info.value.code == "SERVE_FAILED"
@@ -349,7 +349,7 @@ def test_a_process_that_cannot_start_fails_the_serve_and_frees_the_directory(env
 def test_processes_that_keep_dying_are_restarted_a_bounded_number_of_times(env_dir: Path) -> None:
     FakeSupervisor.script = ("import sys, time; print('custos gateway listening on 127.0.0.1:1', flush=True);"
                              " time.sleep(0.3); sys.exit(1)")
-    sup = FakeSupervisor(env_dir / "data", "127.0.0.1", 0, 2, [], 1.0)
+    sup = FakeSupervisor(env_dir / "data", "127.0.0.1", 0, 2, workers=16, grace=1.0)
     sup.start()
     started = time.monotonic()
     assert sup.run() == 1

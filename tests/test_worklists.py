@@ -172,7 +172,7 @@ def test_a_change_during_a_pull_is_in_the_next_one(portfolio: Env, monkeypatch: 
 def test_a_new_policy_bundle_makes_every_case_a_change(portfolio: Env) -> None:
     _, cursor = pull(portfolio, "agency-1")
     position, _tag = worklists.parse_cursor(cursor) or ((0, "", ""), "")
-    stale = worklists.cursor_of(position, "another revision")
+    stale = worklists.cursor_of(position, worklists.bundle_tag("another revision"))
     assert sorted(records(pull(portfolio, "agency-1", stale)[0])) == ["BC-1", "C-1", "C-2", "C-3", "C-4", "C-5"]
 
 

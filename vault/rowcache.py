@@ -101,16 +101,20 @@ class Cached(Protocol):
     _rows: Rows | None
 
 
+def key_of(read: Callable[..., Any], *args: Any) -> tuple[Any, ...]:
+    """The row-cache key of a `cached` read with these arguments (for a read that fills others' entries)."""
+    return (read.__name__, *args)
+
+
 def cached(fn: Callable[..., R]) -> Callable[..., R]:
     """Memoise a read in the request's row cache (`self._rows`, picked by the store's refresh)."""
-    name = fn.__name__
 
     @functools.wraps(fn)
     def wrapper(self: Cached, *args: Any) -> R:
         rows = self._rows
         if rows is None:
             return fn(self, *args)
-        key = (name, *args)
+        key = key_of(fn, *args)
         try:
             return get(rows, key)  # type: ignore[no-any-return]
         except KeyError:

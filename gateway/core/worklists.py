@@ -54,13 +54,14 @@ class Pulled:
     code: str = ""
 
 
-def _tag(revision: str) -> str:
+def bundle_tag(revision: str) -> str:
+    """What a cursor names of the policy bundle it was made under."""
     return hashlib.sha256(revision.encode()).hexdigest()[:12]
 
 
-def cursor_of(position: tuple[int, str, str], revision: str, tag: str = "") -> str:
+def cursor_of(position: tuple[int, str, str], tag: str) -> str:
     seq, lender, case_id = position
-    return f"w{seq}~{tag or _tag(revision)}" + (f"~{lender}/{case_id}" if case_id else "")
+    return f"w{seq}~{tag}" + (f"~{lender}/{case_id}" if case_id else "")
 
 
 def parse_cursor(text: str) -> tuple[tuple[int, str, str], str] | None:
@@ -81,7 +82,7 @@ class WorkLists(Reads):
         repo = self.reader()
         high = repo.feed_high_water()
         bundle = self.bundle
-        tag = _tag(bundle.revision)
+        tag = bundle_tag(bundle.revision)
         position: tuple[int, str, str] = (0, "", "")
         if since:
             parsed = parse_cursor(since)
@@ -101,7 +102,7 @@ class WorkLists(Reads):
             items: list[Pulled] = []
             events: list[EventDraft] = []
             for seq, lender, case_id in page:
-                cursor = f"w{seq}~{tag}~{lender}/{case_id}"
+                cursor = cursor_of((seq, lender, case_id), tag)
                 decided = self._pull_grant(caller, org, lender, case_id, purpose, now)
                 if decided is None:
                     continue
@@ -119,7 +120,7 @@ class WorkLists(Reads):
                 self.audit.append(events)  # the page's releases wait for their events to be durable
             yield from items
             position = page[-1]
-        yield Pulled(cursor_of((high + 1, "", ""), bundle.revision, tag))
+        yield Pulled(cursor_of((high + 1, "", ""), tag))
 
     def _pull_grant(self, caller: Caller, org: Org, lender: str, case_id: str, purpose: str,
                     now: datetime) -> Grant | tuple[Code, str] | None:

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -79,22 +79,21 @@ def reserve_port(host: str, port: int) -> socket.socket:
 @dataclass
 class Worker:
     index: int
-    proc: subprocess.Popen[bytes]
-    started: float
+    proc: subprocess.Popen[bytes]  # its stdout is a pipe: the first line says it listens
     ready: bool = False
-    stdout: IO[bytes] | None = field(default=None, repr=False)
 
 
 class Supervisor:
     """Starts N gateway processes on one port and keeps them running until told to stop."""
 
-    def __init__(self, data_dir: Path, host: str, port: int, count: int, worker_args: list[str],
-                 grace: float, policy_dir: Path | None = None) -> None:
+    def __init__(self, data_dir: Path, host: str, port: int, count: int, *, workers: int, grace: float,
+                 policy_dir: Path | None = None) -> None:
         self.data_dir = data_dir
         self.host = host
         self.count = count
-        self.worker_args = worker_args
         self.grace = grace
+        self.worker_args = ["--workers", str(workers), "--grace", str(grace),
+                            *(["--policies", str(policy_dir)] if policy_dir else [])]
         load_bundle(policy_dir or BUNDLE_DIR)  # a bad bundle is refused here, as by one process, before any starts
         self.lock = ServeLock.take(data_dir)
         self._stop = threading.Event()
@@ -117,7 +116,7 @@ class Supervisor:
                 "--supervisor", str(os.getpid()), *self.worker_args]
         env = dict(os.environ, **{ServeLock.ENV: str(self.lock.fd)})
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, pass_fds=(self.lock.fd,), env=env)
-        return Worker(index, proc, time.monotonic(), stdout=proc.stdout)
+        return Worker(index, proc)
 
     def start(self) -> None:
         """Start every process and wait until each listens; if one cannot, stop the rest and fail."""
@@ -132,7 +131,7 @@ class Supervisor:
             self._poll_ready(0.2)
 
     def _poll_ready(self, timeout: float) -> None:
-        waiting = {w.stdout: w for w in self._workers if not w.ready and w.stdout is not None}
+        waiting = {w.proc.stdout: w for w in self._workers if not w.ready and w.proc.stdout is not None}
         if not waiting:
             return
         readable, _, _ = select.select(list(waiting), [], [], timeout)
@@ -164,8 +163,8 @@ class Supervisor:
                     break
                 log.warning("gateway process %d (pid %d) exited with status %d; starting another",
                             worker.index + 1, worker.proc.pid, status)
-                if worker.stdout is not None and not worker.ready:
-                    worker.stdout.close()
+                if worker.proc.stdout is not None and not worker.ready:
+                    worker.proc.stdout.close()
                 self._workers[i] = self._spawn(worker.index)
         self.stop_all()
         self.close()

@@ -43,7 +43,7 @@ from vault.records import (
     org_row,
     seal_fields,
 )
-from vault.rowcache import CachedView, RowCache, Rows, cached, get, put
+from vault.rowcache import CachedView, RowCache, Rows, cached, get, key_of, put
 
 from .db import TOP_LEVEL, Connection, blob
 
@@ -267,7 +267,7 @@ class Repo(CachedView, SealedReads):
         snapshot).
         """
         rows = self._rows
-        key = ("mandates_for", org_id, case_id)
+        key = key_of(Repo.mandates_for, org_id, case_id)
         if rows is not None:
             try:
                 return get(rows, key)  # type: ignore[no-any-return]
@@ -282,11 +282,12 @@ class Repo(CachedView, SealedReads):
                 case = r[_M:_C]
                 if case[0] is None:
                     continue
-                put(rows, ("get_case", lender, case_id), case_row(case))
+                put(rows, key_of(Repo.get_case, lender, case_id), case_row(case))
                 borrower, loan = r[_C:_B], r[_B:]
-                put(rows, ("_borrower_row", lender, case[2]), tuple(borrower) if borrower[0] is not None else None)
-                put(rows, ("_loan_row", lender, case[3]), _loan(loan[:-1]) if loan[0] is not None and loan[-1] is None
-                    else None)
+                put(rows, key_of(Repo._borrower_row, lender, case[2]),
+                    tuple(borrower) if borrower[0] is not None else None)
+                put(rows, key_of(Repo._loan_row, lender, case[3]),
+                    _loan(loan[:-1]) if loan[0] is not None and loan[-1] is None else None)
         return mandates
 
     def feed_high_water(self) -> int:
@@ -385,7 +386,11 @@ class Repo(CachedView, SealedReads):
         if row is None:
             dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
             dek_version = 1
-            enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
+        else:
+            kek_version, wrapped, dek_version, _erased = row
+            dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
+        enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
+        if row is None:
             self.conn.execute(
                 f"INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version, nid_bidx,"
                 f" phone_bidx, {', '.join(enc)}) VALUES (?,?,?,?,?,?,?{',?' * len(enc)})",
@@ -393,9 +398,6 @@ class Repo(CachedView, SealedReads):
                  *map(blob, enc.values())),
             )
         else:
-            kek_version, wrapped, dek_version, _erased = row
-            dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
-            enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
             sets = ", ".join(f"{f} = ?" for f in enc)
             self.conn.execute(
                 f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
