@@ -100,3 +100,34 @@ def test_operator_commands_are_audited_and_interleave_with_a_serving_gateway(see
     assert [e["seq"] for e in events] == list(range(len(events)))
     result = verify_log(reg.audit_events(), reg.checkpoint(), (env.data / "audit.vkey").read_text())
     assert result.size >= len(events)
+
+
+def test_a_commit_that_raises_refuses_every_caller_of_its_batch(tmp_path: Path) -> None:
+    """A backend's commit failing outside its own guard (here: the write lock) must not leave a caller
+    believing its unit was stored: every item of the batch gets AUDIT_UNAVAILABLE, none a silent None."""
+    from gateway.core.errors import Code, CustosError
+    from vault.groupcommit import _Item
+
+    create(tmp_path / "data")
+    vault = SqliteVault(tmp_path / "data")
+
+    class Broken:
+        def __enter__(self) -> None:
+            raise OSError("the lock file is gone")
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+    try:
+        vault.audit._write_lock = Broken()
+        items: list[_Item[Any]] = [_Item(lambda _repo: ("stored", [_draft("x", 1)])) for _ in range(3)]
+        for item in items:
+            item.wake.acquire()
+        vault.audit._pending, vault.audit._leading = list(items), True  # three callers queued for one batch
+        vault.audit._lead(items[0])
+        assert [(item.result, getattr(item.error, "code", None)) for item in items] == [
+            (None, Code.AUDIT_UNAVAILABLE)] * 3
+        assert all(isinstance(item.error, CustosError) for item in items)
+        assert vault.audit.head()[0] == 0  # nothing was stored
+    finally:
+        vault.close()

@@ -87,6 +87,10 @@ class GroupCommit:
             batch, self._pending = self._pending, []
         try:
             self._commit(batch)
+        except Exception:  # noqa: BLE001 - a backend's commit that raised outside its own guard
+            # Nothing of the batch is known to be stored: refuse every caller of it (else all but the
+            # leader would wake with no error and no result, as if their units had been stored).
+            self._fail(batch, "commit")
         finally:
             for item in batch:
                 item.done = True
