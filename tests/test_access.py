@@ -368,3 +368,53 @@ def test_row_cache_evicts_the_least_recently_used_entry_not_the_whole_cache(monk
     assert reads == [1, 2, 3, 4]  # every other read was a hit
     store.row(2)
     assert reads == [1, 2, 3, 4, 2] and len(rows) == 3
+
+
+def test_cache_misses_are_read_in_turn_on_one_connection_that_keeps_no_snapshot(tmp_path: Path) -> None:
+    """Every reader thread's misses go through the vault's MissReader; none leaves a read open behind it."""
+    import threading
+
+    from vault.datadir import create
+    from vault.sqlite import SqliteVault as Vault
+
+    create(tmp_path / "data")
+    vault = Vault(tmp_path / "data")
+    try:
+        w = vault.writer.conn
+        for i in range(40):
+            w.execute("INSERT INTO borrowers(lender_id, borrower_id, kek_version, dek_version) VALUES ('L', ?, 1, 1)",
+                      (f"B-{i}",))
+            w.execute("INSERT INTO loans(lender_id, loan_id, borrower_id, currency) VALUES ('L', ?, ?, 'EUR')",
+                      (f"N-{i}", f"B-{i}"))
+            w.execute("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
+                      " created_at, updated_at) VALUES ('L', ?, ?, ?, 'DE', 'UTC', 'reminder', 't', 't')",
+                      (f"C-{i}", f"B-{i}", f"N-{i}"))
+            for purpose in ("collection", "legal"):  # two rows per miss: the statement must be read to its end
+                w.execute("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
+                          " VALUES ('L', ?, 'agency-x', ?, '', 't', '2099-01-01')", (f"C-{i}", purpose))
+        shared: list[str] = []
+        vault._misses._conn.set_trace_callback(shared.append)
+        found: dict[int, tuple[Any, ...]] = {}
+
+        def read(first: int) -> None:
+            repo = vault.reader()
+            for i in range(first, 40, 8):
+                repo.refresh()
+                mandates = repo.mandates_for("agency-x", f"C-{i}")
+                found[i] = (tuple(sorted(m.purpose for m in mandates if m.case_id == f"C-{i}")),
+                            repo.get_case("L", f"C-{i}"), repo.loan_values(repo.get_case("L", f"C-{i}")))
+
+        threads = [threading.Thread(target=read, args=(k,)) for k in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i in range(40):
+            purposes, case, loan = found[i]
+            assert purposes == ("collection", "legal")
+            assert case is not None and (case.case_id, case.borrower_id) == (f"C-{i}", f"B-{i}")
+            assert loan is not None and loan.loan_id == f"N-{i}"
+        assert len(shared) == 40  # one statement per miss (mandates, case, borrower and loan together), all here
+        assert vault.forget(attempts=1)  # no reader holds a snapshot: the WAL truncates at the first try
+    finally:
+        vault.close()

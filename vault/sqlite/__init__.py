@@ -24,7 +24,7 @@ from vault.rowcache import RowCache
 
 from . import db
 from .auditlog import AuditLog
-from .store import Repo
+from .store import MissReader, Repo
 
 log = logging.getLogger("custos.vault")
 
@@ -70,6 +70,7 @@ class SqliteVault:
             raise CustosError(Code.DATA_DIR_INVALID, "database does not open with its key") from None
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
         self._rows = RowCache(self._watch)
+        self._misses = MissReader(self._open(self.layout.db))
         self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
         self._write_lock = WriteLock(self.layout.root / "write.lock")
         self._audit_watch = db.CommitWatch(self.layout.audit_db)
@@ -91,7 +92,8 @@ class SqliteVault:
         repo: Repo | None = getattr(self._local, "repo", None)
         if repo is None:
             repo = Repo(self._open(self.layout.db), self.cipher, self.bidx,
-                        audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows)
+                        audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows,
+                        misses=self._misses)
             self._local.repo = repo
         return repo
 
