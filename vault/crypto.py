@@ -198,6 +198,22 @@ class FieldCipher:
 
         return open_field
 
+    def sealer(self, dek: bytes, lender: str, borrower: str, dek_version: int) -> Callable[[str, str], bytes]:
+        """Encrypts several fields of one borrower with one key schedule and one AD prefix (what `opener` opens).
+
+        The same bytes as `encrypt` field by field; an import seals a dozen values
+        per borrower, and building the cipher and the AD for each was a tenth of it.
+        """
+        aead = AESGCM(dek)
+        prefix = _length_prefixed("field", lender, borrower)  # not memoised: an import meets each borrower once
+        suffix = _ad(str(dek_version))
+
+        def seal_field(field: str, value: str) -> bytes:
+            nonce = os.urandom(NONCE)
+            return nonce + aead.encrypt(nonce, value.encode("utf-8"), prefix + _ad(field) + suffix)
+
+        return seal_field
+
     def encrypt(self, dek: bytes, lender: str, borrower: str, field: str, dek_version: int, value: str) -> bytes:
         return seal(dek, value.encode("utf-8"), self.field_ad(lender, borrower, field, dek_version))
 

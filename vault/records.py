@@ -74,7 +74,8 @@ def terms_ad(loan_id: str) -> str:
 
 def seal_fields(cipher: FieldCipher, dek: bytes, lender: str, borrower: str, dek_version: int,
                 values: Mapping[str, str]) -> dict[str, bytes]:
-    return {name: cipher.encrypt(dek, lender, borrower, name, dek_version, value) for name, value in values.items()}
+    seal = cipher.sealer(dek, lender, borrower, dek_version)
+    return {name: seal(name, value) for name, value in values.items()}
 
 
 def import_digest(bidx: BlindIndex, lender: str, case: ImportedCase) -> bytes:

@@ -32,6 +32,9 @@ PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?\Z")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
 DATE_RE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
+# What no text value may hold: control characters but tab and newline, and lone surrogates (not Unicode text).
+# One search in C; a per-character check in Python was 18 % of an import's CPU.
+_UNFIT = re.compile("[\x00-\x08\x0b-\x1f\ud800-\udfff]")
 # No value in the format is a number, so a long one is never valid; refusing it early also keeps
 # Python's int() from failing deep in the parser (it refuses more than 4,300 digits).
 MAX_NUMBER_CHARS = 64
@@ -144,12 +147,11 @@ def _text(d: dict[str, Any], key: str, path: str, limit: int = MAX_TEXT, optiona
         raise _bad(where, "must not be empty")
     if len(value) > limit:
         raise _bad(where, f"longer than {limit} characters")
-    if any(ord(c) < 32 and c not in "\n\t" for c in value):
-        raise _bad(where, "contains control characters")
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise _bad(where, "is not valid Unicode text (lone surrogate)") from None
+    unfit = _UNFIT.search(value)
+    if unfit is not None:
+        if ord(unfit.group()) < 32:
+            raise _bad(where, "contains control characters")
+        raise _bad(where, "is not valid Unicode text (lone surrogate)")
     return value
 
 
