@@ -1,6 +1,6 @@
 """Bulk import against a raw SQLCipher batched insert of rows of the same size, in one run (issue 13: >= 0.3 x).
 
-    python -m bench.importing [--cases 5000] [--rounds 3]
+    python -m bench.importing [--cases 5000] [--rounds 3] [--floor-variants]
 
 Set-up: a fresh data directory and a gateway (`custos serve --processes 1`,
 pinned to CPU 0; the client on CPU 1). Per round, alternating:
@@ -14,6 +14,9 @@ pinned to CPU 0; the client on CPU 1). Per round, alternating:
   `custos lender import`'s client stream: cases/s, server CPU per case, and
   the server's resident memory after the round (it must not grow with the
   file: the stream is cut into batches).
+- store's rows: the statements the import runs for the same lines, recorded
+  untimed and then replayed alone (`store_rows`): the store's own ceiling;
+  with `--floor-variants` also without the per-row INSERT triggers.
 
 The import includes what the issue names: validation, encryption of every
 personal field under the borrower's data key, the blind indexes, one audit
@@ -68,7 +71,13 @@ class _Recorder:
         return self._conn.execute(sql, params)
 
 
-def store_rows(root: Path, lines: list[bytes]) -> float:
+# --floor-variants: the same replay with the per-row triggers an INSERT fires dropped first (the row
+# caches' counter on each table, and the change feed's on cases): what writes batched per transaction
+# would cost instead. Never done to a real data directory; only to the replay's own.
+PER_ROW_TRIGGERS = ("borrowers_insert_gen", "loans_insert_gen", "cases_insert_gen", "cases_insert_feed")
+
+
+def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = ()) -> float:
     """Cases/s of writing only the rows an import stores for these lines: the store's own floor.
 
     The statements `Repo.import_case` runs for each line, with their values
@@ -99,6 +108,8 @@ def store_rows(root: Path, lines: list[bytes]) -> float:
     replay = SqliteVault(root / "replay")
     try:
         conn = replay.writer.conn
+        for trigger in drop_triggers:
+            conn.execute(f"DROP TRIGGER {trigger}")
         t0 = time.perf_counter()
         for i in range(0, len(per_case), BATCH):
             by_statement: dict[str, list[tuple[Any, ...]]] = {}
@@ -130,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.importing", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--floor-variants", action="store_true",
+                    help="also replay the stored rows without their per-row INSERT triggers")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="custos-bench-import-") as tmp:
@@ -146,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
                 with pinned({1}):
                     raw = raw_insert(work / f"raw-{rnd}.db", [os.urandom(size) for _ in lines])
                     floor = store_rows(work / f"rows-{rnd}", lines)
+                    bare = (store_rows(work / f"bare-{rnd}", lines, PER_ROW_TRIGGERS)
+                            if args.floor_variants else None)
                     with CustosClient(target, ids / LENDER, timeout=3600) as lender:
                         cpu0, t0 = gw.cpu_seconds(), time.perf_counter()
                         result = lender.import_lines(lines)
@@ -157,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
                        "server_us_per_case": cpu / args.cases * 1e6, "server_rss_mib": rss_mib(gw.proc.pid)}
                 row["ratio"] = row["import_cases_s"] / raw
                 row["store_rows_ratio"] = floor / raw
+                if bare is not None:
+                    row["store_rows_no_row_triggers_ratio"] = bare / raw
                 rows.append(row)
                 print(json.dumps(row), flush=True)
         finally:
@@ -168,6 +185,9 @@ def main(argv: list[str] | None = None) -> int:
                "store's rows alone against raw (the ceiling)": statistics.median(r["store_rows_ratio"] for r in rows),
                "server us per case": statistics.median(r["server_us_per_case"] for r in rows),
                "server RSS MiB by round": [round(r["server_rss_mib"]) for r in rows]}
+    if args.floor_variants:
+        summary["store's rows without per-row triggers against raw"] = statistics.median(
+            r["store_rows_no_row_triggers_ratio"] for r in rows)
     print(json.dumps(summary, indent=2))
     out = RESULTS.parent / "importing.json"
     out.parent.mkdir(parents=True, exist_ok=True)
