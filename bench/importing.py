@@ -70,6 +70,9 @@ class _Recorder:
             return None
         return self._conn.execute(sql, params)
 
+    def executemany(self, sql: str, rows: Any) -> None:
+        self.writes.extend((sql, tuple(r)) for r in rows)
+
 
 # --floor-variants: the same replay with the per-row triggers an INSERT fires dropped first (the row
 # caches' counter on each table, and the change feed's on cases): what writes batched per transaction
