@@ -70,6 +70,9 @@ class _Recorder:
             return None
         return self._conn.execute(sql, params)
 
+    def executemany(self, sql: str, rows: Any) -> None:
+        self.writes.extend((sql, tuple(r)) for r in rows)
+
 
 # --floor-variants: the same replay with the per-row triggers an INSERT fires dropped first (the row
 # caches' counter on each table, and the change feed's on cases): what writes batched per transaction
@@ -80,7 +83,7 @@ PER_ROW_TRIGGERS = ("borrowers_insert_gen", "loans_insert_gen", "cases_insert_ge
 def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = ()) -> float:
     """Cases/s of writing only the rows an import stores for these lines: the store's own floor.
 
-    The statements `Repo.import_case` runs for each line, with their values
+    The statements `Repo.import_cases` runs for the lines, with their values
     (sealed, indexed, digested), are recorded first, untimed; then they are run
     alone into a fresh data directory, executemany per statement in
     transactions of BATCH cases: the same tables, indexes and triggers, and
@@ -96,12 +99,13 @@ def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = 
         repo = recording.writer
         recorder = _Recorder(repo.conn)
         repo.conn = recorder
-        per_case: list[list[tuple[str, tuple[Any, ...]]]] = []
-        for line in lines:
+        batches: list[list[tuple[str, tuple[Any, ...]]]] = []
+        for i in range(0, len(lines), BATCH):
             recorder.writes = []
-            if repo.import_case(LENDER, parse_line(line), "2026-01-01T00:00:00Z"):
+            if any(repo.import_cases(LENDER, [parse_line(line) for line in lines[i:i + BATCH]],
+                                     "2026-01-01T00:00:00Z")):
                 raise RuntimeError("a synthetic line was refused")
-            per_case.append(recorder.writes)
+            batches.append(recorder.writes)
     finally:
         recording.close()
     create(root / "replay")
@@ -111,11 +115,10 @@ def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = 
         for trigger in drop_triggers:
             conn.execute(f"DROP TRIGGER {trigger}")
         t0 = time.perf_counter()
-        for i in range(0, len(per_case), BATCH):
+        for writes in batches:
             by_statement: dict[str, list[tuple[Any, ...]]] = {}
-            for writes in per_case[i:i + BATCH]:
-                for sql, params in writes:
-                    by_statement.setdefault(sql, []).append(params)
+            for sql, params in writes:
+                by_statement.setdefault(sql, []).append(params)
             conn.execute("BEGIN IMMEDIATE")
             for sql, rows in by_statement.items():
                 conn.executemany(sql, rows)

@@ -45,8 +45,7 @@ def imported(vault: Any, *numbers: int, **kw: Any) -> None:
     cases = [parse_line(synth.jsonl([synth.case_line(n, **kw)]).strip()) for n in numbers]
 
     def work(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
-        for c in cases:
-            store.import_case("lender-a", c, NOW)
+        assert store.import_cases("lender-a", cases, NOW) == [""] * len(cases)
         return None, [event("import", c.case_id, c.borrower_id) for c in cases]
 
     vault.audit.run(work)
@@ -77,19 +76,45 @@ def test_an_imported_case_reads_back_typed_and_sealed_fields_open(vault: Any) ->
     assert [c.case_id for c in reader.cases_of_lender("lender-a")] == ["C-1", "C-2"]
 
 
-def test_import_state_tells_a_repeat_from_a_conflict(vault: Any) -> None:
-    imported(vault, 3)
-    same = parse_line(synth.jsonl([synth.case_line(3)]).strip())
-    changed_doc = synth.case_line(3)
-    changed_doc["stage"] = "letter"
-    changed = parse_line(synth.jsonl([changed_doc]).strip())
-    fresh = parse_line(synth.jsonl([synth.case_line(4)]).strip())
+def _line(n: int, **changes: Any) -> Any:
+    doc = synth.case_line(n, borrower=changes.pop("borrower", None))
+    for key, value in changes.items():
+        target, _, name = key.rpartition("__")
+        (doc[target] if target else doc)[name] = value
+    return parse_line(synth.jsonl([doc]).strip())
 
-    def work(store: UnitOfWork) -> tuple[tuple[str, str, str, bool], list[EventDraft]]:
-        return (store.import_state("lender-a", same), store.import_state("lender-a", changed),
-                store.import_state("lender-a", fresh), store.loan_exists("lender-a", same.loan["loan_id"])), []
 
-    assert vault.audit.run(work) == ("same", "other", "new", True)
+def test_import_cases_tells_each_outcome_and_a_later_case_sees_the_earlier_ones(vault: Any) -> None:
+    imported(vault, 3, 6)
+    vault.audit.run(lambda store: (store.erase_borrower("lender-a", "B-6", NOW), []))
+    taken_loan = synth.case_line(3)["loan"]["loan_id"]
+    batch = [
+        _line(3),  # as imported before
+        _line(3, stage="letter"),  # the same case with other values
+        _line(4),  # new, with a new borrower
+        _line(7, loan__loan_id=taken_loan),  # a loan another case holds
+        _line(4),  # again, as just imported in this batch
+        _line(4, stage="letter"),  # and changed
+        _line(8, borrower=4, borrower__full_name="Joined Later"),  # joins the borrower made in this batch
+        _line(9, borrower=6),  # an erased borrower
+        _line(10, loan__loan_id=synth.case_line(4)["loan"]["loan_id"]),  # a loan taken in this batch
+    ]
+
+    def work(store: UnitOfWork) -> tuple[list[str], list[EventDraft]]:
+        return store.import_cases("lender-a", batch, NOW), []
+
+    assert vault.audit.run(work) == ["same", "other", "", "loan_exists", "same", "other", "", "erased",
+                                     "loan_exists"]
+    reader = vault.reader()
+    reader.refresh()
+    assert reader.get_case("lender-a", "C-7") is None and reader.get_case("lender-a", "C-9") is None
+    assert reader.get_case("lender-a", "C-10") is None
+    first, joined = reader.get_case("lender-a", "C-4"), reader.get_case("lender-a", "C-8")
+    assert first is not None and joined is not None and first.borrower_id == joined.borrower_id == "B-4"
+    assert first.stage == "reminder"
+    # One borrower, one data key: the later line's values are the borrower's, read through either case.
+    assert reader.borrower_values(first, ["full_name"]) == {"full_name": "Joined Later"}
+    assert reader.borrower_values(joined, ["full_name"]) == {"full_name": "Joined Later"}
 
 
 def test_units_change_state_with_their_events_and_a_failing_unit_is_undone_alone(vault: Any) -> None:

@@ -148,31 +148,31 @@ class LenderActions(Context):
                 rejected.append((line_no, code, reason))
                 events.append(self._event(caller, "deny", code, "import", now=now, **kw))
 
+            valid = [item for _, item in parsed if not isinstance(item, tuple)]
+            # No savepoint per line (measured: 14 % of an import's server CPU): validation leaves nothing the store
+            # can refuse (text is valid Unicode, ids and sizes are bounded) but what import_cases reports per case;
+            # anything else fails the batch whole, in the unit's savepoint.
+            outcomes = iter(repo.import_cases(lender, valid, stamp))
             for line_no, item in parsed:
                 if isinstance(item, tuple):
                     reject(line_no, *item)
                     continue
                 kw: dict[str, Any] = {"case_id": item.case_id, "borrower_id": item.borrower_id}
-                state = repo.import_state(lender, item)
-                if state == "same":
+                outcome = next(outcomes)
+                if outcome == "same":
                     already += 1
                     events.append(self._event(caller, "allow", Code.OK, "import.already", now=now, **kw))
-                    continue
-                if state == "other":
+                elif outcome == "other":
                     reject(line_no, Code.CASE_EXISTS, "case_id: already imported with other values", **kw)
-                    continue
-                # No savepoint per line (measured: 14 % of an import's server CPU): validation leaves nothing
-                # the store can refuse (text is valid Unicode, ids and sizes are bounded) but the two refusals
-                # import_case checks before it writes; anything else fails the batch whole, in the unit's savepoint.
-                refused = repo.import_case(lender, item, stamp)
-                if refused == "erased":
+                elif outcome == "erased":
                     reject(line_no, Code.BORROWER_ERASED, "borrower_id: this borrower's data was erased", **kw)
-                    continue
-                if refused == "loan_exists":
+                elif outcome == "loan_exists":
                     reject(line_no, Code.LOAN_EXISTS, "loan.loan_id: already imported", **kw)
-                    continue
-                imported += 1
-                events.append(self._event(caller, "allow", Code.OK, "import", now=now, **kw))
+                elif outcome == "":
+                    imported += 1
+                    events.append(self._event(caller, "allow", Code.OK, "import", now=now, **kw))
+                else:  # a store that answers otherwise is a bug: the batch fails whole
+                    raise ValueError(f"unknown import outcome {outcome!r}")
             return (imported, already, rejected), events
 
         imported, already, rejected = self.audit.run(work)

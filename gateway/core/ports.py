@@ -160,13 +160,14 @@ class UnitOfWork(CaseReader, Protocol):
     def erase_borrower(self, lender: str, borrower_id: str, now: str) -> None:
         """Destroy the borrower's wrapped data key, every value sealed under it, blind indexes and keyed digests."""
 
-    def import_state(self, lender: str, case: ImportedCase) -> str: ...
+    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[str]:
+        """Store validated cases in order, each seeing the ones before it; per case what became of it.
 
-    def loan_exists(self, lender: str, loan_id: str) -> bool: ...
-
-    def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
-        """Store one validated case: "" when stored; "erased" (its borrower's data was erased) or "loan_exists",
-        checked before anything is written."""
+        "" stored (with its loan and its new or joined borrower); "same" (imported
+        before from a line with these values: nothing written); "other" (the case
+        exists with other values); "erased" (its borrower's data was erased);
+        "loan_exists". A refused case writes nothing.
+        """
 
     def savepoint(self) -> Any: ...
 

@@ -350,10 +350,18 @@ class PgStore(CachedView, SealedReads):
     def loan_exists(self, lender: str, loan_id: str) -> bool:
         return self._one("SELECT 1 FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id)) is not None
 
+    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[str]:
+        """ports.UnitOfWork.import_cases, a case at a time (each statement is a round trip here either way)."""
+        out: list[str] = []
+        for case in cases:
+            state = self.import_state(lender, case)
+            out.append(self.import_case(lender, case, now) if state == "new" else state)
+        return out
+
     def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
         """One case with its loan and (new or joined) borrower, sealed before it is sent; inside the unit's transaction.
 
-        "" when stored; "erased" or "loan_exists" (ports.UnitOfWork.import_case), before anything is written.
+        "" when stored; "erased" or "loan_exists", before anything is written.
         """
         row = self._one("SELECT kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
                         " WHERE lender_id = %s AND borrower_id = %s FOR UPDATE", (lender, case.borrower_id))

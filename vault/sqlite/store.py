@@ -42,7 +42,6 @@ from vault.records import (
     import_digest,
     mandate_row,
     org_row,
-    seal_fields,
 )
 from vault.rowcache import CachedView, RowCache, Rows, cached, get, key_of, put
 
@@ -64,6 +63,13 @@ def _loan(row: Sequence[Any]) -> LoanRow:
 
 def _prefixed(alias: str, cols: Sequence[str]) -> str:
     return ", ".join(f"{alias}.{c.strip()}" for c in cols)
+
+
+_LOAN_INSERT_SQL = (f"INSERT INTO loans(lender_id, borrower_id, contract_text, {', '.join(LOAN_COLS)})"
+                    f" VALUES (?,?,?,{','.join('?' * len(LOAN_COLS))})")
+_CASE_INSERT_SQL = ("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
+                    " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
 
 # mandates_for's one statement: each mandate row with its case, the case's borrower and its loan.
@@ -403,77 +409,100 @@ class Repo(CachedView, SealedReads):
         return int(self.conn.execute(sql, params).rowcount)
 
     # ------------------------------------------------------------ import
-    def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
-        """Insert one case with its loan and (new or joined) borrower (see ports.UnitOfWork.import_case).
+    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[str]:
+        """Store validated cases in order (see ports.UnitOfWork.import_cases); the caller holds the transaction.
 
-        The caller holds the transaction. A new borrower is one INSERT with its
-        sealed values (each statement on a table the caches watch also runs
-        the counter's and the change feed's triggers).
+        What exists is read for the whole batch in three statements, each case is
+        decided and sealed in turn (a later case sees the earlier ones through the
+        batch's own maps), and then each table's rows are written with one
+        executemany: the same rows and triggers as a statement per row, in about
+        half the time (bench/importing.py's replay of the stored rows).
         """
-        row = self.conn.execute(
-            "SELECT kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
-            " WHERE lender_id = ? AND borrower_id = ?",
-            (lender, case.borrower_id),
-        ).fetchone()
-        if row is not None and row[3] is not None:
-            return "erased"
-        if self.loan_exists(lender, case.loan["loan_id"]):
-            return "loan_exists"
-        indexes = (blob(self.bidx(lender, "national_id", case.pi["national_id"])),
-                   blob(self.bidx(lender, "phone", case.pi["phone"])))
-        if row is None:
-            dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
-            dek_version = 1
-        else:
-            kek_version, wrapped, dek_version, _erased = row
-            dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
-        enc = seal_fields(self.cipher, dek, lender, case.borrower_id, dek_version, case.pi)
-        if row is None:
-            self.conn.execute(
-                f"INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version, nid_bidx,"
-                f" phone_bidx, {', '.join(enc)}) VALUES (?,?,?,?,?,?,?{',?' * len(enc)})",
-                (lender, case.borrower_id, kek_version, blob(wrapped), dek_version, *indexes,
-                 *map(blob, enc.values())),
-            )
-        else:
-            sets = ", ".join(f"{f} = ?" for f in enc)
-            self.conn.execute(
-                f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ? WHERE lender_id = ? AND borrower_id = ?",
-                (*map(blob, enc.values()), *indexes, lender, case.borrower_id),
-            )
-        loan = case.loan
-        contract = (
-            self.cipher.encrypt(dek, lender, case.borrower_id, contract_ad(loan["loan_id"]), dek_version,
-                                case.contract_text)
-            if case.contract_text is not None else None
-        )
-        self.conn.execute(
-            f"INSERT INTO loans(lender_id, borrower_id, contract_text, {', '.join(LOAN_COLS)})"
-            f" VALUES (?,?,?,{','.join('?' * len(LOAN_COLS))})",
-            (lender, case.borrower_id, blob(contract) if contract is not None else None,
-             *(json.dumps(loan[c]) if c == "repayments" else loan[c] for c in LOAN_COLS)),
-        )
-        self.conn.execute(
-            "INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
-            " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
-             case.stage, int(case.consent_third_party), int(case.consent_credit), now, now,
-             blob(self._import_digest(lender, case))),
-        )
-        return ""
+        if not cases:
+            return []
+        stored = dict(self._in_chunks("SELECT case_id, import_digest FROM cases WHERE lender_id = ? AND case_id IN",
+                                      lender, {c.case_id for c in cases}))
+        known: dict[str, tuple[int, bytes, int]] = {}  # borrower -> its wrapped data key
+        erased: set[str] = set()  # erased borrowers (no data key left to seal under)
+        for r in self._in_chunks("SELECT borrower_id, kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
+                                 " WHERE lender_id = ? AND borrower_id IN", lender, {c.borrower_id for c in cases}):
+            if r[4] is not None or r[2] is None:
+                erased.add(str(r[0]))
+            else:
+                known[str(r[0])] = (int(r[1]), bytes(r[2]), int(r[3]))
+        loans = {str(r[0]) for r in self._in_chunks("SELECT loan_id FROM loans WHERE lender_id = ? AND loan_id IN",
+                                                    lender, {c.loan["loan_id"] for c in cases})}
+        keys: dict[str, tuple[bytes, int]] = {}  # borrower -> (data key, its version), opened or made once
+        new_borrowers: dict[str, list[tuple[Any, ...]]] = {}  # INSERT text -> rows
+        updates: list[tuple[str, tuple[Any, ...]]] = []  # in order: a borrower's later line wins
+        loan_rows: list[tuple[Any, ...]] = []
+        case_rows: list[tuple[Any, ...]] = []
+        out: list[str] = []
+        for case in cases:
+            digest = self._import_digest(lender, case)
+            if case.case_id in stored:
+                before = stored[case.case_id]
+                out.append("same" if before is not None and bytes(before) == digest else "other")
+                continue
+            if case.borrower_id in erased:
+                out.append("erased")
+                continue
+            loan = case.loan
+            if loan["loan_id"] in loans:
+                out.append("loan_exists")
+                continue
+            indexes = (blob(self.bidx(lender, "national_id", case.pi["national_id"])),
+                       blob(self.bidx(lender, "phone", case.pi["phone"])))
+            row = known.get(case.borrower_id)
+            first = case.borrower_id not in keys
+            if first:
+                if row is None:
+                    dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
+                    keys[case.borrower_id] = (dek, 1)
+                else:
+                    keys[case.borrower_id] = (self.cipher.unwrap_dek(lender, case.borrower_id, row[0], row[1]), row[2])
+            dek, dek_version = keys[case.borrower_id]
+            seal = self.cipher.sealer(dek, lender, case.borrower_id, dek_version)
+            enc = {name: blob(seal(name, value)) for name, value in case.pi.items()}
+            if first and row is None:
+                sql = (f"INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version, nid_bidx,"
+                       f" phone_bidx, {', '.join(enc)}) VALUES (?,?,?,?,?,?,?{',?' * len(enc)})")
+                new_borrowers.setdefault(sql, []).append(
+                    (lender, case.borrower_id, kek_version, blob(wrapped), dek_version, *indexes, *enc.values()))
+            else:
+                sets = ", ".join(f"{f} = ?" for f in enc)
+                updates.append((f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ?"
+                                " WHERE lender_id = ? AND borrower_id = ?",
+                                (*enc.values(), *indexes, lender, case.borrower_id)))
+            contract = (seal(contract_ad(loan["loan_id"]), case.contract_text)
+                        if case.contract_text is not None else None)
+            loan_rows.append((lender, case.borrower_id, blob(contract) if contract is not None else None,
+                              *(json.dumps(loan[c]) if c == "repayments" else loan[c] for c in LOAN_COLS)))
+            case_rows.append((lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction,
+                              case.timezone, case.stage, int(case.consent_third_party), int(case.consent_credit),
+                              now, now, blob(digest)))
+            stored[case.case_id] = digest
+            loans.add(loan["loan_id"])
+            out.append("")
+        for sql, rows in new_borrowers.items():
+            self.conn.executemany(sql, rows)
+        for sql, params in updates:
+            self.conn.execute(sql, params)
+        self.conn.executemany(_LOAN_INSERT_SQL, loan_rows)
+        self.conn.executemany(_CASE_INSERT_SQL, case_rows)
+        return out
+
+    def _in_chunks(self, sql: str, lender: str, values: set[str]) -> list[Any]:
+        """`sql` ending in `IN`, for a lender and these values, a bounded number of parameters per statement."""
+        found: list[Any] = []
+        ordered = sorted(values)
+        for i in range(0, len(ordered), 500):
+            part = ordered[i:i + 500]
+            found.extend(self.conn.execute(f"{sql} ({','.join('?' * len(part))})", (lender, *part)).fetchall())
+        return found
 
     def _import_digest(self, lender: str, case: ImportedCase) -> bytes:
         return import_digest(self.bidx, lender, case)
-
-    def import_state(self, lender: str, case: ImportedCase) -> str:
-        """'new' (no such case), 'same' (imported before from a line with these values) or 'other'."""
-        row = self.conn.execute("SELECT import_digest FROM cases WHERE lender_id = ? AND case_id = ?",
-                                (lender, case.case_id)).fetchone()
-        if row is None:
-            return "new"
-        stored = row[0]
-        return "same" if stored is not None and bytes(stored) == self._import_digest(lender, case) else "other"
 
     def case_exists(self, lender: str, case_id: str) -> bool:
         return self.conn.execute(
