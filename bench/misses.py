@@ -12,7 +12,9 @@ bench/breakdown.py), `Core.get_case` is timed in process CPU per read:
 - miss: they read the cases after the first 2,000 each once (the row cache
   holds about 10,000 cases' entries, so each read misses);
 - statement: the one SQL statement a miss runs (mandates, case, borrower and
-  loan), on a connection of its own, over the same cases.
+  loan), on a connection of its own, over the same cases;
+- memory: the Python objects (tracemalloc) that 2,000 misses leave in the
+  row cache, per case: what holding a working set in memory would cost.
 
 Issue 13's reads target (10^6 cases in turn at >= 0.9 x the throughput at
 10^3) allows a miss at most about a tenth of a served read's CPU; these
@@ -22,10 +24,12 @@ figures show what a miss costs before gRPC and the audit log add theirs.
 from __future__ import annotations
 
 import argparse
+import gc
 import shutil
 import tempfile
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +94,19 @@ def main(argv: list[str] | None = None) -> int:
                 for case in cases:
                     conn.execute(_MANDATE_AND_CASE_SQL, (AGENCY, case)).fetchall()
                 print(f"statement alone ({label})  {(time.perf_counter() - t0) / len(cases) * 1e6:6.0f} µs per read")
+            core = gw.core
+            core.audit.append = lambda events, fresh_as=None: None  # type: ignore[method-assign,misc]
+            caller = Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32)
+            core.get_case(caller, "C-1", PURPOSE)
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            for case in cases[:2000]:
+                core.get_case(caller, case, PURPOSE)
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+            print(f"memory the row cache holds per case read  {held / min(2000, len(cases)) / 1024:6.1f} KiB")
         finally:
             gw.stop(0)
     finally:
