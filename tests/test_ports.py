@@ -151,6 +151,44 @@ def test_units_change_state_with_their_events_and_a_failing_unit_is_undone_alone
     assert vault.audit.head()[0] == size0 + 1  # the good unit's event only
 
 
+def test_a_lone_writing_unit_that_fails_is_undone_and_the_readers_of_its_batch_are_stored(vault: Any) -> None:
+    """The embedded store runs a batch's only writing unit without a savepoint: its failure must still undo it."""
+    from vault.groupcommit import _Item
+
+    imported(vault, 11)
+    size0 = vault.audit.head()[0]
+
+    def bad(store: UnitOfWork) -> tuple[str, list[EventDraft]]:
+        store.set_case_fields("lender-a", "C-11", {"cease_contact": True, "stage": "letter"}, NOW)
+        raise CustosError(Code.STAGE_NOT_ALLOWED)
+
+    with pytest.raises(CustosError) as err:  # alone in its batch
+        vault.audit.run(bad)
+    assert err.value.code == Code.STAGE_NOT_ALLOWED
+    # In one batch with two units that only append events: the writer is undone, their events are stored.
+    items: list[_Item[Any]] = [_Item(bad, writes=True),
+                               *(_Item(lambda _s, i=i: (i, [event(f"read-{i}", "C-11")]), writes=False)
+                                 for i in range(2))]
+    for item in items:
+        item.wake.acquire()
+    vault.audit._pending, vault.audit._leading = list(items), True
+    vault.audit._lead(items[0])
+    assert getattr(items[0].error, "code", None) == Code.STAGE_NOT_ALLOWED
+    assert [(item.result, item.error) for item in items[1:]] == [(0, None), (1, None)]
+    assert vault.audit.head()[0] == size0 + 2  # the readers' two events, nothing of the writer
+    reader = vault.reader()
+    reader.refresh()
+    case = reader.get_case("lender-a", "C-11")
+    assert case is not None and (case.stage, case.cease_contact) == ("reminder", False)
+    # The store is left with no transaction open: the next unit commits.
+    vault.audit.run(lambda store: (store.set_case_fields("lender-a", "C-11", {"stage": "letter"}, NOW),
+                                   [event("good", "C-11")]))
+    reader.refresh()
+    after = reader.get_case("lender-a", "C-11")
+    assert after is not None and (after.stage, after.cease_contact) == ("letter", False)
+    assert vault.audit.head()[0] == size0 + 3
+
+
 def test_a_change_committed_through_the_log_is_seen_by_the_next_fresh_read(vault: Any) -> None:
     reader = vault.reader()
     reader.refresh()

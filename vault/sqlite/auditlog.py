@@ -138,9 +138,18 @@ class AuditLog(GroupCommit):
         except DbError:
             self._fail(batch, "begin")
             return
+        # A lone writing unit needs no savepoint: if it fails, the transaction is rolled back instead, and
+        # that undoes nothing else. A savepoint here is not free: SQLCipher encrypts every page it journals,
+        # and the import's cost per case grew with the store because of it (bench/README.md, issue 13).
+        writers = [item for item in batch if item.writes]
+        lone = writers[0] if len(writers) == 1 else None
         try:
-            events = checked(batch, run_units(batch, self._repo, self._repo.savepoint, revision),
-                             self._repo._generation)
+            events = run_units(batch, self._repo, nullcontext if lone is not None else self._repo.savepoint,
+                               revision)
+            if lone is not None and lone.error is not None:
+                main.execute("ROLLBACK")
+                writes = False
+            events = checked(batch, events, self._repo._generation)
             if events:
                 try:
                     self._append(events)
