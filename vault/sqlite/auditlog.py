@@ -139,8 +139,8 @@ class AuditLog(GroupCommit):
             self._fail(batch, "begin")
             return
         # A lone writing unit needs no savepoint: if it fails, the transaction is rolled back instead, and
-        # that undoes nothing else. A savepoint here is not free: SQLCipher encrypts every page it journals,
-        # and the import's cost per case grew with the store because of it (bench/README.md, issue 13).
+        # that undoes nothing else. A savepoint is not free here: it keeps a copy of every page it changes,
+        # and with it an import's cost per case grew with the store (measured, bench/README.md, issue 13).
         writers = [item for item in batch if item.writes]
         lone = writers[0] if len(writers) == 1 else None
         try:
