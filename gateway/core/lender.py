@@ -151,7 +151,7 @@ class LenderActions(Context):
             valid = [item for _, item in parsed if not isinstance(item, tuple)]
             # No savepoint per line (measured: 14 % of an import's server CPU): validation leaves nothing the store
             # can refuse (text is valid Unicode, ids and sizes are bounded) but what import_cases reports per case;
-            # anything else fails the batch whole, in the unit's savepoint.
+            # anything else fails the batch whole, undone with its unit.
             outcomes = iter(repo.import_cases(lender, valid, stamp))
             for line_no, item in parsed:
                 if isinstance(item, tuple):

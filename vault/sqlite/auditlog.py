@@ -129,7 +129,8 @@ class AuditLog(GroupCommit):
         main = self._conn
         revision = self._revision()
         # A batch of pure audit appends (reads, denials) never touches the case database.
-        writes = any(item.writes for item in batch)
+        writers = [item for item in batch if item.writes]
+        writes = bool(writers)
         try:
             if writes:
                 # IMMEDIATE: the write lock from the start, so what the units read (a contact cap's count)
@@ -141,7 +142,6 @@ class AuditLog(GroupCommit):
         # A lone writing unit needs no savepoint: if it fails, the transaction is rolled back instead, and
         # that undoes nothing else. A savepoint is not free here: it keeps a copy of every page it changes,
         # and with it an import's cost per case grew with the store (measured, bench/README.md, issue 13).
-        writers = [item for item in batch if item.writes]
         lone = writers[0] if len(writers) == 1 else None
         try:
             events = run_units(batch, self._repo, nullcontext if lone is not None else self._repo.savepoint,

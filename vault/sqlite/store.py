@@ -415,8 +415,8 @@ class Repo(CachedView, SealedReads):
         What exists is read for the whole batch in three statements, each case is
         decided and sealed in turn (a later case sees the earlier ones through the
         batch's own maps), and then each table's rows are written with one
-        executemany: the same rows and triggers as a statement per row, in about
-        half the time (bench/importing.py's replay of the stored rows).
+        executemany: the same rows and triggers as a statement per row, with
+        less work between them (in-process import: 423 against 335 µs per case).
         """
         if not cases:
             return []
@@ -432,14 +432,14 @@ class Repo(CachedView, SealedReads):
                 known[str(r[0])] = (int(r[1]), bytes(r[2]), int(r[3]))
         loans = {str(r[0]) for r in self._in_chunks("SELECT loan_id FROM loans WHERE lender_id = ? AND loan_id IN",
                                                     lender, {c.loan["loan_id"] for c in cases})}
-        keys: dict[str, tuple[bytes, int]] = {}  # borrower -> (data key, its version), opened or made once
+        sealers: dict[str, Callable[[str, str], bytes]] = {}  # borrower -> its sealer, its key opened or made once
         new_borrowers: dict[str, list[tuple[Any, ...]]] = {}  # INSERT text -> rows
         updates: list[tuple[str, tuple[Any, ...]]] = []  # in order: a borrower's later line wins
         loan_rows: list[tuple[Any, ...]] = []
         case_rows: list[tuple[Any, ...]] = []
         out: list[str] = []
         for case in cases:
-            digest = self._import_digest(lender, case)
+            digest = import_digest(self.bidx, lender, case)
             if case.case_id in stored:
                 before = stored[case.case_id]
                 out.append("same" if before is not None and bytes(before) == digest else "other")
@@ -453,22 +453,23 @@ class Repo(CachedView, SealedReads):
                 continue
             indexes = (blob(self.bidx(lender, "national_id", case.pi["national_id"])),
                        blob(self.bidx(lender, "phone", case.pi["phone"])))
-            row = known.get(case.borrower_id)
-            first = case.borrower_id not in keys
-            if first:
+            head: tuple[Any, ...] | None = None  # a new borrower's key columns: its row is inserted, not updated
+            seal = sealers.get(case.borrower_id)
+            if seal is None:
+                row = known.get(case.borrower_id)
                 if row is None:
                     dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
-                    keys[case.borrower_id] = (dek, 1)
+                    dek_version = 1
+                    head = (lender, case.borrower_id, kek_version, blob(wrapped), dek_version)
                 else:
-                    keys[case.borrower_id] = (self.cipher.unwrap_dek(lender, case.borrower_id, row[0], row[1]), row[2])
-            dek, dek_version = keys[case.borrower_id]
-            seal = self.cipher.sealer(dek, lender, case.borrower_id, dek_version)
+                    kek_version, wrapped, dek_version = row
+                    dek = self.cipher.unwrap_dek(lender, case.borrower_id, kek_version, wrapped)
+                seal = sealers[case.borrower_id] = self.cipher.sealer(dek, lender, case.borrower_id, dek_version)
             enc = {name: blob(seal(name, value)) for name, value in case.pi.items()}
-            if first and row is None:
+            if head is not None:
                 sql = (f"INSERT INTO borrowers(lender_id, borrower_id, kek_version, wrapped_dek, dek_version, nid_bidx,"
                        f" phone_bidx, {', '.join(enc)}) VALUES (?,?,?,?,?,?,?{',?' * len(enc)})")
-                new_borrowers.setdefault(sql, []).append(
-                    (lender, case.borrower_id, kek_version, blob(wrapped), dek_version, *indexes, *enc.values()))
+                new_borrowers.setdefault(sql, []).append((*head, *indexes, *enc.values()))
             else:
                 sets = ", ".join(f"{f} = ?" for f in enc)
                 updates.append((f"UPDATE borrowers SET {sets}, nid_bidx = ?, phone_bidx = ?"
@@ -501,17 +502,9 @@ class Repo(CachedView, SealedReads):
             found.extend(self.conn.execute(f"{sql} ({','.join('?' * len(part))})", (lender, *part)).fetchall())
         return found
 
-    def _import_digest(self, lender: str, case: ImportedCase) -> bytes:
-        return import_digest(self.bidx, lender, case)
-
     def case_exists(self, lender: str, case_id: str) -> bool:
         return self.conn.execute(
             "SELECT 1 FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
-        ).fetchone() is not None
-
-    def loan_exists(self, lender: str, loan_id: str) -> bool:
-        return self.conn.execute(
-            "SELECT 1 FROM loans WHERE lender_id = ? AND loan_id = ?", (lender, loan_id)
         ).fetchone() is not None
 
     # ------------------------------------------------------------ reading values
