@@ -36,6 +36,15 @@ from typing import Any
 from bench.run import AGENCY, PURPOSE, setup
 
 
+def _unaudited(gw: Any) -> tuple[Any, Any]:
+    """The gateway's core with the audit append left out (timed apart in bench/breakdown.py), and the agency."""
+    from gateway.core.model import Caller
+
+    core = gw.core
+    core.audit.append = lambda events, fresh_as=None: None
+    return core, Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32)
+
+
 def _reads(core: Any, caller: Any, cases: list[str], k: int, per: int, stride: int) -> None:
     for j in range(per):
         core.get_case(caller, cases[(k + j * stride) % len(cases)], PURPOSE)
@@ -51,7 +60,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.cases < 2000 + args.reads:
         ap.error("--cases must be at least 2000 + --reads (every read of the miss run a case of its own)")
 
-    from gateway.core.model import Caller
     from gateway.transport.server import build
     from vault.sqlite import SqliteVault
     from vault.sqlite.store import _MANDATE_AND_CASE_SQL
@@ -63,9 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             for mode in ("hit", "miss"):
                 gw = build(data, "127.0.0.1:0")  # a fresh gateway (an empty row cache) for each measurement
                 try:
-                    core = gw.core
-                    core.audit.append = lambda events, fresh_as=None: None  # type: ignore[method-assign,misc]
-                    caller = Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32)
+                    core, caller = _unaudited(gw)
                     warm = [f"C-{i}" for i in range(1, 1001)]
                     for case in warm:
                         core.get_case(caller, case, PURPOSE)
@@ -94,9 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                 for case in cases:
                     conn.execute(_MANDATE_AND_CASE_SQL, (AGENCY, case)).fetchall()
                 print(f"statement alone ({label})  {(time.perf_counter() - t0) / len(cases) * 1e6:6.0f} µs per read")
-            core = gw.core
-            core.audit.append = lambda events, fresh_as=None: None  # type: ignore[method-assign,misc]
-            caller = Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32)
+            core, caller = _unaudited(gw)
             core.get_case(caller, "C-1", PURPOSE)
             gc.collect()
             tracemalloc.start()
