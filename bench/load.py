@@ -174,8 +174,11 @@ def _worker(conn: Connection, target: str, ident: Identity, method: str, request
 
 def run_load(target: str | list[str], identity_dir: Path, method: str, requests: list[bytes], *, procs: int = 2,
              inflight: int = 64, warmup: float = 2.0, seconds: float = 10.0, max_calls: int = 2_000_000,
-             server_cpu: Callable[[], float] | None = None, connections: int = 0) -> LoadResult:
+             server_cpu: Callable[[], float] | None = None, connections: int = 0, through: bool = False) -> LoadResult:
     """Run `procs` load processes against `target` (loopback) and merge what they measured.
+
+    `through`: return as soon as every worker has made its `max_calls` calls
+    (a pass over the requests, to fill a cache), not at the window's end.
 
     With several targets (replicas), load process k drives target k mod n.
     Load processes inherit the calling thread's CPU affinity (pin before calling).
@@ -215,7 +218,11 @@ def run_load(target: str | list[str], identity_dir: Path, method: str, requests:
 
         time.sleep(max(0.0, t_meas - time.monotonic()))
         load0, srv0 = sample()
-        time.sleep(max(0.0, t_end - time.monotonic()))
+        if through:
+            for _, conn in workers:
+                conn.poll(max(0.0, t_end - time.monotonic()) + DRAIN_TIMEOUT)
+        else:
+            time.sleep(max(0.0, t_end - time.monotonic()))
         load1, srv1 = sample()
 
         lat: list[float] = []

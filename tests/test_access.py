@@ -370,6 +370,64 @@ def test_row_cache_evicts_the_least_recently_used_entry_not_the_whole_cache(monk
     assert reads == [1, 2, 3, 4, 2] and len(rows) == 3
 
 
+def test_remembered_values_are_bounded_apart_from_the_rows_and_go_with_their_generation(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vault import rowcache
+
+    monkeypatch.setattr(rowcache, "CACHE_ENTRIES", 2)
+    monkeypatch.setattr(rowcache, "MEMO_ENTRIES", 3)
+    cache = rowcache.RowCache()
+    generation = [1]
+
+    class Store(rowcache.CachedView):
+        def _generation(self) -> int:
+            return generation[0]
+
+        @rowcache.cached
+        def row(self, n: int) -> str:
+            return f"row {n}"
+
+    store = Store()
+    store._shared = cache
+    store.refresh()
+    for n in (1, 2, 3):
+        store.remember(("grant", n), f"grant {n}")
+    for n in range(50):  # rows come and go past their own bound; no remembered value goes with them
+        store.row(n)
+    assert [store.memo(("grant", n)) for n in (1, 2, 3)] == ["grant 1", "grant 2", "grant 3"]
+    rows = cache.current(lambda: 1)
+    assert rows is not None and len(rows) == 2 and len(rows.memos) == 3
+    store.memo(("grant", 1))  # now the most recently used
+    store.remember(("grant", 4), "grant 4")  # over the bound: grant 2 (least recently used) goes, nothing else
+    assert [store.memo(("grant", n)) for n in (1, 2, 3, 4)] == ["grant 1", None, "grant 3", "grant 4"]
+    generation[0] = 2  # a change: the next request's view has neither the rows nor what was derived from them
+    store.refresh()
+    assert store.memo(("grant", 1)) is None and store.memo(("grant", 4)) is None
+
+
+def test_a_grant_outlives_the_rows_it_was_decided_from_in_the_cache(seeded: Env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A working set larger than the row cache is still read from its grants: no decision made again (issue 13)."""
+    from vault import rowcache
+
+    core = seeded.gw.core
+    first = seeded.client("agency-1").get_case("C-1", "collection")
+    monkeypatch.setattr(rowcache, "CACHE_ENTRIES", 2)
+    for case in ("C-2", "C-3", "C-4", "C-5", "C-6"):  # the owner's reads fill the rows' cache many times over
+        assert seeded.client("lender-a").get_case(case, "servicing")["fields"]
+    decided: list[str] = []
+    decide = core._grant
+
+    def counted(caller: Any, case_ref: str, purpose: str, now: Any) -> Any:
+        decided.append(case_ref)
+        return decide(caller, case_ref, purpose, now)
+
+    monkeypatch.setattr(core, "_grant", counted)
+    again = seeded.client("agency-1").get_case("C-1", "collection")
+    assert decided == [] and again["fields"] == first["fields"]
+    assert seeded.client("lender-a").get_case("C-1", "servicing")["fields"]
+    assert decided == ["C-1"]  # the check can fail: a read without a grant decides
+
+
 def test_cache_misses_are_read_in_turn_on_one_connection_that_keeps_no_snapshot(tmp_path: Path) -> None:
     """Every reader thread's misses go through the vault's MissReader; none leaves a read open behind it."""
     import threading

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import sys
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date
 from typing import Any
 
@@ -18,7 +19,7 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.importer import ImportedCase
 from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, MandateRow, Org, Unsealer
 
-from .crypto import BlindIndex, DecryptionError, FieldCipher
+from .crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 
 # Columns both backends select in this order, and the typed rows made from them.
 CASE_COLS = (
@@ -43,9 +44,12 @@ PI_COLUMN = {name: 3 + i for i, name in enumerate(BORROWER_PI_FIELDS)}
 
 
 def case_row(row: Sequence[Any]) -> CaseRow:
+    # The columns of few values (lender, jurisdiction, time zone, stage, status, erasure) are interned: a row
+    # read is otherwise a string of its own each, and grants keep a case row per case read (issue 13).
     f = [bool(v) for v in row[8:16]]
-    return CaseRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], f[0], f[1], f[2], f[3], f[4], f[5],
-                   f[6], f[7], row[16] or "", row[17])
+    intern = sys.intern
+    return CaseRow(intern(row[0]), row[1], row[2], row[3], intern(row[4]), intern(row[5]), intern(row[6]),
+                   intern(row[7]), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], intern(row[16] or ""), row[17])
 
 
 def org_row(row: Sequence[Any]) -> Org:
@@ -98,7 +102,7 @@ class Sealed:
     __slots__ = ("_opener", "_sealed", "fields")
 
     def __init__(self, fields: tuple[str, ...], sealed: tuple[tuple[str, str, bytes], ...],
-                 opener: Callable[[str, bytes], str] | None) -> None:
+                 opener: Opener | None) -> None:
         self.fields = fields
         self._sealed = sealed
         self._opener = opener
@@ -108,7 +112,7 @@ class Sealed:
         if opener is None:
             return {}
         try:
-            return {name: opener(ad_name, blob) for name, ad_name, blob in self._sealed}
+            return opener.open_all(self._sealed)
         except DecryptionError:
             raise CustosError(Code.DECRYPTION_FAILED) from None
 
@@ -133,7 +137,7 @@ class SealedReads:
         raise NotImplementedError
 
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
-                dek_version: int) -> Callable[[str, bytes], str]:
+                dek_version: int) -> Opener:
         """The borrower's unwrapped data key, ready to open fields (stores cache it with the rows it opens).
 
         Holding data keys in memory for the cache's life adds nothing to what the
@@ -143,7 +147,7 @@ class SealedReads:
         dek = self.cipher.unwrap_dek(lender, borrower, kek_version, wrapped)
         return self.cipher.opener(dek, lender, borrower, dek_version)
 
-    def _borrower_opener(self, lender: str, borrower_id: str) -> Callable[[str, bytes], str] | None:
+    def _borrower_opener(self, lender: str, borrower_id: str) -> Opener | None:
         row = self._borrower_row(lender, borrower_id)
         if row is None or row[1] is None:
             return None

@@ -5,7 +5,8 @@ same transaction as any change to a cached table, whoever writes. A cache
 dict belongs to one value of the counter and is replaced whole when a newer
 one is seen, so a row read before a change and stored late lands in the
 dropped dict, never in the live one. A dict holds at most CACHE_ENTRIES
-entries: beyond that the least recently used one goes, one at a time, so a
+rows, and beside them at most MEMO_ENTRIES values derived from them (`Rows`):
+beyond that the least recently used one goes, one at a time, so a
 working set larger than the cache costs misses, never a cache emptied whole
 and refilled (issue 13). Only ciphertext and non-PI rows are
 held, never plaintext personal data (plus each borrower's unwrapped data key,
@@ -22,22 +23,37 @@ from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
 R = TypeVar("R")
-CACHE_ENTRIES = 65536  # shared by all reader threads; ~5 entries per case read
+CACHE_ENTRIES = 65536  # rows, shared by all reader threads; ~5 entries per case read
+MEMO_ENTRIES = 1 << 20  # values derived from rows (a read's grant: one per party, case and purpose), apart
 
-Rows = OrderedDict[tuple[Any, ...], Any]
+
+class Rows(OrderedDict[tuple[Any, ...], Any]):
+    """One generation's rows, and beside them (`memos`) what was derived from them, each bounded on its own.
+
+    Apart because they are not alike: a case's rows are about five entries
+    that one decision reads, a grant is one small entry that every later read
+    of the case uses. A working set of a million cases is a million grants
+    (`MEMO_ENTRIES`, about 1 KiB each), and only the rows of its latest misses.
+    Both go with the generation.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.memos: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
 
-def put(rows: Rows, key: tuple[Any, ...], value: Any) -> None:
-    """Keep a value; beyond CACHE_ENTRIES the least recently used entry goes (readers race: never an error)."""
+def put(rows: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any, limit: int | None = None) -> None:
+    """Keep a value; beyond the limit (CACHE_ENTRIES) the least recently used entry goes (readers race: never an error)."""
     rows[key] = value
-    while len(rows) > CACHE_ENTRIES:
+    bound = CACHE_ENTRIES if limit is None else limit
+    while len(rows) > bound:
         try:
             rows.popitem(last=False)
         except KeyError:  # another thread emptied it meanwhile
             break
 
 
-def get(rows: Rows, key: tuple[Any, ...]) -> Any:
+def get(rows: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...]) -> Any:
     """A kept value, now the most recently used; raises KeyError on a miss."""
     value = rows[key]
     try:
@@ -59,7 +75,7 @@ class RowCache:
         self._watch = watch
         self._lock = threading.Lock()
         # (stamp read before `generation` was, generation, its rows), replaced whole on a newer generation.
-        self._state: tuple[bytes | None, int, Rows] = (None, -1, OrderedDict())
+        self._state: tuple[bytes | None, int, Rows] = (None, -1, Rows())
 
     def current(self, read_generation: Callable[[], int]) -> Rows | None:
         """The dict as fresh as a new SELECT now; None if this reader saw an older generation than the cache."""
@@ -71,7 +87,7 @@ class RowCache:
         with self._lock:
             known, generation, rows = self._state
             if seen > generation:
-                generation, rows = seen, OrderedDict()
+                generation, rows = seen, Rows()
             if seen != generation:
                 return None
             self._state = (stamp, generation, rows)
@@ -94,7 +110,7 @@ class RowCache:
         with self._lock:
             _, generation, _ = self._state
             if seen > generation:
-                self._state = (None, seen, OrderedDict())
+                self._state = (None, seen, Rows())
 
 
 class Cached(Protocol):
@@ -155,11 +171,11 @@ class CachedView:
         if self._rows is None:
             return None
         try:
-            return get(self._rows, key)
+            return get(self._rows.memos, key)
         except KeyError:
             return None
 
     def remember(self, key: tuple[Any, ...], value: Any) -> None:
         """Keep a value derived only from cached rows; it is dropped with them on the next change."""
         if self._rows is not None:
-            put(self._rows, key, value)
+            put(self._rows.memos, key, value, MEMO_ENTRIES)

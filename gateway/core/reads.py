@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from . import access
@@ -36,7 +36,24 @@ class Released:
     erasure: str = ""  # for the owner: "pending" or "erased" (its personal fields are then gone)
 
 
-@dataclass(frozen=True)
+_SHARED: dict[Any, Any] = {}
+S = TypeVar("S", bound=Hashable)
+
+
+def _shared(value: S) -> S:
+    """One object for the equal values many grants hold (a field list, the event's fixed part).
+
+    A grant is held per party, case and purpose, so at a million cases held
+    each of these copies would be a few hundred megabytes. Bounded: emptied
+    whole at 4,096 distinct values (new bundles and parties), which costs only
+    copies.
+    """
+    if len(_SHARED) > 4096:
+        _SHARED.clear()
+    return _SHARED.setdefault(value, value)  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True, slots=True)
 class Grant:
     """An allowed read of one case, remembered with the rows it was decided from (vault RowCache).
 
@@ -58,8 +75,13 @@ class Grant:
     plain: dict[str, str]
     unseal: Unsealer
     with_history: bool
-    fields: list[str]
-    event_head: bytes
+    fields: tuple[str, ...]
+    head_front: bytes  # the allow event's leaf up to `"seq":`, in two: the case's ids,
+    head_tail: bytes  # and the rest (shared by the grants of one party, purpose and field set)
+
+    @property
+    def event_head(self) -> bytes:
+        return self.head_front + self.head_tail
 
     def holds(self, bundle: PolicyBundle, now: datetime) -> bool:
         return (bundle is self.bundle and now.date() == self.utc_day
@@ -152,11 +174,11 @@ class Reads(Context):
         plain = self._released(decision, self._plain_values(case, decision, local_day,
                                                             loan=evidence.loan if evidence else None), caller.org_id)
         with_history = "contact_history" in decision.fields
-        fields = sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])
-        head = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
-                           borrower_id=case.borrower_id, fields=fields, now=now).head_bytes()
-        return Grant(self.bundle, now.date(), zone, local_day, case, decision, plain, unseal, with_history, fields,
-                     head)
+        fields = _shared(tuple(sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])))
+        front, tail = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
+                                  borrower_id=case.borrower_id, fields=fields, now=now).head_parts()
+        return Grant(self.bundle, _shared(now.date()), zone, _shared(local_day), case, decision, plain, unseal,
+                     with_history, fields, front, _shared(tail))
 
     def _plain_values(self, case: CaseRow, decision: ReleaseDecision, local_day: date,
                       store: CaseReader | None = None, loan: LoanRow | None = None) -> dict[str, Any]:

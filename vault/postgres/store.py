@@ -38,7 +38,7 @@ from gateway.core.model import (
     Repayment,
 )
 from gateway.core.proofs import contiguous, new_nodes
-from vault.crypto import BlindIndex, DecryptionError, FieldCipher
+from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 from vault.records import (
     CASE_COLS,
     CASE_FIELDS,
@@ -412,7 +412,7 @@ class PgStore(CachedView, SealedReads):
 
     @cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
-                dek_version: int) -> Callable[[str, bytes], str]:
+                dek_version: int) -> Opener:
         return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     def loan_values(self, case: CaseRow) -> LoanRow | None:
