@@ -28,6 +28,8 @@ from typing import Any
 from bench.load import run_load
 from bench.run import GETCASE_METHOD, RESULTS, Server, bench_policies, custos_cmd, setup
 
+WARM_PROCS = 2  # load processes of the warm pass; each reads its share of the set once
+
 
 def _peak_rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -88,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                     target = gw.wait_listening()
                     if args.warm:
                         t0 = time.monotonic()
-                        run_load(target, agency, GETCASE_METHOD, reqs, warmup=0.0, seconds=3 * 3600.0,
-                                 max_calls=-(-len(reqs) // 2), through=True)
+                        run_load(target, agency, GETCASE_METHOD, reqs, procs=WARM_PROCS, warmup=0.0,
+                                 seconds=3 * 3600.0, max_calls=-(-len(reqs) // WARM_PROCS), through=True)
                         print(f"round {rnd}  {label:>8} cases read once first in {time.monotonic() - t0:.0f} s",
                               flush=True)
                     probe = _Probe(gw)

@@ -151,8 +151,9 @@ class Opener:
     """Opens one borrower's fields: holds the data key and the AD's fixed parts, not a cipher object.
 
     A cached grant holds one for as long as its case is read, and an AESGCM
-    object (its OpenSSL contexts) is about 2.4 KiB against 1.7 µs to build one
-    per release: at a million cases held, 2.4 GB (bench/misses.py).
+    object (its OpenSSL contexts, outside Python's allocator) is about 2.4 KiB
+    of RSS against 1.7 µs to build one per release: at a million cases held,
+    2.4 GB (bench/README.md, fourth session).
     """
 
     __slots__ = ("_dek", "_prefix", "_suffix")

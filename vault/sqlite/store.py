@@ -502,11 +502,6 @@ class Repo(CachedView, SealedReads):
             found.extend(self.conn.execute(f"{sql} ({','.join('?' * len(part))})", (lender, *part)).fetchall())
         return found
 
-    def case_exists(self, lender: str, case_id: str) -> bool:
-        return self.conn.execute(
-            "SELECT 1 FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id)
-        ).fetchone() is not None
-
     # ------------------------------------------------------------ reading values
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id)
