@@ -151,7 +151,7 @@ def unavoidable(lines: list[bytes]) -> dict[str, float]:
         cipher = FieldCipher(FileKekProvider(Path(keys)))
         bidx = BlindIndex(os.urandom(32))
         docs = [json.loads(line) for line in lines]
-        values = [[v for v in d["borrower"].values() if isinstance(v, str)]
+        values = [[v for k, v in d["borrower"].items() if isinstance(v, str) and k != "borrower_id"]
                   + [json.dumps(d["borrower"].get("emergency_contacts", []))]
                   + ([d["loan"]["contract_text"]] if d["loan"].get("contract_text") else []) for d in docs]
         leaf = os.urandom(420)
