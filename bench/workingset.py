@@ -117,16 +117,16 @@ def main(argv: list[str] | None = None) -> int:
                                  seconds=3 * 3600.0, max_calls=-(-len(reqs) // WARM_PROCS), through=True)
                         print(f"round {rnd}  {label:>8} cases read once first in {time.monotonic() - t0:.0f} s",
                               flush=True)
-                    windows = [(label, reqs, "own")]
+                    rows.append(_window(gw, target, agency, reqs, args, rnd, label, "own"))
                     if args.alternate and reqs is requests:
                         # Each large window starts where no window read before (the load processes start at
                         # fixed offsets of the list they are given): the set is read in turn, not one stretch of it.
                         step = len(requests) // (2 * (args.alternate + 1))
-                        windows += [(lb, rq, "shared") for j in range(1, args.alternate + 1)
-                                    for lb, rq in ((f"{args.small}", requests[:args.small]),
-                                                   (label, requests[j * step:] + requests[:j * step]))]
-                    for name, window, gateway in windows:
-                        rows.append(_window(gw, target, agency, window, args, rnd, name, gateway))
+                        for j in range(1, args.alternate + 1):
+                            rows.append(_window(gw, target, agency, requests[:args.small], args, rnd,
+                                                f"{args.small}", "shared"))
+                            rows.append(_window(gw, target, agency, requests[j * step:] + requests[:j * step], args,
+                                                rnd, label, "shared"))
                 finally:
                     gw.stop()
     small = [r for r in rows if r["cases"] == args.small and r["gateway"] == "own"]

@@ -22,6 +22,7 @@ from tests.pg import PgServer
 pytestmark = pytest.mark.postgresql_only
 
 RECOVERY_S = 60.0  # the longest a test waits for the gateway to come back after the database did
+OUTAGE_REFUSALS = {("UNAVAILABLE", "UNAVAILABLE"), ("AUDIT_UNAVAILABLE", "UNAVAILABLE")}  # (code, gRPC status)
 LINES = [synth.case_line(200 + i, jurisdiction="CN" if i % 2 else "US", seed=4242) for i in range(1, 9)]
 SECRETS = [v for line in LINES for v in synth.pi_values(line)] + [line["loan"]["contract_text"] for line in LINES]
 
@@ -198,8 +199,7 @@ def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_b
         for _ in range(2):
             with pytest.raises(CustosError) as info:
                 lender.get_case("C-1", "servicing")
-            assert (info.value.code, info.value.status) in {("UNAVAILABLE", "UNAVAILABLE"),
-                                                            ("AUDIT_UNAVAILABLE", "UNAVAILABLE")}
+            assert (info.value.code, info.value.status) in OUTAGE_REFUSALS
     finally:
         pg_server.resume()
     # Back without a restart: the pool reconnects on its own schedule (psycopg_pool retries with a doubling
@@ -211,7 +211,7 @@ def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_b
             assert lender.get_case("C-1", "servicing")["case_id"] == "C-1"
             break
         except CustosError as err:
-            assert (err.code, err.status) in {("UNAVAILABLE", "UNAVAILABLE"), ("AUDIT_UNAVAILABLE", "UNAVAILABLE")}
+            assert (err.code, err.status) in OUTAGE_REFUSALS
             assert time.monotonic() < deadline, f"not recovered {RECOVERY_S} s after the database came back"
             time.sleep(0.5)
     reads = [lender.get_case("C-1", "servicing")["case_id"] for _ in range(2)]
