@@ -5,12 +5,21 @@ BIN := $(VENV)/bin
 DEMO ?= var/demo
 LISTEN ?= 127.0.0.1:7443
 
-.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean
+LOCK := requirements.lock
+# The lock's own tool, pinned by hash; only `make lock` and `make test-latest` use it.
+TOOLS := build/lock-tool
+LATEST := build/latest
 
-$(BIN)/custos: pyproject.toml clients/python/pyproject.toml
+.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest
+
+# Exactly the lock, every file checked against its hash; then the two local packages without
+# resolving anything (--no-deps) and built by the locked setuptools (--no-build-isolation).
+$(BIN)/custos: $(LOCK) pyproject.toml clients/python/pyproject.toml
+	rm -rf $(VENV)
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e clients/python -e '.[dev]'
+	$(BIN)/pip install -q --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/pip install -q --no-deps --no-build-isolation -e clients/python -e .
+	$(BIN)/pip check
 	touch $(BIN)/custos
 
 venv: $(BIN)/custos
@@ -44,6 +53,31 @@ proto-check: venv
 
 bench: venv
 	$(BIN)/python -m bench.run
+
+$(TOOLS)/bin/uv: tools/lock-tool.txt
+	rm -rf $(TOOLS)
+	$(PY) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install -q --require-hashes -r tools/lock-tool.txt
+
+## Refresh the lock from pyproject.toml (both packages, the dev extra). Pins that still fit are kept, so
+## adding a dependency moves nothing else; `make lock UPGRADE=1` moves every pin to the newest release.
+lock: $(TOOLS)/bin/uv
+	$(TOOLS)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml --extra dev \
+	  --generate-hashes --python-version 3.11 $(if $(UPGRADE),--upgrade) --quiet \
+	  --custom-compile-command 'make lock' -o $(LOCK)
+
+## The whole suite in a throwaway venv of the newest releases (no lock): drift seen before it breaks a clone.
+## What moved is listed first; a stale stub, ruff or mypy finding is printed and the suite still runs.
+test-latest:
+	rm -rf $(LATEST)
+	$(PY) -m venv $(LATEST)
+	$(LATEST)/bin/pip install -q --upgrade pip
+	$(LATEST)/bin/pip install -q -e clients/python -e '.[dev]'
+	$(PY) tools/drift.py $(LOCK) $(LATEST)/bin/python
+	-$(LATEST)/bin/python tools/genproto.py --check
+	-$(LATEST)/bin/ruff check .
+	-$(LATEST)/bin/mypy gateway vault policies clients/python/custos_client bench
+	$(LATEST)/bin/python -m pytest
 
 clean:
 	rm -rf $(VENV) var build *.egg-info

@@ -891,8 +891,19 @@ def _write_private(out: Path, data: bytes) -> None:
 # ---------------------------------------------------------------- parser
 
 
+def _version() -> str:
+    """The installed distribution's version, so the CLI, the package and the lock never disagree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("custos")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="custos", description="Custos data-sharing gateway")
+    p.add_argument("--version", action="version", version=f"custos {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
 
     common = argparse.ArgumentParser(add_help=False)

@@ -71,7 +71,7 @@ def issue(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, *, cn: str
     sans += [x509.IPAddress(ipaddress.ip_address(i)) for i in ips or []]
     sans += [x509.UniformResourceIdentifier(u) for u in uris or []]
     usage = ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH
-    cert = (
+    builder = (
         x509.CertificateBuilder()
         .subject_name(_name(cn)).issuer_name(ca.subject)
         .public_key(key.public_key()).serial_number(x509.random_serial_number())
@@ -79,9 +79,12 @@ def issue(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, *, cn: str
         .not_valid_after(not_after or now + timedelta(days=825))
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .sign(ca_private, hashes.SHA256())
     )
+    # No names, no extension: an empty SAN list is malformed (RFC 5280 §4.2.1.6), and whether a library
+    # will build one changes between releases; a certificate without the extension is valid in all of them.
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    cert = builder.sign(ca_private, hashes.SHA256())
     _write_key(out_key, key)
     out_cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 

@@ -374,3 +374,12 @@ def test_output_cut_short_by_the_reader_is_no_traceback(tmp_path: Path) -> None:
         "sys.exit(c.main(['policy', 'check', '--json']))\n")], capture_output=True, text=True, timeout=60,
         cwd=Path(__file__).parent.parent)
     assert big.returncode == 141 and "Traceback" not in big.stderr
+
+
+def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"custos {version('custos')}"

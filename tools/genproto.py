@@ -1,7 +1,9 @@
 """Generate the Python stubs from proto/: the one command (`make proto`).
 
 `--check` generates into a temporary directory and fails when the checked-in
-stubs differ, so CI catches a proto change without regenerated code.
+stubs differ, so CI catches a proto change without regenerated code. The stubs
+are made by the grpcio-tools that requirements.lock pins: another version writes
+other bytes, so the check names the version it ran with when they differ.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import filecmp
 import re
 import sys
 import tempfile
+from importlib.metadata import version
 from pathlib import Path
 
 from grpc_tools import protoc
@@ -19,6 +22,12 @@ PROTO_ROOT = ROOT / "proto"
 DEST = ROOT / "clients" / "python" / "custos_client" / "v1"
 PROTOS = ["custos/v1/custos.proto"]
 GENERATED = ("custos_pb2.py", "custos_pb2.pyi", "custos_pb2_grpc.py")
+LOCK = ROOT / "requirements.lock"
+
+
+def locked_tools() -> str | None:
+    m = re.search(r"^grpcio-tools==(\S+)", LOCK.read_text(), flags=re.M) if LOCK.exists() else None
+    return m[1] if m else None
 
 
 def generate(dest: Path) -> None:
@@ -44,6 +53,10 @@ def main(argv: list[str]) -> int:
                                                                                          shallow=False)]
         if stale:
             print(f"generated stubs are stale: {', '.join(stale)}; run `make proto`", file=sys.stderr)
+            pinned, running = locked_tools(), version("grpcio-tools")
+            if pinned != running:
+                print(f"(checked with grpcio-tools {running}; the lock pins {pinned}, and the stubs are made with it)",
+                      file=sys.stderr)
             return 1
         print("generated stubs match proto/")
         return 0
