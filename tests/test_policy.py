@@ -8,8 +8,14 @@ emergency_contacts; a field not named by a rule is not released.
 
 from __future__ import annotations
 
+import json
+import os
 import re
+import resource
 import shutil
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from gateway import cli
 from gateway.core.errors import PolicyError
 from gateway.core.model import NEVER_TO_AGENCY, STAGES
 from gateway.core.policy import Transform, apply_transform, load_bundle
+from gateway.core.tomlfile import MAX_POLICY_FILE_BYTES
 from policies import BUNDLE_DIR
 
 MARK = "# BROKEN"
@@ -262,6 +269,70 @@ def test_missing_files_are_policy_errors(tmp_path: Path, bundle_copy: Path) -> N
     with pytest.raises(PolicyError) as info:
         load_bundle(bundle_copy)
     assert info.value.path.endswith("release.toml")
+
+
+def _plant(bundle: Path, rel: str, kind: str) -> Path:
+    """Put at `rel` a file no policy reader may read to its end: a link to /dev/zero, a FIFO, or one byte too many."""
+    path = bundle / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    if kind == "devzero":
+        path.symlink_to("/dev/zero")
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:  # valid TOML (a comment), so only the size can refuse it
+        path.write_bytes(b"#" * MAX_POLICY_FILE_BYTES + b"\n")
+    return path
+
+
+def _custos(*argv: str, timeout: float = 30) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The CLI in a child bounded in time and memory, so a reader that never stops fails the test, not the machine."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=cap)
+    return proc, time.monotonic() - start
+
+
+# `extra/notes.toml` is read by no loader, only hashed into the revision: that read is bounded as well.
+@pytest.mark.parametrize("rel", ["release.toml", "conduct/cn.toml", "extra/notes.toml"])
+@pytest.mark.parametrize("kind", ["devzero", "fifo", "oversized"])
+def test_policy_check_refuses_a_file_it_could_read_forever(bundle_copy: Path, rel: str, kind: str) -> None:
+    path = _plant(bundle_copy, rel, kind)
+    proc, took = _custos("policy", "check", str(bundle_copy), "--json")
+    assert proc.returncode == 1 and took < 20, (proc.returncode, took)
+    error = json.loads(proc.stdout)["error"]
+    problem = "larger than 1048576 bytes" if kind == "oversized" else "not a regular file"
+    assert error["code"] == "POLICY_INVALID" and error["message"] == f"{path}: {problem}"
+    assert "Traceback" not in proc.stderr
+    with pytest.raises(PolicyError) as info:
+        load_bundle(bundle_copy)
+    assert info.value.path == str(path)
+
+
+@pytest.mark.parametrize("kind", ["devzero", "fifo", "oversized"])
+def test_gateway_start_up_refuses_such_a_bundle(bundle_copy: Path, template_dir: Path, tmp_path: Path,
+                                               kind: str) -> None:
+    data = tmp_path / "env"
+    shutil.copytree(template_dir, data)
+    path = _plant(bundle_copy, "release.toml", kind)
+    proc, took = _custos("serve", str(data / "data"), "--listen", "127.0.0.1:0", "--policies", str(bundle_copy))
+    assert proc.returncode == 1 and took < 20, (proc.returncode, took)
+    problem = "larger than 1048576 bytes" if kind == "oversized" else "not a regular file"
+    assert f"error: POLICY_INVALID: {path}: {problem}\n" in proc.stderr
+    assert "Traceback" not in proc.stderr and "listening" not in proc.stdout
+
+
+def test_a_symlinked_policy_file_to_a_regular_file_is_accepted(bundle_copy: Path, tmp_path: Path) -> None:
+    """Configuration mounts (a Kubernetes ConfigMap) are links to regular files: those are read, and hash the same."""
+    before = load_bundle(bundle_copy).revision
+    real = tmp_path / "elsewhere.toml"
+    shutil.move(bundle_copy / "release.toml", real)
+    (bundle_copy / "release.toml").symlink_to(real)
+    assert load_bundle(bundle_copy).revision == before
 
 
 def test_no_agency_rule_in_the_shipped_bundle_releases_a_forbidden_field() -> None:

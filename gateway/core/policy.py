@@ -19,7 +19,7 @@ from .conduct import ConductRules, load_conduct_dir
 from .errors import Code, PolicyError
 from .limits import Limits, load_limits
 from .model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
-from .tomlfile import FileCtx, load_toml
+from .tomlfile import FileCtx, load_toml, read_policy_file
 
 TRANSFORMS = ("plain", "mask", "last4", "redact", "year_only", "pseudonym")
 
@@ -208,7 +208,7 @@ def revision_of(directory: Path) -> str:
     digest = hashlib.sha256()
     for path in sorted(directory.rglob("*.toml")):
         rel = path.relative_to(directory).as_posix()
-        digest.update(rel.encode() + b"\0" + path.read_bytes() + b"\0")
+        digest.update(rel.encode() + b"\0" + read_policy_file(path) + b"\0")
     return "sha256:" + digest.hexdigest()
 
 

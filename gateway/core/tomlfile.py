@@ -2,19 +2,59 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import tomllib
 from pathlib import Path
 from typing import Any
 
 from .errors import PolicyError
 
+MAX_POLICY_FILE_BYTES = 1 << 20
+"""No policy file is near this (the shipped ones are a few KiB); it bounds what a wrong path can make us read."""
+
+
+def read_policy_file(path: Path) -> bytes:
+    """The bytes of a policy file: a regular file of at most MAX_POLICY_FILE_BYTES, else a PolicyError.
+
+    A symlink is followed (configuration mounts such as Kubernetes ConfigMaps
+    are links), but what it leads to must be a regular file: a device
+    (/dev/zero) or a FIFO would be read forever or block. O_NONBLOCK lets a
+    FIFO be opened, and so refused, without waiting for a writer.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise PolicyError(str(path), None, f"cannot read file ({type(exc).__name__})") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise PolicyError(str(path), None, "not a regular file")
+        if st.st_size > MAX_POLICY_FILE_BYTES:
+            raise PolicyError(str(path), None, f"larger than {MAX_POLICY_FILE_BYTES} bytes")
+        chunks: list[bytes] = []
+        size = 0
+        while size <= MAX_POLICY_FILE_BYTES:  # the file may grow after fstat: never read past the limit
+            chunk = os.read(fd, MAX_POLICY_FILE_BYTES + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+        if size > MAX_POLICY_FILE_BYTES:
+            raise PolicyError(str(path), None, f"larger than {MAX_POLICY_FILE_BYTES} bytes")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise PolicyError(str(path), None, f"cannot read file ({type(exc).__name__})") from None
+    finally:
+        os.close(fd)
+
 
 def load_toml(path: Path) -> tuple[dict[str, Any], str]:
     """Parse a TOML policy file; a syntax error becomes a PolicyError with its line."""
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_policy_file(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise PolicyError(str(path), None, f"cannot read file ({type(exc).__name__})") from None
     try:
         return tomllib.loads(text), text
