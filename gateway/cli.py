@@ -19,14 +19,17 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import FLAGS, rfc3339
+from gateway.outfiles import check_output, private_output, write_private
 
 EXIT_ERROR = 1
+FORCE_HELP = "replace an existing --out file (the new one is still 0600; a symlink there is replaced, not followed)"
 
 
 class CliError(Exception):
@@ -505,12 +508,13 @@ def cmd_subject_export(args: argparse.Namespace) -> None:
     from gateway.formats import subject_report
 
     out = Path(args.out)
+    check_output(out, args.force)  # before the borrower's data is fetched (and audited as read)
     with _client(args) as c:
         cases = c.subject_data(args.borrower)
         events = c.subject_events(args.borrower, "")
     doc = {"borrower_id": args.borrower, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
            "cases": cases, "disclosures": subject_report.build(args.borrower, "", events)}
-    _write_private(out, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode())
+    write_private(out, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode(), args.force)
     d = doc["disclosures"]
     _emit(args, {"out": str(out), "cases": len(cases), "releases": len(d["releases"]), "refusals": len(d["refusals"])},
           lambda s: f"subject export of {args.borrower} written to {s['out']}: {s['cases']} cases, "
@@ -615,35 +619,41 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
     from custos_client import CustosError as ClientError
 
     out = Path(args.out) if args.out else None
-    tmp = out.with_name(out.name + ".part") if out else None
-    sink: Any = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8") \
-        if tmp else sys.stdout
     removed: list[dict[str, Any]] = []
     count, cursor, complete, received = 0, args.since or "", False, False
-    sink.write('{"records": [')
-    try:
-        with _client(args) as c:
-            for item in c.pull_cases(args.purpose, args.since or ""):
-                cursor, received = item["cursor"], True
-                if "record" in item:
-                    sink.write((",\n" if count else "\n") + json.dumps(item["record"], ensure_ascii=False))
-                    count += 1
-                elif "removed" in item:
-                    removed.append({"case_id": item["removed"], "lender_id": item["lender_id"], "code": item["code"]})
-                else:
-                    complete = True
-    except ClientError as err:
-        # The cursor after the last item written out, which is the one the document ends with.
-        what = f"; what arrived is kept: resume with --since {cursor}" if received else ""
-        raise CliError(err.code, err.message + what) from None
-    finally:
-        sink.write("\n], " + json.dumps({"removed": removed, "cursor": cursor, "complete": complete},
-                                         ensure_ascii=False)[1:] + "\n")
-        sink.flush()
-        if tmp is not None and out is not None:
-            os.fsync(sink.fileno())
-            sink.close()
-            tmp.replace(out)
+    failure: CliError | None = None
+    with private_output(out, args.force) if out else nullcontext(None) as fh:
+        def write(text: str) -> None:
+            if fh is None:
+                sys.stdout.write(text)
+            else:
+                fh.write(text.encode())
+
+        write('{"records": [')
+        try:
+            with _client(args) as c:
+                for item in c.pull_cases(args.purpose, args.since or ""):
+                    cursor, received = item["cursor"], True
+                    if "record" in item:
+                        write((",\n" if count else "\n") + json.dumps(item["record"], ensure_ascii=False))
+                        count += 1
+                    elif "removed" in item:
+                        removed.append({"case_id": item["removed"], "lender_id": item["lender_id"],
+                                        "code": item["code"]})
+                    else:
+                        complete = True
+        except ClientError as err:
+            # The cursor after the last item written out, which is the one the document ends with; the file
+            # is still put in place (it says "complete": false), so what arrived is kept.
+            what = f"; what arrived is kept: resume with --since {cursor}" if received else ""
+            failure = CliError(err.code, err.message + what)
+        finally:
+            write("\n], " + json.dumps({"removed": removed, "cursor": cursor, "complete": complete},
+                                       ensure_ascii=False)[1:] + "\n")
+            if fh is None:
+                sys.stdout.flush()
+    if failure is not None:
+        raise failure
     if out is not None:
         _emit(args, {"records": count, "removed": len(removed), "cursor": cursor, "out": str(out)},
               lambda d: f"{d['records']} records, {d['removed']} removed, written to {d['out']};"
@@ -816,9 +826,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
 
 def cmd_packet_get(args: argparse.Namespace) -> None:
     out = Path(args.out)
+    check_output(out, args.force)  # before the packet is released (and audited)
     with _client(args) as c:
         packet_id, data = c.get_packet(args.case)
-    _write_private(out, data)
+    write_private(out, data, args.force)
     _emit(args, {"packet_id": packet_id, "case_id": args.case, "out": str(out), "bytes": len(data),
                  "sha256": hashlib.sha256(data).hexdigest()},
           lambda d: f"packet {d['packet_id']} for {d['case_id']} written to {d['out']} ({d['bytes']} bytes)")
@@ -854,10 +865,12 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
 def cmd_bureau_pull(args: argparse.Namespace) -> None:
     from gateway.formats import metro2
 
+    out = Path(args.out) if args.out else None
+    if out is not None:
+        check_output(out, args.force)  # before the feed is pulled (and audited as furnished)
     with _client(args) as c:
         feed = c.pull_feed(args.since or "")
     records = feed["records"]
-    out = Path(args.out) if args.out else None
     if args.format == "metro2":
         other = sorted({r["jurisdiction"] for r in records} - {"US"})
         if other:
@@ -865,27 +878,16 @@ def cmd_bureau_pull(args: argparse.Namespace) -> None:
                                                   f"not carry: pull them with --format json (same --since)")
         if out is None:
             raise CliError(Code.INVALID_ARGUMENT, "--format metro2 needs --out FILE (the cursor goes to stdout)")
-        _write_private(out, metro2.file(records, datetime.now(UTC)))
+        write_private(out, metro2.file(records, datetime.now(UTC)), args.force)
         _emit(args, {"records": len(records), "cursor": feed["cursor"], "out": str(out), "format": "metro2"},
               lambda d: f"{d['records']} records written to {d['out']} (Metro 2); next --since {d['cursor']}")
         return
     if out is None:
         print(json.dumps(feed, ensure_ascii=False))
         return
-    _write_private(out, (json.dumps(feed, ensure_ascii=False) + "\n").encode())
+    write_private(out, (json.dumps(feed, ensure_ascii=False) + "\n").encode(), args.force)
     _emit(args, {"records": len(records), "cursor": feed["cursor"], "out": str(out), "format": "json"},
           lambda d: f"{d['records']} records written to {d['out']}; next --since {d['cursor']}")
-
-
-def _write_private(out: Path, data: bytes) -> None:
-    """Owner-only (the file holds personal data), fsynced, and never half-written under its final name."""
-    tmp = out.with_name(out.name + ".part")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.replace(out)
 
 
 # ---------------------------------------------------------------- parser
@@ -1017,6 +1019,7 @@ def build_parser() -> argparse.ArgumentParser:
                           help="a borrower's own data and its disclosures, for an access request")
     s.add_argument("borrower")
     s.add_argument("--out", required=True, help="the file to write (0600: it holds the borrower's PI)")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(fn=cmd_subject_export)
     s = lender.add_parser("purge", parents=[client], help="what the retention purge will shred, and why")
     s.add_argument("--dry-run", action="store_true", required=False)
@@ -1075,12 +1078,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--purpose", required=True)
     s.add_argument("--since", help="the cursor of an earlier pull: only what changed after it")
     s.add_argument("--out", help="write the document here (owner-only) instead of stdout")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(fn=cmd_cases_pull)
 
     packet = sub.add_parser("packet", help="signed litigation packets").add_subparsers(dest="sub", required=True)
     s = packet.add_parser("get", parents=[client], help="a case's litigation packet (law firm)")
     s.add_argument("case")
     s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(fn=cmd_packet_get)
     s = packet.add_parser("verify", parents=[common], help="check every hash and the signature, offline")
     s.add_argument("file")
@@ -1092,6 +1097,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--since", help="the cursor of the last pull (default: from the start)")
     s.add_argument("--format", choices=("json", "metro2"), default="json")
     s.add_argument("--out", help="write here (mode 0600) instead of stdout")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(fn=cmd_bureau_pull)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)

@@ -177,7 +177,7 @@ def test_subject_export_gives_the_lender_the_borrowers_data_and_its_disclosures(
     assert _refused(lambda: seeded.client("agency-1").subject_data("B-1")) == "WRONG_ORG_KIND"
     # After erasure: the lender's export holds no PI of the borrower, and still lists the disclosures.
     seeded.client("lender-a").erase("B-1")
-    assert cli.main(["lender", "subject-export", "B-1", "--out", str(out), *argv, "--json"]) == 0
+    assert cli.main(["lender", "subject-export", "B-1", "--out", str(out), *argv, "--json", "--force"]) == 0
     capsys.readouterr()
     text = out.read_text()
     assert not any(v in text for v in _pi_values(line)) and json.loads(text)["cases"][0]["erasure"] == "erased"

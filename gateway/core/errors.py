@@ -114,6 +114,7 @@ class Code(StrEnum):
     LOAN_EXISTS = "LOAN_EXISTS"
     ORG_EXISTS = "ORG_EXISTS"
     DATA_DIR_EXISTS = "DATA_DIR_EXISTS"
+    OUTPUT_EXISTS = "OUTPUT_EXISTS"
     POLICY_INVALID = "POLICY_INVALID"
     DATA_DIR_INVALID = "DATA_DIR_INVALID"
     IDENTITY_INVALID = "IDENTITY_INVALID"
@@ -227,6 +228,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.DATA_DIR_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "the data directory already exists and is not empty"),
     # operator / environment
     Code.POLICY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the policy bundle is invalid"),
+    Code.OUTPUT_EXISTS: ErrorSpec(_C.FAILED_PRECONDITION, "the --out file already exists; give --force to replace it"),
     Code.DATA_DIR_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the data directory is missing or incomplete"),
     Code.IDENTITY_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the identity bundle is missing or unreadable"),
     Code.CHECKPOINT_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no checkpoint was published for that tree size"),
