@@ -20,11 +20,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.core.merkle import Frontier, leaf_hash, parse_verifier_key, verify_checkpoint
+from gateway.core.merkle import CheckpointData, Frontier, leaf_hash, parse_verifier_key, verify_checkpoint
 from gateway.core.proofs import perfect_root
 from gateway.core.verify import VerifyError, check_event
 
@@ -62,16 +63,25 @@ def _write(root: Path, rel: str, data: bytes) -> None:
 def write_bundle(out: Path, checkpoint: str, vkey: str, leaves: Iterable[bytes]) -> tuple[int, bytes]:
     """Write the bundle for `checkpoint` from exactly its leaves (streamed); (size, root). Refuses a mismatch.
 
-    Written into OUT.part and renamed when complete and checked, so OUT is
-    either a whole bundle or absent.
+    Written into a new directory with a random name beside OUT (.OUT.XXXX.part,
+    0700) and renamed when complete and checked, so OUT is either a whole
+    bundle or absent; whatever already sits at a fixed name such as OUT.part
+    (a link elsewhere, someone's files) is neither followed nor removed.
     """
     cp = verify_checkpoint(checkpoint, parse_verifier_key(vkey))
-    if out.exists():
+    if out.exists() or out.is_symlink():
         raise BundleError(f"{out} exists: give a new directory")
-    tmp = out.with_name(out.name + ".part")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        return _write_into(tmp, out, cp, checkpoint, vkey, leaves)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_into(tmp: Path, out: Path, cp: CheckpointData, checkpoint: str, vkey: str,
+                leaves: Iterable[bytes]) -> tuple[int, bytes]:
     frontier = Frontier()
     pending: list[list[bytes]] = [[]]  # per level: hashes of the tile being filled
     bundle = bytearray()
@@ -94,10 +104,8 @@ def write_bundle(out: Path, checkpoint: str, vkey: str, leaves: Iterable[bytes])
                 bundle = bytearray()
                 _full(tmp, pending, 0, index)
     if frontier.size != cp.size:
-        shutil.rmtree(tmp)
         raise BundleError(f"the checkpoint covers {cp.size} events but {frontier.size} were received")
     if frontier.root() != cp.root:
-        shutil.rmtree(tmp)
         raise BundleError("the events received do not hash to the checkpoint's root")
     size = cp.size
     if size % TILE:
