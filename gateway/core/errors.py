@@ -92,6 +92,7 @@ class Code(StrEnum):
     CASE_AMBIGUOUS = "CASE_AMBIGUOUS"
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     MALFORMED_REQUEST = "MALFORMED_REQUEST"
+    METADATA_TOO_LARGE = "METADATA_TOO_LARGE"
     INVALID_CASE_ID = "INVALID_CASE_ID"
     INVALID_ORG_ID = "INVALID_ORG_ID"
     INVALID_DATE = "INVALID_DATE"
@@ -252,6 +253,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.KEYS_UNAVAILABLE: ErrorSpec(_C.FAILED_PRECONDITION, "the key files are missing or unreadable"),
     Code.TLS_NOT_ENFORCED: ErrorSpec(_C.FAILED_PRECONDITION, "the server would accept TLS below 1.3; it refuses to serve"),
     Code.RATE_LIMITED: ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many requests"),
+    Code.METADATA_TOO_LARGE: ErrorSpec(_C.RESOURCE_EXHAUSTED, "the request's metadata exceeds the size limit"),
     Code.CONCURRENCY_LIMITED: ErrorSpec(_C.RESOURCE_EXHAUSTED, "too many calls of this organisation in flight"),
     Code.REQUEST_TIMEOUT: ErrorSpec(_C.DEADLINE_EXCEEDED, "the request message did not arrive in time"),
     Code.STREAM_IDLE: ErrorSpec(_C.DEADLINE_EXCEEDED, "the stream waited on its client for too long"),

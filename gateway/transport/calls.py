@@ -317,7 +317,7 @@ class Gate:
             except CustosError as err:
                 self._abort(context, err)
             except _Dropped as gone:
-                self._gone(caller, gone)
+                self._gone(context, caller, gone)
             except Exception as exc:  # noqa: BLE001 - last line: never leak a traceback
                 self._internal(context, exc)
             finally:
@@ -336,6 +336,8 @@ class Gate:
         if self.stopping:
             raise CustosError(Code.SHUTTING_DOWN)
         _, refusal = self.core.admission(caller)
+        if refusal is None and metadata_size(context) > self.core.bundle.limits.connections.max_metadata_bytes:
+            raise self.core.deny(caller, Code.METADATA_TOO_LARGE, "input.metadata")
         return caller, refusal
 
     def _refuse(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
@@ -421,14 +423,21 @@ class Gate:
         tracing.annotate(decision="deny", code=err.code)
         context.abort_with_status(to_status(err))
 
-    def _gone(self, caller: Caller | None, gone: _Dropped) -> None:
-        """The call already ended: the client has its status (or left). A drop by the gateway is a refusal."""
+    def _gone(self, context: grpc.ServicerContext, caller: Caller | None, gone: _Dropped) -> None:
+        """The call already ended: the client has its status (or left). A drop by the gateway is a refusal.
+
+        Ends with an abort all the same: a unary handler that returned None
+        would have gRPC serialize None as the response, which it logs with a
+        traceback, per call (gRPC core ending a call itself, e.g. for metadata
+        over its hard limit, came here). On an ended call the abort sends nothing.
+        """
         tracing.annotate(decision="deny", code=gone.code)
         if caller is not None and gone.code != Code.CLIENT_GONE:
             try:
                 self.core.deny(caller, gone.code, "watchdog")
             except CustosError:
                 log.error("could not audit a dropped call")
+        context.abort_with_status(to_status(CustosError(gone.code)))
 
     def _internal(self, context: grpc.ServicerContext, exc: BaseException) -> None:
         # Type only: an exception's text could carry a value.
@@ -441,6 +450,15 @@ class Gate:
         attrs = {"rpc.system": "grpc", "rpc.service": m.service, "rpc.method": m.name}
         return self._tracer.start_as_current_span(m.name, kind=trace.SpanKind.SERVER, attributes=attrs,
                                                   record_exception=False, set_status_on_exception=False)
+
+
+# What HTTP/2 (RFC 7540 6.5.2) and gRPC core count per header besides its name and value.
+HEADER_OVERHEAD = 32
+
+
+def metadata_size(context: grpc.ServicerContext) -> int:
+    """The request's metadata as gRPC core measures it (name + value + 32 per entry), pseudo-headers aside."""
+    return sum(len(key) + len(value) + HEADER_OVERHEAD for key, value in context.invocation_metadata() or ())
 
 
 def _parse(m: Method, raw: bytes) -> Message | None:

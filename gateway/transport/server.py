@@ -197,6 +197,17 @@ def _probe_host(listen: str) -> str:
     return {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
+# gRPC core's own metadata limit, above the policy's: this many times it, at most CORE_METADATA_MAX (but never
+# below the policy's own). Metadata between the two is read and refused by the gate with a stable code; only
+# beyond core's limit does gRPC core refuse it itself (RESOURCE_EXHAUSTED with its own text).
+CORE_METADATA_FACTOR = 8
+CORE_METADATA_MAX = 1024 * 1024
+
+
+def core_metadata_limit(policy_limit: int) -> int:
+    return max(policy_limit, min(policy_limit * CORE_METADATA_FACTOR, CORE_METADATA_MAX))
+
+
 def server_options(limits: ConnectionLimits, workers: int, stream_deadline_s: float,
                    reuse_port: bool = False) -> list[tuple[str, Any]]:
     """gRPC channel arguments that bound what any client can hold: connections, handshakes, streams, bytes.
@@ -208,7 +219,10 @@ def server_options(limits: ConnectionLimits, workers: int, stream_deadline_s: fl
     return [
         ("grpc.so_reuseport", int(reuse_port)),
         ("grpc.max_receive_message_length", limits.max_message_bytes),
-        ("grpc.max_metadata_size", limits.max_metadata_bytes),
+        # gRPC core refuses metadata over its limit with a status of its own (and, between its soft and hard
+        # limits, at random): it gets room above ours, so the gate refuses first, as METADATA_TOO_LARGE.
+        ("grpc.max_metadata_size", core_metadata_limit(limits.max_metadata_bytes)),
+        ("grpc.absolute_max_metadata_size", core_metadata_limit(limits.max_metadata_bytes)),
         ("grpc.max_concurrent_streams", limits.max_concurrent_streams),
         ("grpc.max_allowed_incoming_connections", max_connections),
         ("grpc.server_handshake_timeout_ms", int(limits.handshake_timeout_s * 1000)),
