@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import resource
 import shutil
 import subprocess
 import sys
@@ -288,12 +287,11 @@ def _plant(bundle: Path, rel: str, kind: str) -> Path:
 def _custos(*argv: str, timeout: float = 30) -> tuple[subprocess.CompletedProcess[str], float]:
     """The CLI in a child bounded in time and memory, so a reader that never stops fails the test, not the machine."""
 
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-
+    # The cap is set by the child itself (preexec_fn is unsafe in a process with threads, as pytest's is).
+    boot = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30)); "
+            "sys.argv[0] = 'custos'; runpy.run_module('gateway.cli', run_name='__main__')")
     start = time.monotonic()
-    proc = subprocess.run([sys.executable, "-m", "gateway.cli", *argv], capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=cap)
+    proc = subprocess.run([sys.executable, "-c", boot, *argv], capture_output=True, text=True, timeout=timeout)
     return proc, time.monotonic() - start
 
 
