@@ -125,6 +125,9 @@ def cmd_ca_issue(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "give exactly one of --server or --org ID")
     if args.org and not is_org_id(args.org):
         raise CustosError(Code.INVALID_ORG_ID)
+    if args.packet_key and not args.org:
+        raise CliError(Code.INVALID_ARGUMENT, "--packet-key goes into an organisation's bundle: give it with --org")
+    packet_vkey = _packet_vkey_text(args.packet_key) if args.packet_key else None
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
@@ -135,10 +138,23 @@ def cmd_ca_issue(args: argparse.Namespace) -> None:
         (out / "ca.crt").write_bytes((ca_dir / "ca.crt").read_bytes())
         what = "server certificate"
     else:
-        pki.issue_org_bundle(ca_dir / "ca.crt", ca_dir / "ca.key", out, args.org)
-        what = f"certificate for {args.org}"
+        pki.issue_org_bundle(ca_dir / "ca.crt", ca_dir / "ca.key", out, args.org, packet_vkey)
+        what = f"certificate for {args.org}" + (" and the packet key" if packet_vkey else "")
     _emit(args, {"issued": "server" if args.server else args.org, "out": str(out)},
           lambda d: f"issued {what} into {d['out']}")
+
+
+def _packet_vkey_text(path: str) -> str:
+    """A packet verifier key file's text, checked to be one (a bad file is caught here, not at verification)."""
+    from gateway.core.merkle import parse_verifier_key
+
+    try:
+        text = Path(path).read_text()
+        parse_verifier_key(text)
+    except (OSError, ValueError):
+        raise CliError(Code.INVALID_ARGUMENT, "--packet-key is not a readable verifier key file "
+                                              "(DATA_DIR/packet.vkey)") from None
+    return text
 
 
 def _open_vault(data_dir: str) -> Any:
@@ -187,7 +203,10 @@ def cmd_org_add(args: argparse.Namespace) -> None:
                 raise CustosError(Code.CA_OFFLINE)
             if not out.exists():
                 made.append(out)
-            pki.issue_org_bundle(layout.tls / "ca.crt", layout.keys / "ca.key", out, org.id)
+            # The packet key rides in every bundle: `packet verify --identity` pins it (a data directory from
+            # before packets has none until its first start; the bundle then goes without, and says so).
+            vkey = layout.packet_vkey.read_text() if layout.packet_vkey.is_file() else None
+            pki.issue_org_bundle(layout.tls / "ca.crt", layout.keys / "ca.key", out, org.id, vkey)
             (out / "org.json").write_text(json.dumps({"org_id": org.id, "kind": org.kind}) + "\n")
 
         admin.register(org, identity)
@@ -197,8 +216,14 @@ def cmd_org_add(args: argparse.Namespace) -> None:
         raise
     finally:
         vault.close()
-    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out) if out else str(args.cert)},
-          lambda d: f"registered {d['kind']} {d['org_id']}; identity bundle in {d['identity']}")
+    bundled = out / pki.PACKET_VKEY if out is not None else None
+    if bundled is None or not bundled.is_file():
+        bundled = None
+    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out) if out else str(args.cert),
+                 "packet_vkey": str(bundled) if bundled else None},
+          lambda d: f"registered {d['kind']} {d['org_id']}; identity bundle in {d['identity']}"
+                    + ("" if d["packet_vkey"] else
+                       f"; give it {Path(args.data_dir) / 'packet.vkey'} (its packet.vkey) for 'packet verify'"))
 
 
 def _check_org_cert(ca_crt: Path, cert: Path, org_id: str) -> None:
@@ -710,7 +735,7 @@ def cmd_audit_subject_report(args: argparse.Namespace) -> None:
 def _key_text(path: str) -> str:
     try:
         return Path(path).read_text()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: not UTF-8 text
         raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
 
 
@@ -824,6 +849,27 @@ def cmd_packet_get(args: argparse.Namespace) -> None:
           lambda d: f"packet {d['packet_id']} for {d['case_id']} written to {d['out']} ({d['bytes']} bytes)")
 
 
+def _pinned_packet_key(args: argparse.Namespace) -> tuple[str, str]:
+    """The packet key to verify against, and where it came from: --key, else the identity bundle's packet.vkey.
+
+    Never the key the packet names for itself: anyone can sign a packet with a
+    key of their own and name it, so without a pinned key nothing is verified.
+    """
+    from gateway import pki
+
+    if args.key:
+        return _key_text(args.key), str(args.key)
+    identity = args.identity or os.environ.get("CUSTOS_IDENTITY")
+    if not identity:
+        raise CustosError(Code.PACKET_KEY_REQUIRED)
+    path = Path(identity) / pki.PACKET_VKEY
+    try:
+        return path.read_text(), str(path)
+    except (OSError, ValueError):
+        raise CustosError(Code.PACKET_KEY_REQUIRED, "the identity bundle holds no readable packet.vkey: "
+                                                    "copy the gateway's DATA_DIR/packet.vkey into it") from None
+
+
 def cmd_packet_verify(args: argparse.Namespace) -> None:
     from gateway import packets
 
@@ -831,11 +877,12 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
         data = Path(args.file).read_bytes()
     except OSError:
         raise CliError(Code.INVALID_ARGUMENT, "the packet file is not readable") from None
-    result = packets.verify(data, _key_text(args.key) if args.key else None)
-    m = result.manifest
-    doc = {"verified": True, "key_pinned": result.key_pinned, "key": m["key"],
-           **{k: m.get(k) for k in ("packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at",
-                                    "fields")},
+    vkey, source = _pinned_packet_key(args)
+    m = packets.verify(data, vkey, args.recipient).manifest
+    doc = {"verified": True, "key_pinned": True, "key_source": source, "key": m["key"],
+           "recipient_checked": args.recipient is not None,
+           **{k: m[k] for k in ("packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at",
+                                "fields")},
            "items": [{"name": i["name"], "type": i["type"], "size": i["size"], "sha256": i["sha256"]}
                      for i in m["items"]]}
 
@@ -844,8 +891,9 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
                  f"{d['recipient']} at {d['issued_at']}",
                  f"fields: {', '.join(d['fields'])}"]
         lines += [f"  {i['name']:<22} {i['size']:>8} bytes  sha256 {i['sha256']}" for i in d["items"]]
-        lines.append(f"signed by {d['key'].split('+')[0]}" + ("" if d["key_pinned"] else
-                     " (the key the packet names: give --key PACKET_VKEY to check it is the gateway's)"))
+        lines.append(f"signed by {d['key'].split('+')[0]} (pinned: {d['key_source']})")
+        lines.append(f"recipient {d['recipient']} " + ("checked" if d["recipient_checked"] else
+                     "not checked (give --recipient ORG to require it)"))
         return "\n".join(lines)
 
     _emit(args, doc, human)
@@ -932,6 +980,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--server", action="store_true", help="the gateway's server certificate")
     s.add_argument("--hostname", action="append", default=[], help="with --server: extra DNS name or IP")
     s.add_argument("--org", help="a client certificate for organisation ORG")
+    s.add_argument("--packet-key", metavar="PACKET_VKEY",
+                   help="with --org: the gateway's DATA_DIR/packet.vkey, copied into the bundle for 'packet verify'")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_ca_issue)
 
@@ -1082,9 +1132,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_packet_get)
-    s = packet.add_parser("verify", parents=[common], help="check every hash and the signature, offline")
+    s = packet.add_parser("verify", parents=[common],
+                          help="check every hash and the signature against a pinned key, offline")
     s.add_argument("file")
-    s.add_argument("--key", help="the gateway's packet.vkey (without it: the key the packet names)")
+    s.add_argument("--key", help="the gateway's packet.vkey (default: packet.vkey of the identity bundle)")
+    s.add_argument("--identity", help="identity bundle directory whose packet.vkey is pinned (or CUSTOS_IDENTITY)")
+    s.add_argument("--recipient", metavar="ORG", help="require the packet to have been issued to ORG")
     s.set_defaults(fn=cmd_packet_verify)
 
     bureau = sub.add_parser("bureau", help="credit bureau feed").add_subparsers(dest="sub", required=True)

@@ -70,6 +70,8 @@ class Code(StrEnum):
     REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
     NOTICE_IN_FUTURE = "NOTICE_IN_FUTURE"
     PACKET_INVALID = "PACKET_INVALID"
+    PACKET_KEY_REQUIRED = "PACKET_KEY_REQUIRED"
+    PACKET_RECIPIENT_MISMATCH = "PACKET_RECIPIENT_MISMATCH"
     INVALID_CURSOR = "INVALID_CURSOR"
     PROOF_OUT_OF_RANGE = "PROOF_OUT_OF_RANGE"
     COSIGNATURE_INVALID = "COSIGNATURE_INVALID"
@@ -236,6 +238,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _C.INVALID_ARGUMENT, "the sequence number or tree size is not in the log (0 <= seq < size <= the current size)"),
     Code.INVALID_CURSOR: ErrorSpec(_C.INVALID_ARGUMENT, "the cursor is not one this gateway handed out"),
     Code.PACKET_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the packet does not verify"),
+    Code.PACKET_KEY_REQUIRED: ErrorSpec(
+        _C.INVALID_ARGUMENT, "no pinned packet key: give --key PACKET_VKEY or an identity bundle holding packet.vkey"),
+    Code.PACKET_RECIPIENT_MISMATCH: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the packet verifies but was issued to another organisation"),
     Code.AUDIT_VERIFY_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
     Code.DATA_DIR_IN_USE: ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
     Code.LISTEN_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "cannot listen on that address (in use, or not this machine's)"),
