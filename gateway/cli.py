@@ -676,9 +676,13 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_query(args: argparse.Namespace) -> None:
+    filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
+               "since": args.since or ""}
+    vkey = _key_text(args.key) if args.key else None
     with _client(args) as c:
-        events = c.audit_query(case_id=args.case or "", org_id=args.org or "", borrower_id=args.borrower or "",
-                               since=args.since or "")
+        # With a pinned key every event is checked against a signed checkpoint by its inclusion proof, and
+        # all of them before any is printed.
+        events = c.verified_audit_query(vkey, **filters) if vkey is not None else c.audit_query(**filters)
     _emit(args, {"events": events}, lambda d: "\n".join(json.dumps(e, ensure_ascii=False) for e in d["events"]))
 
 
@@ -795,9 +799,14 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
                     f"custos audit verify --bundle {d['out']} --key {d['out']}/audit.vkey")
 
 
+DEFAULT_SAMPLE = 64  # earlier events an incremental verify re-checks by proof (docs/regulators.md)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.core.verify import VerifyError, resume_from, verify_log
 
+    if args.sample < 0:
+        raise CliError(Code.INVALID_ARGUMENT, "--sample is 0 or more")
     vkey = _key_text(args.key)
     if args.bundle:
         from gateway.formats import tlogtiles
@@ -830,13 +839,29 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             result = verify_log(c.audit_events(from_seq=start), note, vkey, state, consistency, c.cosigned())
         except VerifyError as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
+        # An incremental run reads only the new events; a random sample of those verified before is re-read
+        # and checked by proof against the root just verified, so an edit in place there is found too.
+        sampled = c.check_sample(sample_seqs(start, args.sample), result.size, result.root) if start else 0
     if state_path:
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result.state()) + "\n")
         tmp.replace(state_path)
-    doc = {"verified": True, "read": result.read, **result.state()}
+    doc = {"verified": True, "read": result.read, "sampled": sampled, **result.state()}
     _emit(args, doc, lambda d: f"audit log verified: {d['size']} events, root {d['root']} "
-                               f"({d['read']} event{'' if d['read'] == 1 else 's'} read this run)")
+                               f"({d['read']} event{'' if d['read'] == 1 else 's'} read this run"
+                               + (f", {d['sampled']} earlier ones re-checked by proof" if d["sampled"] else "")
+                               + ")")
+
+
+def sample_seqs(verified: int, k: int) -> list[int]:
+    """min(k, n) of the n events verified on earlier runs, drawn uniformly without replacement.
+
+    From the operating system's random source (secrets.SystemRandom), so an
+    operator cannot predict which events a run re-reads. One edited event
+    among n is found with probability k/n per run; m edited events with at
+    least 1 - (1 - k/n)^m.
+    """
+    return sorted(secrets.SystemRandom().sample(range(verified), min(k, verified)))
 
 
 def cmd_packet_get(args: argparse.Namespace) -> None:
@@ -1153,6 +1178,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--org")
     s.add_argument("--borrower")
     s.add_argument("--since")
+    s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
+                                 "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=cmd_audit_query)
     s = audit.add_parser("checkpoint", parents=[client], help="a signed checkpoint (regulator)")
     s.add_argument("--size", type=int, help="the one published for this tree size (default: the current tree)")
@@ -1174,6 +1201,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", required=True)
     s.add_argument("--state", help="the last run's state: later runs read only the new events")
     s.add_argument("--full", action="store_true", help="re-read every event even with --state")
+    s.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, metavar="K",
+                   help=f"with --state: also re-read K random events verified on earlier runs and check each by "
+                        f"inclusion proof (default {DEFAULT_SAMPLE}; 0: none)")
     s.add_argument("--bundle", help="verify an exported bundle offline instead (no gateway)")
     s.set_defaults(fn=cmd_audit_verify)
     s = audit.add_parser("cosigner-key", parents=[common], help="a regulator's cosigning key (offline)")
@@ -1214,7 +1244,8 @@ def main(argv: list[str] | None = None) -> int:
     except CustosError as err:
         return _fail(args, err.code, err.message)
     except ClientError as err:
-        return _fail(args, err.code, err.message)
+        seq = getattr(err, "seq", None)
+        return _fail(args, err.code, err.message, {"seq": seq} if seq is not None else None)
     except ImportBroken as err:
         return _fail(args, err.code, err.message, {"stored": err.stored})
     except CliError as err:

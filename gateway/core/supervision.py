@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .context import Context, _parse_time
@@ -21,10 +22,75 @@ from .model import (
 from .ports import UnitOfWork
 from .proofs import StoredTree
 
+MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
+
+
+@dataclass(frozen=True)
+class ProvenEvents:
+    """Events each with its inclusion proof in the tree of `size`, and (for the current tree) its checkpoint."""
+
+    checkpoint: str  # signed now for the current tree; "" when the reader named a size it verified before
+    size: int
+    events: Iterator[tuple[AuditEntry, list[bytes]]]
+
 
 class Supervision(Context):
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
                     from_seq: int = 0) -> Iterator[AuditEntry]:
+        since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
+        return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+
+    def proven_audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "",
+                           since: str = "", from_seq: int = 0, seqs: Sequence[int] = (),
+                           size: int = 0) -> ProvenEvents:
+        """The query's events, each with its inclusion proof: what a regulator reads is checked against the tree.
+
+        Served with the events so the reader verifies each one against a
+        checkpoint it verified (the pinned key's signature, or a size it
+        verified before) with no call per event; an event edited in place
+        then no longer leads to the signed root. `seqs` names events instead
+        of the filters (an incremental verifier's random sample).
+        """
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        head = self.audit.head()[0]
+        if size < 0 or size > head or len(seqs) > MAX_PROVEN_SEQS or any(
+                not 0 <= s < (size or head) for s in seqs):
+            raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
+        since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
+        head, root = self.audit.head()  # after this query's own event: the checkpoint covers it
+        target = size or head
+        note = "" if size else self.sign_checkpoint(head, root)
+        tree = self._stored_tree()
+        repo = self.reader()
+        if seqs:
+            rows: Iterator[AuditEntry] = self._events_at(sorted(set(seqs)))
+        else:
+            rows = repo.audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+
+        def proven() -> Iterator[tuple[AuditEntry, list[bytes]]]:
+            for entry in rows:
+                if entry.seq >= target:
+                    break  # appended after the checkpoint: the next query proves it
+                yield entry, tree.inclusion(entry.seq, target)
+
+        return ProvenEvents(note, target, proven())
+
+    def _events_at(self, seqs: Sequence[int]) -> Iterator[AuditEntry]:
+        """The stored events at these sequence numbers, in order; one that is missing is left out."""
+        repo = self.reader()
+        for seq in seqs:
+            rows = repo.audit_query(from_seq=seq)
+            try:
+                entry = next(rows, None)
+            finally:
+                close = getattr(rows, "close", None)
+                if close is not None:
+                    close()
+            if entry is not None and entry.seq == seq:
+                yield entry
+
+    def _query_allowed(self, caller: Caller, case_id: str, org: str, borrower_id: str, since: str) -> str:
+        """A regulator's query checked and audited before anything is read; the `since` bound as stored."""
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):
@@ -37,7 +103,7 @@ class Supervision(Context):
             since_text = rfc3339(ts)
         self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", purpose="supervision",
                                        case_id=case_id, borrower_id=borrower_id)])
-        return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+        return since_text
 
     def _tree(self, caller: Caller, kind: str, **kw: int) -> tuple[StoredTree, int]:
         """The stored tree and the current size, for a regulator; the request is audited (no PI: sizes only)."""

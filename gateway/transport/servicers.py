@@ -14,7 +14,7 @@ from custos_client.v1 import custos_pb2 as pb
 
 from gateway import packets
 from gateway.core.errors import Code, CustosError
-from gateway.core.model import FLAGS, PURPOSES, Caller, CaseRow
+from gateway.core.model import FLAGS, PURPOSES, AuditEntry, Caller, CaseRow
 from gateway.core.usecases import Core, ImportProgress, Released
 
 from . import tracing
@@ -36,6 +36,21 @@ def _batched(rows: Iterable[tuple[int, bytes]]) -> Iterator[pb.AuditEventBatch]:
             batch, size = [], 0
     if batch:
         yield pb.AuditEventBatch(events=batch)
+
+
+def _batched_proven(checkpoint: str, rows: Iterable[tuple[AuditEntry, list[bytes]]]) -> Iterator[pb.AuditEventBatch]:
+    """Events with their proofs, each batch with the checkpoint (so a page stands alone); at least one batch."""
+    batch: list[pb.AuditEvent] = []
+    size = 0
+    sent = False
+    for entry, proof in rows:
+        batch.append(pb.AuditEvent(seq=entry.seq, leaf=entry.leaf, proof=proof))
+        size += len(entry.leaf) + 32 * len(proof)
+        if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
+            yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint)
+            batch, size, sent = [], 0, True
+    if batch or not sent:
+        yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint)
 
 
 def _purpose_attr(purpose: str) -> str:
@@ -202,8 +217,14 @@ class AuditServicer:
         self.core = core
 
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
-        yield from _batched(self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id,
-                                                  request.since, request.from_seq))
+        if not (request.with_proofs or request.seqs):
+            yield from _batched(self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id,
+                                                      request.since, request.from_seq))
+            return
+        found = self.core.proven_audit_query(caller, request.case_id, request.org_id, request.borrower_id,
+                                             request.since, request.from_seq, list(request.seqs),
+                                             request.proof_size)
+        yield from _batched_proven(found.checkpoint, found.events)
 
     def SubjectReport(self, caller: Caller, request: pb.SubjectReportRequest) -> Iterator[pb.AuditEventBatch]:
         yield from _batched(self.core.subject_events(caller, request.borrower_id, request.lender_id))
