@@ -17,6 +17,7 @@ import resource
 import select
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -254,6 +255,11 @@ def test_idle_tcp_from_one_source_cannot_lock_out_another(env_dir: Path, served:
     served.append(srv)
     proxy = start_proxy(haproxy_config, port, srv.port)
     ids = env_dir / "ids"
+    # TLS passes through: the certificate a client sees via the proxy is the gateway's own (invariant 5 needs the
+    # gateway, not the proxy, to see the client's certificate).
+    seen = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
+    own = (env_dir / "data" / "tls" / "server.crt").read_text()
+    assert ssl.PEM_cert_to_DER_cert(seen) == ssl.PEM_cert_to_DER_cert(own)
     earlier = Relay(EARLIER, ("127.0.0.1", port))
     newcomer = Relay(NEWCOMER, ("127.0.0.1", port))
     attack = Attack(ATTACKER, ("127.0.0.1", port))
