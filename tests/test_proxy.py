@@ -81,6 +81,8 @@ def haproxy_config(tmp_path: Path) -> Path:
 
 @dataclass
 class Proxy:
+    """HAProxy in the foreground (-db), its output in the throwaway dir; stopped by the test that started it."""
+
     proc: subprocess.Popen[bytes]
     port: int
     log: Path
@@ -253,18 +255,19 @@ def test_idle_tcp_from_one_source_cannot_lock_out_another(env_dir: Path, served:
     port = free_port()
     srv = Served(env_dir / "data", nofile=512, extra=["--workers", "16"])  # default 5 s handshake timeout
     served.append(srv)
-    proxy = start_proxy(haproxy_config, port, srv.port)
     ids = env_dir / "ids"
-    # TLS passes through: the certificate a client sees via the proxy is the gateway's own (invariant 5 needs the
-    # gateway, not the proxy, to see the client's certificate).
-    seen = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
-    own = (env_dir / "data" / "tls" / "server.crt").read_text()
-    assert ssl.PEM_cert_to_DER_cert(seen) == ssl.PEM_cert_to_DER_cert(own)
     earlier = Relay(EARLIER, ("127.0.0.1", port))
     newcomer = Relay(NEWCOMER, ("127.0.0.1", port))
     attack = Attack(ATTACKER, ("127.0.0.1", port))
     attacker = threading.Thread(target=attack.run, args=(ATTACK_S,), daemon=True)
+    proxy: Proxy | None = None
     try:
+        proxy = start_proxy(haproxy_config, port, srv.port)
+        # TLS passes through: the certificate a client sees via the proxy is the gateway's own (invariant 5 needs
+        # the gateway, not the proxy, to see the client's certificate).
+        seen = ssl.get_server_certificate(("127.0.0.1", port), timeout=5)
+        own = (env_dir / "data" / "tls" / "server.crt").read_text()
+        assert ssl.PEM_cert_to_DER_cert(seen) == ssl.PEM_cert_to_DER_cert(own)
         with CustosClient(earlier.addr, ids / "regulator-1", timeout=5) as established:
             established.checkpoint()
             with CustosClient(newcomer.addr, ids / "lender-a", timeout=5) as warm:
@@ -306,7 +309,8 @@ def test_idle_tcp_from_one_source_cannot_lock_out_another(env_dir: Path, served:
             attacker.join(timeout=10)
         earlier.close()
         newcomer.close()
-        proxy.stop()
+        if proxy is not None:
+            proxy.stop()
     assert proxy.proc.returncode is not None
     assert srv.proc.poll() is None
     assert "File descriptor limit reached" not in srv.log.read_text()
