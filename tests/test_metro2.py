@@ -178,3 +178,17 @@ def test_a_lenders_own_account_has_the_loans_account_type_and_no_original_credit
     trailer = metro2.parse(metro2.TRAILER, data[-426:])
     assert trailer["TotalStatusCode11"] == "000000001" and trailer["TotalStatusCode71"] == "000000001"
     assert trailer["TotalStatusCode93"] == "0" * 9 and trailer["TotalOriginalCreditorSegments"] == "0" * 9
+
+
+def test_org_add_takes_a_lenders_address_and_telephone_and_refuses_what_the_header_cannot_carry(
+        env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    def add(org_id: str, *extra: str) -> int:
+        capsys.readouterr()
+        return cli.main(["org", "add", str(env.data), "--id", org_id, "--kind", "lender", "--name", "Z",
+                         "--out", str(tmp_path / org_id), "--json", *extra])
+
+    for extra in (("--telephone", "555-0100"), ("--telephone", "２１２５５５０１００"), ("--address", "Straße 1"),
+                  ("--address", "x" * 97), ("--address", " ")):
+        assert add("lender-z", *extra) != 0, extra
+        assert json.loads(capsys.readouterr().out)["error"]["code"] == "INVALID_ARGUMENT"
+    assert add("lender-z", "--address", "9 Z Road, Zed, NY 10002", "--telephone", "+1 212 555 0199") == 0
