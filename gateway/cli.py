@@ -186,7 +186,8 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()):
         raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
-    spec = OrgSpec(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, args.licence_expires)
+    spec = OrgSpec(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, args.licence_expires,
+                   args.address, args.telephone)
     vault = _open_vault(args.data_dir)
     made: list[Path] = []
     try:
@@ -938,9 +939,27 @@ def cmd_bureau_pull(args: argparse.Namespace) -> None:
                                                   f"not carry: pull them with --format json (same --since)")
         if out is None:
             raise CliError(Code.INVALID_ARGUMENT, "--format metro2 needs --out FILE (the cursor goes to stdout)")
-        _write_private(out, metro2.file(records, datetime.now(UTC)))
-        _emit(args, {"records": len(records), "cursor": feed["cursor"], "out": str(out), "format": "metro2"},
-              lambda d: f"{d['records']} records written to {d['out']} (Metro 2); next --since {d['cursor']}")
+        by_lender, unfit = metro2.files(records, datetime.now(UTC))
+        withheld = feed["withheld"] + unfit
+        # One file per lender (a Metro 2 file has one header, one furnisher): FILE itself when the pull holds one
+        # lender's records (or none), FILE.LENDER next to it for each when it holds several.
+        if len(by_lender) <= 1:
+            written = {lender: out for lender in by_lender} or {"": out}
+            contents = by_lender or {"": metro2.file([], datetime.now(UTC))}
+        else:
+            written = {lender: out.with_name(f"{out.name}.{lender}") for lender in by_lender}
+            contents = by_lender
+        for lender, data in contents.items():
+            _write_private(written[lender], data)
+        written_records = len(records) - len(unfit)
+        doc = {"records": written_records, "cursor": feed["cursor"], "out": str(out), "format": "metro2",
+               "files": [{"lender": lender, "out": str(path), "records": (len(contents[lender]) // metro2.RECORD) - 2}
+                         for lender, path in written.items()],
+               "withheld": withheld}
+        _emit(args, doc, lambda d: f"{d['records']} records written to {', '.join(f['out'] for f in d['files'])} "
+                                   f"(Metro 2); {len(d['withheld'])} withheld"
+                                   + "".join(f"\n  withheld {w['case_id']}: {w['code']}" for w in d["withheld"])
+                                   + f"\nnext --since {d['cursor']}")
         return
     if out is None:
         print(json.dumps(feed, ensure_ascii=False))
@@ -1030,6 +1049,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jurisdiction", default="CN")
     s.add_argument("--licence-no")
     s.add_argument("--licence-expires")
+    s.add_argument("--address", help="a lender's postal address (the header of its Metro 2 bureau file)")
+    s.add_argument("--telephone", help="a lender's 10-digit US telephone number (the same header)")
     s.add_argument("--out", help="write a new identity bundle here (the data directory's own CA)")
     s.add_argument("--cert", help="register with this client certificate from 'custos ca issue --org'")
     s.set_defaults(fn=cmd_org_add)

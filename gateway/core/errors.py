@@ -68,6 +68,9 @@ class Code(StrEnum):
     NO_PRIOR_NOTICE = "NO_PRIOR_NOTICE"
     NO_PRIOR_CONTACT = "NO_PRIOR_CONTACT"
     REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
+    SSN_INVALID = "SSN_INVALID"
+    VALUE_NOT_ENCODABLE = "VALUE_NOT_ENCODABLE"
+    FURNISHER_ADDRESS_MISSING = "FURNISHER_ADDRESS_MISSING"
     NOTICE_IN_FUTURE = "NOTICE_IN_FUTURE"
     PACKET_INVALID = "PACKET_INVALID"
     PACKET_KEY_REQUIRED = "PACKET_KEY_REQUIRED"
@@ -179,6 +182,13 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _C.FAILED_PRECONDITION, "the borrower was neither spoken to nor sent a letter long enough before reporting"),
     Code.REPORTING_OBSOLETE: ErrorSpec(
         _C.FAILED_PRECONDITION, "the account's negative information is too old to be furnished"),
+    # what the bureau's file format cannot carry: the record is withheld (audited, listed) until corrected
+    Code.SSN_INVALID: ErrorSpec(
+        _C.FAILED_PRECONDITION, "a US borrower's national id is not a social security number of 9 ASCII digits"),
+    Code.VALUE_NOT_ENCODABLE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "a value of the record cannot be written in the bureau's file format"),
+    Code.FURNISHER_ADDRESS_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the lender has no registered address for the bureau file's header"),
     # conduct rules
     Code.OUTSIDE_CONTACT_WINDOW: ErrorSpec(
         _C.FAILED_PRECONDITION, "outside the permitted contact hours in the borrower's local time"

@@ -61,6 +61,8 @@ class Org:
     licence_no: str | None
     licence_expires: date | None
     disabled: bool
+    address: str | None = None  # postal address and telephone (10 digits) of a lender: its bureau file's header
+    telephone: str | None = None
 
 
 class Unsealer(Protocol):

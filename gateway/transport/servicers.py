@@ -14,6 +14,7 @@ from custos_client.v1 import custos_pb2 as pb
 
 from gateway import packets
 from gateway.core.errors import Code, CustosError
+from gateway.core.furnishing import FeedWithheld
 from gateway.core.model import FLAGS, PURPOSES, AuditEntry, Caller, CaseRow
 from gateway.core.usecases import Core, ImportProgress, Released
 
@@ -257,6 +258,8 @@ class BureauServicer:
         for item in self.core.pull(caller, request.since):
             if isinstance(item, str):
                 yield pb.FeedItem(cursor=item)
+            elif isinstance(item, FeedWithheld):
+                yield pb.FeedItem(withheld=pb.FeedWithheld(case_id=item.case_id, code=item.code))
             else:
                 yield pb.FeedItem(record=pb.FeedRecord(seq=item.seq, case_id=item.case_id, loan_id=item.loan_id,
                                                        jurisdiction=item.jurisdiction, fields=item.fields))

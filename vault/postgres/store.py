@@ -136,10 +136,11 @@ class PgStore(CachedView, SealedReads):
         return str(row[0]) if row else ""
 
     def insert_org(self, org: Org, now: str) -> None:
-        self._exec("INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at)"
-                   " VALUES (%s, %s, %s, %s, %s, %s, false, %s)",
+        self._exec("INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at,"
+                   " address, telephone) VALUES (%s, %s, %s, %s, %s, %s, false, %s, %s, %s)",
                    (org.id, org.kind, org.name, org.jurisdiction, org.licence_no,
-                    org.licence_expires.isoformat() if org.licence_expires else None, now))
+                    org.licence_expires.isoformat() if org.licence_expires else None, now, org.address,
+                    org.telephone))
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
         return self._exec("UPDATE orgs SET disabled = %s WHERE id = %s", (disabled, org_id))

@@ -182,10 +182,10 @@ class Repo(CachedView, SealedReads):
 
     def insert_org(self, org: Org, now: str) -> None:
         self.conn.execute(
-            "INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at)"
-            " VALUES (?,?,?,?,?,?,0,?)",
+            "INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at,"
+            " address, telephone) VALUES (?,?,?,?,?,?,0,?,?,?)",
             (org.id, org.kind, org.name, org.jurisdiction, org.licence_no,
-             org.licence_expires.isoformat() if org.licence_expires else None, now),
+             org.licence_expires.isoformat() if org.licence_expires else None, now, org.address, org.telephone),
         )
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:

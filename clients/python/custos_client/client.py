@@ -347,13 +347,18 @@ class CustosClient:
 
     # ------------------------------------------------------------ the bureau feed
     def pull_feed(self, since: str = "") -> dict[str, Any]:
-        """{"records": [...], "cursor": "..."}: the records changed since `since` (a bureau). Keep the cursor."""
+        """{"records": [...], "withheld": [{"case_id", "code"}], "cursor": "..."}: the records changed since
+        `since` (a bureau), and those the format cannot carry (not numbered: sent once corrected). Keep the cursor."""
         records: list[dict[str, Any]] = []
+        withheld: list[dict[str, str]] = []
         cursor = ""
         try:
             for item in self._bureau.PullFeed(pb.PullFeedRequest(since=since), timeout=3600):
-                if item.WhichOneof("item") == "cursor":
+                kind = item.WhichOneof("item")
+                if kind == "cursor":
                     cursor = item.cursor
+                elif kind == "withheld":
+                    withheld.append({"case_id": item.withheld.case_id, "code": item.withheld.code})
                 else:
                     r = item.record
                     records.append({"seq": r.seq, "case_id": r.case_id, "loan_id": r.loan_id,
@@ -362,7 +367,7 @@ class CustosClient:
             raise _translate(err) from None
         if not cursor:
             raise CustosError("UNAVAILABLE", "the feed ended without a cursor: pull again with the same --since")
-        return {"records": records, "cursor": cursor}
+        return {"records": records, "withheld": withheld, "cursor": cursor}
 
     # ------------------------------------------------------------ audit
     def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",

@@ -488,13 +488,23 @@ class FeedRecord(_message.Message):
     fields: _containers.ScalarMap[str, str]
     def __init__(self, seq: _Optional[int] = ..., case_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class FeedWithheld(_message.Message):
+    __slots__ = ("case_id", "code")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    code: str
+    def __init__(self, case_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
 class FeedItem(_message.Message):
-    __slots__ = ("record", "cursor")
+    __slots__ = ("record", "cursor", "withheld")
     RECORD_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     record: FeedRecord
     cursor: str
-    def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
+    withheld: FeedWithheld
+    def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ..., withheld: _Optional[_Union[FeedWithheld, _Mapping]] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
     __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs")
