@@ -286,7 +286,7 @@ class Repo(CachedView, SealedReads):
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version")}
 
     def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
-        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure = ''"
+        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure IN ('', 'restricted')"
                + (" AND lender_id = ?" if lender else "")
                + " GROUP BY lender_id, borrower_id HAVING SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) = 0"
                " AND MAX(closed_at) <= ? ORDER BY lender_id, borrower_id")
