@@ -148,6 +148,10 @@ def test_an_erasure_refused_under_a_litigation_hold_restricts_the_borrower_to_th
     assert (explained["decision"], explained["code"]) == ("deny", "PROCESSING_RESTRICTED")
     assert "erasure.restricted" in explained["rules"] and explained["fields"] == []
     assert lender.explain("lawfirm-1", "C-2", "litigation")["decision"] == "allow"
+    # A case imported later for the borrower is restricted as well.
+    assert seeded.import_cases("lender-a", [synth.case_line(71, jurisdiction="CN", borrower=1)])["imported"] == 1
+    assert lender.get_case("C-71", "servicing")["erasure"] == "restricted"
+    assert _refused(lambda: lender.assign("C-71", "agency-1", "collection", "2026-12-31")) == "PROCESSING_RESTRICTED"
 
 
 def test_a_restriction_under_another_hold_keeps_counsel_out_and_ends_only_when_the_lender_acts(seeded: Env) -> None:
@@ -184,6 +188,8 @@ def test_a_scheduled_erasure_stops_release_at_once_can_be_cancelled_and_is_perfo
     assert _refused(lambda: agency.open_contact("C-1", "call")) == "ERASURE_PENDING"
     rec = lender.get_case("C-1", "servicing")  # the lender still sees everything, and that it is pending
     assert rec["erasure"] == "pending" and rec["fields"]["full_name"]
+    assert seeded.import_cases("lender-a", [synth.case_line(72, jurisdiction="CN", borrower=1)])["imported"] == 1
+    assert lender.get_case("C-72", "servicing")["erasure"] == "pending"  # a case imported meanwhile waits too
     assert lender.erase("B-1", cancel=True)["state"] == "cancelled"
     assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
     assert _refused(lambda: lender.erase("B-1", cancel=True)) == "NO_PENDING_ERASURE"
@@ -201,7 +207,7 @@ def test_a_scheduled_erasure_stops_release_at_once_can_be_cancelled_and_is_perfo
     rec = lender.get_case("C-1", "servicing")
     assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
     done = [e for e in seeded.events(borrower_id="B-1") if e["rule"] == "erasure:reason=scheduled"]
-    assert sorted(e["case_id"] for e in done) == ["C-1", "C-2"] and done[0]["method"] == "ScheduledErasure"
+    assert sorted(e["case_id"] for e in done) == ["C-1", "C-2", "C-72"] and done[0]["method"] == "ScheduledErasure"
     assert _refused(lambda: agency.get_case("C-1", "collection")) == "ERASED"
 
 
