@@ -218,6 +218,24 @@ def test_a_furnished_account_that_ends_gets_one_final_record_and_one_never_furni
     assert segment["CurrentBalance"] == segment["AmountPastDue"] == "0" * 9
 
 
+def test_the_final_record_passes_the_same_decision_as_every_record(seeded: Env) -> None:
+    """Issue 22 finding 11: a withdrawn consent (or a restriction) stops the final-status record too."""
+    lender = seeded.client("lender-a")
+    withdrawn = cn_case(seeded, 69, negative_notice_on="2026-11-01")
+    kept = cn_case(seeded, 70, negative_notice_on="2026-11-01")
+    records, cursor = pull(seeded)
+    assert sorted(r["case_id"] for r in records) == [withdrawn, kept]
+    lender.set_consent(withdrawn, credit_reporting=False)
+    assert pull(seeded, cursor) == ([], cursor)  # withheld while open
+    lender.set_flags(withdrawn, status="settled")
+    lender.set_flags(kept, status="settled")
+    records, cursor = pull(seeded, cursor)
+    assert [(r["case_id"], r["status"]) for r in records] == [(kept, "settled")]  # the control: its final record
+    last = [e for e in seeded.events(case_id=withdrawn) if e["method"] == "PullFeed"][-1]
+    assert (last["decision"], last["code"], last["fields"]) == ("deny", "CONSENT_WITHDRAWN", [])
+    assert pull(seeded, cursor) == ([], cursor)
+
+
 def test_the_feed_withholds_exactly_where_cases_get_refuses(seeded: Env) -> None:
     lender = seeded.client("lender-a")
     no_consent = synth.case_line(67, jurisdiction="CN")

@@ -54,6 +54,9 @@ class Code(StrEnum):
     STAGE_NOT_ALLOWED = "STAGE_NOT_ALLOWED"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     LIMITATION_EXPIRED = "LIMITATION_EXPIRED"
+    LIMITATION_DATE_MISSING = "LIMITATION_DATE_MISSING"
+    FIRST_DELINQUENCY_MISSING = "FIRST_DELINQUENCY_MISSING"
+    PROCESSING_RESTRICTED = "PROCESSING_RESTRICTED"
     CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
     ERASED = "ERASED"
     ERASURE_PENDING = "ERASURE_PENDING"
@@ -176,6 +179,13 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.KEY_VERSION_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such key version"),
     Code.LIMITATION_EXPIRED: ErrorSpec(
         _C.FAILED_PRECONDITION, "the limitation date has passed: no litigation material is released"),
+    Code.LIMITATION_DATE_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION, "no limitation date is on file: no litigation material is released"),
+    Code.FIRST_DELINQUENCY_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION, "no date of first delinquency is on file: the account is not furnished"),
+    Code.PROCESSING_RESTRICTED: ErrorSpec(
+        _C.PERMISSION_DENIED,
+        "the borrower's erasure was refused under a legal hold: processing is restricted to storage"),
     Code.NO_PRIOR_NOTICE: ErrorSpec(
         _C.FAILED_PRECONDITION, "no prior notice of negative reporting is on file from before today"),
     Code.NO_PRIOR_CONTACT: ErrorSpec(

@@ -134,9 +134,10 @@ class Furnishing(Reads):
                 # The mandate ends with the case (DESIGN.md §2), but an account the bureau holds must be
                 # updated with how it ended (FCRA §623(a)(2); 征信业管理条例 Art. 16): one final record, with the
                 # same field set, through the same live mandate; nothing after it unless it changes again.
-                final = self.bundle.release("bureau", PURPOSE, case.stage)
-                release, rule = (final, "credit_reporting.final_status") if final.allowed else (None, rule)
-            elif not verdict.allowed:
+                # The same decision as every record (consent, obsolescence, erasure...), only not ended by closure.
+                verdict = decide_read(self.bundle, org, case, live, PURPOSE, now, evidence, final_status=True)
+                release, rule = verdict.release, "credit_reporting.final_status"
+            if not verdict.allowed:
                 release = None
             if release is None:
                 events.append(self._event(caller, "deny", verdict.code, verdict.rule, **kw))

@@ -219,7 +219,7 @@ class PgStore(CachedView, SealedReads):
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version", ())}
 
     def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
-        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure = ''"
+        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure IN ('', 'restricted')"
                + (" AND lender_id = %s" if lender else "")
                + " GROUP BY lender_id, borrower_id HAVING SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) = 0"
                " AND MAX(closed_at) <= %s ORDER BY lender_id, borrower_id")
@@ -397,6 +397,11 @@ class PgStore(CachedView, SealedReads):
                    (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
                     case.stage, case.consent_third_party, case.consent_credit, now, now,
                     import_digest(self.bidx, lender, case)))
+        if row is not None:  # a joined borrower: a pending or restricted erasure of its other cases covers this one
+            self._exec("UPDATE cases c SET erasure = o.erasure, erase_due = o.erase_due"
+                       " FROM (SELECT erasure, erase_due FROM cases WHERE lender_id = %s AND borrower_id = %s"
+                       " AND erasure IN ('pending', 'restricted') ORDER BY erasure LIMIT 1) o"
+                       " WHERE c.lender_id = %s AND c.case_id = %s", (lender, case.borrower_id, lender, case.case_id))
         return ""
 
     # ------------------------------------------------------------ sealed values
