@@ -525,12 +525,14 @@ class AuditEventBatch(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("seq", "leaf")
+    __slots__ = ("seq", "leaf", "lender")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LEAF_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
     seq: int
     leaf: bytes
-    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ...) -> None: ...
+    lender: str
+    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ..., lender: _Optional[str] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("seq", "tree_size")
