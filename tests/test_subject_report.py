@@ -111,6 +111,8 @@ def test_lenders_with_the_same_case_and_borrower_ids_get_only_their_own_borrower
 def test_the_regulators_report_without_a_lender_lists_each_lenders_borrower_apart(
         seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
     _same_ids_at_lender_b(seeded)
+    with pytest.raises(CustosError):
+        seeded.client("agency-2").get_case("C-1", "collection")  # no mandate: whose C-1 it meant is not known
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1"))]
     assert cli.main(["audit", "subject-report", "B-1", *argv, "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -119,9 +121,12 @@ def test_the_regulators_report_without_a_lender_lists_each_lenders_borrower_apar
     assert list(by_lender) == ["lender-a", "lender-b"]
     assert set(by_lender["lender-a"]["recipients"]) == {"agency-1"}
     assert set(by_lender["lender-b"]["recipients"]) == {"agency-b"}
-    assert _orgs_and_rules(by_lender["lender-b"])[0] <= {"lender-b", "agency-b", "regulator-1"}
+    assert _orgs_and_rules(by_lender["lender-b"])[0] == {"lender-b", "agency-b", "agency-2"}
     assert "stage:reminder->letter" in " ".join(_orgs_and_rules(by_lender["lender-b"])[1])
     assert "stage" not in " ".join(_orgs_and_rules(by_lender["lender-a"])[1])
+    for lender in ("lender-a", "lender-b"):  # the unresolved attempt is listed, as such, for each C-1's owner
+        refused = [r for r in by_lender[lender]["refusals"] if r["org"] == "agency-2" and r["case_id"] == "C-1"]
+        assert [(r["code"], r["resolved"]) for r in refused] == [("NO_MANDATE", False)]
     # The request is audited once per lender's borrower it covers, each naming its lender.
     asked = [e for e in seeded.events(borrower_id="B-1") if e["method"] == "SubjectReport"]
     assert sorted(e["lender"] for e in asked) == ["lender-a", "lender-b"]
