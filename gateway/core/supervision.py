@@ -80,7 +80,7 @@ class Supervision(Context):
         Borrower and case ids are the lender's own, so two lenders may both have
         a B-1 and a C-1: an event belongs to the lender it names (`lender`), and
         one written before events named it to the lender the records make sure
-        of (`_attribution`). A lender gets its own borrower only (another's is
+        of (`_Attribution`). A lender gets its own borrower only (another's is
         not found). A regulator names the lender, or gets every lender's borrower
         of this id apart, and events no record attributes ("" as the lender).
         Refusals that name one of the lender's cases but were decided before the
