@@ -534,8 +534,9 @@ def cmd_subject_export(args: argparse.Namespace) -> None:
     with _client(args) as c:
         cases = c.subject_data(args.borrower)
         events = c.subject_events(args.borrower, "")
+    own = next((str(e["report_lender"]) for e in events if e.get("report_lender")), "")  # the calling lender
     doc = {"borrower_id": args.borrower, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-           "cases": cases, "disclosures": subject_report.build(args.borrower, "", events)}
+           "cases": cases, "disclosures": subject_report.one(args.borrower, own, events)}
     _write_private(out, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode())
     d = doc["disclosures"]
     _emit(args, {"out": str(out), "cases": len(cases), "releases": len(d["releases"]), "refusals": len(d["refusals"])},
@@ -1208,7 +1209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = audit.add_parser("subject-report", parents=[client],
                          help="who received which of a borrower's fields, and every refused attempt")
     s.add_argument("borrower")
-    s.add_argument("--lender", help="the borrower's lender (a regulator must name it; a lender: its own)")
+    s.add_argument("--lender", help="the borrower's lender (a lender: its own); without it every lender's "
+                                    "borrower of this id, apart (a lender: only its own)")
     s.set_defaults(fn=cmd_audit_subject_report)
     s = audit.add_parser("prove", parents=[client], help="an event's inclusion proof (regulator)")
     s.add_argument("seq", type=int, help="the event's sequence number (its leaf index)")

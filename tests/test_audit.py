@@ -78,7 +78,8 @@ def test_every_release_follows_its_durable_event(seeded: Env) -> None:
     ev = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase"][-1]
     assert ev["seq"] >= before and ev["decision"] == "allow" and sorted(ev["fields"]) == sorted(rec["fields"])
     assert set(ev) == {"seq", "time", "org", "method", "purpose", "case_id", "borrower_id", "fields", "decision",
-                       "code", "rule", "policy_revision", "trace_id"}
+                       "code", "rule", "policy_revision", "trace_id", "lender"}
+    assert ev["lender"] == "lender-a"  # the owning lender of the case read (DESIGN.md §7)
     assert ev["policy_revision"] == seeded.gw.core.bundle.revision and ev["trace_id"]
 
 
@@ -548,7 +549,7 @@ def test_event_leaf_is_jcs_for_any_text(texts: list[str], fields: list[str], seq
     from gateway.core.model import EventDraft
 
     names = ("org", "method", "purpose", "case_id", "borrower_id", "decision", "code", "rule", "time", "trace_id",
-             "policy_revision")
+             "policy_revision", "lender")  # an empty lender leaves the key out (the old leaf's shape)
     draft = EventDraft(**dict(zip(names, texts, strict=False)), fields=fields)  # type: ignore[arg-type]
     assert draft.leaf_bytes(seq) == merkle.canonical_json(draft.leaf_object(seq))
     assert json.loads(draft.leaf_bytes(seq)) == draft.leaf_object(seq)

@@ -124,7 +124,7 @@ class Furnishing(Reads):
             if case is None:
                 continue
             kw: dict[str, Any] = {"purpose": PURPOSE, "case_id": case.case_id, "borrower_id": case.borrower_id,
-                                  "now": now}
+                                  "lender": case.lender_id, "now": now}
             evidence = Evidence(store.loan_values(case), store.contact_history(case))
             live = [m for m in store.mandates_for(caller.org_id, case_id) if m.lender_id == lender]  # fresh
             verdict = decide_read(self.bundle, org, case, live, PURPOSE, now, evidence)

@@ -169,12 +169,12 @@ class Lifecycle(Context):
             code, rule, named = Code.ALREADY_ERASED, "erasure", cases[:1]
         else:
             code, rule, named = Code.LEGAL_HOLD, "erasure.legal_hold", [c for c in cases if c.legal_hold]
-        events = [self._event(caller, "deny", code, rule, case_id=c.case_id, borrower_id=c.borrower_id, now=now)
-                  for c in named]
+        events = [self._event(caller, "deny", code, rule, case_id=c.case_id, borrower_id=c.borrower_id,
+                              lender=c.lender_id, now=now) for c in named]
         if code == Code.LEGAL_HOLD and not any(c.erasure for c in cases):
             repo.set_erasure(caller.org_id, cases[0].borrower_id, RESTRICTED, None, rfc3339(now))
             events += [self._event(caller, "allow", Code.OK, "erasure.restricted:legal_hold", case_id=c.case_id,
-                                   borrower_id=c.borrower_id, now=now) for c in cases]
+                                   borrower_id=c.borrower_id, lender=c.lender_id, now=now) for c in cases]
         return {"error": code}, events
 
     def _shred(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime, reason: str,
@@ -190,7 +190,7 @@ class Lifecycle(Context):
         events: list[EventDraft] = []
         ended: list[str] = []
         for case in cases:
-            kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": borrower_id, "now": now}
+            kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": borrower_id, "lender": lender, "now": now}
             orgs = sorted({m.org_id for m in repo.mandates_of_case(lender, case.case_id) if m.recalled_at is None})
             for org in orgs:
                 repo.recall_mandates(lender, case.case_id, org, stamp)
@@ -199,7 +199,7 @@ class Lifecycle(Context):
         repo.erase_borrower(lender, borrower_id, stamp)
         for case in cases:
             events.append(self._event(caller, "allow", Code.OK, f"erasure:reason={reason}", case_id=case.case_id,
-                                      borrower_id=borrower_id, now=now))
+                                      borrower_id=borrower_id, lender=lender, now=now))
         return self._receipt(lender, borrower_id, "erased", stamp, cases, reason=reason,
                              destroyed=list(DESTROYED), mandates_ended=ended), events
 
@@ -211,7 +211,7 @@ class Lifecycle(Context):
         stamp, due_at = rfc3339(now), rfc3339(due)
         repo.set_erasure(caller.org_id, borrower_id, "pending", due_at, stamp)
         events = [self._event(caller, "allow", Code.OK, f"erasure.scheduled:due={due_at}", case_id=c.case_id,
-                              borrower_id=borrower_id, now=now) for c in cases]
+                              borrower_id=borrower_id, lender=c.lender_id, now=now) for c in cases]
         return self._receipt(caller.org_id, borrower_id, "pending", stamp, cases, due=due_at, reason="request"), events
 
     def _cancel(self, caller: Caller, repo: UnitOfWork, borrower_id: str,
@@ -220,11 +220,11 @@ class Lifecycle(Context):
         if not any(c.erasure in ("pending", RESTRICTED) for c in cases):  # withdrawn: a restriction ends too
             code = Code.ALREADY_ERASED if any(c.erasure == "erased" for c in cases) else Code.NO_PENDING_ERASURE
             return {"error": code}, [self._event(caller, "deny", code, "erasure.cancel", case_id=cases[0].case_id,
-                                                 borrower_id=borrower_id, now=now)]
+                                                 borrower_id=borrower_id, lender=cases[0].lender_id, now=now)]
         stamp = rfc3339(now)
         repo.set_erasure(caller.org_id, borrower_id, "", None, stamp)
         events = [self._event(caller, "allow", Code.OK, "erasure.cancelled", case_id=c.case_id,
-                              borrower_id=borrower_id, now=now) for c in cases]
+                              borrower_id=borrower_id, lender=c.lender_id, now=now) for c in cases]
         return self._receipt(caller.org_id, borrower_id, "cancelled", stamp, cases), events
 
     @staticmethod

@@ -26,12 +26,12 @@ AUDIT_BATCH_BYTES = 512 * 1024
 PULL_MESSAGE_ITEMS = 256  # cases per PulledCases message (a page of the work list: well under 4 MiB)
 
 
-def _batched(rows: Iterable[tuple[int, bytes]]) -> Iterator[pb.AuditEventBatch]:
+def _batched(events: Iterable[pb.AuditEvent]) -> Iterator[pb.AuditEventBatch]:
     batch: list[pb.AuditEvent] = []
     size = 0
-    for seq, leaf in rows:
-        batch.append(pb.AuditEvent(seq=seq, leaf=leaf))
-        size += len(leaf)
+    for event in events:
+        batch.append(event)
+        size += len(event.leaf)
         if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
             yield pb.AuditEventBatch(events=batch)
             batch, size = [], 0
@@ -219,8 +219,8 @@ class AuditServicer:
 
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
         if not (request.with_proofs or request.seqs):
-            yield from _batched(self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id,
-                                                      request.since, request.from_seq))
+            yield from _batched(pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in self.core.audit_query(
+                caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq))
             return
         found = self.core.proven_audit_query(caller, request.case_id, request.org_id, request.borrower_id,
                                              request.since, request.from_seq, list(request.seqs),
@@ -228,7 +228,8 @@ class AuditServicer:
         yield from _batched_proven(found.checkpoint, found.events)
 
     def SubjectReport(self, caller: Caller, request: pb.SubjectReportRequest) -> Iterator[pb.AuditEventBatch]:
-        yield from _batched(self.core.subject_events(caller, request.borrower_id, request.lender_id))
+        yield from _batched(pb.AuditEvent(seq=e.seq, leaf=e.leaf, lender=e.lender)
+                            for e in self.core.subject_events(caller, request.borrower_id, request.lender_id))
 
     def GetInclusionProof(self, caller: Caller, request: pb.InclusionProofRequest) -> pb.InclusionProof:
         p = self.core.inclusion_proof(caller, request.seq, request.tree_size)

@@ -445,9 +445,11 @@ class CustosClient:
         return len(wanted)
 
     def subject_events(self, borrower_id: str, lender_id: str = "") -> list[dict[str, Any]]:
-        """Every event about one borrower (regulator: name the lender; a lender: its own borrowers)."""
+        """Every event about one lender's borrower of this id (a lender: its own; a regulator: the named lender's,
+        or every lender's), as leaf objects with `report_lender` added: the lender it is listed for ("" none sure).
+        """
         try:
-            return [json.loads(ev.leaf) for batch in self._audit.SubjectReport(
+            return [{**json.loads(ev.leaf), "report_lender": ev.lender} for batch in self._audit.SubjectReport(
                 pb.SubjectReportRequest(borrower_id=borrower_id, lender_id=lender_id), timeout=3600)
                 for ev in batch.events]
         except grpc.RpcError as err:

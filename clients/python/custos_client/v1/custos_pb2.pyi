@@ -543,14 +543,16 @@ class AuditEventBatch(_message.Message):
     def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., checkpoint: _Optional[str] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("seq", "leaf", "proof")
+    __slots__ = ("seq", "leaf", "proof", "lender")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LEAF_FIELD_NUMBER: _ClassVar[int]
     PROOF_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
     seq: int
     leaf: bytes
     proof: _containers.RepeatedScalarFieldContainer[bytes]
-    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ...) -> None: ...
+    lender: str
+    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ..., lender: _Optional[str] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("seq", "tree_size")
