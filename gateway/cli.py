@@ -128,6 +128,9 @@ def cmd_ca_issue(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "give exactly one of --server or --org ID")
     if args.org and not is_org_id(args.org):
         raise CustosError(Code.INVALID_ORG_ID)
+    if args.packet_key and not args.org:
+        raise CliError(Code.INVALID_ARGUMENT, "--packet-key goes into an organisation's bundle: give it with --org")
+    packet_vkey = _packet_vkey_text(args.packet_key) if args.packet_key else None
     out = Path(args.out)
     if out.exists() and any(out.iterdir()):
         raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
@@ -138,10 +141,23 @@ def cmd_ca_issue(args: argparse.Namespace) -> None:
         (out / "ca.crt").write_bytes((ca_dir / "ca.crt").read_bytes())
         what = "server certificate"
     else:
-        pki.issue_org_bundle(ca_dir / "ca.crt", ca_dir / "ca.key", out, args.org)
-        what = f"certificate for {args.org}"
+        pki.issue_org_bundle(ca_dir / "ca.crt", ca_dir / "ca.key", out, args.org, packet_vkey)
+        what = f"certificate for {args.org}" + (" and the packet key" if packet_vkey else "")
     _emit(args, {"issued": "server" if args.server else args.org, "out": str(out)},
           lambda d: f"issued {what} into {d['out']}")
+
+
+def _packet_vkey_text(path: str) -> str:
+    """A packet verifier key file's text, checked to be one (a bad file is caught here, not at verification)."""
+    from gateway.core.merkle import parse_verifier_key
+
+    try:
+        text = Path(path).read_text()
+        parse_verifier_key(text)
+    except (OSError, ValueError):
+        raise CliError(Code.INVALID_ARGUMENT, "--packet-key is not a readable verifier key file "
+                                              "(DATA_DIR/packet.vkey)") from None
+    return text
 
 
 def _open_vault(data_dir: str) -> Any:
@@ -173,7 +189,8 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else None
     if out is not None and out.exists() and any(out.iterdir()):
         raise CliError(Code.IDENTITY_INVALID, "--out directory exists and is not empty")
-    spec = OrgSpec(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, args.licence_expires)
+    spec = OrgSpec(args.id, args.kind, args.name, args.jurisdiction, args.licence_no, args.licence_expires,
+                   args.address, args.telephone)
     vault = _open_vault(args.data_dir)
     made: list[Path] = []
     try:
@@ -190,7 +207,10 @@ def cmd_org_add(args: argparse.Namespace) -> None:
                 raise CustosError(Code.CA_OFFLINE)
             if not out.exists():
                 made.append(out)
-            pki.issue_org_bundle(layout.tls / "ca.crt", layout.keys / "ca.key", out, org.id)
+            # The packet key rides in every bundle: `packet verify --identity` pins it (a data directory from
+            # before packets has none until its first start; the bundle then goes without, and says so).
+            vkey = layout.packet_vkey.read_text() if layout.packet_vkey.is_file() else None
+            pki.issue_org_bundle(layout.tls / "ca.crt", layout.keys / "ca.key", out, org.id, vkey)
             (out / "org.json").write_text(json.dumps({"org_id": org.id, "kind": org.kind}) + "\n")
 
         admin.register(org, identity)
@@ -200,8 +220,14 @@ def cmd_org_add(args: argparse.Namespace) -> None:
         raise
     finally:
         vault.close()
-    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out) if out else str(args.cert)},
-          lambda d: f"registered {d['kind']} {d['org_id']}; identity bundle in {d['identity']}")
+    bundled = out / pki.PACKET_VKEY if out is not None else None
+    if bundled is None or not bundled.is_file():
+        bundled = None
+    _emit(args, {"org_id": args.id, "kind": args.kind, "identity": str(out) if out else str(args.cert),
+                 "packet_vkey": str(bundled) if bundled else None},
+          lambda d: f"registered {d['kind']} {d['org_id']}; identity bundle in {d['identity']}"
+                    + ("" if d["packet_vkey"] else
+                       f"; give it {Path(args.data_dir) / 'packet.vkey'} (its packet.vkey) for 'packet verify'"))
 
 
 def _check_org_cert(ca_crt: Path, cert: Path, org_id: str) -> None:
@@ -512,8 +538,9 @@ def cmd_subject_export(args: argparse.Namespace) -> None:
     with _client(args) as c:
         cases = c.subject_data(args.borrower)
         events = c.subject_events(args.borrower, "")
+    own = next((str(e["report_lender"]) for e in events if e.get("report_lender")), "")  # the calling lender
     doc = {"borrower_id": args.borrower, "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-           "cases": cases, "disclosures": subject_report.build(args.borrower, "", events)}
+           "cases": cases, "disclosures": subject_report.one(args.borrower, own, events)}
     write_private(out, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode(), args.force)
     d = doc["disclosures"]
     _emit(args, {"out": str(out), "cases": len(cases), "releases": len(d["releases"]), "refusals": len(d["refusals"])},
@@ -661,9 +688,13 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_query(args: argparse.Namespace) -> None:
+    filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
+               "since": args.since or ""}
+    vkey = _key_text(args.key) if args.key else None
     with _client(args) as c:
-        events = c.audit_query(case_id=args.case or "", org_id=args.org or "", borrower_id=args.borrower or "",
-                               since=args.since or "")
+        # With a pinned key every event is checked against a signed checkpoint by its inclusion proof, and
+        # all of them before any is printed.
+        events = c.verified_audit_query(vkey, **filters) if vkey is not None else c.audit_query(**filters)
     _emit(args, {"events": events}, lambda d: "\n".join(json.dumps(e, ensure_ascii=False) for e in d["events"]))
 
 
@@ -720,7 +751,7 @@ def cmd_audit_subject_report(args: argparse.Namespace) -> None:
 def _key_text(path: str) -> str:
     try:
         return Path(path).read_text()
-    except OSError:
+    except (OSError, ValueError):  # ValueError: not UTF-8 text
         raise CliError(Code.INVALID_ARGUMENT, "--key file not readable") from None
 
 
@@ -780,9 +811,14 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
                     f"custos audit verify --bundle {d['out']} --key {d['out']}/audit.vkey")
 
 
+DEFAULT_SAMPLE = 64  # earlier events an incremental verify re-checks by proof (docs/regulators.md)
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> None:
     from gateway.core.verify import VerifyError, resume_from, verify_log
 
+    if args.sample < 0:
+        raise CliError(Code.INVALID_ARGUMENT, "--sample is 0 or more")
     vkey = _key_text(args.key)
     if args.bundle:
         from gateway.formats import tlogtiles
@@ -815,13 +851,29 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
             result = verify_log(c.audit_events(from_seq=start), note, vkey, state, consistency, c.cosigned())
         except VerifyError as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
+        # An incremental run reads only the new events; a random sample of those verified before is re-read
+        # and checked by proof against the root just verified, so an edit in place there is found too.
+        sampled = c.check_sample(sample_seqs(start, args.sample), result.size, result.root) if start else 0
     if state_path:
         tmp = state_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(result.state()) + "\n")
         tmp.replace(state_path)
-    doc = {"verified": True, "read": result.read, **result.state()}
+    doc = {"verified": True, "read": result.read, "sampled": sampled, **result.state()}
     _emit(args, doc, lambda d: f"audit log verified: {d['size']} events, root {d['root']} "
-                               f"({d['read']} event{'' if d['read'] == 1 else 's'} read this run)")
+                               f"({d['read']} event{'' if d['read'] == 1 else 's'} read this run"
+                               + (f", {d['sampled']} earlier ones re-checked by proof" if d["sampled"] else "")
+                               + ")")
+
+
+def sample_seqs(verified: int, k: int) -> list[int]:
+    """min(k, n) of the n events verified on earlier runs, drawn uniformly without replacement.
+
+    From the operating system's random source (secrets.SystemRandom), so an
+    operator cannot predict which events a run re-reads. One edited event
+    among n is found with probability k/n per run; m edited events with at
+    least 1 - (1 - k/n)^m.
+    """
+    return sorted(secrets.SystemRandom().sample(range(verified), min(k, verified)))
 
 
 def cmd_packet_get(args: argparse.Namespace) -> None:
@@ -835,6 +887,27 @@ def cmd_packet_get(args: argparse.Namespace) -> None:
           lambda d: f"packet {d['packet_id']} for {d['case_id']} written to {d['out']} ({d['bytes']} bytes)")
 
 
+def _pinned_packet_key(args: argparse.Namespace) -> tuple[str, str]:
+    """The packet key to verify against, and where it came from: --key, else the identity bundle's packet.vkey.
+
+    Never the key the packet names for itself: anyone can sign a packet with a
+    key of their own and name it, so without a pinned key nothing is verified.
+    """
+    from gateway import pki
+
+    if args.key:
+        return _key_text(args.key), str(args.key)
+    identity = args.identity or os.environ.get("CUSTOS_IDENTITY")
+    if not identity:
+        raise CustosError(Code.PACKET_KEY_REQUIRED)
+    path = Path(identity) / pki.PACKET_VKEY
+    try:
+        return path.read_text(), str(path)
+    except (OSError, ValueError):
+        raise CustosError(Code.PACKET_KEY_REQUIRED, "the identity bundle holds no readable packet.vkey: "
+                                                    "copy the gateway's DATA_DIR/packet.vkey into it") from None
+
+
 def cmd_packet_verify(args: argparse.Namespace) -> None:
     from gateway import packets
 
@@ -842,11 +915,12 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
         data = Path(args.file).read_bytes()
     except OSError:
         raise CliError(Code.INVALID_ARGUMENT, "the packet file is not readable") from None
-    result = packets.verify(data, _key_text(args.key) if args.key else None)
-    m = result.manifest
-    doc = {"verified": True, "key_pinned": result.key_pinned, "key": m["key"],
-           **{k: m.get(k) for k in ("packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at",
-                                    "fields")},
+    vkey, source = _pinned_packet_key(args)
+    m = packets.verify(data, vkey, args.recipient).manifest
+    doc = {"verified": True, "key_pinned": True, "key_source": source, "key": m["key"],
+           "recipient_checked": args.recipient is not None,
+           **{k: m[k] for k in ("packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at",
+                                "fields")},
            "items": [{"name": i["name"], "type": i["type"], "size": i["size"], "sha256": i["sha256"]}
                      for i in m["items"]]}
 
@@ -855,8 +929,9 @@ def cmd_packet_verify(args: argparse.Namespace) -> None:
                  f"{d['recipient']} at {d['issued_at']}",
                  f"fields: {', '.join(d['fields'])}"]
         lines += [f"  {i['name']:<22} {i['size']:>8} bytes  sha256 {i['sha256']}" for i in d["items"]]
-        lines.append(f"signed by {d['key'].split('+')[0]}" + ("" if d["key_pinned"] else
-                     " (the key the packet names: give --key PACKET_VKEY to check it is the gateway's)"))
+        lines.append(f"signed by {d['key'].split('+')[0]} (pinned: {d['key_source']})")
+        lines.append(f"recipient {d['recipient']} " + ("checked" if d["recipient_checked"] else
+                     "not checked (give --recipient ORG to require it)"))
         return "\n".join(lines)
 
     _emit(args, doc, human)
@@ -878,9 +953,27 @@ def cmd_bureau_pull(args: argparse.Namespace) -> None:
                                                   f"not carry: pull them with --format json (same --since)")
         if out is None:
             raise CliError(Code.INVALID_ARGUMENT, "--format metro2 needs --out FILE (the cursor goes to stdout)")
-        write_private(out, metro2.file(records, datetime.now(UTC)), args.force)
-        _emit(args, {"records": len(records), "cursor": feed["cursor"], "out": str(out), "format": "metro2"},
-              lambda d: f"{d['records']} records written to {d['out']} (Metro 2); next --since {d['cursor']}")
+        by_lender, unfit = metro2.files(records, datetime.now(UTC))
+        withheld = feed["withheld"] + unfit
+        # One file per lender (a Metro 2 file has one header, one furnisher): FILE itself when the pull holds one
+        # lender's records (or none), FILE.LENDER next to it for each when it holds several.
+        if len(by_lender) <= 1:
+            written = {lender: out for lender in by_lender} or {"": out}
+            contents = by_lender or {"": metro2.file([], datetime.now(UTC))}
+        else:
+            written = {lender: out.with_name(f"{out.name}.{lender}") for lender in by_lender}
+            contents = by_lender
+        for lender, data in contents.items():
+            write_private(written[lender], data, args.force)
+        written_records = len(records) - len(unfit)
+        doc = {"records": written_records, "cursor": feed["cursor"], "out": str(out), "format": "metro2",
+               "files": [{"lender": lender, "out": str(path), "records": (len(contents[lender]) // metro2.RECORD) - 2}
+                         for lender, path in written.items()],
+               "withheld": withheld}
+        _emit(args, doc, lambda d: f"{d['records']} records written to {', '.join(f['out'] for f in d['files'])} "
+                                   f"(Metro 2); {len(d['withheld'])} withheld"
+                                   + "".join(f"\n  withheld {w['case_id']}: {w['code']}" for w in d["withheld"])
+                                   + f"\nnext --since {d['cursor']}")
         return
     if out is None:
         print(json.dumps(feed, ensure_ascii=False))
@@ -934,6 +1027,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--server", action="store_true", help="the gateway's server certificate")
     s.add_argument("--hostname", action="append", default=[], help="with --server: extra DNS name or IP")
     s.add_argument("--org", help="a client certificate for organisation ORG")
+    s.add_argument("--packet-key", metavar="PACKET_VKEY",
+                   help="with --org: the gateway's DATA_DIR/packet.vkey, copied into the bundle for 'packet verify'")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=cmd_ca_issue)
 
@@ -957,6 +1052,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jurisdiction", default="CN")
     s.add_argument("--licence-no")
     s.add_argument("--licence-expires")
+    s.add_argument("--address", help="a lender's postal address (the header of its Metro 2 bureau file)")
+    s.add_argument("--telephone", help="a lender's 10-digit US telephone number (the same header)")
     s.add_argument("--out", help="write a new identity bundle here (the data directory's own CA)")
     s.add_argument("--cert", help="register with this client certificate from 'custos ca issue --org'")
     s.set_defaults(fn=cmd_org_add)
@@ -1087,9 +1184,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True)
     s.add_argument("--force", action="store_true", help=FORCE_HELP)
     s.set_defaults(fn=cmd_packet_get)
-    s = packet.add_parser("verify", parents=[common], help="check every hash and the signature, offline")
+    s = packet.add_parser("verify", parents=[common],
+                          help="check every hash and the signature against a pinned key, offline")
     s.add_argument("file")
-    s.add_argument("--key", help="the gateway's packet.vkey (without it: the key the packet names)")
+    s.add_argument("--key", help="the gateway's packet.vkey (default: packet.vkey of the identity bundle)")
+    s.add_argument("--identity", help="identity bundle directory whose packet.vkey is pinned (or CUSTOS_IDENTITY)")
+    s.add_argument("--recipient", metavar="ORG", help="require the packet to have been issued to ORG")
     s.set_defaults(fn=cmd_packet_verify)
 
     bureau = sub.add_parser("bureau", help="credit bureau feed").add_subparsers(dest="sub", required=True)
@@ -1106,6 +1206,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--org")
     s.add_argument("--borrower")
     s.add_argument("--since")
+    s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
+                                 "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=cmd_audit_query)
     s = audit.add_parser("checkpoint", parents=[client], help="a signed checkpoint (regulator)")
     s.add_argument("--size", type=int, help="the one published for this tree size (default: the current tree)")
@@ -1113,7 +1215,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = audit.add_parser("subject-report", parents=[client],
                          help="who received which of a borrower's fields, and every refused attempt")
     s.add_argument("borrower")
-    s.add_argument("--lender", help="the borrower's lender (a regulator must name it; a lender: its own)")
+    s.add_argument("--lender", help="the borrower's lender (a lender: its own); without it every lender's "
+                                    "borrower of this id, apart (a lender: only its own)")
     s.set_defaults(fn=cmd_audit_subject_report)
     s = audit.add_parser("prove", parents=[client], help="an event's inclusion proof (regulator)")
     s.add_argument("seq", type=int, help="the event's sequence number (its leaf index)")
@@ -1127,6 +1230,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", required=True)
     s.add_argument("--state", help="the last run's state: later runs read only the new events")
     s.add_argument("--full", action="store_true", help="re-read every event even with --state")
+    s.add_argument("--sample", type=int, default=DEFAULT_SAMPLE, metavar="K",
+                   help=f"with --state: also re-read K random events verified on earlier runs and check each by "
+                        f"inclusion proof (default {DEFAULT_SAMPLE}; 0: none)")
     s.add_argument("--bundle", help="verify an exported bundle offline instead (no gateway)")
     s.set_defaults(fn=cmd_audit_verify)
     s = audit.add_parser("cosigner-key", parents=[common], help="a regulator's cosigning key (offline)")
@@ -1167,7 +1273,8 @@ def main(argv: list[str] | None = None) -> int:
     except CustosError as err:
         return _fail(args, err.code, err.message)
     except ClientError as err:
-        return _fail(args, err.code, err.message)
+        seq = getattr(err, "seq", None)
+        return _fail(args, err.code, err.message, {"seq": seq} if seq is not None else None)
     except ImportBroken as err:
         return _fail(args, err.code, err.message, {"stored": err.stored})
     except CliError as err:

@@ -92,7 +92,7 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
     custos cases pull --purpose collection --out /tmp/worklist.json --identity {ids}/agency-1  # the work list
   As the law firm (C-16 was escalated to it):
     custos packet get C-16 --out /tmp/C-16.packet --identity {ids}/lawfirm-1
-    custos packet verify /tmp/C-16.packet --key {data_dir}/packet.vkey
+    custos packet verify /tmp/C-16.packet --identity {ids}/lawfirm-1 --recipient lawfirm-1  # pins its packet.vkey
   As the credit bureau (records whose reporting preconditions hold; keep the cursor):
     custos bureau pull --identity {ids}/bureau-1 --json
   As the regulator (audit metadata, never PI):

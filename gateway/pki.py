@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 ORG_URI_PREFIX = "urn:custos:org:"
+PACKET_VKEY = "packet.vkey"  # in an identity bundle: the gateway's packet key, pinned by `packet verify`
 
 
 def _key() -> ec.EllipticCurvePrivateKey:
@@ -104,12 +105,19 @@ def issue_server(ca_cert: Path, ca_key: Path, out_cert: Path, out_key: Path, hos
           ips=["127.0.0.1", "::1", *[h for h in hosts if _is_ip(h)]], server=True)
 
 
-def issue_org_bundle(ca_cert: Path, ca_key: Path, out: Path, org_id: str) -> None:
-    """An organisation's identity bundle in `out` (0700): client.crt, client.key and the CA's certificate."""
+def issue_org_bundle(ca_cert: Path, ca_key: Path, out: Path, org_id: str, packet_vkey: str | None = None) -> None:
+    """An organisation's identity bundle in `out` (0700): client.crt, client.key and the CA's certificate.
+
+    With `packet_vkey` (the gateway's packet.vkey text) also packet.vkey: the key
+    `custos packet verify --identity` pins, handed over with the certificate so a
+    law firm never has to trust the key a packet names for itself.
+    """
     out.mkdir(parents=True, exist_ok=True)
     os.chmod(out, 0o700)
     issue(ca_cert, ca_key, out / "client.crt", out / "client.key", cn=org_id, uris=[ORG_URI_PREFIX + org_id])
     (out / "ca.crt").write_bytes(ca_cert.read_bytes())
+    if packet_vkey is not None:
+        (out / PACKET_VKEY).write_text(packet_vkey.strip() + "\n")
 
 
 def check_issued(ca_cert: Path, cert_pem: bytes, now: datetime | None = None) -> x509.Certificate:

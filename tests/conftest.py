@@ -30,7 +30,7 @@ from gateway.transport.server import Gateway, build
 from tests.pg import PgServer, binaries
 
 ORGS: list[tuple[str, str, list[str]]] = [
-    ("lender-a", "lender", []),
+    ("lender-a", "lender", ["--address", "1 Test Plaza, Testville, NY 10001", "--telephone", "(212) 555-0100"]),
     ("lender-b", "lender", []),
     ("agency-1", "agency", ["--licence-no", "L1", "--licence-expires", "2099-12-31"]),
     ("agency-2", "agency", ["--licence-no", "L2", "--licence-expires", "2099-12-31"]),

@@ -78,7 +78,8 @@ def test_every_release_follows_its_durable_event(seeded: Env) -> None:
     ev = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase"][-1]
     assert ev["seq"] >= before and ev["decision"] == "allow" and sorted(ev["fields"]) == sorted(rec["fields"])
     assert set(ev) == {"seq", "time", "org", "method", "purpose", "case_id", "borrower_id", "fields", "decision",
-                       "code", "rule", "policy_revision", "trace_id"}
+                       "code", "rule", "policy_revision", "trace_id", "lender"}
+    assert ev["lender"] == "lender-a"  # the owning lender of the case read (DESIGN.md §7)
     assert ev["policy_revision"] == seeded.gw.core.bundle.revision and ev["trace_id"]
 
 
@@ -252,6 +253,100 @@ EXPECTED = {"edit": "event 3 altered", "delete_last": "events missing", "delete_
 INCREMENTAL = {"delete_last": "events missing", "edit_and_rehash": "inconsistent tree"}
 
 
+def _query(env: Env, *extra: str) -> tuple[int, str, str]:
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        rc = cli.main(["audit", "query", *extra, "--gateway", env.addr, "--identity",
+                       str(env.identity("regulator-1")), "--json"])
+    return rc, out.getvalue(), err.getvalue()
+
+
+def test_audit_query_with_a_pinned_key_refuses_an_event_edited_in_place(seeded: Env, tmp_path: Path) -> None:
+    # Verified once (the regulator's state pins it), then edited in place: the stored tree is untouched.
+    assert _verify(seeded, tmp_path)[0] == 0
+    seeded.client("agency-1").get_case("C-1", "collection")
+    _tamper(seeded, "UPDATE audit_events SET leaf = ? WHERE seq = 3", (_edited_leaf(seeded, 3),))
+    vkey = str(seeded.data / "audit.vkey")
+    rc, out, _ = _query(seeded)
+    assert rc == 0 and any(e["seq"] == 3 for e in json.loads(out)["events"])  # without a key it is served
+    rc, out, err = _query(seeded, "--key", vkey)
+    assert rc != 0
+    error = json.loads(out)["error"]
+    assert error["code"] == "AUDIT_VERIFY_FAILED" and error["seq"] == 3
+    assert err.startswith("error: AUDIT_VERIFY_FAILED: event 3 altered")
+    assert "events" not in json.loads(out)  # nothing printed, not even the events that do verify
+    # The typed client refuses the same way.
+    with pytest.raises(CustosError) as caught:
+        seeded.client("regulator-1").verified_audit_query(Path(vkey).read_text())
+    assert caught.value.code == "AUDIT_VERIFY_FAILED" and getattr(caught.value, "seq", None) == 3
+    # An event outside the edit still verifies when the query does not reach the edited one.
+    rc, out, _ = _query(seeded, "--key", vkey, "--case", "C-1")
+    assert rc == 0 and all(e["seq"] != 3 for e in json.loads(out)["events"])
+
+
+def test_audit_query_with_a_pinned_key_passes_on_an_honest_log(seeded: Env) -> None:
+    seeded.client("agency-1").get_case("C-1", "collection")
+    vkey = str(seeded.data / "audit.vkey")
+    rc, out, err = _query(seeded, "--key", vkey)
+    assert rc == 0, err
+    keyed = json.loads(out)["events"]
+    plain = {e["seq"]: e for e in json.loads(_query(seeded)[1])["events"]}
+    # Every event up to the checkpoint (its own query event included), each as the plain query serves it.
+    assert [e["seq"] for e in keyed] == list(range(len(keyed))) and len(keyed) >= 5
+    assert all(plain[e["seq"]] == e for e in keyed)
+    rc, out, _ = _query(seeded, "--key", vkey, "--case", "C-1")
+    assert rc == 0 and any(e.get("method") != "supervision.query" for e in json.loads(out)["events"])
+    # A key that is not the log's: nothing verifies.
+    other = seeded.data / "other.vkey"
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    origin = Path(vkey).read_text().split("+", 1)[0]
+    other.write_text(merkle.verifier_key(origin, Ed25519PrivateKey.generate().public_key()) + "\n")
+    rc, out, _ = _query(seeded, "--key", str(other))
+    assert rc != 0 and json.loads(out)["error"]["code"] == "AUDIT_VERIFY_FAILED"
+
+
+def test_incremental_verify_rechecks_a_random_sample_of_earlier_events(seeded: Env, tmp_path: Path) -> None:
+    assert _verify(seeded, tmp_path)[0] == 0
+    seeded.client("agency-1").get_case("C-1", "collection")
+    _tamper(seeded, "UPDATE audit_events SET leaf = ? WHERE seq = 3", (_edited_leaf(seeded, 3),))
+    # Reading only the new events, with no sample: the edit inside the verified part goes unseen.
+    rc, out, _ = _verify(seeded, tmp_path, "state.json", "--sample", "0")
+    assert rc == 0 and json.loads(out)["sampled"] == 0
+    verified = json.loads(out)["size"]
+    # A sample as large as the verified part re-reads every earlier event by proof: the edit is found.
+    rc, out, err = _verify(seeded, tmp_path, "state.json", "--sample", str(verified))
+    assert rc != 0
+    error = json.loads(out)["error"]
+    assert error["code"] == "AUDIT_VERIFY_FAILED" and error["seq"] == 3
+    assert "event 3 altered" in err
+
+
+def test_incremental_verify_samples_by_default_and_passes_on_an_honest_log(seeded: Env, tmp_path: Path) -> None:
+    assert _verify(seeded, tmp_path)[0] == 0
+    seeded.import_cases("lender-a", [synth.case_line(50)])
+    rc, out, _ = _verify(seeded, tmp_path)
+    doc = json.loads(out)
+    assert rc == 0 and 0 < doc["sampled"] <= min(cli.DEFAULT_SAMPLE, doc["size"])
+    rc, out, _ = _verify(seeded, tmp_path, "state.json", "--sample", "-1")
+    assert rc != 0 and json.loads(out)["error"]["code"] == "INVALID_ARGUMENT"
+    # A sample names only events of the verified tree.
+    with pytest.raises(CustosError) as caught:
+        seeded.client("regulator-1").check_sample([doc["size"]], doc["size"], b"\0" * 32)
+    assert caught.value.code == "PROOF_OUT_OF_RANGE"
+
+
+def test_sample_is_uniform_without_replacement_and_capped() -> None:
+    assert cli.sample_seqs(10, 64) == list(range(10))
+    assert cli.sample_seqs(0, 64) == []
+    drawn = cli.sample_seqs(10_000, 64)
+    assert len(set(drawn)) == 64 and all(0 <= s < 10_000 for s in drawn) and drawn == sorted(drawn)
+    assert cli.sample_seqs(10_000, 64) != drawn  # not a fixed choice an operator could learn
+
+
 def test_verify_passes_on_an_honest_growing_log(seeded: Env, tmp_path: Path) -> None:
     rc, out, _ = _verify(seeded, tmp_path)
     first = json.loads(out)
@@ -262,7 +357,8 @@ def test_verify_passes_on_an_honest_growing_log(seeded: Env, tmp_path: Path) -> 
     # Later runs read only what was added since (a consistency proof stands for the rest).
     assert rc == 0 and later["size"] > first["size"] and later["read"] == later["size"] - first["size"]
     rc, out, _ = _verify(seeded, tmp_path)
-    assert rc == 0 and json.loads(out)["read"] <= 2  # nothing new but the verifier's own audited queries
+    # Nothing new but the verifier's own audited queries (events, proofs, its sample of earlier events).
+    assert rc == 0 and json.loads(out)["read"] <= 3
 
 
 def test_verify_log_detects_reordering_without_a_gateway() -> None:
@@ -453,7 +549,7 @@ def test_event_leaf_is_jcs_for_any_text(texts: list[str], fields: list[str], seq
     from gateway.core.model import EventDraft
 
     names = ("org", "method", "purpose", "case_id", "borrower_id", "decision", "code", "rule", "time", "trace_id",
-             "policy_revision")
+             "policy_revision", "lender")  # an empty lender leaves the key out (the old leaf's shape)
     draft = EventDraft(**dict(zip(names, texts, strict=False)), fields=fields)  # type: ignore[arg-type]
     assert draft.leaf_bytes(seq) == merkle.canonical_json(draft.leaf_object(seq))
     assert json.loads(draft.leaf_bytes(seq)) == draft.leaf_object(seq)

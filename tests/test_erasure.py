@@ -90,12 +90,93 @@ def test_a_legal_hold_blocks_erasure_and_lifting_it_lets_it_proceed(seeded: Env)
     assert _refused(lambda: lender.erase("B-1")) == "LEGAL_HOLD"
     assert _refused(lambda: lender.erase("B-1", grace_days=10)) == "LEGAL_HOLD"
     assert lender.get_case("C-1", "servicing")["fields"]["full_name"]  # nothing was touched
-    assert seeded.client("agency-1").get_case("C-1", "collection")["case_id"] == "C-1"
+    # ... but the request stands: the borrower is restricted (finding 14; its own test below).
+    assert _refused(lambda: seeded.client("agency-1").get_case("C-1", "collection")) == "PROCESSING_RESTRICTED"
     held = [e for e in seeded.events(borrower_id="B-1") if e["code"] == "LEGAL_HOLD"]
     assert [(e["case_id"], e["decision"], e["rule"]) for e in held] == [("C-2", "deny", "erasure.legal_hold")] * 2
     lender.set_flags("C-2", legal_hold=False)
     assert lender.erase("B-1")["state"] == "erased"
     assert "full_name" not in lender.get_case("C-1", "servicing")["fields"]
+
+
+def _pull(env: Env, org: str, since: str = "") -> tuple[list[dict[str, Any]], str]:
+    items = list(env.client(org).pull_cases("collection", since))
+    return items[:-1], str(items[-1]["cursor"])
+
+
+def test_an_erasure_refused_under_a_litigation_hold_restricts_the_borrower_to_the_lender_and_counsel(
+        seeded: Env) -> None:
+    """Issue 22 finding 14 (PIPL Art. 47 ¶2): refused under a hold, the data is stored, not processed."""
+    lender, agency, bureau, counsel = (seeded.client(o) for o in ("lender-a", "agency-1", "bureau-1", "lawfirm-1"))
+    lender.assign("C-1", "bureau-1", "credit_reporting", "2026-12-31")
+    lender.record_notice("C-1", "2026-11-01")
+    lender.escalate("C-2", "lawfirm-1")
+    lender.set_flags("C-2", legal_hold=True)  # a litigation hold: C-2 is in litigation
+    seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
+    # The control: before the refusal every party is served.
+    assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+    items, cursor = _pull(seeded, "agency-1")
+    assert [i["record"]["case_id"] for i in items] == ["C-1"]
+    assert [r["case_id"] for r in bureau.pull_feed("")["records"]] == ["C-1"]
+
+    assert _refused(lambda: lender.erase("B-1")) == "LEGAL_HOLD"
+    restricted = [e for e in seeded.events(borrower_id="B-1") if e["rule"] == "erasure.restricted:legal_hold"]
+    assert sorted(e["case_id"] for e in restricted) == ["C-1", "C-2"]
+    # Agencies: no read, no contact, not listed, removed from the work list.
+    assert _refused(lambda: agency.get_case("C-1", "collection")) == "PROCESSING_RESTRICTED"
+    assert _refused(lambda: agency.open_contact("C-1", "call")) == "PROCESSING_RESTRICTED"
+    assert agency.list_cases() == []
+    items, _ = _pull(seeded, "agency-1", cursor)
+    assert [(i.get("removed"), i.get("code")) for i in items] == [("C-1", "PROCESSING_RESTRICTED")]
+    assert _pull(seeded, "agency-1")[0] == []
+    # The bureau: nothing, not even a final record; each withheld record audited.
+    assert _refused(lambda: bureau.get_case("C-1", "credit_reporting")) == "PROCESSING_RESTRICTED"
+    lender.set_flags("C-1", status="settled")
+    assert all(r["case_id"] != "C-1" for r in bureau.pull_feed("")["records"])
+    withheld = [e for e in seeded.events(case_id="C-1") if e["method"] == "PullFeed"][-1]
+    assert (withheld["decision"], withheld["code"]) == ("deny", "PROCESSING_RESTRICTED")
+    for org, method in (("agency-1", "GetCase"), ("agency-1", "OpenContact"), ("bureau-1", "GetCase")):
+        denials = [e for e in seeded.events(case_id="C-1") if e["org"] == org and e["method"] == method
+                   and e["decision"] == "deny"]
+        assert denials and denials[-1]["code"] == "PROCESSING_RESTRICTED", (org, method)
+    # Counsel keeps the held case in litigation; the lender keeps everything, and sees why.
+    assert counsel.get_case("C-2", "litigation")["fields"]["full_name"]
+    assert counsel.get_packet("C-2")[1]
+    rec = lender.get_case("C-1", "servicing")
+    assert rec["erasure"] == "restricted" and rec["fields"]["full_name"]
+    explained = lender.explain("agency-1", "C-1", "collection")
+    assert (explained["decision"], explained["code"]) == ("deny", "PROCESSING_RESTRICTED")
+    assert "erasure.restricted" in explained["rules"] and explained["fields"] == []
+    assert lender.explain("lawfirm-1", "C-2", "litigation")["decision"] == "allow"
+    # A case imported later for the borrower is restricted as well.
+    assert seeded.import_cases("lender-a", [synth.case_line(71, jurisdiction="CN", borrower=1)])["imported"] == 1
+    assert lender.get_case("C-71", "servicing")["erasure"] == "restricted"
+    assert _refused(lambda: lender.assign("C-71", "agency-1", "collection", "2026-12-31")) == "PROCESSING_RESTRICTED"
+
+
+def test_a_restriction_under_another_hold_keeps_counsel_out_and_ends_only_when_the_lender_acts(seeded: Env) -> None:
+    lender, agency, counsel = (seeded.client(o) for o in ("lender-a", "agency-1", "lawfirm-1"))
+    lender.escalate("C-2", "lawfirm-1")
+    lender.set_flags("C-1", legal_hold=True)  # not a litigation hold: C-1 is at reminder
+    assert counsel.get_case("C-2", "litigation")["case_id"] == "C-2"  # the control
+    assert _refused(lambda: lender.erase("B-1", grace_days=10)) == "LEGAL_HOLD"
+    assert _refused(lambda: counsel.get_case("C-2", "litigation")) == "PROCESSING_RESTRICTED"
+    assert _refused(lambda: counsel.get_packet("C-2")) == "PROCESSING_RESTRICTED"
+    assert lender.explain("lawfirm-1", "C-2", "litigation")["code"] == "PROCESSING_RESTRICTED"
+    assert _refused(lambda: lender.assign("C-1", "agency-2", "collection", "2026-12-31")) == "PROCESSING_RESTRICTED"
+    # Lifting the hold does not lift the restriction: the borrower's request still stands.
+    lender.set_flags("C-1", legal_hold=False)
+    assert _refused(lambda: agency.get_case("C-1", "collection")) == "PROCESSING_RESTRICTED"
+    # The lender withdraws the request: processing resumes.
+    assert lender.erase("B-1", cancel=True)["state"] == "cancelled"
+    assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+    assert counsel.get_case("C-2", "litigation")["case_id"] == "C-2"
+    # Or erases once the hold is lifted.
+    lender.set_flags("C-1", legal_hold=True)
+    assert _refused(lambda: lender.erase("B-1")) == "LEGAL_HOLD"
+    lender.set_flags("C-1", legal_hold=False)
+    assert lender.erase("B-1")["state"] == "erased"
+    assert _refused(lambda: counsel.get_case("C-2", "litigation")) == "ERASED"
 
 
 def test_a_scheduled_erasure_stops_release_at_once_can_be_cancelled_and_is_performed_when_due(seeded: Env) -> None:
@@ -107,6 +188,8 @@ def test_a_scheduled_erasure_stops_release_at_once_can_be_cancelled_and_is_perfo
     assert _refused(lambda: agency.open_contact("C-1", "call")) == "ERASURE_PENDING"
     rec = lender.get_case("C-1", "servicing")  # the lender still sees everything, and that it is pending
     assert rec["erasure"] == "pending" and rec["fields"]["full_name"]
+    assert seeded.import_cases("lender-a", [synth.case_line(72, jurisdiction="CN", borrower=1)])["imported"] == 1
+    assert lender.get_case("C-72", "servicing")["erasure"] == "pending"  # a case imported meanwhile waits too
     assert lender.erase("B-1", cancel=True)["state"] == "cancelled"
     assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
     assert _refused(lambda: lender.erase("B-1", cancel=True)) == "NO_PENDING_ERASURE"
@@ -124,7 +207,7 @@ def test_a_scheduled_erasure_stops_release_at_once_can_be_cancelled_and_is_perfo
     rec = lender.get_case("C-1", "servicing")
     assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
     done = [e for e in seeded.events(borrower_id="B-1") if e["rule"] == "erasure:reason=scheduled"]
-    assert sorted(e["case_id"] for e in done) == ["C-1", "C-2"] and done[0]["method"] == "ScheduledErasure"
+    assert sorted(e["case_id"] for e in done) == ["C-1", "C-2", "C-72"] and done[0]["method"] == "ScheduledErasure"
     assert _refused(lambda: agency.get_case("C-1", "collection")) == "ERASED"
 
 

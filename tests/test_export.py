@@ -129,3 +129,39 @@ def test_a_tampered_bundle_fails_offline_and_says_where(env: Env, tmp_path: Path
     argv = ["--gateway", env.addr, "--identity", str(env.identity("regulator-1")), "--json"]
     assert cli.main(["audit", "export", "--out", str(good), *argv]) != 0
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "INVALID_ARGUMENT"
+
+
+@pytest.mark.parametrize("size", [700, 512])
+def test_an_independent_verifier_accepts_the_export_and_refuses_a_tampered_one(
+        env: Env, tmp_path: Path, capsys: pytest.CaptureFixture[str], size: int) -> None:
+    """tests/tlogcheck.py, written from the C2SP specs with no code of ours, checks what our verifier checks."""
+    from tests import tlogcheck
+
+    _fill(env, size)
+    good = tmp_path / "good"
+    doc = export(env, good, capsys)
+    vkey = (env.data / "audit.vkey").read_text()
+    assert tlogcheck.verify(good, vkey) == (size, base64.b64decode(str(doc["root"])))
+    assert verify(good, env.data / "audit.vkey", capsys)[0] == 0  # and our own verifier agrees
+    full, width = divmod(size, 256)
+    last = f"{full:03d}.p/{width}" if width else f"{full - 1:03d}"
+    cases = {
+        "entry": lambda b: _flip(b / "tile/entries/001", 40),
+        "tile0": lambda b: _flip(b / "tile/0/000", 5),
+        "tile1": lambda b: _flip(b / f"tile/1/000.p/{full}", 3),
+        "missing": lambda b: (b / f"tile/entries/{last}").unlink(),
+        "checkpoint": lambda b: (b / "checkpoint").write_text(
+            (b / "checkpoint").read_text().replace(f"\n{size}\n", f"\n{size - 1}\n")),
+    }
+    for name, tamper in cases.items():
+        bundle = tmp_path / name
+        shutil.copytree(good, bundle)
+        tamper(bundle)
+        with pytest.raises(tlogcheck.BadBundle):
+            tlogcheck.verify(bundle, vkey)
+        assert verify(bundle, env.data / "audit.vkey", capsys)[0] != 0, name
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    origin = vkey.split("+", 1)[0]
+    with pytest.raises(tlogcheck.BadBundle):
+        tlogcheck.verify(good, merkle.verifier_key(origin, Ed25519PrivateKey.generate().public_key()))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -128,15 +128,24 @@ def test_us_records_in_metro2_every_filled_field_at_its_position(seeded: Env, tm
     assert header["RecordDescriptorWord"] == "0426" and header["RecordIdentifier"] == "HEADER"
     today = datetime.now(UTC).strftime("%m%d%Y")  # the file is dated when the bureau writes it
     assert header["ActivityDate"] == today
+    # The lender furnishes its own account: its registration heads the file.
+    assert header["ReporterName"] == "ORG LENDER-A".ljust(40)
+    assert header["ReporterAddress"] == "1 TEST PLAZA, TESTVILLE, NY 10001".ljust(96)
+    assert header["ReporterTelephoneNumber"] == "2125550100"
+    # Its status is the loan's delinquency (C-4's days past due on the day of the pull), not "in collection".
+    dpd = (date(2026, 11, 30) - date.fromisoformat(loan["first_delinquency_on"])).days + 1
+    status = next((code for floor, code in ((180, "84"), (150, "83"), (120, "82"), (90, "80"), (60, "78"),
+                                            (30, "71")) if dpd >= floor), "11")
     expected = {
         "RecordDescriptorWord": "0426", "ProcessingIndicator": "1", "CorrectionIndicator": "0",
         "IdentificationNumber": "LENDER-A".ljust(20), "ConsumerAccountNumber": loan["loan_id"].upper().ljust(30),
-        "PortfolioType": "O", "AccountType": "48", "DateOpened": mdy(loan["originated_on"]),
+        "PortfolioType": "I", "AccountType": "01", "DateOpened": mdy(loan["originated_on"]),
         "HighestCredit": loan["principal"].split(".")[0].rjust(9, "0"), "TermsDuration": "001",
-        "TermsFrequency": "P", "AccountStatus": "93", "PaymentHistoryProfile": "B" * 24,
+        "TermsFrequency": "P", "AccountStatus": status, "PaymentRating": " ", "PaymentHistoryProfile": "B" * 24,
         "ComplianceConditionCode": "  ", "CurrentBalance": loan["outstanding"].split(".")[0].rjust(9, "0"),
         "AmountPastDue": loan["amount_due"].split(".")[0].rjust(9, "0"), "DateAccountInformation": today,
-        "DateFirstDelinquency": mdy(loan["first_delinquency_on"]), "DateClosed": "0" * 8,
+        "DateFirstDelinquency": mdy(loan["first_delinquency_on"]) if status != "11" else "0" * 8,
+        "DateClosed": "0" * 8, "OriginalChargeOffAmount": "0" * 9,
         "DateLastPayment": "0" * 8, "Surname": last.upper().ljust(25), "FirstName": first.upper().ljust(20),
         "MiddleName": middle.upper().ljust(20), "SocialSecurityNumber": b["national_id"],
         "DateBirth": mdy(b["date_of_birth"]), "TelephoneNumber": "0" * 10, "ECOACode": "1", "CountryCode": "US",
@@ -146,7 +155,8 @@ def test_us_records_in_metro2_every_filled_field_at_its_position(seeded: Env, tm
     for name, value in expected.items():
         assert base[name] == value, name
     assert trailer["RecordIdentifier"] == "TRAILER" and int(trailer["TotalBaseRecords"]) == 1
-    assert int(trailer["TotalStatusCode93"]) == 1 and int(trailer["BlockCount"]) == 3
+    assert int(trailer[f"TotalStatusCode{status}"]) == 1 and int(trailer["BlockCount"]) == 3
+    assert int(trailer["TotalStatusCode93"]) == 0 and int(trailer["TotalOriginalCreditorSegments"]) == 0
     assert int(trailer["TotalSocialNumbersBaseSegments"]) == 1 and int(trailer["TotalDatesBirthBaseSegments"]) == 1
     # A dispute: XB, then XH once resolved.
     lender.set_flags(case, disputed=True)
@@ -173,13 +183,18 @@ def test_metro2_refuses_records_it_cannot_carry_and_json_is_the_default(seeded: 
 
 def test_metro2_records_are_426_bytes_and_never_shift() -> None:
     record = {"full_name": "A " + "B" * 40, "home_address": "x" * 100, "national_id": "123-45-6789",
-              "loan_id": "L" * 50, "outstanding": "99999999999.99", "originated_on": "not a date"}
+              "loan_id": "L" * 50, "outstanding": "999999999.49", "originated_on": "not a date"}
     segment = metro2.base_segment(record, datetime(2026, 11, 30, tzinfo=UTC) + timedelta(hours=1))
     assert len(segment) == 426
     parsed = metro2.parse(metro2.BASE, segment)
     assert parsed["SocialSecurityNumber"] == "123456789" and parsed["DateOpened"] == "0" * 8
     assert parsed["ConsumerAccountNumber"] == "L" * 30 and parsed["Surname"] == "B" * 25
-    assert parsed["ECOACode"] == "1" and parsed["ResidenceCode"] == " "
+    assert parsed["ECOACode"] == "1" and parsed["ResidenceCode"] == " " and parsed["CurrentBalance"] == "9" * 9
+    # An amount too large for its 9 digits is never cut to its last digits: the record cannot be written.
+    too_large = {**record, "outstanding": "1000000000.00", "furnisher_address": "1 Main St"}
+    assert metro2.problem(too_large) == "VALUE_NOT_ENCODABLE"
+    with pytest.raises(ValueError):
+        metro2.base_segment(too_large, datetime(2026, 11, 30, tzinfo=UTC))
     assert metro2.file([], datetime(2026, 11, 30, tzinfo=UTC))[4:10] == b"HEADER"
 
 
@@ -197,8 +212,28 @@ def test_a_furnished_account_that_ends_gets_one_final_record_and_one_never_furni
         "credit_reporting.final_status;seq=2"
     assert [e["code"] for e in seeded.events(case_id=never) if e["method"] == "PullFeed"][-1] == "CASE_CLOSED"
     assert pull(seeded, cursor) == ([], cursor)  # final: nothing more unless it changes again
-    segment = metro2.parse(metro2.BASE, metro2.base_segment(records[0], datetime(2026, 12, 1, tzinfo=UTC)))
-    assert segment["AccountStatus"] == "62" and segment["DateClosed"] == "12012026"
+    as_us = {**records[0], "national_id": "123456789"}  # a CN id is no SSN: the status is what is checked here
+    segment = metro2.parse(metro2.BASE, metro2.base_segment(as_us, datetime(2026, 12, 1, tzinfo=UTC)))
+    assert segment["AccountStatus"] == "13" and segment["DateClosed"] == "12012026"
+    assert segment["CurrentBalance"] == segment["AmountPastDue"] == "0" * 9
+
+
+def test_the_final_record_passes_the_same_decision_as_every_record(seeded: Env) -> None:
+    """Issue 22 finding 11: a withdrawn consent (or a restriction) stops the final-status record too."""
+    lender = seeded.client("lender-a")
+    withdrawn = cn_case(seeded, 69, negative_notice_on="2026-11-01")
+    kept = cn_case(seeded, 70, negative_notice_on="2026-11-01")
+    records, cursor = pull(seeded)
+    assert sorted(r["case_id"] for r in records) == [withdrawn, kept]
+    lender.set_consent(withdrawn, credit_reporting=False)
+    assert pull(seeded, cursor) == ([], cursor)  # withheld while open
+    lender.set_flags(withdrawn, status="settled")
+    lender.set_flags(kept, status="settled")
+    records, cursor = pull(seeded, cursor)
+    assert [(r["case_id"], r["status"]) for r in records] == [(kept, "settled")]  # the control: its final record
+    last = [e for e in seeded.events(case_id=withdrawn) if e["method"] == "PullFeed"][-1]
+    assert (last["decision"], last["code"], last["fields"]) == ("deny", "CONSENT_WITHDRAWN", [])
+    assert pull(seeded, cursor) == ([], cursor)
 
 
 def test_the_feed_withholds_exactly_where_cases_get_refuses(seeded: Env) -> None:

@@ -38,7 +38,8 @@ LITIGATION = {"full_name", "national_id", "date_of_birth", "home_address", "phon
 CREDIT = {"national_id", "full_name", "date_of_birth", "loan_id", "status", "outstanding", "amount_due",
           "first_delinquency_on", "last_payment_on", "disputed",
           # what the furnishing formats need beyond DESIGN.md §3's list (policies/release.toml says why)
-          "home_address", "currency", "originated_on", "principal", "negative_notice_on", "consent", "days_past_due"}
+          "home_address", "currency", "originated_on", "principal", "negative_notice_on", "consent", "days_past_due",
+          "product"}  # Metro 2 Account Type of the lender's own loan
 
 KEY = b"k" * 32
 

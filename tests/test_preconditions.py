@@ -132,6 +132,30 @@ def test_us_litigation_material_is_refused_after_the_limitation_date_and_cn_is_n
     assert before["code"] == "OK"
 
 
+def test_us_litigation_without_a_limitation_date_is_refused_read_packet_and_explain_alike(seeded: Env) -> None:
+    """Issue 22 finding 12: no limitation date on file, no proof the debt is not time-barred (Reg F §1006.26(b))."""
+    lender = seeded.client("lender-a")
+    us = imported(seeded, 47, "US")  # synth lines carry no limitation_date
+    cn = imported(seeded, 48, "CN")
+    dated = imported(seeded, 49, "US", limitation_date="2030-01-01")
+    for case in (us, cn, dated):
+        lender.escalate(case, "lawfirm-1")
+    assert outcome(seeded, "lawfirm-1", us, "litigation") == "LIMITATION_DATE_MISSING"
+    denial = last_event(seeded, us)
+    assert (denial["decision"], denial["code"], denial["fields"]) == ("deny", "LIMITATION_DATE_MISSING", [])
+    with pytest.raises(CustosError) as info:
+        seeded.client("lawfirm-1").get_packet(us)
+    assert info.value.code == "LIMITATION_DATE_MISSING"
+    packet_denial = [e for e in seeded.events(case_id=us) if e["method"] == "GetPacket"][-1]
+    assert (packet_denial["decision"], packet_denial["code"]) == ("deny", "LIMITATION_DATE_MISSING")
+    explained = lender.explain("lawfirm-1", us, "litigation")
+    assert explained["decision"] == "deny" and explained["fields"] == []
+    assert "litigation.limitation_date_missing" in explained["rules"]
+    assert outcome(seeded, "lawfirm-1", cn, "litigation") == "OK"  # CN has no such rule
+    assert outcome(seeded, "lawfirm-1", dated, "litigation") == "OK"
+    assert seeded.client("lawfirm-1").get_packet(dated)[1]
+
+
 # ---------------------------------------------------------------------------------------------- credit reporting
 
 
@@ -198,6 +222,46 @@ def test_obsolete_negative_information_is_not_furnished(seeded: Env) -> None:
         lender.assign(case, "bureau-1", "credit_reporting", "2026-12-31")
     assert outcome(seeded, "bureau-1", old, "credit_reporting") == "REPORTING_OBSOLETE"
     assert outcome(seeded, "bureau-1", recent, "credit_reporting") == "NO_PRIOR_CONTACT"  # not yet obsolete
+
+
+def test_us_furnishing_without_a_date_of_first_delinquency_is_withheld(seeded: Env) -> None:
+    """Issue 22 finding 13: without it the record would carry zeros and never become obsolete (FCRA §605(c))."""
+    lender, agency = seeded.client("lender-a"), seeded.client("agency-1")
+    undated = imported(seeded, 51, "US", first_delinquency_on=None)
+    dated = imported(seeded, 52, "US")
+    seeded.clock.current = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)  # 10:00 in New York
+    for case in (undated, dated):
+        lender.assign(case, "bureau-1", "credit_reporting", "2027-06-30")
+        lender.assign(case, "agency-1", "collection", "2027-06-30")
+        call = agency.open_contact(case, "call")
+        agency.record_outcome(call["contact_id"], "connected")  # the prior contact holds for both
+    assert outcome(seeded, "bureau-1", undated, "credit_reporting") == "FIRST_DELINQUENCY_MISSING"
+    assert last_event(seeded, undated)["code"] == "FIRST_DELINQUENCY_MISSING"
+    assert outcome(seeded, "bureau-1", dated, "credit_reporting") == "OK"
+    feed = seeded.client("bureau-1").pull_feed("")
+    assert [r["case_id"] for r in feed["records"]] == [dated]
+    withheld = [e for e in seeded.events(case_id=undated) if e["method"] == "PullFeed"]
+    assert [(e["decision"], e["code"]) for e in withheld] == [("deny", "FIRST_DELINQUENCY_MISSING")]
+    explained = lender.explain("bureau-1", undated, "credit_reporting")
+    assert "credit_reporting.first_delinquency" in explained["rules"]
+
+
+def test_the_new_precondition_keys_default_to_refusing(tmp_path: Path) -> None:
+    """A rule file written before the keys existed fails closed: a date the rule needs must be on file."""
+    from gateway.core.conduct import load_conduct_rules
+    from policies import BUNDLE_DIR
+
+    text = (BUNDLE_DIR / "conduct" / "us.toml").read_text()
+    old = tmp_path / "us.toml"
+    old.write_text(text.replace("requires_limitation_date = true", "").replace("requires_first_delinquency = true", ""))
+    rules = load_conduct_rules(old)
+    assert rules.litigation.requires_limitation_date and rules.reporting.requires_first_delinquency
+    cn = load_conduct_rules(BUNDLE_DIR / "conduct" / "cn.toml")
+    assert not cn.litigation.requires_limitation_date and not cn.reporting.requires_first_delinquency
+    assert preconditions.litigation(rules.litigation, _case(), _loan(), date(2026, 12, 1)).code == \
+        Code.LIMITATION_DATE_MISSING
+    assert preconditions.litigation(rules.litigation, _case(), _loan(limitation_date="garbage"),
+                                    date(2026, 12, 1)).code == Code.LIMITATION_DATE_MISSING
 
 
 # ---------------------------------------------------------------------------------------------- pure rules

@@ -130,11 +130,11 @@ def test_the_bureau_feed_is_one_sequence_across_replicas(replicas: Replicas) -> 
         lender.record_notice(case, "2026-11-01")
     first = replicas.one.client("bureau-1").pull_feed("")
     assert sorted(r["case_id"] for r in first["records"]) == ["C-1", "C-2"] and first["cursor"] == "f2"
-    assert replicas.two.client("bureau-1").pull_feed(first["cursor"]) == {"records": [], "cursor": "f2"}
+    assert replicas.two.client("bureau-1").pull_feed(first["cursor"]) == {"records": [], "withheld": [], "cursor": "f2"}
     replicas.two.client("lender-a").set_flags("C-2", disputed=True)
     changed = replicas.two.client("bureau-1").pull_feed(first["cursor"])
     assert [(r["case_id"], r["seq"], r["compliance_condition"]) for r in changed["records"]] == [("C-2", 3, "XB")]
-    assert replicas.one.client("bureau-1").pull_feed(changed["cursor"]) == {"records": [], "cursor": "f3"}
+    assert replicas.one.client("bureau-1").pull_feed(changed["cursor"]) == {"records": [], "withheld": [], "cursor": "f3"}
 
 
 def test_one_log_verifies_through_either_replica_with_one_root(replicas: Replicas) -> None:

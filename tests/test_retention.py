@@ -75,6 +75,23 @@ def test_a_closed_case_is_shredded_when_its_period_ends_unless_held(seeded: Env)
     assert "B-6" not in [i["borrower_id"] for i in lender.purge_plan()["due"]]
 
 
+def test_a_borrower_restricted_by_a_refused_erasure_is_still_shredded_when_retention_runs_out(seeded: Env) -> None:
+    """The restriction (issue 22, finding 14) keeps data from other parties, never beyond its retention period."""
+    lender = seeded.client("lender-a")
+    lender.set_flags("C-5", status="settled")  # CN, borrower B-5
+    lender.set_flags("C-5", legal_hold=True)
+    with pytest.raises(CustosError) as info:
+        lender.erase("B-5")
+    assert info.value.code == "LEGAL_HOLD"
+    assert lender.get_case("C-5", "servicing")["erasure"] == "restricted"
+    lender.set_flags("C-5", legal_hold=False)
+    seeded.clock.advance(days=THREE_YEARS)
+    assert [i["borrower_id"] for i in lender.purge_plan()["due"]] == ["B-5"]
+    seeded.gw.core.run_retention()
+    rec = lender.get_case("C-5", "servicing")
+    assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
+
+
 def test_the_cli_and_the_policy(seeded: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("lender-a"))]
     assert cli.main(["lender", "purge", *argv, "--json"]) != 0

@@ -27,7 +27,7 @@ CASE_COLS = (
     "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure, "
     "closed_at"
 )
-ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled"
+ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone"
 MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
 CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
@@ -53,7 +53,8 @@ def case_row(row: Sequence[Any]) -> CaseRow:
 
 
 def org_row(row: Sequence[Any]) -> Org:
-    return Org(row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]) if row[5] else None, bool(row[6]))
+    return Org(row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]) if row[5] else None, bool(row[6]),
+               row[7], row[8])
 
 
 def mandate_row(row: Sequence[Any]) -> MandateRow:

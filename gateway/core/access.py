@@ -26,6 +26,10 @@ class Verdict:
 
 OK = Verdict(Code.OK, "ok")
 
+# The erasure state of a borrower whose erasure was refused under a legal hold (`lifecycle.py`): the request
+# stands and the data is only stored (PIPL Art. 47 ¶2), until the lender erases or withdraws the request.
+RESTRICTED = "restricted"
+
 
 def standing(org: Org | None, today: date, kinds: tuple[str, ...] | None = None) -> Verdict:
     """Registered, enabled, licensed on `today`, and of an allowed kind."""
@@ -40,12 +44,16 @@ def standing(org: Org | None, today: date, kinds: tuple[str, ...] | None = None)
     return OK
 
 
-def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: date) -> tuple[Verdict, MandateRow | None]:
+def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: date,
+            after_close: bool = False) -> tuple[Verdict, MandateRow | None]:
     """Whether one of `mandates` (the org's, on this case) is live for `purpose` on the case's local `today`.
 
     A mandate ends at `until` (inclusive, local), on recall, and when the case
     is settled or closed. Nothing is released through any mandate once the
-    borrower's erasure is scheduled or done; an org that held one is told so.
+    borrower's erasure is scheduled or done, nor while it is restricted (but
+    counsel's litigation read of a case under a litigation hold); an org that
+    held one is told so. `after_close`: the one read a case's closure does not
+    end (the bureau's final-status record); every other check still applies.
     """
     if not mandates:
         return Verdict(Code.NO_MANDATE, "mandate"), None
@@ -53,23 +61,45 @@ def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: 
     if not for_purpose:
         return Verdict(Code.PURPOSE_NOT_MANDATED, "mandate.purpose"), None
     if case.erasure:
-        return erasure(case), None
+        refused = blocked(case, purpose)
+        if not refused.ok:
+            return refused, None
     live = [m for m in for_purpose if m.recalled_at is None]
     if not live:
         return Verdict(Code.MANDATE_RECALLED, "mandate.recall"), None
     active = [m for m in live if today <= m.until]
     if not active:
         return Verdict(Code.MANDATE_EXPIRED, "mandate.until"), None
-    if case.status != "open":
+    if case.status != "open" and not after_close:
         return Verdict(Code.CASE_CLOSED, "mandate.case_status"), None
     return Verdict(Code.OK, f"mandate:{active[0].id}"), active[0]
 
 
 def erasure(case: CaseRow) -> Verdict:
-    """Why nothing of this case reaches another party: its borrower is erased, or about to be."""
+    """Why nothing of this case reaches another party: its borrower is erased, about to be, or restricted."""
     if case.erasure == "erased":
         return Verdict(Code.ERASED, "erasure")
+    if case.erasure == RESTRICTED:
+        return Verdict(Code.PROCESSING_RESTRICTED, "erasure.restricted")
     return Verdict(Code.ERASURE_PENDING, "erasure.pending")
+
+
+def litigation_hold(case: CaseRow) -> bool:
+    """A legal hold on a case in litigation: the hold exists for the suit, so the suit's counsel keeps the case."""
+    return case.legal_hold and case.stage == "litigation"
+
+
+def blocked(case: CaseRow, purpose: str) -> Verdict:
+    """Whether the borrower's erasure state keeps this case from a non-owner under `purpose` (OK: it does not).
+
+    A restricted borrower's data is stored only; the one use a hold exists
+    for, the litigation of a case under a litigation hold, goes on.
+    """
+    if not case.erasure:
+        return OK
+    if case.erasure == RESTRICTED and purpose == "litigation" and litigation_hold(case):
+        return OK
+    return erasure(case)
 
 
 def placement_problem(case: CaseRow, target: Org | None, purpose: str, label: str, until: date,
@@ -81,9 +111,9 @@ def placement_problem(case: CaseRow, target: Org | None, purpose: str, label: st
         return Code.ORG_NOT_FOUND, "input", "to: no such organisation"
     if MANDATE_KIND.get(purpose) != target.kind:
         return Code.PURPOSE_KIND_MISMATCH, "mandate.kind", "purpose: not one this kind of organisation is mandated for"
-    if case.erasure:
-        verdict = erasure(case)
-        return verdict.code, verdict.rule, "case_id: the borrower's erasure is scheduled or done"
+    verdict = blocked(case, purpose)
+    if not verdict.ok:
+        return verdict.code, verdict.rule, "case_id: the borrower's erasure is scheduled, done or held"
     if label == "provided" and not case.consent_third_party:
         # PIPL Art. 23: providing to another handler needs the borrower's consent.
         return Code.CONSENT_REQUIRED, "mandate.provided_consent", "label: provided needs the borrower's consent"

@@ -39,6 +39,8 @@ class OrgSpec:
     jurisdiction: str = "CN"
     licence_no: str | None = None
     licence_expires: str | None = None
+    address: str | None = None
+    telephone: str | None = None
 
 
 class Administration:
@@ -78,7 +80,19 @@ class Administration:
             raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT, "--name must be 1-200 characters")
         if spec.licence_no is not None and (not spec.licence_no.strip() or len(spec.licence_no) > 64):
             raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT, "--licence-no must be 1-64 characters")
-        return Org(spec.id, spec.kind, spec.name, spec.jurisdiction, spec.licence_no, expires, False)
+        # A lender's address and telephone head its Metro 2 file (Reporter Address: 96 characters, Reporter
+        # Telephone Number: 10 digits); checked here, so a lender is not registered with one the file cannot carry.
+        if spec.address is not None and not (spec.address.strip() and len(spec.address) <= 96
+                                             and all(" " <= c <= "~" for c in spec.address)):
+            raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT, "--address must be 1-96 printable ASCII characters")
+        telephone = None
+        if spec.telephone is not None:
+            telephone = "".join(c for c in spec.telephone if c not in " -.()")
+            telephone = telephone[2:] if telephone.startswith("+1") else telephone
+            if not (len(telephone) == 10 and telephone.isascii() and telephone.isdigit()):
+                raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT, "--telephone must be a 10-digit US number")
+        return Org(spec.id, spec.kind, spec.name, spec.jurisdiction, spec.licence_no, expires, False,
+                   spec.address.strip() if spec.address else None, telephone)
 
     def register(self, org: Org, identity: Callable[[], None]) -> None:
         """Register `org` once `identity()` (issuing or checking its certificate) has succeeded.

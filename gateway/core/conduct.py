@@ -325,19 +325,27 @@ def load_conduct_rules(path: Path) -> ConductRules:
         )
 
     lit = top.table("litigation")
-    lit.only(("refuse_disputed", "refuse_after_limitation_date"))
-    litigation = LitigationRules(lit.boolean("refuse_disputed"), lit.boolean("refuse_after_limitation_date"))
+    lit.only(("refuse_disputed", "refuse_after_limitation_date", "requires_limitation_date"))
+    after_limitation = lit.boolean("refuse_after_limitation_date")
+    # Optional; by default a rule that refuses after the limitation date also refuses without one (fail closed).
+    litigation = LitigationRules(
+        lit.boolean("refuse_disputed"), after_limitation,
+        lit.boolean("requires_limitation_date") if "requires_limitation_date" in lit.data else after_limitation)
     rep = top.table("credit_reporting")
     rep.only(("requires_consent", "requires_prior_notice", "requires_prior_contact", "letter_wait_days",
-              "obsolete_years", "obsolete_from", "obsolete_offset_days"))
+              "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency"))
+    obsolete_from = rep.string("obsolete_from", OBSOLETE_FROM)
     reporting = ReportingRules(
         requires_consent=rep.boolean("requires_consent"),
         requires_prior_notice=rep.boolean("requires_prior_notice"),
         requires_prior_contact=rep.boolean("requires_prior_contact"),
         letter_wait_days=rep.integer("letter_wait_days", 0, 366),
         obsolete_years=rep.integer("obsolete_years", 1, 30),
-        obsolete_from=rep.string("obsolete_from", OBSOLETE_FROM),
+        obsolete_from=obsolete_from,
         obsolete_offset_days=rep.integer("obsolete_offset_days", 0, 3660),
+        # Optional; by default required where obsolescence runs from that date (fail closed).
+        requires_first_delinquency=(rep.boolean("requires_first_delinquency") if "requires_first_delinquency" in rep.data
+                                    else obsolete_from == "first_delinquency_on"),
     )
 
     ret = top.table("retention")

@@ -65,7 +65,7 @@ class Contacts(Context):
                 refused = access.erasure(fresh)
                 return (ConductDecision(False, refused.code, refused.rule), {}, ""), [
                     self._event(caller, "deny", refused.code, refused.rule, purpose="collection",
-                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, now=now)]
+                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now)]
             history = [
                 ContactAttempt(at=_parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
                                channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)
@@ -77,7 +77,7 @@ class Contacts(Context):
                                      target=target.hex() if target else "")
             decision = evaluate_contact(rules, state, request, history, now)
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
-                                  "borrower_id": fresh.borrower_id, "now": now}
+                                  "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now}
             if decision.allowed and (target is None or not release):
                 decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
             if not decision.allowed:
@@ -135,7 +135,7 @@ class Contacts(Context):
             lender, case_id, channel, party, opened_at = row.lender_id, row.case_id, row.channel, row.party, \
                 row.opened_at
             kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": row.borrower_id,
-                                  "now": now}
+                                  "lender": lender, "now": now}
             if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]

@@ -76,7 +76,7 @@ class Context:
 
     def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
                borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None,
-               bundle: PolicyBundle | None = None, head: bytes = b"") -> EventDraft:
+               bundle: PolicyBundle | None = None, head: bytes = b"", lender: str = "") -> EventDraft:
         # Only vocabulary goes into the log: an unknown purpose (any string a caller sent) is recorded as
         # "invalid", never verbatim, so a request cannot write arbitrary text (or personal data) into it.
         if purpose and purpose not in PURPOSES:
@@ -85,7 +85,7 @@ class Context:
             org=caller.org_id, method=caller.method, purpose=purpose, case_id=case_id, borrower_id=borrower_id,
             decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
             trace_id=caller.trace_id, fields=list(fields), policy_revision=(bundle or self.bundle).revision,
-            head=head,
+            head=head, lender=lender,
         )
 
     def _deny(self, caller: Caller, code: Code, rule: str = "", **kw: Any) -> CustosError:
@@ -155,7 +155,7 @@ class Context:
         verdict, active = access.mandate(mandates, purpose, case, self.local_today(case, self.clock.now()))
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule, purpose=purpose, case_id=case.case_id,
-                             borrower_id=case.borrower_id)
+                             borrower_id=case.borrower_id, lender=case.lender_id)
         assert active is not None
         return case, active
 

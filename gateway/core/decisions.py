@@ -46,13 +46,16 @@ def needs_evidence(purpose: str) -> bool:
 
 
 def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: Sequence[MandateRow], purpose: str,
-                now: datetime, evidence: Evidence | None = None) -> ReadDecision:
+                now: datetime, evidence: Evidence | None = None, final_status: bool = False) -> ReadDecision:
     """Pure: the org's standing on `now`'s UTC day, its reach to the case, the release rules, the preconditions.
 
     `mandates` are the org's on this case id (those of other lenders are
     ignored); a mandate ends at `until` in the case's local time zone.
     `evidence` is required for a purpose that `needs_evidence`; without it
     such a read is refused (a caller that forgot it must not release).
+    `final_status`: the bureau's one record of how a furnished account ended;
+    the case's closure does not end the mandate for it, and nothing else
+    changes (standing, recall, erasure, release rules, every precondition).
     """
     standing = access.standing(org, now.date())
     if not standing.ok or org is None:
@@ -62,7 +65,9 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
         reach = access.OK if org.id == case.lender_id else access.Verdict(Code.CASE_NOT_FOUND, "ownership")
     elif bundle.mandate_required(org.kind, purpose):
         today = now.astimezone(ZoneInfo(case.timezone)).date()
-        reach, active = access.mandate([m for m in mandates if m.lender_id == case.lender_id], purpose, case, today)
+        final = final_status and purpose == "credit_reporting"
+        reach, active = access.mandate([m for m in mandates if m.lender_id == case.lender_id], purpose, case, today,
+                                       after_close=final)
     else:
         reach = access.Verdict(Code.PURPOSE_NOT_ALLOWED, "default-deny")
     if not reach.ok:

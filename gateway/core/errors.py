@@ -54,6 +54,9 @@ class Code(StrEnum):
     STAGE_NOT_ALLOWED = "STAGE_NOT_ALLOWED"
     CONSENT_REQUIRED = "CONSENT_REQUIRED"
     LIMITATION_EXPIRED = "LIMITATION_EXPIRED"
+    LIMITATION_DATE_MISSING = "LIMITATION_DATE_MISSING"
+    FIRST_DELINQUENCY_MISSING = "FIRST_DELINQUENCY_MISSING"
+    PROCESSING_RESTRICTED = "PROCESSING_RESTRICTED"
     CONSENT_WITHDRAWN = "CONSENT_WITHDRAWN"
     ERASED = "ERASED"
     ERASURE_PENDING = "ERASURE_PENDING"
@@ -68,8 +71,13 @@ class Code(StrEnum):
     NO_PRIOR_NOTICE = "NO_PRIOR_NOTICE"
     NO_PRIOR_CONTACT = "NO_PRIOR_CONTACT"
     REPORTING_OBSOLETE = "REPORTING_OBSOLETE"
+    SSN_INVALID = "SSN_INVALID"
+    VALUE_NOT_ENCODABLE = "VALUE_NOT_ENCODABLE"
+    FURNISHER_ADDRESS_MISSING = "FURNISHER_ADDRESS_MISSING"
     NOTICE_IN_FUTURE = "NOTICE_IN_FUTURE"
     PACKET_INVALID = "PACKET_INVALID"
+    PACKET_KEY_REQUIRED = "PACKET_KEY_REQUIRED"
+    PACKET_RECIPIENT_MISMATCH = "PACKET_RECIPIENT_MISMATCH"
     INVALID_CURSOR = "INVALID_CURSOR"
     PROOF_OUT_OF_RANGE = "PROOF_OUT_OF_RANGE"
     COSIGNATURE_INVALID = "COSIGNATURE_INVALID"
@@ -173,12 +181,26 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.KEY_VERSION_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such key version"),
     Code.LIMITATION_EXPIRED: ErrorSpec(
         _C.FAILED_PRECONDITION, "the limitation date has passed: no litigation material is released"),
+    Code.LIMITATION_DATE_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION, "no limitation date is on file: no litigation material is released"),
+    Code.FIRST_DELINQUENCY_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION, "no date of first delinquency is on file: the account is not furnished"),
+    Code.PROCESSING_RESTRICTED: ErrorSpec(
+        _C.PERMISSION_DENIED,
+        "the borrower's erasure was refused under a legal hold: processing is restricted to storage"),
     Code.NO_PRIOR_NOTICE: ErrorSpec(
         _C.FAILED_PRECONDITION, "no prior notice of negative reporting is on file from before today"),
     Code.NO_PRIOR_CONTACT: ErrorSpec(
         _C.FAILED_PRECONDITION, "the borrower was neither spoken to nor sent a letter long enough before reporting"),
     Code.REPORTING_OBSOLETE: ErrorSpec(
         _C.FAILED_PRECONDITION, "the account's negative information is too old to be furnished"),
+    # what the bureau's file format cannot carry: the record is withheld (audited, listed) until corrected
+    Code.SSN_INVALID: ErrorSpec(
+        _C.FAILED_PRECONDITION, "a US borrower's national id is not a social security number of 9 ASCII digits"),
+    Code.VALUE_NOT_ENCODABLE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "a value of the record cannot be written in the bureau's file format"),
+    Code.FURNISHER_ADDRESS_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the lender has no registered address for the bureau file's header"),
     # conduct rules
     Code.OUTSIDE_CONTACT_WINDOW: ErrorSpec(
         _C.FAILED_PRECONDITION, "outside the permitted contact hours in the borrower's local time"
@@ -239,6 +261,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _C.INVALID_ARGUMENT, "the sequence number or tree size is not in the log (0 <= seq < size <= the current size)"),
     Code.INVALID_CURSOR: ErrorSpec(_C.INVALID_ARGUMENT, "the cursor is not one this gateway handed out"),
     Code.PACKET_INVALID: ErrorSpec(_C.FAILED_PRECONDITION, "the packet does not verify"),
+    Code.PACKET_KEY_REQUIRED: ErrorSpec(
+        _C.INVALID_ARGUMENT, "no pinned packet key: give --key PACKET_VKEY or an identity bundle holding packet.vkey"),
+    Code.PACKET_RECIPIENT_MISMATCH: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the packet verifies but was issued to another organisation"),
     Code.AUDIT_VERIFY_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "the audit log does not verify"),
     Code.DATA_DIR_IN_USE: ErrorSpec(_C.FAILED_PRECONDITION, "another custos serve already holds this data directory"),
     Code.LISTEN_FAILED: ErrorSpec(_C.FAILED_PRECONDITION, "cannot listen on that address (in use, or not this machine's)"),

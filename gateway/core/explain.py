@@ -26,7 +26,8 @@ class Explainer(Context):
         """What would `org_id` get for this case under `purpose` at time `at`, and why. Reports; enforces nothing."""
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref, purpose=purpose)
-        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
+                              "lender": case.lender_id}
         if purpose not in PURPOSES:
             raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", **kw)
         when = _parse_time(at) if at else self.clock.now()

@@ -20,6 +20,14 @@ An account settled or closed after it was furnished gets one final record
 with its new status (the mandate ends with the case, but the bureau must
 learn how the account ended); one never furnished is not furnished then.
 
+A record the jurisdiction's bureau format cannot carry (US: Metro 2, see
+`gateway.formats.metro2.problem`: an SSN that is not 9 ASCII digits, a name
+or address outside ASCII, a ZIP that is not 5 or 9 digits, a lender with no
+registered address) is withheld like a precondition: a denial event with its
+code, listed in the pull's `withheld`, never numbered, so the cursor does not
+pass it and it is decided again at every pull until corrected. JSON and
+Metro 2 pulls share the cursor, so both withhold it.
+
 A dispute is carried, never dropped: the record's `compliance_condition` is
 XB while the account is disputed and XH once a dispute reported as XB is
 resolved (Metro 2 compliance condition codes), and stays XH after.
@@ -37,6 +45,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from gateway.formats import metro2
+
 from .decisions import decide_read
 from .errors import Code
 from .model import Caller, CaseRow, EventDraft, rfc3339
@@ -47,6 +57,9 @@ from .reads import Reads
 PURPOSE = "credit_reporting"
 PAGE = 200  # cases decided per transaction: a long feed is many short commits, each durable on its own
 CURSOR_RE = re.compile(r"^f([0-9]{1,18})$")
+# The lender's registration, for the file's header: sent with each record, not part of what the bureau holds
+# about the account (a new lender address re-sends nothing).
+FURNISHER_FIELDS = ("furnisher_name", "furnisher_address", "furnisher_telephone")
 
 
 @dataclass(frozen=True)
@@ -56,6 +69,14 @@ class FeedRecord:
     loan_id: str
     jurisdiction: str
     fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FeedWithheld:
+    """A record the bureau's format cannot carry: named to the bureau with its code, never its values."""
+
+    case_id: str
+    code: str
 
 
 def parse_cursor(text: str) -> int | None:
@@ -70,8 +91,8 @@ def cursor_of(seq: int) -> str:
 
 
 class Furnishing(Reads):
-    def pull(self, caller: Caller, since: str) -> Iterator[FeedRecord | str]:
-        """The bureau's records after `since`, then the new cursor (the last item, a str)."""
+    def pull(self, caller: Caller, since: str) -> Iterator[FeedRecord | FeedWithheld | str]:
+        """The bureau's records after `since` and those withheld, then the new cursor (the last item, a str)."""
         self._standing(caller, kinds=("bureau",), purpose=PURPOSE)
         start = parse_cursor(since)
         repo = self.reader()
@@ -82,25 +103,28 @@ class Furnishing(Reads):
         last = head
         for i in range(0, len(keys), PAGE):
             page = keys[i:i + PAGE]
-            records, top = self.audit.run(functools.partial(self._furnish, caller, page=page, since=start))
+            records, withheld, top = self.audit.run(functools.partial(self._furnish, caller, page=page,
+                                                                      since=start))
             last = max(last, top)
             yield from records
+            yield from withheld
         yield cursor_of(last)
 
     def _furnish(self, caller: Caller, store: UnitOfWork, *, page: list[tuple[str, str]], since: int
-                 ) -> tuple[tuple[list[FeedRecord], int], list[EventDraft]]:
+                 ) -> tuple[tuple[list[FeedRecord], list[FeedWithheld], int], list[EventDraft]]:
         """One page in one transaction: decide, compare with what was sent, number the changes, audit each."""
         store.lock_feed(caller.org_id)  # one bureau's sequence is numbered by one transaction at a time
         org = store.get_org(caller.org_id)
         now = self.clock.now()
         records: list[FeedRecord] = []
+        withheld: list[FeedWithheld] = []
         events: list[EventDraft] = []
         for lender, case_id in page:
             case = store.get_case(lender, case_id)
             if case is None:
                 continue
             kw: dict[str, Any] = {"purpose": PURPOSE, "case_id": case.case_id, "borrower_id": case.borrower_id,
-                                  "now": now}
+                                  "lender": case.lender_id, "now": now}
             evidence = Evidence(store.loan_values(case), store.contact_history(case))
             live = [m for m in store.mandates_for(caller.org_id, case_id) if m.lender_id == lender]  # fresh
             verdict = decide_read(self.bundle, org, case, live, PURPOSE, now, evidence)
@@ -110,9 +134,10 @@ class Furnishing(Reads):
                 # The mandate ends with the case (DESIGN.md §2), but an account the bureau holds must be
                 # updated with how it ended (FCRA §623(a)(2); 征信业管理条例 Art. 16): one final record, with the
                 # same field set, through the same live mandate; nothing after it unless it changes again.
-                final = self.bundle.release("bureau", PURPOSE, case.stage)
-                release, rule = (final, "credit_reporting.final_status") if final.allowed else (None, rule)
-            elif not verdict.allowed:
+                # The same decision as every record (consent, obsolescence, erasure...), only not ended by closure.
+                verdict = decide_read(self.bundle, org, case, live, PURPOSE, now, evidence, final_status=True)
+                release, rule = verdict.release, "credit_reporting.final_status"
+            if not verdict.allowed:
                 release = None
             if release is None:
                 events.append(self._event(caller, "deny", verdict.code, verdict.rule, **kw))
@@ -120,7 +145,12 @@ class Furnishing(Reads):
             fields = self._record_fields(caller, store, case, release, evidence, now)
             condition = "XB" if case.disputed else ("XH" if previous and previous[2] in ("XB", "XH") else "")
             fields["compliance_condition"] = condition
-            digest = self._digest(case, fields)
+            unfit = metro2.problem(fields) if case.jurisdiction == "US" else None
+            if unfit is not None:
+                events.append(self._event(caller, "deny", unfit, "credit_reporting.format", **kw))
+                withheld.append(FeedWithheld(case.case_id, unfit))
+                continue
+            digest = self._digest(case, {k: v for k, v in fields.items() if k not in FURNISHER_FIELDS})
             if previous is None or previous[1] != digest:
                 seq = store.record_furnished(caller.org_id, lender, case_id, digest, condition, rfc3339(now))
             elif previous[0] > since:
@@ -130,7 +160,7 @@ class Furnishing(Reads):
             records.append(FeedRecord(seq, case.case_id, case.loan_id, case.jurisdiction, fields))
             events.append(self._event(caller, "allow", Code.OK, f"{rule};seq={seq}",
                                       fields=sorted(fields), **kw))
-        return (records, store.feed_head(caller.org_id)), events
+        return (records, withheld, store.feed_head(caller.org_id)), events
 
     def _record_fields(self, caller: Caller, store: UnitOfWork, case: CaseRow, release: Any, evidence: Evidence,
                        now: datetime) -> dict[str, str]:
@@ -140,6 +170,11 @@ class Furnishing(Reads):
         values = self._released(release, raw, caller.org_id)
         values.update(self._released(release, store.unsealer(case, release.encrypted)(), caller.org_id))
         values["lender"] = case.lender_id  # the furnisher the bureau files the account under
+        if case.jurisdiction == "US":
+            lender = store.get_org(case.lender_id)  # Metro 2's header: the lender's registered name and address
+            values["furnisher_name"] = lender.name if lender else ""
+            values["furnisher_address"] = (lender.address or "") if lender else ""
+            values["furnisher_telephone"] = (lender.telephone or "") if lender else ""
         if case.jurisdiction == "CN":
             # 征信: the consent record's reference, the prior-notice date, overdue periods (months, rounded up).
             values["consent_reference"] = f"{case.lender_id}/{case.case_id}/credit_reporting"

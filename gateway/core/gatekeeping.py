@@ -77,7 +77,8 @@ class Gatekeeping(Context):
             if len(lenders) == 1:
                 case = repo.get_case(lenders.pop(), case_id)
         return self._deny(caller, verdict.code, verdict.rule, case_id=case_id,
-                          borrower_id=case.borrower_id if case is not None else "")
+                          borrower_id=case.borrower_id if case is not None else "",
+                          lender=case.lender_id if case is not None else "")
 
     def deny(self, caller: Caller, code: Code, rule: str = "") -> CustosError:
         """A refusal decided outside a use case (by the transport: undecodable request, timeout, share)."""

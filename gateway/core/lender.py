@@ -157,7 +157,7 @@ class LenderActions(Context):
                 if isinstance(item, tuple):
                     reject(line_no, *item)
                     continue
-                kw: dict[str, Any] = {"case_id": item.case_id, "borrower_id": item.borrower_id}
+                kw: dict[str, Any] = {"case_id": item.case_id, "borrower_id": item.borrower_id, "lender": lender}
                 outcome = next(outcomes)
                 if outcome == "same":
                     already += 1
@@ -183,7 +183,8 @@ class LenderActions(Context):
     def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref, purpose=purpose)
-        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id}
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
+                              "lender": case.lender_id}
         label = label or "entrusted"
         if purpose not in PURPOSES:
             raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", **kw)
@@ -214,13 +215,14 @@ class LenderActions(Context):
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
         if not ORG_ID_RE.fullmatch(org_id):
-            raise self._deny(caller, Code.INVALID_ORG_ID, "input", case_id=case.case_id)
+            raise self._deny(caller, Code.INVALID_ORG_ID, "input", case_id=case.case_id, borrower_id=case.borrower_id,
+                             lender=case.lender_id)
         now = self.clock.now()
 
         def work(repo: UnitOfWork) -> tuple[int, list[EventDraft]]:
             n = repo.recall_mandates(case.lender_id, case.case_id, org_id, rfc3339(now))
             return n, [self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id}", case_id=case.case_id,
-                                   borrower_id=case.borrower_id, now=now)]
+                                   borrower_id=case.borrower_id, lender=case.lender_id, now=now)]
 
         return self.audit.run(work)
 
@@ -233,7 +235,8 @@ class LenderActions(Context):
         """
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref, purpose="litigation")
-        kw: dict[str, Any] = {"purpose": "litigation", "case_id": case.case_id, "borrower_id": case.borrower_id}
+        kw: dict[str, Any] = {"purpose": "litigation", "case_id": case.case_id, "borrower_id": case.borrower_id,
+                              "lender": case.lender_id}
         if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
         now = self.clock.now()
@@ -281,7 +284,8 @@ class LenderActions(Context):
         """The day the borrower was told of coming negative credit reporting (征信业管理条例 Art. 15)."""
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref, purpose="credit_reporting")
-        kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id}
+        kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id,
+                              "lender": case.lender_id}
         day = _parse_date(on)
         if day is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
@@ -308,7 +312,7 @@ class LenderActions(Context):
         """
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
-        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id}
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
         if third_party is None and credit is None:
             raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
         now = self.clock.now()
@@ -346,7 +350,8 @@ class LenderActions(Context):
         self._standing(caller, kinds=("lender",))
         case = self._own_case(caller, case_ref)
         if stage not in STAGES:
-            raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id)
+            raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id,
+                             lender=case.lender_id)
         return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
 
     def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
@@ -355,7 +360,8 @@ class LenderActions(Context):
         case = self._own_case(caller, case_ref)
         status = changes.get("status")
         if status is not None and status not in STATUSES:
-            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", case_id=case.case_id, borrower_id=case.borrower_id)
+            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", case_id=case.case_id, borrower_id=case.borrower_id,
+                             lender=case.lender_id)
         if not changes:
             return case
         rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
@@ -373,6 +379,6 @@ class LenderActions(Context):
             updated = repo.get_case(case.lender_id, case.case_id)
             assert updated is not None
             return updated, [self._event(caller, "allow", Code.OK, rule, case_id=case.case_id,
-                                         borrower_id=case.borrower_id, now=now)]
+                                         borrower_id=case.borrower_id, lender=case.lender_id, now=now)]
 
         return self.audit.run(work)

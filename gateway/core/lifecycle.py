@@ -9,6 +9,14 @@ is audited per case. The audit log holds no personal data, so it is untouched
 and still verifies. A scheduled erasure (`--grace`) stops every release to
 other parties at once (`ERASURE_PENDING`); the gateway performs it when due,
 unless a legal hold was set meanwhile (it then waits for the hold to lift).
+
+An erasure refused under a legal hold leaves the request standing: the
+borrower becomes `restricted` (the cases' erasure state), and nothing of it is
+released to anyone but the owning lender, and, under a litigation hold (a
+held case at stage litigation), to the law firm litigating that case
+(`access.blocked`). The restriction ends when the lender erases (possible once
+every hold is lifted) or withdraws the request (`lender erase --cancel`);
+lifting the hold alone does not end it (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from .access import RESTRICTED
 from .context import Context, log
 from .errors import Code, CustosError
 from .importer import ID_RE
@@ -112,7 +121,8 @@ class Lifecycle(Context):
         return borrower_retention(lambda j: self.bundle.conduct[j].retention, cases, last_activity)
 
     def _still_due(self, repo: CaseReader, cases: list[CaseRow], today: date) -> bool:
-        return bool(cases) and not any(c.erasure for c in cases) and self._verdict(repo, cases).due(today)
+        return bool(cases) and not any(c.erasure in ("pending", "erased") for c in cases) \
+            and self._verdict(repo, cases).due(today)
 
     @staticmethod
     def _pending(_repo: CaseReader, cases: list[CaseRow]) -> bool:
@@ -146,14 +156,26 @@ class Lifecycle(Context):
         repo.lock_borrower(lender, borrower_id)  # against a contact decision or another erasure of the borrower
         return repo.cases_of_borrower(lender, borrower_id)
 
-    def _refusal(self, caller: Caller, cases: list[CaseRow], now: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
-        """Erased already, or held: the refusal, audited per case it concerns."""
+    def _refusal(self, caller: Caller, repo: UnitOfWork, cases: list[CaseRow],
+                 now: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
+        """Erased already, or held: the refusal, audited per case it concerns.
+
+        Refused under a hold, the request still stands: the borrower's cases
+        are marked restricted in the same unit of work (PIPL Art. 47 ¶2: stored,
+        not processed), and each case's restriction is audited. A scheduled
+        erasure already stops every release, so it is left as it is.
+        """
         if any(c.erasure == "erased" for c in cases):
             code, rule, named = Code.ALREADY_ERASED, "erasure", cases[:1]
         else:
             code, rule, named = Code.LEGAL_HOLD, "erasure.legal_hold", [c for c in cases if c.legal_hold]
-        return {"error": code}, [self._event(caller, "deny", code, rule, case_id=c.case_id, borrower_id=c.borrower_id,
-                                             now=now) for c in named]
+        events = [self._event(caller, "deny", code, rule, case_id=c.case_id, borrower_id=c.borrower_id,
+                              lender=c.lender_id, now=now) for c in named]
+        if code == Code.LEGAL_HOLD and not any(c.erasure for c in cases):
+            repo.set_erasure(caller.org_id, cases[0].borrower_id, RESTRICTED, None, rfc3339(now))
+            events += [self._event(caller, "allow", Code.OK, "erasure.restricted:legal_hold", case_id=c.case_id,
+                                   borrower_id=c.borrower_id, lender=c.lender_id, now=now) for c in cases]
+        return {"error": code}, events
 
     def _shred(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime, reason: str,
                guard: Callable[[CaseReader, list[CaseRow]], bool] | None = None) -> tuple[dict[str, Any], list[EventDraft]]:
@@ -164,11 +186,11 @@ class Lifecycle(Context):
         if guard is not None and not guard(repo, cases):
             return {"state": "none"}, []  # cancelled, reopened, held or done meanwhile: decided again next run
         if _blocked(cases):
-            return self._refusal(caller, cases, now)
+            return self._refusal(caller, repo, cases, now)
         events: list[EventDraft] = []
         ended: list[str] = []
         for case in cases:
-            kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": borrower_id, "now": now}
+            kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": borrower_id, "lender": lender, "now": now}
             orgs = sorted({m.org_id for m in repo.mandates_of_case(lender, case.case_id) if m.recalled_at is None})
             for org in orgs:
                 repo.recall_mandates(lender, case.case_id, org, stamp)
@@ -177,7 +199,7 @@ class Lifecycle(Context):
         repo.erase_borrower(lender, borrower_id, stamp)
         for case in cases:
             events.append(self._event(caller, "allow", Code.OK, f"erasure:reason={reason}", case_id=case.case_id,
-                                      borrower_id=borrower_id, now=now))
+                                      borrower_id=borrower_id, lender=lender, now=now))
         return self._receipt(lender, borrower_id, "erased", stamp, cases, reason=reason,
                              destroyed=list(DESTROYED), mandates_ended=ended), events
 
@@ -185,24 +207,24 @@ class Lifecycle(Context):
                   due: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
         cases = self._fresh(repo, caller.org_id, borrower_id)
         if _blocked(cases):
-            return self._refusal(caller, cases, now)
+            return self._refusal(caller, repo, cases, now)
         stamp, due_at = rfc3339(now), rfc3339(due)
         repo.set_erasure(caller.org_id, borrower_id, "pending", due_at, stamp)
         events = [self._event(caller, "allow", Code.OK, f"erasure.scheduled:due={due_at}", case_id=c.case_id,
-                              borrower_id=borrower_id, now=now) for c in cases]
+                              borrower_id=borrower_id, lender=c.lender_id, now=now) for c in cases]
         return self._receipt(caller.org_id, borrower_id, "pending", stamp, cases, due=due_at, reason="request"), events
 
     def _cancel(self, caller: Caller, repo: UnitOfWork, borrower_id: str,
                 now: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
         cases = self._fresh(repo, caller.org_id, borrower_id)
-        if not any(c.erasure == "pending" for c in cases):
+        if not any(c.erasure in ("pending", RESTRICTED) for c in cases):  # withdrawn: a restriction ends too
             code = Code.ALREADY_ERASED if any(c.erasure == "erased" for c in cases) else Code.NO_PENDING_ERASURE
             return {"error": code}, [self._event(caller, "deny", code, "erasure.cancel", case_id=cases[0].case_id,
-                                                 borrower_id=borrower_id, now=now)]
+                                                 borrower_id=borrower_id, lender=cases[0].lender_id, now=now)]
         stamp = rfc3339(now)
         repo.set_erasure(caller.org_id, borrower_id, "", None, stamp)
         events = [self._event(caller, "allow", Code.OK, "erasure.cancelled", case_id=c.case_id,
-                              borrower_id=borrower_id, now=now) for c in cases]
+                              borrower_id=borrower_id, lender=c.lender_id, now=now) for c in cases]
         return self._receipt(caller.org_id, borrower_id, "cancelled", stamp, cases), events
 
     @staticmethod

@@ -93,6 +93,6 @@ class Litigation(Reads):
         data = self.assemble_packet(content)
         # One event for the release: every field, and the packet id (the manifest names the recipient).
         self.audit.append([self._event(caller, "allow", Code.OK, f"{grant.decision.rule};packet={packet_id}",
-                                       purpose=PURPOSE, case_id=case.case_id, borrower_id=case.borrower_id,
+                                       purpose=PURPOSE, case_id=case.case_id, borrower_id=case.borrower_id, lender=case.lender_id,
                                        fields=grant.fields, now=now)])
         return data

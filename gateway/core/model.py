@@ -61,6 +61,8 @@ class Org:
     licence_no: str | None
     licence_expires: date | None
     disabled: bool
+    address: str | None = None  # postal address and telephone (10 digits) of a lender: its bureau file's header
+    telephone: str | None = None
 
 
 class Unsealer(Protocol):
@@ -182,6 +184,14 @@ class AuditEntry(NamedTuple):
     leaf: bytes  # exactly the Merkle leaf: the event's RFC 8785 JSON
 
 
+class SubjectEntry(NamedTuple):
+    """An event of a subject report with the lender whose borrower it is listed for (not part of the leaf)."""
+
+    seq: int
+    leaf: bytes
+    lender: str  # the leaf's `lender`, or for an event naming none the one the records attribute it to; "" none
+
+
 # json.dumps(s, ensure_ascii=False) for one str, without the generic encoder around it.
 _json_str: Callable[[str], str] = json.encoder.encode_basestring
 
@@ -202,6 +212,9 @@ class EventDraft:
     trace_id: str
     fields: list[str] = field(default_factory=list)
     policy_revision: str = ""
+    # The owning lender of the case or borrower the event is about (DESIGN.md §7); "" where none applies or the
+    # case is not resolved, and then the leaf has no `lender` key (so events without one keep their old shape).
+    lender: str = ""
 
     # The leaf up to `"seq":`, when the caller worked it out once for many events (Core.get_case).
     head: bytes = field(default=b"", repr=False, compare=False)
@@ -221,9 +234,10 @@ class EventDraft:
     def head_parts(self) -> tuple[bytes, bytes]:
         """`head_bytes` in two: the case's own part, and the rest, which many cases' events share."""
         e = _json_str
+        lender = f'"lender":{e(self.lender)},' if self.lender else ""
         return (f'{{"borrower_id":{e(self.borrower_id)},"case_id":{e(self.case_id)},'.encode(), (
             f'"code":{e(self.code)},'
-            f'"decision":{e(self.decision)},"fields":[{",".join(map(e, sorted(self.fields)))}],'
+            f'"decision":{e(self.decision)},"fields":[{",".join(map(e, sorted(self.fields)))}],{lender}'
             f'"method":{e(self.method)},"org":{e(self.org)},"policy_revision":{e(self.policy_revision)},'
             f'"purpose":{e(self.purpose)},"rule":{e(self.rule)},"seq":'
         ).encode())
@@ -241,6 +255,7 @@ class EventDraft:
             "purpose": self.purpose, "case_id": self.case_id, "borrower_id": self.borrower_id,
             "fields": sorted(self.fields), "decision": self.decision, "code": self.code,
             "rule": self.rule, "policy_revision": self.policy_revision, "trace_id": self.trace_id,
+            **({"lender": self.lender} if self.lender else {}),
         }
 
 

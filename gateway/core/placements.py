@@ -100,7 +100,7 @@ class Placements(LenderActions):
                     rejected.append((line_no, Code.CASE_NOT_FOUND, "case_id: no such case"))
                     events.append(self._event(caller, "deny", Code.CASE_NOT_FOUND, "ownership", **kw))
                     continue
-                kw["borrower_id"] = case.borrower_id
+                kw["borrower_id"], kw["lender"] = case.borrower_id, case.lender_id
                 if item.to not in orgs:
                     orgs[item.to] = repo.get_org(item.to)
                 problem = access.placement_problem(case, orgs[item.to], item.purpose, item.label, item.until,
@@ -146,7 +146,7 @@ class Placements(LenderActions):
                         n += ended
                         events.append(self._event(caller, "allow", Code.OK, f"mandate.recall:{org_id};all",
                                                   case_id=case_id, borrower_id=case.borrower_id if case else "",
-                                                  now=now))
+                                                  lender=caller.org_id, now=now))
                 return n, events
 
             total += self.audit.run(work)

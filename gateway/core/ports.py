@@ -88,7 +88,10 @@ class CaseReader(Protocol):
         """(lender, borrower) of every pending erasure due at `now` (RFC 3339)."""
 
     def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
-        """(lender, borrower) not erased whose cases are all settled or closed, the last before `closed_before`."""
+        """(lender, borrower) not erased nor pending whose cases are all settled or closed, the last before `closed_before`.
+
+        A restricted borrower (erasure refused under a hold) is a candidate: retention still runs out.
+        """
 
     def kek_usage(self) -> dict[int, int]:
         """How many data keys each KEK version wraps (erased borrowers have none)."""

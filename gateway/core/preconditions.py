@@ -25,6 +25,7 @@ OBSOLETE_FROM = ("first_delinquency_on", "default_end")
 class LitigationRules:
     refuse_disputed: bool
     refuse_after_limitation_date: bool
+    requires_limitation_date: bool = False  # US: no date on file, no proof the debt is not time-barred
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class ReportingRules:
     obsolete_years: int             # negative information is not furnished once older than this
     obsolete_from: str              # first_delinquency_on (+ offset) | default_end
     obsolete_offset_days: int
+    requires_first_delinquency: bool = False  # US: without it the account can never be aged out (FCRA §605(c))
 
 
 @dataclass(frozen=True)
@@ -61,10 +63,17 @@ def _add_years(day: date, years: int) -> date:
 
 
 def litigation(rules: LitigationRules, case: CaseRow, loan: LoanRow | None, today: date) -> Verdict:
-    """Counsel gets nothing for a disputed debt, nor (US) once the limitation date has passed."""
+    """Counsel gets nothing for a disputed debt, nor (US) once the limitation date has passed or without one.
+
+    A missing (or unreadable) limitation date refuses where the rules require
+    one: "not after the limitation date" cannot be checked without it, and a
+    time-barred suit is exactly what Reg F §1006.26(b) forbids.
+    """
     if rules.refuse_disputed and case.disputed:
         return Verdict(Code.DISPUTED, "litigation.disputed")
     limitation = _day(loan.limitation_date) if loan is not None else None
+    if rules.requires_limitation_date and limitation is None:
+        return Verdict(Code.LIMITATION_DATE_MISSING, "litigation.limitation_date_missing")
     if rules.refuse_after_limitation_date and limitation is not None and today > limitation:
         return Verdict(Code.LIMITATION_EXPIRED, "litigation.limitation_date")
     return OK
@@ -101,6 +110,9 @@ def credit_reporting(rules: ReportingRules, connected_results: frozenset[str], c
     ends = obsolete_on(rules, case, loan)
     if ends is not None and today >= ends:  # first: too old is never furnished, whatever else holds
         return Verdict(Code.REPORTING_OBSOLETE, "credit_reporting.obsolete")
+    if rules.requires_first_delinquency and (loan is None or _day(loan.first_delinquency_on) is None):
+        # Without it the record carries no date of first delinquency and never becomes obsolete: withheld.
+        return Verdict(Code.FIRST_DELINQUENCY_MISSING, "credit_reporting.first_delinquency")
     if case.credit_withdrawn:  # withdrawn by the borrower: never furnished, whatever the jurisdiction requires
         return Verdict(Code.CONSENT_WITHDRAWN, "credit_reporting.consent_withdrawn")
     if rules.requires_consent and not case.consent_credit:

@@ -138,7 +138,7 @@ class Reads(Context):
         values = self._values(caller, grant)
         # The release waits for its audit event to be durable.
         self.audit.append([self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
-                                       borrower_id=case.borrower_id, fields=grant.fields, now=now,
+                                       borrower_id=case.borrower_id, lender=case.lender_id, fields=grant.fields, now=now,
                                        bundle=grant.bundle, head=grant.event_head)], fresh_as=view)
         return Released(case.case_id, purpose, case.stage, values, decision.rules,
                         case.erasure if caller.org_id == case.lender_id else "")
@@ -151,7 +151,8 @@ class Reads(Context):
         decided = self._decide_grant(caller, org, case, mandates, purpose, now)
         if not isinstance(decided, Grant):
             code, rule = decided
-            raise self._deny(caller, code, rule, purpose=purpose, case_id=case.case_id, borrower_id=case.borrower_id)
+            raise self._deny(caller, code, rule, purpose=purpose, case_id=case.case_id, borrower_id=case.borrower_id,
+                             lender=case.lender_id)
         return decided
 
     def _decide_grant(self, caller: Caller, org: Org, case: CaseRow, mandates: Sequence[MandateRow], purpose: str,
@@ -176,7 +177,7 @@ class Reads(Context):
         with_history = "contact_history" in decision.fields
         fields = _shared(tuple(sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])))
         front, tail = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
-                                  borrower_id=case.borrower_id, fields=fields, now=now).head_parts()
+                                  borrower_id=case.borrower_id, lender=case.lender_id, fields=fields, now=now).head_parts()
         return Grant(self.bundle, _shared(now.date()), zone, _shared(local_day), case, decision, plain, unseal,
                      with_history, fields, front, _shared(tail))
 

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from .context import Context, _parse_time
@@ -16,15 +17,81 @@ from .model import (
     AuditEntry,
     Caller,
     EventDraft,
+    SubjectEntry,
     rfc3339,
 )
-from .ports import UnitOfWork
+from .ports import CaseReader, UnitOfWork
 from .proofs import StoredTree
+
+MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
+
+
+@dataclass(frozen=True)
+class ProvenEvents:
+    """Events each with its inclusion proof in the tree of `size`, and (for the current tree) its checkpoint."""
+
+    checkpoint: str  # signed now for the current tree; "" when the reader named a size it verified before
+    size: int
+    events: Iterator[tuple[AuditEntry, list[bytes]]]
 
 
 class Supervision(Context):
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
                     from_seq: int = 0) -> Iterator[AuditEntry]:
+        since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
+        return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+
+    def proven_audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "",
+                           since: str = "", from_seq: int = 0, seqs: Sequence[int] = (),
+                           size: int = 0) -> ProvenEvents:
+        """The query's events, each with its inclusion proof: what a regulator reads is checked against the tree.
+
+        Served with the events so the reader verifies each one against a
+        checkpoint it verified (the pinned key's signature, or a size it
+        verified before) with no call per event; an event edited in place
+        then no longer leads to the signed root. `seqs` names events instead
+        of the filters (an incremental verifier's random sample).
+        """
+        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        head = self.audit.head()[0]
+        if size < 0 or size > head or len(seqs) > MAX_PROVEN_SEQS or any(
+                not 0 <= s < (size or head) for s in seqs):
+            raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
+        since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
+        head, root = self.audit.head()  # after this query's own event: the checkpoint covers it
+        target = size or head
+        note = "" if size else self.sign_checkpoint(head, root)
+        tree = self._stored_tree()
+        repo = self.reader()
+        if seqs:
+            rows: Iterator[AuditEntry] = self._events_at(sorted(set(seqs)))
+        else:
+            rows = repo.audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+
+        def proven() -> Iterator[tuple[AuditEntry, list[bytes]]]:
+            for entry in rows:
+                if entry.seq >= target:
+                    break  # appended after the checkpoint: the next query proves it
+                yield entry, tree.inclusion(entry.seq, target)
+
+        return ProvenEvents(note, target, proven())
+
+    def _events_at(self, seqs: Sequence[int]) -> Iterator[AuditEntry]:
+        """The stored events at these sequence numbers, in order; one that is missing is left out."""
+        repo = self.reader()
+        for seq in seqs:
+            rows = repo.audit_query(from_seq=seq)
+            try:
+                entry = next(rows, None)
+            finally:
+                close = getattr(rows, "close", None)
+                if close is not None:
+                    close()
+            if entry is not None and entry.seq == seq:
+                yield entry
+
+    def _query_allowed(self, caller: Caller, case_id: str, org: str, borrower_id: str, since: str) -> str:
+        """A regulator's query checked and audited before anything is read; the `since` bound as stored."""
         self._standing(caller, kinds=("regulator",), purpose="supervision")
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):
@@ -37,7 +104,7 @@ class Supervision(Context):
             since_text = rfc3339(ts)
         self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", purpose="supervision",
                                        case_id=case_id, borrower_id=borrower_id)])
-        return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+        return since_text
 
     def _tree(self, caller: Caller, kind: str, **kw: int) -> tuple[StoredTree, int]:
         """The stored tree and the current size, for a regulator; the request is audited (no PI: sizes only)."""
@@ -71,17 +138,20 @@ class Supervision(Context):
         return {"from": first, "to": second, "from_root": tree.root(first), "to_root": tree.root(second),
                 "proof": tree.consistency(first, second)}
 
-    def subject_events(self, caller: Caller, borrower_id: str, lender: str = "") -> Iterator[AuditEntry]:
-        """Every event about one borrower of one lender, in log order: the data subject's access report.
+    def subject_events(self, caller: Caller, borrower_id: str, lender: str = "") -> Iterator[SubjectEntry]:
+        """Every event about one lender's borrower of this id, in log order, each with that lender.
 
         PIPL Art. 45 / GDPR Art. 15: who received which of the borrower's fields,
         when, for what purpose and under which rule, and every refused attempt.
-        A regulator names the lender (borrower ids are the lender's own); a
-        lender gets its own borrowers only, and another lender's is not found.
-        Events are matched by borrower id and the lender's cases of that
-        borrower, so a borrower id another lender also uses brings nothing of
-        theirs; refusals that name one of those cases but were decided before
-        the case was resolved (no borrower id) are included too.
+        Borrower and case ids are the lender's own, so two lenders may both have
+        a B-1 and a C-1: an event belongs to the lender it names (`lender`), and
+        one written before events named it to the lender the records make sure
+        of (`_Attribution`). A lender gets its own borrower only (another's is
+        not found). A regulator names the lender, or gets every lender's borrower
+        of this id apart, and events no record attributes ("" as the lender).
+        Refusals that name one of the lender's cases but were decided before the
+        case was resolved (no borrower id) are listed for each lender owning that
+        case id: which lender's case the caller meant is not known.
         """
         org = self._standing(caller, kinds=("regulator", "lender"), purpose="supervision")
         kw: dict[str, Any] = {"purpose": "supervision" if org.kind == "regulator" else "servicing"}
@@ -91,27 +161,32 @@ class Supervision(Context):
             if lender not in ("", org.id):
                 raise self._deny(caller, Code.CASE_NOT_FOUND, "ownership", **kw)
             lender = org.id
-        elif not lender:
-            raise self._deny(caller, Code.INVALID_ARGUMENT, "input.lender", **kw)
         repo = self.reader()
-        cases = {c.case_id for c in repo.cases_of_lender(lender) if c.borrower_id == borrower_id}
-        if not cases:
+        attribution = _Attribution(repo, borrower_id)
+        about = [(entry, attribution.lender(json.loads(entry.leaf))) for entry in repo.audit_query(borrower_id=borrower_id)]
+        named = [lender] if lender else sorted({owner for _, owner in about if owner})
+        cases = {owner: {c.case_id for c in repo.cases_of_borrower(owner, borrower_id)} for owner in named}
+        owners = [owner for owner in named if cases[owner]]
+        if not owners:
             raise self._deny(caller, Code.CASE_NOT_FOUND, "subject", **kw)
-        self.audit.append([self._event(caller, "allow", Code.OK, f"subject_report:lender={lender}",
-                                       borrower_id=borrower_id, **kw)])
-        found: dict[int, AuditEntry] = {}
-        for entry in repo.audit_query(borrower_id=borrower_id):
-            if json.loads(entry.leaf).get("case_id") in cases:
-                found[entry.seq] = entry
-        # Attempts refused before the case was resolved name its id but no borrower (e.g. no mandate: which
-        # lender's case is not revealed). They are attempts at this borrower's data if the id meant this
-        # lender's case; the report lists them as such (their events have no borrower_id).
-        for case_id in sorted(cases):
-            for entry in repo.audit_query(case_id=case_id):
-                event = json.loads(entry.leaf)
-                if not event.get("borrower_id") and event.get("decision") == "deny":
-                    found[entry.seq] = entry
-        yield from (found[seq] for seq in sorted(found))
+        self.audit.append([self._event(caller, "allow", Code.OK, f"subject_report:lender={owner}",
+                                       borrower_id=borrower_id, lender=owner, **kw) for owner in owners])
+        found: dict[tuple[int, str], SubjectEntry] = {}
+        for entry, owner in about:
+            if owner in owners or (not owner and org.kind == "regulator"):
+                found[entry.seq, owner] = SubjectEntry(entry.seq, entry.leaf, owner)
+        for owner in owners:
+            for case_id in sorted(cases[owner]):
+                for entry in repo.audit_query(case_id=case_id):
+                    event = json.loads(entry.leaf)
+                    if event.get("borrower_id"):
+                        continue  # about a borrower: found above if it is this one
+                    attributed = attribution.lender(event)
+                    if attributed == owner or (not attributed and event.get("decision") == "deny"):
+                        # Refused before the case was resolved (e.g. no mandate: which lender's case is not
+                        # revealed): an attempt at this borrower's data if the id meant this lender's case.
+                        found[entry.seq, owner] = SubjectEntry(entry.seq, entry.leaf, owner)
+        yield from (found[key] for key in sorted(found))
 
     def checkpoint(self, caller: Caller, size: int = 0) -> tuple[str, int, list[str]]:
         """A checkpoint of the current tree, signed now (or, given a size, the one published for it).
@@ -171,3 +246,60 @@ class Supervision(Context):
 
         self.audit.run(work)
         return cp.size
+
+
+class _Attribution:
+    """The owning lender an event is about: the one it names, or for an event written before events named one
+    (or one that names none), the one the records make sure of; "" when they do not.
+
+    An event without `lender` is attributed when it is sure: a lender acts on its own cases and borrowers only,
+    so its event is its own if it owns that case (of this borrower) or borrower; another organisation's event
+    about a case is the lender's that mandated that case to it, if exactly one lender of this borrower did;
+    a regulator's subject report names its lender in the rule. Anything else stays unattributed, and only a
+    regulator sees it (listed apart), never a lender: it may be another lender's borrower of the same id.
+    """
+
+    def __init__(self, repo: CaseReader, borrower_id: str) -> None:
+        self._repo = repo
+        self._borrower = borrower_id
+        self._kinds: dict[str, str] = {}
+        self._memo: dict[tuple[str, str, str], str] = {}
+
+    def lender(self, event: dict[str, Any]) -> str:
+        named = event.get("lender")
+        if isinstance(named, str) and named:
+            return named
+        org, case_id, rule = str(event.get("org", "")), str(event.get("case_id", "")), str(event.get("rule", ""))
+        borrower = str(event.get("borrower_id", ""))
+        if borrower and borrower != self._borrower:
+            return ""
+        key = (org, case_id, borrower if borrower else rule if rule.startswith(_REPORT_RULE) else "")
+        if key not in self._memo:
+            self._memo[key] = self._decide(org, case_id, borrower, rule)
+        return self._memo[key]
+
+    def _decide(self, org: str, case_id: str, borrower: str, rule: str) -> str:
+        repo = self._repo
+        if org not in self._kinds:
+            found = repo.get_org(org) if org else None
+            self._kinds[org] = found.kind if found is not None else ""
+        kind = self._kinds[org]
+        if kind == "lender":
+            if case_id:
+                case = repo.get_case(org, case_id)
+                return org if case is not None and (not borrower or case.borrower_id == borrower) else ""
+            return org if borrower and repo.cases_of_borrower(org, borrower) else ""
+        if kind == "regulator":
+            named = rule[len(_REPORT_RULE):] if rule.startswith(_REPORT_RULE) else ""
+            return named if borrower and named and repo.cases_of_borrower(named, borrower) else ""
+        if not case_id:
+            return ""
+        lenders: set[str] = set()
+        for lender in {m.lender_id for m in repo.mandates_for(org, case_id)}:
+            case = repo.get_case(lender, case_id)
+            if case is not None and case.borrower_id == self._borrower:
+                lenders.add(lender)
+        return lenders.pop() if len(lenders) == 1 else ""
+
+
+_REPORT_RULE = "subject_report:lender="

@@ -110,7 +110,7 @@ class WorkLists(Reads):
                     case = decided.case
                     values = self._values(caller, decided)
                     events.append(self._event(caller, "allow", Code.OK, decided.decision.rule, purpose=purpose,
-                                              case_id=case.case_id, borrower_id=case.borrower_id,
+                                              case_id=case.case_id, borrower_id=case.borrower_id, lender=case.lender_id,
                                               fields=decided.fields, now=now, head=decided.event_head))
                     items.append(Pulled(cursor, lender, Released(case.case_id, purpose, case.stage, values,
                                                                  decided.decision.rules)))

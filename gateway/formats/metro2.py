@@ -7,24 +7,55 @@ Numeric fields are right-justified and zero-filled, alphanumeric ones
 left-justified and blank-filled, upper case; dates are MMDDYYYY (zeros when
 absent); money is whole dollars.
 
-What a collection furnisher fills (decisions, documented in docs/decisions.md):
-Portfolio Type O and Account Type 48 (collection agency / attorney), Terms
-Duration 001 and Frequency P, Account Status 93 (assigned to collections),
-62 once settled (paid in full) and DA once closed unpaid (Date Closed set),
-Payment History Profile all B (no history known to the gateway), ECOA 1
-(individual), Compliance Condition XB (disputed) or XH (dispute resolved).
+Who furnishes: the lender, about its own loans (it is the original creditor),
+so the file is the lender's (its registered name, address and telephone in the
+header; one file per lender) and the account is reported as the loan it is:
+Portfolio Type and Account Type from the loan's product (unsecured installment
+loan, 01/I, unless the product names another type), Account Status from the
+case's status and days past due (11 current, 71/78/80/82/83/84 by 30-day
+bucket, 13 paid or closed with a zero balance, 97 closed unpaid: charged off),
+no K1 (original creditor) segment: K1 is for a collection agency or debt buyer
+reporting someone else's account. Payment History Profile all B (no history
+known to the gateway), ECOA 1 (individual), Compliance Condition XB (disputed)
+or XH (dispute resolved). Decisions in docs/decisions.md.
+
+A value the format cannot carry is never cut, blanked or transliterated into
+something else (a different SSN, name or ZIP would attach the account to
+another consumer's file): `problem` names it, and the feed withholds the record.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from gateway.core.errors import Code
+
 RECORD = 426
-# Account Status by case status: 93 assigned to collections; 62 collection paid in full; DA the account
-# returned unpaid (closed), reported for deletion by the collection furnisher.
-STATUS = {"open": "93", "settled": "62", "closed": "DA"}
+MAX_AMOUNT = 10 ** 9 - 1  # whole dollars in a 9-digit field
+# A US SSN (or ITIN, which the same field carries): 9 ASCII digits, bare or in the printed 3-2-4 form.
+SSN_RE = re.compile(r"[0-9]{9}|[0-9]{3}-[0-9]{2}-[0-9]{4}")
+ZIP_RE = re.compile(r"([0-9]{5})(?:-?([0-9]{4}))?")
+PRINTABLE = re.compile(r"[ -~]*")  # the characters a Metro 2 alphanumeric field holds: printable ASCII
+# The record's fields a Base Segment carries (text, dates and amounts) and the header's furnisher fields.
+CARRIED = ("full_name", "home_address", "loan_id", "lender", "product", "status", "originated_on",
+           "first_delinquency_on", "last_payment_on", "date_of_birth", "principal", "outstanding", "amount_due",
+           "days_past_due", "compliance_condition", "furnisher_name", "furnisher_address", "furnisher_telephone")
+AMOUNTS = ("principal", "outstanding", "amount_due")
+# Delinquency buckets (days past due -> Account Status), CRRG: 11 current (0-29), then one per 30 days.
+DELINQUENT = ((180, "84"), (150, "83"), (120, "82"), (90, "80"), (60, "78"), (30, "71"))
+PAYMENT_RATING = ((180, "6"), (150, "5"), (120, "4"), (90, "3"), (60, "2"), (30, "1"))
+# (words in the loan's product, Portfolio Type, Account Type, Terms Duration, Terms Frequency); first match wins.
+PRODUCTS: tuple[tuple[tuple[str, ...], str, str, str, str], ...] = (
+    (("credit card",), "R", "18", "REV", "M"),
+    (("line of credit",), "C", "15", "LOC", "M"),
+    (("mortgage",), "M", "26", "001", "P"),
+    (("auto", "car", "vehicle"), "I", "00", "001", "P"),
+    (("student", "education"), "I", "12", "001", "P"),
+)
+UNSECURED = ("I", "01", "001", "P")
 
 # name: (start, length, kind) with kind "n" numeric, "a" alphanumeric, "d" date
 BASE: dict[str, tuple[int, int, str]] = {
@@ -141,12 +172,16 @@ def _date(value: str | None) -> str:
     return d.strftime("%m%d%Y")
 
 
-def _dollars(value: str | None) -> str:
+def _amount(value: str | None) -> Decimal:
     try:
         amount = Decimal(value or "0")
     except InvalidOperation:
-        amount = Decimal(0)
-    return str(max(amount, Decimal(0)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        return Decimal(0)
+    return max(amount, Decimal(0)) if amount.is_finite() else Decimal(0)
+
+
+def _dollars(value: str | None) -> str:
+    return str(_amount(value).quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
 
 def _ascii(text: str) -> str:
@@ -154,13 +189,19 @@ def _ascii(text: str) -> str:
 
 
 def render(layout: Mapping[str, tuple[int, int, str]], values: Mapping[str, str]) -> bytes:
-    """One 426-byte record; fields not given are zero- or blank-filled; too-long text is cut, never shifted."""
+    """One 426-byte record; fields not given are zero- or blank-filled; too-long text is cut, never shifted.
+
+    Numbers keep only ASCII digits, and one too long for its field is an error, never its last digits: a cut
+    number is another number (`problem` withholds such records before they get here).
+    """
     out = bytearray(b" " * RECORD)
     for name, (start, length, kind) in layout.items():
         value = values.get(name, "")
         if kind in "nd":
-            digits = "".join(c for c in value if c.isdigit())
-            text = digits[-length:].rjust(length, "0")
+            digits = "".join(c for c in value if "0" <= c <= "9")
+            if len(digits) > length:
+                raise ValueError(f"{name}: {len(digits)} digits in a field of {length}")
+            text = digits.rjust(length, "0")
         else:
             text = _ascii(value)[:length].ljust(length)
         out[start:start + length] = text.encode("ascii")
@@ -195,9 +236,85 @@ def _address(text: str) -> tuple[str, str, str, str]:
     return line, city, state, zip_code
 
 
+def _zip(text: str) -> str:
+    """ZIP or ZIP+4 as Metro 2 wants it: 5 or 9 digits, no hyphen ('' when the value is not a ZIP)."""
+    m = ZIP_RE.fullmatch(text)
+    return (m.group(1) + (m.group(2) or "")) if m else ""
+
+
+def problem(record: Mapping[str, str]) -> Code | None:
+    """Why this record cannot be written in a Metro 2 file (a stable code), or None when it can.
+
+    Rule (docs/decisions.md): a national id, when present, is an SSN of exactly 9 ASCII digits
+    (SSN_INVALID otherwise: never its last 9 digits); every carried text, date and amount is printable ASCII,
+    amounts fit their 9 digits and a ZIP is 5 or 9 digits (VALUE_NOT_ENCODABLE otherwise: never blanked or
+    transliterated); the lender's file needs its registered address (FURNISHER_ADDRESS_MISSING).
+    """
+    nid = record.get("national_id") or ""
+    if nid and not SSN_RE.fullmatch(nid):
+        return Code.SSN_INVALID
+    if any(not PRINTABLE.fullmatch(record.get(name) or "") for name in CARRIED):
+        return Code.VALUE_NOT_ENCODABLE
+    if any(_amount(record.get(name)) > MAX_AMOUNT for name in AMOUNTS):
+        return Code.VALUE_NOT_ENCODABLE
+    zip_code = _address(record.get("home_address") or "")[3]
+    if zip_code and not _zip(zip_code):
+        return Code.VALUE_NOT_ENCODABLE
+    if not (record.get("furnisher_address") or "").strip():
+        return Code.FURNISHER_ADDRESS_MISSING
+    if len(record["furnisher_address"]) > HEADER["ReporterAddress"][1]:
+        return Code.VALUE_NOT_ENCODABLE
+    return None
+
+
+def _days(value: str | None) -> int:
+    return int(value) if value and value.isascii() and value.isdigit() else 0
+
+
+def _bucket(days: int, table: tuple[tuple[int, str], ...], current: str) -> str:
+    return next((code for floor, code in table if days >= floor), current)
+
+
+def account_type(product: str | None) -> tuple[str, str, str, str]:
+    """(Portfolio Type, Account Type, Terms Duration, Terms Frequency) of the lender's own loan, by its product."""
+    text = (product or "").lower()
+    for words, *codes in PRODUCTS:
+        if any(w in text for w in words):
+            return codes[0], codes[1], codes[2], codes[3]
+    return UNSECURED
+
+
+def account_status(record: Mapping[str, str]) -> tuple[str, str]:
+    """(Account Status, Payment Rating) of the lender's own account: from the case's status and days past due.
+
+    Settled (paid in full), or closed with nothing owed: 13 with the rating it had when it was paid (days
+    from first delinquency to last payment). Closed with a balance: 97 (unpaid balance charged off). Open:
+    11 under 30 days past due, then 71, 78, 80, 82, 83, 84 per 30 days.
+    """
+    status = record.get("status") or "open"
+    if status == "settled" or (status == "closed" and _amount(record.get("outstanding")) == 0):
+        days = _days(record.get("days_past_due"))
+        first, paid = record.get("first_delinquency_on"), record.get("last_payment_on")
+        if first and paid:
+            try:
+                days = max((date.fromisoformat(paid[:10]) - date.fromisoformat(first[:10])).days + 1, 0)
+            except ValueError:
+                pass
+        return "13", _bucket(days, PAYMENT_RATING, "0")
+    if status == "closed":
+        return "97", ""
+    return _bucket(_days(record.get("days_past_due")), DELINQUENT, "11"), ""
+
+
 def base_segment(record: Mapping[str, str], reported_at: datetime) -> bytes:
     surname, first, middle = _name(record.get("full_name", ""))
     line, city, state, zip_code = _address(record.get("home_address", ""))
+    portfolio, acct_type, duration, frequency = account_type(record.get("product"))
+    status, rating = account_status(record)
+    paid = status == "13"
+    delinquent = status in ("97", *(code for _, code in DELINQUENT)) or (paid and rating != "0")
+    closed = status in ("13", "97") and (record.get("status") or "open") != "open"
+    owed = "0" if paid else _dollars(record.get("outstanding"))
     values = {
         "RecordDescriptorWord": str(RECORD),
         "ProcessingIndicator": "1",
@@ -205,21 +322,23 @@ def base_segment(record: Mapping[str, str], reported_at: datetime) -> bytes:
         "CorrectionIndicator": "0",
         "IdentificationNumber": record.get("lender", ""),
         "ConsumerAccountNumber": record.get("loan_id", ""),
-        "PortfolioType": "O",
-        "AccountType": "48",
+        "PortfolioType": portfolio,
+        "AccountType": acct_type,
         "DateOpened": _date(record.get("originated_on")),
         "HighestCredit": _dollars(record.get("principal")),
-        "TermsDuration": "001",
-        "TermsFrequency": "P",
-        "AccountStatus": STATUS.get(record.get("status", "open"), "93"),
+        "TermsDuration": duration,
+        "TermsFrequency": frequency,
+        "AccountStatus": status,
+        "PaymentRating": rating,
         "PaymentHistoryProfile": "B" * 24,
         "ComplianceConditionCode": record.get("compliance_condition", ""),
-        "CurrentBalance": _dollars(record.get("outstanding")),
-        "AmountPastDue": _dollars(record.get("amount_due")),
+        "CurrentBalance": owed,
+        "AmountPastDue": "0" if paid else owed if status == "97" else _dollars(record.get("amount_due")),
+        "OriginalChargeOffAmount": owed if status == "97" else "0",
         "DateAccountInformation": reported_at.strftime("%m%d%Y"),
-        "DateFirstDelinquency": _date(record.get("first_delinquency_on")),
+        "DateFirstDelinquency": _date(record.get("first_delinquency_on")) if delinquent else "0" * 8,
         "DateLastPayment": _date(record.get("last_payment_on")),
-        "DateClosed": ("0" * 8 if record.get("status", "open") == "open"
+        "DateClosed": ("0" * 8 if not closed
                        else _date(record.get("last_payment_on")) if record.get("last_payment_on")
                        else reported_at.strftime("%m%d%Y")),
         "Surname": surname,
@@ -232,28 +351,53 @@ def base_segment(record: Mapping[str, str], reported_at: datetime) -> bytes:
         "FirstLineAddress": line,
         "City": city,
         "State": state,
-        "ZipCode": zip_code,
+        "ZipCode": _zip(zip_code),
     }
     return render(BASE, values)
 
 
-def file(records: Iterable[Mapping[str, str]], reported_at: datetime, reporter: str = "CUSTOS GATEWAY") -> bytes:
-    """Header, one Base Segment per record, trailer with its totals."""
-    bases = [base_segment(r, reported_at) for r in records]
+def header(records: list[Mapping[str, str]], reported_at: datetime) -> bytes:
+    """The lender's header: its registered name, address and telephone (from the first record; one lender)."""
+    first: Mapping[str, str] = records[0] if records else {}
     day = reported_at.strftime("%m%d%Y")
-    header = render(HEADER, {"RecordDescriptorWord": str(RECORD), "RecordIdentifier": "HEADER", "ActivityDate": day,
-                             "DateCreated": day, "ReporterName": reporter})
+    return render(HEADER, {"RecordDescriptorWord": str(RECORD), "RecordIdentifier": "HEADER", "ActivityDate": day,
+                           "DateCreated": day, "ReporterName": first.get("furnisher_name") or "CUSTOS GATEWAY",
+                           "ReporterAddress": first.get("furnisher_address", ""),
+                           "ReporterTelephoneNumber": first.get("furnisher_telephone", "")})
+
+
+def file(records: Iterable[Mapping[str, str]], reported_at: datetime) -> bytes:
+    """Header, one Base Segment per record, trailer with its totals: the records of one lender."""
+    kept = list(records)
+    bases = [base_segment(r, reported_at) for r in kept]
     parsed = [parse(BASE, b) for b in bases]
     count = str(len(bases))
     with_ssn = str(sum(1 for p in parsed if p["SocialSecurityNumber"] != "0" * 9))
     with_dob = str(sum(1 for p in parsed if p["DateBirth"] != "0" * 8))
+    totals = {f"TotalStatusCode{code}": str(sum(1 for p in parsed if p["AccountStatus"] == code))
+              for code in {p["AccountStatus"] for p in parsed} if f"TotalStatusCode{code}" in TRAILER}
     trailer = render(TRAILER, {
         "RecordDescriptorWord": str(RECORD), "RecordIdentifier": "TRAILER", "TotalBaseRecords": count,
-        "BlockCount": str(len(bases) + 2),
-        "TotalStatusCode93": str(sum(1 for p in parsed if p["AccountStatus"] == "93")),
-        "TotalStatusCode62": str(sum(1 for p in parsed if p["AccountStatus"] == "62")),
-        "TotalStatusCodeDA": str(sum(1 for p in parsed if p["AccountStatus"] == "DA")),
+        "BlockCount": str(len(bases) + 2), **totals,
         "TotalSocialNumbersAllSegments": with_ssn, "TotalSocialNumbersBaseSegments": with_ssn,
         "TotalDatesBirthAllSegments": with_dob, "TotalDatesBirthBaseSegments": with_dob,
     })
-    return header + b"".join(bases) + trailer
+    return header(kept, reported_at) + b"".join(bases) + trailer
+
+
+def files(records: Iterable[Mapping[str, str]], reported_at: datetime
+          ) -> tuple[dict[str, bytes], list[dict[str, str]]]:
+    """One file per lender (a Metro 2 file has one header: one furnisher), and the records withheld.
+
+    The gateway withholds what the format cannot carry before it numbers a record; this check again is the
+    guard of the file itself (a record from an older gateway is listed, never written cut or blanked).
+    """
+    by_lender: dict[str, list[Mapping[str, str]]] = {}
+    withheld: list[dict[str, str]] = []
+    for r in records:
+        code = problem(r)
+        if code is not None:
+            withheld.append({"case_id": r.get("case_id", ""), "code": str(code)})
+        else:
+            by_lender.setdefault(r.get("lender", ""), []).append(r)
+    return {lender: file(rs, reported_at) for lender, rs in sorted(by_lender.items())}, withheld

@@ -4,6 +4,14 @@ Who received which of the borrower's fields, when, for what purpose and
 under which rule; every refused attempt with its code; and the other actions
 on the borrower's cases (mandates granted and ended, stages, flags). The
 events hold no personal values, so neither does the report.
+
+Borrower ids are each lender's own: two lenders may both have a B-1. Each
+event comes with the lender it is listed for (`report_lender`, see
+`CustosClient.subject_events`), and one lender's report holds that lender's
+events only. Without a named lender the report lists each lender's borrower
+of the id apart (`lenders`), and `unattributed` holds the events, written
+before events named their lender, that no record attributes to one lender
+(a regulator's report only).
 """
 
 from __future__ import annotations
@@ -11,12 +19,30 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+_ROW = ("seq", "time", "org", "method", "purpose", "case_id", "rule")
+
 
 def build(borrower_id: str, lender: str, events: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """One lender's report when `lender` is named; otherwise every lender's, apart, in `lenders`."""
+    events = list(events)
+    unattributed = [{**{k: e.get(k) for k in _ROW}, "decision": e.get("decision"), "code": e.get("code"),
+                     "fields": list(e.get("fields") or [])} for e in events if not e.get("report_lender")]
+    if lender:
+        return {**one(borrower_id, lender, [e for e in events if e.get("report_lender") == lender]),
+                "unattributed": unattributed}
+    lenders = sorted({str(e["report_lender"]) for e in events if e.get("report_lender")})
+    return {"borrower_id": borrower_id, "lender": "",
+            "lenders": [one(borrower_id, name, [e for e in events if e.get("report_lender") == name])
+                        for name in lenders],
+            "unattributed": unattributed}
+
+
+def one(borrower_id: str, lender: str, events: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """The report on one lender's borrower, from that lender's events only."""
     releases, refusals, actions = [], [], []
     recipients: dict[str, set[str]] = {}
     for e in events:
-        row = {k: e.get(k) for k in ("seq", "time", "org", "method", "purpose", "case_id", "rule")}
+        row = {k: e.get(k) for k in _ROW}
         if e.get("decision") == "deny":
             # Without a borrower id the attempt was refused before its case was resolved: it named this
             # case's id, which another lender may also use.
@@ -32,6 +58,19 @@ def build(borrower_id: str, lender: str, events: Iterable[dict[str, Any]]) -> di
 
 
 def table(report: dict[str, Any]) -> str:
+    parts = [_one_table(r) for r in report["lenders"]] if "lenders" in report else [_one_table(report)]
+    if not parts:
+        parts = [f"Access report for borrower {report['borrower_id']}: no lender's borrower"]
+    if report.get("unattributed"):
+        lines = ["Events written before events named their lender, not attributable to one lender "
+                 "(time, organisation, method, case, decision, code, rule):"]
+        lines += [f"  {r['time']}  {r['org']}  {r['method']}  {r['case_id'] or '-'}  {r['decision']}  {r['code']}  "
+                  f"{r['rule']}" for r in report["unattributed"]]
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def _one_table(report: dict[str, Any]) -> str:
     lines = [f"Access report for borrower {report['borrower_id']} of {report['lender'] or 'the calling lender'}", "",
              "Who received which fields:"]
     lines += [f"  {org}: {', '.join(fields)}" for org, fields in report["recipients"].items()] or ["  nobody"]

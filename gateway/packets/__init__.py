@@ -63,15 +63,62 @@ def packet_id(data: bytes) -> str:
 class Verified:
     manifest: dict[str, Any]
     items: dict[str, bytes]
-    key_pinned: bool
 
 
 def _bad(what: str) -> CustosError:
     return CustosError(Code.PACKET_INVALID, what)
 
 
-def verify(data: bytes, vkey: str | None = None) -> Verified:
-    """Every hash and the signature, against `vkey` (else the key the manifest names); the first failure, named."""
+# Every manifest key the gateway writes, with the type it must have: a packet that lacks one, or carries one of
+# another type, is not one this format describes (the signature proves who wrote it, not that it is well formed).
+_TEXT_KEYS = ("format", "key", "packet_id", "recipient", "lender", "case_id", "jurisdiction", "issued_at")
+_SHA256_HEX = frozenset("0123456789abcdef")
+
+
+def _manifest_items(manifest: dict[str, Any]) -> list[tuple[str, int, str]]:
+    """(name, size, sha256) of every item, once the whole manifest has the shape `assemble` writes."""
+    for key in _TEXT_KEYS:
+        if not isinstance(manifest.get(key), str) or not manifest[key]:
+            raise _bad(f"the manifest's {key} is missing or not a non-empty string")
+    fields = manifest.get("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise _bad("the manifest's fields is missing or not a list of strings")
+    entries = manifest.get("items")
+    if not isinstance(entries, list):
+        raise _bad("the manifest's items is missing or not a list")
+    items: list[tuple[str, int, str]] = []
+    seen: set[str] = set()
+    for n, entry in enumerate(entries, 1):
+        if not isinstance(entry, dict):
+            raise _bad(f"item {n} of the manifest is not an object")
+        name, size, digest, media = entry.get("name"), entry.get("size"), entry.get("sha256"), entry.get("type")
+        if not isinstance(name, str) or not name:
+            raise _bad(f"item {n} of the manifest has no name")
+        if name in seen:
+            raise _bad(f"item {n} of the manifest repeats an earlier item's name")
+        seen.add(name)
+        if not isinstance(media, str):
+            raise _bad(f"item {n} of the manifest has no media type")
+        # bool is an int in Python: True must not pass as a size of 1.
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise _bad(f"item {n} of the manifest has no size, or one that is not a non-negative integer")
+        if not isinstance(digest, str) or len(digest) != 64 or not set(digest) <= _SHA256_HEX:
+            raise _bad(f"item {n} of the manifest has no SHA-256, or one that is not 64 lowercase hex digits")
+        items.append((name, size, digest))
+    return items
+
+
+def verify(data: bytes, vkey: str, recipient: str | None = None) -> Verified:
+    """Every hash and the signature, against the pinned key `vkey`; the first failure, named.
+
+    There is no unpinned mode: a packet names its own key, so checking it against
+    that key proves only that someone signed it. `recipient`, when given, must be
+    the organisation the packet was issued to.
+    """
+    try:
+        verifier = parse_verifier_key(vkey.strip())
+    except ValueError:
+        raise _bad("the verifier key is not a valid key") from None
     line_end = data.find(b"\n", 0, 256)
     if line_end < 0:
         raise _bad("not a Custos packet (no header line)")
@@ -89,26 +136,24 @@ def verify(data: bytes, vkey: str | None = None) -> Verified:
         raise _bad("the header line is altered (signature)") from None
     try:
         manifest = json.loads(body)
-        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        # Only the bytes `assemble` would write for this value: no duplicate keys, no floats, no other spelling.
+        if not isinstance(manifest, dict) or canonical_json(manifest) != body or manifest.get("format") != FORMAT:
             raise ValueError
-        named_key = str(manifest["key"])
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, RecursionError):
         raise _bad("the manifest is altered (it no longer parses)") from None
-    pinned = vkey is not None
-    try:
-        verifier = parse_verifier_key((vkey or named_key).strip())
-    except ValueError:
-        raise _bad("the verifier key is not a valid key") from None
+    named_key = manifest.get("key")
     try:
         verifier.key.verify(signature, DOMAIN + body)
     except InvalidSignature:
-        if pinned and named_key.strip() != vkey.strip():  # type: ignore[union-attr]
+        if isinstance(named_key, str) and named_key.strip() != vkey.strip():
             raise _bad("the packet is signed by another key than the one given") from None
         raise _bad("the signature does not verify: the manifest or the header line is altered") from None
+    entries = _manifest_items(manifest)
+    if manifest["key"].strip() != vkey.strip():
+        raise _bad("the manifest names another key than the one that signed it")
     items: dict[str, bytes] = {}
     offset = start + size
-    for entry in manifest.get("items", []):
-        name, length, digest = str(entry["name"]), int(entry["size"]), str(entry["sha256"])
+    for name, length, digest in entries:
         chunk = data[offset:offset + length]
         if len(chunk) != length:
             raise _bad(f"item {name} is truncated")
@@ -118,7 +163,10 @@ def verify(data: bytes, vkey: str | None = None) -> Verified:
         offset += length
     if offset != len(data):
         raise _bad(f"{len(data) - offset} bytes after the last item that the manifest does not list")
-    return Verified(manifest, items, pinned)
+    # Last: a mismatch means a genuine, intact packet that was issued to someone else.
+    if recipient is not None and manifest["recipient"] != recipient:
+        raise CustosError(Code.PACKET_RECIPIENT_MISMATCH, f"issued to {manifest['recipient']}, not to {recipient}")
+    return Verified(manifest, items)
 
 
 def build(content: PacketContent, signer: CheckpointSigner, key_name: str) -> bytes:

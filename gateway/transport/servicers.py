@@ -14,7 +14,8 @@ from custos_client.v1 import custos_pb2 as pb
 
 from gateway import packets
 from gateway.core.errors import Code, CustosError
-from gateway.core.model import FLAGS, PURPOSES, Caller, CaseRow
+from gateway.core.furnishing import FeedWithheld
+from gateway.core.model import FLAGS, PURPOSES, AuditEntry, Caller, CaseRow
 from gateway.core.usecases import Core, ImportProgress, Released
 
 from . import tracing
@@ -25,17 +26,32 @@ AUDIT_BATCH_BYTES = 512 * 1024
 PULL_MESSAGE_ITEMS = 256  # cases per PulledCases message (a page of the work list: well under 4 MiB)
 
 
-def _batched(rows: Iterable[tuple[int, bytes]]) -> Iterator[pb.AuditEventBatch]:
+def _batched(events: Iterable[pb.AuditEvent]) -> Iterator[pb.AuditEventBatch]:
     batch: list[pb.AuditEvent] = []
     size = 0
-    for seq, leaf in rows:
-        batch.append(pb.AuditEvent(seq=seq, leaf=leaf))
-        size += len(leaf)
+    for event in events:
+        batch.append(event)
+        size += len(event.leaf)
         if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
             yield pb.AuditEventBatch(events=batch)
             batch, size = [], 0
     if batch:
         yield pb.AuditEventBatch(events=batch)
+
+
+def _batched_proven(checkpoint: str, rows: Iterable[tuple[AuditEntry, list[bytes]]]) -> Iterator[pb.AuditEventBatch]:
+    """Events with their proofs, each batch with the checkpoint (so a page stands alone); at least one batch."""
+    batch: list[pb.AuditEvent] = []
+    size = 0
+    sent = False
+    for entry, proof in rows:
+        batch.append(pb.AuditEvent(seq=entry.seq, leaf=entry.leaf, proof=proof))
+        size += len(entry.leaf) + 32 * len(proof)
+        if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
+            yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint)
+            batch, size, sent = [], 0, True
+    if batch or not sent:
+        yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint)
 
 
 def _purpose_attr(purpose: str) -> str:
@@ -202,11 +218,18 @@ class AuditServicer:
         self.core = core
 
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
-        yield from _batched(self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id,
-                                                  request.since, request.from_seq))
+        if not (request.with_proofs or request.seqs):
+            yield from _batched(pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in self.core.audit_query(
+                caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq))
+            return
+        found = self.core.proven_audit_query(caller, request.case_id, request.org_id, request.borrower_id,
+                                             request.since, request.from_seq, list(request.seqs),
+                                             request.proof_size)
+        yield from _batched_proven(found.checkpoint, found.events)
 
     def SubjectReport(self, caller: Caller, request: pb.SubjectReportRequest) -> Iterator[pb.AuditEventBatch]:
-        yield from _batched(self.core.subject_events(caller, request.borrower_id, request.lender_id))
+        yield from _batched(pb.AuditEvent(seq=e.seq, leaf=e.leaf, lender=e.lender)
+                            for e in self.core.subject_events(caller, request.borrower_id, request.lender_id))
 
     def GetInclusionProof(self, caller: Caller, request: pb.InclusionProofRequest) -> pb.InclusionProof:
         p = self.core.inclusion_proof(caller, request.seq, request.tree_size)
@@ -236,6 +259,8 @@ class BureauServicer:
         for item in self.core.pull(caller, request.since):
             if isinstance(item, str):
                 yield pb.FeedItem(cursor=item)
+            elif isinstance(item, FeedWithheld):
+                yield pb.FeedItem(withheld=pb.FeedWithheld(case_id=item.case_id, code=item.code))
             else:
                 yield pb.FeedItem(record=pb.FeedRecord(seq=item.seq, case_id=item.case_id, loan_id=item.loan_id,
                                                        jurisdiction=item.jurisdiction, fields=item.fields))

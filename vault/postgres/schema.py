@@ -185,6 +185,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         f"""CREATE TRIGGER loans_feed AFTER UPDATE OF {', '.join(LOAN_RELEASE_COLUMNS)} ON loans
               FOR EACH ROW WHEN ({_changed(LOAN_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_loan()""",
     ]),
+    # A lender's postal address and telephone: the header of its Metro 2 file (gateway/formats/metro2.py).
+    (11, "orgs' address and telephone", [
+        "ALTER TABLE orgs ADD COLUMN address TEXT",
+        "ALTER TABLE orgs ADD COLUMN telephone TEXT",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

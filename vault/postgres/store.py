@@ -136,10 +136,11 @@ class PgStore(CachedView, SealedReads):
         return str(row[0]) if row else ""
 
     def insert_org(self, org: Org, now: str) -> None:
-        self._exec("INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at)"
-                   " VALUES (%s, %s, %s, %s, %s, %s, false, %s)",
+        self._exec("INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at,"
+                   " address, telephone) VALUES (%s, %s, %s, %s, %s, %s, false, %s, %s, %s)",
                    (org.id, org.kind, org.name, org.jurisdiction, org.licence_no,
-                    org.licence_expires.isoformat() if org.licence_expires else None, now))
+                    org.licence_expires.isoformat() if org.licence_expires else None, now, org.address,
+                    org.telephone))
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
         return self._exec("UPDATE orgs SET disabled = %s WHERE id = %s", (disabled, org_id))
@@ -218,7 +219,7 @@ class PgStore(CachedView, SealedReads):
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version", ())}
 
     def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
-        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure = ''"
+        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure IN ('', 'restricted')"
                + (" AND lender_id = %s" if lender else "")
                + " GROUP BY lender_id, borrower_id HAVING SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) = 0"
                " AND MAX(closed_at) <= %s ORDER BY lender_id, borrower_id")
@@ -396,6 +397,11 @@ class PgStore(CachedView, SealedReads):
                    (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
                     case.stage, case.consent_third_party, case.consent_credit, now, now,
                     import_digest(self.bidx, lender, case)))
+        if row is not None:  # a joined borrower: a pending or restricted erasure of its other cases covers this one
+            self._exec("UPDATE cases c SET erasure = o.erasure, erase_due = o.erase_due"
+                       " FROM (SELECT erasure, erase_due FROM cases WHERE lender_id = %s AND borrower_id = %s"
+                       " AND erasure IN ('pending', 'restricted') ORDER BY erasure LIMIT 1) o"
+                       " WHERE c.lender_id = %s AND c.case_id = %s", (lender, case.borrower_id, lender, case.case_id))
         return ""
 
     # ------------------------------------------------------------ sealed values

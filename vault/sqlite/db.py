@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 8
+CASE_VERSION = 9
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -37,7 +37,8 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orgs(
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, jurisdiction TEXT NOT NULL,
-  licence_no TEXT, licence_expires TEXT, disabled INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL);
+  licence_no TEXT, licence_expires TEXT, disabled INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
+  address TEXT, telephone TEXT);
 CREATE TABLE IF NOT EXISTS borrowers(
   lender_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   kek_version INTEGER NOT NULL, wrapped_dek BLOB, dek_version INTEGER NOT NULL,
@@ -245,6 +246,14 @@ def _add_case_feed(conn: Connection) -> None:
     conn.execute("UPDATE feed_counter SET n = (SELECT count(*) FROM case_feed) WHERE id = 1")
 
 
+def _add_org_contact(conn: Connection) -> None:
+    """Version 9: a lender's postal address and telephone (the header of its Metro 2 file)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(orgs)")}
+    for name in ("address", "telephone"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE orgs ADD COLUMN {name} TEXT")
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -267,6 +276,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (6, "consent changes", _add_consent_changes),
     (7, "erasure, pending and done; closure time; data keys by KEK version", _add_erasure),
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
+    (9, "orgs' address and telephone", _add_org_contact),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

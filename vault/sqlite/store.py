@@ -71,6 +71,13 @@ _CASE_INSERT_SQL = ("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id,
                     " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
                     " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
 
+# The pending or restricted erasure of a borrower's other cases, given to its cases that have none (an import
+# that joins a borrower); ends in `IN` for `_in_chunks`. Only such cases change, so no other row is touched.
+_OTHER = ("FROM cases o WHERE o.lender_id = cases.lender_id AND o.borrower_id = cases.borrower_id"
+          " AND o.erasure IN ('pending', 'restricted')")
+_INHERIT_ERASURE_SQL = (f"UPDATE cases SET erasure = (SELECT o.erasure {_OTHER} ORDER BY o.erasure LIMIT 1),"
+                        f" erase_due = (SELECT o.erase_due {_OTHER} ORDER BY o.erasure LIMIT 1)"
+                        f" WHERE erasure = '' AND EXISTS (SELECT 1 {_OTHER}) AND lender_id = ? AND borrower_id IN")
 
 # mandates_for's one statement: each mandate row with its case, the case's borrower and its loan.
 _M = len(MANDATE_COLS.split(","))
@@ -182,10 +189,10 @@ class Repo(CachedView, SealedReads):
 
     def insert_org(self, org: Org, now: str) -> None:
         self.conn.execute(
-            "INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at)"
-            " VALUES (?,?,?,?,?,?,0,?)",
+            "INSERT INTO orgs(id, kind, name, jurisdiction, licence_no, licence_expires, disabled, created_at,"
+            " address, telephone) VALUES (?,?,?,?,?,?,0,?,?,?)",
             (org.id, org.kind, org.name, org.jurisdiction, org.licence_no,
-             org.licence_expires.isoformat() if org.licence_expires else None, now),
+             org.licence_expires.isoformat() if org.licence_expires else None, now, org.address, org.telephone),
         )
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
@@ -286,7 +293,7 @@ class Repo(CachedView, SealedReads):
             "SELECT kek_version, count(*) FROM borrowers WHERE wrapped_dek IS NOT NULL GROUP BY kek_version")}
 
     def retention_candidates(self, closed_before: str, lender: str = "") -> list[tuple[str, str]]:
-        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure = ''"
+        sql = ("SELECT lender_id, borrower_id FROM cases WHERE erasure IN ('', 'restricted')"
                + (" AND lender_id = ?" if lender else "")
                + " GROUP BY lender_id, borrower_id HAVING SUM(CASE WHEN status = 'open' THEN 1 ELSE 0 END) = 0"
                " AND MAX(closed_at) <= ? ORDER BY lender_id, borrower_id")
@@ -491,6 +498,9 @@ class Repo(CachedView, SealedReads):
             self.conn.execute(sql, params)
         self.conn.executemany(_LOAN_INSERT_SQL, loan_rows)
         self.conn.executemany(_CASE_INSERT_SQL, case_rows)
+        joined = {r[2] for r in case_rows if r[2] in known}
+        if joined:  # a new case of a borrower whose erasure is pending or restricted is so too (lifecycle.py)
+            self._in_chunks(_INHERIT_ERASURE_SQL, lender, joined)
         return out
 
     def _in_chunks(self, sql: str, lender: str, values: set[str]) -> list[Any]:

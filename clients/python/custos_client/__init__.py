@@ -1,5 +1,5 @@
 """Typed client for the Custos gateway; callers never need to import grpc."""
 
-from .client import CustosClient, CustosError, Identity
+from .client import AuditVerifyError, CustosClient, CustosError, Identity
 
-__all__ = ["CustosClient", "CustosError", "Identity"]
+__all__ = ["AuditVerifyError", "CustosClient", "CustosError", "Identity"]

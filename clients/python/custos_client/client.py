@@ -18,6 +18,7 @@ import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from . import verify
 from .v1 import custos_pb2 as pb
 from .v1 import custos_pb2_grpc as pb_grpc
 
@@ -43,6 +44,21 @@ class CustosError(Exception):
         self.message = message
         self.status = status
         self.progress = progress
+
+
+class AuditVerifyError(CustosError):
+    """An audit event or checkpoint that does not verify against the pinned key; `seq` names the event."""
+
+    def __init__(self, message: str, seq: int | None = None) -> None:
+        super().__init__("AUDIT_VERIFY_FAILED", message, "FAILED_PRECONDITION")
+        self.seq = seq
+
+
+def _check(seq: int, leaf: bytes, proof: Iterable[bytes], size: int, root: bytes) -> None:
+    try:
+        verify.check_event(seq, leaf, list(proof), size, root)
+    except verify.VerifyFailed as exc:
+        raise AuditVerifyError(str(exc), seq) from None
 
 
 # A call the gateway cut short itself (its watchdog, a share) has no room for details: the
@@ -331,13 +347,18 @@ class CustosClient:
 
     # ------------------------------------------------------------ the bureau feed
     def pull_feed(self, since: str = "") -> dict[str, Any]:
-        """{"records": [...], "cursor": "..."}: the records changed since `since` (a bureau). Keep the cursor."""
+        """{"records": [...], "withheld": [{"case_id", "code"}], "cursor": "..."}: the records changed since
+        `since` (a bureau), and those the format cannot carry (not numbered: sent once corrected). Keep the cursor."""
         records: list[dict[str, Any]] = []
+        withheld: list[dict[str, str]] = []
         cursor = ""
         try:
             for item in self._bureau.PullFeed(pb.PullFeedRequest(since=since), timeout=3600):
-                if item.WhichOneof("item") == "cursor":
+                kind = item.WhichOneof("item")
+                if kind == "cursor":
                     cursor = item.cursor
+                elif kind == "withheld":
+                    withheld.append({"case_id": item.withheld.case_id, "code": item.withheld.code})
                 else:
                     r = item.record
                     records.append({"seq": r.seq, "case_id": r.case_id, "loan_id": r.loan_id,
@@ -346,7 +367,7 @@ class CustosClient:
             raise _translate(err) from None
         if not cursor:
             raise CustosError("UNAVAILABLE", "the feed ended without a cursor: pull again with the same --since")
-        return {"records": records, "cursor": cursor}
+        return {"records": records, "withheld": withheld, "cursor": cursor}
 
     # ------------------------------------------------------------ audit
     def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",
@@ -361,10 +382,74 @@ class CustosClient:
         except grpc.RpcError as err:
             raise _translate(err) from None
 
-    def subject_events(self, borrower_id: str, lender_id: str = "") -> list[dict[str, Any]]:
-        """Every event about one borrower (regulator: name the lender; a lender: its own borrowers)."""
+    def verified_audit_events(self, vkey: str, case_id: str = "", org_id: str = "", borrower_id: str = "",
+                              since: str = "", from_seq: int = 0) -> Iterator[tuple[int, bytes]]:
+        """(seq, leaf bytes) like `audit_events`, each checked before it is yielded: a regulator never reads an
+        unverified event.
+
+        The gateway serves every event with its inclusion proof and each page
+        with a checkpoint of the current tree; the checkpoint's signature is
+        checked against `vkey` (the pinned `audit.vkey` text) and each event's
+        leaf hash, through its proof, must give the signed root. Raises
+        AuditVerifyError (code AUDIT_VERIFY_FAILED, `seq` the first event that
+        does not verify). It proves what is returned is in the signed log, not
+        that nothing matching was left out: a full `audit verify` shows that.
+        """
+        req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
+                                   from_seq=from_seq, with_proofs=True)
+        tree: verify.SignedTree | None = None
         try:
-            return [json.loads(ev.leaf) for batch in self._audit.SubjectReport(
+            for batch in self._audit.QueryAudit(req, timeout=3600):
+                if tree is None:
+                    try:
+                        tree = verify.verify_checkpoint(batch.checkpoint, vkey)
+                    except verify.VerifyFailed as exc:
+                        raise AuditVerifyError(str(exc)) from None
+                elif batch.checkpoint != tree.note:
+                    raise AuditVerifyError("the pages of the answer carry different checkpoints")
+                for ev in batch.events:
+                    _check(ev.seq, ev.leaf, ev.proof, tree.size, tree.root)
+                    yield ev.seq, ev.leaf
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        if tree is None:
+            raise AuditVerifyError("the gateway sent no checkpoint to check the events against")
+
+    def verified_audit_query(self, vkey: str, **filters: Any) -> list[dict[str, Any]]:
+        """`audit_query`, every event checked against a checkpoint signed by the pinned key (see above)."""
+        return [json.loads(leaf) for _, leaf in self.verified_audit_events(vkey, **filters)]
+
+    def check_sample(self, seqs: Iterable[int], size: int, root: bytes) -> int:
+        """Re-read these events and check each by inclusion proof against a root verified before; the count.
+
+        For an incremental verifier: the events it verified on earlier runs
+        are not read again, so an edit in place there would go unseen; a
+        random sample of them, re-read here, is found altered with the
+        probability the sample size gives. Raises AuditVerifyError naming the
+        first event that is missing or does not lead to `root`.
+        """
+        wanted = sorted(set(seqs))
+        got: dict[int, tuple[bytes, list[bytes]]] = {}
+        try:
+            for i in range(0, len(wanted), 1000):
+                req = pb.QueryAuditRequest(seqs=wanted[i:i + 1000], with_proofs=True, proof_size=size)
+                for batch in self._audit.QueryAudit(req, timeout=3600):
+                    for ev in batch.events:
+                        got[ev.seq] = (ev.leaf, list(ev.proof))
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        for seq in wanted:
+            if seq not in got:
+                raise AuditVerifyError(f"event {seq} missing: the gateway did not return it", seq)
+            _check(seq, *got[seq], size, root)
+        return len(wanted)
+
+    def subject_events(self, borrower_id: str, lender_id: str = "") -> list[dict[str, Any]]:
+        """Every event about one lender's borrower of this id (a lender: its own; a regulator: the named lender's,
+        or every lender's), as leaf objects with `report_lender` added: the lender it is listed for ("" none sure).
+        """
+        try:
+            return [{**json.loads(ev.leaf), "report_lender": ev.lender} for batch in self._audit.SubjectReport(
                 pb.SubjectReportRequest(borrower_id=borrower_id, lender_id=lender_id), timeout=3600)
                 for ev in batch.events]
         except grpc.RpcError as err:

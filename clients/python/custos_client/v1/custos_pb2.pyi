@@ -488,27 +488,43 @@ class FeedRecord(_message.Message):
     fields: _containers.ScalarMap[str, str]
     def __init__(self, seq: _Optional[int] = ..., case_id: _Optional[str] = ..., loan_id: _Optional[str] = ..., jurisdiction: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
+class FeedWithheld(_message.Message):
+    __slots__ = ("case_id", "code")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    code: str
+    def __init__(self, case_id: _Optional[str] = ..., code: _Optional[str] = ...) -> None: ...
+
 class FeedItem(_message.Message):
-    __slots__ = ("record", "cursor")
+    __slots__ = ("record", "cursor", "withheld")
     RECORD_FIELD_NUMBER: _ClassVar[int]
     CURSOR_FIELD_NUMBER: _ClassVar[int]
+    WITHHELD_FIELD_NUMBER: _ClassVar[int]
     record: FeedRecord
     cursor: str
-    def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ...) -> None: ...
+    withheld: FeedWithheld
+    def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ..., withheld: _Optional[_Union[FeedWithheld, _Mapping]] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq")
+    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
     SINCE_FIELD_NUMBER: _ClassVar[int]
     FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
+    WITH_PROOFS_FIELD_NUMBER: _ClassVar[int]
+    PROOF_SIZE_FIELD_NUMBER: _ClassVar[int]
+    SEQS_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     borrower_id: str
     since: str
     from_seq: int
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ...) -> None: ...
+    with_proofs: bool
+    proof_size: int
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class SubjectReportRequest(_message.Message):
     __slots__ = ("borrower_id", "lender_id")
@@ -519,18 +535,24 @@ class SubjectReportRequest(_message.Message):
     def __init__(self, borrower_id: _Optional[str] = ..., lender_id: _Optional[str] = ...) -> None: ...
 
 class AuditEventBatch(_message.Message):
-    __slots__ = ("events",)
+    __slots__ = ("events", "checkpoint")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
-    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ...) -> None: ...
+    checkpoint: str
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., checkpoint: _Optional[str] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
-    __slots__ = ("seq", "leaf")
+    __slots__ = ("seq", "leaf", "proof", "lender")
     SEQ_FIELD_NUMBER: _ClassVar[int]
     LEAF_FIELD_NUMBER: _ClassVar[int]
+    PROOF_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
     seq: int
     leaf: bytes
-    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ...) -> None: ...
+    proof: _containers.RepeatedScalarFieldContainer[bytes]
+    lender: str
+    def __init__(self, seq: _Optional[int] = ..., leaf: _Optional[bytes] = ..., proof: _Optional[_Iterable[bytes]] = ..., lender: _Optional[str] = ...) -> None: ...
 
 class InclusionProofRequest(_message.Message):
     __slots__ = ("seq", "tree_size")

@@ -1145,7 +1145,8 @@ class AuditServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubjectReport(self, request, context):
-        """Every event about one borrower of one lender (regulator: name the lender; a lender: its own borrowers).
+        """Every event about one lender's borrower of an id, each with its lender (a lender: its own borrower; a
+        regulator: the named lender's, or without a lender every lender's borrower of that id, apart).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
