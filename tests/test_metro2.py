@@ -79,7 +79,7 @@ def test_a_us_national_id_in_other_digits_withholds_that_record_and_the_rest_are
         assert feed_codes(seeded, case) == [("deny", "SSN_INVALID")]
     assert feed_codes(seeded, good) == [("allow", "OK")]
     # Not numbered, so not passed by the cursor: the next pull decides (and lists) them again.
-    again = pull_metro2(seeded, out, capsys, "--since", doc["cursor"])
+    again = pull_metro2(seeded, tmp_path / "again.metro2", capsys, "--since", doc["cursor"])
     assert again["records"] == 0 and again["cursor"] == "f1"
     assert sorted(w["case_id"] for w in again["withheld"]) == sorted(cases.values())
 

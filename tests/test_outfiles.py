@@ -32,15 +32,15 @@ VICTIM = b"someone else's file\n"
 class Command:
     org: str
     argv: tuple[str, ...]
-    check: Callable[[bytes], object]  # raises unless the bytes are what the command writes
+    check: Callable[[Env, bytes], object]  # raises unless the bytes are what the command writes
 
 
-def _json(data: bytes) -> object:
+def _json(env: Env, data: bytes) -> object:
     return json.loads(data)
 
 
-def _packet(data: bytes) -> object:
-    return packets.verify(data, None)
+def _packet(env: Env, data: bytes) -> object:
+    return packets.verify(data, (env.data / "packet.vkey").read_text())
 
 
 COMMANDS = {
@@ -71,11 +71,11 @@ def run(env: Env, name: str, out: Path, capsys: pytest.CaptureFixture[str], *ext
     return rc, json.loads(captured.out)
 
 
-def assert_private(name: str, out: Path) -> None:
+def assert_private(env: Env, name: str, out: Path) -> None:
     """`out` is a regular file of ours (not a link), owner-only, holding the command's whole output."""
     st = os.lstat(out)
     assert stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
-    COMMANDS[name].check(out.read_bytes())
+    COMMANDS[name].check(env, out.read_bytes())
 
 
 def leftovers(directory: Path) -> list[str]:
@@ -91,7 +91,7 @@ def test_a_stale_world_readable_part_file_is_neither_used_nor_made_the_output(
     part.chmod(0o644)
     rc, _ = run(escalated, name, out, capsys)
     assert rc == 0
-    assert_private(name, out)
+    assert_private(escalated, name, out)
     assert part.read_bytes() == STALE  # not ours: left as it was
     assert leftovers(tmp_path) == []
 
@@ -109,7 +109,7 @@ def test_a_part_symlink_does_not_send_the_data_elsewhere(
     rc, _ = run(escalated, name, out, capsys)
     assert rc == 0
     assert victim.read_bytes() == VICTIM and stat.S_IMODE(victim.stat().st_mode) == 0o644
-    assert_private(name, out)
+    assert_private(escalated, name, out)
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -126,7 +126,7 @@ def test_an_existing_out_is_refused_without_force_and_replaced_with_it(
     assert len(escalated.events(org=COMMANDS[name].org)) == before
     rc, doc = run(escalated, name, out, capsys, "--force")
     assert rc == 0 and doc["out"] == str(out)
-    assert_private(name, out)
+    assert_private(escalated, name, out)
     assert leftovers(tmp_path) == []
 
 
@@ -143,7 +143,7 @@ def test_force_replaces_a_symlink_at_out_not_the_file_it_points_to(
     rc, _ = run(escalated, name, out, capsys, "--force")
     assert rc == 0
     assert victim.read_bytes() == VICTIM and stat.S_IMODE(victim.stat().st_mode) == 0o644
-    assert_private(name, out)
+    assert_private(escalated, name, out)
 
 
 def test_audit_export_leaves_a_stale_part_alone(seeded: Env, tmp_path: Path,
