@@ -96,7 +96,7 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
   As the credit bureau (records whose reporting preconditions hold; keep the cursor):
     custos bureau pull --identity {ids}/bureau-1 --json
   As the regulator (audit metadata, never PI):
-    custos audit query --case C-2 --identity {ids}/regulator-1 --json
+    custos audit query --case C-2 --key {data_dir}/audit.vkey --identity {ids}/regulator-1 --json  # every event checked by proof
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
   The data lifecycle (the lender; the operator for keys):
     custos lender subject-export B-2 --out /tmp/B-2.json --identity {ids}/lender-a
