@@ -51,8 +51,8 @@ def _grow(vault: Any, target: int) -> None:
 
 
 def _proof_times(vault: Any, proofs: int, rnd: random.Random) -> tuple[list[float], list[float]]:
-    from gateway.core.proofcheck import verify_consistency, verify_inclusion
-    from gateway.core.proofs import NodeCache
+    from gateway.tlog.proofcheck import verify_consistency, verify_inclusion
+    from gateway.tlog.proofs import NodeCache
 
     repo = vault.reader()
     size, root = vault.audit.head()
@@ -79,7 +79,7 @@ def _served_times(target: str, identity: Path, size: int, proofs: int,
                   rnd: random.Random) -> tuple[list[float], list[float]]:
     from custos_client import CustosClient
 
-    from gateway.core.proofcheck import verify_consistency, verify_inclusion
+    from gateway.tlog.proofcheck import verify_consistency, verify_inclusion
 
     inc, con = [], []
     with CustosClient(target, identity) as c:

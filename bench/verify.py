@@ -28,7 +28,7 @@ from bench.run import Server, custos_cmd, server_env
 def _verify(target: str, ids: Path, vkey: str, state: dict[str, object] | None) -> tuple[float, dict[str, object]]:
     from custos_client import CustosClient
 
-    from gateway.core.verify import resume_from, verify_log
+    from gateway.tlog.verify import resume_from, verify_log
 
     t0 = time.perf_counter()
     with CustosClient(target, ids, timeout=3600) as c:

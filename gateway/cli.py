@@ -53,7 +53,7 @@ def _emit(args: argparse.Namespace, doc: Any, human: Callable[[Any], str] | None
 
 def cmd_init(args: argparse.Namespace) -> None:
     from gateway import pki
-    from gateway.core.merkle import verifier_key
+    from gateway.tlog.merkle import verifier_key
     from vault import datadir
 
     root = Path(args.data_dir)
@@ -149,7 +149,7 @@ def cmd_ca_issue(args: argparse.Namespace) -> None:
 
 def _packet_vkey_text(path: str) -> str:
     """A packet verifier key file's text, checked to be one (a bad file is caught here, not at verification)."""
-    from gateway.core.merkle import parse_verifier_key
+    from gateway.tlog.merkle import parse_verifier_key
 
     try:
         text = Path(path).read_text()
@@ -711,7 +711,7 @@ def _b64(data: bytes) -> str:
 
 
 def cmd_audit_prove(args: argparse.Namespace) -> None:
-    from gateway.core.proofcheck import verify_inclusion
+    from gateway.tlog.proofcheck import verify_inclusion
 
     if args.seq < 0 or (args.size is not None and args.size <= 0):
         raise CliError(Code.INVALID_ARGUMENT, "SEQ is 0 or more and --size 1 or more")
@@ -726,7 +726,7 @@ def cmd_audit_prove(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_consistency(args: argparse.Namespace) -> None:
-    from gateway.core.proofcheck import verify_consistency
+    from gateway.tlog.proofcheck import verify_consistency
 
     if args.first <= 0 or (args.to is not None and args.to < args.first):
         raise CliError(Code.INVALID_ARGUMENT, "--from is 1 or more, and --to at least --from")
@@ -756,7 +756,7 @@ def _key_text(path: str) -> str:
 
 
 def cmd_audit_cosigner_key(args: argparse.Namespace) -> None:
-    from gateway.core.cosign import Cosigner
+    from gateway.tlog.cosign import Cosigner
 
     out = Path(args.out)
     try:
@@ -775,7 +775,7 @@ def cmd_audit_cosigner_key(args: argparse.Namespace) -> None:
 def cmd_audit_cosign(args: argparse.Namespace) -> None:
     import time
 
-    from gateway.core.cosign import Cosigner
+    from gateway.tlog.cosign import Cosigner
 
     try:
         signer = Cosigner.parse(Path(args.key).read_text())
@@ -795,7 +795,7 @@ def cmd_audit_cosign(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_export(args: argparse.Namespace) -> None:
-    from gateway.formats import tlogtiles
+    from gateway.tlog import tiles
 
     out = Path(args.out)
     if out.exists():
@@ -803,8 +803,8 @@ def cmd_audit_export(args: argparse.Namespace) -> None:
     with _client(args) as c:
         note, vkey = c.checkpoint_and_key()
         try:
-            size, root = tlogtiles.write_bundle(out, note, vkey, (leaf for _, leaf in c.audit_events()))
-        except (tlogtiles.BundleError, ValueError) as exc:
+            size, root = tiles.write_bundle(out, note, vkey, (leaf for _, leaf in c.audit_events()))
+        except (tiles.BundleError, ValueError) as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
     _emit(args, {"out": str(out), "size": size, "root": _b64(root)},
           lambda d: f"exported {d['size']} events to {d['out']} (root {d['root']}); check it with: "
@@ -815,17 +815,17 @@ DEFAULT_SAMPLE = 64  # earlier events an incremental verify re-checks by proof (
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from gateway.core.verify import VerifyError, resume_from, verify_log
+    from gateway.tlog.verify import VerifyError, resume_from, verify_log
 
     if args.sample < 0:
         raise CliError(Code.INVALID_ARGUMENT, "--sample is 0 or more")
     vkey = _key_text(args.key)
     if args.bundle:
-        from gateway.formats import tlogtiles
+        from gateway.tlog import tiles
 
         try:
-            check = tlogtiles.verify_bundle(Path(args.bundle), vkey)
-        except tlogtiles.BundleError as exc:
+            check = tiles.verify_bundle(Path(args.bundle), vkey)
+        except tiles.BundleError as exc:
             raise CustosError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
         _emit(args, {"verified": True, "bundle": args.bundle, "size": check.size, "origin": check.origin,
                      "root": _b64(check.root)},

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway import cli, synth
-from gateway.core import merkle
-from gateway.core.verify import VerifyError, verify_log
+from gateway.tlog import merkle
+from gateway.tlog.verify import VerifyError, verify_log
 from tests.conftest import Env
 from vault.crypto import read_key_file
 from vault.sqlite import db

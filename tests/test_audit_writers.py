@@ -13,8 +13,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
+from gateway.tlog.merkle import Frontier, leaf_hash
 from vault.datadir import create
 from vault.sqlite import SqliteVault
 
@@ -65,7 +65,7 @@ def test_two_writers_on_one_log_keep_one_sequence_and_one_tree(tmp_path: Path) -
 def test_operator_commands_are_audited_and_interleave_with_a_serving_gateway(seeded: Any, tmp_path: Path) -> None:
     """`custos org add` / `org disable` go through the core and append to the same log as the gateway."""
     from gateway import cli
-    from gateway.core.verify import verify_log
+    from gateway.tlog.verify import verify_log
 
     env = seeded
     reg = env.client("regulator-1")

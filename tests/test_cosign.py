@@ -9,7 +9,7 @@ import pytest
 from custos_client import CustosError
 
 from gateway import cli
-from gateway.core.cosign import Cosigner, verify_cosignature
+from gateway.tlog.cosign import Cosigner, verify_cosignature
 from tests.conftest import Env
 from tests.test_audit import _verify, rewrite_history
 

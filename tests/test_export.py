@@ -10,9 +10,8 @@ from pathlib import Path
 import pytest
 
 from gateway import cli
-from gateway.core import merkle
 from gateway.core.model import EventDraft
-from gateway.formats import tlogtiles
+from gateway.tlog import merkle, tiles
 from tests.conftest import Env
 
 
@@ -39,12 +38,12 @@ def verify(bundle: Path, key: Path, capsys: pytest.CaptureFixture[str]) -> tuple
 
 
 def test_index_encoding_and_paths_follow_the_spec() -> None:
-    assert tlogtiles.encode_index(0) == "000"
-    assert tlogtiles.encode_index(1234067) == "x001/x234/067"
-    assert tlogtiles.encode_index(1000) == "x001/000"
-    assert tlogtiles.tile_path(0, 5) == "tile/0/005"
-    assert tlogtiles.tile_path(1, 0, 17) == "tile/1/000.p/17"
-    assert tlogtiles.tile_path("entries", 273, 112) == "tile/entries/273.p/112"
+    assert tiles.encode_index(0) == "000"
+    assert tiles.encode_index(1234067) == "x001/x234/067"
+    assert tiles.encode_index(1000) == "x001/000"
+    assert tiles.tile_path(0, 5) == "tile/0/005"
+    assert tiles.tile_path(1, 0, 17) == "tile/1/000.p/17"
+    assert tiles.tile_path("entries", 273, 112) == "tile/entries/273.p/112"
 
 
 @pytest.mark.parametrize("size", [600, 512])  # ends inside a partial tile; exactly on a tile boundary

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from gateway import synth
 from gateway.core.errors import CATALOGUE
-from gateway.core.verify import verify_log
+from gateway.tlog.verify import verify_log
 from gateway.transport.server import Gateway, build
 from tests.conftest import FakeClock, policy_bundle
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from gateway import cli, packets
-from gateway.formats import tlogtiles
+from gateway.tlog import tiles
 from tests.conftest import Env
 
 STALE = b"stale bytes of an earlier run\n"
@@ -161,5 +161,5 @@ def test_audit_export_leaves_a_stale_part_alone(seeded: Env, tmp_path: Path,
     size = json.loads(capsys.readouterr().out)["size"]
     assert [p.name for p in elsewhere.iterdir()] == ["keep.txt"] and (elsewhere / "keep.txt").read_bytes() == VICTIM
     assert (work / "bundle.part").is_symlink()
-    assert tlogtiles.verify_bundle(out, (out / "audit.vkey").read_text()).size == size
+    assert tiles.verify_bundle(out, (out / "audit.vkey").read_text()).size == size
     assert sorted(p.name for p in work.iterdir()) == ["bundle", "bundle.part", "elsewhere"]

@@ -18,7 +18,7 @@ from gateway import cli, packets, synth
 from gateway.core.errors import Code
 from gateway.core.errors import CustosError as CoreError
 from gateway.core.litigation import ledger_summary
-from gateway.core.merkle import canonical_json, verifier_key
+from gateway.tlog.merkle import canonical_json, verifier_key
 from gateway.transport.server import build
 from tests.conftest import Env
 

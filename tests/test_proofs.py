@@ -13,10 +13,10 @@ import json
 import pytest
 
 from gateway import cli
-from gateway.core import merkle
 from gateway.core.model import EventDraft
-from gateway.core.proofcheck import root_from_inclusion, verify_consistency, verify_inclusion
-from gateway.core.proofs import TILE, StoredTree, inner_node, new_nodes
+from gateway.tlog import merkle
+from gateway.tlog.proofcheck import root_from_inclusion, verify_consistency, verify_inclusion
+from gateway.tlog.proofs import TILE, StoredTree, inner_node, new_nodes
 from tests.conftest import Env
 from tests.test_audit import CT_LEAVES, CT_ROOTS
 
@@ -268,7 +268,7 @@ def _prefix(stored: dict[tuple[int, int], bytes], level: int, start: int, end: i
 
 
 def test_the_node_cache_keeps_complete_ranges_only_so_a_growing_log_proves_right() -> None:
-    from gateway.core.proofs import NodeCache
+    from gateway.tlog.proofs import NodeCache
 
     hashes: list[bytes] = []
     stored: dict[tuple[int, int], bytes] = {}
@@ -305,7 +305,7 @@ def test_the_node_cache_keeps_complete_ranges_only_so_a_growing_log_proves_right
 def test_a_checkpoint_is_published_at_least_once_a_second_while_events_arrive(env: Env) -> None:
     import time
 
-    from gateway.core.merkle import parse_verifier_key, verify_checkpoint
+    from gateway.tlog.merkle import parse_verifier_key, verify_checkpoint
 
     vkey = parse_verifier_key((env.data / "audit.vkey").read_text())
     repo = env.gw.vault.reader()

@@ -23,7 +23,7 @@ from custos_client import CustosClient, CustosError
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway import cli, synth
-from gateway.core.verify import verify_log
+from gateway.tlog.verify import verify_log
 from gateway.transport.server import Gateway, build
 from tests.conftest import Env, FakeClock, Served, race
 

@@ -27,8 +27,8 @@ from custos_client import CustosClient, CustosError
 
 from gateway import synth
 from gateway.core.errors import CustosError as GatewayError
-from gateway.core.proofcheck import verify_inclusion
-from gateway.core.verify import verify_log
+from gateway.tlog.proofcheck import verify_inclusion
+from gateway.tlog.verify import verify_log
 from gateway.transport.processes import Supervisor, Worker
 from tests.conftest import Served, race
 

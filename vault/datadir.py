@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import CheckpointSigner
+from gateway.tlog.merkle import CheckpointSigner
 
 from .crypto import write_key_file
 from .keys import FileKeyProvider, KeyProvider
@@ -134,7 +134,7 @@ def packet_signing_key(layout: Layout, origin: str) -> CheckpointSigner | None:
     `packet.key` in the key directory they refuse packets (KEYS_UNAVAILABLE)
     until the operator copies one replica's key to all.
     """
-    from gateway.core.merkle import verifier_key
+    from gateway.tlog.merkle import verifier_key
 
     path = layout.keys / "packet.key"
     if not path.exists():

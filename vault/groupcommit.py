@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import Frontier, leaf_hash
 from gateway.core.model import EventDraft
 from gateway.core.ports import StaleView, Work
+from gateway.tlog.merkle import Frontier, leaf_hash
 
 log = logging.getLogger("custos.audit")
 

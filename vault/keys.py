@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import CheckpointSigner as Signer
+from gateway.tlog.merkle import CheckpointSigner as Signer
 
 from .crypto import FileKekProvider, KekProvider, read_key_file, write_key_file
 

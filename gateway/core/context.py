@@ -15,6 +15,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from gateway.tlog.proofs import NodeCache
+
 from . import access
 from .admission import RateLimiter, _Suppressed
 from .conduct import (
@@ -36,7 +38,6 @@ from .model import (
 from .policy import PolicyBundle
 from .ports import AuditLog, CaseReader
 from .preconditions import Evidence
-from .proofs import NodeCache
 
 log = logging.getLogger("custos.core")
 

@@ -8,11 +8,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from gateway.tlog.cosign import verify_cosignature
+from gateway.tlog.merkle import parse_verifier_key, verify_checkpoint
+from gateway.tlog.proofs import StoredTree
+
 from .context import Context, _parse_time
-from .cosign import verify_cosignature
 from .errors import Code, CustosError
 from .importer import ID_RE
-from .merkle import parse_verifier_key, verify_checkpoint
 from .model import (
     AuditEntry,
     Caller,
@@ -21,7 +23,6 @@ from .model import (
     rfc3339,
 )
 from .ports import CaseReader, UnitOfWork
-from .proofs import StoredTree
 
 MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
 

@@ -26,7 +26,7 @@ from cryptography.exceptions import InvalidSignature
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.litigation import PacketContent
-from gateway.core.merkle import CheckpointSigner, canonical_json, parse_verifier_key, verifier_key
+from gateway.tlog.merkle import CheckpointSigner, canonical_json, parse_verifier_key, verifier_key
 
 MAGIC = b"CUSTOS-PACKET/1"
 DOMAIN = b"custos-packet/1\n"

@@ -25,10 +25,10 @@ from opentelemetry.sdk.trace.export import SpanExporter
 from gateway import packets
 from gateway.core.errors import Code, CustosError
 from gateway.core.limits import ConnectionLimits
-from gateway.core.merkle import sign_checkpoint
 from gateway.core.model import Clock, SystemClock
 from gateway.core.policy import load_bundle
 from gateway.core.usecases import Core
+from gateway.tlog.merkle import sign_checkpoint
 from policies import BUNDLE_DIR
 from vault.datadir import (
     Layout,

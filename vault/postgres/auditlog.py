@@ -25,9 +25,9 @@ import psycopg.errors
 import psycopg_pool
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
-from gateway.core.proofs import TILE
+from gateway.tlog.merkle import Frontier
+from gateway.tlog.proofs import TILE
 from vault.crypto import BlindIndex, FieldCipher
 from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 

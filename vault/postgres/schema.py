@@ -125,7 +125,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              digest BYTEA NOT NULL, condition TEXT NOT NULL, at TEXT NOT NULL, PRIMARY KEY(bureau, seq))""",
         "CREATE INDEX furnished_case ON furnished(bureau, lender_id, case_id, seq)",
     ]),
-    # The tree's interior hashes (gateway/core/proofs.py): tile entries above level 0, derived from the leaves.
+    # The tree's interior hashes (gateway/tlog/proofs.py): tile entries above level 0, derived from the leaves.
     (4, "the tree's interior hashes", [
         """CREATE TABLE audit_nodes(level INTEGER NOT NULL, idx BIGINT NOT NULL, hash BYTEA NOT NULL,
              PRIMARY KEY(level, idx))""",

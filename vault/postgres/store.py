@@ -37,7 +37,7 @@ from gateway.core.model import (
     Org,
     Repayment,
 )
-from gateway.core.proofs import contiguous, new_nodes
+from gateway.tlog.proofs import contiguous, new_nodes
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 from vault.records import (
     CASE_COLS,

@@ -19,9 +19,9 @@ from contextlib import AbstractContextManager, nullcontext
 from typing import Any, TypeVar
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.merkle import Frontier
 from gateway.core.model import EventDraft
-from gateway.core.proofs import TILE
+from gateway.tlog.merkle import Frontier
+from gateway.tlog.proofs import TILE
 from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
 from vault.rowcache import Stamp
 

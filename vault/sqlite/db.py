@@ -93,7 +93,7 @@ CREATE TABLE IF NOT EXISTS furnished(
 CREATE INDEX IF NOT EXISTS furnished_case ON furnished(bureau, lender_id, case_id, seq);
 """
 # Regulators' cosignatures of checkpoints (C2SP tlog-cosignature): served with the checkpoint, so a later
-# checkpoint that does not extend a cosigned one is evidence of a split view (gateway/core/verify.py).
+# checkpoint that does not extend a cosigned one is evidence of a split view (gateway/tlog/verify.py).
 COSIGNATURES = """
 CREATE TABLE IF NOT EXISTS cosignatures(
   id INTEGER PRIMARY KEY, org TEXT NOT NULL, cosigner TEXT NOT NULL, vkey TEXT NOT NULL, size INTEGER NOT NULL,
@@ -161,7 +161,7 @@ CREATE TRIGGER IF NOT EXISTS audit_no_delete BEFORE DELETE ON audit_events
   BEGIN SELECT RAISE(ABORT, 'audit log is append-only'); END;
 """ + "{tiles}"
 
-# The interior hashes of the tree (gateway/core/proofs.py): the entries of C2SP tlog-tiles above level 0,
+# The interior hashes of the tree (gateway/tlog/proofs.py): the entries of C2SP tlog-tiles above level 0,
 # one row each as it completes, derived from the leaf hashes, so proofs read O(log n) ranges of them.
 AUDIT_TILES = """
 CREATE TABLE IF NOT EXISTS audit_nodes(level INTEGER NOT NULL, idx INTEGER NOT NULL, hash BLOB NOT NULL,

@@ -16,7 +16,6 @@ from datetime import date
 from typing import Any
 
 from gateway.core.importer import ImportedCase
-from gateway.core.merkle import Frontier
 from gateway.core.model import (
     BORROWER_PI_FIELDS,
     AuditEntry,
@@ -27,7 +26,8 @@ from gateway.core.model import (
     Org,
     Repayment,
 )
-from gateway.core.proofs import contiguous, new_nodes
+from gateway.tlog.merkle import Frontier
+from gateway.tlog.proofs import contiguous, new_nodes
 from vault.crypto import BlindIndex, FieldCipher, Opener
 from vault.records import (
     CASE_COLS,

@@ -25,9 +25,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from gateway.core.merkle import CheckpointData, Frontier, leaf_hash, parse_verifier_key, verify_checkpoint
-from gateway.core.proofs import perfect_root
-from gateway.core.verify import VerifyError, check_event
+from .merkle import CheckpointData, Frontier, leaf_hash, parse_verifier_key, verify_checkpoint
+from .proofs import perfect_root
+from .verify import VerifyError, check_event
 
 TILE = 256
 HASH = 32
