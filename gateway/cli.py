@@ -815,7 +815,7 @@ DEFAULT_SAMPLE = 64  # earlier events an incremental verify re-checks by proof (
 
 
 def cmd_audit_verify(args: argparse.Namespace) -> None:
-    from gateway.tlog.verify import VerifyError, resume_from, verify_log
+    from gateway.tlog.verify import VerifyError, resume_from, sample_seqs, verify_log
 
     if args.sample < 0:
         raise CliError(Code.INVALID_ARGUMENT, "--sample is 0 or more")
@@ -863,17 +863,6 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
                                f"({d['read']} event{'' if d['read'] == 1 else 's'} read this run"
                                + (f", {d['sampled']} earlier ones re-checked by proof" if d["sampled"] else "")
                                + ")")
-
-
-def sample_seqs(verified: int, k: int) -> list[int]:
-    """min(k, n) of the n events verified on earlier runs, drawn uniformly without replacement.
-
-    From the operating system's random source (secrets.SystemRandom), so an
-    operator cannot predict which events a run re-reads. One edited event
-    among n is found with probability k/n per run; m edited events with at
-    least 1 - (1 - k/n)^m.
-    """
-    return sorted(secrets.SystemRandom().sample(range(verified), min(k, verified)))
 
 
 def cmd_packet_get(args: argparse.Namespace) -> None:

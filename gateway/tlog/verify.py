@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import json
+import secrets
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -52,6 +53,17 @@ def check_event(leaf: bytes, position: int) -> None:
 def resume_from(state: dict[str, object] | None) -> int:
     """Where a run with this state starts reading events: after what it verified (0 without a frontier)."""
     return int(state["size"]) if state and "frontier" in state else 0  # type: ignore[call-overload]
+
+
+def sample_seqs(verified: int, k: int) -> list[int]:
+    """min(k, n) of the n events verified on earlier runs, drawn uniformly without replacement.
+
+    From the operating system's random source (secrets.SystemRandom), so an
+    operator cannot predict which events a run re-reads. One edited event
+    among n is found with probability k/n per run; m edited events with at
+    least 1 - (1 - k/n)^m.
+    """
+    return sorted(secrets.SystemRandom().sample(range(verified), min(k, verified)))
 
 
 def verify_log(events: Iterable[tuple[int, bytes]], note: str, vkey: str,
