@@ -1,0 +1,141 @@
+"""The direction of imports between the rooms, as a rule (docs/architecture.md).
+
+Every module under gateway/ and vault/ is parsed (never imported) and each
+import it makes anywhere (top level, inside a function, under TYPE_CHECKING)
+is held against the rules below. An exception that a later step of issue 23
+removes is named in ALLOWED with that step; an allowance no longer needed
+fails too, so the list only shrinks.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = ("gateway", "vault")
+
+# (the layer, what it must not import, what of that it may import all the same)
+RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("gateway.tlog", ("gateway", "vault", "grpc"), ("gateway.tlog",)),
+    ("gateway.core", ("grpc", "gateway.transport", "vault", "gateway.cli"), ()),
+    ("vault", ("gateway.transport", "gateway.cli"), ()),
+)
+
+# (importing module, imported name) -> why it is allowed for now, and which step of issue 23 ends it.
+ALLOWED: dict[tuple[str, str], str] = {}
+
+# What the log may import besides itself: a verifier or witness needs nothing else installed.
+TLOG_THIRD_PARTY = ("cryptography",)
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imported_names(source: str, module: str, is_package: bool = False) -> Iterator[str]:
+    """Each name an import statement binds, fully qualified: `from a.b import c` gives `a.b.c`.
+
+    Relative imports are resolved against `module`, so `from .errors import
+    Code` in gateway.core.x is gateway.core.errors.Code.
+    """
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            yield from (alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                package = module.split(".")
+                if not is_package:
+                    package.pop()
+                package = package[:len(package) - (node.level - 1)]
+                base = ".".join([*package, *([node.module] if node.module else [])])
+            yield from (f"{base}.{alias.name}" for alias in node.names)
+
+
+def modules() -> Iterator[tuple[str, str, Path]]:
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            yield module_name(path), path.read_text(), path
+
+
+def imports() -> dict[str, set[str]]:
+    return {name: set(imported_names(source, name, path.name == "__init__.py")) for name, source, path in modules()}
+
+
+def violations(found: dict[str, set[str]]) -> set[tuple[str, str]]:
+    """(module, imported name) for every import a rule forbids."""
+    out = set()
+    for module, names in found.items():
+        for layer, forbidden, excepted in RULES:
+            if not _within(module, layer):
+                continue
+            for name in names:
+                if any(_within(name, f) for f in forbidden) and not any(_within(name, e) for e in excepted):
+                    out.add((module, name))
+    return out
+
+
+def test_the_rooms_import_only_downwards() -> None:
+    broken = violations(imports())
+    unexplained = sorted(v for v in broken if v not in ALLOWED)
+    assert not unexplained, "imports against the layering (docs/architecture.md):\n" + "\n".join(
+        f"  {module} imports {name}" for module, name in unexplained)
+    stale = sorted(set(ALLOWED) - broken)
+    assert not stale, f"allowances no longer needed, remove them from ALLOWED: {stale}"
+
+
+def test_the_log_needs_only_the_standard_library_and_cryptography() -> None:
+    found = imports()
+    for module in (m for m in found if _within(m, "gateway.tlog")):
+        for name in found[module]:
+            top = name.split(".", 1)[0]
+            assert (top in sys.stdlib_module_names or top in TLOG_THIRD_PARTY or top == "__future__"
+                    or _within(name, "gateway.tlog")), f"{module} imports {name}"
+
+
+def test_every_room_is_read() -> None:
+    """The rules hold of modules that are found, and of imports that are seen (a rule over nothing holds)."""
+    found = imports()
+    for layer, _, _ in RULES:
+        assert any(_within(m, layer) for m in found), layer
+    assert "gateway.tlog.merkle.Frontier" in found["vault.groupcommit"]
+    assert "gateway.core.errors.Code" in found["gateway.core.supervision"]  # `from .errors import Code`
+    assert "gateway.tlog.merkle.Frontier" in found["gateway.tlog.tiles"]
+
+
+@pytest.mark.parametrize(("module", "source", "is_package", "bad"), [
+    ("gateway.tlog.tiles", "from gateway.core.errors import Code", False, "gateway.core.errors.Code"),
+    ("gateway.tlog.tiles", "def f():\n    import grpc\n", False, "grpc"),
+    ("gateway.tlog", "from .. import cli", True, "gateway.cli"),
+    ("gateway.tlog.verify", "from ..core import errors", False, "gateway.core.errors"),
+    ("gateway.core.reads", "from vault.sqlite import SqliteVault", False, "vault.sqlite.SqliteVault"),
+    ("gateway.core.reads", "from gateway.transport import status", False, "gateway.transport.status"),
+    ("gateway.core.reads", "from grpc import StatusCode", False, "grpc.StatusCode"),
+    ("vault.keys", "from gateway import cli", False, "gateway.cli"),
+    ("vault.sqlite.store", "from gateway.transport.calls import Gate", False, "gateway.transport.calls.Gate"),
+])
+def test_a_forbidden_import_is_found(module: str, source: str, is_package: bool, bad: str) -> None:
+    """The checker itself: each rule catches an import against it, however it is written."""
+    names = set(imported_names(source, module, is_package))
+    assert violations({module: names}) == {(module, bad)}
+
+
+@pytest.mark.parametrize(("module", "source"), [
+    ("gateway.tlog.tiles", "from .merkle import Frontier\nimport hashlib\nfrom cryptography import x509"),
+    ("gateway.core.supervision", "from gateway.tlog.proofs import StoredTree\nfrom .errors import Code"),
+    ("vault.groupcommit", "from gateway.core.model import EventDraft"),
+])
+def test_an_allowed_import_is_not_flagged(module: str, source: str) -> None:
+    assert violations({module: set(imported_names(source, module))}) == set()
