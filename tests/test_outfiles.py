@@ -51,16 +51,6 @@ COMMANDS = {
 }
 
 
-@pytest.fixture
-def escalated(seeded: Env) -> Env:
-    """Every command has something to write: C-1 mandated to agency-1 and escalated to lawfirm-1."""
-    seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
-    contact = seeded.client("agency-1").open_contact("C-1", "call")
-    seeded.client("agency-1").record_outcome(contact["contact_id"], "promise_to_pay")
-    seeded.client("lender-a").escalate("C-1", "lawfirm-1")
-    return seeded
-
-
 def run(env: Env, name: str, out: Path, capsys: pytest.CaptureFixture[str], *extra: str) -> tuple[int, dict[str, object]]:
     cmd = COMMANDS[name]
     capsys.readouterr()

@@ -63,16 +63,6 @@ def failure(data: bytes, key: str) -> str:
     return str(info.value.message)
 
 
-@pytest.fixture
-def escalated(seeded: Env) -> Env:
-    """C-1 (CN, borrower B-1) escalated to lawfirm-1, with some contact history first."""
-    seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
-    contact = seeded.client("agency-1").open_contact("C-1", "call")
-    seeded.client("agency-1").record_outcome(contact["contact_id"], "promise_to_pay")
-    seeded.client("lender-a").escalate("C-1", "lawfirm-1")
-    return seeded
-
-
 def test_a_packet_round_trip_holds_every_item_and_verifies(escalated: Env) -> None:
     data = packet(escalated, "C-1")
     result = packets.verify(data, vkey(escalated))
