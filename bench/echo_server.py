@@ -20,7 +20,7 @@ from typing import Any
 
 import grpc
 
-from gateway.core.limits import ConnectionLimits
+from gateway.core.rules.limits import ConnectionLimits
 from gateway.transport.server import server_credentials, server_options  # the very same set-up as the gateway
 from vault.datadir import Layout
 

@@ -389,7 +389,7 @@ def _reload(gw: Any) -> None:
 
 
 def cmd_policy_check(args: argparse.Namespace) -> None:
-    from gateway.core.policy import load_bundle
+    from gateway.core.rules.policy import load_bundle
     from policies import BUNDLE_DIR
 
     bundle = load_bundle(Path(args.dir) if args.dir else BUNDLE_DIR)

@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import Phase, event, given, settings
 from hypothesis import strategies as st
 
-from gateway.core.conduct import (
+from gateway.core.rules.conduct import (
     CaseState,
     ConductRules,
     ContactAttempt,

@@ -13,7 +13,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from gateway.core.conduct import (
+from gateway.core.errors import CATALOGUE, CustosError, PolicyError
+from gateway.core.rules.conduct import (
     CaseState,
     ConductDecision,
     ConductRules,
@@ -24,7 +25,6 @@ from gateway.core.conduct import (
     load_conduct_dir,
     load_conduct_rules,
 )
-from gateway.core.errors import CATALOGUE, CustosError, PolicyError
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "conduct"
 RULES = load_conduct_dir(POLICY_DIR)

@@ -361,7 +361,7 @@ def test_rate_limits_are_per_organisation_and_audited(limited: Callable[..., Env
 
 def test_a_limits_file_with_a_bad_value_stops_the_bundle(tmp_path: Path) -> None:
     from gateway.core.errors import PolicyError
-    from gateway.core.policy import load_bundle
+    from gateway.core.rules.policy import load_bundle
 
     for section, values, problem in [
         ("calls", {"max_calls_per_org": 0}, "max_calls_per_org: must be between"),

@@ -23,8 +23,8 @@ import pytest
 from gateway import cli
 from gateway.core.errors import PolicyError
 from gateway.core.model import NEVER_TO_AGENCY, STAGES
-from gateway.core.policy import Transform, apply_transform, load_bundle
-from gateway.core.tomlfile import MAX_POLICY_FILE_BYTES
+from gateway.core.rules.policy import Transform, apply_transform, load_bundle
+from gateway.core.rules.tomlfile import MAX_POLICY_FILE_BYTES
 from policies import BUNDLE_DIR
 
 MARK = "# BROKEN"

@@ -6,17 +6,6 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import access
-from .conduct import (
-    CHANNELS,
-    PARTIES,
-    RESULTS,
-    ConductDecision,
-    ContactAttempt,
-    ContactRequest,
-    evaluate_contact,
-    history_horizon,
-)
 from .context import Context, _conduct_state, _parse_time
 from .errors import Code, CustosError
 from .importer import ID_RE
@@ -28,6 +17,17 @@ from .model import (
     rfc3339,
 )
 from .ports import UnitOfWork
+from .rules import access
+from .rules.conduct import (
+    CHANNELS,
+    PARTIES,
+    RESULTS,
+    ConductDecision,
+    ContactAttempt,
+    ContactRequest,
+    evaluate_contact,
+    history_horizon,
+)
 
 
 class Contacts(Context):

@@ -17,12 +17,6 @@ from zoneinfo import ZoneInfo
 
 from gateway.tlog.proofs import NodeCache
 
-from . import access
-from .admission import RateLimiter, _Suppressed
-from .conduct import (
-    CaseState,
-    ConductRules,
-)
 from .errors import Code, CustosError
 from .importer import ID_RE
 from .model import (
@@ -35,9 +29,15 @@ from .model import (
     Org,
     rfc3339,
 )
-from .policy import PolicyBundle
 from .ports import AuditLog, CaseReader
-from .preconditions import Evidence
+from .rules import access
+from .rules.admission import RateLimiter, _Suppressed
+from .rules.conduct import (
+    CaseState,
+    ConductRules,
+)
+from .rules.policy import PolicyBundle
+from .rules.preconditions import Evidence
 
 log = logging.getLogger("custos.core")
 

@@ -6,12 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .conduct import (
-    ContactRequest,
-    evaluate_contact,
-)
 from .context import ORG_ID_RE, Context, _conduct_state, _parse_time
-from .decisions import decide_read, needs_evidence
 from .errors import Code
 from .model import (
     PURPOSES,
@@ -19,6 +14,11 @@ from .model import (
     CaseRow,
     rfc3339,
 )
+from .rules.conduct import (
+    ContactRequest,
+    evaluate_contact,
+)
+from .rules.decisions import decide_read, needs_evidence
 
 
 class Explainer(Context):

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-from . import access
-from .admission import RATE_EVENT_WINDOW_S, _Suppressed
 from .context import Context
 from .errors import Code, CustosError
 from .importer import ID_RE
@@ -15,6 +13,8 @@ from .model import (
     EventDraft,
     Org,
 )
+from .rules import access
+from .rules.admission import RATE_EVENT_WINDOW_S, _Suppressed
 
 
 class Gatekeeping(Context):

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from . import access
 from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
 from .errors import Code, CustosError
 from .importer import LineError, parse_line
@@ -24,6 +23,7 @@ from .model import (
     rfc3339,
 )
 from .ports import UnitOfWork
+from .rules import access
 
 IMPORT_BATCH = 256
 

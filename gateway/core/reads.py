@@ -9,9 +9,7 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from . import access
 from .context import Context
-from .decisions import decide_read, needs_evidence
 from .errors import Code
 from .importer import ID_RE
 from .model import (
@@ -22,8 +20,10 @@ from .model import (
     Org,
     Unsealer,
 )
-from .policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
 from .ports import CaseReader, StaleView
+from .rules import access
+from .rules.decisions import decide_read, needs_evidence
+from .rules.policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import IO
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.policy import load_bundle
+from gateway.core.rules.policy import load_bundle
 from policies import BUNDLE_DIR
 from vault.datadir import ServeLock, open_vault
 

@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
+from ..errors import Code
+from ..model import CaseRow, ContactRow, LoanRow
 from .access import OK, Verdict
-from .errors import Code
-from .model import CaseRow, ContactRow, LoanRow
 
 OBSOLETE_FROM = ("first_delinquency_on", "default_end")
 

@@ -9,7 +9,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .errors import PolicyError
+from ..errors import PolicyError
 
 MAX_POLICY_FILE_BYTES = 1 << 20
 """No policy file is near this (the shipped ones are a few KiB); it bounds what a wrong path can make us read."""

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from ..errors import Code
+from ..model import CaseRow, MandateRow, Org
 from . import access, preconditions
-from .errors import Code
-from .model import CaseRow, MandateRow, Org
 from .policy import PolicyBundle, ReleaseDecision
 from .preconditions import Evidence
 

@@ -26,8 +26,8 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from .errors import Code, CustosError, PolicyError
-from .model import JURISDICTIONS, STAGES, STATUSES
+from ..errors import Code, CustosError, PolicyError
+from ..model import JURISDICTIONS, STAGES, STATUSES
 from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
 from .retention import RETENTION_STARTS, RetentionRules
 from .tomlfile import FileCtx, load_toml

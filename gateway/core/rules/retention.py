@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from .model import CaseRow
+from ..model import CaseRow
 
 RETENTION_STARTS = ("closure", "last_activity")
 

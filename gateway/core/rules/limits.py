@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from .model import KINDS
+from ..model import KINDS
 from .tomlfile import FileCtx, load_toml
 
 

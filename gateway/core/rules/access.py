@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from .errors import Code
-from .model import LICENSED_KINDS, MANDATE_KIND, CaseRow, MandateRow, Org
+from ..errors import Code
+from ..model import LICENSED_KINDS, MANDATE_KIND, CaseRow, MandateRow, Org
 
 
 @dataclass(frozen=True)

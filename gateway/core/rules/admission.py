@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from .limits import CallLimits, RateSpec
 
 if TYPE_CHECKING:
-    from .model import Caller
+    from ..model import Caller
 
 # Buckets of callers not seen for this long are dropped, so the table stays bounded.
 IDLE_BUCKET_S = 600.0

@@ -15,10 +15,10 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from ..errors import Code, PolicyError
+from ..model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
 from .conduct import ConductRules, load_conduct_dir
-from .errors import Code, PolicyError
 from .limits import Limits, load_limits
-from .model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
 from .tomlfile import FileCtx, load_toml, read_policy_file
 
 TRANSFORMS = ("plain", "mask", "last4", "redact", "year_only", "pseudonym")
