@@ -35,8 +35,8 @@ from gateway.core.rules.conduct import (
     ContactRequest,
     evaluate_contact,
     history_horizon,
-    load_conduct_dir,
 )
+from gateway.core.rules.conduct_file import load_conduct_dir
 
 PHASES = (Phase.explicit, Phase.reuse, Phase.generate)
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "conduct"

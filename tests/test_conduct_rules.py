@@ -22,9 +22,8 @@ from gateway.core.rules.conduct import (
     ContactRequest,
     evaluate_contact,
     history_horizon,
-    load_conduct_dir,
-    load_conduct_rules,
 )
+from gateway.core.rules.conduct_file import load_conduct_dir, load_conduct_rules
 
 POLICY_DIR = Path(__file__).resolve().parents[1] / "policies" / "conduct"
 RULES = load_conduct_dir(POLICY_DIR)

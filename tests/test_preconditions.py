@@ -248,7 +248,7 @@ def test_us_furnishing_without_a_date_of_first_delinquency_is_withheld(seeded: E
 
 def test_the_new_precondition_keys_default_to_refusing(tmp_path: Path) -> None:
     """A rule file written before the keys existed fails closed: a date the rule needs must be on file."""
-    from gateway.core.rules.conduct import load_conduct_rules
+    from gateway.core.rules.conduct_file import load_conduct_rules
     from policies import BUNDLE_DIR
 
     text = (BUNDLE_DIR / "conduct" / "us.toml").read_text()
@@ -318,7 +318,7 @@ def test_a_letter_counts_only_if_sent_to_the_borrower_and_not_returned() -> None
 
 
 def test_a_conduct_file_without_the_precondition_tables_is_refused_with_its_name(tmp_path: Path) -> None:
-    from gateway.core.rules.conduct import load_conduct_rules
+    from gateway.core.rules.conduct_file import load_conduct_rules
     from policies import BUNDLE_DIR
 
     text = (BUNDLE_DIR / "conduct" / "us.toml").read_text()

@@ -12,7 +12,7 @@ from custos_client import CustosError
 from gateway import cli
 from gateway.core.errors import PolicyError
 from gateway.core.model import CaseRow
-from gateway.core.rules.conduct import load_conduct_rules
+from gateway.core.rules.conduct_file import load_conduct_rules
 from gateway.core.rules.retention import RetentionRules, borrower_retention
 from policies import BUNDLE_DIR
 from tests.conftest import Env

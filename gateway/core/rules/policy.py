@@ -17,7 +17,8 @@ from typing import Any
 
 from ..errors import Code, PolicyError
 from ..model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
-from .conduct import ConductRules, load_conduct_dir
+from .conduct import ConductRules
+from .conduct_file import load_conduct_dir
 from .limits import Limits, load_limits
 from .tomlfile import FileCtx, load_toml, read_policy_file
 
