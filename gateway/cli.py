@@ -119,7 +119,7 @@ def cmd_ca_init(args: argparse.Namespace) -> None:
 
 def cmd_ca_issue(args: argparse.Namespace) -> None:
     from gateway import pki
-    from gateway.core.admin import is_org_id
+    from gateway.core.usecases.admin import is_org_id
 
     ca_dir = Path(args.ca_dir)
     if not (ca_dir / "ca.key").is_file() or not (ca_dir / "ca.crt").is_file():
@@ -169,8 +169,8 @@ def _open_vault(data_dir: str) -> Any:
 def _administration(vault: Any) -> Any:
     import getpass
 
-    from gateway.core.admin import Administration
     from gateway.core.model import SystemClock
+    from gateway.core.usecases.admin import Administration
 
     try:
         operator = getpass.getuser()
@@ -181,7 +181,7 @@ def _administration(vault: Any) -> Any:
 
 def cmd_org_add(args: argparse.Namespace) -> None:
     from gateway import pki
-    from gateway.core.admin import OrgSpec
+    from gateway.core.usecases.admin import OrgSpec
 
     if bool(args.out) == bool(args.cert):
         raise CliError(Code.INVALID_ARGUMENT, "give --out DIR (issue a certificate here) or --cert FILE "

@@ -459,9 +459,9 @@ def test_frames_of_a_line_per_message_client_are_refused_not_taken_for_an_empty_
 
 
 def test_a_broken_frame_mid_stream_stores_whole_batches_and_the_client_learns_the_count(env: Env) -> None:
-    from gateway.core import usecases
+    from gateway.core import app
 
-    n = usecases.IMPORT_BATCH + 40
+    n = app.IMPORT_BATCH + 40
     frames = [_chunk(i, synth.jsonl([synth.case_line(i)]).strip()) for i in range(1, n + 1)]
     frames.append(b"\xff\xff\xff\xff\x0f")  # not a LineChunk
     frames += [_chunk(n + 2, synth.jsonl([synth.case_line(n + 2)]).strip())]
@@ -477,16 +477,15 @@ def test_a_broken_frame_mid_stream_stores_whole_batches_and_the_client_learns_th
 
     assert _translate(info.value).code == "MALFORMED_REQUEST"
     # The first batch was durable and said so; the unfinished batch was dropped whole.
-    assert [(p.through_line, p.imported, p.done) for p in progress] == [(usecases.IMPORT_BATCH, usecases.IMPORT_BATCH,
-                                                                        False)]
+    assert [(p.through_line, p.imported, p.done) for p in progress] == [(app.IMPORT_BATCH, app.IMPORT_BATCH, False)]
     stored = {c["case_id"] for c in env.client("lender-a").list_cases()}
-    assert stored == {f"C-{i}" for i in range(1, usecases.IMPORT_BATCH + 1)}
+    assert stored == {f"C-{i}" for i in range(1, app.IMPORT_BATCH + 1)}
     (event,) = [e for e in env.events(org="lender-a") if e["code"] == "MALFORMED_REQUEST"]
-    assert event["rule"] == f"import.interrupted:through_line={usecases.IMPORT_BATCH};dropped_lines=40"
+    assert event["rule"] == f"import.interrupted:through_line={app.IMPORT_BATCH};dropped_lines=40"
     # Sending the whole file again is safe: what was stored is reported, nothing is stored twice.
     again = env.client("lender-a").import_lines(iter([synth.jsonl([synth.case_line(i)]).strip()
                                                        for i in range(1, n + 1)]))
-    assert (again["imported"], again["already_imported"], again["rejected"]) == (40, usecases.IMPORT_BATCH, [])
+    assert (again["imported"], again["already_imported"], again["rejected"]) == (40, app.IMPORT_BATCH, [])
     # A changed line for a stored case is still a rejection, not an overwrite.
     changed = synth.case_line(1)
     changed["loan"]["amount_due"] = "1.00"
@@ -495,17 +494,17 @@ def test_a_broken_frame_mid_stream_stores_whole_batches_and_the_client_learns_th
 
 
 def test_the_typed_client_reports_what_was_stored_when_a_stream_breaks(env: Env) -> None:
-    from gateway.core import usecases
+    from gateway.core import app
 
     def lines() -> Iterator[bytes]:
-        for i in range(1, usecases.IMPORT_BATCH + 11):
+        for i in range(1, app.IMPORT_BATCH + 11):
             yield synth.jsonl([synth.case_line(i)]).strip()
         raise OSError("the file went away")
 
     with pytest.raises(CustosError) as info:
         env.client("lender-a").import_lines(lines())
     # Every whole line read before the failure is stored, and the error says exactly that.
-    n = usecases.IMPORT_BATCH + 10
+    n = app.IMPORT_BATCH + 10
     assert info.value.code == "IMPORT_READ_FAILED"
     assert info.value.progress is not None
     assert (info.value.progress["imported"], info.value.progress["through_line"]) == (n, n)

@@ -17,7 +17,7 @@ import pytest
 from custos_client import CustosError
 
 from gateway import synth
-from gateway.core import usecases
+from gateway.core import app
 from gateway.core.model import Caller
 from tests.conftest import Env
 
@@ -157,7 +157,7 @@ def test_mixed_import_rejects_each_bad_line_and_imports_the_good_ones(env: Env) 
 
 def test_rejections_do_not_depend_on_batch_boundaries(env: Env) -> None:
     """A duplicate in a later batch is still caught, and line numbers run across batches."""
-    n = usecases.IMPORT_BATCH + 10
+    n = app.IMPORT_BATCH + 10
     lines = [raw(line(i)) for i in range(1, n + 1)]
     lines.append(raw(line(5, _set("loan.loan_id", "L-NEW-5"))))       # dup case id, batch 2
     lines.append(raw(line(n + 1, _set("loan.loan_id", "L-7"))))      # dup loan id, batch 2
@@ -398,10 +398,10 @@ def test_core_import_consumes_lines_in_bounded_batches(env: Env, monkeypatch: py
     assert result.rejected == [] and result.rejected_total == 0
     # One progress message per durable batch, each counting exactly what was stored so far.
     assert [p.imported for p in progress[:-1]] == sorted(p.imported for p in progress[:-1])
-    assert len(progress) - 1 == -(-total // usecases.IMPORT_BATCH)
-    assert len(seen_at_call) >= -(-total // usecases.IMPORT_BATCH)
+    assert len(progress) - 1 == -(-total // app.IMPORT_BATCH)
+    assert len(seen_at_call) >= -(-total // app.IMPORT_BATCH)
     lookahead = [seen - done for seen, done in zip(seen_at_call, done_before_call, strict=True)]
-    assert max(lookahead) <= usecases.IMPORT_BATCH, lookahead
+    assert max(lookahead) <= app.IMPORT_BATCH, lookahead
     assert processed == total
     # And what was streamed is stored: first, middle and last line read back.
     for i in (1, 500, 1000):

@@ -111,7 +111,7 @@ def test_every_room_is_read() -> None:
     for layer, _, _ in RULES:
         assert any(_within(m, layer) for m in found), layer
     assert "gateway.tlog.merkle.Frontier" in found["vault.groupcommit"]
-    assert "gateway.core.errors.Code" in found["gateway.core.supervision"]  # `from .errors import Code`
+    assert "gateway.core.errors.Code" in found["gateway.core.usecases.supervision"]  # `from ..errors import Code`
     assert "gateway.tlog.merkle.Frontier" in found["gateway.tlog.tiles"]
 
 
@@ -120,9 +120,9 @@ def test_every_room_is_read() -> None:
     ("gateway.tlog.tiles", "def f():\n    import grpc\n", False, "grpc"),
     ("gateway.tlog", "from .. import cli", True, "gateway.cli"),
     ("gateway.tlog.verify", "from ..core import errors", False, "gateway.core.errors"),
-    ("gateway.core.reads", "from vault.sqlite import SqliteVault", False, "vault.sqlite.SqliteVault"),
-    ("gateway.core.reads", "from gateway.transport import status", False, "gateway.transport.status"),
-    ("gateway.core.reads", "from grpc import StatusCode", False, "grpc.StatusCode"),
+    ("gateway.core.usecases.reads", "from vault.sqlite import SqliteVault", False, "vault.sqlite.SqliteVault"),
+    ("gateway.core.usecases.reads", "from gateway.transport import status", False, "gateway.transport.status"),
+    ("gateway.core.usecases.reads", "from grpc import StatusCode", False, "grpc.StatusCode"),
     ("vault.keys", "from gateway import cli", False, "gateway.cli"),
     ("vault.sqlite.store", "from gateway.transport.calls import Gate", False, "gateway.transport.calls.Gate"),
 ])
@@ -134,7 +134,7 @@ def test_a_forbidden_import_is_found(module: str, source: str, is_package: bool,
 
 @pytest.mark.parametrize(("module", "source"), [
     ("gateway.tlog.tiles", "from .merkle import Frontier\nimport hashlib\nfrom cryptography import x509"),
-    ("gateway.core.supervision", "from gateway.tlog.proofs import StoredTree\nfrom .errors import Code"),
+    ("gateway.core.usecases.supervision", "from gateway.tlog.proofs import StoredTree\nfrom ..errors import Code"),
     ("vault.groupcommit", "from gateway.core.model import EventDraft"),
 ])
 def test_an_allowed_import_is_not_flagged(module: str, source: str) -> None:

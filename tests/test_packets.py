@@ -17,7 +17,7 @@ from custos_client import CustosError
 from gateway import cli, packets, synth
 from gateway.core.errors import Code
 from gateway.core.errors import CustosError as CoreError
-from gateway.core.litigation import ledger_summary
+from gateway.core.usecases.litigation import ledger_summary
 from gateway.tlog.merkle import canonical_json, verifier_key
 from gateway.transport.server import build
 from tests.conftest import Env

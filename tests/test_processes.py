@@ -224,8 +224,8 @@ def test_sigterm_stops_even_with_a_handler_stuck_in_our_own_code(env_dir: Path) 
         "import sys, threading\n"
         "import gateway\n"
         "from gateway import cli\n"
-        "from gateway.core import usecases\n"
-        "usecases.Core.get_case = lambda self, *a: threading.Event().wait()\n"
+        "from gateway.core import app\n"
+        "app.Core.get_case = lambda self, *a: threading.Event().wait()\n"
         "sys.exit(cli.main(sys.argv[1:]))\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", child, "serve", str(env_dir / "data"), "--listen", "127.0.0.1:0",

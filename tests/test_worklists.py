@@ -20,7 +20,7 @@ import pytest
 from custos_client import CustosError
 
 from gateway import cli, synth
-from gateway.core import worklists
+from gateway.core.usecases import worklists
 from gateway.transport.server import build
 from tests.conftest import Env
 

@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.litigation import PacketContent
+from gateway.core.usecases.litigation import PacketContent
 from gateway.tlog.merkle import CheckpointSigner, canonical_json, parse_verifier_key, verifier_key
 
 MAGIC = b"CUSTOS-PACKET/1"

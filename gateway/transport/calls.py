@@ -42,12 +42,12 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
+from gateway.core.app import Core
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import Caller
 from gateway.core.rules.access import Verdict
 from gateway.core.rules.admission import Shares
 from gateway.core.rules.limits import CallLimits
-from gateway.core.usecases import Core
 from gateway.pki import org_id_of
 
 from . import tracing

@@ -23,11 +23,11 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from gateway import packets
+from gateway.core.app import Core
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import Clock, SystemClock
 from gateway.core.rules.limits import ConnectionLimits
 from gateway.core.rules.policy import load_bundle
-from gateway.core.usecases import Core
 from gateway.tlog.merkle import sign_checkpoint
 from policies import BUNDLE_DIR
 from vault.datadir import (

@@ -13,10 +13,10 @@ from typing import Any
 from custos_client.v1 import custos_pb2 as pb
 
 from gateway import packets
+from gateway.core.app import Core, ImportProgress, Released
 from gateway.core.errors import Code, CustosError
-from gateway.core.furnishing import FeedWithheld
 from gateway.core.model import FLAGS, PURPOSES, AuditEntry, Caller, CaseRow
-from gateway.core.usecases import Core, ImportProgress, Released
+from gateway.core.usecases.furnishing import FeedWithheld
 
 from . import tracing
 from .calls import Method

@@ -13,7 +13,7 @@ from typing import Any
 
 from vault.records import BORROWER_GEN_COLUMNS
 
-# What a change feed entry is made for (gateway/core/worklists.py): the columns whose change can change what is
+# What a change feed entry is made for (gateway/core/usecases/worklists.py): the columns whose change can change what is
 # released of a case. The rows are numbered at commit (FEED_NUMBER), under the log's head lock.
 CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
                         "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
@@ -118,7 +118,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                FOR EACH STATEMENT EXECUTE FUNCTION bump_generation()"""
           for table in CACHED_TABLES),
     ]),
-    # The bureau feed's memory (gateway/core/furnishing.py): keyed digests of what each bureau was sent.
+    # The bureau feed's memory (gateway/core/usecases/furnishing.py): keyed digests of what each bureau was sent.
     (3, "the bureau feed's furnished records", [
         """CREATE TABLE furnished(
              bureau TEXT NOT NULL, seq BIGINT NOT NULL, lender_id TEXT NOT NULL, case_id TEXT NOT NULL,
@@ -149,7 +149,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         """CREATE TABLE audit_inner(level INTEGER NOT NULL, idx BIGINT NOT NULL, interior BYTEA NOT NULL,
              PRIMARY KEY(level, idx))""",
     ]),
-    # Each case's view of its borrower's erasure: pending until erase_due, or done (gateway/core/lifecycle.py).
+    # Each case's view of its borrower's erasure: pending until erase_due, or done (gateway/core/usecases/lifecycle.py).
     (9, "erasure, pending and done; closure time; data keys by KEK version", [
         "ALTER TABLE cases ADD COLUMN erasure TEXT NOT NULL DEFAULT ''",
         "ALTER TABLE cases ADD COLUMN erase_due TEXT",
@@ -162,7 +162,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         f"""CREATE TRIGGER borrowers_gen AFTER INSERT OR DELETE OR TRUNCATE OR UPDATE OF {', '.join(BORROWER_GEN_COLUMNS)}
                ON borrowers FOR EACH STATEMENT EXECUTE FUNCTION bump_generation()""",
     ]),
-    # The work lists' change feed (gateway/core/worklists.py), every existing case numbered once.
+    # The work lists' change feed (gateway/core/usecases/worklists.py), every existing case numbered once.
     (10, "the work lists' change feed; mandates' lapse time", [
         "CREATE TABLE feed_counter(id INTEGER PRIMARY KEY CHECK (id = 1), n BIGINT NOT NULL)",
         """CREATE TABLE case_feed(lender_id TEXT NOT NULL, case_id TEXT NOT NULL, seq BIGINT NOT NULL,

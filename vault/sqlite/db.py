@@ -84,7 +84,7 @@ CREATE TABLE IF NOT EXISTS contacts(
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
 """ + "{furnished}"
 
-# The bureau feed's memory (gateway/core/furnishing.py): per bureau a sequence of furnished records, each a
+# The bureau feed's memory (gateway/core/usecases/furnishing.py): per bureau a sequence of furnished records, each a
 # keyed digest of what was sent (never the values), so a pull sends only what changed since its cursor.
 FURNISHED = """
 CREATE TABLE IF NOT EXISTS furnished(
@@ -104,7 +104,7 @@ CHECKPOINTS = """
 CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT NULL, at TEXT NOT NULL);
 """
 
-# The work lists' change feed (gateway/core/worklists.py): per case the feed number of its last change that
+# The work lists' change feed (gateway/core/usecases/worklists.py): per case the feed number of its last change that
 # can change what is released of it (the case row's decision columns, its borrower's or loan's values, a
 # mandate granted, recalled or lapsed). Triggers number each change in the writing transaction from one
 # counter; the one writer (a write lock across processes) commits them in order, so a pull that read the

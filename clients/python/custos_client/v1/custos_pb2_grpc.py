@@ -1027,7 +1027,7 @@ class BureauServiceServicer:
 
     def PullFeed(self, request, context):
         """The records of every account mandated to the calling bureau whose reporting preconditions hold and
-        whose record changed since the cursor (gateway/core/furnishing.py); the last message is the new cursor.
+        whose record changed since the cursor (gateway/core/usecases/furnishing.py); the last message is the new cursor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

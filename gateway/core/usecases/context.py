@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 
 from gateway.tlog.proofs import NodeCache
 
-from .errors import Code, CustosError
-from .importer import ID_RE
-from .model import (
+from ..errors import Code, CustosError
+from ..importer import ID_RE
+from ..model import (
     PURPOSES,
     Caller,
     CaseRow,
@@ -29,15 +29,15 @@ from .model import (
     Org,
     rfc3339,
 )
-from .ports import AuditLog, CaseReader
-from .rules import access
-from .rules.admission import RateLimiter, _Suppressed
-from .rules.conduct import (
+from ..ports import AuditLog, CaseReader
+from ..rules import access
+from ..rules.admission import RateLimiter, _Suppressed
+from ..rules.conduct import (
     CaseState,
     ConductRules,
 )
-from .rules.policy import PolicyBundle
-from .rules.preconditions import Evidence
+from ..rules.policy import PolicyBundle
+from ..rules.preconditions import Evidence
 
 log = logging.getLogger("custos.core")
 

@@ -34,9 +34,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from .errors import Code
-from .model import Caller, EventDraft, Org, rfc3339
-from .ports import UnitOfWork
+from ..errors import Code
+from ..model import Caller, EventDraft, Org, rfc3339
+from ..ports import UnitOfWork
 from .reads import Grant, Reads, Released
 
 PULL_PAGE = 256  # cases per page: one feed read, one audit commit

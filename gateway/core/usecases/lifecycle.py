@@ -27,13 +27,13 @@ from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from ..errors import Code, CustosError
+from ..importer import ID_RE
+from ..model import Caller, CaseRow, EventDraft, rfc3339
+from ..ports import CaseReader, UnitOfWork
+from ..rules.access import RESTRICTED
+from ..rules.retention import RetentionVerdict, borrower_retention
 from .context import Context, log
-from .errors import Code, CustosError
-from .importer import ID_RE
-from .model import Caller, CaseRow, EventDraft, rfc3339
-from .ports import CaseReader, UnitOfWork
-from .rules.access import RESTRICTED
-from .rules.retention import RetentionVerdict, borrower_retention
 
 MAX_GRACE_DAYS = 3650
 # What an erasure destroys, as the receipt lists it (the same on both backends).

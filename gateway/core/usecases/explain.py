@@ -6,19 +6,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from .context import ORG_ID_RE, Context, _conduct_state, _parse_time
-from .errors import Code
-from .model import (
+from ..errors import Code
+from ..model import (
     PURPOSES,
     Caller,
     CaseRow,
     rfc3339,
 )
-from .rules.conduct import (
+from ..rules.conduct import (
     ContactRequest,
     evaluate_contact,
 )
-from .rules.decisions import decide_read, needs_evidence
+from ..rules.decisions import decide_read, needs_evidence
+from .context import ORG_ID_RE, Context, _conduct_state, _parse_time
 
 
 class Explainer(Context):

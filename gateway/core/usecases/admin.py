@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
-from .errors import Code, CustosError
-from .importer import ID_RE
-from .model import JURISDICTIONS, KINDS, LICENSED_KINDS, Clock, EventDraft, Org, rfc3339
-from .ports import AuditLog, CaseReader, UnitOfWork
+from ..errors import Code, CustosError
+from ..importer import ID_RE
+from ..model import JURISDICTIONS, KINDS, LICENSED_KINDS, Clock, EventDraft, Org, rfc3339
+from ..ports import AuditLog, CaseReader, UnitOfWork
 
 ADD = "OperatorOrgAdd"
 DISABLE = "OperatorOrgDisable"

@@ -47,12 +47,12 @@ from typing import Any
 
 from gateway.formats import metro2
 
-from .errors import Code
-from .model import Caller, CaseRow, EventDraft, rfc3339
-from .ports import UnitOfWork
+from ..errors import Code
+from ..model import Caller, CaseRow, EventDraft, rfc3339
+from ..ports import UnitOfWork
+from ..rules.decisions import decide_read
+from ..rules.preconditions import Evidence
 from .reads import Reads
-from .rules.decisions import decide_read
-from .rules.preconditions import Evidence
 
 PURPOSE = "credit_reporting"
 PAGE = 200  # cases decided per transaction: a long feed is many short commits, each durable on its own

@@ -6,19 +6,18 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .context import Context, _conduct_state, _parse_time
-from .errors import Code, CustosError
-from .importer import ID_RE
-from .model import (
+from ..errors import Code, CustosError
+from ..importer import ID_RE
+from ..model import (
     Caller,
     CaseRow,
     EventDraft,
     Org,
     rfc3339,
 )
-from .ports import UnitOfWork
-from .rules import access
-from .rules.conduct import (
+from ..ports import UnitOfWork
+from ..rules import access
+from ..rules.conduct import (
     CHANNELS,
     PARTIES,
     RESULTS,
@@ -28,6 +27,7 @@ from .rules.conduct import (
     evaluate_contact,
     history_horizon,
 )
+from .context import Context, _conduct_state, _parse_time
 
 
 class Contacts(Context):

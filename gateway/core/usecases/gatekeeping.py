@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import time
 
-from .context import Context
-from .errors import Code, CustosError
-from .importer import ID_RE
-from .model import (
+from ..errors import Code, CustosError
+from ..importer import ID_RE
+from ..model import (
     Caller,
     EventDraft,
     Org,
 )
-from .rules import access
-from .rules.admission import RATE_EVENT_WINDOW_S, _Suppressed
+from ..rules import access
+from ..rules.admission import RATE_EVENT_WINDOW_S, _Suppressed
+from .context import Context
 
 
 class Gatekeeping(Context):

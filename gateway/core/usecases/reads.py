@@ -9,10 +9,9 @@ from datetime import date, datetime
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
-from .context import Context
-from .errors import Code
-from .importer import ID_RE
-from .model import (
+from ..errors import Code
+from ..importer import ID_RE
+from ..model import (
     Caller,
     CaseRow,
     LoanRow,
@@ -20,10 +19,11 @@ from .model import (
     Org,
     Unsealer,
 )
-from .ports import CaseReader, StaleView
-from .rules import access
-from .rules.decisions import decide_read, needs_evidence
-from .rules.policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
+from ..ports import CaseReader, StaleView
+from ..rules import access
+from ..rules.decisions import decide_read, needs_evidence
+from ..rules.policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
+from .context import Context
 
 
 @dataclass(frozen=True)

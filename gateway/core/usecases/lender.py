@@ -8,10 +8,9 @@ from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
-from .errors import Code, CustosError
-from .importer import LineError, parse_line
-from .model import (
+from ..errors import Code, CustosError
+from ..importer import LineError, parse_line
+from ..model import (
     LABELS,
     MANDATE_KIND,
     PURPOSES,
@@ -22,8 +21,9 @@ from .model import (
     EventDraft,
     rfc3339,
 )
-from .ports import UnitOfWork
-from .rules import access
+from ..ports import UnitOfWork
+from ..rules import access
+from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
 
 IMPORT_BATCH = 256
 

@@ -12,17 +12,17 @@ from gateway.tlog.cosign import verify_cosignature
 from gateway.tlog.merkle import parse_verifier_key, verify_checkpoint
 from gateway.tlog.proofs import StoredTree
 
-from .context import Context, _parse_time
-from .errors import Code, CustosError
-from .importer import ID_RE
-from .model import (
+from ..errors import Code, CustosError
+from ..importer import ID_RE
+from ..model import (
     AuditEntry,
     Caller,
     EventDraft,
     SubjectEntry,
     rfc3339,
 )
-from .ports import CaseReader, UnitOfWork
+from ..ports import CaseReader, UnitOfWork
+from .context import Context, _parse_time
 
 MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
 

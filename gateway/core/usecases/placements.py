@@ -15,13 +15,13 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from ..errors import Code
+from ..importer import ID_RE, MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
+from ..model import LABELS, PURPOSES, Caller, EventDraft, Org, rfc3339
+from ..ports import UnitOfWork
+from ..rules import access
 from .context import ORG_ID_RE, _parse_date
-from .errors import Code
-from .importer import ID_RE, MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
 from .lender import BatchProgress, LenderActions, parse_batch
-from .model import LABELS, PURPOSES, Caller, EventDraft, Org, rfc3339
-from .ports import UnitOfWork
-from .rules import access
 
 RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
 

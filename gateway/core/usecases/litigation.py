@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from .errors import Code
-from .model import Caller, rfc3339
+from ..errors import Code
+from ..model import Caller, rfc3339
 from .reads import Reads
 
 PURPOSE = "litigation"

@@ -1,0 +1,28 @@
+"""The composition: `Core` is every feature of `usecases/` over one set of collaborators.
+
+The features stay apart, one module each adding its group to the shared
+`Context`; only this module knows all of them.
+"""
+
+from __future__ import annotations
+
+from .usecases.contact import Contacts
+from .usecases.context import Context
+from .usecases.explain import Explainer
+from .usecases.furnishing import FeedRecord, Furnishing
+from .usecases.gatekeeping import Gatekeeping
+from .usecases.lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, ImportProgress, LenderActions
+from .usecases.lifecycle import Lifecycle
+from .usecases.litigation import Litigation, PacketContent
+from .usecases.placements import Placements
+from .usecases.reads import Grant, Reads, Released
+from .usecases.supervision import Supervision
+from .usecases.worklists import Pulled, WorkLists
+
+__all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "Core", "FeedRecord", "Grant", "ImportProgress",
+           "PacketContent", "Pulled", "Released"]
+
+
+class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
+           Supervision):
+    """Holds the collaborators; one instance serves every request."""
