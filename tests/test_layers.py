@@ -19,10 +19,19 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("gateway", "vault")
 
+# The core's vocabulary: the words every wing uses (and storage implements); it knows no wing.
+VOCABULARY = ("gateway.core.errors", "gateway.core.model", "gateway.core.ports", "gateway.core.importer")
+WINGS = ("gateway.core.rules", "gateway.core.usecases", "gateway.core.app")
+
 # (the layer, what it must not import, what of that it may import all the same)
 RULES: tuple[tuple[str, tuple[str, ...], tuple[str, ...]], ...] = (
     ("gateway.tlog", ("gateway", "vault", "grpc"), ("gateway.tlog",)),
     ("gateway.core", ("grpc", "gateway.transport", "vault", "gateway.cli"), ()),
+    # The decisions are pure: each other and the vocabulary, nothing of the use cases, the log or storage.
+    ("gateway.core.rules", ("gateway", "vault", "grpc"), ("gateway.core.rules", *VOCABULARY)),
+    # A feature may use the rules, the vocabulary and the log, never the composition of all features.
+    ("gateway.core.usecases", ("gateway.core.app",), ()),
+    *((word, WINGS, ()) for word in VOCABULARY),
     ("vault", ("gateway.transport", "gateway.cli"), ()),
 )
 
@@ -113,6 +122,11 @@ def test_every_room_is_read() -> None:
     assert "gateway.tlog.merkle.Frontier" in found["vault.groupcommit"]
     assert "gateway.core.errors.Code" in found["gateway.core.usecases.supervision"]  # `from ..errors import Code`
     assert "gateway.tlog.merkle.Frontier" in found["gateway.tlog.tiles"]
+    assert "gateway.core.rules.access" in found["gateway.core.rules.decisions"]  # `from . import access`
+    assert "gateway.core.model.Org" in found["gateway.core.rules.decisions"]  # `from ..model import ...`
+    assert "gateway.core.rules.policy.PolicyBundle" in found["gateway.core.usecases.context"]
+    assert "gateway.core.usecases.reads.Reads" in found["gateway.core.app"]
+    assert "gateway.core.importer.ImportedCase" in found["gateway.core.ports"]
 
 
 @pytest.mark.parametrize(("module", "source", "is_package", "bad"), [
@@ -123,6 +137,17 @@ def test_every_room_is_read() -> None:
     ("gateway.core.usecases.reads", "from vault.sqlite import SqliteVault", False, "vault.sqlite.SqliteVault"),
     ("gateway.core.usecases.reads", "from gateway.transport import status", False, "gateway.transport.status"),
     ("gateway.core.usecases.reads", "from grpc import StatusCode", False, "grpc.StatusCode"),
+    ("gateway.core.rules.decisions", "from ..usecases.reads import Reads", False, "gateway.core.usecases.reads.Reads"),
+    ("gateway.core.rules.policy", "from gateway.core.app import Core", False, "gateway.core.app.Core"),
+    ("gateway.core.rules", "from ..usecases import context", True, "gateway.core.usecases.context"),
+    ("gateway.core.rules.conduct", "from gateway.tlog.merkle import Frontier", False, "gateway.tlog.merkle.Frontier"),
+    ("gateway.core.rules.access", "from gateway.formats import metro2", False, "gateway.formats.metro2"),
+    ("gateway.core.usecases.reads", "from ..app import Core", False, "gateway.core.app.Core"),
+    ("gateway.core.usecases", "from .. import app", True, "gateway.core.app"),
+    ("gateway.core.model", "from .rules.policy import PolicyBundle", False, "gateway.core.rules.policy.PolicyBundle"),
+    ("gateway.core.ports", "from .usecases.reads import Grant", False, "gateway.core.usecases.reads.Grant"),
+    ("gateway.core.importer", "def f():\n    from .app import Core\n", False, "gateway.core.app.Core"),
+    ("gateway.core.errors", "from gateway.core.rules import access", False, "gateway.core.rules.access"),
     ("vault.keys", "from gateway import cli", False, "gateway.cli"),
     ("vault.sqlite.store", "from gateway.transport.calls import Gate", False, "gateway.transport.calls.Gate"),
 ])
@@ -136,6 +161,12 @@ def test_a_forbidden_import_is_found(module: str, source: str, is_package: bool,
     ("gateway.tlog.tiles", "from .merkle import Frontier\nimport hashlib\nfrom cryptography import x509"),
     ("gateway.core.usecases.supervision", "from gateway.tlog.proofs import StoredTree\nfrom ..errors import Code"),
     ("vault.groupcommit", "from gateway.core.model import EventDraft"),
+    ("gateway.core.rules.decisions", "from . import access\nfrom ..errors import Code\nfrom ..model import Org\n"
+                                     "from ..ports import CaseReader\nfrom ..importer import ID_RE"),
+    ("gateway.core.usecases.reads", "from .context import Context\nfrom ..rules.decisions import decide_read\n"
+                                    "from ..errors import Code\nfrom gateway.tlog.proofs import NodeCache"),
+    ("gateway.core.app", "from .usecases.reads import Reads"),
+    ("gateway.core.ports", "from .importer import ImportedCase\nfrom .model import Org"),
 ])
 def test_an_allowed_import_is_not_flagged(module: str, source: str) -> None:
     assert violations({module: set(imported_names(source, module))}) == set()
