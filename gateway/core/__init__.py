@@ -1,1 +1,1 @@
-"""The core: use cases and pure decisions. Nothing here imports grpc."""
+"""The core: its vocabulary here, the pure decisions in rules/, the use cases in usecases/, their composition in app. No grpc."""
