@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import gateway.transport  # noqa: F401 - first: gRPC's TLS policy, before main imports the client (and grpc)
 from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import FLAGS, rfc3339
 from gateway.outfiles import check_output, private_output, write_private

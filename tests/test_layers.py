@@ -10,6 +10,8 @@ fails too, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,3 +172,19 @@ def test_a_forbidden_import_is_found(module: str, source: str, is_package: bool,
 ])
 def test_an_allowed_import_is_not_flagged(module: str, source: str) -> None:
     assert violations({module: set(imported_names(source, module))}) == set()
+
+
+def test_importing_storage_leaves_the_environment_alone() -> None:
+    """`vault` imports the core, so it runs gateway/__init__.py: that must not set gRPC's TLS policy; the transport
+    (and the CLI, before its client) does, before any grpc import."""
+    script = ("import os, sys\n"
+              "import vault.datadir, vault.sqlite, vault.postgres, vault.groupcommit, gateway.core.app\n"
+              "print('grpc' in sys.modules, os.environ.get('GRPC_SSL_CIPHER_SUITES', ''))\n"
+              "import gateway.cli\n"
+              "print('grpc' in sys.modules, os.environ.get('GRPC_SSL_CIPHER_SUITES', ''))\n")
+    environ = {k: v for k, v in os.environ.items() if k != "GRPC_SSL_CIPHER_SUITES"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environ,
+                         cwd=ROOT)
+    storage, cli = out.stdout.splitlines()
+    assert storage == "False ", out.stderr[-2000:]
+    assert cli.startswith("False ECDHE-"), cli  # set by the CLI's first import, before anything loads grpc
