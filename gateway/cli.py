@@ -27,6 +27,7 @@ from typing import Any
 import gateway.transport  # noqa: F401 - first: gRPC's TLS policy, before main imports the client (and grpc)
 from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import FLAGS, rfc3339
+from gateway.core.ports import UnitOfWork, Vault
 from gateway.outfiles import check_output, private_output, write_private
 
 EXIT_ERROR = 1
@@ -55,7 +56,7 @@ def _emit(args: argparse.Namespace, doc: Any, human: Callable[[Any], str] | None
 def cmd_init(args: argparse.Namespace) -> None:
     from gateway import pki
     from gateway.tlog.merkle import verifier_key
-    from vault import datadir
+    from vault import backends, datadir
 
     root = Path(args.data_dir)
     key_dir = Path(args.key_dir) if args.key_dir else None
@@ -66,8 +67,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
         raise CliError(Code.INVALID_ARGUMENT, "--key-dir must be outside the data directory")
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
-    layout = datadir.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir,
-                            database=args.database)
+    layout = backends.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir,
+                             database=args.database)
     if tls is not None:
         ca_crt, server_crt, server_key = tls
         (layout.tls / "ca.crt").write_bytes(ca_crt)
@@ -161,13 +162,13 @@ def _packet_vkey_text(path: str) -> str:
     return text
 
 
-def _open_vault(data_dir: str) -> Any:
-    from vault.datadir import open_vault
+def _open_vault(data_dir: str) -> Vault:
+    from vault.backends import open_vault
 
     return open_vault(Path(data_dir))
 
 
-def _administration(vault: Any) -> Any:
+def _administration(vault: Vault) -> Any:
     import getpass
 
     from gateway.core.model import SystemClock
@@ -183,6 +184,7 @@ def _administration(vault: Any) -> Any:
 def cmd_org_add(args: argparse.Namespace) -> None:
     from gateway import pki
     from gateway.core.usecases.admin import OrgSpec
+    from vault.datadir import Layout
 
     if bool(args.out) == bool(args.cert):
         raise CliError(Code.INVALID_ARGUMENT, "give --out DIR (issue a certificate here) or --cert FILE "
@@ -197,7 +199,7 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     try:
         admin = _administration(vault)
         org = admin.validate(spec)
-        layout = vault.layout
+        layout = Layout.of(Path(args.data_dir))
 
         def identity() -> None:
             if args.cert:
@@ -264,9 +266,9 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
                     f" data key to it in the background (custos keys status shows progress)")
 
 
-def _key_usage(vault: Any) -> tuple[list[int], int, dict[int, int]]:
+def _key_usage(vault: Vault) -> tuple[list[int], int, dict[int, int]]:
     """(versions that exist, the primary, data keys per version) of an open data directory."""
-    kek = vault.cipher.kek
+    kek = vault.kek
     return kek.versions(), kek.primary_version(), vault.reader().kek_usage()
 
 
@@ -306,7 +308,11 @@ def cmd_keys_retire(args: argparse.Namespace) -> None:
                                             f"{usage.get(args.version, 0)} data keys (custos keys status)")
         # Every row cache goes first (a cached row may still show a rewrapped key's older wrapping), in the
         # database, so no process opens a key with this version once its file is gone.
-        vault.audit.run(lambda repo: (repo.touch_generation(), []))
+        def touch(repo: UnitOfWork) -> tuple[None, list[Any]]:
+            repo.touch_generation()
+            return None, []
+
+        vault.audit.run(touch)
     finally:
         vault.close()
     Layout.of(Path(args.data_dir)).key_provider().retire_kek(args.version)

@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.core.model import EventDraft
 from gateway.tlog.merkle import Frontier, leaf_hash
-from vault.datadir import create
+from vault.backends import create
 from vault.sqlite import SqliteVault
 
 

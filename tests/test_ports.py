@@ -22,7 +22,7 @@ from gateway.core.importer import parse_line
 from gateway.core.model import EventDraft, LoanRow
 from gateway.core.ports import UnitOfWork
 from gateway.tlog.merkle import Frontier, leaf_hash
-from vault.datadir import open_vault
+from vault.backends import open_vault
 
 NOW = "2026-11-30T02:00:00.000000Z"
 
