@@ -97,10 +97,10 @@ def _names(ctx: FileCtx, where: str, key: str, value: object, known: Mapping[str
 
 def _section(ctx: FileCtx, header: str) -> FileCtx:
     """The `[header]` table's lines, up to the next header, so a key is found in its own table."""
-    start = re.search(rf"^\s*\[\s*{re.escape(header)}\s*\]", ctx.text, re.M)
+    start = re.search(rf"^[ \t]*\[[ \t]*{re.escape(header)}[ \t]*\]", ctx.text, re.M)
     if start is None:
         return ctx
-    end = re.compile(r"^\s*\[", re.M).search(ctx.text, start.end())
+    end = re.compile(r"^[ \t]*\[", re.M).search(ctx.text, start.end())
     first = ctx.text.count("\n", 0, start.start()) + ctx.first_line
     return FileCtx(ctx.path, ctx.text[start.start():end.start() if end else len(ctx.text)], first)
 
