@@ -105,6 +105,22 @@ def _section(ctx: FileCtx, header: str) -> FileCtx:
     return FileCtx(ctx.path, ctx.text[start.start():end.start() if end else len(ctx.text)], first)
 
 
+def _row(file_ctx: FileCtx, table: str, name: str, raw: object, keys: set[str],
+         problem: str | None) -> tuple[FileCtx, str, dict[str, Any]]:
+    """One `[table.name]` row checked for its name (`problem`: why it is wrong, None: it is right) and its keys;
+    its own section to locate further problems in, its header, its content."""
+    where = f"[{table}.{name}]"
+    ctx = _section(file_ctx, f"{table}.{name}")
+    if problem is not None:
+        raise ctx.fail(f"{where}: {problem}", name)
+    if not isinstance(raw, dict):
+        raise ctx.fail(f"{where} must be a table", name)
+    extra = set(raw) - keys
+    if extra:
+        raise ctx.fail(f"{where}: unknown keys {sorted(extra)} (known: {', '.join(sorted(keys))})", sorted(extra)[0])
+    return ctx, where, raw
+
+
 def _table(ctx: FileCtx, data: dict[str, Any], name: str) -> dict[str, Any]:
     raw = data.get(name, {})
     if not isinstance(raw, dict):
@@ -126,16 +142,8 @@ def load_capabilities(path: Path) -> Capabilities:
     licensed: set[str] = set()
     file_ctx = ctx
     for kind, raw in kinds.items():
-        where = f"[kinds.{kind}]"
-        ctx = _section(file_ctx, f"kinds.{kind}")
-        if not KIND_RE.fullmatch(kind):
-            raise ctx.fail(f"{where}: a kind is 1-32 of a-z, 0-9 and _, starting with a letter", kind)
-        if not isinstance(raw, dict):
-            raise ctx.fail(f"{where} must be a table", kind)
-        extra = set(raw) - KIND_KEYS
-        if extra:
-            raise ctx.fail(f"{where}: unknown keys {sorted(extra)} (known: {', '.join(sorted(KIND_KEYS))})",
-                           sorted(extra)[0])
+        bad = None if KIND_RE.fullmatch(kind) else "a kind is 1-32 of a-z, 0-9 and _, starting with a letter"
+        ctx, where, raw = _row(file_ctx, "kinds", kind, raw, KIND_KEYS, bad)
         actions[kind] = _names(ctx, where, "actions", raw.get("actions", []), ACTIONS, "action")
         needs = raw.get("licensed", False)
         if not isinstance(needs, bool):
@@ -144,15 +152,7 @@ def load_capabilities(path: Path) -> Capabilities:
             licensed.add(kind)
     mandated: dict[str, frozenset[str]] = {}
     for purpose, raw in _table(file_ctx, data, "purposes").items():
-        where = f"[purposes.{purpose}]"
-        ctx = _section(file_ctx, f"purposes.{purpose}")
-        if purpose not in PURPOSES:
-            raise ctx.fail(f"{where}: unknown purpose (known: {', '.join(PURPOSES)})", purpose)
-        if not isinstance(raw, dict):
-            raise ctx.fail(f"{where} must be a table", purpose)
-        extra = set(raw) - PURPOSE_KEYS
-        if extra:
-            raise ctx.fail(f"{where}: unknown keys {sorted(extra)} (known: {', '.join(sorted(PURPOSE_KEYS))})",
-                           sorted(extra)[0])
+        bad = None if purpose in PURPOSES else f"unknown purpose (known: {', '.join(PURPOSES)})"
+        ctx, where, raw = _row(file_ctx, "purposes", purpose, raw, PURPOSE_KEYS, bad)
         mandated[purpose] = _names(ctx, where, "mandated_to", raw.get("mandated_to", []), tuple(actions), "kind")
     return Capabilities(actions, frozenset(licensed), mandated)
