@@ -119,10 +119,10 @@ def load_limits(path: Path, kinds: tuple[str, ...]) -> Limits:
     calls = _section(ctx, data, "calls", CallLimits)
     rate = _section(ctx, data, "rate", RateSpec)
     by_kind: dict[str, RateSpec] = {}
-    kinds = data.get("rate", {}).get("kind", {})
-    if not isinstance(kinds, dict):
+    per_kind = data.get("rate", {}).get("kind", {})
+    if not isinstance(per_kind, dict):
         raise ctx.fail("[rate.kind] must be a table of organisation kinds", "kind")
-    for kind, raw in kinds.items():
+    for kind, raw in per_kind.items():
         if kind not in kinds:
             raise ctx.fail(f"[rate.kind.{kind}]: unknown organisation kind (known: {', '.join(kinds)})", kind)
         merged = {"per_second": rate.per_second, "burst": rate.burst}
