@@ -168,17 +168,23 @@ def _open_vault(data_dir: str) -> Vault:
     return open_vault(Path(data_dir))
 
 
-def _administration(vault: Vault) -> Any:
+def _administration(vault: Vault, policies: str | None = None) -> Any:
+    """The operator's use cases; the kinds there are come from the capability table of the bundle the gateway
+    serves (`--policies`, default the shipped bundle)."""
     import getpass
 
     from gateway.core.model import SystemClock
+    from gateway.core.rules.policy import load_bundle
     from gateway.core.usecases.admin import Administration
+    from policies import BUNDLE_DIR
+
+    capabilities = load_bundle(Path(policies) if policies else BUNDLE_DIR).capabilities
 
     try:
         operator = getpass.getuser()
     except (KeyError, OSError):
         operator = f"uid={os.getuid()}"
-    return Administration(vault.reader, vault.audit, SystemClock(), operator)
+    return Administration(vault.reader, vault.audit, SystemClock(), operator, capabilities)
 
 
 def cmd_org_add(args: argparse.Namespace) -> None:
@@ -197,7 +203,7 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     vault = _open_vault(args.data_dir)
     made: list[Path] = []
     try:
-        admin = _administration(vault)
+        admin = _administration(vault, args.policies)
         org = admin.validate(spec)
         layout = Layout.of(Path(args.data_dir))
 
@@ -1052,6 +1058,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--telephone", help="a lender's 10-digit US telephone number (the same header)")
     s.add_argument("--out", help="write a new identity bundle here (the data directory's own CA)")
     s.add_argument("--cert", help="register with this client certificate from 'custos ca issue --org'")
+    s.add_argument("--policies", help="the policy bundle the gateway serves, whose capability table names the "
+                                      "kinds (default: the shipped bundle)")
     s.set_defaults(fn=cmd_org_add)
     s = org.add_parser("disable", parents=[common])
     s.add_argument("data_dir")
