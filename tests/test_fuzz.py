@@ -137,6 +137,12 @@ def _text() -> st.SearchStrategy[str]:
 
 
 def _field_value(field: FieldDescriptor) -> st.SearchStrategy[Any]:
+    if field.is_repeated and field.type != FieldDescriptor.TYPE_MESSAGE:  # e.g. the seqs of a QueryAuditRequest
+        return st.lists(_scalar_value(field), max_size=4)
+    return _scalar_value(field)
+
+
+def _scalar_value(field: FieldDescriptor) -> st.SearchStrategy[Any]:
     if field.type == FieldDescriptor.TYPE_STRING:
         return _text()
     if field.type == FieldDescriptor.TYPE_BYTES:
