@@ -110,7 +110,7 @@ def blob_binding(rows: int = 100, rounds: int = 300) -> None:
 
 def grown_log(root: Path, size: int, appended: int = 16_000, batch: int = 8) -> None:
     from gateway.core.model import EventDraft
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     def draft(i: int) -> EventDraft:  # 10,000 cases and borrowers, keys spread as real traffic would

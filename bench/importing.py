@@ -97,7 +97,7 @@ def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = 
     none of the parsing, validation, encryption or audit event.
     """
     from gateway.core.importer import parse_line
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault
 
     create(root / "record")

@@ -26,6 +26,7 @@ from typing import Any
 from bench.run import AGENCY, PURPOSE
 from gateway.core.model import Caller
 from gateway.transport.server import build
+from vault.groupcommit import GroupCommit
 
 VARIANTS = ("full", "no-append", "fixed-record")
 
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     gw = build(args.data_dir, "127.0.0.1:0", workers=args.workers, policy_dir=args.policies)  # loopback only
     core, audit = gw.core, gw.vault.audit
+    assert isinstance(audit, GroupCommit)  # both backends' audit logs batch through it
     stats = {"commits": 0, "events": 0}
     if args.variant == "fixed-record":
         record = core.get_case(Caller(org_id=AGENCY, method="GetCase", trace_id="0" * 32), "C-1", PURPOSE)

@@ -1,15 +1,5 @@
-"""Custos gateway: transport, core use cases and the operator CLI."""
+"""Custos gateway: transport, core use cases and the operator CLI.
 
-import os
-
-# TLS 1.3 only (DESIGN.md §8). grpcio's Python API cannot set a minimum TLS
-# version (grpc/grpc#37305), but gRPC core takes its TLS 1.2 cipher list from
-# this variable, read once when grpc is first imported. Listing only
-# RSA-signed suites while the server key is ECDSA (all that `custos init`
-# makes) leaves a TLS 1.2 client no suite to agree on; TLS 1.3 suites are not
-# governed by the list. It has to be set before grpc is imported anywhere in
-# the process, hence here, and it overrides any value the environment had.
-# The server checks at start-up that it took effect and refuses to serve
-# otherwise (gateway.transport.server.accepts_tls12).
-TLS12_CIPHER_SUITES = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
-os.environ["GRPC_SSL_CIPHER_SUITES"] = TLS12_CIPHER_SUITES
+Importing the package sets nothing: gRPC's TLS policy is set by `gateway.transport`, which every
+module importing grpc on the server side (and the CLI, before the client) imports first.
+"""

@@ -8,7 +8,7 @@ freshly keyed database without paying for key and certificate generation.
 from __future__ import annotations
 
 # isort: off
-import gateway  # noqa: F401 - first: it sets gRPC's TLS 1.2 cipher list before anything imports grpc
+import gateway.transport  # noqa: F401 - first: it sets gRPC's TLS 1.2 cipher list before anything imports grpc
 # isort: on
 import json
 import os

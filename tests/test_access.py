@@ -218,8 +218,8 @@ def test_row_cache_reads_the_counter_only_when_the_wal_index_moved() -> None:
 
 
 def test_commit_watch_sees_every_commit_of_any_connection(tmp_path: Path) -> None:
+    from vault.backends import create
     from vault.crypto import read_key_file
-    from vault.datadir import create
     from vault.sqlite import db
 
     layout = create(tmp_path / "data")
@@ -266,7 +266,7 @@ def test_every_change_to_a_cached_table_moves_the_generation(seeded: Env) -> Non
 
 def test_a_quiet_database_costs_readers_no_counter_read(tmp_path: Path) -> None:
     """The WAL-index watch is live in a real vault: with no commits, only the first refresh asks SQLite."""
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
@@ -432,7 +432,7 @@ def test_cache_misses_are_read_in_turn_on_one_connection_that_keeps_no_snapshot(
     """Every reader thread's misses go through the vault's MissReader; none leaves a read open behind it."""
     import threading
 
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")

@@ -475,7 +475,7 @@ def _spread_draft(i: int) -> Any:
 
 
 def test_index_runs_merge_level_by_level(tmp_path: Path) -> None:
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
@@ -505,7 +505,7 @@ def test_indexing_writes_few_pages_per_event_however_big_the_log(tmp_path: Path)
     With one (key, seq) index over the whole log, each indexed event touched a
     leaf page per key at a random place; sorted runs write fresh pages at one edge.
     """
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
@@ -571,7 +571,7 @@ def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
 
 
 def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: Path) -> None:
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     layout = create(tmp_path / "data")
@@ -591,7 +591,7 @@ def test_opening_a_current_data_dir_takes_no_write_lock_on_the_log(tmp_path: Pat
     """A CLI command opening the data directory must not stall a serving gateway's commits."""
     import time
 
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     layout = create(tmp_path / "data")
@@ -609,7 +609,7 @@ def test_opening_a_current_data_dir_takes_no_write_lock_on_the_log(tmp_path: Pat
 
 def test_a_single_key_seq_index_is_moved_into_one_top_run_on_open(tmp_path: Path) -> None:
     """The layout before runs: audit_ix(key, seq) filled up to `indexed_upto`."""
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     layout = create(tmp_path / "data")
@@ -651,7 +651,7 @@ def _draft(i: int) -> Any:
 @pytest.mark.parametrize("events", [0, 3, 10, 23])
 def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, events: int) -> None:
     """The head is stored only every `index_every` events; on open the rest comes from the leaf hashes."""
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")
@@ -679,7 +679,7 @@ def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, ev
 
 def test_a_log_with_a_gap_after_the_stored_head_does_not_open(tmp_path: Path) -> None:
     from gateway.core.errors import CustosError as CoreError
-    from vault.datadir import create
+    from vault.backends import create
     from vault.sqlite import SqliteVault as Vault
 
     create(tmp_path / "data")

@@ -15,7 +15,7 @@ from typing import Any
 
 from gateway.core.model import EventDraft
 from gateway.tlog.merkle import Frontier, leaf_hash
-from vault.datadir import create
+from vault.backends import create
 from vault.sqlite import SqliteVault
 
 
@@ -106,7 +106,7 @@ def test_a_commit_that_raises_refuses_every_caller_of_its_batch(tmp_path: Path) 
     """A backend's commit failing outside its own guard (here: the write lock) must not leave a caller
     believing its unit was stored: every item of the batch gets AUDIT_UNAVAILABLE, none a silent None."""
     from gateway.core.errors import Code, CustosError
-    from vault.groupcommit import _Item
+    from vault.groupcommit import Queued
 
     create(tmp_path / "data")
     vault = SqliteVault(tmp_path / "data")
@@ -120,7 +120,7 @@ def test_a_commit_that_raises_refuses_every_caller_of_its_batch(tmp_path: Path) 
 
     try:
         vault.audit._write_lock = Broken()
-        items: list[_Item[Any]] = [_Item(lambda _repo: ("stored", [_draft("x", 1)])) for _ in range(3)]
+        items: list[Queued[Any]] = [Queued(lambda _repo: ("stored", [_draft("x", 1)])) for _ in range(3)]
         for item in items:
             item.wake.acquire()
         vault.audit._pending, vault.audit._leading = list(items), True  # three callers queued for one batch

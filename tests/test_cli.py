@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import socket
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from gateway import cli, synth
+from policies import BUNDLE_DIR
 from tests.conftest import Env
 
 REMINDER = {"full_name", "phone", "amount_due", "days_past_due", "due_on", "product", "lender_name", "national_id"}
@@ -340,6 +342,7 @@ def test_serve_refuses_a_damaged_data_directory_or_policy_bundle(env_dir: Path, 
     data = env_dir / "data"
     bad_policies = tmp_path / "policies"
     bad_policies.mkdir()
+    shutil.copy(BUNDLE_DIR / "capabilities.toml", bad_policies)  # a sound table: the release file is what is wrong
     (bad_policies / "release.toml").write_text("[[release]]\nid = 'x'\npurpose = 'collection'\nto = ['agency']\n"
                                                "stages = ['reminder']\n[release.fields]\nbank_account = 'plain'\n")
     assert cli.main(["serve", str(data), "--listen", "127.0.0.1:0", "--policies", str(bad_policies)]) == 1

@@ -10,6 +10,8 @@ fails too, so the list only shrinks.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,6 +128,63 @@ def test_the_rooms_import_only_downwards() -> None:
     assert not stale, f"allowances no longer needed, remove them from ALLOWED: {stale}"
 
 
+def _module_of(name: str, known: set[str]) -> str | None:
+    """The known module an imported name lives in (`vault.sqlite.SqliteVault` is `vault.sqlite`)."""
+    parts = name.split(".")
+    for end in range(len(parts), 0, -1):
+        if ".".join(parts[:end]) in known:
+            return ".".join(parts[:end])
+    return None
+
+
+def cycles(found: dict[str, set[str]], package: str) -> list[list[str]]:
+    """Import circles among the modules of `package`, each as the path that closes it.
+
+    A package importing its own submodules is an edge like any other; a
+    submodule's implicit import of its parent package is not counted (Python
+    runs the parent first whatever the submodule imports).
+    """
+    known = {m for m in found if _within(m, package)}
+    edges = {m: {t for n in found[m] if (t := _module_of(n, known)) is not None and t != m} for m in known}
+    out: list[list[str]] = []
+    state: dict[str, int] = {}  # 1 on the path, 2 done
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(edges[module]):
+            if state.get(target) == 1:
+                out.append([*path[path.index(target):], module, target] if target in path else [module, target])
+            elif target not in state:
+                visit(target, [*path, module])
+        state[module] = 2
+
+    for module in sorted(known):
+        if module not in state:
+            visit(module, [])
+    return out
+
+
+def test_no_import_circle_in_storage() -> None:
+    """The backend factory (`vault.backends`) knows both backends; they know `datadir`; nothing leads back."""
+    assert cycles(imports(), "vault") == []
+
+
+def test_the_data_directory_knows_no_backend() -> None:
+    """`vault.datadir` is the layout and the files: which store is behind them is `vault.backends`'s."""
+    found = imports()["vault.datadir"]
+    backends = sorted(n for n in found if _within(n, "vault.sqlite") or _within(n, "vault.postgres")
+                      or _within(n, "vault.backends"))
+    assert backends == []
+
+
+def test_a_circle_is_found() -> None:
+    found = {"vault.datadir": {"vault.sqlite.SqliteVault"}, "vault.sqlite": {"vault.datadir.Layout", "vault.sqlite.db"},
+             "vault.sqlite.db": set(), "vault.backends": {"vault.sqlite.SqliteVault", "vault.datadir"}}
+    assert cycles(found, "vault") == [["vault.datadir", "vault.sqlite", "vault.datadir"]]
+    found["vault.datadir"] = set()
+    assert cycles(found, "vault") == []
+
+
 def test_the_log_needs_only_the_standard_library_and_cryptography() -> None:
     found = imports()
     for module in (m for m in found if _within(m, "gateway.tlog")):
@@ -211,3 +270,19 @@ def test_a_forbidden_import_is_found(module: str, source: str, is_package: bool,
 ])
 def test_an_allowed_import_is_not_flagged(module: str, source: str) -> None:
     assert violations({module: set(imported_names(source, module))}) == set()
+
+
+def test_importing_storage_leaves_the_environment_alone() -> None:
+    """`vault` imports the core, so it runs gateway/__init__.py: that must not set gRPC's TLS policy; the transport
+    (and the CLI, before its client) does, before any grpc import."""
+    script = ("import os, sys\n"
+              "import vault.datadir, vault.sqlite, vault.postgres, vault.groupcommit, gateway.core.app\n"
+              "print('grpc' in sys.modules, os.environ.get('GRPC_SSL_CIPHER_SUITES', ''))\n"
+              "import gateway.cli\n"
+              "print('grpc' in sys.modules, os.environ.get('GRPC_SSL_CIPHER_SUITES', ''))\n")
+    environ = {k: v for k, v in os.environ.items() if k != "GRPC_SSL_CIPHER_SUITES"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, env=environ,
+                         cwd=ROOT)
+    storage, cli = out.stdout.splitlines()
+    assert storage == "False ", out.stderr[-2000:]
+    assert cli.startswith("False ECDHE-"), cli  # set by the CLI's first import, before anything loads grpc

@@ -22,7 +22,7 @@ from gateway.core.importer import parse_line
 from gateway.core.model import EventDraft, LoanRow
 from gateway.core.ports import UnitOfWork
 from gateway.tlog.merkle import Frontier, leaf_hash
-from vault.datadir import open_vault
+from vault.backends import open_vault
 
 NOW = "2026-11-30T02:00:00.000000Z"
 
@@ -153,7 +153,7 @@ def test_units_change_state_with_their_events_and_a_failing_unit_is_undone_alone
 
 def test_a_lone_writing_unit_that_fails_is_undone_and_the_readers_of_its_batch_are_stored(vault: Any) -> None:
     """The embedded store runs a batch's only writing unit without a savepoint: its failure must still undo it."""
-    from vault.groupcommit import _Item
+    from vault.groupcommit import Queued
 
     imported(vault, 11)
     size0 = vault.audit.head()[0]
@@ -166,8 +166,8 @@ def test_a_lone_writing_unit_that_fails_is_undone_and_the_readers_of_its_batch_a
         vault.audit.run(bad)
     assert err.value.code == Code.STAGE_NOT_ALLOWED
     # In one batch with two units that only append events: the writer is undone, their events are stored.
-    items: list[_Item[Any]] = [_Item(bad, writes=True),
-                               *(_Item(lambda _s, i=i: (i, [event(f"read-{i}", "C-11")]), writes=False)
+    items: list[Queued[Any]] = [Queued(bad, writes=True),
+                               *(Queued(lambda _s, i=i: (i, [event(f"read-{i}", "C-11")]), writes=False)
                                  for i in range(2))]
     for item in items:
         item.wake.acquire()

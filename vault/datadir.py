@@ -1,5 +1,8 @@
 """The data directory: with its keys, the only thing needed to run a gateway.
 
+This module knows the directory's layout and files only; which store is
+behind it (and opening it) is `vault.backends`'s, so no backend is imported here.
+
     DATA_DIR/custos.db          SQLCipher database of case data (raw 256-bit key)
     DATA_DIR/audit.db           SQLCipher database of the audit log (same key; a file of its own, see vault/sqlite/db.py)
     DATA_DIR/keys/*.key         db key, KEK versions, blind-index key, audit and packet signing keys, server TLS key (0600),
@@ -18,9 +21,9 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from gateway.core.errors import Code, CustosError
 from gateway.tlog.merkle import CheckpointSigner
@@ -83,15 +86,16 @@ class Layout:
 
 
 def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | None = None,
-           database: str | None = None) -> Layout:
-    """Create keys and an empty store (SQLCipher files, or the schema in `database`); refuses a non-empty one."""
+           database: str | None = None, preflight: Callable[[], None] = lambda: None) -> Layout:
+    """The directory, its config and keys; refuses a non-empty one. No store: `vault.backends.create` makes it.
+
+    `preflight` runs once the directories are known to be empty and before
+    anything is written (the backend's check that its store can be made).
+    """
     for directory in (root, key_dir):
         if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
             raise CustosError(Code.DATA_DIR_EXISTS, "the key directory is not empty" if directory == key_dir else "")
-    if database is not None:
-        from .postgres import preflight
-
-        preflight(database)  # reachable and empty, before anything is written
+    preflight()
     layout = Layout(root, key_dir.resolve() if key_dir is not None else None, database)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
@@ -106,14 +110,6 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     layout.config.write_text(json.dumps(config) + "\n")
     for name in ("db.key", "kek-1.key", "bidx.key", "audit.key", "packet.key"):
         write_key_file(layout.keys / name, os.urandom(32))
-    if database is not None:
-        from .postgres import create_schema
-
-        create_schema(database)  # preflighted above
-        return layout
-    from .sqlite import create_databases
-
-    create_databases(layout.db, layout.audit_db, layout.key_provider().secret("db"))
     return layout
 
 
@@ -157,18 +153,6 @@ def load_config(layout: Layout) -> dict[str, str]:
     except (OSError, ValueError):
         raise CustosError(Code.DATA_DIR_INVALID, "config.json missing or unreadable") from None
 
-
-
-
-def open_vault(root: Path, policy_revision: str = "") -> SqliteVault | PgVault:
-    """The storage behind a data directory: PostgreSQL if `custos init --database` named one, else SQLCipher."""
-    if Layout.of(root).database:
-        from .postgres import PgVault
-
-        return PgVault(root, policy_revision)
-    from .sqlite import SqliteVault
-
-    return SqliteVault(root, policy_revision)
 
 
 class ServeLock:
@@ -274,7 +258,3 @@ class WriteLock:
             os.close(self._fd)
             self._fd = -1
 
-
-if TYPE_CHECKING:
-    from .postgres import PgVault
-    from .sqlite import SqliteVault

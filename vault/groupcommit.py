@@ -7,7 +7,8 @@ pays no thread hand-off; under load one fsync covers many calls. Each caller
 returns only after the commit holding its events succeeded: nothing is
 released before its audit event is durable. If the commit fails, every caller
 in the batch gets AUDIT_UNAVAILABLE and nothing of the batch is stored.
-Backend-independent: `vault/sqlite` and `vault/postgres` implement `_commit`.
+Backend-independent: `vault/sqlite` and `vault/postgres` subclass it and implement `_commit`
+over a batch of `Queued` units (the one type they share with it).
 """
 
 from __future__ import annotations
@@ -30,7 +31,14 @@ T = TypeVar("T")
 
 
 @dataclass
-class _Item(Generic[T]):
+class Queued(Generic[T]):
+    """One caller's unit of work waiting for a commit: what a backend's `_commit` reads and answers.
+
+    Public because it is the contract between the batching and a backend: the
+    commit reads `work`, `writes` and `fresh_as`, and sets `result` or `error`
+    of each (through `run_units`, `checked` and `_fail`); nothing else of it.
+    """
+
     work: Work[T]
     done: bool = False
     result: Any = None
@@ -50,7 +58,7 @@ class GroupCommit:
 
     def __init__(self) -> None:
         self._mutex = threading.Lock()
-        self._pending: list[_Item[Any]] = []
+        self._pending: list[Queued[Any]] = []
         self._leading = False
         self._closed = False
         self._idle = threading.Condition(self._mutex)
@@ -63,9 +71,9 @@ class GroupCommit:
 
     def run(self, work: Work[T], *, writes: bool = True) -> T:
         """Run `work` in the serialised writer; return its result once its events are durable."""
-        return self._submit(_Item(work, writes=writes))
+        return self._submit(Queued(work, writes=writes))
 
-    def _submit(self, item: _Item[T]) -> T:
+    def _submit(self, item: Queued[T]) -> T:
         item.wake.acquire()
         with self._mutex:
             if self._closed:
@@ -81,7 +89,7 @@ class GroupCommit:
             raise item.error
         return item.result  # type: ignore[no-any-return]
 
-    def _lead(self, own: _Item[Any]) -> None:
+    def _lead(self, own: Queued[Any]) -> None:
         """Commit everything pending (our own unit included), wake its callers, pass the lead on."""
         with self._mutex:
             batch, self._pending = self._pending, []
@@ -106,14 +114,14 @@ class GroupCommit:
 
     def append(self, events: list[EventDraft], *, fresh_as: int | None = None) -> None:
         """Record events that change nothing else (denials, reads); see `ports.AuditLog` for `fresh_as`."""
-        self._submit(_Item(lambda _repo: (None, events), writes=False, fresh_as=fresh_as))
+        self._submit(Queued(lambda _repo: (None, events), writes=False, fresh_as=fresh_as))
 
-    def _commit(self, batch: list[_Item[Any]]) -> None:
+    def _commit(self, batch: list[Queued[Any]]) -> None:
         """Run the batch's units and make their events durable in one commit; set each item's result or error."""
         raise NotImplementedError
 
     @staticmethod
-    def _fail(batch: list[_Item[Any]], stage: str) -> None:
+    def _fail(batch: list[Queued[Any]], stage: str) -> None:
         log.error("audit log write failed at %s; refusing the batch", stage)
         for item in batch:
             item.error = CustosError(Code.AUDIT_UNAVAILABLE)
@@ -121,7 +129,7 @@ class GroupCommit:
             item.done = True
 
 
-def run_units(batch: list[_Item[Any]], store: Any, savepoint: Callable[[], AbstractContextManager[Any]],
+def run_units(batch: list[Queued[Any]], store: Any, savepoint: Callable[[], AbstractContextManager[Any]],
               revision: str, passthrough: tuple[type[BaseException], ...] = ()) -> list[EventDraft]:
     """Run each unit of the batch, a writing one in its own savepoint; return every unit's events.
 
@@ -148,7 +156,7 @@ def run_units(batch: list[_Item[Any]], store: Any, savepoint: Callable[[], Abstr
     return events
 
 
-def checked(batch: list[_Item[Any]], events: list[EventDraft], generation: Callable[[], int]) -> list[EventDraft]:
+def checked(batch: list[Queued[Any]], events: list[EventDraft], generation: Callable[[], int]) -> list[EventDraft]:
     """The events still to store once each unchecked view is checked against the store's generation now.
 
     An item decided on a generation that is no longer current gets StaleView

@@ -19,6 +19,7 @@ import logging
 import os
 import sys
 
+import gateway.transport  # noqa: F401 - first: gRPC's TLS policy, before main imports the client (and grpc)
 from gateway.core.errors import Code, CustosError, PolicyError
 
 from .client import DEFAULT_SAMPLE

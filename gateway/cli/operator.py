@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 
 from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import rfc3339
+from gateway.core.ports import Vault
 
 from .output import CliError, emit
 
@@ -33,7 +34,7 @@ T = TypeVar("T")
 def cmd_init(args: argparse.Namespace) -> None:
     from gateway import pki
     from gateway.tlog.merkle import verifier_key
-    from vault import datadir
+    from vault import backends, datadir
 
     root = Path(args.data_dir)
     key_dir = Path(args.key_dir) if args.key_dir else None
@@ -44,8 +45,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
         raise CliError(Code.INVALID_ARGUMENT, "--key-dir must be outside the data directory")
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
-    layout = datadir.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir,
-                            database=args.database)
+    layout = backends.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir,
+                             database=args.database)
     if tls is not None:
         ca_crt, server_crt, server_key = tls
         (layout.tls / "ca.crt").write_bytes(ca_crt)
@@ -139,13 +140,13 @@ def _packet_vkey_text(path: str) -> str:
     return text
 
 
-def _open_vault(data_dir: str) -> Any:
-    from vault.datadir import open_vault
+def _open_vault(data_dir: str) -> Vault:
+    from vault.backends import open_vault
 
     return open_vault(Path(data_dir))
 
 
-def _on_vault(data_dir: str, work: Callable[[Any], T]) -> T:
+def _on_vault(data_dir: str, work: Callable[[Vault], T]) -> T:
     """`work` on the data directory's open vault, closed whatever happens."""
     vault = _open_vault(data_dir)
     try:
@@ -154,22 +155,29 @@ def _on_vault(data_dir: str, work: Callable[[Any], T]) -> T:
         vault.close()
 
 
-def _administration(vault: Any) -> Any:
+def _administration(vault: Vault, policies: str | None = None) -> Any:
+    """The operator's use cases; the kinds there are come from the capability table of the bundle the gateway
+    serves (`--policies`, default the shipped bundle)."""
     import getpass
 
     from gateway.core.model import SystemClock
+    from gateway.core.rules.policy import load_bundle
     from gateway.core.usecases.admin import Administration
+    from policies import BUNDLE_DIR
+
+    capabilities = load_bundle(Path(policies) if policies else BUNDLE_DIR).capabilities
 
     try:
         operator = getpass.getuser()
     except (KeyError, OSError):
         operator = f"uid={os.getuid()}"
-    return Administration(vault.reader, vault.audit, SystemClock(), operator)
+    return Administration(vault.reader, vault.audit, SystemClock(), operator, capabilities)
 
 
 def cmd_org_add(args: argparse.Namespace) -> None:
     from gateway import pki
     from gateway.core.usecases.admin import OrgSpec
+    from vault.datadir import Layout
 
     if bool(args.out) == bool(args.cert):
         raise CliError(Code.INVALID_ARGUMENT, "give --out DIR (issue a certificate here) or --cert FILE "
@@ -182,9 +190,9 @@ def cmd_org_add(args: argparse.Namespace) -> None:
     vault = _open_vault(args.data_dir)
     made: list[Path] = []
     try:
-        admin = _administration(vault)
+        admin = _administration(vault, args.policies)
         org = admin.validate(spec)
-        layout = vault.layout
+        layout = Layout.of(Path(args.data_dir))
 
         def identity() -> None:
             if args.cert:
@@ -247,10 +255,10 @@ def cmd_keys_rotate(args: argparse.Namespace) -> None:
                    f" data key to it in the background (custos keys status shows progress)")
 
 
-def _key_rotation(vault: Any) -> Any:
+def _key_rotation(vault: Vault) -> Any:
     from gateway.core.usecases.keys import KeyRotation
 
-    return KeyRotation(vault.cipher.kek, vault.reader, vault.audit)
+    return KeyRotation(vault.kek, vault.reader, vault.audit)
 
 
 def cmd_keys_status(args: argparse.Namespace) -> None:

@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--telephone", help="a lender's 10-digit US telephone number (the same header)")
     s.add_argument("--out", help="write a new identity bundle here (the data directory's own CA)")
     s.add_argument("--cert", help="register with this client certificate from 'custos ca issue --org'")
+    s.add_argument("--policies", help="the policy bundle the gateway serves, whose capability table names the "
+                                      "kinds (default: the shipped bundle)")
     s.set_defaults(fn=operator.cmd_org_add)
     s = org.add_parser("disable", parents=[common])
     s.add_argument("data_dir")

@@ -11,16 +11,12 @@ from typing import ClassVar, NamedTuple, Protocol
 
 from .errors import Code
 
-KINDS = ("lender", "agency", "law_firm", "bureau", "regulator")
-LICENSED_KINDS = ("agency", "law_firm")
 JURISDICTIONS = ("CN", "US")
 STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
 STATUSES = ("open", "settled", "closed")
 PURPOSES = ("collection", "litigation", "credit_reporting", "servicing", "supervision")
 LABELS = ("entrusted", "provided")
 FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold")
-# Which kind of organisation a purpose may be mandated to.
-MANDATE_KIND = {"collection": "agency", "litigation": "law_firm", "credit_reporting": "bureau"}
 
 BORROWER_PI_FIELDS = (
     "full_name", "national_id", "date_of_birth", "phone", "email", "home_address",

@@ -1,4 +1,4 @@
-"""The ports the core depends on: storage of cases, the unit of work, the audit log. Protocols only.
+"""The ports the core depends on: storage of cases, the unit of work, the audit log and its reads. Protocols only.
 
 The core is written against these and nothing else; each storage backend
 (`vault/sqlite`, the embedded default, and later PostgreSQL) implements them,
@@ -211,3 +211,39 @@ class AuditLog(Protocol):
     def head(self) -> tuple[int, bytes]: ...
 
     def close(self, timeout: float) -> bool: ...
+
+
+class KeyVersions(Protocol):
+    """The KEK versions a vault holds (`custos keys status` and `retire` compare them with `kek_usage`)."""
+
+    def versions(self) -> list[int]: ...
+
+    def primary_version(self) -> int: ...
+
+
+class Vault(Protocol):
+    """An opened data directory's storage, whichever backend (`vault.backends.open_vault`).
+
+    What the rest of the gateway needs of it: a reader per thread and the
+    audit log (which the core takes), the key versions and the blind-index
+    key (the server derives its pseudonym key from it), the policy revision
+    stamped on events, the store's step after an erasure (`forget`), and
+    `close`. The directory's files are `vault.datadir.Layout`'s, not the vault's.
+    """
+
+    policy_revision: str
+
+    @property
+    def audit(self) -> AuditLog: ...
+
+    @property
+    def bidx_key(self) -> bytes: ...
+
+    @property
+    def kek(self) -> KeyVersions: ...
+
+    def reader(self) -> CaseReader: ...
+
+    def forget(self) -> bool: ...
+
+    def close(self) -> None: ...

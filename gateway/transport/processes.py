@@ -39,7 +39,8 @@ from typing import IO
 from gateway.core.errors import Code, CustosError
 from gateway.core.rules.policy import load_bundle
 from policies import BUNDLE_DIR
-from vault.datadir import ServeLock, open_vault
+from vault.backends import open_vault
+from vault.datadir import ServeLock
 
 log = logging.getLogger("custos.server")
 

@@ -26,21 +26,20 @@ from gateway import packets
 from gateway.core.app import Core
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import Clock, SystemClock
+from gateway.core.ports import Vault
 from gateway.core.rules.limits import ConnectionLimits
 from gateway.core.rules.policy import load_bundle
 from gateway.tlog.merkle import sign_checkpoint
 from policies import BUNDLE_DIR
+from vault.backends import open_vault
 from vault.datadir import (
     Layout,
     ServeLock,
     audit_signing_key,
     load_config,
-    open_vault,
     packet_key_name,
     packet_signing_key,
 )
-from vault.postgres import PgVault
-from vault.sqlite import SqliteVault
 
 from .calls import Gate, Watchdog
 from .servicers import methods
@@ -85,7 +84,7 @@ class Rewrapper:
 class Gateway:
     server: grpc.Server
     port: int
-    vault: SqliteVault | PgVault
+    vault: Vault
     core: Core
     provider: TracerProvider | None
     policy_dir: Path
@@ -270,11 +269,12 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     except BaseException:
         lock.release()
         raise
-    config = load_config(vault.layout)
+    layout = Layout.of(data_dir)  # the directory's files (the vault read the same config.json)
+    config = load_config(layout)
     origin = config["origin"]
-    signing_key = audit_signing_key(vault.layout)
+    signing_key = audit_signing_key(layout)
     pseudonym_key = hmac.new(vault.bidx_key, b"custos/pseudonym", hashlib.sha256).digest()
-    packet_key = packet_signing_key(vault.layout, origin)
+    packet_key = packet_signing_key(layout, origin)
     if packet_key is None:
         log.warning("no packet signing key (keys/packet.key): litigation packets are refused until one is in place")
     assemble = None if packet_key is None else functools.partial(
@@ -283,7 +283,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         reader=vault.reader, audit=vault.audit, bundle=bundle, clock=clock or SystemClock(),
         pseudonym_key=pseudonym_key,
         sign_checkpoint=lambda size, root: sign_checkpoint(origin, size, root, signing_key),
-        verifier_key=vault.layout.vkey.read_text().strip(),
+        verifier_key=layout.vkey.read_text().strip(),
         assemble_packet=assemble,
         forget=vault.forget,
     )
@@ -321,7 +321,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         maximum_concurrent_rpcs=max(256, workers * 8),
     )
     try:
-        port = server.add_secure_port(listen, server_credentials(vault.layout))
+        port = server.add_secure_port(listen, server_credentials(layout))
     except RuntimeError:  # grpcio's way of saying the address could not be bound
         port = 0
     gateway = Gateway(server, port, vault, core, provider, policy_dir, gate, watchdog, lock)

@@ -20,7 +20,7 @@ import psycopg
 import psycopg_pool
 
 from gateway.core.errors import Code, CustosError
-from vault.crypto import BlindIndex, FieldCipher
+from vault.crypto import BlindIndex, FieldCipher, KekProvider
 from vault.datadir import Layout
 from vault.rowcache import RowCache
 
@@ -67,7 +67,7 @@ def preflight(url: str) -> None:
 
 
 def create_schema(url: str) -> None:
-    """The schema in an empty database; `preflight` it first (vault.datadir.create does, before writing files)."""
+    """The schema in an empty database; `preflight` it first (vault.backends.create does, before writing files)."""
     with _connect(url) as conn:
         schema.migrate(conn)
 
@@ -101,6 +101,10 @@ class PgVault:
         self._rows = RowCache()
         self._local = threading.local()
         self.audit = PgAuditLog(self.pool, self.cipher, self.bidx, lambda: self.policy_revision, self._rows.observe)
+
+    @property
+    def kek(self) -> KekProvider:
+        return self.cipher.kek
 
     def reader(self) -> PgStore:
         """This thread's view: reads through the pool, one connection per statement, into the shared row cache."""

@@ -29,7 +29,7 @@ from gateway.core.model import EventDraft
 from gateway.tlog.merkle import Frontier
 from gateway.tlog.proofs import TILE
 from vault.crypto import BlindIndex, FieldCipher
-from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
+from vault.groupcommit import GroupCommit, Queued, checked, leaf_rows, run_units
 
 from .schema import FEED_NUMBER
 from .store import PgStore
@@ -78,7 +78,7 @@ class PgAuditLog(GroupCommit):
         assert row is not None
         return int(row[0]), bytes(row[1])
 
-    def _commit(self, batch: list[_Item[Any]]) -> None:
+    def _commit(self, batch: list[Queued[Any]]) -> None:
         for attempt in range(RETRIES + 1):
             for item in batch:
                 item.result, item.error = None, None
@@ -98,7 +98,7 @@ class PgAuditLog(GroupCommit):
                 self._fail(batch, "commit")
                 return
 
-    def _attempt(self, batch: list[_Item[Any]]) -> None:
+    def _attempt(self, batch: list[Queued[Any]]) -> None:
         """The batch in one transaction: each unit in a savepoint inside it, then the events; all or nothing."""
         revision = self._revision()
         size = self._size

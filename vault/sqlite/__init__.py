@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from gateway.core.errors import Code, CustosError
-from vault.crypto import BlindIndex, FieldCipher
+from vault.crypto import BlindIndex, FieldCipher, KekProvider
 from vault.datadir import Layout, WriteLock
 from vault.rowcache import RowCache
 
@@ -80,6 +80,10 @@ class SqliteVault:
         except BaseException:
             self.close()  # e.g. a log that no longer opens: leave nothing open behind
             raise
+
+    @property
+    def kek(self) -> KekProvider:
+        return self.cipher.kek
 
     def _open(self, path: Path) -> db.Connection:
         conn = db.connect(path, self._db_key)

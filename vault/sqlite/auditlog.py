@@ -22,7 +22,7 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.model import EventDraft
 from gateway.tlog.merkle import Frontier
 from gateway.tlog.proofs import TILE
-from vault.groupcommit import GroupCommit, _Item, checked, leaf_rows, run_units
+from vault.groupcommit import GroupCommit, Queued, checked, leaf_rows, run_units
 from vault.rowcache import Stamp
 
 from .db import Connection, DbError, IntegrityError
@@ -110,7 +110,7 @@ class AuditLog(GroupCommit):
             if frontier.size > self._frontier.size:
                 self._frontier = frontier
 
-    def _commit(self, batch: list[_Item[Any]]) -> None:
+    def _commit(self, batch: list[Queued[Any]]) -> None:
         """Run the batch's units on the case database, make their events durable, then commit the units.
 
         The audit file commits first: if the case database then failed to
@@ -120,7 +120,7 @@ class AuditLog(GroupCommit):
         with self._write_lock:
             self._commit_locked(batch)
 
-    def _commit_locked(self, batch: list[_Item[Any]]) -> None:
+    def _commit_locked(self, batch: list[Queued[Any]]) -> None:
         if not self._unchanged():
             # Another process appended since our last commit: take its events (and index mark) first, under
             # the write lock, so ours are numbered after them at once rather than by a failed INSERT.

@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..errors import Code
-from ..model import LICENSED_KINDS, MANDATE_KIND, CaseRow, MandateRow, Org
+from ..model import CaseRow, MandateRow, Org
+from .capabilities import Capabilities
 
 
 @dataclass(frozen=True)
@@ -31,15 +32,15 @@ OK = Verdict(Code.OK, "ok")
 RESTRICTED = "restricted"
 
 
-def standing(org: Org | None, today: date, kinds: tuple[str, ...] | None = None) -> Verdict:
-    """Registered, enabled, licensed on `today`, and of an allowed kind."""
+def standing(org: Org | None, today: date, table: Capabilities, action: str | None = None) -> Verdict:
+    """Registered, enabled, licensed on `today` (if its kind needs one), and of a kind `table` allows `action`."""
     if org is None:
         return Verdict(Code.UNKNOWN_ORG, "identity")
     if org.disabled:
         return Verdict(Code.ORG_DISABLED, "identity")
-    if org.kind in LICENSED_KINDS and (org.licence_expires is None or org.licence_expires < today):
+    if table.needs_licence(org.kind) and (org.licence_expires is None or org.licence_expires < today):
         return Verdict(Code.LICENCE_EXPIRED, "identity.licence")
-    if kinds is not None and org.kind not in kinds:
+    if action is not None and not table.allows(org.kind, action):
         return Verdict(Code.WRONG_ORG_KIND, "identity.kind")
     return OK
 
@@ -103,13 +104,13 @@ def blocked(case: CaseRow, purpose: str) -> Verdict:
 
 
 def placement_problem(case: CaseRow, target: Org | None, purpose: str, label: str, until: date,
-                      today: date) -> tuple[Code, str, str] | None:
+                      today: date, table: Capabilities) -> tuple[Code, str, str] | None:
     """Why this mandate cannot be granted (code, rule, reason), or None. Shared by assign and bulk placement."""
     if until < today:
         return Code.UNTIL_IN_PAST, "input", "until: before the case's local today"
     if target is None:
         return Code.ORG_NOT_FOUND, "input", "to: no such organisation"
-    if MANDATE_KIND.get(purpose) != target.kind:
+    if target.kind not in table.mandated_to(purpose):
         return Code.PURPOSE_KIND_MISMATCH, "mandate.kind", "purpose: not one this kind of organisation is mandated for"
     verdict = blocked(case, purpose)
     if not verdict.ok:

@@ -57,7 +57,7 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
     the case's closure does not end the mandate for it, and nothing else
     changes (standing, recall, erasure, release rules, every precondition).
     """
-    standing = access.standing(org, now.date())
+    standing = access.standing(org, now.date(), bundle.capabilities)
     if not standing.ok or org is None:
         return ReadDecision(standing.code, standing.rule, (standing.rule,), None, None)
     active: MandateRow | None = None

@@ -10,7 +10,6 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ..model import KINDS
 from .tomlfile import FileCtx, load_toml
 
 
@@ -107,8 +106,8 @@ def _section(ctx: FileCtx, data: dict[str, Any], name: str, cls: type[Any]) -> A
     return cls(**values)
 
 
-def load_limits(path: Path) -> Limits:
-    """The limits file, or the built-in defaults when the bundle has none."""
+def load_limits(path: Path, kinds: tuple[str, ...]) -> Limits:
+    """The limits file, or the built-in defaults when the bundle has none; `kinds`: the capability table's."""
     if not path.exists():
         return Limits()
     data, text = load_toml(path)
@@ -120,12 +119,12 @@ def load_limits(path: Path) -> Limits:
     calls = _section(ctx, data, "calls", CallLimits)
     rate = _section(ctx, data, "rate", RateSpec)
     by_kind: dict[str, RateSpec] = {}
-    kinds = data.get("rate", {}).get("kind", {})
-    if not isinstance(kinds, dict):
+    per_kind = data.get("rate", {}).get("kind", {})
+    if not isinstance(per_kind, dict):
         raise ctx.fail("[rate.kind] must be a table of organisation kinds", "kind")
-    for kind, raw in kinds.items():
-        if kind not in KINDS:
-            raise ctx.fail(f"[rate.kind.{kind}]: unknown organisation kind (known: {', '.join(KINDS)})", kind)
+    for kind, raw in per_kind.items():
+        if kind not in kinds:
+            raise ctx.fail(f"[rate.kind.{kind}]: unknown organisation kind (known: {', '.join(kinds)})", kind)
         merged = {"per_second": rate.per_second, "burst": rate.burst}
         spec = _section(ctx, {"rate": raw}, "rate", RateSpec) if isinstance(raw, dict) else None
         if spec is None:

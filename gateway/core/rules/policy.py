@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Code, PolicyError
-from ..model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, KINDS, NEVER_TO_AGENCY, PURPOSES, STAGES
+from ..model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, NEVER_TO_AGENCY, PURPOSES, STAGES
+from .capabilities import Capabilities, load_capabilities
 from .conduct import ConductRules
 from .conduct_file import load_conduct_dir
 from .limits import Limits, load_limits
@@ -72,6 +73,7 @@ class PolicyBundle:
     rules: tuple[ReleaseRule, ...]
     conduct: dict[str, ConductRules]
     _table: dict[tuple[str, str, str], ReleaseDecision]
+    capabilities: Capabilities
     limits: Limits = field(default_factory=Limits)
     _access: dict[tuple[str, str], tuple[bool, bool]] = field(init=False, repr=False, compare=False)
 
@@ -136,7 +138,8 @@ ITEM_NAMES = {"to": "organisation kind", "stages": "stage"}
 RULE_KEYS = {"id", "purpose", "to", "stages", "owner_only", "requires_mandate", "fields", "note"}
 
 
-def load_release_rules(path: Path) -> tuple[ReleaseRule, ...]:
+def load_release_rules(path: Path, kinds: tuple[str, ...]) -> tuple[ReleaseRule, ...]:
+    """The release rules; `kinds` are those of the bundle's capability table, the only ones a rule may name."""
     data, text = load_toml(path)
     ctx = FileCtx(path, text)
     unknown = set(data) - {"release"}
@@ -164,7 +167,7 @@ def load_release_rules(path: Path) -> tuple[ReleaseRule, ...]:
         purpose = raw.get("purpose")
         if purpose not in PURPOSES:
             raise ctx.fail(f"rule '{rid}': unknown purpose {purpose!r}", "purpose")
-        to = _str_list(ctx, rid, "to", raw.get("to"), KINDS)
+        to = _str_list(ctx, rid, "to", raw.get("to"), kinds)
         stages = _str_list(ctx, rid, "stages", raw.get("stages"), STAGES)
         owner_only = raw.get("owner_only", False)
         requires_mandate = raw.get("requires_mandate", True)
@@ -220,13 +223,17 @@ def load_bundle(directory: Path) -> PolicyBundle:
     release_path = directory / "release.toml"
     if not release_path.exists():
         raise PolicyError(str(release_path), None, "missing release rules file")
-    rules = load_release_rules(release_path)
+    capabilities_path = directory / "capabilities.toml"
+    if not capabilities_path.exists():
+        raise PolicyError(str(capabilities_path), None, "missing capability table (which kinds may take which action)")
+    capabilities = load_capabilities(capabilities_path)
+    rules = load_release_rules(release_path, capabilities.kinds)
     conduct: dict[str, ConductRules] = {}
     conduct_dir = directory / "conduct"
     if conduct_dir.is_dir():
         conduct = load_conduct_dir(conduct_dir)
-    limits = load_limits(directory / "limits.toml")
-    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules), limits)
+    limits = load_limits(directory / "limits.toml", capabilities.kinds)
+    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules), capabilities, limits)
 
 
 # ----------------------------------------------------------------- transforms

@@ -17,8 +17,9 @@ from datetime import date
 
 from ..errors import Code, CustosError
 from ..importer import ID_RE
-from ..model import JURISDICTIONS, KINDS, LICENSED_KINDS, Clock, EventDraft, Org, rfc3339
+from ..model import JURISDICTIONS, Clock, EventDraft, Org, rfc3339
 from ..ports import AuditLog, CaseReader, UnitOfWork
+from ..rules.capabilities import Capabilities
 
 ADD = "OperatorOrgAdd"
 DISABLE = "OperatorOrgDisable"
@@ -44,8 +45,11 @@ class OrgSpec:
 
 
 class Administration:
-    def __init__(self, reader: Callable[[], CaseReader], audit: AuditLog, clock: Clock, operator: str) -> None:
+    def __init__(self, reader: Callable[[], CaseReader], audit: AuditLog, clock: Clock, operator: str,
+                 capabilities: Capabilities) -> None:
         self.reader = reader
+        # The kinds there are, and which need a licence: the capability table of the bundle the gateway serves.
+        self.capabilities = capabilities
         self.audit = audit
         self.clock = clock
         self.operator = operator
@@ -63,8 +67,9 @@ class Administration:
         """The organisation to register, or an audited refusal naming what is wrong (never echoing it)."""
         if not is_org_id(spec.id):
             raise self._deny(ADD, "", Code.INVALID_ORG_ID)
-        if spec.kind not in KINDS:
-            raise self._deny(ADD, spec.id, Code.UNKNOWN_KIND, f"known: {', '.join(KINDS)}")
+        kinds = self.capabilities.kinds
+        if spec.kind not in kinds:
+            raise self._deny(ADD, spec.id, Code.UNKNOWN_KIND, f"known: {', '.join(kinds)}")
         if spec.jurisdiction not in JURISDICTIONS:
             raise self._deny(ADD, spec.id, Code.UNKNOWN_JURISDICTION, f"known: {', '.join(JURISDICTIONS)}")
         expires: date | None = None
@@ -73,7 +78,7 @@ class Administration:
                 expires = date.fromisoformat(spec.licence_expires)
             except ValueError:
                 raise self._deny(ADD, spec.id, Code.INVALID_DATE, "--licence-expires") from None
-        if spec.kind in LICENSED_KINDS and not (spec.licence_no and expires):
+        if self.capabilities.needs_licence(spec.kind) and not (spec.licence_no and expires):
             raise self._deny(ADD, spec.id, Code.INVALID_ARGUMENT,
                              f"a {spec.kind} needs --licence-no and --licence-expires")
         if not spec.name.strip() or len(spec.name) > 200:

@@ -17,6 +17,7 @@ from ..model import (
 )
 from ..ports import UnitOfWork
 from ..rules import access
+from ..rules.capabilities import LENDER
 from ..rules.conduct import (
     CHANNELS,
     PARTIES,
@@ -32,11 +33,12 @@ from .context import Context, _conduct_state, _parse_time
 
 class Contacts(Context):
     def _contact_case(self, caller: Caller, org: Org, case_ref: str) -> CaseRow:
-        """Agencies reach a case through a live collection mandate; the owning lender directly."""
-        if org.kind == "lender":
-            return self._own_case(caller, case_ref, purpose="collection")
-        if org.kind != "agency":
+        """The owning lender reaches its case directly; another kind the table allows, through a live collection
+        mandate. Checked here, after the request's own fields, so the order of refusals is the same for all."""
+        if not self.bundle.capabilities.allows(org.kind, "open_contact"):
             raise self._deny(caller, Code.WRONG_ORG_KIND, "identity.kind", purpose="collection")
+        if org.kind == LENDER:
+            return self._own_case(caller, case_ref, purpose="collection")
         return self._mandated_case(caller, case_ref, "collection")[0]
 
     def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str) -> dict[str, str]:

@@ -94,8 +94,11 @@ class Context:
         self.audit.append([self._event(caller, "deny", code, rule or code, **kw)])
         return CustosError(code)
 
-    def _standing(self, caller: Caller, *, kinds: tuple[str, ...] | None = None, **kw: Any) -> Org:
-        """Who the caller is allowed to be right now: registered, enabled, licensed, right kind.
+    def _standing(self, caller: Caller, *, action: str | None = None, **kw: Any) -> Org:
+        """Who the caller is allowed to be right now: registered, enabled, licensed, of a kind allowed `action`.
+
+        Which kinds may take an action is the bundle's capability table (`rules/capabilities.py`); None: any
+        kind (the release rules decide, as for GetCase).
 
         Every use case starts here, so this is also where the reader's cache is brought up to date.
         """
@@ -103,7 +106,7 @@ class Context:
         repo.refresh()
         # Read again on the checked view: admission may have read it on an unchecked one (`Gatekeeping.admit`).
         org = repo.get_org(caller.org_id)
-        verdict = access.standing(org, self.clock.now().date(), kinds)
+        verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities, action)
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule, **kw)
         assert org is not None

@@ -24,7 +24,7 @@ from .context import ORG_ID_RE, Context, _conduct_state, _parse_time
 class Explainer(Context):
     def explain(self, caller: Caller, org_id: str, case_ref: str, purpose: str, at: str) -> dict[str, Any]:
         """What would `org_id` get for this case under `purpose` at time `at`, and why. Reports; enforces nothing."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="explain")
         case = self._own_case(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
@@ -50,7 +50,7 @@ class Explainer(Context):
             rule_of = {f: r.id for r in self.bundle.rules for f in r.fields if r.id in release.rules}
             fields = [{"field": f, "transform": t.describe(), "rule": rule_of.get(f, "")}
                       for f, t in sorted(release.fields.items())]
-        if purpose == "collection" and target is not None and target.kind in ("agency", "lender"):
+        if purpose == "collection" and target is not None and self.bundle.capabilities.allows(target.kind, "open_contact"):
             notes.extend(self._contact_notes(case, when))
         self.audit.append([self._event(caller, "allow", Code.OK, f"explain:{org_id}", **kw)])
         return {"org_id": org_id, "case_id": case.case_id, "purpose": purpose, "stage": case.stage,

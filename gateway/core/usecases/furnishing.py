@@ -93,7 +93,7 @@ def cursor_of(seq: int) -> str:
 class Furnishing(Reads):
     def pull(self, caller: Caller, since: str) -> Iterator[FeedRecord | FeedWithheld | str]:
         """The bureau's records after `since` and those withheld, then the new cursor (the last item, a str)."""
-        self._standing(caller, kinds=("bureau",), purpose=PURPOSE)
+        self._standing(caller, action="pull_feed", purpose=PURPOSE)
         start = parse_cursor(since)
         repo = self.reader()
         head = repo.feed_head(caller.org_id)

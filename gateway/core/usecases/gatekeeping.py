@@ -14,6 +14,7 @@ from ..model import (
 )
 from ..rules import access
 from ..rules.admission import RATE_EVENT_WINDOW_S, _Suppressed
+from ..rules.capabilities import LENDER
 from .context import Context
 
 
@@ -46,11 +47,11 @@ class Gatekeeping(Context):
         kind = org.kind if org is not None else ""
         if not self._rates.allow(caller.org_id, self.bundle.limits.rate_for(kind)):
             raise self._rate_denied(caller, kind or "unregistered")
-        verdict = access.standing(org, self.clock.now().date())
+        verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities)
         if not verdict.ok and view is not None:
             repo.refresh()
             org = repo.get_org(caller.org_id)
-            verdict = access.standing(org, self.clock.now().date())
+            verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities)
         if not verdict.ok:
             return org, verdict  # refused for its standing: the caller audits it, with the case if it can
         return org, None
@@ -69,7 +70,7 @@ class Gatekeeping(Context):
         repo = self.reader()
         org = repo.get_org(caller.org_id)
         case = None
-        if org is not None and org.kind == "lender":
+        if org is not None and org.kind == LENDER:
             case = repo.get_case(caller.org_id, case_id) if lender in ("", caller.org_id) else None
         else:
             lenders = {m.lender_id for m in repo.mandates_for(caller.org_id, case_id)

@@ -12,7 +12,6 @@ from ..errors import Code, CustosError
 from ..importer import LineError, parse_line
 from ..model import (
     LABELS,
-    MANDATE_KIND,
     PURPOSES,
     STAGES,
     STATUSES,
@@ -99,7 +98,7 @@ class LenderActions(Context):
         the unfinished batch is dropped, the interruption is audited with its
         code, and the code is raised.
         """
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="import_cases")
         yield from self._in_batches(caller, lines, ImportProgress(), self._import_batch, "import")
 
     def _in_batches(self, caller: Caller, lines: Iterable[tuple[int, bytes]], totals: P,
@@ -181,7 +180,7 @@ class LenderActions(Context):
         return replace(totals, rejected=totals.settle(last_line, rejected))
 
     def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="assign")
         case = self._own_case(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
@@ -196,7 +195,7 @@ class LenderActions(Context):
         if until_date is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
-                                           self.local_today(case, self.clock.now()))
+                                           self.local_today(case, self.clock.now()), self.bundle.capabilities)
         if problem is not None:
             raise self._deny(caller, problem[0], problem[1], **kw)
         now = self.clock.now()
@@ -212,7 +211,7 @@ class LenderActions(Context):
                 "label": label, "granted_at": stamp}
 
     def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="recall")
         case = self._own_case(caller, case_ref)
         if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", case_id=case.case_id, borrower_id=case.borrower_id,
@@ -233,7 +232,7 @@ class LenderActions(Context):
         moment exists where the firm is mandated but agencies still are. The
         case must be open (a settled or closed case is not sued on).
         """
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="escalate")
         case = self._own_case(caller, case_ref, purpose="litigation")
         kw: dict[str, Any] = {"purpose": "litigation", "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
@@ -249,7 +248,7 @@ class LenderActions(Context):
         target = self.reader().get_org(org_id)
         if target is None:
             raise self._deny(caller, Code.ORG_NOT_FOUND, "input", **kw)
-        if target.kind != MANDATE_KIND["litigation"]:
+        if target.kind not in self.bundle.capabilities.mandated_to("litigation"):
             raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "escalation.kind", **kw)
         if case.status != "open":
             raise self._deny(caller, Code.CASE_CLOSED, "escalation.case_status", **kw)
@@ -260,7 +259,8 @@ class LenderActions(Context):
             if current is None or current.status != "open":  # closed since the check above
                 return None, [self._event(caller, "deny", Code.CASE_CLOSED, "escalation.case_status", now=now, **kw)]
             live = {m.org_id for m in repo.mandates_of_case(case.lender_id, case.case_id) if m.recalled_at is None}
-            agencies = sorted(o for o in live if (found := repo.get_org(o)) is not None and found.kind == "agency")
+            collectors = self.bundle.capabilities.mandated_to("collection")
+            agencies = sorted(o for o in live if (found := repo.get_org(o)) is not None and found.kind in collectors)
             events = []
             for agency in agencies:
                 repo.recall_mandates(case.lender_id, case.case_id, agency, stamp)
@@ -282,7 +282,7 @@ class LenderActions(Context):
 
     def record_notice(self, caller: Caller, case_ref: str, on: str) -> dict[str, str]:
         """The day the borrower was told of coming negative credit reporting (征信业管理条例 Art. 15)."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="record_notice")
         case = self._own_case(caller, case_ref, purpose="credit_reporting")
         kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
@@ -310,7 +310,7 @@ class LenderActions(Context):
         withdrawing credit reporting withholds the case from every bureau
         (`CONSENT_WITHDRAWN`), in every jurisdiction.
         """
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="set_consent")
         case = self._own_case(caller, case_ref)
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
         if third_party is None and credit is None:
@@ -347,7 +347,7 @@ class LenderActions(Context):
                 "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended}
 
     def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="set_stage")
         case = self._own_case(caller, case_ref)
         if stage not in STAGES:
             raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id,
@@ -356,7 +356,7 @@ class LenderActions(Context):
 
     def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
         """Set or clear case flags and status; a settled or closed case ends every mandate on it."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="set_flags")
         case = self._own_case(caller, case_ref)
         status = changes.get("status")
         if status is not None and status not in STATUSES:

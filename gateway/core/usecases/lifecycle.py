@@ -51,7 +51,7 @@ DESTROYED = (
 class Lifecycle(Context):
     def erase(self, caller: Caller, borrower_id: str, grace_days: int = 0, cancel: bool = False) -> dict[str, Any]:
         """`lender erase`: shred now, schedule (grace_days > 0) or cancel a scheduled erasure; a receipt."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="erase")
         if not ID_RE.fullmatch(borrower_id or ""):
             raise self._deny(caller, Code.INVALID_BORROWER_ID, "input")
         kw: dict[str, Any] = {"borrower_id": borrower_id}
@@ -101,7 +101,7 @@ class Lifecycle(Context):
     # ------------------------------------------------------------ retention
     def purge_plan(self, caller: Caller) -> dict[str, Any]:
         """`lender purge --dry-run`: the caller's borrowers whose retention has run, and those a hold keeps."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="purge_plan")
         due, held = self._retention(self.clock.now(), caller.org_id)
         self.audit.append([self._event(caller, "allow", Code.OK, f"purge.plan:due={len(due)};held={len(held)}")])
         return {"due": due, "held": held}

@@ -65,7 +65,7 @@ def ledger_summary(principal: object, outstanding: object, amount_due: object,
 class Litigation(Reads):
     def packet(self, caller: Caller, case_ref: str) -> bytes:
         """The signed packet for a case escalated to the caller; every refusal is the litigation read's."""
-        self._standing(caller, kinds=("law_firm",), purpose=PURPOSE)
+        self._standing(caller, action="packet", purpose=PURPOSE)
         if self.assemble_packet is None:
             raise self._deny(caller, Code.KEYS_UNAVAILABLE, "packet.key", purpose=PURPOSE)
         now = self.clock.now()

@@ -72,7 +72,7 @@ def parse_placement(raw: bytes) -> Placement:
 class Placements(LenderActions):
     def place_cases(self, caller: Caller, lines: Iterable[tuple[int, bytes]]) -> Iterator[PlacementProgress]:
         """Stream placement lines in batches; after each batch is durable, say what it granted and rejected."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="place_cases")
         yield from self._in_batches(caller, lines, PlacementProgress(), self._place_batch, "placement")
 
     def _place_batch(self, caller: Caller, batch: list[tuple[int, bytes]],
@@ -104,7 +104,7 @@ class Placements(LenderActions):
                 if item.to not in orgs:
                     orgs[item.to] = repo.get_org(item.to)
                 problem = access.placement_problem(case, orgs[item.to], item.purpose, item.label, item.until,
-                                                   self.local_today(case, now))
+                                                   self.local_today(case, now), self.bundle.capabilities)
                 if problem is not None:
                     code, rule, reason = problem
                     rejected.append((line_no, code, reason))
@@ -126,7 +126,7 @@ class Placements(LenderActions):
 
     def recall_all(self, caller: Caller, org_id: str) -> int:
         """End every live mandate the organisation holds on the caller's cases (it was terminated); one event each."""
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="recall_all")
         if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input")
         if self.reader().get_org(org_id) is None:

@@ -21,6 +21,7 @@ from ..model import (
 )
 from ..ports import CaseReader, StaleView
 from ..rules import access
+from ..rules.capabilities import LENDER
 from ..rules.decisions import decide_read, needs_evidence
 from ..rules.policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
 from .context import Context
@@ -231,7 +232,7 @@ class Reads(Context):
         For `lender subject-export` (PIPL Art. 45, GDPR Art. 15), with the
         disclosures list of the subject report beside it.
         """
-        self._standing(caller, kinds=("lender",))
+        self._standing(caller, action="subject_data")
         if not ID_RE.fullmatch(borrower_id or ""):
             raise self._deny(caller, Code.INVALID_BORROWER_ID, "input")
         cases = self.reader().cases_of_borrower(caller.org_id, borrower_id)
@@ -240,10 +241,10 @@ class Reads(Context):
         return [self.get_case(caller, case.case_id, "servicing") for case in cases]
 
     def list_cases(self, caller: Caller, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
-        org = self._standing(caller)
+        org = self._standing(caller, action="list_cases")
         repo = self.reader()
         out: list[dict[str, Any]] = []
-        if org.kind == "lender":
+        if org.kind == LENDER:
             if national_id or phone:
                 field, value = ("national_id", national_id) if national_id else ("phone", phone)
                 if len(value) > 128:

@@ -22,6 +22,7 @@ from ..model import (
     rfc3339,
 )
 from ..ports import CaseReader, UnitOfWork
+from ..rules.capabilities import LENDER, REGULATOR
 from .context import Context, _parse_time
 
 MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
@@ -53,7 +54,7 @@ class Supervision(Context):
         then no longer leads to the signed root. `seqs` names events instead
         of the filters (an incremental verifier's random sample).
         """
-        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        self._standing(caller, action="audit_query", purpose="supervision")
         head = self.audit.head()[0]
         if size < 0 or size > head or len(seqs) > MAX_PROVEN_SEQS or any(
                 not 0 <= s < (size or head) for s in seqs):
@@ -93,7 +94,7 @@ class Supervision(Context):
 
     def _query_allowed(self, caller: Caller, case_id: str, org: str, borrower_id: str, since: str) -> str:
         """A regulator's query checked and audited before anything is read; the `since` bound as stored."""
-        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        self._standing(caller, action="audit_query", purpose="supervision")
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):
                 raise self._deny(caller, Code.INVALID_ARGUMENT, "input", purpose="supervision")
@@ -109,7 +110,7 @@ class Supervision(Context):
 
     def _tree(self, caller: Caller, kind: str, **kw: int) -> tuple[StoredTree, int]:
         """The stored tree and the current size, for a regulator; the request is audited (no PI: sizes only)."""
-        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        self._standing(caller, action="prove", purpose="supervision")
         size = self.audit.head()[0]
         detail = ";".join(f"{k}={v}" for k, v in kw.items())
         self.audit.append([self._event(caller, "allow", Code.OK, f"supervision.{kind}:{detail}",
@@ -154,11 +155,11 @@ class Supervision(Context):
         case was resolved (no borrower id) are listed for each lender owning that
         case id: which lender's case the caller meant is not known.
         """
-        org = self._standing(caller, kinds=("regulator", "lender"), purpose="supervision")
-        kw: dict[str, Any] = {"purpose": "supervision" if org.kind == "regulator" else "servicing"}
+        org = self._standing(caller, action="subject_events", purpose="supervision")
+        kw: dict[str, Any] = {"purpose": "supervision" if org.kind == REGULATOR else "servicing"}
         if not ID_RE.fullmatch(borrower_id) or (lender and not ID_RE.fullmatch(lender)):
             raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
-        if org.kind == "lender":
+        if org.kind == LENDER:
             if lender not in ("", org.id):
                 raise self._deny(caller, Code.CASE_NOT_FOUND, "ownership", **kw)
             lender = org.id
@@ -174,7 +175,7 @@ class Supervision(Context):
                                        borrower_id=borrower_id, lender=owner, **kw) for owner in owners])
         found: dict[tuple[int, str], SubjectEntry] = {}
         for entry, owner in about:
-            if owner in owners or (not owner and org.kind == "regulator"):
+            if owner in owners or (not owner and org.kind == REGULATOR):
                 found[entry.seq, owner] = SubjectEntry(entry.seq, entry.leaf, owner)
         for owner in owners:
             for case_id in sorted(cases[owner]):
@@ -195,7 +196,7 @@ class Supervision(Context):
         With it, the latest checkpoint each regulator cosigned, each followed
         by its cosignature line: a verifier requires the checkpoint to extend them.
         """
-        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        self._standing(caller, action="checkpoint", purpose="supervision")
         repo = self.reader()
         cosigned = [note.rstrip("\n") + "\n" + line + "\n" for _, _, _, note, line in repo.cosigned()]
         if size:
@@ -228,7 +229,7 @@ class Supervision(Context):
 
     def cosign(self, caller: Caller, note: str, line: str, cosigner_vkey: str) -> int:
         """Store a regulator's cosignature of a checkpoint this log signed and whose tree it still holds."""
-        self._standing(caller, kinds=("regulator",), purpose="supervision")
+        self._standing(caller, action="cosign", purpose="supervision")
         kw: dict[str, Any] = {"purpose": "supervision"}
         try:
             cp = verify_checkpoint(note, parse_verifier_key(self.verifier_key))
@@ -285,12 +286,12 @@ class _Attribution:
             found = repo.get_org(org) if org else None
             self._kinds[org] = found.kind if found is not None else ""
         kind = self._kinds[org]
-        if kind == "lender":
+        if kind == LENDER:
             if case_id:
                 case = repo.get_case(org, case_id)
                 return org if case is not None and (not borrower or case.borrower_id == borrower) else ""
             return org if borrower and repo.cases_of_borrower(org, borrower) else ""
-        if kind == "regulator":
+        if kind == REGULATOR:
             named = rule[len(_REPORT_RULE):] if rule.startswith(_REPORT_RULE) else ""
             return named if borrower and named and repo.cases_of_borrower(named, borrower) else ""
         if not case_id:
