@@ -177,3 +177,19 @@ def test_events_written_before_events_named_their_lender_are_attributed_by_the_r
     # Old and new leaves verify together: the leaf is whatever is stored.
     vkey = str(seeded.data / "audit.vkey")
     assert cli.main(["audit", "verify", "--key", vkey, "--state", str(tmp_path / "state.json"), *argv[:-1]]) == 0
+
+
+def test_the_export_names_the_calling_lender_from_its_events() -> None:
+    """The subject-export document (gateway/formats/subject_report.export), without a gateway."""
+    from datetime import UTC, datetime
+
+    from gateway.formats import subject_report
+
+    events = [{"seq": 3, "org": "agency-1", "decision": "allow", "fields": ["name"], "report_lender": "lender-a"},
+              {"seq": 4, "org": "agency-2", "decision": "deny", "code": "NO_MANDATE", "report_lender": "lender-a"}]
+    doc = subject_report.export("B-1", [{"case_id": "C-1"}], events, datetime(2026, 1, 2, 3, 4, 5, 678, UTC))
+    assert doc["generated_at"] == "2026-01-02T03:04:05+00:00" and doc["cases"] == [{"case_id": "C-1"}]
+    assert doc["disclosures"]["lender"] == "lender-a"
+    assert doc["disclosures"]["recipients"] == {"agency-1": ["name"]}
+    assert [r["code"] for r in doc["disclosures"]["refusals"]] == ["NO_MANDATE"]
+    assert subject_report.export("B-1", [], [], datetime.now(UTC))["disclosures"]["lender"] == ""

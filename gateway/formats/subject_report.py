@@ -17,6 +17,7 @@ before events named their lender, that no record attributes to one lender
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 _ROW = ("seq", "time", "org", "method", "purpose", "case_id", "rule")
@@ -55,6 +56,19 @@ def one(borrower_id: str, lender: str, events: Iterable[dict[str, Any]]) -> dict
     return {"borrower_id": borrower_id, "lender": lender,
             "recipients": {org: sorted(fields) for org, fields in sorted(recipients.items())},
             "releases": releases, "refusals": refusals, "actions": actions}
+
+
+def export(borrower_id: str, cases: list[Any], events: Iterable[dict[str, Any]],
+           generated_at: datetime) -> dict[str, Any]:
+    """`lender subject-export`: the borrower's own data and its disclosures, as the calling lender hands it over.
+
+    The events a lender gets are all listed for that lender, so the first
+    `report_lender` names it (none when there is no event at all).
+    """
+    events = list(events)
+    own = next((str(e["report_lender"]) for e in events if e.get("report_lender")), "")
+    return {"borrower_id": borrower_id, "generated_at": generated_at.isoformat(timespec="seconds"),
+            "cases": cases, "disclosures": one(borrower_id, own, events)}
 
 
 def table(report: dict[str, Any]) -> str:

@@ -1,0 +1,283 @@
+"""The command line: every command, its flags, and the room's function that runs it.
+
+The parser is the one room that knows every other: it imports the command
+rooms (operator, client, offline) to name their functions, and the format
+registry for the choices of `bureau pull --format`; no room imports it.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from gateway.core.model import FLAGS
+
+from . import client, offline, operator
+from .formats import BUREAU_FORMATS
+
+FORCE_HELP = "replace an existing --out file (the new one is still 0600; a symlink there is replaced, not followed)"
+
+
+def _version() -> str:
+    """The installed distribution's version, so the CLI, the package and the lock never disagree."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("custos")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="custos", description="Custos data-sharing gateway")
+    p.add_argument("--version", action="version", version=f"custos {_version()}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    client_opts = argparse.ArgumentParser(add_help=False, parents=[common])
+    client_opts.add_argument("--gateway", help="HOST:PORT (or CUSTOS_GATEWAY)")
+    client_opts.add_argument("--identity", help="identity bundle directory (or CUSTOS_IDENTITY)")
+
+    s = sub.add_parser("init", parents=[common], help="create a data directory")
+    s.add_argument("data_dir")
+    s.add_argument("--hostname", action="append", default=[], help="extra DNS name or IP for the server cert")
+    s.add_argument("--tls", help="server certificate, key and CA certificate from 'custos ca issue --server': "
+                                 "the CA key stays offline")
+    s.add_argument("--key-dir", help="keep every key file here instead of DATA_DIR/keys")
+    s.add_argument("--database", help="postgresql://USER@HOST:PORT/DB: the store for many replicas (no password "
+                                      "in the URL: PGPASSWORD or ~/.pgpass); default: SQLCipher in DATA_DIR")
+    s.set_defaults(fn=operator.cmd_init)
+
+    ca = sub.add_parser("ca", help="an offline CA that never has to sit on the gateway host").add_subparsers(
+        dest="sub", required=True)
+    s = ca.add_parser("init", parents=[common])
+    s.add_argument("ca_dir")
+    s.set_defaults(fn=operator.cmd_ca_init)
+    s = ca.add_parser("issue", parents=[common])
+    s.add_argument("ca_dir")
+    s.add_argument("--server", action="store_true", help="the gateway's server certificate")
+    s.add_argument("--hostname", action="append", default=[], help="with --server: extra DNS name or IP")
+    s.add_argument("--org", help="a client certificate for organisation ORG")
+    s.add_argument("--packet-key", metavar="PACKET_VKEY",
+                   help="with --org: the gateway's DATA_DIR/packet.vkey, copied into the bundle for 'packet verify'")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=operator.cmd_ca_issue)
+
+    keys = sub.add_parser("keys", help="KEK rotation: rotate, status, retire").add_subparsers(dest="sub", required=True)
+    s = keys.add_parser("rotate", parents=[common], help="a new KEK version, primary at once; the gateway rewraps")
+    s.add_argument("data_dir")
+    s.set_defaults(fn=operator.cmd_keys_rotate)
+    s = keys.add_parser("status", parents=[common], help="how many data keys each KEK version wraps")
+    s.add_argument("data_dir")
+    s.set_defaults(fn=operator.cmd_keys_status)
+    s = keys.add_parser("retire", parents=[common], help="destroy a KEK version nothing uses any more")
+    s.add_argument("data_dir")
+    s.add_argument("--version", type=int, required=True)
+    s.set_defaults(fn=operator.cmd_keys_retire)
+    org = sub.add_parser("org", help="register and disable organisations").add_subparsers(dest="sub", required=True)
+    s = org.add_parser("add", parents=[common])
+    s.add_argument("data_dir")
+    s.add_argument("--id", required=True)
+    s.add_argument("--kind", required=True)
+    s.add_argument("--name", required=True)
+    s.add_argument("--jurisdiction", default="CN")
+    s.add_argument("--licence-no")
+    s.add_argument("--licence-expires")
+    s.add_argument("--address", help="a lender's postal address (the header of its Metro 2 bureau file)")
+    s.add_argument("--telephone", help="a lender's 10-digit US telephone number (the same header)")
+    s.add_argument("--out", help="write a new identity bundle here (the data directory's own CA)")
+    s.add_argument("--cert", help="register with this client certificate from 'custos ca issue --org'")
+    s.add_argument("--policies", help="the policy bundle the gateway serves, whose capability table names the "
+                                      "kinds (default: the shipped bundle)")
+    s.set_defaults(fn=operator.cmd_org_add)
+    s = org.add_parser("disable", parents=[common])
+    s.add_argument("data_dir")
+    s.add_argument("--id", required=True)
+    s.set_defaults(fn=operator.cmd_org_disable)
+
+    s = sub.add_parser("serve", parents=[common], help="run the gateway")
+    s.add_argument("data_dir")
+    s.add_argument("--listen", default="127.0.0.1:7443")
+    s.add_argument("--policies", help="policy bundle directory (default: the shipped bundle)")
+    s.add_argument("--workers", type=int, default=128,
+                   help="RPC worker threads (default 128; idle ones cost no CPU)")
+    s.add_argument("--grace", type=float, default=5.0,
+                   help="seconds calls in flight get on SIGTERM before they are cancelled (default 5)")
+    s.add_argument("--processes", type=int, default=None,
+                   help="gateway processes sharing the port (default: the usable cores; 1: this process serves)")
+    s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a process of --processes N
+    s.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
+    s.set_defaults(fn=operator.cmd_serve)
+    s = sub.add_parser("stop", parents=[common], help="stop the custos serve of a data directory, all its processes")
+    s.add_argument("data_dir")
+    s.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for it to stop (default 30)")
+    s.set_defaults(fn=operator.cmd_stop)
+
+    pol = sub.add_parser("policy", help="check policy bundles").add_subparsers(dest="sub", required=True)
+    s = pol.add_parser("check", parents=[common])
+    s.add_argument("dir", nargs="?")
+    s.set_defaults(fn=operator.cmd_policy_check)
+
+    lender = sub.add_parser("lender", help="lender commands").add_subparsers(dest="sub", required=True)
+    s = lender.add_parser("import", parents=[client_opts])
+    s.add_argument("file")
+    s.set_defaults(fn=client.cmd_import)
+    s = lender.add_parser("assign", parents=[client_opts], help="mandate a case (or, with --file, many)")
+    s.add_argument("case", nargs="?")
+    s.add_argument("--to")
+    s.add_argument("--purpose")
+    s.add_argument("--until")
+    s.add_argument("--label")
+    s.add_argument("--file", help='JSON Lines, one {"case_id", "to", "purpose", "until", "label"} per line')
+    s.set_defaults(fn=client.cmd_assign)
+    s = lender.add_parser("recall", parents=[client_opts], help="end a case's mandates of an org (or, with --all, every one)")
+    s.add_argument("case", nargs="?")
+    s.add_argument("--from", dest="from_org", required=True)
+    s.add_argument("--all", action="store_true", help="every mandate the org holds on your cases")
+    s.set_defaults(fn=client.cmd_recall)
+    s = lender.add_parser("escalate", parents=[client_opts], help="to litigation, mandated to a law firm")
+    s.add_argument("case")
+    s.add_argument("--to", required=True, help="the law firm")
+    s.add_argument("--until", help="YYYY-MM-DD (default: a year from today)")
+    s.set_defaults(fn=client.cmd_escalate)
+    s = lender.add_parser("erase", parents=[client_opts], help="crypto-shred a borrower's data (refused under legal hold)")
+    s.add_argument("borrower")
+    s.add_argument("--grace", type=int, metavar="DAYS", help="schedule it DAYS from now (cancellable)")
+    s.add_argument("--cancel", action="store_true", help="cancel a scheduled erasure")
+    s.set_defaults(fn=client.cmd_erase)
+    s = lender.add_parser("subject-export", parents=[client_opts],
+                          help="a borrower's own data and its disclosures, for an access request")
+    s.add_argument("borrower")
+    s.add_argument("--out", required=True, help="the file to write (0600: it holds the borrower's PI)")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
+    s.set_defaults(fn=client.cmd_subject_export)
+    s = lender.add_parser("purge", parents=[client_opts], help="what the retention purge will shred, and why")
+    s.add_argument("--dry-run", action="store_true", required=False)
+    s.set_defaults(fn=client.cmd_purge)
+    s = lender.add_parser("consent", parents=[client_opts], help="record a change of the borrower's consents")
+    s.add_argument("case")
+    s.add_argument("--third-party-sharing", choices=("yes", "no"))
+    s.add_argument("--credit-reporting", choices=("yes", "no"))
+    s.set_defaults(fn=client.cmd_consent)
+    s = lender.add_parser("notice", parents=[client_opts], help="record a prior notice of negative credit reporting")
+    s.add_argument("case")
+    s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")
+    s.set_defaults(fn=client.cmd_notice)
+    s = lender.add_parser("stage", parents=[client_opts])
+    s.add_argument("case")
+    s.add_argument("stage")
+    s.set_defaults(fn=client.cmd_stage)
+
+    s = lender.add_parser("flag", parents=[client_opts], help="set (--X) or clear (--no-X) case flags")
+    s.add_argument("case")
+    for name in FLAGS:
+        s.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction, default=None)
+    s.add_argument("--status", choices=None, help="open | settled | closed")
+    s.set_defaults(fn=client.cmd_flag)
+
+    s = pol.add_parser("explain", parents=[client_opts], help="what would ORG get for CASE under PURPOSE, and why")
+    s.add_argument("--org", required=True)
+    s.add_argument("--case", required=True)
+    s.add_argument("--purpose", required=True)
+    s.add_argument("--at", help="RFC 3339 time (default: now)")
+    s.set_defaults(fn=client.cmd_explain)
+
+    contact = sub.add_parser("contact", help="open contacts and record outcomes").add_subparsers(dest="sub",
+                                                                                                  required=True)
+    s = contact.add_parser("open", parents=[client_opts])
+    s.add_argument("case")
+    s.add_argument("--channel", required=True, help="call | sms | visit | letter")
+    s.add_argument("--party", default="borrower", help="borrower | emergency_contact")
+    s.set_defaults(fn=client.cmd_contact_open)
+    s = contact.add_parser("outcome", parents=[client_opts])
+    s.add_argument("contact_id")
+    s.add_argument("--result", required=True,
+                   help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable")
+    s.set_defaults(fn=client.cmd_contact_outcome)
+
+    cases = sub.add_parser("cases", help="read cases").add_subparsers(dest="sub", required=True)
+    s = cases.add_parser("list", parents=[client_opts])
+    s.add_argument("--national-id", help="lender only: find by national id (blind index)")
+    s.add_argument("--phone", help="lender only: find by phone (blind index)")
+    s.set_defaults(fn=client.cmd_cases_list)
+    s = cases.add_parser("get", parents=[client_opts])
+    s.add_argument("case")
+    s.add_argument("--purpose", required=True)
+    s.set_defaults(fn=client.cmd_cases_get)
+    s = cases.add_parser("pull", parents=[client_opts], help="the cases mandated to you, or those changed since a cursor")
+    s.add_argument("--purpose", required=True)
+    s.add_argument("--since", help="the cursor of an earlier pull: only what changed after it")
+    s.add_argument("--out", help="write the document here (owner-only) instead of stdout")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
+    s.set_defaults(fn=client.cmd_cases_pull)
+
+    packet = sub.add_parser("packet", help="signed litigation packets").add_subparsers(dest="sub", required=True)
+    s = packet.add_parser("get", parents=[client_opts], help="a case's litigation packet (law firm)")
+    s.add_argument("case")
+    s.add_argument("--out", required=True)
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
+    s.set_defaults(fn=client.cmd_packet_get)
+    s = packet.add_parser("verify", parents=[common],
+                          help="check every hash and the signature against a pinned key, offline")
+    s.add_argument("file")
+    s.add_argument("--key", help="the gateway's packet.vkey (default: packet.vkey of the identity bundle)")
+    s.add_argument("--identity", help="identity bundle directory whose packet.vkey is pinned (or CUSTOS_IDENTITY)")
+    s.add_argument("--recipient", metavar="ORG", help="require the packet to have been issued to ORG")
+    s.set_defaults(fn=offline.cmd_packet_verify)
+
+    bureau = sub.add_parser("bureau", help="credit bureau feed").add_subparsers(dest="sub", required=True)
+    s = bureau.add_parser("pull", parents=[client_opts], help="records changed since the cursor (bureau)")
+    s.add_argument("--since", help="the cursor of the last pull (default: from the start)")
+    s.add_argument("--format", choices=tuple(BUREAU_FORMATS), default="json")
+    s.add_argument("--out", help="write here (mode 0600) instead of stdout")
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
+    s.set_defaults(fn=client.cmd_bureau_pull)
+
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
+    s = audit.add_parser("query", parents=[client_opts])
+    s.add_argument("--case")
+    s.add_argument("--org")
+    s.add_argument("--borrower")
+    s.add_argument("--since")
+    s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
+                                 "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
+    s.set_defaults(fn=client.cmd_audit_query)
+    s = audit.add_parser("checkpoint", parents=[client_opts], help="a signed checkpoint (regulator)")
+    s.add_argument("--size", type=int, help="the one published for this tree size (default: the current tree)")
+    s.set_defaults(fn=client.cmd_audit_checkpoint)
+    s = audit.add_parser("subject-report", parents=[client_opts],
+                         help="who received which of a borrower's fields, and every refused attempt")
+    s.add_argument("borrower")
+    s.add_argument("--lender", help="the borrower's lender (a lender: its own); without it every lender's "
+                                    "borrower of this id, apart (a lender: only its own)")
+    s.set_defaults(fn=client.cmd_audit_subject_report)
+    s = audit.add_parser("prove", parents=[client_opts], help="an event's inclusion proof (regulator)")
+    s.add_argument("seq", type=int, help="the event's sequence number (its leaf index)")
+    s.add_argument("--size", type=int, help="the tree size (default: the current one)")
+    s.set_defaults(fn=client.cmd_audit_prove)
+    s = audit.add_parser("consistency", parents=[client_opts], help="a consistency proof between two sizes (regulator)")
+    s.add_argument("--from", dest="first", type=int, required=True)
+    s.add_argument("--to", type=int, help="default: the current size")
+    s.set_defaults(fn=client.cmd_audit_consistency)
+    s = audit.add_parser("verify", parents=[client_opts], help="the whole log, or with --state what was added since")
+    s.add_argument("--key", required=True)
+    s.add_argument("--state", help="the last run's state: later runs read only the new events")
+    s.add_argument("--full", action="store_true", help="re-read every event even with --state")
+    s.add_argument("--sample", type=int, default=client.DEFAULT_SAMPLE, metavar="K",
+                   help=f"with --state: also re-read K random events verified on earlier runs and check each by "
+                        f"inclusion proof (default {client.DEFAULT_SAMPLE}; 0: none)")
+    s.add_argument("--bundle", help="verify an exported bundle offline instead (no gateway)")
+    s.set_defaults(fn=client.cmd_audit_verify)
+    s = audit.add_parser("cosigner-key", parents=[common], help="a regulator's cosigning key (offline)")
+    s.add_argument("--name", required=True, help="the cosigner's name, e.g. regulator.example/custos-witness")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=offline.cmd_audit_cosigner_key)
+    s = audit.add_parser("cosign", parents=[client_opts], help="cosign the checkpoint the state verified (regulator)")
+    s.add_argument("--key", required=True)
+    s.add_argument("--state", required=True)
+    s.set_defaults(fn=client.cmd_audit_cosign)
+    s = audit.add_parser("export", parents=[client_opts], help="the log as a C2SP tlog-tiles bundle (regulator)")
+    s.add_argument("--out", required=True)
+    s.set_defaults(fn=client.cmd_audit_export)
+    return p
+
