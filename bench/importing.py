@@ -97,9 +97,13 @@ def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = 
     none of the parsing, validation, encryption or audit event.
     """
     from gateway.core.importer import parse_line
+    from gateway.core.model import ImportOutcome
+    from gateway.core.rules.policy import load_bundle
+    from policies import BUNDLE_DIR
     from vault.backends import create
     from vault.sqlite import SqliteVault
 
+    jurisdictions = load_bundle(BUNDLE_DIR).jurisdictions
     create(root / "record")
     recording = SqliteVault(root / "record")
     try:
@@ -109,8 +113,8 @@ def store_rows(root: Path, lines: list[bytes], drop_triggers: tuple[str, ...] = 
         batches: list[list[tuple[str, tuple[Any, ...]]]] = []
         for i in range(0, len(lines), BATCH):
             recorder.writes = []
-            if any(repo.import_cases(LENDER, [parse_line(line) for line in lines[i:i + BATCH]],
-                                     "2026-01-01T00:00:00Z")):
+            parsed = [parse_line(line, jurisdictions=jurisdictions) for line in lines[i:i + BATCH]]
+            if any(o != ImportOutcome.STORED for o in repo.import_cases(LENDER, parsed, "2026-01-01T00:00:00Z")):
                 raise RuntimeError("a synthetic line was refused")
             batches.append(recorder.writes)
     finally:

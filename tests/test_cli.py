@@ -276,6 +276,25 @@ def test_org_add_refuses_bad_input(env: Env, run: Run, tmp_path: Path, extra: li
     assert not out_dir.exists() or not any(out_dir.iterdir())
 
 
+def test_org_add_takes_the_jurisdictions_of_the_bundle(env: Env, run: Run, tmp_path: Path) -> None:
+    """An organisation may be in a jurisdiction the bundle (`--policies`) has a conduct file for, no other."""
+    policies = tmp_path / "policies"
+    shutil.copytree(BUNDLE_DIR, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (policies / "conduct" / "us.toml").unlink()
+    add = ["org", "add", str(env.data), "--kind", "lender", "--name", "X"]
+    rc, doc, err = run.json(*add, "--id", "x-1", "--jurisdiction", "US", "--policies", str(policies),
+                            "--out", str(tmp_path / "x-1"))
+    assert_error(rc, doc, err, "UNKNOWN_JURISDICTION")
+    refusal = [e for e in env.events(org="x-1") if e["method"] == "OperatorOrgAdd"]
+    assert [(e["decision"], e["code"], e["rule"].split(";", 1)[1]) for e in refusal] == [
+        ("deny", "UNKNOWN_JURISDICTION", "known: CN")]
+    rc, doc, _ = run.json(*add, "--id", "x-2", "--jurisdiction", "CN", "--policies", str(policies),
+                          "--out", str(tmp_path / "x-2"))
+    assert rc == 0, doc
+    rc, doc, _ = run.json(*add, "--id", "x-3", "--jurisdiction", "US", "--out", str(tmp_path / "x-3"))
+    assert rc == 0, doc  # the shipped bundle has us.toml
+
+
 def test_org_disable_then_requests_are_refused(seeded: Env, run: Run) -> None:
     rc, doc, _ = run.json("org", "disable", str(seeded.data), "--id", "agency-1")
     assert rc == 0 and doc == {"org_id": "agency-1", "disabled": True}

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +21,7 @@ from custos_client import CustosError
 from gateway import synth
 from gateway.core import app
 from gateway.core.model import Caller
+from policies import BUNDLE_DIR
 from tests.conftest import Env
 
 Line = dict[str, Any]
@@ -164,6 +167,28 @@ def test_rejections_do_not_depend_on_batch_boundaries(env: Env) -> None:
     result = env.client("lender-a").import_lines(iter(lines))
     assert result["imported"] == n
     assert [(r["line"], r["code"]) for r in result["rejected"]] == [(n + 1, "CASE_EXISTS"), (n + 2, "LOAN_EXISTS")]
+
+
+def test_the_jurisdictions_an_import_takes_are_the_conduct_files_loaded(env: Env, tmp_path: Path) -> None:
+    """A case must be in a jurisdiction the bundle has conduct rules for (PolicyBundle.jurisdictions): with
+    us.toml gone a US line is refused, with the same code as any unknown one and a reason listing what remains."""
+    lines = [line(1, jurisdiction="CN"), line(2, jurisdiction="US"), line(3, jurisdiction="MARS")]
+    shipped = env.import_cases("lender-a", lines)
+    assert shipped["imported"] == 2
+    assert [(r["line"], r["code"], r["reason"]) for r in shipped["rejected"]] == [
+        (3, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN, US")]
+
+    policies = tmp_path / "policies"
+    shutil.copytree(BUNDLE_DIR, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    (policies / "conduct" / "us.toml").unlink()
+    env.gw.policy_dir = policies
+    env.gw.reload_policies()
+    result = env.import_cases("lender-a", [line(4, jurisdiction="CN"), line(5, jurisdiction="US")])
+    assert result["imported"] == 1
+    assert [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
+        (2, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN")]
+    assert servicing(env, "C-4")["case_id"] == "C-4"
+    assert refused(lambda: servicing(env, "C-5")).code == "CASE_NOT_FOUND"
 
 
 def test_json_edge_cases_are_rejected_cleanly(env: Env) -> None:

@@ -19,7 +19,7 @@ import pytest
 from gateway import synth
 from gateway.core.errors import Code, CustosError
 from gateway.core.importer import parse_line
-from gateway.core.model import EventDraft, LoanRow
+from gateway.core.model import JURISDICTIONS, EventDraft, ImportOutcome, LoanRow
 from gateway.core.ports import UnitOfWork
 from gateway.tlog.merkle import Frontier, leaf_hash
 from vault.backends import open_vault
@@ -42,10 +42,10 @@ def event(tag: str, case: str = "", borrower: str = "") -> EventDraft:
 
 
 def imported(vault: Any, *numbers: int, **kw: Any) -> None:
-    cases = [parse_line(synth.jsonl([synth.case_line(n, **kw)]).strip()) for n in numbers]
+    cases = [parse_line(synth.jsonl([synth.case_line(n, **kw)]).strip(), jurisdictions=JURISDICTIONS) for n in numbers]
 
     def work(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
-        assert store.import_cases("lender-a", cases, NOW) == [""] * len(cases)
+        assert store.import_cases("lender-a", cases, NOW) == [ImportOutcome.STORED] * len(cases)
         return None, [event("import", c.case_id, c.borrower_id) for c in cases]
 
     vault.audit.run(work)
@@ -81,7 +81,7 @@ def _line(n: int, **changes: Any) -> Any:
     for key, value in changes.items():
         target, _, name = key.rpartition("__")
         (doc[target] if target else doc)[name] = value
-    return parse_line(synth.jsonl([doc]).strip())
+    return parse_line(synth.jsonl([doc]).strip(), jurisdictions=JURISDICTIONS)
 
 
 def test_import_cases_tells_each_outcome_and_a_later_case_sees_the_earlier_ones(vault: Any) -> None:
@@ -100,11 +100,17 @@ def test_import_cases_tells_each_outcome_and_a_later_case_sees_the_earlier_ones(
         _line(10, loan__loan_id=synth.case_line(4)["loan"]["loan_id"]),  # a loan taken in this batch
     ]
 
-    def work(store: UnitOfWork) -> tuple[list[str], list[EventDraft]]:
+    def work(store: UnitOfWork) -> tuple[list[ImportOutcome], list[EventDraft]]:
         return store.import_cases("lender-a", batch, NOW), []
 
-    assert vault.audit.run(work) == ["same", "other", "", "loan_exists", "same", "other", "", "erased",
-                                     "loan_exists"]
+    outcomes = vault.audit.run(work)
+    io = ImportOutcome
+    assert outcomes == [io.SAME, io.OTHER, io.STORED, io.LOAN_EXISTS, io.SAME, io.OTHER, io.STORED, io.ERASED,
+                        io.LOAN_EXISTS]
+    # The vocabulary's members, not bare text that happens to equal them (and the text each stands for is unchanged).
+    assert all(type(o) is ImportOutcome for o in outcomes)
+    assert [o.value for o in outcomes] == ["same", "other", "", "loan_exists", "same", "other", "", "erased",
+                                           "loan_exists"]
     reader = vault.reader()
     reader.refresh()
     assert reader.get_case("lender-a", "C-7") is None and reader.get_case("lender-a", "C-9") is None

@@ -16,8 +16,7 @@ from datetime import date
 from typing import Any
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.importer import ImportedCase
-from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, MandateRow, Org, Unsealer
+from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, ImportedCase, MandateRow, Org, Unsealer
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 

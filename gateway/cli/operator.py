@@ -157,7 +157,7 @@ def _on_vault(data_dir: str, work: Callable[[Vault], T]) -> T:
 
 def _administration(vault: Vault, policies: str | None = None) -> Any:
     """The operator's use cases; the kinds there are come from the capability table of the bundle the gateway
-    serves (`--policies`, default the shipped bundle)."""
+    serves (`--policies`, default the shipped bundle), the jurisdictions from its conduct files."""
     import getpass
 
     from gateway.core.model import SystemClock
@@ -165,13 +165,13 @@ def _administration(vault: Vault, policies: str | None = None) -> Any:
     from gateway.core.usecases.admin import Administration
     from policies import BUNDLE_DIR
 
-    capabilities = load_bundle(Path(policies) if policies else BUNDLE_DIR).capabilities
+    bundle = load_bundle(Path(policies) if policies else BUNDLE_DIR)
 
     try:
         operator = getpass.getuser()
     except (KeyError, OSError):
         operator = f"uid={os.getuid()}"
-    return Administration(vault.reader, vault.audit, SystemClock(), operator, capabilities)
+    return Administration(vault.reader, vault.audit, SystemClock(), operator, bundle.capabilities, bundle.jurisdictions)
 
 
 def cmd_org_add(args: argparse.Namespace) -> None:

@@ -13,12 +13,12 @@ import json
 import logging
 import re
 import zoneinfo
-from dataclasses import dataclass
+from collections.abc import Collection
 from datetime import date
 from typing import Any
 
 from .errors import Code
-from .model import JURISDICTIONS, STAGES
+from .model import ID_RE, STAGES, ImportedCase
 
 log = logging.getLogger("custos.import")
 
@@ -27,7 +27,6 @@ MAX_TEXT = 512
 MAX_CONTRACT = 256 * 1024
 MAX_LIST = 200
 
-ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 PHONE_RE = re.compile(r"^\+[1-9][0-9]{6,14}\Z")
 MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?\Z")
 CURRENCY_RE = re.compile(r"^[A-Z]{3}\Z")
@@ -45,20 +44,6 @@ class LineError(Exception):
         super().__init__(reason)
         self.code = code
         self.reason = reason
-
-
-@dataclass(frozen=True)
-class ImportedCase:
-    case_id: str
-    jurisdiction: str
-    timezone: str
-    stage: str
-    consent_third_party: bool
-    consent_credit: bool
-    borrower_id: str
-    pi: dict[str, str]          # PI field -> plaintext (emergency_contacts as JSON text)
-    loan: dict[str, Any]        # loan fields except contract_text
-    contract_text: str | None
 
 
 def _bad(path: str, problem: str) -> LineError:
@@ -182,10 +167,12 @@ def _bool(d: dict[str, Any], key: str, path: str) -> bool:
     return value
 
 
-def parse_line(raw: bytes) -> ImportedCase:
+def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
     """One line to a validated case, or LineError with a stable code and a PI-free reason.
 
     Never anything else: whatever a line holds, the worst it gets is a rejection.
+    `jurisdictions` are those the gateway serves: the conduct files of its
+    bundle (`PolicyBundle.jurisdictions`), in the order the reason lists them.
     """
     if len(raw) > MAX_LINE_BYTES:
         raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
@@ -198,7 +185,7 @@ def parse_line(raw: bytes) -> ImportedCase:
     except _JsonRefused as err:
         raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
     try:
-        return _validate(doc)
+        return _validate(doc, jurisdictions)
     except LineError:
         raise
     except Exception as exc:  # noqa: BLE001 - a validator bug must cost one line, not the stream
@@ -206,12 +193,12 @@ def parse_line(raw: bytes) -> ImportedCase:
         raise LineError(Code.IMPORT_INVALID_FIELD, "the line could not be validated") from None
 
 
-def _validate(doc: Any) -> ImportedCase:
+def _validate(doc: Any, jurisdictions: Collection[str]) -> ImportedCase:
     top = _obj(doc, "", {"case_id", "jurisdiction", "timezone", "stage", "borrower", "loan"}, {"consent"})
     case_id = _match(top, "case_id", "", ID_RE, "1-64 letters, digits or ._:-")
     jurisdiction = _text(top, "jurisdiction", "")
-    if jurisdiction not in JURISDICTIONS:
-        raise _bad("jurisdiction", f"must be one of {', '.join(JURISDICTIONS)}")
+    if jurisdiction not in jurisdictions:
+        raise _bad("jurisdiction", f"must be one of {', '.join(jurisdictions)}")
     tz = _text(top, "timezone", "", limit=64)
     if tz not in time_zones():
         raise _bad("timezone", "must be an IANA time zone name such as Asia/Shanghai")

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import json
 import json.encoder
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import ClassVar, NamedTuple, Protocol
+from enum import StrEnum
+from typing import Any, ClassVar, NamedTuple, Protocol
 
 from .errors import Code
 
+# The jurisdictions the code knows: the bound on what a conduct file may declare (rules/conduct_file.py), since
+# some behaviour is still an `if` on the jurisdiction in a use case (furnishing, litigation). Which of them a
+# gateway serves is the conduct files its bundle loaded (`PolicyBundle.jurisdictions`): ask the bundle for that.
 JURISDICTIONS = ("CN", "US")
 STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
 STATUSES = ("open", "settled", "closed")
@@ -37,6 +42,69 @@ ALL_FIELDS = BORROWER_PI_FIELDS + LOAN_FIELDS + CASE_FIELDS
 ENCRYPTED_FIELDS = (*BORROWER_PI_FIELDS, "contract_text")
 # Never released to agencies, whatever a policy file says (DESIGN.md §3).
 NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pseudonym"), "emergency_contacts": ("*",)}
+
+
+# An id: of a case, borrower, loan, contact or organisation (an org id also excludes ':' and '/', usecases/admin).
+ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
+ORG_ID_RE = ID_RE
+
+# Times the core accepts from callers: later arithmetic on them (deadlines, windows) cannot overflow.
+TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
+
+
+def parse_date(text: str | None) -> date | None:
+    """A calendar date written YYYY-MM-DD, else None (no other ISO form: a caller's date is one spelling).
+
+    None or "" (a loan's date not given) is None too.
+    """
+    try:
+        return date.fromisoformat(text) if text and len(text) == 10 else None
+    except ValueError:
+        return None
+
+
+def parse_time(text: str) -> datetime | None:
+    """An RFC 3339 time with an offset, within TIME_RANGE (so later arithmetic cannot overflow), else None."""
+    try:
+        ts = datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) <= 40 else None
+        if ts is None or ts.tzinfo is None:
+            return None
+        utc = ts.astimezone(UTC)
+    except (ValueError, OverflowError):
+        return None
+    return utc if TIME_RANGE[0] <= utc < TIME_RANGE[1] else None
+
+
+def stored_time(stamp: str) -> datetime:
+    """A time the gateway stored itself (`rfc3339`): trusted, so a bad one raises ValueError rather than hiding."""
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+@dataclass(frozen=True)
+class ImportedCase:
+    """One validated import line (importer.parse_line), as the use case hands it to storage."""
+
+    case_id: str
+    jurisdiction: str
+    timezone: str
+    stage: str
+    consent_third_party: bool
+    consent_credit: bool
+    borrower_id: str
+    pi: dict[str, str]          # PI field -> plaintext (emergency_contacts as JSON text)
+    loan: dict[str, Any]        # loan fields except contract_text
+    contract_text: str | None
+
+
+class ImportOutcome(StrEnum):
+    """What storage made of one imported case (ports.UnitOfWork.import_cases); the lender's import turns each
+    into its audit event and, for a refusal, its code. A StrEnum: each equals the text the stores answered before."""
+
+    STORED = ""                 # stored, with its loan and its new or joined borrower
+    SAME = "same"               # imported before from a line with these values: nothing written
+    OTHER = "other"             # the case exists with other values
+    ERASED = "erased"           # its borrower's data was erased
+    LOAN_EXISTS = "loan_exists"  # its loan id is taken
 
 
 class Clock(Protocol):

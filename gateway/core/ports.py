@@ -36,8 +36,18 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import date
 from typing import Any, Protocol, TypeVar
 
-from .importer import ImportedCase
-from .model import AuditEntry, CaseRow, ContactRow, EventDraft, LoanRow, MandateRow, Org, Unsealer
+from .model import (
+    AuditEntry,
+    CaseRow,
+    ContactRow,
+    EventDraft,
+    ImportedCase,
+    ImportOutcome,
+    LoanRow,
+    MandateRow,
+    Org,
+    Unsealer,
+)
 
 T = TypeVar("T")
 
@@ -163,14 +173,9 @@ class UnitOfWork(CaseReader, Protocol):
     def erase_borrower(self, lender: str, borrower_id: str, now: str) -> None:
         """Destroy the borrower's wrapped data key, every value sealed under it, blind indexes and keyed digests."""
 
-    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[str]:
-        """Store validated cases in order, each seeing the ones before it; per case what became of it.
-
-        "" stored (with its loan and its new or joined borrower); "same" (imported
-        before from a line with these values: nothing written); "other" (the case
-        exists with other values); "erased" (its borrower's data was erased);
-        "loan_exists". A refused case writes nothing.
-        """
+    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[ImportOutcome]:
+        """Store validated cases in order, each seeing the ones before it; per case what became of it
+        (`ImportOutcome`: STORED, or why not). A refused case writes nothing."""
 
     def savepoint(self) -> Any: ...
 

@@ -26,12 +26,13 @@ import psycopg
 import psycopg_pool
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.importer import ImportedCase
 from gateway.core.model import (
     BORROWER_PI_FIELDS,
     AuditEntry,
     CaseRow,
     ContactRow,
+    ImportedCase,
+    ImportOutcome,
     LoanRow,
     MandateRow,
     Org,
@@ -342,34 +343,36 @@ class PgStore(CachedView, SealedReads):
             yield
 
     # ------------------------------------------------------------ import
-    def import_state(self, lender: str, case: ImportedCase) -> str:
+    def import_state(self, lender: str, case: ImportedCase) -> ImportOutcome | None:
+        """SAME or OTHER for a case imported before, None for a new one."""
         row = self._one("SELECT import_digest FROM cases WHERE lender_id = %s AND case_id = %s", (lender, case.case_id))
         if row is None:
-            return "new"
-        return "same" if row[0] is not None and bytes(row[0]) == import_digest(self.bidx, lender, case) else "other"
+            return None
+        same = row[0] is not None and bytes(row[0]) == import_digest(self.bidx, lender, case)
+        return ImportOutcome.SAME if same else ImportOutcome.OTHER
 
     def loan_exists(self, lender: str, loan_id: str) -> bool:
         return self._one("SELECT 1 FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id)) is not None
 
-    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[str]:
+    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[ImportOutcome]:
         """ports.UnitOfWork.import_cases, a case at a time (each statement is a round trip here either way)."""
-        out: list[str] = []
+        out: list[ImportOutcome] = []
         for case in cases:
             state = self.import_state(lender, case)
-            out.append(self.import_case(lender, case, now) if state == "new" else state)
+            out.append(self.import_case(lender, case, now) if state is None else state)
         return out
 
-    def import_case(self, lender: str, case: ImportedCase, now: str) -> str:
+    def import_case(self, lender: str, case: ImportedCase, now: str) -> ImportOutcome:
         """One case with its loan and (new or joined) borrower, sealed before it is sent; inside the unit's transaction.
 
-        "" when stored; "erased" or "loan_exists", before anything is written.
+        STORED; or ERASED or LOAN_EXISTS, before anything is written.
         """
         row = self._one("SELECT kek_version, wrapped_dek, dek_version, erased_at FROM borrowers"
                         " WHERE lender_id = %s AND borrower_id = %s FOR UPDATE", (lender, case.borrower_id))
         if row is not None and row[3] is not None:
-            return "erased"
+            return ImportOutcome.ERASED
         if self.loan_exists(lender, case.loan["loan_id"]):
-            return "loan_exists"
+            return ImportOutcome.LOAN_EXISTS
         if row is None:
             dek, kek_version, wrapped = self.cipher.new_dek(lender, case.borrower_id)
             dek_version = 1
@@ -402,7 +405,7 @@ class PgStore(CachedView, SealedReads):
                        " FROM (SELECT erasure, erase_due FROM cases WHERE lender_id = %s AND borrower_id = %s"
                        " AND erasure IN ('pending', 'restricted') ORDER BY erasure LIMIT 1) o"
                        " WHERE c.lender_id = %s AND c.case_id = %s", (lender, case.borrower_id, lender, case.case_id))
-        return ""
+        return ImportOutcome.STORED
 
     # ------------------------------------------------------------ sealed values
     @cached

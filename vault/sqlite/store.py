@@ -15,12 +15,13 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from gateway.core.importer import ImportedCase
 from gateway.core.model import (
     BORROWER_PI_FIELDS,
     AuditEntry,
     CaseRow,
     ContactRow,
+    ImportedCase,
+    ImportOutcome,
     LoanRow,
     MandateRow,
     Org,
@@ -416,7 +417,7 @@ class Repo(CachedView, SealedReads):
         return int(self.conn.execute(sql, params).rowcount)
 
     # ------------------------------------------------------------ import
-    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[str]:
+    def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[ImportOutcome]:
         """Store validated cases in order (see ports.UnitOfWork.import_cases); the caller holds the transaction.
 
         What exists is read for the whole batch in three statements, each case is
@@ -444,19 +445,19 @@ class Repo(CachedView, SealedReads):
         updates: list[tuple[str, tuple[Any, ...]]] = []  # in order: a borrower's later line wins
         loan_rows: list[tuple[Any, ...]] = []
         case_rows: list[tuple[Any, ...]] = []
-        out: list[str] = []
+        out: list[ImportOutcome] = []
         for case in cases:
             digest = import_digest(self.bidx, lender, case)
             if case.case_id in stored:
                 before = stored[case.case_id]
-                out.append("same" if before is not None and bytes(before) == digest else "other")
+                out.append(ImportOutcome.SAME if before is not None and bytes(before) == digest else ImportOutcome.OTHER)
                 continue
             if case.borrower_id in erased:
-                out.append("erased")
+                out.append(ImportOutcome.ERASED)
                 continue
             loan = case.loan
             if loan["loan_id"] in loans:
-                out.append("loan_exists")
+                out.append(ImportOutcome.LOAN_EXISTS)
                 continue
             indexes = (blob(self.bidx(lender, "national_id", case.pi["national_id"])),
                        blob(self.bidx(lender, "phone", case.pi["phone"])))
@@ -491,7 +492,7 @@ class Repo(CachedView, SealedReads):
                               now, now, blob(digest)))
             stored[case.case_id] = digest
             loans.add(loan["loan_id"])
-            out.append("")
+            out.append(ImportOutcome.STORED)
         for sql, rows in new_borrowers.items():
             self.conn.executemany(sql, rows)
         for sql, params in updates:

@@ -161,6 +161,8 @@ def load_conduct_rules(path: Path) -> ConductRules:
     loc = _Locator(path, text)
     top = _Table(loc, data, "")
     top.only(_TOP_KEYS)
+    # The one place the literal set stays: a file may declare only a jurisdiction the code knows (some behaviour
+    # is an `if` on it in a use case); which of them a gateway serves is the files loaded (PolicyBundle.jurisdictions).
     jurisdiction = top.string("jurisdiction", JURISDICTIONS)
     connected = frozenset(top.names("connected_results", RESULTS))
     unrecorded = top.boolean("unrecorded_counts_as_connected") if "unrecorded_counts_as_connected" in data else False

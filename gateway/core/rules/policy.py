@@ -95,6 +95,12 @@ class PolicyBundle:
                 access[(kind, r.purpose)] = (owner or r.owner_only, mandate or r.requires_mandate)
         object.__setattr__(self, "_access", access)
 
+    @property
+    def jurisdictions(self) -> tuple[str, ...]:
+        """The jurisdictions this gateway serves: one per conduct file loaded (a case or an organisation in another
+        could never be contacted, retained or reported by rule), sorted, so a message lists them alike."""
+        return tuple(sorted(self.conduct))
+
     def mandate_required(self, kind: str, purpose: str) -> bool:
         return self._access.get((kind, purpose), (False, False))[1]
 

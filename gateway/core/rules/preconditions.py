@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
 from ..errors import Code
-from ..model import CaseRow, ContactRow, LoanRow
+from ..model import CaseRow, ContactRow, LoanRow, parse_date, stored_time
 from .access import OK, Verdict
 
 OBSOLETE_FROM = ("first_delinquency_on", "default_end")
@@ -48,13 +48,6 @@ class Evidence:
     contacts: Sequence[ContactRow]
 
 
-def _day(text: str | None) -> date | None:
-    try:
-        return date.fromisoformat(text) if text else None
-    except ValueError:
-        return None
-
-
 def _add_years(day: date, years: int) -> date:
     try:
         return day.replace(year=day.year + years)
@@ -71,7 +64,7 @@ def litigation(rules: LitigationRules, case: CaseRow, loan: LoanRow | None, toda
     """
     if rules.refuse_disputed and case.disputed:
         return Verdict(Code.DISPUTED, "litigation.disputed")
-    limitation = _day(loan.limitation_date) if loan is not None else None
+    limitation = parse_date(loan.limitation_date) if loan is not None else None
     if rules.requires_limitation_date and limitation is None:
         return Verdict(Code.LIMITATION_DATE_MISSING, "litigation.limitation_date_missing")
     if rules.refuse_after_limitation_date and limitation is not None and today > limitation:
@@ -90,14 +83,14 @@ def obsolete_on(rules: ReportingRules, case: CaseRow, loan: LoanRow | None) -> d
     if loan is None:
         return None
     if rules.obsolete_from == "first_delinquency_on":
-        start = _day(loan.first_delinquency_on)
+        start = parse_date(loan.first_delinquency_on)
         if start is None:
             return None
         start += timedelta(days=rules.obsolete_offset_days)
     else:
         if case.status == "open":
             return None
-        start = _day(loan.last_payment_on)
+        start = parse_date(loan.last_payment_on)
         if start is None:
             return None
     return _add_years(start, rules.obsolete_years)
@@ -110,7 +103,7 @@ def credit_reporting(rules: ReportingRules, connected_results: frozenset[str], c
     ends = obsolete_on(rules, case, loan)
     if ends is not None and today >= ends:  # first: too old is never furnished, whatever else holds
         return Verdict(Code.REPORTING_OBSOLETE, "credit_reporting.obsolete")
-    if rules.requires_first_delinquency and (loan is None or _day(loan.first_delinquency_on) is None):
+    if rules.requires_first_delinquency and (loan is None or parse_date(loan.first_delinquency_on) is None):
         # Without it the record carries no date of first delinquency and never becomes obsolete: withheld.
         return Verdict(Code.FIRST_DELINQUENCY_MISSING, "credit_reporting.first_delinquency")
     if case.credit_withdrawn:  # withdrawn by the borrower: never furnished, whatever the jurisdiction requires
@@ -118,7 +111,7 @@ def credit_reporting(rules: ReportingRules, connected_results: frozenset[str], c
     if rules.requires_consent and not case.consent_credit:
         return Verdict(Code.CONSENT_REQUIRED, "credit_reporting.consent")
     if rules.requires_prior_notice:
-        notice = _day(loan.negative_notice_on) if loan is not None else None
+        notice = parse_date(loan.negative_notice_on) if loan is not None else None
         if notice is None or notice >= today:
             return Verdict(Code.NO_PRIOR_NOTICE, "credit_reporting.prior_notice")
     if rules.requires_prior_contact and not _contacted(rules, connected_results, evidence.contacts, now):
@@ -135,10 +128,6 @@ def _contacted(rules: ReportingRules, connected_results: frozenset[str], contact
             continue
         if c.channel in ("call", "visit") and c.result in connected_results:
             return True
-        if c.channel == "letter" and c.result != "undeliverable" and _when(c.opened_at) <= cutoff:
+        if c.channel == "letter" and c.result != "undeliverable" and stored_time(c.opened_at) <= cutoff:
             return True
     return False
-
-
-def _when(stamp: str) -> datetime:
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))

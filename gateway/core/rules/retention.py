@@ -13,9 +13,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date
 
-from ..model import CaseRow
+from ..model import CaseRow, stored_time
 
 RETENTION_STARTS = ("closure", "last_activity")
 
@@ -45,7 +45,7 @@ def _add_years(day: date, years: int) -> date:
 
 def _day(stamp: str | None) -> date | None:
     try:
-        return datetime.fromisoformat(stamp.replace("Z", "+00:00")).date() if stamp else None
+        return stored_time(stamp).date() if stamp else None
     except ValueError:
         return None
 

@@ -11,13 +11,12 @@ value that failed validation), its method `OperatorOrgAdd` or
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
 
 from ..errors import Code, CustosError
-from ..importer import ID_RE
-from ..model import JURISDICTIONS, Clock, EventDraft, Org, rfc3339
+from ..model import ID_RE, Clock, EventDraft, Org, rfc3339
 from ..ports import AuditLog, CaseReader, UnitOfWork
 from ..rules.capabilities import Capabilities
 
@@ -46,10 +45,12 @@ class OrgSpec:
 
 class Administration:
     def __init__(self, reader: Callable[[], CaseReader], audit: AuditLog, clock: Clock, operator: str,
-                 capabilities: Capabilities) -> None:
+                 capabilities: Capabilities, jurisdictions: Sequence[str]) -> None:
         self.reader = reader
         # The kinds there are, and which need a licence: the capability table of the bundle the gateway serves.
         self.capabilities = capabilities
+        # Where an organisation may be: the conduct files of that bundle (PolicyBundle.jurisdictions).
+        self.jurisdictions = tuple(jurisdictions)
         self.audit = audit
         self.clock = clock
         self.operator = operator
@@ -70,8 +71,8 @@ class Administration:
         kinds = self.capabilities.kinds
         if spec.kind not in kinds:
             raise self._deny(ADD, spec.id, Code.UNKNOWN_KIND, f"known: {', '.join(kinds)}")
-        if spec.jurisdiction not in JURISDICTIONS:
-            raise self._deny(ADD, spec.id, Code.UNKNOWN_JURISDICTION, f"known: {', '.join(JURISDICTIONS)}")
+        if spec.jurisdiction not in self.jurisdictions:
+            raise self._deny(ADD, spec.id, Code.UNKNOWN_JURISDICTION, f"known: {', '.join(self.jurisdictions)}")
         expires: date | None = None
         if spec.licence_expires:
             try:

@@ -7,12 +7,13 @@ import json
 from typing import Any
 
 from ..errors import Code, CustosError
-from ..importer import ID_RE
 from ..model import (
+    ID_RE,
     Caller,
     CaseRow,
     EventDraft,
     Org,
+    parse_time,
     rfc3339,
 )
 from ..ports import UnitOfWork
@@ -28,7 +29,7 @@ from ..rules.conduct import (
     evaluate_contact,
     history_horizon,
 )
-from .context import Context, _conduct_state, _parse_time
+from .context import Context, _conduct_state
 
 
 class Contacts(Context):
@@ -69,7 +70,7 @@ class Contacts(Context):
                     self._event(caller, "deny", refused.code, refused.rule, purpose="collection",
                                 case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now)]
             history = [
-                ContactAttempt(at=_parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
+                ContactAttempt(at=parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
                                channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)
                 for c in repo.contacts_since(fresh.lender_id, fresh.borrower_id, since)
             ]

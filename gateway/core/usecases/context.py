@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from gateway.tlog.proofs import NodeCache
 
 from ..errors import Code, CustosError
-from ..importer import ID_RE
 from ..model import (
+    ID_RE,
+    ORG_ID_RE,
     PURPOSES,
     Caller,
     CaseRow,
@@ -40,9 +41,6 @@ from ..rules.policy import PolicyBundle
 from ..rules.preconditions import Evidence
 
 log = logging.getLogger("custos.core")
-
-
-ORG_ID_RE = ID_RE
 
 
 class Context:
@@ -190,25 +188,3 @@ def _conduct_state(case: CaseRow) -> CaseState:
 
 def _flag_text(value: object) -> str:
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
-
-
-def _parse_date(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text) if len(text) == 10 else None
-    except ValueError:
-        return None
-
-
-def _parse_time(text: str) -> datetime | None:
-    """An RFC 3339 time with an offset, within TIME_RANGE (so later arithmetic cannot overflow), else None."""
-    try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00")) if len(text) <= 40 else None
-        if ts is None or ts.tzinfo is None:
-            return None
-        utc = ts.astimezone(UTC)
-    except (ValueError, OverflowError):
-        return None
-    return utc if TIME_RANGE[0] <= utc < TIME_RANGE[1] else None
-
-
-TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))

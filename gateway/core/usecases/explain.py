@@ -8,9 +8,11 @@ from typing import Any
 
 from ..errors import Code
 from ..model import (
+    ORG_ID_RE,
     PURPOSES,
     Caller,
     CaseRow,
+    parse_time,
     rfc3339,
 )
 from ..rules.conduct import (
@@ -18,7 +20,7 @@ from ..rules.conduct import (
     evaluate_contact,
 )
 from ..rules.decisions import decide_read, needs_evidence
-from .context import ORG_ID_RE, Context, _conduct_state, _parse_time
+from .context import Context, _conduct_state
 
 
 class Explainer(Context):
@@ -30,7 +32,7 @@ class Explainer(Context):
                               "lender": case.lender_id}
         if purpose not in PURPOSES:
             raise self._deny(caller, Code.UNKNOWN_PURPOSE, "input", **kw)
-        when = _parse_time(at) if at else self.clock.now()
+        when = parse_time(at) if at else self.clock.now()
         if when is None:
             raise self._deny(caller, Code.INVALID_TIME, "input", **kw)
         if not ORG_ID_RE.fullmatch(org_id):

@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 
 from ..errors import Code, CustosError
-from ..importer import ID_RE
 from ..model import (
+    ID_RE,
     Caller,
     EventDraft,
     Org,

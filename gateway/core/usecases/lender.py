@@ -6,23 +6,27 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from functools import partial
 from typing import Any, TypeVar
 
 from ..errors import Code, CustosError
 from ..importer import LineError, parse_line
 from ..model import (
     LABELS,
+    ORG_ID_RE,
     PURPOSES,
     STAGES,
     STATUSES,
     Caller,
     CaseRow,
     EventDraft,
+    ImportOutcome,
+    parse_date,
     rfc3339,
 )
 from ..ports import UnitOfWork
 from ..rules import access
-from .context import ORG_ID_RE, Context, _flag_text, _parse_date, log
+from .context import Context, _flag_text, log
 
 IMPORT_BATCH = 256
 
@@ -134,7 +138,8 @@ class LenderActions(Context):
     def _import_batch(self, caller: Caller, batch: list[tuple[int, bytes]], totals: ImportProgress) -> ImportProgress:
         """Validate, then store the batch in one unit of work; update `totals`, return this batch's progress."""
         lender = caller.org_id
-        parsed, last_line = parse_batch(batch, parse_line, totals.through_line)
+        parsed, last_line = parse_batch(batch, partial(parse_line, jurisdictions=self.bundle.jurisdictions),
+                                        totals.through_line)
 
         def work(repo: UnitOfWork) -> tuple[tuple[int, int, list[tuple[int, str, str]]], list[EventDraft]]:
             now = self.clock.now()
@@ -158,16 +163,16 @@ class LenderActions(Context):
                     continue
                 kw: dict[str, Any] = {"case_id": item.case_id, "borrower_id": item.borrower_id, "lender": lender}
                 outcome = next(outcomes)
-                if outcome == "same":
+                if outcome == ImportOutcome.SAME:
                     already += 1
                     events.append(self._event(caller, "allow", Code.OK, "import.already", now=now, **kw))
-                elif outcome == "other":
+                elif outcome == ImportOutcome.OTHER:
                     reject(line_no, Code.CASE_EXISTS, "case_id: already imported with other values", **kw)
-                elif outcome == "erased":
+                elif outcome == ImportOutcome.ERASED:
                     reject(line_no, Code.BORROWER_ERASED, "borrower_id: this borrower's data was erased", **kw)
-                elif outcome == "loan_exists":
+                elif outcome == ImportOutcome.LOAN_EXISTS:
                     reject(line_no, Code.LOAN_EXISTS, "loan.loan_id: already imported", **kw)
-                elif outcome == "":
+                elif outcome == ImportOutcome.STORED:
                     imported += 1
                     events.append(self._event(caller, "allow", Code.OK, "import", now=now, **kw))
                 else:  # a store that answers otherwise is a bug: the batch fails whole
@@ -191,7 +196,7 @@ class LenderActions(Context):
             raise self._deny(caller, Code.UNKNOWN_LABEL, "input", **kw)
         if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
-        until_date = _parse_date(until)
+        until_date = parse_date(until)
         if until_date is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
@@ -240,7 +245,7 @@ class LenderActions(Context):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
         now = self.clock.now()
         today = self.local_today(case, now)
-        until_date = _parse_date(until) if until else today + timedelta(days=ESCALATION_DAYS)
+        until_date = parse_date(until) if until else today + timedelta(days=ESCALATION_DAYS)
         if until_date is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         if until_date < today:
@@ -286,7 +291,7 @@ class LenderActions(Context):
         case = self._own_case(caller, case_ref, purpose="credit_reporting")
         kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
-        day = _parse_date(on)
+        day = parse_date(on)
         if day is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         now = self.clock.now()

@@ -28,8 +28,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..errors import Code, CustosError
-from ..importer import ID_RE
-from ..model import Caller, CaseRow, EventDraft, rfc3339
+from ..model import ID_RE, Caller, CaseRow, EventDraft, rfc3339
 from ..ports import CaseReader, UnitOfWork
 from ..rules.access import RESTRICTED
 from ..rules.retention import RetentionVerdict, borrower_retention

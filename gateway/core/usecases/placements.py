@@ -16,11 +16,10 @@ from datetime import date
 from typing import Any
 
 from ..errors import Code
-from ..importer import ID_RE, MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
-from ..model import LABELS, PURPOSES, Caller, EventDraft, Org, rfc3339
+from ..importer import MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
+from ..model import ID_RE, LABELS, ORG_ID_RE, PURPOSES, Caller, EventDraft, Org, parse_date, rfc3339
 from ..ports import UnitOfWork
 from ..rules import access
-from .context import ORG_ID_RE, _parse_date
 from .lender import BatchProgress, LenderActions, parse_batch
 
 RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
@@ -63,7 +62,7 @@ def parse_placement(raw: bytes) -> Placement:
     label = d.get("label") or "entrusted"
     if label not in LABELS:
         raise LineError(Code.UNKNOWN_LABEL, "label: entrusted or provided")
-    until = _parse_date(d["until"])
+    until = parse_date(d["until"])
     if until is None:
         raise LineError(Code.INVALID_DATE, "until: YYYY-MM-DD")
     return Placement(d["case_id"], d["to"], d["purpose"], until, label)

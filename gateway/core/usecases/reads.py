@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from ..errors import Code
-from ..importer import ID_RE
 from ..model import (
+    ID_RE,
     Caller,
     CaseRow,
     LoanRow,

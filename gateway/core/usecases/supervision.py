@@ -13,17 +13,18 @@ from gateway.tlog.merkle import parse_verifier_key, verify_checkpoint
 from gateway.tlog.proofs import StoredTree
 
 from ..errors import Code, CustosError
-from ..importer import ID_RE
 from ..model import (
+    ID_RE,
     AuditEntry,
     Caller,
     EventDraft,
     SubjectEntry,
+    parse_time,
     rfc3339,
 )
 from ..ports import CaseReader, UnitOfWork
 from ..rules.capabilities import LENDER, REGULATOR
-from .context import Context, _parse_time
+from .context import Context
 
 MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
 
@@ -100,7 +101,7 @@ class Supervision(Context):
                 raise self._deny(caller, Code.INVALID_ARGUMENT, "input", purpose="supervision")
         since_text = ""
         if since:
-            ts = _parse_time(since)
+            ts = parse_time(since)
             if ts is None:
                 raise self._deny(caller, Code.INVALID_TIME, "input", purpose="supervision")
             since_text = rfc3339(ts)
