@@ -6,14 +6,11 @@ from datetime import UTC, date, datetime
 
 import pytest
 
-from gateway.core.model import CaseRow
+from gateway.core.model import TIME_RANGE, CaseRow, parse_date, parse_time
 from gateway.core.usecases.context import (
-    TIME_RANGE,
     Context,
     _conduct_state,
     _flag_text,
-    _parse_date,
-    _parse_time,
 )
 
 
@@ -33,8 +30,8 @@ def _case(timezone: str) -> CaseRow:
     ("2026-03-01T10:00:00Z" + " " * 30, None),     # longer than any RFC 3339 time
 ])
 def test_parse_time_takes_rfc_3339_with_an_offset_within_range(text: str, expected: datetime | None) -> None:
-    assert _parse_time(text) == expected
-    parsed = _parse_time(text)
+    assert parse_time(text) == expected
+    parsed = parse_time(text)
     assert parsed is None or (parsed.tzinfo is UTC and TIME_RANGE[0] <= parsed < TIME_RANGE[1])
 
 
@@ -42,7 +39,7 @@ def test_parse_time_takes_rfc_3339_with_an_offset_within_range(text: str, expect
     ("2026-02-28", date(2026, 2, 28)), ("2026-02-29", None), ("20260228", None), ("2026-02-28T00:00", None),
 ])
 def test_parse_date_takes_only_a_calendar_date(text: str, expected: date | None) -> None:
-    assert _parse_date(text) == expected
+    assert parse_date(text) == expected
 
 
 def test_flag_text_and_the_conduct_view() -> None:

@@ -12,6 +12,7 @@ import pytest
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.importer import parse_line
+from gateway.core.model import JURISDICTIONS
 from gateway.synth import case_line
 from vault.crypto import BlindIndex, FieldCipher, FileKekProvider, write_key_file
 from vault.records import (
@@ -47,8 +48,8 @@ def test_the_ad_names_of_a_loan_bind_it() -> None:
 
 def test_import_digests_match_equal_lines_only_and_depend_on_the_lender() -> None:
     bidx = BlindIndex(bytes(range(32)))
-    line = parse_line(json.dumps(case_line(1), ensure_ascii=False).encode())
-    same = parse_line(json.dumps(case_line(1), ensure_ascii=False).encode())
+    line = parse_line(json.dumps(case_line(1), ensure_ascii=False).encode(), jurisdictions=JURISDICTIONS)
+    same = parse_line(json.dumps(case_line(1), ensure_ascii=False).encode(), jurisdictions=JURISDICTIONS)
     other = dataclasses.replace(line, stage="litigation")
     assert import_digest(bidx, "lender-a", line) == import_digest(bidx, "lender-a", same)
     assert import_digest(bidx, "lender-a", line) != import_digest(bidx, "lender-a", other)

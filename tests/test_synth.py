@@ -7,6 +7,7 @@ import json
 import pytest
 
 from gateway.core.importer import parse_line
+from gateway.core.model import JURISDICTIONS
 from gateway.synth import case_line, jsonl, pi_values
 
 
@@ -20,7 +21,7 @@ def test_the_same_seed_gives_the_same_line_and_another_seed_another() -> None:
 @pytest.mark.parametrize("i", [0, 1, 2, 29, 30, 31, 99, 12345])
 def test_every_line_parses_as_an_import_line(i: int) -> None:
     line = case_line(i, lender_prefix="P", stage="letter")
-    case = parse_line(json.dumps(line, ensure_ascii=False).encode())
+    case = parse_line(json.dumps(line, ensure_ascii=False).encode(), jurisdictions=JURISDICTIONS)
     assert case.case_id == f"PC-{i}" and case.borrower_id == f"PB-{i}" and case.stage == "letter"
 
 
