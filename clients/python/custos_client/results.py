@@ -5,8 +5,8 @@ They are TypedDicts, not classes: a result is the plain dict it always was
 keys and what each holds. At run time nothing changes.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: TypedDict reads NotRequired from evaluated annotations only (3.11),
+# and `__required_keys__` must be right for callers that check a result's shape at run time.
 from typing import Any, Literal, NotRequired, TypedDict, final
 
 
