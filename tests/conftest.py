@@ -316,7 +316,7 @@ def race(calls: list[Callable[[], object]], timeout: float = 60.0) -> list[str]:
     """Run every call at once (a barrier releases them together); each one's outcome: "ok" or its error code."""
     import threading
 
-    from custos_client import CustosError
+    from custos_client import CustosClientError
 
     results: list[str] = []
     lock = threading.Lock()
@@ -327,7 +327,7 @@ def race(calls: list[Callable[[], object]], timeout: float = 60.0) -> list[str]:
         try:
             call()
             outcome = "ok"
-        except CustosError as err:
+        except CustosClientError as err:
             outcome = err.code
         with lock:
             results.append(outcome)

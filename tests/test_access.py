@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli
 from tests.conftest import Env, store_sql
@@ -18,8 +18,8 @@ LETTER = REMINDER | {"home_address"}
 FIELD_VISIT = LETTER | {"work_address", "employer"}
 
 
-def denied(env: Env, org: str, case: str, purpose: str = "collection") -> CustosError:
-    with pytest.raises(CustosError) as info:
+def denied(env: Env, org: str, case: str, purpose: str = "collection") -> CustosClientError:
+    with pytest.raises(CustosClientError) as info:
         env.client(org).get_case(case, purpose)
     return info.value
 
@@ -116,7 +116,7 @@ def test_other_lenders_cases_are_invisible(seeded: Env) -> None:
     for attempt in (lambda: b.assign("C-1", "agency-b", "collection", "2026-12-31"),
                     lambda: b.set_stage("C-1", "letter"), lambda: b.recall("C-1", "agency-1"),
                     lambda: b.get_case("lender-a/C-1", "servicing")):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             attempt()
         assert info.value.code == "CASE_NOT_FOUND"
     # lender-b's agency cannot reach lender-a's case either, even by qualifying it.
@@ -302,7 +302,7 @@ def test_a_remembered_grant_ends_with_the_licence_at_utc_midnight(seeded: Env, t
             assert agency.get_case("C-1", "collection")["fields"]
         seeded.clock.current = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)  # same rows, next UTC day
         for _ in range(4):
-            with pytest.raises(CustosError) as info:
+            with pytest.raises(CustosClientError) as info:
                 agency.get_case("C-1", "collection")
             assert info.value.code == "LICENCE_EXPIRED"
 

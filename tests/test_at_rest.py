@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import synth
 from tests.conftest import Env
@@ -49,7 +49,7 @@ def test_no_pi_in_the_data_directory_logs_or_spans(env: Env, caplog: pytest.LogC
     lender.get_case("C-2", "servicing")
     lender.list_cases(national_id=LINES[2]["borrower"]["national_id"])
     for bad in (lambda: agency.get_case("C-2", "collection"), lambda: lender.get_case("C-1", "nosuch")):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             bad()
         assert not leaks(str(info.value).encode())
     rejected = lender.import_lines([b'{"case_id": "C-99", "borrower": {"full_name": "' +
@@ -92,7 +92,7 @@ def test_ciphertext_moved_to_another_row_or_field_fails_generically(env: Env) ->
     conn.close()
     lender = env.client("lender-a")
     for case in ("C-2", "C-1"):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             lender.get_case(case, "servicing")
         assert (info.value.code, info.value.status) == ("DECRYPTION_FAILED", "INTERNAL")
         assert info.value.message == "stored data failed an integrity check"

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -94,7 +94,7 @@ def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: E
     agency, lender = seeded.client("agency-1"), seeded.client("lender-a")
     for call in (lambda: agency.get_case("C-1", "collection"), lambda: lender.get_case("C-1", "servicing"),
                  lambda: lender.set_stage("C-1", "letter"), lambda: agency.list_cases()):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             call()
         assert (info.value.code, info.value.status) == ("AUDIT_UNAVAILABLE", "UNAVAILABLE")
     audit.before_commit = None
@@ -112,7 +112,7 @@ def test_a_failing_insert_stores_nothing_and_the_log_goes_on(seeded: Env, tmp_pa
     size = audit.size
     conn = _raw_db(seeded)
     conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'full'); END")
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").get_case("C-1", "collection")
     assert info.value.code == "AUDIT_UNAVAILABLE"
     assert audit.size == size
@@ -279,7 +279,7 @@ def test_audit_query_with_a_pinned_key_refuses_an_event_edited_in_place(seeded: 
     assert err.startswith("error: AUDIT_VERIFY_FAILED: event 3 altered")
     assert "events" not in json.loads(out)  # nothing printed, not even the events that do verify
     # The typed client refuses the same way.
-    with pytest.raises(CustosError) as caught:
+    with pytest.raises(CustosClientError) as caught:
         seeded.client("regulator-1").verified_audit_query(Path(vkey).read_text())
     assert caught.value.code == "AUDIT_VERIFY_FAILED" and getattr(caught.value, "seq", None) == 3
     # An event outside the edit still verifies when the query does not reach the edited one.
@@ -334,7 +334,7 @@ def test_incremental_verify_samples_by_default_and_passes_on_an_honest_log(seede
     rc, out, _ = _verify(seeded, tmp_path, "state.json", "--sample", "-1")
     assert rc != 0 and json.loads(out)["error"]["code"] == "INVALID_ARGUMENT"
     # A sample names only events of the verified tree.
-    with pytest.raises(CustosError) as caught:
+    with pytest.raises(CustosClientError) as caught:
         seeded.client("regulator-1").check_sample([doc["size"]], doc["size"], b"\0" * 32)
     assert caught.value.code == "PROOF_OUT_OF_RANGE"
 
@@ -393,7 +393,7 @@ def test_audit_query_filters(seeded: Env) -> None:
     assert {e["case_id"] for e in by_borrower} >= {"C-1", "C-2"}
     recent = seeded.events(since=since)
     assert recent and all(e["time"] >= since for e in recent)
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.events(since="yesterday")
     assert info.value.code == "INVALID_TIME"
 
@@ -562,7 +562,7 @@ def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
                  lambda: lender.explain("agency-1", "C-1", junk),
                  lambda: seeded.client("agency-1").get_case("C-1", junk),
                  lambda: lender.get_case("C-999", junk)):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             call()
         assert info.value.code == "UNKNOWN_PURPOSE"
     raw = b"".join(leaf for _, leaf in seeded.client("regulator-1").audit_events())

@@ -79,12 +79,12 @@ def test_operator_commands_are_audited_and_interleave_with_a_serving_gateway(see
                      "--out", str(ids / "bad")]) != 0
     assert cli.main(["org", "disable", str(env.data), "--id", "agency-9"]) == 0
     assert cli.main(["org", "disable", str(env.data), "--id", "nobody-here"]) != 0
-    from custos_client import CustosClient, CustosError
+    from custos_client import CustosClient, CustosClientError
 
     with CustosClient(env.addr, ids / "agency-9") as nine:
         try:
             nine.get_case("C-2", "collection")
-        except CustosError as err:
+        except CustosClientError as err:
             assert err.code == "ORG_DISABLED"
     events = reg.audit_query()
     operator = [(e["method"], e["org"], e["decision"], e["code"]) for e in events if e["method"].startswith("Operator")]

@@ -6,7 +6,7 @@ import shutil
 from pathlib import Path
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli
 from gateway.core.errors import PolicyError
@@ -154,13 +154,13 @@ def test_a_new_kind_is_a_table_row_and_a_policy_edit(seeded: Env, tmp_path: Path
     seeded.client("lender-a").assign("C-3", "buyer-1", "collection", "2026-12-31")
     buyer = seeded.client("buyer-1")
     assert [(c["case_id"], c["purpose"]) for c in buyer.list_cases()] == [("C-3", "collection")]
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         buyer.open_contact("C-3", "call")
     assert info.value.code == "WRONG_ORG_KIND"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         buyer.get_case("C-3", "collection")  # what a kind reads is the release rules', and none names it
     assert info.value.code == "PURPOSE_NOT_ALLOWED"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("lender-a").assign("C-4", "buyer-1", "litigation", "2026-12-31")
     assert info.value.code == "PURPOSE_KIND_MISMATCH"
     denied = [(e["method"], e["code"], e["rule"]) for e in seeded.events(org="buyer-1") if e["decision"] == "deny"]
@@ -169,9 +169,9 @@ def test_a_new_kind_is_a_table_row_and_a_policy_edit(seeded: Env, tmp_path: Path
     # The shipped table again: the same organisation may do nothing, nor be mandated to.
     seeded.gw.policy_dir = BUNDLE_DIR
     seeded.gw.reload_policies()
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         buyer.list_cases()
     assert info.value.code == "WRONG_ORG_KIND"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("lender-a").assign("C-4", "buyer-1", "collection", "2026-12-31")
     assert info.value.code == "PURPOSE_KIND_MISMATCH"

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, synth
 from gateway.transport.server import build
@@ -26,8 +26,8 @@ def two_agencies(seeded: Env) -> Env:
     return seeded
 
 
-def refused(call: object) -> CustosError:
-    with pytest.raises(CustosError) as info:
+def refused(call: object) -> CustosClientError:
+    with pytest.raises(CustosClientError) as info:
         call()  # type: ignore[operator]
     return info.value
 
@@ -79,7 +79,7 @@ def test_concurrent_attempts_never_exceed_the_cap(two_agencies: Env) -> None:
         try:
             two_agencies.client(org).open_contact(case, "call")
             outcome = "ok"
-        except CustosError as err:
+        except CustosClientError as err:
             outcome = err.code
         with lock:
             results.append(outcome)
@@ -205,7 +205,7 @@ def test_changing_a_number_in_the_policy_file_changes_behaviour(env_dir: Path, t
             try:
                 env.client("agency-1").open_contact("C-1", "sms")
                 got = "ok"
-            except CustosError as err:
+            except CustosClientError as err:
                 got = err.code
             assert got == expected
             assert env.events(case_id="C-1")[-1]["policy_revision"] == gw.core.bundle.revision

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli
 from gateway.tlog.cosign import Cosigner, verify_cosignature
@@ -53,10 +53,10 @@ def test_bad_cosignatures_are_refused(seeded: Env, tmp_path: Path) -> None:
     other = Cosigner.generate("regulator.example/other")
     for args in ((forged, signer.cosign(forged, 1), signer.vkey()), (note, good, other.vkey()),
                  (note, good[:-4] + "AAA=", signer.vkey()), (note, good, "not a key")):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             reg.cosign(*args)
         assert info.value.code == "COSIGNATURE_INVALID"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").cosign(note, good, signer.vkey())
     assert info.value.code == "WRONG_ORG_KIND"
     assert reg.cosign(note, good, signer.vkey()) == int(note.split("\n")[1])

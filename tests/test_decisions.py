@@ -9,7 +9,7 @@ gets, and an allowed read releases only fields the explanation lists.
 from __future__ import annotations
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli
 from tests.conftest import Env
@@ -21,7 +21,7 @@ PURPOSES = ["collection", "litigation", "credit_reporting", "servicing"]
 def _read(env: Env, org: str, case: str, purpose: str) -> tuple[str, set[str]]:
     try:
         rec = env.client(org).get_case(case, purpose)
-    except CustosError as err:
+    except CustosClientError as err:
         return err.code, set()
     return "OK", set(rec["fields"])
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, synth
 from tests.conftest import Env
@@ -17,7 +17,7 @@ PI_FIELDS = ("full_name", "national_id", "date_of_birth", "phone", "email", "hom
 
 
 def _refused(call: Any) -> str:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         call()
     return str(info.value.code)
 
@@ -236,7 +236,7 @@ def test_subject_export_gives_the_lender_the_borrowers_data_and_its_disclosures(
         seeded: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     line = synth.case_line(1, jurisdiction="CN", borrower=1)
     seeded.client("agency-1").get_case("C-1", "collection")
-    with pytest.raises(CustosError):
+    with pytest.raises(CustosClientError):
         seeded.client("agency-2").get_case("C-1", "collection")
     out = tmp_path / "b1.json"
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("lender-a"))]

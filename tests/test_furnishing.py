@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, synth
 from gateway.formats import metro2
@@ -91,10 +91,10 @@ def test_a_recall_or_a_withdrawn_precondition_stops_the_records(seeded: Env) -> 
 
 def test_bad_cursors_and_other_callers_are_refused(seeded: Env) -> None:
     for cursor in ("garbage", "f99", "f-1", "f" + "9" * 30):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             pull(seeded, cursor)
         assert info.value.code == "INVALID_CURSOR", cursor
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").pull_feed("")
     assert info.value.code == "WRONG_ORG_KIND"
 
@@ -250,7 +250,7 @@ def test_the_feed_withholds_exactly_where_cases_get_refuses(seeded: Env) -> None
         lender.assign(case, "bureau-1", "credit_reporting", "2027-06-30")
     assert pull(seeded)[0] == []
     for case, code in expected.items():
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             seeded.client("bureau-1").get_case(case, "credit_reporting")
         assert info.value.code == code
         withheld = [e for e in seeded.events(case_id=case) if e["method"] == "PullFeed"]

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 from custos_client.v1 import custos_pb2 as pb
 
 from gateway import cli, pki, synth
@@ -224,7 +224,7 @@ def test_a_unary_call_has_a_server_side_deadline(limited: Callable[..., Env], mo
         return real(*args)
 
     monkeypatch.setattr(env.gw.core, "get_case", slow)
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         env.client("agency-1").get_case("C-1", "collection")
     assert (info.value.code, info.value.status) == ("CALL_DEADLINE", "DEADLINE_EXCEEDED")
 
@@ -287,10 +287,10 @@ EDGE_TIMES = ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59-14:00", "0001-01-01T0
 
 @pytest.mark.parametrize("when", EDGE_TIMES)
 def test_times_at_the_calendars_edge_are_refused_and_audited(seeded: Env, when: str) -> None:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("lender-a").explain("agency-1", "C-1", "collection", when)
     assert (info.value.code, info.value.status) == ("INVALID_TIME", "INVALID_ARGUMENT")
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("regulator-1").audit_query(since=when)
     assert info.value.code == "INVALID_TIME"
     assert {e["method"] for e in denials(seeded, code="INVALID_TIME")} == {"Explain", "QueryAudit"}
@@ -335,7 +335,7 @@ def test_rate_limits_are_per_organisation_and_audited(limited: Callable[..., Env
         try:
             env.client("agency-1").get_case("C-1", "collection")
             results.append("OK")
-        except CustosError as err:
+        except CustosClientError as err:
             assert err.status == "RESOURCE_EXHAUSTED"
             results.append(err.code)
     assert results[:5] == ["OK"] * 5
@@ -385,7 +385,7 @@ def test_a_certificate_with_two_uri_sans_is_refused_and_audited(seeded: Env, tmp
     pki.issue(seeded.data / "tls" / "ca.crt", seeded.data / "keys" / "ca.key", out / "client.crt", out / "client.key",
               cn="two", uris=[pki.ORG_URI_PREFIX + "lender-a", "urn:custos:org:regulator-1"])
     (out / "ca.crt").write_bytes((seeded.data / "tls" / "ca.crt").read_bytes())
-    with CustosClient(seeded.addr, out, timeout=5) as c, pytest.raises(CustosError) as info:
+    with CustosClient(seeded.addr, out, timeout=5) as c, pytest.raises(CustosClientError) as info:
         c.get_case("C-1", "servicing")
     assert (info.value.code, info.value.status) == ("UNKNOWN_ORG", "UNAUTHENTICATED")
     (event,) = [e for e in denials(seeded, code="UNKNOWN_ORG")]
@@ -501,7 +501,7 @@ def test_the_typed_client_reports_what_was_stored_when_a_stream_breaks(env: Env)
             yield synth.jsonl([synth.case_line(i)]).strip()
         raise OSError("the file went away")
 
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         env.client("lender-a").import_lines(lines())
     # Every whole line read before the failure is stored, and the error says exactly that.
     n = app.IMPORT_BATCH + 10

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from custos_client import CustosClient, CustosError, Identity
+from custos_client import CustosClient, CustosClientError, Identity
 
 from gateway import pki
 from gateway.transport.server import accepts_tls12
@@ -35,8 +35,8 @@ def _bundle(env: Env, tmp: Path, name: str, *, uri: str | None, ca: str = "ours"
     return out
 
 
-def _fails(env: Env, identity: Path | Identity) -> CustosError:
-    with CustosClient(env.addr, identity, timeout=5) as c, pytest.raises(CustosError) as info:
+def _fails(env: Env, identity: Path | Identity) -> CustosClientError:
+    with CustosClient(env.addr, identity, timeout=5) as c, pytest.raises(CustosClientError) as info:
         c.get_case("C-1", "servicing")
     return info.value
 
@@ -82,7 +82,7 @@ def test_metadata_cannot_change_identity(seeded: Env) -> None:
     spoof = [("x-custos-org", "lender-a"), ("org-id", "lender-a"), ("x-forwarded-client-cert", "URI=urn:custos:org:lender-a"),
              ("authorization", "Bearer lender-a")]
     agency = seeded.client("agency-1")
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         agency.get_case("C-1", "servicing", metadata=spoof)
     assert info.value.code == "PURPOSE_NOT_ALLOWED"
     rec = agency.get_case("C-1", "collection", metadata=spoof)
@@ -92,10 +92,10 @@ def test_metadata_cannot_change_identity(seeded: Env) -> None:
 
 
 def test_wrong_kind_cannot_use_lender_calls(seeded: Env) -> None:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").set_stage("C-1", "litigation")
     assert info.value.code == "WRONG_ORG_KIND"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").audit_query()
     assert info.value.code == "WRONG_ORG_KIND"
     assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"

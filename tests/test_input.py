@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import synth
 from gateway.core import app
@@ -44,8 +44,8 @@ def servicing(env: Env, case_id: str, org: str = "lender-a") -> dict[str, Any]:
     return rec
 
 
-def refused(fn: Callable[[], Any]) -> CustosError:
-    with pytest.raises(CustosError) as info:
+def refused(fn: Callable[[], Any]) -> CustosClientError:
+    with pytest.raises(CustosClientError) as info:
         fn()
     return info.value
 
@@ -248,7 +248,7 @@ def test_a_line_larger_than_a_transport_message_is_rejected_per_line(env: Env) -
     lines = [raw(line(150)), huge, raw(line(152))]
     try:
         result = env.client("lender-a").import_lines(iter(lines))
-    except CustosError as err:
+    except CustosClientError as err:
         pytest.fail(f"the whole import failed on one oversized line: {err.code} ({err.status})")
     assert result["imported"] == 2
     assert [(r["line"], r["code"]) for r in result["rejected"]] == [(2, "IMPORT_LINE_TOO_LONG")]

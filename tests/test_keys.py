@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 
 from gateway import cli, synth
 from gateway.transport.server import build
@@ -153,7 +153,7 @@ def test_the_client_still_sees_a_stable_code_for_an_unknown_certificate(tmp_path
     custos(capsys, "init", str(data), "--tls", str(tmp_path / "tls"))
     gw = build(data, "127.0.0.1:0")
     try:
-        with CustosClient(f"127.0.0.1:{gw.port}", tmp_path / "ghost") as c, pytest.raises(CustosError) as info:
+        with CustosClient(f"127.0.0.1:{gw.port}", tmp_path / "ghost") as c, pytest.raises(CustosClientError) as info:
             c.list_cases()
         assert info.value.code == "UNKNOWN_ORG"
     finally:

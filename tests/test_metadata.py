@@ -15,7 +15,7 @@ import logging
 
 import grpc
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 from custos_client.v1 import custos_pb2 as pb
 from custos_client.v1 import custos_pb2_grpc as pb_grpc
 from google.rpc import error_details_pb2
@@ -39,7 +39,7 @@ def test_oversized_metadata_is_a_stable_audited_refusal_without_a_traceback(
     caplog.set_level(logging.DEBUG)
     agency = seeded.client("agency-1")
     for _ in range(3):  # every call, not by chance (gRPC core refused at random between its two limits)
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             agency.get_case("C-1", "collection", metadata=[("x-padding", "a" * size)])
         assert (info.value.code, info.value.status) == ("METADATA_TOO_LARGE", "RESOURCE_EXHAUSTED")
     # A streaming call is refused the same way.
@@ -70,7 +70,7 @@ def test_metadata_beyond_grpc_cores_own_limit_is_refused_without_a_traceback(
     size = core_metadata_limit(POLICY_LIMIT) + 10_000
     agency = seeded.client("agency-1")
     for _ in range(3):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             agency.get_case("C-1", "collection", metadata=[("x-padding", "a" * size)])
         assert info.value.status == "RESOURCE_EXHAUSTED"
     assert agency.get_case("C-1", "collection")["case_id"] == "C-1"

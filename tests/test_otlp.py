@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 from opentelemetry.proto.collector.trace.v1 import trace_service_pb2, trace_service_pb2_grpc
 
 from gateway import synth
@@ -48,7 +48,7 @@ def test_spans_are_exported_over_otlp_without_pi(env_dir: Path, monkeypatch: pyt
             lender.import_lines(synth.jsonl([line]).splitlines())
             lender.assign("C-1", "agency-1", "collection", "2026-12-31")
             assert agency.get_case("C-1", "collection")["fields"]["full_name"] == line["borrower"]["full_name"]
-            with pytest.raises(CustosError):
+            with pytest.raises(CustosClientError):
                 agency.get_case("C-1", "servicing")
         assert gw.provider is not None
         gw.provider.force_flush()

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, packets, synth
 from gateway.core.errors import Code
@@ -33,7 +33,7 @@ def vkey(env: Env) -> str:
 
 
 def refused(env: Env, case: str, org: str = "lawfirm-1") -> str:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         env.client(org).get_packet(case)
     return info.value.code
 
@@ -183,7 +183,7 @@ def test_the_packet_is_refused_exactly_where_the_litigation_read_is(seeded: Env)
     cases.append(("C-3", "MANDATE_RECALLED", {}))
     for case, code, _ in cases:
         assert refused(seeded, case) == code
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             seeded.client("lawfirm-1").get_case(case, "litigation")
         assert info.value.code == code
         denial = [e for e in seeded.events(case_id=case) if e["method"] == "GetPacket"][-1]
@@ -216,7 +216,7 @@ def test_a_replica_without_the_packet_key_refuses_packets_rather_than_sign_with_
     try:
         assert not (second / "data" / "keys" / "packet.key").exists()
         with CustosClient(f"127.0.0.1:{gw.port}", second / "ids" / "lawfirm-1", timeout=20) as firm, \
-                pytest.raises(CustosError) as info:
+                pytest.raises(CustosClientError) as info:
             firm.get_packet("C-1")
         assert info.value.code == "KEYS_UNAVAILABLE"
     finally:

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, synth
 from tests.conftest import Env
@@ -61,7 +61,7 @@ def test_a_provided_placement_needs_consent_as_a_single_assign_does(seeded: Env)
     seeded.import_cases("lender-a", [no_consent])
     result = seeded.client("lender-a").assign_lines([line("C-70", label="provided")])
     assert [r["code"] for r in result["rejected"]] == ["CONSENT_REQUIRED"]
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("lender-a").assign("C-70", "agency-2", "collection", "2026-12-31", "provided")
     assert info.value.code == "CONSENT_REQUIRED"
 
@@ -72,7 +72,7 @@ def test_recall_all_ends_every_mandate_of_a_terminated_agency_on_this_lenders_ca
     b.assign("BC-1", "agency-2", "collection", "2026-12-31")
     assert a.recall_all("agency-2")["recalled"] == 4
     for i in range(3, 7):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             seeded.client("agency-2").get_case(f"C-{i}", "collection")
         assert info.value.code == "MANDATE_RECALLED"
     assert seeded.client("agency-2").get_case("BC-1", "collection")["case_id"] == "BC-1"  # another lender's
@@ -80,10 +80,10 @@ def test_recall_all_ends_every_mandate_of_a_terminated_agency_on_this_lenders_ca
     assert sorted(e["case_id"] for e in ended) == [f"C-{i}" for i in range(3, 7)]
     assert a.recall_all("agency-2")["recalled"] == 0
     for org, code in (("agency-404", "ORG_NOT_FOUND"), ("bad id!", "INVALID_ORG_ID")):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             a.recall_all(org)
         assert info.value.code == code
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").recall_all("agency-2")
     assert info.value.code == "WRONG_ORG_KIND"
 

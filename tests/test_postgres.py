@@ -187,7 +187,7 @@ def test_the_change_feed_migration_numbers_every_existing_case_and_later_changes
 
 def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_by_itself(env: Env,
                                                                                        pg_server: PgServer) -> None:
-    from custos_client import CustosError
+    from custos_client import CustosClientError
 
     assert env.import_cases("lender-a", [synth.case_line(1)])["imported"] == 1
     lender = env.client("lender-a")
@@ -197,7 +197,7 @@ def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_b
     pg_server.pause()
     try:
         for _ in range(2):
-            with pytest.raises(CustosError) as info:
+            with pytest.raises(CustosClientError) as info:
                 lender.get_case("C-1", "servicing")
             assert (info.value.code, info.value.status) in OUTAGE_REFUSALS
     finally:
@@ -210,7 +210,7 @@ def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_b
         try:
             assert lender.get_case("C-1", "servicing")["case_id"] == "C-1"
             break
-        except CustosError as err:
+        except CustosClientError as err:
             assert (err.code, err.status) in OUTAGE_REFUSALS
             assert time.monotonic() < deadline, f"not recovered {RECOVERY_S} s after the database came back"
             time.sleep(0.5)

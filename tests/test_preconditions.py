@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import synth
 from gateway.core.errors import Code, PolicyError
@@ -21,7 +21,7 @@ from tests.conftest import Env
 
 
 def refused(env: Env, org: str, case: str, purpose: str) -> str:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         env.client(org).get_case(case, purpose)
     return info.value.code
 
@@ -31,7 +31,7 @@ def outcome(env: Env, org: str, case: str, purpose: str) -> str:
     try:
         env.client(org).get_case(case, purpose)
         code = "OK"
-    except CustosError as err:
+    except CustosClientError as err:
         code = err.code
     explained = env.client("lender-a").explain(org, case, purpose)
     assert explained["code"] == code, (code, explained)
@@ -82,15 +82,15 @@ def test_escalation_refusals_are_audited_with_their_codes(seeded: Env) -> None:
              (("C-1", "bad id!"), "INVALID_ORG_ID"), (("BC-1", "lawfirm-1"), "CASE_NOT_FOUND"),
              (("C-1", "lawfirm-1", "2026-13-01"), "INVALID_DATE"), (("C-1", "lawfirm-1", "2026-11-01"), "UNTIL_IN_PAST")]
     for args, code in cases:
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             lender.escalate(*args)
         assert info.value.code == code, args
     lender.set_flags("C-2", status="settled")
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         lender.escalate("C-2", "lawfirm-1")
     assert info.value.code == "CASE_CLOSED"
     assert last_event(seeded, "C-2")["code"] == "CASE_CLOSED"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").escalate("C-1", "lawfirm-1")
     assert info.value.code == "WRONG_ORG_KIND"
     assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"  # nothing changed
@@ -143,7 +143,7 @@ def test_us_litigation_without_a_limitation_date_is_refused_read_packet_and_expl
     assert outcome(seeded, "lawfirm-1", us, "litigation") == "LIMITATION_DATE_MISSING"
     denial = last_event(seeded, us)
     assert (denial["decision"], denial["code"], denial["fields"]) == ("deny", "LIMITATION_DATE_MISSING", [])
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("lawfirm-1").get_packet(us)
     assert info.value.code == "LIMITATION_DATE_MISSING"
     packet_denial = [e for e in seeded.events(case_id=us) if e["method"] == "GetPacket"][-1]
@@ -164,10 +164,10 @@ def test_cn_furnishing_needs_consent_and_a_notice_given_before_the_day(seeded: E
     lender.assign("C-3", "bureau-1", "credit_reporting", "2026-12-31")
     assert outcome(seeded, "bureau-1", "C-3", "credit_reporting") == "NO_PRIOR_NOTICE"
     assert last_event(seeded, "C-3")["code"] == "NO_PRIOR_NOTICE"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         lender.record_notice("C-3", "2026-12-05")
     assert info.value.code == "NOTICE_IN_FUTURE"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         lender.record_notice("C-3", "30/11/2026")
     assert info.value.code == "INVALID_DATE"
     assert lender.record_notice("C-3", "2026-11-30")["negative_notice_on"] == "2026-11-30"

@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 from custos_client.v1 import custos_pb2 as pb
 
 from gateway import synth
@@ -83,7 +83,7 @@ def test_idle_tcp_cannot_exhaust_descriptors(env_dir: Path, tmp_path: Path, serv
                     with CustosClient(srv.addr, ids / "lender-a", timeout=3) as fresh:
                         fresh.list_cases()
                     break
-                except CustosError:
+                except CustosClientError:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.5)
@@ -251,5 +251,5 @@ def test_sigterm_stops_even_with_a_handler_stuck_in_our_own_code(env_dir: Path) 
 def _swallow(fn: Any) -> None:
     try:
         fn()
-    except CustosError:
+    except CustosClientError:
         pass

@@ -195,14 +195,14 @@ def test_the_gateway_serves_proofs_from_its_stored_tiles_that_verify(env: Env) -
     assert c["to_root"] == root and c["from_root"] == merkle.root_of(leaves[:300])
     assert verify_consistency(300, size, c["from_root"], c["to_root"], c["proof"])
     # Proof requests are audited (sizes only) and out-of-range ones refused with a stable code.
-    from custos_client import CustosError
+    from custos_client import CustosClientError
 
     for call in (lambda: reg.inclusion_proof(10**9), lambda: reg.inclusion_proof(5, 3),
                  lambda: reg.consistency_proof(0), lambda: reg.consistency_proof(10, 10**9)):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             call()
         assert info.value.code == "PROOF_OUT_OF_RANGE"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         env.client("agency-1").inclusion_proof(0)
     assert info.value.code == "WRONG_ORG_KIND"
 
@@ -323,10 +323,10 @@ def test_a_checkpoint_is_published_at_least_once_a_second_while_events_arrive(en
     time.sleep(1.5)
     assert repo.latest_checkpoint() == latest  # nothing new arrived: nothing new published
     # Served by size to a regulator (a witness catching up), the same note; a size never published is not found.
-    from custos_client import CustosError
+    from custos_client import CustosClientError
 
     reg = env.client("regulator-1")
     assert reg.checkpoint(latest[0]) == latest[1]
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         reg.checkpoint(latest[0] + 10**6)
     assert info.value.code == "CHECKPOINT_NOT_FOUND"

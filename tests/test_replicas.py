@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway import cli, synth
@@ -85,7 +85,7 @@ def test_a_recall_through_one_replica_is_enforced_by_the_other_at_once(replicas:
         assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
     assert replicas.one.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
     recalled_at = replicas.one.gw.vault.audit.head()[0]
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         agency_two.get_case("C-1", "collection")
     assert info.value.code == "MANDATE_RECALLED"
     after = [e for e in replicas.one.client("regulator-1").audit_query(case_id="C-1")
@@ -93,7 +93,7 @@ def test_a_recall_through_one_replica_is_enforced_by_the_other_at_once(replicas:
     assert [(e["method"], e["decision"], e["code"]) for e in after] == [("GetCase", "deny", "MANDATE_RECALLED")]
     # The same for a stage change and a flag.
     replicas.one.client("lender-a").set_stage("C-2", "early_warning")
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         other_two.get_case("C-2", "collection")
     assert info.value.code == "STAGE_NOT_ALLOWED"
 
@@ -104,20 +104,20 @@ def test_an_org_disabled_through_one_replica_is_refused_by_the_other_at_once(rep
         assert agency_two.get_case("C-2", "collection")["case_id"] == "C-2"
     # The operator's command, on replica one's data directory (as on its host), while both serve.
     assert cli.main(["org", "disable", str(replicas.one.data), "--id", "agency-2"]) == 0
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         agency_two.get_case("C-2", "collection")
     assert info.value.code == "ORG_DISABLED"
 
 
 def test_an_org_registered_through_one_replica_is_admitted_by_the_other_at_once(replicas: Replicas) -> None:
     """Replica two has cached that agency-x does not exist; the registration through replica one still counts."""
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         replicas.two.client("lender-a").assign("C-1", "agency-x", "collection", "2026-12-31")
     assert info.value.code == "ORG_NOT_FOUND"
     ids = replicas.one.root / "ids" / "agency-x"
     assert cli.main(["org", "add", str(replicas.one.data), "--id", "agency-x", "--kind", "agency", "--name", "X",
                      "--licence-no", "LX", "--licence-expires", "2027-12-31", "--out", str(ids)]) == 0
-    with CustosClient(replicas.two.addr, ids, timeout=20) as agency, pytest.raises(CustosError) as info:
+    with CustosClient(replicas.two.addr, ids, timeout=20) as agency, pytest.raises(CustosClientError) as info:
         agency.get_case("C-1", "collection")
     assert info.value.code == "NO_MANDATE"  # admitted: known, enabled, licensed; it just holds no mandate
 
@@ -183,7 +183,7 @@ def test_kill_minus_nine_during_a_read_burst_loses_no_acknowledged_event(env_dir
                 try:
                     agency.get_case(case, "collection")
                     acknowledged.append(case)
-                except CustosError:
+                except CustosClientError:
                     if one.proc.poll() is not None:
                         return
 
@@ -223,6 +223,6 @@ def test_an_erasure_through_one_replica_leaves_the_other_no_cached_key(replicas:
     assert replicas.one.client("lender-a").erase("B-1")["state"] == "erased"
     rec = lender_two.get_case("C-1", "servicing")
     assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         replicas.two.client("agency-1").get_case("C-1", "collection")
     assert info.value.code == "ERASED"

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli
 from gateway.core.errors import PolicyError
@@ -80,7 +80,7 @@ def test_a_borrower_restricted_by_a_refused_erasure_is_still_shredded_when_reten
     lender = seeded.client("lender-a")
     lender.set_flags("C-5", status="settled")  # CN, borrower B-5
     lender.set_flags("C-5", legal_hold=True)
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         lender.erase("B-5")
     assert info.value.code == "LEGAL_HOLD"
     assert lender.get_case("C-5", "servicing")["erasure"] == "restricted"
@@ -101,7 +101,7 @@ def test_the_cli_and_the_policy(seeded: Env, capsys: pytest.CaptureFixture[str],
     assert cli.main(["lender", "purge", "--dry-run", *argv]) == 0
     out = capsys.readouterr().out
     assert "1 borrowers due for shredding" in out and "B-3 (C-3)" in out and "CN.retention:3y_after_closure" in out
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").purge_plan()
     assert info.value.code == "WRONG_ORG_KIND"
     # Every conduct file must say its retention; a bad one does not load.

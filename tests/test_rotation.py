@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 
 from gateway import cli, synth
 from tests.conftest import Env, Served, policy_bundle
@@ -45,7 +45,7 @@ def test_rotation_under_reads_and_imports_fails_nothing_and_the_old_version_reti
                 for i in range(1, 7):
                     try:
                         assert c.get_case(f"C-{i}", "servicing")["fields"]["full_name"]
-                    except (CustosError, AssertionError) as exc:
+                    except (CustosClientError, AssertionError) as exc:
                         failures.append(f"read C-{i}: {exc}")
 
     def imports() -> None:
@@ -57,7 +57,7 @@ def test_rotation_under_reads_and_imports_fails_nothing_and_the_old_version_reti
                     if got["imported"] != 1:
                         failures.append(f"import {n}: {got['rejected']}")
                     imported.append(f"C-{n}")
-                except CustosError as exc:
+                except CustosClientError as exc:
                     failures.append(f"import {n}: {exc}")
                 n += 1
                 time.sleep(0.02)

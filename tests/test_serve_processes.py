@@ -23,7 +23,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from custos_client import CustosClient, CustosError
+from custos_client import CustosClient, CustosClientError
 
 from gateway import synth
 from gateway.core.errors import CustosError as GatewayError
@@ -96,7 +96,7 @@ class Group:
             self.clients.append(client)
             try:
                 client.get_case(probe, "collection")
-            except CustosError:
+            except CustosClientError:
                 pass  # the connection is what counts, not the answer
             if established_peers(pid, self.served.port) - before:
                 return client
@@ -185,7 +185,7 @@ def test_caps_hold_and_a_recall_is_enforced_across_processes(group: Group) -> No
     for _ in range(3):
         assert reader.get_case("C-1", "collection")["case_id"] == "C-1"
     assert group.client_on(a, "lender-a").recall("C-1", "agency-1")["recalled"] == 1
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         reader.get_case("C-1", "collection")
     assert info.value.code == "MANDATE_RECALLED"
 
@@ -207,7 +207,7 @@ def test_kill_minus_nine_of_one_process_loses_no_acknowledged_event(group: Group
             try:
                 client.get_case(case, "collection")
                 acknowledged.append(case)
-            except CustosError:
+            except CustosClientError:
                 time.sleep(0.05)
 
     threads = [threading.Thread(target=burst, args=(c,)) for c in clients]

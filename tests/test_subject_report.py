@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, synth
 from gateway.core.model import EventDraft
@@ -18,7 +18,7 @@ def test_the_report_names_every_recipient_field_and_refusal_of_this_borrower_onl
                                                                                  capsys: pytest.CaptureFixture[str]
                                                                                  ) -> None:
     seeded.client("agency-1").get_case("C-1", "collection")
-    with pytest.raises(CustosError):
+    with pytest.raises(CustosClientError):
         seeded.client("agency-2").get_case("C-2", "collection")  # no mandate: refused, audited
     # Another lender uses the same borrower id for its own borrower: none of that may appear.
     other = synth.case_line(90, lender_prefix="X", borrower=1)
@@ -55,15 +55,15 @@ def test_a_lender_gets_its_own_borrowers_only_and_the_request_is_audited(seeded:
     assert lender.subject_events("B-1")
     for borrower, other, code in (("B-1", "lender-b", "CASE_NOT_FOUND"), ("B-404", "", "CASE_NOT_FOUND"),
                                   ("bad id!", "", "INVALID_ARGUMENT")):
-        with pytest.raises(CustosError) as info:
+        with pytest.raises(CustosClientError) as info:
             lender.subject_events(borrower, other)
         assert info.value.code == code
     # A regulator without a lender gets every lender's borrower of the id (here only lender-a has a B-1).
     assert {e["report_lender"] for e in seeded.client("regulator-1").subject_events("B-1")} == {"lender-a"}
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("regulator-1").subject_events("B-404")
     assert info.value.code == "CASE_NOT_FOUND"
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").subject_events("B-1", "lender-a")
     assert info.value.code == "WRONG_ORG_KIND"
     asked = [e for e in seeded.events(borrower_id="B-1") if e["method"] == "SubjectReport"]
@@ -111,7 +111,7 @@ def test_lenders_with_the_same_case_and_borrower_ids_get_only_their_own_borrower
 def test_the_regulators_report_without_a_lender_lists_each_lenders_borrower_apart(
         seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
     _same_ids_at_lender_b(seeded)
-    with pytest.raises(CustosError):
+    with pytest.raises(CustosClientError):
         seeded.client("agency-2").get_case("C-1", "collection")  # no mandate: whose C-1 it meant is not known
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1"))]
     assert cli.main(["audit", "subject-report", "B-1", *argv, "--json"]) == 0

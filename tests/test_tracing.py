@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -32,7 +32,7 @@ def test_guard_scrubs_attributes_events_and_status_text() -> None:
 
 def test_every_rpc_has_one_span_with_allowed_attributes_only(seeded: Env) -> None:
     seeded.client("agency-1").get_case("C-1", "collection")
-    with pytest.raises(CustosError):
+    with pytest.raises(CustosClientError):
         seeded.client("agency-2").get_case("C-1", "collection")
     seeded.gw.provider.force_flush()  # type: ignore[union-attr]
     spans = seeded.spans.get_finished_spans()

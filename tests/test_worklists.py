@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosError
+from custos_client import CustosClientError
 
 from gateway import cli, synth
 from gateway.core.usecases import worklists
@@ -131,7 +131,7 @@ def test_a_mandate_past_its_end_is_removed_once_marked_lapsed(portfolio: Env) ->
     assert sorted(records(items)) == ["C-8"]
     portfolio.clock.advance(days=2)  # 2026-12-02: over in Shanghai, not yet a change in the feed
     assert portfolio.gw.core.lapse_mandates() == 0  # a day's margin: the last day may still run somewhere
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         portfolio.client("agency-1").get_case("C-8", "collection")
     assert info.value.code == "MANDATE_EXPIRED"  # the read is refused at once, whatever the feed says
     portfolio.clock.advance(days=1)
@@ -179,7 +179,7 @@ def test_a_new_policy_bundle_makes_every_case_a_change(portfolio: Env) -> None:
 @pytest.mark.parametrize("since", ["nonsense", "w1~zzzzzzzzzzzz", "w99999999~000000000000", "f3",
                                    "w1~000000000000~lender-a/C 1", "x" * 5000])
 def test_a_cursor_that_was_never_handed_out_is_refused(portfolio: Env, since: str) -> None:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         pull(portfolio, "agency-1", since)
     assert info.value.code == "INVALID_CURSOR"
 
@@ -188,7 +188,7 @@ def test_a_cursor_that_was_never_handed_out_is_refused(portfolio: Env, since: st
                                                       ("lender-a", "servicing", "PURPOSE_NOT_ALLOWED"),
                                                       ("agency-old", "collection", "LICENCE_EXPIRED")])
 def test_who_may_not_pull_is_refused_and_audited(portfolio: Env, org: str, purpose: str, code: str) -> None:
-    with pytest.raises(CustosError) as info:
+    with pytest.raises(CustosClientError) as info:
         pull(portfolio, org, purpose=purpose)
     assert info.value.code == code
     denied = [e for e in portfolio.events(org=org) if e["method"] == "PullCases"]
@@ -230,7 +230,7 @@ def test_a_broken_pull_on_the_command_line_keeps_what_arrived_and_names_the_curs
     def breaking(self: Any, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[dict[str, Any]]:
         for n, item in enumerate(real(self, purpose, since, timeout)):
             if n == 2:
-                raise CustosError("UNAVAILABLE", "the connection was lost", progress={"cursor": item["cursor"]})
+                raise CustosClientError("UNAVAILABLE", "the connection was lost", progress={"cursor": item["cursor"]})
             yield item
 
     out = tmp_path / "worklist.json"

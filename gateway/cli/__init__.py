@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from custos_client import CustosError as ClientError
+    from custos_client import CustosClientError
 
     try:
         args.fn(args)
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, err.code, err.detail)
     except CustosError as err:
         return fail(args, err.code, err.message)
-    except ClientError as err:
+    except CustosClientError as err:
         seq = getattr(err, "seq", None)
         return fail(args, err.code, err.message, {"seq": seq} if seq is not None else None)
     except ImportBroken as err:

@@ -17,7 +17,7 @@ import sys
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS
@@ -27,8 +27,11 @@ from .offline import verify_bundle
 from .outfiles import check_output, private_output, write_private
 from .output import CliError, ImportBroken, b64, emit, key_text
 
+if TYPE_CHECKING:
+    from custos_client import CustosClient
 
-def _client(args: argparse.Namespace) -> Any:
+
+def _client(args: argparse.Namespace) -> CustosClient:
     from custos_client import CustosClient
 
     gateway = args.gateway or os.environ.get("CUSTOS_GATEWAY")
@@ -43,12 +46,12 @@ def cmd_import(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(Code.INVALID_ARGUMENT, "import file not found")
-    from custos_client import CustosError as ClientError
+    from custos_client import CustosClientError
 
     with _client(args) as c:
         try:
             result = c.import_file(path)
-        except ClientError as err:
+        except CustosClientError as err:
             if err.progress is not None:
                 raise ImportBroken(err.code, err.message, err.progress) from None
             raise
@@ -81,12 +84,12 @@ def _assign_file(args: argparse.Namespace) -> None:
     path = Path(args.file)
     if not path.is_file():
         raise CliError(Code.INVALID_ARGUMENT, "placement file not found")
-    from custos_client import CustosError as ClientError
+    from custos_client import CustosClientError
 
     with _client(args) as c, open(path, "rb") as fh:
         try:
             result = c.assign_lines(fh)
-        except ClientError as err:
+        except CustosClientError as err:
             if err.progress is not None:
                 done = err.progress
                 raise CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided: "
@@ -254,7 +257,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
     portfolio. If the pull breaks, what arrived is kept with the cursor after
     it and "complete": false, and the error says to resume from that cursor.
     """
-    from custos_client import CustosError as ClientError
+    from custos_client import CustosClientError
 
     out = Path(args.out) if args.out else None
     removed: list[dict[str, Any]] = []
@@ -280,7 +283,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
                                         "code": item["code"]})
                     else:
                         complete = True
-        except ClientError as err:
+        except CustosClientError as err:
             # The cursor after the last item written out, which is the one the document ends with; the file
             # is still put in place (it says "complete": false), so what arrived is kept.
             what = f"; what arrived is kept: resume with --since {cursor}" if received else ""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,7 +21,7 @@ from gateway.core.errors import Code
 from .outfiles import write_private
 from .output import CliError, emit
 
-Feed = dict[str, Any]  # the client's pull_feed: {"records", "withheld", "cursor"}
+Feed = Mapping[str, Any]  # the client's pull_feed (custos_client.results.Feed): {"records", "withheld", "cursor"}
 Writer = Callable[[argparse.Namespace, Feed, "Path | None"], None]
 
 

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import grpc
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from . import verify
+from .codes import ClientCode, Code
+from .results import CaseRecord, Feed, FeedRecord, ImportResult, InclusionProof, PullItem, Withheld
 from .v1 import custos_pb2 as pb
 from .v1 import custos_pb2_grpc as pb_grpc
 
@@ -31,26 +34,29 @@ CHUNK_LINES = 256
 CHUNK_BYTES = 1 << 20
 
 
-class CustosError(Exception):
-    """A failed call: `code` is the gateway's stable error code, `status` the gRPC status name.
+class CustosClientError(Exception):
+    """A failed call: `code` is the gateway's stable error code (see `custos_client.codes`), `status` the gRPC
+    status name ("" when the client itself failed), `message` the gateway's public text.
 
-    A broken import also carries `progress`: what the gateway had confirmed as
-    durable before the break (the totals of the last progress message).
+    Named apart from the gateway's own `CustosError` (`gateway.core.errors`), so
+    a traceback or a grep tells which side raised it. A broken import also
+    carries `progress`: what the gateway had confirmed as durable before the
+    break (the totals of the last progress message).
     """
 
     def __init__(self, code: str, message: str, status: str = "", progress: dict[str, Any] | None = None) -> None:
         super().__init__(f"{code}: {message}")
-        self.code = code
+        self.code = str(code)  # a plain str: compare it with codes.Code members or with the code's text
         self.message = message
         self.status = status
         self.progress = progress
 
 
-class AuditVerifyError(CustosError):
+class AuditVerifyError(CustosClientError):
     """An audit event or checkpoint that does not verify against the pinned key; `seq` names the event."""
 
     def __init__(self, message: str, seq: int | None = None) -> None:
-        super().__init__("AUDIT_VERIFY_FAILED", message, "FAILED_PRECONDITION")
+        super().__init__(Code.AUDIT_VERIFY_FAILED, message, "FAILED_PRECONDITION")
         self.seq = seq
 
 
@@ -66,7 +72,7 @@ def _check(seq: int, leaf: bytes, proof: Iterable[bytes], size: int, root: bytes
 _CODE_PREFIX = re.compile(r"^([A-Z][A-Z0-9_]{2,40}): (.*)\Z", re.S)
 
 
-def _translate(err: grpc.RpcError) -> CustosError:
+def _translate(err: grpc.RpcError) -> CustosClientError:
     status_name = err.code().name if err.code() else "UNKNOWN"
     code = status_name
     try:
@@ -78,12 +84,12 @@ def _translate(err: grpc.RpcError) -> CustosError:
             info = error_details_pb2.ErrorInfo()
             if detail.Unpack(info) and info.domain == DOMAIN:
                 code = info.reason
-        return CustosError(code, status.message, status_name)
+        return CustosClientError(code, status.message, status_name)
     message = err.details() or "call failed"
     match = _CODE_PREFIX.match(message)
     if match:
-        return CustosError(match.group(1), match.group(2), status_name)
-    return CustosError(code, message, status_name)
+        return CustosClientError(match.group(1), match.group(2), status_name)
+    return CustosClientError(code, message, status_name)
 
 
 @dataclass(frozen=True)
@@ -98,7 +104,7 @@ class Identity:
         try:
             return cls((d / "client.crt").read_bytes(), (d / "client.key").read_bytes(), (d / "ca.crt").read_bytes())
         except OSError:
-            raise CustosError("IDENTITY_INVALID", "identity bundle missing or unreadable") from None
+            raise CustosClientError(Code.IDENTITY_INVALID, "identity bundle missing or unreadable") from None
 
 
 class CustosClient:
@@ -131,21 +137,22 @@ class CustosClient:
             raise _translate(err) from None
 
     # ------------------------------------------------------------ lender
-    def import_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
+    def import_lines(self, lines: Iterable[bytes]) -> ImportResult:
         """Stream raw JSONL lines (numbered from 1); nothing is buffered beyond gRPC's window.
 
         Returns {"imported", "already_imported", "rejected_total", "rejected", "through_line"}.
-        If the stream breaks, the CustosError carries `progress`: the same keys,
+        If the stream breaks, the CustosClientError carries `progress`: the same keys,
         for what the gateway had confirmed durable. Sending the same file again
         is safe: lines already imported come back as `already_imported`.
         """
-        return self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import")
+        result = self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import")
+        return cast(ImportResult, result)
 
     def assign_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
         """Stream placement lines ({"case_id", "to", "purpose", "until", "label"} each, numbered from 1).
 
         Returns {"assigned", "rejected_total", "rejected", "through_line"}; a
-        broken stream raises CustosError with `progress` (what was granted).
+        broken stream raises CustosClientError with `progress` (what was granted).
         """
         return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement")
 
@@ -186,13 +193,16 @@ class CustosClient:
             failure.progress = totals
             raise failure from None
         if failed:
-            raise CustosError("IMPORT_READ_FAILED", f"reading the lines failed ({type(failed[0]).__name__}) after "
-                                                    f"line {totals['through_line']}", "", totals)
+            raise CustosClientError(ClientCode.IMPORT_READ_FAILED,
+                                    f"reading the lines failed ({type(failed[0]).__name__}) after "
+                                    f"line {totals['through_line']}", "", totals)
         if not done:
-            raise CustosError("CLIENT_GONE", f"the {what} stream ended before the gateway confirmed it", "", totals)
+            raise CustosClientError(Code.CLIENT_GONE, f"the {what} stream ended before the gateway confirmed it", "",
+                                    totals)
         return totals
 
-    def import_file(self, path: str | Path) -> dict[str, Any]:
+    def import_file(self, path: str | Path) -> ImportResult:
+        """`import_lines` over a JSONL file, read as it is sent."""
         with open(path, "rb") as fh:
             return self.import_lines(fh)
 
@@ -300,23 +310,30 @@ class CustosClient:
         return [_summary(c) for c in r.cases]
 
     def get_case(self, case_id: str, purpose: str, metadata: Iterable[tuple[str, str]] | None = None
-                 ) -> dict[str, Any]:
+                 ) -> CaseRecord:
+        """The fields of one case the policy releases to the caller for `purpose` (the read is audited)."""
         r = self._call(self._cases.GetCase, pb.GetCaseRequest(case_id=case_id, purpose=purpose), metadata)
-        out = {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
+        out: CaseRecord = {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
                "rules": list(r.rules)}
         if r.erasure:
             out["erasure"] = r.erasure
         return out
 
     # ------------------------------------------------------------ work lists
-    def pull_cases(self, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[dict[str, Any]]:
+    def pull_cases(self, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[PullItem]:
         """The caller's mandated cases, streamed: only those changed after `since` if given.
 
-        Yields {"record": {case_id, lender_id, purpose, stage, fields, rules}, "cursor"},
-        {"removed": case_id, "lender_id", "code", "cursor"} (with `since` only), and last
-        {"cursor", "end": True}: keep that cursor for the next pull. If the stream breaks,
-        the CustosError's `progress` holds {"cursor": ...} of the last message received:
-        pulling again from it repeats and skips nothing.
+        Yields three kinds of item (`results.PullItem`); tell them apart by key:
+        - {"record": {case_id, lender_id, purpose, stage, fields, rules}, "cursor"}: a case to work.
+          The case is NESTED under "record": count `"record" in item`, read `item["record"]["fields"]`;
+          the item itself has no "case_id" or "fields".
+        - {"removed": case_id, "lender_id", "code", "cursor"}: a case that left the list (with `since` only).
+        - last, {"cursor", "end": True}: keep that cursor for the next pull.
+
+            cases = [item["record"] for item in client.pull_cases("collection") if "record" in item]
+
+        If the stream breaks, the CustosClientError's `progress` holds {"cursor": ...} of
+        the last message received: pulling again from it repeats and skips nothing.
         """
         last = since
         ended = False
@@ -342,15 +359,16 @@ class CustosClient:
             failure.progress = {"cursor": last}
             raise failure from None
         if not ended:
-            raise CustosError("UNAVAILABLE", "the pull ended without its last cursor: pull again from the last one",
-                              progress={"cursor": last})
+            raise CustosClientError(Code.UNAVAILABLE,
+                                    "the pull ended without its last cursor: pull again from the last one",
+                                    progress={"cursor": last})
 
     # ------------------------------------------------------------ the bureau feed
-    def pull_feed(self, since: str = "") -> dict[str, Any]:
+    def pull_feed(self, since: str = "") -> Feed:
         """{"records": [...], "withheld": [{"case_id", "code"}], "cursor": "..."}: the records changed since
         `since` (a bureau), and those the format cannot carry (not numbered: sent once corrected). Keep the cursor."""
-        records: list[dict[str, Any]] = []
-        withheld: list[dict[str, str]] = []
+        records: list[FeedRecord] = []
+        withheld: list[Withheld] = []
         cursor = ""
         try:
             for item in self._bureau.PullFeed(pb.PullFeedRequest(since=since), timeout=3600):
@@ -366,7 +384,8 @@ class CustosClient:
         except grpc.RpcError as err:
             raise _translate(err) from None
         if not cursor:
-            raise CustosError("UNAVAILABLE", "the feed ended without a cursor: pull again with the same --since")
+            raise CustosClientError(Code.UNAVAILABLE,
+                                    "the feed ended without a cursor: pull again with the same --since")
         return {"records": records, "withheld": withheld, "cursor": cursor}
 
     # ------------------------------------------------------------ audit
@@ -458,7 +477,7 @@ class CustosClient:
     def audit_query(self, **filters: Any) -> list[dict[str, Any]]:
         return [json.loads(leaf) for _, leaf in self.audit_events(**filters)]
 
-    def inclusion_proof(self, seq: int, size: int = 0) -> dict[str, Any]:
+    def inclusion_proof(self, seq: int, size: int = 0) -> InclusionProof:
         """{"index", "tree_size", "leaf_hash", "root", "proof"} (bytes); size 0: the current tree."""
         r = self._call(self._audit.GetInclusionProof, pb.InclusionProofRequest(seq=seq, tree_size=size))
         return {"index": r.index, "tree_size": r.tree_size, "leaf_hash": r.leaf_hash, "root": r.root,
@@ -503,3 +522,12 @@ def _summary(c: Any) -> dict[str, Any]:
     return {"case_id": c.case_id, "lender": c.lender, "stage": c.stage, "status": c.status,
             "jurisdiction": c.jurisdiction, "purpose": c.purpose, "until": c.until, "flags": list(c.flags),
             "erasure": c.erasure}
+
+
+def __getattr__(name: str) -> type[CustosClientError]:
+    """`CustosError`: the old name of `CustosClientError`, kept (with a DeprecationWarning) for one release."""
+    if name == "CustosError":
+        warnings.warn("custos_client.CustosError is deprecated: use CustosClientError (same class)",
+                      DeprecationWarning, stacklevel=2)
+        return CustosClientError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -71,8 +71,10 @@ def line_of(text: str, key: str, occurrence: int = 0) -> int | None:
     tomllib keeps no positions, so semantic errors locate themselves by
     searching the text for the key they concern.
     """
+    # `^[ \t]*`, not `^\s*`: under re.M, \s also takes the blank lines above a key, and the line found
+    # would be the first of them.
     pattern = re.compile(
-        rf"^\s*(\[\[?\s*[\w.\"-]*{re.escape(key)}[\w.\"-]*\s*\]\]?|\"?{re.escape(key)}\"?\s*=)", re.M
+        rf"^[ \t]*(\[\[?\s*[\w.\"-]*{re.escape(key)}[\w.\"-]*\s*\]\]?|\"?{re.escape(key)}\"?\s*=)", re.M
     )
     for i, match in enumerate(pattern.finditer(text)):
         if i == occurrence:
@@ -90,13 +92,13 @@ class FileCtx:
 
     def fail(self, problem: str, key: str | None = None, occurrence: int = 0) -> PolicyError:
         line = line_of(self.text, key, occurrence) if key else None
-        if line is None and self.first_line > 1:
-            line = self.first_line
-        return PolicyError(str(self.path), None if line is None else line + self.first_line - 1, problem)
+        if line is None:  # the key is not in this block's text: point at the block's header (or nowhere)
+            return PolicyError(str(self.path), self.first_line if self.first_line > 1 else None, problem)
+        return PolicyError(str(self.path), line + self.first_line - 1, problem)
 
     def within(self, header: str, index: int) -> FileCtx:
         """The `index`-th `[[header]]` array-of-tables block, up to the next one, so keys are found in it."""
-        pattern = re.compile(rf"^\s*\[\[\s*{re.escape(header)}\s*\]\]", re.M)
+        pattern = re.compile(rf"^[ \t]*\[\[\s*{re.escape(header)}\s*\]\]", re.M)
         starts = [m.start() for m in pattern.finditer(self.text)]
         if index >= len(starts):
             return self
