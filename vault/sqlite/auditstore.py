@@ -29,7 +29,6 @@ def _audit_insert_sql(rows: int) -> str:
             + ",".join(["(?,?,?,?,?,?,?)"] * rows))
 
 
-
 class AuditStore:
     """The log's SQL over `conn` (custos.db) and the audit file's connection (given, or a factory for lazy opening).
 
