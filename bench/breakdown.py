@@ -128,7 +128,7 @@ def grown_log(root: Path, size: int, appended: int = 16_000, batch: int = 8) -> 
         vault.close()
     vault = Vault(root)  # reopened: cold page cache, as after a restart
     try:
-        conn = vault.writer.audit_conn
+        conn = vault.audit.tables.audit_conn
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # so the WAL's growth counts the pages written
         page = int(conn.execute("PRAGMA page_size").fetchone()[0])

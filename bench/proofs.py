@@ -54,21 +54,21 @@ def _proof_times(vault: Any, proofs: int, rnd: random.Random) -> tuple[list[floa
     from gateway.tlog.proofcheck import verify_consistency, verify_inclusion
     from gateway.tlog.proofs import NodeCache
 
-    repo = vault.reader()
+    log = vault.audit.reads()
     size, root = vault.audit.head()
     cache = NodeCache()  # as the gateway keeps one per log
     inc, con = [], []
     for _ in range(proofs):
         seq = rnd.randrange(size)
         t0 = time.perf_counter()
-        tree = cache.tree(repo.audit_nodes, repo.audit_leaf_hash_range, repo.audit_tile_inner)
+        tree = cache.tree(log.audit_nodes, log.audit_leaf_hash_range, log.audit_tile_inner)
         proof = tree.inclusion(seq, size)
         leaf = tree.entries(0, seq, seq + 1)[0]
         inc.append(time.perf_counter() - t0)
         assert verify_inclusion(seq, size, leaf, proof, root)
         first = rnd.randrange(1, size)
         t0 = time.perf_counter()
-        tree = cache.tree(repo.audit_nodes, repo.audit_leaf_hash_range, repo.audit_tile_inner)
+        tree = cache.tree(log.audit_nodes, log.audit_leaf_hash_range, log.audit_tile_inner)
         proof, first_root = tree.consistency(first, size), tree.root(first)
         con.append(time.perf_counter() - t0)
         assert verify_consistency(first, size, first_root, root, proof)
@@ -155,16 +155,16 @@ def main(argv: list[str] | None = None) -> int:
             on: list[float] = []
             off: list[float] = []
             audit = vault.audit
-            store = audit._repo.store_nodes
+            store = audit.tables.store_nodes
             for _ in range(3):
                 for tiles, out in ((True, on), (False, off)):
-                    audit._repo.store_nodes = store if tiles else _no_nodes  # type: ignore[method-assign,assignment]
+                    audit.tables.store_nodes = store if tiles else _no_nodes  # type: ignore[method-assign,assignment]
                     start = audit.size
                     t0 = time.perf_counter()
                     for i in range(0, args.append, 8):
                         audit.append(_events(8, start + i))
                     out.append(args.append / (time.perf_counter() - t0))
-            audit._repo.store_nodes = store  # type: ignore[method-assign]
+            audit.tables.store_nodes = store  # type: ignore[method-assign]
             ratio = statistics.median(on) / statistics.median(off)
             print(f"append, batches of 8: with tiles {statistics.median(on):.0f} events/s, without "
                   f"{statistics.median(off):.0f} events/s: {ratio:.2f} x (target >= 0.9 x); per run "

@@ -409,10 +409,10 @@ def test_audit_query_same_answer_from_index_and_tail(seeded: Env, index_every: i
         seeded.client("agency-1").get_case("C-1", "collection")
         seeded.client("lender-a").get_case(f"C-{1 + i % 2}", "servicing")
     everything = seeded.events()
-    indexed = seeded.gw.vault.writer.audit_indexed_upto()
+    indexed = seeded.gw.vault.audit.tables.audit_indexed_upto()
     if index_every == 1:
         assert indexed >= len(everything) - 1  # only the query's own event may be past the mark
-        levels = {lv for (lv,) in seeded.gw.vault.writer.audit_conn.execute("SELECT level FROM audit_runs")}
+        levels = {lv for (lv,) in seeded.gw.vault.audit.tables.audit_conn.execute("SELECT level FROM audit_runs")}
         assert db.TOP_LEVEL in levels  # merged all the way up
     if index_every == 10_000:
         assert indexed == 0
@@ -452,17 +452,18 @@ def _runs_are_sound(conn: db.Connection, upto: int, fanout: int) -> list[tuple[i
 
 @pytest.mark.sqlite_only  # SQLite's own files or internals
 def test_audit_index_is_filled_in_bulk_not_per_event(seeded: Env) -> None:
-    audit, repo = seeded.gw.vault.audit, seeded.gw.vault.writer
+    audit = seeded.gw.vault.audit
+    tables = audit.tables
     audit.index_every = 5
     marks = set()
     for _ in range(12):
         seeded.client("agency-1").get_case("C-1", "collection")
-        upto, size = repo.audit_indexed_upto(), audit.size
+        upto, size = tables.audit_indexed_upto(), audit.size
         marks.add(upto)
         assert size - upto < 5  # the backlog never reaches the mark
-        beyond = repo.audit_conn.execute("SELECT count(*) FROM audit_runix WHERE seq >= ?", (upto,)).fetchone()[0]
+        beyond = tables.audit_conn.execute("SELECT count(*) FROM audit_runix WHERE seq >= ?", (upto,)).fetchone()[0]
         assert beyond == 0  # nothing is indexed one event at a time
-        _runs_are_sound(repo.audit_conn, upto, audit.run_fanout)
+        _runs_are_sound(tables.audit_conn, upto, audit.run_fanout)
     assert len(marks) >= 2  # the index moved in jumps of >= 5 events
 
 
@@ -485,15 +486,15 @@ def test_index_runs_merge_level_by_level(tmp_path: Path) -> None:
         seen_levels: set[int] = set()
         for i in range(0, 150, 2):
             vault.audit.append([_spread_draft(i), _spread_draft(i + 1)])
-            runs = _runs_are_sound(vault.writer.audit_conn, vault.writer.audit_indexed_upto(), 3)
+            runs = _runs_are_sound(vault.audit.tables.audit_conn, vault.audit.tables.audit_indexed_upto(), 3)
             seen_levels |= {r[1] for r in runs}
         assert seen_levels == set(range(db.TOP_LEVEL + 1))
         tops = [r for r in runs if r[1] == db.TOP_LEVEL]
         assert len(tops) >= 2  # the top level keeps its runs
         for col, key in (("case_id", _spread_draft(10).case_id), ("borrower_id", _spread_draft(140).borrower_id),
                          ("org", "agency-1")):
-            want = [seq for seq, leaf in vault.writer.audit_query() if json.loads(leaf)[col] == key]
-            got = [seq for seq, _ in vault.writer.audit_query(**{col: key})]
+            want = [seq for seq, leaf in vault.audit.reads().audit_query() if json.loads(leaf)[col] == key]
+            got = [seq for seq, _ in vault.audit.reads().audit_query(**{col: key})]
             assert got == want and want
     finally:
         vault.close()
@@ -515,7 +516,7 @@ def test_indexing_writes_few_pages_per_event_however_big_the_log(tmp_path: Path)
         audit.index_every = 64
         for i in range(0, 30_000, 500):  # a log whose index is far bigger than one commit's pages
             audit.append([_spread_draft(j) for j in range(i, i + 500)])
-        conn = vault.writer.audit_conn
+        conn = vault.audit.tables.audit_conn
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         conn.execute("PRAGMA wal_autocheckpoint = 0")
         page = int(conn.execute("PRAGMA page_size").fetchone()[0])
@@ -581,7 +582,7 @@ def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: P
     conn.close()
     vault = Vault(layout.root)
     try:
-        names = {r[0] for r in vault.writer.audit_conn.execute("SELECT name FROM sqlite_master")}
+        names = {r[0] for r in vault.audit.tables.audit_conn.execute("SELECT name FROM sqlite_master")}
         assert {"audit_runix", "audit_runs"} <= names and not names & {"audit_case", "audit_org", "audit_borrower"}
     finally:
         vault.close()
@@ -629,13 +630,13 @@ def test_a_single_key_seq_index_is_moved_into_one_top_run_on_open(tmp_path: Path
     conn.close()
     vault = Vault(layout.root)
     try:
-        conn = vault.writer.audit_conn
+        conn = vault.audit.tables.audit_conn
         assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name = 'audit_ix'").fetchone()
         runs = _runs_are_sound(conn, 30, vault.audit.run_fanout)
         assert [r[1:] for r in runs] == [(db.TOP_LEVEL, 0, 30)]
         for org in ("agency-0", "agency-2"):
-            want = [seq for seq, leaf in vault.writer.audit_query() if json.loads(leaf)["org"] == org]
-            assert [seq for seq, _ in vault.writer.audit_query(org=org)] == want and want
+            want = [seq for seq, leaf in vault.audit.reads().audit_query() if json.loads(leaf)["org"] == org]
+            assert [seq for seq, _ in vault.audit.reads().audit_query(org=org)] == want and want
     finally:
         vault.close()
 
@@ -660,7 +661,7 @@ def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, ev
     for i in range(events):
         vault.audit.append([_draft(i)])
     head = vault.audit.head()
-    stored = vault.writer.audit_head()
+    stored = vault.audit.tables.audit_head()
     vault.close()
     assert (stored[0] if stored else 0) == events - events % 8  # stored at the marks only
 
@@ -668,7 +669,7 @@ def test_reopened_log_brings_its_head_forward_over_the_leaves(tmp_path: Path, ev
     try:
         assert reopened.audit.head() == head
         f = merkle.Frontier()
-        for _, leaf in reopened.writer.audit_query():
+        for _, leaf in reopened.audit.reads().audit_query():
             f.append(merkle.leaf_hash(leaf))
         assert (f.size, f.root()) == head
         reopened.audit.append([_draft(99)])  # and it goes on from there

@@ -39,7 +39,7 @@ def test_two_writers_on_one_log_keep_one_sequence_and_one_tree(tmp_path: Path) -
             t.start()
         for t in threads:
             t.join()
-        rows = list(a.writer.audit_query())
+        rows = list(a.audit.reads().audit_query())
         assert [r.seq for r in rows] == list(range(160))
         assert all(json.loads(r.leaf)["seq"] == r.seq for r in rows)
         rebuilt = Frontier()
@@ -51,10 +51,10 @@ def test_two_writers_on_one_log_keep_one_sequence_and_one_tree(tmp_path: Path) -
             assert c.audit.head() == (160, rebuilt.root())
             for key in ("org-a", "org-b"):
                 want = [r.seq for r in rows if json.loads(r.leaf)["org"] == key]
-                assert [r.seq for r in c.writer.audit_query(org=key)] == want
+                assert [r.seq for r in c.audit.reads().audit_query(org=key)] == want
             for case in ("C-0", "C-3"):
                 want = [r.seq for r in rows if json.loads(r.leaf)["case_id"] == case]
-                assert [r.seq for r in c.writer.audit_query(case_id=case)] == want
+                assert [r.seq for r in c.audit.reads().audit_query(case_id=case)] == want
         finally:
             c.close()
     finally:

@@ -277,7 +277,7 @@ def test_contacts_round_trip_typed(vault: Any) -> None:
 def test_one_sequence_and_a_head_that_is_the_tree_of_the_stored_leaves(vault: Any) -> None:
     for i in range(5):
         vault.audit.append([event(f"e{i}", f"C-{i % 2}"), event(f"f{i}", borrower="B-9")])
-    entries = list(vault.reader().audit_query())
+    entries = list(vault.audit.reads().audit_query())
     assert [e.seq for e in entries] == list(range(len(entries)))
     rebuilt = Frontier()
     for e in entries:
@@ -287,9 +287,9 @@ def test_one_sequence_and_a_head_that_is_the_tree_of_the_stored_leaves(vault: An
     everything = [json.loads(e.leaf) for e in entries]
     for filters, key, value in ((("case_id", "C-1"),), "case_id", "C-1"), ((("borrower_id", "B-9"),), "borrower_id",
                                                                           "B-9"):
-        got = [e.seq for e in vault.reader().audit_query(**dict(filters))]
+        got = [e.seq for e in vault.audit.reads().audit_query(**dict(filters))]
         assert got == [ev["seq"] for ev in everything if ev[key] == value] and got
-    assert [e.seq for e in vault.reader().audit_query(from_seq=3)][:1] == [3]
+    assert [e.seq for e in vault.audit.reads().audit_query(from_seq=3)][:1] == [3]
 
 
 def test_a_closed_log_takes_no_more_work(vault: Any) -> None:
@@ -320,7 +320,7 @@ def test_events_decided_on_an_unchecked_view_are_stored_only_while_it_is_current
     with pytest.raises(StaleView):
         vault.audit.append([event("stale")], fresh_as=generation)
     assert vault.audit.head()[0] == size + 2  # the stale event is not in the log
-    assert [json.loads(e.leaf)["rule"] for e in vault.reader().audit_query(from_seq=size)] == ["current", "stage"]
+    assert [json.loads(e.leaf)["rule"] for e in vault.audit.reads().audit_query(from_seq=size)] == ["current", "stage"]
     # The view the reader assumes now is either checked (None) or the current generation.
     view = reader.assume()
     assert view in (None, reader._generation())
@@ -355,3 +355,70 @@ def test_many_mandates_granted_at_once_replace_the_same_purposes_live_ones(vault
     assert sorted(live) == [("collection", "provided", later), ("litigation", "entrusted", until)]
     assert [(m.purpose, m.recalled_at) for m in c9 if m.recalled_at is not None] == [("collection", NOW)]
     assert [m.org_id for m in reader.mandates_of_case("lender-a", "C-10")] == ["agency-2"]
+
+
+# ------------------------------------------------------------ the AuditReader (AuditLog.reads)
+def test_the_log_reads_are_the_audit_readers_and_not_the_case_readers(vault: Any) -> None:
+    """The log's reads sit beside the log: every AuditReader method on `reads()`, none on a case reader."""
+    from gateway.core.ports import AuditReader
+
+    names = [n for n, v in vars(AuditReader).items() if callable(v) and not n.startswith("_")]
+    assert {"audit_query", "audit_nodes", "cosigned", "latest_checkpoint"} <= set(names)
+    reads = vault.audit.reads()
+    assert all(callable(getattr(reads, n, None)) for n in names)
+    assert not any(hasattr(vault.reader(), n) for n in names)
+
+
+def test_the_log_reads_see_its_events_tiles_and_stored_tree_from_any_thread(vault: Any) -> None:
+    from gateway.tlog import merkle
+    from gateway.tlog.proofs import TILE, pyramid
+
+    start = vault.audit.head()[0]
+    for i in range(0, 2 * TILE + 10, 50):
+        vault.audit.append([event(f"t{j}", f"C-{j % 3}") for j in range(i, min(i + 50, 2 * TILE + 10))])
+    size, root = vault.audit.head()
+    assert size == start + 2 * TILE + 10
+    seen: dict[str, Any] = {}
+
+    def read() -> None:  # another thread's reads: a backend may keep a connection per thread
+        reads = vault.audit.reads()
+        seen["leaves"] = reads.audit_leaf_hash_range(0, size)
+        seen["events"] = [e.seq for e in reads.audit_query(from_seq=start)]
+
+    t = threading.Thread(target=read)
+    t.start()
+    t.join()
+    reads = vault.audit.reads()
+    leaves = reads.audit_leaf_hash_range(0, size)
+    assert seen["leaves"] == leaves and len(leaves) == size and merkle.root_of(leaves) == root
+    assert seen["events"] == list(range(start, size))
+    assert [leaf_hash(e.leaf) for e in reads.audit_query(from_seq=start)] == leaves[start:]
+    assert reads.audit_leaf_hash_range(3, 5) == leaves[3:5] and reads.audit_leaf_hash_range(size, size + 9) == []
+    # A level-1 entry per full tile of leaves, as far as they run; each full tile's interior, never the growing one's.
+    full = size // TILE
+    assert reads.audit_nodes(1, 0, full + 5) == [merkle.root_of(leaves[k * TILE:(k + 1) * TILE]) for k in range(full)]
+    assert reads.audit_nodes(1, 1, 2) == [merkle.root_of(leaves[TILE:2 * TILE])]
+    for k in range(full):
+        assert reads.audit_tile_inner(0, k) == pyramid(leaves[k * TILE:(k + 1) * TILE])[1]
+    assert reads.audit_tile_inner(0, full) is None
+
+
+def test_checkpoints_and_cosignatures_written_by_units_are_read_through_the_log(vault: Any) -> None:
+    reads = vault.audit.reads()
+    assert reads.latest_checkpoint() is None and reads.published_checkpoint(1) is None and reads.cosigned() == []
+
+    def publish(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+        store.insert_checkpoint(3, "note 3\n", NOW)
+        store.insert_checkpoint(7, "note 7\n", NOW)
+        store.insert_checkpoint(7, "again\n", NOW)  # one size is stored once (replicas publish it alike)
+        store.insert_cosignature("regulator-1", "reg-a", "reg-a+1+k1", 3, "note 3\n", "- reg-a sig1", NOW)
+        store.insert_cosignature("regulator-2", "reg-b", "reg-b+1+k2", 3, "note 3\n", "- reg-b sig2", NOW)
+        store.insert_cosignature("regulator-1", "reg-a", "reg-a+1+k1", 7, "note 7\n", "- reg-a sig3", NOW)
+        return None, [event("published")]
+
+    vault.audit.run(publish)
+    assert reads.latest_checkpoint() == (7, "note 7\n")
+    assert reads.published_checkpoint(3) == "note 3\n" and reads.published_checkpoint(7) == "note 7\n"
+    assert reads.published_checkpoint(5) is None
+    assert reads.cosigned() == [("reg-a", "reg-a+1+k1", 7, "note 7\n", "- reg-a sig3"),
+                                ("reg-b", "reg-b+1+k2", 3, "note 3\n", "- reg-b sig2")]

@@ -179,12 +179,12 @@ def test_the_gateway_serves_proofs_from_its_stored_tiles_that_verify(env: Env) -
     _events(env, 600)  # past two full tiles (plus what set-up wrote)
     reg = env.client("regulator-1")
     size, root = env.gw.vault.audit.head()
-    repo = env.gw.vault.reader()
-    assert len(repo.audit_nodes(1, 0, 10)) == size // TILE  # a level-1 entry per full block of 256 leaves
-    leaves = repo.audit_leaf_hash_range(0, size)
-    interior = repo.audit_tile_inner(0, 1)  # and each full tile's interior, the growing one's not yet
+    log = env.gw.vault.audit.reads()
+    assert len(log.audit_nodes(1, 0, 10)) == size // TILE  # a level-1 entry per full block of 256 leaves
+    leaves = log.audit_leaf_hash_range(0, size)
+    interior = log.audit_tile_inner(0, 1)  # and each full tile's interior, the growing one's not yet
     assert interior is not None and interior[:32] == merkle.root_of(leaves[256:258])
-    assert repo.audit_tile_inner(0, size // TILE) is None
+    assert log.audit_tile_inner(0, size // TILE) is None
     for seq in (0, 1, 255, 256, 511, size // 2, size - 1):
         p = reg.inclusion_proof(seq)
         assert p["tree_size"] >= size and p["leaf_hash"] == leaves[seq]
@@ -216,8 +216,8 @@ def test_a_log_written_before_tiles_gets_them_at_the_next_open(env: Env) -> None
     env.close()
     env.clients = {}
     env.gw = build(env.data, "127.0.0.1:0", clock=env.clock, workers=8)
-    repo = env.gw.vault.reader()
-    assert len(repo.audit_nodes(1, 0, 100)) == size // TILE
+    log = env.gw.vault.audit.reads()
+    assert len(log.audit_nodes(1, 0, 100)) == size // TILE
     p = env.client("regulator-1").inclusion_proof(3, size)
     assert p["root"] == root and verify_inclusion(3, size, p["leaf_hash"], p["proof"], root)
 
@@ -229,7 +229,7 @@ def _clear_tiles(env: Env) -> None:
         with vault.pool.connection() as conn:
             conn.execute("DELETE FROM audit_nodes")
     else:
-        vault.writer.audit_conn.execute("DELETE FROM audit_nodes")
+        vault.audit.tables.audit_conn.execute("DELETE FROM audit_nodes")
 
 
 def test_audit_prove_and_consistency_cli(env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -308,20 +308,20 @@ def test_a_checkpoint_is_published_at_least_once_a_second_while_events_arrive(en
     from gateway.tlog.merkle import parse_verifier_key, verify_checkpoint
 
     vkey = parse_verifier_key((env.data / "audit.vkey").read_text())
-    repo = env.gw.vault.reader()
+    log = env.gw.vault.audit.reads()
     for _ in range(3):
         _events(env, 50)
         size = env.gw.vault.audit.head()[0]
         deadline = time.monotonic() + 3.0
-        latest = repo.latest_checkpoint()
+        latest = log.latest_checkpoint()
         while (latest is None or latest[0] < size) and time.monotonic() < deadline:
             time.sleep(0.1)
-            latest = repo.latest_checkpoint()
+            latest = log.latest_checkpoint()
         assert latest is not None and latest[0] == size
         cp = verify_checkpoint(latest[1], vkey)  # a signed note with the origin init fixed
         assert cp.size == size and cp.origin == json.loads((env.data / "config.json").read_text())["origin"]
     time.sleep(1.5)
-    assert repo.latest_checkpoint() == latest  # nothing new arrived: nothing new published
+    assert log.latest_checkpoint() == latest  # nothing new arrived: nothing new published
     # Served by size to a regulator (a witness catching up), the same note; a size never published is not found.
     from custos_client import CustosClientError
 

@@ -28,6 +28,9 @@ What an implementation promises:
   committed since that generation (read inside the commit, so a change
   acknowledged before is always seen), and otherwise raises StaleView and
   stores nothing of the call.
+- An `AuditReader`, from `AuditLog.reads()`, reads the log: its events, the
+  tree's stored entries, the checkpoints published and the cosignatures. A
+  read sees every commit of the log that returned before it started.
 """
 
 from __future__ import annotations
@@ -112,21 +115,35 @@ class CaseReader(Protocol):
 
     def contact_history(self, case: CaseRow) -> list[ContactRow]: ...
 
-    def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
-                    from_seq: int = 0) -> Iterator[AuditEntry]: ...
-
     def feed_head(self, bureau: str) -> int: ...
 
-    def audit_nodes(self, level: int, start: int, end: int) -> list[bytes]: ...
 
-    def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]: ...
+class AuditReader(Protocol):
+    """The audit log's reads: its events, the tree's stored entries, published checkpoints and cosignatures.
+
+    Apart from `CaseReader` because they are the log's, not the cases': each
+    backend keeps them beside its audit log (`AuditLog.reads`). Every read
+    is as fresh as a new query: what the log committed before the call is seen.
+    """
+
+    def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
+                    from_seq: int = 0) -> Iterator[AuditEntry]:
+        """Events matching every filter, in log order, from `from_seq` on (one read snapshot)."""
+
+    def audit_nodes(self, level: int, start: int, end: int) -> list[bytes]:
+        """Stored tree entries of `level` from index `start` on, up to `end`, as far as they run without a gap."""
+
+    def audit_leaf_hash_range(self, start: int, end: int) -> list[bytes]:
+        """The leaf hashes of events [start, end), in order."""
 
     def audit_tile_inner(self, level: int, index: int) -> bytes | None:
         """The stored interior of full tile `index` of `level` (proofs.pyramid), or None."""
 
-    def latest_checkpoint(self) -> tuple[int, str] | None: ...
+    def latest_checkpoint(self) -> tuple[int, str] | None:
+        """(size, note) of the largest published checkpoint, or None."""
 
-    def published_checkpoint(self, size: int) -> str | None: ...
+    def published_checkpoint(self, size: int) -> str | None:
+        """The note published for a tree of `size`, or None."""
 
     def cosigned(self) -> list[tuple[str, str, int, str, str]]:
         """The latest cosignature of each cosigner: (cosigner, vkey, size, note, signature line)."""
@@ -214,6 +231,9 @@ class AuditLog(Protocol):
     def append(self, events: list[EventDraft], *, fresh_as: int | None = None) -> None: ...
 
     def head(self) -> tuple[int, bytes]: ...
+
+    def reads(self) -> AuditReader:
+        """The log's reads for the calling thread (a backend may keep a connection per thread)."""
 
     def close(self, timeout: float) -> bool: ...
 

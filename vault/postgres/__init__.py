@@ -5,7 +5,8 @@ URL in DATA_DIR/config.json (never a password: libpq takes it from
 PGPASSWORD or ~/.pgpass) and creates the schema; every replica runs
 `custos serve` on its own copy of DATA_DIR, whose key files are the same.
 Everything PostgreSQL-specific is in this package: the migrations
-(`schema.py`), the store (`store.py`) and the audit log (`auditlog.py`).
+(`schema.py`), the store (`store.py`), the audit log (`auditlog.py`) and
+its reads (`auditstore.py`).
 """
 
 from __future__ import annotations

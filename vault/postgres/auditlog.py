@@ -31,6 +31,7 @@ from gateway.tlog.proofs import TILE
 from vault.crypto import BlindIndex, FieldCipher
 from vault.groupcommit import GroupCommit, Queued, checked, leaf_rows, run_units
 
+from .auditstore import PgAuditStore
 from .schema import FEED_NUMBER
 from .store import PgStore
 
@@ -52,16 +53,17 @@ class PgAuditLog(GroupCommit):
         self._size = 0
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
+        self._reads = PgAuditStore(pool.connection)  # stateless: a pooled connection per statement, any thread
         self._catch_up_tiles()
 
     def _catch_up_tiles(self) -> None:
         """Tiles for a log written before they existed (schema version 4); idempotent across replicas."""
         with self._pool.connection() as conn, conn.transaction():
-            store = PgStore(lambda: nullcontext(conn), self._cipher, self._bidx)
+            tables = PgAuditStore(lambda: nullcontext(conn))
             row = conn.execute("SELECT size FROM audit_head WHERE id = 1").fetchone()
-            size, tiled = int(row[0]) if row else 0, store.audit_noded_size()
+            size, tiled = int(row[0]) if row else 0, tables.audit_noded_size()
             if tiled // TILE < size // TILE:
-                store.store_nodes(tiled, size)
+                tables.store_nodes(tiled, size)
 
     @property
     def size(self) -> int:
@@ -77,6 +79,10 @@ class PgAuditLog(GroupCommit):
             raise CustosError(Code.AUDIT_UNAVAILABLE, "the database cannot be reached") from None
         assert row is not None
         return int(row[0]), bytes(row[1])
+
+    def reads(self) -> PgAuditStore:
+        """The log's reads (the core's AuditReader), through the pool: one for every thread."""
+        return self._reads
 
     def _commit(self, batch: list[Queued[Any]]) -> None:
         for attempt in range(RETRIES + 1):
@@ -124,7 +130,7 @@ class PgAuditLog(GroupCommit):
                 before = int(head[0])
                 size = self._append(conn, Frontier.loads(before, str(head[1])), events)
                 if size // TILE > before // TILE:  # derived, in the same commit: tiles never lag the head
-                    store.store_nodes(before, size)
+                    PgAuditStore(lambda: nullcontext(conn)).store_nodes(before, size)
             if self.before_commit is not None:
                 self.before_commit()
         self._size = size

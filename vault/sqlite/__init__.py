@@ -3,11 +3,12 @@
 Everything SQLite-specific lives in this package: the two-file commit (case
 data in custos.db, the audit log in audit.db, see `db.py`), the generation
 counter and the WAL-index watch that keep the shared row cache fresh
-(`store.py`), the group-committed single writer with its sorted-run audit
-index (`auditlog.py`), the raw-key connections and `blob()`. One process
-serves a data directory (`vault.datadir.ServeLock`), in one process or, with
-`serve --processes N`, in several that take turns with the directory's write
-lock (`vault.datadir.WriteLock`).
+(`store.py`), the group-committed single writer (`auditlog.py`) and the
+log's SQL, its reads and its sorted-run index (`auditstore.py`), the
+raw-key connections and `blob()`. One process serves a data directory
+(`vault.datadir.ServeLock`), in one process or, with `serve --processes N`,
+in several that take turns with the directory's write lock
+(`vault.datadir.WriteLock`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from vault.rowcache import RowCache
 
 from . import db
 from .auditlog import AuditLog
+from .auditstore import AuditStore
 from .store import MissReader, Repo
 
 log = logging.getLogger("custos.vault")
@@ -71,12 +73,13 @@ class SqliteVault:
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
         self._rows = RowCache(self._watch)
         self._misses = MissReader(self._open(self.layout.db))
-        self.writer = Repo(writer, self.cipher, self.bidx, audit_conn=audit_writer)
+        self.writer = Repo(writer, self.cipher, self.bidx)
         self._write_lock = WriteLock(self.layout.root / "write.lock")
         self._audit_watch = db.CommitWatch(self.layout.audit_db)
         try:
-            self.audit = AuditLog(self.writer, lambda: self.policy_revision, write_lock=self._write_lock,
-                                  reader=self.reader, watch=self._audit_watch)
+            self.audit = AuditLog(self.writer, AuditStore(writer, audit_conn=audit_writer),
+                                  lambda: self.policy_revision, write_lock=self._write_lock,
+                                  reads=self.audit_reads, watch=self._audit_watch)
         except BaseException:
             self.close()  # e.g. a log that no longer opens: leave nothing open behind
             raise
@@ -95,11 +98,17 @@ class SqliteVault:
         """This thread's read-only repository (WAL readers never block the writer)."""
         repo: Repo | None = getattr(self._local, "repo", None)
         if repo is None:
-            repo = Repo(self._open(self.layout.db), self.cipher, self.bidx,
-                        audit_factory=lambda: self._open(self.layout.audit_db), cache=self._rows,
-                        misses=self._misses)
+            repo = Repo(self._open(self.layout.db), self.cipher, self.bidx, cache=self._rows, misses=self._misses)
             self._local.repo = repo
         return repo
+
+    def audit_reads(self) -> AuditStore:
+        """This thread's reads of the log: its case connection (checkpoints, cosignatures) and its own of audit.db."""
+        tables: AuditStore | None = getattr(self._local, "audit", None)
+        if tables is None:
+            tables = AuditStore(self.reader().conn, audit_factory=lambda: self._open(self.layout.audit_db))
+            self._local.audit = tables
+        return tables
 
     def forget(self, attempts: int = 50) -> bool:
         """After an erasure: copy the WAL into the database and truncate it, so no old frame keeps a shredded key.

@@ -25,6 +25,7 @@ from gateway.tlog.proofs import TILE
 from vault.groupcommit import GroupCommit, Queued, checked, leaf_rows, run_units
 from vault.rowcache import Stamp
 
+from .auditstore import AuditStore
 from .db import Connection, DbError, IntegrityError
 from .store import Repo
 
@@ -35,38 +36,41 @@ T = TypeVar("T")
 
 class AuditLog(GroupCommit):
     # Once this many events wait, the commit that crosses the mark also adds them
-    # to the query index as one sorted run (Repo.mark_audit; runs are merged
+    # to the query index as one sorted run (AuditStore.mark_audit; runs are merged
     # `run_fanout` at a time, like a small LSM tree) and stores the tree head.
     # Queries read the runs up to `indexed_upto` and scan the short tail
-    # (Repo.audit_query); on open the head is brought forward over the leaf
+    # (AuditStore.audit_query); on open the head is brought forward over the leaf
     # hashes after it. Checkpoints are signed over the in-memory head of
     # committed events (`head`).
     index_every = 256
     run_fanout = 8
 
-    def __init__(self, repo: Repo, policy_revision: Callable[[], str], *,
+    def __init__(self, repo: Repo, tables: AuditStore, policy_revision: Callable[[], str], *,
                  write_lock: AbstractContextManager[Any] | None = None,
-                 reader: Callable[[], Repo] | None = None, watch: Stamp | None = None) -> None:
+                 reads: Callable[[], AuditStore] | None = None, watch: Stamp | None = None) -> None:
         self._repo = repo
+        self.tables = tables  # the log's SQL on the writer's connections
         # The audit file's WAL-index watch: unchanged since our last commit means nobody else appended.
         self._watch = watch
         self._stamp: bytes | None = None
         self._write_lock: AbstractContextManager[Any] = write_lock or nullcontext()
-        self._reader = reader  # a thread's own read connection, for `head` (None: this process is the only writer)
+        # A thread's own read connections, for `head` and `reads` (None: this process is the only writer, and
+        # reads go through the writer's connections).
+        self._reads = reads
         self._head_lock = threading.Lock()
         self._conn: Connection = repo.conn
-        self._audit: Connection = repo.audit_conn
+        self._audit: Connection = tables.audit_conn
         self._revision = policy_revision
         super().__init__()
-        head = repo.audit_head()
+        head = tables.audit_head()
         frontier = Frontier.loads(head[0], head[2]) if head else Frontier()
-        for seq, lh in repo.audit_leaf_hashes(frontier.size):
+        for seq, lh in tables.audit_leaf_hashes(frontier.size):
             if seq != frontier.size:
                 log.error("audit log has a gap after the stored tree head; refusing to open it")
                 raise CustosError(Code.AUDIT_UNAVAILABLE)
             frontier.append(lh)
         self._frontier = frontier
-        self._indexed = repo.audit_indexed_upto()
+        self._indexed = tables.audit_indexed_upto()
         self._catch_up_tiles()
         # Test hook: a callable run just before COMMIT (fault injection).
         self.before_commit: Callable[[], None] | None = None
@@ -82,10 +86,14 @@ class AuditLog(GroupCommit):
         read from the file (one range read on the primary key) and added to
         the frontier, which is replaced, never changed.
         """
-        if self._reader is not None and not self._unchanged():
-            self._advance(self._reader().audit_leaf_hashes(self._frontier.size))
+        if self._reads is not None and not self._unchanged():
+            self._advance(self._reads().audit_leaf_hashes(self._frontier.size))
         frontier = self._frontier
         return frontier.size, frontier.root()
+
+    def reads(self) -> AuditStore:
+        """The log's reads (the core's AuditReader) on this thread's own connections, or the writer's."""
+        return self._reads() if self._reads is not None else self.tables
 
     def _unchanged(self) -> bool:
         """Whether no commit to the audit file happened since this process's last one (no SQL, no system call)."""
@@ -124,8 +132,8 @@ class AuditLog(GroupCommit):
         if not self._unchanged():
             # Another process appended since our last commit: take its events (and index mark) first, under
             # the write lock, so ours are numbered after them at once rather than by a failed INSERT.
-            self._advance(self._repo.audit_leaf_hashes(self._frontier.size))
-            self._indexed = max(self._indexed, self._repo.audit_indexed_upto())
+            self._advance(self.tables.audit_leaf_hashes(self._frontier.size))
+            self._indexed = max(self._indexed, self.tables.audit_indexed_upto())
         main = self._conn
         revision = self._revision()
         # A batch of pure audit appends (reads, denials) never touches the case database.
@@ -187,20 +195,20 @@ class AuditLog(GroupCommit):
         if not single:
             audit.execute("BEGIN IMMEDIATE")
         try:
-            indexed = self._indexed if single else self._repo.audit_indexed_upto()
+            indexed = self._indexed if single else self.tables.audit_indexed_upto()
             if resync:
-                for seq, lh in self._repo.audit_leaf_hashes(frontier.size):
+                for seq, lh in self.tables.audit_leaf_hashes(frontier.size):
                     if seq != frontier.size:
                         raise CustosError(Code.AUDIT_UNAVAILABLE, "gap in the stored sequence")
                     frontier.append(lh)
             rows = leaf_rows(frontier, events)
             if self.before_commit is not None:
                 self.before_commit()
-            self._repo.insert_audit_rows(rows, INSERT_CHUNK)
+            self.tables.insert_audit_rows(rows, INSERT_CHUNK)
             if not single and frontier.size - indexed >= self.index_every:
-                indexed = self._repo.mark_audit(indexed, frontier, self.run_fanout)
+                indexed = self.tables.mark_audit(indexed, frontier, self.run_fanout)
             if frontier.size // TILE > old // TILE:
-                self._repo.store_nodes(old, frontier.size)
+                self.tables.store_nodes(old, frontier.size)
             if not single:
                 audit.execute("COMMIT")
         except BaseException:
@@ -215,13 +223,13 @@ class AuditLog(GroupCommit):
     def _store_nodes(self, old: int, new: int) -> None:
         """Tiles are derived from the committed leaf hashes: one that fails to store is made at the next open."""
         try:
-            self._repo.store_nodes(old, new)
+            self.tables.store_nodes(old, new)
         except DbError:
             log.warning("could not store the tree's tiles; proofs compute them until the next open")
 
     def _catch_up_tiles(self) -> None:
         """Tiles for a log written before they existed, or after a failed store (see `_store_nodes`)."""
-        tiled = self._repo.audit_noded_size()
+        tiled = self.tables.audit_noded_size()
         if tiled // TILE < self._frontier.size // TILE:
             self._store_nodes(tiled, self._frontier.size)
 

@@ -236,7 +236,7 @@ class Lifecycle(Context):
 
     def _event_seq(self, caller: Caller, borrower_id: str, since: int) -> int:
         """The sequence number of the first event this erasure wrote (for the receipt); -1 if not found."""
-        for entry in self.reader().audit_query(borrower_id=borrower_id, from_seq=since):
+        for entry in self.audit.reads().audit_query(borrower_id=borrower_id, from_seq=since):
             event = json.loads(entry.leaf)
             if event.get("org") == caller.org_id and event.get("method") == caller.method \
                     and str(event.get("rule", "")).startswith(("erasure", "mandate.recall")):

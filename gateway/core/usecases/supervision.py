@@ -42,7 +42,7 @@ class Supervision(Context):
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
                     from_seq: int = 0) -> Iterator[AuditEntry]:
         since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
-        return self.reader().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+        return self.audit.reads().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
 
     def proven_audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "",
                            since: str = "", from_seq: int = 0, seqs: Sequence[int] = (),
@@ -65,11 +65,10 @@ class Supervision(Context):
         target = size or head
         note = "" if size else self.sign_checkpoint(head, root)
         tree = self._stored_tree()
-        repo = self.reader()
         if seqs:
             rows: Iterator[AuditEntry] = self._events_at(sorted(set(seqs)))
         else:
-            rows = repo.audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+            rows = self.audit.reads().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
 
         def proven() -> Iterator[tuple[AuditEntry, list[bytes]]]:
             for entry in rows:
@@ -81,9 +80,9 @@ class Supervision(Context):
 
     def _events_at(self, seqs: Sequence[int]) -> Iterator[AuditEntry]:
         """The stored events at these sequence numbers, in order; one that is missing is left out."""
-        repo = self.reader()
+        log = self.audit.reads()
         for seq in seqs:
-            rows = repo.audit_query(from_seq=seq)
+            rows = log.audit_query(from_seq=seq)
             try:
                 entry = next(rows, None)
             finally:
@@ -119,8 +118,8 @@ class Supervision(Context):
         return self._stored_tree(), size
 
     def _stored_tree(self) -> StoredTree:
-        repo = self.reader()
-        return self._nodes.tree(repo.audit_nodes, repo.audit_leaf_hash_range, repo.audit_tile_inner)
+        log = self.audit.reads()
+        return self._nodes.tree(log.audit_nodes, log.audit_leaf_hash_range, log.audit_tile_inner)
 
     def inclusion_proof(self, caller: Caller, seq: int, size: int = 0) -> dict[str, Any]:
         """RFC 9162 PATH for the event `seq` (its leaf index: sequence numbers start at 0) in the tree of `size`."""
@@ -164,9 +163,9 @@ class Supervision(Context):
             if lender not in ("", org.id):
                 raise self._deny(caller, Code.CASE_NOT_FOUND, "ownership", **kw)
             lender = org.id
-        repo = self.reader()
+        repo, log = self.reader(), self.audit.reads()
         attribution = _Attribution(repo, borrower_id)
-        about = [(entry, attribution.lender(json.loads(entry.leaf))) for entry in repo.audit_query(borrower_id=borrower_id)]
+        about = [(entry, attribution.lender(json.loads(entry.leaf))) for entry in log.audit_query(borrower_id=borrower_id)]
         named = [lender] if lender else sorted({owner for _, owner in about if owner})
         cases = {owner: {c.case_id for c in repo.cases_of_borrower(owner, borrower_id)} for owner in named}
         owners = [owner for owner in named if cases[owner]]
@@ -180,7 +179,7 @@ class Supervision(Context):
                 found[entry.seq, owner] = SubjectEntry(entry.seq, entry.leaf, owner)
         for owner in owners:
             for case_id in sorted(cases[owner]):
-                for entry in repo.audit_query(case_id=case_id):
+                for entry in log.audit_query(case_id=case_id):
                     event = json.loads(entry.leaf)
                     if event.get("borrower_id"):
                         continue  # about a borrower: found above if it is this one
@@ -198,10 +197,10 @@ class Supervision(Context):
         by its cosignature line: a verifier requires the checkpoint to extend them.
         """
         self._standing(caller, action="checkpoint", purpose="supervision")
-        repo = self.reader()
-        cosigned = [note.rstrip("\n") + "\n" + line + "\n" for _, _, _, note, line in repo.cosigned()]
+        log = self.audit.reads()
+        cosigned = [note.rstrip("\n") + "\n" + line + "\n" for _, _, _, note, line in log.cosigned()]
         if size:
-            found = repo.published_checkpoint(size)
+            found = log.published_checkpoint(size)
             if found is None:
                 raise CustosError(Code.CHECKPOINT_NOT_FOUND)
             return found, size, cosigned
