@@ -8,7 +8,7 @@ are read here, with the events and the tree's stored entries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -18,29 +18,11 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.model import AuditEntry
 from gateway.tlog.proofs import contiguous, new_nodes
 
-from .store import ConnSource, unavailable
+from .store import Statements
 
 
-class PgAuditStore:
+class PgAuditStore(Statements):
     """The log's SQL over `conn()`: a pooled connection per statement, or the commit's connection."""
-
-    def __init__(self, conn: ConnSource) -> None:
-        self._conn = conn
-
-    @unavailable
-    def _one(self, sql: str, params: Sequence[Any]) -> Any:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchone()
-
-    @unavailable
-    def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchall()
-
-    @unavailable
-    def _exec(self, sql: str, params: Sequence[Any]) -> int:
-        with self._conn() as conn:
-            return conn.execute(sql, params).rowcount
 
     # ------------------------------------------------------------ published checkpoints
     def published_checkpoint(self, size: int) -> str | None:

@@ -78,11 +78,33 @@ def unavailable(fn: Callable[..., R]) -> Callable[..., R]:
     return wrapper
 
 
-class PgStore(CachedView, SealedReads):
+class Statements:
+    """One statement over `conn()`, a database that cannot be reached made UNAVAILABLE: the store's and the log's."""
+
+    def __init__(self, conn: ConnSource) -> None:
+        self._conn = conn
+
+    @unavailable
+    def _one(self, sql: str, params: Sequence[Any]) -> Any:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchone()
+
+    @unavailable
+    def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        with self._conn() as conn:
+            return conn.execute(sql, params).fetchall()
+
+    @unavailable
+    def _exec(self, sql: str, params: Sequence[Any]) -> int:
+        with self._conn() as conn:
+            return conn.execute(sql, params).rowcount
+
+
+class PgStore(Statements, CachedView, SealedReads):
     """Reads and writes over `conn()`: a pooled connection per statement (cached), or the unit of work's connection."""
 
     def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex, cache: RowCache | None = None) -> None:
-        self._conn = conn
+        super().__init__(conn)
         self.cipher = cipher
         self.bidx = bidx
         self._shared = cache
@@ -108,21 +130,6 @@ class PgStore(CachedView, SealedReads):
             return None
         generation, self._rows = state
         return generation
-
-    @unavailable
-    def _one(self, sql: str, params: Sequence[Any]) -> Any:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchone()
-
-    @unavailable
-    def _all(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        with self._conn() as conn:
-            return conn.execute(sql, params).fetchall()
-
-    @unavailable
-    def _exec(self, sql: str, params: Sequence[Any]) -> int:
-        with self._conn() as conn:
-            return conn.execute(sql, params).rowcount
 
     # ------------------------------------------------------------ orgs
     @cached
