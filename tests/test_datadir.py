@@ -61,3 +61,11 @@ def test_load_config_without_a_file_is_data_dir_invalid(tmp_path: Path) -> None:
 
 def test_the_packet_key_has_its_own_name() -> None:
     assert packet_key_name("custos.test/log") == "custos.test/log/packets"
+
+
+@pytest.mark.parametrize("inside", ["", "keys", "a/b"])
+def test_keys_inside_the_data_directory_are_refused_before_anything_is_written(tmp_path: Path, inside: str) -> None:
+    root = tmp_path / "data"
+    with pytest.raises(CustosError) as info:
+        create(root, key_dir=root / inside if inside else root)
+    assert info.value.code == Code.INVALID_ARGUMENT and not root.exists()

@@ -92,6 +92,9 @@ def create(root: Path, config: dict[str, str] | None = None, key_dir: Path | Non
     `preflight` runs once the directories are known to be empty and before
     anything is written (the backend's check that its store can be made).
     """
+    if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
+        # Keys apart from data is the point of --key-dir: a copy of the data directory must not carry them.
+        raise CustosError(Code.INVALID_ARGUMENT, "--key-dir must be outside the data directory")
     for directory in (root, key_dir):
         if directory is not None and directory.exists() and (not directory.is_dir() or any(directory.iterdir())):
             raise CustosError(Code.DATA_DIR_EXISTS, "the key directory is not empty" if directory == key_dir else "")

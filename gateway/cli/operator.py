@@ -42,8 +42,6 @@ def cmd_init(args: argparse.Namespace) -> None:
     if tls is not None and args.hostname:
         raise CliError(Code.INVALID_ARGUMENT, "--hostname names go into the server certificate: give them to "
                                            "'custos ca issue --server', not with --tls")
-    if key_dir is not None and (key_dir.resolve() == root.resolve() or root.resolve() in key_dir.resolve().parents):
-        raise CliError(Code.INVALID_ARGUMENT, "--key-dir must be outside the data directory")
     origin = f"custos.invalid/log/{secrets.token_hex(6)}"
     layout = backends.create(root, {"origin": origin, "created": rfc3339(datetime.now(UTC))}, key_dir,
                              database=args.database)
