@@ -8,9 +8,24 @@ calls return the TypedDicts of `results`. `CustosError` is the old name of
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from . import results
-from .client import AuditVerifyError, CustosClient, CustosClientError, Identity
-from .client import __getattr__ as __getattr__  # `CustosError`: the old name, warned, for one release
 from .codes import ClientCode, Code
+
+if TYPE_CHECKING:
+    from .client import AuditVerifyError, CustosClient, CustosClientError, Identity
+
+_CLIENT = {"AuditVerifyError", "CustosClient", "CustosClientError", "Identity", "CustosError"}
+
+
+def __getattr__(name: str) -> Any:
+    """The client (and grpc with it) is loaded on first use, so `custos_client.codes` alone imports no grpc: the
+    gateway's error catalogue keys on those codes. `CustosError` is the old name, warned, for one release."""
+    if name in _CLIENT:
+        from . import client
+
+        return getattr(client, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["AuditVerifyError", "ClientCode", "Code", "CustosClient", "CustosClientError", "Identity", "results"]

@@ -1,9 +1,9 @@
 """The gateway's stable error codes, as the client sees them in `CustosClientError.code`.
 
-`Code` is the gateway's catalogue (`gateway.core.errors.Code`) copied, not
-imported: the client is a separate distribution and never imports the server.
-`tests/test_client_codes.py` checks the two lists are equal, so they cannot drift;
-when the gateway adds a code, add it here in the same change.
+`Code` is the one list of codes: the gateway's catalogue (`gateway.core.errors`)
+imports it and gives each its status and public message, as the gateway imports the
+generated stubs of this package. A new code is a line here and an entry there
+(the catalogue refuses to load without one). This module imports nothing else.
 
 A code is a `str`, so `err.code == Code.NO_MANDATE` and `err.code == "NO_MANDATE"`
 are the same test. Two kinds of code are not in `Code`: those the client raises
