@@ -10,19 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from ..errors import Code, CustosError
 from ..model import EventDraft
-from ..ports import AuditLog, CaseReader, UnitOfWork
-
-
-class KekVersions(Protocol):
-    """The key-encryption key's versions, as the vault's key provider knows them."""
-
-    def versions(self) -> list[int]: ...
-
-    def primary_version(self) -> int: ...
+from ..ports import AuditLog, CaseReader, KeyVersions, UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -56,7 +47,7 @@ class KeyStatus:
 
 
 class KeyRotation:
-    def __init__(self, kek: KekVersions, reader: Callable[[], CaseReader], audit: AuditLog) -> None:
+    def __init__(self, kek: KeyVersions, reader: Callable[[], CaseReader], audit: AuditLog) -> None:
         self.kek = kek
         self.reader = reader
         self.audit = audit
