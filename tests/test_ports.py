@@ -19,7 +19,7 @@ import pytest
 from gateway import synth
 from gateway.core.errors import Code, CustosError
 from gateway.core.importer import parse_line
-from gateway.core.model import JURISDICTIONS, EventDraft, ImportOutcome, LoanRow
+from gateway.core.model import JURISDICTIONS, EventDraft, ImportOutcome, LoanRow, Repayment
 from gateway.core.ports import UnitOfWork
 from gateway.tlog.merkle import Frontier, leaf_hash
 from vault.backends import open_vault
@@ -240,6 +240,51 @@ def test_a_notice_date_is_stored_on_the_loan_and_read_back(vault: Any) -> None:
     after = reader.loan_values(case)
     assert after.negative_notice_on == "2026-11-02"
     assert after == LoanRow(**{**before.__dict__, "negative_notice_on": "2026-11-02"})  # nothing else changed
+
+
+def test_an_account_update_sets_loan_figures_ledger_and_borrower_fields_and_numbers_the_case(vault: Any) -> None:
+    imported(vault, 9, 10)
+    vault.audit.run(lambda store: ([store.insert_mandate("lender-a", c, "agency-1", "collection", "entrusted",
+                                                         date(2099, 1, 1), NOW) for c in ("C-9", "C-10")], []))
+    reader = vault.reader()
+    reader.refresh()
+    case = reader.get_case("lender-a", "C-9")
+    before = reader.loan_values(case)
+    high = reader.feed_high_water()
+    ledger = (*before.repayments, Repayment("2026-11-20", "100.00", "agency-1", "P-1"))
+    assert reader.cases_by_index("lender-a", "phone", "+8613900000099") == []
+
+    def work(store: UnitOfWork) -> tuple[None, list[EventDraft]]:
+        assert store.last_update("lender-a", "C-9") is None
+        store.update_loan(case, {"outstanding": "10.00", "interest": "1.50", "fees": "0.25", "repayments": ledger},
+                          NOW)
+        store.correct_borrower(case, {"phone": "+8613900000099", "home_address": "Corrected 1"}, NOW)
+        store.set_last_update("lender-a", "C-9", "2026-11-30T01:00:00Z", b"digest", NOW)
+        return None, [event("update", "C-9")]
+
+    vault.audit.run(work)
+    reader.refresh()
+    after = reader.loan_values(case)
+    assert after == LoanRow(**{**before.__dict__, "outstanding": "10.00", "interest": "1.50", "fees": "0.25",
+                               "repayments": ledger})
+    assert after.value("repayments")[-1] == {"on": "2026-11-20", "amount": "100.00", "by": "agency-1",
+                                             "payment_id": "P-1"}
+    assert reader.borrower_values(case, ["phone", "home_address"]) == {"phone": "+8613900000099",
+                                                                      "home_address": "Corrected 1"}
+    assert [c.case_id for c in reader.cases_by_index("lender-a", "phone", "+8613900000099")] == ["C-9"]
+    changed = {c for _, _, c in _feed_all(reader, high)}
+    assert "C-9" in changed and "C-10" not in changed
+    assert vault.audit.run(lambda store: (store.last_update("lender-a", "C-9"), [])) == ("2026-11-30T01:00:00Z",
+                                                                                        b"digest")
+
+
+def _feed_all(reader: Any, after: int) -> list[tuple[int, str, str]]:
+    """Every case the feed numbered after `after`, whoever holds it (the contract's mandates: agency-1's)."""
+    upto = reader.feed_high_water()
+    out = []
+    for purpose in ("collection", "litigation"):
+        out += reader.feed_changes("agency-1", purpose, (after + 1, "", ""), upto, 1000)
+    return out
 
 
 def test_contacts_round_trip_typed(vault: Any) -> None:

@@ -32,6 +32,9 @@ CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, tar
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
                          "consent_changed_at", "erasure", "erase_due", "closed_at"})
+# The loan figures a lender's update may set (ports.UnitOfWork.update_loan); the ids and currency never change.
+UPDATABLE_LOAN = frozenset({"principal", "outstanding", "amount_due", "interest", "fees", "due_on",
+                            "first_delinquency_on", "last_payment_on", "repayments", "limitation_date"})
 # The columns of a borrower row whose change moves the row caches' counter: all but the wrapping of its
 # data key. A rewrap (KEK rotation) leaves the key itself as it was, and a cached row with the older
 # wrapping opens the same key while that KEK version exists, so the rewrap does not empty every cache

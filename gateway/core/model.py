@@ -30,7 +30,7 @@ BORROWER_PI_FIELDS = (
 LOAN_FIELDS = (
     "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on",
     "due_on", "first_delinquency_on", "last_payment_on", "repayments", "contract_text",
-    "limitation_date", "negative_notice_on",
+    "limitation_date", "negative_notice_on", "interest", "fees",
 )
 CASE_FIELDS = (
     "case_id", "jurisdiction", "timezone", "stage", "status", "disputed", "cease_contact",
@@ -188,8 +188,26 @@ class MandateRow:
 
 @dataclass(frozen=True)
 class Repayment:
+    """One entry of a loan's ledger: a repayment the lender recorded, or a payment an organisation reported and
+    the lender confirmed (`by` names that organisation, `payment_id` the payment; both "" for the lender's own)."""
+
     on: str
     amount: str
+    by: str = ""
+    payment_id: str = ""
+
+    def record(self) -> dict[str, str]:
+        """As released and stored: the attribution only where there is one (old ledgers keep their shape)."""
+        out = {"on": self.on, "amount": self.amount}
+        if self.by:
+            out["by"] = self.by
+        if self.payment_id:
+            out["payment_id"] = self.payment_id
+        return out
+
+    @staticmethod
+    def of(record: dict[str, str]) -> Repayment:
+        return Repayment(record["on"], record["amount"], record.get("by", ""), record.get("payment_id", ""))
 
 
 @dataclass(frozen=True)
@@ -209,15 +227,18 @@ class LoanRow:
     repayments: tuple[Repayment, ...]
     limitation_date: str | None
     negative_notice_on: str | None
+    interest: str | None = None  # interest and fees charged to date, as the lender's book states them (updates)
+    fees: str | None = None
 
     FIELDS: ClassVar[tuple[str, ...]] = (
         "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
-        "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on")
+        "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on",
+        "interest", "fees")
 
     def value(self, name: str) -> object:
-        """A field as released: repayments as a list of {"on", "amount"} records."""
+        """A field as released: repayments as a list of {"on", "amount"[, "by", "payment_id"]} records."""
         if name == "repayments":
-            return [{"on": r.on, "amount": r.amount} for r in self.repayments]
+            return [r.record() for r in self.repayments]
         return getattr(self, name)
 
 

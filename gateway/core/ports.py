@@ -178,6 +178,18 @@ class UnitOfWork(CaseReader, Protocol):
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None: ...
 
+    def update_loan(self, case: CaseRow, values: Mapping[str, Any], now: str) -> None:
+        """Set the case's loan figures (`vault.records.UPDATABLE_LOAN`: decimal and date strings, `repayments` the
+        whole ledger as Repayment rows); the change feed numbers the case."""
+
+    def correct_borrower(self, case: CaseRow, values: Mapping[str, str], now: str) -> None:
+        """Replace borrower PI fields (sealed as at import; the blind indexes follow national_id and phone)."""
+
+    def last_update(self, lender: str, case_id: str) -> tuple[str, bytes] | None:
+        """(as_of, keyed digest) of the last account update applied to the case; None before the first."""
+
+    def set_last_update(self, lender: str, case_id: str, as_of: str, digest: bytes, now: str) -> None: ...
+
     def set_erasure(self, lender: str, borrower_id: str, state: str, due: str | None, now: str) -> None:
         """Every case of the borrower: erasure "" (none) or "pending" until `due`."""
 

@@ -190,6 +190,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE orgs ADD COLUMN address TEXT",
         "ALTER TABLE orgs ADD COLUMN telephone TEXT",
     ]),
+    # The living account (gateway/core/usecases/account.py): the as-of time and digest of the last update applied
+    # per case. A loan's interest and fees are in its sealed terms, which need no column.
+    (12, "the last account update applied per case", [
+        "ALTER TABLE cases ADD COLUMN account_as_of TEXT",
+        "ALTER TABLE cases ADD COLUMN update_digest BYTEA",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -45,6 +45,7 @@ from vault.records import (
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    UPDATABLE_LOAN,
     SealedReads,
     case_row,
     contact_row,
@@ -60,7 +61,8 @@ from vault.rowcache import CachedView, RowCache, Rows, cached
 ConnSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
 TERMS = ("product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
-         "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on")
+         "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on",
+         "interest", "fees")
 
 R = TypeVar("R")
 
@@ -303,7 +305,10 @@ class PgStore(Statements, CachedView, SealedReads):
             (lender, case_id))]
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None:
-        """Terms are one sealed document here: open it, change the one date, seal it again (inside the unit)."""
+        self._edit_terms(case, {"negative_notice_on": on})
+
+    def _edit_terms(self, case: CaseRow, values: Mapping[str, Any]) -> None:
+        """Terms are one sealed document here: open it, change those values, seal it again (inside the unit)."""
         loan = self._one("SELECT terms FROM loans WHERE lender_id = %s AND loan_id = %s FOR UPDATE",
                          (case.lender_id, case.loan_id))
         borrower = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
@@ -317,11 +322,40 @@ class PgStore(Statements, CachedView, SealedReads):
             terms = json.loads(opener(ad, bytes(loan[0])))
         except DecryptionError:
             raise CustosError(Code.DECRYPTION_FAILED) from None
-        terms["negative_notice_on"] = on
+        terms.update(values)
         text = json.dumps(terms, ensure_ascii=False, separators=(",", ":"))
         sealed = self.cipher.encrypt(dek, case.lender_id, case.borrower_id, ad, int(borrower[2]), text)
         self._exec("UPDATE loans SET terms = %s WHERE lender_id = %s AND loan_id = %s",
                    (sealed, case.lender_id, case.loan_id))
+
+    # ------------------------------------------------------------ the living account (lender update)
+    def update_loan(self, case: CaseRow, values: Mapping[str, Any], now: str) -> None:
+        assert values and set(values) <= UPDATABLE_LOAN, set(values) - UPDATABLE_LOAN
+        self._edit_terms(case, {k: [r.record() for r in v] if k == "repayments" else v for k, v in values.items()})
+        self._exec("UPDATE cases SET updated_at = %s WHERE lender_id = %s AND case_id = %s",
+                   (now, case.lender_id, case.case_id))
+
+    def correct_borrower(self, case: CaseRow, values: Mapping[str, str], now: str) -> None:
+        row = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                        " WHERE lender_id = %s AND borrower_id = %s FOR UPDATE", (case.lender_id, case.borrower_id))
+        assert values and set(values) <= set(BORROWER_PI_FIELDS) and row is not None and row[1] is not None
+        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, int(row[0]), bytes(row[1]))
+        enc = seal_fields(self.cipher, dek, case.lender_id, case.borrower_id, int(row[2]), values)
+        cols: list[tuple[str, Any]] = list(enc.items())
+        cols += [(f"{'nid' if k == 'national_id' else 'phone'}_bidx", self.bidx(case.lender_id, k, v))
+                 for k, v in values.items() if k in ("national_id", "phone")]
+        self._exec(f"UPDATE borrowers SET {', '.join(f'{k} = %s' for k, _ in cols)}"
+                   " WHERE lender_id = %s AND borrower_id = %s",
+                   (*(v for _, v in cols), case.lender_id, case.borrower_id))
+
+    def last_update(self, lender: str, case_id: str) -> tuple[str, bytes] | None:
+        row = self._one("SELECT account_as_of, update_digest FROM cases WHERE lender_id = %s AND case_id = %s",
+                        (lender, case_id))
+        return (str(row[0]), bytes(row[1] or b"")) if row and row[0] is not None else None
+
+    def set_last_update(self, lender: str, case_id: str, as_of: str, digest: bytes, now: str) -> None:
+        self._exec("UPDATE cases SET account_as_of = %s, update_digest = %s, updated_at = %s"
+                   " WHERE lender_id = %s AND case_id = %s", (as_of, digest, now, lender, case_id))
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
                        now: str) -> None:
@@ -444,8 +478,8 @@ class PgStore(Statements, CachedView, SealedReads):
             terms = json.loads(opener(terms_ad(loan_id), bytes(loan[0])))
         except DecryptionError:
             raise CustosError(Code.DECRYPTION_FAILED) from None
-        repayments = tuple(Repayment(r["on"], r["amount"]) for r in terms.pop("repayments") or [])
-        return LoanRow(loan_id=loan_id, repayments=repayments, **terms)
+        repayments = tuple(Repayment.of(r) for r in terms.pop("repayments") or [])
+        return LoanRow(loan_id=loan_id, repayments=repayments, **{k: terms.get(k) for k in TERMS if k != "repayments"})
 
     # ------------------------------------------------------------ contacts
     def insert_contact(self, lender: str, case_id: str, borrower_id: str, org_id: str, channel: str, party: str,

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 9
+CASE_VERSION = 10
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -55,7 +55,7 @@ CREATE TABLE IF NOT EXISTS loans(
   product TEXT, currency TEXT NOT NULL, principal TEXT, outstanding TEXT, amount_due TEXT,
   originated_on TEXT, due_on TEXT, first_delinquency_on TEXT, last_payment_on TEXT,
   repayments TEXT NOT NULL DEFAULT '[]', contract_text BLOB,
-  limitation_date TEXT, negative_notice_on TEXT,
+  limitation_date TEXT, negative_notice_on TEXT, interest TEXT, fees TEXT,
   PRIMARY KEY(lender_id, loan_id));
 CREATE TABLE IF NOT EXISTS cases(
   lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL, loan_id TEXT NOT NULL,
@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS cases(
   consent_third_party INTEGER NOT NULL DEFAULT 0, consent_credit INTEGER NOT NULL DEFAULT 0,
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
-  erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT,
+  erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
@@ -114,7 +114,7 @@ CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "s
                         "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
 LOAN_RELEASE_COLUMNS = ("borrower_id", "product", "currency", "principal", "outstanding", "amount_due",
                         "originated_on", "due_on", "first_delinquency_on", "last_payment_on", "repayments",
-                        "contract_text", "limitation_date", "negative_notice_on")
+                        "contract_text", "limitation_date", "negative_notice_on", "interest", "fees")
 BORROWER_RELEASE_COLUMNS = tuple(c for c in BORROWER_GEN_COLUMNS if c not in ("lender_id", "borrower_id"))
 _FEED_NEXT = "UPDATE feed_counter SET n = n + 1 WHERE id = 1;"
 _FEED_ONE = ("INSERT OR REPLACE INTO case_feed(lender_id, case_id, seq)"
@@ -254,6 +254,19 @@ def _add_org_contact(conn: Connection) -> None:
             conn.execute(f"ALTER TABLE orgs ADD COLUMN {name} TEXT")
 
 
+def _add_account_updates(conn: Connection) -> None:
+    """Version 10: a loan's interest and fees; per case the as-of time and digest of the last update applied."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(loans)")}
+    for name in ("interest", "fees"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE loans ADD COLUMN {name} TEXT")
+    _add_case_columns(conn, {"account_as_of": "TEXT", "update_digest": "BLOB"})
+    conn.execute("DROP TRIGGER IF EXISTS loans_update_feed")  # made again with the new columns
+    for statement in _statements(CASE_FEED):
+        if "loans_update_feed" in statement:
+            conn.execute(statement)
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -277,6 +290,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (7, "erasure, pending and done; closure time; data keys by KEK version", _add_erasure),
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
+    (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

@@ -32,6 +32,7 @@ from vault.records import (
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    UPDATABLE_LOAN,
     SealedReads,
     case_row,
     contact_row,
@@ -46,7 +47,7 @@ from .db import Connection, blob
 
 LOAN_COLS = (
     "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
-    "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on",
+    "first_delinquency_on", "last_payment_on", "repayments", "limitation_date", "negative_notice_on", "interest", "fees",
 )
 # The terms an erasure clears (the loan's id and currency are not about the borrower).
 LOAN_TERMS = tuple(c for c in LOAN_COLS if c not in ("loan_id", "currency", "repayments"))
@@ -54,7 +55,7 @@ LOAN_TERMS = tuple(c for c in LOAN_COLS if c not in ("loan_id", "currency", "rep
 
 def _loan(row: Sequence[Any]) -> LoanRow:
     values = dict(zip(LOAN_COLS, row, strict=True))
-    values["repayments"] = tuple(Repayment(r["on"], r["amount"]) for r in json.loads(values["repayments"]))
+    values["repayments"] = tuple(Repayment.of(r) for r in json.loads(values["repayments"]))
     return LoanRow(**values)
 
 
@@ -379,6 +380,37 @@ class Repo(CachedView, SealedReads):
         self.conn.execute("UPDATE loans SET negative_notice_on = ? WHERE lender_id = ? AND loan_id = ?",
                           (on, case.lender_id, case.loan_id))
 
+    # ------------------------------------------------------------ the living account (lender update)
+    def update_loan(self, case: CaseRow, values: Mapping[str, Any], now: str) -> None:
+        assert values and set(values) <= UPDATABLE_LOAN, set(values) - UPDATABLE_LOAN
+        cols = [(k, json.dumps([r.record() for r in v]) if k == "repayments" else v) for k, v in values.items()]
+        self.conn.execute(f"UPDATE loans SET {', '.join(f'{k} = ?' for k, _ in cols)}"
+                          " WHERE lender_id = ? AND loan_id = ?", (*(v for _, v in cols), case.lender_id, case.loan_id))
+        self.conn.execute("UPDATE cases SET updated_at = ? WHERE lender_id = ? AND case_id = ?",
+                          (now, case.lender_id, case.case_id))
+
+    def correct_borrower(self, case: CaseRow, values: Mapping[str, str], now: str) -> None:
+        row = self.conn.execute("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                                " WHERE lender_id = ? AND borrower_id = ?", (case.lender_id, case.borrower_id)).fetchone()
+        assert values and set(values) <= set(BORROWER_PI_FIELDS) and row is not None and row[1] is not None
+        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, int(row[0]), bytes(row[1]))
+        seal = self.cipher.sealer(dek, case.lender_id, case.borrower_id, int(row[2]))
+        cols: list[tuple[str, Any]] = [(k, blob(seal(k, v))) for k, v in values.items()]
+        cols += [(f"{'nid' if k == 'national_id' else 'phone'}_bidx", blob(self.bidx(case.lender_id, k, v)))
+                 for k, v in values.items() if k in ("national_id", "phone")]
+        self.conn.execute(f"UPDATE borrowers SET {', '.join(f'{k} = ?' for k, _ in cols)}"
+                          " WHERE lender_id = ? AND borrower_id = ?",
+                          (*(v for _, v in cols), case.lender_id, case.borrower_id))
+
+    def last_update(self, lender: str, case_id: str) -> tuple[str, bytes] | None:
+        row = self.conn.execute("SELECT account_as_of, update_digest FROM cases WHERE lender_id = ? AND case_id = ?",
+                                (lender, case_id)).fetchone()
+        return (str(row[0]), bytes(row[1] or b"")) if row and row[0] is not None else None
+
+    def set_last_update(self, lender: str, case_id: str, as_of: str, digest: bytes, now: str) -> None:
+        self.conn.execute("UPDATE cases SET account_as_of = ?, update_digest = ?, updated_at = ?"
+                          " WHERE lender_id = ? AND case_id = ?", (as_of, blob(digest), now, lender, case_id))
+
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
                        now: str) -> None:
         self.conn.execute(
@@ -466,7 +498,7 @@ class Repo(CachedView, SealedReads):
             contract = (seal(contract_ad(loan["loan_id"]), case.contract_text)
                         if case.contract_text is not None else None)
             loan_rows.append((lender, case.borrower_id, blob(contract) if contract is not None else None,
-                              *(json.dumps(loan[c]) if c == "repayments" else loan[c] for c in LOAN_COLS)))
+                              *(json.dumps(loan[c]) if c == "repayments" else loan.get(c) for c in LOAN_COLS)))
             case_rows.append((lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction,
                               case.timezone, case.stage, int(case.consent_third_party), int(case.consent_credit),
                               now, now, blob(digest)))
