@@ -66,6 +66,31 @@ def cmd_import(args: argparse.Namespace) -> None:
         + [f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
 
 
+def cmd_update(args: argparse.Namespace) -> None:
+    path = Path(args.file)
+    if not path.is_file():
+        raise CliError(Code.INVALID_ARGUMENT, "update file not found")
+    from custos_client import CustosClientError
+
+    with _client(args) as c:
+        try:
+            result = c.update_file(path)
+        except CustosClientError as err:
+            if err.progress is not None:
+                done = err.progress
+                raise CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided and applied: "
+                                         f"{done['updated']} updated, {done['unchanged']} unchanged, "
+                                         f"{done['rejected_total']} rejected; sending the file again is safe)") from None
+            raise
+    doc: dict[str, Any] = {"updated": result["updated"], "unchanged": result["unchanged"],
+                           "rejected": result["rejected"]}
+    if result["rejected_total"] > len(result["rejected"]):
+        doc["rejected_total"] = result["rejected_total"]
+    emit(args, doc, lambda d: "\n".join(
+        [f"updated {d['updated']}, {d['unchanged']} unchanged"]
+        + [f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
+
+
 def cmd_assign(args: argparse.Namespace) -> None:
     if args.file:
         if args.case or args.to or args.purpose or args.until or args.label:

@@ -122,6 +122,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = lender.add_parser("import", parents=[client_opts])
     s.add_argument("file")
     s.set_defaults(fn=client.cmd_import)
+    s = lender.add_parser("update", parents=[client_opts],
+                          help='account updates: JSON Lines {"case_id", "as_of", "loan", "repayments", "status", '
+                               '"borrower"}')
+    s.add_argument("file")
+    s.set_defaults(fn=client.cmd_update)
     s = lender.add_parser("assign", parents=[client_opts], help="mandate a case (or, with --file, many)")
     s.add_argument("case", nargs="?")
     s.add_argument("--to")

@@ -6,6 +6,7 @@ The features stay apart, one module each adding its group to the shared
 
 from __future__ import annotations
 
+from .usecases.account import Accounts, UpdateProgress
 from .usecases.contact import Contacts
 from .usecases.context import Context
 from .usecases.explain import Explainer
@@ -20,9 +21,9 @@ from .usecases.supervision import Supervision
 from .usecases.worklists import Pulled, WorkLists
 
 __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "Core", "FeedRecord", "Grant", "ImportProgress",
-           "PacketContent", "Pulled", "Released"]
+           "PacketContent", "Pulled", "Released", "UpdateProgress"]
 
 
-class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
-           Supervision):
+class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, Accounts, LenderActions, Lifecycle, Contacts,
+           Explainer, Supervision):
     """Holds the collaborators; one instance serves every request."""

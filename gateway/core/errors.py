@@ -134,6 +134,8 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.IMPORT_INVALID_FIELD: ErrorSpec(_C.INVALID_ARGUMENT, "an import line has an invalid field"),
     Code.CASE_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "a case with this id already exists for this lender"),
     Code.LOAN_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "a loan with this id already exists for this lender"),
+    Code.STALE_UPDATE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "an update at or before the last one applied to this case, with other content"),
     Code.ORG_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "an organisation with this id already exists"),
     Code.DATA_DIR_EXISTS: ErrorSpec(_C.ALREADY_EXISTS, "the data directory already exists and is not empty"),
     # operator / environment

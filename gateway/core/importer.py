@@ -167,6 +167,22 @@ def _bool(d: dict[str, Any], key: str, path: str) -> bool:
     return value
 
 
+def emergency_contacts(contacts: object) -> str:
+    """A borrower's emergency contacts, validated, as the JSON text stored (import and account updates)."""
+    if not isinstance(contacts, list) or len(contacts) > 20:
+        raise _bad("borrower.emergency_contacts", "must be a list of at most 20 contacts")
+    clean = []
+    for i, c in enumerate(contacts):
+        p = f"borrower.emergency_contacts[{i}]"
+        c = _obj(c, p, {"name", "phone"}, {"relation"})
+        clean.append({
+            "name": _text(c, "name", p, limit=128),
+            "relation": _text(c, "relation", p, limit=32, optional=True),
+            "phone": _match(c, "phone", p, PHONE_RE, "an E.164 number"),
+        })
+    return json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+
+
 def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
     """One line to a validated case, or LineError with a stable code and a PI-free reason.
 
@@ -225,18 +241,7 @@ def _validate(doc: Any, jurisdictions: Collection[str]) -> ImportedCase:
             pi[key] = value
     contacts = b.get("emergency_contacts")
     if contacts is not None:
-        if not isinstance(contacts, list) or len(contacts) > 20:
-            raise _bad("borrower.emergency_contacts", "must be a list of at most 20 contacts")
-        clean = []
-        for i, c in enumerate(contacts):
-            p = f"borrower.emergency_contacts[{i}]"
-            c = _obj(c, p, {"name", "phone"}, {"relation"})
-            clean.append({
-                "name": _text(c, "name", p, limit=128),
-                "relation": _text(c, "relation", p, limit=32, optional=True),
-                "phone": _match(c, "phone", p, PHONE_RE, "an E.164 number"),
-            })
-        pi["emergency_contacts"] = json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+        pi["emergency_contacts"] = emergency_contacts(contacts)
 
     ln = _obj(
         top["loan"], "loan", {"loan_id", "currency", "principal", "outstanding", "amount_due", "due_on"},

@@ -102,6 +102,15 @@ class LenderServicer:
                 tracing.annotate(decision="allow", count=progress.imported)
             yield _progress(progress)
 
+    def UpdateAccounts(self, caller: Caller, requests: Iterator[pb.LineChunk]) -> Iterator[pb.UpdateProgress]:
+        lines = _chunked_lines(requests)
+        for p in self.core.update_accounts(caller, lines):
+            if p.done:
+                tracing.annotate(decision="allow", count=p.updated)
+            yield pb.UpdateProgress(through_line=p.through_line, updated=p.updated, unchanged=p.unchanged,
+                                    rejected_total=p.rejected_total, done=p.done,
+                                    rejected=[pb.ImportRejection(line=n, code=c, reason=r) for n, c, r in p.rejected])
+
     def AssignCases(self, caller: Caller, requests: Iterator[pb.LineChunk]) -> Iterator[pb.PlacementProgress]:
         lines = _chunked_lines(requests)
         for p in self.core.place_cases(caller, lines):

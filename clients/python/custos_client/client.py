@@ -156,6 +156,21 @@ class CustosClient:
         """
         return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement")
 
+    def update_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
+        """Stream account-update lines ({"case_id", "as_of", "loan", "repayments", "status", "borrower"} each,
+        numbered from 1).
+
+        Returns {"updated", "unchanged", "rejected_total", "rejected", "through_line"}; a
+        broken stream raises CustosClientError with `progress` (what was applied). Sending
+        the same file again is safe: lines already applied come back as `unchanged`.
+        """
+        return self._stream_lines(self._lender.UpdateAccounts, lines, ("updated", "unchanged"), "update")
+
+    def update_file(self, path: str | Path) -> dict[str, Any]:
+        """`update_lines` over a JSONL file, read as it is sent."""
+        with open(path, "rb") as fh:
+            return self.update_lines(fh)
+
     def _stream_lines(self, rpc: Any, lines: Iterable[bytes], counters: tuple[str, ...], what: str) -> dict[str, Any]:
         failed: list[BaseException] = []
 

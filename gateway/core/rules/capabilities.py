@@ -44,6 +44,7 @@ ACTIONS: dict[str, str] = {
     "prove": "inclusion and consistency proofs of the audit log",
     "checkpoint": "the audit log's signed checkpoint",
     "cosign": "cosign a checkpoint as a witness",
+    "update_accounts": "account updates of the caller's cases: figures, repayments, status, corrections (lender update)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.

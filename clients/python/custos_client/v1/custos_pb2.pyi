@@ -60,6 +60,22 @@ class PlacementProgress(_message.Message):
     done: bool
     def __init__(self, through_line: _Optional[int] = ..., assigned: _Optional[int] = ..., rejected_total: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
 
+class UpdateProgress(_message.Message):
+    __slots__ = ("through_line", "updated", "unchanged", "rejected_total", "rejected", "done")
+    THROUGH_LINE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    REJECTED_FIELD_NUMBER: _ClassVar[int]
+    DONE_FIELD_NUMBER: _ClassVar[int]
+    through_line: int
+    updated: int
+    unchanged: int
+    rejected_total: int
+    rejected: _containers.RepeatedCompositeFieldContainer[ImportRejection]
+    done: bool
+    def __init__(self, through_line: _Optional[int] = ..., updated: _Optional[int] = ..., unchanged: _Optional[int] = ..., rejected_total: _Optional[int] = ..., rejected: _Optional[_Iterable[_Union[ImportRejection, _Mapping]]] = ..., done: _Optional[bool] = ...) -> None: ...
+
 class RecallAllRequest(_message.Message):
     __slots__ = ("org_id",)
     ORG_ID_FIELD_NUMBER: _ClassVar[int]

@@ -106,6 +106,11 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
                 _registered_method=True)
+        self.UpdateAccounts = channel.stream_stream(
+                '/custos.v1.LenderService/UpdateAccounts',
+                request_serializer=custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.UpdateProgress.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -210,6 +215,14 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateAccounts(self, request_iterator, context):
+        """Account updates (`lender update`): lines {"case_id", "as_of", "loan", "repayments", "status", "borrower"},
+        streamed and confirmed like an import. An update older than the last applied one is STALE_UPDATE.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +295,11 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.SubjectData,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.SerializeToString,
+            ),
+            'UpdateAccounts': grpc.stream_stream_rpc_method_handler(
+                    servicer.UpdateAccounts,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.LineChunk.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.UpdateProgress.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +682,33 @@ class LenderService:
             '/custos.v1.LenderService/SubjectData',
             custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAccounts(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/custos.v1.LenderService/UpdateAccounts',
+            custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.UpdateProgress.FromString,
             options,
             channel_credentials,
             insecure,
