@@ -67,6 +67,13 @@ def parse_update(raw: bytes) -> AccountUpdate:
     return _validate(doc)
 
 
+def _money(d: dict[str, Any], key: str, path: str) -> str:
+    """A decimal string; a JSON number is refused by name (a float would round the lender's cents)."""
+    if isinstance(d.get(key), int | float) and not isinstance(d.get(key), bool):
+        raise _bad(f"{path}.{key}", "must be a decimal string such as \"1234.50\", not a number")
+    return str(_match(d, key, path, MONEY_RE, "a decimal string such as \"1234.50\" (not a number)"))
+
+
 def _validate(doc: Any) -> AccountUpdate:
     top = _obj(doc, "", {"case_id", "as_of"}, {"loan", "repayments", "status", "borrower"})
     case_id = top["case_id"]
@@ -82,7 +89,7 @@ def _validate(doc: Any) -> AccountUpdate:
         ln = _obj(top["loan"], "loan", set(), set(UPDATE_MONEY) | set(UPDATE_DATES))
         for key in UPDATE_MONEY:
             if key in ln:
-                loan[key] = str(_match(ln, key, "loan", MONEY_RE, "a decimal string such as \"1234.50\" (not a number)"))
+                loan[key] = _money(ln, key, "loan")
         for key in UPDATE_DATES:
             if key in ln:
                 loan[key] = str(_date(ln, key, "loan"))
@@ -95,8 +102,7 @@ def _validate(doc: Any) -> AccountUpdate:
         for i, r in enumerate(listed):
             p = f"repayments[{i}]"
             r = _obj(r, p, {"on", "amount"}, set())
-            repayments.append(Repayment(str(_date(r, "on", p)), str(_match(r, "amount", p, MONEY_RE,
-                                                                              "a decimal string (not a number)"))))
+            repayments.append(Repayment(str(_date(r, "on", p)), _money(r, "amount", p)))
 
     status = None
     if "status" in top:
