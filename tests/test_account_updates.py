@@ -299,5 +299,5 @@ def test_cli_lender_update_prints_the_contracts_keys(seeded: Env, run: Run, tmp_
     assert rc == 0 and (doc["updated"], doc["unchanged"]) == (0, 1)
     rc, out, _ = run("lender", "update", str(path), *conn(seeded, "lender-a"))
     assert rc == 0 and out.splitlines()[0] == "updated 0, 1 unchanged"
-    rc, doc, err = run.json("lender", "update", str(tmp_path / "missing.jsonl"), *conn(seeded, "lender-a"))
+    rc, doc, _ = run.json("lender", "update", str(tmp_path / "missing.jsonl"), *conn(seeded, "lender-a"))
     assert rc != 0 and doc["error"]["code"] == "INVALID_ARGUMENT"
