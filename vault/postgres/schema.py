@@ -196,6 +196,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE cases ADD COLUMN account_as_of TEXT",
         "ALTER TABLE cases ADD COLUMN update_digest BYTEA",
     ]),
+    # The change feed's trigger on loans (feed_loan) finds the loan's case by this index, not by a scan of the
+    # lender's cases: an account update rewrites a loan, and without it each one cost in proportion to the book.
+    (13, "cases by loan", [
+        "CREATE INDEX cases_loan ON cases(lender_id, loan_id)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 10
+CASE_VERSION = 11
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS cases(
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
+CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
@@ -291,6 +292,9 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
+    # The change feed's trigger on loans finds the loan's case by this index, not by a scan of the lender's cases
+    # (an account update rewrites a loan: measured, 0.3 x the import at 5000 cases without it, falling as cases grow).
+    (11, "cases by loan", lambda conn: conn.execute("CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id)")),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
