@@ -7,9 +7,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosClientError
+from custos_client import Code, CustosClientError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from gateway.core.importer import LineError
 from gateway.core.model import LoanRow
+from gateway.core.updates import parse_update
 from tests.conftest import Env
 from tests.test_cli import Run, conn
 
@@ -45,6 +49,35 @@ def pull(env: Env, org: str, since: str = "") -> tuple[list[dict[str, Any]], str
     items = list(env.client(org).pull_cases("collection", since))
     assert items[-1].get("end") is True
     return items[:-1], items[-1]["cursor"]
+
+
+# ------------------------------------------------------------------ parsing (pure)
+
+_json = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=12), inner, max_size=4),
+                     max_leaves=12)
+_keys = st.sampled_from(["case_id", "as_of", "loan", "repayments", "status", "borrower", "outstanding", "amount",
+                         "on", "phone", "emergency_contacts", "full_name", "date_of_birth", "x"])
+_shaped = st.recursive(_json, lambda inner: st.dictionaries(_keys, inner, max_size=6), max_leaves=20)
+
+
+@settings(max_examples=400, deadline=None)
+@given(doc=_shaped)
+def test_any_json_line_parses_or_gets_a_stable_code_never_anything_else(doc: Any) -> None:
+    raw = json.dumps(doc).encode()
+    try:
+        parsed = parse_update(raw)
+    except LineError as err:
+        assert err.code in Code.__members__.values() and err.code != "INTERNAL"
+        return
+    assert parsed.loan or parsed.repayments or parsed.status or parsed.borrower
+
+
+def test_a_line_in_another_spelling_of_the_same_content_has_the_same_canonical_text() -> None:
+    a = parse_update(line("C-1", "2026-11-29T12:00:00+08:00", loan={"outstanding": "1.00", "fees": "2.00"}))
+    b = parse_update(json.dumps({"loan": {"fees": "2.00", "outstanding": "1.00"}, "as_of": "2026-11-29T04:00:00Z",
+                                 "case_id": "C-1"}).encode())
+    assert a.canonical == b.canonical and a.as_of == b.as_of == "2026-11-29T04:00:00.000000Z"
 
 
 # ------------------------------------------------------------------ applying

@@ -11,6 +11,7 @@ with a reason that names the field, never the value.
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,6 +32,8 @@ from .importer import (
     loads_strict,
 )
 from .model import ID_RE, STATUSES, Repayment, parse_time, rfc3339
+
+log = logging.getLogger("custos.update")
 
 # The loan's figures a line may state: money as decimal strings, dates as YYYY-MM-DD.
 UPDATE_MONEY = ("principal", "outstanding", "amount_due", "interest", "fees")
@@ -64,7 +67,13 @@ def parse_update(raw: bytes) -> AccountUpdate:
         raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
     except _JsonRefused as err:
         raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
-    return _validate(doc)
+    try:
+        return _validate(doc)
+    except LineError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a validator bug must cost one line, not the stream (as the import)
+        log.error("update line validation failed unexpectedly: %s", type(exc).__name__)
+        raise LineError(Code.IMPORT_INVALID_FIELD, "the line could not be validated") from None
 
 
 def _money(d: dict[str, Any], key: str, path: str) -> str:
