@@ -1,6 +1,6 @@
 """Account updates (`lender update`) against the import of the same cases, in one run (issue 24: >= 1 x).
 
-    python -m bench.updating [--cases 5000] [--rounds 3]
+    python -m bench.updating [--cases 5000] [--rounds 3] [--store sqlite|postgresql]
 
 Set-up: a fresh data directory and a gateway (`custos serve --processes 1`,
 pinned to CPU 0; the client on CPU 1). Per round: `--cases` new synthetic
@@ -14,7 +14,8 @@ under the borrower's data key). Then the same update file again: every line
 Both streams include what the issue names: validation, one audit event per
 line, the change feed; the update also reads the loan, computes the ledger in
 decimal and checks the order (`as_of`) per case. Writes
-bench/results/updating.json.
+bench/results/updating.json (updating-postgresql.json with `--store postgresql`: a throwaway
+PostgreSQL server, tests/pg.py; the gateway process's CPU only).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +57,24 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.updating", description=__doc__.split("\n\n")[0])
     ap.add_argument("--cases", type=int, default=5000)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="custos-bench-update-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="custos-bench-update-") as tmp, ExitStack() as stack:
         work = Path(tmp)
-        data, ids = data_dir(work)
+        database = None
+        if args.store == "postgresql":
+            from tests.pg import PgServer, binaries
+
+            bindir = binaries()
+            if bindir is None:
+                print("no PostgreSQL binaries found", file=sys.stderr)
+                return 2
+            pg = PgServer(bindir)
+            pg.start()
+            stack.callback(pg.stop)
+            database = pg.create_database("bench_updating")
+        data, ids = data_dir(work, database)
         gw = Server("gateway", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1",
                                 "--policies", str(bench_policies(work))], work / "gateway.log", {0})
         try:
@@ -101,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                "server us per import": statistics.median(r["server_us_per_import"] for r in rows),
                "server us per update": statistics.median(r["server_us_per_update"] for r in rows)}
     print(json.dumps(summary, indent=2))
-    out = RESULTS.parent / "updating.json"
+    out = RESULTS.parent / ("updating.json" if args.store == "sqlite" else f"updating-{args.store}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows, "summary": summary}, indent=2) + "\n")
     return 0

@@ -105,7 +105,12 @@ class Accounts(LenderActions):
             events: list[EventDraft] = []
             rejected: list[tuple[int, str, str]] = []
             updated = unchanged = 0
-            cases = repo.cases_by_id(lender, sorted({p.case_id for _, p in parsed if isinstance(p, AccountUpdate)}))
+            ids = sorted({p.case_id for _, p in parsed if isinstance(p, AccountUpdate)})
+            # One decision per borrower at a time, against another replica's update, an erasure or a contact
+            # decision: the order check and the erasure state are read after the locks (taken in one order).
+            for borrower in sorted({c.borrower_id for c in repo.cases_by_id(lender, ids).values()}):
+                repo.lock_borrower(lender, borrower)
+            cases = repo.cases_by_id(lender, ids)
 
             def reject(line_no: int, code: Code, reason: str, rule: str = "update", **kw: Any) -> None:
                 rejected.append((line_no, code, reason))
