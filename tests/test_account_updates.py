@@ -211,6 +211,7 @@ def test_bad_lines_are_rejected_by_line_number_with_a_stable_code_and_the_good_o
                      15: "IMPORT_INVALID_FIELD", 16: "IMPORT_INVALID_FIELD"}
     reasons = {r["line"]: r["reason"] for r in result["rejected"]}
     assert "not a number" in reasons[3] and "longer than" in reasons[7] and "nothing to update" in reasons[10]
+    assert reasons[8] == reasons[9]  # another lender's case is answered exactly as a missing one
     for r in result["rejected"]:  # reasons never quote the line
         assert "blue" not in r["reason"] and "名" not in r["reason"] and "C-4" not in r["reason"]
     assert loan(seeded, "C-4") == before
