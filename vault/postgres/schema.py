@@ -198,7 +198,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
     # The change feed's trigger on loans (feed_loan) finds the loan's case by this index, not by a scan of the
     # lender's cases: an account update rewrites a loan, and without it each one cost in proportion to the book.
-    (13, "cases by loan", [
+    (16, "cases by loan", [
         "CREATE INDEX cases_loan ON cases(lender_id, loan_id)",
     ]),
 ]

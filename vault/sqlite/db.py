@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 11
+CASE_VERSION = 14
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -294,7 +294,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
     # The change feed's trigger on loans finds the loan's case by this index, not by a scan of the lender's cases
     # (an account update rewrites a loan: measured, 0.3 x the import at 5000 cases without it, falling as cases grow).
-    (11, "cases by loan", lambda conn: conn.execute("CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id)")),
+    (14, "cases by loan", lambda conn: conn.execute("CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id)")),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
