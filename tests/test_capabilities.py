@@ -44,6 +44,7 @@ MATRIX: dict[str, set[str]] = {
     "prove": {"regulator"},
     "checkpoint": {"regulator"},
     "cosign": {"regulator"},
+    "performance": {"lender"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
             "servicing": set(), "supervision": set()}

@@ -193,6 +193,27 @@ def cmd_consent(args: argparse.Namespace) -> None:
                           else ""))
 
 
+def cmd_performance(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        doc = c.performance(args.from_date, args.to_date)
+
+    def text(d: dict[str, Any]) -> str:
+        def shown(v: object) -> str:
+            return "n/a" if v is None else str(v)
+
+        lines = [f"performance {d['from'] or 'start'} .. {d['to']} (UTC days): {len(d['agencies'])} organisations"]
+        for a in d["agencies"]:
+            money = ", ".join(f"{v} {k}".strip() for k, v in a["recovered"].items()) or "0"
+            refused = ", ".join(f"{k} {v}" for k, v in a["refusals"].items()) or "none"
+            lines.append(f"  {a['org']} ({a['kind']}): placed {a['cases_placed']}, attempts {a['contact_attempts']}, "
+                         f"conversations {a['conversations']}, promises {a['promises']} "
+                         f"(kept {shown(a['promises_kept'])}), plans {shown(a['plans'])} "
+                         f"(kept {shown(a['plans_kept'])}), recovered {money}; refused: {refused}")
+        return "\n".join(lines)
+
+    emit(args, doc, text)
+
+
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.record_notice(args.case, args.on),

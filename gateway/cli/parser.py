@@ -163,6 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")
     s.set_defaults(fn=client.cmd_notice)
+    s = lender.add_parser("performance", parents=[client_opts],
+                          help="per agency and law firm: placements, contacts, promises, recoveries, refusals")
+    s.add_argument("--from", dest="from_date", default="", help="YYYY-MM-DD, first UTC day (inclusive)")
+    s.add_argument("--to", dest="to_date", default="", help="YYYY-MM-DD, last UTC day (inclusive; default today)")
+    s.set_defaults(fn=client.cmd_performance)
     s = lender.add_parser("stage", parents=[client_opts])
     s.add_argument("case")
     s.add_argument("stage")

@@ -169,6 +169,12 @@ class LenderServicer:
             notes=e["notes"], fields=[pb.FieldRelease(**f) for f in e["fields"]],
         )
 
+    # ---- agency performance (issue 24)
+    def Performance(self, caller: Caller, request: pb.PerformanceRequest) -> pb.PerformanceResponse:
+        p = self.core.performance(caller, request.from_date, request.to_date)
+        return pb.PerformanceResponse(from_date=p["from"], to_date=p["to"], agencies=[
+            pb.AgencyPerformance(**{k: v for k, v in a.items() if v is not None}) for a in p["agencies"]])
+
 
 class CaseServicer:
     def __init__(self, core: Core) -> None:

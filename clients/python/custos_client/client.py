@@ -276,6 +276,20 @@ class CustosClient:
         r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on))
         return {"case_id": r.case_id, "negative_notice_on": r.negative_notice_on}
 
+    # ---- agency performance (issue 24)
+    def performance(self, from_date: str = "", to_date: str = "") -> dict[str, Any]:
+        """{"from", "to", "agencies": [{"org", "kind", "cases_placed", ...}]}: figures per agency over UTC days."""
+        r = self._call(self._lender.Performance, pb.PerformanceRequest(from_date=from_date, to_date=to_date))
+
+        def opt(a: Any, name: str) -> int | None:
+            return int(getattr(a, name)) if a.HasField(name) else None
+
+        return {"from": r.from_date, "to": r.to_date, "agencies": [
+            {"org": a.org, "kind": a.kind, "cases_placed": a.cases_placed, "contact_attempts": a.contact_attempts,
+             "conversations": a.conversations, "promises": a.promises, "promises_kept": opt(a, "promises_kept"),
+             "plans": opt(a, "plans"), "plans_kept": opt(a, "plans_kept"), "recovered": dict(sorted(a.recovered.items())),
+             "refusals": dict(sorted(a.refusals.items()))} for a in r.agencies]}
+
     def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
         return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
 

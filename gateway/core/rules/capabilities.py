@@ -44,6 +44,7 @@ ACTIONS: dict[str, str] = {
     "prove": "inclusion and consistency proofs of the audit log",
     "checkpoint": "the audit log's signed checkpoint",
     "cosign": "cosign a checkpoint as a witness",
+    "performance": "figures per agency and law firm from the audit log and confirmed payments (lender performance)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.

@@ -631,3 +631,61 @@ class CosignResponse(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     size: int
     def __init__(self, size: _Optional[int] = ...) -> None: ...
+
+class PerformanceRequest(_message.Message):
+    __slots__ = ("from_date", "to_date")
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    from_date: str
+    to_date: str
+    def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ...) -> None: ...
+
+class AgencyPerformance(_message.Message):
+    __slots__ = ("org", "kind", "cases_placed", "contact_attempts", "conversations", "promises", "promises_kept", "plans", "plans_kept", "recovered", "refusals")
+    class RecoveredEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class RefusalsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CASES_PLACED_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    PROMISES_FIELD_NUMBER: _ClassVar[int]
+    PROMISES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    PLANS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    org: str
+    kind: str
+    cases_placed: int
+    contact_attempts: int
+    conversations: int
+    promises: int
+    promises_kept: int
+    plans: int
+    plans_kept: int
+    recovered: _containers.ScalarMap[str, str]
+    refusals: _containers.ScalarMap[str, int]
+    def __init__(self, org: _Optional[str] = ..., kind: _Optional[str] = ..., cases_placed: _Optional[int] = ..., contact_attempts: _Optional[int] = ..., conversations: _Optional[int] = ..., promises: _Optional[int] = ..., promises_kept: _Optional[int] = ..., plans: _Optional[int] = ..., plans_kept: _Optional[int] = ..., recovered: _Optional[_Mapping[str, str]] = ..., refusals: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class PerformanceResponse(_message.Message):
+    __slots__ = ("from_date", "to_date", "agencies")
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    from_date: str
+    to_date: str
+    agencies: _containers.RepeatedCompositeFieldContainer[AgencyPerformance]
+    def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., agencies: _Optional[_Iterable[_Union[AgencyPerformance, _Mapping]]] = ...) -> None: ...

@@ -106,6 +106,11 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
                 _registered_method=True)
+        self.Performance = channel.unary_unary(
+                '/custos.v1.LenderService/Performance',
+                request_serializer=custos_dot_v1_dot_custos__pb2.PerformanceRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PerformanceResponse.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -210,6 +215,14 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Performance(self, request, context):
+        """Per agency and law firm: placements, contacts, conversations, promises, recoveries and refusals over UTC days
+        (issue 24); every count recomputable from the audit log, recoveries from the confirmed payments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -282,6 +295,11 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.SubjectData,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.SerializeToString,
+            ),
+            'Performance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Performance,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.PerformanceRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PerformanceResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +682,33 @@ class LenderService:
             '/custos.v1.LenderService/SubjectData',
             custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Performance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/Performance',
+            custos_dot_v1_dot_custos__pb2.PerformanceRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PerformanceResponse.FromString,
             options,
             channel_credentials,
             insecure,
