@@ -15,6 +15,7 @@ from .usecases.lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, I
 from .usecases.lifecycle import Lifecycle
 from .usecases.litigation import Litigation, PacketContent
 from .usecases.placements import Placements
+from .usecases.plans import Plans
 from .usecases.reads import Grant, Reads, Released
 from .usecases.supervision import Supervision
 from .usecases.worklists import Pulled, WorkLists
@@ -24,5 +25,5 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
 
 
 class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
-           Supervision):
+           Supervision, Plans):
     """Holds the collaborators; one instance serves every request."""
