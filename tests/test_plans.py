@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -12,8 +13,11 @@ import pytest
 from custos_client import CustosClientError
 
 from gateway import cli
+from gateway.core.errors import PolicyError
 from gateway.core.model import Repayment, rfc3339
+from gateway.core.rules.conduct_file import load_conduct_rules
 from gateway.core.rules.ledger import apply_payment
+from policies import BUNDLE_DIR
 from tests.conftest import Env
 
 # The clock starts 2026-11-30 10:00 in Shanghai (C-1 is CN, mandated to agency-1); grace_days = 5 (cn.toml).
@@ -242,3 +246,25 @@ def test_plan_cli_output_shapes(planned: Env, capsys: pytest.CaptureFixture[str]
     assert code == 0 and out["status"] == "rejected"
     code, out = run("lender-b", "lender", "plan", "accept", made["plan_id"])
     assert code != 0 and out["error"]["code"] == "PLAN_NOT_FOUND"
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("grace_days = 5", "grace_days = 61", "plans.grace_days: must be between 0 and 60"),
+    ("grace_days = 5", "grace_days = \"5\"", "plans.grace_days: must be an integer"),
+    ("promise_max_days = 90", "promise_max_days = 0", "plans.promise_max_days: must be between 1 and 366"),
+    ("promise_max_days = 90", "promise_days = 90", "plans.promise_days: unknown key"),
+])
+def test_the_plans_rules_are_checked_when_loaded_naming_file_and_line(tmp_path: Path, old: str, new: str,
+                                                                     problem: str) -> None:
+    text = (BUNDLE_DIR / "conduct" / "cn.toml").read_text()
+    assert text.count(old) == 1
+    path = tmp_path / "cn.toml"
+    path.write_text(text.replace(old, new))
+    with pytest.raises(PolicyError) as info:
+        load_conduct_rules(path)
+    assert info.value.path == str(path) and problem in info.value.problem
+    assert info.value.line == path.read_text().splitlines().index(new) + 1
+    # Without the table, the defaults (5 days' grace, promises up to 90 days ahead).
+    path.write_text(text[:text.index("[plans]")])
+    rules = load_conduct_rules(path).plans
+    assert (rules.grace_days, rules.promise_max_days) == (5, 90)
