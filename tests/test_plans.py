@@ -268,3 +268,15 @@ def test_the_plans_rules_are_checked_when_loaded_naming_file_and_line(tmp_path: 
     path.write_text(text[:text.index("[plans]")])
     rules = load_conduct_rules(path).plans
     assert (rules.grace_days, rules.promise_max_days) == (5, 90)
+
+
+def test_an_erasure_shreds_a_rejection_reason_with_the_borrowers_key(planned: Env) -> None:
+    made = planned.client("agency-1").propose_plan("C-1", THREE)
+    planned.client("lender-a").reject_plan(made["plan_id"], "cannot pay: lost job")
+    planned.client("lender-a").erase("B-1")
+
+    def stored(repo: Any) -> tuple[bytes | None, list[Any]]:
+        return repo.get_plan(made["plan_id"]).sealed_reason, []
+
+    assert planned.gw.vault.audit.run(stored) is None
+    assert "reason" not in shown(planned)[made["plan_id"]]

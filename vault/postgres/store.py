@@ -203,6 +203,7 @@ class PgStore(Statements, CachedView, PlanSeals):
                    + ", ".join(f"{f} = NULL" for f in BORROWER_PI_FIELDS) + ", erased_at = %s" + where, (now, *key))
         self._exec("UPDATE loans SET terms = '', contract_text = NULL" + where, key)
         self._exec("UPDATE contacts SET target = ''" + where, key)
+        self._exec("UPDATE plans SET reason = NULL" + where, key)  # sealed under the key that is going
         self._exec("UPDATE furnished SET digest = '' WHERE lender_id = %s AND case_id IN"
                    " (SELECT case_id FROM cases" + where + ")", (lender, *key))
         self._exec("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL, updated_at = %s"

@@ -244,6 +244,7 @@ class Repo(CachedView, PlanSeals):
         self.conn.execute("UPDATE loans SET contract_text = NULL, repayments = '[]', "
                           + ", ".join(f"{c} = NULL" for c in LOAN_TERMS) + where, key)
         self.conn.execute("UPDATE contacts SET target = x''" + where, key)
+        self.conn.execute("UPDATE plans SET reason = NULL" + where, key)  # sealed under the key that is going
         self.conn.execute("UPDATE furnished SET digest = x'' WHERE lender_id = ? AND case_id IN"
                           " (SELECT case_id FROM cases" + where + ")", (lender, *key))
         self.conn.execute("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL,"
