@@ -14,11 +14,14 @@ from custos_client import CustosClientError
 
 from gateway import cli
 from gateway.core.errors import PolicyError
-from gateway.core.model import Repayment, rfc3339
+from gateway.core.model import EventDraft, Repayment, rfc3339
+from gateway.core.ports import UnitOfWork
 from gateway.core.rules.conduct_file import load_conduct_rules
 from gateway.core.rules.ledger import apply_payment
 from policies import BUNDLE_DIR
 from tests.conftest import Env
+from tests.test_ports import NOW, event, imported
+from vault.backends import open_vault
 
 # The clock starts 2026-11-30 10:00 in Shanghai (C-1 is CN, mandated to agency-1); grace_days = 5 (cn.toml).
 THREE = [("2026-12-10", "100.00"), ("2027-01-10", "100.00"), ("2027-02-10", "100.00")]
@@ -280,3 +283,44 @@ def test_an_erasure_shreds_a_rejection_reason_with_the_borrowers_key(planned: En
 
     assert planned.gw.vault.audit.run(stored) is None
     assert "reason" not in shown(planned)[made["plan_id"]]
+
+
+def test_the_ports_keep_plans_promises_and_the_active_plan(env_dir: Path) -> None:
+    """The store contract (both backends): plans round-trip typed, a reason only sealed, the case row carries
+    the accepted plan and the change feed numbers the case for it; a promise's terms on its contact."""
+    vault = open_vault(env_dir / "data", "sha256:contract")
+    try:
+        imported(vault, 1)
+        reader = vault.reader()
+
+        def work(store: UnitOfWork) -> tuple[tuple[str, str, int], list[EventDraft]]:
+            case = store.get_case("lender-a", "C-1")
+            first = store.insert_plan(case, "agency-1", [Repayment("2026-12-10", "100.00")], NOW)
+            second = store.insert_plan(case, "agency-1", [Repayment("2026-12-10", "50"),
+                                                          Repayment("2027-01-10", "50")], "2026-11-30T03:00:00.000000Z")
+            store.set_plan_status(store.get_plan(first), "rejected", NOW, "the borrower's own words")
+            before = store.feed_high_water()
+            store.set_plan_status(store.get_plan(second), "accepted", NOW)
+            store.set_active_plan(case, second, NOW)
+            contact = store.insert_contact("lender-a", "C-1", case.borrower_id, "agency-1", "call", "borrower",
+                                           b"t", NOW)
+            store.set_contact_result(contact, "promise_to_pay", NOW)
+            store.set_promise(contact, "25.50", "2026-12-03")
+            return (first, second, before), [event("plans", "C-1", case.borrower_id)]
+
+        first, second, before = vault.audit.run(work)
+        reader.refresh()
+        case = reader.get_case("lender-a", "C-1")
+        assert case.active_plan == second
+        assert reader.feed_high_water() > before
+        plans = reader.plans_of_case("lender-a", "C-1")
+        assert [(p.plan_id, p.status) for p in plans] == [(second, "accepted"), (first, "rejected")]
+        assert plans[0].instalments == (Repayment("2026-12-10", "50"), Repayment("2027-01-10", "50"))
+        assert plans[0].sealed_reason is None and reader.plan_reason(plans[0]) is None
+        assert plans[1].sealed_reason and b"own words" not in plans[1].sealed_reason
+        assert reader.plan_reason(plans[1]) == "the borrower's own words"
+        assert reader.get_plan("PL-0000000000000000") is None
+        (contact,) = reader.contact_history(case)
+        assert (contact.promise_amount, contact.promise_on) == ("25.50", "2026-12-03")
+    finally:
+        vault.close()
