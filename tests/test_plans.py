@@ -324,3 +324,14 @@ def test_the_ports_keep_plans_promises_and_the_active_plan(env_dir: Path) -> Non
         assert (contact.promise_amount, contact.promise_on) == ("25.50", "2026-12-03")
     finally:
         vault.close()
+
+
+def test_counsel_with_a_litigation_mandate_proposes_and_sees_its_plan(escalated: Env) -> None:
+    made = escalated.client("lawfirm-1").propose_plan("C-1", THREE)
+    assert made["status"] == "proposed"
+    assert refused(lambda: escalated.client("agency-1").propose_plan("C-1", THREE)).code == "MANDATE_RECALLED"
+    escalated.client("lender-a").accept_plan(made["plan_id"])
+    (plan,) = escalated.client("lawfirm-1").show_plans("C-1")["plans"]
+    assert (plan["org"], plan["status"], plan["amount_due"]) == ("lawfirm-1", "active", "100.00")
+    events = [e for e in escalated.events(case_id="C-1") if e["rule"] == "plan.propose"]
+    assert [(e["org"], e["purpose"]) for e in events] == [("lawfirm-1", "litigation")]
