@@ -30,10 +30,10 @@ from vault.records import (
 
 def test_rows_become_records_with_types_the_core_uses() -> None:
     raw = ("lender-a", "C-1", "B-1", "L-1", "CN", "Asia/Shanghai", "letter", "open",
-           1, 0, 0, 0, 1, 1, 1, 0, None, None)
+           1, 0, 0, 0, 1, 1, 1, 0, None, None, None)
     case = case_row(raw)
     assert (case.disputed, case.legal_hold, case.credit_withdrawn) == (True, True, False)
-    assert case.erasure == "" and case.closed_at is None
+    assert case.erasure == "" and case.closed_at is None and case.active_plan is None
     org = org_row(("agency-x", "agency", "Synthetic Agency", "CN", "LIC-1", "2027-01-31", 0, None, None))
     assert org.licence_expires == date(2027, 1, 31) and org.disabled is False
     assert org_row(("bureau-x", "bureau", "Synthetic Bureau", "US", None, None, 1, None, None)).licence_expires is None

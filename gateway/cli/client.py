@@ -252,7 +252,50 @@ def cmd_contact_open(args: argparse.Namespace) -> None:
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_outcome(args.contact_id, args.result))
+        emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or ""))
+
+
+# ---- promises and plans
+def _instalments(values: list[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for value in values:
+        on, sep, amount = value.partition(":")
+        if not sep:
+            raise CliError(Code.INVALID_ARGUMENT, "an instalment is YYYY-MM-DD:AMOUNT")
+        out.append((on, amount))
+    return out
+
+
+def _plans_text(d: dict[str, Any]) -> str:
+    lines = []
+    for p in d["plans"]:
+        due = f" due {p['amount_due']}" if p.get("amount_due") else ""
+        lines.append(f"{p['plan_id']}\t{p['status']}\t{p.get('org', '')}{due}")
+        lines += [f"  {i['on']}\t{i['amount']}\t{i.get('state', '')}" for i in p["instalments"]]
+    return "\n".join(lines) or "no plans"
+
+
+def cmd_plan_propose(args: argparse.Namespace) -> None:
+    instalments = _instalments(args.instalment)
+    with _client(args) as c:
+        made = c.propose_plan(args.case, instalments)
+    emit(args, {"plan_id": made["plan_id"], "status": made["status"]})
+
+
+def cmd_plan_show(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        shown = c.show_plans(args.case)
+    emit(args, {"plans": shown["plans"]}, _plans_text)
+
+
+def cmd_plan_accept(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.accept_plan(args.plan_id))
+
+
+def cmd_plan_reject(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.reject_plan(args.plan_id, args.reason))
 
 
 def cmd_cases_list(args: argparse.Namespace) -> None:

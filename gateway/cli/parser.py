@@ -198,7 +198,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("contact_id")
     s.add_argument("--result", required=True,
                    help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable")
+    s.add_argument("--amount", help="promise_to_pay (required with it): the amount promised, e.g. 150.00")
+    s.add_argument("--on", help="promise_to_pay (required with it): YYYY-MM-DD, the borrower's local date")
     s.set_defaults(fn=client.cmd_contact_outcome)
+
+    # ---- promises and plans
+    plan = sub.add_parser("plan", help="repayment plans").add_subparsers(dest="sub", required=True)
+    s = plan.add_parser("propose", parents=[client_opts], help="propose a repayment plan on a mandated case")
+    s.add_argument("case")
+    s.add_argument("--instalment", action="append", required=True, metavar="YYYY-MM-DD:AMOUNT",
+                   help="one instalment (repeat, dates increasing; 1-60)")
+    s.set_defaults(fn=client.cmd_plan_propose)
+    s = plan.add_parser("show", parents=[client_opts], help="a case's plans and their state today")
+    s.add_argument("case")
+    s.set_defaults(fn=client.cmd_plan_show)
+    lender_plan = lender.add_parser("plan", help="accept or reject a proposed plan").add_subparsers(
+        dest="plan_sub", required=True)
+    s = lender_plan.add_parser("accept", parents=[client_opts], help="the case's plan from now (sets amount_due)")
+    s.add_argument("plan_id")
+    s.set_defaults(fn=client.cmd_plan_accept)
+    s = lender_plan.add_parser("reject", parents=[client_opts])
+    s.add_argument("plan_id")
+    s.add_argument("--reason", required=True, help="1-500 characters (kept sealed; shown only to you)")
+    s.set_defaults(fn=client.cmd_plan_reject)
 
     cases = sub.add_parser("cases", help="read cases").add_subparsers(dest="sub", required=True)
     s = cases.add_parser("list", parents=[client_opts])

@@ -16,6 +16,7 @@ from .usecases.lifecycle import Lifecycle
 from .usecases.litigation import Litigation, PacketContent
 from .usecases.performance import Performance
 from .usecases.placements import Placements
+from .usecases.plans import Plans
 from .usecases.reads import Grant, Reads, Released
 from .usecases.supervision import Supervision
 from .usecases.worklists import Pulled, WorkLists
@@ -25,5 +26,5 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
 
 
 class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
-           Supervision, Performance):
+           Supervision, Performance, Plans):
     """Holds the collaborators; one instance serves every request."""

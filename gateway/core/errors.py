@@ -177,6 +177,17 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.UNAVAILABLE: ErrorSpec(_C.UNAVAILABLE, "the gateway is unavailable"),
     Code.DECRYPTION_FAILED: ErrorSpec(_C.INTERNAL, "stored data failed an integrity check"),
     Code.INTERNAL: ErrorSpec(_C.INTERNAL, "internal error"),
+    # ---- promises and plans
+    Code.PROMISE_TERMS_REQUIRED: ErrorSpec(_C.INVALID_ARGUMENT, "a promise to pay needs --amount and --on"),
+    Code.PROMISE_TERMS_NOT_ALLOWED: ErrorSpec(_C.INVALID_ARGUMENT, "an amount and date go only with promise_to_pay"),
+    Code.PROMISE_DATE_OUT_OF_RANGE: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a promise's date is from the borrower's today up to the bound of the conduct rules"),
+    Code.INVALID_AMOUNT: ErrorSpec(_C.INVALID_ARGUMENT, "amounts are positive decimal strings (up to 4 places)"),
+    Code.PLAN_INVALID: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a plan has 1-60 instalments, dates strictly increasing, the first not before today"),
+    Code.PLAN_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such plan"),
+    Code.PLAN_ALREADY_DECIDED: ErrorSpec(_C.FAILED_PRECONDITION, "only a proposed plan can be accepted or rejected"),
+    Code.INVALID_REASON: ErrorSpec(_C.INVALID_ARGUMENT, "a reason is 1-500 characters"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

@@ -49,6 +49,8 @@ from .model import (
     LoanRow,
     MandateRow,
     Org,
+    PlanRow,
+    Repayment,
     Unsealer,
 )
 
@@ -116,6 +118,16 @@ class CaseReader(Protocol):
     def contact_history(self, case: CaseRow) -> list[ContactRow]: ...
 
     def feed_head(self, bureau: str) -> int: ...
+
+    # ---- promises and plans
+    def get_plan(self, plan_id: str) -> PlanRow | None:
+        """One plan by id, as committed (not cached: read only for a case whose `active_plan` is set)."""
+
+    def plans_of_case(self, lender: str, case_id: str) -> list[PlanRow]:
+        """Every plan of the case, newest proposal first."""
+
+    def plan_reason(self, plan: PlanRow) -> str | None:
+        """The plan's rejection reason opened with its borrower's key; None without one or once erased."""
 
 
 class AuditReader(Protocol):
@@ -228,6 +240,19 @@ class UnitOfWork(CaseReader, Protocol):
 
     def record_furnished(self, bureau: str, lender: str, case_id: str, digest: bytes, condition: str,
                          at: str) -> int: ...
+
+    # ---- promises and plans
+    def set_promise(self, contact_id: str, amount: str, on: str) -> None:
+        """A promise to pay's terms on its contact (its result is set by `set_contact_result`)."""
+
+    def insert_plan(self, case: CaseRow, org_id: str, instalments: Sequence[Repayment], now: str) -> str:
+        """A proposed plan of `org_id` on the case; its id ("PL-" and hex)."""
+
+    def set_plan_status(self, plan: PlanRow, status: str, now: str, reason: str | None = None) -> None:
+        """Decide a plan (or supersede it); a reason is sealed under the borrower's data key."""
+
+    def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
+        """The case's accepted plan (the change feed numbers the case)."""
 
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]

@@ -64,6 +64,12 @@ def _record(rel: Released) -> pb.CaseRecord:
                          rules=rel.rules, erasure=rel.erasure)
 
 
+def _plan(view: dict[str, Any]) -> pb.PlanInfo:
+    """A plan as the use case gave it (promises and plans, usecases/plans.py)."""
+    return pb.PlanInfo(**{k: v for k, v in view.items() if k != "instalments"},
+                       instalments=[pb.Instalment(**i) for i in view.get("instalments", [])])
+
+
 def _case_summary(case: CaseRow) -> pb.CaseSummary:
     return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
                           jurisdiction=case.jurisdiction, flags=case.flags(), erasure=case.erasure)
@@ -139,6 +145,12 @@ class LenderServicer:
     def SubjectData(self, caller: Caller, request: pb.SubjectDataRequest) -> pb.SubjectDataResponse:
         return pb.SubjectDataResponse(cases=[_record(rel) for rel in self.core.subject_data(caller, request.borrower_id)])
 
+    def AcceptPlan(self, caller: Caller, request: pb.DecidePlanRequest) -> pb.PlanInfo:
+        return _plan(self.core.decide_plan(caller, request.plan_id, True))
+
+    def RejectPlan(self, caller: Caller, request: pb.DecidePlanRequest) -> pb.PlanInfo:
+        return _plan(self.core.decide_plan(caller, request.plan_id, False, request.reason))
+
     def PurgePlan(self, caller: Caller, request: pb.PurgePlanRequest) -> pb.PurgePlanResponse:
         plan = self.core.purge_plan(caller)
 
@@ -197,7 +209,16 @@ class CaseServicer:
         return pb.ContactInfo(**info)
 
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
-        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result))
+        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result,
+                                                         request.promise_amount, request.promise_on))
+
+    def ProposePlan(self, caller: Caller, request: pb.ProposePlanRequest) -> pb.PlanInfo:
+        return _plan(self.core.propose_plan(caller, request.case_id,
+                                            [(i.on, i.amount) for i in request.instalments]))
+
+    def ShowPlans(self, caller: Caller, request: pb.ShowPlansRequest) -> pb.ShowPlansResponse:
+        shown = self.core.show_plans(caller, request.case_id)
+        return pb.ShowPlansResponse(case_id=shown["case_id"], plans=[_plan(p) for p in shown["plans"]])
 
     def PullCases(self, caller: Caller, request: pb.PullCasesRequest) -> Iterator[pb.PulledCases]:
         tracing.annotate(purpose=_purpose_attr(request.purpose))

@@ -36,6 +36,7 @@ from gateway.core.model import (
     LoanRow,
     MandateRow,
     Org,
+    PlanRow,
     Repayment,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
@@ -45,14 +46,16 @@ from vault.records import (
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    PLAN_COLS,
     UPDATABLE_LOAN,
-    SealedReads,
+    PlanSeals,
     case_row,
     contact_row,
     contract_ad,
     import_digest,
     mandate_row,
     org_row,
+    plan_row,
     seal_fields,
     terms_ad,
 )
@@ -102,7 +105,7 @@ class Statements:
             return conn.execute(sql, params).rowcount
 
 
-class PgStore(Statements, CachedView, SealedReads):
+class PgStore(Statements, CachedView, PlanSeals):
     """Reads and writes over `conn()`: a pooled connection per statement (cached), or the unit of work's connection."""
 
     def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex, cache: RowCache | None = None) -> None:
@@ -200,6 +203,7 @@ class PgStore(Statements, CachedView, SealedReads):
                    + ", ".join(f"{f} = NULL" for f in BORROWER_PI_FIELDS) + ", erased_at = %s" + where, (now, *key))
         self._exec("UPDATE loans SET terms = '', contract_text = NULL" + where, key)
         self._exec("UPDATE contacts SET target = ''" + where, key)
+        self._exec("UPDATE plans SET reason = NULL" + where, key)  # sealed under the key that is going
         self._exec("UPDATE furnished SET digest = '' WHERE lender_id = %s AND case_id IN"
                    " (SELECT case_id FROM cases" + where + ")", (lender, *key))
         self._exec("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL, updated_at = %s"
@@ -462,7 +466,7 @@ class PgStore(Statements, CachedView, SealedReads):
     @cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
-        return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
+        return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id, case.borrower_id)
@@ -537,3 +541,37 @@ class PgStore(Statements, CachedView, SealedReads):
         self._exec("INSERT INTO furnished(bureau, seq, lender_id, case_id, digest, condition, at)"
                    " VALUES (%s, %s, %s, %s, %s, %s, %s)", (bureau, seq, lender, case_id, digest, condition, at))
         return seq
+
+    # ---- promises and plans
+    def set_promise(self, contact_id: str, amount: str, on: str) -> None:
+        self._exec("UPDATE contacts SET promise_amount = %s, promise_on = %s WHERE id = %s", (amount, on, contact_id))
+
+    def insert_plan(self, case: CaseRow, org_id: str, instalments: Sequence[Repayment], now: str) -> str:
+        plan_id = "PL-" + secrets.token_hex(8)
+        self._exec("INSERT INTO plans(id, lender_id, case_id, borrower_id, org_id, status, instalments, proposed_at)"
+                   " VALUES (%s, %s, %s, %s, %s, 'proposed', %s, %s)",
+                   (plan_id, case.lender_id, case.case_id, case.borrower_id, org_id,
+                    json.dumps([i.record() for i in instalments]), now))
+        return plan_id
+
+    def get_plan(self, plan_id: str) -> PlanRow | None:
+        row = self._one(f"SELECT {PLAN_COLS} FROM plans WHERE id = %s", (plan_id,))
+        return plan_row(row) if row else None
+
+    def plans_of_case(self, lender: str, case_id: str) -> list[PlanRow]:
+        return [plan_row(r) for r in self._all(
+            f"SELECT {PLAN_COLS} FROM plans WHERE lender_id = %s AND case_id = %s ORDER BY proposed_at DESC, id",
+            (lender, case_id))]
+
+    def set_plan_status(self, plan: PlanRow, status: str, now: str, reason: str | None = None) -> None:
+        sealed = None
+        if reason is not None:
+            case = self.get_case(plan.lender_id, plan.case_id)
+            assert case is not None
+            sealed = self.seal_plan_reason(case, plan.plan_id, reason)
+        self._exec("UPDATE plans SET status = %s, decided_at = %s, reason = COALESCE(%s, reason) WHERE id = %s",
+                   (status, now, sealed, plan.plan_id))
+
+    def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
+        self._exec("UPDATE cases SET active_plan = %s, updated_at = %s WHERE lender_id = %s AND case_id = %s",
+                   (plan_id, now, case.lender_id, case.case_id))

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 10
+CASE_VERSION = 13
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS cases(
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
+  active_plan TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
@@ -80,7 +81,7 @@ CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
   id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
-  opened_at TEXT NOT NULL, result TEXT, result_at TEXT);
+  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
 """ + "{furnished}"
 
@@ -111,7 +112,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT N
 # counter has every change up to it. A borrower's or loan's change numbers all its cases at once.
 CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
                         "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
-                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
+                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at",
+                        "active_plan")
 LOAN_RELEASE_COLUMNS = ("borrower_id", "product", "currency", "principal", "outstanding", "amount_due",
                         "originated_on", "due_on", "first_delinquency_on", "last_payment_on", "repayments",
                         "contract_text", "limitation_date", "negative_notice_on", "interest", "fees")
@@ -145,7 +147,18 @@ CREATE TRIGGER IF NOT EXISTS borrowers_update_feed AFTER UPDATE OF {", ".join(BO
 CREATE TRIGGER IF NOT EXISTS loans_update_feed AFTER UPDATE OF {", ".join(LOAN_RELEASE_COLUMNS)} ON loans
   {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="loan_id = new.loan_id")} END;
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS) + CASE_FEED
+# ---- promises and plans
+# Repayment plans a mandated party proposed (gateway/core/usecases/plans.py): instalments as JSON [{on, amount}] in
+# the borrower's calendar; the lender's rejection reason sealed under the borrower's data key. Not a cached table:
+# what a plan changes of a release goes through cases.active_plan, which is.
+PLANS = """
+CREATE TABLE IF NOT EXISTS plans(
+  id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  org_id TEXT NOT NULL, status TEXT NOT NULL, instalments TEXT NOT NULL, proposed_at TEXT NOT NULL,
+  decided_at TEXT, reason BLOB);
+CREATE INDEX IF NOT EXISTS plans_case ON plans(lender_id, case_id, proposed_at);
+"""
+SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS) + CASE_FEED
 
 
 AUDIT_SCHEMA = """
@@ -267,6 +280,21 @@ def _add_account_updates(conn: Connection) -> None:
             conn.execute(statement)
 
 
+def _add_plans(conn: Connection) -> None:
+    """Version 13: promises' terms on contacts, repayment plans, and each case's accepted plan (a release change)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(contacts)")}
+    for name in ("promise_amount", "promise_on"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE contacts ADD COLUMN {name} TEXT")
+    _add_case_columns(conn, {"active_plan": "TEXT"})
+    for statement in _statements(PLANS):
+        conn.execute(statement)
+    conn.execute("DROP TRIGGER IF EXISTS cases_update_feed")  # made again with active_plan among its columns
+    for statement in _statements(CASE_FEED):
+        if "cases_update_feed" in statement:
+            conn.execute(statement)
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -291,6 +319,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
+    (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

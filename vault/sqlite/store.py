@@ -23,6 +23,7 @@ from gateway.core.model import (
     LoanRow,
     MandateRow,
     Org,
+    PlanRow,
     Repayment,
 )
 from vault.crypto import BlindIndex, FieldCipher, Opener
@@ -32,14 +33,16 @@ from vault.records import (
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    PLAN_COLS,
     UPDATABLE_LOAN,
-    SealedReads,
+    PlanSeals,
     case_row,
     contact_row,
     contract_ad,
     import_digest,
     mandate_row,
     org_row,
+    plan_row,
 )
 from vault.rowcache import CachedView, RowCache, Rows, cached, get, key_of, put
 
@@ -119,7 +122,7 @@ class MissReader:
             return list(self._conn.execute(sql, params).fetchall())
 
 
-class Repo(CachedView, SealedReads):
+class Repo(CachedView, PlanSeals):
     """Case data on `conn` (the audit log's SQL is `auditstore.AuditStore`, beside the log).
 
     A reader's cached point reads go through the vault's `MissReader` when it
@@ -241,6 +244,7 @@ class Repo(CachedView, SealedReads):
         self.conn.execute("UPDATE loans SET contract_text = NULL, repayments = '[]', "
                           + ", ".join(f"{c} = NULL" for c in LOAN_TERMS) + where, key)
         self.conn.execute("UPDATE contacts SET target = x''" + where, key)
+        self.conn.execute("UPDATE plans SET reason = NULL" + where, key)  # sealed under the key that is going
         self.conn.execute("UPDATE furnished SET digest = x'' WHERE lender_id = ? AND case_id IN"
                           " (SELECT case_id FROM cases" + where + ")", (lender, *key))
         self.conn.execute("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL,"
@@ -543,7 +547,7 @@ class Repo(CachedView, SealedReads):
     @cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
-        return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
+        return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     @cached
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
@@ -623,3 +627,38 @@ class Repo(CachedView, SealedReads):
         self.conn.execute("INSERT INTO furnished(bureau, seq, lender_id, case_id, digest, condition, at)"
                           " VALUES (?,?,?,?,?,?,?)", (bureau, seq, lender, case_id, blob(digest), condition, at))
         return seq
+
+    # ---- promises and plans
+    def set_promise(self, contact_id: str, amount: str, on: str) -> None:
+        self.conn.execute("UPDATE contacts SET promise_amount = ?, promise_on = ? WHERE id = ?", (amount, on, contact_id))
+
+    def insert_plan(self, case: CaseRow, org_id: str, instalments: Sequence[Repayment], now: str) -> str:
+        plan_id = "PL-" + secrets.token_hex(8)
+        self.conn.execute(
+            "INSERT INTO plans(id, lender_id, case_id, borrower_id, org_id, status, instalments, proposed_at)"
+            " VALUES (?,?,?,?,?,'proposed',?,?)",
+            (plan_id, case.lender_id, case.case_id, case.borrower_id, org_id,
+             json.dumps([i.record() for i in instalments]), now))
+        return plan_id
+
+    def get_plan(self, plan_id: str) -> PlanRow | None:
+        row = self.conn.execute(f"SELECT {PLAN_COLS} FROM plans WHERE id = ?", (plan_id,)).fetchone()
+        return plan_row(row) if row else None
+
+    def plans_of_case(self, lender: str, case_id: str) -> list[PlanRow]:
+        return [plan_row(r) for r in self.conn.execute(
+            f"SELECT {PLAN_COLS} FROM plans WHERE lender_id = ? AND case_id = ? ORDER BY proposed_at DESC, id",
+            (lender, case_id))]
+
+    def set_plan_status(self, plan: PlanRow, status: str, now: str, reason: str | None = None) -> None:
+        sealed = None
+        if reason is not None:
+            case = self.get_case(plan.lender_id, plan.case_id)
+            assert case is not None
+            sealed = blob(self.seal_plan_reason(case, plan.plan_id, reason))
+        self.conn.execute("UPDATE plans SET status = ?, decided_at = ?, reason = COALESCE(?, reason) WHERE id = ?",
+                          (status, now, sealed, plan.plan_id))
+
+    def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
+        self.conn.execute("UPDATE cases SET active_plan = ?, updated_at = ? WHERE lender_id = ? AND case_id = ?",
+                          (plan_id, now, case.lender_id, case.case_id))

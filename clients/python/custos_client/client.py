@@ -314,9 +314,28 @@ class CustosClient:
         r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party))
         return _contact(r)
 
-    def record_outcome(self, contact_id: str, result: str) -> dict[str, Any]:
-        return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(contact_id=contact_id,
-                                                                                         result=result)))
+    def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "") -> dict[str, Any]:
+        """What came of a contact; a promise to pay with its amount and date (the borrower's local date)."""
+        return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(
+            contact_id=contact_id, result=result, promise_amount=amount, promise_on=on)))
+
+    # ------------------------------------------------------------ promises and plans
+    def propose_plan(self, case_id: str, instalments: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """A repayment plan of (YYYY-MM-DD, amount) instalments on a mandated case: {"plan_id", "status"}."""
+        r = self._call(self._cases.ProposePlan, pb.ProposePlanRequest(
+            case_id=case_id, instalments=[pb.Instalment(on=on, amount=amount) for on, amount in instalments]))
+        return {"plan_id": r.plan_id, "case_id": r.case_id, "status": r.status}
+
+    def accept_plan(self, plan_id: str) -> dict[str, Any]:
+        return _plan(self._call(self._lender.AcceptPlan, pb.DecidePlanRequest(plan_id=plan_id)))
+
+    def reject_plan(self, plan_id: str, reason: str) -> dict[str, Any]:
+        return _plan(self._call(self._lender.RejectPlan, pb.DecidePlanRequest(plan_id=plan_id, reason=reason)))
+
+    def show_plans(self, case_id: str) -> dict[str, Any]:
+        """{"case_id", "plans": [{"plan_id", "org", "status", "instalments": [{"on", "amount", "state"}], ...}]}."""
+        r = self._call(self._cases.ShowPlans, pb.ShowPlansRequest(case_id=case_id))
+        return {"case_id": r.case_id, "plans": [_plan(p) for p in r.plans]}
 
     # ------------------------------------------------------------ cases
     def list_cases(self, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
@@ -526,9 +545,20 @@ def _contact(r: Any) -> dict[str, Any]:
     """Only the fields the gateway released: phone, or address, and a name for a third party."""
     out = {"contact_id": r.contact_id, "case_id": r.case_id, "channel": r.channel, "party": r.party,
            "opened_at": r.opened_at}
-    for key in ("phone", "address", "name", "result"):
+    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on"):
         if getattr(r, key):
             out[key] = getattr(r, key)
+    return out
+
+
+def _plan(p: Any) -> dict[str, Any]:
+    """A plan: its id, case, proposer, status and instalments always; the rest only where the gateway set it."""
+    out: dict[str, Any] = {"plan_id": p.plan_id, "case_id": p.case_id, "status": p.status}
+    for key in ("org", "proposed_at", "decided_at", "paid", "amount_due", "reason"):
+        if getattr(p, key):
+            out[key] = getattr(p, key)
+    out["instalments"] = [{"on": i.on, "amount": i.amount, **({"state": i.state} if i.state else {})}
+                          for i in p.instalments]
     return out
 
 

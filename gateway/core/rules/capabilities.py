@@ -45,6 +45,10 @@ ACTIONS: dict[str, str] = {
     "checkpoint": "the audit log's signed checkpoint",
     "cosign": "cosign a checkpoint as a witness",
     "performance": "figures per agency and law firm from the audit log and confirmed payments (lender performance)",
+    # ---- promises and plans
+    "propose_plan": "propose a repayment plan on a mandated case (plan propose)",
+    "decide_plan": "accept or reject a plan proposed on one of the caller's cases (lender plan accept|reject)",
+    "show_plans": "a case's plans: its own case's, or a mandated one's (plan show)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.

@@ -418,7 +418,7 @@ class OpenContactRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
 
 class ContactInfo(_message.Message):
-    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at")
+    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -428,6 +428,8 @@ class ContactInfo(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     case_id: str
     channel: str
@@ -437,15 +439,21 @@ class ContactInfo(_message.Message):
     name: str
     result: str
     opened_at: str
-    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ...) -> None: ...
+    promise_amount: str
+    promise_on: str
+    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
-    __slots__ = ("contact_id", "result")
+    __slots__ = ("contact_id", "result", "promise_amount", "promise_on")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     result: str
-    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
+    promise_amount: str
+    promise_on: str
+    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
 
 class GetPacketRequest(_message.Message):
     __slots__ = ("case_id",)
@@ -689,3 +697,67 @@ class PerformanceResponse(_message.Message):
     to_date: str
     agencies: _containers.RepeatedCompositeFieldContainer[AgencyPerformance]
     def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., agencies: _Optional[_Iterable[_Union[AgencyPerformance, _Mapping]]] = ...) -> None: ...
+
+class Instalment(_message.Message):
+    __slots__ = ("on", "amount", "state")
+    ON_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    on: str
+    amount: str
+    state: str
+    def __init__(self, on: _Optional[str] = ..., amount: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ProposePlanRequest(_message.Message):
+    __slots__ = ("case_id", "instalments")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTALMENTS_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    instalments: _containers.RepeatedCompositeFieldContainer[Instalment]
+    def __init__(self, case_id: _Optional[str] = ..., instalments: _Optional[_Iterable[_Union[Instalment, _Mapping]]] = ...) -> None: ...
+
+class DecidePlanRequest(_message.Message):
+    __slots__ = ("plan_id", "reason")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    reason: str
+    def __init__(self, plan_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PlanInfo(_message.Message):
+    __slots__ = ("plan_id", "case_id", "org", "status", "instalments", "proposed_at", "decided_at", "paid", "amount_due", "reason")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INSTALMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    case_id: str
+    org: str
+    status: str
+    instalments: _containers.RepeatedCompositeFieldContainer[Instalment]
+    proposed_at: str
+    decided_at: str
+    paid: str
+    amount_due: str
+    reason: str
+    def __init__(self, plan_id: _Optional[str] = ..., case_id: _Optional[str] = ..., org: _Optional[str] = ..., status: _Optional[str] = ..., instalments: _Optional[_Iterable[_Union[Instalment, _Mapping]]] = ..., proposed_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., paid: _Optional[str] = ..., amount_due: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ShowPlansRequest(_message.Message):
+    __slots__ = ("case_id",)
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    def __init__(self, case_id: _Optional[str] = ...) -> None: ...
+
+class ShowPlansResponse(_message.Message):
+    __slots__ = ("case_id", "plans")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    plans: _containers.RepeatedCompositeFieldContainer[PlanInfo]
+    def __init__(self, case_id: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanInfo, _Mapping]]] = ...) -> None: ...

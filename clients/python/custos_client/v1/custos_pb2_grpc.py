@@ -111,6 +111,16 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.PerformanceRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.PerformanceResponse.FromString,
                 _registered_method=True)
+        self.AcceptPlan = channel.unary_unary(
+                '/custos.v1.LenderService/AcceptPlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+                _registered_method=True)
+        self.RejectPlan = channel.unary_unary(
+                '/custos.v1.LenderService/RejectPlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -223,6 +233,20 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AcceptPlan(self, request, context):
+        """A repayment plan proposed on one of the caller's cases: accepted (it sets amount_due from now; an earlier
+        accepted plan is superseded) or rejected with a reason (sealed; shown only to the lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +324,16 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.Performance,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.PerformanceRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.PerformanceResponse.SerializeToString,
+            ),
+            'AcceptPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptPlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
+            ),
+            'RejectPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -719,6 +753,60 @@ class LenderService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def AcceptPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/AcceptPlan',
+            custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RejectPlan',
+            custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CaseServiceStub:
     """---------------------------------------------------------------- cases
@@ -755,6 +843,16 @@ class CaseServiceStub:
                 '/custos.v1.CaseService/PullCases',
                 request_serializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.PulledCases.FromString,
+                _registered_method=True)
+        self.ProposePlan = channel.unary_unary(
+                '/custos.v1.CaseService/ProposePlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ProposePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+                _registered_method=True)
+        self.ShowPlans = channel.unary_unary(
+                '/custos.v1.CaseService/ShowPlans',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ShowPlansRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ShowPlansResponse.FromString,
                 _registered_method=True)
 
 
@@ -795,6 +893,20 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposePlan(self, request, context):
+        """A mandated party proposes a repayment plan (its earlier undecided proposal on the case is superseded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowPlans(self, request, context):
+        """A case's plans with their state today (the lender: all; a mandated party: its own and the accepted one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -822,6 +934,16 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.PullCases,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.PulledCases.SerializeToString,
+            ),
+            'ProposePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposePlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ProposePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
+            ),
+            'ShowPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowPlans,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ShowPlansRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ShowPlansResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -961,6 +1083,60 @@ class CaseService:
             '/custos.v1.CaseService/PullCases',
             custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.PulledCases.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/ProposePlan',
+            custos_dot_v1_dot_custos__pb2.ProposePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/ShowPlans',
+            custos_dot_v1_dot_custos__pb2.ShowPlansRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ShowPlansResponse.FromString,
             options,
             channel_credentials,
             insecure,
