@@ -55,7 +55,10 @@ def scenario(env: Env) -> dict[str, str]:
     lender.assign("C-3", "agency-2", "collection", "2027-06-30")
     lender.assign("C-5", "agency-1", "collection", "2027-06-30")
     env.client("lender-b").assign("BC-1", "agency-1", "collection", "2027-06-30")  # another lender's: not counted
-    a1.record_outcome(a1.open_contact("C-1", "call")["contact_id"], "promise_to_pay")
+    a1.record_outcome(a1.open_contact("C-1", "call")["contact_id"], "promise_to_pay", "150.00", "2026-12-05")
+    plan = a2.propose_plan("C-3", [("2026-12-02", "75.75")])["plan_id"]
+    lender.accept_plan(plan)
+    a2.propose_plan("C-3", [("2026-12-03", "1.00")])  # proposed, never accepted: a plan, not kept
     a1.record_outcome(a1.open_contact("C-5", "call")["contact_id"], "no_answer")
     for _ in range(3):
         a2.record_outcome(a2.open_contact("C-3", "call")["contact_id"], "connected")
@@ -89,6 +92,7 @@ def recount(events: list[dict[str, Any]], lender: str, org: str) -> dict[str, An
             "contact_attempts": sum(e["method"] == "OpenContact" and e["decision"] == "allow" for e in mine),
             "conversations": sum(r in ("connected", "promise_to_pay", "dispute") for r in outcomes),
             "promises": outcomes.count("promise_to_pay"),
+            "plans": sum(e["rule"].startswith("plan.propose:") and e["decision"] == "allow" for e in mine),
             "refusals": dict(Counter(e["code"] for e in mine if e["decision"] == "deny"))}
 
 
@@ -100,7 +104,7 @@ def test_the_figures_per_agency_equal_a_recount_of_the_audit_log_and_the_ledger(
     assert sorted(figures) == ["agency-1", "agency-2", "lawfirm-1"]  # no bureau, no lender, no other lender's
     events = seeded.events()
     for org, fig in figures.items():
-        assert {k: fig[k] for k in ("cases_placed", "contact_attempts", "conversations", "promises",
+        assert {k: fig[k] for k in ("cases_placed", "contact_attempts", "conversations", "promises", "plans",
                                     "refusals")} == recount(events, "lender-a", org), org
     # And what the scenario did, counted by hand.
     a1, a2, firm = figures["agency-1"], figures["agency-2"], figures["lawfirm-1"]
@@ -127,9 +131,9 @@ def test_the_figures_per_agency_equal_a_recount_of_the_audit_log_and_the_ledger(
     currency = synth.case_line(1, jurisdiction="CN")["loan"]["currency"]
     assert a1["recovered"] == {currency: "150.00"} and a2["recovered"] == {currency: "75.75"}
     assert firm["recovered"] == {}
-    # Promises kept need the promise's terms, which the contacts do not store yet; no plans are stored yet.
-    assert a1["promises_kept"] is None and a2["promises_kept"] == 0
-    assert all(f["plans"] is None and f["plans_kept"] is None for f in figures.values())
+    # Kept by the ledger: agency-1's promise of 150.00 by 12-05 (paid 12-01), agency-2's accepted plan (paid 12-02).
+    assert (a1["promises_kept"], a1["plans"], a1["plans_kept"]) == (1, 0, 0)
+    assert (a2["promises_kept"], a2["plans"], a2["plans_kept"]) == (0, 2, 1)
     # The read is audited, with counts only.
     last = [e for e in seeded.events(org="lender-a") if e["method"] == "Performance"][-1]
     assert (last["decision"], last["rule"]) == ("allow", "performance:orgs=3")
@@ -152,7 +156,7 @@ def test_the_range_is_of_utc_days_inclusive_and_defaults_to_everything_through_t
     globals()["LOW"], globals()["HIGH"] = "", "2026-12-05T00:00:00"
     try:
         for org, fig in whole.items():
-            assert {k: fig[k] for k in ("cases_placed", "contact_attempts", "conversations", "promises",
+            assert {k: fig[k] for k in ("cases_placed", "contact_attempts", "conversations", "promises", "plans",
                                         "refusals")} == recount(events, "lender-a", org), org
     finally:
         globals()["LOW"], globals()["HIGH"] = lo_hi

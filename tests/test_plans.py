@@ -218,11 +218,12 @@ def test_each_step_is_one_audit_event_with_case_borrower_and_lender(planned: Env
     other = planned.client("agency-1").propose_plan("C-1", THREE)
     planned.client("lender-a").reject_plan(other["plan_id"], "no")
     steps = [(e["org"], e["rule"], e["case_id"], e["borrower_id"], e["lender"]) for e in planned.events(case_id="C-1")
-             if e["rule"] in ("plan.propose", "plan.accept", "plan.reject")]
-    assert steps == [("agency-1", "plan.propose", "C-1", "B-1", "lender-a"),
-                     ("lender-a", "plan.accept", "C-1", "B-1", "lender-a"),
-                     ("agency-1", "plan.propose", "C-1", "B-1", "lender-a"),
-                     ("lender-a", "plan.reject", "C-1", "B-1", "lender-a")]
+             if e["rule"].split(":")[0] in ("plan.propose", "plan.accept", "plan.reject")]
+    first, second = made["plan_id"], other["plan_id"]
+    assert steps == [("agency-1", f"plan.propose:{first}", "C-1", "B-1", "lender-a"),
+                     ("lender-a", f"plan.accept:{first}", "C-1", "B-1", "lender-a"),
+                     ("agency-1", f"plan.propose:{second}", "C-1", "B-1", "lender-a"),
+                     ("lender-a", f"plan.reject:{second}", "C-1", "B-1", "lender-a")]
 
 
 def test_plan_cli_output_shapes(planned: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -333,5 +334,5 @@ def test_counsel_with_a_litigation_mandate_proposes_and_sees_its_plan(escalated:
     escalated.client("lender-a").accept_plan(made["plan_id"])
     (plan,) = escalated.client("lawfirm-1").show_plans("C-1")["plans"]
     assert (plan["org"], plan["status"], plan["amount_due"]) == ("lawfirm-1", "active", "100.00")
-    events = [e for e in escalated.events(case_id="C-1") if e["rule"] == "plan.propose"]
+    events = [e for e in escalated.events(case_id="C-1") if e["rule"] == f"plan.propose:{made['plan_id']}"]
     assert [(e["org"], e["purpose"]) for e in events] == [("lawfirm-1", "litigation")]

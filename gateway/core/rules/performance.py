@@ -23,6 +23,7 @@ from typing import Any
 CONVERSATIONS = frozenset({"connected", "promise_to_pay", "dispute"})
 PROMISE = "promise_to_pay"
 OPEN_CONTACT = "OpenContact"
+PLAN_PROPOSED = "plan.propose:"
 RECORD_OUTCOME = "RecordOutcome"
 
 
@@ -36,6 +37,7 @@ class Tally:
     promises: int = 0
     refusals: Counter[str] = field(default_factory=Counter)
     promised: list[str] = field(default_factory=list)
+    plans: list[str] = field(default_factory=list)  # the ids of the plans it proposed (`plan.propose:ID`)
 
 
 def granted_to(rule: str) -> str | None:
@@ -78,6 +80,8 @@ def tally(lender: str, events: Iterable[Mapping[str, Any]], start: str, end: str
         method = e.get("method")
         if method == OPEN_CONTACT:
             t.attempts += 1
+        elif rule.startswith(PLAN_PROPOSED):
+            t.plans.append(rule[len(PLAN_PROPOSED):])
         elif method == RECORD_OUTCOME:
             result = outcome_of(rule)
             if result in CONVERSATIONS:

@@ -8,9 +8,12 @@ came of it over a range of days, every figure recomputable from the audit log an
   confirmed payment) dated in the range, summed per currency (a lender's book
   may hold several; they are never added together);
 - promises kept: a promise whose stored amount and date the contact row holds,
-  kept by the ledger (`rules.commitments.promise_state`); null while the
-  contacts carry no promise terms (counted only where every promise has them);
-- plans and plans kept: null: no repayment plan is stored yet.
+  kept by the ledger (`rules.commitments.promise_state`, from the outcome's
+  local day); null when a promise recorded before promises carried terms is
+  in range (counted only where every promise has them);
+- plans: the plans it proposed (`plan.propose:ID` events); plans kept: those of
+  them the lender accepted whose instalments the ledger has all paid
+  (`rules.commitments.plan_state`, the plan's grace period) as of today.
 
 The range is of UTC days, both ends inclusive: `--from` 00:00:00Z to the end of
 `--to`; without `--from` from the log's start, without `--to` through today
@@ -23,20 +26,23 @@ import json
 from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from ..errors import Code
 from ..model import Caller, CaseRow, ContactRow, LoanRow, Org, parse_date, rfc3339
-from ..rules.commitments import KEPT, promise_state
+from ..rules.commitments import KEPT, plan_state, promise_state
+from ..rules.plans import local_day
 from ..rules.ledger import text, total
 from ..rules.performance import PROMISE, Tally, tally
 from .context import Context
+from .plans import plan_rules
 
 
 def _promise_terms(contact: ContactRow) -> tuple[str, date] | None:
-    """The promise's amount and date where the contact row stores them (a later schema), else None."""
-    amount, on = getattr(contact, "promise_amount", None), getattr(contact, "promise_on", None)
-    day = parse_date(on) if isinstance(on, str) else None
-    return (amount, day) if isinstance(amount, str) and amount and day is not None else None
+    """The promise's amount and date as the contact row stores them; None for a promise recorded before promises
+    carried terms (nothing to judge it by)."""
+    day = parse_date(contact.promise_on)
+    return (contact.promise_amount, day) if contact.promise_amount and day is not None else None
 
 
 class Performance(Context):
@@ -83,10 +89,28 @@ class Performance(Context):
             "org": org, "kind": found.kind if found is not None else "",
             "cases_placed": t.placed, "contact_attempts": t.attempts, "conversations": t.conversations,
             "promises": t.promises, "promises_kept": self._kept(org, t, cases, loan, low, high, today),
-            "plans": None, "plans_kept": None,
+            "plans": len(t.plans), "plans_kept": self._plans_kept(t, today),
             "recovered": {cur: text(total(amounts), cur) for cur, amounts in sorted(recovered.items())},
             "refusals": dict(sorted(t.refusals.items())),
         }
+
+    def _plans_kept(self, t: Tally, today: date) -> int:
+        """Its plans (by id, from the log) accepted and, by the ledger, kept."""
+        repo = self.reader()
+        kept = 0
+        for plan_id in t.plans:
+            plan = repo.get_plan(plan_id)
+            if plan is None or plan.status != "accepted":
+                continue
+            case = repo.get_case(plan.lender_id, plan.case_id)
+            loan = repo.loan_values(case) if case is not None else None
+            if case is None or loan is None:
+                continue
+            zone = ZoneInfo(case.timezone)
+            grace = plan_rules(self.bundle, case).grace_days
+            state = plan_state(plan.instalments, local_day(plan.proposed_at, zone), loan.repayments, today, grace)
+            kept += state.state == KEPT
+        return kept
 
     def _kept(self, org: str, t: Tally, cases: dict[str, CaseRow], loan: Callable[[str], LoanRow | None], low: str,
               high: str, today: date) -> int | None:
@@ -109,7 +133,7 @@ class Performance(Context):
                 if terms is None:
                     return None
                 seen += 1
-                since = parse_date(contact.result_at[:10]) or today
+                since = local_day(contact.result_at, ZoneInfo(case.timezone))
                 if promise_state(terms[0], terms[1], since, row.repayments, today) == KEPT:
                     kept += 1
         return kept if seen == t.promises else None

@@ -87,7 +87,7 @@ class Plans(Context):
                 if earlier.org_id == org.id and earlier.status == "proposed":
                     repo.set_plan_status(earlier, "superseded", rfc3339(now))
             plan_id = repo.insert_plan(case, org.id, parsed, rfc3339(now))
-            return plan_id, [self._event(caller, "allow", Code.OK, "plan.propose", **kw)]
+            return plan_id, [self._event(caller, "allow", Code.OK, f"plan.propose:{plan_id}", **kw)]
 
         plan_id = self.audit.run(work)
         return {"plan_id": plan_id, "case_id": case.case_id, "status": "proposed"}
@@ -125,7 +125,8 @@ class Plans(Context):
                 repo.set_active_plan(case, plan.plan_id, rfc3339(now))
             else:
                 repo.set_plan_status(plan, "rejected", rfc3339(now), reason)
-            return (Code.OK, repo.get_plan(plan_id)), [self._event(caller, "allow", Code.OK, rule, **kw)]
+            return (Code.OK, repo.get_plan(plan_id)), [self._event(caller, "allow", Code.OK, f"{rule}:{plan_id}",
+                                                                   **kw)]
 
         code, decided = self.audit.run(work)
         if code != Code.OK or decided is None:
