@@ -44,6 +44,11 @@ MATRIX: dict[str, set[str]] = {
     "prove": {"regulator"},
     "checkpoint": {"regulator"},
     "cosign": {"regulator"},
+    # issue 24: payments reported by those who collect, decided by the lender; statements of commissions
+    "report_payment": {"agency", "law_firm"},
+    "list_payments": {"lender"},
+    "decide_payment": {"lender"},
+    "statement": {"lender", "agency", "law_firm"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
             "servicing": set(), "supervision": set()}
@@ -78,8 +83,9 @@ def _edit(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize(("old", "new", "line_of", "problem"), [
     ('actions = ["list_cases", "pull_feed"]', 'actions = ["list_cases", "pull_feeds"]',
      'actions = ["list_cases", "pull_feeds"]', "[kinds.bureau] actions: unknown action 'pull_feeds'"),
-    ('actions = ["list_cases", "packet"]', 'actions = ["list_cases", "packet", "packet"]',
-     'actions = ["list_cases", "packet", "packet"]', "[kinds.law_firm] actions: lists a action twice"),
+    ('actions = ["list_cases", "packet", "report_payment", "statement"]',
+     'actions = ["list_cases", "packet", "packet"]', 'actions = ["list_cases", "packet", "packet"]',
+     "[kinds.law_firm] actions: lists a action twice"),
     ("[kinds.bureau]\n", "[kinds.bureau]\nlicenced = true\n", "licenced = true", "[kinds.bureau]: unknown keys"),
     ("[kinds.bureau]\n", "[kinds.Bureau]\n", "[kinds.Bureau]", "[kinds.Bureau]: a kind is 1-32 of"),
     ('mandated_to = ["law_firm"]', 'mandated_to = ["lawfirm"]', 'mandated_to = ["lawfirm"]',

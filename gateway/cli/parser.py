@@ -128,8 +128,24 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--purpose")
     s.add_argument("--until")
     s.add_argument("--label")
-    s.add_argument("--file", help='JSON Lines, one {"case_id", "to", "purpose", "until", "label"} per line')
+    s.add_argument("--commission", metavar="RATE",
+                   help='the fee term: a rate on confirmed recoveries, 0 to 1, at most 4 decimals (e.g. 0.18)')
+    s.add_argument("--file", help='JSON Lines, one {"case_id", "to", "purpose", "until", "label", "commission"} '
+                                  'per line')
     s.set_defaults(fn=client.cmd_assign)
+    s = lender.add_parser("payments", parents=[client_opts], help="payments reported on your cases")
+    s.add_argument("--status", help="reported | confirmed | rejected")
+    s.add_argument("--agency", metavar="ORG", help="only those this organisation reported")
+    s.set_defaults(fn=client.cmd_lender_payments)
+    pay = lender.add_parser("payment", help="confirm or reject a reported payment").add_subparsers(
+        dest="action", required=True)
+    s = pay.add_parser("confirm", parents=[client_opts], help="it enters the loan's ledger (paid in full: settled)")
+    s.add_argument("payment_id")
+    s.set_defaults(fn=client.cmd_payment_confirm)
+    s = pay.add_parser("reject", parents=[client_opts], help="nothing changes but the payment's status")
+    s.add_argument("payment_id")
+    s.add_argument("--reason", required=True, help="1-500 characters (stored sealed; shown to you only)")
+    s.set_defaults(fn=client.cmd_payment_reject)
     s = lender.add_parser("recall", parents=[client_opts], help="end a case's mandates of an org (or, with --all, every one)")
     s.add_argument("case", nargs="?")
     s.add_argument("--from", dest="from_org", required=True)
@@ -194,6 +210,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--result", required=True,
                    help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable")
     s.set_defaults(fn=client.cmd_contact_outcome)
+
+    payment = sub.add_parser("payment", help="report payments you collected").add_subparsers(dest="sub",
+                                                                                              required=True)
+    s = payment.add_parser("report", parents=[client_opts], help="a payment collected on a case mandated to you")
+    s.add_argument("case")
+    s.add_argument("--amount", required=True, help="a positive decimal, in the loan's currency")
+    s.add_argument("--on", required=True, help="YYYY-MM-DD, the day it was paid")
+    s.add_argument("--reference", required=True, help="your id of the payment: reporting it again is safe")
+    s.set_defaults(fn=client.cmd_payment_report)
+    s = sub.add_parser("statement", parents=[client_opts],
+                       help="a month's confirmed payments with their commissions (UTC month of confirmation)")
+    s.add_argument("--period", required=True, help="YYYY-MM")
+    s.add_argument("--agency", metavar="ORG", help="a lender: one organisation's; others: only their own id")
+    s.set_defaults(fn=client.cmd_statement)
 
     cases = sub.add_parser("cases", help="read cases").add_subparsers(dest="sub", required=True)
     s = cases.add_parser("list", parents=[client_opts])

@@ -14,6 +14,7 @@ from .usecases.gatekeeping import Gatekeeping
 from .usecases.lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, ImportProgress, LenderActions
 from .usecases.lifecycle import Lifecycle
 from .usecases.litigation import Litigation, PacketContent
+from .usecases.payments import Payments
 from .usecases.placements import Placements
 from .usecases.reads import Grant, Reads, Released
 from .usecases.supervision import Supervision
@@ -24,5 +25,5 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
 
 
 class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, LenderActions, Lifecycle, Contacts, Explainer,
-           Supervision):
+           Supervision, Payments):
     """Holds the collaborators; one instance serves every request."""

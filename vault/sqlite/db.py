@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 10
+CASE_VERSION = 12
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -74,7 +74,7 @@ CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due I
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
-  recalled_at TEXT, lapsed_at TEXT);
+  recalled_at TEXT, lapsed_at TEXT, commission TEXT);
 CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
 CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
@@ -82,7 +82,7 @@ CREATE TABLE IF NOT EXISTS contacts(
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
   opened_at TEXT NOT NULL, result TEXT, result_at TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
-""" + "{furnished}"
+""" + "{furnished}" + "{payments}"
 
 # The bureau feed's memory (gateway/core/usecases/furnishing.py): per bureau a sequence of furnished records, each a
 # keyed digest of what was sent (never the values), so a pull sends only what changed since its cursor.
@@ -145,7 +145,18 @@ CREATE TRIGGER IF NOT EXISTS borrowers_update_feed AFTER UPDATE OF {", ".join(BO
 CREATE TRIGGER IF NOT EXISTS loans_update_feed AFTER UPDATE OF {", ".join(LOAN_RELEASE_COLUMNS)} ON loans
   {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="loan_id = new.loan_id")} END;
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS) + CASE_FEED
+# Payments reported by those who collect (gateway/core/usecases/payments.py): one row per (lender, org, reference),
+# so a reference reported twice is one payment; the rejection's reason sealed under the borrower's data key.
+PAYMENTS = """
+CREATE TABLE IF NOT EXISTS payments(
+  id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  org_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, paid_on TEXT NOT NULL, reference TEXT NOT NULL,
+  status TEXT NOT NULL, reported_at TEXT NOT NULL, decided_at TEXT, commission TEXT, reason BLOB,
+  UNIQUE(lender_id, org_id, reference));
+CREATE INDEX IF NOT EXISTS payments_lender ON payments(lender_id, reported_at);
+CREATE INDEX IF NOT EXISTS payments_decided ON payments(status, decided_at);
+"""
+SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS).replace("{payments}", PAYMENTS) + CASE_FEED
 
 
 AUDIT_SCHEMA = """
@@ -267,6 +278,15 @@ def _add_account_updates(conn: Connection) -> None:
             conn.execute(statement)
 
 
+def _add_payments(conn: Connection) -> None:
+    """Version 12: payments reported by those who collect; a mandate's commission rate (its fee term)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
+    if "commission" not in have:
+        conn.execute("ALTER TABLE mandates ADD COLUMN commission TEXT")
+    for statement in _statements(PAYMENTS):
+        conn.execute(statement)
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -291,6 +311,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
+    (12, "payments reported by those who collect; mandates' commission", _add_payments),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

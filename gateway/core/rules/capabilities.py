@@ -44,6 +44,10 @@ ACTIONS: dict[str, str] = {
     "prove": "inclusion and consistency proofs of the audit log",
     "checkpoint": "the audit log's signed checkpoint",
     "cosign": "cosign a checkpoint as a witness",
+    "report_payment": "report a payment collected on a mandated case (payment report)",
+    "list_payments": "list the payments reported on the caller's cases (lender payments)",
+    "decide_payment": "confirm or reject a reported payment (lender payment confirm|reject)",
+    "statement": "the month's confirmed payments with their commissions (statement)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.
