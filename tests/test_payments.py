@@ -200,7 +200,8 @@ def test_bad_reports_get_a_stable_code_and_store_nothing(seeded: Env, amount: st
                                                          code: str) -> None:
     assert refused(lambda: seeded.client("agency-1").report_payment("C-1", amount, on, reference)) == code
     assert seeded.client("lender-a").payments() == []
-    assert [e["code"] for e in seeded.events(org="agency-1") if e["method"] == "ReportPayment"] == [code]
+    assert [(e["code"], e["case_id"]) for e in seeded.events(org="agency-1") if e["method"] == "ReportPayment"] == \
+        [(code, "C-1")]
 
 
 def test_only_the_owning_lender_decides(seeded: Env) -> None:
@@ -279,3 +280,19 @@ def test_payment_commands_print_their_documents(seeded: Env, run: Run) -> None:
     rc, out, _ = run("payment", "report", "C-1", "--amount", "1.00", "--on", "2026-11-29", "--reference", "CLI-2",
                      *conn(seeded, "agency-1"))
     assert rc == 0 and "reported" in out
+
+
+def test_the_bureau_is_sent_the_new_balance_after_a_confirm_and_nothing_after_a_reject(seeded: Env) -> None:
+    lender, agency, bureau = seeded.client("lender-a"), seeded.client("agency-1"), seeded.client("bureau-1")
+    lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")
+    lender.record_notice("C-3", "2026-11-29")
+    lender.assign("C-3", "agency-1", "collection", "2026-12-31")
+    feed = bureau.pull_feed("")
+    [first] = feed["records"]
+    rejected = agency.report_payment("C-3", "10.00", "2026-11-29", "RCPT-B1")
+    lender.reject_payment(rejected["payment_id"], "bounced")
+    assert bureau.pull_feed(feed["cursor"])["records"] == []
+    confirmed = agency.report_payment("C-3", "25.00", "2026-11-29", "RCPT-B2")
+    lender.confirm_payment(confirmed["payment_id"])
+    [again] = bureau.pull_feed(feed["cursor"])["records"]
+    assert again["case_id"] == "C-3" and Decimal(again["outstanding"]) == Decimal(first["outstanding"]) - 25

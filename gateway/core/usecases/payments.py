@@ -16,6 +16,7 @@ from typing import Any
 
 from ..errors import Code, CustosError
 from ..model import (
+    ID_RE,
     ORG_ID_RE,
     PAYMENT_STATUSES,
     Caller,
@@ -57,12 +58,14 @@ class Payments(Context):
         purposes = purposes or ["collection"]
         value = rules.amount(amount)
         day = parse_date(on)
+        named = case_ref.rpartition("/")[2]
+        about = {"case_id": named} if ID_RE.fullmatch(named) else {}  # the case as named: never a caller's text
         if value is None:
-            raise self._deny(caller, Code.INVALID_AMOUNT, "input")
+            raise self._deny(caller, Code.INVALID_AMOUNT, "input", **about)
         if day is None:
-            raise self._deny(caller, Code.INVALID_DATE, "input")
+            raise self._deny(caller, Code.INVALID_DATE, "input", **about)
         if not rules.reference_ok(reference):
-            raise self._deny(caller, Code.INVALID_REFERENCE, "input")
+            raise self._deny(caller, Code.INVALID_REFERENCE, "input", **about)
         case, mandates = self._mandates_reaching(caller, case_ref, purposes[0])
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
         now = self.clock.now()
