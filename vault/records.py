@@ -23,6 +23,7 @@ from gateway.core.model import (
     ImportedCase,
     MandateRow,
     Org,
+    PaymentRow,
     PlanRow,
     Repayment,
     Unsealer,
@@ -37,7 +38,7 @@ CASE_COLS = (
     "closed_at, active_plan"
 )
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone"
-MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
+MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission"
 CONTACT_COLS = ("id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at,"
                 " promise_amount, promise_on")
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
@@ -71,7 +72,22 @@ def org_row(row: Sequence[Any]) -> Org:
 
 
 def mandate_row(row: Sequence[Any]) -> MandateRow:
-    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
+    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8],
+                      row[9])
+
+
+PAYMENT_COLS = ("id, lender_id, case_id, borrower_id, org_id, amount, currency, paid_on, reference, status, reported_at,"
+                " decided_at, commission, reason")
+
+
+def payment_row(row: Sequence[Any]) -> PaymentRow:
+    return PaymentRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11],
+                      row[12], bytes(row[13]) if row[13] is not None else None)
+
+
+def reason_ad(payment_id: str) -> str:
+    """The field name a payment's rejection reason is sealed under (binds it to its payment)."""
+    return f"payment:{payment_id}:reason"
 
 
 def contact_row(row: Sequence[Any]) -> ContactRow:

@@ -68,16 +68,16 @@ def cmd_import(args: argparse.Namespace) -> None:
 
 def cmd_assign(args: argparse.Namespace) -> None:
     if args.file:
-        if args.case or args.to or args.purpose or args.until or args.label:
+        if args.case or args.to or args.purpose or args.until or args.label or args.commission:
             raise CliError(Code.INVALID_ARGUMENT, "--file takes every placement from the file: give no CASE, "
-                                                  "--to, --purpose, --until or --label with it")
+                                                  "--to, --purpose, --until, --label or --commission with it")
         _assign_file(args)
         return
     if not (args.case and args.to and args.purpose and args.until):
         raise CliError(Code.INVALID_ARGUMENT, "give CASE --to ORG --purpose PURPOSE --until YYYY-MM-DD, "
                                               "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
-        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or ""))
+        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or ""))
 
 
 def _assign_file(args: argparse.Namespace) -> None:
@@ -243,6 +243,50 @@ def cmd_explain(args: argparse.Namespace) -> None:
         return "\n".join(lines)
 
     emit(args, e, human)
+
+
+def _payment_text(p: dict[str, Any]) -> str:
+    text = (f"{p['payment_id']}\t{p['status']}\t{p['case_id']}\t{p['org']}\t{p['amount']} {p['currency']}"
+            f"\ton {p['on']}\tref {p['reference']}")
+    return text + (f"\treason: {p['reason']}" if p.get("reason") else "")
+
+
+def cmd_payment_report(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.report_payment(args.case, args.amount, args.on, args.reference), _payment_text)
+
+
+def cmd_lender_payments(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        found = c.payments(args.status or "", args.agency or "")
+    emit(args, {"payments": found}, lambda d: "\n".join(_payment_text(p) for p in d["payments"]) or "no payments")
+
+
+def cmd_payment_confirm(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.confirm_payment(args.payment_id),
+             lambda d: f"{d['payment_id']} confirmed on {d['case_id']}: outstanding {d['outstanding']}, amount due "
+                       f"{d['amount_due']}, commission rate {d['commission']}"
+                       + ("; the case is settled" if d["case_status"] == "settled" else ""))
+
+
+def cmd_payment_reject(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.reject_payment(args.payment_id, args.reason),
+             lambda d: f"{d['payment_id']} rejected")
+
+
+def cmd_statement(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        doc = c.statement(args.period, args.agency or "")
+
+    def text(d: dict[str, Any]) -> str:
+        rows = [f"{x['payment_id']}\t{x['case_id']}\t{x['org']}\t{x['confirmed_at']}\t{x['amount']} {x['currency']}"
+                f"\trate {x['rate']}\tfee {x['fee']}" for x in d["lines"]]
+        rows += [f"{cur}: recovered {t['recovered']}, fees {t['fees']}" for cur, t in d["totals"].items()]
+        return "\n".join([f"statement {d['period']}: {len(d['lines'])} confirmed payments", *rows])
+
+    emit(args, doc, text)
 
 
 def cmd_contact_open(args: argparse.Namespace) -> None:

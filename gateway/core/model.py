@@ -185,6 +185,34 @@ class MandateRow:
     granted_at: str
     until: date
     recalled_at: str | None
+    commission: str | None = None  # the fee term: a rate on confirmed recoveries ("0.18"); None: none agreed
+
+
+PAYMENT_STATUSES = ("reported", "confirmed", "rejected")
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    """A payment an agency or law firm reported having collected, and the lender's decision on it.
+
+    `reason` is the rejection's reason sealed under the borrower's data key (free text may name a person);
+    it is opened only for the lender (`CaseReader.payment_reason`).
+    """
+
+    id: str
+    lender_id: str
+    case_id: str
+    borrower_id: str
+    org_id: str
+    amount: str
+    currency: str
+    paid_on: str
+    reference: str
+    status: str
+    reported_at: str
+    decided_at: str | None = None
+    commission: str | None = None  # the rate applied at confirmation
+    reason: bytes | None = None
 
 
 @dataclass(frozen=True)

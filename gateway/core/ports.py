@@ -49,6 +49,7 @@ from .model import (
     LoanRow,
     MandateRow,
     Org,
+    PaymentRow,
     PlanRow,
     Repayment,
     Unsealer,
@@ -128,6 +129,19 @@ class CaseReader(Protocol):
 
     def plan_reason(self, plan: PlanRow) -> str | None:
         """The plan's rejection reason opened with its borrower's key; None without one or once erased."""
+    # ---- payments reported by those who collect (usecases/payments.py)
+    def get_payment(self, payment_id: str) -> PaymentRow | None: ...
+
+    def payment_by_reference(self, lender: str, org_id: str, reference: str) -> PaymentRow | None: ...
+
+    def payments_of_lender(self, lender: str, status: str = "", org_id: str = "") -> list[PaymentRow]:
+        """The lender's payments (optionally of one status and one reporting org), in the order reported."""
+
+    def confirmed_payments(self, start: str, end: str, lender: str = "", org_id: str = "") -> list[PaymentRow]:
+        """Payments confirmed at `start` <= decided_at < `end` (RFC 3339) of the lender and/or reporting org."""
+
+    def payment_reason(self, payment: PaymentRow) -> str | None:
+        """A rejected payment's reason, opened (None: none, or the borrower's data key is gone)."""
 
 
 class AuditReader(Protocol):
@@ -178,15 +192,16 @@ class UnitOfWork(CaseReader, Protocol):
     def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None: ...
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
-                       now: str) -> None: ...
+                       now: str, commission: str | None = None) -> None: ...
 
     def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int: ...
 
     def cases_by_id(self, lender: str, case_ids: Sequence[str]) -> dict[str, CaseRow]: ...
 
-    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date]], now: str) -> None:
-        """Many `assign`s at once, (case_id, org_id, purpose, label, until) each: the same purpose's live mandate
-        of that org on the case ends and the new one starts, in as few statements as the backend can."""
+    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date, str | None]],
+                       now: str) -> None:
+        """Many `assign`s at once, (case_id, org_id, purpose, label, until, commission) each: the same purpose's
+        live mandate of that org on the case ends and the new one starts, in as few statements as the backend can."""
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None: ...
 
@@ -253,6 +268,14 @@ class UnitOfWork(CaseReader, Protocol):
 
     def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
         """The case's accepted plan (the change feed numbers the case)."""
+    # ---- payments reported by those who collect (usecases/payments.py)
+    def insert_payment(self, payment: PaymentRow) -> bool:
+        """Store a reported payment; False (nothing stored) when its (lender, org, reference) is taken."""
+
+    def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
+                       reason: str | None) -> bool:
+        """Confirm or reject a payment still `reported` (False: it was not); the reason sealed under the
+        borrower's data key."""
 
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]

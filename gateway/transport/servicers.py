@@ -122,7 +122,8 @@ class LenderServicer:
 
     def AssignCase(self, caller: Caller, request: pb.AssignCaseRequest) -> pb.MandateInfo:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
-        m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label)
+        m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label,
+                             request.commission)
         return pb.MandateInfo(**m)
 
     def RecallCase(self, caller: Caller, request: pb.RecallCaseRequest) -> pb.RecallCaseResponse:
@@ -186,6 +187,16 @@ class LenderServicer:
         p = self.core.performance(caller, request.from_date, request.to_date)
         return pb.PerformanceResponse(from_date=p["from"], to_date=p["to"], agencies=[
             pb.AgencyPerformance(**{k: v for k, v in a.items() if v is not None}) for a in p["agencies"]])
+    def ListPayments(self, caller: Caller, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
+        items = self.core.list_payments(caller, request.status, request.org_id)
+        tracing.annotate(decision="allow", count=len(items))
+        return pb.ListPaymentsResponse(payments=[pb.PaymentInfo(**item) for item in items])
+
+    def ConfirmPayment(self, caller: Caller, request: pb.DecidePaymentRequest) -> pb.PaymentDecision:
+        return pb.PaymentDecision(**self.core.confirm_payment(caller, request.payment_id))
+
+    def RejectPayment(self, caller: Caller, request: pb.DecidePaymentRequest) -> pb.PaymentDecision:
+        return pb.PaymentDecision(**self.core.reject_payment(caller, request.payment_id, request.reason))
 
 
 class CaseServicer:
@@ -238,6 +249,18 @@ class CaseServicer:
             if len(items) >= PULL_MESSAGE_ITEMS:
                 yield pb.PulledCases(items=items, cursor=items[-1].cursor)
                 items = []
+
+    def ReportPayment(self, caller: Caller, request: pb.ReportPaymentRequest) -> pb.PaymentInfo:
+        info = self.core.report_payment(caller, request.case_id, request.amount, request.on, request.reference)
+        tracing.annotate(decision="allow")
+        return pb.PaymentInfo(**info)
+
+    def GetStatement(self, caller: Caller, request: pb.StatementRequest) -> pb.Statement:
+        doc = self.core.statement(caller, request.period, request.org_id)
+        tracing.annotate(decision="allow", count=len(doc["lines"]))
+        return pb.Statement(period=doc["period"], lines=[pb.StatementLine(**line) for line in doc["lines"]],
+                            recovered=doc["recovered"], fees=doc["fees"], currency=doc["currency"], org=doc["org"],
+                            totals={cur: pb.StatementTotal(**t) for cur, t in doc["totals"].items()})
 
 
 class AuditServicer:

@@ -198,6 +198,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE cases ADD COLUMN account_as_of TEXT",
         "ALTER TABLE cases ADD COLUMN update_digest BYTEA",
     ]),
+    # Payments reported by those who collect (gateway/core/usecases/payments.py): one row per (lender, org,
+    # reference), the rejection's reason sealed under the borrower's data key; a mandate's commission (fee term).
+    (14, "payments reported by those who collect; mandates' commission", [
+        "ALTER TABLE mandates ADD COLUMN commission TEXT",
+        """CREATE TABLE payments(
+             id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+             org_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, paid_on TEXT NOT NULL,
+             reference TEXT NOT NULL, status TEXT NOT NULL, reported_at TEXT NOT NULL, decided_at TEXT,
+             commission TEXT, reason BYTEA, UNIQUE(lender_id, org_id, reference))""",
+        "CREATE INDEX payments_lender ON payments(lender_id, reported_at)",
+        "CREATE INDEX payments_decided ON payments(status, decided_at)",
+    ]),
     # ---- promises and plans (gateway/core/usecases/plans.py): a promise's terms on its contact; repayment plans
     # (instalments as JSON in the borrower's calendar, a rejection reason sealed under the borrower's data key);
     # each case's accepted plan, a release column (it sets amount_due), so the change feed follows it.

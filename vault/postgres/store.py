@@ -36,6 +36,7 @@ from gateway.core.model import (
     LoanRow,
     MandateRow,
     Org,
+    PaymentRow,
     PlanRow,
     Repayment,
 )
@@ -46,6 +47,7 @@ from vault.records import (
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    PAYMENT_COLS,
     PLAN_COLS,
     UPDATABLE_LOAN,
     PlanSeals,
@@ -55,7 +57,9 @@ from vault.records import (
     import_digest,
     mandate_row,
     org_row,
+    payment_row,
     plan_row,
+    reason_ad,
     seal_fields,
     terms_ad,
 )
@@ -285,11 +289,12 @@ class PgStore(Statements, CachedView, PlanSeals):
         return {r.case_id: r for r in map(case_row, rows)}
 
     @unavailable
-    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date]], now: str) -> None:
+    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date, str | None]],
+                       now: str) -> None:
         """Two statements for the whole batch (arrays unnested server-side), not two per mandate."""
         if not grants:
             return
-        cases, orgs, purposes, labels, untils = (list(col) for col in zip(*grants, strict=True))
+        cases, orgs, purposes, labels, untils, rates = (list(col) for col in zip(*grants, strict=True))
         with self._conn() as conn:
             # `case_id = ANY(...)` lets the planner take the (lender_id, case_id) index; the join alone it
             # estimates blind and may scan every mandate for each row (measured: 4.5 x slower once mandates exist).
@@ -297,11 +302,11 @@ class PgStore(Statements, CachedView, PlanSeals):
                          " AND recalled_at IS NULL AND (case_id, org_id, purpose) IN"
                          " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
                          (now, lender, cases, cases, orgs, purposes))
-            conn.execute("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
-                         " SELECT %s, g.case_id, g.org_id, g.purpose, g.label, %s, g.until"
-                         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
-                         " WITH ORDINALITY AS g(case_id, org_id, purpose, label, until, n) ORDER BY g.n",
-                         (lender, now, cases, orgs, purposes, labels, [u.isoformat() for u in untils]))
+            conn.execute("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until, commission)"
+                         " SELECT %s, g.case_id, g.org_id, g.purpose, g.label, %s, g.until, g.commission"
+                         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                         " WITH ORDINALITY AS g(case_id, org_id, purpose, label, until, commission, n) ORDER BY g.n",
+                         (lender, now, cases, orgs, purposes, labels, [u.isoformat() for u in untils], rates))
 
     def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]:
         return [mandate_row(r) for r in self._all(
@@ -362,10 +367,10 @@ class PgStore(Statements, CachedView, PlanSeals):
                    " WHERE lender_id = %s AND case_id = %s", (as_of, digest, now, lender, case_id))
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
-                       now: str) -> None:
-        self._exec("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
-                   " VALUES (%s, %s, %s, %s, %s, %s, %s)", (lender, case_id, org_id, purpose, label, now,
-                                                            until.isoformat()))
+                       now: str, commission: str | None = None) -> None:
+        self._exec("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until, commission)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", (lender, case_id, org_id, purpose, label, now,
+                                                                until.isoformat(), commission))
 
     def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int:
         sql = ("UPDATE mandates SET recalled_at = %s WHERE lender_id = %s AND case_id = %s AND org_id = %s"
@@ -575,3 +580,64 @@ class PgStore(Statements, CachedView, PlanSeals):
     def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
         self._exec("UPDATE cases SET active_plan = %s, updated_at = %s WHERE lender_id = %s AND case_id = %s",
                    (plan_id, now, case.lender_id, case.case_id))
+    # ---- payments reported by those who collect (gateway/core/usecases/payments.py)
+    def insert_payment(self, payment: PaymentRow) -> bool:
+        p = payment
+        return bool(self._exec(
+            f"INSERT INTO payments({PAYMENT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (lender_id, org_id, reference) DO NOTHING",
+            (p.id, p.lender_id, p.case_id, p.borrower_id, p.org_id, p.amount, p.currency, p.paid_on, p.reference,
+             p.status, p.reported_at, p.decided_at, p.commission, None)))
+
+    def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
+                       reason: str | None) -> bool:
+        sealed = None
+        if reason is not None:
+            row = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                            " WHERE lender_id = %s AND borrower_id = %s", (payment.lender_id, payment.borrower_id))
+            assert row is not None and row[1] is not None, "the use case refuses an erased borrower's payment"
+            dek = self.cipher.unwrap_dek(payment.lender_id, payment.borrower_id, int(row[0]), bytes(row[1]))
+            sealed = seal_fields(self.cipher, dek, payment.lender_id, payment.borrower_id, int(row[2]),
+                                 {reason_ad(payment.id): reason})[reason_ad(payment.id)]
+        return bool(self._exec(
+            "UPDATE payments SET status = %s, decided_at = %s, commission = %s, reason = %s WHERE id = %s"
+            " AND status = 'reported'", (status, decided_at, commission, sealed, payment.id)))
+
+    def get_payment(self, payment_id: str) -> PaymentRow | None:
+        row = self._one(f"SELECT {PAYMENT_COLS} FROM payments WHERE id = %s", (payment_id,))
+        return payment_row(row) if row else None
+
+    def payment_by_reference(self, lender: str, org_id: str, reference: str) -> PaymentRow | None:
+        row = self._one(f"SELECT {PAYMENT_COLS} FROM payments WHERE lender_id = %s AND org_id = %s"
+                        " AND reference = %s", (lender, org_id, reference))
+        return payment_row(row) if row else None
+
+    def payments_of_lender(self, lender: str, status: str = "", org_id: str = "") -> list[PaymentRow]:
+        sql = f"SELECT {PAYMENT_COLS} FROM payments WHERE lender_id = %s"
+        params: list[str] = [lender]
+        if status:
+            sql, params = sql + " AND status = %s", [*params, status]
+        if org_id:
+            sql, params = sql + " AND org_id = %s", [*params, org_id]
+        return [payment_row(r) for r in self._all(sql + " ORDER BY reported_at, id", params)]
+
+    def confirmed_payments(self, start: str, end: str, lender: str = "", org_id: str = "") -> list[PaymentRow]:
+        sql = (f"SELECT {PAYMENT_COLS} FROM payments WHERE status = 'confirmed' AND decided_at >= %s"
+               " AND decided_at < %s")
+        params: list[str] = [start, end]
+        if lender:
+            sql, params = sql + " AND lender_id = %s", [*params, lender]
+        if org_id:
+            sql, params = sql + " AND org_id = %s", [*params, org_id]
+        return [payment_row(r) for r in self._all(sql + " ORDER BY decided_at, id", params)]
+
+    def payment_reason(self, payment: PaymentRow) -> str | None:
+        if payment.reason is None:
+            return None
+        opener = self._borrower_opener(payment.lender_id, payment.borrower_id)
+        if opener is None:
+            return None
+        try:
+            return opener(reason_ad(payment.id), payment.reason)
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None

@@ -75,7 +75,7 @@ CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due I
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
-  recalled_at TEXT, lapsed_at TEXT);
+  recalled_at TEXT, lapsed_at TEXT, commission TEXT);
 CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
 CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
@@ -83,7 +83,7 @@ CREATE TABLE IF NOT EXISTS contacts(
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
   opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
-""" + "{furnished}"
+""" + "{furnished}" + "{payments}"
 
 # The bureau feed's memory (gateway/core/usecases/furnishing.py): per bureau a sequence of furnished records, each a
 # keyed digest of what was sent (never the values), so a pull sends only what changed since its cursor.
@@ -158,7 +158,19 @@ CREATE TABLE IF NOT EXISTS plans(
   decided_at TEXT, reason BLOB);
 CREATE INDEX IF NOT EXISTS plans_case ON plans(lender_id, case_id, proposed_at);
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS) + CASE_FEED
+# Payments reported by those who collect (gateway/core/usecases/payments.py): one row per (lender, org, reference),
+# so a reference reported twice is one payment; the rejection's reason sealed under the borrower's data key.
+PAYMENTS = """
+CREATE TABLE IF NOT EXISTS payments(
+  id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  org_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, paid_on TEXT NOT NULL, reference TEXT NOT NULL,
+  status TEXT NOT NULL, reported_at TEXT NOT NULL, decided_at TEXT, commission TEXT, reason BLOB,
+  UNIQUE(lender_id, org_id, reference));
+CREATE INDEX IF NOT EXISTS payments_lender ON payments(lender_id, reported_at);
+CREATE INDEX IF NOT EXISTS payments_decided ON payments(status, decided_at);
+"""
+SCHEMA = (SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS).replace("{payments}", PAYMENTS)
+          + CASE_FEED)
 
 
 AUDIT_SCHEMA = """
@@ -293,6 +305,13 @@ def _add_plans(conn: Connection) -> None:
     for statement in _statements(CASE_FEED):
         if "cases_update_feed" in statement:
             conn.execute(statement)
+def _add_payments(conn: Connection) -> None:
+    """Version 12: payments reported by those who collect; a mandate's commission rate (its fee term)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
+    if "commission" not in have:
+        conn.execute("ALTER TABLE mandates ADD COLUMN commission TEXT")
+    for statement in _statements(PAYMENTS):
+        conn.execute(statement)
 
 
 def _statements(script: str) -> list[str]:
@@ -319,6 +338,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
+    (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
 ]
 def _add_tiles(conn: Connection) -> None:

@@ -206,11 +206,16 @@ class CustosClient:
         with open(path, "rb") as fh:
             return self.import_lines(fh)
 
-    def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "") -> dict[str, Any]:
+    def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "",
+               commission: str = "") -> dict[str, Any]:
+        """Mandate a case; `commission` ("0.18") is the mandate's fee term on what the org recovers."""
         r = self._call(self._lender.AssignCase, pb.AssignCaseRequest(
-            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label))
-        return {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
-                "label": r.label, "granted_at": r.granted_at}
+            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label, commission=commission))
+        out = {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
+               "label": r.label, "granted_at": r.granted_at}
+        if r.commission:
+            out["commission"] = r.commission
+        return out
 
     def recall_all(self, org_id: str) -> dict[str, Any]:
         """End every mandate the organisation holds on the caller's cases (it was terminated)."""
@@ -308,6 +313,36 @@ class CustosClient:
         return {"org_id": org_id, "case_id": case_id, "purpose": purpose, "decision": r.decision, "code": r.code,
                 "fields": [{"field": f.field, "transform": f.transform, "rule": f.rule} for f in r.fields],
                 "rules": list(r.rules), "policy_revision": r.policy_revision, "notes": list(r.notes)}
+
+    # ------------------------------------------------------------ payments and statements
+    def report_payment(self, case_id: str, amount: str, on: str, reference: str) -> dict[str, Any]:
+        """Report a payment collected on a mandated case; the same reference again answers the same payment."""
+        r = self._call(self._cases.ReportPayment, pb.ReportPaymentRequest(case_id=case_id, amount=amount, on=on,
+                                                                          reference=reference))
+        return _payment(r)
+
+    def payments(self, status: str = "", org_id: str = "") -> list[dict[str, Any]]:
+        """The payments reported on the caller's (a lender's) cases, optionally of one status and one org."""
+        r = self._call(self._lender.ListPayments, pb.ListPaymentsRequest(status=status, org_id=org_id))
+        return [_payment(p) for p in r.payments]
+
+    def confirm_payment(self, payment_id: str) -> dict[str, Any]:
+        r = self._call(self._lender.ConfirmPayment, pb.DecidePaymentRequest(payment_id=payment_id))
+        return _decision(r)
+
+    def reject_payment(self, payment_id: str, reason: str) -> dict[str, Any]:
+        r = self._call(self._lender.RejectPayment, pb.DecidePaymentRequest(payment_id=payment_id, reason=reason))
+        return _decision(r)
+
+    def statement(self, period: str, org_id: str = "") -> dict[str, Any]:
+        """{"period", "lines", "recovered", "fees", "currency", "totals", "org"}: the month's confirmed payments."""
+        r = self._call(self._cases.GetStatement, pb.StatementRequest(period=period, org_id=org_id))
+        lines = [{"payment_id": x.payment_id, "case_id": x.case_id, "lender": x.lender, "org": x.org, "on": x.on,
+                  "confirmed_at": x.confirmed_at, "amount": x.amount, "currency": x.currency, "rate": x.rate,
+                  "fee": x.fee} for x in r.lines]
+        return {"period": r.period, "org": r.org, "lines": lines, "recovered": r.recovered, "fees": r.fees,
+                "currency": r.currency,
+                "totals": {cur: {"recovered": t.recovered, "fees": t.fees} for cur, t in sorted(r.totals.items())}}
 
     # ------------------------------------------------------------ contact
     def open_contact(self, case_id: str, channel: str, party: str = "borrower") -> dict[str, Any]:
@@ -539,6 +574,23 @@ class CustosClient:
         """The signed checkpoint and the verifier key the gateway names (pin your own copy to trust it)."""
         r = self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest())
         return str(r.note), str(r.verifier_key)
+
+
+def _payment(r: Any) -> dict[str, Any]:
+    out = {"payment_id": r.payment_id, "status": r.status, "case_id": r.case_id, "org": r.org, "amount": r.amount,
+           "currency": r.currency, "on": r.on, "reference": r.reference, "reported_at": r.reported_at,
+           "decided_at": r.decided_at, "commission": r.commission}
+    if r.status == "rejected" and r.reason:
+        out["reason"] = r.reason
+    return out
+
+
+def _decision(r: Any) -> dict[str, Any]:
+    out = {"payment_id": r.payment_id, "status": r.status, "case_id": r.case_id, "decided_at": r.decided_at}
+    if r.status == "confirmed":
+        out.update(org=r.org, amount=r.amount, currency=r.currency, commission=r.commission,
+                   outstanding=r.outstanding, amount_due=r.amount_due, case_status=r.case_status)
+    return out
 
 
 def _contact(r: Any) -> dict[str, Any]:

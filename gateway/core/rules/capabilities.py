@@ -49,6 +49,10 @@ ACTIONS: dict[str, str] = {
     "propose_plan": "propose a repayment plan on a mandated case (plan propose)",
     "decide_plan": "accept or reject a plan proposed on one of the caller's cases (lender plan accept|reject)",
     "show_plans": "a case's plans: its own case's, or a mandated one's (plan show)",
+    "report_payment": "report a payment collected on a mandated case (payment report)",
+    "list_payments": "list the payments reported on the caller's cases (lender payments)",
+    "decide_payment": "confirm or reject a reported payment (lender payment confirm|reject)",
+    "statement": "the month's confirmed payments with their commissions (statement)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.

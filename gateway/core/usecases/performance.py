@@ -31,9 +31,9 @@ from zoneinfo import ZoneInfo
 from ..errors import Code
 from ..model import Caller, CaseRow, ContactRow, LoanRow, Org, parse_date, rfc3339
 from ..rules.commitments import KEPT, plan_state, promise_state
-from ..rules.plans import local_day
 from ..rules.ledger import text, total
 from ..rules.performance import PROMISE, Tally, tally
+from ..rules.plans import local_day
 from .context import Context
 from .plans import plan_rules
 

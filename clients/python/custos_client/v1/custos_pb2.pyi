@@ -67,34 +67,38 @@ class RecallAllRequest(_message.Message):
     def __init__(self, org_id: _Optional[str] = ...) -> None: ...
 
 class AssignCaseRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "commission")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
     until: str
     label: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+    commission: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
 
 class MandateInfo(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at", "commission")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
     until: str
     label: str
     granted_at: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ...) -> None: ...
+    commission: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
 
 class RecallCaseRequest(_message.Message):
     __slots__ = ("case_id", "org_id")
@@ -761,3 +765,156 @@ class ShowPlansResponse(_message.Message):
     case_id: str
     plans: _containers.RepeatedCompositeFieldContainer[PlanInfo]
     def __init__(self, case_id: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanInfo, _Mapping]]] = ...) -> None: ...
+
+class ReportPaymentRequest(_message.Message):
+    __slots__ = ("case_id", "amount", "on", "reference")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    amount: str
+    on: str
+    reference: str
+    def __init__(self, case_id: _Optional[str] = ..., amount: _Optional[str] = ..., on: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class PaymentInfo(_message.Message):
+    __slots__ = ("payment_id", "status", "case_id", "org", "amount", "currency", "on", "reference", "reported_at", "decided_at", "commission", "reason")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    status: str
+    case_id: str
+    org: str
+    amount: str
+    currency: str
+    on: str
+    reference: str
+    reported_at: str
+    decided_at: str
+    commission: str
+    reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., status: _Optional[str] = ..., case_id: _Optional[str] = ..., org: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., on: _Optional[str] = ..., reference: _Optional[str] = ..., reported_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., commission: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListPaymentsRequest(_message.Message):
+    __slots__ = ("status", "org_id")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    org_id: str
+    def __init__(self, status: _Optional[str] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class ListPaymentsResponse(_message.Message):
+    __slots__ = ("payments",)
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[PaymentInfo]
+    def __init__(self, payments: _Optional[_Iterable[_Union[PaymentInfo, _Mapping]]] = ...) -> None: ...
+
+class DecidePaymentRequest(_message.Message):
+    __slots__ = ("payment_id", "reason")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PaymentDecision(_message.Message):
+    __slots__ = ("payment_id", "status", "case_id", "decided_at", "commission", "outstanding", "amount_due", "case_status", "org", "amount", "currency")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    OUTSTANDING_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
+    CASE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    status: str
+    case_id: str
+    decided_at: str
+    commission: str
+    outstanding: str
+    amount_due: str
+    case_status: str
+    org: str
+    amount: str
+    currency: str
+    def __init__(self, payment_id: _Optional[str] = ..., status: _Optional[str] = ..., case_id: _Optional[str] = ..., decided_at: _Optional[str] = ..., commission: _Optional[str] = ..., outstanding: _Optional[str] = ..., amount_due: _Optional[str] = ..., case_status: _Optional[str] = ..., org: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class StatementRequest(_message.Message):
+    __slots__ = ("period", "org_id")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    org_id: str
+    def __init__(self, period: _Optional[str] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class StatementLine(_message.Message):
+    __slots__ = ("payment_id", "case_id", "lender", "org", "on", "confirmed_at", "amount", "currency", "rate", "fee")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    case_id: str
+    lender: str
+    org: str
+    on: str
+    confirmed_at: str
+    amount: str
+    currency: str
+    rate: str
+    fee: str
+    def __init__(self, payment_id: _Optional[str] = ..., case_id: _Optional[str] = ..., lender: _Optional[str] = ..., org: _Optional[str] = ..., on: _Optional[str] = ..., confirmed_at: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., rate: _Optional[str] = ..., fee: _Optional[str] = ...) -> None: ...
+
+class StatementTotal(_message.Message):
+    __slots__ = ("recovered", "fees")
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    recovered: str
+    fees: str
+    def __init__(self, recovered: _Optional[str] = ..., fees: _Optional[str] = ...) -> None: ...
+
+class Statement(_message.Message):
+    __slots__ = ("period", "lines", "recovered", "fees", "currency", "totals", "org")
+    class TotalsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: StatementTotal
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StatementTotal, _Mapping]] = ...) -> None: ...
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    lines: _containers.RepeatedCompositeFieldContainer[StatementLine]
+    recovered: str
+    fees: str
+    currency: str
+    totals: _containers.MessageMap[str, StatementTotal]
+    org: str
+    def __init__(self, period: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., recovered: _Optional[str] = ..., fees: _Optional[str] = ..., currency: _Optional[str] = ..., totals: _Optional[_Mapping[str, StatementTotal]] = ..., org: _Optional[str] = ...) -> None: ...

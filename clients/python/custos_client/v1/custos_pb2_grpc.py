@@ -121,6 +121,21 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
                 _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/custos.v1.LenderService/ListPayments',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.ConfirmPayment = channel.unary_unary(
+                '/custos.v1.LenderService/ConfirmPayment',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+                _registered_method=True)
+        self.RejectPayment = channel.unary_unary(
+                '/custos.v1.LenderService/RejectPayment',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -247,6 +262,28 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListPayments(self, request, context):
+        """Payments reported on the caller's cases (issue 24), oldest report first; a rejected one with its reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmPayment(self, request, context):
+        """Confirm a reported payment: it enters the loan's ledger, with the reporting org's commission rate; paid in
+        full, the case settles. One transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPayment(self, request, context):
+        """Reject a reported payment with a reason (stored sealed); nothing else changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -334,6 +371,21 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.RejectPlan,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
+            ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ConfirmPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPayment,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.SerializeToString,
+            ),
+            'RejectPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPayment,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -807,6 +859,87 @@ class LenderService:
             metadata,
             _registered_method=True)
 
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ListPayments',
+            custos_dot_v1_dot_custos__pb2.ListPaymentsRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ConfirmPayment',
+            custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RejectPayment',
+            custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
 
 class CaseServiceStub:
     """---------------------------------------------------------------- cases
@@ -853,6 +986,16 @@ class CaseServiceStub:
                 '/custos.v1.CaseService/ShowPlans',
                 request_serializer=custos_dot_v1_dot_custos__pb2.ShowPlansRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ShowPlansResponse.FromString,
+                _registered_method=True)
+        self.ReportPayment = channel.unary_unary(
+                '/custos.v1.CaseService/ReportPayment',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ReportPaymentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PaymentInfo.FromString,
+                _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/custos.v1.CaseService/GetStatement',
+                request_serializer=custos_dot_v1_dot_custos__pb2.StatementRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.Statement.FromString,
                 _registered_method=True)
 
 
@@ -907,6 +1050,22 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportPayment(self, request, context):
+        """A payment the caller (agency or law firm with a live mandate on the case) collected; a reference reported
+        again with the same case, amount and date is the same payment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatement(self, request, context):
+        """The month's confirmed payments with their commissions: a lender's (all its agencies, or one), an
+        agency's or law firm's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -944,6 +1103,16 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.ShowPlans,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.ShowPlansRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ShowPlansResponse.SerializeToString,
+            ),
+            'ReportPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportPayment,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ReportPaymentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PaymentInfo.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.StatementRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.Statement.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1137,6 +1306,60 @@ class CaseService:
             '/custos.v1.CaseService/ShowPlans',
             custos_dot_v1_dot_custos__pb2.ShowPlansRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ShowPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/ReportPayment',
+            custos_dot_v1_dot_custos__pb2.ReportPaymentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PaymentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/GetStatement',
+            custos_dot_v1_dot_custos__pb2.StatementRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.Statement.FromString,
             options,
             channel_credentials,
             insecure,
