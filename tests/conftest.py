@@ -213,7 +213,7 @@ def escalated(seeded: Env) -> Env:
     """C-1 (CN, borrower B-1, mandated to agency-1) escalated to lawfirm-1, with some contact history first."""
     seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
     contact = seeded.client("agency-1").open_contact("C-1", "call")
-    seeded.client("agency-1").record_outcome(contact["contact_id"], "promise_to_pay")
+    seeded.client("agency-1").record_outcome(contact["contact_id"], "promise_to_pay", "100.00", "2026-12-05")
     seeded.client("lender-a").escalate("C-1", "lawfirm-1")
     return seeded
 

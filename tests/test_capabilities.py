@@ -44,6 +44,15 @@ MATRIX: dict[str, set[str]] = {
     "prove": {"regulator"},
     "checkpoint": {"regulator"},
     "cosign": {"regulator"},
+    "performance": {"lender"},
+    "propose_plan": {"agency", "law_firm"},
+    "decide_plan": {"lender"},
+    "show_plans": {"lender", "agency", "law_firm"},
+    # issue 24: payments reported by those who collect, decided by the lender; statements of commissions
+    "report_payment": {"agency", "law_firm"},
+    "list_payments": {"lender"},
+    "decide_payment": {"lender"},
+    "statement": {"lender", "agency", "law_firm"},
     "update_accounts": {"lender"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
@@ -79,8 +88,10 @@ def _edit(path: Path, old: str, new: str) -> None:
 @pytest.mark.parametrize(("old", "new", "line_of", "problem"), [
     ('actions = ["list_cases", "pull_feed"]', 'actions = ["list_cases", "pull_feeds"]',
      'actions = ["list_cases", "pull_feeds"]', "[kinds.bureau] actions: unknown action 'pull_feeds'"),
-    ('actions = ["list_cases", "packet"]', 'actions = ["list_cases", "packet", "packet"]',
-     'actions = ["list_cases", "packet", "packet"]', "[kinds.law_firm] actions: lists a action twice"),
+    ('actions = ["list_cases", "packet", "propose_plan", "show_plans", "report_payment", "statement"]',
+     'actions = ["list_cases", "packet", "packet", "propose_plan", "show_plans", "report_payment", "statement"]',
+     'actions = ["list_cases", "packet", "packet", "propose_plan", "show_plans", "report_payment", "statement"]',
+     "[kinds.law_firm] actions: lists a action twice"),
     ("[kinds.bureau]\n", "[kinds.bureau]\nlicenced = true\n", "licenced = true", "[kinds.bureau]: unknown keys"),
     ("[kinds.bureau]\n", "[kinds.Bureau]\n", "[kinds.Bureau]", "[kinds.Bureau]: a kind is 1-32 of"),
     ('mandated_to = ["law_firm"]', 'mandated_to = ["lawfirm"]', 'mandated_to = ["lawfirm"]',

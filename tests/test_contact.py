@@ -244,7 +244,8 @@ def test_contact_cli_contract(seeded: Env, capsys: pytest.CaptureFixture[str]) -
     assert cli.main(["contact", "open", "C-1", "--channel", "call", *base]) == 0
     opened = json.loads(capsys.readouterr().out)
     assert opened["phone"].startswith("+86") and opened["contact_id"]
-    assert cli.main(["contact", "outcome", opened["contact_id"], "--result", "promise_to_pay", *base]) == 0
+    assert cli.main(["contact", "outcome", opened["contact_id"], "--result", "promise_to_pay", "--amount", "100.00",
+                     "--on", "2026-12-05", *base]) == 0
     assert json.loads(capsys.readouterr().out)["result"] == "promise_to_pay"
     lender = ["--gateway", seeded.addr, "--identity", str(seeded.identity("lender-a")), "--json"]
     assert cli.main(["lender", "flag", "C-1", "--cease-contact", "--lost-contact", *lender]) == 0

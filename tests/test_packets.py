@@ -17,7 +17,7 @@ from custos_client import CustosClientError
 from gateway import cli, packets, synth
 from gateway.core.errors import Code
 from gateway.core.errors import CustosError as CoreError
-from gateway.core.usecases.litigation import ledger_summary
+from gateway.core.usecases.litigation import ledger_summary, released_loan
 from gateway.tlog.merkle import canonical_json, verifier_key
 from gateway.transport.server import build
 from tests.conftest import Env
@@ -78,8 +78,7 @@ def test_a_packet_round_trip_holds_every_item_and_verifies(escalated: Env) -> No
     assert "bank_account" not in record and "emergency_contacts" not in record  # not in the litigation field set
     ledger = json.loads(result.items["ledger.json"])
     assert ledger["principal"] == line["loan"]["principal"] and ledger["repayments"] == line["loan"]["repayments"]
-    assert ledger["summary"] == ledger_summary(line["loan"]["principal"], line["loan"]["outstanding"],
-                                               line["loan"]["amount_due"], line["loan"]["repayments"])
+    assert ledger["summary"] == ledger_summary(released_loan(line["loan"], line["loan"]["repayments"]))
     assert result.items["contract.txt"].decode() == line["loan"]["contract_text"]
     contacts = json.loads(result.items["contacts.json"])
     assert [(c["channel"], c["result"]) for c in contacts] == [("call", "promise_to_pay")]
@@ -97,7 +96,7 @@ def test_the_pdf_summary_states_the_ledger_totals(escalated: Env) -> None:
     result = packets.verify(packet(escalated, "C-1"), vkey(escalated))
     text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(result.items["summary.pdf"])).pages)
     summary = json.loads(result.items["ledger.json"])["summary"]
-    for key in ("principal", "repaid", "interest_and_fees", "outstanding", "amount_due"):
+    for key in ("principal", "repaid", "outstanding", "amount_due", "expected", "difference"):
         assert summary[key] in text, key
     assert result.manifest["packet_id"] in text and "lawfirm-1" in text
 

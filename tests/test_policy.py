@@ -34,7 +34,9 @@ LETTER = REMINDER | {"home_address"}
 FIELD_VISIT = LETTER | {"work_address", "employer"}
 LITIGATION = {"full_name", "national_id", "date_of_birth", "home_address", "phone", "loan_id", "product", "currency",
               "principal", "outstanding", "amount_due", "originated_on", "due_on", "repayments", "contract_text",
-              "contact_history"}
+              "contact_history",
+              # the ledger as recorded and a filing's dates (issue 24)
+              "interest", "fees", "first_delinquency_on", "last_payment_on", "limitation_date"}
 CREDIT = {"national_id", "full_name", "date_of_birth", "loan_id", "status", "outstanding", "amount_due",
           "first_delinquency_on", "last_payment_on", "disputed",
           # what the furnishing formats need beyond DESIGN.md §3's list (policies/release.toml says why)

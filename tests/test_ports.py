@@ -387,8 +387,8 @@ def test_many_mandates_granted_at_once_replace_the_same_purposes_live_ones(vault
 
     def bulk(store: UnitOfWork) -> tuple[dict[str, Any], list[EventDraft]]:
         found = store.cases_by_id("lender-a", ["C-9", "C-10", "C-404"])
-        store.grant_mandates("lender-a", [("C-9", "agency-1", "collection", "provided", later),
-                                          ("C-10", "agency-2", "collection", "entrusted", until)], NOW)
+        store.grant_mandates("lender-a", [("C-9", "agency-1", "collection", "provided", later, None),
+                                          ("C-10", "agency-2", "collection", "entrusted", until, "0.18")], NOW)
         return found, [event("bulk", "C-9")]
 
     found = vault.audit.run(bulk)
@@ -399,7 +399,8 @@ def test_many_mandates_granted_at_once_replace_the_same_purposes_live_ones(vault
     live = [(m.purpose, m.label, m.until) for m in c9 if m.recalled_at is None]
     assert sorted(live) == [("collection", "provided", later), ("litigation", "entrusted", until)]
     assert [(m.purpose, m.recalled_at) for m in c9 if m.recalled_at is not None] == [("collection", NOW)]
-    assert [m.org_id for m in reader.mandates_of_case("lender-a", "C-10")] == ["agency-2"]
+    assert [(m.org_id, m.commission) for m in reader.mandates_of_case("lender-a", "C-10")] == [("agency-2", "0.18")]
+    assert {m.commission for m in c9} == {None}  # no fee term given: none stored
 
 
 # ------------------------------------------------------------ the AuditReader (AuditLog.reads)

@@ -23,6 +23,7 @@ from vault.records import (
     import_digest,
     mandate_row,
     org_row,
+    payment_row,
     seal_fields,
     terms_ad,
 )
@@ -30,16 +31,20 @@ from vault.records import (
 
 def test_rows_become_records_with_types_the_core_uses() -> None:
     raw = ("lender-a", "C-1", "B-1", "L-1", "CN", "Asia/Shanghai", "letter", "open",
-           1, 0, 0, 0, 1, 1, 1, 0, None, None)
+           1, 0, 0, 0, 1, 1, 1, 0, None, None, None)
     case = case_row(raw)
     assert (case.disputed, case.legal_hold, case.credit_withdrawn) == (True, True, False)
-    assert case.erasure == "" and case.closed_at is None
+    assert case.erasure == "" and case.closed_at is None and case.active_plan is None
     org = org_row(("agency-x", "agency", "Synthetic Agency", "CN", "LIC-1", "2027-01-31", 0, None, None))
     assert org.licence_expires == date(2027, 1, 31) and org.disabled is False
     assert org_row(("bureau-x", "bureau", "Synthetic Bureau", "US", None, None, 1, None, None)).licence_expires is None
     mandate = mandate_row(("7", "lender-a", "C-1", "agency-x", "collection", "entrusted", "2026-01-01T00:00:00Z",
-                           "2026-12-31", None))
-    assert mandate.id == 7 and mandate.until == date(2026, 12, 31)
+                           "2026-12-31", None, "0.18"))
+    assert mandate.id == 7 and mandate.until == date(2026, 12, 31) and mandate.commission == "0.18"
+    payment = payment_row(("P-1", "lender-a", "C-1", "B-1", "agency-x", "10.00", "CNY", "2026-11-29", "R-1",
+                           "rejected", "2026-11-30T02:00:00.000000Z", "2026-11-30T03:00:00.000000Z", None,
+                           memoryview(b"sealed")))
+    assert payment.reason == b"sealed" and payment.decided_at == "2026-11-30T03:00:00.000000Z"
 
 
 def test_the_ad_names_of_a_loan_bind_it() -> None:

@@ -16,7 +16,18 @@ from datetime import date
 from typing import Any
 
 from gateway.core.errors import Code, CustosError
-from gateway.core.model import BORROWER_PI_FIELDS, CaseRow, ContactRow, ImportedCase, MandateRow, Org, Unsealer
+from gateway.core.model import (
+    BORROWER_PI_FIELDS,
+    CaseRow,
+    ContactRow,
+    ImportedCase,
+    MandateRow,
+    Org,
+    PaymentRow,
+    PlanRow,
+    Repayment,
+    Unsealer,
+)
 
 from .crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 
@@ -24,11 +35,12 @@ from .crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
     "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure, "
-    "closed_at"
+    "closed_at, active_plan"
 )
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone"
-MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at"
-CONTACT_COLS = "id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at"
+MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission"
+CONTACT_COLS = ("id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at,"
+                " promise_amount, promise_on")
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
                          "consent_changed_at", "erasure", "erase_due", "closed_at"})
@@ -51,7 +63,7 @@ def case_row(row: Sequence[Any]) -> CaseRow:
     f = [bool(v) for v in row[8:16]]
     intern = sys.intern
     return CaseRow(intern(row[0]), row[1], row[2], row[3], intern(row[4]), intern(row[5]), intern(row[6]),
-                   intern(row[7]), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], intern(row[16] or ""), row[17])
+                   intern(row[7]), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], intern(row[16] or ""), row[17], row[18])
 
 
 def org_row(row: Sequence[Any]) -> Org:
@@ -60,13 +72,28 @@ def org_row(row: Sequence[Any]) -> Org:
 
 
 def mandate_row(row: Sequence[Any]) -> MandateRow:
-    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8])
+    return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8],
+                      row[9])
+
+
+PAYMENT_COLS = ("id, lender_id, case_id, borrower_id, org_id, amount, currency, paid_on, reference, status, reported_at,"
+                " decided_at, commission, reason")
+
+
+def payment_row(row: Sequence[Any]) -> PaymentRow:
+    return PaymentRow(row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9], row[10], row[11],
+                      row[12], bytes(row[13]) if row[13] is not None else None)
+
+
+def reason_ad(payment_id: str) -> str:
+    """The field name a payment's rejection reason is sealed under (binds it to its payment)."""
+    return f"payment:{payment_id}:reason"
 
 
 def contact_row(row: Sequence[Any]) -> ContactRow:
     return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
                       channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
-                      result_at=row[10])
+                      result_at=row[10], promise_amount=row[11], promise_on=row[12])
 
 
 def contract_ad(loan_id: str) -> str:
@@ -186,3 +213,41 @@ class SealedReads:
     def borrower_values(self, case: CaseRow, fields: Iterable[str]) -> dict[str, str]:
         """Decrypt only the requested PI fields (and contract text); any failure is one generic error."""
         return self.unsealer(case, fields)()
+
+
+# ---- promises and plans
+PLAN_COLS = "id, lender_id, case_id, borrower_id, org_id, status, instalments, proposed_at, decided_at, reason"
+
+
+def plan_row(row: Sequence[Any]) -> PlanRow:
+    return PlanRow(plan_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
+                   status=row[5], instalments=tuple(Repayment.of(r) for r in json.loads(row[6])),
+                   proposed_at=row[7], decided_at=row[8], sealed_reason=bytes(row[9]) if row[9] is not None else None)
+
+
+def plan_reason_ad(plan_id: str) -> str:
+    """The field name a plan's rejection reason is sealed under (binds it to its plan)."""
+    return f"plan:{plan_id}:reason"
+
+
+class PlanSeals(SealedReads):
+    """Sealing and opening a plan's rejection reason under its borrower's data key, the same in both stores."""
+
+    def seal_plan_reason(self, case: CaseRow, plan_id: str, reason: str) -> bytes:
+        row = self._borrower_row(case.lender_id, case.borrower_id)
+        if row is None or row[1] is None:
+            raise CustosError(Code.BORROWER_ERASED)
+        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, int(row[0]), bytes(row[1]))
+        return self.cipher.sealer(dek, case.lender_id, case.borrower_id, int(row[2]))(plan_reason_ad(plan_id), reason)
+
+    def plan_reason(self, plan: PlanRow) -> str | None:
+        """The opened reason; None without one or once the borrower's key is gone."""
+        if plan.sealed_reason is None:
+            return None
+        opener = self._borrower_opener(plan.lender_id, plan.borrower_id)
+        if opener is None:
+            return None
+        try:
+            return opener.open_all([("reason", plan_reason_ad(plan.plan_id), plan.sealed_reason)])["reason"]
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None

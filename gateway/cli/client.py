@@ -93,16 +93,16 @@ def cmd_update(args: argparse.Namespace) -> None:
 
 def cmd_assign(args: argparse.Namespace) -> None:
     if args.file:
-        if args.case or args.to or args.purpose or args.until or args.label:
+        if args.case or args.to or args.purpose or args.until or args.label or args.commission:
             raise CliError(Code.INVALID_ARGUMENT, "--file takes every placement from the file: give no CASE, "
-                                                  "--to, --purpose, --until or --label with it")
+                                                  "--to, --purpose, --until, --label or --commission with it")
         _assign_file(args)
         return
     if not (args.case and args.to and args.purpose and args.until):
         raise CliError(Code.INVALID_ARGUMENT, "give CASE --to ORG --purpose PURPOSE --until YYYY-MM-DD, "
                                               "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
-        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or ""))
+        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or ""))
 
 
 def _assign_file(args: argparse.Namespace) -> None:
@@ -218,6 +218,27 @@ def cmd_consent(args: argparse.Namespace) -> None:
                           else ""))
 
 
+def cmd_performance(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        doc = c.performance(args.from_date, args.to_date)
+
+    def text(d: dict[str, Any]) -> str:
+        def shown(v: object) -> str:
+            return "n/a" if v is None else str(v)
+
+        lines = [f"performance {d['from'] or 'start'} .. {d['to']} (UTC days): {len(d['agencies'])} organisations"]
+        for a in d["agencies"]:
+            money = ", ".join(f"{v} {k}".strip() for k, v in a["recovered"].items()) or "0"
+            refused = ", ".join(f"{k} {v}" for k, v in a["refusals"].items()) or "none"
+            lines.append(f"  {a['org']} ({a['kind']}): placed {a['cases_placed']}, attempts {a['contact_attempts']}, "
+                         f"conversations {a['conversations']}, promises {a['promises']} "
+                         f"(kept {shown(a['promises_kept'])}), plans {shown(a['plans'])} "
+                         f"(kept {shown(a['plans_kept'])}), recovered {money}; refused: {refused}")
+        return "\n".join(lines)
+
+    emit(args, doc, text)
+
+
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.record_notice(args.case, args.on),
@@ -249,6 +270,50 @@ def cmd_explain(args: argparse.Namespace) -> None:
     emit(args, e, human)
 
 
+def _payment_text(p: dict[str, Any]) -> str:
+    text = (f"{p['payment_id']}\t{p['status']}\t{p['case_id']}\t{p['org']}\t{p['amount']} {p['currency']}"
+            f"\ton {p['on']}\tref {p['reference']}")
+    return text + (f"\treason: {p['reason']}" if p.get("reason") else "")
+
+
+def cmd_payment_report(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.report_payment(args.case, args.amount, args.on, args.reference), _payment_text)
+
+
+def cmd_lender_payments(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        found = c.payments(args.status or "", args.agency or "")
+    emit(args, {"payments": found}, lambda d: "\n".join(_payment_text(p) for p in d["payments"]) or "no payments")
+
+
+def cmd_payment_confirm(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.confirm_payment(args.payment_id),
+             lambda d: f"{d['payment_id']} confirmed on {d['case_id']}: outstanding {d['outstanding']}, amount due "
+                       f"{d['amount_due']}, commission rate {d['commission']}"
+                       + ("; the case is settled" if d["case_status"] == "settled" else ""))
+
+
+def cmd_payment_reject(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.reject_payment(args.payment_id, args.reason),
+             lambda d: f"{d['payment_id']} rejected")
+
+
+def cmd_statement(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        doc = c.statement(args.period, args.agency or "")
+
+    def text(d: dict[str, Any]) -> str:
+        rows = [f"{x['payment_id']}\t{x['case_id']}\t{x['org']}\t{x['confirmed_at']}\t{x['amount']} {x['currency']}"
+                f"\trate {x['rate']}\tfee {x['fee']}" for x in d["lines"]]
+        rows += [f"{cur}: recovered {t['recovered']}, fees {t['fees']}" for cur, t in d["totals"].items()]
+        return "\n".join([f"statement {d['period']}: {len(d['lines'])} confirmed payments", *rows])
+
+    emit(args, doc, text)
+
+
 def cmd_contact_open(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.open_contact(args.case, args.channel, args.party))
@@ -256,7 +321,50 @@ def cmd_contact_open(args: argparse.Namespace) -> None:
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_outcome(args.contact_id, args.result))
+        emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or ""))
+
+
+# ---- promises and plans
+def _instalments(values: list[str]) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for value in values:
+        on, sep, amount = value.partition(":")
+        if not sep:
+            raise CliError(Code.INVALID_ARGUMENT, "an instalment is YYYY-MM-DD:AMOUNT")
+        out.append((on, amount))
+    return out
+
+
+def _plans_text(d: dict[str, Any]) -> str:
+    lines = []
+    for p in d["plans"]:
+        due = f" due {p['amount_due']}" if p.get("amount_due") else ""
+        lines.append(f"{p['plan_id']}\t{p['status']}\t{p.get('org', '')}{due}")
+        lines += [f"  {i['on']}\t{i['amount']}\t{i.get('state', '')}" for i in p["instalments"]]
+    return "\n".join(lines) or "no plans"
+
+
+def cmd_plan_propose(args: argparse.Namespace) -> None:
+    instalments = _instalments(args.instalment)
+    with _client(args) as c:
+        made = c.propose_plan(args.case, instalments)
+    emit(args, {"plan_id": made["plan_id"], "status": made["status"]})
+
+
+def cmd_plan_show(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        shown = c.show_plans(args.case)
+    emit(args, {"plans": shown["plans"]}, _plans_text)
+
+
+def cmd_plan_accept(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.accept_plan(args.plan_id))
+
+
+def cmd_plan_reject(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.reject_plan(args.plan_id, args.reason))
 
 
 def cmd_cases_list(args: argparse.Namespace) -> None:

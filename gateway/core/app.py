@@ -15,7 +15,10 @@ from .usecases.gatekeeping import Gatekeeping
 from .usecases.lender import IMPORT_BATCH, IMPORT_BATCH_BYTES, MAX_REJECTIONS, ImportProgress, LenderActions
 from .usecases.lifecycle import Lifecycle
 from .usecases.litigation import Litigation, PacketContent
+from .usecases.payments import Payments
+from .usecases.performance import Performance
 from .usecases.placements import Placements
+from .usecases.plans import Plans
 from .usecases.reads import Grant, Reads, Released
 from .usecases.supervision import Supervision
 from .usecases.worklists import Pulled, WorkLists
@@ -25,5 +28,5 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
 
 
 class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, Accounts, LenderActions, Lifecycle, Contacts,
-           Explainer, Supervision):
+           Explainer, Supervision, Performance, Plans, Payments):
     """Holds the collaborators; one instance serves every request."""

@@ -179,6 +179,32 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.UNAVAILABLE: ErrorSpec(_C.UNAVAILABLE, "the gateway is unavailable"),
     Code.DECRYPTION_FAILED: ErrorSpec(_C.INTERNAL, "stored data failed an integrity check"),
     Code.INTERNAL: ErrorSpec(_C.INTERNAL, "internal error"),
+    # ---- promises and plans
+    Code.PROMISE_TERMS_REQUIRED: ErrorSpec(_C.INVALID_ARGUMENT, "a promise to pay needs --amount and --on"),
+    Code.PROMISE_TERMS_NOT_ALLOWED: ErrorSpec(_C.INVALID_ARGUMENT, "an amount and date go only with promise_to_pay"),
+    Code.PROMISE_DATE_OUT_OF_RANGE: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a promise's date is from the borrower's today up to the bound of the conduct rules"),
+    Code.PLAN_INVALID: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a plan has 1-60 instalments, dates strictly increasing, the first not before today"),
+    Code.PLAN_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such plan"),
+    Code.PLAN_ALREADY_DECIDED: ErrorSpec(_C.FAILED_PRECONDITION, "only a proposed plan can be accepted or rejected"),
+    # payments reported by those who collect, commissions and statements (usecases/payments.py)
+    Code.INVALID_AMOUNT: ErrorSpec(
+        _C.INVALID_ARGUMENT, "amounts are positive decimal strings: up to 15 digits, up to 4 decimals, no sign"),
+    Code.INVALID_REFERENCE: ErrorSpec(
+        _C.INVALID_ARGUMENT, "payment references are 1-64 characters of letters, digits and ._:-"),
+    Code.PAYMENT_DATE_OUT_OF_RANGE: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a payment's date is not in the future and not before the loan's origination"),
+    Code.PAYMENT_REFERENCE_CONFLICT: ErrorSpec(
+        _C.ALREADY_EXISTS, "this reference was reported before for another case, amount or date"),
+    Code.PAYMENT_NOT_FOUND: ErrorSpec(_C.NOT_FOUND, "no such payment"),
+    Code.PAYMENT_ALREADY_DECIDED: ErrorSpec(_C.FAILED_PRECONDITION, "the payment was confirmed or rejected already"),
+    Code.UNKNOWN_PAYMENT_STATUS: ErrorSpec(_C.INVALID_ARGUMENT, "a payment's status is reported, confirmed or rejected"),
+    Code.INVALID_REASON: ErrorSpec(_C.INVALID_ARGUMENT, "a reason is 1-500 characters, not only spaces"),
+    Code.INVALID_COMMISSION: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a commission rate is a decimal from 0 to 1 with at most 4 decimals, e.g. 0.18"),
+    Code.INVALID_PERIOD: ErrorSpec(_C.INVALID_ARGUMENT, "a period is a calendar month, YYYY-MM"),
+    Code.NOT_YOUR_STATEMENT: ErrorSpec(_C.PERMISSION_DENIED, "an organisation reads only its own statement"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

@@ -168,6 +168,7 @@ class CaseRow:
     credit_withdrawn: bool = False  # the borrower withdrew the credit-reporting consent (`lender consent`)
     erasure: str = ""  # the borrower's erasure: "" none, "pending" (scheduled: nothing is released), "erased"
     closed_at: str | None = None  # when the case was last settled or closed (RFC 3339); None while open
+    active_plan: str | None = None  # the accepted repayment plan's id (it sets amount_due); None without one
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]
@@ -184,6 +185,34 @@ class MandateRow:
     granted_at: str
     until: date
     recalled_at: str | None
+    commission: str | None = None  # the fee term: a rate on confirmed recoveries ("0.18"); None: none agreed
+
+
+PAYMENT_STATUSES = ("reported", "confirmed", "rejected")
+
+
+@dataclass(frozen=True)
+class PaymentRow:
+    """A payment an agency or law firm reported having collected, and the lender's decision on it.
+
+    `reason` is the rejection's reason sealed under the borrower's data key (free text may name a person);
+    it is opened only for the lender (`CaseReader.payment_reason`).
+    """
+
+    id: str
+    lender_id: str
+    case_id: str
+    borrower_id: str
+    org_id: str
+    amount: str
+    currency: str
+    paid_on: str
+    reference: str
+    status: str
+    reported_at: str
+    decided_at: str | None = None
+    commission: str | None = None  # the rate applied at confirmation
+    reason: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -257,11 +286,17 @@ class ContactRow:
     opened_at: str
     result: str | None
     result_at: str | None
+    promise_amount: str | None = None  # a promise to pay: how much, by when (the borrower's local date)
+    promise_on: str | None = None
 
     def history_entry(self) -> dict[str, str | None]:
-        """What a case's contact history releases of it (never the target)."""
-        return {"contact_id": self.contact_id, "org": self.org_id, "channel": self.channel, "party": self.party,
-                "opened_at": self.opened_at, "result": self.result, "result_at": self.result_at}
+        """What a case's contact history releases of it (never the target); a promise's terms where there is one."""
+        entry = {"contact_id": self.contact_id, "org": self.org_id, "channel": self.channel, "party": self.party,
+                 "opened_at": self.opened_at, "result": self.result, "result_at": self.result_at}
+        if self.promise_amount is not None:
+            entry["promise_amount"] = self.promise_amount
+            entry["promise_on"] = self.promise_on
+        return entry
 
 
 class AuditEntry(NamedTuple):
@@ -347,3 +382,24 @@ class EventDraft:
 def rfc3339(ts: datetime) -> str:
     """UTC, microseconds, `Z`: fixed width, so the text sorts as the time does."""
     return ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+# ---- promises and plans
+PLAN_STATUSES = ("proposed", "accepted", "rejected", "superseded")
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    """A repayment plan as stored: its instalments are dated in the borrower's calendar; the lender's reason for
+    a rejection stays sealed under the borrower's key (`sealed_reason`), opened only for the lender."""
+
+    plan_id: str
+    lender_id: str
+    case_id: str
+    borrower_id: str
+    org_id: str
+    status: str
+    instalments: tuple[Repayment, ...]
+    proposed_at: str
+    decided_at: str | None = None
+    sealed_reason: bytes | None = None

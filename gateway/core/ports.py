@@ -49,6 +49,9 @@ from .model import (
     LoanRow,
     MandateRow,
     Org,
+    PaymentRow,
+    PlanRow,
+    Repayment,
     Unsealer,
 )
 
@@ -117,6 +120,29 @@ class CaseReader(Protocol):
 
     def feed_head(self, bureau: str) -> int: ...
 
+    # ---- promises and plans
+    def get_plan(self, plan_id: str) -> PlanRow | None:
+        """One plan by id, as committed (not cached: read only for a case whose `active_plan` is set)."""
+
+    def plans_of_case(self, lender: str, case_id: str) -> list[PlanRow]:
+        """Every plan of the case, newest proposal first."""
+
+    def plan_reason(self, plan: PlanRow) -> str | None:
+        """The plan's rejection reason opened with its borrower's key; None without one or once erased."""
+    # ---- payments reported by those who collect (usecases/payments.py)
+    def get_payment(self, payment_id: str) -> PaymentRow | None: ...
+
+    def payment_by_reference(self, lender: str, org_id: str, reference: str) -> PaymentRow | None: ...
+
+    def payments_of_lender(self, lender: str, status: str = "", org_id: str = "") -> list[PaymentRow]:
+        """The lender's payments (optionally of one status and one reporting org), in the order reported."""
+
+    def confirmed_payments(self, start: str, end: str, lender: str = "", org_id: str = "") -> list[PaymentRow]:
+        """Payments confirmed at `start` <= decided_at < `end` (RFC 3339) of the lender and/or reporting org."""
+
+    def payment_reason(self, payment: PaymentRow) -> str | None:
+        """A rejected payment's reason, opened (None: none, or the borrower's data key is gone)."""
+
 
 class AuditReader(Protocol):
     """The audit log's reads: its events, the tree's stored entries, published checkpoints and cosignatures.
@@ -166,15 +192,16 @@ class UnitOfWork(CaseReader, Protocol):
     def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None: ...
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
-                       now: str) -> None: ...
+                       now: str, commission: str | None = None) -> None: ...
 
     def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int: ...
 
     def cases_by_id(self, lender: str, case_ids: Sequence[str]) -> dict[str, CaseRow]: ...
 
-    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date]], now: str) -> None:
-        """Many `assign`s at once, (case_id, org_id, purpose, label, until) each: the same purpose's live mandate
-        of that org on the case ends and the new one starts, in as few statements as the backend can."""
+    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date, str | None]],
+                       now: str) -> None:
+        """Many `assign`s at once, (case_id, org_id, purpose, label, until, commission) each: the same purpose's
+        live mandate of that org on the case ends and the new one starts, in as few statements as the backend can."""
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None: ...
 
@@ -228,6 +255,27 @@ class UnitOfWork(CaseReader, Protocol):
 
     def record_furnished(self, bureau: str, lender: str, case_id: str, digest: bytes, condition: str,
                          at: str) -> int: ...
+
+    # ---- promises and plans
+    def set_promise(self, contact_id: str, amount: str, on: str) -> None:
+        """A promise to pay's terms on its contact (its result is set by `set_contact_result`)."""
+
+    def insert_plan(self, case: CaseRow, org_id: str, instalments: Sequence[Repayment], now: str) -> str:
+        """A proposed plan of `org_id` on the case; its id ("PL-" and hex)."""
+
+    def set_plan_status(self, plan: PlanRow, status: str, now: str, reason: str | None = None) -> None:
+        """Decide a plan (or supersede it); a reason is sealed under the borrower's data key."""
+
+    def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
+        """The case's accepted plan (the change feed numbers the case)."""
+    # ---- payments reported by those who collect (usecases/payments.py)
+    def insert_payment(self, payment: PaymentRow) -> bool:
+        """Store a reported payment; False (nothing stored) when its (lender, org, reference) is taken."""
+
+    def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
+                       reason: str | None) -> bool:
+        """Confirm or reject a payment still `reported` (False: it was not); the reason sealed under the
+        borrower's data key."""
 
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]

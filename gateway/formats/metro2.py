@@ -287,12 +287,14 @@ def account_type(product: str | None) -> tuple[str, str, str, str]:
 def account_status(record: Mapping[str, str]) -> tuple[str, str]:
     """(Account Status, Payment Rating) of the lender's own account: from the case's status and days past due.
 
-    Settled (paid in full), or closed with nothing owed: 13 with the rating it had when it was paid (days
-    from first delinquency to last payment). Closed with a balance: 97 (unpaid balance charged off). Open:
-    11 under 30 days past due, then 71, 78, 80, 82, 83, 84 per 30 days.
+    Settled, or paid in full (a stated outstanding of zero, whatever the case's status: the CRRG's 13 is
+    "paid or closed account/zero balance"): 13 with the rating it had when it was paid (days from first
+    delinquency to last payment). Closed with a balance: 97 (unpaid balance charged off). Open: 11 under 30
+    days past due, then 71, 78, 80, 82, 83, 84 per 30 days.
     """
     status = record.get("status") or "open"
-    if status == "settled" or (status == "closed" and _amount(record.get("outstanding")) == 0):
+    paid_off = bool(record.get("outstanding")) and _amount(record.get("outstanding")) == 0
+    if status == "settled" or paid_off:
         days = _days(record.get("days_past_due"))
         first, paid = record.get("first_delinquency_on"), record.get("last_payment_on")
         if first and paid:
@@ -313,7 +315,7 @@ def base_segment(record: Mapping[str, str], reported_at: datetime) -> bytes:
     status, rating = account_status(record)
     paid = status == "13"
     delinquent = status in ("97", *(code for _, code in DELINQUENT)) or (paid and rating != "0")
-    closed = status in ("13", "97") and (record.get("status") or "open") != "open"
+    closed = status in ("13", "97")  # ended: settled, closed, or paid in full (dated by the last payment)
     owed = "0" if paid else _dollars(record.get("outstanding"))
     values = {
         "RecordDescriptorWord": str(RECORD),

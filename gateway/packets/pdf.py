@@ -99,14 +99,33 @@ def summary_pdf(meta: dict[str, Any], record: dict[str, Any], ledger: dict[str, 
             doc.row(key.replace("_", " ").capitalize(), ledger[key])
 
     totals = ledger["summary"]
+    currency = ledger.get("currency", "")
+
+    def amount(value: object) -> str:
+        return "not recorded" if value is None else f"{value} {currency}".strip()
+
     doc.heading("Ledger summary")
-    for label, key in (("Principal", "principal"), ("Repaid", "repaid"), ("Interest and fees", "interest_and_fees"),
-                       ("Outstanding", "outstanding"), ("Amount due", "amount_due")):
-        doc.row(label, f"{totals[key]} {ledger.get('currency', '')}".strip())
+    for label, key in (("Principal", "principal"), ("Interest (recorded)", "interest"), ("Fees (recorded)", "fees"),
+                       ("Repaid (ledger entries)", "repaid"), ("Outstanding", "outstanding"),
+                       ("Amount due", "amount_due"), ("Expected outstanding", "expected")):
+        doc.row(label, amount(totals.get(key)))
+    # Whether principal + interest + fees - repaid is the outstanding: stated either way, never made to add up.
+    if totals.get("reconciles") is True:
+        doc.row("Reconciliation", "reconciles: outstanding = principal + interest + fees - repaid")
+    elif totals.get("reconciles") is False:
+        doc.set_text_color(180, 0, 0)
+        doc.row("Reconciliation", f"DOES NOT RECONCILE: outstanding - expected outstanding = "
+                                  f"{amount(totals.get('difference'))} (expected = principal + interest + fees - "
+                                  "repaid)")
+        doc.set_text_color(0, 0, 0)
+    else:
+        doc.row("Reconciliation", "cannot be checked: principal or outstanding not recorded")
     repayments = ledger.get("repayments", [])
     if repayments:
         doc.ln(2)
-        doc.grid(["Date", "Amount"], [[r["on"], r["amount"]] for r in repayments], [40, 40])
+        doc.grid(["Date", "Amount", "Collected by", "Payment id"],
+                 [[r["on"], r["amount"], r.get("by") or "lender", r.get("payment_id", "")] for r in repayments],
+                 [30, 35, 45, 50])
 
     doc.heading(f"Contact history ({len(contacts)} contacts)")
     if contacts:

@@ -64,6 +64,12 @@ def _record(rel: Released) -> pb.CaseRecord:
                          rules=rel.rules, erasure=rel.erasure)
 
 
+def _plan(view: dict[str, Any]) -> pb.PlanInfo:
+    """A plan as the use case gave it (promises and plans, usecases/plans.py)."""
+    return pb.PlanInfo(**{k: v for k, v in view.items() if k != "instalments"},
+                       instalments=[pb.Instalment(**i) for i in view.get("instalments", [])])
+
+
 def _case_summary(case: CaseRow) -> pb.CaseSummary:
     return pb.CaseSummary(case_id=case.case_id, lender=case.lender_id, stage=case.stage, status=case.status,
                           jurisdiction=case.jurisdiction, flags=case.flags(), erasure=case.erasure)
@@ -125,7 +131,8 @@ class LenderServicer:
 
     def AssignCase(self, caller: Caller, request: pb.AssignCaseRequest) -> pb.MandateInfo:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
-        m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label)
+        m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label,
+                             request.commission)
         return pb.MandateInfo(**m)
 
     def RecallCase(self, caller: Caller, request: pb.RecallCaseRequest) -> pb.RecallCaseResponse:
@@ -147,6 +154,12 @@ class LenderServicer:
 
     def SubjectData(self, caller: Caller, request: pb.SubjectDataRequest) -> pb.SubjectDataResponse:
         return pb.SubjectDataResponse(cases=[_record(rel) for rel in self.core.subject_data(caller, request.borrower_id)])
+
+    def AcceptPlan(self, caller: Caller, request: pb.DecidePlanRequest) -> pb.PlanInfo:
+        return _plan(self.core.decide_plan(caller, request.plan_id, True))
+
+    def RejectPlan(self, caller: Caller, request: pb.DecidePlanRequest) -> pb.PlanInfo:
+        return _plan(self.core.decide_plan(caller, request.plan_id, False, request.reason))
 
     def PurgePlan(self, caller: Caller, request: pb.PurgePlanRequest) -> pb.PurgePlanResponse:
         plan = self.core.purge_plan(caller)
@@ -178,6 +191,22 @@ class LenderServicer:
             notes=e["notes"], fields=[pb.FieldRelease(**f) for f in e["fields"]],
         )
 
+    # ---- agency performance (issue 24)
+    def Performance(self, caller: Caller, request: pb.PerformanceRequest) -> pb.PerformanceResponse:
+        p = self.core.performance(caller, request.from_date, request.to_date)
+        return pb.PerformanceResponse(from_date=p["from"], to_date=p["to"], agencies=[
+            pb.AgencyPerformance(**{k: v for k, v in a.items() if v is not None}) for a in p["agencies"]])
+    def ListPayments(self, caller: Caller, request: pb.ListPaymentsRequest) -> pb.ListPaymentsResponse:
+        items = self.core.list_payments(caller, request.status, request.org_id)
+        tracing.annotate(decision="allow", count=len(items))
+        return pb.ListPaymentsResponse(payments=[pb.PaymentInfo(**item) for item in items])
+
+    def ConfirmPayment(self, caller: Caller, request: pb.DecidePaymentRequest) -> pb.PaymentDecision:
+        return pb.PaymentDecision(**self.core.confirm_payment(caller, request.payment_id))
+
+    def RejectPayment(self, caller: Caller, request: pb.DecidePaymentRequest) -> pb.PaymentDecision:
+        return pb.PaymentDecision(**self.core.reject_payment(caller, request.payment_id, request.reason))
+
 
 class CaseServicer:
     def __init__(self, core: Core) -> None:
@@ -200,7 +229,16 @@ class CaseServicer:
         return pb.ContactInfo(**info)
 
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
-        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result))
+        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result,
+                                                         request.promise_amount, request.promise_on))
+
+    def ProposePlan(self, caller: Caller, request: pb.ProposePlanRequest) -> pb.PlanInfo:
+        return _plan(self.core.propose_plan(caller, request.case_id,
+                                            [(i.on, i.amount) for i in request.instalments]))
+
+    def ShowPlans(self, caller: Caller, request: pb.ShowPlansRequest) -> pb.ShowPlansResponse:
+        shown = self.core.show_plans(caller, request.case_id)
+        return pb.ShowPlansResponse(case_id=shown["case_id"], plans=[_plan(p) for p in shown["plans"]])
 
     def PullCases(self, caller: Caller, request: pb.PullCasesRequest) -> Iterator[pb.PulledCases]:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
@@ -220,6 +258,18 @@ class CaseServicer:
             if len(items) >= PULL_MESSAGE_ITEMS:
                 yield pb.PulledCases(items=items, cursor=items[-1].cursor)
                 items = []
+
+    def ReportPayment(self, caller: Caller, request: pb.ReportPaymentRequest) -> pb.PaymentInfo:
+        info = self.core.report_payment(caller, request.case_id, request.amount, request.on, request.reference)
+        tracing.annotate(decision="allow")
+        return pb.PaymentInfo(**info)
+
+    def GetStatement(self, caller: Caller, request: pb.StatementRequest) -> pb.Statement:
+        doc = self.core.statement(caller, request.period, request.org_id)
+        tracing.annotate(decision="allow", count=len(doc["lines"]))
+        return pb.Statement(period=doc["period"], lines=[pb.StatementLine(**line) for line in doc["lines"]],
+                            recovered=doc["recovered"], fees=doc["fees"], currency=doc["currency"], org=doc["org"],
+                            totals={cur: pb.StatementTotal(**t) for cur, t in doc["totals"].items()})
 
 
 class AuditServicer:

@@ -15,9 +15,11 @@ from vault.records import BORROWER_GEN_COLUMNS
 
 # What a change feed entry is made for (gateway/core/usecases/worklists.py): the columns whose change can change what is
 # released of a case. The rows are numbered at commit (FEED_NUMBER), under the log's head lock.
-CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
-                        "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
-                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
+# The columns as of migration 10, which made the trigger (its columns exist at that point); later ones add theirs.
+_CASE_RELEASE_V10 = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
+                     "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
+                     "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
+CASE_RELEASE_COLUMNS = (*_CASE_RELEASE_V10, "active_plan")
 LOAN_RELEASE_COLUMNS = ("borrower_id", "terms", "contract_text")
 BORROWER_RELEASE_COLUMNS = tuple(c for c in BORROWER_GEN_COLUMNS if c not in ("lender_id", "borrower_id"))
 PENDING = -1  # a change feed entry written in a transaction not yet numbered
@@ -177,8 +179,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         _feed_function("feed_borrower", "borrower_id = NEW.borrower_id"),
         _feed_function("feed_loan", "loan_id = NEW.loan_id"),
         "CREATE TRIGGER cases_feed_insert AFTER INSERT ON cases FOR EACH ROW EXECUTE FUNCTION feed_case()",
-        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(CASE_RELEASE_COLUMNS)} ON cases
-              FOR EACH ROW WHEN ({_changed(CASE_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_case()""",
+        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(_CASE_RELEASE_V10)} ON cases
+              FOR EACH ROW WHEN ({_changed(_CASE_RELEASE_V10)}) EXECUTE FUNCTION feed_case()""",
         "CREATE TRIGGER mandates_feed AFTER INSERT OR UPDATE ON mandates FOR EACH ROW EXECUTE FUNCTION feed_case()",
         f"""CREATE TRIGGER borrowers_feed AFTER UPDATE OF {', '.join(BORROWER_RELEASE_COLUMNS)} ON borrowers
               FOR EACH ROW WHEN ({_changed(BORROWER_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_borrower()""",
@@ -195,6 +197,34 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (12, "the last account update applied per case", [
         "ALTER TABLE cases ADD COLUMN account_as_of TEXT",
         "ALTER TABLE cases ADD COLUMN update_digest BYTEA",
+    ]),
+    # Payments reported by those who collect (gateway/core/usecases/payments.py): one row per (lender, org,
+    # reference), the rejection's reason sealed under the borrower's data key; a mandate's commission (fee term).
+    (14, "payments reported by those who collect; mandates' commission", [
+        "ALTER TABLE mandates ADD COLUMN commission TEXT",
+        """CREATE TABLE payments(
+             id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+             org_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, paid_on TEXT NOT NULL,
+             reference TEXT NOT NULL, status TEXT NOT NULL, reported_at TEXT NOT NULL, decided_at TEXT,
+             commission TEXT, reason BYTEA, UNIQUE(lender_id, org_id, reference))""",
+        "CREATE INDEX payments_lender ON payments(lender_id, reported_at)",
+        "CREATE INDEX payments_decided ON payments(status, decided_at)",
+    ]),
+    # ---- promises and plans (gateway/core/usecases/plans.py): a promise's terms on its contact; repayment plans
+    # (instalments as JSON in the borrower's calendar, a rejection reason sealed under the borrower's data key);
+    # each case's accepted plan, a release column (it sets amount_due), so the change feed follows it.
+    (15, "promises' terms, repayment plans, each case's accepted plan", [
+        "ALTER TABLE contacts ADD COLUMN promise_amount TEXT",
+        "ALTER TABLE contacts ADD COLUMN promise_on TEXT",
+        "ALTER TABLE cases ADD COLUMN active_plan TEXT",
+        """CREATE TABLE plans(
+             id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+             org_id TEXT NOT NULL, status TEXT NOT NULL, instalments TEXT NOT NULL, proposed_at TEXT NOT NULL,
+             decided_at TEXT, reason BYTEA)""",
+        "CREATE INDEX plans_case ON plans(lender_id, case_id, proposed_at)",
+        "DROP TRIGGER cases_feed_update ON cases",
+        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(CASE_RELEASE_COLUMNS)} ON cases
+              FOR EACH ROW WHEN ({_changed(CASE_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_case()""",
     ]),
     # The change feed's trigger on loans (feed_loan) finds the loan's case by this index, not by a scan of the
     # lender's cases: an account update rewrites a loan, and without it each one cost in proportion to the book.

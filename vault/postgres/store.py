@@ -36,6 +36,8 @@ from gateway.core.model import (
     LoanRow,
     MandateRow,
     Org,
+    PaymentRow,
+    PlanRow,
     Repayment,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
@@ -45,14 +47,19 @@ from vault.records import (
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    PAYMENT_COLS,
+    PLAN_COLS,
     UPDATABLE_LOAN,
-    SealedReads,
+    PlanSeals,
     case_row,
     contact_row,
     contract_ad,
     import_digest,
     mandate_row,
     org_row,
+    payment_row,
+    plan_row,
+    reason_ad,
     seal_fields,
     terms_ad,
 )
@@ -102,7 +109,7 @@ class Statements:
             return conn.execute(sql, params).rowcount
 
 
-class PgStore(Statements, CachedView, SealedReads):
+class PgStore(Statements, CachedView, PlanSeals):
     """Reads and writes over `conn()`: a pooled connection per statement (cached), or the unit of work's connection."""
 
     def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex, cache: RowCache | None = None) -> None:
@@ -200,6 +207,7 @@ class PgStore(Statements, CachedView, SealedReads):
                    + ", ".join(f"{f} = NULL" for f in BORROWER_PI_FIELDS) + ", erased_at = %s" + where, (now, *key))
         self._exec("UPDATE loans SET terms = '', contract_text = NULL" + where, key)
         self._exec("UPDATE contacts SET target = ''" + where, key)
+        self._exec("UPDATE plans SET reason = NULL" + where, key)  # sealed under the key that is going
         self._exec("UPDATE furnished SET digest = '' WHERE lender_id = %s AND case_id IN"
                    " (SELECT case_id FROM cases" + where + ")", (lender, *key))
         self._exec("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL, updated_at = %s"
@@ -281,11 +289,12 @@ class PgStore(Statements, CachedView, SealedReads):
         return {r.case_id: r for r in map(case_row, rows)}
 
     @unavailable
-    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date]], now: str) -> None:
+    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date, str | None]],
+                       now: str) -> None:
         """Two statements for the whole batch (arrays unnested server-side), not two per mandate."""
         if not grants:
             return
-        cases, orgs, purposes, labels, untils = (list(col) for col in zip(*grants, strict=True))
+        cases, orgs, purposes, labels, untils, rates = (list(col) for col in zip(*grants, strict=True))
         with self._conn() as conn:
             # `case_id = ANY(...)` lets the planner take the (lender_id, case_id) index; the join alone it
             # estimates blind and may scan every mandate for each row (measured: 4.5 x slower once mandates exist).
@@ -293,11 +302,11 @@ class PgStore(Statements, CachedView, SealedReads):
                          " AND recalled_at IS NULL AND (case_id, org_id, purpose) IN"
                          " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[]))",
                          (now, lender, cases, cases, orgs, purposes))
-            conn.execute("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
-                         " SELECT %s, g.case_id, g.org_id, g.purpose, g.label, %s, g.until"
-                         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
-                         " WITH ORDINALITY AS g(case_id, org_id, purpose, label, until, n) ORDER BY g.n",
-                         (lender, now, cases, orgs, purposes, labels, [u.isoformat() for u in untils]))
+            conn.execute("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until, commission)"
+                         " SELECT %s, g.case_id, g.org_id, g.purpose, g.label, %s, g.until, g.commission"
+                         " FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[])"
+                         " WITH ORDINALITY AS g(case_id, org_id, purpose, label, until, commission, n) ORDER BY g.n",
+                         (lender, now, cases, orgs, purposes, labels, [u.isoformat() for u in untils], rates))
 
     def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]:
         return [mandate_row(r) for r in self._all(
@@ -358,10 +367,10 @@ class PgStore(Statements, CachedView, SealedReads):
                    " WHERE lender_id = %s AND case_id = %s", (as_of, digest, now, lender, case_id))
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
-                       now: str) -> None:
-        self._exec("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
-                   " VALUES (%s, %s, %s, %s, %s, %s, %s)", (lender, case_id, org_id, purpose, label, now,
-                                                            until.isoformat()))
+                       now: str, commission: str | None = None) -> None:
+        self._exec("INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until, commission)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s)", (lender, case_id, org_id, purpose, label, now,
+                                                                until.isoformat(), commission))
 
     def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int:
         sql = ("UPDATE mandates SET recalled_at = %s WHERE lender_id = %s AND case_id = %s AND org_id = %s"
@@ -462,7 +471,7 @@ class PgStore(Statements, CachedView, SealedReads):
     @cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
-        return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
+        return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id, case.borrower_id)
@@ -537,3 +546,98 @@ class PgStore(Statements, CachedView, SealedReads):
         self._exec("INSERT INTO furnished(bureau, seq, lender_id, case_id, digest, condition, at)"
                    " VALUES (%s, %s, %s, %s, %s, %s, %s)", (bureau, seq, lender, case_id, digest, condition, at))
         return seq
+
+    # ---- promises and plans
+    def set_promise(self, contact_id: str, amount: str, on: str) -> None:
+        self._exec("UPDATE contacts SET promise_amount = %s, promise_on = %s WHERE id = %s", (amount, on, contact_id))
+
+    def insert_plan(self, case: CaseRow, org_id: str, instalments: Sequence[Repayment], now: str) -> str:
+        plan_id = "PL-" + secrets.token_hex(8)
+        self._exec("INSERT INTO plans(id, lender_id, case_id, borrower_id, org_id, status, instalments, proposed_at)"
+                   " VALUES (%s, %s, %s, %s, %s, 'proposed', %s, %s)",
+                   (plan_id, case.lender_id, case.case_id, case.borrower_id, org_id,
+                    json.dumps([i.record() for i in instalments]), now))
+        return plan_id
+
+    def get_plan(self, plan_id: str) -> PlanRow | None:
+        row = self._one(f"SELECT {PLAN_COLS} FROM plans WHERE id = %s", (plan_id,))
+        return plan_row(row) if row else None
+
+    def plans_of_case(self, lender: str, case_id: str) -> list[PlanRow]:
+        return [plan_row(r) for r in self._all(
+            f"SELECT {PLAN_COLS} FROM plans WHERE lender_id = %s AND case_id = %s ORDER BY proposed_at DESC, id",
+            (lender, case_id))]
+
+    def set_plan_status(self, plan: PlanRow, status: str, now: str, reason: str | None = None) -> None:
+        sealed = None
+        if reason is not None:
+            case = self.get_case(plan.lender_id, plan.case_id)
+            assert case is not None
+            sealed = self.seal_plan_reason(case, plan.plan_id, reason)
+        self._exec("UPDATE plans SET status = %s, decided_at = %s, reason = COALESCE(%s, reason) WHERE id = %s",
+                   (status, now, sealed, plan.plan_id))
+
+    def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
+        self._exec("UPDATE cases SET active_plan = %s, updated_at = %s WHERE lender_id = %s AND case_id = %s",
+                   (plan_id, now, case.lender_id, case.case_id))
+    # ---- payments reported by those who collect (gateway/core/usecases/payments.py)
+    def insert_payment(self, payment: PaymentRow) -> bool:
+        p = payment
+        return bool(self._exec(
+            f"INSERT INTO payments({PAYMENT_COLS}) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (lender_id, org_id, reference) DO NOTHING",
+            (p.id, p.lender_id, p.case_id, p.borrower_id, p.org_id, p.amount, p.currency, p.paid_on, p.reference,
+             p.status, p.reported_at, p.decided_at, p.commission, None)))
+
+    def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
+                       reason: str | None) -> bool:
+        sealed = None
+        if reason is not None:
+            row = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                            " WHERE lender_id = %s AND borrower_id = %s", (payment.lender_id, payment.borrower_id))
+            assert row is not None and row[1] is not None, "the use case refuses an erased borrower's payment"
+            dek = self.cipher.unwrap_dek(payment.lender_id, payment.borrower_id, int(row[0]), bytes(row[1]))
+            sealed = seal_fields(self.cipher, dek, payment.lender_id, payment.borrower_id, int(row[2]),
+                                 {reason_ad(payment.id): reason})[reason_ad(payment.id)]
+        return bool(self._exec(
+            "UPDATE payments SET status = %s, decided_at = %s, commission = %s, reason = %s WHERE id = %s"
+            " AND status = 'reported'", (status, decided_at, commission, sealed, payment.id)))
+
+    def get_payment(self, payment_id: str) -> PaymentRow | None:
+        row = self._one(f"SELECT {PAYMENT_COLS} FROM payments WHERE id = %s", (payment_id,))
+        return payment_row(row) if row else None
+
+    def payment_by_reference(self, lender: str, org_id: str, reference: str) -> PaymentRow | None:
+        row = self._one(f"SELECT {PAYMENT_COLS} FROM payments WHERE lender_id = %s AND org_id = %s"
+                        " AND reference = %s", (lender, org_id, reference))
+        return payment_row(row) if row else None
+
+    def payments_of_lender(self, lender: str, status: str = "", org_id: str = "") -> list[PaymentRow]:
+        sql = f"SELECT {PAYMENT_COLS} FROM payments WHERE lender_id = %s"
+        params: list[str] = [lender]
+        if status:
+            sql, params = sql + " AND status = %s", [*params, status]
+        if org_id:
+            sql, params = sql + " AND org_id = %s", [*params, org_id]
+        return [payment_row(r) for r in self._all(sql + " ORDER BY reported_at, id", params)]
+
+    def confirmed_payments(self, start: str, end: str, lender: str = "", org_id: str = "") -> list[PaymentRow]:
+        sql = (f"SELECT {PAYMENT_COLS} FROM payments WHERE status = 'confirmed' AND decided_at >= %s"
+               " AND decided_at < %s")
+        params: list[str] = [start, end]
+        if lender:
+            sql, params = sql + " AND lender_id = %s", [*params, lender]
+        if org_id:
+            sql, params = sql + " AND org_id = %s", [*params, org_id]
+        return [payment_row(r) for r in self._all(sql + " ORDER BY decided_at, id", params)]
+
+    def payment_reason(self, payment: PaymentRow) -> str | None:
+        if payment.reason is None:
+            return None
+        opener = self._borrower_opener(payment.lender_id, payment.borrower_id)
+        if opener is None:
+            return None
+        try:
+            return opener(reason_ad(payment.id), payment.reason)
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None

@@ -68,6 +68,7 @@ CREATE TABLE IF NOT EXISTS cases(
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
+  active_plan TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id);
@@ -75,15 +76,15 @@ CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due I
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
-  recalled_at TEXT, lapsed_at TEXT);
+  recalled_at TEXT, lapsed_at TEXT, commission TEXT);
 CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
 CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
   id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
-  opened_at TEXT NOT NULL, result TEXT, result_at TEXT);
+  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
-""" + "{furnished}"
+""" + "{furnished}" + "{payments}"
 
 # The bureau feed's memory (gateway/core/usecases/furnishing.py): per bureau a sequence of furnished records, each a
 # keyed digest of what was sent (never the values), so a pull sends only what changed since its cursor.
@@ -112,7 +113,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT N
 # counter has every change up to it. A borrower's or loan's change numbers all its cases at once.
 CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
                         "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
-                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
+                        "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at",
+                        "active_plan")
 LOAN_RELEASE_COLUMNS = ("borrower_id", "product", "currency", "principal", "outstanding", "amount_due",
                         "originated_on", "due_on", "first_delinquency_on", "last_payment_on", "repayments",
                         "contract_text", "limitation_date", "negative_notice_on", "interest", "fees")
@@ -146,7 +148,30 @@ CREATE TRIGGER IF NOT EXISTS borrowers_update_feed AFTER UPDATE OF {", ".join(BO
 CREATE TRIGGER IF NOT EXISTS loans_update_feed AFTER UPDATE OF {", ".join(LOAN_RELEASE_COLUMNS)} ON loans
   {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="loan_id = new.loan_id")} END;
 """
-SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS) + CASE_FEED
+# ---- promises and plans
+# Repayment plans a mandated party proposed (gateway/core/usecases/plans.py): instalments as JSON [{on, amount}] in
+# the borrower's calendar; the lender's rejection reason sealed under the borrower's data key. Not a cached table:
+# what a plan changes of a release goes through cases.active_plan, which is.
+PLANS = """
+CREATE TABLE IF NOT EXISTS plans(
+  id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  org_id TEXT NOT NULL, status TEXT NOT NULL, instalments TEXT NOT NULL, proposed_at TEXT NOT NULL,
+  decided_at TEXT, reason BLOB);
+CREATE INDEX IF NOT EXISTS plans_case ON plans(lender_id, case_id, proposed_at);
+"""
+# Payments reported by those who collect (gateway/core/usecases/payments.py): one row per (lender, org, reference),
+# so a reference reported twice is one payment; the rejection's reason sealed under the borrower's data key.
+PAYMENTS = """
+CREATE TABLE IF NOT EXISTS payments(
+  id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
+  org_id TEXT NOT NULL, amount TEXT NOT NULL, currency TEXT NOT NULL, paid_on TEXT NOT NULL, reference TEXT NOT NULL,
+  status TEXT NOT NULL, reported_at TEXT NOT NULL, decided_at TEXT, commission TEXT, reason BLOB,
+  UNIQUE(lender_id, org_id, reference));
+CREATE INDEX IF NOT EXISTS payments_lender ON payments(lender_id, reported_at);
+CREATE INDEX IF NOT EXISTS payments_decided ON payments(status, decided_at);
+"""
+SCHEMA = (SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS).replace("{payments}", PAYMENTS)
+          + CASE_FEED)
 
 
 AUDIT_SCHEMA = """
@@ -268,6 +293,28 @@ def _add_account_updates(conn: Connection) -> None:
             conn.execute(statement)
 
 
+def _add_plans(conn: Connection) -> None:
+    """Version 13: promises' terms on contacts, repayment plans, and each case's accepted plan (a release change)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(contacts)")}
+    for name in ("promise_amount", "promise_on"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE contacts ADD COLUMN {name} TEXT")
+    _add_case_columns(conn, {"active_plan": "TEXT"})
+    for statement in _statements(PLANS):
+        conn.execute(statement)
+    conn.execute("DROP TRIGGER IF EXISTS cases_update_feed")  # made again with active_plan among its columns
+    for statement in _statements(CASE_FEED):
+        if "cases_update_feed" in statement:
+            conn.execute(statement)
+def _add_payments(conn: Connection) -> None:
+    """Version 12: payments reported by those who collect; a mandate's commission rate (its fee term)."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
+    if "commission" not in have:
+        conn.execute("ALTER TABLE mandates ADD COLUMN commission TEXT")
+    for statement in _statements(PAYMENTS):
+        conn.execute(statement)
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -292,6 +339,8 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
+    (12, "payments reported by those who collect; mandates' commission", _add_payments),
+    (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
     # The change feed's trigger on loans finds the loan's case by this index, not by a scan of the lender's cases
     # (an account update rewrites a loan: measured, 0.3 x the import at 5000 cases without it, falling as cases grow).
     (14, "cases by loan", lambda conn: conn.execute("CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id)")),

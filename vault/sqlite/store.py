@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
+from gateway.core.errors import Code, CustosError
 from gateway.core.model import (
     BORROWER_PI_FIELDS,
     CaseRow,
@@ -23,23 +24,30 @@ from gateway.core.model import (
     LoanRow,
     MandateRow,
     Org,
+    PaymentRow,
+    PlanRow,
     Repayment,
 )
-from vault.crypto import BlindIndex, FieldCipher, Opener
+from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 from vault.records import (
     CASE_COLS,
     CASE_FIELDS,
     CONTACT_COLS,
     MANDATE_COLS,
     ORG_COLS,
+    PAYMENT_COLS,
+    PLAN_COLS,
     UPDATABLE_LOAN,
-    SealedReads,
+    PlanSeals,
     case_row,
     contact_row,
     contract_ad,
     import_digest,
     mandate_row,
     org_row,
+    payment_row,
+    plan_row,
+    reason_ad,
 )
 from vault.rowcache import CachedView, RowCache, Rows, cached, get, key_of, put
 
@@ -119,7 +127,7 @@ class MissReader:
             return list(self._conn.execute(sql, params).fetchall())
 
 
-class Repo(CachedView, SealedReads):
+class Repo(CachedView, PlanSeals):
     """Case data on `conn` (the audit log's SQL is `auditstore.AuditStore`, beside the log).
 
     A reader's cached point reads go through the vault's `MissReader` when it
@@ -241,6 +249,7 @@ class Repo(CachedView, SealedReads):
         self.conn.execute("UPDATE loans SET contract_text = NULL, repayments = '[]', "
                           + ", ".join(f"{c} = NULL" for c in LOAN_TERMS) + where, key)
         self.conn.execute("UPDATE contacts SET target = x''" + where, key)
+        self.conn.execute("UPDATE plans SET reason = NULL" + where, key)  # sealed under the key that is going
         self.conn.execute("UPDATE furnished SET digest = x'' WHERE lender_id = ? AND case_id IN"
                           " (SELECT case_id FROM cases" + where + ")", (lender, *key))
         self.conn.execute("UPDATE cases SET erasure = 'erased', erase_due = NULL, import_digest = NULL,"
@@ -361,13 +370,15 @@ class Repo(CachedView, SealedReads):
                 out[row.case_id] = row
         return out
 
-    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date]], now: str) -> None:
+    def grant_mandates(self, lender: str, grants: Sequence[tuple[str, str, str, str, date, str | None]],
+                       now: str) -> None:
         self.conn.executemany(
             "UPDATE mandates SET recalled_at = ? WHERE lender_id = ? AND case_id = ? AND org_id = ? AND purpose = ?"
-            " AND recalled_at IS NULL", [(now, lender, c, o, p) for c, o, p, _, _ in grants])
+            " AND recalled_at IS NULL", [(now, lender, c, o, p) for c, o, p, _, _, _ in grants])
         self.conn.executemany(
-            "INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until) VALUES (?,?,?,?,?,?,?)",
-            [(lender, c, o, p, label, now, until.isoformat()) for c, o, p, label, until in grants])
+            "INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until, commission)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            [(lender, c, o, p, label, now, until.isoformat(), rate) for c, o, p, label, until, rate in grants])
 
     def mandates_of_case(self, lender: str, case_id: str) -> list[MandateRow]:
         rows = self.conn.execute(
@@ -412,11 +423,11 @@ class Repo(CachedView, SealedReads):
                           " WHERE lender_id = ? AND case_id = ?", (as_of, blob(digest), now, lender, case_id))
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
-                       now: str) -> None:
+                       now: str, commission: str | None = None) -> None:
         self.conn.execute(
-            "INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until)"
-            " VALUES (?,?,?,?,?,?,?)",
-            (lender, case_id, org_id, purpose, label, now, until.isoformat()),
+            "INSERT INTO mandates(lender_id, case_id, org_id, purpose, label, granted_at, until, commission)"
+            " VALUES (?,?,?,?,?,?,?,?)",
+            (lender, case_id, org_id, purpose, label, now, until.isoformat(), commission),
         )
 
     def recall_mandates(self, lender: str, case_id: str, org_id: str, now: str, purpose: str | None = None) -> int:
@@ -543,7 +554,7 @@ class Repo(CachedView, SealedReads):
     @cached
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
-        return SealedReads._opener(self, lender, borrower, kek_version, wrapped, dek_version)
+        return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     @cached
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
@@ -623,3 +634,99 @@ class Repo(CachedView, SealedReads):
         self.conn.execute("INSERT INTO furnished(bureau, seq, lender_id, case_id, digest, condition, at)"
                           " VALUES (?,?,?,?,?,?,?)", (bureau, seq, lender, case_id, blob(digest), condition, at))
         return seq
+
+    # ---- promises and plans
+    def set_promise(self, contact_id: str, amount: str, on: str) -> None:
+        self.conn.execute("UPDATE contacts SET promise_amount = ?, promise_on = ? WHERE id = ?", (amount, on, contact_id))
+
+    def insert_plan(self, case: CaseRow, org_id: str, instalments: Sequence[Repayment], now: str) -> str:
+        plan_id = "PL-" + secrets.token_hex(8)
+        self.conn.execute(
+            "INSERT INTO plans(id, lender_id, case_id, borrower_id, org_id, status, instalments, proposed_at)"
+            " VALUES (?,?,?,?,?,'proposed',?,?)",
+            (plan_id, case.lender_id, case.case_id, case.borrower_id, org_id,
+             json.dumps([i.record() for i in instalments]), now))
+        return plan_id
+
+    def get_plan(self, plan_id: str) -> PlanRow | None:
+        row = self.conn.execute(f"SELECT {PLAN_COLS} FROM plans WHERE id = ?", (plan_id,)).fetchone()
+        return plan_row(row) if row else None
+
+    def plans_of_case(self, lender: str, case_id: str) -> list[PlanRow]:
+        return [plan_row(r) for r in self.conn.execute(
+            f"SELECT {PLAN_COLS} FROM plans WHERE lender_id = ? AND case_id = ? ORDER BY proposed_at DESC, id",
+            (lender, case_id))]
+
+    def set_plan_status(self, plan: PlanRow, status: str, now: str, reason: str | None = None) -> None:
+        sealed = None
+        if reason is not None:
+            case = self.get_case(plan.lender_id, plan.case_id)
+            assert case is not None
+            sealed = blob(self.seal_plan_reason(case, plan.plan_id, reason))
+        self.conn.execute("UPDATE plans SET status = ?, decided_at = ?, reason = COALESCE(?, reason) WHERE id = ?",
+                          (status, now, sealed, plan.plan_id))
+
+    def set_active_plan(self, case: CaseRow, plan_id: str | None, now: str) -> None:
+        self.conn.execute("UPDATE cases SET active_plan = ?, updated_at = ? WHERE lender_id = ? AND case_id = ?",
+                          (plan_id, now, case.lender_id, case.case_id))
+    # ---- payments reported by those who collect (gateway/core/usecases/payments.py)
+    def insert_payment(self, payment: PaymentRow) -> bool:
+        p = payment
+        return bool(self.conn.execute(
+            f"INSERT INTO payments({PAYMENT_COLS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+            " ON CONFLICT(lender_id, org_id, reference) DO NOTHING",
+            (p.id, p.lender_id, p.case_id, p.borrower_id, p.org_id, p.amount, p.currency, p.paid_on, p.reference,
+             p.status, p.reported_at, p.decided_at, p.commission, None)).rowcount)
+
+    def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
+                       reason: str | None) -> bool:
+        sealed = None
+        if reason is not None:
+            row = self.conn.execute("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
+                                    " WHERE lender_id = ? AND borrower_id = ?",
+                                    (payment.lender_id, payment.borrower_id)).fetchone()
+            assert row is not None and row[1] is not None, "the use case refuses an erased borrower's payment"
+            dek = self.cipher.unwrap_dek(payment.lender_id, payment.borrower_id, int(row[0]), bytes(row[1]))
+            seal = self.cipher.sealer(dek, payment.lender_id, payment.borrower_id, int(row[2]))
+            sealed = blob(seal(reason_ad(payment.id), reason))
+        return bool(self.conn.execute(
+            "UPDATE payments SET status = ?, decided_at = ?, commission = ?, reason = ? WHERE id = ?"
+            " AND status = 'reported'", (status, decided_at, commission, sealed, payment.id)).rowcount)
+
+    def get_payment(self, payment_id: str) -> PaymentRow | None:
+        row = self.conn.execute(f"SELECT {PAYMENT_COLS} FROM payments WHERE id = ?", (payment_id,)).fetchone()
+        return payment_row(row) if row else None
+
+    def payment_by_reference(self, lender: str, org_id: str, reference: str) -> PaymentRow | None:
+        row = self.conn.execute(f"SELECT {PAYMENT_COLS} FROM payments WHERE lender_id = ? AND org_id = ?"
+                                " AND reference = ?", (lender, org_id, reference)).fetchone()
+        return payment_row(row) if row else None
+
+    def payments_of_lender(self, lender: str, status: str = "", org_id: str = "") -> list[PaymentRow]:
+        sql = f"SELECT {PAYMENT_COLS} FROM payments WHERE lender_id = ?"
+        params: list[str] = [lender]
+        if status:
+            sql, params = sql + " AND status = ?", [*params, status]
+        if org_id:
+            sql, params = sql + " AND org_id = ?", [*params, org_id]
+        return [payment_row(r) for r in self.conn.execute(sql + " ORDER BY reported_at, id", params)]
+
+    def confirmed_payments(self, start: str, end: str, lender: str = "", org_id: str = "") -> list[PaymentRow]:
+        sql = f"SELECT {PAYMENT_COLS} FROM payments WHERE status = 'confirmed' AND decided_at >= ? AND decided_at < ?"
+        params: list[str] = [start, end]
+        if lender:
+            sql, params = sql + " AND lender_id = ?", [*params, lender]
+        if org_id:
+            sql, params = sql + " AND org_id = ?", [*params, org_id]
+        return [payment_row(r) for r in self.conn.execute(sql + " ORDER BY decided_at, id", params)]
+
+    def payment_reason(self, payment: PaymentRow) -> str | None:
+        if payment.reason is None:
+            return None
+        opener = self._borrower_opener(payment.lender_id, payment.borrower_id)
+        if opener is None:
+            return None
+        try:
+            return opener(reason_ad(payment.id), payment.reason)
+        except DecryptionError:
+            raise CustosError(Code.DECRYPTION_FAILED) from None

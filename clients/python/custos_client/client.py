@@ -221,11 +221,16 @@ class CustosClient:
         with open(path, "rb") as fh:
             return self.import_lines(fh)
 
-    def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "") -> dict[str, Any]:
+    def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "",
+               commission: str = "") -> dict[str, Any]:
+        """Mandate a case; `commission` ("0.18") is the mandate's fee term on what the org recovers."""
         r = self._call(self._lender.AssignCase, pb.AssignCaseRequest(
-            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label))
-        return {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
-                "label": r.label, "granted_at": r.granted_at}
+            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label, commission=commission))
+        out = {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
+               "label": r.label, "granted_at": r.granted_at}
+        if r.commission:
+            out["commission"] = r.commission
+        return out
 
     def recall_all(self, org_id: str) -> dict[str, Any]:
         """End every mandate the organisation holds on the caller's cases (it was terminated)."""
@@ -291,6 +296,20 @@ class CustosClient:
         r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on))
         return {"case_id": r.case_id, "negative_notice_on": r.negative_notice_on}
 
+    # ---- agency performance (issue 24)
+    def performance(self, from_date: str = "", to_date: str = "") -> dict[str, Any]:
+        """{"from", "to", "agencies": [{"org", "kind", "cases_placed", ...}]}: figures per agency over UTC days."""
+        r = self._call(self._lender.Performance, pb.PerformanceRequest(from_date=from_date, to_date=to_date))
+
+        def opt(a: Any, name: str) -> int | None:
+            return int(getattr(a, name)) if a.HasField(name) else None
+
+        return {"from": r.from_date, "to": r.to_date, "agencies": [
+            {"org": a.org, "kind": a.kind, "cases_placed": a.cases_placed, "contact_attempts": a.contact_attempts,
+             "conversations": a.conversations, "promises": a.promises, "promises_kept": opt(a, "promises_kept"),
+             "plans": opt(a, "plans"), "plans_kept": opt(a, "plans_kept"), "recovered": dict(sorted(a.recovered.items())),
+             "refusals": dict(sorted(a.refusals.items()))} for a in r.agencies]}
+
     def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
         return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
 
@@ -310,14 +329,63 @@ class CustosClient:
                 "fields": [{"field": f.field, "transform": f.transform, "rule": f.rule} for f in r.fields],
                 "rules": list(r.rules), "policy_revision": r.policy_revision, "notes": list(r.notes)}
 
+    # ------------------------------------------------------------ payments and statements
+    def report_payment(self, case_id: str, amount: str, on: str, reference: str) -> dict[str, Any]:
+        """Report a payment collected on a mandated case; the same reference again answers the same payment."""
+        r = self._call(self._cases.ReportPayment, pb.ReportPaymentRequest(case_id=case_id, amount=amount, on=on,
+                                                                          reference=reference))
+        return _payment(r)
+
+    def payments(self, status: str = "", org_id: str = "") -> list[dict[str, Any]]:
+        """The payments reported on the caller's (a lender's) cases, optionally of one status and one org."""
+        r = self._call(self._lender.ListPayments, pb.ListPaymentsRequest(status=status, org_id=org_id))
+        return [_payment(p) for p in r.payments]
+
+    def confirm_payment(self, payment_id: str) -> dict[str, Any]:
+        r = self._call(self._lender.ConfirmPayment, pb.DecidePaymentRequest(payment_id=payment_id))
+        return _decision(r)
+
+    def reject_payment(self, payment_id: str, reason: str) -> dict[str, Any]:
+        r = self._call(self._lender.RejectPayment, pb.DecidePaymentRequest(payment_id=payment_id, reason=reason))
+        return _decision(r)
+
+    def statement(self, period: str, org_id: str = "") -> dict[str, Any]:
+        """{"period", "lines", "recovered", "fees", "currency", "totals", "org"}: the month's confirmed payments."""
+        r = self._call(self._cases.GetStatement, pb.StatementRequest(period=period, org_id=org_id))
+        lines = [{"payment_id": x.payment_id, "case_id": x.case_id, "lender": x.lender, "org": x.org, "on": x.on,
+                  "confirmed_at": x.confirmed_at, "amount": x.amount, "currency": x.currency, "rate": x.rate,
+                  "fee": x.fee} for x in r.lines]
+        return {"period": r.period, "org": r.org, "lines": lines, "recovered": r.recovered, "fees": r.fees,
+                "currency": r.currency,
+                "totals": {cur: {"recovered": t.recovered, "fees": t.fees} for cur, t in sorted(r.totals.items())}}
+
     # ------------------------------------------------------------ contact
     def open_contact(self, case_id: str, channel: str, party: str = "borrower") -> dict[str, Any]:
         r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party))
         return _contact(r)
 
-    def record_outcome(self, contact_id: str, result: str) -> dict[str, Any]:
-        return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(contact_id=contact_id,
-                                                                                         result=result)))
+    def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "") -> dict[str, Any]:
+        """What came of a contact; a promise to pay with its amount and date (the borrower's local date)."""
+        return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(
+            contact_id=contact_id, result=result, promise_amount=amount, promise_on=on)))
+
+    # ------------------------------------------------------------ promises and plans
+    def propose_plan(self, case_id: str, instalments: Iterable[tuple[str, str]]) -> dict[str, Any]:
+        """A repayment plan of (YYYY-MM-DD, amount) instalments on a mandated case: {"plan_id", "status"}."""
+        r = self._call(self._cases.ProposePlan, pb.ProposePlanRequest(
+            case_id=case_id, instalments=[pb.Instalment(on=on, amount=amount) for on, amount in instalments]))
+        return {"plan_id": r.plan_id, "case_id": r.case_id, "status": r.status}
+
+    def accept_plan(self, plan_id: str) -> dict[str, Any]:
+        return _plan(self._call(self._lender.AcceptPlan, pb.DecidePlanRequest(plan_id=plan_id)))
+
+    def reject_plan(self, plan_id: str, reason: str) -> dict[str, Any]:
+        return _plan(self._call(self._lender.RejectPlan, pb.DecidePlanRequest(plan_id=plan_id, reason=reason)))
+
+    def show_plans(self, case_id: str) -> dict[str, Any]:
+        """{"case_id", "plans": [{"plan_id", "org", "status", "instalments": [{"on", "amount", "state"}], ...}]}."""
+        r = self._call(self._cases.ShowPlans, pb.ShowPlansRequest(case_id=case_id))
+        return {"case_id": r.case_id, "plans": [_plan(p) for p in r.plans]}
 
     # ------------------------------------------------------------ cases
     def list_cases(self, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
@@ -523,13 +591,41 @@ class CustosClient:
         return str(r.note), str(r.verifier_key)
 
 
+def _payment(r: Any) -> dict[str, Any]:
+    out = {"payment_id": r.payment_id, "status": r.status, "case_id": r.case_id, "org": r.org, "amount": r.amount,
+           "currency": r.currency, "on": r.on, "reference": r.reference, "reported_at": r.reported_at,
+           "decided_at": r.decided_at, "commission": r.commission}
+    if r.status == "rejected" and r.reason:
+        out["reason"] = r.reason
+    return out
+
+
+def _decision(r: Any) -> dict[str, Any]:
+    out = {"payment_id": r.payment_id, "status": r.status, "case_id": r.case_id, "decided_at": r.decided_at}
+    if r.status == "confirmed":
+        out.update(org=r.org, amount=r.amount, currency=r.currency, commission=r.commission,
+                   outstanding=r.outstanding, amount_due=r.amount_due, case_status=r.case_status)
+    return out
+
+
 def _contact(r: Any) -> dict[str, Any]:
     """Only the fields the gateway released: phone, or address, and a name for a third party."""
     out = {"contact_id": r.contact_id, "case_id": r.case_id, "channel": r.channel, "party": r.party,
            "opened_at": r.opened_at}
-    for key in ("phone", "address", "name", "result"):
+    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on"):
         if getattr(r, key):
             out[key] = getattr(r, key)
+    return out
+
+
+def _plan(p: Any) -> dict[str, Any]:
+    """A plan: its id, case, proposer, status and instalments always; the rest only where the gateway set it."""
+    out: dict[str, Any] = {"plan_id": p.plan_id, "case_id": p.case_id, "status": p.status}
+    for key in ("org", "proposed_at", "decided_at", "paid", "amount_due", "reason"):
+        if getattr(p, key):
+            out[key] = getattr(p, key)
+    out["instalments"] = [{"on": i.on, "amount": i.amount, **({"state": i.state} if i.state else {})}
+                          for i in p.instalments]
     return out
 
 

@@ -44,6 +44,15 @@ ACTIONS: dict[str, str] = {
     "prove": "inclusion and consistency proofs of the audit log",
     "checkpoint": "the audit log's signed checkpoint",
     "cosign": "cosign a checkpoint as a witness",
+    "performance": "figures per agency and law firm from the audit log and confirmed payments (lender performance)",
+    # ---- promises and plans
+    "propose_plan": "propose a repayment plan on a mandated case (plan propose)",
+    "decide_plan": "accept or reject a plan proposed on one of the caller's cases (lender plan accept|reject)",
+    "show_plans": "a case's plans: its own case's, or a mandated one's (plan show)",
+    "report_payment": "report a payment collected on a mandated case (payment report)",
+    "list_payments": "list the payments reported on the caller's cases (lender payments)",
+    "decide_payment": "confirm or reject a reported payment (lender payment confirm|reject)",
+    "statement": "the month's confirmed payments with their commissions (statement)",
     "update_accounts": "account updates of the caller's cases: figures, repayments, status, corrections (lender update)",
 }
 

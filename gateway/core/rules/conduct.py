@@ -100,6 +100,15 @@ class ThirdParty:
 
 
 @dataclass(frozen=True)
+class PlanRules:
+    """Promises and plans in this jurisdiction: how far ahead a promise may fall, how late an instalment may be
+    paid and still count as kept (`[plans]` in the conduct file)."""
+
+    grace_days: int = 5
+    promise_max_days: int = 90
+
+
+@dataclass(frozen=True)
 class ConductRules:
     """The parsed, validated rule set of one jurisdiction."""
 
@@ -119,6 +128,7 @@ class ConductRules:
     litigation: LitigationRules
     reporting: ReportingRules
     retention: RetentionRules
+    plans: PlanRules = PlanRules()
 
 
 def history_horizon(rules: ConductRules) -> timedelta:

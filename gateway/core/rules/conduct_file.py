@@ -29,6 +29,7 @@ from .conduct import (
     Cap,
     ConductRules,
     Cooldown,
+    PlanRules,
     ThirdParty,
     Window,
 )
@@ -151,7 +152,7 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention",
+    "retention", "plans",
 )
 
 
@@ -263,6 +264,13 @@ def load_conduct_rules(path: Path) -> ConductRules:
     ret.only(("years", "start"))
     retention = RetentionRules(years=ret.integer("years", 1, 30), start=ret.string("start", RETENTION_STARTS))
 
+    plans = PlanRules()
+    if "plans" in top.data:  # optional: without it, the defaults of PlanRules
+        pl = top.table("plans")
+        pl.only(("grace_days", "promise_max_days"))
+        plans = PlanRules(grace_days=pl.integer("grace_days", 0, 60),
+                          promise_max_days=pl.integer("promise_max_days", 1, 366))
+
     return ConductRules(
         jurisdiction=jurisdiction,
         source=str(path),
@@ -278,6 +286,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
         litigation=litigation,
         reporting=reporting,
         retention=retention,
+        plans=plans,
     )
 
 

@@ -18,6 +18,7 @@ from ..model import (
 )
 from ..ports import UnitOfWork
 from ..rules import access
+from ..rules import plans as commitments
 from ..rules.capabilities import LENDER
 from ..rules.conduct import (
     CHANNELS,
@@ -120,11 +121,16 @@ class Contacts(Context):
         target, chosen = next(((k, c) for k, c in keyed if k.hex() not in contacted), keyed[0])
         return target, {k: str(chosen[k]) for k in allowed if chosen.get(k)}
 
-    def record_outcome(self, caller: Caller, contact_id: str, result: str) -> dict[str, str]:
-        """Record what came of a contact; a dispute sets the case's dispute flag at once."""
+    def record_outcome(self, caller: Caller, contact_id: str, result: str, amount: str = "",
+                       on: str = "") -> dict[str, str]:
+        """Record what came of a contact; a dispute sets the case's dispute flag at once; a promise to pay
+        carries its amount and date (the borrower's local date, from today up to the conduct rules' bound)."""
         org = self._standing(caller, purpose="collection")
         if result not in RESULTS:
             raise self._deny(caller, Code.UNKNOWN_RESULT, "input", purpose="collection")
+        terms = commitments.promise_terms(result, amount, on)
+        if terms is not None:
+            raise self._deny(caller, terms, "input", purpose="collection")
         if not ID_RE.fullmatch(contact_id):
             raise self._deny(caller, Code.CONTACT_NOT_FOUND, "input", purpose="collection")
         now = self.clock.now()
@@ -142,13 +148,26 @@ class Contacts(Context):
             if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]
+            promise: dict[str, str] = {}
+            if result == "promise_to_pay":
+                case = repo.get_case(lender, case_id)
+                assert case is not None
+                day = commitments.parse_day(on)
+                assert day is not None
+                out_of_range = commitments.promise_date(day, self.local_today(case, now),
+                                                        self._conduct_rules(case).plans.promise_max_days)
+                if out_of_range is not None:
+                    return (out_of_range, {}), [self._event(caller, "deny", out_of_range, "contact.promise", **kw)]
+                promise = {"promise_amount": amount, "promise_on": day.isoformat()}
             repo.set_contact_result(contact_id, result, rfc3339(now))
+            if promise:
+                repo.set_promise(contact_id, promise["promise_amount"], promise["promise_on"])
             rule = f"contact.outcome:{result}"
             if result == "dispute":
                 repo.set_case_fields(lender, case_id, {"disputed": True}, rfc3339(now))
                 rule += ";flag:disputed=true"
             info = {"contact_id": contact_id, "case_id": case_id, "channel": channel, "party": party,
-                    "opened_at": opened_at, "result": result}
+                    "opened_at": opened_at, "result": result, **promise}
             return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, **kw)]
 
         code, info = self.audit.run(work)

@@ -26,6 +26,7 @@ from ..model import (
 )
 from ..ports import UnitOfWork
 from ..rules import access
+from ..rules import payments as payment_rules
 from .context import Context, _flag_text, log
 
 IMPORT_BATCH = 256
@@ -184,7 +185,9 @@ class LenderActions(Context):
         totals.already_imported += already
         return replace(totals, rejected=totals.settle(last_line, rejected))
 
-    def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str) -> dict[str, str]:
+    def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str,
+               commission: str = "") -> dict[str, str]:
+        """Mandate the case to an organisation; `commission`, a rate on what it recovers, is the mandate's fee term."""
         self._standing(caller, action="assign")
         case = self._own_case(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
@@ -199,6 +202,8 @@ class LenderActions(Context):
         until_date = parse_date(until)
         if until_date is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        if commission and payment_rules.rate(commission) is None:
+            raise self._deny(caller, Code.INVALID_COMMISSION, "input", **kw)
         problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
                                            self.local_today(case, self.clock.now()), self.bundle.capabilities)
         if problem is not None:
@@ -208,12 +213,14 @@ class LenderActions(Context):
 
         def work(repo: UnitOfWork) -> tuple[None, list[EventDraft]]:
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
-            repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp)
-            return None, [self._event(caller, "allow", Code.OK, f"mandate.grant:{org_id}", now=now, **kw)]
+            repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp,
+                                commission or None)
+            rule = f"mandate.grant:{org_id}" + (f";commission={commission}" if commission else "")
+            return None, [self._event(caller, "allow", Code.OK, rule, now=now, **kw)]
 
         self.audit.run(work)
         return {"case_id": case.case_id, "org_id": org_id, "purpose": purpose, "until": until_date.isoformat(),
-                "label": label, "granted_at": stamp}
+                "label": label, "granted_at": stamp, "commission": commission}
 
     def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
         self._standing(caller, action="recall")

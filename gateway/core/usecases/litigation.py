@@ -2,7 +2,9 @@
 
 The packet is the `litigation` read of the case (the same `decide_read`, with
 its preconditions) in another shape: the released fields, the ledger built
-from the released loan terms, the contract text, the contact history and, in
+from the released loan terms (the figures as recorded and every ledger entry,
+reconciled by `rules.ledger.reconcile`: a ledger that does not add up is
+stated as such, never made to add up by a residual), the contract text, the contact history and, in
 CN, the service address on file. What the caller may not read, the packet
 does not hold. Assembly and signing are the transport side's
 (`gateway/packets`, injected as `assemble_packet`); the release is one
@@ -15,17 +17,17 @@ from __future__ import annotations
 import json
 import secrets
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from ..errors import Code
-from ..model import Caller, rfc3339
+from ..model import Caller, LoanRow, Repayment, rfc3339
+from ..rules.ledger import reconcile
 from .reads import Reads
 
 PURPOSE = "litigation"
 IDENTITY_FIELDS = ("full_name", "national_id", "date_of_birth", "home_address", "phone")
 LEDGER_FIELDS = ("loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on",
-                 "due_on", "first_delinquency_on", "last_payment_on", "limitation_date")
+                 "due_on", "first_delinquency_on", "last_payment_on", "limitation_date", "interest", "fees")
 
 
 @dataclass(frozen=True)
@@ -38,28 +40,34 @@ class PacketContent:
     service_address: str | None      # CN: the address on file for service of process
 
 
-def _money(text: object) -> Decimal:
-    try:
-        return Decimal(str(text)) if text not in (None, "") else Decimal(0)
-    except InvalidOperation:
-        return Decimal(0)
+def released_loan(ledger: dict[str, Any], repayments: list[dict[str, str]]) -> LoanRow:
+    """The loan as the law firm was given it: a figure the release withholds is absent here too."""
+    def get(name: str) -> str | None:
+        value = ledger.get(name)
+        return value if isinstance(value, str) and value else None
+
+    return LoanRow(
+        loan_id=get("loan_id") or "", product=get("product"), currency=get("currency") or "",
+        principal=get("principal"), outstanding=get("outstanding"), amount_due=get("amount_due"),
+        originated_on=get("originated_on"), due_on=get("due_on"), first_delinquency_on=get("first_delinquency_on"),
+        last_payment_on=get("last_payment_on"), repayments=tuple(Repayment.of(r) for r in repayments),
+        limitation_date=get("limitation_date"), negative_notice_on=None, interest=get("interest"),
+        fees=get("fees"))
 
 
-def ledger_summary(principal: object, outstanding: object, amount_due: object,
-                   repayments: list[dict[str, Any]]) -> dict[str, str]:
-    """Principal, what was repaid, interest and fees, outstanding, amount due (decimal strings, never floats).
+def ledger_summary(loan: LoanRow) -> dict[str, Any]:
+    """The recorded figures, what the ledger entries repaid, and whether they reconcile (decimal strings).
 
-    Decision: interest and fees are what the debt grew by beyond the principal,
-    outstanding + repaid - principal (never below zero); the loan record holds
-    no separate interest ledger.
+    Interest and fees are the lender's recorded figures (absent: not recorded,
+    counted as zero in `expected`), never a residual: `expected` is principal +
+    interest + fees - repaid, `difference` is outstanding - expected, and
+    `reconciles` is false when it is not zero (null when principal or
+    outstanding is unknown), so counsel sees a ledger that does not add up.
     """
-    p, o = _money(principal), _money(outstanding)
-    repaid = sum((_money(r.get("amount")) for r in repayments), Decimal(0))
-    interest = max(o + repaid - p, Decimal(0))
-    q = Decimal("0.01")
-    return {"principal": str(p.quantize(q)), "repaid": str(repaid.quantize(q)),
-            "interest_and_fees": str(interest.quantize(q)), "outstanding": str(o.quantize(q)),
-            "amount_due": str(_money(amount_due).quantize(q))}
+    r = reconcile(loan)
+    return {"principal": r.principal, "interest": r.interest, "fees": r.fees, "repaid": r.repaid,
+            "outstanding": r.outstanding, "amount_due": loan.amount_due, "expected": r.expected,
+            "difference": r.difference, "reconciles": r.reconciles}
 
 
 class Litigation(Reads):
@@ -80,8 +88,7 @@ class Litigation(Reads):
         contract = released.pop("contract_text", None)
         ledger: dict[str, Any] = {k: released.pop(k) for k in LEDGER_FIELDS if k in released}
         ledger["repayments"] = repayments
-        ledger["summary"] = ledger_summary(ledger.get("principal"), ledger.get("outstanding"),
-                                           ledger.get("amount_due"), repayments)
+        ledger["summary"] = ledger_summary(released_loan(ledger, repayments))
         record = {"case_id": case.case_id, "loan_id": case.loan_id, "lender": case.lender_id,
                   "jurisdiction": case.jurisdiction, "stage": case.stage, **released}
         packet_id = "P-" + secrets.token_hex(8)

@@ -1,7 +1,7 @@
 """Bulk placement: mandates granted from a file, and every mandate of a terminated organisation ended at once.
 
 Lenders place accounts by the thousand. A placement file is JSON Lines, one
-`{"case_id", "to", "purpose", "until", "label"}` per line, streamed like an
+`{"case_id", "to", "purpose", "until", "label", "commission"}` per line (label and commission optional), streamed like an
 import: batches of lines, each batch one unit of work with one event per
 placement, each line granted or rejected with its line number, a stable code
 and a reason that never quotes the line. A placement is checked exactly as
@@ -20,6 +20,7 @@ from ..importer import MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_stri
 from ..model import ID_RE, LABELS, ORG_ID_RE, PURPOSES, Caller, EventDraft, Org, parse_date, rfc3339
 from ..ports import UnitOfWork
 from ..rules import access
+from ..rules import payments as payment_rules
 from .lender import BatchProgress, LenderActions, parse_batch
 
 RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
@@ -32,6 +33,7 @@ class Placement:
     purpose: str
     until: date
     label: str
+    commission: str | None = None  # the mandate's fee term, a rate ("0.18")
 
 
 @dataclass
@@ -49,8 +51,8 @@ def parse_placement(raw: bytes) -> Placement:
         raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
     except _JsonRefused as err:
         raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
-    d = _obj(doc, "", {"case_id", "to", "purpose", "until"}, {"label"})
-    for key in ("case_id", "to", "purpose", "until", "label"):
+    d = _obj(doc, "", {"case_id", "to", "purpose", "until"}, {"label", "commission"})
+    for key in ("case_id", "to", "purpose", "until", "label", "commission"):
         if key in d and not isinstance(d[key], str):
             raise LineError(Code.IMPORT_INVALID_FIELD, f"{key}: must be a string")
     if not ID_RE.fullmatch(d["case_id"]):
@@ -65,7 +67,10 @@ def parse_placement(raw: bytes) -> Placement:
     until = parse_date(d["until"])
     if until is None:
         raise LineError(Code.INVALID_DATE, "until: YYYY-MM-DD")
-    return Placement(d["case_id"], d["to"], d["purpose"], until, label)
+    commission = d.get("commission") or None
+    if commission is not None and payment_rules.rate(commission) is None:
+        raise LineError(Code.INVALID_COMMISSION, "commission: a rate from 0 to 1 with at most 4 decimals")
+    return Placement(d["case_id"], d["to"], d["purpose"], until, label, commission)
 
 
 class Placements(LenderActions):
@@ -86,7 +91,7 @@ class Placements(LenderActions):
             rejected: list[tuple[int, str, str]] = []
             orgs: dict[str, Org | None] = {}
             cases = repo.cases_by_id(lender, sorted({p.case_id for _, p in parsed if isinstance(p, Placement)}))
-            grants: dict[tuple[str, str, str], tuple[str, str, str, str, date]] = {}
+            grants: dict[tuple[str, str, str], tuple[str, str, str, str, date, str | None]] = {}
             assigned = 0
             for line_no, item in parsed:
                 if isinstance(item, tuple):
@@ -113,7 +118,7 @@ class Placements(LenderActions):
                 if key in grants:  # the same mandate twice in one batch: the later line replaces the earlier
                     repo.grant_mandates(lender, list(grants.values()), stamp)
                     grants = {}
-                grants[key] = (case.case_id, item.to, item.purpose, item.label, item.until)
+                grants[key] = (case.case_id, item.to, item.purpose, item.label, item.until, item.commission)
                 events.append(self._event(caller, "allow", Code.OK, f"mandate.grant:{item.to};placement", **kw))
                 assigned += 1
             repo.grant_mandates(lender, list(grants.values()), stamp)

@@ -25,6 +25,7 @@ from ..rules.capabilities import LENDER
 from ..rules.decisions import decide_read, needs_evidence
 from ..rules.policy import PolicyBundle, ReleaseDecision, apply_transform, days_past_due, json_value
 from .context import Context
+from .plans import active_plan_due, contact_history, plan_rules
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Reads(Context):
         values = dict(grant.plain)
         values.update(self._released(decision, grant.unseal(), caller.org_id))
         if grant.with_history:
-            history = [c.history_entry() for c in self.reader().contact_history(case)]
+            history = contact_history(self.reader(), case, self.clock.now())
             values.update(self._released(decision, {"contact_history": history}, caller.org_id))
         return values
 
@@ -173,8 +174,12 @@ class Reads(Context):
         local_day = now.astimezone(zone).date()
         repo = self.reader()
         unseal = repo.unsealer(case, decision.encrypted)
-        plain = self._released(decision, self._plain_values(case, decision, local_day,
-                                                            loan=evidence.loan if evidence else None), caller.org_id)
+        raw = self._plain_values(case, decision, local_day, loan=evidence.loan if evidence else None)
+        if case.active_plan and "amount_due" in decision.fields:  # an accepted plan sets it (plans.py)
+            due = active_plan_due(repo, plan_rules(self.bundle, case), case, repo.loan_values(case), local_day)
+            if due is not None:
+                raw["amount_due"] = due
+        plain = self._released(decision, raw, caller.org_id)
         with_history = "contact_history" in decision.fields
         fields = _shared(tuple(sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])))
         front, tail = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,

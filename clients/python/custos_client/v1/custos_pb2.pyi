@@ -83,34 +83,38 @@ class RecallAllRequest(_message.Message):
     def __init__(self, org_id: _Optional[str] = ...) -> None: ...
 
 class AssignCaseRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "commission")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
     until: str
     label: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ...) -> None: ...
+    commission: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
 
 class MandateInfo(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at", "commission")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
     until: str
     label: str
     granted_at: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ...) -> None: ...
+    commission: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
 
 class RecallCaseRequest(_message.Message):
     __slots__ = ("case_id", "org_id")
@@ -434,7 +438,7 @@ class OpenContactRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
 
 class ContactInfo(_message.Message):
-    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at")
+    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -444,6 +448,8 @@ class ContactInfo(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     OPENED_AT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     case_id: str
     channel: str
@@ -453,15 +459,21 @@ class ContactInfo(_message.Message):
     name: str
     result: str
     opened_at: str
-    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ...) -> None: ...
+    promise_amount: str
+    promise_on: str
+    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
-    __slots__ = ("contact_id", "result")
+    __slots__ = ("contact_id", "result", "promise_amount", "promise_on")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     result: str
-    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
+    promise_amount: str
+    promise_on: str
+    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
 
 class GetPacketRequest(_message.Message):
     __slots__ = ("case_id",)
@@ -647,3 +659,278 @@ class CosignResponse(_message.Message):
     SIZE_FIELD_NUMBER: _ClassVar[int]
     size: int
     def __init__(self, size: _Optional[int] = ...) -> None: ...
+
+class PerformanceRequest(_message.Message):
+    __slots__ = ("from_date", "to_date")
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    from_date: str
+    to_date: str
+    def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ...) -> None: ...
+
+class AgencyPerformance(_message.Message):
+    __slots__ = ("org", "kind", "cases_placed", "contact_attempts", "conversations", "promises", "promises_kept", "plans", "plans_kept", "recovered", "refusals")
+    class RecoveredEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    class RefusalsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    CASES_PLACED_FIELD_NUMBER: _ClassVar[int]
+    CONTACT_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    CONVERSATIONS_FIELD_NUMBER: _ClassVar[int]
+    PROMISES_FIELD_NUMBER: _ClassVar[int]
+    PROMISES_KEPT_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    PLANS_KEPT_FIELD_NUMBER: _ClassVar[int]
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    org: str
+    kind: str
+    cases_placed: int
+    contact_attempts: int
+    conversations: int
+    promises: int
+    promises_kept: int
+    plans: int
+    plans_kept: int
+    recovered: _containers.ScalarMap[str, str]
+    refusals: _containers.ScalarMap[str, int]
+    def __init__(self, org: _Optional[str] = ..., kind: _Optional[str] = ..., cases_placed: _Optional[int] = ..., contact_attempts: _Optional[int] = ..., conversations: _Optional[int] = ..., promises: _Optional[int] = ..., promises_kept: _Optional[int] = ..., plans: _Optional[int] = ..., plans_kept: _Optional[int] = ..., recovered: _Optional[_Mapping[str, str]] = ..., refusals: _Optional[_Mapping[str, int]] = ...) -> None: ...
+
+class PerformanceResponse(_message.Message):
+    __slots__ = ("from_date", "to_date", "agencies")
+    FROM_DATE_FIELD_NUMBER: _ClassVar[int]
+    TO_DATE_FIELD_NUMBER: _ClassVar[int]
+    AGENCIES_FIELD_NUMBER: _ClassVar[int]
+    from_date: str
+    to_date: str
+    agencies: _containers.RepeatedCompositeFieldContainer[AgencyPerformance]
+    def __init__(self, from_date: _Optional[str] = ..., to_date: _Optional[str] = ..., agencies: _Optional[_Iterable[_Union[AgencyPerformance, _Mapping]]] = ...) -> None: ...
+
+class Instalment(_message.Message):
+    __slots__ = ("on", "amount", "state")
+    ON_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    on: str
+    amount: str
+    state: str
+    def __init__(self, on: _Optional[str] = ..., amount: _Optional[str] = ..., state: _Optional[str] = ...) -> None: ...
+
+class ProposePlanRequest(_message.Message):
+    __slots__ = ("case_id", "instalments")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    INSTALMENTS_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    instalments: _containers.RepeatedCompositeFieldContainer[Instalment]
+    def __init__(self, case_id: _Optional[str] = ..., instalments: _Optional[_Iterable[_Union[Instalment, _Mapping]]] = ...) -> None: ...
+
+class DecidePlanRequest(_message.Message):
+    __slots__ = ("plan_id", "reason")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    reason: str
+    def __init__(self, plan_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PlanInfo(_message.Message):
+    __slots__ = ("plan_id", "case_id", "org", "status", "instalments", "proposed_at", "decided_at", "paid", "amount_due", "reason")
+    PLAN_ID_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    INSTALMENTS_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    plan_id: str
+    case_id: str
+    org: str
+    status: str
+    instalments: _containers.RepeatedCompositeFieldContainer[Instalment]
+    proposed_at: str
+    decided_at: str
+    paid: str
+    amount_due: str
+    reason: str
+    def __init__(self, plan_id: _Optional[str] = ..., case_id: _Optional[str] = ..., org: _Optional[str] = ..., status: _Optional[str] = ..., instalments: _Optional[_Iterable[_Union[Instalment, _Mapping]]] = ..., proposed_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., paid: _Optional[str] = ..., amount_due: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ShowPlansRequest(_message.Message):
+    __slots__ = ("case_id",)
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    def __init__(self, case_id: _Optional[str] = ...) -> None: ...
+
+class ShowPlansResponse(_message.Message):
+    __slots__ = ("case_id", "plans")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    PLANS_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    plans: _containers.RepeatedCompositeFieldContainer[PlanInfo]
+    def __init__(self, case_id: _Optional[str] = ..., plans: _Optional[_Iterable[_Union[PlanInfo, _Mapping]]] = ...) -> None: ...
+
+class ReportPaymentRequest(_message.Message):
+    __slots__ = ("case_id", "amount", "on", "reference")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    amount: str
+    on: str
+    reference: str
+    def __init__(self, case_id: _Optional[str] = ..., amount: _Optional[str] = ..., on: _Optional[str] = ..., reference: _Optional[str] = ...) -> None: ...
+
+class PaymentInfo(_message.Message):
+    __slots__ = ("payment_id", "status", "case_id", "org", "amount", "currency", "on", "reference", "reported_at", "decided_at", "commission", "reason")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    REPORTED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    status: str
+    case_id: str
+    org: str
+    amount: str
+    currency: str
+    on: str
+    reference: str
+    reported_at: str
+    decided_at: str
+    commission: str
+    reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., status: _Optional[str] = ..., case_id: _Optional[str] = ..., org: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., on: _Optional[str] = ..., reference: _Optional[str] = ..., reported_at: _Optional[str] = ..., decided_at: _Optional[str] = ..., commission: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class ListPaymentsRequest(_message.Message):
+    __slots__ = ("status", "org_id")
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    status: str
+    org_id: str
+    def __init__(self, status: _Optional[str] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class ListPaymentsResponse(_message.Message):
+    __slots__ = ("payments",)
+    PAYMENTS_FIELD_NUMBER: _ClassVar[int]
+    payments: _containers.RepeatedCompositeFieldContainer[PaymentInfo]
+    def __init__(self, payments: _Optional[_Iterable[_Union[PaymentInfo, _Mapping]]] = ...) -> None: ...
+
+class DecidePaymentRequest(_message.Message):
+    __slots__ = ("payment_id", "reason")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    reason: str
+    def __init__(self, payment_id: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class PaymentDecision(_message.Message):
+    __slots__ = ("payment_id", "status", "case_id", "decided_at", "commission", "outstanding", "amount_due", "case_status", "org", "amount", "currency")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_FIELD_NUMBER: _ClassVar[int]
+    COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    OUTSTANDING_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_DUE_FIELD_NUMBER: _ClassVar[int]
+    CASE_STATUS_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    status: str
+    case_id: str
+    decided_at: str
+    commission: str
+    outstanding: str
+    amount_due: str
+    case_status: str
+    org: str
+    amount: str
+    currency: str
+    def __init__(self, payment_id: _Optional[str] = ..., status: _Optional[str] = ..., case_id: _Optional[str] = ..., decided_at: _Optional[str] = ..., commission: _Optional[str] = ..., outstanding: _Optional[str] = ..., amount_due: _Optional[str] = ..., case_status: _Optional[str] = ..., org: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ...) -> None: ...
+
+class StatementRequest(_message.Message):
+    __slots__ = ("period", "org_id")
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    ORG_ID_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    org_id: str
+    def __init__(self, period: _Optional[str] = ..., org_id: _Optional[str] = ...) -> None: ...
+
+class StatementLine(_message.Message):
+    __slots__ = ("payment_id", "case_id", "lender", "org", "on", "confirmed_at", "amount", "currency", "rate", "fee")
+    PAYMENT_ID_FIELD_NUMBER: _ClassVar[int]
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    CONFIRMED_AT_FIELD_NUMBER: _ClassVar[int]
+    AMOUNT_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    RATE_FIELD_NUMBER: _ClassVar[int]
+    FEE_FIELD_NUMBER: _ClassVar[int]
+    payment_id: str
+    case_id: str
+    lender: str
+    org: str
+    on: str
+    confirmed_at: str
+    amount: str
+    currency: str
+    rate: str
+    fee: str
+    def __init__(self, payment_id: _Optional[str] = ..., case_id: _Optional[str] = ..., lender: _Optional[str] = ..., org: _Optional[str] = ..., on: _Optional[str] = ..., confirmed_at: _Optional[str] = ..., amount: _Optional[str] = ..., currency: _Optional[str] = ..., rate: _Optional[str] = ..., fee: _Optional[str] = ...) -> None: ...
+
+class StatementTotal(_message.Message):
+    __slots__ = ("recovered", "fees")
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    recovered: str
+    fees: str
+    def __init__(self, recovered: _Optional[str] = ..., fees: _Optional[str] = ...) -> None: ...
+
+class Statement(_message.Message):
+    __slots__ = ("period", "lines", "recovered", "fees", "currency", "totals", "org")
+    class TotalsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: StatementTotal
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[_Union[StatementTotal, _Mapping]] = ...) -> None: ...
+    PERIOD_FIELD_NUMBER: _ClassVar[int]
+    LINES_FIELD_NUMBER: _ClassVar[int]
+    RECOVERED_FIELD_NUMBER: _ClassVar[int]
+    FEES_FIELD_NUMBER: _ClassVar[int]
+    CURRENCY_FIELD_NUMBER: _ClassVar[int]
+    TOTALS_FIELD_NUMBER: _ClassVar[int]
+    ORG_FIELD_NUMBER: _ClassVar[int]
+    period: str
+    lines: _containers.RepeatedCompositeFieldContainer[StatementLine]
+    recovered: str
+    fees: str
+    currency: str
+    totals: _containers.MessageMap[str, StatementTotal]
+    org: str
+    def __init__(self, period: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., recovered: _Optional[str] = ..., fees: _Optional[str] = ..., currency: _Optional[str] = ..., totals: _Optional[_Mapping[str, StatementTotal]] = ..., org: _Optional[str] = ...) -> None: ...

@@ -106,6 +106,36 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.FromString,
                 _registered_method=True)
+        self.Performance = channel.unary_unary(
+                '/custos.v1.LenderService/Performance',
+                request_serializer=custos_dot_v1_dot_custos__pb2.PerformanceRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PerformanceResponse.FromString,
+                _registered_method=True)
+        self.AcceptPlan = channel.unary_unary(
+                '/custos.v1.LenderService/AcceptPlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+                _registered_method=True)
+        self.RejectPlan = channel.unary_unary(
+                '/custos.v1.LenderService/RejectPlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+                _registered_method=True)
+        self.ListPayments = channel.unary_unary(
+                '/custos.v1.LenderService/ListPayments',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ListPaymentsRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ListPaymentsResponse.FromString,
+                _registered_method=True)
+        self.ConfirmPayment = channel.unary_unary(
+                '/custos.v1.LenderService/ConfirmPayment',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+                _registered_method=True)
+        self.RejectPayment = channel.unary_unary(
+                '/custos.v1.LenderService/RejectPayment',
+                request_serializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+                _registered_method=True)
         self.UpdateAccounts = channel.stream_stream(
                 '/custos.v1.LenderService/UpdateAccounts',
                 request_serializer=custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
@@ -215,6 +245,50 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Performance(self, request, context):
+        """Per agency and law firm: placements, contacts, conversations, promises, recoveries and refusals over UTC days
+        (issue 24); every count recomputable from the audit log, recoveries from the confirmed payments.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AcceptPlan(self, request, context):
+        """A repayment plan proposed on one of the caller's cases: accepted (it sets amount_due from now; an earlier
+        accepted plan is superseded) or rejected with a reason (sealed; shown only to the lender).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPayments(self, request, context):
+        """Payments reported on the caller's cases (issue 24), oldest report first; a rejected one with its reason.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ConfirmPayment(self, request, context):
+        """Confirm a reported payment: it enters the loan's ledger, with the reporting org's commission rate; paid in
+        full, the case settles. One transaction.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RejectPayment(self, request, context):
+        """Reject a reported payment with a reason (stored sealed); nothing else changes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def UpdateAccounts(self, request_iterator, context):
         """Account updates (`lender update`): lines {"case_id", "as_of", "loan", "repayments", "status", "borrower"},
         streamed and confirmed like an import. An update older than the last applied one is STALE_UPDATE.
@@ -295,6 +369,36 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.SubjectData,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.SubjectDataRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.SubjectDataResponse.SerializeToString,
+            ),
+            'Performance': grpc.unary_unary_rpc_method_handler(
+                    servicer.Performance,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.PerformanceRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PerformanceResponse.SerializeToString,
+            ),
+            'AcceptPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.AcceptPlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
+            ),
+            'RejectPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
+            ),
+            'ListPayments': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPayments,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ListPaymentsRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ListPaymentsResponse.SerializeToString,
+            ),
+            'ConfirmPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ConfirmPayment,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.SerializeToString,
+            ),
+            'RejectPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.RejectPayment,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PaymentDecision.SerializeToString,
             ),
             'UpdateAccounts': grpc.stream_stream_rpc_method_handler(
                     servicer.UpdateAccounts,
@@ -693,6 +797,168 @@ class LenderService:
             _registered_method=True)
 
     @staticmethod
+    def Performance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/Performance',
+            custos_dot_v1_dot_custos__pb2.PerformanceRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PerformanceResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AcceptPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/AcceptPlan',
+            custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RejectPlan',
+            custos_dot_v1_dot_custos__pb2.DecidePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPayments(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ListPayments',
+            custos_dot_v1_dot_custos__pb2.ListPaymentsRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ListPaymentsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ConfirmPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ConfirmPayment',
+            custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RejectPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RejectPayment',
+            custos_dot_v1_dot_custos__pb2.DecidePaymentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PaymentDecision.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def UpdateAccounts(request_iterator,
             target,
             options=(),
@@ -756,6 +1022,26 @@ class CaseServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.PulledCases.FromString,
                 _registered_method=True)
+        self.ProposePlan = channel.unary_unary(
+                '/custos.v1.CaseService/ProposePlan',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ProposePlanRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+                _registered_method=True)
+        self.ShowPlans = channel.unary_unary(
+                '/custos.v1.CaseService/ShowPlans',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ShowPlansRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ShowPlansResponse.FromString,
+                _registered_method=True)
+        self.ReportPayment = channel.unary_unary(
+                '/custos.v1.CaseService/ReportPayment',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ReportPaymentRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.PaymentInfo.FromString,
+                _registered_method=True)
+        self.GetStatement = channel.unary_unary(
+                '/custos.v1.CaseService/GetStatement',
+                request_serializer=custos_dot_v1_dot_custos__pb2.StatementRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.Statement.FromString,
+                _registered_method=True)
 
 
 class CaseServiceServicer:
@@ -795,6 +1081,36 @@ class CaseServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProposePlan(self, request, context):
+        """A mandated party proposes a repayment plan (its earlier undecided proposal on the case is superseded).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowPlans(self, request, context):
+        """A case's plans with their state today (the lender: all; a mandated party: its own and the accepted one).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReportPayment(self, request, context):
+        """A payment the caller (agency or law firm with a live mandate on the case) collected; a reference reported
+        again with the same case, amount and date is the same payment.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStatement(self, request, context):
+        """The month's confirmed payments with their commissions: a lender's (all its agencies, or one), an
+        agency's or law firm's own.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CaseServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -822,6 +1138,26 @@ def add_CaseServiceServicer_to_server(servicer, server):
                     servicer.PullCases,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.PullCasesRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.PulledCases.SerializeToString,
+            ),
+            'ProposePlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProposePlan,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ProposePlanRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PlanInfo.SerializeToString,
+            ),
+            'ShowPlans': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowPlans,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ShowPlansRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ShowPlansResponse.SerializeToString,
+            ),
+            'ReportPayment': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportPayment,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ReportPaymentRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.PaymentInfo.SerializeToString,
+            ),
+            'GetStatement': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStatement,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.StatementRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.Statement.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -961,6 +1297,114 @@ class CaseService:
             '/custos.v1.CaseService/PullCases',
             custos_dot_v1_dot_custos__pb2.PullCasesRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.PulledCases.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProposePlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/ProposePlan',
+            custos_dot_v1_dot_custos__pb2.ProposePlanRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PlanInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowPlans(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/ShowPlans',
+            custos_dot_v1_dot_custos__pb2.ShowPlansRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ShowPlansResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportPayment(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/ReportPayment',
+            custos_dot_v1_dot_custos__pb2.ReportPaymentRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.PaymentInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStatement(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.CaseService/GetStatement',
+            custos_dot_v1_dot_custos__pb2.StatementRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.Statement.FromString,
             options,
             channel_credentials,
             insecure,
