@@ -120,3 +120,21 @@ def test_an_updated_balance_is_resent_paid_in_full_is_zero_and_the_final_record_
     assert [(r["status"], r["outstanding"], r["last_payment_on"]) for r in records] == \
         [("settled", "0.00", "2026-11-28")]
     assert pull(seeded, cursor) == ([], cursor)
+
+
+def test_a_confirmed_payment_reaches_the_packet_and_keeps_the_promise_it_was_made_for(escalated: Env) -> None:
+    """End to end through the gateway: counsel reports, the lender confirms; the packet's ledger carries the entry
+    with who collected it, the figures moved by it, and the agency's earlier promise is judged by it."""
+    firm, lender = escalated.client("lawfirm-1"), escalated.client("lender-a")
+    before, _ = ledger_of(escalated, "C-1")
+    reported = firm.report_payment("C-1", "100.00", escalated.clock.current.date().isoformat(), "FIRM-1")
+    lender.confirm_payment(reported["payment_id"])
+    after, text = ledger_of(escalated, "C-1")
+    entry = after["repayments"][-1]
+    assert (entry["amount"], entry["by"], entry["payment_id"]) == ("100.00", "lawfirm-1", reported["payment_id"])
+    assert Decimal(after["summary"]["outstanding"]) == Decimal(before["summary"]["outstanding"]) - Decimal("100.00")
+    assert Decimal(after["summary"]["repaid"]) == Decimal(before["summary"]["repaid"]) + Decimal("100.00")
+    assert reported["payment_id"] in text
+    history = json.loads(lender.get_case("C-1", "servicing")["fields"]["contact_history"])
+    (promise,) = [h for h in history if h["result"] == "promise_to_pay"]
+    assert promise["promise_state"] == "kept"  # 100.00 promised by 2026-12-05, paid on the day it was made
