@@ -1,6 +1,6 @@
 """Streamed work lists: `cases pull` records/s against `GetCase` calls/s, in one run (issue 13: >= 5 x).
 
-    python -m bench.pull [--cases 5000] [--rounds 3] [--seconds 8] [--changed 0.01]
+    python -m bench.pull [--cases 5000] [--rounds 3] [--seconds 8] [--changed 0.01] [--change-with update|stage]
 
 Set-up (`bench.run.setup`, embedded store): `--cases` cases mandated to one
 agency. Per round, on one gateway (`custos serve --processes 1`, pinned to
@@ -12,9 +12,12 @@ CPU 0; clients on CPU 1):
   `--seconds` (raw bytes, no parsing: as the GetCase load); records/s and
   server CPU per record; every record is audited with its own event as a
   GetCase is;
-- incremental pull: `--changed` of the cases change stage, then a pull
-  `--since` the cursor of a full pull: its time against the full pull's, and
-  that it carries exactly the changed cases.
+- incremental pull: `--changed` of the cases change (by default a day's
+  `lender update`: new figures and a repayment per changed case, issue 24;
+  `--change-with stage`: a stage change each, as issue 13 measured), then a
+  pull `--since` the cursor of a full pull: its time and server CPU against
+  the full pull's, and that it carries exactly the changed cases. Cost in
+  proportion to what changed: the time ratio near the `--changed` share.
 
 Writes bench/results/pull.json.
 """
@@ -62,6 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--changed", type=float, default=0.01, help="share of cases changed before the incremental pull")
+    ap.add_argument("--change-with", choices=("update", "stage"), default="update")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="custos-bench-pull-") as tmp:
@@ -95,10 +99,13 @@ def main(argv: list[str] | None = None) -> int:
                     elapsed, cpu = time.monotonic() - t0, gw.cpu_seconds() - c0
                     row |= {"pull_records_s": total / elapsed, "pull_server_us": cpu / total * 1e6,
                             "full_pull_s": elapsed / pulls}
-                    changed = _change_stages(target, lender, max(1, int(args.cases * args.changed)), rnd)
-                    t1 = time.monotonic()
+                    change = _update_accounts if args.change_with == "update" else _change_stages
+                    changed = change(target, lender, max(1, int(args.cases * args.changed)), rnd)
+                    t1, c1 = time.monotonic(), gw.cpu_seconds()
                     n, _ = pull_once(stub, cursor)
-                    row |= {"incremental_s": time.monotonic() - t1, "incremental_records": n, "changed": changed}
+                    row |= {"incremental_s": time.monotonic() - t1, "incremental_server_s": gw.cpu_seconds() - c1,
+                            "incremental_records": n, "changed": changed}
+                    row["incremental_over_full"] = row["incremental_s"] / row["full_pull_s"]
                     if n != changed:
                         raise RuntimeError(f"the incremental pull carried {n} records, {changed} changed")
                     channel.close()
@@ -115,12 +122,29 @@ def main(argv: list[str] | None = None) -> int:
                                                       statistics.median(r["pull_server_us"] for r in rows)),
         "full pull s / incremental pull s": (statistics.median(r["full_pull_s"] for r in rows),
                                              statistics.median(r["incremental_s"] for r in rows)),
+        f"incremental / full pull time (changed share {args.changed})": statistics.median(
+            r["incremental_over_full"] for r in rows),
     }
     print(json.dumps(summary, indent=2))
     out = RESULTS.parent / "pull.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"args": vars(args), "rows": rows, "summary": summary}, indent=2) + "\n")
     return 0
+
+
+def _update_accounts(target: str, lender: Path, n: int, rnd: int) -> int:
+    """A day's `lender update` to n cases: new figures and a repayment each (as_of moves on by round)."""
+    from custos_client import CustosClient
+
+    lines = [json.dumps({"case_id": f"C-{i}", "as_of": f"2026-11-{rnd:02d}T18:00:00+08:00",
+                         "loan": {"outstanding": f"{900 - rnd}.50", "amount_due": f"{90 - rnd}.25"},
+                         "repayments": [{"on": f"2026-11-{rnd:02d}", "amount": "10.00"}]}).encode()
+             for i in range(1, n + 1)]
+    with CustosClient(target, lender, timeout=600) as c:
+        result = c.update_lines(lines)
+    if result["updated"] != n:
+        raise RuntimeError(f"updated {result['updated']} of {n}: {result['rejected'][:3]}")
+    return n
 
 
 def _change_stages(target: str, lender: Path, n: int, rnd: int) -> int:
