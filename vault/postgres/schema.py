@@ -60,6 +60,8 @@ def _scope_function(name: str, rows: str, keys: tuple[str, ...]) -> str:
                  INSERT INTO cache_scope(lender_id, case_id, n) {rows}{_UPSERT}; RETURN NULL; END $$"""
 
 
+# A loan's cases, through the index on (lender, borrower): matching the loan alone scans the lender's cases.
+_LOAN_MATCH = "borrower_id = NEW.borrower_id AND loan_id = NEW.loan_id"
 _OF_CASES = "SELECT lender_id, case_id, v FROM cases WHERE lender_id = NEW.lender_id AND {match}"
 MIGRATION_LOCK = 0x437573746F73  # "Custos": the advisory lock every migrating replica takes
 
@@ -232,7 +234,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         _scope_function("cache_mandate", "VALUES (NEW.lender_id, NEW.case_id, v)", ("lender_id", "case_id")),
         _scope_function("cache_borrower", _OF_CASES.format(match="borrower_id = NEW.borrower_id"),
                         ("lender_id", "borrower_id")),
-        _scope_function("cache_loan", _OF_CASES.format(match="loan_id = NEW.loan_id"),
+        _scope_function("cache_loan", _OF_CASES.format(match=_LOAN_MATCH),
                         ("lender_id", "loan_id", "borrower_id")),
         *(f"DROP TRIGGER {table}_gen ON {table}" for table in CACHED_TABLES),
         """CREATE TRIGGER orgs_gen AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orgs
@@ -245,6 +247,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
               FOR EACH ROW EXECUTE FUNCTION cache_borrower()""",
         "CREATE TRIGGER loans_gen AFTER INSERT OR UPDATE ON loans FOR EACH ROW EXECUTE FUNCTION cache_loan()",
         f"INSERT INTO cache_scope(lender_id, case_id, n) VALUES ('', '', cache_bump()){_UPSERT}",
+        # The change feed finds a loan's cases through the (lender, borrower) index, not by a scan of the lender's.
+        _feed_function("feed_loan", _LOAN_MATCH).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
     ]),
 ]
 

@@ -123,6 +123,11 @@ _FEED_MANY = ("INSERT OR REPLACE INTO case_feed(lender_id, case_id, seq) SELECT 
               " (SELECT n FROM feed_counter WHERE id = 1) FROM cases WHERE lender_id = new.lender_id AND {match};")
 
 
+# A loan's cases, found through the index on (lender, borrower): cases have none on the loan, and matching the
+# loan alone scanned every case of the lender on each loan update (27 ms at 10^5 cases; issue 24).
+_LOAN_MATCH = "borrower_id = new.borrower_id AND loan_id = new.loan_id"
+
+
 def _changed(columns: tuple[str, ...]) -> str:
     """A trigger's WHEN: some column's value really changed (an UPDATE that sets the same values is no change)."""
     return "WHEN " + " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns)
@@ -143,7 +148,7 @@ CREATE TRIGGER IF NOT EXISTS mandates_update_feed AFTER UPDATE ON mandates BEGIN
 CREATE TRIGGER IF NOT EXISTS borrowers_update_feed AFTER UPDATE OF {", ".join(BORROWER_RELEASE_COLUMNS)} ON borrowers
   {_changed(BORROWER_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="borrower_id = new.borrower_id")} END;
 CREATE TRIGGER IF NOT EXISTS loans_update_feed AFTER UPDATE OF {", ".join(LOAN_RELEASE_COLUMNS)} ON loans
-  {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="loan_id = new.loan_id")} END;
+  {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match=_LOAN_MATCH)} END;
 """
 SCHEMA = SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS) + CASE_FEED
 
@@ -220,7 +225,7 @@ def _scope_trigger(table: str, op: str, body: str) -> str:
 
 
 _BORROWER_CASES = _SCOPE_MANY.format(match="borrower_id = new.borrower_id")
-_LOAN_CASES = _SCOPE_MANY.format(match="loan_id = new.loan_id")
+_LOAN_CASES = _SCOPE_MANY.format(match=_LOAN_MATCH)
 CACHE_SCOPE = (
     "CREATE TABLE IF NOT EXISTS cache_scope(lender_id TEXT NOT NULL, case_id TEXT NOT NULL, n INTEGER NOT NULL,"
     " PRIMARY KEY(lender_id, case_id)) WITHOUT ROWID;\n"
@@ -239,10 +244,15 @@ CACHE_SCOPE = (
 
 
 def _add_cache_scope(conn: Connection) -> None:
-    """Version 11: the scope of each change to cached rows, so readers drop only the changed cases' entries."""
+    """Version 11: the scope of each change to cached rows, so readers drop only the changed cases' entries;
+    the change feed finds a loan's cases by index."""
     for statement in _statements(CACHE_SCOPE):
         conn.execute(statement)
     conn.execute(WHOLE_SCOPE)  # every cache made before goes once
+    conn.execute("DROP TRIGGER IF EXISTS loans_update_feed")  # made again: a loan's cases found by index
+    for statement in _statements(CASE_FEED):
+        if "loans_update_feed" in statement:
+            conn.execute(statement)
 
 
 def _add_case_columns(conn: Connection, columns: dict[str, str]) -> list[str]:
