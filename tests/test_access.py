@@ -476,3 +476,13 @@ def test_cache_misses_are_read_in_turn_on_one_connection_that_keeps_no_snapshot(
         assert vault.forget(attempts=1)  # no reader holds a snapshot: the WAL truncates at the first try
     finally:
         vault.close()
+
+
+def test_a_warm_readers_standing_refusal_still_names_the_case(seeded: Env) -> None:
+    """Admission on PostgreSQL may let a call through on a cached org row that a change elsewhere made stale; the
+    refusal on the checked view then names the case as admission's would (issue 24: no write empties the cache)."""
+    _warm(seeded, "agency-1", "C-1", "collection")
+    assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0  # another process
+    assert denied(seeded, "agency-1", "C-1").code == "ORG_DISABLED"
+    events = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase" and e["decision"] == "deny"]
+    assert [(e["org"], e["code"], e["borrower_id"]) for e in events] == [("agency-1", "ORG_DISABLED", "B-1")]

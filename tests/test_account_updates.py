@@ -312,32 +312,6 @@ def test_a_pull_after_an_update_carries_exactly_the_changed_cases(seeded: Env) -
     assert changed["C-5"]["fields"]["phone"] == "+86138****2222"
 
 
-def plan_of(env: Env, query: str) -> str:
-    """The store's plan for `query` (tests only: read on a connection of its own, as another process would)."""
-    config = json.loads((env.data / "config.json").read_text())
-    if config.get("database"):
-        import psycopg
-
-        with psycopg.connect(config["database"], autocommit=True) as conn:
-            conn.execute("SET enable_seqscan = off")  # the small test table: ask which index, not whether one
-            return "\n".join(str(r[0]) for r in conn.execute(f"EXPLAIN {query}"))  # type: ignore[arg-type]
-    from vault.crypto import read_key_file
-    from vault.sqlite import db
-
-    conn = db.connect(env.data / "custos.db", read_key_file(env.data / "keys" / "db.key"))
-    try:
-        return "\n".join(str(r[-1]) for r in conn.execute(f"EXPLAIN QUERY PLAN {query}"))
-    finally:
-        conn.close()
-
-
-def test_the_change_feed_finds_an_updated_loans_case_by_index_not_by_a_scan_of_the_book(seeded: Env) -> None:
-    """The feed's trigger on loans looks the case up by (lender, loan): without the index every update of a loan
-    read all of the lender's cases, and `lender update` fell to 0.3 x the import at 5000 cases (bench.updating)."""
-    plan = plan_of(seeded, "SELECT case_id FROM cases WHERE lender_id = 'lender-a' AND loan_id = 'L-3'")
-    assert "cases_loan" in plan, plan
-
-
 # ------------------------------------------------------------------ the command
 
 

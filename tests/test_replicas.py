@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from custos_client import CustosClient, CustosClientError
@@ -226,3 +227,50 @@ def test_an_erasure_through_one_replica_leaves_the_other_no_cached_key(replicas:
     with pytest.raises(CustosClientError) as info:
         replicas.two.client("agency-1").get_case("C-1", "collection")
     assert info.value.code == "ERASED"
+
+
+def test_a_change_through_one_replica_ends_the_others_stale_grant_and_only_that_cases(
+        replicas: Replicas, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per-case invalidation keeps the replicas' promise (issue 24).
+
+    Replica two serves C-1 and C-2 warm, on its unchecked view. A stage change of
+    C-1 through replica one: replica two's next read of C-1 is decided on its
+    remembered grant, whose allow event the commit refuses (StaleView), and is
+    decided again and refused; C-2 is still served from its cached grant.
+    """
+    from gateway.core.ports import StaleView
+
+    agency_two, other_two = replicas.two.client("agency-1"), replicas.two.client("agency-2")
+    for _ in range(3):
+        assert agency_two.get_case("C-1", "collection")["case_id"] == "C-1"
+        assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
+    core = replicas.two.gw.core
+    decided: list[str] = []
+    stale: list[str] = []
+    decide, release = core._grant, core._release
+
+    def counted_grant(caller: Any, case_ref: str, purpose: str, now: Any) -> Any:
+        decided.append(case_ref)
+        return decide(caller, case_ref, purpose, now)
+
+    def counted_release(caller: Any, grant: Any, purpose: str, now: Any, view: int | None) -> Any:
+        try:
+            return release(caller, grant, purpose, now, view)
+        except StaleView:
+            stale.append(grant.case.case_id)
+            raise
+
+    monkeypatch.setattr(core, "_grant", counted_grant)
+    monkeypatch.setattr(core, "_release", counted_release)
+    replicas.one.client("lender-a").set_stage("C-1", "early_warning")
+    changed_at = replicas.one.gw.vault.audit.head()[0]
+    with pytest.raises(CustosClientError) as info:
+        agency_two.get_case("C-1", "collection")
+    assert info.value.code == "STAGE_NOT_ALLOWED"
+    assert stale == ["C-1"] and decided == ["C-1"]
+    after = [e for e in replicas.one.client("regulator-1").audit_query(case_id="C-1")
+             if e["seq"] >= changed_at and e["method"] == "GetCase"]
+    assert [(e["decision"], e["code"]) for e in after] == [("deny", "STAGE_NOT_ALLOWED")]
+    for _ in range(3):
+        assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
+    assert decided == ["C-1"] and stale == ["C-1"]  # C-2's grant outlived the change to C-1

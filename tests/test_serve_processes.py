@@ -385,3 +385,26 @@ def test_bad_serve_arguments_are_clear_errors(env_dir: Path, argv: list[str]) ->
     out = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", str(env_dir / "data"), *argv],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode != 0 and "error: INVALID_ARGUMENT" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_change_through_one_process_is_seen_by_the_others_warm_cache_at_once(group: Group) -> None:
+    """Per-case invalidation across processes (issue 24): process b drops C-1's entries, not C-2's, and serves
+    every read after a change through process a from the changed rows."""
+    import_and_assign(group.served.addr, group.ids, [synth.case_line(i) for i in (1, 2)],
+                      [("C-1", "agency-1"), ("C-2", "agency-1")])
+    a, b = group.workers()
+    reader, lender = group.client_on(b, "agency-1"), group.client_on(a, "lender-a")
+    stage = lender.get_case("C-1", "servicing")["stage"]
+    for _ in range(3):
+        for case in ("C-1", "C-2"):
+            assert reader.get_case(case, "collection")["case_id"] == case
+    lender.set_stage("C-1", "early_warning")
+    with pytest.raises(CustosClientError) as info:
+        reader.get_case("C-1", "collection")
+    assert info.value.code == "STAGE_NOT_ALLOWED"
+    assert reader.get_case("C-2", "collection")["stage"] == stage
+    lender.set_stage("C-1", stage)
+    assert reader.get_case("C-1", "collection")["stage"] == stage
+    lender.set_flags("C-2", cease_contact=True)
+    assert reader.get_case("C-2", "collection")  # still released; and C-1 as it was
+    assert reader.get_case("C-1", "collection")["stage"] == stage

@@ -67,7 +67,9 @@ class CaseReader(Protocol):
 
     def memo(self, key: tuple[Any, ...]) -> Any: ...
 
-    def remember(self, key: tuple[Any, ...], value: Any) -> None: ...
+    def remember(self, key: tuple[Any, ...], value: Any, case: str = "") -> None:
+        """Keep a value derived from cached rows: of orgs and of the case with id `case` only (its borrower, loan and
+        mandates), or of anything (no case). It goes with the next change that could alter those rows."""
 
     def get_org(self, org_id: str) -> Org | None: ...
 

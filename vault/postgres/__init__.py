@@ -23,7 +23,7 @@ import psycopg_pool
 from gateway.core.errors import Code, CustosError
 from vault.crypto import BlindIndex, FieldCipher, KekProvider
 from vault.datadir import Layout
-from vault.rowcache import RowCache
+from vault.rowcache import Change, RowCache
 
 from . import schema
 from .auditlog import PgAuditLog
@@ -101,7 +101,15 @@ class PgVault:
             raise CustosError(Code.UNAVAILABLE, "the database cannot be reached") from None
         self._rows = RowCache()
         self._local = threading.local()
-        self.audit = PgAuditLog(self.pool, self.cipher, self.bidx, lambda: self.policy_revision, self._rows.observe)
+        self.audit = PgAuditLog(self.pool, self.cipher, self.bidx, lambda: self.policy_revision,
+                                lambda seen: self._rows.observe(seen, self._changes))
+
+    def _changes(self, since: int) -> list[Change] | None:
+        """After an audit commit: the cases changed since the cache's generation; None (drop all) if unknown."""
+        try:
+            return PgStore(self.pool.connection, self.cipher, self.bidx)._changes(since)
+        except CustosError:  # the database went away meanwhile: forgetting everything is always right
+            return None
 
     @property
     def kek(self) -> KekProvider:

@@ -44,6 +44,27 @@ FEED_NUMBER = ("WITH n AS (UPDATE feed_counter SET n = n + 1 WHERE id = 1"
                " UPDATE case_feed SET seq = (SELECT n FROM n) WHERE seq = -1 AND EXISTS (SELECT 1 FROM n)")
 
 CACHED_TABLES = ("orgs", "borrowers", "loans", "cases", "mandates")  # the rows replicas cache (vault/rowcache.py)
+_UPSERT = " ON CONFLICT (lender_id, case_id) DO UPDATE SET n = EXCLUDED.n"
+
+
+def _scope_function(name: str, rows: str, keys: tuple[str, ...]) -> str:
+    """A row trigger's function: move the counter, and record the cases the row is of at the value it moved to
+    (the whole cache, ('', ''), if the row's keys changed). The counter is moved here, under its row lock held
+    to the commit, so no reader can have seen a value at or past the one recorded without this change."""
+    moved = " OR ".join(f"OLD.{k} IS DISTINCT FROM NEW.{k}" for k in keys)
+    return f"""CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ DECLARE v BIGINT; BEGIN
+                 v := cache_bump();
+                 IF TG_OP = 'UPDATE' THEN
+                   IF {moved} THEN
+                     INSERT INTO cache_scope(lender_id, case_id, n) VALUES ('', '', v){_UPSERT};
+                   END IF;
+                 END IF;
+                 INSERT INTO cache_scope(lender_id, case_id, n) {rows}{_UPSERT}; RETURN NULL; END $$"""
+
+
+# A loan's cases, through the index on (lender, borrower): matching the loan alone scans the lender's cases.
+_LOAN_MATCH = "borrower_id = NEW.borrower_id AND loan_id = NEW.loan_id"
+_OF_CASES = "SELECT lender_id, case_id, v FROM cases WHERE lender_id = NEW.lender_id AND {match}"
 MIGRATION_LOCK = 0x437573746F73  # "Custos": the advisory lock every migrating replica takes
 
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -198,6 +219,39 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE cases ADD COLUMN account_as_of TEXT",
         "ALTER TABLE cases ADD COLUMN update_digest BYTEA",
     ]),
+    # Per-case row-cache invalidation (issue 24): each change to a cached table records the cases it is of in
+    # `cache_scope` at the counter value it moved the counter to, so a replica drops only those cases' entries
+    # (vault/rowcache.py); ('', '') is a change of no one case (an org, a deletion, a retired KEK): all go.
+    (13, "the scope of each change to cached rows (per-case row-cache invalidation)", [
+        """CREATE TABLE cache_scope(lender_id TEXT NOT NULL, case_id TEXT NOT NULL, n BIGINT NOT NULL,
+             PRIMARY KEY(lender_id, case_id))""",
+        "CREATE INDEX cache_scope_n ON cache_scope(n)",
+        """CREATE FUNCTION cache_bump() RETURNS BIGINT LANGUAGE plpgsql AS $$ DECLARE v BIGINT; BEGIN
+             UPDATE generation SET n = n + 1 WHERE id = 1 RETURNING n INTO v; RETURN v; END $$""",
+        f"""CREATE FUNCTION cache_whole() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+             INSERT INTO cache_scope(lender_id, case_id, n) VALUES ('', '', cache_bump()){_UPSERT};
+             RETURN NULL; END $$""",
+        _scope_function("cache_case", "VALUES (NEW.lender_id, NEW.case_id, v)",
+                        ("lender_id", "case_id", "borrower_id", "loan_id")),
+        _scope_function("cache_mandate", "VALUES (NEW.lender_id, NEW.case_id, v)", ("lender_id", "case_id")),
+        _scope_function("cache_borrower", _OF_CASES.format(match="borrower_id = NEW.borrower_id"),
+                        ("lender_id", "borrower_id")),
+        _scope_function("cache_loan", _OF_CASES.format(match=_LOAN_MATCH),
+                        ("lender_id", "loan_id", "borrower_id")),
+        *(f"DROP TRIGGER {table}_gen ON {table}" for table in CACHED_TABLES),
+        """CREATE TRIGGER orgs_gen AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON orgs
+             FOR EACH STATEMENT EXECUTE FUNCTION cache_whole()""",
+        *(f"""CREATE TRIGGER {table}_gen_gone AFTER DELETE OR TRUNCATE ON {table}
+               FOR EACH STATEMENT EXECUTE FUNCTION cache_whole()""" for table in CACHED_TABLES if table != "orgs"),
+        "CREATE TRIGGER cases_gen AFTER INSERT OR UPDATE ON cases FOR EACH ROW EXECUTE FUNCTION cache_case()",
+        "CREATE TRIGGER mandates_gen AFTER INSERT OR UPDATE ON mandates FOR EACH ROW EXECUTE FUNCTION cache_mandate()",
+        f"""CREATE TRIGGER borrowers_gen AFTER INSERT OR UPDATE OF {', '.join(BORROWER_GEN_COLUMNS)} ON borrowers
+              FOR EACH ROW EXECUTE FUNCTION cache_borrower()""",
+        "CREATE TRIGGER loans_gen AFTER INSERT OR UPDATE ON loans FOR EACH ROW EXECUTE FUNCTION cache_loan()",
+        f"INSERT INTO cache_scope(lender_id, case_id, n) VALUES ('', '', cache_bump()){_UPSERT}",
+        # The change feed finds a loan's cases through the (lender, borrower) index, not by a scan of the lender's.
+        _feed_function("feed_loan", _LOAN_MATCH).replace("CREATE FUNCTION", "CREATE OR REPLACE FUNCTION", 1),
+    ]),
     # Payments reported by those who collect (gateway/core/usecases/payments.py): one row per (lender, org,
     # reference), the rejection's reason sealed under the borrower's data key; a mandate's commission (fee term).
     (14, "payments reported by those who collect; mandates' commission", [
@@ -225,11 +279,6 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "DROP TRIGGER cases_feed_update ON cases",
         f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(CASE_RELEASE_COLUMNS)} ON cases
               FOR EACH ROW WHEN ({_changed(CASE_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_case()""",
-    ]),
-    # The change feed's trigger on loans (feed_loan) finds the loan's case by this index, not by a scan of the
-    # lender's cases: an account update rewrites a loan, and without it each one cost in proportion to the book.
-    (16, "cases by loan", [
-        "CREATE INDEX cases_loan ON cases(lender_id, loan_id)",
     ]),
 ]
 

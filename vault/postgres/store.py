@@ -63,7 +63,7 @@ from vault.records import (
     seal_fields,
     terms_ad,
 )
-from vault.rowcache import CachedView, RowCache, Rows, cached
+from vault.rowcache import SCOPED_CHANGES, CachedView, Change, RowCache, Rows, scoped, scoped_changes
 
 ConnSource = Callable[[], AbstractContextManager[psycopg.Connection[Any]]]
 
@@ -72,6 +72,10 @@ TERMS = ("product", "currency", "principal", "outstanding", "amount_due", "origi
          "interest", "fees")
 
 R = TypeVar("R")
+
+# The cases changed after a generation (schema.py, version 13), each with its borrower and loan now.
+CHANGES_SQL = ("SELECT s.lender_id, s.case_id, c.borrower_id, c.loan_id FROM cache_scope s LEFT JOIN cases c"
+               " ON c.lender_id = s.lender_id AND c.case_id = s.case_id WHERE s.n > %s LIMIT %s")
 
 
 def unavailable(fn: Callable[..., R]) -> Callable[..., R]:
@@ -137,16 +141,21 @@ class PgStore(Statements, CachedView, PlanSeals):
         if state is None:
             self.refresh()
             return None
-        generation, self._rows = state
+        generation, rows = state
+        self._pick(rows, generation)
         return generation
 
+    @unavailable
+    def _changes(self, since: int) -> list[Change] | None:
+        return scoped_changes(self._all(CHANGES_SQL, (since, SCOPED_CHANGES + 1)))
+
     # ------------------------------------------------------------ orgs
-    @cached
+    @scoped("orgs")
     def get_org(self, org_id: str) -> Org | None:
         row = self._one(f"SELECT {ORG_COLS} FROM orgs WHERE id = %s", (org_id,))
         return org_row(row) if row else None
 
-    @cached
+    @scoped("orgs")
     def org_name(self, org_id: str) -> str:
         row = self._one("SELECT name FROM orgs WHERE id = %s", (org_id,))
         return str(row[0]) if row else ""
@@ -162,7 +171,7 @@ class PgStore(Statements, CachedView, PlanSeals):
         return self._exec("UPDATE orgs SET disabled = %s WHERE id = %s", (disabled, org_id))
 
     # ------------------------------------------------------------ cases and mandates
-    @cached
+    @scoped("case", 1)
     def get_case(self, lender: str, case_id: str) -> CaseRow | None:
         row = self._one(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = %s AND case_id = %s", (lender, case_id))
         return case_row(row) if row else None
@@ -229,7 +238,10 @@ class PgStore(Statements, CachedView, PlanSeals):
         return len(rows)
 
     def touch_generation(self) -> None:
-        self._exec("UPDATE generation SET n = n + 1 WHERE id = 1", ())
+        """No one case's change: every replica's row cache goes whole (vault/postgres/schema.py, version 13)."""
+        self._exec("WITH g AS (UPDATE generation SET n = n + 1 WHERE id = 1 RETURNING n)"
+                   " INSERT INTO cache_scope(lender_id, case_id, n) SELECT '', '', n FROM g"
+                   " ON CONFLICT (lender_id, case_id) DO UPDATE SET n = EXCLUDED.n", ())
 
     def kek_usage(self) -> dict[int, int]:
         return {int(v): int(n) for v, n in self._all(
@@ -248,7 +260,7 @@ class PgStore(Statements, CachedView, PlanSeals):
             "SELECT DISTINCT lender_id, borrower_id FROM cases WHERE erase_due IS NOT NULL AND erase_due <= %s"
             " AND erasure = 'pending' ORDER BY lender_id, borrower_id", (now,))]
 
-    @cached
+    @scoped("case", 1)
     def mandates_for(self, org_id: str, case_id: str) -> tuple[MandateRow, ...]:
         return tuple(mandate_row(r) for r in self._all(
             f"SELECT {MANDATE_COLS} FROM mandates WHERE org_id = %s AND case_id = %s ORDER BY id DESC",
@@ -457,18 +469,18 @@ class PgStore(Statements, CachedView, PlanSeals):
         return ImportOutcome.STORED
 
     # ------------------------------------------------------------ sealed values
-    @cached
+    @scoped("borrower", 0, 1)
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
         row = self._one(f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
                         " WHERE lender_id = %s AND borrower_id = %s", (lender, borrower_id))
         return tuple(bytes(v) if isinstance(v, memoryview) else v for v in row) if row else None
 
-    @cached
+    @scoped("loan", 0, 1)
     def _contract_blob(self, lender: str, loan_id: str) -> bytes | None:
         row = self._one("SELECT contract_text FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id))
         return bytes(row[0]) if row and row[0] is not None else None
 
-    @cached
+    @scoped("borrower", 0, 1)
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
         return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
@@ -476,7 +488,7 @@ class PgStore(Statements, CachedView, PlanSeals):
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id, case.borrower_id)
 
-    @cached
+    @scoped("loan", 0, 1)
     def _loan_row(self, lender: str, loan_id: str, borrower_id: str) -> LoanRow | None:
         """The loan's terms, opened (PostgreSQL holds them sealed; the embedded store's pages are encrypted)."""
         loan = self._one("SELECT terms FROM loans WHERE lender_id = %s AND loan_id = %s", (lender, loan_id))

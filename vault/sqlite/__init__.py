@@ -33,7 +33,7 @@ log = logging.getLogger("custos.vault")
 
 def create_databases(case_db: Path, audit_db: Path, key: bytes) -> None:
     """Both SQLCipher files with the current schema, under the database key."""
-    for path, schema, version in ((case_db, db.SCHEMA + db.CASE_UPGRADE, db.CASE_VERSION),
+    for path, schema, version in ((case_db, db.SCHEMA + db.CASE_UPGRADE + db.CACHE_SCOPE, db.CASE_VERSION),
                                   (audit_db, db.AUDIT_SCHEMA, db.AUDIT_VERSION)):
         conn = db.connect(path, key)
         db.create_schema(conn, schema, version)

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 14
+CASE_VERSION = 13
 AUDIT_VERSION = 3
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -71,7 +71,6 @@ CREATE TABLE IF NOT EXISTS cases(
   active_plan TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
-CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
@@ -126,6 +125,11 @@ _FEED_MANY = ("INSERT OR REPLACE INTO case_feed(lender_id, case_id, seq) SELECT 
               " (SELECT n FROM feed_counter WHERE id = 1) FROM cases WHERE lender_id = new.lender_id AND {match};")
 
 
+# A loan's cases, found through the index on (lender, borrower): cases have none on the loan, and matching the
+# loan alone scanned every case of the lender on each loan update (27 ms at 10^5 cases; issue 24).
+_LOAN_MATCH = "borrower_id = new.borrower_id AND loan_id = new.loan_id"
+
+
 def _changed(columns: tuple[str, ...]) -> str:
     """A trigger's WHEN: some column's value really changed (an UPDATE that sets the same values is no change)."""
     return "WHEN " + " OR ".join(f"old.{c} IS NOT new.{c}" for c in columns)
@@ -146,7 +150,7 @@ CREATE TRIGGER IF NOT EXISTS mandates_update_feed AFTER UPDATE ON mandates BEGIN
 CREATE TRIGGER IF NOT EXISTS borrowers_update_feed AFTER UPDATE OF {", ".join(BORROWER_RELEASE_COLUMNS)} ON borrowers
   {_changed(BORROWER_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="borrower_id = new.borrower_id")} END;
 CREATE TRIGGER IF NOT EXISTS loans_update_feed AFTER UPDATE OF {", ".join(LOAN_RELEASE_COLUMNS)} ON loans
-  {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match="loan_id = new.loan_id")} END;
+  {_changed(LOAN_RELEASE_COLUMNS)} BEGIN {_FEED_NEXT} {_FEED_MANY.format(match=_LOAN_MATCH)} END;
 """
 # ---- promises and plans
 # Repayment plans a mandated party proposed (gateway/core/usecases/plans.py): instalments as JSON [{on, amount}] in
@@ -221,6 +225,60 @@ INSERT OR IGNORE INTO generation(id, n) VALUES (1, 0);
     f" BEGIN UPDATE generation SET n = n + 1 WHERE id = 1; END;\n"
     for table in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
 )
+
+# Which cases each change is of (issue 24): the same triggers also record, per case, the counter value of its
+# last change (`cache_scope`), so a reader drops only those cases' cached entries (vault/rowcache.py). A change
+# that is no one case's (an org, a deletion, a case's or row's key changed, a retired KEK: `touch_generation`)
+# is recorded as the case ('', ''): everything goes. A borrower's or loan's change is each of its cases'.
+_BUMP = "UPDATE generation SET n = n + 1 WHERE id = 1;"
+_N = "(SELECT n FROM generation WHERE id = 1)"
+_SCOPE_ONE = f"INSERT OR REPLACE INTO cache_scope(lender_id, case_id, n) VALUES (new.lender_id, new.case_id, {_N});"
+_SCOPE_MANY = ("INSERT OR REPLACE INTO cache_scope(lender_id, case_id, n) SELECT lender_id, case_id, " + _N
+               + " FROM cases WHERE lender_id = new.lender_id AND {match};")
+WHOLE_SCOPE = f"INSERT OR REPLACE INTO cache_scope(lender_id, case_id, n) VALUES ('', '', {_N})"
+_WHOLE_IF = ("INSERT OR REPLACE INTO cache_scope(lender_id, case_id, n) SELECT '', '', " + _N + " WHERE {keys};")
+
+
+def _keys_moved(*columns: str) -> str:
+    return _WHOLE_IF.format(keys=" OR ".join(f"old.{c} IS NOT new.{c}" for c in columns))
+
+
+def _scope_trigger(table: str, op: str, body: str) -> str:
+    name = f"{table}_{op.lower()}_gen"  # CASE_UPGRADE's names: it makes them only where none is (older files)
+    return (f"DROP TRIGGER IF EXISTS {name};\n"
+            f"CREATE TRIGGER {name} AFTER {_gen_event(table, op)} ON {table} BEGIN {_BUMP} {body} END;\n")
+
+
+_BORROWER_CASES = _SCOPE_MANY.format(match="borrower_id = new.borrower_id")
+_LOAN_CASES = _SCOPE_MANY.format(match=_LOAN_MATCH)
+CACHE_SCOPE = (
+    "CREATE TABLE IF NOT EXISTS cache_scope(lender_id TEXT NOT NULL, case_id TEXT NOT NULL, n INTEGER NOT NULL,"
+    " PRIMARY KEY(lender_id, case_id)) WITHOUT ROWID;\n"
+    "CREATE INDEX IF NOT EXISTS cache_scope_n ON cache_scope(n);\n"
+    + "".join(_scope_trigger(t, op, WHOLE_SCOPE + ";") for t in CACHED_TABLES for op in ("INSERT", "UPDATE", "DELETE")
+              if t == "orgs" or op == "DELETE")
+    + _scope_trigger("cases", "INSERT", _SCOPE_ONE)
+    + _scope_trigger("cases", "UPDATE", _SCOPE_ONE + " " + _keys_moved("lender_id", "case_id", "borrower_id", "loan_id"))
+    + _scope_trigger("mandates", "INSERT", _SCOPE_ONE)
+    + _scope_trigger("mandates", "UPDATE", _SCOPE_ONE + " " + _keys_moved("lender_id", "case_id"))
+    + _scope_trigger("borrowers", "INSERT", _BORROWER_CASES)
+    + _scope_trigger("borrowers", "UPDATE", _BORROWER_CASES + " " + _keys_moved("lender_id", "borrower_id"))
+    + _scope_trigger("loans", "INSERT", _LOAN_CASES)
+    + _scope_trigger("loans", "UPDATE", _LOAN_CASES + " " + _keys_moved("lender_id", "loan_id", "borrower_id"))
+)
+
+
+def _add_cache_scope(conn: Connection) -> None:
+    """Version 11: the scope of each change to cached rows, so readers drop only the changed cases' entries;
+    the change feed finds a loan's cases by index."""
+    for statement in _statements(CACHE_SCOPE):
+        conn.execute(statement)
+    conn.execute(WHOLE_SCOPE)  # every cache made before goes once
+    conn.execute("DROP TRIGGER IF EXISTS loans_update_feed")  # made again: a loan's cases found by index
+    for statement in _statements(CASE_FEED):
+        if "loans_update_feed" in statement:
+            conn.execute(statement)
+
 
 def _add_case_columns(conn: Connection, columns: dict[str, str]) -> list[str]:
     """ALTER TABLE cases ADD COLUMN for each (name, declaration) the table lacks; the names added."""
@@ -339,11 +397,9 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (8, "the work lists' change feed; mandates' lapse time", _add_case_feed),
     (9, "orgs' address and telephone", _add_org_contact),
     (10, "loans' interest and fees; the last account update applied per case", _add_account_updates),
+    (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
-    # The change feed's trigger on loans finds the loan's case by this index, not by a scan of the lender's cases
-    # (an account update rewrites a loan: measured, 0.3 x the import at 5000 cases without it, falling as cases grow).
-    (14, "cases by loan", lambda conn: conn.execute("CREATE INDEX IF NOT EXISTS cases_loan ON cases(lender_id, loan_id)")),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

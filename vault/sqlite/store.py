@@ -49,9 +49,9 @@ from vault.records import (
     plan_row,
     reason_ad,
 )
-from vault.rowcache import CachedView, RowCache, Rows, cached, get, key_of, put
+from vault.rowcache import SCOPED_CHANGES, CachedView, Change, RowCache, Rows, get, key_of, register, scoped, scoped_changes
 
-from .db import Connection, blob
+from .db import WHOLE_SCOPE, Connection, blob
 
 LOAN_COLS = (
     "loan_id", "product", "currency", "principal", "outstanding", "amount_due", "originated_on", "due_on",
@@ -98,6 +98,12 @@ _MANDATE_AND_CASE_SQL = (
     " LEFT JOIN loans l ON l.lender_id = c.lender_id AND l.loan_id = c.loan_id"
     " WHERE m.org_id = ? AND m.case_id = ? ORDER BY m.id DESC"
 )
+
+
+# The cases changed after a generation (vault/sqlite/db.py CACHE_SCOPE), each with its borrower and loan now.
+_CHANGES_SQL = ("SELECT s.lender_id, s.case_id, c.borrower_id, c.loan_id FROM cache_scope s LEFT JOIN cases c"
+                " ON c.lender_id = s.lender_id AND c.case_id = s.case_id WHERE s.n > ? LIMIT ?")
+register("mandates_for", "case", 1)  # Repo.mandates_for fills the row cache itself
 
 
 class MissReader:
@@ -156,6 +162,9 @@ class Repo(CachedView, PlanSeals):
     def _generation(self) -> int:
         return int(self.conn.execute("SELECT n FROM generation WHERE id = 1").fetchone()[0])
 
+    def _changes(self, since: int) -> list[Change] | None:
+        return scoped_changes(self.conn.execute(_CHANGES_SQL, (since, SCOPED_CHANGES + 1)).fetchall())
+
     def lock_borrower(self, lender: str, borrower_id: str) -> None:
         """Nothing to do here: the embedded store has one writer, which runs every unit of work in turn."""
 
@@ -172,7 +181,7 @@ class Repo(CachedView, PlanSeals):
         self.conn.execute("RELEASE sp")
 
     # ------------------------------------------------------------ orgs
-    @cached
+    @scoped("orgs")
     def get_org(self, org_id: str) -> Org | None:
         row = self._one(f"SELECT {ORG_COLS} FROM orgs WHERE id = ?", (org_id,))
         return org_row(row) if row else None
@@ -189,7 +198,7 @@ class Repo(CachedView, PlanSeals):
         return int(self.conn.execute("UPDATE orgs SET disabled = ? WHERE id = ?", (int(disabled), org_id)).rowcount)
 
     # ------------------------------------------------------------ cases
-    @cached
+    @scoped("case", 1)
     def get_case(self, lender: str, case_id: str) -> CaseRow | None:
         row = self._one(f"SELECT {CASE_COLS} FROM cases WHERE lender_id = ? AND case_id = ?", (lender, case_id))
         return case_row(row) if row else None
@@ -278,6 +287,7 @@ class Repo(CachedView, PlanSeals):
 
     def touch_generation(self) -> None:
         self.conn.execute("UPDATE generation SET n = n + 1 WHERE id = 1")
+        self.conn.execute(WHOLE_SCOPE)  # no one case's change: every row cache goes whole
 
     def kek_usage(self) -> dict[int, int]:
         return {int(v): int(n) for v, n in self.conn.execute(
@@ -318,18 +328,19 @@ class Repo(CachedView, PlanSeals):
         found = self._point(_MANDATE_AND_CASE_SQL, (org_id, case_id))
         mandates = tuple(mandate_row(r[:_M]) for r in found)
         if rows is not None:
-            put(rows, key, mandates)
+            at = self._at
+            rows.keep(key, mandates, at)
             for r in found:
                 lender = r[1]
                 case = r[_M:_C]
                 if case[0] is None:
                     continue
-                put(rows, key_of(Repo.get_case, lender, case_id), case_row(case))
+                rows.keep(key_of(Repo.get_case, lender, case_id), case_row(case), at)
                 borrower, loan = r[_C:_B], r[_B:]
-                put(rows, key_of(Repo._borrower_row, lender, case[2]),
-                    tuple(borrower) if borrower[0] is not None else None)
-                put(rows, key_of(Repo._loan_row, lender, case[3]),
-                    _loan(loan[:-1]) if loan[0] is not None and loan[-1] is None else None)
+                rows.keep(key_of(Repo._borrower_row, lender, case[2]),
+                          tuple(borrower) if borrower[0] is not None else None, at)
+                rows.keep(key_of(Repo._loan_row, lender, case[3]),
+                          _loan(loan[:-1]) if loan[0] is not None and loan[-1] is None else None, at)
         return mandates
 
     def feed_high_water(self) -> int:
@@ -540,7 +551,7 @@ class Repo(CachedView, PlanSeals):
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id)
 
-    @cached
+    @scoped("loan", 0, 1)
     def _loan_row(self, lender: str, loan_id: str) -> LoanRow | None:
         row = self._one(
             f"SELECT {', '.join(LOAN_COLS)}, (SELECT b.erased_at FROM borrowers b WHERE b.lender_id = l.lender_id"
@@ -551,12 +562,12 @@ class Repo(CachedView, PlanSeals):
             return None
         return _loan(row[:-1])
 
-    @cached
+    @scoped("borrower", 0, 1)
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
         return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
-    @cached
+    @scoped("borrower", 0, 1)
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
         row = self._one(
             f"SELECT kek_version, wrapped_dek, dek_version, {', '.join(BORROWER_PI_FIELDS)} FROM borrowers"
@@ -565,12 +576,12 @@ class Repo(CachedView, PlanSeals):
         )
         return tuple(row) if row else None
 
-    @cached
+    @scoped("loan", 0, 1)
     def _contract_blob(self, lender: str, loan_id: str) -> bytes | None:
         row = self._one("SELECT contract_text FROM loans WHERE lender_id = ? AND loan_id = ?", (lender, loan_id))
         return bytes(row[0]) if row and row[0] is not None else None
 
-    @cached
+    @scoped("orgs")
     def org_name(self, org_id: str) -> str:
         row = self._one("SELECT name FROM orgs WHERE id = ?", (org_id,))
         return str(row[0]) if row else ""

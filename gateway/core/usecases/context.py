@@ -92,13 +92,16 @@ class Context:
         self.audit.append([self._event(caller, "deny", code, rule or code, **kw)])
         return CustosError(code)
 
-    def _standing(self, caller: Caller, *, action: str | None = None, **kw: Any) -> Org:
+    def _standing(self, caller: Caller, *, action: str | None = None, case_ref: str | None = None,
+                  **kw: Any) -> Org:
         """Who the caller is allowed to be right now: registered, enabled, licensed, of a kind allowed `action`.
 
         Which kinds may take an action is the bundle's capability table (`rules/capabilities.py`); None: any
         kind (the release rules decide, as for GetCase).
 
-        Every use case starts here, so this is also where the reader's cache is brought up to date.
+        Every use case starts here, so this is also where the reader's cache is brought up to date. A
+        refusal names `case_ref` as admission's would (`deny_standing`): admission may have let the call
+        through on an unchecked view whose org row a change elsewhere has made stale (PostgreSQL).
         """
         repo = self.reader()
         repo.refresh()
@@ -106,9 +109,15 @@ class Context:
         org = repo.get_org(caller.org_id)
         verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities, action)
         if not verdict.ok:
+            if case_ref is not None:
+                raise self.deny_standing(caller, verdict, case_ref)
             raise self._deny(caller, verdict.code, verdict.rule, **kw)
         assert org is not None
         return org
+
+    def deny_standing(self, caller: Caller, verdict: access.Verdict, case_ref: str) -> CustosError:
+        """Audit a standing refusal naming the request's case (`Gatekeeping.deny_standing`)."""
+        raise NotImplementedError
 
     def _valid_case_ref(self, caller: Caller, case_ref: str, **kw: Any) -> tuple[str | None, str]:
         lender, _, case_id = case_ref.rpartition("/")

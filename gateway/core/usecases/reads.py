@@ -120,9 +120,12 @@ class Reads(Context):
             return self._release(caller, grant, purpose, now, None)
 
     def _keep(self, key: tuple[str, ...], grant: Grant, purpose: str) -> None:
-        """Remember a grant with its rows, unless its preconditions read the contact history (not a cached table)."""
+        """Remember a grant with its rows, unless its preconditions read the contact history (not a cached table).
+
+        Filed under its case: a change to that case's rows (its borrower's, its loan's, its mandates') or to
+        any org drops it, a change to another case does not."""
         if not needs_evidence(purpose):
-            self.reader().remember(key, grant)
+            self.reader().remember(key, grant, grant.case.case_id)
 
     def _values(self, caller: Caller, grant: Grant) -> dict[str, str]:
         """What a grant releases now: its fixed values, the sealed fields opened, the contact history read."""
@@ -148,7 +151,7 @@ class Reads(Context):
     def _grant(self, caller: Caller, case_ref: str, purpose: str, now: datetime) -> Grant:
         """Every check of a read, from the rows; a refusal is audited and raised, never remembered."""
         self._check_purpose(caller, purpose, case_ref)
-        org = self._standing(caller, purpose=purpose)
+        org = self._standing(caller, purpose=purpose, case_ref=case_ref)
         case, mandates = self._reach(caller, org, case_ref, purpose)
         decided = self._decide_grant(caller, org, case, mandates, purpose, now)
         if not isinstance(decided, Grant):
