@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -274,3 +275,18 @@ def test_a_change_through_one_replica_ends_the_others_stale_grant_and_only_that_
     for _ in range(3):
         assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
     assert decided == ["C-1"] and stale == ["C-1"]  # C-2's grant outlived the change to C-1
+
+
+def test_a_payment_confirmed_through_one_replica_is_seen_by_the_others_warm_cache_at_once(replicas: Replicas) -> None:
+    """The living account on replicas (issue 24): agency-1 reports a payment through replica one, the lender
+    confirms it through replica one, and replica two's next read of the case (its cache warm) releases the new
+    amount due; the other case's figure is as it was."""
+    agency_two, other_two = replicas.two.client("agency-1"), replicas.two.client("agency-2")
+    for _ in range(3):
+        due = agency_two.get_case("C-1", "collection")["fields"]["amount_due"]
+        other = other_two.get_case("C-2", "collection")["fields"]["amount_due"]
+    paid = "1.25"
+    reported = replicas.one.client("agency-1").report_payment("C-1", paid, "2026-11-29", "RPL-1")
+    replicas.one.client("lender-a").confirm_payment(reported["payment_id"])
+    assert Decimal(agency_two.get_case("C-1", "collection")["fields"]["amount_due"]) == Decimal(due) - Decimal(paid)
+    assert other_two.get_case("C-2", "collection")["fields"]["amount_due"] == other

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -408,3 +409,18 @@ def test_a_change_through_one_process_is_seen_by_the_others_warm_cache_at_once(g
     lender.set_flags("C-2", cease_contact=True)
     assert reader.get_case("C-2", "collection")  # still released; and C-1 as it was
     assert reader.get_case("C-1", "collection")["stage"] == stage
+
+
+def test_a_payment_confirmed_through_one_process_is_seen_by_the_others_warm_cache_at_once(group: Group) -> None:
+    """The living account across processes (issue 24): a payment reported and confirmed through process a is in
+    the amount due process b releases on its next read, its cache warm; the other case's is as it was."""
+    import_and_assign(group.served.addr, group.ids, [synth.case_line(i) for i in (1, 2)],
+                      [("C-1", "agency-1"), ("C-2", "agency-1")])
+    a, b = group.workers()
+    reader = group.client_on(b, "agency-1")
+    for _ in range(3):
+        due = {case: reader.get_case(case, "collection")["fields"]["amount_due"] for case in ("C-1", "C-2")}
+    reported = group.client_on(a, "agency-1").report_payment("C-1", "2.50", "2026-12-01", "PROC-1")
+    group.client_on(a, "lender-a").confirm_payment(reported["payment_id"])
+    assert Decimal(reader.get_case("C-1", "collection")["fields"]["amount_due"]) == Decimal(due["C-1"]) - Decimal("2.50")
+    assert reader.get_case("C-2", "collection")["fields"]["amount_due"] == due["C-2"]
