@@ -8,8 +8,9 @@ serve the same directory again.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 from gateway import cli, synth
@@ -37,6 +38,10 @@ def create(data_dir: Path) -> None:
               "--out", str(data_dir / "identities" / org_id), *extra])
 
 
+def updates_file(data_dir: Path) -> Path:
+    return data_dir.parent / f"{data_dir.name}-updates.jsonl"
+
+
 def seed(gateway: str, data_dir: Path) -> None:
     from custos_client import CustosClient
 
@@ -47,11 +52,17 @@ def seed(gateway: str, data_dir: Path) -> None:
         lender.import_lines(synth.jsonl(lines).splitlines())
         until = (date.today() + timedelta(days=90)).isoformat()
         for i in range(1, 11):
-            lender.assign(f"C-{i}", "agency-1", "collection", until)
+            lender.assign(f"C-{i}", "agency-1", "collection", until, commission="0.18")  # 18 % of what it recovers
         lender.escalate("C-16", "lawfirm-1")  # counsel's case: a signed litigation packet
         for case in ("C-13", "C-14"):  # CN cases a bureau may be furnished, once told in advance
             lender.assign(case, "bureau-1", "credit_reporting", until)
             lender.record_notice(case, (date.today() - timedelta(days=1)).isoformat())
+    # A day's changes to the lender's book, for `lender update` (synthetic; beside the data directory, not in it).
+    as_of = datetime.now(UTC).isoformat(timespec="seconds")
+    updates = [{"case_id": "C-1", "as_of": as_of, "loan": {"outstanding": "9500.00", "interest": "120.00"},
+                "repayments": [{"on": (date.today() - timedelta(days=1)).isoformat(), "amount": "500.00"}]},
+               {"case_id": "C-5", "as_of": as_of, "status": "settled"}]
+    updates_file(data_dir).write_text("".join(json.dumps(u) + "\n" for u in updates))
     with CustosClient(gateway, ids / "lender-b") as other:
         other.import_lines(synth.jsonl([synth.case_line(i, lender_prefix="B") for i in range(1, 6)]).splitlines())
 
@@ -78,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     if fresh:
         seed(gateway, data_dir)
     ids = data_dir / "identities"
+    today = date.today()
+    yesterday, month = (today - timedelta(days=1)).isoformat(), today.strftime("%Y-%m")
+    first, second = (today + timedelta(days=7)).isoformat(), (today + timedelta(days=37)).isoformat()
     print(f"""
 Custos demo gateway on {gateway} (data directory {data_dir}; synthetic data only).
 In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
@@ -98,6 +112,15 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
   As the regulator (audit metadata, never PI):
     custos audit query --case C-2 --key {data_dir}/audit.vkey --identity {ids}/regulator-1 --json  # every event checked by proof
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
+  The living account (agency-1 works C-1..C-10 at 18 % commission; PAYMENT_ID and PLAN_ID from the output):
+    custos payment report C-3 --amount 100.00 --on {yesterday} --reference RCPT-1 --identity {ids}/agency-1
+    custos lender payments --status reported --identity {ids}/lender-a
+    custos lender payment confirm PAYMENT_ID --identity {ids}/lender-a   # C-3's outstanding and amount due fall
+    custos statement --period {month} --identity {ids}/agency-1           # its fee on what it recovered
+    custos plan propose C-2 --instalment {first}:150.00 --instalment {second}:150.00 --identity {ids}/agency-1
+    custos lender plan accept PLAN_ID --identity {ids}/lender-a          # C-2's amount due follows the plan
+    custos lender update {updates_file(data_dir)} --identity {ids}/lender-a   # a day's changes to the book
+    custos lender performance --identity {ids}/lender-a
   The data lifecycle (the lender; the operator for keys):
     custos lender subject-export B-2 --out /tmp/B-2.json --identity {ids}/lender-a
     custos lender erase B-2 --identity {ids}/lender-a        # crypto-shredding; agency-1's read of C-2: ERASED

@@ -348,7 +348,11 @@ def cmd_plan_propose(args: argparse.Namespace) -> None:
     instalments = _instalments(args.instalment)
     with _client(args) as c:
         made = c.propose_plan(args.case, instalments)
-    emit(args, {"plan_id": made["plan_id"], "status": made["status"]})
+    emit(args, {"plan_id": made["plan_id"], "status": made["status"]}, lambda d: f"{d['plan_id']}\t{d['status']}")
+
+
+def _decided_text(d: dict[str, Any]) -> str:
+    return f"{d['plan_id']}\t{d['status']}\ton {d['case_id']}"
 
 
 def cmd_plan_show(args: argparse.Namespace) -> None:
@@ -359,12 +363,12 @@ def cmd_plan_show(args: argparse.Namespace) -> None:
 
 def cmd_plan_accept(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.accept_plan(args.plan_id))
+        emit(args, c.accept_plan(args.plan_id), _decided_text)
 
 
 def cmd_plan_reject(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.reject_plan(args.plan_id, args.reason))
+        emit(args, c.reject_plan(args.plan_id, args.reason), _decided_text)
 
 
 def cmd_cases_list(args: argparse.Namespace) -> None:
