@@ -142,7 +142,7 @@ def test_a_version_10_file_gets_per_case_cache_scopes_once_upgraded(env: Env) ->
     vault = SqliteVault(env.data)
     try:
         conn = _case_db(env.data)
-        assert db.schema_version(conn) == db.CASE_VERSION == 11
+        assert db.schema_version(conn) == db.CASE_VERSION  # 11 and every later step
         generation = conn.execute("SELECT n FROM generation").fetchone()[0]
         assert conn.execute("SELECT lender_id, case_id, n FROM cache_scope").fetchall() == [("", "", generation)]
         conn.execute("UPDATE cases SET stage = 'field_visit' WHERE case_id = 'C-2'")

@@ -24,6 +24,7 @@ operations, and no request is handed between threads.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import random
@@ -125,7 +126,7 @@ class _Dropped(Exception):
 class Call:
     """One call in flight, as the watchdog sees it."""
 
-    __slots__ = ("_waiting_code", "_waiting_limit", "_waiting_since", "context", "deadline", "dropped")
+    __slots__ = ("_waiting_code", "_waiting_limit", "_waiting_since", "context", "deadline", "dropped", "recheck")
 
     def __init__(self, context: grpc.ServicerContext, deadline: float) -> None:
         self.context = context
@@ -134,6 +135,10 @@ class Call:
         self._waiting_since = 0.0
         self._waiting_limit = 0.0
         self._waiting_code = Code.STREAM_IDLE
+        # The caller's standing on a checked view, asked once if the call still waits for its first message after
+        # STANDING_READ_S: admission let it in on an unchecked view (PostgreSQL), which a change elsewhere (an
+        # org disabled by another process) may have made stale, and a half-open call must not keep its worker.
+        self.recheck: Callable[[], Code | None] | None = None
 
     def waiting(self, limit: float, code: Code) -> None:
         """From now until `working`, the call waits on its client, for at most `limit` seconds."""
@@ -151,6 +156,11 @@ class Call:
             self.drop(Code.CALL_DEADLINE)
         elif self._waiting_since and now - self._waiting_since >= self._waiting_limit:
             self.drop(self._waiting_code)
+        elif self._waiting_since and self.recheck is not None and now - self._waiting_since >= STANDING_READ_S:
+            recheck, self.recheck = self.recheck, None
+            refused = recheck()
+            if refused is not None and self._waiting_since:
+                self.drop(refused)
 
     def drop(self, code: Code) -> None:
         """End the call now with `code`; the thread waiting on the client is released by gRPC."""
@@ -391,7 +401,11 @@ class Gate:
 
     def _first(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
                limit: float) -> Message:
-        return self._decode(caller, m, self._read(call, request_iterator, limit, Code.REQUEST_TIMEOUT))
+        call.recheck = functools.partial(self.core.standing_now, caller)
+        try:
+            return self._decode(caller, m, self._read(call, request_iterator, limit, Code.REQUEST_TIMEOUT))
+        finally:
+            call.recheck = None
 
     def _stream_of_requests(self, caller: Caller, m: Method, call: Call, request_iterator: Iterator[bytes],
                             limits: CallLimits) -> Iterator[Message]:

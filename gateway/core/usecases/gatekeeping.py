@@ -56,6 +56,14 @@ class Gatekeeping(Context):
             return org, verdict  # refused for its standing: the caller audits it, with the case if it can
         return org, None
 
+    def standing_now(self, caller: Caller) -> Code | None:
+        """The caller's standing refusal on a checked view, or None (the gate asks it of a call that admission let
+        in on an unchecked view and that still waits for its first message)."""
+        repo = self.reader()
+        repo.refresh()
+        verdict = access.standing(repo.get_org(caller.org_id), self.clock.now().date(), self.bundle.capabilities)
+        return None if verdict.ok else verdict.code
+
     def deny_standing(self, caller: Caller, verdict: access.Verdict, case_ref: str) -> CustosError:
         """Audit a standing refusal naming the case the request named (and its borrower where known).
 
