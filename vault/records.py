@@ -230,24 +230,34 @@ def plan_reason_ad(plan_id: str) -> str:
     return f"plan:{plan_id}:reason"
 
 
-class PlanSeals(SealedReads):
-    """Sealing and opening a plan's rejection reason under its borrower's data key, the same in both stores."""
+class Reasons(SealedReads):
+    """A party's free-text reason (a payment's or a plan's rejection) sealed under its borrower's data key and
+    opened again, the same in both stores: it may name a person, and it goes with the key on erasure."""
 
-    def seal_plan_reason(self, case: CaseRow, plan_id: str, reason: str) -> bytes:
-        row = self._borrower_row(case.lender_id, case.borrower_id)
+    def seal_reason(self, lender: str, borrower: str, ad: str, reason: str) -> bytes:
+        row = self._borrower_row(lender, borrower)
         if row is None or row[1] is None:
             raise CustosError(Code.BORROWER_ERASED)
-        dek = self.cipher.unwrap_dek(case.lender_id, case.borrower_id, int(row[0]), bytes(row[1]))
-        return self.cipher.sealer(dek, case.lender_id, case.borrower_id, int(row[2]))(plan_reason_ad(plan_id), reason)
+        dek = self.cipher.unwrap_dek(lender, borrower, int(row[0]), bytes(row[1]))
+        return self.cipher.sealer(dek, lender, borrower, int(row[2]))(ad, reason)
 
-    def plan_reason(self, plan: PlanRow) -> str | None:
+    def open_reason(self, lender: str, borrower: str, ad: str, sealed: bytes | None) -> str | None:
         """The opened reason; None without one or once the borrower's key is gone."""
-        if plan.sealed_reason is None:
+        if sealed is None:
             return None
-        opener = self._borrower_opener(plan.lender_id, plan.borrower_id)
+        opener = self._borrower_opener(lender, borrower)
         if opener is None:
             return None
         try:
-            return opener.open_all([("reason", plan_reason_ad(plan.plan_id), plan.sealed_reason)])["reason"]
+            return opener(ad, sealed)
         except DecryptionError:
             raise CustosError(Code.DECRYPTION_FAILED) from None
+
+    def seal_plan_reason(self, case: CaseRow, plan_id: str, reason: str) -> bytes:
+        return self.seal_reason(case.lender_id, case.borrower_id, plan_reason_ad(plan_id), reason)
+
+    def plan_reason(self, plan: PlanRow) -> str | None:
+        return self.open_reason(plan.lender_id, plan.borrower_id, plan_reason_ad(plan.plan_id), plan.sealed_reason)
+
+    def payment_reason(self, payment: PaymentRow) -> str | None:
+        return self.open_reason(payment.lender_id, payment.borrower_id, reason_ad(payment.id), payment.reason)

@@ -46,20 +46,20 @@ class LineError(Exception):
         self.reason = reason
 
 
-def _bad(path: str, problem: str) -> LineError:
+def field_error(path: str, problem: str) -> LineError:
     return LineError(Code.IMPORT_INVALID_FIELD, f"{path}: {problem}")
 
 
-def _obj(value: object, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
+def json_object(value: object, path: str, required: set[str], optional: set[str]) -> dict[str, Any]:
     if not isinstance(value, dict):
-        raise _bad(path or "line", "must be a JSON object")
+        raise field_error(path or "line", "must be a JSON object")
     missing = sorted(required - value.keys())
     if missing:
-        raise _bad(f"{path}.{missing[0]}" if path else missing[0], "is required")
+        raise field_error(f"{path}.{missing[0]}" if path else missing[0], "is required")
     known = required | optional
     for position, key in enumerate(value, start=1):
         if key not in known:
-            raise _bad(path or "line", _unknown_key(position, len(value), key, known))
+            raise field_error(path or "line", _unknown_key(position, len(value), key, known))
     return value
 
 
@@ -121,66 +121,81 @@ def time_zones() -> frozenset[str]:
     return frozenset(zoneinfo.available_timezones())
 
 
-def _text(d: dict[str, Any], key: str, path: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
+def text_field(d: dict[str, Any], key: str, path: str, limit: int = MAX_TEXT, optional: bool = False) -> str | None:
     value = d.get(key)
     if value is None and optional:
         return None
     where = f"{path}.{key}" if path else key
     if not isinstance(value, str):
-        raise _bad(where, "must be a string")
+        raise field_error(where, "must be a string")
     if not value.strip():
-        raise _bad(where, "must not be empty")
+        raise field_error(where, "must not be empty")
     if len(value) > limit:
-        raise _bad(where, f"longer than {limit} characters")
+        raise field_error(where, f"longer than {limit} characters")
     unfit = _UNFIT.search(value)
     if unfit is not None:
         if ord(unfit.group()) < 32:
-            raise _bad(where, "contains control characters")
-        raise _bad(where, "is not valid Unicode text (lone surrogate)")
+            raise field_error(where, "contains control characters")
+        raise field_error(where, "is not valid Unicode text (lone surrogate)")
     return value
 
 
-def _match(d: dict[str, Any], key: str, path: str, rx: re.Pattern[str], what: str, optional: bool = False) -> str | None:
-    value = _text(d, key, path, optional=optional)
+def matched(d: dict[str, Any], key: str, path: str, rx: re.Pattern[str], what: str, optional: bool = False) -> str | None:
+    value = text_field(d, key, path, optional=optional)
     if value is None:
         return None
     if not rx.fullmatch(value):
-        raise _bad(f"{path}.{key}" if path else key, f"must be {what}")
+        raise field_error(f"{path}.{key}" if path else key, f"must be {what}")
     return value
 
 
-def _date(d: dict[str, Any], key: str, path: str, optional: bool = False) -> str | None:
-    value = _match(d, key, path, DATE_RE, "a date YYYY-MM-DD", optional)
+def date_field(d: dict[str, Any], key: str, path: str, optional: bool = False) -> str | None:
+    value = matched(d, key, path, DATE_RE, "a date YYYY-MM-DD", optional)
     if value is None:
         return None
     try:
         date.fromisoformat(value)
     except ValueError:
-        raise _bad(f"{path}.{key}", "must be a real calendar date") from None
+        raise field_error(f"{path}.{key}", "must be a real calendar date") from None
     return value
 
 
 def _bool(d: dict[str, Any], key: str, path: str) -> bool:
     value = d.get(key, False)
     if not isinstance(value, bool):
-        raise _bad(f"{path}.{key}", "must be true or false")
+        raise field_error(f"{path}.{key}", "must be true or false")
     return value
 
 
 def emergency_contacts(contacts: object) -> str:
     """A borrower's emergency contacts, validated, as the JSON text stored (import and account updates)."""
     if not isinstance(contacts, list) or len(contacts) > 20:
-        raise _bad("borrower.emergency_contacts", "must be a list of at most 20 contacts")
+        raise field_error("borrower.emergency_contacts", "must be a list of at most 20 contacts")
     clean = []
     for i, c in enumerate(contacts):
         p = f"borrower.emergency_contacts[{i}]"
-        c = _obj(c, p, {"name", "phone"}, {"relation"})
+        c = json_object(c, p, {"name", "phone"}, {"relation"})
         clean.append({
-            "name": _text(c, "name", p, limit=128),
-            "relation": _text(c, "relation", p, limit=32, optional=True),
-            "phone": _match(c, "phone", p, PHONE_RE, "an E.164 number"),
+            "name": text_field(c, "name", p, limit=128),
+            "relation": text_field(c, "relation", p, limit=32, optional=True),
+            "phone": matched(c, "phone", p, PHONE_RE, "an E.164 number"),
         })
     return json.dumps(clean, ensure_ascii=False, separators=(",", ":"))
+
+
+def load_line(raw: bytes) -> Any:
+    """A JSON Lines line's document (any line format: import, update, placement), or LineError: too long, not
+    UTF-8, or JSON that `loads_strict` refuses."""
+    if len(raw) > MAX_LINE_BYTES:
+        raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
+    try:
+        return loads_strict(text)
+    except _JsonRefused as err:
+        raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
 
 
 def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
@@ -190,16 +205,7 @@ def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
     `jurisdictions` are those the gateway serves: the conduct files of its
     bundle (`PolicyBundle.jurisdictions`), in the order the reason lists them.
     """
-    if len(raw) > MAX_LINE_BYTES:
-        raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
-    try:
-        doc = loads_strict(text)
-    except _JsonRefused as err:
-        raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
+    doc = load_line(raw)
     try:
         return _validate(doc, jurisdictions)
     except LineError:
@@ -210,64 +216,64 @@ def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
 
 
 def _validate(doc: Any, jurisdictions: Collection[str]) -> ImportedCase:
-    top = _obj(doc, "", {"case_id", "jurisdiction", "timezone", "stage", "borrower", "loan"}, {"consent"})
-    case_id = _match(top, "case_id", "", ID_RE, "1-64 letters, digits or ._:-")
-    jurisdiction = _text(top, "jurisdiction", "")
+    top = json_object(doc, "", {"case_id", "jurisdiction", "timezone", "stage", "borrower", "loan"}, {"consent"})
+    case_id = matched(top, "case_id", "", ID_RE, "1-64 letters, digits or ._:-")
+    jurisdiction = text_field(top, "jurisdiction", "")
     if jurisdiction not in jurisdictions:
-        raise _bad("jurisdiction", f"must be one of {', '.join(jurisdictions)}")
-    tz = _text(top, "timezone", "", limit=64)
+        raise field_error("jurisdiction", f"must be one of {', '.join(jurisdictions)}")
+    tz = text_field(top, "timezone", "", limit=64)
     if tz not in time_zones():
-        raise _bad("timezone", "must be an IANA time zone name such as Asia/Shanghai")
-    stage = _text(top, "stage", "")
+        raise field_error("timezone", "must be an IANA time zone name such as Asia/Shanghai")
+    stage = text_field(top, "stage", "")
     if stage not in STAGES:
         raise LineError(Code.UNKNOWN_STAGE, f"stage: must be one of {', '.join(STAGES)}")
-    consent = _obj(top.get("consent", {}), "consent", set(), {"third_party_sharing", "credit_reporting"})
+    consent = json_object(top.get("consent", {}), "consent", set(), {"third_party_sharing", "credit_reporting"})
 
-    b = _obj(
+    b = json_object(
         top["borrower"], "borrower", {"borrower_id", "full_name", "national_id", "phone"},
         {"date_of_birth", "email", "home_address", "work_address", "employer", "bank_account", "emergency_contacts"},
     )
-    borrower_id = _match(b, "borrower_id", "borrower", ID_RE, "1-64 letters, digits or ._:-")
+    borrower_id = matched(b, "borrower_id", "borrower", ID_RE, "1-64 letters, digits or ._:-")
     pi: dict[str, str] = {}
     for key in ("full_name", "national_id"):
-        pi[key] = str(_text(b, key, "borrower", limit=128))
-    pi["phone"] = str(_match(b, "phone", "borrower", PHONE_RE, "an E.164 number (+ and 7-15 digits)"))
-    dob = _date(b, "date_of_birth", "borrower", optional=True)
+        pi[key] = str(text_field(b, key, "borrower", limit=128))
+    pi["phone"] = str(matched(b, "phone", "borrower", PHONE_RE, "an E.164 number (+ and 7-15 digits)"))
+    dob = date_field(b, "date_of_birth", "borrower", optional=True)
     if dob:
         pi["date_of_birth"] = dob
     for key in ("email", "home_address", "work_address", "employer", "bank_account"):
-        value = _text(b, key, "borrower", optional=True)
+        value = text_field(b, key, "borrower", optional=True)
         if value is not None:
             pi[key] = value
     contacts = b.get("emergency_contacts")
     if contacts is not None:
         pi["emergency_contacts"] = emergency_contacts(contacts)
 
-    ln = _obj(
+    ln = json_object(
         top["loan"], "loan", {"loan_id", "currency", "principal", "outstanding", "amount_due", "due_on"},
         {"product", "originated_on", "first_delinquency_on", "last_payment_on", "repayments", "contract_text",
          "limitation_date", "negative_notice_on"},
     )
     loan: dict[str, Any] = {
-        "loan_id": _match(ln, "loan_id", "loan", ID_RE, "1-64 letters, digits or ._:-"),
-        "product": _text(ln, "product", "loan", limit=128, optional=True),
-        "currency": _match(ln, "currency", "loan", CURRENCY_RE, "an ISO 4217 code"),
+        "loan_id": matched(ln, "loan_id", "loan", ID_RE, "1-64 letters, digits or ._:-"),
+        "product": text_field(ln, "product", "loan", limit=128, optional=True),
+        "currency": matched(ln, "currency", "loan", CURRENCY_RE, "an ISO 4217 code"),
     }
     for key in ("principal", "outstanding", "amount_due"):
-        loan[key] = _match(ln, key, "loan", MONEY_RE, "a decimal string such as \"1234.50\" (not a number)")
+        loan[key] = matched(ln, key, "loan", MONEY_RE, "a decimal string such as \"1234.50\" (not a number)")
     for key in ("originated_on", "due_on", "first_delinquency_on", "last_payment_on", "limitation_date",
                 "negative_notice_on"):
-        loan[key] = _date(ln, key, "loan", optional=key != "due_on")
+        loan[key] = date_field(ln, key, "loan", optional=key != "due_on")
     repayments = ln.get("repayments") or []
     if not isinstance(repayments, list) or len(repayments) > 10_000:
-        raise _bad("loan.repayments", "must be a list of at most 10000 entries")
+        raise field_error("loan.repayments", "must be a list of at most 10000 entries")
     clean_rep = []
     for i, r in enumerate(repayments):
         p = f"loan.repayments[{i}]"
-        r = _obj(r, p, {"on", "amount"}, set())
-        clean_rep.append({"on": _date(r, "on", p), "amount": _match(r, "amount", p, MONEY_RE, "a decimal string")})
+        r = json_object(r, p, {"on", "amount"}, set())
+        clean_rep.append({"on": date_field(r, "on", p), "amount": matched(r, "amount", p, MONEY_RE, "a decimal string")})
     loan["repayments"] = clean_rep
-    contract = _text(ln, "contract_text", "loan", limit=MAX_CONTRACT, optional=True)
+    contract = text_field(ln, "contract_text", "loan", limit=MAX_CONTRACT, optional=True)
     return ImportedCase(
         case_id=str(case_id), jurisdiction=str(jurisdiction), timezone=str(tz), stage=str(stage),
         consent_third_party=_bool(consent, "third_party_sharing", "consent"),

@@ -17,19 +17,17 @@ from typing import Any
 
 from .errors import Code
 from .importer import (
-    MAX_LINE_BYTES,
     MAX_TEXT,
     MONEY_RE,
     PHONE_RE,
     LineError,
-    _bad,
-    _date,
-    _JsonRefused,
-    _match,
-    _obj,
-    _text,
+    date_field,
     emergency_contacts,
-    loads_strict,
+    field_error,
+    json_object,
+    load_line,
+    matched,
+    text_field,
 )
 from .model import ID_RE, STATUSES, Repayment, parse_time, rfc3339
 
@@ -59,14 +57,7 @@ class AccountUpdate:
 
 def parse_update(raw: bytes) -> AccountUpdate:
     """One line to a validated update, or LineError with a stable code and a PI-free reason."""
-    if len(raw) > MAX_LINE_BYTES:
-        raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
-    try:
-        doc = loads_strict(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
-    except _JsonRefused as err:
-        raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
+    doc = load_line(raw)
     try:
         return _validate(doc)
     except LineError:
@@ -79,12 +70,12 @@ def parse_update(raw: bytes) -> AccountUpdate:
 def _money(d: dict[str, Any], key: str, path: str) -> str:
     """A decimal string; a JSON number is refused by name (a float would round the lender's cents)."""
     if isinstance(d.get(key), int | float) and not isinstance(d.get(key), bool):
-        raise _bad(f"{path}.{key}", "must be a decimal string such as \"1234.50\", not a number")
-    return str(_match(d, key, path, MONEY_RE, "a decimal string such as \"1234.50\" (not a number)"))
+        raise field_error(f"{path}.{key}", "must be a decimal string such as \"1234.50\", not a number")
+    return str(matched(d, key, path, MONEY_RE, "a decimal string such as \"1234.50\" (not a number)"))
 
 
 def _validate(doc: Any) -> AccountUpdate:
-    top = _obj(doc, "", {"case_id", "as_of"}, {"loan", "repayments", "status", "borrower"})
+    top = json_object(doc, "", {"case_id", "as_of"}, {"loan", "repayments", "status", "borrower"})
     case_id = top["case_id"]
     if not isinstance(case_id, str) or not ID_RE.fullmatch(case_id):
         raise LineError(Code.INVALID_CASE_ID, "case_id: 1-64 characters of letters, digits and ._:-")
@@ -95,23 +86,23 @@ def _validate(doc: Any) -> AccountUpdate:
 
     loan: dict[str, str] = {}
     if "loan" in top:
-        ln = _obj(top["loan"], "loan", set(), set(UPDATE_MONEY) | set(UPDATE_DATES))
+        ln = json_object(top["loan"], "loan", set(), set(UPDATE_MONEY) | set(UPDATE_DATES))
         for key in UPDATE_MONEY:
             if key in ln:
                 loan[key] = _money(ln, key, "loan")
         for key in UPDATE_DATES:
             if key in ln:
-                loan[key] = str(_date(ln, key, "loan"))
+                loan[key] = str(date_field(ln, key, "loan"))
 
     repayments: list[Repayment] = []
     if "repayments" in top:
         listed = top["repayments"]
         if not isinstance(listed, list) or len(listed) > MAX_REPAYMENTS:
-            raise _bad("repayments", f"must be a list of at most {MAX_REPAYMENTS} entries")
+            raise field_error("repayments", f"must be a list of at most {MAX_REPAYMENTS} entries")
         for i, r in enumerate(listed):
             p = f"repayments[{i}]"
-            r = _obj(r, p, {"on", "amount"}, set())
-            repayments.append(Repayment(str(_date(r, "on", p)), _money(r, "amount", p)))
+            r = json_object(r, p, {"on", "amount"}, set())
+            repayments.append(Repayment(str(date_field(r, "on", p)), _money(r, "amount", p)))
 
     status = None
     if "status" in top:
@@ -121,22 +112,22 @@ def _validate(doc: Any) -> AccountUpdate:
 
     borrower: dict[str, str] = {}
     if "borrower" in top:
-        b = _obj(top["borrower"], "borrower", set(), set(CORRECTABLE))
+        b = json_object(top["borrower"], "borrower", set(), set(CORRECTABLE))
         for key in CORRECTABLE:
             if key not in b:
                 continue
             if key == "phone":
-                borrower[key] = str(_match(b, key, "borrower", PHONE_RE, "an E.164 number (+ and 7-15 digits)"))
+                borrower[key] = str(matched(b, key, "borrower", PHONE_RE, "an E.164 number (+ and 7-15 digits)"))
             elif key == "date_of_birth":
-                borrower[key] = str(_date(b, key, "borrower"))
+                borrower[key] = str(date_field(b, key, "borrower"))
             elif key == "emergency_contacts":
                 borrower[key] = emergency_contacts(b[key])
             else:
                 limit = 128 if key in ("full_name", "national_id") else MAX_TEXT
-                borrower[key] = str(_text(b, key, "borrower", limit=limit))
+                borrower[key] = str(text_field(b, key, "borrower", limit=limit))
 
     if not (loan or repayments or status or borrower):
-        raise _bad("line", "names nothing to update (loan, repayments, status or borrower)")
+        raise field_error("line", "names nothing to update (loan, repayments, status or borrower)")
     stamp = rfc3339(when)
     canonical = json.dumps({"case_id": case_id, "as_of": stamp, "loan": loan,
                             "repayments": [r.record() for r in repayments], "status": status, "borrower": borrower},

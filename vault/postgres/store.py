@@ -50,7 +50,7 @@ from vault.records import (
     PAYMENT_COLS,
     PLAN_COLS,
     UPDATABLE_LOAN,
-    PlanSeals,
+    Reasons,
     case_row,
     contact_row,
     contract_ad,
@@ -113,7 +113,7 @@ class Statements:
             return conn.execute(sql, params).rowcount
 
 
-class PgStore(Statements, CachedView, PlanSeals):
+class PgStore(Statements, CachedView, Reasons):
     """Reads and writes over `conn()`: a pooled connection per statement (cached), or the unit of work's connection."""
 
     def __init__(self, conn: ConnSource, cipher: FieldCipher, bidx: BlindIndex, cache: RowCache | None = None) -> None:
@@ -483,7 +483,7 @@ class PgStore(Statements, CachedView, PlanSeals):
     @scoped("borrower", 0, 1)
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
-        return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
+        return Reasons._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     def loan_values(self, case: CaseRow) -> LoanRow | None:
         return self._loan_row(case.lender_id, case.loan_id, case.borrower_id)
@@ -603,14 +603,8 @@ class PgStore(Statements, CachedView, PlanSeals):
 
     def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
                        reason: str | None) -> bool:
-        sealed = None
-        if reason is not None:
-            row = self._one("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
-                            " WHERE lender_id = %s AND borrower_id = %s", (payment.lender_id, payment.borrower_id))
-            assert row is not None and row[1] is not None, "the use case refuses an erased borrower's payment"
-            dek = self.cipher.unwrap_dek(payment.lender_id, payment.borrower_id, int(row[0]), bytes(row[1]))
-            sealed = seal_fields(self.cipher, dek, payment.lender_id, payment.borrower_id, int(row[2]),
-                                 {reason_ad(payment.id): reason})[reason_ad(payment.id)]
+        sealed = (self.seal_reason(payment.lender_id, payment.borrower_id, reason_ad(payment.id), reason)
+                  if reason is not None else None)
         return bool(self._exec(
             "UPDATE payments SET status = %s, decided_at = %s, commission = %s, reason = %s WHERE id = %s"
             " AND status = 'reported'", (status, decided_at, commission, sealed, payment.id)))
@@ -642,14 +636,3 @@ class PgStore(Statements, CachedView, PlanSeals):
         if org_id:
             sql, params = sql + " AND org_id = %s", [*params, org_id]
         return [payment_row(r) for r in self._all(sql + " ORDER BY decided_at, id", params)]
-
-    def payment_reason(self, payment: PaymentRow) -> str | None:
-        if payment.reason is None:
-            return None
-        opener = self._borrower_opener(payment.lender_id, payment.borrower_id)
-        if opener is None:
-            return None
-        try:
-            return opener(reason_ad(payment.id), payment.reason)
-        except DecryptionError:
-            raise CustosError(Code.DECRYPTION_FAILED) from None

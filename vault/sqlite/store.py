@@ -14,7 +14,6 @@ from contextlib import contextmanager
 from datetime import date
 from typing import Any
 
-from gateway.core.errors import Code, CustosError
 from gateway.core.model import (
     BORROWER_PI_FIELDS,
     CaseRow,
@@ -28,7 +27,7 @@ from gateway.core.model import (
     PlanRow,
     Repayment,
 )
-from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
+from vault.crypto import BlindIndex, FieldCipher, Opener
 from vault.records import (
     CASE_COLS,
     CASE_FIELDS,
@@ -38,7 +37,7 @@ from vault.records import (
     PAYMENT_COLS,
     PLAN_COLS,
     UPDATABLE_LOAN,
-    PlanSeals,
+    Reasons,
     case_row,
     contact_row,
     contract_ad,
@@ -133,7 +132,7 @@ class MissReader:
             return list(self._conn.execute(sql, params).fetchall())
 
 
-class Repo(CachedView, PlanSeals):
+class Repo(CachedView, Reasons):
     """Case data on `conn` (the audit log's SQL is `auditstore.AuditStore`, beside the log).
 
     A reader's cached point reads go through the vault's `MissReader` when it
@@ -565,7 +564,7 @@ class Repo(CachedView, PlanSeals):
     @scoped("borrower", 0, 1)
     def _opener(self, lender: str, borrower: str, kek_version: int, wrapped: bytes,
                 dek_version: int) -> Opener:
-        return PlanSeals._opener(self, lender, borrower, kek_version, wrapped, dek_version)
+        return Reasons._opener(self, lender, borrower, kek_version, wrapped, dek_version)
 
     @scoped("borrower", 0, 1)
     def _borrower_row(self, lender: str, borrower_id: str) -> tuple[Any, ...] | None:
@@ -691,15 +690,8 @@ class Repo(CachedView, PlanSeals):
 
     def decide_payment(self, payment: PaymentRow, status: str, decided_at: str, commission: str | None,
                        reason: str | None) -> bool:
-        sealed = None
-        if reason is not None:
-            row = self.conn.execute("SELECT kek_version, wrapped_dek, dek_version FROM borrowers"
-                                    " WHERE lender_id = ? AND borrower_id = ?",
-                                    (payment.lender_id, payment.borrower_id)).fetchone()
-            assert row is not None and row[1] is not None, "the use case refuses an erased borrower's payment"
-            dek = self.cipher.unwrap_dek(payment.lender_id, payment.borrower_id, int(row[0]), bytes(row[1]))
-            seal = self.cipher.sealer(dek, payment.lender_id, payment.borrower_id, int(row[2]))
-            sealed = blob(seal(reason_ad(payment.id), reason))
+        sealed = (blob(self.seal_reason(payment.lender_id, payment.borrower_id, reason_ad(payment.id), reason))
+                  if reason is not None else None)
         return bool(self.conn.execute(
             "UPDATE payments SET status = ?, decided_at = ?, commission = ?, reason = ? WHERE id = ?"
             " AND status = 'reported'", (status, decided_at, commission, sealed, payment.id)).rowcount)
@@ -730,14 +722,3 @@ class Repo(CachedView, PlanSeals):
         if org_id:
             sql, params = sql + " AND org_id = ?", [*params, org_id]
         return [payment_row(r) for r in self.conn.execute(sql + " ORDER BY decided_at, id", params)]
-
-    def payment_reason(self, payment: PaymentRow) -> str | None:
-        if payment.reason is None:
-            return None
-        opener = self._borrower_opener(payment.lender_id, payment.borrower_id)
-        if opener is None:
-            return None
-        try:
-            return opener(reason_ad(payment.id), payment.reason)
-        except DecryptionError:
-            raise CustosError(Code.DECRYPTION_FAILED) from None

@@ -16,7 +16,7 @@ from datetime import date
 from typing import Any
 
 from ..errors import Code
-from ..importer import MAX_LINE_BYTES, LineError, _JsonRefused, _obj, loads_strict
+from ..importer import LineError, json_object, load_line
 from ..model import ID_RE, LABELS, ORG_ID_RE, PURPOSES, Caller, EventDraft, Org, parse_date, rfc3339
 from ..ports import UnitOfWork
 from ..rules import access
@@ -43,15 +43,8 @@ class PlacementProgress(BatchProgress):
 
 def parse_placement(raw: bytes) -> Placement:
     """One line to a placement, or LineError with a stable code and a reason free of the line's values."""
-    if len(raw) > MAX_LINE_BYTES:
-        raise LineError(Code.IMPORT_LINE_TOO_LONG, f"line longer than {MAX_LINE_BYTES} bytes")
-    try:
-        doc = loads_strict(raw.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise LineError(Code.IMPORT_INVALID_JSON, "not valid UTF-8") from None
-    except _JsonRefused as err:
-        raise LineError(Code.IMPORT_INVALID_JSON, err.reason) from None
-    d = _obj(doc, "", {"case_id", "to", "purpose", "until"}, {"label", "commission"})
+    doc = load_line(raw)
+    d = json_object(doc, "", {"case_id", "to", "purpose", "until"}, {"label", "commission"})
     for key in ("case_id", "to", "purpose", "until", "label", "commission"):
         if key in d and not isinstance(d[key], str):
             raise LineError(Code.IMPORT_INVALID_FIELD, f"{key}: must be a string")
