@@ -1,6 +1,7 @@
 """GetCase throughput while the book moves: one per-case write per 20 reads, against no writes, on one gateway.
 
     python -m bench.movingbook [--cases 100000] [--per 20] [--windows 3] [--seconds 8] [--workers 128]
+                               [--write update|notice]
 
 Set-up (`bench.run.setup`, embedded store): `--cases` synthetic cases, all
 mandated to one agency. One gateway (`custos serve`, one process, the
@@ -9,8 +10,10 @@ shipped policies with the rate out of the way) first reads every case once
 then measures `--windows` pairs of windows of the agency's GetCase load over
 all the cases in turn (bench/load.py: 2 Python processes, 64 in flight):
 one with no writes, then one while a writer (one thread here, the lender's
-identity) records a negative-notice day (`lender notice`, a change of one
-case's loan row) on a random case at a pace of one write per `--per` reads
+identity) changes a random case's account (`--write update`, the default: one
+`lender update` line with a new amount due and a repayment appended, as the
+lender's book moves) or records a negative-notice day (`--write notice`: a
+unary `lender notice`, a change of one loan row) at a pace of one write per `--per` reads
 of the quiet window before it. Prints calls/s of each and the ratio of the
 medians (issue 24's target: >= 0.8 x). Before per-case invalidation every
 write emptied the row cache and every grant, so the reads after each write
@@ -26,7 +29,7 @@ import statistics
 import tempfile
 import threading
 import time
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ from bench.load import run_load
 from bench.run import GETCASE_METHOD, LENDER, RESULTS, Server, bench_policies, custos_cmd, setup
 
 WARM_PROCS = 2
+START = datetime(2026, 11, 30, tzinfo=UTC)  # the update lines' as_of: one second later per write
 
 
 class Writer:
@@ -41,8 +45,8 @@ class Writer:
 
     THREADS = 8
 
-    def __init__(self, target: str, lender: Path, cases: int, rate: float) -> None:
-        self.target, self.lender, self.cases, self.rate = target, lender, cases, rate
+    def __init__(self, target: str, lender: Path, cases: int, rate: float, kind: str = "update") -> None:
+        self.target, self.lender, self.cases, self.rate, self.kind = target, lender, cases, rate, kind
         self.stop = threading.Event()
         self.writes = 0
         self.errors = 0
@@ -82,8 +86,17 @@ class Writer:
                 n = self._next()
                 if n is None:
                     break
+                case = f"C-{rng.randint(1, self.cases)}"
                 try:
-                    client.record_notice(f"C-{rng.randint(1, self.cases)}", (first + timedelta(days=n % 300)).isoformat())
+                    if self.kind == "notice":
+                        client.record_notice(case, (first + timedelta(days=n % 300)).isoformat())
+                    else:
+                        as_of = (START + timedelta(seconds=n)).isoformat()
+                        line = {"case_id": case, "as_of": as_of, "loan": {"amount_due": f"{100 + n % 50}.00"},
+                                "repayments": [{"on": "2026-11-20", "amount": "1.00"}]}
+                        done = client.update_lines([json.dumps(line).encode()])
+                        if done["updated"] != 1:
+                            raise CustosClientError("UPDATE_REJECTED", str(done["rejected"][:1]))
                 except CustosClientError:
                     with self._lock:
                         self.errors += 1
@@ -96,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--windows", type=int, default=3, help="pairs of windows: quiet, then with writes")
     ap.add_argument("--seconds", type=float, default=8.0)
     ap.add_argument("--workers", type=int, default=128, help="custos serve --workers (its default: 128)")
+    ap.add_argument("--write", choices=("update", "notice"), default="update", help="the per-case write")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="custos-bench-movingbook-") as tmp:
@@ -121,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
                     writer = None
                     if writing:
                         quiet = rows[-1]["throughput"]
-                        writer = Writer(target, lender, args.cases, quiet / args.per)
+                        writer = Writer(target, lender, args.cases, quiet / args.per, args.write)
                         writer.start()
                     cpu0 = gw.cpu_seconds()
                     res = run_load(target, agency, GETCASE_METHOD, reqs, warmup=2.0, seconds=args.seconds)
