@@ -45,14 +45,20 @@ class Writer:
 
     THREADS = 8
 
-    def __init__(self, target: str, lender: Path, cases: int, rate: float, kind: str = "update") -> None:
+    def __init__(self, target: str, lender: Path, cases: int, rate: float, kind: str = "update",
+                 window: int = 0) -> None:
         self.target, self.lender, self.cases, self.rate, self.kind = target, lender, cases, rate, kind
+        self.window = window  # each window's writer: other cases, and update times after the earlier windows'
         self.stop = threading.Event()
         self.writes = 0
         self.errors = 0
+        self.codes: dict[str, int] = {}
         self.elapsed = 0.0
         self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True) for k in range(self.THREADS)]
+        # An update is a stream, and the shipped limits give an organisation 4 at once (max_streams_per_org):
+        # 4 writer threads keep the pace within that share, never refused CONCURRENCY_LIMITED.
+        threads = self.THREADS if kind == "notice" else 4
+        self._threads = [threading.Thread(target=self._run, args=(k,), daemon=True) for k in range(threads)]
         self._start = 0.0
 
     def start(self) -> None:
@@ -79,7 +85,7 @@ class Writer:
     def _run(self, k: int) -> None:
         from custos_client import CustosClient, CustosClientError
 
-        rng = random.Random(24 + k)
+        rng = random.Random(24 + 100 * self.window + k)
         first = date(2026, 1, 1)
         with CustosClient(self.target, self.lender, timeout=30) as client:
             while not self.stop.is_set():
@@ -91,15 +97,16 @@ class Writer:
                     if self.kind == "notice":
                         client.record_notice(case, (first + timedelta(days=n % 300)).isoformat())
                     else:
-                        as_of = (START + timedelta(seconds=n)).isoformat()
+                        as_of = (START + timedelta(days=self.window, seconds=n)).isoformat()
                         line = {"case_id": case, "as_of": as_of, "loan": {"amount_due": f"{100 + n % 50}.00"},
                                 "repayments": [{"on": "2026-11-20", "amount": "1.00"}]}
                         done = client.update_lines([json.dumps(line).encode()])
                         if done["updated"] != 1:
                             raise CustosClientError("UPDATE_REJECTED", str(done["rejected"][:1]))
-                except CustosClientError:
+                except CustosClientError as err:
                     with self._lock:
                         self.errors += 1
+                        self.codes[err.code] = self.codes.get(err.code, 0) + 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -135,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
                     writer = None
                     if writing:
                         quiet = rows[-1]["throughput"]
-                        writer = Writer(target, lender, args.cases, quiet / args.per, args.write)
+                        writer = Writer(target, lender, args.cases, quiet / args.per, args.write, w)
                         writer.start()
                     cpu0 = gw.cpu_seconds()
                     res = run_load(target, agency, GETCASE_METHOD, reqs, warmup=2.0, seconds=args.seconds)
@@ -152,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"window {w + 1}  {'writing' if writing else 'no writes':>9}  {res.throughput:7.0f} GetCase/s"
                           f"  p50 {res.p50_ms:6.2f} ms  {row['server_cpu_us_per_call']:5.0f} µs server CPU/call"
                           + (f"  {per_s:5.1f} writes/s: one per {res.throughput / per_s:4.1f} reads"
-                             f" ({row['write_errors']} refused)" if per_s else ""), flush=True)
+                             f" ({row['write_errors']} refused: {writer.codes if writer else {}})" if per_s else ""), flush=True)
         finally:
             gw.stop()
     quiet = statistics.median(r["throughput"] for r in rows if not r["writes"])
