@@ -145,3 +145,44 @@ def test_blind_index_values_are_never_memoised() -> None:
     for i in range(50):
         bidx("lender-a", "phone", f"+86139{i:08d}")
     assert crypto._ad.cache_info().currsize == before
+
+
+def test_no_pi_at_rest_from_the_living_account(env: Env, caplog: pytest.LogCaptureFixture,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """Issue 24's new ways in for PI: a lender's correction of borrower fields, and the free-text reasons a lender
+    gives when it rejects a payment or a plan (which may name a person). None of them is in the data directory,
+    its WAL, the logs or the spans; each reached the party it was for."""
+    import json
+
+    caplog.set_level(logging.DEBUG)
+    assert env.import_cases("lender-a", LINES[:2])["imported"] == 2
+    lender, agency = env.client("lender-a"), env.client("agency-1")
+    lender.assign("C-1", "agency-1", "collection", "2026-12-31")
+    corrected = {"home_address": "Corrected Street 24, Flat 7", "employer": "Corrected Employer Ltd",
+                 "email": "corrected.person@example.invalid"}
+    reason = "Borrower Corrected-Name-Zhang says it was paid in cash"
+    secret = [*corrected.values(), reason]
+    update = {"case_id": "C-1", "as_of": "2026-11-29T10:00:00+08:00", "borrower": corrected}
+    assert lender.update_lines([json.dumps(update).encode()])["updated"] == 1
+    assert lender.get_case("C-1", "servicing")["fields"]["home_address"] == corrected["home_address"]
+    payment = agency.report_payment("C-1", "10.00", "2026-11-28", "AT-REST-1")
+    lender.reject_payment(payment["payment_id"], reason)
+    plan = agency.propose_plan("C-1", [("2026-12-20", "50.00")])
+    lender.reject_plan(plan["plan_id"], reason)
+    assert [p["reason"] for p in lender.payments("rejected")] == [reason]  # opened for the lender only
+
+    def found(blob: bytes) -> list[str]:
+        return [v for v in secret if v.encode("utf-8") in blob]
+
+    live = [p for p in env.data.rglob("*") if p.is_file()]
+    assert any(p.name == "custos.db-wal" for p in live)
+    for path in live:
+        assert not found(path.read_bytes()), path.name
+    env.gw.stop(0)
+    env.gw.provider.force_flush()  # type: ignore[union-attr]
+    for path in (p for p in env.data.rglob("*") if p.is_file()):
+        assert not found(path.read_bytes()), path.name
+    out, err = capfd.readouterr()
+    assert not found((out + err + caplog.text).encode())
+    for s in env.spans.get_finished_spans():
+        assert not found(s.to_json().encode()), s.name
