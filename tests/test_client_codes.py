@@ -74,6 +74,7 @@ def test_the_most_used_calls_declare_their_result_types() -> None:
 
     assert returns("get_case") is results.CaseRecord
     assert returns("import_lines") is results.ImportResult and returns("import_file") is results.ImportResult
+    assert returns("update_lines") is results.UpdateResult and returns("update_file") is results.UpdateResult
     assert returns("pull_feed") is results.Feed
     assert returns("inclusion_proof") is results.InclusionProof
     assert returns("pull_cases") == Iterator[results.PullItem]
@@ -103,6 +104,12 @@ def test_what_the_calls_return_has_exactly_the_declared_keys(seeded: Env, tmp_pa
     imported = lender.import_file(path)
     assert _shape(dict(imported), results.ImportResult) and imported["imported"] == 1
     assert [_shape(dict(r), results.Rejected) for r in imported["rejected"]] == [True]
+    updates = tmp_path / "updates.jsonl"
+    updates.write_text('{"case_id": "C-7", "as_of": "2026-11-29T10:00:00Z", "loan": {"amount_due": "1.00"}}\n'
+                       '{"case_id": "C-7", "as_of": "2026-11-28T10:00:00Z", "loan": {"amount_due": "2.00"}}\n')
+    updated = lender.update_file(updates)
+    assert _shape(dict(updated), results.UpdateResult) and updated["updated"] == 1
+    assert [(r["code"], _shape(dict(r), results.Rejected)) for r in updated["rejected"]] == [("STALE_UPDATE", True)]
 
     lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")
     lender.record_notice("C-3", "2026-11-29")

@@ -21,7 +21,7 @@ from grpc_status import rpc_status
 
 from . import verify
 from .codes import ClientCode, Code
-from .results import CaseRecord, Feed, FeedRecord, ImportResult, InclusionProof, PullItem, Withheld
+from .results import CaseRecord, Feed, FeedRecord, ImportResult, InclusionProof, PullItem, UpdateResult, Withheld
 from .v1 import custos_pb2 as pb
 from .v1 import custos_pb2_grpc as pb_grpc
 
@@ -156,7 +156,7 @@ class CustosClient:
         """
         return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement")
 
-    def update_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
+    def update_lines(self, lines: Iterable[bytes]) -> UpdateResult:
         """Stream account-update lines ({"case_id", "as_of", "loan", "repayments", "status", "borrower"} each,
         numbered from 1).
 
@@ -164,9 +164,10 @@ class CustosClient:
         broken stream raises CustosClientError with `progress` (what was applied). Sending
         the same file again is safe: lines already applied come back as `unchanged`.
         """
-        return self._stream_lines(self._lender.UpdateAccounts, lines, ("updated", "unchanged"), "update")
+        result = self._stream_lines(self._lender.UpdateAccounts, lines, ("updated", "unchanged"), "update")
+        return cast(UpdateResult, result)
 
-    def update_file(self, path: str | Path) -> dict[str, Any]:
+    def update_file(self, path: str | Path) -> UpdateResult:
         """`update_lines` over a JSONL file, read as it is sent."""
         with open(path, "rb") as fh:
             return self.update_lines(fh)

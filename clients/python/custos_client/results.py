@@ -80,6 +80,17 @@ class ImportResult(TypedDict):
     through_line: int
 
 
+class UpdateResult(TypedDict):
+    """`update_lines` / `update_file`: updates applied, lines that changed nothing (the same line again, or values
+    the account already holds), and what was refused (`STALE_UPDATE` for an as_of before the last applied)."""
+
+    updated: int
+    unchanged: int
+    rejected_total: int  # may exceed len(rejected): the gateway lists only the first ones
+    rejected: list[Rejected]
+    through_line: int
+
+
 FeedRecord = dict[str, Any]
 """One record of `pull_feed`, flat: `seq` (int), `case_id`, `loan_id`, `jurisdiction`, then every released field
 by name. A plain dict: the released fields depend on the policy, so no fixed set of keys can name them."""
