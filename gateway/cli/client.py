@@ -14,10 +14,11 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS
@@ -42,53 +43,51 @@ def _client(args: argparse.Namespace) -> CustosClient:
     return CustosClient(gateway, identity)
 
 
-def cmd_import(args: argparse.Namespace) -> None:
+def _send_lines(args: argparse.Namespace, what: str, send: Callable[[Any, BinaryIO], Mapping[str, Any]],
+                broken: Callable[[Any], Exception], counters: tuple[str, ...]) -> dict[str, Any]:
+    """A JSON Lines file streamed by `send`; a broken stream becomes `broken(err)` (what was made durable); the
+    result as the contract prints it: the counters, the rejections, and their total when the list was cut."""
     path = Path(args.file)
     if not path.is_file():
-        raise CliError(Code.INVALID_ARGUMENT, "import file not found")
+        raise CliError(Code.INVALID_ARGUMENT, f"{what} file not found")
     from custos_client import CustosClientError
 
-    with _client(args) as c:
+    with _client(args) as c, open(path, "rb") as fh:
         try:
-            result = c.import_file(path)
+            result = send(c, fh)
         except CustosClientError as err:
             if err.progress is not None:
-                raise ImportBroken(err.code, err.message, err.progress) from None
+                raise broken(err) from None
             raise
-    doc = {"imported": result["imported"], "rejected": result["rejected"]}
-    if result["already_imported"]:
-        doc["already_imported"] = result["already_imported"]
+    doc: dict[str, Any] = {k: result[k] for k in counters}
+    doc["rejected"] = result["rejected"]
     if result["rejected_total"] > len(result["rejected"]):
         doc["rejected_total"] = result["rejected_total"]
-    emit(args, doc, lambda d: "\n".join(
-        [f"imported {d['imported']}" + (f", {d['already_imported']} already imported" if "already_imported" in d
-                                        else "")]
-        + [f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
+    return doc
+
+
+def _rejections(d: Mapping[str, Any]) -> list[str]:
+    return [f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]
+
+
+def cmd_import(args: argparse.Namespace) -> None:
+    doc = _send_lines(args, "import", lambda c, fh: c.import_lines(fh),
+                      lambda err: ImportBroken(err.code, err.message, err.progress), ("imported", "already_imported"))
+    if not doc["already_imported"]:
+        del doc["already_imported"]
+    emit(args, doc, lambda d: "\n".join([f"imported {d['imported']}" + (
+        f", {d['already_imported']} already imported" if "already_imported" in d else ""), *_rejections(d)]))
 
 
 def cmd_update(args: argparse.Namespace) -> None:
-    path = Path(args.file)
-    if not path.is_file():
-        raise CliError(Code.INVALID_ARGUMENT, "update file not found")
-    from custos_client import CustosClientError
+    def broken(err: Any) -> CliError:
+        done = err.progress
+        return CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided and applied: "
+                                  f"{done['updated']} updated, {done['unchanged']} unchanged, "
+                                  f"{done['rejected_total']} rejected; sending the file again is safe)")
 
-    with _client(args) as c:
-        try:
-            result = c.update_file(path)
-        except CustosClientError as err:
-            if err.progress is not None:
-                done = err.progress
-                raise CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided and applied: "
-                                         f"{done['updated']} updated, {done['unchanged']} unchanged, "
-                                         f"{done['rejected_total']} rejected; sending the file again is safe)") from None
-            raise
-    doc: dict[str, Any] = {"updated": result["updated"], "unchanged": result["unchanged"],
-                           "rejected": result["rejected"]}
-    if result["rejected_total"] > len(result["rejected"]):
-        doc["rejected_total"] = result["rejected_total"]
-    emit(args, doc, lambda d: "\n".join(
-        [f"updated {d['updated']}, {d['unchanged']} unchanged"]
-        + [f"rejected line {r['line']}: {r['code']}: {r['reason']}" for r in d["rejected"]]))
+    doc = _send_lines(args, "update", lambda c, fh: c.update_lines(fh), broken, ("updated", "unchanged"))
+    emit(args, doc, lambda d: "\n".join([f"updated {d['updated']}, {d['unchanged']} unchanged", *_rejections(d)]))
 
 
 def cmd_assign(args: argparse.Namespace) -> None:
@@ -106,26 +105,13 @@ def cmd_assign(args: argparse.Namespace) -> None:
 
 
 def _assign_file(args: argparse.Namespace) -> None:
-    path = Path(args.file)
-    if not path.is_file():
-        raise CliError(Code.INVALID_ARGUMENT, "placement file not found")
-    from custos_client import CustosClientError
+    def broken(err: Any) -> CliError:
+        done = err.progress
+        return CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided: "
+                                  f"{done['assigned']} assigned; sending the file again is safe)")
 
-    with _client(args) as c, open(path, "rb") as fh:
-        try:
-            result = c.assign_lines(fh)
-        except CustosClientError as err:
-            if err.progress is not None:
-                done = err.progress
-                raise CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided: "
-                                         f"{done['assigned']} assigned; sending the file again is safe)") from None
-            raise
-    doc: dict[str, Any] = {"assigned": result["assigned"], "rejected": result["rejected"]}
-    if result["rejected_total"] > len(result["rejected"]):
-        doc["rejected_total"] = result["rejected_total"]
-    emit(args, doc, lambda d: "\n".join(
-        [f"assigned {d['assigned']}"] + [f"rejected line {r['line']}: {r['code']}: {r['reason']}"
-                                          for r in d["rejected"]]))
+    doc = _send_lines(args, "placement", lambda c, fh: c.assign_lines(fh), broken, ("assigned",))
+    emit(args, doc, lambda d: "\n".join([f"assigned {d['assigned']}", *_rejections(d)]))
 
 
 def cmd_recall(args: argparse.Namespace) -> None:
