@@ -22,7 +22,7 @@ import pytest
 
 from gateway import cli
 from gateway.core.errors import PolicyError
-from gateway.core.model import NEVER_TO_AGENCY, STAGES
+from gateway.core.model import ALL_FIELDS, NEVER_TO_AGENCY, STAGES
 from gateway.core.rules.policy import Transform, apply_transform, load_bundle
 from gateway.core.rules.tomlfile import MAX_POLICY_FILE_BYTES
 from policies import BUNDLE_DIR
@@ -439,5 +439,7 @@ def test_other_parties_field_sets() -> None:
         assert set(bundle.release("bureau", "credit_reporting", stage).fields) == CREDIT
         serv = bundle.release("lender", "servicing", stage)
         assert serv.allowed and {"bank_account", "emergency_contacts", "national_id"} <= set(serv.fields)
+        # "everything it owns" (DESIGN §3): every field the model knows, the living account's too (issue 24)
+        assert set(serv.fields) == set(ALL_FIELDS) - {"case_id"}, set(ALL_FIELDS) - set(serv.fields)
         reg = bundle.release("regulator", "supervision", stage)
         assert not reg.allowed and reg.fields == {}
