@@ -299,7 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--case")
     s.add_argument("--org")
     s.add_argument("--borrower")
-    s.add_argument("--since")
+    s.add_argument("--since", help="RFC 3339: events at or after it")
+    s.add_argument("--until", help="RFC 3339: events before it (one at exactly that time is left out)")
+    s.add_argument("--decision", help="allow | deny")
+    s.add_argument("--code", help="a stable code, e.g. CONTACT_CAP_REACHED")
+    s.add_argument("--method", help="the call, e.g. GetCase, OpenContact")
+    s.add_argument("--purpose", help="collection | litigation | credit_reporting | servicing | supervision")
     s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
                                  "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=client.cmd_audit_query)

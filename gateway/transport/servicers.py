@@ -277,13 +277,16 @@ class AuditServicer:
         self.core = core
 
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
+        filters = {"until": request.until, "decision": request.decision, "code": request.code,
+                   "method": request.method, "purpose": request.purpose}
         if not (request.with_proofs or request.seqs):
             yield from _batched(pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in self.core.audit_query(
-                caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq))
+                caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq,
+                filters))
             return
         found = self.core.proven_audit_query(caller, request.case_id, request.org_id, request.borrower_id,
                                              request.since, request.from_seq, list(request.seqs),
-                                             request.proof_size)
+                                             request.proof_size, filters)
         yield from _batched_proven(found.checkpoint, found.events)
 
     def SubjectReport(self, caller: Caller, request: pb.SubjectReportRequest) -> Iterator[pb.AuditEventBatch]:

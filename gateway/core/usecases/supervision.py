@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +23,7 @@ from ..model import (
     rfc3339,
 )
 from ..ports import CaseReader, UnitOfWork
+from ..rules.auditfilter import EventFilter, event_filter
 from ..rules.capabilities import LENDER, REGULATOR
 from .context import Context
 
@@ -40,13 +41,15 @@ class ProvenEvents:
 
 class Supervision(Context):
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
-                    from_seq: int = 0) -> Iterator[AuditEntry]:
-        since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
-        return self.audit.reads().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+                    from_seq: int = 0, filters: Mapping[str, str] | None = None) -> Iterator[AuditEntry]:
+        """Events matching every filter, in log order; `filters`: until, decision, code, method, purpose."""
+        since_text, flt = self._query_allowed(caller, case_id, org, borrower_id, since, filters)
+        rows = self.audit.reads().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
+        return (e for e in rows if flt.matches(e.leaf)) if flt.active() else rows
 
     def proven_audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "",
                            since: str = "", from_seq: int = 0, seqs: Sequence[int] = (),
-                           size: int = 0) -> ProvenEvents:
+                           size: int = 0, filters: Mapping[str, str] | None = None) -> ProvenEvents:
         """The query's events, each with its inclusion proof: what a regulator reads is checked against the tree.
 
         Served with the events so the reader verifies each one against a
@@ -60,7 +63,7 @@ class Supervision(Context):
         if size < 0 or size > head or len(seqs) > MAX_PROVEN_SEQS or any(
                 not 0 <= s < (size or head) for s in seqs):
             raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
-        since_text = self._query_allowed(caller, case_id, org, borrower_id, since)
+        since_text, flt = self._query_allowed(caller, case_id, org, borrower_id, since, filters)
         head, root = self.audit.head()  # after this query's own event: the checkpoint covers it
         target = size or head
         note = "" if size else self.sign_checkpoint(head, root)
@@ -74,6 +77,8 @@ class Supervision(Context):
             for entry in rows:
                 if entry.seq >= target:
                     break  # appended after the checkpoint: the next query proves it
+                if not seqs and flt.active() and not flt.matches(entry.leaf):
+                    continue
                 yield entry, tree.inclusion(entry.seq, target)
 
         return ProvenEvents(note, target, proven())
@@ -92,12 +97,17 @@ class Supervision(Context):
             if entry is not None and entry.seq == seq:
                 yield entry
 
-    def _query_allowed(self, caller: Caller, case_id: str, org: str, borrower_id: str, since: str) -> str:
-        """A regulator's query checked and audited before anything is read; the `since` bound as stored."""
+    def _query_allowed(self, caller: Caller, case_id: str, org: str, borrower_id: str, since: str,
+                       filters: Mapping[str, str] | None = None) -> tuple[str, EventFilter]:
+        """A regulator's query checked and audited before anything is read; the `since` bound as stored, and the
+        further filters (rules/auditfilter.py)."""
         self._standing(caller, action="audit_query", purpose="supervision")
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):
                 raise self._deny(caller, Code.INVALID_ARGUMENT, "input", purpose="supervision")
+        flt = event_filter(**(filters or {}))
+        if not isinstance(flt, EventFilter):
+            raise self._deny(caller, flt, "input", purpose="supervision")
         since_text = ""
         if since:
             ts = parse_time(since)
@@ -106,7 +116,7 @@ class Supervision(Context):
             since_text = rfc3339(ts)
         self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", purpose="supervision",
                                        case_id=case_id, borrower_id=borrower_id)])
-        return since_text
+        return since_text, flt
 
     def _tree(self, caller: Caller, kind: str, **kw: int) -> tuple[StoredTree, int]:
         """The stored tree and the current size, for a regulator; the request is audited (no PI: sizes only)."""

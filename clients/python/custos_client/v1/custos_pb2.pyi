@@ -535,7 +535,7 @@ class FeedItem(_message.Message):
     def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ..., withheld: _Optional[_Union[FeedWithheld, _Mapping]] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs")
+    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs", "until", "decision", "code", "method", "purpose")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -544,6 +544,11 @@ class QueryAuditRequest(_message.Message):
     WITH_PROOFS_FIELD_NUMBER: _ClassVar[int]
     PROOF_SIZE_FIELD_NUMBER: _ClassVar[int]
     SEQS_FIELD_NUMBER: _ClassVar[int]
+    UNTIL_FIELD_NUMBER: _ClassVar[int]
+    DECISION_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    METHOD_FIELD_NUMBER: _ClassVar[int]
+    PURPOSE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     borrower_id: str
@@ -552,7 +557,12 @@ class QueryAuditRequest(_message.Message):
     with_proofs: bool
     proof_size: int
     seqs: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ...) -> None: ...
+    until: str
+    decision: str
+    code: str
+    method: str
+    purpose: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., until: _Optional[str] = ..., decision: _Optional[str] = ..., code: _Optional[str] = ..., method: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
 
 class SubjectReportRequest(_message.Message):
     __slots__ = ("borrower_id", "lender_id")

@@ -1,0 +1,60 @@
+"""The filters a supervisor's `audit query` narrows the log with beyond its indexes (case, org, borrower, since).
+
+Pure: a filter is checked once when the query is made (a bad value is a stable
+code, never an empty answer that looks like "nothing happened") and then
+matched against each event's leaf, the bytes the Merkle tree holds, so what a
+filter keeps is exactly what a reader of the verified events would keep.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+
+from ..errors import Code
+from ..model import PURPOSES, parse_time, rfc3339
+
+METHOD_RE = re.compile(r"^[A-Za-z]{1,64}\Z")
+DECISIONS = ("allow", "deny")
+_CODES = frozenset(c.value for c in Code)
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    until: str = ""     # the stored RFC 3339 form: an event at exactly this time or later is left out
+    decision: str = ""
+    code: str = ""
+    method: str = ""
+    purpose: str = ""
+
+    def active(self) -> bool:
+        return bool(self.until or self.decision or self.code or self.method or self.purpose)
+
+    def matches(self, leaf: bytes) -> bool:
+        event = json.loads(leaf)
+        return ((not self.until or str(event.get("time", "")) < self.until)
+                and (not self.decision or event.get("decision") == self.decision)
+                and (not self.code or event.get("code") == self.code)
+                and (not self.method or event.get("method") == self.method)
+                and (not self.purpose or event.get("purpose") == self.purpose))
+
+
+def event_filter(until: str = "", decision: str = "", code: str = "", method: str = "",
+                 purpose: str = "") -> EventFilter | Code:
+    """The filter these values ask for, or the code of the first one that is not a value the log can hold."""
+    until_text = ""
+    if until:
+        ts = parse_time(until)
+        if ts is None:
+            return Code.INVALID_TIME
+        until_text = rfc3339(ts)
+    if decision and decision not in DECISIONS:
+        return Code.INVALID_ARGUMENT
+    if code and code not in _CODES:
+        return Code.INVALID_ARGUMENT
+    if method and not METHOD_RE.fullmatch(method):
+        return Code.INVALID_ARGUMENT
+    if purpose and purpose not in PURPOSES:
+        return Code.UNKNOWN_PURPOSE
+    return EventFilter(until_text, decision, code, method, purpose)

@@ -1,0 +1,81 @@
+"""A supervisor's further filters on `audit query` (issue 25, first step): until, decision, code, method, purpose.
+
+Each keeps exactly the events a reader of the log would keep by that key; `--until` leaves out an event at exactly
+that time; a bad value is refused with a stable code (never an empty answer that reads as "nothing happened"),
+and the verified path (a pinned key) filters the same events and proves each.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from custos_client import CustosClientError
+
+from gateway import cli
+from gateway.core.model import rfc3339, stored_time
+from tests.conftest import Env
+
+
+def activity(env: Env) -> list[dict[str, Any]]:
+    """agency-1 reads its case, is refused another, at a time of its own; its events, as the regulator sees them."""
+    env.clock.current = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)
+    agency = env.client("agency-1")
+    agency.get_case("C-1", "collection")
+    env.clock.current += timedelta(seconds=1)
+    with pytest.raises(CustosClientError):
+        agency.get_case("C-2", "collection")
+    return env.client("regulator-1").audit_query(org_id="agency-1")
+
+
+@pytest.mark.parametrize(("key", "value"), [("decision", "allow"), ("decision", "deny"), ("code", "NO_MANDATE"),
+                                            ("method", "GetCase"), ("purpose", "collection")])
+def test_each_filter_keeps_exactly_the_events_with_its_value(seeded: Env, key: str, value: str) -> None:
+    every = activity(seeded)
+    got = seeded.client("regulator-1").audit_query(org_id="agency-1", **{key: value})
+    assert got and got == [e for e in every if e[key] == value]
+    assert len(got) < len(every) or key == "purpose"
+    vkey = (seeded.data / "audit.vkey").read_text()
+    assert seeded.client("regulator-1").verified_audit_query(vkey, org_id="agency-1", **{key: value}) == got
+
+
+def test_until_leaves_out_the_event_at_exactly_that_time(seeded: Env) -> None:
+    every = activity(seeded)
+    last = every[-1]
+    reg = seeded.client("regulator-1")
+    before = reg.audit_query(org_id="agency-1", until=last["time"])
+    assert before == [e for e in every if e["time"] < last["time"]] and last not in before
+    just_after = rfc3339(stored_time(last["time"]) + timedelta(microseconds=1))
+    assert reg.audit_query(org_id="agency-1", until=just_after) == [e for e in every if e["time"] < just_after]
+    assert last in reg.audit_query(org_id="agency-1", until=just_after)
+    # Both bounds: the half-open range [since, until) holds the one event timed at `since`.
+    assert reg.audit_query(org_id="agency-1", since=last["time"], until=just_after) == [last]
+
+
+@pytest.mark.parametrize(("key", "value", "code"), [
+    ("until", "yesterday", "INVALID_TIME"), ("decision", "maybe", "INVALID_ARGUMENT"),
+    ("code", "NO_SUCH_CODE", "INVALID_ARGUMENT"), ("method", "Get Case", "INVALID_ARGUMENT"),
+    ("purpose", "marketing", "UNKNOWN_PURPOSE")])
+def test_a_bad_filter_value_is_refused_with_a_stable_code_and_audited(seeded: Env, key: str, value: str,
+                                                                      code: str) -> None:
+    with pytest.raises(CustosClientError) as info:
+        seeded.client("regulator-1").audit_query(**{key: value})
+    assert info.value.code == code
+    refused = [e for e in seeded.events(org="regulator-1") if e["decision"] == "deny"]
+    assert [e["code"] for e in refused][-1:] == [code]
+
+
+def test_cli_audit_query_takes_the_filters(seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    every = activity(seeded)
+    capsys.readouterr()
+    argv = ["audit", "query", "--org", "agency-1", "--decision", "deny", "--code", "NO_MANDATE", "--method", "GetCase",
+            "--until", rfc3339(stored_time(every[-1]["time"]) + timedelta(seconds=1)),
+            "--key", str(seeded.data / "audit.vkey"),
+            "--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1")), "--json"]
+    assert cli.main(argv) == 0
+    events = json.loads(capsys.readouterr().out)["events"]
+    until = rfc3339(stored_time(every[-1]["time"]) + timedelta(seconds=1))
+    assert events == [e for e in every if e["decision"] == "deny" and e["time"] < until] and events
