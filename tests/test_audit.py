@@ -544,13 +544,13 @@ def test_event_leaf_fast_path_is_canonical() -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(texts=st.lists(st.text(), min_size=12, max_size=12), fields=st.lists(st.text(), max_size=5),
+@given(texts=st.lists(st.text(), min_size=14, max_size=14), fields=st.lists(st.text(), max_size=5),
        seq=st.integers(min_value=0, max_value=2**62))
 def test_event_leaf_is_jcs_for_any_text(texts: list[str], fields: list[str], seq: int) -> None:
     from gateway.core.model import EventDraft
 
     names = ("org", "method", "purpose", "case_id", "borrower_id", "decision", "code", "rule", "time", "trace_id",
-             "policy_revision", "lender")  # an empty lender leaves the key out (the old leaf's shape)
+             "policy_revision", "lender", "channel", "contact_id")  # empty: the key is left out (the old shape)
     draft = EventDraft(**dict(zip(names, texts, strict=False)), fields=fields)  # type: ignore[arg-type]
     assert draft.leaf_bytes(seq) == merkle.canonical_json(draft.leaf_object(seq))
     assert json.loads(draft.leaf_bytes(seq)) == draft.leaf_object(seq)

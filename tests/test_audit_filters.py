@@ -79,3 +79,34 @@ def test_cli_audit_query_takes_the_filters(seeded: Env, capsys: pytest.CaptureFi
     events = json.loads(capsys.readouterr().out)["events"]
     until = rfc3339(stored_time(every[-1]["time"]) + timedelta(seconds=1))
     assert events == [e for e in every if e["decision"] == "deny" and e["time"] < until] and events
+
+
+def test_contact_events_name_their_channel_and_the_outcome_names_its_contact(seeded: Env) -> None:
+    """A call and an SMS on one case are told apart by the log alone, and each outcome names the contact it is
+    of, so caps and windows can be recounted from the events (issue 25: events that show conduct)."""
+    seeded.clock.current = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
+    agency = seeded.client("agency-1")
+    call = agency.open_contact("C-1", "call")
+    agency.record_outcome(call["contact_id"], "no_answer")
+    sms = agency.open_contact("C-1", "sms")
+    agency.record_outcome(sms["contact_id"], "connected")
+    seeded.clock.current = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 23:00 there: outside the window
+    with pytest.raises(CustosClientError):
+        agency.open_contact("C-1", "call")
+    reg = seeded.client("regulator-1")
+    opened = [e for e in reg.audit_query(case_id="C-1", method="OpenContact")]
+    assert [(e["decision"], e["channel"], e.get("contact_id")) for e in opened] == [
+        ("allow", "call", call["contact_id"]), ("allow", "sms", sms["contact_id"]), ("deny", "call", None)]
+    outcomes = reg.audit_query(case_id="C-1", method="RecordOutcome")
+    assert [(e["channel"], e["contact_id"]) for e in outcomes] == [("call", call["contact_id"]),
+                                                                  ("sms", sms["contact_id"])]
+    assert [e["channel"] for e in reg.audit_query(case_id="C-1", channel="sms")] == ["sms", "sms"]
+    vkey = (seeded.data / "audit.vkey").read_text()
+    calls = reg.verified_audit_query(vkey, case_id="C-1", channel="call")
+    assert calls == [opened[0], outcomes[0], opened[2]]
+    with pytest.raises(CustosClientError) as info:
+        reg.audit_query(channel="pigeon")
+    assert info.value.code == "UNKNOWN_CHANNEL"
+    # A read is no contact: its event carries neither key (the leaf keeps its old shape).
+    reads = reg.audit_query(case_id="C-1", method="GetCase")
+    assert all("channel" not in e and "contact_id" not in e for e in reads)

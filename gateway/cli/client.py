@@ -427,7 +427,8 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 def cmd_audit_query(args: argparse.Namespace) -> None:
     filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
                "since": args.since or "", "until": args.until or "", "decision": args.decision or "",
-               "code": args.code or "", "method": args.method or "", "purpose": args.purpose or ""}
+               "code": args.code or "", "method": args.method or "", "purpose": args.purpose or "",
+               "channel": args.channel or ""}
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
         # With a pinned key every event is checked against a signed checkpoint by its inclusion proof, and

@@ -305,6 +305,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--code", help="a stable code, e.g. CONTACT_CAP_REACHED")
     s.add_argument("--method", help="the call, e.g. GetCase, OpenContact")
     s.add_argument("--purpose", help="collection | litigation | credit_reporting | servicing | supervision")
+    s.add_argument("--channel", help="contact events of one channel: call | sms | visit | letter")
     s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
                                  "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=client.cmd_audit_query)

@@ -335,6 +335,10 @@ class EventDraft:
     # The owning lender of the case or borrower the event is about (DESIGN.md §7); "" where none applies or the
     # case is not resolved, and then the leaf has no `lender` key (so events without one keep their old shape).
     lender: str = ""
+    # A contact's channel and id (issue 25: conduct shown by the log): on `contact open` (the id once one was
+    # opened) and on its outcome; "" elsewhere, and then the leaf has no such key.
+    channel: str = ""
+    contact_id: str = ""
 
     # The leaf up to `"seq":`, when the caller worked it out once for many events (Core.get_case).
     head: bytes = field(default=b"", repr=False, compare=False)
@@ -355,8 +359,10 @@ class EventDraft:
         """`head_bytes` in two: the case's own part, and the rest, which many cases' events share."""
         e = _json_str
         lender = f'"lender":{e(self.lender)},' if self.lender else ""
+        channel = f'"channel":{e(self.channel)},' if self.channel else ""
+        contact = f'"contact_id":{e(self.contact_id)},' if self.contact_id else ""
         return (f'{{"borrower_id":{e(self.borrower_id)},"case_id":{e(self.case_id)},'.encode(), (
-            f'"code":{e(self.code)},'
+            f'{channel}"code":{e(self.code)},{contact}'
             f'"decision":{e(self.decision)},"fields":[{",".join(map(e, sorted(self.fields)))}],{lender}'
             f'"method":{e(self.method)},"org":{e(self.org)},"policy_revision":{e(self.policy_revision)},'
             f'"purpose":{e(self.purpose)},"rule":{e(self.rule)},"seq":'
@@ -376,6 +382,8 @@ class EventDraft:
             "fields": sorted(self.fields), "decision": self.decision, "code": self.code,
             "rule": self.rule, "policy_revision": self.policy_revision, "trace_id": self.trace_id,
             **({"lender": self.lender} if self.lender else {}),
+            **({"channel": self.channel} if self.channel else {}),
+            **({"contact_id": self.contact_id} if self.contact_id else {}),
         }
 
 

@@ -278,7 +278,7 @@ class AuditServicer:
 
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
         filters = {"until": request.until, "decision": request.decision, "code": request.code,
-                   "method": request.method, "purpose": request.purpose}
+                   "method": request.method, "purpose": request.purpose, "channel": request.channel}
         if not (request.with_proofs or request.seqs):
             yield from _batched(pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in self.core.audit_query(
                 caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq,

@@ -475,12 +475,12 @@ class CustosClient:
     # ------------------------------------------------------------ audit
     def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",
                      from_seq: int = 0, until: str = "", decision: str = "", code: str = "", method: str = "",
-                     purpose: str = "") -> Iterator[tuple[int, bytes]]:
+                     purpose: str = "", channel: str = "") -> Iterator[tuple[int, bytes]]:
         """(seq, leaf bytes) in log order; the leaf is exactly the Merkle leaf. `until` leaves out an event at
         exactly that time; `decision`, `code`, `method`, `purpose` keep the events with that value."""
         req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
                                    from_seq=from_seq, until=until, decision=decision, code=code, method=method,
-                                   purpose=purpose)
+                                   purpose=purpose, channel=channel)
         try:
             for batch in self._audit.QueryAudit(req, timeout=3600):
                 for ev in batch.events:
@@ -490,7 +490,8 @@ class CustosClient:
 
     def verified_audit_events(self, vkey: str, case_id: str = "", org_id: str = "", borrower_id: str = "",
                               since: str = "", from_seq: int = 0, until: str = "", decision: str = "",
-                              code: str = "", method: str = "", purpose: str = "") -> Iterator[tuple[int, bytes]]:
+                              code: str = "", method: str = "", purpose: str = "",
+                              channel: str = "") -> Iterator[tuple[int, bytes]]:
         """(seq, leaf bytes) like `audit_events`, each checked before it is yielded: a regulator never reads an
         unverified event.
 
@@ -504,7 +505,7 @@ class CustosClient:
         """
         req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
                                    from_seq=from_seq, with_proofs=True, until=until, decision=decision, code=code,
-                                   method=method, purpose=purpose)
+                                   method=method, purpose=purpose, channel=channel)
         tree: verify.SignedTree | None = None
         try:
             for batch in self._audit.QueryAudit(req, timeout=3600):

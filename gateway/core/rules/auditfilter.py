@@ -1,4 +1,5 @@
-"""The filters a supervisor's `audit query` narrows the log with beyond its indexes (case, org, borrower, since).
+"""The filters a supervisor's `audit query` narrows the log with beyond its indexes (case, org, borrower, since):
+until, decision, code, method, purpose, and the contact channel contact events carry.
 
 Pure: a filter is checked once when the query is made (a bad value is a stable
 code, never an empty answer that looks like "nothing happened") and then
@@ -14,6 +15,7 @@ from dataclasses import dataclass
 
 from ..errors import Code
 from ..model import PURPOSES, parse_time, rfc3339
+from .conduct import CHANNELS
 
 METHOD_RE = re.compile(r"^[A-Za-z]{1,64}\Z")
 DECISIONS = ("allow", "deny")
@@ -27,9 +29,10 @@ class EventFilter:
     code: str = ""
     method: str = ""
     purpose: str = ""
+    channel: str = ""
 
     def active(self) -> bool:
-        return bool(self.until or self.decision or self.code or self.method or self.purpose)
+        return bool(self.until or self.decision or self.code or self.method or self.purpose or self.channel)
 
     def matches(self, leaf: bytes) -> bool:
         event = json.loads(leaf)
@@ -37,11 +40,12 @@ class EventFilter:
                 and (not self.decision or event.get("decision") == self.decision)
                 and (not self.code or event.get("code") == self.code)
                 and (not self.method or event.get("method") == self.method)
-                and (not self.purpose or event.get("purpose") == self.purpose))
+                and (not self.purpose or event.get("purpose") == self.purpose)
+                and (not self.channel or event.get("channel") == self.channel))
 
 
-def event_filter(until: str = "", decision: str = "", code: str = "", method: str = "",
-                 purpose: str = "") -> EventFilter | Code:
+def event_filter(until: str = "", decision: str = "", code: str = "", method: str = "", purpose: str = "",
+                 channel: str = "") -> EventFilter | Code:
     """The filter these values ask for, or the code of the first one that is not a value the log can hold."""
     until_text = ""
     if until:
@@ -57,4 +61,6 @@ def event_filter(until: str = "", decision: str = "", code: str = "", method: st
         return Code.INVALID_ARGUMENT
     if purpose and purpose not in PURPOSES:
         return Code.UNKNOWN_PURPOSE
-    return EventFilter(until_text, decision, code, method, purpose)
+    if channel and channel not in CHANNELS:
+        return Code.UNKNOWN_CHANNEL
+    return EventFilter(until_text, decision, code, method, purpose, channel)

@@ -81,7 +81,8 @@ class Contacts(Context):
                                      target=target.hex() if target else "")
             decision = evaluate_contact(rules, state, request, history, now)
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
-                                  "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now}
+                                  "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now,
+                                  "channel": channel}
             if decision.allowed and (target is None or not release):
                 decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
             if not decision.allowed:
@@ -91,7 +92,7 @@ class Contacts(Context):
                                              channel, party, target, rfc3339(now))
             names = [f"{party}.{k}" for k in release]
             return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule, fields=names,
-                                                                 **kw)]
+                                                                 contact_id=contact_id, **kw)]
 
         decision, release, contact_id = self.audit.run(work)
         if not decision.allowed:
@@ -144,7 +145,7 @@ class Contacts(Context):
             lender, case_id, channel, party, opened_at = row.lender_id, row.case_id, row.channel, row.party, \
                 row.opened_at
             kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": row.borrower_id,
-                                  "lender": lender, "now": now}
+                                  "lender": lender, "now": now, "channel": channel, "contact_id": contact_id}
             if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]

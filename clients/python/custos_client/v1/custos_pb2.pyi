@@ -535,7 +535,7 @@ class FeedItem(_message.Message):
     def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ..., withheld: _Optional[_Union[FeedWithheld, _Mapping]] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs", "until", "decision", "code", "method", "purpose")
+    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs", "until", "decision", "code", "method", "purpose", "channel")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -549,6 +549,7 @@ class QueryAuditRequest(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     borrower_id: str
@@ -562,7 +563,8 @@ class QueryAuditRequest(_message.Message):
     code: str
     method: str
     purpose: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., until: _Optional[str] = ..., decision: _Optional[str] = ..., code: _Optional[str] = ..., method: _Optional[str] = ..., purpose: _Optional[str] = ...) -> None: ...
+    channel: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., until: _Optional[str] = ..., decision: _Optional[str] = ..., code: _Optional[str] = ..., method: _Optional[str] = ..., purpose: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
 
 class SubjectReportRequest(_message.Message):
     __slots__ = ("borrower_id", "lender_id")
