@@ -18,14 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench.run import AGENCY, LENDER, RESULTS, Server, bench_policies, custos_cmd, data_dir
+from bench.run import AGENCY, LENDER, RESULTS, Server, bench_policies, custos_cmd, data_dir, throwaway_database
 
 TARGET = 20.0
 
@@ -75,29 +74,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     args = p.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="custos-bench-placement-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="custos-bench-placement-") as tmp, \
+            throwaway_database(args.store, "bench_placement") as database:
         work = Path(tmp)
-        pg = None
-        database = None
-        if args.store == "postgresql":
-            from tests.pg import PgServer, binaries
-
-            bindir = binaries()
-            if bindir is None:
-                print("no PostgreSQL binaries found", file=sys.stderr)
-                return 2
-            pg = PgServer(bindir)
-            pg.start()
-            database = pg.create_database("bench_placement")
+        gw, lender_ids = setup(work, args.cases, database)
         try:
-            gw, lender_ids = setup(work, args.cases, database)
-            try:
-                rounds = [measure(gw, lender_ids, args.cases, args.single, r) for r in range(1, args.rounds + 1)]
-            finally:
-                gw.stop()
+            rounds = [measure(gw, lender_ids, args.cases, args.single, r) for r in range(1, args.rounds + 1)]
         finally:
-            if pg is not None:
-                pg.stop()
+            gw.stop()
     print(f"custos bench placement: store {args.store}, {args.cases} cases in the file, {args.single} single assigns")
     print("  round  single/s   bulk/s   ratio  single µs/placement  bulk µs/placement (server CPU)")
     for r in rounds:

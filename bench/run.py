@@ -178,6 +178,27 @@ def bench_policies(work: Path) -> Path:
     return dest
 
 
+@contextlib.contextmanager
+def throwaway_database(store: str, name: str) -> Iterator[str | None]:
+    """None for the embedded store; for `postgresql` a database on a throwaway server (tests/pg.py), stopped
+    on the way out. Without Debian's binaries the bench ends with exit status 2."""
+    if store != "postgresql":
+        yield None
+        return
+    from tests.pg import PgServer, binaries
+
+    bindir = binaries()
+    if bindir is None:
+        print("no PostgreSQL binaries found", file=sys.stderr)
+        raise SystemExit(2)
+    pg = PgServer(bindir)
+    pg.start()
+    try:
+        yield pg.create_database(name)
+    finally:
+        pg.stop()
+
+
 def data_dir(work: Path, database: str | None = None) -> tuple[Path, Path]:
     """`custos init` (embedded, or on `database`), a lender and a licensed agency; (data dir, identities dir)."""
     data, ids, cmd, env = work / "data", work / "identities", custos_cmd(), server_env()

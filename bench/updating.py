@@ -26,11 +26,10 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from bench.run import LENDER, RESULTS, Server, bench_policies, custos_cmd, data_dir, pinned
+from bench.run import LENDER, RESULTS, Server, bench_policies, custos_cmd, data_dir, pinned, throwaway_database
 
 
 def update_lines(prefix: str, cases: int) -> list[bytes]:
@@ -60,20 +59,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--store", choices=("sqlite", "postgresql"), default="sqlite")
     args = ap.parse_args(argv)
     rows: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="custos-bench-update-") as tmp, ExitStack() as stack:
+    with tempfile.TemporaryDirectory(prefix="custos-bench-update-") as tmp, \
+            throwaway_database(args.store, "bench_updating") as database:
         work = Path(tmp)
-        database = None
-        if args.store == "postgresql":
-            from tests.pg import PgServer, binaries
-
-            bindir = binaries()
-            if bindir is None:
-                print("no PostgreSQL binaries found", file=sys.stderr)
-                return 2
-            pg = PgServer(bindir)
-            pg.start()
-            stack.callback(pg.stop)
-            database = pg.create_database("bench_updating")
         data, ids = data_dir(work, database)
         gw = Server("gateway", [*custos_cmd(), "serve", str(data), "--listen", "127.0.0.1:0", "--processes", "1",
                                 "--policies", str(bench_policies(work))], work / "gateway.log", {0})

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS
+from gateway.core.rules import auditfilter
 
 from .formats import BUREAU_FORMATS
 from .offline import verify_bundle
@@ -426,9 +427,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 
 def cmd_audit_query(args: argparse.Namespace) -> None:
     filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
-               "since": args.since or "", "until": args.until or "", "decision": args.decision or "",
-               "code": args.code or "", "method": args.method or "", "purpose": args.purpose or "",
-               "channel": args.channel or ""}
+               "since": args.since or "", **{key: getattr(args, key) or "" for key in auditfilter.KEYS}}
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
         # With a pinned key every event is checked against a signed checkpoint by its inclusion proof, and

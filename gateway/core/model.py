@@ -48,6 +48,15 @@ NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pse
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 ORG_ID_RE = ID_RE
 
+# A party's free-text reason (a rejected payment's or plan's): 1-500 characters, not only white space. It may
+# name a person, so it is stored sealed (vault.records.Reasons) and never goes into an event.
+REASON_MAX = 500
+
+
+def reason_ok(text: str) -> bool:
+    return 0 < len(text) <= REASON_MAX and bool(text.strip())
+
+
 # Times the core accepts from callers: later arithmetic on them (deadlines, windows) cannot overflow.
 TIME_RANGE = (datetime(1900, 1, 1, tzinfo=UTC), datetime(9000, 1, 1, tzinfo=UTC))
 

@@ -16,6 +16,7 @@ from gateway import packets
 from gateway.core.app import Core, ImportProgress, Released
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS, PURPOSES, AuditEntry, Caller, CaseRow
+from gateway.core.rules import auditfilter
 from gateway.core.usecases.furnishing import FeedWithheld
 
 from . import tracing
@@ -277,8 +278,7 @@ class AuditServicer:
         self.core = core
 
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
-        filters = {"until": request.until, "decision": request.decision, "code": request.code,
-                   "method": request.method, "purpose": request.purpose, "channel": request.channel}
+        filters = {key: getattr(request, key) for key in auditfilter.KEYS}
         if not (request.with_proofs or request.seqs):
             yield from _batched(pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in self.core.audit_query(
                 caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq,

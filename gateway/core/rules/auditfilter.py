@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from ..errors import Code
 from ..model import PURPOSES, parse_time, rfc3339
@@ -42,6 +42,10 @@ class EventFilter:
                 and (not self.method or event.get("method") == self.method)
                 and (not self.purpose or event.get("purpose") == self.purpose)
                 and (not self.channel or event.get("channel") == self.channel))
+
+
+# The filters' names, as the request, the client and the CLI spell them.
+KEYS = tuple(f.name for f in fields(EventFilter))
 
 
 def event_filter(until: str = "", decision: str = "", code: str = "", method: str = "", purpose: str = "",

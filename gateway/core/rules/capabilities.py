@@ -89,6 +89,10 @@ class Capabilities:
     def mandated_to(self, purpose: str) -> frozenset[str]:
         return self.mandated.get(purpose, frozenset())
 
+    def placed_for(self, kind: str) -> tuple[str, ...]:
+        """The purposes a case may be mandated to this kind for, in PURPOSES order (agency: collection)."""
+        return tuple(p for p in PURPOSES if kind in self.mandated_to(p))
+
     def needs_licence(self, kind: str) -> bool:
         return kind in self.licensed
 

@@ -9,15 +9,13 @@ sums of the stated lines, so they add up to the cent).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
+from ..importer import MONEY_RE  # the spelling the import accepts: up to 15 digits and 4 decimals, no sign
 from ..model import LoanRow, Repayment
 
-# The same spelling the import accepts: up to 15 integer digits and 4 decimals, no sign, no exponent.
-MONEY_RE = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,4})?\Z")
 # Currencies whose minor unit is not the cent (ISO 4217 exponent); every other currency rounds to 2 places.
 MINOR_UNITS = {"JPY": 0, "KRW": 0, "VND": 0, "CLP": 0, "ISK": 0, "BHD": 3, "KWD": 3, "OMR": 3, "JOD": 3, "TND": 3}
 ZERO = Decimal(0)
@@ -31,6 +29,12 @@ def money(text: str | None) -> Decimal | None:
         return Decimal(text)
     except InvalidOperation:  # pragma: no cover - the pattern admits only valid decimals
         return None
+
+
+def positive(text: str | None) -> Decimal | None:
+    """An amount a party gives (a payment, an instalment, a promise): money's spelling and more than zero."""
+    value = money(text)
+    return value if value is not None and value > ZERO else None
 
 
 def cents(value: Decimal, currency: str) -> Decimal:

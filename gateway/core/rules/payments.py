@@ -21,15 +21,8 @@ from .ledger import ZERO, cents, money
 # A commission rate: 0 to 1, at most 4 decimals ("0.18", "1", "0.0125"); one spelling, as money has one.
 RATE_RE = re.compile(r"^(0(\.[0-9]{1,4})?|1(\.0{1,4})?)\Z")
 PERIOD_RE = re.compile(r"^([0-9]{4})-(0[1-9]|1[0-2])\Z")
-REASON_MAX = 500
 # The purposes under which a mandated organisation collects, and so may report a payment.
 PAYMENT_PURPOSES = ("collection", "litigation")
-
-
-def amount(text: str) -> Decimal | None:
-    """A reported amount: money's spelling (ledger.MONEY_RE) and more than zero; else None."""
-    value = money(text)
-    return value if value is not None and value > ZERO else None
 
 
 def rate(text: str) -> Decimal | None:
@@ -39,11 +32,6 @@ def rate(text: str) -> Decimal | None:
 
 def reference_ok(text: str) -> bool:
     return bool(ID_RE.fullmatch(text))
-
-
-def reason_ok(text: str) -> bool:
-    """A rejection's reason: 1-500 characters, not only white space."""
-    return 0 < len(text) <= REASON_MAX and bool(text.strip())
 
 
 def date_problem(on: date, loan: LoanRow | None, today: date) -> Code | None:

@@ -10,28 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from ..errors import Code
-from ..model import ContactRow, PlanRow, Repayment
+from ..model import ContactRow, PlanRow, Repayment, parse_date
 from .commitments import ACTIVE, plan_state, promise_state
-from .ledger import ZERO, money, text
+from .ledger import positive, text
 
 MAX_INSTALMENTS = 60
-MAX_REASON = 500
-
-
-def parse_day(text: str) -> date | None:
-    try:
-        return date.fromisoformat(text) if len(text) == 10 else None
-    except ValueError:
-        return None
-
-
-def positive_money(text: str) -> bool:
-    value = money(text)
-    return value is not None and value > ZERO
 
 
 def promise_terms(result: str, amount: str, on: str) -> Code | None:
@@ -40,9 +26,9 @@ def promise_terms(result: str, amount: str, on: str) -> Code | None:
         return Code.PROMISE_TERMS_NOT_ALLOWED if (amount or on) else None
     if not amount or not on:
         return Code.PROMISE_TERMS_REQUIRED
-    if not positive_money(amount):
+    if positive(amount) is None:
         return Code.INVALID_AMOUNT
-    if parse_day(on) is None:
+    if parse_date(on) is None:
         return Code.INVALID_DATE
     return None
 
@@ -58,10 +44,10 @@ def plan_instalments(raw: Sequence[tuple[str, str]]) -> tuple[Code, tuple[Repaym
         return Code.PLAN_INVALID, ()
     out: list[Repayment] = []
     for on, amount in raw:
-        day = parse_day(on)
+        day = parse_date(on)
         if day is None:
             return Code.INVALID_DATE, ()
-        if not positive_money(amount):
+        if positive(amount) is None:
             return Code.INVALID_AMOUNT, ()
         if out and on <= out[-1].on:
             return Code.PLAN_INVALID, ()
@@ -78,14 +64,21 @@ def local_day(timestamp: str, zone: Any) -> date:
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).astimezone(zone).date()
 
 
+def promise_of(row: ContactRow, ledger: Sequence[Repayment], zone: Any, today: date) -> str | None:
+    """A contact's promise judged by the ledger as of today (kept, broken, pending), counted from the borrower's
+    day the outcome was recorded; None for a contact with no promise terms."""
+    if row.promise_amount is None or not row.promise_on or not row.result_at:
+        return None
+    return promise_state(row.promise_amount, date.fromisoformat(row.promise_on), local_day(row.result_at, zone),
+                         ledger, today)
+
+
 def history_entry(row: ContactRow, ledger: Sequence[Repayment], zone: Any, today: date) -> dict[str, str | None]:
-    """A contact as the history releases it; a promise with its state (kept, broken, pending) as of today,
-    counted from the day the outcome was recorded."""
+    """A contact as the history releases it; a promise with its state as of today (`promise_of`)."""
     entry = row.history_entry()
-    if row.promise_amount is not None and row.promise_on and row.result_at:
-        since = local_day(row.result_at, zone)
-        entry["promise_state"] = promise_state(row.promise_amount, date.fromisoformat(row.promise_on), since,
-                                               ledger, today)
+    state = promise_of(row, ledger, zone, today)
+    if state is not None:
+        entry["promise_state"] = state
     return entry
 
 
@@ -106,8 +99,3 @@ def plan_view(plan: PlanRow, active: bool, ledger: Sequence[Repayment], currency
             out["amount_due"] = text(state.amount_due, currency)
     return out
 
-
-def plan_amount_due(plan: PlanRow, since: date, ledger: Sequence[Repayment], today: date,
-                    grace_days: int) -> Decimal | None:
-    """What an accepted plan makes due today; None once it is kept or broken (the loan's own figure stands)."""
-    return plan_state(plan.instalments, since, ledger, today, grace_days).amount_due

@@ -13,12 +13,12 @@ from ..model import (
     CaseRow,
     EventDraft,
     Org,
+    parse_date,
     parse_time,
     rfc3339,
 )
 from ..ports import UnitOfWork
-from ..rules import access
-from ..rules import plans as commitments
+from ..rules import access, plans
 from ..rules.capabilities import LENDER
 from ..rules.conduct import (
     CHANNELS,
@@ -129,7 +129,7 @@ class Contacts(Context):
         org = self._standing(caller, purpose="collection")
         if result not in RESULTS:
             raise self._deny(caller, Code.UNKNOWN_RESULT, "input", purpose="collection")
-        terms = commitments.promise_terms(result, amount, on)
+        terms = plans.promise_terms(result, amount, on)
         if terms is not None:
             raise self._deny(caller, terms, "input", purpose="collection")
         if not ID_RE.fullmatch(contact_id):
@@ -153,10 +153,10 @@ class Contacts(Context):
             if result == "promise_to_pay":
                 case = repo.get_case(lender, case_id)
                 assert case is not None
-                day = commitments.parse_day(on)
+                day = parse_date(on)
                 assert day is not None
-                out_of_range = commitments.promise_date(day, self.local_today(case, now),
-                                                        self._conduct_rules(case).plans.promise_max_days)
+                out_of_range = plans.promise_date(day, self.local_today(case, now),
+                                                  self._conduct_rules(case).plans.promise_max_days)
                 if out_of_range is not None:
                     return (out_of_range, {}), [self._event(caller, "deny", out_of_range, "contact.promise", **kw)]
                 promise = {"promise_amount": amount, "promise_on": day.isoformat()}

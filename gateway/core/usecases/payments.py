@@ -25,6 +25,7 @@ from ..model import (
     PaymentRow,
     Repayment,
     parse_date,
+    reason_ok,
     rfc3339,
 )
 from ..ports import UnitOfWork
@@ -54,9 +55,9 @@ class Payments(Context):
         else it is PAYMENT_REFERENCE_CONFLICT. The caller's mandate is checked first, for a repeat too.
         """
         org = self._standing(caller, action="report_payment")
-        purposes = [p for p in rules.PAYMENT_PURPOSES if org.kind in self.bundle.capabilities.mandated_to(p)]
+        purposes = [p for p in self.bundle.capabilities.placed_for(org.kind) if p in rules.PAYMENT_PURPOSES]
         purposes = purposes or ["collection"]
-        value = rules.amount(amount)
+        value = ledger.positive(amount)
         day = parse_date(on)
         named = case_ref.rpartition("/")[2]
         about = {"case_id": named} if ID_RE.fullmatch(named) else {}  # the case as named: never a caller's text
@@ -189,7 +190,7 @@ class Payments(Context):
     def reject_payment(self, caller: Caller, payment_id: str, reason: str) -> dict[str, Any]:
         """Reject a reported payment with a reason (sealed under the borrower's data key); nothing else changes."""
         self._standing(caller, action="decide_payment")
-        if not rules.reason_ok(reason):
+        if not reason_ok(reason):
             raise self._deny(caller, Code.INVALID_REASON, "input", lender=caller.org_id)
         payment, case, kw = self._own_payment(caller, payment_id)
         now = self.clock.now()

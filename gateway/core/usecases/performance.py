@@ -29,20 +29,13 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import Code
-from ..model import Caller, CaseRow, ContactRow, LoanRow, Org, parse_date, rfc3339
-from ..rules.commitments import KEPT, plan_state, promise_state
+from ..model import Caller, CaseRow, LoanRow, Org, parse_date, rfc3339
+from ..rules.commitments import KEPT, plan_state
 from ..rules.ledger import text, total
 from ..rules.performance import PROMISE, Tally, tally
-from ..rules.plans import local_day
+from ..rules.plans import local_day, promise_of
 from .context import Context
 from .plans import plan_rules
-
-
-def _promise_terms(contact: ContactRow) -> tuple[str, date] | None:
-    """The promise's amount and date as the contact row stores them; None for a promise recorded before promises
-    carried terms (nothing to judge it by)."""
-    day = parse_date(contact.promise_on)
-    return (contact.promise_amount, day) if contact.promise_amount and day is not None else None
 
 
 class Performance(Context):
@@ -129,11 +122,9 @@ class Performance(Context):
                 if contact.org_id != org or contact.result != PROMISE or not contact.result_at \
                         or not low <= contact.result_at < high:
                     continue
-                terms = _promise_terms(contact)
-                if terms is None:
+                state = promise_of(contact, row.repayments, ZoneInfo(case.timezone), today)
+                if state is None:  # recorded before promises carried terms: nothing to judge it by
                     return None
                 seen += 1
-                since = local_day(contact.result_at, ZoneInfo(case.timezone))
-                if promise_state(terms[0], terms[1], since, row.repayments, today) == KEPT:
-                    kept += 1
+                kept += state == KEPT
         return kept if seen == t.promises else None

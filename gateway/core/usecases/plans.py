@@ -18,10 +18,11 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from ..errors import Code, CustosError
-from ..model import PURPOSES, Caller, CaseRow, EventDraft, LoanRow, Org, PlanRow, rfc3339
+from ..model import Caller, CaseRow, EventDraft, LoanRow, Org, PlanRow, reason_ok, rfc3339
 from ..ports import CaseReader, UnitOfWork
 from ..rules import plans as rules
 from ..rules.capabilities import LENDER
+from ..rules.commitments import plan_state
 from ..rules.conduct import PlanRules
 from ..rules.ledger import text
 from .context import Context
@@ -43,7 +44,7 @@ def active_plan_due(repo: CaseReader, grace: PlanRules, case: CaseRow, loan: Loa
     if plan is None or plan.status != "accepted":
         return None
     since = rules.local_day(plan.proposed_at, ZoneInfo(case.timezone))
-    due = rules.plan_amount_due(plan, since, loan.repayments, today, grace.grace_days)
+    due = plan_state(plan.instalments, since, loan.repayments, today, grace.grace_days).amount_due
     return text(due, loan.currency) if due is not None else None
 
 
@@ -62,10 +63,7 @@ def contact_history(repo: CaseReader, case: CaseRow, now: datetime) -> list[dict
 class Plans(Context):
     def _plan_purpose(self, org: Org) -> str:
         """The purpose a party reaches a case by for plans: the one its kind is mandated for (agency: collection)."""
-        for purpose in PURPOSES:
-            if org.kind in self.bundle.capabilities.mandated_to(purpose):
-                return purpose
-        return "collection"
+        return next(iter(self.bundle.capabilities.placed_for(org.kind)), "collection")
 
     def propose_plan(self, caller: Caller, case_ref: str, instalments: Sequence[tuple[str, str]]) -> dict[str, Any]:
         """A mandated party's proposal; its earlier proposal on the case, still undecided, is superseded."""
@@ -99,7 +97,7 @@ class Plans(Context):
         rule = "plan.accept" if accept else "plan.reject"
         if not PLAN_ID_RE.fullmatch(plan_id or ""):
             raise self._deny(caller, Code.PLAN_NOT_FOUND, "input")
-        if not accept and not (reason.strip() and len(reason) <= rules.MAX_REASON):
+        if not accept and not reason_ok(reason):
             raise self._deny(caller, Code.INVALID_REASON, "input")
         now = self.clock.now()
 
