@@ -528,6 +528,45 @@ class CustosClient:
         """`audit_query`, every event checked against a checkpoint signed by the pinned key (see above)."""
         return [json.loads(leaf) for _, leaf in self.verified_audit_events(vkey, **filters)]
 
+    def proven_audit_page(self, limit: int, **filters: Any) -> dict[str, Any]:
+        """At most `limit` events from `from_seq` on, each with its inclusion proof, and the checkpoint signed for
+        this query, all UNCHECKED: for a reader that verifies them itself (the console's page does, in the
+        browser). {"checkpoint": note, "events": [(seq, leaf, proof)], "more": bool}; the rest of the answer is
+        not read (the call is cancelled), so a page costs its own events, not the log's."""
+        req = pb.QueryAuditRequest(with_proofs=True, **filters)
+        events: list[tuple[int, bytes, list[bytes]]] = []
+        note, more = "", False
+        stream = self._audit.QueryAudit(req, timeout=self.timeout)
+        try:
+            for batch in stream:
+                note = note or batch.checkpoint
+                for ev in batch.events:
+                    if len(events) == limit:
+                        more = True
+                        break
+                    events.append((ev.seq, ev.leaf, list(ev.proof)))
+                if more:
+                    break
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        finally:
+            stream.cancel()
+        return {"checkpoint": note, "events": events, "more": more}
+
+    def proven_events(self, seqs: Iterable[int], size: int) -> list[tuple[int, bytes, list[bytes]]]:
+        """These events (a missing one left out), each with its inclusion proof in the tree of `size`, UNCHECKED:
+        the caller checks them against a checkpoint of that size it verified (or shows them as unverified)."""
+        wanted = sorted(set(seqs))
+        got: list[tuple[int, bytes, list[bytes]]] = []
+        try:
+            for i in range(0, len(wanted), 1000):
+                req = pb.QueryAuditRequest(seqs=wanted[i:i + 1000], with_proofs=True, proof_size=size)
+                for batch in self._audit.QueryAudit(req, timeout=3600):
+                    got += [(ev.seq, ev.leaf, list(ev.proof)) for ev in batch.events]
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        return got
+
     def check_sample(self, seqs: Iterable[int], size: int, root: bytes) -> int:
         """Re-read these events and check each by inclusion proof against a root verified before; the count.
 
