@@ -35,9 +35,9 @@
 
   // The pinned key: its hash must match its name and key, as the CLI's parse_verifier_key insists.
   async function parseVerifierKey(text) {
-    const parts = text.trim().split("+");
-    if (parts.length !== 3) throw new Error("bad verifier key");
-    const [name, hexhash, b64] = parts;
+    const t = text.trim(), a = t.indexOf("+"), b = t.indexOf("+", a + 1);
+    if (a < 1 || b < 0) throw new Error("bad verifier key");  // base64 has "+" too: only the first two split
+    const name = t.slice(0, a), hexhash = t.slice(a + 1, b), b64 = t.slice(b + 1);
     const raw = b64bytes(b64);
     if (raw.length !== 33 || raw[0] !== 1) throw new Error("not an Ed25519 verifier key");
     const keyHash = (await sha256(concat(enc.encode(name + "\n"), raw))).slice(0, 4);
