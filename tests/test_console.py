@@ -257,3 +257,30 @@ def test_without_a_pinned_key_nothing_shows_as_verified(traffic: Env, page: Any,
     finally:
         c.stop()
         c.api.client.close()
+
+
+def test_first_view_is_the_latest_page_and_pages_back(traffic: Env, page: Any) -> None:
+    for _ in range(60):  # a log of two pages and more
+        traffic.client("regulator-1").checkpoint()
+        try:
+            traffic.client("agency-2").get_case("C-2", "collection")
+        except Exception:  # noqa: BLE001 - refused, as wanted
+            pass
+    c = _open(traffic)
+    try:
+        page.goto(c.url)
+        assert _settled(page, "#timeline") == "verified"
+        seqs = [int(s) for s in page.locator("#timeline tbody tr").evaluate_all("rs => rs.map(r => r.dataset.seq)")]
+        size = int(page.inner_text("#cp-status").split(": ")[1].split(" ")[0])
+        assert seqs == list(range(size - 50, size))  # the newest 50, read from the tree size back
+        page.click("#prev")
+        first = max(0, size - 100)  # a page back; at the log's start the first page, whole
+        page.wait_for_function(f"() => document.querySelector('#timeline tbody tr')?.dataset.seq === '{first}'")
+        assert _settled(page, "#timeline") == "verified"
+        assert page.locator("#timeline tbody tr").count() == 50
+    finally:
+        c.stop()
+        c.api.client.close()
+    # Everything the console asked the gateway was the regulator's audit calls: no case was read (no PI).
+    mine = traffic.events(org="regulator-1")
+    assert mine and {e["method"] for e in mine} <= {"QueryAudit", "GetCheckpoint", "SubjectReport", "OperatorOrgAdd"}

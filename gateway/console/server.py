@@ -132,7 +132,10 @@ class Api:
         from_seq = _int(q, "from_seq", 0, 0, 1 << 62)
         if latest and not filters:
             from_seq = max(0, _size_of(self._call(self.client.checkpoint)) - limit)
-        page = self._call(lambda: self.client.proven_audit_page(limit, from_seq=from_seq, **filters))
+        newest = latest and not filters
+        page = self._call(lambda: self.client.proven_audit_page(limit, newest, from_seq=from_seq, **filters))
+        if newest and page["events"]:
+            from_seq = page["events"][0][0]
         events = [{"seq": s, "leaf": _b64(leaf), "proof": [_b64(h) for h in proof]} for s, leaf, proof in page["events"]]
         nxt = events[-1]["seq"] + 1 if page["more"] and events else None
         prev = max(0, from_seq - limit) if not filters and from_seq > 0 else None

@@ -7,6 +7,7 @@ certificate, so there is nothing else to configure.
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import warnings
@@ -528,20 +529,22 @@ class CustosClient:
         """`audit_query`, every event checked against a checkpoint signed by the pinned key (see above)."""
         return [json.loads(leaf) for _, leaf in self.verified_audit_events(vkey, **filters)]
 
-    def proven_audit_page(self, limit: int, **filters: Any) -> dict[str, Any]:
+    def proven_audit_page(self, limit: int, last: bool = False, **filters: Any) -> dict[str, Any]:
         """At most `limit` events from `from_seq` on, each with its inclusion proof, and the checkpoint signed for
         this query, all UNCHECKED: for a reader that verifies them itself (the console's page does, in the
         browser). {"checkpoint": note, "events": [(seq, leaf, proof)], "more": bool}; the rest of the answer is
-        not read (the call is cancelled), so a page costs its own events, not the log's."""
+        not read (the call is cancelled), so a page costs its own events, not the log's. `last`: the last `limit`
+        events up to the checkpoint instead (for a from_seq just below the tree size: the newest page, the
+        events appended meanwhile, this query's own among them, included)."""
         req = pb.QueryAuditRequest(with_proofs=True, **filters)
-        events: list[tuple[int, bytes, list[bytes]]] = []
+        events: collections.deque[tuple[int, bytes, list[bytes]]] = collections.deque(maxlen=limit if last else None)
         note, more = "", False
         stream = self._audit.QueryAudit(req, timeout=self.timeout)
         try:
             for batch in stream:
                 note = note or batch.checkpoint
                 for ev in batch.events:
-                    if len(events) == limit:
+                    if len(events) == limit and not last:
                         more = True
                         break
                     events.append((ev.seq, ev.leaf, list(ev.proof)))
@@ -551,7 +554,7 @@ class CustosClient:
             raise _translate(err) from None
         finally:
             stream.cancel()
-        return {"checkpoint": note, "events": events, "more": more}
+        return {"checkpoint": note, "events": list(events), "more": more}
 
     def proven_events(self, seqs: Iterable[int], size: int) -> list[tuple[int, bytes, list[bytes]]]:
         """These events (a missing one left out), each with its inclusion proof in the tree of `size`, UNCHECKED:
