@@ -21,6 +21,8 @@ import pytest
 from gateway import cli
 from gateway.console.cli import open_console
 from gateway.console.server import Console, ConsoleError, check_listen
+from gateway.tlog.cosign import Cosigner
+from gateway.tlog.merkle import verifier_key
 from tests.conftest import Env
 from tests.test_audit import _edited_leaf, _tamper
 
@@ -36,7 +38,10 @@ TIMEOUT_MS = 15_000
 @pytest.fixture
 def traffic(escalated: Env) -> Env:
     """Allowed and refused reads, and contacts on two channels, besides the escalation's history."""
-    escalated.client("regulator-1").checkpoint()
+    reg = escalated.client("regulator-1")
+    note = reg.checkpoint()
+    signer = Cosigner.generate("regulator.example/witness")
+    reg.cosign(note, signer.cosign(note, 1_700_000_000), signer.vkey())
     for org in ("agency-2", "bureau-1"):
         try:
             escalated.client(org).get_case("C-2", "collection")
@@ -210,6 +215,9 @@ def test_chart_renders_as_svg_bars(console: Console, page: Any) -> None:
     assert page.locator("#charts svg").count() == 4
     assert page.locator("#charts svg rect.bar").count() >= 4
     assert "verified" in page.inner_text("#chart-source")
+    contacts = page.locator("#charts .chart").nth(1)  # escalated's one call (its outcome is not a second contact)
+    assert "Contacts by channel" in contacts.inner_text() and contacts.locator("rect.bar").count() == 1
+    assert contacts.locator("rect.bar title").text_content() == "call: 1"
     _shot(page, "charts")
 
 
@@ -219,6 +227,9 @@ def test_checkpoint_and_history_views(console: Console, page: Any) -> None:
     page.click("button[data-view=checkpoint]")
     page.wait_for_function("() => document.querySelector('#view-checkpoint').dataset.verify")
     assert page.get_attribute("#view-checkpoint", "data-verify") == "verified"
+    cosigned = page.locator("#cosigned li")
+    assert cosigned.count() == 1 and "regulator.example/witness" in cosigned.inner_text()
+    assert "log signature verified" in cosigned.inner_text()
     _shot(page, "checkpoint")
     page.click("button[data-view=history]")
     page.fill("#history-form input[name=borrower]", "B-1")
@@ -283,4 +294,24 @@ def test_first_view_is_the_latest_page_and_pages_back(traffic: Env, page: Any) -
         c.api.client.close()
     # Everything the console asked the gateway was the regulator's audit calls: no case was read (no PI).
     mine = traffic.events(org="regulator-1")
-    assert mine and {e["method"] for e in mine} <= {"QueryAudit", "GetCheckpoint", "SubjectReport", "OperatorOrgAdd"}
+    assert mine and "QueryAudit" in {e["method"] for e in mine}
+    assert not [e for e in mine if e["method"] in ("GetCase", "PullCases", "GetPacket", "SubjectData")]
+
+
+def test_a_key_other_than_the_logs_fails_the_checkpoint(traffic: Env, page: Any, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    name = (traffic.data / "audit.vkey").read_text().split("+")[0]  # the log's name, another key
+    other = tmp_path / "other.vkey"
+    other.write_text(verifier_key(name, Ed25519PrivateKey.generate().public_key()) + "\n")
+    c = open_console(traffic.addr, str(traffic.identity("regulator-1")), "127.0.0.1:0", str(other))
+    c.start()
+    try:
+        page.goto(c.url)
+        assert _settled(page, "#timeline") == "unverified"
+        assert page.get_attribute("#cp-status", "data-verify") == "failed"
+        assert "FAILS" in page.inner_text("#cp-status")
+        assert page.locator("#timeline tbody tr[data-verify=verified]").count() == 0
+    finally:
+        c.stop()
+        c.api.client.close()

@@ -131,7 +131,7 @@
     let groups = null, source = "";
     if (state.info.stats) {
       try {
-        const s = await api("/api/stats", { from: params.since, to: params.until, by: "org,purpose,decision,channel,code,day" });
+        const s = await api("/api/stats", { from: params.since, to: params.until, by: "org,method,purpose,decision,channel,code,day" });
         groups = s.groups;
         source = `figures as the gateway counts them (audit stats, ${s.total} events at checkpoint size ${s.size}); ` +
           "recount them with custos audit stats --verify";
@@ -144,8 +144,8 @@
       const r = await renderEvents(t, doc, () => []);
       groups = doc.events.map((ev) => {
         const o = JSON.parse(dec.decode(V.b64bytes(ev.leaf)));
-        return { org: o.org, purpose: o.purpose, decision: o.decision, channel: o.channel || "", code: o.code,
-          day: (o.time || "").slice(0, 10), count: 1 };
+        return { org: o.org, method: o.method, purpose: o.purpose, decision: o.decision, channel: o.channel || "", code: o.code,
+          day: (o.time || "").slice(0, 10), released: (o.fields || []).length > 0, count: 1 };
       });
       source = `counted in the browser from the ${r.total} events fetched for this filter (${r.verified} verified, ` +
         `${r.failed} failing)` + (doc.next_from_seq !== null ? "; more events match: narrow the range" : "");
@@ -157,8 +157,12 @@
       for (const g of groups) if (pred(g)) m.set(g[key], (m.get(g[key]) || 0) + g.count);
       return Array.from(m.entries()).sort((a, b) => b[1] - a[1]);
     };
-    box.appendChild(C.bars("Releases by purpose (allowed)", sum((g) => g.decision === "allow", "purpose")));
-    box.appendChild(C.bars("Contacts by channel", sum((g) => !!g.channel, "channel")));
+    // A release: an allowed event for a purpose that released fields (the gateway's figures cannot tell fields).
+    box.appendChild(C.bars("Releases by purpose", sum((g) => g.decision === "allow" && !!g.purpose && g.released !== false,
+      "purpose")));
+    // A contact: an opened one (its outcome carries the channel too, and is not a second contact).
+    box.appendChild(C.bars("Contacts by channel", sum((g) => !!g.channel && g.method === "OpenContact" &&
+      g.decision === "allow", "channel")));
     box.appendChild(C.bars("Refusals by code", sum((g) => g.decision === "deny", "code"), "deny"));
     box.appendChild(C.bars("Events per day", sum(() => true, "day").sort((a, b) => (a[0] < b[0] ? -1 : 1))));
     box.dataset.state = "drawn";
