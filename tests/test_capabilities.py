@@ -54,6 +54,8 @@ MATRIX: dict[str, set[str]] = {
     "decide_payment": {"lender"},
     "statement": {"lender", "agency", "law_firm"},
     "update_accounts": {"lender"},
+    # issue 25: the compliance report (a lender: its own cases)
+    "compliance_report": {"regulator", "lender"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
             "servicing": set(), "supervision": set()}

@@ -436,6 +436,49 @@ def cmd_audit_query(args: argparse.Namespace) -> None:
     emit(args, {"events": events}, lambda d: "\n".join(json.dumps(e, ensure_ascii=False) for e in d["events"]))
 
 
+def cmd_audit_compliance_report(args: argparse.Namespace) -> None:
+    """The report as one JSON document; with --verify, each figure recounted from the events verified by proof."""
+    if args.verify and not args.key:
+        raise CliError(Code.INVALID_ARGUMENT, "--verify needs --key, the pinned audit.vkey")
+    vkey = key_text(args.key) if args.key else None
+    with _client(args) as c:
+        report = c.compliance_report(args.from_, args.to)
+        if args.verify and vkey is not None:
+            report["verified"] = _recount_report(c, vkey, report)
+    emit(args, report, lambda d: json.dumps(d, ensure_ascii=False, sort_keys=True, indent=2))
+
+
+def _recount_report(c: CustosClient, vkey: str, report: dict[str, Any]) -> bool:
+    """Fetch the period's events (and its cases' consent and notice events) verified by proof against the pinned
+    key, recount every figure with the report's own statement (scope, size, org kinds, caps); any difference is
+    REPORT_MISMATCH, naming the figures only (they hold pseudonymous ids)."""
+    from custos_client import ClientCode
+
+    from gateway.core.rules import compliance
+
+    period, size = report["period"], int(report["size"])
+    found: dict[int, dict[str, Any]] = {}
+    for query in ({"since": period["from"], "until": period["to"]},
+                  {"method": compliance.CONSENT_METHOD, "until": period["to"]},
+                  {"method": compliance.NOTICE_METHOD, "until": period["to"]}):
+        for seq, leaf in c.verified_audit_events(vkey, **query):
+            if seq >= size:
+                break
+            found[seq] = json.loads(leaf)
+    events = [found[seq] for seq in sorted(found)]
+    lender = "" if report["scope"] == "all" else str(report["scope"])
+    recount = compliance.figures(events, start=period["from"], end=period["to"], size=size, lender=lender,
+                                 kinds=report["org_kinds"], caps=report["caps"])
+    missing = [org for org in compliance.release_orgs(compliance.in_period(events, period["from"], period["to"],
+                                                                           size, lender))
+               if org not in report["org_kinds"]]
+    wrong = compliance.differences(report, recount) + (["org_kinds"] if missing else [])
+    if wrong:
+        raise CliError(ClientCode.REPORT_MISMATCH,
+                       "the report's figures differ from a recount of the verified events: " + ", ".join(wrong))
+    return True
+
+
 def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
     if args.size is not None and args.size <= 0:
         raise CliError(Code.INVALID_ARGUMENT, "--size is 1 or more")

@@ -309,6 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
                                  "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=client.cmd_audit_query)
+    s = audit.add_parser("compliance-report", parents=[client_opts],
+                         help="a period's compliance report (regulator: all cases; lender: its own)")
+    s.add_argument("--from", dest="from_", required=True, help="RFC 3339: events at or after it")
+    s.add_argument("--to", required=True, help="RFC 3339: events before it (one at exactly that time is left out)")
+    s.add_argument("--verify", action="store_true",
+                   help="recount every figure from the period's events, each verified by proof against --key "
+                        "(exit 1, REPORT_MISMATCH, on any difference)")
+    s.add_argument("--key", help="the pinned audit.vkey (needed by --verify)")
+    s.set_defaults(fn=client.cmd_audit_compliance_report)
     s = audit.add_parser("checkpoint", parents=[client_opts], help="a signed checkpoint (regulator)")
     s.add_argument("--size", type=int, help="the one published for this tree size (default: the current tree)")
     s.set_defaults(fn=client.cmd_audit_checkpoint)

@@ -7,6 +7,7 @@ The features stay apart, one module each adding its group to the shared
 from __future__ import annotations
 
 from .usecases.account import Accounts, UpdateProgress
+from .usecases.compliance import Compliance
 from .usecases.contact import Contacts
 from .usecases.context import Context
 from .usecases.explain import Explainer
@@ -28,5 +29,5 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
 
 
 class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, Accounts, LenderActions, Lifecycle, Contacts,
-           Explainer, Supervision, Performance, Plans, Payments):
+           Explainer, Supervision, Performance, Plans, Payments, Compliance):
     """Holds the collaborators; one instance serves every request."""

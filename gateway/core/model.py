@@ -348,6 +348,11 @@ class EventDraft:
     # opened) and on its outcome; "" elsewhere, and then the leaf has no such key.
     channel: str = ""
     contact_id: str = ""
+    # The party a contact reached ("borrower" | "emergency_contact") and the case's IANA zone (the conduct rules'
+    # "local"), on contact events once the case is resolved: caps per local day can be recounted from the log.
+    # "" elsewhere: no key. `zone` sorts after `trace_id`, so leaf_bytes appends it after the per-event part.
+    party: str = ""
+    zone: str = ""
 
     # The leaf up to `"seq":`, when the caller worked it out once for many events (Core.get_case).
     head: bytes = field(default=b"", repr=False, compare=False)
@@ -370,18 +375,20 @@ class EventDraft:
         lender = f'"lender":{e(self.lender)},' if self.lender else ""
         channel = f'"channel":{e(self.channel)},' if self.channel else ""
         contact = f'"contact_id":{e(self.contact_id)},' if self.contact_id else ""
+        party = f'"party":{e(self.party)},' if self.party else ""
         return (f'{{"borrower_id":{e(self.borrower_id)},"case_id":{e(self.case_id)},'.encode(), (
             f'{channel}"code":{e(self.code)},{contact}'
             f'"decision":{e(self.decision)},"fields":[{",".join(map(e, sorted(self.fields)))}],{lender}'
-            f'"method":{e(self.method)},"org":{e(self.org)},"policy_revision":{e(self.policy_revision)},'
+            f'"method":{e(self.method)},"org":{e(self.org)},{party}"policy_revision":{e(self.policy_revision)},'
             f'"purpose":{e(self.purpose)},"rule":{e(self.rule)},"seq":'
         ).encode())
 
     def leaf_bytes(self, seq: int) -> bytes:
         """The RFC 8785 leaf (one per event, so this is hot)."""
         e = _json_str
+        zone = f',"zone":{e(self.zone)}' if self.zone else ""
         return (self.head or self.head_bytes()) + (
-            f'{int(seq)},"time":{e(self.time)},"trace_id":{e(self.trace_id)}}}'
+            f'{int(seq)},"time":{e(self.time)},"trace_id":{e(self.trace_id)}{zone}}}'
         ).encode()
 
     def leaf_object(self, seq: int) -> dict[str, object]:
@@ -393,6 +400,8 @@ class EventDraft:
             **({"lender": self.lender} if self.lender else {}),
             **({"channel": self.channel} if self.channel else {}),
             **({"contact_id": self.contact_id} if self.contact_id else {}),
+            **({"party": self.party} if self.party else {}),
+            **({"zone": self.zone} if self.zone else {}),
         }
 
 

@@ -7,6 +7,7 @@ can register them.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -310,6 +311,10 @@ class AuditServicer:
     def Cosign(self, caller: Caller, request: pb.CosignRequest) -> pb.CosignResponse:
         return pb.CosignResponse(size=self.core.cosign(caller, request.checkpoint, request.cosignature,
                                                        request.cosigner_key))
+
+    def ComplianceReport(self, caller: Caller, request: pb.ComplianceReportRequest) -> pb.ComplianceReportResponse:
+        report = self.core.compliance_report(caller, request.from_time, request.to_time)
+        return pb.ComplianceReportResponse(report=json.dumps(report, ensure_ascii=False, sort_keys=True))
 
 
 class BureauServicer:

@@ -634,6 +634,15 @@ class CustosClient:
                                                             cosigner_key=cosigner_key))
         return int(r.size)
 
+    def compliance_report(self, from_: str, to: str) -> dict[str, Any]:
+        """The compliance report of [from_, to) as one JSON document (a regulator: every case; a lender: its own).
+
+        Every figure is recomputable from the verified events of the period: `custos audit compliance-report
+        --verify` does it (gateway/core/rules/compliance.py)."""
+        r = self._call(self._audit.ComplianceReport, pb.ComplianceReportRequest(from_time=from_, to_time=to))
+        doc: dict[str, Any] = json.loads(r.report)
+        return doc
+
     def checkpoint_and_key(self) -> tuple[str, str]:
         """The signed checkpoint and the verifier key the gateway names (pin your own copy to trust it)."""
         r = self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest())

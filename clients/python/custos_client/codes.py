@@ -156,3 +156,6 @@ class ClientCode(StrEnum):
     """Codes only the client raises: the gateway never sends them."""
 
     IMPORT_READ_FAILED = "IMPORT_READ_FAILED"  # reading the caller's lines failed; what was sent before is stored
+    # the compliance report's recount from the verified events differs from the report (audit compliance-report
+    # --verify): the gateway's figures are not those of its signed log
+    REPORT_MISMATCH = "REPORT_MISMATCH"

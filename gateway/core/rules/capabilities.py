@@ -54,6 +54,7 @@ ACTIONS: dict[str, str] = {
     "decide_payment": "confirm or reject a reported payment (lender payment confirm|reject)",
     "statement": "the month's confirmed payments with their commissions (statement)",
     "update_accounts": "account updates of the caller's cases: figures, repayments, status, corrections (lender update)",
+    "compliance_report": "a period's compliance report: a lender's own cases, a regulator's all (audit compliance-report)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.

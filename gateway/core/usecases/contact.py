@@ -69,7 +69,8 @@ class Contacts(Context):
                 refused = access.erasure(fresh)
                 return (ConductDecision(False, refused.code, refused.rule), {}, ""), [
                     self._event(caller, "deny", refused.code, refused.rule, purpose="collection",
-                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now)]
+                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now,
+                                channel=channel, party=party, zone=fresh.timezone)]
             history = [
                 ContactAttempt(at=parse_time(c.opened_at) or now, case_id=c.case_id, org_id=c.org_id,
                                channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)
@@ -82,7 +83,7 @@ class Contacts(Context):
             decision = evaluate_contact(rules, state, request, history, now)
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
                                   "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now,
-                                  "channel": channel}
+                                  "channel": channel, "party": party, "zone": fresh.timezone}
             if decision.allowed and (target is None or not release):
                 decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
             if not decision.allowed:
@@ -144,15 +145,16 @@ class Contacts(Context):
                                                                purpose="collection", now=now)]
             lender, case_id, channel, party, opened_at = row.lender_id, row.case_id, row.channel, row.party, \
                 row.opened_at
+            case = repo.get_case(lender, case_id)
+            assert case is not None
             kw: dict[str, Any] = {"purpose": "collection", "case_id": case_id, "borrower_id": row.borrower_id,
-                                  "lender": lender, "now": now, "channel": channel, "contact_id": contact_id}
+                                  "lender": lender, "now": now, "channel": channel, "contact_id": contact_id,
+                                  "party": party, "zone": case.timezone}
             if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]
             promise: dict[str, str] = {}
             if result == "promise_to_pay":
-                case = repo.get_case(lender, case_id)
-                assert case is not None
                 day = parse_date(on)
                 assert day is not None
                 out_of_range = plans.promise_date(day, self.local_today(case, now),

@@ -76,7 +76,7 @@ class Context:
     def _event(self, caller: Caller, decision: str, code: str, rule: str, *, purpose: str = "", case_id: str = "",
                borrower_id: str = "", fields: Iterable[str] = (), now: datetime | None = None,
                bundle: PolicyBundle | None = None, head: bytes = b"", lender: str = "", channel: str = "",
-               contact_id: str = "") -> EventDraft:
+               contact_id: str = "", party: str = "", zone: str = "") -> EventDraft:
         # Only vocabulary goes into the log: an unknown purpose (any string a caller sent) is recorded as
         # "invalid", never verbatim, so a request cannot write arbitrary text (or personal data) into it.
         if purpose and purpose not in PURPOSES:
@@ -86,6 +86,7 @@ class Context:
             decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
             trace_id=caller.trace_id, fields=list(fields), policy_revision=(bundle or self.bundle).revision,
             head=head, lender=lender, channel=channel, contact_id=contact_id,
+            party=party, zone=zone,
         )
 
     def _deny(self, caller: Caller, code: Code, rule: str = "", **kw: Any) -> CustosError:

@@ -185,7 +185,10 @@ class Reads(Context):
         plain = self._released(decision, raw, caller.org_id)
         with_history = "contact_history" in decision.fields
         fields = _shared(tuple(sorted([*plain, *unseal.fields, *(["contact_history"] if with_history else [])])))
-        front, tail = self._event(caller, "allow", Code.OK, decision.rule, purpose=purpose, case_id=case.case_id,
+        # A release through a `provided` mandate says so in its rule (the compliance report's label); `entrusted`,
+        # the default, adds nothing, so the other events keep their shape.
+        rule = decision.rule + (";label=provided" if verdict.mandate and verdict.mandate.label == "provided" else "")
+        front, tail = self._event(caller, "allow", Code.OK, rule, purpose=purpose, case_id=case.case_id,
                                   borrower_id=case.borrower_id, lender=case.lender_id, fields=fields, now=now).head_parts()
         return Grant(self.bundle, _shared(now.date()), zone, _shared(local_day), case, decision, plain, unseal,
                      with_history, fields, front, _shared(tail))

@@ -946,3 +946,17 @@ class Statement(_message.Message):
     totals: _containers.MessageMap[str, StatementTotal]
     org: str
     def __init__(self, period: _Optional[str] = ..., lines: _Optional[_Iterable[_Union[StatementLine, _Mapping]]] = ..., recovered: _Optional[str] = ..., fees: _Optional[str] = ..., currency: _Optional[str] = ..., totals: _Optional[_Mapping[str, StatementTotal]] = ..., org: _Optional[str] = ...) -> None: ...
+
+class ComplianceReportRequest(_message.Message):
+    __slots__ = ("from_time", "to_time")
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    from_time: str
+    to_time: str
+    def __init__(self, from_time: _Optional[str] = ..., to_time: _Optional[str] = ...) -> None: ...
+
+class ComplianceReportResponse(_message.Message):
+    __slots__ = ("report",)
+    REPORT_FIELD_NUMBER: _ClassVar[int]
+    report: str
+    def __init__(self, report: _Optional[str] = ...) -> None: ...

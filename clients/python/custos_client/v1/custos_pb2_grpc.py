@@ -1608,6 +1608,11 @@ class AuditServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.ConsistencyProofRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ConsistencyProof.FromString,
                 _registered_method=True)
+        self.ComplianceReport = channel.unary_unary(
+                '/custos.v1.AuditService/ComplianceReport',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ComplianceReportRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ComplianceReportResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -1655,6 +1660,14 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ComplianceReport(self, request, context):
+        """The compliance report of a half-open period (a regulator: all cases; the owning lender: the events that
+        name it), every figure recomputable from the verified events (gateway/core/rules/compliance.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1687,6 +1700,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.GetConsistencyProof,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.ConsistencyProofRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ConsistencyProof.SerializeToString,
+            ),
+            'ComplianceReport': grpc.unary_unary_rpc_method_handler(
+                    servicer.ComplianceReport,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ComplianceReportRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ComplianceReportResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1851,6 +1869,33 @@ class AuditService:
             '/custos.v1.AuditService/GetConsistencyProof',
             custos_dot_v1_dot_custos__pb2.ConsistencyProofRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ConsistencyProof.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ComplianceReport(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.AuditService/ComplianceReport',
+            custos_dot_v1_dot_custos__pb2.ComplianceReportRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ComplianceReportResponse.FromString,
             options,
             channel_credentials,
             insecure,
