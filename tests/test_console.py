@@ -315,3 +315,24 @@ def test_a_key_other_than_the_logs_fails_the_checkpoint(traffic: Env, page: Any,
     finally:
         c.stop()
         c.api.client.close()
+
+
+def test_a_lenders_officer_sees_its_borrowers_history_unverified(traffic: Env, page: Any) -> None:
+    c = open_console(traffic.addr, str(traffic.identity("lender-a")), "127.0.0.1:0", str(traffic.data / "audit.vkey"))
+    c.start()
+    try:
+        page.goto(c.url)
+        assert _settled(page, "#timeline") == "error"  # the log's timeline is the regulator's: a stable code
+        assert "WRONG_ORG_KIND" in page.inner_text("#error")
+        page.click("button[data-view=history]")
+        page.fill("#history-form input[name=borrower]", "B-1")
+        page.click("#history-form button")
+        assert _settled(page, "#history") == "unverified"
+        assert page.locator("#history tbody tr").count() > 0
+        assert page.locator("#history tbody tr[data-verify=verified]").count() == 0
+        assert page.locator("#history tbody tr[data-verify=unverified]").count() == page.locator(
+            "#history tbody tr").count()
+        _shot(page, "lender-history")
+    finally:
+        c.stop()
+        c.api.client.close()

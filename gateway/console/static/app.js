@@ -32,6 +32,7 @@
 
   // The checkpoint of an answer, checked against the pinned key; {ok, size, root, reason}.
   async function checkNote(note) {
+    if (!note) return { ok: false, unverified: true, reason: "the gateway serves checkpoints and proofs to regulators only" };
     if (!state.verifier) return { ok: false, unverified: true, reason: state.keyError || "no pinned key" };
     try {
       return { ok: true, ...(await V.verifyCheckpoint(note, state.verifier)) };
