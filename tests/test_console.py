@@ -336,3 +336,31 @@ def test_a_lenders_officer_sees_its_borrowers_history_unverified(traffic: Env, p
     finally:
         c.stop()
         c.api.client.close()
+
+
+def test_charts_draw_the_gateways_figures_when_the_client_has_them(console: Console, page: Any) -> None:
+    """The stats contract (`audit_stats(from_, to, by)` -> {..., "groups": [{<by keys>, "count"}]}) drawn as bars."""
+    asked: list[tuple[str, str, Any]] = []
+
+    def audit_stats(from_: str, to: str, by: Any) -> dict[str, Any]:
+        asked.append((from_, to, by))
+        return {"from": from_, "to": to, "by": list(by), "size": 40, "checkpoint": "", "total": 9, "groups": [
+            {"org": "agency-1", "method": "GetCase", "purpose": "collection", "decision": "allow", "channel": "",
+             "code": "OK", "day": "2026-11-30", "count": 7},
+            {"org": "agency-1", "method": "GetCase", "purpose": "collection", "decision": "deny", "channel": "",
+             "code": "NO_MANDATE", "day": "2026-11-30", "count": 2}]}
+
+    if not console.api.info["stats"]:
+        console.api.client.audit_stats = audit_stats  # type: ignore[attr-defined]
+        console.api.info["stats"] = True
+    else:
+        pytest.skip("the typed client has audit_stats: test_chart_renders_as_svg_bars draws its figures")
+    page.goto(console.url)
+    _settled(page, "#timeline")
+    page.click("button[data-view=charts]")
+    page.wait_for_function("() => document.querySelector('#charts').dataset.state === 'drawn'")
+    assert "as the gateway counts them" in page.inner_text("#chart-source")
+    assert asked and "org" in asked[0][2] and "code" in asked[0][2]
+    refusals = page.locator("#charts .chart").nth(2)
+    assert refusals.locator("rect.bar title").text_content() == "NO_MANDATE: 2"
+    assert page.locator("#charts .chart").nth(0).locator("rect.bar title").text_content() == "collection: 7"
