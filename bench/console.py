@@ -34,7 +34,7 @@ READY = "() => ['verified','failed','unverified','error'].includes(document.quer
 
 
 def _first_views(browser: object, target: str, ids: Path, vkey: Path, runs: int) -> tuple[list[float], str]:
-    from gateway.console.cli import open_console
+    from gateway.console.launch import open_console
 
     console = open_console(target, str(ids / "regulator-1"), "127.0.0.1:0", str(vkey))
     console.start()

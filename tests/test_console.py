@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from gateway import cli
-from gateway.console.cli import open_console
+from gateway.console.launch import open_console
 from gateway.console.server import Console, ConsoleError, check_listen
 from gateway.tlog.cosign import Cosigner
 from gateway.tlog.merkle import verifier_key

@@ -366,7 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _console(args: argparse.Namespace) -> None:
-    from gateway.console.cli import cmd_console  # only when asked: the console's server is not the CLI's
+    from . import console  # only when asked: the console's server is not every command's
 
-    cmd_console(args)
+    console.cmd_console(args)
 

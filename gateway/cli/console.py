@@ -1,30 +1,19 @@
-"""`custos console --identity DIR [--gateway HOST:PORT] [--listen 127.0.0.1:PORT] [--key VKEY]`."""
+"""`custos console --identity DIR [--gateway HOST:PORT] [--listen 127.0.0.1:PORT] [--key VKEY]`: the command
+around the console's server (gateway/console), which knows no command line."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from pathlib import Path
 
-from gateway.cli.output import CliError
+from gateway.console import ConsoleError
+from gateway.console.launch import open_console
 from gateway.core.errors import Code
 
-from .server import Api, Console, ConsoleError, check_listen, pinned_key
+from .output import CliError
 
 DEFAULT_LISTEN = "127.0.0.1:8443"
-
-
-def open_console(gateway: str, identity: str, listen: str, key: str | None) -> Console:
-    """A console ready to serve (not yet serving): the listen address checked, the key pinned, the client made."""
-    from custos_client import CustosClient
-
-    host, port = check_listen(listen)
-    vkey, source = pinned_key(key, identity)
-    client = CustosClient(gateway, identity)
-    info = {"identity": Path(identity).name, "gateway": gateway, "vkey": vkey, "key_source": source,
-            "stats": hasattr(client, "audit_stats")}
-    return Console(Api(client, info), host, port)
 
 
 def cmd_console(args: argparse.Namespace) -> None:
