@@ -364,3 +364,26 @@ def test_charts_draw_the_gateways_figures_when_the_client_has_them(console: Cons
     refusals = page.locator("#charts .chart").nth(2)
     assert refusals.locator("rect.bar title").text_content() == "NO_MANDATE: 2"
     assert page.locator("#charts .chart").nth(0).locator("rect.bar title").text_content() == "collection: 7"
+
+
+def test_the_command_prints_its_link_and_serves(traffic: Env) -> None:
+    import re
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", "console", "--listen", "127.0.0.1:0",
+                             "--gateway", traffic.addr, "--identity", str(traffic.identity("regulator-1")),
+                             "--key", str(traffic.data / "audit.vkey")], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(3)]
+        match = re.search(r"(http://127\.0\.0\.1:(\d+)/\?token=[A-Za-z0-9_-]{43})", "".join(lines))
+        assert match, lines
+        conn = http.client.HTTPConnection("127.0.0.1", int(match.group(2)), timeout=20)
+        conn.request("GET", match.group(1).split(match.group(2), 1)[1], headers={"Host": f"127.0.0.1:{match.group(2)}"})
+        resp = conn.getresponse()
+        assert resp.status == 303 and "HttpOnly" in (resp.getheader("Set-Cookie") or "")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
