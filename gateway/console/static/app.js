@@ -95,7 +95,7 @@
   }
 
   function timelineColumns(o) {
-    return [td(o.seq), td((o.time || "").replace("T", " ").replace("Z", "")), td(o.org), td(o.method), td(o.purpose),
+    return [td(o.seq), td((o.time || "").replace("T", " ").replace("Z", "")), td(o.org), td(o.agent), td(o.method), td(o.purpose),
       td(o.decision), td(o.code || o.rule), td(o.case_id), td(o.borrower_id), td(o.channel),
       td((o.fields || []).join(", "), "fields")];
   }
