@@ -19,8 +19,11 @@ import pytest
 from custos_client import CustosClient, CustosClientError
 from custos_client.v1 import custos_pb2 as pb
 from custos_client.v1 import custos_pb2_grpc as pb_grpc
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway import cli, synth
+from gateway.core.model import EventDraft
 from gateway.tlog import merkle
 from policies import BUNDLE_DIR
 from tests.conftest import Env, channel
@@ -38,13 +41,13 @@ def raw_leaves(env: Env) -> bytes:
 
 def since(env: Env) -> int:
     """The sequence number the next event gets."""
-    return max(seq for seq, _ in env.client("regulator-1").audit_events()) + 1
+    return int(max(seq for seq, _ in env.client("regulator-1").audit_events())) + 1
 
 
 def refused(fn: Any) -> str:
     with pytest.raises(CustosClientError) as info:
         fn()
-    return info.value.code
+    return str(info.value.code)
 
 
 def test_an_agent_is_in_every_event_of_its_request_and_only_there(seeded: Env) -> None:
@@ -248,3 +251,22 @@ def test_grpc_status_of_agent_codes() -> None:
 
     assert to_status(CustosError(Code.INVALID_AGENT)).code == grpc.StatusCode.INVALID_ARGUMENT
     assert to_status(CustosError(Code.AGENT_REQUIRED)).code == grpc.StatusCode.PERMISSION_DENIED
+
+
+@settings(max_examples=200, deadline=None)
+@given(texts=st.lists(st.text(), min_size=15, max_size=15), fields=st.lists(st.text(), max_size=4),
+       seq=st.integers(min_value=0, max_value=2**62))
+def test_the_agent_key_keeps_every_leaf_jcs_also_on_a_remembered_head(texts: list[str], fields: list[str],
+                                                                      seq: int) -> None:
+    names = ("org", "method", "purpose", "case_id", "borrower_id", "decision", "code", "rule", "time", "trace_id",
+             "policy_revision", "lender", "channel", "contact_id", "agent")
+    kw: dict[str, Any] = dict(zip(names, texts, strict=True))
+    draft = EventDraft(**kw, fields=fields)
+    leaf = draft.leaf_bytes(seq)
+    assert leaf == merkle.canonical_json(draft.leaf_object(seq))
+    assert json.loads(leaf).get("agent", "") == draft.agent
+    # A head remembered for many requests (GetCase's grant) holds no agent: the event's own goes in front.
+    front, tail = draft.head_parts()
+    assert b'"agent"' not in front + tail or '"agent"' in "".join(texts)
+    remembered = EventDraft(**kw, fields=fields, head=front + tail)
+    assert remembered.leaf_bytes(seq) == leaf
