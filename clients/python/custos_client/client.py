@@ -2,7 +2,9 @@
 
 Identity is an mTLS bundle directory (client.crt, client.key, ca.crt) as
 written by `custos org add`; the gateway reads who you are from the
-certificate, so there is nothing else to configure.
+certificate, so there is nothing else to configure. `agent=` optionally names the
+person acting within your organisation (sent as `custos-agent` metadata with
+every call and recorded in its events); it never changes who the caller is.
 """
 
 from __future__ import annotations
