@@ -110,3 +110,81 @@ def test_contact_events_name_their_channel_and_the_outcome_names_its_contact(see
     # A read is no contact: its event carries neither key (the leaf keeps its old shape).
     reads = reg.audit_query(case_id="C-1", method="GetCase")
     assert all("channel" not in e and "contact_id" not in e for e in reads)
+
+
+# ------------------------------------------------------------------ pagination (issue 25)
+
+
+def _pages(fetch: Any, limit: int) -> tuple[list[tuple[int, bytes]], int]:
+    """Every event of a query, read `limit` at a time from each page's `next_from_seq`; and how many pages."""
+    got: list[tuple[int, bytes]] = []
+    start, pages = 0, 0
+    while True:
+        page = fetch(from_seq=start, limit=limit)
+        events = list(page)
+        pages += 1
+        assert len(events) <= limit
+        got += events
+        if not page.next_from_seq:
+            return got, pages
+        assert len(events) == limit and page.next_from_seq > events[-1][0]
+        start = page.next_from_seq
+
+
+@pytest.mark.parametrize("limit", [1, 2, 3, 1000])
+def test_paging_with_a_limit_yields_exactly_the_unpaged_events(seeded: Env, limit: int) -> None:
+    """In log order, with filters: each page holds at most `limit`, the pages together exactly the unpaged answer,
+    and the last says there is nothing more (no empty page to ask for)."""
+    activity(seeded)
+    activity(seeded)  # refused and allowed events interleaved with the regulator's own
+    reg = seeded.client("regulator-1")
+    head = seeded.gw.core.audit.head()[0]
+    filters = {"org_id": "agency-1", "method": "GetCase", "until": "2027-01-01T00:00:00Z"}
+    every = [(seq, leaf) for seq, leaf in reg.audit_events(**filters) if seq < head]
+    assert len(every) >= 4
+
+    got, pages = _pages(lambda **kw: reg.audit_events(**filters, **kw), limit)
+    assert got == every and pages == max(1, -(-len(every) // limit))
+    denied = [(seq, leaf) for seq, leaf in every if b'"decision":"deny"' in leaf]
+    assert _pages(lambda **kw: reg.audit_events(**filters, decision="deny", **kw), limit)[0] == denied
+    # The proven path pages the same way (each page checked against its own checkpoint).
+    vkey = (seeded.data / "audit.vkey").read_text()
+    assert _pages(lambda **kw: reg.verified_audit_events(vkey, **filters, **kw), limit)[0] == every
+
+
+def test_a_page_ends_exactly_at_the_last_match(seeded: Env) -> None:
+    activity(seeded)
+    reg = seeded.client("regulator-1")
+    every = list(reg.audit_events(org_id="agency-1"))
+    page = reg.audit_events(org_id="agency-1", limit=len(every))
+    assert list(page) == every and page.next_from_seq == 0  # nothing more: not a pointer to an empty page
+    page = reg.audit_events(org_id="agency-1", limit=1)
+    assert list(page) == every[:1] and page.next_from_seq == every[1][0]
+    assert list(reg.audit_events(org_id="agency-1", limit=0)) == every  # 0: all
+    with pytest.raises(CustosClientError) as info:
+        list(reg.audit_events(limit=-1))
+    assert info.value.code == "INVALID_ARGUMENT"
+
+
+def test_cli_audit_query_pages_with_limit_and_from_seq(seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    every = activity(seeded)
+    conn = ["--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1")), "--json"]
+    capsys.readouterr()
+    assert cli.main(["audit", "query", "--org", "agency-1", "--limit", "1", *conn]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert first["events"] == every[:1] and first["next"] == every[1]["seq"]
+    assert cli.main(["audit", "query", "--org", "agency-1", "--limit", "5", "--from-seq", str(first["next"]),
+                     "--key", str(seeded.data / "audit.vkey"), *conn]) == 0
+    rest = json.loads(capsys.readouterr().out)
+    assert rest["events"] == every[1:] and "next" not in rest
+
+
+def test_the_agent_filter_is_checked_like_the_header(seeded: Env) -> None:
+    reg = seeded.client("regulator-1")
+    for bad in ("two words", "x" * 65):
+        with pytest.raises(CustosClientError) as info:
+            reg.audit_query(agent=bad)
+        assert info.value.code == "INVALID_AGENT"
+    assert reg.audit_query(agent="nobody-named-so") == []

@@ -40,7 +40,7 @@ MATRIX: dict[str, set[str]] = {
     "open_contact": {"lender", "agency"},
     "packet": {"law_firm"},
     "pull_feed": {"bureau"},
-    "audit_query": {"regulator"},
+    "audit_query": {"regulator", "lender"},  # issue 25: a lender gets only its own cases' events
     "prove": {"regulator"},
     "checkpoint": {"regulator"},
     "cosign": {"regulator"},
@@ -69,6 +69,7 @@ def test_the_shipped_table_is_todays_matrix() -> None:
     assert allowed == {(action, kind) for action, kinds in MATRIX.items() for kind in kinds}
     assert {p: set(table.mandated_to(p)) for p in MANDATED} == MANDATED
     assert {k for k in SHIPPED_KINDS if table.needs_licence(k)} == {"agency", "law_firm"}
+    assert not any(table.agent_required(k) for k in SHIPPED_KINDS)  # existing integrations send no agent
     assert not table.allows("debt_buyer", "list_cases")  # a kind the table lacks may do nothing
     with pytest.raises(ValueError):
         table.allows("lender", "no_such_action")  # a use case naming an action the table cannot hold
@@ -96,6 +97,8 @@ def _edit(path: Path, old: str, new: str) -> None:
      "[kinds.law_firm] actions: lists a action twice"),
     ("[kinds.bureau]\n", "[kinds.bureau]\nlicenced = true\n", "licenced = true", "[kinds.bureau]: unknown keys"),
     ("[kinds.bureau]\n", "[kinds.Bureau]\n", "[kinds.Bureau]", "[kinds.Bureau]: a kind is 1-32 of"),
+    ("[kinds.bureau]\n", '[kinds.bureau]\nagent_required = "yes"\n', "agent_required",
+     "[kinds.bureau] agent_required: must be true or false"),
     ('mandated_to = ["law_firm"]', 'mandated_to = ["lawfirm"]', 'mandated_to = ["lawfirm"]',
      "[purposes.litigation] mandated_to: unknown kind 'lawfirm'"),
     ("[purposes.collection]", "[purposes.collections]", "[purposes.collections]",

@@ -223,6 +223,18 @@ def test_a_lenders_report_holds_none_of_another_lenders_cases(seeded: Env) -> No
     assert {r["count"] for r in theirs["releases"]} == {1} and theirs["coverage"]["released_cases"] == 1
 
 
+def test_a_lender_verifies_its_own_report_from_its_own_events(seeded: Env, run: Run) -> None:
+    """A lender's recount reads only its scope of the log (audit query is scoped to its own events) and agrees."""
+    _honest_day(seeded)
+    seeded.client("lender-b").assign("BC-1", "agency-b", "collection", "2026-12-31")
+    seeded.client("agency-b").get_case("BC-1", "collection")
+    vkey = str(seeded.data / "audit.vkey")
+    rc, doc, _ = run.json("audit", "compliance-report", "--from", DAY[0], "--to", DAY[1], "--verify", "--key", vkey,
+                          *conn(seeded, "lender-a"))
+    assert rc == 0 and doc["verified"] is True and doc["scope"] == "lender-a"
+    assert doc["coverage"]["released_cases"] == 2 and "agency-b" not in json.dumps(doc)
+
+
 @pytest.mark.parametrize(("org", "span", "code"), [
     ("agency-1", DAY, "WRONG_ORG_KIND"),
     ("regulator-1", ("yesterday", DAY[1]), "INVALID_TIME"),

@@ -181,6 +181,9 @@ def test_a_certificate_that_expires_during_a_connection_is_refused_at_the_next_c
         def auth_context(self) -> dict[str, list[bytes]]:
             return {"x509_pem_cert": [pem]}
 
+        def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+            return ()
+
     caller = caller_of(Connection(), "GetCase")  # type: ignore[arg-type]
     assert (caller.org_id, caller.problem) == ("lender-a", "CERT_EXPIRED")
     with pytest.raises(CoreError) as info:

@@ -296,3 +296,24 @@ def test_the_bureau_is_sent_the_new_balance_after_a_confirm_and_nothing_after_a_
     lender.confirm_payment(confirmed["payment_id"])
     [again] = bureau.pull_feed(feed["cursor"])["records"]
     assert again["case_id"] == "C-3" and Decimal(again["outstanding"]) == Decimal(first["outstanding"]) - 25
+
+
+def test_payment_events_name_what_they_carry_never_a_value(seeded: Env) -> None:
+    """Issue 25: the kind is the rule's, the fields name what the payment holds; no amount, date, reference or
+    reason reaches a leaf (the log's bytes are searched, not only the decoded events)."""
+    lender, agency = seeded.client("lender-a"), seeded.client("agency-1")
+    first = agency.report_payment("C-1", "31.17", "2026-11-29", "RCPT-SHAPE-1")
+    agency.report_payment("C-1", "31.17", "2026-11-29", "RCPT-SHAPE-1")  # the same payment again
+    second = agency.report_payment("C-1", "42.58", "2026-11-27", "RCPT-SHAPE-2")
+    lender.confirm_payment(first["payment_id"])
+    lender.reject_payment(second["payment_id"], "unknown transfer 9931")
+    shapes = [(e["rule"].split(":")[0], sorted(e["fields"])) for e in seeded.events(case_id="C-1")
+              if e["rule"].startswith("payment.")]
+    assert shapes == [("payment.report", ["payment.amount", "payment.on", "payment.reference"]),
+                      ("payment.report.again", ["payment.amount", "payment.on", "payment.reference"]),
+                      ("payment.report", ["payment.amount", "payment.on", "payment.reference"]),
+                      ("payment.confirm", ["payment.amount", "payment.commission", "payment.on"]),
+                      ("payment.reject", ["payment.reason"])]
+    log = b"".join(leaf for _, leaf in seeded.client("regulator-1").audit_events())
+    for value in ("31.17", "42.58", "2026-11-29", "2026-11-27", "RCPT-SHAPE", "9931"):
+        assert value.encode() not in log, value

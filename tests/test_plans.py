@@ -336,3 +336,21 @@ def test_counsel_with_a_litigation_mandate_proposes_and_sees_its_plan(escalated:
     assert (plan["org"], plan["status"], plan["amount_due"]) == ("lawfirm-1", "active", "100.00")
     events = [e for e in escalated.events(case_id="C-1") if e["rule"] == f"plan.propose:{made['plan_id']}"]
     assert [(e["org"], e["purpose"]) for e in events] == [("lawfirm-1", "litigation")]
+
+
+def test_plan_events_name_what_they_carry_never_a_value(planned: Env) -> None:
+    """Issue 25: a proposal and an acceptance carry the instalments (an accepted plan sets amount_due), a
+    rejection the reason; no instalment's date or amount, nor the reason, reaches a leaf's bytes."""
+    agency, lender = planned.client("agency-1"), planned.client("lender-a")
+    instalments = [("2026-12-17", "123.45"), ("2027-01-17", "678.91")]
+    first = agency.propose_plan("C-1", instalments)
+    lender.accept_plan(first["plan_id"])
+    second = agency.propose_plan("C-1", [("2026-12-19", "555.55")])
+    lender.reject_plan(second["plan_id"], "branch 4471 says no")
+    shapes = [(e["rule"].split(":")[0], sorted(e["fields"])) for e in planned.events(case_id="C-1")
+              if e["rule"].startswith("plan.") and e["rule"] != "plan.show"]
+    assert shapes == [("plan.propose", ["plan.instalments"]), ("plan.accept", ["amount_due", "plan.instalments"]),
+                      ("plan.propose", ["plan.instalments"]), ("plan.reject", ["plan.reason"])]
+    log = b"".join(leaf for _, leaf in planned.client("regulator-1").audit_events())
+    for value in ("123.45", "678.91", "555.55", "2026-12-17", "2027-01-17", "2026-12-19", "4471"):
+        assert value.encode() not in log, value

@@ -41,7 +41,9 @@ def _client(args: argparse.Namespace) -> CustosClient:
     if not gateway or not identity:
         raise CliError(Code.INVALID_ARGUMENT, "give --gateway HOST:PORT and --identity DIR (or CUSTOS_GATEWAY, "
                                            "CUSTOS_IDENTITY)")
-    return CustosClient(gateway, identity)
+    agent = (getattr(args, "acting_agent", None) or getattr(args, "global_agent", None)
+             or os.environ.get("CUSTOS_AGENT") or "")
+    return CustosClient(gateway, identity, agent=agent)
 
 
 def _send_lines(args: argparse.Namespace, what: str, send: Callable[[Any, BinaryIO], Mapping[str, Any]],
@@ -426,14 +428,22 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 
 
 def cmd_audit_query(args: argparse.Namespace) -> None:
+    if args.limit < 0 or args.from_seq < 0:
+        raise CliError(Code.INVALID_ARGUMENT, "--limit and --from-seq are 0 or more")
     filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
                "since": args.since or "", **{key: getattr(args, key) or "" for key in auditfilter.KEYS}}
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
         # With a pinned key every event is checked against a signed checkpoint by its inclusion proof, and
         # all of them before any is printed.
-        events = c.verified_audit_query(vkey, **filters) if vkey is not None else c.audit_query(**filters)
-    emit(args, {"events": events}, lambda d: "\n".join(json.dumps(e, ensure_ascii=False) for e in d["events"]))
+        page = (c.verified_audit_events(vkey, **filters, from_seq=args.from_seq, limit=args.limit)
+                if vkey is not None else c.audit_events(**filters, from_seq=args.from_seq, limit=args.limit))
+        events = [json.loads(leaf) for _, leaf in page]
+    doc: dict[str, Any] = {"events": events}
+    if page.next_from_seq:
+        doc["next"] = page.next_from_seq
+    emit(args, doc, lambda d: "\n".join([*(json.dumps(e, ensure_ascii=False) for e in d["events"]),
+                                         *([f"next --from-seq {d['next']}"] if "next" in d else [])]))
 
 
 def cmd_audit_compliance_report(args: argparse.Namespace) -> None:

@@ -34,9 +34,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
-    client_opts = argparse.ArgumentParser(add_help=False, parents=[common])
-    client_opts.add_argument("--gateway", help="HOST:PORT (or CUSTOS_GATEWAY)")
-    client_opts.add_argument("--identity", help="identity bundle directory (or CUSTOS_IDENTITY)")
+    agent_help = ("the person acting, as your organisation names them (a pseudonymous id; or CUSTOS_AGENT): "
+                  "recorded in every event of the call, never a change of organisation")
+    # A client command's options. `audit query` takes them without --agent, which is its filter there; the
+    # agent acting is then named before the command (`custos --agent ID audit query ...`) or by CUSTOS_AGENT.
+    client_conn = argparse.ArgumentParser(add_help=False, parents=[common])
+    client_conn.add_argument("--gateway", help="HOST:PORT (or CUSTOS_GATEWAY)")
+    client_conn.add_argument("--identity", help="identity bundle directory (or CUSTOS_IDENTITY)")
+    client_opts = argparse.ArgumentParser(add_help=False, parents=[client_conn])
+    client_opts.add_argument("--agent", dest="acting_agent", metavar="ID", help=agent_help)
+    p.add_argument("--agent", dest="global_agent", metavar="ID", help=agent_help + " (any client command)")
 
     s = sub.add_parser("init", parents=[common], help="create a data directory")
     s.add_argument("data_dir")
@@ -295,7 +302,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=client.cmd_bureau_pull)
 
     audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="sub", required=True)
-    s = audit.add_parser("query", parents=[client_opts])
+    s = audit.add_parser("query", parents=[client_conn])
     s.add_argument("--case")
     s.add_argument("--org")
     s.add_argument("--borrower")
@@ -306,6 +313,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--method", help="the call, e.g. GetCase, OpenContact")
     s.add_argument("--purpose", help="collection | litigation | credit_reporting | servicing | supervision")
     s.add_argument("--channel", help="contact events of one channel: call | sms | visit | letter")
+    s.add_argument("--agent", help="events of one agent (the person acting, as its organisation names them)")
+    s.add_argument("--limit", type=int, default=0,
+                   help="at most N events; the output's \"next\" is the --from-seq that continues (0: all)")
+    s.add_argument("--from-seq", type=int, default=0, help="start at this sequence number (a page's \"next\")")
     s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
                                  "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=client.cmd_audit_query)

@@ -205,6 +205,11 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _C.INVALID_ARGUMENT, "a commission rate is a decimal from 0 to 1 with at most 4 decimals, e.g. 0.18"),
     Code.INVALID_PERIOD: ErrorSpec(_C.INVALID_ARGUMENT, "a period is a calendar month, YYYY-MM"),
     Code.NOT_YOUR_STATEMENT: ErrorSpec(_C.PERMISSION_DENIED, "an organisation reads only its own statement"),
+    # agents (issue 25)
+    Code.INVALID_AGENT: ErrorSpec(_C.INVALID_ARGUMENT,
+                                  "the agent (custos-agent metadata) is 1-64 of A-Z a-z 0-9 . _ : -"),
+    Code.AGENT_REQUIRED: ErrorSpec(_C.PERMISSION_DENIED,
+                                   "the policy requires this kind of organisation to name the agent acting"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

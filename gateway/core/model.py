@@ -47,6 +47,13 @@ NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pse
 # An id: of a case, borrower, loan, contact or organisation (an org id also excludes ':' and '/', usecases/admin).
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 ORG_ID_RE = ID_RE
+# An agent: the organisation's pseudonymous id for the person acting (issue 25), spelled like the other ids.
+AGENT_RE = ID_RE
+
+
+def agent_ok(text: str) -> bool:
+    """Whether a client's agent (the `custos-agent` metadata) is an id the log may hold; "" is none named."""
+    return not text or AGENT_RE.fullmatch(text) is not None
 
 # A party's free-text reason (a rejected payment's or plan's): 1-500 characters, not only white space. It may
 # name a person, so it is stored sealed (vault.records.Reasons) and never goes into an event.
@@ -155,6 +162,9 @@ class Caller:
     trace_id: str = ""
     problem: Code | None = None  # an identity refusal (UNKNOWN_ORG, CERT_EXPIRED, ...), made at admission
     cert: str = ""         # the client certificate's SHA-256, first 16 hex digits (for the audit of refusals)
+    # The person acting, as the organisation names it (request metadata `custos-agent`; checked, "" none): it
+    # goes into every event of the request and never changes which organisation acts (DESIGN invariant 5).
+    agent: str = ""
 
 
 @dataclass(frozen=True, slots=True)  # slots: a grant holds one per case read, a million at lender scale
@@ -353,8 +363,11 @@ class EventDraft:
     # "" elsewhere: no key. `zone` sorts after `trace_id`, so leaf_bytes appends it after the per-event part.
     party: str = ""
     zone: str = ""
+    # The person acting, as the calling organisation names it (Caller.agent); "" none, and then no `agent` key.
+    agent: str = ""
 
-    # The leaf up to `"seq":`, when the caller worked it out once for many events (Core.get_case).
+    # The leaf up to `"seq":` WITHOUT the agent, when the caller worked it out once for many events
+    # (Core.get_case): the agent is the request's, so it is put in front of a remembered head per event.
     head: bytes = field(default=b"", repr=False, compare=False)
 
     def head_bytes(self) -> bytes:
@@ -367,10 +380,21 @@ class EventDraft:
         between events of one grant.
         """
         front, tail = self.head_parts()
-        return front + tail
+        return self.with_agent(front + tail)
+
+    def with_agent(self, head: bytes) -> bytes:
+        """A head without the agent (`head_parts`, a remembered one) with this event's agent put first.
+
+        "agent" sorts before every other key of a leaf, so it goes right after
+        the opening brace; nothing to do (no copy) without one.
+        """
+        if not self.agent:
+            return head
+        return b'{"agent":' + _json_str(self.agent).encode() + b"," + head[1:]
 
     def head_parts(self) -> tuple[bytes, bytes]:
-        """`head_bytes` in two: the case's own part, and the rest, which many cases' events share."""
+        """The head in two, both WITHOUT the agent (per request, so never part of what is remembered): the
+        case's own part, and the rest, which many cases' events share."""
         e = _json_str
         lender = f'"lender":{e(self.lender)},' if self.lender else ""
         channel = f'"channel":{e(self.channel)},' if self.channel else ""
@@ -387,7 +411,12 @@ class EventDraft:
         """The RFC 8785 leaf (one per event, so this is hot)."""
         e = _json_str
         zone = f',"zone":{e(self.zone)}' if self.zone else ""
-        return (self.head or self.head_bytes()) + (
+        head = self.head
+        if not head:
+            head = self.head_bytes()
+        elif self.agent:
+            head = self.with_agent(head)
+        return head + (
             f'{int(seq)},"time":{e(self.time)},"trace_id":{e(self.trace_id)}{zone}}}'
         ).encode()
 
@@ -402,6 +431,7 @@ class EventDraft:
             **({"contact_id": self.contact_id} if self.contact_id else {}),
             **({"party": self.party} if self.party else {}),
             **({"zone": self.zone} if self.zone else {}),
+            **({"agent": self.agent} if self.agent else {}),
         }
 
 

@@ -45,7 +45,7 @@ from opentelemetry.trace import Status, StatusCode
 
 from gateway.core.app import Core
 from gateway.core.errors import Code, CustosError
-from gateway.core.model import Caller
+from gateway.core.model import Caller, agent_ok
 from gateway.core.rules.access import Verdict
 from gateway.core.rules.admission import Shares
 from gateway.core.rules.limits import CallLimits
@@ -92,11 +92,29 @@ def _cert_info(pem: bytes) -> _CertInfo:
     return info
 
 
+# Request metadata naming the person acting within the calling organisation (issue 25). Never identity: the
+# organisation is the certificate's, whatever this says (DESIGN invariant 5).
+AGENT_HEADER = "custos-agent"
+
+
+def agent_of(context: grpc.ServicerContext) -> str | None:
+    """The request's agent ("" when none is named), or None when it is not one the log may hold (bad syntax,
+    or named twice): admission then refuses the call INVALID_AGENT without writing the text anywhere."""
+    found = [value for key, value in context.invocation_metadata() or () if key == AGENT_HEADER]
+    if not found:
+        return ""
+    if len(found) > 1 or not isinstance(found[0], str) or not found[0] or not agent_ok(found[0]):
+        return None
+    return found[0]
+
+
 def caller_of(context: grpc.ServicerContext, method: str) -> Caller:
-    """Identity from the verified client certificate only; metadata is never consulted.
+    """Identity from the verified client certificate only; metadata never names the organisation.
 
     A problem with the certificate does not raise here: the caller comes back
-    with the problem's code, so that admission audits the refusal.
+    with the problem's code, so that admission audits the refusal. So does an
+    agent (`custos-agent` metadata) that is not an id: INVALID_AGENT, and no
+    agent on the caller, so its text reaches no event.
     """
     # Without tracing the audit event still gets an id to correlate by. It needs to be unique, not secret:
     # the PRNG (seeded from the OS once) avoids a getrandom() call, which releases the GIL, on every request.
@@ -109,7 +127,11 @@ def caller_of(context: grpc.ServicerContext, method: str) -> Caller:
     if not problem and info.not_after is not None and info.not_after < datetime.now(UTC):
         # TLS checked validity at the handshake; a connection can outlive the certificate.
         problem = Code.CERT_EXPIRED
-    return Caller(org_id=info.org_id, method=method, trace_id=trace_id, problem=problem, cert=info.fingerprint)
+    agent = agent_of(context)
+    if agent is None:
+        problem, agent = problem or Code.INVALID_AGENT, ""
+    return Caller(org_id=info.org_id, method=method, trace_id=trace_id, problem=problem, cert=info.fingerprint,
+                  agent=agent)
 
 
 # ------------------------------------------------------------------ the watchdog

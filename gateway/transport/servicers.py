@@ -19,6 +19,7 @@ from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS, PURPOSES, AuditEntry, Caller, CaseRow
 from gateway.core.rules import auditfilter
 from gateway.core.usecases.furnishing import FeedWithheld
+from gateway.core.usecases.supervision import Paged
 
 from . import tracing
 from .calls import Method
@@ -28,7 +29,9 @@ AUDIT_BATCH_BYTES = 512 * 1024
 PULL_MESSAGE_ITEMS = 256  # cases per PulledCases message (a page of the work list: well under 4 MiB)
 
 
-def _batched(events: Iterable[pb.AuditEvent]) -> Iterator[pb.AuditEventBatch]:
+def _batched(events: Iterable[pb.AuditEvent], page: Paged | None = None) -> Iterator[pb.AuditEventBatch]:
+    """Events in batches; with a `page`, the last batch carries where the next page starts (an empty batch if
+    the events ended on a full one)."""
     batch: list[pb.AuditEvent] = []
     size = 0
     for event in events:
@@ -37,12 +40,15 @@ def _batched(events: Iterable[pb.AuditEvent]) -> Iterator[pb.AuditEventBatch]:
         if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
             yield pb.AuditEventBatch(events=batch)
             batch, size = [], 0
-    if batch:
-        yield pb.AuditEventBatch(events=batch)
+    after = page.next_from_seq if page is not None else 0
+    if batch or after:
+        yield pb.AuditEventBatch(events=batch, next_from_seq=after)
 
 
-def _batched_proven(checkpoint: str, rows: Iterable[tuple[AuditEntry, list[bytes]]]) -> Iterator[pb.AuditEventBatch]:
-    """Events with their proofs, each batch with the checkpoint (so a page stands alone); at least one batch."""
+def _batched_proven(checkpoint: str, rows: Iterable[tuple[AuditEntry, list[bytes]]],
+                    page: Paged | None = None) -> Iterator[pb.AuditEventBatch]:
+    """Events with their proofs, each batch with the checkpoint (so a page stands alone); at least one batch;
+    the last carries `next_from_seq` as `_batched`'s does."""
     batch: list[pb.AuditEvent] = []
     size = 0
     sent = False
@@ -52,8 +58,9 @@ def _batched_proven(checkpoint: str, rows: Iterable[tuple[AuditEntry, list[bytes
         if len(batch) >= AUDIT_BATCH_EVENTS or size >= AUDIT_BATCH_BYTES:
             yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint)
             batch, size, sent = [], 0, True
-    if batch or not sent:
-        yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint)
+    after = page.next_from_seq if page is not None else 0
+    if batch or not sent or after:
+        yield pb.AuditEventBatch(events=batch, checkpoint=checkpoint, next_from_seq=after)
 
 
 def _purpose_attr(purpose: str) -> str:
@@ -281,14 +288,14 @@ class AuditServicer:
     def QueryAudit(self, caller: Caller, request: pb.QueryAuditRequest) -> Iterator[pb.AuditEventBatch]:
         filters = {key: getattr(request, key) for key in auditfilter.KEYS}
         if not (request.with_proofs or request.seqs):
-            yield from _batched(pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in self.core.audit_query(
-                caller, request.case_id, request.org_id, request.borrower_id, request.since, request.from_seq,
-                filters))
+            page = self.core.audit_query(caller, request.case_id, request.org_id, request.borrower_id, request.since,
+                                         request.from_seq, filters, request.limit)
+            yield from _batched((pb.AuditEvent(seq=seq, leaf=leaf) for seq, leaf in page), page)
             return
         found = self.core.proven_audit_query(caller, request.case_id, request.org_id, request.borrower_id,
                                              request.since, request.from_seq, list(request.seqs),
-                                             request.proof_size, filters)
-        yield from _batched_proven(found.checkpoint, found.events)
+                                             request.proof_size, filters, request.limit)
+        yield from _batched_proven(found.checkpoint, found.events, found.page)
 
     def SubjectReport(self, caller: Caller, request: pb.SubjectReportRequest) -> Iterator[pb.AuditEventBatch]:
         yield from _batched(pb.AuditEvent(seq=e.seq, leaf=e.leaf, lender=e.lender)

@@ -14,9 +14,9 @@ from . import results
 from .codes import ClientCode, Code
 
 if TYPE_CHECKING:
-    from .client import AuditVerifyError, CustosClient, CustosClientError, Identity
+    from .client import AuditVerifyError, CustosClient, CustosClientError, EventPage, Identity
 
-_CLIENT = {"AuditVerifyError", "CustosClient", "CustosClientError", "Identity", "CustosError"}
+_CLIENT = {"AuditVerifyError", "CustosClient", "CustosClientError", "EventPage", "Identity", "CustosError"}
 
 
 def __getattr__(name: str) -> Any:
@@ -28,4 +28,5 @@ def __getattr__(name: str) -> Any:
         return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["AuditVerifyError", "ClientCode", "Code", "CustosClient", "CustosClientError", "Identity", "results"]
+__all__ = ["AuditVerifyError", "ClientCode", "Code", "CustosClient", "CustosClientError", "EventPage", "Identity",
+           "results"]

@@ -2,7 +2,9 @@
 
 Identity is an mTLS bundle directory (client.crt, client.key, ca.crt) as
 written by `custos org add`; the gateway reads who you are from the
-certificate, so there is nothing else to configure.
+certificate, so there is nothing else to configure. `agent=` optionally names the
+person acting within your organisation (sent as `custos-agent` metadata with
+every call and recorded in its events); it never changes who the caller is.
 """
 
 from __future__ import annotations
@@ -108,12 +110,64 @@ class Identity:
             raise CustosClientError(Code.IDENTITY_INVALID, "identity bundle missing or unreadable") from None
 
 
+# Request metadata naming the person acting within the caller's organisation (the gateway checks its syntax).
+AGENT_HEADER = "custos-agent"
+_SENDABLE = re.compile(r"[\x20-\x7e]*\Z")  # what gRPC can carry as a metadata value
+
+
+class _AgentMetadata(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor,  # type: ignore[misc]
+                     grpc.StreamUnaryClientInterceptor, grpc.StreamStreamClientInterceptor):  # type: ignore[misc]
+    """Adds the agent to every call's metadata, streams included, whatever stub method made it."""
+
+    def __init__(self, agent: str) -> None:
+        self._pair = (AGENT_HEADER, agent)
+
+    def _details(self, details: Any) -> Any:
+        return details._replace(metadata=[*(details.metadata or ()), self._pair])
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class EventPage(Iterator[tuple[int, bytes]]):
+    """The (seq, leaf) events of one audit query, read as they arrive; once read to the end, `next_from_seq`
+    is the `from_seq` that continues a query made with a limit (0: nothing more matches)."""
+
+    def __init__(self) -> None:
+        self.next_from_seq = 0
+        self._events: Iterator[tuple[int, bytes]] = iter(())
+
+    def start(self, events: Iterator[tuple[int, bytes]]) -> None:
+        self._events = events
+
+    def __next__(self) -> tuple[int, bytes]:
+        return next(self._events)
+
+
 class CustosClient:
-    def __init__(self, gateway: str, identity: Identity | str | Path, *, timeout: float = 30.0) -> None:
+    def __init__(self, gateway: str, identity: Identity | str | Path, *, timeout: float = 30.0,
+                 agent: str = "") -> None:
+        """`agent`: the person acting, as your organisation names them (a pseudonymous id, 1-64 of A-Z a-z 0-9
+        . _ : -), sent with every call and recorded in every event it causes; it never changes which
+        organisation acts (that is the certificate's). "" names none."""
         ident = identity if isinstance(identity, Identity) else Identity.load(identity)
+        if not _SENDABLE.match(agent):
+            raise CustosClientError(Code.INVALID_AGENT, "the agent is 1-64 of A-Z a-z 0-9 . _ : -")
         creds = grpc.ssl_channel_credentials(root_certificates=ident.ca, private_key=ident.key,
                                              certificate_chain=ident.cert)
         self._channel = grpc.secure_channel(gateway, creds, options=[("grpc.max_send_message_length", 2 << 20)])
+        self.agent = agent
+        if agent:
+            self._channel = grpc.intercept_channel(self._channel, _AgentMetadata(agent))
         self._lender = pb_grpc.LenderServiceStub(self._channel)
         self._cases = pb_grpc.CaseServiceStub(self._channel)
         self._audit = pb_grpc.AuditServiceStub(self._channel)
@@ -476,23 +530,32 @@ class CustosClient:
     # ------------------------------------------------------------ audit
     def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",
                      from_seq: int = 0, until: str = "", decision: str = "", code: str = "", method: str = "",
-                     purpose: str = "", channel: str = "") -> Iterator[tuple[int, bytes]]:
+                     purpose: str = "", channel: str = "", agent: str = "", limit: int = 0) -> EventPage:
         """(seq, leaf bytes) in log order; the leaf is exactly the Merkle leaf. `until` leaves out an event at
-        exactly that time; `decision`, `code`, `method`, `purpose` keep the events with that value."""
+        exactly that time; `decision`, `code`, `method`, `purpose`, `channel`, `agent` keep the events with that
+        value. `limit`: at most that many (0: all); once read, the page's `next_from_seq` is the `from_seq` that
+        continues (0: nothing more). A lender gets only events whose `lender` is itself."""
         req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
                                    from_seq=from_seq, until=until, decision=decision, code=code, method=method,
-                                   purpose=purpose, channel=channel)
-        try:
-            for batch in self._audit.QueryAudit(req, timeout=3600):
-                for ev in batch.events:
-                    yield ev.seq, ev.leaf
-        except grpc.RpcError as err:
-            raise _translate(err) from None
+                                   purpose=purpose, channel=channel, agent=agent, limit=limit)
+        page = EventPage()
+
+        def events() -> Iterator[tuple[int, bytes]]:
+            try:
+                for batch in self._audit.QueryAudit(req, timeout=3600):
+                    for ev in batch.events:
+                        yield ev.seq, ev.leaf
+                    page.next_from_seq = batch.next_from_seq or page.next_from_seq
+            except grpc.RpcError as err:
+                raise _translate(err) from None
+
+        page.start(events())
+        return page
 
     def verified_audit_events(self, vkey: str, case_id: str = "", org_id: str = "", borrower_id: str = "",
                               since: str = "", from_seq: int = 0, until: str = "", decision: str = "",
                               code: str = "", method: str = "", purpose: str = "",
-                              channel: str = "") -> Iterator[tuple[int, bytes]]:
+                              channel: str = "", agent: str = "", limit: int = 0) -> EventPage:
         """(seq, leaf bytes) like `audit_events`, each checked before it is yielded: a regulator never reads an
         unverified event.
 
@@ -503,27 +566,36 @@ class CustosClient:
         AuditVerifyError (code AUDIT_VERIFY_FAILED, `seq` the first event that
         does not verify). It proves what is returned is in the signed log, not
         that nothing matching was left out: a full `audit verify` shows that.
+        `limit` and `next_from_seq` as for `audit_events` (each page is checked
+        against the checkpoint its own query was answered with).
         """
         req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
                                    from_seq=from_seq, with_proofs=True, until=until, decision=decision, code=code,
-                                   method=method, purpose=purpose, channel=channel)
-        tree: verify.SignedTree | None = None
-        try:
-            for batch in self._audit.QueryAudit(req, timeout=3600):
-                if tree is None:
-                    try:
-                        tree = verify.verify_checkpoint(batch.checkpoint, vkey)
-                    except verify.VerifyFailed as exc:
-                        raise AuditVerifyError(str(exc)) from None
-                elif batch.checkpoint != tree.note:
-                    raise AuditVerifyError("the pages of the answer carry different checkpoints")
-                for ev in batch.events:
-                    _check(ev.seq, ev.leaf, ev.proof, tree.size, tree.root)
-                    yield ev.seq, ev.leaf
-        except grpc.RpcError as err:
-            raise _translate(err) from None
-        if tree is None:
-            raise AuditVerifyError("the gateway sent no checkpoint to check the events against")
+                                   method=method, purpose=purpose, channel=channel, agent=agent, limit=limit)
+        page = EventPage()
+
+        def events() -> Iterator[tuple[int, bytes]]:
+            tree: verify.SignedTree | None = None
+            try:
+                for batch in self._audit.QueryAudit(req, timeout=3600):
+                    if tree is None:
+                        try:
+                            tree = verify.verify_checkpoint(batch.checkpoint, vkey)
+                        except verify.VerifyFailed as exc:
+                            raise AuditVerifyError(str(exc)) from None
+                    elif batch.checkpoint != tree.note:
+                        raise AuditVerifyError("the pages of the answer carry different checkpoints")
+                    for ev in batch.events:
+                        _check(ev.seq, ev.leaf, ev.proof, tree.size, tree.root)
+                        yield ev.seq, ev.leaf
+                    page.next_from_seq = batch.next_from_seq or page.next_from_seq
+            except grpc.RpcError as err:
+                raise _translate(err) from None
+            if tree is None:
+                raise AuditVerifyError("the gateway sent no checkpoint to check the events against")
+
+        page.start(events())
+        return page
 
     def verified_audit_query(self, vkey: str, **filters: Any) -> list[dict[str, Any]]:
         """`audit_query`, every event checked against a checkpoint signed by the pinned key (see above)."""

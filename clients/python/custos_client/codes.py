@@ -150,6 +150,9 @@ class Code(StrEnum):
     INVALID_COMMISSION = "INVALID_COMMISSION"
     INVALID_PERIOD = "INVALID_PERIOD"
     NOT_YOUR_STATEMENT = "NOT_YOUR_STATEMENT"
+    # agents: the person acting, named by the client (issue 25)
+    INVALID_AGENT = "INVALID_AGENT"
+    AGENT_REQUIRED = "AGENT_REQUIRED"
 
 
 class ClientCode(StrEnum):

@@ -32,8 +32,10 @@ OK = Verdict(Code.OK, "ok")
 RESTRICTED = "restricted"
 
 
-def standing(org: Org | None, today: date, table: Capabilities, action: str | None = None) -> Verdict:
-    """Registered, enabled, licensed on `today` (if its kind needs one), and of a kind `table` allows `action`."""
+def standing(org: Org | None, today: date, table: Capabilities, action: str | None = None,
+             agent: str | None = None) -> Verdict:
+    """Registered, enabled, licensed on `today` (if its kind needs one), of a kind `table` allows `action`, and
+    naming the person acting if its kind must (`agent`: the call's, "" none; None: a check not about a call)."""
     if org is None:
         return Verdict(Code.UNKNOWN_ORG, "identity")
     if org.disabled:
@@ -42,6 +44,8 @@ def standing(org: Org | None, today: date, table: Capabilities, action: str | No
         return Verdict(Code.LICENCE_EXPIRED, "identity.licence")
     if action is not None and not table.allows(org.kind, action):
         return Verdict(Code.WRONG_ORG_KIND, "identity.kind")
+    if agent == "" and table.agent_required(org.kind):
+        return Verdict(Code.AGENT_REQUIRED, "identity.agent")
     return OK
 
 

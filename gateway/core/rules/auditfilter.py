@@ -1,5 +1,6 @@
 """The filters a supervisor's `audit query` narrows the log with beyond its indexes (case, org, borrower, since):
-until, decision, code, method, purpose, and the contact channel contact events carry.
+until, decision, code, method, purpose, the contact channel contact events carry, and the agent (the person
+acting, as the organisation names it); and the owning lender a lender's query is held to (never the request's).
 
 Pure: a filter is checked once when the query is made (a bad value is a stable
 code, never an empty answer that looks like "nothing happened") and then
@@ -14,7 +15,7 @@ import re
 from dataclasses import dataclass, fields
 
 from ..errors import Code
-from ..model import PURPOSES, parse_time, rfc3339
+from ..model import PURPOSES, agent_ok, parse_time, rfc3339
 from .conduct import CHANNELS
 
 METHOD_RE = re.compile(r"^[A-Za-z]{1,64}\Z")
@@ -30,9 +31,13 @@ class EventFilter:
     method: str = ""
     purpose: str = ""
     channel: str = ""
+    agent: str = ""
+    # Forced by the use case, never asked for: a lender's query keeps only events whose `lender` is the caller.
+    lender: str = ""
 
     def active(self) -> bool:
-        return bool(self.until or self.decision or self.code or self.method or self.purpose or self.channel)
+        return bool(self.until or self.decision or self.code or self.method or self.purpose or self.channel
+                    or self.agent or self.lender)
 
     def matches(self, leaf: bytes) -> bool:
         event = json.loads(leaf)
@@ -41,15 +46,17 @@ class EventFilter:
                 and (not self.code or event.get("code") == self.code)
                 and (not self.method or event.get("method") == self.method)
                 and (not self.purpose or event.get("purpose") == self.purpose)
-                and (not self.channel or event.get("channel") == self.channel))
+                and (not self.channel or event.get("channel") == self.channel)
+                and (not self.agent or event.get("agent") == self.agent)
+                and (not self.lender or event.get("lender") == self.lender))
 
 
-# The filters' names, as the request, the client and the CLI spell them.
-KEYS = tuple(f.name for f in fields(EventFilter))
+# The filters' names, as the request, the client and the CLI spell them (`lender` is no request's to set).
+KEYS = tuple(f.name for f in fields(EventFilter) if f.name != "lender")
 
 
 def event_filter(until: str = "", decision: str = "", code: str = "", method: str = "", purpose: str = "",
-                 channel: str = "") -> EventFilter | Code:
+                 channel: str = "", agent: str = "") -> EventFilter | Code:
     """The filter these values ask for, or the code of the first one that is not a value the log can hold."""
     until_text = ""
     if until:
@@ -67,4 +74,6 @@ def event_filter(until: str = "", decision: str = "", code: str = "", method: st
         return Code.UNKNOWN_PURPOSE
     if channel and channel not in CHANNELS:
         return Code.UNKNOWN_CHANNEL
-    return EventFilter(until_text, decision, code, method, purpose, channel)
+    if not agent_ok(agent):
+        return Code.INVALID_AGENT  # as the header would be: the same syntax, the same code
+    return EventFilter(until_text, decision, code, method, purpose, channel, agent)

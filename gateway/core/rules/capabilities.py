@@ -65,7 +65,7 @@ LENDER = "lender"
 REGULATOR = "regulator"
 
 KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-KIND_KEYS = {"actions", "licensed", "note"}
+KIND_KEYS = {"actions", "licensed", "agent_required", "note"}
 PURPOSE_KEYS = {"mandated_to", "note"}
 
 
@@ -76,6 +76,8 @@ class Capabilities:
     actions: Mapping[str, frozenset[str]]      # kind -> the actions it may take (every kind there is)
     licensed: frozenset[str]                   # kinds that need a licence in force to act at all
     mandated: Mapping[str, frozenset[str]]     # purpose -> the kinds a case may be mandated to for it
+    # Kinds whose every call must name the person acting (`custos-agent`; AGENT_REQUIRED otherwise).
+    agent_kinds: frozenset[str] = frozenset()
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -96,6 +98,9 @@ class Capabilities:
 
     def needs_licence(self, kind: str) -> bool:
         return kind in self.licensed
+
+    def agent_required(self, kind: str) -> bool:
+        return kind in self.agent_kinds
 
 
 def _names(ctx: FileCtx, where: str, key: str, value: object, known: Mapping[str, object] | tuple[str, ...],
@@ -155,6 +160,7 @@ def load_capabilities(path: Path) -> Capabilities:
         raise ctx.fail("expected one or more [kinds.<kind>] tables")
     actions: dict[str, frozenset[str]] = {}
     licensed: set[str] = set()
+    agent_kinds: set[str] = set()
     file_ctx = ctx
     for kind, raw in kinds.items():
         bad = None if KIND_RE.fullmatch(kind) else "a kind is 1-32 of a-z, 0-9 and _, starting with a letter"
@@ -165,9 +171,14 @@ def load_capabilities(path: Path) -> Capabilities:
             raise ctx.fail(f"{where} licensed: must be true or false", "licensed")
         if needs:
             licensed.add(kind)
+        agent = raw.get("agent_required", False)
+        if not isinstance(agent, bool):
+            raise ctx.fail(f"{where} agent_required: must be true or false", "agent_required")
+        if agent:
+            agent_kinds.add(kind)
     mandated: dict[str, frozenset[str]] = {}
     for purpose, raw in _table(file_ctx, data, "purposes").items():
         bad = None if purpose in PURPOSES else f"unknown purpose (known: {', '.join(PURPOSES)})"
         ctx, where, raw = _row(file_ctx, "purposes", purpose, raw, PURPOSE_KEYS, bad)
         mandated[purpose] = _names(ctx, where, "mandated_to", raw.get("mandated_to", []), tuple(actions), "kind")
-    return Capabilities(actions, frozenset(licensed), mandated)
+    return Capabilities(actions, frozenset(licensed), mandated, frozenset(agent_kinds))

@@ -85,7 +85,7 @@ class Context:
             org=caller.org_id, method=caller.method, purpose=purpose, case_id=case_id, borrower_id=borrower_id,
             decision=decision, code=code, rule=rule, time=rfc3339(now or self.clock.now()),
             trace_id=caller.trace_id, fields=list(fields), policy_revision=(bundle or self.bundle).revision,
-            head=head, lender=lender, channel=channel, contact_id=contact_id,
+            head=head, lender=lender, channel=channel, contact_id=contact_id, agent=caller.agent,
             party=party, zone=zone,
         )
 
@@ -109,7 +109,7 @@ class Context:
         repo.refresh()
         # Read again on the checked view: admission may have read it on an unchecked one (`Gatekeeping.admit`).
         org = repo.get_org(caller.org_id)
-        verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities, action)
+        verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities, action, caller.agent)
         if not verdict.ok:
             if case_ref is not None:
                 raise self.deny_standing(caller, verdict, case_ref)

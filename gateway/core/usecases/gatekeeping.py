@@ -28,13 +28,14 @@ class Gatekeeping(Context):
         return org
 
     def admission(self, caller: Caller) -> tuple[Org | None, access.Verdict | None]:
-        """Before any request byte is decoded: identity, rate and standing, each refusal audited.
+        """Before any request byte is decoded: identity, rate, the agent named, and standing (with the agent the
+        caller's kind may require), each refusal audited.
 
         The rate comes first, so that whatever else a caller gets wrong it can
         write at most its rate of events into the log; refusals beyond the rate
         are counted, not written one by one (see `_rate_denied`).
         """
-        if caller.problem:
+        if caller.problem and caller.problem != Code.INVALID_AGENT:
             if not self._rates.allow("cert:" + caller.cert, self.bundle.limits.rate):
                 raise self._rate_denied(caller, "unidentified")
             raise self._deny(caller, caller.problem, f"identity:cert={caller.cert}" if caller.cert else "identity")
@@ -47,11 +48,15 @@ class Gatekeeping(Context):
         kind = org.kind if org is not None else ""
         if not self._rates.allow(caller.org_id, self.bundle.limits.rate_for(kind)):
             raise self._rate_denied(caller, kind or "unregistered")
-        verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities)
+        if caller.problem == Code.INVALID_AGENT:
+            # The organisation is the certificate's; only the agent it named is not an id. The event names the
+            # caller without it (the transport kept the text out of the Caller).
+            raise self._deny(caller, Code.INVALID_AGENT, "identity.agent")
+        verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities, agent=caller.agent)
         if not verdict.ok and view is not None:
             repo.refresh()
             org = repo.get_org(caller.org_id)
-            verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities)
+            verdict = access.standing(org, self.clock.now().date(), self.bundle.capabilities, agent=caller.agent)
         if not verdict.ok:
             return org, verdict  # refused for its standing: the caller audits it, with the case if it can
         return org, None
@@ -61,7 +66,8 @@ class Gatekeeping(Context):
         in on an unchecked view and that still waits for its first message)."""
         repo = self.reader()
         repo.refresh()
-        verdict = access.standing(repo.get_org(caller.org_id), self.clock.now().date(), self.bundle.capabilities)
+        verdict = access.standing(repo.get_org(caller.org_id), self.clock.now().date(), self.bundle.capabilities,
+                                  agent=caller.agent)
         return None if verdict.ok else verdict.code
 
     def deny_standing(self, caller: Caller, verdict: access.Verdict, case_ref: str) -> CustosError:

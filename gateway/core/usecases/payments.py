@@ -46,6 +46,14 @@ def _item(p: PaymentRow, reason: str | None) -> dict[str, Any]:
     return out
 
 
+# What a payment's events carry (issue 25): the names of what the payment holds, never a value; the kind is
+# the rule's ("payment.report:ID"). A reported payment has an amount, a date and the reporter's reference; a
+# confirmed one enters the ledger with the commission applied; a rejected one has the lender's reason (sealed).
+REPORTED = ("payment.amount", "payment.on", "payment.reference")
+CONFIRMED = ("payment.amount", "payment.commission", "payment.on")
+REJECTED = ("payment.reason",)
+
+
 class Payments(Context):
     def report_payment(self, caller: Caller, case_ref: str, amount: str, on: str, reference: str) -> dict[str, Any]:
         """Record a payment the caller collected on a case it holds a live collection or litigation mandate of.
@@ -91,12 +99,13 @@ class Payments(Context):
         def work(repo: UnitOfWork) -> tuple[tuple[PaymentRow, bool], list[EventDraft]]:
             stored = repo.payment_by_reference(case.lender_id, caller.org_id, reference)
             if stored is None and repo.insert_payment(row):
-                return (row, True), [self._event(caller, "allow", Code.OK, f"payment.report:{row.id}", now=now, **kw)]
+                return (row, True), [self._event(caller, "allow", Code.OK, f"payment.report:{row.id}",
+                                                 fields=REPORTED, now=now, **kw)]
             stored = stored or repo.payment_by_reference(case.lender_id, caller.org_id, reference)
             assert stored is not None  # the insert lost to this very row
             if rules.same_payment(stored, case.case_id, value, row.paid_on):
                 return (stored, True), [self._event(caller, "allow", Code.OK, f"payment.report.again:{stored.id}",
-                                                    now=now, **kw)]
+                                                    fields=REPORTED, now=now, **kw)]
             return (stored, False), [self._event(caller, "deny", Code.PAYMENT_REFERENCE_CONFLICT,
                                                  "payment.reference", now=now, **kw)]
 
@@ -167,7 +176,8 @@ class Payments(Context):
                                                            payment_id=current.id))
             repo.update_loan(fresh, applied.values, stamp)
             repo.decide_payment(current, "confirmed", stamp, commission, None)
-            events = [self._event(caller, "allow", Code.OK, f"payment.confirm:{current.id}", now=now, **kw)]
+            events = [self._event(caller, "allow", Code.OK, f"payment.confirm:{current.id}", fields=CONFIRMED,
+                                  now=now, **kw)]
             settled = applied.paid_in_full and fresh.status == "open"
             if settled:
                 # As `lender flag --status settled`: the case closes and every mandate on it ends (access.mandate).
@@ -202,7 +212,8 @@ class Payments(Context):
             if current is None or not repo.decide_payment(current, "rejected", stamp, None, reason):
                 return False, [self._event(caller, "deny", Code.PAYMENT_ALREADY_DECIDED,
                                            f"payment.status:{payment.id}", now=now, **kw)]
-            return True, [self._event(caller, "allow", Code.OK, f"payment.reject:{current.id}", now=now, **kw)]
+            return True, [self._event(caller, "allow", Code.OK, f"payment.reject:{current.id}", fields=REJECTED,
+                                      now=now, **kw)]
 
         if not self.audit.run(work):
             raise CustosError(Code.PAYMENT_ALREADY_DECIDED)

@@ -60,6 +60,14 @@ def contact_history(repo: CaseReader, case: CaseRow, now: datetime) -> list[dict
     return [rules.history_entry(r, ledger, zone, today) for r in rows]
 
 
+# What a plan's events carry (issue 25): names, never values (the kind is the rule's, "plan.propose:ID"). A
+# proposal and an acceptance carry the instalments (an accepted plan sets the case's amount due); a rejection
+# the lender's reason (sealed).
+PROPOSED = ("plan.instalments",)
+ACCEPTED = ("amount_due", "plan.instalments")
+REJECTED = ("plan.reason",)
+
+
 class Plans(Context):
     def _plan_purpose(self, org: Org) -> str:
         """The purpose a party reaches a case by for plans: the one its kind is mandated for (agency: collection)."""
@@ -85,7 +93,8 @@ class Plans(Context):
                 if earlier.org_id == org.id and earlier.status == "proposed":
                     repo.set_plan_status(earlier, "superseded", rfc3339(now))
             plan_id = repo.insert_plan(case, org.id, parsed, rfc3339(now))
-            return plan_id, [self._event(caller, "allow", Code.OK, f"plan.propose:{plan_id}", **kw)]
+            return plan_id, [self._event(caller, "allow", Code.OK, f"plan.propose:{plan_id}", fields=PROPOSED,
+                                         **kw)]
 
         plan_id = self.audit.run(work)
         return {"plan_id": plan_id, "case_id": case.case_id, "status": "proposed"}
@@ -124,7 +133,7 @@ class Plans(Context):
             else:
                 repo.set_plan_status(plan, "rejected", rfc3339(now), reason)
             return (Code.OK, repo.get_plan(plan_id)), [self._event(caller, "allow", Code.OK, f"{rule}:{plan_id}",
-                                                                   **kw)]
+                                                                   fields=ACCEPTED if accept else REJECTED, **kw)]
 
         code, decided = self.audit.run(work)
         if code != Code.OK or decided is None:

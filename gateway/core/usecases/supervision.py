@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gateway.tlog.cosign import verify_cosignature
@@ -30,6 +30,34 @@ from .context import Context
 MAX_PROVEN_SEQS = 1000  # events a sample may name in one query
 
 
+class Paged(Iterator[AuditEntry]):
+    """A query's events in log order, at most `limit` of them (0: all); once it ends, `next_from_seq` is the
+    sequence number of the next matching event, where the next page starts (0: there is none).
+
+    Looking one event ahead costs the scan the next page would make anyway,
+    and it answers "is there more" exactly, so a reader never asks for an
+    empty last page.
+    """
+
+    def __init__(self, rows: Iterable[AuditEntry], limit: int = 0) -> None:
+        self._rows = iter(rows)
+        self._left = limit
+        self._limited = limit > 0
+        self.next_from_seq = 0
+
+    def __next__(self) -> AuditEntry:
+        entry = next(self._rows)
+        if self._limited:
+            if not self._left:
+                self.next_from_seq = entry.seq
+                close = getattr(self._rows, "close", None)
+                if close is not None:
+                    close()
+                raise StopIteration
+            self._left -= 1
+        return entry
+
+
 @dataclass(frozen=True)
 class ProvenEvents:
     """Events each with its inclusion proof in the tree of `size`, and (for the current tree) its checkpoint."""
@@ -37,19 +65,26 @@ class ProvenEvents:
     checkpoint: str  # signed now for the current tree; "" when the reader named a size it verified before
     size: int
     events: Iterator[tuple[AuditEntry, list[bytes]]]
+    page: Paged | None = None  # its `next_from_seq` once the events are read
 
 
 class Supervision(Context):
     def audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",
-                    from_seq: int = 0, filters: Mapping[str, str] | None = None) -> Iterator[AuditEntry]:
-        """Events matching every filter, in log order; `filters`: until, decision, code, method, purpose."""
-        since_text, flt = self._query_allowed(caller, case_id, org, borrower_id, since, filters)
-        rows = self.audit.reads().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
-        return (e for e in rows if flt.matches(e.leaf)) if flt.active() else rows
+                    from_seq: int = 0, filters: Mapping[str, str] | None = None, limit: int = 0) -> Paged:
+        """Events matching every filter, in log order, at most `limit` (0: all); `filters`: auditfilter.KEYS.
+
+        A lender gets only events whose `lender` is itself (see `_query_allowed`).
+        """
+        since_text, flt = self._query_allowed(caller, case_id, org, borrower_id, since, filters, limit)
+        rows: Iterable[AuditEntry] = self.audit.reads().audit_query(case_id, org, borrower_id, since_text,
+                                                                    max(from_seq, 0))
+        if flt.active():
+            rows = (e for e in rows if flt.matches(e.leaf))
+        return Paged(rows, limit)
 
     def proven_audit_query(self, caller: Caller, case_id: str = "", org: str = "", borrower_id: str = "",
                            since: str = "", from_seq: int = 0, seqs: Sequence[int] = (),
-                           size: int = 0, filters: Mapping[str, str] | None = None) -> ProvenEvents:
+                           size: int = 0, filters: Mapping[str, str] | None = None, limit: int = 0) -> ProvenEvents:
         """The query's events, each with its inclusion proof: what a regulator reads is checked against the tree.
 
         Served with the events so the reader verifies each one against a
@@ -63,25 +98,27 @@ class Supervision(Context):
         if size < 0 or size > head or len(seqs) > MAX_PROVEN_SEQS or any(
                 not 0 <= s < (size or head) for s in seqs):
             raise self._deny(caller, Code.PROOF_OUT_OF_RANGE, "input", purpose="supervision")
-        since_text, flt = self._query_allowed(caller, case_id, org, borrower_id, since, filters)
+        since_text, flt = self._query_allowed(caller, case_id, org, borrower_id, since, filters, limit)
         head, root = self.audit.head()  # after this query's own event: the checkpoint covers it
         target = size or head
         note = "" if size else self.sign_checkpoint(head, root)
         tree = self._stored_tree()
         if seqs:
             rows: Iterator[AuditEntry] = self._events_at(sorted(set(seqs)))
+            flt = EventFilter(lender=flt.lender)  # named events instead of the filters; a lender's scope stays
         else:
             rows = self.audit.reads().audit_query(case_id, org, borrower_id, since_text, max(from_seq, 0))
 
-        def proven() -> Iterator[tuple[AuditEntry, list[bytes]]]:
+        def matching() -> Iterator[AuditEntry]:
             for entry in rows:
                 if entry.seq >= target:
                     break  # appended after the checkpoint: the next query proves it
-                if not seqs and flt.active() and not flt.matches(entry.leaf):
+                if flt.active() and not flt.matches(entry.leaf):
                     continue
-                yield entry, tree.inclusion(entry.seq, target)
+                yield entry
 
-        return ProvenEvents(note, target, proven())
+        page = Paged(matching(), limit)
+        return ProvenEvents(note, target, ((e, tree.inclusion(e.seq, target)) for e in page), page)
 
     def _events_at(self, seqs: Sequence[int]) -> Iterator[AuditEntry]:
         """The stored events at these sequence numbers, in order; one that is missing is left out."""
@@ -98,25 +135,37 @@ class Supervision(Context):
                 yield entry
 
     def _query_allowed(self, caller: Caller, case_id: str, org: str, borrower_id: str, since: str,
-                       filters: Mapping[str, str] | None = None) -> tuple[str, EventFilter]:
-        """A regulator's query checked and audited before anything is read; the `since` bound as stored, and the
-        further filters (rules/auditfilter.py)."""
-        self._standing(caller, action="audit_query", purpose="supervision")
+                       filters: Mapping[str, str] | None = None, limit: int = 0) -> tuple[str, EventFilter]:
+        """A query checked and audited before anything is read; the `since` bound as stored, and the further
+        filters (rules/auditfilter.py).
+
+        A regulator sees every event. A lender (its compliance officer) sees
+        only events whose `lender` is itself: the scope is forced, also on the
+        proven path and over a sample. Naming another lender's organisation,
+        or a case id another lender also uses, is not refused: case ids are
+        each lender's own, so refusing would tell whether another lender has
+        such a case; the answer simply holds none of another lender's events.
+        """
+        who = self._standing(caller, action="audit_query", purpose="supervision")
+        lender = who.id if who.kind == LENDER else ""
+        kw: dict[str, Any] = {"purpose": "servicing", "lender": lender} if lender else {"purpose": "supervision"}
         for value in (case_id, org, borrower_id):
             if value and not ID_RE.fullmatch(value):
-                raise self._deny(caller, Code.INVALID_ARGUMENT, "input", purpose="supervision")
+                raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
+        if limit < 0:
+            raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
         flt = event_filter(**(filters or {}))
         if not isinstance(flt, EventFilter):
-            raise self._deny(caller, flt, "input", purpose="supervision")
+            raise self._deny(caller, flt, "input", **kw)
         since_text = ""
         if since:
             ts = parse_time(since)
             if ts is None:
-                raise self._deny(caller, Code.INVALID_TIME, "input", purpose="supervision")
+                raise self._deny(caller, Code.INVALID_TIME, "input", **kw)
             since_text = rfc3339(ts)
-        self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", purpose="supervision",
-                                       case_id=case_id, borrower_id=borrower_id)])
-        return since_text, flt
+        self.audit.append([self._event(caller, "allow", Code.OK, "supervision.query", case_id=case_id,
+                                       borrower_id=borrower_id, **kw)])
+        return since_text, replace(flt, lender=lender) if lender else flt
 
     def _tree(self, caller: Caller, kind: str, **kw: int) -> tuple[StoredTree, int]:
         """The stored tree and the current size, for a regulator; the request is audited (no PI: sizes only)."""

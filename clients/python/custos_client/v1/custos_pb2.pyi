@@ -535,7 +535,7 @@ class FeedItem(_message.Message):
     def __init__(self, record: _Optional[_Union[FeedRecord, _Mapping]] = ..., cursor: _Optional[str] = ..., withheld: _Optional[_Union[FeedWithheld, _Mapping]] = ...) -> None: ...
 
 class QueryAuditRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs", "until", "decision", "code", "method", "purpose", "channel")
+    __slots__ = ("case_id", "org_id", "borrower_id", "since", "from_seq", "with_proofs", "proof_size", "seqs", "until", "decision", "code", "method", "purpose", "channel", "agent", "limit")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     BORROWER_ID_FIELD_NUMBER: _ClassVar[int]
@@ -550,6 +550,8 @@ class QueryAuditRequest(_message.Message):
     METHOD_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    AGENT_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     borrower_id: str
@@ -564,7 +566,9 @@ class QueryAuditRequest(_message.Message):
     method: str
     purpose: str
     channel: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., until: _Optional[str] = ..., decision: _Optional[str] = ..., code: _Optional[str] = ..., method: _Optional[str] = ..., purpose: _Optional[str] = ..., channel: _Optional[str] = ...) -> None: ...
+    agent: str
+    limit: int
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., borrower_id: _Optional[str] = ..., since: _Optional[str] = ..., from_seq: _Optional[int] = ..., with_proofs: _Optional[bool] = ..., proof_size: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., until: _Optional[str] = ..., decision: _Optional[str] = ..., code: _Optional[str] = ..., method: _Optional[str] = ..., purpose: _Optional[str] = ..., channel: _Optional[str] = ..., agent: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
 
 class SubjectReportRequest(_message.Message):
     __slots__ = ("borrower_id", "lender_id")
@@ -575,12 +579,14 @@ class SubjectReportRequest(_message.Message):
     def __init__(self, borrower_id: _Optional[str] = ..., lender_id: _Optional[str] = ...) -> None: ...
 
 class AuditEventBatch(_message.Message):
-    __slots__ = ("events", "checkpoint")
+    __slots__ = ("events", "checkpoint", "next_from_seq")
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FROM_SEQ_FIELD_NUMBER: _ClassVar[int]
     events: _containers.RepeatedCompositeFieldContainer[AuditEvent]
     checkpoint: str
-    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., checkpoint: _Optional[str] = ...) -> None: ...
+    next_from_seq: int
+    def __init__(self, events: _Optional[_Iterable[_Union[AuditEvent, _Mapping]]] = ..., checkpoint: _Optional[str] = ..., next_from_seq: _Optional[int] = ...) -> None: ...
 
 class AuditEvent(_message.Message):
     __slots__ = ("seq", "leaf", "proof", "lender")
