@@ -7,7 +7,6 @@ from pathlib import Path
 from .server import Api, Console, check_listen, pinned_key
 
 
-
 def open_console(gateway: str, identity: str, listen: str, key: str | None) -> Console:
     """A console ready to serve (not yet serving): the listen address checked, the key pinned, the client made."""
     from custos_client import CustosClient

@@ -38,7 +38,8 @@ COOKIE = "custos_console"
 PAGE = 50          # events on a timeline page unless asked otherwise
 MAX_PAGE = 1000    # and at most
 FILTERS = {"case": "case_id", "org": "org_id", "borrower": "borrower_id", "since": "since", "until": "until",
-           "decision": "decision", "code": "code", "method": "method", "purpose": "purpose", "channel": "channel"}
+           "decision": "decision", "code": "code", "method": "method", "purpose": "purpose", "channel": "channel",
+           "agent": "agent"}
 # The gateway's status (gRPC) as the console's HTTP status: the page shows the stable code either way.
 HTTP_OF = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "PERMISSION_DENIED": 403,
            "UNAUTHENTICATED": 403, "NOT_FOUND": 404, "RESOURCE_EXHAUSTED": 429}
@@ -131,14 +132,19 @@ class Api:
         filters = {FILTERS[k]: v for k, v in q.items() if k in FILTERS and v}
         latest = "from_seq" not in q or q["from_seq"] == ""
         from_seq = _int(q, "from_seq", 0, 0, 1 << 62)
-        if latest and not filters:
-            from_seq = max(0, _size_of(self._call(self.client.checkpoint)) - limit)
         newest = latest and not filters
+        if newest:
+            try:
+                from_seq = max(0, _size_of(self._call(self.client.checkpoint)) - limit)
+            except ConsoleError as err:
+                if err.code != Code.WRONG_ORG_KIND:
+                    raise
+                newest = False  # a lender reads no bare checkpoint: its own events from the start, a page at a time
         page = self._call(lambda: self.client.proven_audit_page(limit, newest, from_seq=from_seq, **filters))
         if newest and page["events"]:
             from_seq = page["events"][0][0]
         events = [{"seq": s, "leaf": _b64(leaf), "proof": [_b64(h) for h in proof]} for s, leaf, proof in page["events"]]
-        nxt = events[-1]["seq"] + 1 if page["more"] and events else None
+        nxt = page["next_from_seq"] or None
         prev = max(0, from_seq - limit) if not filters and from_seq > 0 else None
         return {"checkpoint": page["checkpoint"], "from_seq": from_seq, "events": events, "next_from_seq": nxt,
                 "prev_from_seq": prev, "filters": {k: q[k] for k in FILTERS if q.get(k)}}
@@ -160,14 +166,19 @@ class Api:
         except ConsoleError as err:
             if err.code != Code.WRONG_ORG_KIND:
                 raise
-            # A lender's officer: the gateway serves checkpoints and proofs to regulators only. The events are
-            # shown, each marked unverified by the page (no checkpoint, no proof).
-            return {"checkpoint": "", "unproven": True, "listed": len(listed), "events": [
-                {"seq": int(e["seq"]), "leaf": _b64(canonical_json({k: v for k, v in e.items() if k != "report_lender"})),
-                 "proof": [], "report_lender": str(e.get("report_lender", ""))} for e in listed]}
-        return {"checkpoint": note, "events": [
-            {"seq": s, "leaf": _b64(leaf), "proof": [_b64(h) for h in proof], "report_lender": lender.get(s, "")}
-            for s, leaf, proof in proven], "listed": len(listed)}
+            # A lender's officer reads no bare checkpoint: its query of the borrower's events comes with a
+            # checkpoint of its own (the gateway keeps it to the lender's events); what the report listed and
+            # that query did not return is shown unverified, never as checked.
+            page = self._call(lambda: self.client.proven_audit_page(MAX_PAGE, borrower_id=borrower))
+            note, proven = page["checkpoint"], page["events"]
+        got = {s for s, _, _ in proven}
+        missing = [{"seq": int(e["seq"]), "proof": [], "unproven": True, "report_lender": str(e.get("report_lender", "")),
+                    "leaf": _b64(canonical_json({k: v for k, v in e.items() if k != "report_lender"}))}
+                   for e in listed if int(e["seq"]) not in got]
+        events = [{"seq": s, "leaf": _b64(leaf), "proof": [_b64(h) for h in proof], "report_lender": lender.get(s, "")}
+                  for s, leaf, proof in proven if s in lender]
+        return {"checkpoint": note, "events": sorted(events + missing, key=lambda e: int(e["seq"])),
+                "listed": len(listed)}
 
     def stats(self, q: dict[str, str]) -> dict[str, Any]:
         """Counts per group, as the gateway computes them (`audit stats`); the page says they are the gateway's."""

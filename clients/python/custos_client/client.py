@@ -604,29 +604,20 @@ class CustosClient:
     def proven_audit_page(self, limit: int, last: bool = False, **filters: Any) -> dict[str, Any]:
         """At most `limit` events from `from_seq` on, each with its inclusion proof, and the checkpoint signed for
         this query, all UNCHECKED: for a reader that verifies them itself (the console's page does, in the
-        browser). {"checkpoint": note, "events": [(seq, leaf, proof)], "more": bool}; the rest of the answer is
-        not read (the call is cancelled), so a page costs its own events, not the log's. `last`: the last `limit`
-        events up to the checkpoint instead (for a from_seq just below the tree size: the newest page, the
-        events appended meanwhile, this query's own among them, included)."""
-        req = pb.QueryAuditRequest(with_proofs=True, **filters)
+        browser). {"checkpoint": note, "events": [(seq, leaf, proof)], "next_from_seq": n (0: nothing more)}.
+        `last`: the last `limit` events up to the checkpoint instead (for a from_seq just below the tree size:
+        the newest page, the events appended meanwhile, this query's own among them, included)."""
+        req = pb.QueryAuditRequest(with_proofs=True, limit=0 if last else limit, **filters)
         events: collections.deque[tuple[int, bytes, list[bytes]]] = collections.deque(maxlen=limit if last else None)
-        note, more = "", False
-        stream = self._audit.QueryAudit(req, timeout=self.timeout)
+        note, nxt = "", 0
         try:
-            for batch in stream:
+            for batch in self._audit.QueryAudit(req, timeout=self.timeout):
                 note = note or batch.checkpoint
-                for ev in batch.events:
-                    if len(events) == limit and not last:
-                        more = True
-                        break
-                    events.append((ev.seq, ev.leaf, list(ev.proof)))
-                if more:
-                    break
+                nxt = batch.next_from_seq or nxt
+                events.extend((ev.seq, ev.leaf, list(ev.proof)) for ev in batch.events)
         except grpc.RpcError as err:
             raise _translate(err) from None
-        finally:
-            stream.cancel()
-        return {"checkpoint": note, "events": list(events), "more": more}
+        return {"checkpoint": note, "events": list(events), "next_from_seq": 0 if last else nxt}
 
     def proven_events(self, seqs: Iterable[int], size: int) -> list[tuple[int, bytes, list[bytes]]]:
         """These events (a missing one left out), each with its inclusion proof in the tree of `size`, UNCHECKED:

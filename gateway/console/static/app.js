@@ -78,8 +78,8 @@
     let verified = 0, failed = 0;
     for (const r of rows) {
       let kind, text;
-      if (!cp.ok) {
-        kind = "unverified"; text = "unverified";
+      if (!cp.ok || r.ev.unproven) {
+        kind = "unverified"; text = r.ev.unproven ? "unverified (no proof served)" : "unverified";
       } else {
         const ok = r.obj.seq === r.ev.seq &&
           await V.verifyInclusion(r.ev.seq, cp.size, r.leaf, r.ev.proof.map(V.b64bytes), cp.root);
@@ -90,7 +90,8 @@
       r.cell.appendChild(badge(kind, text));
       r.tr.dataset.verify = kind;
     }
-    table.dataset.state = failed ? "failed" : cp.ok ? "verified" : "unverified";
+    const unproven = rows.some((r) => r.ev.unproven);
+    table.dataset.state = failed ? "failed" : cp.ok && !unproven ? "verified" : "unverified";
     return { cp, verified, failed, total: rows.length };
   }
 
