@@ -54,6 +54,8 @@ MATRIX: dict[str, set[str]] = {
     "decide_payment": {"lender"},
     "statement": {"lender", "agency", "law_firm"},
     "update_accounts": {"lender"},
+    # issue 25: figures that can be recounted (a lender's: the events naming it)
+    "audit_stats": {"regulator", "lender"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
             "servicing": set(), "supervision": set()}

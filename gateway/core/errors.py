@@ -205,6 +205,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _C.INVALID_ARGUMENT, "a commission rate is a decimal from 0 to 1 with at most 4 decimals, e.g. 0.18"),
     Code.INVALID_PERIOD: ErrorSpec(_C.INVALID_ARGUMENT, "a period is a calendar month, YYYY-MM"),
     Code.NOT_YOUR_STATEMENT: ErrorSpec(_C.PERMISSION_DENIED, "an organisation reads only its own statement"),
+    # audit stats (issue 25)
+    Code.INVALID_TIME_RANGE: ErrorSpec(_C.INVALID_ARGUMENT, "a time range's start is before its end"),
+    Code.STATS_MISMATCH: ErrorSpec(_C.FAILED_PRECONDITION,
+                                   "the figures differ from a recount of the verified events"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

@@ -311,6 +311,14 @@ class AuditServicer:
         return pb.CosignResponse(size=self.core.cosign(caller, request.checkpoint, request.cosignature,
                                                        request.cosigner_key))
 
+    def AuditStats(self, caller: Caller, request: pb.AuditStatsRequest) -> pb.AuditStatsResponse:
+        doc = self.core.audit_stats(caller, request.from_time, request.to_time, list(request.by))
+        by = doc["by"]
+        return pb.AuditStatsResponse(
+            from_time=doc["from"], to_time=doc["to"], by=by, size=doc["size"], checkpoint=doc["checkpoint"],
+            total=doc["total"], groups=[pb.AuditStatsGroup(keys={k: g[k] for k in by}, count=g["count"])
+                                        for g in doc["groups"]], lender=doc.get("lender", ""))
+
 
 class BureauServicer:
     def __init__(self, core: Core) -> None:
