@@ -29,6 +29,14 @@ KEYSETS = [(), ("org",), ("org", "code"), ("method", "decision"), ("purpose", "c
            ("day",), ("month", "org"), ("code", "day", "org")]
 
 
+@pytest.fixture(autouse=True)
+def facts_every_index_mark(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedded store derives its facts every 1,024 events; a test's few hundred cross 256 (PostgreSQL's)."""
+    from vault.sqlite import auditstore
+
+    monkeypatch.setattr(auditstore, "FACTS_EVERY", 256)
+
+
 def traffic(env: Env, n: int, seed: int = 7) -> None:
     """`n` random calls over several days: reads allowed and refused, contacts on each channel, lenders' reads."""
     rng = random.Random(seed)
