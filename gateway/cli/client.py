@@ -430,7 +430,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 def cmd_audit_query(args: argparse.Namespace) -> None:
     if args.limit < 0 or args.from_seq < 0:
         raise CliError(Code.INVALID_ARGUMENT, "--limit and --from-seq are 0 or more")
-    filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
+    filters: dict[str, Any] = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
                "since": args.since or "", **{key: getattr(args, key) or "" for key in auditfilter.KEYS}}
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
