@@ -56,6 +56,8 @@ MATRIX: dict[str, set[str]] = {
     "update_accounts": {"lender"},
     # issue 25: the compliance report (a lender: its own cases)
     "compliance_report": {"regulator", "lender"},
+    # issue 25: figures that can be recounted (a lender's: the events naming it)
+    "audit_stats": {"regulator", "lender"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
             "servicing": set(), "supervision": set()}

@@ -238,8 +238,8 @@ def test_a_lender_verifies_its_own_report_from_its_own_events(seeded: Env, run: 
 @pytest.mark.parametrize(("org", "span", "code"), [
     ("agency-1", DAY, "WRONG_ORG_KIND"),
     ("regulator-1", ("yesterday", DAY[1]), "INVALID_TIME"),
-    ("regulator-1", (DAY[1], DAY[0]), "INVALID_ARGUMENT"),
-    ("regulator-1", (DAY[0], DAY[0]), "INVALID_ARGUMENT"),
+    ("regulator-1", (DAY[1], DAY[0]), "INVALID_TIME_RANGE"),
+    ("regulator-1", (DAY[0], DAY[0]), "INVALID_TIME_RANGE"),
 ])
 def test_a_bad_request_is_a_stable_code_and_audited(seeded: Env, org: str, span: tuple[str, str], code: str) -> None:
     with pytest.raises(CustosClientError) as info:

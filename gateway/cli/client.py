@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import FLAGS
-from gateway.core.rules import auditfilter
+from gateway.core.rules import auditfilter, auditstats
 
 from .formats import BUREAU_FORMATS
 from .offline import verify_bundle
@@ -430,7 +430,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
 def cmd_audit_query(args: argparse.Namespace) -> None:
     if args.limit < 0 or args.from_seq < 0:
         raise CliError(Code.INVALID_ARGUMENT, "--limit and --from-seq are 0 or more")
-    filters = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
+    filters: dict[str, Any] = {"case_id": args.case or "", "org_id": args.org or "", "borrower_id": args.borrower or "",
                "since": args.since or "", **{key: getattr(args, key) or "" for key in auditfilter.KEYS}}
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
@@ -487,6 +487,50 @@ def _recount_report(c: CustosClient, vkey: str, report: dict[str, Any]) -> bool:
         raise CliError(ClientCode.REPORT_MISMATCH,
                        "the report's figures differ from a recount of the verified events: " + ", ".join(wrong))
     return True
+
+
+def cmd_audit_stats(args: argparse.Namespace) -> None:
+    if args.verify and not args.key:
+        raise CliError(Code.INVALID_ARGUMENT, "--verify needs --key, the pinned audit.vkey")
+    by = [k.strip() for k in args.by.split(",")] if args.by.strip() else []
+    vkey = key_text(args.key) if args.key else None
+    with _client(args) as c:
+        doc = c.audit_stats(args.start, args.end, by)
+        if args.verify and vkey is not None:
+            _recount(c, doc, vkey, args.start, args.end, by)
+    emit(args, doc, _stats_text)
+
+
+def _recount(c: CustosClient, doc: Mapping[str, Any], vkey: str, start: str, end: str, by: list[str]) -> None:
+    """Figures checked on this side: their checkpoint signed by the pinned key, every event of the range up to
+    its size proved against its root, and the same pure count (rules/auditstats.py) giving the same groups."""
+    from custos_client import AuditVerifyError, verify
+
+    asked = auditstats.stats_range(start, end)
+    if asked != (doc["from"], doc["to"]) or list(doc["by"]) != by:
+        raise CliError(Code.STATS_MISMATCH, "the figures are not for the range and keys asked for")
+    try:
+        tree = verify.verify_checkpoint(doc["checkpoint"], vkey)
+    except verify.VerifyFailed as exc:
+        raise CliError(Code.AUDIT_VERIFY_FAILED, str(exc)) from None
+    if tree.size != doc["size"]:
+        raise CliError(Code.STATS_MISMATCH, "the figures name a tree size their checkpoint does not sign")
+    try:
+        leaves = (leaf for _, leaf in c.verified_audit_events(vkey, since=doc["from"], until=doc["to"], tree=tree))
+        recounted = auditstats.count(leaves, by, doc["from"], doc["to"], str(doc.get("lender", "")))
+    except AuditVerifyError as exc:
+        raise CliError(Code.AUDIT_VERIFY_FAILED, exc.message) from None
+    found = auditstats.differences(doc, recounted)
+    if found:
+        more = f" (and {len(found) - 3} more)" if len(found) > 3 else ""
+        raise CliError(Code.STATS_MISMATCH, "; ".join(found[:3]) + more)
+
+
+def _stats_text(d: Mapping[str, Any]) -> str:
+    lines = [f"{d['total']} events in [{d['from']}, {d['to']}) of the first {d['size']}"]
+    lines += ["  " + " ".join(f"{k}={g[k] or '-'}" for k in d["by"]) + f"  {g['count']}"
+              for g in d["groups"] if d["by"]]
+    return "\n".join(lines)
 
 
 def cmd_audit_checkpoint(args: argparse.Namespace) -> None:

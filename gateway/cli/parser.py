@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 
 from gateway.core.model import FLAGS
+from gateway.core.rules import auditstats
 
 from . import client, offline, operator
 from .formats import BUREAU_FORMATS
@@ -329,6 +330,17 @@ def build_parser() -> argparse.ArgumentParser:
                         "(exit 1, REPORT_MISMATCH, on any difference)")
     s.add_argument("--key", help="the pinned audit.vkey (needed by --verify)")
     s.set_defaults(fn=client.cmd_audit_compliance_report)
+    s = audit.add_parser("stats", parents=[client_opts],
+                         help="events per group over [--from, --to), with the checkpoint they were counted at")
+    s.add_argument("--from", dest="start", required=True, help="RFC 3339: events at or after it")
+    s.add_argument("--to", dest="end", required=True, help="RFC 3339: events before it")
+    s.add_argument("--by", default="", help="comma-separated group keys: " + ",".join(auditstats.KEYS)
+                                           + " (none: the total)")
+    s.add_argument("--verify", action="store_true",
+                   help="recount the figures from the verified events of their checkpoint (needs --key; exit 1, "
+                        "STATS_MISMATCH, on any difference)")
+    s.add_argument("--key", help="the pinned audit.vkey the checkpoint and every event are checked against")
+    s.set_defaults(fn=client.cmd_audit_stats)
     s = audit.add_parser("checkpoint", parents=[client_opts], help="a signed checkpoint (regulator)")
     s.add_argument("--size", type=int, help="the one published for this tree size (default: the current tree)")
     s.set_defaults(fn=client.cmd_audit_checkpoint)

@@ -210,6 +210,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
                                   "the agent (custos-agent metadata) is 1-64 of A-Z a-z 0-9 . _ : -"),
     Code.AGENT_REQUIRED: ErrorSpec(_C.PERMISSION_DENIED,
                                    "the policy requires this kind of organisation to name the agent acting"),
+    # audit stats (issue 25)
+    Code.INVALID_TIME_RANGE: ErrorSpec(_C.INVALID_ARGUMENT, "a time range's start is before its end"),
+    Code.STATS_MISMATCH: ErrorSpec(_C.FAILED_PRECONDITION,
+                                   "the figures differ from a recount of the verified events"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

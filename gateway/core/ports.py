@@ -158,6 +158,11 @@ class AuditReader(Protocol):
                     from_seq: int = 0) -> Iterator[AuditEntry]:
         """Events matching every filter, in log order, from `from_seq` on (one read snapshot)."""
 
+    def audit_stats(self, start: str, end: str, by: Sequence[str], size: int,
+                    lender: str = "") -> dict[tuple[str, ...], int]:
+        """Events per group (rules/auditstats.py) among the first `size` with a time in [start, end), and for a
+        lender only those naming it: the derived facts where they exist, the tail counted from its leaves."""
+
     def audit_nodes(self, level: int, start: int, end: int) -> list[bytes]:
         """Stored tree entries of `level` from index `start` on, up to `end`, as far as they run without a gap."""
 

@@ -322,6 +322,13 @@ class AuditServicer:
     def ComplianceReport(self, caller: Caller, request: pb.ComplianceReportRequest) -> pb.ComplianceReportResponse:
         report = self.core.compliance_report(caller, request.from_time, request.to_time)
         return pb.ComplianceReportResponse(report=json.dumps(report, ensure_ascii=False, sort_keys=True))
+    def AuditStats(self, caller: Caller, request: pb.AuditStatsRequest) -> pb.AuditStatsResponse:
+        doc = self.core.audit_stats(caller, request.from_time, request.to_time, list(request.by))
+        by = doc["by"]
+        return pb.AuditStatsResponse(
+            from_time=doc["from"], to_time=doc["to"], by=by, size=doc["size"], checkpoint=doc["checkpoint"],
+            total=doc["total"], groups=[pb.AuditStatsGroup(keys={k: g[k] for k in by}, count=g["count"])
+                                        for g in doc["groups"]], lender=doc.get("lender", ""))
 
 
 class BureauServicer:

@@ -32,7 +32,7 @@ from vault.crypto import BlindIndex, FieldCipher
 from vault.groupcommit import GroupCommit, Queued, checked, leaf_rows, run_units
 
 from .auditstore import PgAuditStore
-from .schema import FEED_NUMBER
+from .schema import FACTS_EVERY, FEED_NUMBER
 from .store import PgStore
 
 log = logging.getLogger("custos.audit")
@@ -131,6 +131,8 @@ class PgAuditLog(GroupCommit):
                 size = self._append(conn, Frontier.loads(before, str(head[1])), events)
                 if size // TILE > before // TILE:  # derived, in the same commit: tiles never lag the head
                     PgAuditStore(lambda: nullcontext(conn)).store_nodes(before, size)
+                if size // FACTS_EVERY > before // FACTS_EVERY:  # what audit stats groups by, likewise
+                    PgAuditStore(lambda: nullcontext(conn)).derive_facts(before, size)
             if self.before_commit is not None:
                 self.before_commit()
         self._size = size

@@ -8,7 +8,7 @@ are read here, with the events and the tree's stored entries.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import psycopg
@@ -16,8 +16,10 @@ import psycopg_pool
 
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import AuditEntry
+from gateway.core.rules import auditstats
 from gateway.tlog.proofs import contiguous, new_nodes
 
+from .schema import DERIVE_FACTS, FACTS_EVERY
 from .store import Statements
 
 
@@ -63,6 +65,36 @@ class PgAuditStore(Statements):
 
     def audit_noded_size(self) -> int:
         return int(self._one("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_nodes WHERE level = 1", ())[0]) * 256
+
+    # ------------------------------------------------------------ audit stats
+    def derive_facts(self, old_size: int, new_size: int) -> None:
+        """The facts of the events up to the last multiple of FACTS_EVERY at or below `new_size`, from that at or
+        below `old_size` (in the commit's transaction; idempotent across replicas and over the migration's)."""
+        first, upto = old_size // FACTS_EVERY * FACTS_EVERY, new_size // FACTS_EVERY * FACTS_EVERY
+        if upto > first:
+            self._exec(DERIVE_FACTS, (first, upto))
+
+    def audit_stats(self, start: str, end: str, by: Sequence[str], size: int,
+                    lender: str = "") -> dict[tuple[str, ...], int]:
+        """Events per group among the first `size` in [start, end): grouped in SQL over the facts, which every
+        commit derives up to the multiples of FACTS_EVERY it crosses, and the tail after that counted from its
+        leaves (at most FACTS_EVERY - 1 of them)."""
+        upto = size // FACTS_EVERY * FACTS_EVERY
+        cols = [f"substr(time, 1, {auditstats.BUCKETS[k]})" if k in auditstats.BUCKETS else k for k in by]
+        where = "time >= %s AND time < %s AND seq < %s" + (" AND lender = %s" if lender else "")
+        args: list[Any] = [start, end, upto, *([lender] if lender else [])]
+        sql = (f"SELECT {', '.join([*cols, 'COUNT(*)'])} FROM audit_facts WHERE {where}"
+               + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(cols)))}" if cols else ""))
+        counts: dict[tuple[str, ...], int] = {}
+        for row in self._all(sql, args):
+            if row[-1]:
+                counts[tuple(str(v) for v in row[:-1])] = int(row[-1])
+        tail = auditstats.count((bytes(r[0]) for r in self._all(
+            "SELECT leaf FROM audit_events WHERE seq >= %s AND seq < %s AND time >= %s AND time < %s",
+            (upto, size, start, end))), by, start, end, lender)
+        for key, n in tail.items():
+            counts[key] = counts.get(key, 0) + n
+        return counts
 
     # ------------------------------------------------------------ audit
     def audit_query(self, case_id: str = "", org: str = "", borrower_id: str = "", since: str = "",

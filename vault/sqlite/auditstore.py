@@ -13,14 +13,15 @@ It imports no store and no log: `store.py` knows cases only, and the log
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from gateway.core.model import AuditEntry
+from gateway.core.rules import auditstats
 from gateway.tlog.merkle import Frontier
 from gateway.tlog.proofs import contiguous, new_nodes
 
-from .db import TOP_LEVEL, Connection, blob
+from .db import DERIVE_FACTS, FACTS_EVERY, TOP_LEVEL, Connection, blob
 
 
 @functools.cache  # one text per batch size; sizes are bounded by the caller's per-statement limit
@@ -101,6 +102,35 @@ class AuditStore:
         for seq, leaf in self.audit_conn.execute(sql, args):
             yield AuditEntry(int(seq), bytes(leaf))
 
+    def audit_stats(self, start: str, end: str, by: Sequence[str], size: int,
+                    lender: str = "") -> dict[tuple[str, ...], int]:
+        """Events per group among the first `size` in [start, end): grouped in SQL over the derived facts (events
+        below `facts_upto`, see `mark_audit`), and the tail after them counted from its leaves.
+
+        The mark is read first: facts below it are committed and never change, so the two halves meet
+        exactly even if the index moves on between the statements.
+        """
+        upto = min(self.audit_facts_upto(), size)
+        cols = [f"substr(time, 1, {auditstats.BUCKETS[k]})" if k in auditstats.BUCKETS else k for k in by]
+        where = "time >= ? AND time < ? AND seq < ?" + (" AND lender = ?" if lender else "")
+        args: list[Any] = [start, end, upto, *([lender] if lender else [])]
+        sql = (f"SELECT {', '.join([*cols, 'COUNT(*)'])} FROM audit_facts WHERE {where}"
+               + (f" GROUP BY {', '.join(str(i + 1) for i in range(len(cols)))}" if cols else ""))
+        counts: dict[tuple[str, ...], int] = {}
+        for row in self.audit_conn.execute(sql, args):
+            if row[-1]:
+                counts[tuple(str(v) for v in row[:-1])] = int(row[-1])
+        tail = auditstats.count((bytes(r[0]) for r in self.audit_conn.execute(
+            "SELECT leaf FROM audit_events WHERE seq >= ? AND seq < ? AND time >= ? AND time < ?",
+            (upto, size, start, end))), by, start, end, lender)
+        for key, n in tail.items():
+            counts[key] = counts.get(key, 0) + n
+        return counts
+
+    def audit_facts_upto(self) -> int:
+        row = self.audit_conn.execute("SELECT value FROM meta WHERE key = 'facts_upto'").fetchone()
+        return int(row[0]) if row else 0
+
     def audit_indexed_upto(self) -> int:
         row = self.audit_conn.execute("SELECT value FROM meta WHERE key = 'indexed_upto'").fetchone()
         return int(row[0]) if row else 0
@@ -135,6 +165,11 @@ class AuditStore:
             "  WHERE seq >= ? AND seq < ? AND borrower_id != '') ORDER BY 2, 3",
             (run, start, end, start, end, start, end),
         )
+        facts = self.audit_facts_upto()
+        if end - facts >= FACTS_EVERY:  # what audit stats groups by, derived from the leaves a batch at a time
+            conn.execute(DERIVE_FACTS, (facts, end))
+            conn.execute("INSERT INTO meta(key, value) VALUES ('facts_upto', ?)"
+                         " ON CONFLICT(key) DO UPDATE SET value = excluded.value", (str(end),))
         for level in range(TOP_LEVEL):
             runs = conn.execute("SELECT run, first, upto FROM audit_runs WHERE level = ? ORDER BY run",
                                 (level,)).fetchall()

@@ -13,7 +13,7 @@ import collections
 import json
 import re
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -555,7 +555,8 @@ class CustosClient:
     def verified_audit_events(self, vkey: str, case_id: str = "", org_id: str = "", borrower_id: str = "",
                               since: str = "", from_seq: int = 0, until: str = "", decision: str = "",
                               code: str = "", method: str = "", purpose: str = "",
-                              channel: str = "", agent: str = "", limit: int = 0) -> EventPage:
+                              channel: str = "", agent: str = "", limit: int = 0, *,
+                              tree: verify.SignedTree | None = None) -> EventPage:
         """(seq, leaf bytes) like `audit_events`, each checked before it is yielded: a regulator never reads an
         unverified event.
 
@@ -567,31 +568,36 @@ class CustosClient:
         does not verify). It proves what is returned is in the signed log, not
         that nothing matching was left out: a full `audit verify` shows that.
         `limit` and `next_from_seq` as for `audit_events` (each page is checked
-        against the checkpoint its own query was answered with).
+        against the checkpoint its own query was answered with). `tree`: a
+        checkpoint verified before (`verify.verify_checkpoint`): the events up to
+        its size only, each proved against its root (a figure's recount at the
+        size it was computed at).
         """
         req = pb.QueryAuditRequest(case_id=case_id, org_id=org_id, borrower_id=borrower_id, since=since,
                                    from_seq=from_seq, with_proofs=True, until=until, decision=decision, code=code,
-                                   method=method, purpose=purpose, channel=channel, agent=agent, limit=limit)
+                                   method=method, purpose=purpose, channel=channel, agent=agent, limit=limit,
+                                   proof_size=tree.size if tree is not None else 0)
+        given = tree is not None  # then the gateway sends no checkpoint: the proofs lead to that tree's root
         page = EventPage()
 
         def events() -> Iterator[tuple[int, bytes]]:
-            tree: verify.SignedTree | None = None
+            signed = tree
             try:
                 for batch in self._audit.QueryAudit(req, timeout=3600):
-                    if tree is None:
+                    if signed is None:
                         try:
-                            tree = verify.verify_checkpoint(batch.checkpoint, vkey)
+                            signed = verify.verify_checkpoint(batch.checkpoint, vkey)
                         except verify.VerifyFailed as exc:
                             raise AuditVerifyError(str(exc)) from None
-                    elif batch.checkpoint != tree.note:
+                    elif not given and batch.checkpoint != signed.note:
                         raise AuditVerifyError("the pages of the answer carry different checkpoints")
                     for ev in batch.events:
-                        _check(ev.seq, ev.leaf, ev.proof, tree.size, tree.root)
+                        _check(ev.seq, ev.leaf, ev.proof, signed.size, signed.root)
                         yield ev.seq, ev.leaf
                     page.next_from_seq = batch.next_from_seq or page.next_from_seq
             except grpc.RpcError as err:
                 raise _translate(err) from None
-            if tree is None:
+            if signed is None:
                 raise AuditVerifyError("the gateway sent no checkpoint to check the events against")
 
         page.start(events())
@@ -668,6 +674,25 @@ class CustosClient:
                 for ev in batch.events]
         except grpc.RpcError as err:
             raise _translate(err) from None
+
+    def audit_stats(self, from_: str, to: str, by: Sequence[str] = ()) -> dict[str, Any]:
+        """Events per group over [from_, to): {"from", "to", "by", "size", "checkpoint", "total", "groups":
+        [{<each key of by>: value, "count": n}, ...]}, counted over the events with seq < size.
+
+        `by`: org, code, method, purpose, channel, decision, lender, agent, day, month; none gives the total.
+        A lender's figures also carry "lender" (its id: only events naming it as the owning lender count).
+        The checkpoint is the gateway's signed note of that size: check it, and the figures, by recounting the
+        verified events (`verified_audit_events(..., tree=...)`; the CLI's `audit stats --verify`).
+        """
+        r = self._call(self._audit.AuditStats, pb.AuditStatsRequest(from_time=from_, to_time=to, by=list(by)))
+        keys = list(r.by)
+        doc: dict[str, Any] = {
+            "from": r.from_time, "to": r.to_time, "by": keys, "size": int(r.size), "checkpoint": r.checkpoint,
+            "total": int(r.total),
+            "groups": [{**{k: g.keys.get(k, "") for k in keys}, "count": int(g.count)} for g in r.groups]}
+        if r.lender:
+            doc["lender"] = r.lender  # a lender's figures: the events naming it as the owning lender
+        return doc
 
     def audit_query(self, **filters: Any) -> list[dict[str, Any]]:
         return [json.loads(leaf) for _, leaf in self.audit_events(**filters)]

@@ -153,6 +153,9 @@ class Code(StrEnum):
     # agents: the person acting, named by the client (issue 25)
     INVALID_AGENT = "INVALID_AGENT"
     AGENT_REQUIRED = "AGENT_REQUIRED"
+    # audit stats (issue 25)
+    INVALID_TIME_RANGE = "INVALID_TIME_RANGE"
+    STATS_MISMATCH = "STATS_MISMATCH"
 
 
 class ClientCode(StrEnum):

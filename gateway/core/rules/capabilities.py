@@ -41,6 +41,7 @@ ACTIONS: dict[str, str] = {
     "packet": "the signed litigation packet of a case (GetLitigationPacket)",
     "pull_feed": "the credit-reporting feed (PullFeed)",
     "audit_query": "query the audit log, with or without proofs (AuditQuery)",
+    "audit_stats": "counts of audit events per group over a time range (AuditStats)",
     "prove": "inclusion and consistency proofs of the audit log",
     "checkpoint": "the audit log's signed checkpoint",
     "cosign": "cosign a checkpoint as a witness",

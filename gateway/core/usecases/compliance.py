@@ -26,7 +26,7 @@ class Compliance(Context):
         if since is None or until is None:
             raise self._deny(caller, Code.INVALID_TIME, "input", purpose=purpose)
         if since >= until:
-            raise self._deny(caller, Code.INVALID_ARGUMENT, "input", purpose=purpose)
+            raise self._deny(caller, Code.INVALID_TIME_RANGE, "input", purpose=purpose)
         lender = org.id if org.kind == LENDER else ""
         period = {"from": rfc3339(since), "to": rfc3339(until)}
         # Audited first, like a query (no PI: the period and the scope); the figures ignore this event.

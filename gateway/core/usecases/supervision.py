@@ -23,6 +23,7 @@ from ..model import (
     rfc3339,
 )
 from ..ports import CaseReader, UnitOfWork
+from ..rules import auditstats
 from ..rules.auditfilter import EventFilter, event_filter
 from ..rules.capabilities import LENDER, REGULATOR
 from .context import Context
@@ -119,6 +120,31 @@ class Supervision(Context):
 
         page = Paged(matching(), limit)
         return ProvenEvents(note, target, ((e, tree.inclusion(e.seq, target)) for e in page), page)
+
+    def audit_stats(self, caller: Caller, start: str, end: str, by: str | Sequence[str] = ()) -> dict[str, Any]:
+        """Events per group over [start, end), counted at a tree size whose checkpoint is signed for the answer.
+
+        Counted over the events below that size, this request's own event
+        included (it is audited first), so a reader recounts exactly these
+        figures from the verified events of that checkpoint (`--verify`). A
+        regulator counts every event; a lender only those that name it as the
+        owning lender. The rule names the range and keys only: no PI.
+        """
+        org = self._standing(caller, action="audit_stats", purpose="supervision")
+        kw: dict[str, Any] = {"purpose": "supervision" if org.kind == REGULATOR else "servicing"}
+        keys = auditstats.stats_keys(by)
+        if not isinstance(keys, tuple):
+            raise self._deny(caller, keys, "input", **kw)
+        span = auditstats.stats_range(start, end)
+        if not isinstance(span, tuple):
+            raise self._deny(caller, span, "input", **kw)
+        lender = org.id if org.kind == LENDER else ""
+        self.audit.append([self._event(caller, "allow", Code.OK, f"supervision.stats:from={span[0]};to={span[1]};"
+                                       f"by={','.join(keys)}", lender=lender, **kw)])
+        size, root = self.audit.head()
+        note = self.sign_checkpoint(size, root)
+        counts = self.audit.reads().audit_stats(span[0], span[1], keys, size, lender)
+        return auditstats.document(span[0], span[1], keys, size, note, counts, lender)
 
     def _events_at(self, seqs: Sequence[int]) -> Iterator[AuditEntry]:
         """The stored events at these sequence numbers, in order; one that is missing is left out."""

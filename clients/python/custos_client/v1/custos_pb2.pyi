@@ -966,3 +966,48 @@ class ComplianceReportResponse(_message.Message):
     REPORT_FIELD_NUMBER: _ClassVar[int]
     report: str
     def __init__(self, report: _Optional[str] = ...) -> None: ...
+
+class AuditStatsRequest(_message.Message):
+    __slots__ = ("from_time", "to_time", "by")
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    from_time: str
+    to_time: str
+    by: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., by: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AuditStatsGroup(_message.Message):
+    __slots__ = ("keys", "count")
+    class KeysEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.ScalarMap[str, str]
+    count: int
+    def __init__(self, keys: _Optional[_Mapping[str, str]] = ..., count: _Optional[int] = ...) -> None: ...
+
+class AuditStatsResponse(_message.Message):
+    __slots__ = ("from_time", "to_time", "by", "size", "checkpoint", "total", "groups", "lender")
+    FROM_TIME_FIELD_NUMBER: _ClassVar[int]
+    TO_TIME_FIELD_NUMBER: _ClassVar[int]
+    BY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    CHECKPOINT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    GROUPS_FIELD_NUMBER: _ClassVar[int]
+    LENDER_FIELD_NUMBER: _ClassVar[int]
+    from_time: str
+    to_time: str
+    by: _containers.RepeatedScalarFieldContainer[str]
+    size: int
+    checkpoint: str
+    total: int
+    groups: _containers.RepeatedCompositeFieldContainer[AuditStatsGroup]
+    lender: str
+    def __init__(self, from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., by: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., checkpoint: _Optional[str] = ..., total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[AuditStatsGroup, _Mapping]]] = ..., lender: _Optional[str] = ...) -> None: ...

@@ -1613,6 +1613,11 @@ class AuditServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.ComplianceReportRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ComplianceReportResponse.FromString,
                 _registered_method=True)
+        self.AuditStats = channel.unary_unary(
+                '/custos.v1.AuditService/AuditStats',
+                request_serializer=custos_dot_v1_dot_custos__pb2.AuditStatsRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.AuditStatsResponse.FromString,
+                _registered_method=True)
 
 
 class AuditServiceServicer:
@@ -1668,6 +1673,14 @@ class AuditServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AuditStats(self, request, context):
+        """Events per group over a half-open time range, counted at a tree size whose checkpoint comes with the
+        answer (issue 25): a regulator counts every event, a lender those naming it as the owning lender.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuditServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -1705,6 +1718,11 @@ def add_AuditServiceServicer_to_server(servicer, server):
                     servicer.ComplianceReport,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.ComplianceReportRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ComplianceReportResponse.SerializeToString,
+            ),
+            'AuditStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.AuditStats,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.AuditStatsRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.AuditStatsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1896,6 +1914,33 @@ class AuditService:
             '/custos.v1.AuditService/ComplianceReport',
             custos_dot_v1_dot_custos__pb2.ComplianceReportRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ComplianceReportResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AuditStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.AuditService/AuditStats',
+            custos_dot_v1_dot_custos__pb2.AuditStatsRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.AuditStatsResponse.FromString,
             options,
             channel_credentials,
             insecure,
