@@ -214,7 +214,6 @@ def test_chart_renders_as_svg_bars(console: Console, page: Any) -> None:
     page.wait_for_function("() => document.querySelector('#charts').dataset.state === 'drawn'")
     assert page.locator("#charts svg").count() == 4
     assert page.locator("#charts svg rect.bar").count() >= 4
-    assert "verified" in page.inner_text("#chart-source")
     contacts = page.locator("#charts .chart").nth(1)  # escalated's one call (its outcome is not a second contact)
     assert "Contacts by channel" in contacts.inner_text() and contacts.locator("rect.bar").count() == 1
     assert contacts.locator("rect.bar title").text_content() == "call: 1"
@@ -340,32 +339,34 @@ def test_a_lenders_officer_sees_its_own_events_verified(traffic: Env, page: Any)
         c.api.client.close()
 
 
-def test_charts_draw_the_gateways_figures_when_the_client_has_them(console: Console, page: Any) -> None:
-    """The stats contract (`audit_stats(from_, to, by)` -> {..., "groups": [{<by keys>, "count"}]}) drawn as bars."""
-    asked: list[tuple[str, str, Any]] = []
-
-    def audit_stats(from_: str, to: str, by: Any) -> dict[str, Any]:
-        asked.append((from_, to, by))
-        return {"from": from_, "to": to, "by": list(by), "size": 40, "checkpoint": "", "total": 9, "groups": [
-            {"org": "agency-1", "method": "GetCase", "purpose": "collection", "decision": "allow", "channel": "",
-             "code": "OK", "day": "2026-11-30", "count": 7},
-            {"org": "agency-1", "method": "GetCase", "purpose": "collection", "decision": "deny", "channel": "",
-             "code": "NO_MANDATE", "day": "2026-11-30", "count": 2}]}
-
-    if not console.api.info["stats"]:
-        console.api.client.audit_stats = audit_stats  # type: ignore[attr-defined]
-        console.api.info["stats"] = True
-    else:
-        pytest.skip("the typed client has audit_stats: test_chart_renders_as_svg_bars draws its figures")
+def test_charts_draw_the_gateways_figures_with_their_checkpoint_checked(console: Console, page: Any) -> None:
     page.goto(console.url)
     _settled(page, "#timeline")
     page.click("button[data-view=charts]")
     page.wait_for_function("() => document.querySelector('#charts').dataset.state === 'drawn'")
+    assert page.get_attribute("#charts", "data-source") == "stats", page.inner_text("#chart-source")
+    assert page.get_attribute("#charts", "data-verify") == "verified"
     assert "as the gateway counts them" in page.inner_text("#chart-source")
-    assert asked and "org" in asked[0][2] and "code" in asked[0][2]
-    refusals = page.locator("#charts .chart").nth(2)
-    assert refusals.locator("rect.bar title").text_content() == "NO_MANDATE: 2"
-    assert page.locator("#charts .chart").nth(0).locator("rect.bar title").text_content() == "collection: 7"
+    charts = page.locator("#charts .chart")
+    titles = [charts.nth(i).locator("rect.bar title").all_text_contents() for i in range(4)]
+    assert sorted(titles[0]) == ["collection: 1", "servicing: 1"]  # the agency's contact, the lender's read
+    assert titles[1] == ["call: 1"]
+    assert sorted(titles[2]) == ["NO_MANDATE: 1", "PURPOSE_NOT_ALLOWED: 1"]
+    _shot(page, "charts-stats")
+
+
+def test_charts_fall_back_to_counting_verified_events(console: Console, page: Any) -> None:
+    console.api.info["stats"] = False  # a client without audit stats
+    page.goto(console.url)
+    _settled(page, "#timeline")
+    page.click("button[data-view=charts]")
+    page.wait_for_function("() => document.querySelector('#charts').dataset.state === 'drawn'")
+    assert page.get_attribute("#charts", "data-source") == "events"
+    assert "counted in the browser" in page.inner_text("#chart-source")
+    charts = page.locator("#charts .chart")
+    assert charts.nth(1).locator("rect.bar title").all_text_contents() == ["call: 1"]
+    assert sorted(charts.nth(2).locator("rect.bar title").all_text_contents()) == [
+        "NO_MANDATE: 1", "PURPOSE_NOT_ALLOWED: 1"]
 
 
 def test_the_command_prints_its_link_and_serves(traffic: Env) -> None:

@@ -37,6 +37,7 @@ CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'se
 COOKIE = "custos_console"
 PAGE = 50          # events on a timeline page unless asked otherwise
 MAX_PAGE = 1000    # and at most
+ALL_FROM, ALL_TO = "2000-01-01T00:00:00Z", "2100-01-01T00:00:00Z"  # charts without a range: the whole log
 FILTERS = {"case": "case_id", "org": "org_id", "borrower": "borrower_id", "since": "since", "until": "until",
            "decision": "decision", "code": "code", "method": "method", "purpose": "purpose", "channel": "channel",
            "agent": "agent"}
@@ -181,13 +182,16 @@ class Api:
                 "listed": len(listed)}
 
     def stats(self, q: dict[str, str]) -> dict[str, Any]:
-        """Counts per group, as the gateway computes them (`audit stats`); the page says they are the gateway's."""
+        """Counts per group, as the gateway computes them (`audit stats`); the page checks the checkpoint they
+        were counted at and says the counts are the gateway's (`audit stats --verify` recounts them)."""
         fn = getattr(self.client, "audit_stats", None)
         if fn is None:
             raise ConsoleError(Code.UNAVAILABLE, "this client has no audit stats: the page counts the events it "
                                                  "fetched instead", 501)
         by = [b for b in q.get("by", "").split(",") if b]
-        return dict(self._call(lambda: fn(q.get("from", ""), q.get("to", ""), by)))
+        # No range given: all of it (the figures name the range they were counted over).
+        start, end = q.get("from") or ALL_FROM, q.get("to") or ALL_TO
+        return dict(self._call(lambda: fn(start, end, by)))
 
 
 class Console:

@@ -5,6 +5,7 @@
   const dec = new TextDecoder();
   const state = { info: null, verifier: null, keyError: "", page: null };
   const $ = (id) => document.getElementById(id);
+  const RELEASES = new Set(["GetCase", "PullCases", "GetPacket", "PullFeed", "OpenContact", "SubjectData"]);
 
   async function api(path, params) {
     const q = new URLSearchParams();
@@ -135,8 +136,12 @@
       try {
         const s = await api("/api/stats", { from: params.since, to: params.until, by: "org,method,purpose,decision,channel,code,day" });
         groups = s.groups;
-        source = `figures as the gateway counts them (audit stats, ${s.total} events at checkpoint size ${s.size}); ` +
-          "recount them with custos audit stats --verify";
+        const cp = await checkNote(s.checkpoint);
+        source = `figures as the gateway counts them (audit stats: ${s.total} events in [${s.from}, ${s.to}) of the ` +
+          `tree of ${s.size}; its checkpoint ` + (cp.ok && cp.size === s.size ? "verified by this page"
+            : cp.unverified ? "unverified" : "FAILS verification") + "); recount them with custos audit stats --verify";
+        box.dataset.source = "stats";
+        box.dataset.verify = cp.ok && cp.size === s.size ? "verified" : cp.unverified ? "unverified" : "failed";
       } catch (e) { groups = null; }
     }
     if (groups === null) {
@@ -149,6 +154,7 @@
         return { org: o.org, method: o.method, purpose: o.purpose, decision: o.decision, channel: o.channel || "", code: o.code,
           day: (o.time || "").slice(0, 10), released: (o.fields || []).length > 0, count: 1 };
       });
+      box.dataset.source = "events";
       source = `counted in the browser from the ${r.total} events fetched for this filter (${r.verified} verified, ` +
         `${r.failed} failing)` + (doc.next_from_seq !== null ? "; more events match: narrow the range" : "");
     }
@@ -159,9 +165,9 @@
       for (const g of groups) if (pred(g)) m.set(g[key], (m.get(g[key]) || 0) + g.count);
       return Array.from(m.entries()).sort((a, b) => b[1] - a[1]);
     };
-    // A release: an allowed event for a purpose that released fields (the gateway's figures cannot tell fields).
-    box.appendChild(C.bars("Releases by purpose", sum((g) => g.decision === "allow" && !!g.purpose && g.released !== false,
-      "purpose")));
+    // A release: an allowed call that hands case data to someone (and, where the page sees fields, released some).
+    box.appendChild(C.bars("Releases by purpose", sum((g) => g.decision === "allow" && RELEASES.has(g.method) &&
+      g.released !== false, "purpose")));
     // A contact: an opened one (its outcome carries the channel too, and is not a second contact).
     box.appendChild(C.bars("Contacts by channel", sum((g) => !!g.channel && g.method === "OpenContact" &&
       g.decision === "allow", "channel")));
