@@ -112,6 +112,10 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
   As the regulator (audit metadata, never PI):
     custos audit query --case C-2 --key {data_dir}/audit.vkey --identity {ids}/regulator-1 --json  # every event checked by proof
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
+  The web console (timeline, charts, histories; the page verifies every event it shows against the pinned key):
+    custos console --identity {ids}/regulator-1 --key {data_dir}/audit.vkey --listen 127.0.0.1:8443
+    custos console --identity {ids}/lender-a --key {data_dir}/audit.vkey --listen 127.0.0.1:8444   # a compliance officer
+    then open the one-time link it prints: http://127.0.0.1:8443/?token=... (loopback only; the link works once)
   The living account (agency-1 works C-1..C-10 at 18 % commission; PAYMENT_ID and PLAN_ID from the output):
     custos payment report C-3 --amount 100.00 --on {yesterday} --reference RCPT-1 --identity {ids}/agency-1
     custos lender payments --status reported --identity {ids}/lender-a

@@ -378,5 +378,18 @@ def build_parser() -> argparse.ArgumentParser:
     s = audit.add_parser("export", parents=[client_opts], help="the log as a C2SP tlog-tiles bundle (regulator)")
     s.add_argument("--out", required=True)
     s.set_defaults(fn=client.cmd_audit_export)
+
+    s = sub.add_parser("console", parents=[client_opts],
+                       help="a web console on loopback: timeline, charts, histories, checked in the browser")
+    s.add_argument("--listen", help="loopback HOST:PORT to serve on (default 127.0.0.1:8443; 0 as port: any free)")
+    s.add_argument("--key", help="the pinned audit.vkey the page verifies against (default: audit.vkey of the "
+                                 "identity bundle; never the gateway's)")
+    s.set_defaults(fn=_console)
     return p
+
+
+def _console(args: argparse.Namespace) -> None:
+    from . import console  # only when asked: the console's server is not every command's
+
+    console.cmd_console(args)
 

@@ -9,6 +9,7 @@ every call and recorded in its events); it never changes who the caller is.
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import warnings
@@ -605,6 +606,38 @@ class CustosClient:
     def verified_audit_query(self, vkey: str, **filters: Any) -> list[dict[str, Any]]:
         """`audit_query`, every event checked against a checkpoint signed by the pinned key (see above)."""
         return [json.loads(leaf) for _, leaf in self.verified_audit_events(vkey, **filters)]
+
+    def proven_audit_page(self, limit: int, last: bool = False, **filters: Any) -> dict[str, Any]:
+        """At most `limit` events from `from_seq` on, each with its inclusion proof, and the checkpoint signed for
+        this query, all UNCHECKED: for a reader that verifies them itself (the console's page does, in the
+        browser). {"checkpoint": note, "events": [(seq, leaf, proof)], "next_from_seq": n (0: nothing more)}.
+        `last`: the last `limit` events up to the checkpoint instead (for a from_seq just below the tree size:
+        the newest page, the events appended meanwhile, this query's own among them, included)."""
+        req = pb.QueryAuditRequest(with_proofs=True, limit=0 if last else limit, **filters)
+        events: collections.deque[tuple[int, bytes, list[bytes]]] = collections.deque(maxlen=limit if last else None)
+        note, nxt = "", 0
+        try:
+            for batch in self._audit.QueryAudit(req, timeout=self.timeout):
+                note = note or batch.checkpoint
+                nxt = batch.next_from_seq or nxt
+                events.extend((ev.seq, ev.leaf, list(ev.proof)) for ev in batch.events)
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        return {"checkpoint": note, "events": list(events), "next_from_seq": 0 if last else nxt}
+
+    def proven_events(self, seqs: Iterable[int], size: int) -> list[tuple[int, bytes, list[bytes]]]:
+        """These events (a missing one left out), each with its inclusion proof in the tree of `size`, UNCHECKED:
+        the caller checks them against a checkpoint of that size it verified (or shows them as unverified)."""
+        wanted = sorted(set(seqs))
+        got: list[tuple[int, bytes, list[bytes]]] = []
+        try:
+            for i in range(0, len(wanted), 1000):
+                req = pb.QueryAuditRequest(seqs=wanted[i:i + 1000], with_proofs=True, proof_size=size)
+                for batch in self._audit.QueryAudit(req, timeout=3600):
+                    got += [(ev.seq, ev.leaf, list(ev.proof)) for ev in batch.events]
+        except grpc.RpcError as err:
+            raise _translate(err) from None
+        return got
 
     def check_sample(self, seqs: Iterable[int], size: int, root: bytes) -> int:
         """Re-read these events and check each by inclusion proof against a root verified before; the count.
