@@ -57,6 +57,24 @@ def seed(gateway: str, data_dir: Path) -> None:
         for case in ("C-13", "C-14"):  # CN cases a bureau may be furnished, once told in advance
             lender.assign(case, "bureau-1", "credit_reporting", until)
             lender.record_notice(case, (date.today() - timedelta(days=1)).isoformat())
+    # A little supervised traffic, so the console and `audit stats` have something to show: an agent's reads and a
+    # contact (refused, and audited, when the borrower's local time is outside the contact window), and an
+    # agency's read without a mandate (refused). The agent id is the agency's pseudonym for its collector.
+    from custos_client import CustosClientError
+
+    with CustosClient(gateway, ids / "agency-1", agent="collector-0042") as agency:
+        for case in ("C-6", "C-7"):
+            agency.get_case(case, "collection")
+        try:
+            contact = agency.open_contact("C-6", "sms")
+            agency.record_outcome(contact["contact_id"], "no_answer")
+        except CustosClientError:
+            pass
+    with CustosClient(gateway, ids / "agency-2") as other:
+        try:
+            other.get_case("C-7", "collection")
+        except CustosClientError:
+            pass
     # A day's changes to the lender's book, for `lender update` (synthetic; beside the data directory, not in it).
     as_of = datetime.now(UTC).isoformat(timespec="seconds")
     updates = [{"case_id": "C-1", "as_of": as_of, "loan": {"outstanding": "9500.00", "interest": "120.00"},
@@ -65,6 +83,22 @@ def seed(gateway: str, data_dir: Path) -> None:
     updates_file(data_dir).write_text("".join(json.dumps(u) + "\n" for u in updates))
     with CustosClient(gateway, ids / "lender-b") as other:
         other.import_lines(synth.jsonl([synth.case_line(i, lender_prefix="B") for i in range(1, 6)]).splitlines())
+
+
+def _console(gateway: str, identity: Path, vkey: Path) -> str:
+    """The demo regulator's web console, served beside the gateway (127.0.0.1:8443, or a free port when that is
+    taken), so `make run` prints a link that opens; the one-time token is this run's."""
+    from gateway.console import ConsoleError
+    from gateway.console.launch import open_console
+
+    for listen in ("127.0.0.1:8443", "127.0.0.1:0"):
+        try:
+            console = open_console(gateway, str(identity), listen, str(vkey))
+        except (ConsoleError, OSError):
+            continue
+        console.start()
+        return console.url
+    return "(the console could not start here; run `custos console` as below)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -89,6 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     if fresh:
         seed(gateway, data_dir)
     ids = data_dir / "identities"
+    console_url = _console(gateway, ids / "regulator-1", data_dir / "audit.vkey")
     today = date.today()
     yesterday, month = (today - timedelta(days=1)).isoformat(), today.strftime("%Y-%m")
     first, second = (today + timedelta(days=7)).isoformat(), (today + timedelta(days=37)).isoformat()
@@ -112,10 +147,11 @@ In another shell:  source .venv/bin/activate && export CUSTOS_GATEWAY={gateway}
   As the regulator (audit metadata, never PI):
     custos audit query --case C-2 --key {data_dir}/audit.vkey --identity {ids}/regulator-1 --json  # every event checked by proof
     custos audit verify --key {data_dir}/audit.vkey --state {data_dir}/verifier.state --identity {ids}/regulator-1
-  The web console (timeline, charts, histories; the page verifies every event it shows against the pinned key):
-    custos console --identity {ids}/regulator-1 --key {data_dir}/audit.vkey --listen 127.0.0.1:8443
-    custos console --identity {ids}/lender-a --key {data_dir}/audit.vkey --listen 127.0.0.1:8444   # a compliance officer
-    then open the one-time link it prints: http://127.0.0.1:8443/?token=... (loopback only; the link works once)
+  The web console (timeline, charts, histories; the page verifies every event it shows against the pinned key),
+  served now for regulator-1 -- open this one-time link (loopback only; it works once):
+    {console_url}
+  or start one yourself, e.g. for lender-a's compliance officer:
+    custos console --identity {ids}/lender-a --key {data_dir}/audit.vkey --listen 127.0.0.1:8444
   The living account (agency-1 works C-1..C-10 at 18 % commission; PAYMENT_ID and PLAN_ID from the output):
     custos payment report C-3 --amount 100.00 --on {yesterday} --reference RCPT-1 --identity {ids}/agency-1
     custos lender payments --status reported --identity {ids}/lender-a
