@@ -95,16 +95,19 @@ def cmd_update(args: argparse.Namespace) -> None:
 
 def cmd_assign(args: argparse.Namespace) -> None:
     if args.file:
-        if args.case or args.to or args.purpose or args.until or args.label or args.commission:
+        if (args.case or args.to or args.purpose or args.until or args.label or args.commission or args.agreement
+                or args.pia):
             raise CliError(Code.INVALID_ARGUMENT, "--file takes every placement from the file: give no CASE, "
-                                                  "--to, --purpose, --until, --label or --commission with it")
+                                                  "--to, --purpose, --until, --label, --commission, --agreement "
+                                                  "or --pia with it")
         _assign_file(args)
         return
     if not (args.case and args.to and args.purpose and args.until):
         raise CliError(Code.INVALID_ARGUMENT, "give CASE --to ORG --purpose PURPOSE --until YYYY-MM-DD, "
                                               "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
-        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or ""))
+        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or "",
+                            args.agreement or "", args.pia or ""))
 
 
 def _assign_file(args: argparse.Namespace) -> None:
@@ -129,9 +132,22 @@ def cmd_recall(args: argparse.Namespace) -> None:
 
 def cmd_escalate(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.escalate(args.case, args.to, args.until or ""),
+        emit(args, c.escalate(args.case, args.to, args.until or "", args.agreement or "", args.pia or ""),
              lambda d: f"{d['case_id']}: litigation, mandated to {d['mandate']['org_id']} until "
                        f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
+
+
+def cmd_mandates(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        doc = {"case_id": args.case, "mandates": c.list_mandates(args.case)}
+
+    def text(d: dict[str, Any]) -> str:
+        return "\n".join([f"{d['case_id']}: {len(d['mandates'])} mandates"] + [
+            f"  {m['org_id']} {m['purpose']} {m['label']} until {m['until']}"
+            f"; agreement {m.get('agreement', '-')}; pia {m.get('pia', '-')}"
+            + (f"; recalled {m['recalled_at']}" if m.get("recalled_at") else "") for m in d["mandates"]])
+
+    emit(args, doc, text)
 
 
 def cmd_erase(args: argparse.Namespace) -> None:

@@ -21,7 +21,8 @@ STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
 STATUSES = ("open", "settled", "closed")
 PURPOSES = ("collection", "litigation", "credit_reporting", "servicing", "supervision")
 LABELS = ("entrusted", "provided")
-FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold")
+FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "identity_theft",
+         "discharged")
 
 BORROWER_PI_FIELDS = (
     "full_name", "national_id", "date_of_birth", "phone", "email", "home_address",
@@ -188,6 +189,9 @@ class CaseRow:
     erasure: str = ""  # the borrower's erasure: "" none, "pending" (scheduled: nothing is released), "erased"
     closed_at: str | None = None  # when the case was last settled or closed (RFC 3339); None while open
     active_plan: str | None = None  # the accepted repayment plan's id (it sets amount_due); None without one
+    # ---- mandates (issue 26): a debt that must not be collected nor furnished (Reg F §1006.30(b), FCRA §623(a)(6))
+    identity_theft: bool = False  # the borrower reported the debt as the result of identity theft
+    discharged: bool = False      # the debt was discharged (in bankruptcy)
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]
@@ -205,6 +209,9 @@ class MandateRow:
     until: date
     recalled_at: str | None
     commission: str | None = None  # the fee term: a rate on confirmed recoveries ("0.18"); None: none agreed
+    # ---- mandates (issue 26): the records before sharing (PIPL Art. 21 agreement, Art. 55-56 impact assessment)
+    agreement: str | None = None  # the entrustment / provision agreement's reference; None: none named
+    pia: str | None = None        # the PI-protection impact assessment's reference; None: none named
 
 
 PAYMENT_STATUSES = ("reported", "confirmed", "rejected")

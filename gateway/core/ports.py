@@ -284,6 +284,12 @@ class UnitOfWork(CaseReader, Protocol):
         """Confirm or reject a payment still `reported` (False: it was not); the reason sealed under the
         borrower's data key."""
 
+    # ---- mandates (issue 26)
+    def set_mandate_records(self, lender: str, records: Sequence[tuple[str, str, str, str | None, str | None]]
+                            ) -> None:
+        """Name the agreement and impact-assessment references of live mandates, each (case, org, purpose,
+        agreement, pia); called in the unit of work that granted them."""
+
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]
 

@@ -305,6 +305,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_facts_time ON audit_facts(time)",
         DERIVE_FACTS.replace("%s", "0", 1).replace("%s", "(SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events)", 1),
     ]),
+    # ---- mandates (issue 26): a debt that must not be collected nor furnished (flags), and the records before
+    # sharing named by a mandate (PIPL Art. 21 agreement, Art. 55-56 impact assessment). 17 is reserved (opt-out).
+    (18, "identity-theft and discharged flags; mandates' agreement and impact-assessment references", [
+        "ALTER TABLE cases ADD COLUMN identity_theft BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN discharged BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE mandates ADD COLUMN agreement TEXT",
+        "ALTER TABLE mandates ADD COLUMN pia TEXT",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 13
+CASE_VERSION = 15  # 14 is reserved (issue 26, opt-out); 15: mandates
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -68,14 +68,14 @@ CREATE TABLE IF NOT EXISTS cases(
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
-  active_plan TEXT,
+  active_plan TEXT, identity_theft INTEGER NOT NULL DEFAULT 0, discharged INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
-  recalled_at TEXT, lapsed_at TEXT, commission TEXT);
+  recalled_at TEXT, lapsed_at TEXT, commission TEXT, agreement TEXT, pia TEXT);
 CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
 CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
@@ -399,6 +399,17 @@ def _add_payments(conn: Connection) -> None:
         conn.execute(statement)
 
 
+# ---- mandates (issue 26)
+def _add_mandate_records(conn: Connection) -> None:
+    """Version 15: cases' identity-theft and discharged flags; a mandate's agreement and impact-assessment refs."""
+    _add_case_columns(conn, {"identity_theft": "INTEGER NOT NULL DEFAULT 0",
+                             "discharged": "INTEGER NOT NULL DEFAULT 0"})
+    have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
+    for name in ("agreement", "pia"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE mandates ADD COLUMN {name} TEXT")
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -426,6 +437,8 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
+    (15, "identity-theft and discharged flags; mandates' agreement and impact-assessment references",
+     _add_mandate_records),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

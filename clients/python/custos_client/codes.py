@@ -156,6 +156,12 @@ class Code(StrEnum):
     # audit stats (issue 25)
     INVALID_TIME_RANGE = "INVALID_TIME_RANGE"
     STATS_MISMATCH = "STATS_MISMATCH"
+    # mandates (issue 26): debts that must not be collected or furnished; records before sharing
+    IDENTITY_THEFT_REPORTED = "IDENTITY_THEFT_REPORTED"
+    DEBT_DISCHARGED = "DEBT_DISCHARGED"
+    AGREEMENT_REQUIRED = "AGREEMENT_REQUIRED"
+    PIA_REQUIRED = "PIA_REQUIRED"
+    INVALID_RECORD_REFERENCE = "INVALID_RECORD_REFERENCE"
 
 
 class ClientCode(StrEnum):

@@ -19,12 +19,13 @@ caps (in file order) -> cooldown.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import Code, CustosError
 from ..model import STAGES, STATUSES
+from .mandates import MandateRules
 from .preconditions import LitigationRules, ReportingRules
 from .retention import RetentionRules
 
@@ -129,6 +130,7 @@ class ConductRules:
     reporting: ReportingRules
     retention: RetentionRules
     plans: PlanRules = PlanRules()
+    mandates: MandateRules = field(default_factory=MandateRules)  # issue 26: optional [mandates] table
 
 
 def history_horizon(rules: ConductRules) -> timedelta:

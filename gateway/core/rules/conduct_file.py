@@ -33,6 +33,7 @@ from .conduct import (
     ThirdParty,
     Window,
 )
+from .mandates import MandateRules
 from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
 from .retention import RETENTION_STARTS, RetentionRules
 from .tomlfile import FileCtx, load_toml
@@ -152,7 +153,7 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention", "plans",
+    "retention", "plans", "mandates",
 )
 
 
@@ -245,7 +246,8 @@ def load_conduct_rules(path: Path) -> ConductRules:
         lit.boolean("requires_limitation_date") if "requires_limitation_date" in lit.data else after_limitation)
     rep = top.table("credit_reporting")
     rep.only(("requires_consent", "requires_prior_notice", "requires_prior_contact", "letter_wait_days",
-              "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency"))
+              "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency",
+              "refuse_identity_theft", "refuse_discharged"))
     obsolete_from = rep.string("obsolete_from", OBSOLETE_FROM)
     reporting = ReportingRules(
         requires_consent=rep.boolean("requires_consent"),
@@ -258,6 +260,10 @@ def load_conduct_rules(path: Path) -> ConductRules:
         # Optional; by default required where obsolescence runs from that date (fail closed).
         requires_first_delinquency=(rep.boolean("requires_first_delinquency") if "requires_first_delinquency" in rep.data
                                     else obsolete_from == "first_delinquency_on"),
+        # Optional (issue 26); by default withheld (fail closed).
+        refuse_identity_theft=(rep.boolean("refuse_identity_theft") if "refuse_identity_theft" in rep.data
+                               else True),
+        refuse_discharged=rep.boolean("refuse_discharged") if "refuse_discharged" in rep.data else True,
     )
 
     ret = top.table("retention")
@@ -270,6 +276,13 @@ def load_conduct_rules(path: Path) -> ConductRules:
         pl.only(("grace_days", "promise_max_days"))
         plans = PlanRules(grace_days=pl.integer("grace_days", 0, 60),
                           promise_max_days=pl.integer("promise_max_days", 1, 366))
+
+    mandates = MandateRules()
+    if "mandates" in top.data:  # optional (issue 26): without it, the defaults of MandateRules
+        mt = top.table("mandates")
+        keys = ("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia")
+        mt.only(keys)
+        mandates = MandateRules(**{k: mt.boolean(k) if k in mt.data else getattr(mandates, k) for k in keys})
 
     return ConductRules(
         jurisdiction=jurisdiction,
@@ -287,6 +300,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
         reporting=reporting,
         retention=retention,
         plans=plans,
+        mandates=mandates,
     )
 
 

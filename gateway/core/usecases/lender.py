@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from ..errors import Code, CustosError
 from ..importer import LineError, parse_line
 from ..model import (
+    ID_RE,
     LABELS,
     ORG_ID_RE,
     PURPOSES,
@@ -26,6 +27,7 @@ from ..model import (
 )
 from ..ports import UnitOfWork
 from ..rules import access
+from ..rules import mandates as mandate_rules
 from ..rules import payments as payment_rules
 from .context import Context, _flag_text, log
 
@@ -83,6 +85,16 @@ def parse_batch(batch: list[tuple[int, bytes]], parse: Callable[[bytes], L], thr
             # the collector frees) and the parsed line, which may be a megabyte of anything.
             parsed.append((line_no, (err.code, err.reason)))
     return parsed, max((n for n, _ in batch), default=through_line)
+
+
+def valid_reference(ref: str) -> bool:
+    """An agreement or impact-assessment reference: empty (none named) or an id (issue 26)."""
+    return not ref or ID_RE.fullmatch(ref) is not None
+
+
+def records_presence(agreement: str | None, pia: str | None) -> str:
+    """The records a mandate names, for its audit event: presence only, never the reference (it may be telling)."""
+    return f";agreement={_yes(bool(agreement))};pia={_yes(bool(pia))}"
 
 
 def _yes(value: bool | None) -> str:
@@ -186,8 +198,9 @@ class LenderActions(Context):
         return replace(totals, rejected=totals.settle(last_line, rejected))
 
     def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str,
-               commission: str = "") -> dict[str, str]:
-        """Mandate the case to an organisation; `commission`, a rate on what it recovers, is the mandate's fee term."""
+               commission: str = "", agreement: str = "", pia: str = "") -> dict[str, str]:
+        """Mandate the case to an organisation; `commission`, a rate on what it recovers, is the mandate's fee term;
+        `agreement` and `pia` name the records before sharing (PIPL Art. 21, 55), required where the rules say."""
         self._standing(caller, action="assign")
         case = self._own_case(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
@@ -204,10 +217,15 @@ class LenderActions(Context):
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         if commission and payment_rules.rate(commission) is None:
             raise self._deny(caller, Code.INVALID_COMMISSION, "input", **kw)
+        if not valid_reference(agreement) or not valid_reference(pia):
+            raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
         problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
                                            self.local_today(case, self.clock.now()), self.bundle.capabilities)
         if problem is not None:
             raise self._deny(caller, problem[0], problem[1], **kw)
+        verdict = mandate_rules.mandate_problem(self._mandate_rules(case), case, purpose, agreement, pia)
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule, **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
 
@@ -215,12 +233,34 @@ class LenderActions(Context):
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
             repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp,
                                 commission or None)
-            rule = f"mandate.grant:{org_id}" + (f";commission={commission}" if commission else "")
+            if agreement or pia:
+                repo.set_mandate_records(case.lender_id, [(case.case_id, org_id, purpose, agreement or None,
+                                                           pia or None)])
+            rule = (f"mandate.grant:{org_id}" + (f";commission={commission}" if commission else "")
+                    + records_presence(agreement, pia))
             return None, [self._event(caller, "allow", Code.OK, rule, now=now, **kw)]
 
         self.audit.run(work)
         return {"case_id": case.case_id, "org_id": org_id, "purpose": purpose, "until": until_date.isoformat(),
-                "label": label, "granted_at": stamp, "commission": commission}
+                "label": label, "granted_at": stamp, "commission": commission, "agreement": agreement, "pia": pia}
+
+    def list_mandates(self, caller: Caller, case_ref: str) -> list[dict[str, str]]:
+        """The mandates of one of the caller's cases, newest first, recalled ones too, each with the references of
+        its records before sharing (issue 26). Decision: the `assign` capability covers reading what it granted."""
+        self._standing(caller, action="assign")
+        case = self._own_case(caller, case_ref)
+        mandates = self.reader().mandates_of_case(case.lender_id, case.case_id)
+        self.audit.append([self._event(caller, "allow", Code.OK, f"mandates.list:{len(mandates)}",
+                                       case_id=case.case_id, borrower_id=case.borrower_id, lender=case.lender_id)])
+        return [{"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until.isoformat(),
+                 "label": m.label, "granted_at": m.granted_at, "commission": m.commission or "",
+                 "agreement": m.agreement or "", "pia": m.pia or "", "recalled_at": m.recalled_at or ""}
+                for m in mandates]
+
+    def _mandate_rules(self, case: CaseRow) -> mandate_rules.MandateRules:
+        """The granting rules of the case's jurisdiction (issue 26); a jurisdiction without a file: the defaults."""
+        rules = self.bundle.conduct.get(case.jurisdiction)
+        return rules.mandates if rules is not None else mandate_rules.MandateRules()
 
     def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
         self._standing(caller, action="recall")
@@ -237,12 +277,16 @@ class LenderActions(Context):
 
         return self.audit.run(work)
 
-    def escalate(self, caller: Caller, case_ref: str, org_id: str, until: str = "") -> dict[str, Any]:
+    def escalate(self, caller: Caller, case_ref: str, org_id: str, until: str = "", agreement: str = "",
+                 pia: str = "") -> dict[str, Any]:
         """The case to litigation under the law firm's mandate; every agency's mandate on it ends, together.
 
         One unit of work, so no agency can read the case at litigation and no
         moment exists where the firm is mandated but agencies still are. The
-        case must be open (a settled or closed case is not sued on).
+        case must be open (a settled or closed case is not sued on), and a debt
+        reported as identity theft or discharged is not sued on either; the
+        firm's mandate names its agreement and impact assessment where the
+        jurisdiction requires (issue 26).
         """
         self._standing(caller, action="escalate")
         case = self._own_case(caller, case_ref, purpose="litigation")
@@ -250,6 +294,8 @@ class LenderActions(Context):
                               "lender": case.lender_id}
         if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
+        if not valid_reference(agreement) or not valid_reference(pia):
+            raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
         now = self.clock.now()
         today = self.local_today(case, now)
         until_date = parse_date(until) if until else today + timedelta(days=ESCALATION_DAYS)
@@ -264,6 +310,9 @@ class LenderActions(Context):
             raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "escalation.kind", **kw)
         if case.status != "open":
             raise self._deny(caller, Code.CASE_CLOSED, "escalation.case_status", **kw)
+        verdict = mandate_rules.mandate_problem(self._mandate_rules(case), case, "litigation", agreement, pia)
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule.replace("mandate.", "escalation.", 1), **kw)
         stamp = rfc3339(now)
 
         def work(repo: UnitOfWork) -> tuple[list[str] | None, list[EventDraft]]:
@@ -281,8 +330,11 @@ class LenderActions(Context):
             repo.set_case_fields(case.lender_id, case.case_id, {"stage": "litigation"}, stamp)
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, "litigation")
             repo.insert_mandate(case.lender_id, case.case_id, org_id, "litigation", "entrusted", until_date, stamp)
-            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation;to={org_id}",
-                                      now=now, **kw))
+            if agreement or pia:
+                repo.set_mandate_records(case.lender_id, [(case.case_id, org_id, "litigation", agreement or None,
+                                                           pia or None)])
+            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation;to={org_id}"
+                                      + records_presence(agreement, pia), now=now, **kw))
             return agencies, events
 
         recalled = self.audit.run(work)
@@ -290,7 +342,8 @@ class LenderActions(Context):
             raise CustosError(Code.CASE_CLOSED)
         return {"case_id": case.case_id, "stage": "litigation", "recalled": recalled,
                 "mandate": {"case_id": case.case_id, "org_id": org_id, "purpose": "litigation",
-                            "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp}}
+                            "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp,
+                            "agreement": agreement, "pia": pia}}
 
     def record_notice(self, caller: Caller, case_ref: str, on: str) -> dict[str, str]:
         """The day the borrower was told of coming negative credit reporting (征信业管理条例 Art. 15)."""
@@ -380,7 +433,37 @@ class LenderActions(Context):
         if status is not None and (status == "open") != (case.status == "open"):
             # Retention runs from the closure (policies/conduct/*.toml [retention]); a reopened case has none.
             changes = {**changes, "closed_at": None if status == "open" else rfc3339(self.clock.now())}
+        if changes.get("identity_theft") or changes.get("discharged"):
+            return self._stop_collection(caller, case, changes, rule)
         return self._update_case(caller, case, changes, rule)
+
+    def _stop_collection(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:
+        """Set identity_theft or discharged and, where the rules refuse collecting such a debt, end every live
+        collecting mandate on the case in the same unit of work (Reg F §1006.30(b): the debt is no longer placed
+        for collection; a mandate left standing would let the agency go on). Clearing the flag restores none."""
+        now = self.clock.now()
+        stamp = rfc3339(now)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
+
+        def work(repo: UnitOfWork) -> tuple[CaseRow, list[EventDraft]]:
+            repo.set_case_fields(case.lender_id, case.case_id, changes, stamp)
+            updated = repo.get_case(case.lender_id, case.case_id)
+            assert updated is not None
+            events = [self._event(caller, "allow", Code.OK, rule, now=now, **kw)]
+            rules = self._mandate_rules(updated)
+            for m in repo.mandates_of_case(case.lender_id, case.case_id):
+                if m.recalled_at is not None or m.purpose not in mandate_rules.COLLECTING:
+                    continue
+                why = mandate_rules.collecting_problem(rules, updated, m.purpose)
+                if why.ok or why.code == Code.CASE_CLOSED:  # a closed case's mandates end by its closure already
+                    continue
+                repo.recall_mandates(case.lender_id, case.case_id, m.org_id, stamp, m.purpose)
+                events.append(self._event(caller, "allow", Code.OK,
+                                          f"mandate.recall:{m.org_id};{why.rule.removeprefix('mandate.')}",
+                                          purpose=m.purpose, now=now, **kw))
+            return updated, events
+
+        return self.audit.run(work)
 
     def _update_case(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:
         """Apply validated changes to a case the caller owns; the change and its event commit together."""

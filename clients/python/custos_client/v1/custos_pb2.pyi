@@ -83,23 +83,27 @@ class RecallAllRequest(_message.Message):
     def __init__(self, org_id: _Optional[str] = ...) -> None: ...
 
 class AssignCaseRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "commission")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "commission", "agreement", "pia")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PIA_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
     until: str
     label: str
     commission: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
+    agreement: str
+    pia: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., commission: _Optional[str] = ..., agreement: _Optional[str] = ..., pia: _Optional[str] = ...) -> None: ...
 
 class MandateInfo(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at", "commission")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at", "commission", "agreement", "pia", "recalled_at")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +111,9 @@ class MandateInfo(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PIA_FIELD_NUMBER: _ClassVar[int]
+    RECALLED_AT_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
@@ -114,7 +121,10 @@ class MandateInfo(_message.Message):
     label: str
     granted_at: str
     commission: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
+    agreement: str
+    pia: str
+    recalled_at: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ..., commission: _Optional[str] = ..., agreement: _Optional[str] = ..., pia: _Optional[str] = ..., recalled_at: _Optional[str] = ...) -> None: ...
 
 class RecallCaseRequest(_message.Message):
     __slots__ = ("case_id", "org_id")
@@ -131,14 +141,18 @@ class RecallCaseResponse(_message.Message):
     def __init__(self, recalled: _Optional[int] = ...) -> None: ...
 
 class EscalateCaseRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "until")
+    __slots__ = ("case_id", "org_id", "until", "agreement", "pia")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PIA_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     until: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+    agreement: str
+    pia: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., until: _Optional[str] = ..., agreement: _Optional[str] = ..., pia: _Optional[str] = ...) -> None: ...
 
 class EscalateCaseResponse(_message.Message):
     __slots__ = ("case_id", "stage", "mandate", "recalled")
@@ -273,7 +287,7 @@ class SetStageRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class SetFlagsRequest(_message.Message):
-    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status")
+    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status", "identity_theft", "discharged")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
     CEASE_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +295,8 @@ class SetFlagsRequest(_message.Message):
     LOST_CONTACT_FIELD_NUMBER: _ClassVar[int]
     LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_THEFT_FIELD_NUMBER: _ClassVar[int]
+    DISCHARGED_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     disputed: bool
     cease_contact: bool
@@ -288,7 +304,9 @@ class SetFlagsRequest(_message.Message):
     lost_contact: bool
     legal_hold: bool
     status: str
-    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
+    identity_theft: bool
+    discharged: bool
+    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ..., identity_theft: _Optional[bool] = ..., discharged: _Optional[bool] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("org_id", "case_id", "purpose", "at")
@@ -1011,3 +1029,15 @@ class AuditStatsResponse(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[AuditStatsGroup]
     lender: str
     def __init__(self, from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., by: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., checkpoint: _Optional[str] = ..., total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[AuditStatsGroup, _Mapping]]] = ..., lender: _Optional[str] = ...) -> None: ...
+
+class ListMandatesRequest(_message.Message):
+    __slots__ = ("case_id",)
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    def __init__(self, case_id: _Optional[str] = ...) -> None: ...
+
+class ListMandatesResponse(_message.Message):
+    __slots__ = ("mandates",)
+    MANDATES_FIELD_NUMBER: _ClassVar[int]
+    mandates: _containers.RepeatedCompositeFieldContainer[MandateInfo]
+    def __init__(self, mandates: _Optional[_Iterable[_Union[MandateInfo, _Mapping]]] = ...) -> None: ...

@@ -141,6 +141,11 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.UpdateProgress.FromString,
                 _registered_method=True)
+        self.ListMandates = channel.unary_unary(
+                '/custos.v1.LenderService/ListMandates',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ListMandatesRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ListMandatesResponse.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -297,6 +302,14 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMandates(self, request, context):
+        """issue 26: the mandates of one of the caller's cases, newest first, recalled ones included, with the
+        agreement and impact-assessment references each names (`lender mandates CASE`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -404,6 +417,11 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.UpdateAccounts,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.LineChunk.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.UpdateProgress.SerializeToString,
+            ),
+            'ListMandates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMandates,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ListMandatesRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ListMandatesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -975,6 +993,33 @@ class LenderService:
             '/custos.v1.LenderService/UpdateAccounts',
             custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
             custos_dot_v1_dot_custos__pb2.UpdateProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMandates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ListMandates',
+            custos_dot_v1_dot_custos__pb2.ListMandatesRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ListMandatesResponse.FromString,
             options,
             channel_credentials,
             insecure,
