@@ -35,7 +35,8 @@ from .crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
     "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure, "
-    "closed_at, active_plan, identity_theft, discharged"
+    "closed_at, active_plan, identity_theft, discharged, consent_cross_border, transfer_mechanism, transfer_reference, "
+    "transfer_valid_until"
 )
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone"
 MANDATE_COLS = ("id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission, agreement,"
@@ -44,7 +45,8 @@ CONTACT_COLS = ("id, lender_id, case_id, borrower_id, org_id, channel, party, ta
                 " promise_amount, promise_on")
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
-                         "consent_changed_at", "erasure", "erase_due", "closed_at", "identity_theft", "discharged"})
+                         "consent_changed_at", "erasure", "erase_due", "closed_at", "identity_theft", "discharged",
+                         "consent_cross_border", "transfer_mechanism", "transfer_reference", "transfer_valid_until"})
 # The loan figures a lender's update may set (ports.UnitOfWork.update_loan); the ids and currency never change.
 UPDATABLE_LOAN = frozenset({"principal", "outstanding", "amount_due", "interest", "fees", "due_on",
                             "first_delinquency_on", "last_payment_on", "repayments", "limitation_date"})
@@ -65,7 +67,7 @@ def case_row(row: Sequence[Any]) -> CaseRow:
     intern = sys.intern
     return CaseRow(intern(row[0]), row[1], row[2], row[3], intern(row[4]), intern(row[5]), intern(row[6]),
                    intern(row[7]), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], intern(row[16] or ""), row[17], row[18],
-                   bool(row[19]), bool(row[20]))
+                   bool(row[19]), bool(row[20]), bool(row[21]), row[22], row[23], row[24])
 
 
 def org_row(row: Sequence[Any]) -> Org:

@@ -224,6 +224,11 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _C.FAILED_PRECONDITION, "the jurisdiction requires the mandate to name its impact assessment (--pia)"),
     Code.INVALID_RECORD_REFERENCE: ErrorSpec(
         _C.INVALID_ARGUMENT, "agreement and impact-assessment references are 1-64 of A-Z a-z 0-9 . _ : -"),
+    Code.CROSS_BORDER_NOT_ALLOWED: ErrorSpec(
+        _C.PERMISSION_DENIED, "personal information goes abroad only with the borrower's separate consent and a "
+                              "transfer mechanism valid today"),
+    Code.UNKNOWN_MECHANISM: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a transfer mechanism is cac_assessment, certification or standard_contract"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

@@ -192,6 +192,11 @@ class CaseRow:
     # ---- mandates (issue 26): a debt that must not be collected nor furnished (Reg F §1006.30(b), FCRA §623(a)(6))
     identity_theft: bool = False  # the borrower reported the debt as the result of identity theft
     discharged: bool = False      # the debt was discharged (in bankruptcy)
+    # ---- cross-border provision (PIPL Art. 38-39): the borrower's separate consent, and the transfer mechanism
+    consent_cross_border: bool = False
+    transfer_mechanism: str | None = None    # cac_assessment | certification | standard_contract
+    transfer_reference: str | None = None    # its reference (filing number, certificate, assessment)
+    transfer_valid_until: str | None = None  # YYYY-MM-DD, inclusive, the case's local calendar
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]

@@ -307,9 +307,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     ]),
     # ---- mandates (issue 26): a debt that must not be collected nor furnished (flags), and the records before
     # sharing named by a mandate (PIPL Art. 21 agreement, Art. 55-56 impact assessment). 17 is reserved (opt-out).
-    (18, "identity-theft and discharged flags; mandates' agreement and impact-assessment references", [
+    (18, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
+         " impact-assessment references", [
         "ALTER TABLE cases ADD COLUMN identity_theft BOOLEAN NOT NULL DEFAULT false",
         "ALTER TABLE cases ADD COLUMN discharged BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN consent_cross_border BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN transfer_mechanism TEXT",
+        "ALTER TABLE cases ADD COLUMN transfer_reference TEXT",
+        "ALTER TABLE cases ADD COLUMN transfer_valid_until TEXT",
         "ALTER TABLE mandates ADD COLUMN agreement TEXT",
         "ALTER TABLE mandates ADD COLUMN pia TEXT",
     ]),

@@ -69,6 +69,8 @@ CREATE TABLE IF NOT EXISTS cases(
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
   active_plan TEXT, identity_theft INTEGER NOT NULL DEFAULT 0, discharged INTEGER NOT NULL DEFAULT 0,
+  consent_cross_border INTEGER NOT NULL DEFAULT 0, transfer_mechanism TEXT, transfer_reference TEXT,
+  transfer_valid_until TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
@@ -401,9 +403,12 @@ def _add_payments(conn: Connection) -> None:
 
 # ---- mandates (issue 26)
 def _add_mandate_records(conn: Connection) -> None:
-    """Version 15: cases' identity-theft and discharged flags; a mandate's agreement and impact-assessment refs."""
+    """Version 15: cases' identity-theft and discharged flags, cross-border consent and transfer mechanism; a
+    mandate's agreement and impact-assessment references."""
     _add_case_columns(conn, {"identity_theft": "INTEGER NOT NULL DEFAULT 0",
-                             "discharged": "INTEGER NOT NULL DEFAULT 0"})
+                             "discharged": "INTEGER NOT NULL DEFAULT 0",
+                             "consent_cross_border": "INTEGER NOT NULL DEFAULT 0", "transfer_mechanism": "TEXT",
+                             "transfer_reference": "TEXT", "transfer_valid_until": "TEXT"})
     have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
     for name in ("agreement", "pia"):
         if name not in have:
@@ -437,7 +442,8 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
-    (15, "identity-theft and discharged flags; mandates' agreement and impact-assessment references",
+    (15, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
+         " impact-assessment references",
      _add_mandate_records),
 ]
 def _add_tiles(conn: Connection) -> None:

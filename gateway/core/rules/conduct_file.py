@@ -280,7 +280,8 @@ def load_conduct_rules(path: Path) -> ConductRules:
     mandates = MandateRules()
     if "mandates" in top.data:  # optional (issue 26): without it, the defaults of MandateRules
         mt = top.table("mandates")
-        keys = ("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia")
+        keys = ("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia",
+                "cross_border_safeguards")
         mt.only(keys)
         mandates = MandateRules(**{k: mt.boolean(k) if k in mt.data else getattr(mandates, k) for k in keys})
 

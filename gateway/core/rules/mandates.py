@@ -9,10 +9,15 @@ a file without one gets the defaults of `MandateRules`.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from ..errors import Code
-from ..model import CaseRow
+from ..model import CaseRow, parse_date
 from .access import OK, Verdict
+
+# PIPL Art. 38: the mechanisms a provision of PI abroad rests on (a CAC security assessment, a PI-protection
+# certification, the CAC's standard contract filed); the case records one with its reference and validity.
+MECHANISMS = ("cac_assessment", "certification", "standard_contract")
 
 # The purposes whose mandate collects the debt: an agency's collection and counsel's suit. A bureau's
 # credit_reporting mandate is not one (furnishing is withheld at the pull instead: preconditions.credit_reporting),
@@ -30,6 +35,9 @@ class MandateRules:
     # Defaults off: which jurisdictions require them is the file's to say (CN: yes).
     requires_agreement: bool = False
     requires_pia: bool = False
+    # PIPL Art. 38-39: PI provided to an organisation of another jurisdiction needs the borrower's separate consent
+    # and a transfer mechanism valid on the day. Defaults off: the file says where it applies (CN: yes).
+    cross_border_safeguards: bool = False
 
 
 def collecting_problem(rules: MandateRules, case: CaseRow, purpose: str) -> Verdict:
@@ -60,6 +68,26 @@ def records_problem(rules: MandateRules, agreement: str, pia: str) -> Verdict:
         return Verdict(Code.AGREEMENT_REQUIRED, "mandate.agreement")
     if rules.requires_pia and not pia:
         return Verdict(Code.PIA_REQUIRED, "mandate.pia")
+    return OK
+
+
+def cross_border(rules: MandateRules, case: CaseRow, org_jurisdiction: str, today: date) -> Verdict:
+    """Whether PI of this case may reach an organisation of `org_jurisdiction` on the case's local `today`.
+
+    Decided at the grant (assign, placement, escalation) and again at every
+    read and contact through the mandate: a mechanism that expires, or a
+    consent withdrawn, stops the flow the next day without a recall.
+    `transfer_valid_until` is inclusive: valid on that day, not the day after.
+    """
+    if not rules.cross_border_safeguards or org_jurisdiction == case.jurisdiction:
+        return OK
+    if not case.consent_cross_border:
+        return Verdict(Code.CROSS_BORDER_NOT_ALLOWED, "cross_border.consent")
+    until = parse_date(case.transfer_valid_until) if case.transfer_valid_until else None
+    if case.transfer_mechanism not in MECHANISMS or not case.transfer_reference or until is None:
+        return Verdict(Code.CROSS_BORDER_NOT_ALLOWED, "cross_border.mechanism")
+    if today > until:
+        return Verdict(Code.CROSS_BORDER_NOT_ALLOWED, "cross_border.mechanism_expired")
     return OK
 
 

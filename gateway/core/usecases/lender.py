@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -219,11 +219,13 @@ class LenderActions(Context):
             raise self._deny(caller, Code.INVALID_COMMISSION, "input", **kw)
         if not valid_reference(agreement) or not valid_reference(pia):
             raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
-        problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
-                                           self.local_today(case, self.clock.now()), self.bundle.capabilities)
+        target = self.reader().get_org(org_id)
+        today = self.local_today(case, self.clock.now())
+        problem = access.placement_problem(case, target, purpose, label, until_date, today, self.bundle.capabilities)
         if problem is not None:
             raise self._deny(caller, problem[0], problem[1], **kw)
-        verdict = mandate_rules.mandate_problem(self._mandate_rules(case), case, purpose, agreement, pia)
+        assert target is not None  # placement_problem refuses an unknown organisation
+        verdict = self._grant_problem(case, target.jurisdiction, purpose, agreement, pia, today)
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule, **kw)
         now = self.clock.now()
@@ -256,6 +258,14 @@ class LenderActions(Context):
                  "label": m.label, "granted_at": m.granted_at, "commission": m.commission or "",
                  "agreement": m.agreement or "", "pia": m.pia or "", "recalled_at": m.recalled_at or ""}
                 for m in mandates]
+
+    def _grant_problem(self, case: CaseRow, org_jurisdiction: str, purpose: str, agreement: str, pia: str,
+                       today: date) -> access.Verdict:
+        """The granting rules of issue 26 in order: collecting a debt that must not be, the records before sharing,
+        then the cross-border safeguards."""
+        rules = self._mandate_rules(case)
+        verdict = mandate_rules.mandate_problem(rules, case, purpose, agreement, pia)
+        return verdict if not verdict.ok else mandate_rules.cross_border(rules, case, org_jurisdiction, today)
 
     def _mandate_rules(self, case: CaseRow) -> mandate_rules.MandateRules:
         """The granting rules of the case's jurisdiction (issue 26); a jurisdiction without a file: the defaults."""
@@ -310,7 +320,7 @@ class LenderActions(Context):
             raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "escalation.kind", **kw)
         if case.status != "open":
             raise self._deny(caller, Code.CASE_CLOSED, "escalation.case_status", **kw)
-        verdict = mandate_rules.mandate_problem(self._mandate_rules(case), case, "litigation", agreement, pia)
+        verdict = self._grant_problem(case, target.jurisdiction, "litigation", agreement, pia, today)
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule.replace("mandate.", "escalation.", 1), **kw)
         stamp = rfc3339(now)
@@ -333,8 +343,9 @@ class LenderActions(Context):
             if agreement or pia:
                 repo.set_mandate_records(case.lender_id, [(case.case_id, org_id, "litigation", agreement or None,
                                                            pia or None)])
-            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation;to={org_id}"
-                                      + records_presence(agreement, pia), now=now, **kw))
+            # the records' presence before `to=`, which stays last (readers take the org from the end)
+            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation"
+                                      + records_presence(agreement, pia) + f";to={org_id}", now=now, **kw))
             return agencies, events
 
         recalled = self.audit.run(work)

@@ -21,7 +21,6 @@ from ..importer import LineError, json_object, load_line
 from ..model import ID_RE, LABELS, ORG_ID_RE, PURPOSES, Caller, EventDraft, Org, parse_date, rfc3339
 from ..ports import UnitOfWork
 from ..rules import access
-from ..rules import mandates as mandate_rules
 from ..rules import payments as payment_rules
 from .lender import BatchProgress, LenderActions, parse_batch, records_presence, valid_reference
 
@@ -32,6 +31,7 @@ _REASONS = {
     Code.DEBT_DISCHARGED: "case_id: the debt is discharged",
     Code.AGREEMENT_REQUIRED: "agreement: the jurisdiction requires the agreement's reference",
     Code.PIA_REQUIRED: "pia: the jurisdiction requires the impact assessment's reference",
+    Code.CROSS_BORDER_NOT_ALLOWED: "to: abroad without the borrower's consent and a valid transfer mechanism",
 }
 
 RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
@@ -129,9 +129,10 @@ class Placements(LenderActions):
                     orgs[item.to] = repo.get_org(item.to)
                 problem = access.placement_problem(case, orgs[item.to], item.purpose, item.label, item.until,
                                                    self.local_today(case, now), self.bundle.capabilities)
-                if problem is None:
-                    verdict = mandate_rules.mandate_problem(self._mandate_rules(case), case, item.purpose,
-                                                            item.agreement or "", item.pia or "")
+                target = orgs[item.to]
+                if problem is None and target is not None:
+                    verdict = self._grant_problem(case, target.jurisdiction, item.purpose, item.agreement or "",
+                                                  item.pia or "", self.local_today(case, now))
                     if not verdict.ok:
                         problem = (verdict.code, verdict.rule, _REASONS.get(verdict.code, "case_id: refused"))
                 if problem is not None:
