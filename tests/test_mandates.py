@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 from custos_client import CustosClientError
 
+from gateway import cli
 from gateway.core.errors import PolicyError
 from gateway.core.rules.conduct_file import load_conduct_rules
 from gateway.core.rules.mandates import MandateRules
-from tests.conftest import Env
+from tests.conftest import Env, RecordsClient
 from tests.test_cli import Run, conn
 
 
@@ -228,3 +229,93 @@ def test_the_mandates_table_is_optional_strict_and_read(tmp_path: Path) -> None:
     with pytest.raises(PolicyError) as info:
         load_conduct_rules(_conduct(tmp_path, "\n[mandates]\nrequires_agremeent = true\n"))
     assert "requires_agremeent" in str(info.value)
+
+
+# ------------------------------------------------------------------ cross-border provision (PIPL Art. 38-39)
+
+
+@pytest.fixture
+def abroad(seeded: Env, tmp_path: Path) -> Env:
+    """`seeded` with agency-us and lawfirm-us, registered in the US (every other org is CN's)."""
+    for org, kind in (("agency-us", "agency"), ("lawfirm-us", "law_firm")):
+        assert cli.main(["org", "add", str(seeded.data), "--id", org, "--kind", kind, "--name", org,
+                         "--jurisdiction", "US", "--licence-no", "US1", "--licence-expires", "2099-12-31",
+                         "--out", str(tmp_path / org)]) == 0
+        seeded.clients[org] = RecordsClient(seeded.addr, tmp_path / org, timeout=20)
+    return seeded
+
+
+def test_a_cn_case_goes_abroad_only_with_consent_and_a_mechanism_valid_on_the_day(abroad: Env) -> None:
+    lender, agency = abroad.client("lender-a"), abroad.client("agency-us")
+
+    def assign() -> dict[str, Any]:
+        return lender.assign("C-3", "agency-us", "collection", "2026-12-31")
+
+    assert code_of(assign) == "CROSS_BORDER_NOT_ALLOWED"  # no consent
+    lender.set_consent("C-3", cross_border=True)
+    assert code_of(assign) == "CROSS_BORDER_NOT_ALLOWED"  # consent, no mechanism
+    lender.record_transfer("C-3", "standard_contract", "SC-2026-001", "2026-11-29")  # ended the day before
+    assert code_of(assign) == "CROSS_BORDER_NOT_ALLOWED"
+    assert [r for _, r in denials(abroad, "C-3", "AssignCase")] == [
+        "cross_border.consent", "cross_border.mechanism", "cross_border.mechanism_expired"]
+    done = lender.record_transfer("C-3", "standard_contract", "SC-2026-001", "2026-11-30")  # valid today
+    assert done == {"case_id": "C-3", "mechanism": "standard_contract", "reference": "SC-2026-001",
+                    "valid_until": "2026-11-30", "cross_border": True}
+    assert assign()["org_id"] == "agency-us"
+    assert agency.get_case("C-3", "collection")["case_id"] == "C-3"
+    # the day after the mechanism's last day (Shanghai): reads and contacts through the mandate are refused
+    abroad.clock.advance(days=1)
+    assert code_of(lambda: agency.get_case("C-3", "collection")) == "CROSS_BORDER_NOT_ALLOWED"
+    assert code_of(lambda: agency.open_contact("C-3", "call")) == "CROSS_BORDER_NOT_ALLOWED"
+    explained = lender.explain("agency-us", "C-3", "collection")
+    assert (explained["decision"], explained["code"]) == ("deny", "CROSS_BORDER_NOT_ALLOWED")
+    assert "a new collection mandate: refused (CROSS_BORDER_NOT_ALLOWED, rule cross_border.mechanism_expired)" \
+        in explained["notes"]
+    assert [(e["code"], e["rule"]) for e in abroad.events(case_id="C-3", org="agency-us")
+            if e["decision"] == "deny"][:2] == [("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism_expired")] * 2
+    # renewed: the same mandate reads again
+    lender.record_transfer("C-3", "cac_assessment", "CAC-7", "2027-11-30")
+    assert agency.get_case("C-3", "collection")["case_id"] == "C-3"
+
+
+def test_withdrawing_the_cross_border_consent_stops_reads_abroad_at_once(abroad: Env) -> None:
+    lender, agency = abroad.client("lender-a"), abroad.client("agency-us")
+    lender.set_consent("C-3", cross_border=True)
+    lender.record_transfer("C-3", "certification", "CERT-1", "2027-06-30")
+    lender.assign("C-3", "agency-us", "collection", "2026-12-31")
+    lender.assign("C-3", "agency-2", "collection", "2026-12-31")
+    assert lender.set_consent("C-3", cross_border=False)["cross_border"] is False
+    assert code_of(lambda: agency.get_case("C-3", "collection")) == "CROSS_BORDER_NOT_ALLOWED"
+    # one organisation and another: the CN agency is not abroad and reads on
+    assert abroad.client("agency-2").get_case("C-3", "collection")["case_id"] == "C-3"
+
+
+def test_placements_and_escalations_abroad_are_refused_and_us_cases_are_not_restricted(abroad: Env) -> None:
+    lender = abroad.client("lender-a")
+    result = lender.assign_lines([placement("C-3", "agency-us"), placement("C-4", "agency-us"),
+                                  placement("C-5", "agency-2")])
+    assert result["assigned"] == 2 and [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
+        (1, "CROSS_BORDER_NOT_ALLOWED", "to: abroad without the borrower's consent and a valid transfer mechanism")]
+    assert code_of(lambda: lender.escalate("C-5", "lawfirm-us")) == "CROSS_BORDER_NOT_ALLOWED"
+    assert lender.escalate("C-4", "lawfirm-us")["stage"] == "litigation"  # a US case: the same jurisdiction
+    assert lender.assign("C-6", "agency-2", "collection", "2026-12-31")["org_id"] == "agency-2"  # US case, CN org
+
+
+def test_the_cli_records_the_consent_and_the_mechanism(abroad: Env, run: Run) -> None:
+    me = conn(abroad, "lender-a")
+    rc, doc, _ = run.json("lender", "consent", "C-3", "--cross-border", "yes", *me)
+    assert rc == 0 and doc["cross_border"] is True
+    rc, doc, _ = run.json("lender", "transfer", "C-3", "--mechanism", "standard_contract", "--reference", "SC-1",
+                          "--valid-until", "2027-01-31", *me)
+    assert rc == 0 and (doc["mechanism"], doc["valid_until"]) == ("standard_contract", "2027-01-31")
+    for argv, code in ((["--mechanism", "contract", "--reference", "SC-1", "--valid-until", "2027-01-31"],
+                        "UNKNOWN_MECHANISM"),
+                       (["--mechanism", "certification", "--reference", "a b", "--valid-until", "2027-01-31"],
+                        "INVALID_RECORD_REFERENCE"),
+                       (["--mechanism", "certification", "--reference", "C-1", "--valid-until", "31.01.2027"],
+                        "INVALID_DATE")):
+        rc, doc, _ = run.json("lender", "transfer", "C-3", *argv, *me)
+        assert rc != 0 and doc["error"]["code"] == code
+    rc, doc, _ = run.json("lender", "assign", "C-3", "--to", "agency-us", "--purpose", "collection", "--until",
+                          "2026-12-31", "--agreement", "AG-1", "--pia", "PIA-1", *me)
+    assert rc == 0 and doc["org_id"] == "agency-us"

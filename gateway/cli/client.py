@@ -137,6 +137,13 @@ def cmd_escalate(args: argparse.Namespace) -> None:
                        f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
 
 
+def cmd_transfer(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.record_transfer(args.case, args.mechanism, args.reference, args.valid_until),
+             lambda d: f"{d['case_id']}: transfer abroad under {d['mechanism']} {d['reference']} through "
+                       f"{d['valid_until']}; cross-border consent {'yes' if d['cross_border'] else 'no'}")
+
+
 def cmd_mandates(args: argparse.Namespace) -> None:
     with _client(args) as c:
         doc = {"case_id": args.case, "mandates": c.list_mandates(args.case)}
@@ -213,10 +220,12 @@ def cmd_purge(args: argparse.Namespace) -> None:
 def cmd_consent(args: argparse.Namespace) -> None:
     values = {"yes": True, "no": False, None: None}
     third, credit = values[args.third_party_sharing], values[args.credit_reporting]
-    if third is None and credit is None:
-        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no and/or --credit-reporting yes|no")
+    abroad = values[args.cross_border]
+    if third is None and credit is None and abroad is None:
+        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no "
+                                              "and/or --cross-border yes|no")
     with _client(args) as c:
-        emit(args, c.set_consent(args.case, third, credit),
+        emit(args, c.set_consent(args.case, third, credit, abroad),
              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
                        f"credit reporting {'yes' if d['credit_reporting'] else 'no'} (as of {d['changed_at']})"
                        + (f"; provided mandates ended: {', '.join(d['mandates_ended'])}" if d["mandates_ended"]

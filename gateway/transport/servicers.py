@@ -160,7 +160,12 @@ class LenderServicer:
     def SetConsent(self, caller: Caller, request: pb.SetConsentRequest) -> pb.ConsentInfo:
         third = request.third_party_sharing if request.HasField("third_party_sharing") else None
         credit = request.credit_reporting if request.HasField("credit_reporting") else None
-        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit))
+        abroad = request.cross_border if request.HasField("cross_border") else None
+        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit, abroad))
+
+    def RecordTransfer(self, caller: Caller, request: pb.RecordTransferRequest) -> pb.TransferInfo:
+        return pb.TransferInfo(**self.core.record_transfer(caller, request.case_id, request.mechanism,
+                                                           request.reference, request.valid_until))
 
     def EraseBorrower(self, caller: Caller, request: pb.EraseBorrowerRequest) -> pb.ErasureReceipt:
         return pb.ErasureReceipt(**self.core.erase(caller, request.borrower_id, request.grace_days, request.cancel))

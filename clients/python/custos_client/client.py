@@ -337,9 +337,11 @@ class CustosClient:
         return {"due": items(r.due), "held": items(r.held)}
 
     def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
-                    credit_reporting: bool | None = None) -> dict[str, Any]:
+                    credit_reporting: bool | None = None, cross_border: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents (None: unchanged)."""
         req = pb.SetConsentRequest(case_id=case_id)
+        if cross_border is not None:
+            req.cross_border = cross_border
         if third_party_sharing is not None:
             req.third_party_sharing = third_party_sharing
         if credit_reporting is not None:
@@ -347,7 +349,14 @@ class CustosClient:
         r = self._call(self._lender.SetConsent, req)
         return {"case_id": r.case_id, "third_party_sharing": r.third_party_sharing,
                 "credit_reporting": r.credit_reporting, "changed_at": r.changed_at,
-                "mandates_ended": list(r.mandates_ended)}
+                "mandates_ended": list(r.mandates_ended), "cross_border": r.cross_border}
+
+    def record_transfer(self, case_id: str, mechanism: str, reference: str, valid_until: str) -> dict[str, Any]:
+        """Record the case's transfer mechanism for provision abroad (PIPL Art. 38), valid through `valid_until`."""
+        r = self._call(self._lender.RecordTransfer, pb.RecordTransferRequest(
+            case_id=case_id, mechanism=mechanism, reference=reference, valid_until=valid_until))
+        return {"case_id": r.case_id, "mechanism": r.mechanism, "reference": r.reference,
+                "valid_until": r.valid_until, "cross_border": r.cross_border}
 
     def record_notice(self, case_id: str, on: str) -> dict[str, Any]:
         """Record the day the borrower was told of coming negative credit reporting."""

@@ -378,18 +378,20 @@ class LenderActions(Context):
         return {"case_id": case.case_id, "negative_notice_on": day.isoformat()}
 
     def set_consent(self, caller: Caller, case_ref: str, third_party: bool | None,
-                    credit: bool | None) -> dict[str, Any]:
+                    credit: bool | None, cross_border: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents, with its time; a withdrawal takes effect at once.
 
         Withdrawing third-party sharing ends every `provided` mandate of the
         case (PIPL Art. 15, 23: providing to another handler rests on it);
         withdrawing credit reporting withholds the case from every bureau
-        (`CONSENT_WITHDRAWN`), in every jurisdiction.
+        (`CONSENT_WITHDRAWN`), in every jurisdiction. The cross-border consent
+        (PIPL Art. 39, issue 26) is checked at every read abroad, so its
+        withdrawal stops them at once without ending a mandate.
         """
         self._standing(caller, action="set_consent")
         case = self._own_case(caller, case_ref)
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
-        if third_party is None and credit is None:
+        if third_party is None and credit is None and cross_border is None:
             raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
@@ -399,8 +401,11 @@ class LenderActions(Context):
         if credit is not None:
             changes["consent_credit"] = credit
             changes["credit_withdrawn"] = not credit
+        if cross_border is not None:
+            changes["consent_cross_border"] = cross_border
         rule = "consent:" + ";".join(f"{k}={_yes(v)}" for k, v in (("third_party_sharing", third_party),
-                                                                 ("credit_reporting", credit)) if v is not None)
+                                                                 ("credit_reporting", credit),
+                                                                 ("cross_border", cross_border)) if v is not None)
 
         def work(repo: UnitOfWork) -> tuple[tuple[CaseRow, list[str]], list[EventDraft]]:
             repo.set_case_fields(case.lender_id, case.case_id, changes, stamp)
@@ -420,7 +425,32 @@ class LenderActions(Context):
 
         updated, ended = self.audit.run(work)
         return {"case_id": updated.case_id, "third_party_sharing": updated.consent_third_party,
-                "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended}
+                "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended,
+                "cross_border": updated.consent_cross_border}
+
+    def record_transfer(self, caller: Caller, case_ref: str, mechanism: str, reference: str,
+                        valid_until: str) -> dict[str, Any]:
+        """The case's transfer mechanism for provision abroad (PIPL Art. 38, issue 26), replacing any before.
+
+        Decision: per case, as consent is (one lender's cases may go to
+        different recipients under different filings). A date already past is
+        accepted (it records what was filed) and simply allows nothing.
+        """
+        self._standing(caller, action="set_consent")
+        case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
+        if mechanism not in mandate_rules.MECHANISMS:
+            raise self._deny(caller, Code.UNKNOWN_MECHANISM, "input", **kw)
+        if not reference or not valid_reference(reference):
+            raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
+        until = parse_date(valid_until)
+        if until is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        updated = self._update_case(caller, case, {"transfer_mechanism": mechanism, "transfer_reference": reference,
+                                                   "transfer_valid_until": until.isoformat()},
+                                    f"transfer:{mechanism};valid_until={until.isoformat()}")
+        return {"case_id": updated.case_id, "mechanism": mechanism, "reference": reference,
+                "valid_until": until.isoformat(), "cross_border": updated.consent_cross_border}
 
     def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
         self._standing(caller, action="set_stage")

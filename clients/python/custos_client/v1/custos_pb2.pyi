@@ -167,28 +167,32 @@ class EscalateCaseResponse(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ..., mandate: _Optional[_Union[MandateInfo, _Mapping]] = ..., recalled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetConsentRequest(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "cross_border")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ...) -> None: ...
+    cross_border: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class ConsentInfo(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended", "cross_border")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
     CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
     MANDATES_ENDED_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
     changed_at: str
     mandates_ended: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ...) -> None: ...
+    cross_border: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class EraseBorrowerRequest(_message.Message):
     __slots__ = ("borrower_id", "grace_days", "cancel")
@@ -1041,3 +1045,29 @@ class ListMandatesResponse(_message.Message):
     MANDATES_FIELD_NUMBER: _ClassVar[int]
     mandates: _containers.RepeatedCompositeFieldContainer[MandateInfo]
     def __init__(self, mandates: _Optional[_Iterable[_Union[MandateInfo, _Mapping]]] = ...) -> None: ...
+
+class RecordTransferRequest(_message.Message):
+    __slots__ = ("case_id", "mechanism", "reference", "valid_until")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    mechanism: str
+    reference: str
+    valid_until: str
+    def __init__(self, case_id: _Optional[str] = ..., mechanism: _Optional[str] = ..., reference: _Optional[str] = ..., valid_until: _Optional[str] = ...) -> None: ...
+
+class TransferInfo(_message.Message):
+    __slots__ = ("case_id", "mechanism", "reference", "valid_until", "cross_border")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    mechanism: str
+    reference: str
+    valid_until: str
+    cross_border: bool
+    def __init__(self, case_id: _Optional[str] = ..., mechanism: _Optional[str] = ..., reference: _Optional[str] = ..., valid_until: _Optional[str] = ..., cross_border: _Optional[bool] = ...) -> None: ...

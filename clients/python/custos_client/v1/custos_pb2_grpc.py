@@ -146,6 +146,11 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.ListMandatesRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.ListMandatesResponse.FromString,
                 _registered_method=True)
+        self.RecordTransfer = channel.unary_unary(
+                '/custos.v1.LenderService/RecordTransfer',
+                request_serializer=custos_dot_v1_dot_custos__pb2.RecordTransferRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.TransferInfo.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -310,6 +315,13 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordTransfer(self, request, context):
+        """issue 26: the case's transfer mechanism for provision abroad (PIPL Art. 38), replacing the one before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -422,6 +434,11 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.ListMandates,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.ListMandatesRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.ListMandatesResponse.SerializeToString,
+            ),
+            'RecordTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTransfer,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.RecordTransferRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.TransferInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1020,6 +1037,33 @@ class LenderService:
             '/custos.v1.LenderService/ListMandates',
             custos_dot_v1_dot_custos__pb2.ListMandatesRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.ListMandatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RecordTransfer',
+            custos_dot_v1_dot_custos__pb2.RecordTransferRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.TransferInfo.FromString,
             options,
             channel_credentials,
             insecure,
