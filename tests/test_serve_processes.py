@@ -130,7 +130,7 @@ def import_and_assign(addr: str, ids: Path, lines: list[dict[str, object]], gran
     with CustosClient(addr, ids / "lender-a", timeout=30) as lender:
         assert lender.import_lines(synth.jsonl(lines).splitlines())["imported"] == len(lines)
         for case, org in grants:
-            lender.assign(case, org, "collection", "2099-12-31")
+            lender.assign(case, org, "collection", "2099-12-31", agreement="AG-1", pia="PIA-1")
 
 
 def test_two_processes_on_one_port_both_serve_one_log(group: Group, env_dir: Path) -> None:
