@@ -319,3 +319,15 @@ def test_the_cli_records_the_consent_and_the_mechanism(abroad: Env, run: Run) ->
     rc, doc, _ = run.json("lender", "assign", "C-3", "--to", "agency-us", "--purpose", "collection", "--until",
                           "2026-12-31", "--agreement", "AG-1", "--pia", "PIA-1", *me)
     assert rc == 0 and doc["org_id"] == "agency-us"
+
+
+def test_a_work_list_drops_a_case_whose_cross_border_consent_is_withdrawn(abroad: Env) -> None:
+    lender, agency = abroad.client("lender-a"), abroad.client("agency-us")
+    lender.set_consent("C-3", cross_border=True)
+    lender.record_transfer("C-3", "standard_contract", "SC-1", "2027-06-30")
+    lender.assign("C-3", "agency-us", "collection", "2026-12-31")
+    first = list(agency.pull_cases("collection"))
+    assert [i["record"]["case_id"] for i in first if "record" in i] == ["C-3"]
+    lender.set_consent("C-3", cross_border=False)  # no mandate changes: the case row's change moves the feed
+    again = list(agency.pull_cases("collection", first[-1]["cursor"]))
+    assert [(i["removed"], i["code"]) for i in again if "removed" in i] == [("C-3", "CROSS_BORDER_NOT_ALLOWED")]

@@ -115,7 +115,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT N
 CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
                         "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
                         "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at",
-                        "active_plan")
+                        "active_plan", "identity_theft", "discharged", "consent_cross_border",
+                        "transfer_mechanism", "transfer_valid_until")  # issue 26: the last five
 LOAN_RELEASE_COLUMNS = ("borrower_id", "product", "currency", "principal", "outstanding", "amount_due",
                         "originated_on", "due_on", "first_delinquency_on", "last_payment_on", "repayments",
                         "contract_text", "limitation_date", "negative_notice_on", "interest", "fees")
@@ -413,6 +414,10 @@ def _add_mandate_records(conn: Connection) -> None:
     for name in ("agreement", "pia"):
         if name not in have:
             conn.execute(f"ALTER TABLE mandates ADD COLUMN {name} TEXT")
+    conn.execute("DROP TRIGGER IF EXISTS cases_update_feed")  # made again: these columns move the feed too
+    for statement in _statements(CASE_FEED):
+        if "cases_update_feed" in statement:
+            conn.execute(statement)
 
 
 def _statements(script: str) -> list[str]:
