@@ -29,6 +29,8 @@ from ..rules.conduct import (
     ContactRequest,
     evaluate_contact,
     history_horizon,
+    needs_all_history,
+    opted_out,
 )
 from .context import Context, _conduct_state
 
@@ -59,7 +61,7 @@ class Contacts(Context):
         case = self._contact_case(caller, org, case_ref)
         rules = self._conduct_rules(case)
         now = self.clock.now()
-        since = rfc3339(now - history_horizon(rules))
+        since = "" if needs_all_history(rules) else rfc3339(now - history_horizon(rules))
 
         def work(repo: UnitOfWork) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
             fresh = repo.get_case(case.lender_id, case.case_id)
@@ -79,7 +81,8 @@ class Contacts(Context):
             target, release = self._contact_target(repo, fresh, channel, party, history)
             state = _conduct_state(fresh)
             request = ContactRequest(case_id=fresh.case_id, org_id=caller.org_id, channel=channel, party=party,
-                                     target=target.hex() if target else "")
+                                     target=target.hex() if target else "",
+                                     borrower_target=self._borrower_number(repo, fresh, party))
             decision = evaluate_contact(rules, state, request, history, now)
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
                                   "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now,
@@ -119,9 +122,24 @@ class Contacts(Context):
         allowed = rules.third_party.release if rules.third_party else ()
         keyed = [(repo.bidx(case.lender_id, "phone", c["phone"]), c) for c in contacts]
         contacted = {a.target for a in history if a.party == "emergency_contact"}
-        # The first emergency contact not yet contacted; all contacted: the first (the rules then decide).
-        target, chosen = next(((k, c) for k, c in keyed if k.hex() not in contacted), keyed[0])
+
+        def closed(key: bytes) -> bool:  # an opt-out (refused, stop_calls...) closes this person for the channel
+            probe = ContactRequest(case_id=case.case_id, org_id="", channel=channel, party=party, target=key.hex())
+            return opted_out(rules, history, probe) is not None
+
+        # The first emergency contact neither contacted yet nor closed; else the first not closed; all closed:
+        # the first (the rules then refuse with the opt-out's code).
+        open_ones = [(k, c) for k, c in keyed if not closed(k)] or keyed[:1]
+        target, chosen = next(((k, c) for k, c in open_ones if k.hex() not in contacted), open_ones[0])
         return target, {k: str(chosen[k]) for k in allowed if chosen.get(k)}
+
+    @staticmethod
+    def _borrower_number(repo: UnitOfWork, case: CaseRow, party: str) -> str:
+        """The key of the borrower's current number: a third-party request's unreachability is shown on it."""
+        if party == "borrower":
+            return ""
+        phone = repo.borrower_values(case, ["phone"]).get("phone")
+        return repo.bidx(case.lender_id, "phone", phone).hex() if phone else ""
 
     def record_outcome(self, caller: Caller, contact_id: str, result: str, amount: str = "",
                        on: str = "") -> dict[str, str]:
