@@ -284,6 +284,13 @@ class UnitOfWork(CaseReader, Protocol):
         """Confirm or reject a payment still `reported` (False: it was not); the reason sealed under the
         borrower's data key."""
 
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        """A call recording's opaque reference on its contact, kept past an erasure until `until` (RFC 3339)."""
+
+    def purge_recordings(self, now: str) -> int:
+        """Drop the references of erased borrowers' recordings whose keeping period ended before `now`; how many."""
+
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]
 

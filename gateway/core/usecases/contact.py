@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any
 
 from ..errors import Code, CustosError
@@ -33,6 +35,20 @@ from ..rules.conduct import (
     opted_out,
 )
 from .context import Context, _conduct_state
+
+# A call recording's reference: an opaque key into the caller's recording system (never content, never a URL with
+# a query): like an id, a little longer, and "/" for a path-like key.
+RECORDING_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}\Z")
+# Contacts that can be recorded: a conversation by phone or in person.
+RECORDED_CHANNELS = ("call", "visit")
+
+
+def _years_after(at: datetime, years: int) -> datetime:
+    """The same instant `years` later (29 February becomes 28 February)."""
+    try:
+        return at.replace(year=at.year + years)
+    except ValueError:
+        return at.replace(year=at.year + years, day=28)
 
 
 class Contacts(Context):
@@ -142,12 +158,16 @@ class Contacts(Context):
         return repo.bidx(case.lender_id, "phone", phone).hex() if phone else ""
 
     def record_outcome(self, caller: Caller, contact_id: str, result: str, amount: str = "",
-                       on: str = "") -> dict[str, str]:
+                       on: str = "", recording: str = "") -> dict[str, str]:
         """Record what came of a contact; a dispute sets the case's dispute flag at once; a promise to pay
-        carries its amount and date (the borrower's local date, from today up to the conduct rules' bound)."""
+        carries its amount and date (the borrower's local date, from today up to the conduct rules' bound).
+        An opt-out outcome closes what it names for every org (the conduct rules read it from the history);
+        a recording's reference is kept with the outcome and audited by presence only."""
         org = self._standing(caller, purpose="collection")
         if result not in RESULTS:
             raise self._deny(caller, Code.UNKNOWN_RESULT, "input", purpose="collection")
+        if recording and not RECORDING_RE.fullmatch(recording):
+            raise self._deny(caller, Code.INVALID_RECORDING, "input", purpose="collection")
         terms = plans.promise_terms(result, amount, on)
         if terms is not None:
             raise self._deny(caller, terms, "input", purpose="collection")
@@ -171,6 +191,15 @@ class Contacts(Context):
             if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]
+            rules = self._conduct_rules(case)
+            opt = rules.opt_out(result)
+            if opt is not None and not opt.applies_to(channel, party):
+                # e.g. `refused` on the borrower's own contact, `stop_calls` on a letter: it names nothing to close
+                return (Code.OUTCOME_NOT_APPLICABLE, {}), [self._event(caller, "deny", Code.OUTCOME_NOT_APPLICABLE,
+                                                                    f"contact.outcome:{result}", **kw)]
+            if recording and channel not in RECORDED_CHANNELS:
+                return (Code.OUTCOME_NOT_APPLICABLE, {}), [self._event(caller, "deny", Code.OUTCOME_NOT_APPLICABLE,
+                                                                    "contact.recording", **kw)]
             promise: dict[str, str] = {}
             if result == "promise_to_pay":
                 day = parse_date(on)
@@ -187,9 +216,16 @@ class Contacts(Context):
             if result == "dispute":
                 repo.set_case_fields(lender, case_id, {"disputed": True}, rfc3339(now))
                 rule += ";flag:disputed=true"
+            if opt is not None:
+                rule += f";opt_out:{opt.result}"
+            kept: dict[str, str] = {}
+            if recording:
+                # Kept past an erasure until keep_years after now; the event names the field, never the value.
+                repo.set_recording(contact_id, recording, rfc3339(_years_after(now, rules.recording_years)))
+                kept = {"recording": recording}
             info = {"contact_id": contact_id, "case_id": case_id, "channel": channel, "party": party,
-                    "opened_at": opened_at, "result": result, **promise}
-            return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, **kw)]
+                    "opened_at": opened_at, "result": result, **promise, **kept}
+            return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, fields=list(kept), **kw)]
 
         code, info = self.audit.run(work)
         if code != Code.OK:
