@@ -269,7 +269,7 @@ def test_every_contact_refusal_is_audited_with_its_code(two_agencies: Env) -> No
         seen.append(code)
 
     expect("STAGE_NOT_ALLOWED", lambda: a1.open_contact("C-1", "letter"))
-    expect("THIRD_PARTY_NOT_ALLOWED", lambda: a1.open_contact("C-1", "call", "emergency_contact"))
+    expect("THIRD_PARTY_NOT_UNREACHABLE", lambda: a1.open_contact("C-1", "call", "emergency_contact"))
     expect("UNKNOWN_CHANNEL", lambda: a1.open_contact("C-1", "fax"))
     expect("NO_MANDATE", lambda: env.client("agency-b").open_contact("C-1", "call"))
     first = a1.open_contact("C-1", "call")
