@@ -227,3 +227,25 @@ def test_recording_of_a_borrower_not_erased_is_kept_past_the_period(seeded: Env)
     seeded.gw.core.run_retention()
     row = seeded.gw.vault.reader().get_contact(call["contact_id"])
     assert row is not None and row.recording == REF
+
+
+# --------------------------------------------------------------------------- policy explain
+
+
+def test_policy_explain_names_opt_outs_and_third_party_evidence(seeded: Env) -> None:
+    agency, lender = seeded.client("agency-1"), seeded.client("lender-a")
+
+    def notes() -> list[str]:
+        return lender.explain("agency-1", "C-1", "collection")["notes"]
+
+    assert any("THIRD_PARTY_NOT_UNREACHABLE" in n for n in notes())
+    for _ in range(3):
+        agency.record_outcome(agency.open_contact("C-1", "call")["contact_id"], "no_answer")
+    assert "third parties: the history shows the borrower unreachable (failed_attempts)" in notes()
+    agency.record_outcome(agency.open_contact("C-1", "call")["contact_id"], "stop_calls")
+    explained = notes()
+    assert any(n.startswith("opt-out stop_calls recorded 1 time(s): closes call to that number or person "
+                            "(rule CN.opt_out.stop_calls, CONTACT_OPTED_OUT)") for n in explained), explained
+    assert "a borrower call to the current number: refused (CONTACT_OPTED_OUT, rule CN.opt_out.stop_calls)" \
+        in explained
+    assert not any(n.startswith("a borrower sms") for n in explained)
