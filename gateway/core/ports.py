@@ -122,6 +122,11 @@ class CaseReader(Protocol):
 
     def feed_head(self, bureau: str) -> int: ...
 
+    # ---- opt-outs (issue 26): `policy explain` reads the borrower's opt-outs and unreachability evidence
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]: ...
+
+    def bidx(self, lender: str, field: str, value: str) -> bytes: ...
+
     # ---- promises and plans
     def get_plan(self, plan_id: str) -> PlanRow | None:
         """One plan by id, as committed (not cached: read only for a case whose `active_plan` is set)."""
