@@ -10,7 +10,7 @@ from datetime import timedelta
 import pytest
 from custos_client import CustosClientError
 
-from gateway import synth
+from gateway import cli, synth
 from tests.conftest import Env
 
 # The fixture clock is 2026-11-30 02:00Z, 10:00 in Shanghai: inside the CN window. C-1/C-2 are CN, borrower B-1.
@@ -249,3 +249,19 @@ def test_policy_explain_names_opt_outs_and_third_party_evidence(seeded: Env) -> 
     assert "a borrower call to the current number: refused (CONTACT_OPTED_OUT, rule CN.opt_out.stop_calls)" \
         in explained
     assert not any(n.startswith("a borrower sms") for n in explained)
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_cli_contact_outcome_recording(seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    contact = seeded.client("agency-1").open_contact("C-1", "call")
+    conn = ["--gateway", seeded.addr, "--identity", str(seeded.identity("agency-1")), "--json"]
+    capsys.readouterr()
+    rc = cli.main(["contact", "outcome", contact["contact_id"], "--result", "stop_calls", "--recording", "bad ref",
+                   *conn])
+    out = capsys.readouterr()
+    assert rc != 0 and json.loads(out.out)["error"]["code"] == "INVALID_RECORDING" and "Traceback" not in out.err
+    rc = cli.main(["contact", "outcome", contact["contact_id"], "--result", "stop_calls", "--recording", REF, *conn])
+    doc = json.loads(capsys.readouterr().out)
+    assert rc == 0 and (doc["result"], doc["recording"]) == ("stop_calls", REF)
