@@ -109,9 +109,6 @@ def test_has_attorney_closes_the_borrower_on_every_case_but_not_third_parties_in
     assert code_of(lambda: a2.open_contact("C-2", "call")) == "ATTORNEY_REPRESENTED"
     lender.set_flags("C-1", lost_contact=True)
     assert a1.open_contact("C-1", "call", "emergency_contact")["party"] == "emergency_contact"
-    # A stop_calls on a letter names no number.
-    letter = a1.open_contact
-    assert code_of(lambda: letter("C-1", "letter")) == "ATTORNEY_REPRESENTED"
 
 
 def test_stop_calls_on_a_visit_is_not_applicable(seeded: Env) -> None:
