@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 13
+CASE_VERSION = 14
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -81,7 +81,8 @@ CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
   id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
-  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT);
+  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT,
+  recording TEXT, recording_until TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
 """ + "{furnished}" + "{payments}"
 
@@ -413,6 +414,15 @@ def _statements(script: str) -> list[str]:
     return [st for st in out if st]
 
 
+# ---- opt-outs and call recordings (issue 26)
+def _add_recordings(conn: Connection) -> None:
+    """Version 14: a call recording's opaque reference on its contact, and how long it outlives an erasure."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(contacts)")}
+    for name in ("recording", "recording_until"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE contacts ADD COLUMN {name} TEXT")
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
@@ -426,6 +436,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
+    (14, "call recordings' references on contacts", _add_recordings),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
