@@ -305,6 +305,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_facts_time ON audit_facts(time)",
         DERIVE_FACTS.replace("%s", "0", 1).replace("%s", "(SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events)", 1),
     ]),
+    # ---- licences, artificial voices, notices (issue 26): regional licences as JSON in the org's row (a cached
+    # table, so a change drops remembered grants); a case's region, artificial-voice consent, notices, verification.
+    (19, "regional licences; a case's region, artificial-voice consent, notices and verification", [
+        "ALTER TABLE orgs ADD COLUMN licences TEXT",
+        "ALTER TABLE cases ADD COLUMN region TEXT",
+        "ALTER TABLE cases ADD COLUMN consent_artificial_voice BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN validation_notice_on TEXT",
+        "ALTER TABLE cases ADD COLUMN outsourcing_notice_on TEXT",
+        "ALTER TABLE cases ADD COLUMN verification_sent_on TEXT",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]
