@@ -8,6 +8,7 @@ dispute. Each boundary: the day before, the day, the day after; one region (kind
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -297,3 +298,34 @@ def test_the_conduct_file_checks_the_new_tables(tmp_path: Path, table: str, prob
     with pytest.raises(PolicyError) as info:
         load_conduct_rules(path)
     assert problem in str(info.value)
+
+
+# ---------------------------------------------------------------------------------------------- the command line
+
+
+def test_the_command_line_carries_the_new_flags(unnoticed: Env, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CUSTOS_GATEWAY", raising=False)
+    monkeypatch.delenv("CUSTOS_IDENTITY", raising=False)
+
+    def run(org: str, *argv: str) -> tuple[int, Any]:
+        capsys.readouterr()
+        rc = cli.main([*argv, "--gateway", unnoticed.addr, "--identity", str(unnoticed.identity(org)), "--json"])
+        out = capsys.readouterr()
+        assert "Traceback" not in out.err
+        return rc, json.loads(out.out.strip() or (out.err.split(": ", 2)[-1] and "{}"))
+
+    rc, doc = run("lender-a", "lender", "notice", "C-31", "--on", "2026-11-30", "--kind", "validation")
+    assert rc == 0 and doc == {"case_id": "C-31", "kind": "validation", "notice_on": "2026-11-30"}
+    rc, doc = run("lender-a", "lender", "consent", "C-31", "--artificial-voice", "yes")
+    assert rc == 0 and doc["artificial_voice"] is True
+    rc, doc = run("agency-1", "contact", "open", "C-31", "--channel", "call", "--artificial-voice")
+    assert rc == 0 and doc["artificial_voice"] is True and doc["channel"] == "call"
+    rc, _ = run("lender-a", "lender", "flag", "C-31", "--disputed")
+    assert rc == 0
+    rc, doc = run("lender-a", "lender", "flag", "C-31", "--no-disputed", "--verification-sent", "2026-11-30")
+    assert rc == 0 and "disputed" not in doc["flags"]
+    rc, doc = run("lender-a", "lender", "consent", "C-31", "--artificial-voice", "no")
+    assert rc == 0 and doc["artificial_voice"] is False
+    rc, doc = run("agency-1", "contact", "open", "C-31", "--channel", "call", "--artificial-voice")
+    assert rc != 0 and doc["error"]["code"] == "ARTIFICIAL_VOICE_NOT_CONSENTED"
