@@ -197,12 +197,15 @@ def cmd_purge(args: argparse.Namespace) -> None:
 def cmd_consent(args: argparse.Namespace) -> None:
     values = {"yes": True, "no": False, None: None}
     third, credit = values[args.third_party_sharing], values[args.credit_reporting]
-    if third is None and credit is None:
-        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no and/or --credit-reporting yes|no")
+    voice = values[args.artificial_voice]
+    if third is None and credit is None and voice is None:
+        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no and/or "
+                                              "--artificial-voice yes|no")
     with _client(args) as c:
-        emit(args, c.set_consent(args.case, third, credit),
+        emit(args, c.set_consent(args.case, third, credit, voice),
              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
-                       f"credit reporting {'yes' if d['credit_reporting'] else 'no'} (as of {d['changed_at']})"
+                       f"credit reporting {'yes' if d['credit_reporting'] else 'no'}, "
+                       f"artificial voice {'yes' if d['artificial_voice'] else 'no'} (as of {d['changed_at']})"
                        + (f"; provided mandates ended: {', '.join(d['mandates_ended'])}" if d["mandates_ended"]
                           else ""))
 
@@ -230,8 +233,9 @@ def cmd_performance(args: argparse.Namespace) -> None:
 
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_notice(args.case, args.on),
-             lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}")
+        emit(args, c.record_notice(args.case, args.on, args.kind or ""),
+             lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}"
+             if d["kind"] == "negative_reporting" else f"{d['case_id']}: {d['kind']} notice on {d['notice_on']}")
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
@@ -242,7 +246,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
 def cmd_flag(args: argparse.Namespace) -> None:
     flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
     with _client(args) as c:
-        emit(args, c.set_flags(args.case, args.status, **flags))
+        emit(args, c.set_flags(args.case, args.status, args.verification_sent or "", **flags))
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -305,7 +309,7 @@ def cmd_statement(args: argparse.Namespace) -> None:
 
 def cmd_contact_open(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.open_contact(args.case, args.channel, args.party))
+        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice))
 
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:

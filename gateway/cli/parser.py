@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data_dir")
     s.add_argument("--id", required=True)
     s.set_defaults(fn=operator.cmd_org_disable)
+    s = org.add_parser("licence", parents=[common], help="record or update an organisation's licence for a region")
+    s.add_argument("data_dir")
+    s.add_argument("--id", required=True)
+    s.add_argument("--region", required=True, help="ISO 3166-2 (US-CA), or a country code (DE)")
+    s.add_argument("--licence-no", required=True)
+    s.add_argument("--licence-expires", required=True, help="YYYY-MM-DD, the last day it is in force")
+    s.add_argument("--policies", help="the policy bundle the gateway serves (default: the shipped bundle)")
+    s.set_defaults(fn=operator.cmd_org_licence)
 
     s = sub.add_parser("serve", parents=[common], help="run the gateway")
     s.add_argument("data_dir")
@@ -187,10 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--third-party-sharing", choices=("yes", "no"))
     s.add_argument("--credit-reporting", choices=("yes", "no"))
+    s.add_argument("--artificial-voice", choices=("yes", "no"),
+                   help="prior express consent to artificial or AI voice calls (TCPA); no: revoked from now on")
     s.set_defaults(fn=client.cmd_consent)
-    s = lender.add_parser("notice", parents=[client_opts], help="record a prior notice of negative credit reporting")
+    s = lender.add_parser("notice", parents=[client_opts], help="record a notice given to the borrower")
     s.add_argument("case")
     s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")
+    s.add_argument("--kind", choices=("negative_reporting", "validation", "outsourcing"),
+                   help="negative_reporting (default): of coming negative credit reporting; validation: the US "
+                        "validation notice (Reg F 1006.34); outsourcing: CN, collection is outsourced")
     s.set_defaults(fn=client.cmd_notice)
     s = lender.add_parser("performance", parents=[client_opts],
                           help="per agency and law firm: placements, contacts, promises, recoveries, refusals")
@@ -207,6 +220,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in FLAGS:
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--status", choices=None, help="open | settled | closed")
+    s.add_argument("--verification-sent", metavar="YYYY-MM-DD",
+                   help="with --no-disputed: the day verification of the debt was sent (Reg F 1006.38)")
     s.set_defaults(fn=client.cmd_flag)
 
     s = pol.add_parser("explain", parents=[client_opts], help="what would ORG get for CASE under PURPOSE, and why")
@@ -222,6 +237,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--channel", required=True, help="call | sms | visit | letter")
     s.add_argument("--party", default="borrower", help="borrower | emergency_contact")
+    s.add_argument("--artificial-voice", action="store_true",
+                   help="an artificial or AI voice call (channel call): only under the borrower's recorded consent")
     s.set_defaults(fn=client.cmd_contact_open)
     s = contact.add_parser("outcome", parents=[client_opts])
     s.add_argument("contact_id")

@@ -223,6 +223,21 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.OUTCOME_NOT_APPLICABLE: ErrorSpec(_C.INVALID_ARGUMENT, "this outcome does not apply to this contact"),
     Code.INVALID_RECORDING: ErrorSpec(
         _C.INVALID_ARGUMENT, "a recording reference is 1-128 characters of letters, digits and ._:/-"),
+    # licences per region, artificial voices, notices before collection (issue 26)
+    Code.REGION_NOT_LICENSED: ErrorSpec(_C.PERMISSION_DENIED,
+                                        "the organisation holds no licence for the region where the borrower lives"),
+    Code.REGIONAL_LICENCE_EXPIRED: ErrorSpec(
+        _C.PERMISSION_DENIED, "the organisation's licence for the region where the borrower lives has expired"),
+    Code.INVALID_REGION: ErrorSpec(_C.INVALID_ARGUMENT,
+                                   "a region is an ISO 3166-2 code like US-CA, or a country code like DE"),
+    Code.ARTIFICIAL_VOICE_NOT_CONSENTED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "an artificial or AI voice call needs the borrower's recorded prior express consent"),
+    Code.NOTICE_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION,
+                                    "the jurisdiction requires a notice to the borrower before this contact"),
+    Code.UNKNOWN_NOTICE_KIND: ErrorSpec(_C.INVALID_ARGUMENT,
+                                        "a notice kind is negative_reporting, validation or outsourcing"),
+    Code.VERIFICATION_REQUIRED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "clearing a dispute needs the day verification was sent (--verification-sent)"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

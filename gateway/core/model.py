@@ -44,6 +44,15 @@ ENCRYPTED_FIELDS = (*BORROWER_PI_FIELDS, "contract_text")
 NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pseudonym"), "emergency_contacts": ("*",)}
 
 
+# A borrower's region (issue 26, licences): ISO 3166-2 ("US-CA"), or a country code alone ("DE") where there is
+# no subdivision. Upper case only: a region is compared as text with the policy's list and the licences held.
+REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?\Z")
+
+
+def region_ok(text: str) -> bool:
+    return REGION_RE.fullmatch(text) is not None
+
+
 # An id: of a case, borrower, loan, contact or organisation (an org id also excludes ':' and '/', usecases/admin).
 ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,64}\Z")
 ORG_ID_RE = ID_RE
@@ -110,6 +119,9 @@ class ImportedCase:
     pi: dict[str, str]          # PI field -> plaintext (emergency_contacts as JSON text)
     loan: dict[str, Any]        # loan fields except contract_text
     contract_text: str | None
+    region: str = ""  # optional (issue 26); "" leaves the import digest as it was before the field existed
+    validation_notice_on: str | None = None  # optional (issue 26): "notices" {"validation", "outsourcing"}
+    outsourcing_notice_on: str | None = None
 
 
 class ImportOutcome(StrEnum):
@@ -133,6 +145,15 @@ class SystemClock:
 
 
 @dataclass(frozen=True)
+class RegionalLicence:
+    """A licence an organisation holds for one region (`custos org licence`): in force through `expires`."""
+
+    region: str
+    licence_no: str
+    expires: date
+
+
+@dataclass(frozen=True)
 class Org:
     id: str
     kind: str
@@ -143,6 +164,10 @@ class Org:
     disabled: bool
     address: str | None = None  # postal address and telephone (10 digits) of a lender: its bureau file's header
     telephone: str | None = None
+    licences: tuple[RegionalLicence, ...] = ()  # per region (issue 26); the org-wide licence stays above
+
+    def licence_in(self, region: str) -> RegionalLicence | None:
+        return next((lic for lic in self.licences if lic.region == region), None)
 
 
 class Unsealer(Protocol):
@@ -188,6 +213,12 @@ class CaseRow:
     erasure: str = ""  # the borrower's erasure: "" none, "pending" (scheduled: nothing is released), "erased"
     closed_at: str | None = None  # when the case was last settled or closed (RFC 3339); None while open
     active_plan: str | None = None  # the accepted repayment plan's id (it sets amount_due); None without one
+    # ---- licences, artificial voices, notices (issue 26)
+    region: str = ""  # where the borrower lives (ISO 3166-2 or a country code); "" not given at import
+    consent_artificial_voice: bool = False  # prior express consent to artificial or AI voice calls (TCPA)
+    validation_notice_on: str | None = None  # US: the validation notice's day (Reg F §1006.34)
+    outsourcing_notice_on: str | None = None  # CN: the day the borrower was told collection is outsourced
+    verification_sent_on: str | None = None  # US: the day verification of a dispute was sent (§1006.38)
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]

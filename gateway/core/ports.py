@@ -51,6 +51,7 @@ from .model import (
     Org,
     PaymentRow,
     PlanRow,
+    RegionalLicence,
     Repayment,
     Unsealer,
 )
@@ -200,6 +201,11 @@ class UnitOfWork(CaseReader, Protocol):
     def insert_org(self, org: Org, now: str) -> None: ...
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int: ...
+
+    # ---- licences (issue 26)
+    def set_org_licences(self, org_id: str, licences: Sequence[RegionalLicence]) -> int:
+        """Replace an org's regional licences (in its row: a change drops every remembered grant); rows changed."""
+        ...
 
     def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None: ...
 

@@ -156,7 +156,8 @@ class LenderServicer:
     def SetConsent(self, caller: Caller, request: pb.SetConsentRequest) -> pb.ConsentInfo:
         third = request.third_party_sharing if request.HasField("third_party_sharing") else None
         credit = request.credit_reporting if request.HasField("credit_reporting") else None
-        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit))
+        voice = request.artificial_voice if request.HasField("artificial_voice") else None
+        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit, voice))
 
     def EraseBorrower(self, caller: Caller, request: pb.EraseBorrowerRequest) -> pb.ErasureReceipt:
         return pb.ErasureReceipt(**self.core.erase(caller, request.borrower_id, request.grace_days, request.cancel))
@@ -180,8 +181,8 @@ class LenderServicer:
         return pb.PurgePlanResponse(due=items(plan["due"]), held=items(plan["held"]))
 
     def RecordNotice(self, caller: Caller, request: pb.RecordNoticeRequest) -> pb.RecordNoticeResponse:
-        tracing.annotate(purpose="credit_reporting")
-        return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on))
+        tracing.annotate(purpose="credit_reporting" if request.kind in ("", "negative_reporting") else "collection")
+        return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on, request.kind))
 
     def SetStage(self, caller: Caller, request: pb.SetStageRequest) -> pb.CaseSummary:
         return _case_summary(self.core.set_stage(caller, request.case_id, request.stage))
@@ -190,7 +191,7 @@ class LenderServicer:
         changes: dict[str, Any] = {name: getattr(request, name) for name in FLAGS if request.HasField(name)}
         if request.HasField("status"):
             changes["status"] = request.status
-        return _case_summary(self.core.set_flags(caller, request.case_id, changes))
+        return _case_summary(self.core.set_flags(caller, request.case_id, changes, request.verification_sent))
 
     def Explain(self, caller: Caller, request: pb.ExplainRequest) -> pb.Explanation:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
@@ -233,14 +234,15 @@ class CaseServicer:
         return _record(rel)
 
     def OpenContact(self, caller: Caller, request: pb.OpenContactRequest) -> pb.ContactInfo:
-        info = self.core.open_contact(caller, request.case_id, request.channel, request.party)
+        info = self.core.open_contact(caller, request.case_id, request.channel, request.party, request.artificial_voice)
         tracing.annotate(decision="allow")
         return pb.ContactInfo(**info)
 
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
-        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result,
-                                                         request.promise_amount, request.promise_on,
-                                                         request.recording))
+        info: dict[str, Any] = self.core.record_outcome(caller, request.contact_id, request.result,
+                                                        request.promise_amount, request.promise_on,
+                                                        request.recording)
+        return pb.ContactInfo(**info)
 
     def ProposePlan(self, caller: Caller, request: pb.ProposePlanRequest) -> pb.PlanInfo:
         return _plan(self.core.propose_plan(caller, request.case_id,

@@ -311,6 +311,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE contacts ADD COLUMN recording TEXT",
         "ALTER TABLE contacts ADD COLUMN recording_until TEXT",
     ]),
+    # ---- licences, artificial voices, notices (issue 26): regional licences as JSON in the org's row (a cached
+    # table, so a change drops remembered grants); a case's region, artificial-voice consent, notices, verification.
+    (18, "regional licences; a case's region, artificial-voice consent, notices and verification", [
+        "ALTER TABLE orgs ADD COLUMN licences TEXT",
+        "ALTER TABLE cases ADD COLUMN region TEXT",
+        "ALTER TABLE cases ADD COLUMN consent_artificial_voice BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN validation_notice_on TEXT",
+        "ALTER TABLE cases ADD COLUMN outsourcing_notice_on TEXT",
+        "ALTER TABLE cases ADD COLUMN verification_sent_on TEXT",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

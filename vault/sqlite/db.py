@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 14
+CASE_VERSION = 15
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orgs(
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, jurisdiction TEXT NOT NULL,
   licence_no TEXT, licence_expires TEXT, disabled INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
-  address TEXT, telephone TEXT);
+  address TEXT, telephone TEXT, licences TEXT);
 CREATE TABLE IF NOT EXISTS borrowers(
   lender_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   kek_version INTEGER NOT NULL, wrapped_dek BLOB, dek_version INTEGER NOT NULL,
@@ -68,7 +68,8 @@ CREATE TABLE IF NOT EXISTS cases(
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
-  active_plan TEXT,
+  active_plan TEXT, region TEXT, consent_artificial_voice INTEGER NOT NULL DEFAULT 0, validation_notice_on TEXT,
+  outsourcing_notice_on TEXT, verification_sent_on TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
@@ -391,6 +392,17 @@ def _add_plans(conn: Connection) -> None:
     for statement in _statements(CASE_FEED):
         if "cases_update_feed" in statement:
             conn.execute(statement)
+# ---- licences, artificial voices, notices (issue 26)
+def _add_licences(conn: Connection) -> None:
+    """Version 16: regional licences on orgs; a case's region, artificial-voice consent, notices, verification."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(orgs)")}
+    if "licences" not in have:
+        conn.execute("ALTER TABLE orgs ADD COLUMN licences TEXT")
+    _add_case_columns(conn, {"region": "TEXT", "consent_artificial_voice": "INTEGER NOT NULL DEFAULT 0",
+                             "validation_notice_on": "TEXT", "outsourcing_notice_on": "TEXT",
+                             "verification_sent_on": "TEXT"})
+
+
 def _add_payments(conn: Connection) -> None:
     """Version 12: payments reported by those who collect; a mandate's commission rate (its fee term)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
@@ -437,6 +449,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
     (14, "call recordings' references on contacts", _add_recordings),
+    (15, "regional licences; a case's region, artificial-voice consent, notices and verification", _add_licences),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

@@ -13,7 +13,10 @@ file is read into a `ConductRules` by `conduct_file`.
 Order of evaluation (fixed, the first refusal wins, so the code a caller sees
 is deterministic): case status -> cease_contact -> disputed ->
 attorney_represented -> opt-outs (in file order) -> third-party rules ->
-channel/stage -> contact window -> caps (in file order) -> cooldown.
+notices before an agency's contact -> artificial-voice consent ->
+channel/stage -> contact window -> caps (in file order) -> cooldown. (The
+regional licence is the caller's standing, checked before any of these:
+`access.regional_licence`.)
 
 Opt-outs (issue 26) are outcomes recorded on earlier contacts (`stop_calls`,
 `stop_texts`, `refused`, `has_attorney`): each closes one medium to one number,
@@ -24,7 +27,7 @@ history only grows, and an outcome is recorded once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -146,6 +149,27 @@ class PlanRules:
     promise_max_days: int = 90
 
 
+# ---- licences, artificial voices, notices (issue 26)
+NOTICE_KINDS = ("negative_reporting", "validation", "outsourcing")
+# The notices a rule file may require before an agency's contact (the negative-reporting one gates furnishing).
+CONTACT_NOTICES = ("validation", "outsourcing")
+
+
+@dataclass(frozen=True)
+class Prerequisites:
+    """What must hold before contact beyond the conduct caps (`[licensing]`, `[artificial_voice]`, `[notices]`)."""
+
+    # Regions (ISO 3166-2 or country codes) where an organisation of a licensed kind needs a licence for the
+    # borrower's region as well as its own (`custos org licence`); checked on every read and contact.
+    licensed_regions: frozenset[str] = frozenset()
+    # An artificial or prerecorded voice call needs the borrower's recorded prior express consent.
+    artificial_voice_consent: bool = True
+    # Notices (CONTACT_NOTICES) recorded on or before the borrower's local today before an agency's contact.
+    notices: tuple[str, ...] = ()
+    # Clearing a dispute needs the day verification was sent (`lender flag --no-disputed --verification-sent`).
+    verification_to_clear_dispute: bool = False
+
+
 @dataclass(frozen=True)
 class ConductRules:
     """The parsed, validated rule set of one jurisdiction."""
@@ -169,6 +193,7 @@ class ConductRules:
     plans: PlanRules = PlanRules()
     opt_outs: tuple[OptOut, ...] = ()
     recording_years: int = 0  # how long a recording's reference outlives the borrower's erasure ([recordings])
+    prerequisites: Prerequisites = Prerequisites()
 
     def opt_out(self, result: str | None) -> OptOut | None:
         return next((o for o in self.opt_outs if o.result == result), None)
@@ -211,6 +236,10 @@ class CaseState:
     cease_contact: bool
     attorney_represented: bool
     lost_contact: bool
+    # ---- issue 26: the owning lender (its own contact needs no notice), the consent and the notices on file
+    lender_id: str = ""
+    consent_artificial_voice: bool = False
+    notices: Mapping[str, date] = field(default_factory=dict)  # notice kind -> the day it was given
 
 
 @dataclass(frozen=True)
@@ -237,6 +266,7 @@ class ContactRequest:
     target: str
     # The borrower's current number (its key), for the unreachability evidence of a third-party request.
     borrower_target: str = ""
+    artificial_voice: bool = False  # an artificial or AI voice call (TCPA §227(b)(1)(A)); channel "call"
 
 
 @dataclass(frozen=True)
@@ -372,6 +402,22 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
                 return _deny(Code.THIRD_PARTY_ALREADY_CONTACTED, f"{j}.third_party.once",
                              "this third party was already contacted; a location inquiry is made once")
         notes.append(f"third-party contact: release {', '.join(tp.release)} only, no debt data")
+
+    pre = rules.prerequisites
+    local_day = now.astimezone(_zone(case.timezone)).date()
+    if case.lender_id and request.org_id != case.lender_id:
+        for kind in pre.notices:
+            given = case.notices.get(kind)
+            if given is None or given > local_day:
+                return _deny(Code.NOTICE_REQUIRED, f"{j}.notice.{kind}",
+                             f"an agency's contact needs the {kind} notice recorded on or before the local today")
+    if request.artificial_voice:
+        if channel != "call":
+            return _deny(Code.CHANNEL_NOT_ALLOWED, f"{j}.artificial_voice.channel",
+                         "an artificial voice is a call")
+        if pre.artificial_voice_consent and not case.consent_artificial_voice:
+            return _deny(Code.ARTIFICIAL_VOICE_NOT_CONSENTED, f"{j}.artificial_voice",
+                         "an artificial or AI voice call needs the borrower's recorded prior express consent")
 
     if channel not in rules.min_stage:
         return _deny(Code.CHANNEL_NOT_ALLOWED, f"{j}.channel", f"channel {channel} is not used in {j}")

@@ -22,6 +22,7 @@ from .conduct import (
     CAP_COUNTS,
     CAP_SCOPES,
     CHANNELS,
+    CONTACT_NOTICES,
     FLAG_CODES,
     OPT_OUT_CODES,
     OPT_OUT_SCOPES,
@@ -34,6 +35,7 @@ from .conduct import (
     Cooldown,
     OptOut,
     PlanRules,
+    Prerequisites,
     ThirdParty,
     Window,
 )
@@ -156,10 +158,12 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention", "plans", "opt_out", "recordings",
+    "retention", "plans", "opt_out", "recordings", "licensing", "artificial_voice", "notices",
 )
 # The outcomes an [[opt_out]] may name: those that close something (the others are facts about one contact).
 _OPT_OUT_RESULTS = ("stop_calls", "stop_texts", "refused", "has_attorney")
+# A region in `[licensing] regions` (model.REGION_RE).
+_REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
 
 def load_conduct_rules(path: Path) -> ConductRules:
@@ -290,6 +294,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
 
     opt_outs = _opt_outs(loc, top)
     recording_years = _recording_years(top)
+    prerequisites = _prerequisites(top)
 
     return ConductRules(
         jurisdiction=jurisdiction,
@@ -309,6 +314,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
         plans=plans,
         opt_outs=opt_outs,
         recording_years=recording_years,
+        prerequisites=prerequisites,
     )
 
 
@@ -340,6 +346,35 @@ def _recording_years(top: _Table) -> int:
     rec = top.table("recordings")
     rec.only(("keep_years",))
     return rec.integer("keep_years", 1, 30)
+
+
+# ---- licences, artificial voices, notices (issue 26)
+def _prerequisites(top: _Table) -> Prerequisites:
+    """The optional `[licensing]`, `[artificial_voice]` and `[notices]` tables; absent: Prerequisites' defaults."""
+    regions: frozenset[str] = frozenset()
+    if "licensing" in top.data:
+        lic = top.table("licensing")
+        lic.only(("regions",))
+        raw = lic.raw("regions")
+        if not isinstance(raw, list) or not all(isinstance(r, str) and _REGION_RE.match(r) for r in raw):
+            raise lic.fail("regions", "must be a list of ISO 3166-2 regions or country codes (\"US-CA\", \"DE\")")
+        if len(set(raw)) != len(raw):
+            raise lic.fail("regions", "lists a value twice")
+        regions = frozenset(raw)
+    consent = True
+    if "artificial_voice" in top.data:
+        av = top.table("artificial_voice")
+        av.only(("requires_consent",))
+        consent = av.boolean("requires_consent")
+    notices: tuple[str, ...] = ()
+    verification = False
+    if "notices" in top.data:
+        no = top.table("notices")
+        no.only(("before_agency_contact", "verification_to_clear_dispute"))
+        notices = no.names("before_agency_contact", CONTACT_NOTICES) if "before_agency_contact" in no.data else ()
+        if "verification_to_clear_dispute" in no.data:
+            verification = no.boolean("verification_to_clear_dispute")
+    return Prerequisites(regions, consent, notices, verification)
 
 
 def load_conduct_dir(directory: Path) -> dict[str, ConductRules]:

@@ -72,6 +72,9 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
         reach = access.Verdict(Code.PURPOSE_NOT_ALLOWED, "default-deny")
     if not reach.ok:
         return ReadDecision(reach.code, reach.rule, (reach.rule,), None, active)
+    licensed = access.regional_licence(org, case, licensed_regions(bundle), now.date(), bundle.capabilities)
+    if not licensed.ok:
+        return ReadDecision(licensed.code, licensed.rule, (reach.rule, licensed.rule), None, active)
     release = bundle.release(org.kind, purpose, case.stage)
     checks = (reach.rule, *release.rules)
     if not release.allowed or not needs_evidence(purpose):
@@ -81,6 +84,12 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
     if not verdict.ok:
         return ReadDecision(verdict.code, verdict.rule, checks, None, active)
     return ReadDecision(release.code, release.rule, checks, release, active)
+
+
+def licensed_regions(bundle: PolicyBundle) -> frozenset[str]:
+    """Every region some loaded conduct file says licenses collectors (issue 26): where the borrower lives
+    counts, whichever jurisdiction's law the case is under."""
+    return frozenset().union(*(rules.prerequisites.licensed_regions for rules in bundle.conduct.values()))
 
 
 def _preconditions(bundle: PolicyBundle, case: CaseRow, purpose: str, evidence: Evidence | None,

@@ -34,6 +34,7 @@ from ..rules.conduct import (
     needs_all_history,
     opted_out,
 )
+from ..rules.decisions import licensed_regions
 from .context import Context, _conduct_state
 
 # A call recording's reference: an opaque key into the caller's recording system (never content, never a URL with
@@ -61,12 +62,17 @@ class Contacts(Context):
             return self._own_case(caller, case_ref, purpose="collection")
         return self._mandated_case(caller, case_ref, "collection")[0]
 
-    def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str) -> dict[str, str]:
+    def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str,
+                     artificial_voice: bool = False) -> dict[str, Any]:
         """Release a phone number or address only when every conduct rule allows, counted centrally.
 
         The decision runs inside the serialised writer, against the history as
         committed, so two agencies racing for the last call under a cap cannot
         both get it; the attempt and its audit event commit together.
+
+        `artificial_voice` (issue 26): an artificial or AI voice call. It is a
+        call (channel "call", counted in the same caps); its events carry the
+        marker `;artificial_voice` at the end of their rule.
         """
         party = party or "borrower"
         org = self._standing(caller, purpose="collection")
@@ -78,6 +84,7 @@ class Contacts(Context):
         rules = self._conduct_rules(case)
         now = self.clock.now()
         since = "" if needs_all_history(rules) else rfc3339(now - history_horizon(rules))
+        marker = ";artificial_voice" if artificial_voice else ""
 
         def work(repo: UnitOfWork) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
             fresh = repo.get_case(case.lender_id, case.case_id)
@@ -86,7 +93,14 @@ class Contacts(Context):
             if fresh.erasure and caller.org_id != fresh.lender_id:
                 refused = access.erasure(fresh)
                 return (ConductDecision(False, refused.code, refused.rule), {}, ""), [
-                    self._event(caller, "deny", refused.code, refused.rule, purpose="collection",
+                    self._event(caller, "deny", refused.code, refused.rule + marker, purpose="collection",
+                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now,
+                                channel=channel, party=party, zone=fresh.timezone)]
+            licensed = access.regional_licence(org, fresh, licensed_regions(self.bundle), now.date(),
+                                               self.bundle.capabilities)
+            if not licensed.ok:
+                return (ConductDecision(False, licensed.code, licensed.rule), {}, ""), [
+                    self._event(caller, "deny", licensed.code, licensed.rule + marker, purpose="collection",
                                 case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now,
                                 channel=channel, party=party, zone=fresh.timezone)]
             history = [
@@ -98,7 +112,8 @@ class Contacts(Context):
             state = _conduct_state(fresh)
             request = ContactRequest(case_id=fresh.case_id, org_id=caller.org_id, channel=channel, party=party,
                                      target=target.hex() if target else "",
-                                     borrower_target=self._borrower_number(repo, fresh, party))
+                                     borrower_target=self._borrower_number(repo, fresh, party),
+                                     artificial_voice=artificial_voice)
             decision = evaluate_contact(rules, state, request, history, now)
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
                                   "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now,
@@ -106,19 +121,23 @@ class Contacts(Context):
             if decision.allowed and (target is None or not release):
                 decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
             if not decision.allowed:
-                return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule, **kw)]
+                return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule + marker, **kw)]
             assert target is not None
             contact_id = repo.insert_contact(fresh.lender_id, fresh.case_id, fresh.borrower_id, caller.org_id,
                                              channel, party, target, rfc3339(now))
             names = [f"{party}.{k}" for k in release]
-            return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule, fields=names,
+            return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule + marker,
+                                                                 fields=names,
                                                                  contact_id=contact_id, **kw)]
 
         decision, release, contact_id = self.audit.run(work)
         if not decision.allowed:
             raise CustosError(decision.code)
-        return {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
-                "opened_at": rfc3339(now), **release}
+        out: dict[str, Any] = {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
+                               "opened_at": rfc3339(now), **release}
+        if artificial_voice:
+            out["artificial_voice"] = True
+        return out
 
     def _contact_target(self, repo: UnitOfWork, case: CaseRow, channel: str, party: str,
                         history: list[ContactAttempt]) -> tuple[bytes | None, dict[str, str]]:

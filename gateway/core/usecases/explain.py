@@ -22,7 +22,7 @@ from ..rules.conduct import (
     opted_out,
     unreachable,
 )
-from ..rules.decisions import decide_read, needs_evidence
+from ..rules.decisions import decide_read, licensed_regions, needs_evidence
 from .context import Context, _conduct_state
 
 
@@ -56,20 +56,32 @@ class Explainer(Context):
             fields = [{"field": f, "transform": t.describe(), "rule": rule_of.get(f, "")}
                       for f, t in sorted(release.fields.items())]
         if purpose == "collection" and target is not None and self.bundle.capabilities.allows(target.kind, "open_contact"):
-            notes.extend(self._contact_notes(case, when))
+            notes.extend(self._contact_notes(case, when, target.id))
         self.audit.append([self._event(caller, "allow", Code.OK, f"explain:{org_id}", **kw)])
         return {"org_id": org_id, "case_id": case.case_id, "purpose": purpose, "stage": case.stage,
                 "decision": "allow" if verdict.allowed else "deny", "code": verdict.code, "fields": fields,
                 "rules": list(verdict.checks), "policy_revision": self.bundle.revision, "notes": notes}
 
-    def _contact_notes(self, case: CaseRow, when: datetime) -> list[str]:
-        """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted)."""
+    def _contact_notes(self, case: CaseRow, when: datetime, org_id: str) -> list[str]:
+        """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted); and an
+        artificial-voice call, with the notices and consent it reads (issue 26)."""
         rules = self._conduct_rules(case)
-        d = evaluate_contact(rules, _conduct_state(case), ContactRequest(case.case_id, "explain", "call", "borrower", "explain"),
-                             [], when)
+        state = _conduct_state(case)
+        d = evaluate_contact(rules, state, ContactRequest(case.case_id, org_id, "call", "borrower", "explain"), [], when)
         verdict = "allowed" if d.allowed else f"refused ({d.code}, rule {d.rule})"
-        return [f"a borrower call at that time: {verdict}", *d.notes, *self._opt_out_notes(case, when),
-                f"conduct rules: {rules.source}"]
+        voice = evaluate_contact(rules, state, ContactRequest(case.case_id, org_id, "call", "borrower", "explain",
+                                                              artificial_voice=True), [], when)
+        voiced = "allowed" if voice.allowed else f"refused ({voice.code}, rule {voice.rule})"
+        pre = rules.prerequisites
+        notices = [f"{kind} notice on {state.notices[kind].isoformat() if kind in state.notices else 'none on file'}"
+                   for kind in pre.notices]
+        return [f"a borrower call at that time: {verdict}", *d.notes,
+                f"an artificial-voice call at that time: {voiced} (consent on file: "
+                f"{'yes' if case.consent_artificial_voice else 'no'})",
+                *([f"notices an agency's contact needs: {'; '.join(notices)}"] if notices else []),
+                *([f"licence for the borrower's region {case.region} needed"]
+                  if case.region and case.region in licensed_regions(self.bundle) else []),
+                *self._opt_out_notes(case, when), f"conduct rules: {rules.source}"]
 
     def _opt_out_notes(self, case: CaseRow, when: datetime) -> list[str]:
         """Issue 26: which opt-outs the borrower's history holds, what they close of the borrower's current number,

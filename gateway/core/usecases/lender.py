@@ -27,6 +27,7 @@ from ..model import (
 from ..ports import UnitOfWork
 from ..rules import access
 from ..rules import payments as payment_rules
+from ..rules.conduct import NOTICE_KINDS
 from .context import Context, _flag_text, log
 
 IMPORT_BATCH = 256
@@ -292,12 +293,18 @@ class LenderActions(Context):
                 "mandate": {"case_id": case.case_id, "org_id": org_id, "purpose": "litigation",
                             "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp}}
 
-    def record_notice(self, caller: Caller, case_ref: str, on: str) -> dict[str, str]:
-        """The day the borrower was told of coming negative credit reporting (征信业管理条例 Art. 15)."""
+    def record_notice(self, caller: Caller, case_ref: str, on: str, kind: str = "") -> dict[str, str]:
+        """The day the borrower was given a notice: of coming negative credit reporting (征信业管理条例 Art. 15;
+        the default kind), the US validation notice (Reg F §1006.34) or the CN notice that collection is
+        outsourced (issue 26). The last two gate an agency's contact where the conduct file says so."""
         self._standing(caller, action="record_notice")
-        case = self._own_case(caller, case_ref, purpose="credit_reporting")
-        kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id,
+        kind = kind or "negative_reporting"
+        purpose = "credit_reporting" if kind == "negative_reporting" else "collection"
+        case = self._own_case(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
+        if kind not in NOTICE_KINDS:
+            raise self._deny(caller, Code.UNKNOWN_NOTICE_KIND, "input", **kw)
         day = parse_date(on)
         if day is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
@@ -306,26 +313,34 @@ class LenderActions(Context):
             raise self._deny(caller, Code.NOTICE_IN_FUTURE, "input", **kw)
 
         def work(repo: UnitOfWork) -> tuple[None, list[EventDraft]]:
-            repo.set_negative_notice(case, day.isoformat())
-            return None, [self._event(caller, "allow", Code.OK, f"notice:negative_reporting={day.isoformat()}",
+            if kind == "negative_reporting":
+                repo.set_negative_notice(case, day.isoformat())
+            else:
+                repo.set_case_fields(case.lender_id, case.case_id, {f"{kind}_notice_on": day.isoformat()}, rfc3339(now))
+            return None, [self._event(caller, "allow", Code.OK, f"notice:{kind}={day.isoformat()}",
                                       now=now, **kw)]
 
         self.audit.run(work)
-        return {"case_id": case.case_id, "negative_notice_on": day.isoformat()}
+        out = {"case_id": case.case_id, "kind": kind, "notice_on": day.isoformat()}
+        if kind == "negative_reporting":
+            out["negative_notice_on"] = day.isoformat()
+        return out
 
     def set_consent(self, caller: Caller, case_ref: str, third_party: bool | None,
-                    credit: bool | None) -> dict[str, Any]:
+                    credit: bool | None, artificial_voice: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents, with its time; a withdrawal takes effect at once.
 
         Withdrawing third-party sharing ends every `provided` mandate of the
         case (PIPL Art. 15, 23: providing to another handler rests on it);
         withdrawing credit reporting withholds the case from every bureau
-        (`CONSENT_WITHDRAWN`), in every jurisdiction.
+        (`CONSENT_WITHDRAWN`), in every jurisdiction. `artificial_voice`: prior
+        express consent to artificial or AI voice calls (TCPA §227(b)(1)(A),
+        FCC 24-17); revoked, every such call is refused from then on.
         """
         self._standing(caller, action="set_consent")
         case = self._own_case(caller, case_ref)
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
-        if third_party is None and credit is None:
+        if third_party is None and credit is None and artificial_voice is None:
             raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
@@ -335,8 +350,12 @@ class LenderActions(Context):
         if credit is not None:
             changes["consent_credit"] = credit
             changes["credit_withdrawn"] = not credit
+        if artificial_voice is not None:
+            changes["consent_artificial_voice"] = artificial_voice
         rule = "consent:" + ";".join(f"{k}={_yes(v)}" for k, v in (("third_party_sharing", third_party),
-                                                                 ("credit_reporting", credit)) if v is not None)
+                                                                 ("credit_reporting", credit),
+                                                                 ("artificial_voice", artificial_voice))
+                                     if v is not None)
 
         def work(repo: UnitOfWork) -> tuple[tuple[CaseRow, list[str]], list[EventDraft]]:
             repo.set_case_fields(case.lender_id, case.case_id, changes, stamp)
@@ -356,7 +375,8 @@ class LenderActions(Context):
 
         updated, ended = self.audit.run(work)
         return {"case_id": updated.case_id, "third_party_sharing": updated.consent_third_party,
-                "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended}
+                "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended,
+                "artificial_voice": updated.consent_artificial_voice}
 
     def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
         self._standing(caller, action="set_stage")
@@ -366,17 +386,37 @@ class LenderActions(Context):
                              lender=case.lender_id)
         return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
 
-    def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
-        """Set or clear case flags and status; a settled or closed case ends every mandate on it."""
+    def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any],
+                  verification_sent: str = "") -> CaseRow:
+        """Set or clear case flags and status; a settled or closed case ends every mandate on it.
+
+        `verification_sent` (issue 26): the day verification of the debt was
+        sent, recorded as a dispute is cleared (Reg F §1006.38); required for
+        that where the conduct file says `verification_to_clear_dispute`.
+        """
         self._standing(caller, action="set_flags")
         case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
         status = changes.get("status")
         if status is not None and status not in STATUSES:
-            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", case_id=case.case_id, borrower_id=case.borrower_id,
-                             lender=case.lender_id)
+            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", **kw)
+        if verification_sent:
+            sent = parse_date(verification_sent)
+            if sent is None:
+                raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+            if changes.get("disputed") is not False:
+                raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)  # it goes with --no-disputed
+            if sent > self.local_today(case, self.clock.now()):
+                raise self._deny(caller, Code.NOTICE_IN_FUTURE, "input", **kw)
+        elif (changes.get("disputed") is False and case.disputed
+              and self._conduct_rules(case).prerequisites.verification_to_clear_dispute):
+            raise self._deny(caller, Code.VERIFICATION_REQUIRED, f"{case.jurisdiction}.notice.verification", **kw)
         if not changes:
             return case
         rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
+        if verification_sent:
+            changes = {**changes, "verification_sent_on": verification_sent}
+            rule += f";verification_sent={verification_sent}"
         if status is not None and (status == "open") != (case.status == "open"):
             # Retention runs from the closure (policies/conduct/*.toml [retention]); a reopened case has none.
             changes = {**changes, "closed_at": None if status == "open" else rfc3339(self.clock.now())}

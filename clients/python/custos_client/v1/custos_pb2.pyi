@@ -153,28 +153,32 @@ class EscalateCaseResponse(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ..., mandate: _Optional[_Union[MandateInfo, _Mapping]] = ..., recalled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetConsentRequest(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "artificial_voice")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ...) -> None: ...
+    artificial_voice: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
 
 class ConsentInfo(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended", "artificial_voice")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
     CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
     MANDATES_ENDED_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
     changed_at: str
     mandates_ended: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ...) -> None: ...
+    artificial_voice: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
 
 class EraseBorrowerRequest(_message.Message):
     __slots__ = ("borrower_id", "grace_days", "cancel")
@@ -249,20 +253,26 @@ class PurgePlanResponse(_message.Message):
     def __init__(self, due: _Optional[_Iterable[_Union[PurgeItem, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[PurgeItem, _Mapping]]] = ...) -> None: ...
 
 class RecordNoticeRequest(_message.Message):
-    __slots__ = ("case_id", "on")
+    __slots__ = ("case_id", "on", "kind")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     on: str
-    def __init__(self, case_id: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, case_id: _Optional[str] = ..., on: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class RecordNoticeResponse(_message.Message):
-    __slots__ = ("case_id", "negative_notice_on")
+    __slots__ = ("case_id", "negative_notice_on", "kind", "notice_on")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_NOTICE_ON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_ON_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     negative_notice_on: str
-    def __init__(self, case_id: _Optional[str] = ..., negative_notice_on: _Optional[str] = ...) -> None: ...
+    kind: str
+    notice_on: str
+    def __init__(self, case_id: _Optional[str] = ..., negative_notice_on: _Optional[str] = ..., kind: _Optional[str] = ..., notice_on: _Optional[str] = ...) -> None: ...
 
 class SetStageRequest(_message.Message):
     __slots__ = ("case_id", "stage")
@@ -273,7 +283,7 @@ class SetStageRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class SetFlagsRequest(_message.Message):
-    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status")
+    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status", "verification_sent")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
     CEASE_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -281,6 +291,7 @@ class SetFlagsRequest(_message.Message):
     LOST_CONTACT_FIELD_NUMBER: _ClassVar[int]
     LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_SENT_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     disputed: bool
     cease_contact: bool
@@ -288,7 +299,8 @@ class SetFlagsRequest(_message.Message):
     lost_contact: bool
     legal_hold: bool
     status: str
-    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ...) -> None: ...
+    verification_sent: str
+    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ..., verification_sent: _Optional[str] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("org_id", "case_id", "purpose", "at")
@@ -428,17 +440,19 @@ class CaseRecord(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., stage: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[str]] = ..., erasure: _Optional[str] = ...) -> None: ...
 
 class OpenContactRequest(_message.Message):
-    __slots__ = ("case_id", "channel", "party")
+    __slots__ = ("case_id", "channel", "party", "artificial_voice")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     channel: str
     party: str
-    def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
+    artificial_voice: bool
+    def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
 
 class ContactInfo(_message.Message):
-    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on", "recording")
+    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on", "recording", "artificial_voice")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -451,6 +465,7 @@ class ContactInfo(_message.Message):
     PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
     RECORDING_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     case_id: str
     channel: str
@@ -463,7 +478,8 @@ class ContactInfo(_message.Message):
     promise_amount: str
     promise_on: str
     recording: str
-    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ..., recording: _Optional[str] = ...) -> None: ...
+    artificial_voice: bool
+    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ..., recording: _Optional[str] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
     __slots__ = ("contact_id", "result", "promise_amount", "promise_on", "recording")
