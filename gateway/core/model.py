@@ -16,7 +16,7 @@ from .errors import Code
 # The jurisdictions the code knows: the bound on what a conduct file may declare (rules/conduct_file.py), since
 # some behaviour is still an `if` on the jurisdiction in a use case (furnishing, litigation). Which of them a
 # gateway serves is the conduct files its bundle loaded (`PolicyBundle.jurisdictions`): ask the bundle for that.
-JURISDICTIONS = ("CN", "US")
+JURISDICTIONS = ("CN", "US", "EU")
 STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
 STATUSES = ("open", "settled", "closed")
 PURPOSES = ("collection", "litigation", "credit_reporting", "servicing", "supervision")

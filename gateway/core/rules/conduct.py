@@ -19,7 +19,8 @@ caps (in file order) -> cooldown.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -129,6 +130,10 @@ class ConductRules:
     reporting: ReportingRules
     retention: RetentionRules
     plans: PlanRules = PlanRules()
+    # EU (issue 26): stages at which a case keeps its data on an erasure request (GDPR Art. 17(3)(e), legal
+    # claims), and the legal basis per purpose the record of processing activities states (Art. 30).
+    erasure_claim_stages: frozenset[str] = frozenset()
+    legal_basis: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
 
 def history_horizon(rules: ConductRules) -> timedelta:

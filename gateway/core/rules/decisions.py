@@ -72,7 +72,7 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
         reach = access.Verdict(Code.PURPOSE_NOT_ALLOWED, "default-deny")
     if not reach.ok:
         return ReadDecision(reach.code, reach.rule, (reach.rule,), None, active)
-    release = bundle.release(org.kind, purpose, case.stage)
+    release = bundle.release(org.kind, purpose, case.stage, case.jurisdiction)
     checks = (reach.rule, *release.rules)
     if not release.allowed or not needs_evidence(purpose):
         return ReadDecision(release.code, release.rule, checks, release, active)
