@@ -214,6 +214,12 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.INVALID_TIME_RANGE: ErrorSpec(_C.INVALID_ARGUMENT, "a time range's start is before its end"),
     Code.STATS_MISMATCH: ErrorSpec(_C.FAILED_PRECONDITION,
                                    "the figures differ from a recount of the verified events"),
+    # EU (issue 26)
+    Code.FORBEARANCE_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION,
+                                         "the jurisdiction requires a forbearance measure recorded before litigation"),
+    Code.UNKNOWN_MEASURE: ErrorSpec(_C.INVALID_ARGUMENT, "unknown forbearance measure"),
+    Code.LEGAL_CLAIM: ErrorSpec(_C.FAILED_PRECONDITION,
+                                "a case of this borrower is needed for a legal claim; processing is restricted"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

@@ -305,6 +305,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_facts_time ON audit_facts(time)",
         DERIVE_FACTS.replace("%s", "0", 1).replace("%s", "(SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events)", 1),
     ]),
+    # ---- EU (issue 26): forbearance measures before escalation (CCD (EU) 2023/2225 Art. 35); no personal data.
+    (20, "EU: forbearance measures", [
+        """CREATE TABLE forbearance(
+             lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
+             recorded_at TEXT NOT NULL)""",
+        "CREATE INDEX forbearance_case ON forbearance(lender_id, case_id)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 13
+CASE_VERSION = 17
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -174,8 +174,16 @@ CREATE TABLE IF NOT EXISTS payments(
 CREATE INDEX IF NOT EXISTS payments_lender ON payments(lender_id, reported_at);
 CREATE INDEX IF NOT EXISTS payments_decided ON payments(status, decided_at);
 """
+# ---- EU (issue 26): forbearance measures recorded before escalation to litigation (CCD (EU) 2023/2225 Art. 35).
+# No personal data: a measure's kind and its day.
+FORBEARANCE = """
+CREATE TABLE IF NOT EXISTS forbearance(
+  lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
+  recorded_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS forbearance_case ON forbearance(lender_id, case_id);
+"""
 SCHEMA = (SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS).replace("{payments}", PAYMENTS)
-          + CASE_FEED)
+          + CASE_FEED + FORBEARANCE)
 
 
 AUDIT_SCHEMA = """
@@ -426,6 +434,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
+    (17, "EU: forbearance measures (issue 26)", lambda conn: conn.executescript(FORBEARANCE)),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

@@ -722,3 +722,17 @@ class Repo(CachedView, Reasons):
         if org_id:
             sql, params = sql + " AND org_id = ?", [*params, org_id]
         return [payment_row(r) for r in self.conn.execute(sql + " ORDER BY decided_at, id", params)]
+
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        self.conn.execute("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"
+                          " VALUES (?,?,?,?,?)", (lender, case_id, measure, on, now))
+
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        return [(str(m), str(d)) for m, d in self.conn.execute(
+            "SELECT measure, on_date FROM forbearance WHERE lender_id = ? AND case_id = ? ORDER BY on_date, rowid",
+            (lender, case_id))]
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        rows = self.conn.execute(f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = ? ORDER BY id", (lender,))
+        return [mandate_row(r) for r in rows]

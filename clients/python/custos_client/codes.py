@@ -156,6 +156,10 @@ class Code(StrEnum):
     # audit stats (issue 25)
     INVALID_TIME_RANGE = "INVALID_TIME_RANGE"
     STATS_MISMATCH = "STATS_MISMATCH"
+    # EU (issue 26): CCD Art. 35 forbearance before litigation; GDPR Art. 17(3)(e) legal claims
+    FORBEARANCE_REQUIRED = "FORBEARANCE_REQUIRED"
+    UNKNOWN_MEASURE = "UNKNOWN_MEASURE"
+    LEGAL_CLAIM = "LEGAL_CLAIM"
 
 
 class ClientCode(StrEnum):
