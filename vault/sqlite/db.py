@@ -434,7 +434,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
-    (17, "EU: forbearance measures (issue 26)", lambda conn: conn.executescript(FORBEARANCE)),
+    (17, "EU: forbearance measures (issue 26)", lambda conn: [conn.execute(s) for s in _statements(FORBEARANCE)]),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
