@@ -421,6 +421,12 @@ def _statements(script: str) -> list[str]:
     return [st for st in out if st]
 
 
+def _add_forbearance(conn: Connection) -> None:
+    """Version 17 (EU, issue 26): forbearance measures; statement by statement, inside migrate's transaction."""
+    for statement in _statements(FORBEARANCE):
+        conn.execute(statement)
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
@@ -434,7 +440,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
-    (17, "EU: forbearance measures (issue 26)", lambda conn: [conn.execute(s) for s in _statements(FORBEARANCE)]),
+    (17, "EU: forbearance measures (issue 26)", _add_forbearance),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""
