@@ -40,7 +40,7 @@ CASE_COLS = (
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone"
 MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission"
 CONTACT_COLS = ("id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at,"
-                " promise_amount, promise_on")
+                " promise_amount, promise_on, recording, recording_until")
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
                          "consent_changed_at", "erasure", "erase_due", "closed_at"})
@@ -93,7 +93,8 @@ def reason_ad(payment_id: str) -> str:
 def contact_row(row: Sequence[Any]) -> ContactRow:
     return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
                       channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
-                      result_at=row[10], promise_amount=row[11], promise_on=row[12])
+                      result_at=row[10], promise_amount=row[11], promise_on=row[12],
+                      recording=row[13], recording_until=row[14])
 
 
 def contract_ad(loan_id: str) -> str:

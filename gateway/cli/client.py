@@ -337,7 +337,8 @@ def cmd_contact_open(args: argparse.Namespace) -> None:
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or ""))
+        emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or "",
+                                    args.recording or ""))
 
 
 # ---- promises and plans

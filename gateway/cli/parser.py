@@ -236,9 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     s = contact.add_parser("outcome", parents=[client_opts])
     s.add_argument("contact_id")
     s.add_argument("--result", required=True,
-                   help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable")
+                   help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable | "
+                        "invalid_number | stop_calls | stop_texts | refused | has_attorney")
     s.add_argument("--amount", help="promise_to_pay (required with it): the amount promised, e.g. 150.00")
     s.add_argument("--on", help="promise_to_pay (required with it): YYYY-MM-DD, the borrower's local date")
+    s.add_argument("--recording", help="calls and visits: an opaque reference into your recording system "
+                                       "(1-128 of A-Z a-z 0-9 . _ : / -), never the recording itself")
     s.set_defaults(fn=client.cmd_contact_outcome)
 
     # ---- promises and plans

@@ -214,6 +214,15 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.INVALID_TIME_RANGE: ErrorSpec(_C.INVALID_ARGUMENT, "a time range's start is before its end"),
     Code.STATS_MISMATCH: ErrorSpec(_C.FAILED_PRECONDITION,
                                    "the figures differ from a recount of the verified events"),
+    # opt-outs, unreachability, call recordings (issue 26)
+    Code.CONTACT_OPTED_OUT: ErrorSpec(_C.FAILED_PRECONDITION,
+                                      "contact by this medium with this number was stopped by an opt-out"),
+    Code.THIRD_PARTY_REFUSED: ErrorSpec(_C.FAILED_PRECONDITION, "this third party refused further contact"),
+    Code.THIRD_PARTY_NOT_UNREACHABLE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "third-party contact needs lost_contact or the history to show the borrower unreachable"),
+    Code.OUTCOME_NOT_APPLICABLE: ErrorSpec(_C.INVALID_ARGUMENT, "this outcome does not apply to this contact"),
+    Code.INVALID_RECORDING: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a recording reference is 1-128 characters of letters, digits and ._:/-"),
     # EU (issue 26)
     Code.FORBEARANCE_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION,
                                          "the jurisdiction requires a forbearance measure recorded before litigation"),

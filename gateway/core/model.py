@@ -312,6 +312,10 @@ class ContactRow:
     result_at: str | None
     promise_amount: str | None = None  # a promise to pay: how much, by when (the borrower's local date)
     promise_on: str | None = None
+    # A call recording's opaque reference in the caller's system (issue 26), kept past an erasure until
+    # recording_until; released to the lender only.
+    recording: str | None = None
+    recording_until: str | None = None
 
     def history_entry(self) -> dict[str, str | None]:
         """What a case's contact history releases of it (never the target); a promise's terms where there is one."""

@@ -122,6 +122,11 @@ class CaseReader(Protocol):
 
     def feed_head(self, bureau: str) -> int: ...
 
+    # ---- opt-outs (issue 26): `policy explain` reads the borrower's opt-outs and unreachability evidence
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]: ...
+
+    def bidx(self, lender: str, field: str, value: str) -> bytes: ...
+
     # ---- promises and plans
     def get_plan(self, plan_id: str) -> PlanRow | None:
         """One plan by id, as committed (not cached: read only for a case whose `active_plan` is set)."""
@@ -294,6 +299,13 @@ class UnitOfWork(CaseReader, Protocol):
                        reason: str | None) -> bool:
         """Confirm or reject a payment still `reported` (False: it was not); the reason sealed under the
         borrower's data key."""
+
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        """A call recording's opaque reference on its contact, kept past an erasure until `until` (RFC 3339)."""
+
+    def purge_recordings(self, now: str) -> int:
+        """Drop the references of erased borrowers' recordings whose keeping period ended before `now`; how many."""
 
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]

@@ -251,7 +251,8 @@ class CaseServicer:
 
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
         return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result,
-                                                         request.promise_amount, request.promise_on))
+                                                         request.promise_amount, request.promise_on,
+                                                         request.recording))
 
     def ProposePlan(self, caller: Caller, request: pb.ProposePlanRequest) -> pb.PlanInfo:
         return _plan(self.core.propose_plan(caller, request.case_id,

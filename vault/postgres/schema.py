@@ -305,6 +305,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_facts_time ON audit_facts(time)",
         DERIVE_FACTS.replace("%s", "0", 1).replace("%s", "(SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events)", 1),
     ]),
+    # ---- opt-outs and call recordings (issue 26): a recording's opaque reference on its contact (never content),
+    # kept past the borrower's erasure until recording_until (the conduct file's [recordings] keep_years).
+    (17, "call recordings' references on contacts", [
+        "ALTER TABLE contacts ADD COLUMN recording TEXT",
+        "ALTER TABLE contacts ADD COLUMN recording_until TEXT",
+    ]),
     # ---- EU (issue 26): forbearance measures before escalation (CCD (EU) 2023/2225 Art. 35); no personal data.
     (20, "EU: forbearance measures", [
         """CREATE TABLE forbearance(

@@ -637,6 +637,16 @@ class PgStore(Statements, CachedView, Reasons):
             sql, params = sql + " AND org_id = %s", [*params, org_id]
         return [payment_row(r) for r in self._all(sql + " ORDER BY decided_at, id", params)]
 
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        self._exec("UPDATE contacts SET recording = %s, recording_until = %s WHERE id = %s", (ref, until, contact_id))
+
+    def purge_recordings(self, now: str) -> int:
+        """Only an erased borrower's references go: while the data is kept, the recording's reference is too."""
+        return self._exec(
+            "UPDATE contacts SET recording = NULL, recording_until = NULL WHERE recording IS NOT NULL"
+            " AND recording_until < %s AND EXISTS (SELECT 1 FROM borrowers b WHERE b.lender_id = contacts.lender_id"
+            " AND b.borrower_id = contacts.borrower_id AND b.erased_at IS NOT NULL)", (now,))
     # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
     def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
         self._exec("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"

@@ -81,7 +81,8 @@ CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
   id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
-  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT);
+  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT,
+  recording TEXT, recording_until TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
 """ + "{furnished}" + "{payments}"
 
@@ -421,6 +422,15 @@ def _statements(script: str) -> list[str]:
     return [st for st in out if st]
 
 
+# ---- opt-outs and call recordings (issue 26)
+def _add_recordings(conn: Connection) -> None:
+    """Version 14: a call recording's opaque reference on its contact, and how long it outlives an erasure."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(contacts)")}
+    for name in ("recording", "recording_until"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE contacts ADD COLUMN {name} TEXT")
+
+
 def _add_forbearance(conn: Connection) -> None:
     """Version 17 (EU, issue 26): forbearance measures; statement by statement, inside migrate's transaction."""
     for statement in _statements(FORBEARANCE):
@@ -440,6 +450,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
+    (14, "call recordings' references on contacts", _add_recordings),
     (17, "EU: forbearance measures (issue 26)", _add_forbearance),
 ]
 def _add_tiles(conn: Connection) -> None:

@@ -723,6 +723,16 @@ class Repo(CachedView, Reasons):
             sql, params = sql + " AND org_id = ?", [*params, org_id]
         return [payment_row(r) for r in self.conn.execute(sql + " ORDER BY decided_at, id", params)]
 
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        self.conn.execute("UPDATE contacts SET recording = ?, recording_until = ? WHERE id = ?", (ref, until, contact_id))
+
+    def purge_recordings(self, now: str) -> int:
+        """Only an erased borrower's references go: while the data is kept, the recording's reference is too."""
+        return int(self.conn.execute(
+            "UPDATE contacts SET recording = NULL, recording_until = NULL WHERE recording IS NOT NULL"
+            " AND recording_until < ? AND EXISTS (SELECT 1 FROM borrowers b WHERE b.lender_id = contacts.lender_id"
+            " AND b.borrower_id = contacts.borrower_id AND b.erased_at IS NOT NULL)", (now,)).rowcount)
     # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
     def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
         self.conn.execute("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"

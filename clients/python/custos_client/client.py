@@ -434,10 +434,12 @@ class CustosClient:
         r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party))
         return _contact(r)
 
-    def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "") -> dict[str, Any]:
-        """What came of a contact; a promise to pay with its amount and date (the borrower's local date)."""
+    def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "",
+                       recording: str = "") -> dict[str, Any]:
+        """What came of a contact; a promise to pay with its amount and date (the borrower's local date); a call
+        recording's opaque reference (never its content)."""
         return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(
-            contact_id=contact_id, result=result, promise_amount=amount, promise_on=on)))
+            contact_id=contact_id, result=result, promise_amount=amount, promise_on=on, recording=recording)))
 
     # ------------------------------------------------------------ promises and plans
     def propose_plan(self, case_id: str, instalments: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -772,7 +774,7 @@ def _contact(r: Any) -> dict[str, Any]:
     """Only the fields the gateway released: phone, or address, and a name for a third party."""
     out = {"contact_id": r.contact_id, "case_id": r.case_id, "channel": r.channel, "party": r.party,
            "opened_at": r.opened_at}
-    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on"):
+    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on", "recording"):
         if getattr(r, key):
             out[key] = getattr(r, key)
     return out

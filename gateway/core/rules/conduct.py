@@ -12,8 +12,13 @@ file is read into a `ConductRules` by `conduct_file`.
 
 Order of evaluation (fixed, the first refusal wins, so the code a caller sees
 is deterministic): case status -> cease_contact -> disputed ->
-attorney_represented -> third-party rules -> channel/stage -> contact window ->
-caps (in file order) -> cooldown.
+attorney_represented -> opt-outs (in file order) -> third-party rules ->
+channel/stage -> contact window -> caps (in file order) -> cooldown.
+
+Opt-outs (issue 26) are outcomes recorded on earlier contacts (`stop_calls`,
+`stop_texts`, `refused`, `has_attorney`): each closes one medium to one number,
+one person, or the borrower, for every org, and nothing reopens it: the
+history only grows, and an outcome is recorded once.
 """
 
 from __future__ import annotations
@@ -32,7 +37,10 @@ from .retention import RetentionRules
 CHANNELS = ("call", "sms", "visit", "letter")
 PARTIES = ("borrower", "emergency_contact")
 # undeliverable: a letter came back (Reg F §1006.30(a)(1)(ii) needs a letter that did not).
-RESULTS = ("connected", "no_answer", "promise_to_pay", "dispute", "wrong_number", "undeliverable")
+# invalid_number: the number is not in service (a CN unreachability evidence, issue 26); the opt-outs
+# (stop_calls, stop_texts, refused, has_attorney) close a medium, a person or the borrower (OPT_OUT_SCOPES).
+RESULTS = ("connected", "no_answer", "promise_to_pay", "dispute", "wrong_number", "undeliverable",
+           "stop_calls", "stop_texts", "refused", "has_attorney", "invalid_number")
 # Case flags that refuse contact, in evaluation order, with the code each refusal carries.
 FLAG_CODES = (
     ("cease_contact", Code.CEASE_CONTACT),
@@ -44,6 +52,14 @@ CAP_SCOPES = ("borrower", "case", "target")
 CAP_COUNTS = ("attempts", "connected")
 # What a third-party contact may release of the emergency contact record.
 RELEASABLE = ("name", "relation", "phone")
+# ---- opt-outs (issue 26)
+# "target": the number (or person) the contact went to; "borrower": whatever the target.
+OPT_OUT_SCOPES = ("target", "borrower")
+OPT_OUT_CODES = (Code.CONTACT_OPTED_OUT, Code.THIRD_PARTY_REFUSED, Code.ATTORNEY_REPRESENTED)
+# What a contact's target is, per channel: a target-scoped opt-out is recorded only on a contact whose target is
+# of a kind it closes (a "stop calls" said on a visit names no number).
+TARGET_KIND = {"call": "phone", "sms": "phone", "visit": "address", "letter": "address"}
+UNREACHABLE_EVIDENCE = ("invalid_number", "failed_attempts")
 OPEN_STATUS = "open"
 THIRD_PARTY = "emergency_contact"
 
@@ -98,6 +114,28 @@ class ThirdParty:
     channels: frozenset[str]
     release: tuple[str, ...]
     once_per_person_days: int  # 0: no once-per-person rule
+    # What the history may show instead of the lost_contact flag (issue 26); empty: the flag alone.
+    evidence: tuple[str, ...] = ()
+    invalid_results: frozenset[str] = frozenset()
+    failed_results: frozenset[str] = frozenset()
+    failed_attempts: int = 0
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """An outcome that closes contact for good: `channels` to `parties`, at the contact's target or the borrower."""
+
+    result: str
+    code: Code
+    scope: str
+    channels: frozenset[str]
+    parties: frozenset[str]
+
+    def applies_to(self, channel: str, party: str) -> bool:
+        """May this outcome be recorded on a contact of that channel and party (does it name what it closes)?"""
+        if self.scope == "borrower":
+            return True
+        return party in self.parties and TARGET_KIND[channel] in {TARGET_KIND[c] for c in self.channels}
 
 
 @dataclass(frozen=True)
@@ -130,10 +168,20 @@ class ConductRules:
     reporting: ReportingRules
     retention: RetentionRules
     plans: PlanRules = PlanRules()
+    opt_outs: tuple[OptOut, ...] = ()
+    recording_years: int = 0  # how long a recording's reference outlives the borrower's erasure ([recordings])
     # EU (issue 26): stages at which a case keeps its data on an erasure request (GDPR Art. 17(3)(e), legal
     # claims), and the legal basis per purpose the record of processing activities states (Art. 30).
     erasure_claim_stages: frozenset[str] = frozenset()
     legal_basis: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
+
+    def opt_out(self, result: str | None) -> OptOut | None:
+        return next((o for o in self.opt_outs if o.result == result), None)
+
+
+def needs_all_history(rules: ConductRules) -> bool:
+    """Opt-outs and unreachability evidence have no horizon: the caller then loads the borrower's whole history."""
+    return bool(rules.opt_outs) or bool(rules.third_party and rules.third_party.evidence)
 
 
 def history_horizon(rules: ConductRules) -> timedelta:
@@ -192,6 +240,8 @@ class ContactRequest:
     channel: str
     party: str
     target: str
+    # The borrower's current number (its key), for the unreachability evidence of a third-party request.
+    borrower_target: str = ""
 
 
 @dataclass(frozen=True)
@@ -250,6 +300,37 @@ def _deny(code: Code, rule: str, *notes: str) -> ConductDecision:
     return ConductDecision(False, code, rule, tuple(notes))
 
 
+def opted_out(rules: ConductRules, history: Sequence[ContactAttempt], request: ContactRequest) -> OptOut | None:
+    """The first opt-out (in file order) an earlier outcome set that closes this request, if any."""
+    for opt in rules.opt_outs:
+        if request.channel not in opt.channels or request.party not in opt.parties:
+            continue
+        if any(a.result == opt.result and (opt.scope == "borrower" or a.target == request.target) for a in history):
+            return opt
+    return None
+
+
+def unreachable(tp: ThirdParty, history: Sequence[ContactAttempt], borrower_target: str) -> str | None:
+    """Which evidence in the history shows the borrower unreachable at the current number, if any.
+
+    Only calls to the borrower's current number count (a new number has not been tried). invalid_number: the
+    latest call with a recorded outcome was recorded invalid. failed_attempts: the last N calls all failed; a
+    call with no outcome yet breaks the run (it may have connected), as does any other outcome.
+    """
+    if not borrower_target:
+        return None
+    calls = sorted((a for a in history if a.party == "borrower" and a.channel == "call"
+                    and a.target == borrower_target), key=lambda a: a.at)
+    if "invalid_number" in tp.evidence:
+        recorded = [a for a in calls if a.result is not None]
+        if recorded and recorded[-1].result in tp.invalid_results:
+            return "invalid_number"
+    if "failed_attempts" in tp.evidence and tp.failed_attempts and len(calls) >= tp.failed_attempts:
+        if all(a.result in tp.failed_results for a in calls[-tp.failed_attempts:]):
+            return "failed_attempts"
+    return None
+
+
 def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactRequest,
                      history: Sequence[ContactAttempt], now: datetime) -> ConductDecision:
     """Decide whether `request` may be opened at `now`; see the module docstring for the order."""
@@ -264,6 +345,12 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
         if getattr(case, flag) and party in rules.flags[flag]:
             return _deny(code, f"{j}.{flag}", f"the {flag} flag refuses contact with the {party}")
 
+    closed = opted_out(rules, history, request)
+    if closed is not None:
+        return _deny(closed.code, f"{j}.opt_out.{closed.result}",
+                     f"a {closed.result} outcome closed {channel} contact with this "
+                     + ("borrower's parties" if closed.scope == "borrower" else "number or person"))
+
     notes: list[str] = []
     if party == THIRD_PARTY:
         tp = rules.third_party
@@ -271,8 +358,15 @@ def evaluate_contact(rules: ConductRules, case: CaseState, request: ContactReque
             return _deny(Code.THIRD_PARTY_NOT_ALLOWED, f"{j}.third_party",
                          "no third-party contact in this rule set")
         if tp.requires_lost_contact and not case.lost_contact:
-            return _deny(Code.THIRD_PARTY_NOT_ALLOWED, f"{j}.third_party",
-                         "an emergency contact may be contacted only when lost_contact is set")
+            shown = unreachable(tp, history, request.borrower_target)
+            if shown is None and not tp.evidence:
+                return _deny(Code.THIRD_PARTY_NOT_ALLOWED, f"{j}.third_party",
+                             "an emergency contact may be contacted only when lost_contact is set")
+            if shown is None:
+                return _deny(Code.THIRD_PARTY_NOT_UNREACHABLE, f"{j}.third_party.unreachable",
+                             "an emergency contact may be contacted only when lost_contact is set or the history "
+                             f"shows the borrower unreachable ({', '.join(tp.evidence)})")
+            notes.append(f"borrower unreachable: {shown}")
         if channel not in tp.channels:
             return _deny(Code.CHANNEL_NOT_ALLOWED, f"{j}.third_party.channel",
                          f"channel {channel} is not allowed for a third party",

@@ -23,12 +23,16 @@ from .conduct import (
     CAP_SCOPES,
     CHANNELS,
     FLAG_CODES,
+    OPT_OUT_CODES,
+    OPT_OUT_SCOPES,
     PARTIES,
     RELEASABLE,
     RESULTS,
+    UNREACHABLE_EVIDENCE,
     Cap,
     ConductRules,
     Cooldown,
+    OptOut,
     PlanRules,
     ThirdParty,
     Window,
@@ -152,8 +156,10 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention", "plans", "erasure", "processing",
+    "retention", "plans", "opt_out", "recordings", "erasure", "processing",
 )
+# The outcomes an [[opt_out]] may name: those that close something (the others are facts about one contact).
+_OPT_OUT_RESULTS = ("stop_calls", "stop_texts", "refused", "has_attorney")
 
 
 def load_conduct_rules(path: Path) -> ConductRules:
@@ -192,13 +198,24 @@ def load_conduct_rules(path: Path) -> ConductRules:
     third_party: ThirdParty | None = None
     if "third_party" in top.data:
         tp = top.table("third_party")
-        tp.only(("requires_lost_contact", "channels", "release", "once_per_person_days"))
+        tp.only(("requires_lost_contact", "channels", "release", "once_per_person_days", "evidence",
+                 "invalid_results", "failed_results", "failed_attempts"))
+        # Optional (issue 26): without `evidence`, the lost_contact flag alone shows the borrower unreachable.
+        evidence = tp.names("evidence", UNREACHABLE_EVIDENCE) if "evidence" in tp.data else ()
         third_party = ThirdParty(
             requires_lost_contact=tp.boolean("requires_lost_contact"),
             channels=frozenset(tp.names("channels", CHANNELS)),
             release=tp.names("release", RELEASABLE),
             once_per_person_days=tp.integer("once_per_person_days", 0, _MAX_DAYS),
+            evidence=evidence,
+            invalid_results=frozenset(tp.names("invalid_results", RESULTS)) if "invalid_number" in evidence
+            else frozenset(),
+            failed_results=frozenset(tp.names("failed_results", RESULTS)) if "failed_attempts" in evidence
+            else frozenset(),
+            failed_attempts=tp.integer("failed_attempts", 1, 100) if "failed_attempts" in evidence else 0,
         )
+        if third_party.failed_results & connected:
+            raise tp.fail("failed_results", "lists a result that counts as connected")
         if not third_party.channels <= set(min_stage):
             raise tp.fail("channels", "lists a channel that [stages] does not allow")
 
@@ -272,6 +289,8 @@ def load_conduct_rules(path: Path) -> ConductRules:
         plans = PlanRules(grace_days=pl.integer("grace_days", 0, 60),
                           promise_max_days=pl.integer("promise_max_days", 1, 366))
 
+    opt_outs = _opt_outs(loc, top)
+    recording_years = _recording_years(top)
     claim_stages: frozenset[str] = frozenset()
     if "erasure" in top.data:  # optional (EU): stages whose cases keep their data on an erasure request
         er = top.table("erasure")
@@ -306,7 +325,39 @@ def load_conduct_rules(path: Path) -> ConductRules:
         reporting=reporting,
         retention=retention,
         plans=plans,
+        opt_outs=opt_outs,
+        recording_years=recording_years,
     )
+
+
+# ---- opt-outs and call recordings (issue 26)
+def _opt_outs(loc: _Locator, top: _Table) -> tuple[OptOut, ...]:
+    raw = top.data.get("opt_out", [])
+    if not isinstance(raw, list):
+        raise top.fail("opt_out", "must be an array of tables ([[opt_out]])")
+    out: list[OptOut] = []
+    for index, item in enumerate(raw):
+        entry = _Table(loc, item, "opt_out", index, f"opt_out[{index + 1}]")
+        entry.only(("result", "code", "scope", "channels", "parties"))
+        result = entry.string("result", _OPT_OUT_RESULTS)
+        if any(o.result == result for o in out):
+            raise entry.fail("result", f"'{result}' is set by an earlier opt_out")
+        out.append(OptOut(result=result, code=Code(entry.string("code", OPT_OUT_CODES)),
+                          scope=entry.string("scope", OPT_OUT_SCOPES),
+                          channels=frozenset(entry.names("channels", CHANNELS)),
+                          parties=frozenset(entry.names("parties", PARTIES))))
+        if not out[-1].channels or not out[-1].parties:
+            raise entry.fail("channels" if not out[-1].channels else "parties", "must not be empty")
+    return tuple(out)
+
+
+def _recording_years(top: _Table) -> int:
+    """How long a call recording's reference outlives the borrower's erasure; optional, default 0 (not kept)."""
+    if "recordings" not in top.data:
+        return 0
+    rec = top.table("recordings")
+    rec.only(("keep_years",))
+    return rec.integer("keep_years", 1, 30)
 
 
 def load_conduct_dir(directory: Path) -> dict[str, ConductRules]:

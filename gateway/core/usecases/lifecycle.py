@@ -109,8 +109,19 @@ class Lifecycle(Context):
         """The gateway's schedule: shred every borrower whose retention has run (not held); how many were."""
         now = self.clock.now()
         due, _held = self._retention(now, "")
-        return self._shred_each([(i["lender"], i["borrower_id"]) for i in due], now, "RetentionPurge",
+        done = self._shred_each([(i["lender"], i["borrower_id"]) for i in due], now, "RetentionPurge",
                                 reason="retention", guard=functools.partial(self._still_due, today=now.date()))
+        self._purge_recordings(now)
+        return done
+
+    def _purge_recordings(self, now: datetime) -> int:
+        """Issue 26: erased borrowers' call-recording references whose keeping period has run go; audited (a count)."""
+        def work(repo: UnitOfWork) -> tuple[int, list[EventDraft]]:
+            purged = repo.purge_recordings(rfc3339(now))
+            caller = Caller(org_id="", method="RetentionPurge")
+            return purged, [self._event(caller, "allow", Code.OK, f"retention.recordings:purged={purged}",
+                                        now=now)] if purged else []
+        return self.audit.run(work)
 
     def _verdict(self, repo: CaseReader, cases: list[CaseRow]) -> RetentionVerdict:
         def last_activity(case: CaseRow) -> str | None:

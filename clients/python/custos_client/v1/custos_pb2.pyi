@@ -438,7 +438,7 @@ class OpenContactRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
 
 class ContactInfo(_message.Message):
-    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on")
+    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on", "recording")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -450,6 +450,7 @@ class ContactInfo(_message.Message):
     OPENED_AT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     case_id: str
     channel: str
@@ -461,19 +462,22 @@ class ContactInfo(_message.Message):
     opened_at: str
     promise_amount: str
     promise_on: str
-    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
+    recording: str
+    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ..., recording: _Optional[str] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
-    __slots__ = ("contact_id", "result", "promise_amount", "promise_on")
+    __slots__ = ("contact_id", "result", "promise_amount", "promise_on", "recording")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     result: str
     promise_amount: str
     promise_on: str
-    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
+    recording: str
+    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ..., recording: _Optional[str] = ...) -> None: ...
 
 class GetPacketRequest(_message.Message):
     __slots__ = ("case_id",)
