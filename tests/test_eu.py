@@ -229,3 +229,13 @@ def test_ropa_and_forbearance_on_the_command_line(eu_env: Env, capsys: pytest.Ca
     assert [a["recipient"]["org_id"] for a in doc["activities"]] == ["agency-1"]
     assert cli.main(["lender", "forbearance", "C-1", "--measure", "nope", "--on", "2026-11-20", *conn, "--json"]) != 0
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNKNOWN_MEASURE"
+
+
+def test_an_eu_stop_calls_closes_calls_to_that_number_and_leaves_sms_open(eu_env: Env) -> None:
+    agency = eu_env.client("agency-1")
+    eu_env.clock.current = berlin(4, 9)
+    contact = agency.open_contact("C-1", "call")
+    agency.record_outcome(contact["contact_id"], "stop_calls")
+    eu_env.clock.current = berlin(5, 9)
+    assert refused(lambda: agency.open_contact("C-3", "call")).code == "CONTACT_OPTED_OUT"  # same borrower's number
+    assert agency.open_contact("C-1", "sms")["phone"]
