@@ -76,7 +76,7 @@ def assert_decision(decision: ConductDecision, code: str, rule: str) -> None:
 
 
 def test_shipped_files_load_keyed_by_jurisdiction() -> None:
-    assert set(RULES) == {"CN", "US"}
+    assert set(RULES) == {"CN", "US", "EU"}
     assert CN.source.endswith("cn.toml") and US.source.endswith("us.toml")
     assert [c.id for c in CN.caps] == ["connected_per_day", "attempts_per_number"]
     assert [c.id for c in US.caps] == ["calls_per_7_days"]

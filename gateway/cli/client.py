@@ -238,6 +238,33 @@ def cmd_notice(args: argparse.Namespace) -> None:
              if d["kind"] == "negative_reporting" else f"{d['case_id']}: {d['kind']} notice on {d['notice_on']}")
 
 
+def cmd_forbearance(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.record_forbearance(args.case, args.measure, args.on),
+             lambda d: f"{d['case_id']}: forbearance {d['measure']} on {d['on']}"
+                       f" ({len(d['measures'])} measure(s) recorded)")
+
+
+def _ropa_text(doc: dict[str, Any]) -> str:
+    lines = [f"record of processing activities of {doc['controller']['org_id']} "
+             f"({', '.join(doc['jurisdictions']) or 'no jurisdiction states legal bases'}), as of {doc['as_of']}"]
+    for a in doc["activities"]:
+        r = a["recipient"]
+        lines.append(f"- {r['org_id']} ({r['kind']}, {r['jurisdiction']}) {a['purpose']}: {a['cases']} case(s); "
+                     f"{', '.join(a['roles'])}; transfer outside: {'yes' if a['transfer']['outside'] else 'no'}")
+        lines.append(f"    categories: {', '.join(a['categories']) or '(none at the cases stages)'}")
+        for j, basis in sorted(a["legal_basis"].items()):
+            lines.append(f"    legal basis ({j}): {basis}")
+        for j, ret in sorted(a["retention"].items()):
+            lines.append(f"    retention ({j}): {ret['years']} years after {ret['start']}")
+    return "\n".join(lines)
+
+
+def cmd_ropa(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.ropa(), _ropa_text)
+
+
 def cmd_stage(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.set_stage(args.case, args.stage))

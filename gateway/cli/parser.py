@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.core.model import FLAGS
+from gateway.core.model import FLAGS, FORBEARANCE_MEASURES
 from gateway.core.rules import auditstats
 
 from . import client, offline, operator
@@ -205,6 +205,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="negative_reporting (default): of coming negative credit reporting; validation: the US "
                         "validation notice (Reg F 1006.34); outsourcing: CN, collection is outsourced")
     s.set_defaults(fn=client.cmd_notice)
+    # ---- EU (issue 26)
+    s = lender.add_parser("forbearance", parents=[client_opts],
+                          help="record a forbearance measure before litigation (CCD (EU) 2023/2225 Art. 35)")
+    s.add_argument("case")
+    s.add_argument("--measure", required=True, help=f"one of: {', '.join(FORBEARANCE_MEASURES)}")
+    s.add_argument("--on", required=True, help="YYYY-MM-DD, the local day the measure counts from")
+    s.set_defaults(fn=client.cmd_forbearance)
+    s = lender.add_parser("ropa", parents=[client_opts],
+                          help="the record of processing activities (GDPR Art. 30) generated from the mandates")
+    s.set_defaults(fn=client.cmd_ropa)
     s = lender.add_parser("performance", parents=[client_opts],
                           help="per agency and law firm: placements, contacts, promises, recoveries, refusals")
     s.add_argument("--from", dest="from_date", default="", help="YYYY-MM-DD, first UTC day (inclusive)")

@@ -238,6 +238,12 @@ CATALOGUE: dict[str, ErrorSpec] = {
                                         "a notice kind is negative_reporting, validation or outsourcing"),
     Code.VERIFICATION_REQUIRED: ErrorSpec(
         _C.FAILED_PRECONDITION, "clearing a dispute needs the day verification was sent (--verification-sent)"),
+    # EU (issue 26)
+    Code.FORBEARANCE_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION,
+                                         "the jurisdiction requires a forbearance measure recorded before litigation"),
+    Code.UNKNOWN_MEASURE: ErrorSpec(_C.INVALID_ARGUMENT, "unknown forbearance measure"),
+    Code.LEGAL_CLAIM: ErrorSpec(_C.FAILED_PRECONDITION,
+                                "a case of this borrower is needed for a legal claim; processing is restricted"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

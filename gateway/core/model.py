@@ -16,11 +16,16 @@ from .errors import Code
 # The jurisdictions the code knows: the bound on what a conduct file may declare (rules/conduct_file.py), since
 # some behaviour is still an `if` on the jurisdiction in a use case (furnishing, litigation). Which of them a
 # gateway serves is the conduct files its bundle loaded (`PolicyBundle.jurisdictions`): ask the bundle for that.
-JURISDICTIONS = ("CN", "US")
+JURISDICTIONS = ("CN", "US", "EU")
 STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
 STATUSES = ("open", "settled", "closed")
 PURPOSES = ("collection", "litigation", "credit_reporting", "servicing", "supervision")
 LABELS = ("entrusted", "provided")
+# Forbearance measures before enforcement (CCD (EU) 2023/2225 Art. 35(1)): refinancing, or modified terms.
+FORBEARANCE_MEASURES = (
+    "payment_plan", "deferral", "rate_reduction", "refinancing", "term_extension", "payment_holiday",
+    "partial_write_off", "debt_consolidation", "currency_conversion", "contract_type_change",
+)
 FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold")
 
 BORROWER_PI_FIELDS = (

@@ -151,6 +151,13 @@ class CaseReader(Protocol):
     def payment_reason(self, payment: PaymentRow) -> str | None:
         """A rejected payment's reason, opened (None: none, or the borrower's data key is gone)."""
 
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        """(measure, YYYY-MM-DD) of every forbearance measure recorded on the case, earliest day first."""
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        """Every mandate the lender granted, recalled ones too, oldest first (the record of processing filters)."""
+
 
 class AuditReader(Protocol):
     """The audit log's reads: its events, the tree's stored entries, published checkpoints and cosignatures.
@@ -222,6 +229,10 @@ class UnitOfWork(CaseReader, Protocol):
         live mandate of that org on the case ends and the new one starts, in as few statements as the backend can."""
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None: ...
+
+    # ---- EU (issue 26)
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        """Record a forbearance measure on the case (CCD Art. 35), dated `on` (YYYY-MM-DD)."""
 
     def update_loan(self, case: CaseRow, values: Mapping[str, Any], now: str) -> None:
         """Set the case's loan figures (`vault.records.UPDATABLE_LOAN`: decimal and date strings, `repayments` the

@@ -217,6 +217,18 @@ class LenderServicer:
     def RejectPayment(self, caller: Caller, request: pb.DecidePaymentRequest) -> pb.PaymentDecision:
         return pb.PaymentDecision(**self.core.reject_payment(caller, request.payment_id, request.reason))
 
+    # ---- EU (issue 26)
+    def RecordForbearance(self, caller: Caller, request: pb.RecordForbearanceRequest) -> pb.ForbearanceInfo:
+        tracing.annotate(purpose="litigation")
+        doc = self.core.record_forbearance(caller, request.case_id, request.measure, request.on)
+        return pb.ForbearanceInfo(case_id=doc["case_id"], measure=doc["measure"], on=doc["on"],
+                                  recorded_at=doc["recorded_at"],
+                                  measures=[pb.ForbearanceMeasure(**m) for m in doc["measures"]])
+
+    def ProcessingRecord(self, caller: Caller, request: pb.ProcessingRecordRequest) -> pb.ProcessingRecordResponse:
+        return pb.ProcessingRecordResponse(record=json.dumps(self.core.ropa(caller), ensure_ascii=False,
+                                                             sort_keys=True))
+
 
 class CaseServicer:
     def __init__(self, core: Core) -> None:

@@ -321,6 +321,13 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE cases ADD COLUMN outsourcing_notice_on TEXT",
         "ALTER TABLE cases ADD COLUMN verification_sent_on TEXT",
     ]),
+    # ---- EU (issue 26): forbearance measures before escalation (CCD (EU) 2023/2225 Art. 35); no personal data.
+    (19, "EU: forbearance measures", [
+        """CREATE TABLE forbearance(
+             lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
+             recorded_at TEXT NOT NULL)""",
+        "CREATE INDEX forbearance_case ON forbearance(lender_id, case_id)",
+    ]),
 ]
 
 LATEST = MIGRATIONS[-1][0]

@@ -655,3 +655,16 @@ class PgStore(Statements, CachedView, Reasons):
             "UPDATE contacts SET recording = NULL, recording_until = NULL WHERE recording IS NOT NULL"
             " AND recording_until < %s AND EXISTS (SELECT 1 FROM borrowers b WHERE b.lender_id = contacts.lender_id"
             " AND b.borrower_id = contacts.borrower_id AND b.erased_at IS NOT NULL)", (now,))
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        self._exec("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"
+                   " VALUES (%s,%s,%s,%s,%s)", (lender, case_id, measure, on, now))
+
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        return [(str(m), str(d)) for m, d in self._all(
+            "SELECT measure, on_date FROM forbearance WHERE lender_id = %s AND case_id = %s ORDER BY on_date, ctid",
+            (lender, case_id))]
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        return [mandate_row(r) for r in self._all(
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = %s ORDER BY id", (lender,))]

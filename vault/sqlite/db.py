@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 15
+CASE_VERSION = 16
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -176,8 +176,16 @@ CREATE TABLE IF NOT EXISTS payments(
 CREATE INDEX IF NOT EXISTS payments_lender ON payments(lender_id, reported_at);
 CREATE INDEX IF NOT EXISTS payments_decided ON payments(status, decided_at);
 """
+# ---- EU (issue 26): forbearance measures recorded before escalation to litigation (CCD (EU) 2023/2225 Art. 35).
+# No personal data: a measure's kind and its day.
+FORBEARANCE = """
+CREATE TABLE IF NOT EXISTS forbearance(
+  lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
+  recorded_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS forbearance_case ON forbearance(lender_id, case_id);
+"""
 SCHEMA = (SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS).replace("{payments}", PAYMENTS)
-          + CASE_FEED)
+          + CASE_FEED + FORBEARANCE)
 
 
 AUDIT_SCHEMA = """
@@ -435,6 +443,12 @@ def _add_recordings(conn: Connection) -> None:
             conn.execute(f"ALTER TABLE contacts ADD COLUMN {name} TEXT")
 
 
+def _add_forbearance(conn: Connection) -> None:
+    """Version 17 (EU, issue 26): forbearance measures; statement by statement, inside migrate's transaction."""
+    for statement in _statements(FORBEARANCE):
+        conn.execute(statement)
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
@@ -450,6 +464,7 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
     (14, "call recordings' references on contacts", _add_recordings),
     (15, "regional licences; a case's region, artificial-voice consent, notices and verification", _add_licences),
+    (16, "EU: forbearance measures (issue 26)", _add_forbearance),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

@@ -741,3 +741,16 @@ class Repo(CachedView, Reasons):
             "UPDATE contacts SET recording = NULL, recording_until = NULL WHERE recording IS NOT NULL"
             " AND recording_until < ? AND EXISTS (SELECT 1 FROM borrowers b WHERE b.lender_id = contacts.lender_id"
             " AND b.borrower_id = contacts.borrower_id AND b.erased_at IS NOT NULL)", (now,)).rowcount)
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        self.conn.execute("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"
+                          " VALUES (?,?,?,?,?)", (lender, case_id, measure, on, now))
+
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        return [(str(m), str(d)) for m, d in self.conn.execute(
+            "SELECT measure, on_date FROM forbearance WHERE lender_id = ? AND case_id = ? ORDER BY on_date, rowid",
+            (lender, case_id))]
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        rows = self.conn.execute(f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = ? ORDER BY id", (lender,))
+        return [mandate_row(r) for r in rows]

@@ -358,6 +358,20 @@ class CustosClient:
             out["negative_notice_on"] = r.negative_notice_on
         return out
 
+    # ---- EU (issue 26)
+    def record_forbearance(self, case_id: str, measure: str, on: str) -> dict[str, Any]:
+        """Record a forbearance measure on a case (CCD Art. 35); the answer lists every measure of the case."""
+        r = self._call(self._lender.RecordForbearance,
+                       pb.RecordForbearanceRequest(case_id=case_id, measure=measure, on=on))
+        return {"case_id": r.case_id, "measure": r.measure, "on": r.on, "recorded_at": r.recorded_at,
+                "measures": [{"measure": m.measure, "on": m.on} for m in r.measures]}
+
+    def ropa(self) -> dict[str, Any]:
+        """The record of processing activities (GDPR Art. 30) generated from the caller's mandates, one document."""
+        r = self._call(self._lender.ProcessingRecord, pb.ProcessingRecordRequest())
+        doc: dict[str, Any] = json.loads(r.record)
+        return doc
+
     # ---- agency performance (issue 24)
     def performance(self, from_date: str = "", to_date: str = "") -> dict[str, Any]:
         """{"from", "to", "agencies": [{"org", "kind", "cases_placed", ...}]}: figures per agency over UTC days."""

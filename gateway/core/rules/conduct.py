@@ -29,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from types import MappingProxyType
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import Code, CustosError
@@ -194,6 +195,10 @@ class ConductRules:
     opt_outs: tuple[OptOut, ...] = ()
     recording_years: int = 0  # how long a recording's reference outlives the borrower's erasure ([recordings])
     prerequisites: Prerequisites = Prerequisites()
+    # EU (issue 26): stages at which a case keeps its data on an erasure request (GDPR Art. 17(3)(e), legal
+    # claims), and the legal basis per purpose the record of processing activities states (Art. 30).
+    erasure_claim_stages: frozenset[str] = frozenset()
+    legal_basis: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}))
 
     def opt_out(self, result: str | None) -> OptOut | None:
         return next((o for o in self.opt_outs if o.result == result), None)

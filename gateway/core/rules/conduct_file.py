@@ -16,7 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import Code, PolicyError
-from ..model import JURISDICTIONS, STAGES
+from ..model import JURISDICTIONS, PURPOSES, STAGES
 from .conduct import (
     CAP_CODES,
     CAP_COUNTS,
@@ -158,7 +158,8 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention", "plans", "opt_out", "recordings", "licensing", "artificial_voice", "notices",
+    "retention", "plans", "opt_out", "recordings", "licensing", "artificial_voice", "notices", "erasure",
+    "processing",
 )
 # The outcomes an [[opt_out]] may name: those that close something (the others are facts about one contact).
 _OPT_OUT_RESULTS = ("stop_calls", "stop_texts", "refused", "has_attorney")
@@ -258,12 +259,13 @@ def load_conduct_rules(path: Path) -> ConductRules:
         )
 
     lit = top.table("litigation")
-    lit.only(("refuse_disputed", "refuse_after_limitation_date", "requires_limitation_date"))
+    lit.only(("refuse_disputed", "refuse_after_limitation_date", "requires_limitation_date", "requires_forbearance"))
     after_limitation = lit.boolean("refuse_after_limitation_date")
     # Optional; by default a rule that refuses after the limitation date also refuses without one (fail closed).
     litigation = LitigationRules(
         lit.boolean("refuse_disputed"), after_limitation,
-        lit.boolean("requires_limitation_date") if "requires_limitation_date" in lit.data else after_limitation)
+        lit.boolean("requires_limitation_date") if "requires_limitation_date" in lit.data else after_limitation,
+        lit.boolean("requires_forbearance") if "requires_forbearance" in lit.data else False)
     rep = top.table("credit_reporting")
     rep.only(("requires_consent", "requires_prior_notice", "requires_prior_contact", "letter_wait_days",
               "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency"))
@@ -295,8 +297,25 @@ def load_conduct_rules(path: Path) -> ConductRules:
     opt_outs = _opt_outs(loc, top)
     recording_years = _recording_years(top)
     prerequisites = _prerequisites(top)
+    claim_stages: frozenset[str] = frozenset()
+    if "erasure" in top.data:  # optional (EU): stages whose cases keep their data on an erasure request
+        er = top.table("erasure")
+        er.only(("claim_stages",))
+        claim_stages = frozenset(er.names("claim_stages", STAGES))
+    legal_basis: dict[str, str] = {}
+    if "processing" in top.data:  # optional (EU): the legal basis per purpose, for the record of processing
+        pr = top.table("processing")
+        pr.only(("legal_basis",))
+        basis = pr.table("legal_basis", "processing.legal_basis")
+        basis.only(PURPOSES)
+        for purpose in basis.data:
+            legal_basis[purpose] = basis.string(purpose)
+            if not legal_basis[purpose].strip() or len(legal_basis[purpose]) > 500:
+                raise basis.fail(purpose, "must be 1-500 characters")
 
     return ConductRules(
+        erasure_claim_stages=claim_stages,
+        legal_basis=MappingProxyType(legal_basis),
         jurisdiction=jurisdiction,
         source=str(path),
         connected_results=connected,

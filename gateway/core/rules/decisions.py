@@ -75,7 +75,7 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
     licensed = access.regional_licence(org, case, licensed_regions(bundle), now.date(), bundle.capabilities)
     if not licensed.ok:
         return ReadDecision(licensed.code, licensed.rule, (reach.rule, licensed.rule), None, active)
-    release = bundle.release(org.kind, purpose, case.stage)
+    release = bundle.release(org.kind, purpose, case.stage, case.jurisdiction)
     checks = (reach.rule, *release.rules)
     if not release.allowed or not needs_evidence(purpose):
         return ReadDecision(release.code, release.rule, checks, release, active)

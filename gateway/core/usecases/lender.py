@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import date, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
 from ..errors import Code, CustosError
 from ..importer import LineError, parse_line
 from ..model import (
+    FORBEARANCE_MEASURES,
     LABELS,
     ORG_ID_RE,
     PURPOSES,
@@ -265,6 +266,7 @@ class LenderActions(Context):
             raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "escalation.kind", **kw)
         if case.status != "open":
             raise self._deny(caller, Code.CASE_CLOSED, "escalation.case_status", **kw)
+        self._forbearance_gate(caller, case, today, kw)
         stamp = rfc3339(now)
 
         def work(repo: UnitOfWork) -> tuple[list[str] | None, list[EventDraft]]:
@@ -384,7 +386,47 @@ class LenderActions(Context):
         if stage not in STAGES:
             raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id,
                              lender=case.lender_id)
+        if stage == "litigation" and case.stage != "litigation":
+            self._forbearance_gate(caller, case, self.local_today(case, self.clock.now()),
+                                   {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id})
         return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
+
+    # ---- EU (issue 26): forbearance before enforcement (CCD (EU) 2023/2225 Art. 35)
+    def _forbearance_gate(self, caller: Caller, case: CaseRow, today: date, kw: dict[str, Any]) -> None:
+        """Refuse litigation where the case's jurisdiction requires a forbearance measure dated on or before the
+        case's local day and none is recorded; a measure dated later does not count until its day."""
+        rules = self.bundle.conduct.get(case.jurisdiction)
+        if rules is None or not rules.litigation.requires_forbearance:
+            return
+        measures = self.reader().forbearance_of(case.lender_id, case.case_id)
+        if not any(on <= today.isoformat() for _measure, on in measures):
+            raise self._deny(caller, Code.FORBEARANCE_REQUIRED, f"{case.jurisdiction}.litigation.forbearance", **kw)
+
+    def record_forbearance(self, caller: Caller, case_ref: str, measure: str, on: str) -> dict[str, Any]:
+        """`lender forbearance`: a measure offered or agreed on a case, dated `on` (it counts from that day).
+
+        Recorded in any jurisdiction (the lender's own record); it gates litigation only where the conduct
+        file's [litigation] requires_forbearance says so. Measure and day only: no personal data.
+        """
+        self._standing(caller, action="record_forbearance")
+        case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
+        if measure not in FORBEARANCE_MEASURES:
+            raise self._deny(caller, Code.UNKNOWN_MEASURE, "input", **kw)
+        day = parse_date(on)
+        if day is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        now = self.clock.now()
+        stamp = rfc3339(now)
+
+        def work(repo: UnitOfWork) -> tuple[list[tuple[str, str]], list[EventDraft]]:
+            repo.add_forbearance(case.lender_id, case.case_id, measure, day.isoformat(), stamp)
+            return repo.forbearance_of(case.lender_id, case.case_id), [
+                self._event(caller, "allow", Code.OK, f"forbearance:{measure}={day.isoformat()}", now=now, **kw)]
+
+        measures = self.audit.run(work)
+        return {"case_id": case.case_id, "measure": measure, "on": day.isoformat(), "recorded_at": stamp,
+                "measures": [{"measure": m, "on": d} for m, d in measures]}
 
     def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any],
                   verification_sent: str = "") -> CaseRow:

@@ -1031,3 +1031,45 @@ class AuditStatsResponse(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[AuditStatsGroup]
     lender: str
     def __init__(self, from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., by: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., checkpoint: _Optional[str] = ..., total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[AuditStatsGroup, _Mapping]]] = ..., lender: _Optional[str] = ...) -> None: ...
+
+class RecordForbearanceRequest(_message.Message):
+    __slots__ = ("case_id", "measure", "on")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    measure: str
+    on: str
+    def __init__(self, case_id: _Optional[str] = ..., measure: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+
+class ForbearanceMeasure(_message.Message):
+    __slots__ = ("measure", "on")
+    MEASURE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    measure: str
+    on: str
+    def __init__(self, measure: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+
+class ForbearanceInfo(_message.Message):
+    __slots__ = ("case_id", "measure", "on", "recorded_at", "measures")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    MEASURES_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    measure: str
+    on: str
+    recorded_at: str
+    measures: _containers.RepeatedCompositeFieldContainer[ForbearanceMeasure]
+    def __init__(self, case_id: _Optional[str] = ..., measure: _Optional[str] = ..., on: _Optional[str] = ..., recorded_at: _Optional[str] = ..., measures: _Optional[_Iterable[_Union[ForbearanceMeasure, _Mapping]]] = ...) -> None: ...
+
+class ProcessingRecordRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProcessingRecordResponse(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: str
+    def __init__(self, record: _Optional[str] = ...) -> None: ...
