@@ -48,6 +48,11 @@ def seed(gateway: str, data_dir: Path) -> None:
     ids = data_dir / "identities"
     stages = ["reminder", "letter", "field_visit", "early_warning", "litigation"]
     lines = [synth.case_line(i, stage=stages[i % len(stages)]) for i in range(1, 21)]
+    # The notices an agency's contact needs (issue 26: the US validation notice, the CN notice that collection is
+    # outsourced), given a week ago; C-20 has none, so an agency's contact on it is refused (NOTICE_REQUIRED).
+    given = (date.today() - timedelta(days=7)).isoformat()
+    for line in lines[:-1]:
+        line["notices"] = {"validation": given, "outsourcing": given}
     with CustosClient(gateway, ids / "lender-a") as lender:
         lender.import_lines(synth.jsonl(lines).splitlines())
         until = (date.today() + timedelta(days=90)).isoformat()

@@ -34,6 +34,16 @@ def case_line(i: int, *, seed: int = 7, jurisdiction: str | None = None, borrowe
         tz = "Asia/Shanghai"
         currency = "CNY"
         ec_phone = f"+86137{b:08d}"
+    elif juris == "EU":
+        # Synthetic only: a made-up identity number and a number in the +49 range that no plan assigns.
+        name = f"{brnd.choice(US_FIRST)} Synth{b:05d} Beispiel"
+        nid = f"EU{b:08d}"
+        phone = f"+4915{b:09d}"
+        home = f"Synthstrasse {b}, 10999 Musterstadt, DE"
+        work = f"Attrappenplatz {b}, 10999 Musterstadt, DE"
+        tz = "Europe/Berlin"
+        currency = "EUR"
+        ec_phone = f"+4916{b:09d}"
     else:
         name = f"{brnd.choice(US_FIRST)} Synth{b:05d} {brnd.choice(US_LAST)}"
         nid = f"9{b:08d}"

@@ -178,6 +178,8 @@ class RecordsClient(CustosClient):
 
     def assign_lines(self, lines: Iterable[bytes], records: bool = True) -> dict[str, Any]:
         return super().assign_lines((with_records(line) for line in lines) if records else lines)
+# The notices before collection every imported fixture case holds unless its line says otherwise (issue 26).
+NOTICES = {"validation": "2020-01-01", "outsourcing": "2020-01-01"}
 
 
 @dataclass
@@ -205,6 +207,9 @@ class Env:
         return self.root / "ids" / org
 
     def import_cases(self, lender: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        """Import `lines`; each without a "notices" key gets the notices an agency's contact needs (issue 26:
+        validation, outsourcing) given on 2020-01-01, so contacts are gated only where a test says so."""
+        lines = [line if "notices" in line else {**line, "notices": dict(NOTICES)} for line in lines]
         return self.client(lender).import_lines(synth.jsonl(lines).splitlines())
 
     def events(self, **filters: Any) -> list[dict[str, Any]]:

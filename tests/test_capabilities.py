@@ -58,6 +58,9 @@ MATRIX: dict[str, set[str]] = {
     "compliance_report": {"regulator", "lender"},
     # issue 25: figures that can be recounted (a lender's: the events naming it)
     "audit_stats": {"regulator", "lender"},
+    # issue 26 (EU): forbearance before litigation, the record of processing activities
+    "record_forbearance": {"lender"},
+    "ropa": {"lender"},
 }
 MANDATED = {"collection": {"agency"}, "litigation": {"law_firm"}, "credit_reporting": {"bureau"},
             "servicing": set(), "supervision": set()}

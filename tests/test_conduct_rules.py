@@ -76,7 +76,7 @@ def assert_decision(decision: ConductDecision, code: str, rule: str) -> None:
 
 
 def test_shipped_files_load_keyed_by_jurisdiction() -> None:
-    assert set(RULES) == {"CN", "US"}
+    assert set(RULES) == {"CN", "US", "EU"}
     assert CN.source.endswith("cn.toml") and US.source.endswith("us.toml")
     assert [c.id for c in CN.caps] == ["connected_per_day", "attempts_per_number"]
     assert [c.id for c in US.caps] == ["calls_per_7_days"]
@@ -351,7 +351,10 @@ def test_third_party_only_when_lost_contact(rules: ConductRules) -> None:
     j = rules.jurisdiction
     now = local(ZONES[j], 2026, 6, 10, 10)
     request = req("call", "emergency_contact", "e-1")
-    assert_decision(decide(rules, now, request), "THIRD_PARTY_NOT_ALLOWED", f"{j}.third_party")
+    # CN also accepts the history's evidence (issue 26), so its refusal says the borrower is not shown unreachable.
+    refused = ("THIRD_PARTY_NOT_UNREACHABLE", "CN.third_party.unreachable") if j == "CN" \
+        else ("THIRD_PARTY_NOT_ALLOWED", "US.third_party")
+    assert_decision(decide(rules, now, request), *refused)
     allowed = decide(rules, now, request, case=make_case(rules, lost_contact=True))
     assert_decision(allowed, "OK", f"{j}.allow")
     assert any("name, phone" in note for note in allowed.notes)

@@ -152,7 +152,7 @@ def test_outcomes_are_recorded_once_and_only_by_the_contacting_org(two_agencies:
 def test_emergency_contact_only_when_lost_contact_and_without_debt_data(seeded: Env) -> None:
     agency, lender = seeded.client("agency-1"), seeded.client("lender-a")
     err = refused(lambda: agency.open_contact("C-1", "call", "emergency_contact"))
-    assert err.code == "THIRD_PARTY_NOT_ALLOWED"
+    assert err.code == "THIRD_PARTY_NOT_UNREACHABLE"
     lender.set_flags("C-1", lost_contact=True)
     third = agency.open_contact("C-1", "call", "emergency_contact")
     contacts = json.loads(lender.get_case("C-1", "servicing")["fields"]["emergency_contacts"])
@@ -269,7 +269,7 @@ def test_every_contact_refusal_is_audited_with_its_code(two_agencies: Env) -> No
         seen.append(code)
 
     expect("STAGE_NOT_ALLOWED", lambda: a1.open_contact("C-1", "letter"))
-    expect("THIRD_PARTY_NOT_ALLOWED", lambda: a1.open_contact("C-1", "call", "emergency_contact"))
+    expect("THIRD_PARTY_NOT_UNREACHABLE", lambda: a1.open_contact("C-1", "call", "emergency_contact"))
     expect("UNKNOWN_CHANNEL", lambda: a1.open_contact("C-1", "fax"))
     expect("NO_MANDATE", lambda: env.client("agency-b").open_contact("C-1", "call"))
     first = a1.open_contact("C-1", "call")

@@ -163,7 +163,7 @@ def test_us_records_in_metro2_every_filled_field_at_its_position(seeded: Env, tm
     records, cursor = pull(seeded, "f1")
     assert metro2.parse(metro2.BASE, metro2.base_segment(records[0], seeded.clock.now()))[
         "ComplianceConditionCode"] == "XB"
-    lender.set_flags(case, disputed=False)
+    lender.set_flags(case, disputed=False, verification_sent="2026-11-01")  # US: verification sent (issue 26)
     records, _ = pull(seeded, cursor)
     assert metro2.parse(metro2.BASE, metro2.base_segment(records[0], seeded.clock.now()))[
         "ComplianceConditionCode"] == "XH"

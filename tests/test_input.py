@@ -176,7 +176,7 @@ def test_the_jurisdictions_an_import_takes_are_the_conduct_files_loaded(env: Env
     shipped = env.import_cases("lender-a", lines)
     assert shipped["imported"] == 2
     assert [(r["line"], r["code"], r["reason"]) for r in shipped["rejected"]] == [
-        (3, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN, US")]
+        (3, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN, EU, US")]
 
     policies = tmp_path / "policies"
     shutil.copytree(BUNDLE_DIR, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
@@ -186,7 +186,7 @@ def test_the_jurisdictions_an_import_takes_are_the_conduct_files_loaded(env: Env
     result = env.import_cases("lender-a", [line(4, jurisdiction="CN"), line(5, jurisdiction="US")])
     assert result["imported"] == 1
     assert [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
-        (2, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN")]
+        (2, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN, EU")]
     assert servicing(env, "C-4")["case_id"] == "C-4"
     assert refused(lambda: servicing(env, "C-5")).code == "CASE_NOT_FOUND"
 

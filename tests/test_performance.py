@@ -183,3 +183,17 @@ def test_the_cli_prints_the_same_figures(seeded: Env, capsys: pytest.CaptureFixt
     assert cli.main(["lender", "performance", "--from", "2026-12-01", "--to", "2026-12-02", *argv]) == 0
     out = capsys.readouterr().out
     assert "agency-2 (agency): placed 1, attempts 3, conversations 3" in out and "CONTACT_CAP_REACHED 1" in out
+
+
+@pytest.mark.parametrize("result", ["stop_calls", "stop_texts", "refused", "has_attorney", "connected"])
+def test_an_opt_out_is_a_conversation_a_no_answer_is_not(result: str) -> None:
+    """Somebody who said "stop calling" was reached: the opt-outs count as conversations, as the conduct files'
+    connected_results count them (issue 26)."""
+    from gateway.core.rules import performance
+
+    def outcome(r: str) -> dict[str, Any]:
+        return {"time": "2026-12-01T01:00:00.000000Z", "org": "agency-1", "lender": "lender-a", "decision": "allow",
+                "method": "RecordOutcome", "rule": f"contact.outcome:{r}"}
+
+    t = performance.tally("lender-a", [outcome(result), outcome("no_answer")], "", "9999")["agency-1"]
+    assert t.conversations == 1

@@ -25,6 +25,7 @@ from gateway.core.model import (
     Org,
     PaymentRow,
     PlanRow,
+    RegionalLicence,
     Repayment,
     Unsealer,
 )
@@ -36,17 +37,21 @@ CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
     "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure, "
     "closed_at, active_plan, identity_theft, discharged, consent_cross_border, transfer_mechanism, transfer_reference, "
-    "transfer_valid_until"
+    "transfer_valid_until, region, consent_artificial_voice, validation_notice_on, outsourcing_notice_on, "
+    "verification_sent_on"
 )
-ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone"
+ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone, licences"
 MANDATE_COLS = ("id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission, agreement,"
                 " pia")
 CONTACT_COLS = ("id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at,"
-                " promise_amount, promise_on")
+                " promise_amount, promise_on, recording, recording_until")
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
                          "consent_changed_at", "erasure", "erase_due", "closed_at", "identity_theft", "discharged",
-                         "consent_cross_border", "transfer_mechanism", "transfer_reference", "transfer_valid_until"})
+                         "consent_cross_border", "transfer_mechanism", "transfer_reference", "transfer_valid_until",
+                         # ---- licences, artificial voices, notices (issue 26)
+                         "consent_artificial_voice", "validation_notice_on", "outsourcing_notice_on",
+                         "verification_sent_on"})
 # The loan figures a lender's update may set (ports.UnitOfWork.update_loan); the ids and currency never change.
 UPDATABLE_LOAN = frozenset({"principal", "outstanding", "amount_due", "interest", "fees", "due_on",
                             "first_delinquency_on", "last_payment_on", "repayments", "limitation_date"})
@@ -67,12 +72,25 @@ def case_row(row: Sequence[Any]) -> CaseRow:
     intern = sys.intern
     return CaseRow(intern(row[0]), row[1], row[2], row[3], intern(row[4]), intern(row[5]), intern(row[6]),
                    intern(row[7]), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], intern(row[16] or ""), row[17], row[18],
-                   bool(row[19]), bool(row[20]), bool(row[21]), row[22], row[23], row[24])
+                   bool(row[19]), bool(row[20]), bool(row[21]), row[22], row[23], row[24],
+                   intern(row[25] or ""), bool(row[26]), row[27], row[28], row[29])
 
 
 def org_row(row: Sequence[Any]) -> Org:
     return Org(row[0], row[1], row[2], row[3], row[4], date.fromisoformat(row[5]) if row[5] else None, bool(row[6]),
-               row[7], row[8])
+               row[7], row[8], org_licences(row[9]))
+
+
+def org_licences(text: str | None) -> tuple[RegionalLicence, ...]:
+    """An org's regional licences, stored as JSON {region: [licence_no, expires]} in its row (a cached table)."""
+    if not text:
+        return ()
+    return tuple(RegionalLicence(region, no, date.fromisoformat(expires))
+                 for region, (no, expires) in sorted(json.loads(text).items()))
+
+
+def licences_json(licences: Sequence[RegionalLicence]) -> str:
+    return json.dumps({lic.region: [lic.licence_no, lic.expires.isoformat()] for lic in licences}, sort_keys=True)
 
 
 def mandate_row(row: Sequence[Any]) -> MandateRow:
@@ -97,7 +115,8 @@ def reason_ad(payment_id: str) -> str:
 def contact_row(row: Sequence[Any]) -> ContactRow:
     return ContactRow(contact_id=row[0], lender_id=row[1], case_id=row[2], borrower_id=row[3], org_id=row[4],
                       channel=row[5], party=row[6], target=bytes(row[7]), opened_at=row[8], result=row[9],
-                      result_at=row[10], promise_amount=row[11], promise_on=row[12])
+                      result_at=row[10], promise_amount=row[11], promise_on=row[12],
+                      recording=row[13], recording_until=row[14])
 
 
 def contract_ad(loan_id: str) -> str:
@@ -122,12 +141,16 @@ def import_digest(bidx: BlindIndex, lender: str, case: ImportedCase) -> bytes:
     The document is `dataclasses.asdict(case)` (what digests stored before were made of), built without
     asdict's deep copy: the values are JSON already (str, bool, dict and list of them).
     """
-    doc = json.dumps({name: getattr(case, name) for name in _IMPORTED_FIELDS}, sort_keys=True, ensure_ascii=False,
+    # A line without a region digests as lines did before the field existed (a re-run import is still SAME).
+    names = tuple(n for n in _IMPORTED_FIELDS if n not in _ADDED or getattr(case, n))
+    doc = json.dumps({name: getattr(case, name) for name in names}, sort_keys=True, ensure_ascii=False,
                      separators=(",", ":"))
     return bidx.digest(lender, "import-line", doc.encode())
 
 
 _IMPORTED_FIELDS = tuple(f.name for f in dataclasses.fields(ImportedCase))
+# Optional fields added later (issue 26): in a line's digest only when given.
+_ADDED = ("region", "validation_notice_on", "outsourcing_notice_on")
 
 
 class Sealed:

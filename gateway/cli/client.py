@@ -221,13 +221,15 @@ def cmd_consent(args: argparse.Namespace) -> None:
     values = {"yes": True, "no": False, None: None}
     third, credit = values[args.third_party_sharing], values[args.credit_reporting]
     abroad = values[args.cross_border]
-    if third is None and credit is None and abroad is None:
-        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no "
-                                              "and/or --cross-border yes|no")
+    voice = values[args.artificial_voice]
+    if third is None and credit is None and abroad is None and voice is None:
+        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no, "
+                                              "--cross-border yes|no and/or --artificial-voice yes|no")
     with _client(args) as c:
-        emit(args, c.set_consent(args.case, third, credit, abroad),
+        emit(args, c.set_consent(args.case, third, credit, abroad, voice),
              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
-                       f"credit reporting {'yes' if d['credit_reporting'] else 'no'} (as of {d['changed_at']})"
+                       f"credit reporting {'yes' if d['credit_reporting'] else 'no'}, "
+                       f"artificial voice {'yes' if d['artificial_voice'] else 'no'} (as of {d['changed_at']})"
                        + (f"; provided mandates ended: {', '.join(d['mandates_ended'])}" if d["mandates_ended"]
                           else ""))
 
@@ -255,8 +257,36 @@ def cmd_performance(args: argparse.Namespace) -> None:
 
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_notice(args.case, args.on),
-             lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}")
+        emit(args, c.record_notice(args.case, args.on, args.kind or ""),
+             lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}"
+             if d["kind"] == "negative_reporting" else f"{d['case_id']}: {d['kind']} notice on {d['notice_on']}")
+
+
+def cmd_forbearance(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.record_forbearance(args.case, args.measure, args.on),
+             lambda d: f"{d['case_id']}: forbearance {d['measure']} on {d['on']}"
+                       f" ({len(d['measures'])} measure(s) recorded)")
+
+
+def _ropa_text(doc: dict[str, Any]) -> str:
+    lines = [f"record of processing activities of {doc['controller']['org_id']} "
+             f"({', '.join(doc['jurisdictions']) or 'no jurisdiction states legal bases'}), as of {doc['as_of']}"]
+    for a in doc["activities"]:
+        r = a["recipient"]
+        lines.append(f"- {r['org_id']} ({r['kind']}, {r['jurisdiction']}) {a['purpose']}: {a['cases']} case(s); "
+                     f"{', '.join(a['roles'])}; transfer outside: {'yes' if a['transfer']['outside'] else 'no'}")
+        lines.append(f"    categories: {', '.join(a['categories']) or '(none at the cases stages)'}")
+        for j, basis in sorted(a["legal_basis"].items()):
+            lines.append(f"    legal basis ({j}): {basis}")
+        for j, ret in sorted(a["retention"].items()):
+            lines.append(f"    retention ({j}): {ret['years']} years after {ret['start']}")
+    return "\n".join(lines)
+
+
+def cmd_ropa(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.ropa(), _ropa_text)
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
@@ -267,7 +297,7 @@ def cmd_stage(args: argparse.Namespace) -> None:
 def cmd_flag(args: argparse.Namespace) -> None:
     flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
     with _client(args) as c:
-        emit(args, c.set_flags(args.case, args.status, **flags))
+        emit(args, c.set_flags(args.case, args.status, args.verification_sent or "", **flags))
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -330,12 +360,13 @@ def cmd_statement(args: argparse.Namespace) -> None:
 
 def cmd_contact_open(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.open_contact(args.case, args.channel, args.party))
+        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice))
 
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or ""))
+        emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or "",
+                                    args.recording or ""))
 
 
 # ---- promises and plans

@@ -242,6 +242,15 @@ def cmd_org_disable(args: argparse.Namespace) -> None:
     emit(args, {"org_id": args.id, "disabled": True}, lambda d: f"disabled {d['org_id']}")
 
 
+# ---- licences (issue 26)
+def cmd_org_licence(args: argparse.Namespace) -> None:
+    held = _on_vault(args.data_dir, lambda vault: _administration(vault, args.policies).licence(
+        args.id, args.region, args.licence_no, args.licence_expires))
+    emit(args, {"org_id": args.id, "region": held.region, "licence_no": held.licence_no,
+                "licence_expires": held.expires.isoformat()},
+         lambda d: f"{d['org_id']} licensed in {d['region']} until {d['licence_expires']}")
+
+
 def cmd_keys_rotate(args: argparse.Namespace) -> None:
     from vault.datadir import Layout
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 
-from gateway.core.model import FLAGS
+from gateway.core.model import FLAGS, FORBEARANCE_MEASURES
 from gateway.core.rules import auditstats
 
 from . import client, offline, operator
@@ -102,6 +102,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("data_dir")
     s.add_argument("--id", required=True)
     s.set_defaults(fn=operator.cmd_org_disable)
+    s = org.add_parser("licence", parents=[common], help="record or update an organisation's licence for a region")
+    s.add_argument("data_dir")
+    s.add_argument("--id", required=True)
+    s.add_argument("--region", required=True, help="ISO 3166-2 (US-CA), or a country code (DE)")
+    s.add_argument("--licence-no", required=True)
+    s.add_argument("--licence-expires", required=True, help="YYYY-MM-DD, the last day it is in force")
+    s.add_argument("--policies", help="the policy bundle the gateway serves (default: the shipped bundle)")
+    s.set_defaults(fn=operator.cmd_org_licence)
 
     s = sub.add_parser("serve", parents=[common], help="run the gateway")
     s.add_argument("data_dir")
@@ -196,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--third-party-sharing", choices=("yes", "no"))
     s.add_argument("--credit-reporting", choices=("yes", "no"))
     s.add_argument("--cross-border", choices=("yes", "no"), help="the separate consent to provision abroad")
+    s.add_argument("--artificial-voice", choices=("yes", "no"),
+                   help="prior express consent to artificial or AI voice calls (TCPA); no: revoked from now on")
     s.set_defaults(fn=client.cmd_consent)
     s = lender.add_parser("transfer", parents=[client_opts],
                           help="record the case's transfer mechanism for provision abroad (PIPL Art. 38)")
@@ -204,10 +214,23 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--reference", required=True, metavar="REF", help="the assessment, certificate or filing")
     s.add_argument("--valid-until", required=True, metavar="YYYY-MM-DD", help="inclusive, the case's local date")
     s.set_defaults(fn=client.cmd_transfer)
-    s = lender.add_parser("notice", parents=[client_opts], help="record a prior notice of negative credit reporting")
+    s = lender.add_parser("notice", parents=[client_opts], help="record a notice given to the borrower")
     s.add_argument("case")
     s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")
+    s.add_argument("--kind", choices=("negative_reporting", "validation", "outsourcing"),
+                   help="negative_reporting (default): of coming negative credit reporting; validation: the US "
+                        "validation notice (Reg F 1006.34); outsourcing: CN, collection is outsourced")
     s.set_defaults(fn=client.cmd_notice)
+    # ---- EU (issue 26)
+    s = lender.add_parser("forbearance", parents=[client_opts],
+                          help="record a forbearance measure before litigation (CCD (EU) 2023/2225 Art. 35)")
+    s.add_argument("case")
+    s.add_argument("--measure", required=True, help=f"one of: {', '.join(FORBEARANCE_MEASURES)}")
+    s.add_argument("--on", required=True, help="YYYY-MM-DD, the local day the measure counts from")
+    s.set_defaults(fn=client.cmd_forbearance)
+    s = lender.add_parser("ropa", parents=[client_opts],
+                          help="the record of processing activities (GDPR Art. 30) generated from the mandates")
+    s.set_defaults(fn=client.cmd_ropa)
     s = lender.add_parser("performance", parents=[client_opts],
                           help="per agency and law firm: placements, contacts, promises, recoveries, refusals")
     s.add_argument("--from", dest="from_date", default="", help="YYYY-MM-DD, first UTC day (inclusive)")
@@ -223,6 +246,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name in FLAGS:
         s.add_argument(f"--{name.replace('_', '-')}", dest=name, action=argparse.BooleanOptionalAction, default=None)
     s.add_argument("--status", choices=None, help="open | settled | closed")
+    s.add_argument("--verification-sent", metavar="YYYY-MM-DD",
+                   help="with --no-disputed: the day verification of the debt was sent (Reg F 1006.38)")
     s.set_defaults(fn=client.cmd_flag)
 
     s = pol.add_parser("explain", parents=[client_opts], help="what would ORG get for CASE under PURPOSE, and why")
@@ -238,13 +263,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--channel", required=True, help="call | sms | visit | letter")
     s.add_argument("--party", default="borrower", help="borrower | emergency_contact")
+    s.add_argument("--artificial-voice", action="store_true",
+                   help="an artificial or AI voice call (channel call): only under the borrower's recorded consent")
     s.set_defaults(fn=client.cmd_contact_open)
     s = contact.add_parser("outcome", parents=[client_opts])
     s.add_argument("contact_id")
     s.add_argument("--result", required=True,
-                   help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable")
+                   help="connected | no_answer | promise_to_pay | dispute | wrong_number | undeliverable | "
+                        "invalid_number | stop_calls | stop_texts | refused | has_attorney")
     s.add_argument("--amount", help="promise_to_pay (required with it): the amount promised, e.g. 150.00")
     s.add_argument("--on", help="promise_to_pay (required with it): YYYY-MM-DD, the borrower's local date")
+    s.add_argument("--recording", help="calls and visits: an opaque reference into your recording system "
+                                       "(1-128 of A-Z a-z 0-9 . _ : / -), never the recording itself")
     s.set_defaults(fn=client.cmd_contact_outcome)
 
     # ---- promises and plans

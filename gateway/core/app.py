@@ -21,6 +21,7 @@ from .usecases.performance import Performance
 from .usecases.placements import Placements
 from .usecases.plans import Plans
 from .usecases.reads import Grant, Reads, Released
+from .usecases.records import ProcessingRecords
 from .usecases.supervision import Supervision
 from .usecases.worklists import Pulled, WorkLists
 
@@ -29,5 +30,5 @@ __all__ = ["IMPORT_BATCH", "IMPORT_BATCH_BYTES", "MAX_REJECTIONS", "Context", "C
 
 
 class Core(Gatekeeping, Litigation, Furnishing, WorkLists, Reads, Placements, Accounts, LenderActions, Lifecycle, Contacts,
-           Explainer, Supervision, Performance, Plans, Payments, Compliance):
+           Explainer, Supervision, Performance, Plans, Payments, Compliance, ProcessingRecords):
     """Holds the collaborators; one instance serves every request."""

@@ -229,6 +229,36 @@ CATALOGUE: dict[str, ErrorSpec] = {
                               "transfer mechanism valid today"),
     Code.UNKNOWN_MECHANISM: ErrorSpec(
         _C.INVALID_ARGUMENT, "a transfer mechanism is cac_assessment, certification or standard_contract"),
+    # opt-outs, unreachability, call recordings (issue 26)
+    Code.CONTACT_OPTED_OUT: ErrorSpec(_C.FAILED_PRECONDITION,
+                                      "contact by this medium with this number was stopped by an opt-out"),
+    Code.THIRD_PARTY_REFUSED: ErrorSpec(_C.FAILED_PRECONDITION, "this third party refused further contact"),
+    Code.THIRD_PARTY_NOT_UNREACHABLE: ErrorSpec(
+        _C.FAILED_PRECONDITION, "third-party contact needs lost_contact or the history to show the borrower unreachable"),
+    Code.OUTCOME_NOT_APPLICABLE: ErrorSpec(_C.INVALID_ARGUMENT, "this outcome does not apply to this contact"),
+    Code.INVALID_RECORDING: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a recording reference is 1-128 characters of letters, digits and ._:/-"),
+    # licences per region, artificial voices, notices before collection (issue 26)
+    Code.REGION_NOT_LICENSED: ErrorSpec(_C.PERMISSION_DENIED,
+                                        "the organisation holds no licence for the region where the borrower lives"),
+    Code.REGIONAL_LICENCE_EXPIRED: ErrorSpec(
+        _C.PERMISSION_DENIED, "the organisation's licence for the region where the borrower lives has expired"),
+    Code.INVALID_REGION: ErrorSpec(_C.INVALID_ARGUMENT,
+                                   "a region is an ISO 3166-2 code like US-CA, or a country code like DE"),
+    Code.ARTIFICIAL_VOICE_NOT_CONSENTED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "an artificial or AI voice call needs the borrower's recorded prior express consent"),
+    Code.NOTICE_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION,
+                                    "the jurisdiction requires a notice to the borrower before this contact"),
+    Code.UNKNOWN_NOTICE_KIND: ErrorSpec(_C.INVALID_ARGUMENT,
+                                        "a notice kind is negative_reporting, validation or outsourcing"),
+    Code.VERIFICATION_REQUIRED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "clearing a dispute needs the day verification was sent (--verification-sent)"),
+    # EU (issue 26)
+    Code.FORBEARANCE_REQUIRED: ErrorSpec(_C.FAILED_PRECONDITION,
+                                         "the jurisdiction requires a forbearance measure recorded before litigation"),
+    Code.UNKNOWN_MEASURE: ErrorSpec(_C.INVALID_ARGUMENT, "unknown forbearance measure"),
+    Code.LEGAL_CLAIM: ErrorSpec(_C.FAILED_PRECONDITION,
+                                "a case of this borrower is needed for a legal claim; processing is restricted"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

@@ -18,7 +18,7 @@ from datetime import date
 from typing import Any
 
 from .errors import Code
-from .model import ID_RE, STAGES, ImportedCase
+from .model import ID_RE, STAGES, ImportedCase, region_ok
 
 log = logging.getLogger("custos.import")
 
@@ -216,7 +216,8 @@ def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
 
 
 def _validate(doc: Any, jurisdictions: Collection[str]) -> ImportedCase:
-    top = json_object(doc, "", {"case_id", "jurisdiction", "timezone", "stage", "borrower", "loan"}, {"consent"})
+    top = json_object(doc, "", {"case_id", "jurisdiction", "timezone", "stage", "borrower", "loan"},
+                      {"consent", "region", "notices"})
     case_id = matched(top, "case_id", "", ID_RE, "1-64 letters, digits or ._:-")
     jurisdiction = text_field(top, "jurisdiction", "")
     if jurisdiction not in jurisdictions:
@@ -228,6 +229,12 @@ def _validate(doc: Any, jurisdictions: Collection[str]) -> ImportedCase:
     if stage not in STAGES:
         raise LineError(Code.UNKNOWN_STAGE, f"stage: must be one of {', '.join(STAGES)}")
     consent = json_object(top.get("consent", {}), "consent", set(), {"third_party_sharing", "credit_reporting"})
+    # Where the borrower lives (issue 26): regional licences are checked against it. Optional; null is absent.
+    region = top.get("region")
+    if region is not None and not (isinstance(region, str) and region_ok(region)):
+        raise LineError(Code.INVALID_REGION, "region: an ISO 3166-2 code such as US-CA, or a country code such as DE")
+    # Notices given before collection (issue 26), as `lender notice --kind` records them later.
+    notices = json_object(top.get("notices", {}), "notices", set(), {"validation", "outsourcing"})
 
     b = json_object(
         top["borrower"], "borrower", {"borrower_id", "full_name", "national_id", "phone"},
@@ -278,5 +285,7 @@ def _validate(doc: Any, jurisdictions: Collection[str]) -> ImportedCase:
         case_id=str(case_id), jurisdiction=str(jurisdiction), timezone=str(tz), stage=str(stage),
         consent_third_party=_bool(consent, "third_party_sharing", "consent"),
         consent_credit=_bool(consent, "credit_reporting", "consent"),
-        borrower_id=str(borrower_id), pi=pi, loan=loan, contract_text=contract,
+        borrower_id=str(borrower_id), pi=pi, loan=loan, contract_text=contract, region=region or "",
+        validation_notice_on=date_field(notices, "validation", "notices", optional=True),
+        outsourcing_notice_on=date_field(notices, "outsourcing", "notices", optional=True),
     )

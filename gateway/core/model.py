@@ -16,11 +16,16 @@ from .errors import Code
 # The jurisdictions the code knows: the bound on what a conduct file may declare (rules/conduct_file.py), since
 # some behaviour is still an `if` on the jurisdiction in a use case (furnishing, litigation). Which of them a
 # gateway serves is the conduct files its bundle loaded (`PolicyBundle.jurisdictions`): ask the bundle for that.
-JURISDICTIONS = ("CN", "US")
+JURISDICTIONS = ("CN", "US", "EU")
 STAGES = ("early_warning", "reminder", "letter", "field_visit", "litigation")
 STATUSES = ("open", "settled", "closed")
 PURPOSES = ("collection", "litigation", "credit_reporting", "servicing", "supervision")
 LABELS = ("entrusted", "provided")
+# Forbearance measures before enforcement (CCD (EU) 2023/2225 Art. 35(1)): refinancing, or modified terms.
+FORBEARANCE_MEASURES = (
+    "payment_plan", "deferral", "rate_reduction", "refinancing", "term_extension", "payment_holiday",
+    "partial_write_off", "debt_consolidation", "currency_conversion", "contract_type_change",
+)
 FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "identity_theft",
          "discharged")
 
@@ -43,6 +48,15 @@ ALL_FIELDS = BORROWER_PI_FIELDS + LOAN_FIELDS + CASE_FIELDS
 ENCRYPTED_FIELDS = (*BORROWER_PI_FIELDS, "contract_text")
 # Never released to agencies, whatever a policy file says (DESIGN.md §3).
 NEVER_TO_AGENCY = {"bank_account": ("*",), "national_id": ("plain", "mask", "pseudonym"), "emergency_contacts": ("*",)}
+
+
+# A borrower's region (issue 26, licences): ISO 3166-2 ("US-CA"), or a country code alone ("DE") where there is
+# no subdivision. Upper case only: a region is compared as text with the policy's list and the licences held.
+REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?\Z")
+
+
+def region_ok(text: str) -> bool:
+    return REGION_RE.fullmatch(text) is not None
 
 
 # An id: of a case, borrower, loan, contact or organisation (an org id also excludes ':' and '/', usecases/admin).
@@ -111,6 +125,9 @@ class ImportedCase:
     pi: dict[str, str]          # PI field -> plaintext (emergency_contacts as JSON text)
     loan: dict[str, Any]        # loan fields except contract_text
     contract_text: str | None
+    region: str = ""  # optional (issue 26); "" leaves the import digest as it was before the field existed
+    validation_notice_on: str | None = None  # optional (issue 26): "notices" {"validation", "outsourcing"}
+    outsourcing_notice_on: str | None = None
 
 
 class ImportOutcome(StrEnum):
@@ -134,6 +151,15 @@ class SystemClock:
 
 
 @dataclass(frozen=True)
+class RegionalLicence:
+    """A licence an organisation holds for one region (`custos org licence`): in force through `expires`."""
+
+    region: str
+    licence_no: str
+    expires: date
+
+
+@dataclass(frozen=True)
 class Org:
     id: str
     kind: str
@@ -144,6 +170,10 @@ class Org:
     disabled: bool
     address: str | None = None  # postal address and telephone (10 digits) of a lender: its bureau file's header
     telephone: str | None = None
+    licences: tuple[RegionalLicence, ...] = ()  # per region (issue 26); the org-wide licence stays above
+
+    def licence_in(self, region: str) -> RegionalLicence | None:
+        return next((lic for lic in self.licences if lic.region == region), None)
 
 
 class Unsealer(Protocol):
@@ -197,6 +227,12 @@ class CaseRow:
     transfer_mechanism: str | None = None    # cac_assessment | certification | standard_contract
     transfer_reference: str | None = None    # its reference (filing number, certificate, assessment)
     transfer_valid_until: str | None = None  # YYYY-MM-DD, inclusive, the case's local calendar
+    # ---- licences, artificial voices, notices (issue 26)
+    region: str = ""  # where the borrower lives (ISO 3166-2 or a country code); "" not given at import
+    consent_artificial_voice: bool = False  # prior express consent to artificial or AI voice calls (TCPA)
+    validation_notice_on: str | None = None  # US: the validation notice's day (Reg F §1006.34)
+    outsourcing_notice_on: str | None = None  # CN: the day the borrower was told collection is outsourced
+    verification_sent_on: str | None = None  # US: the day verification of a dispute was sent (§1006.38)
 
     def flags(self) -> list[str]:
         return [f for f in FLAGS if getattr(self, f)]
@@ -319,6 +355,10 @@ class ContactRow:
     result_at: str | None
     promise_amount: str | None = None  # a promise to pay: how much, by when (the borrower's local date)
     promise_on: str | None = None
+    # A call recording's opaque reference in the caller's system (issue 26), kept past an erasure until
+    # recording_until; released to the lender only.
+    recording: str | None = None
+    recording_until: str | None = None
 
     def history_entry(self) -> dict[str, str | None]:
         """What a case's contact history releases of it (never the target); a promise's terms where there is one."""

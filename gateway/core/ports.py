@@ -51,6 +51,7 @@ from .model import (
     Org,
     PaymentRow,
     PlanRow,
+    RegionalLicence,
     Repayment,
     Unsealer,
 )
@@ -122,6 +123,11 @@ class CaseReader(Protocol):
 
     def feed_head(self, bureau: str) -> int: ...
 
+    # ---- opt-outs (issue 26): `policy explain` reads the borrower's opt-outs and unreachability evidence
+    def contacts_since(self, lender: str, borrower_id: str, since: str) -> list[ContactRow]: ...
+
+    def bidx(self, lender: str, field: str, value: str) -> bytes: ...
+
     # ---- promises and plans
     def get_plan(self, plan_id: str) -> PlanRow | None:
         """One plan by id, as committed (not cached: read only for a case whose `active_plan` is set)."""
@@ -144,6 +150,13 @@ class CaseReader(Protocol):
 
     def payment_reason(self, payment: PaymentRow) -> str | None:
         """A rejected payment's reason, opened (None: none, or the borrower's data key is gone)."""
+
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        """(measure, YYYY-MM-DD) of every forbearance measure recorded on the case, earliest day first."""
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        """Every mandate the lender granted, recalled ones too, oldest first (the record of processing filters)."""
 
 
 class AuditReader(Protocol):
@@ -196,6 +209,11 @@ class UnitOfWork(CaseReader, Protocol):
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int: ...
 
+    # ---- licences (issue 26)
+    def set_org_licences(self, org_id: str, licences: Sequence[RegionalLicence]) -> int:
+        """Replace an org's regional licences (in its row: a change drops every remembered grant); rows changed."""
+        ...
+
     def set_case_fields(self, lender: str, case_id: str, values: Mapping[str, Any], now: str) -> None: ...
 
     def insert_mandate(self, lender: str, case_id: str, org_id: str, purpose: str, label: str, until: date,
@@ -211,6 +229,10 @@ class UnitOfWork(CaseReader, Protocol):
         live mandate of that org on the case ends and the new one starts, in as few statements as the backend can."""
 
     def set_negative_notice(self, case: CaseRow, on: str) -> None: ...
+
+    # ---- EU (issue 26)
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        """Record a forbearance measure on the case (CCD Art. 35), dated `on` (YYYY-MM-DD)."""
 
     def update_loan(self, case: CaseRow, values: Mapping[str, Any], now: str) -> None:
         """Set the case's loan figures (`vault.records.UPDATABLE_LOAN`: decimal and date strings, `repayments` the
@@ -289,6 +311,13 @@ class UnitOfWork(CaseReader, Protocol):
                             ) -> None:
         """Name the agreement and impact-assessment references of live mandates, each (case, org, purpose,
         agreement, pia); called in the unit of work that granted them."""
+
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        """A call recording's opaque reference on its contact, kept past an erasure until `until` (RFC 3339)."""
+
+    def purge_recordings(self, now: str) -> int:
+        """Drop the references of erased borrowers' recordings whose keeping period ended before `now`; how many."""
 
 
 Work = Callable[[UnitOfWork], tuple[T, list[EventDraft]]]

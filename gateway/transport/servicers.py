@@ -161,7 +161,8 @@ class LenderServicer:
         third = request.third_party_sharing if request.HasField("third_party_sharing") else None
         credit = request.credit_reporting if request.HasField("credit_reporting") else None
         abroad = request.cross_border if request.HasField("cross_border") else None
-        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit, abroad))
+        voice = request.artificial_voice if request.HasField("artificial_voice") else None
+        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit, abroad, voice))
 
     def RecordTransfer(self, caller: Caller, request: pb.RecordTransferRequest) -> pb.TransferInfo:
         return pb.TransferInfo(**self.core.record_transfer(caller, request.case_id, request.mechanism,
@@ -189,8 +190,8 @@ class LenderServicer:
         return pb.PurgePlanResponse(due=items(plan["due"]), held=items(plan["held"]))
 
     def RecordNotice(self, caller: Caller, request: pb.RecordNoticeRequest) -> pb.RecordNoticeResponse:
-        tracing.annotate(purpose="credit_reporting")
-        return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on))
+        tracing.annotate(purpose="credit_reporting" if request.kind in ("", "negative_reporting") else "collection")
+        return pb.RecordNoticeResponse(**self.core.record_notice(caller, request.case_id, request.on, request.kind))
 
     def SetStage(self, caller: Caller, request: pb.SetStageRequest) -> pb.CaseSummary:
         return _case_summary(self.core.set_stage(caller, request.case_id, request.stage))
@@ -199,7 +200,7 @@ class LenderServicer:
         changes: dict[str, Any] = {name: getattr(request, name) for name in FLAGS if request.HasField(name)}
         if request.HasField("status"):
             changes["status"] = request.status
-        return _case_summary(self.core.set_flags(caller, request.case_id, changes))
+        return _case_summary(self.core.set_flags(caller, request.case_id, changes, request.verification_sent))
 
     def Explain(self, caller: Caller, request: pb.ExplainRequest) -> pb.Explanation:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
@@ -225,6 +226,18 @@ class LenderServicer:
     def RejectPayment(self, caller: Caller, request: pb.DecidePaymentRequest) -> pb.PaymentDecision:
         return pb.PaymentDecision(**self.core.reject_payment(caller, request.payment_id, request.reason))
 
+    # ---- EU (issue 26)
+    def RecordForbearance(self, caller: Caller, request: pb.RecordForbearanceRequest) -> pb.ForbearanceInfo:
+        tracing.annotate(purpose="litigation")
+        doc = self.core.record_forbearance(caller, request.case_id, request.measure, request.on)
+        return pb.ForbearanceInfo(case_id=doc["case_id"], measure=doc["measure"], on=doc["on"],
+                                  recorded_at=doc["recorded_at"],
+                                  measures=[pb.ForbearanceMeasure(**m) for m in doc["measures"]])
+
+    def ProcessingRecord(self, caller: Caller, request: pb.ProcessingRecordRequest) -> pb.ProcessingRecordResponse:
+        return pb.ProcessingRecordResponse(record=json.dumps(self.core.ropa(caller), ensure_ascii=False,
+                                                             sort_keys=True))
+
 
 class CaseServicer:
     def __init__(self, core: Core) -> None:
@@ -242,13 +255,15 @@ class CaseServicer:
         return _record(rel)
 
     def OpenContact(self, caller: Caller, request: pb.OpenContactRequest) -> pb.ContactInfo:
-        info = self.core.open_contact(caller, request.case_id, request.channel, request.party)
+        info = self.core.open_contact(caller, request.case_id, request.channel, request.party, request.artificial_voice)
         tracing.annotate(decision="allow")
         return pb.ContactInfo(**info)
 
     def RecordOutcome(self, caller: Caller, request: pb.RecordOutcomeRequest) -> pb.ContactInfo:
-        return pb.ContactInfo(**self.core.record_outcome(caller, request.contact_id, request.result,
-                                                         request.promise_amount, request.promise_on))
+        info: dict[str, Any] = self.core.record_outcome(caller, request.contact_id, request.result,
+                                                        request.promise_amount, request.promise_on,
+                                                        request.recording)
+        return pb.ContactInfo(**info)
 
     def ProposePlan(self, caller: Caller, request: pb.ProposePlanRequest) -> pb.PlanInfo:
         return _plan(self.core.propose_plan(caller, request.case_id,

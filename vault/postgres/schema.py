@@ -308,9 +308,32 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX audit_facts_time ON audit_facts(time)",
         DERIVE_FACTS.replace("%s", "0", 1).replace("%s", "(SELECT COALESCE(MAX(seq) + 1, 0) FROM audit_events)", 1),
     ]),
+    # ---- opt-outs and call recordings (issue 26): a recording's opaque reference on its contact (never content),
+    # kept past the borrower's erasure until recording_until (the conduct file's [recordings] keep_years).
+    (17, "call recordings' references on contacts", [
+        "ALTER TABLE contacts ADD COLUMN recording TEXT",
+        "ALTER TABLE contacts ADD COLUMN recording_until TEXT",
+    ]),
+    # ---- licences, artificial voices, notices (issue 26): regional licences as JSON in the org's row (a cached
+    # table, so a change drops remembered grants); a case's region, artificial-voice consent, notices, verification.
+    (18, "regional licences; a case's region, artificial-voice consent, notices and verification", [
+        "ALTER TABLE orgs ADD COLUMN licences TEXT",
+        "ALTER TABLE cases ADD COLUMN region TEXT",
+        "ALTER TABLE cases ADD COLUMN consent_artificial_voice BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN validation_notice_on TEXT",
+        "ALTER TABLE cases ADD COLUMN outsourcing_notice_on TEXT",
+        "ALTER TABLE cases ADD COLUMN verification_sent_on TEXT",
+    ]),
+    # ---- EU (issue 26): forbearance measures before escalation (CCD (EU) 2023/2225 Art. 35); no personal data.
+    (19, "EU: forbearance measures", [
+        """CREATE TABLE forbearance(
+             lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
+             recorded_at TEXT NOT NULL)""",
+        "CREATE INDEX forbearance_case ON forbearance(lender_id, case_id)",
+    ]),
     # ---- mandates (issue 26): a debt that must not be collected nor furnished (flags), and the records before
-    # sharing named by a mandate (PIPL Art. 21 agreement, Art. 55-56 impact assessment). 17 is reserved (opt-out).
-    (18, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
+    # sharing named by a mandate (PIPL Art. 21 agreement, Art. 55-56 impact assessment).
+    (20, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
          " impact-assessment references", [
         "ALTER TABLE cases ADD COLUMN identity_theft BOOLEAN NOT NULL DEFAULT false",
         "ALTER TABLE cases ADD COLUMN discharged BOOLEAN NOT NULL DEFAULT false",

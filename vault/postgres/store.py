@@ -38,6 +38,7 @@ from gateway.core.model import (
     Org,
     PaymentRow,
     PlanRow,
+    RegionalLicence,
     Repayment,
 )
 from vault.crypto import BlindIndex, DecryptionError, FieldCipher, Opener
@@ -55,6 +56,7 @@ from vault.records import (
     contact_row,
     contract_ad,
     import_digest,
+    licences_json,
     mandate_row,
     org_row,
     payment_row,
@@ -169,6 +171,10 @@ class PgStore(Statements, CachedView, Reasons):
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
         return self._exec("UPDATE orgs SET disabled = %s WHERE id = %s", (disabled, org_id))
+
+    # ---- licences (issue 26)
+    def set_org_licences(self, org_id: str, licences: Sequence[RegionalLicence]) -> int:
+        return self._exec("UPDATE orgs SET licences = %s WHERE id = %s", (licences_json(licences), org_id))
 
     # ------------------------------------------------------------ cases and mandates
     @scoped("case", 1)
@@ -464,11 +470,13 @@ class PgStore(Statements, CachedView, Reasons):
         self._exec("INSERT INTO loans(lender_id, loan_id, borrower_id, terms, contract_text) VALUES (%s, %s, %s, %s, %s)",
                    (lender, loan["loan_id"], case.borrower_id, sealed_terms, contract))
         self._exec("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
-                   " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
-                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                   " consent_third_party, consent_credit, created_at, updated_at, import_digest, region,"
+                   " validation_notice_on, outsourcing_notice_on)"
+                   " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
                    (lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction, case.timezone,
                     case.stage, case.consent_third_party, case.consent_credit, now, now,
-                    import_digest(self.bidx, lender, case)))
+                    import_digest(self.bidx, lender, case), case.region or None,
+                    case.validation_notice_on, case.outsourcing_notice_on))
         if row is not None:  # a joined borrower: a pending or restricted erasure of its other cases covers this one
             self._exec("UPDATE cases c SET erasure = o.erasure, erase_due = o.erase_due"
                        " FROM (SELECT erasure, erase_due FROM cases WHERE lender_id = %s AND borrower_id = %s"
@@ -644,3 +652,27 @@ class PgStore(Statements, CachedView, Reasons):
         if org_id:
             sql, params = sql + " AND org_id = %s", [*params, org_id]
         return [payment_row(r) for r in self._all(sql + " ORDER BY decided_at, id", params)]
+
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        self._exec("UPDATE contacts SET recording = %s, recording_until = %s WHERE id = %s", (ref, until, contact_id))
+
+    def purge_recordings(self, now: str) -> int:
+        """Only an erased borrower's references go: while the data is kept, the recording's reference is too."""
+        return self._exec(
+            "UPDATE contacts SET recording = NULL, recording_until = NULL WHERE recording IS NOT NULL"
+            " AND recording_until < %s AND EXISTS (SELECT 1 FROM borrowers b WHERE b.lender_id = contacts.lender_id"
+            " AND b.borrower_id = contacts.borrower_id AND b.erased_at IS NOT NULL)", (now,))
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        self._exec("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"
+                   " VALUES (%s,%s,%s,%s,%s)", (lender, case_id, measure, on, now))
+
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        return [(str(m), str(d)) for m, d in self._all(
+            "SELECT measure, on_date FROM forbearance WHERE lender_id = %s AND case_id = %s ORDER BY on_date, ctid",
+            (lender, case_id))]
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        return [mandate_row(r) for r in self._all(
+            f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = %s ORDER BY id", (lender,))]

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 15  # 14 is reserved (issue 26, opt-out); 15: mandates
+CASE_VERSION = 17
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS orgs(
   id TEXT PRIMARY KEY, kind TEXT NOT NULL, name TEXT NOT NULL, jurisdiction TEXT NOT NULL,
   licence_no TEXT, licence_expires TEXT, disabled INTEGER NOT NULL DEFAULT 0, created_at TEXT NOT NULL,
-  address TEXT, telephone TEXT);
+  address TEXT, telephone TEXT, licences TEXT);
 CREATE TABLE IF NOT EXISTS borrowers(
   lender_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   kek_version INTEGER NOT NULL, wrapped_dek BLOB, dek_version INTEGER NOT NULL,
@@ -71,6 +71,8 @@ CREATE TABLE IF NOT EXISTS cases(
   active_plan TEXT, identity_theft INTEGER NOT NULL DEFAULT 0, discharged INTEGER NOT NULL DEFAULT 0,
   consent_cross_border INTEGER NOT NULL DEFAULT 0, transfer_mechanism TEXT, transfer_reference TEXT,
   transfer_valid_until TEXT,
+  region TEXT, consent_artificial_voice INTEGER NOT NULL DEFAULT 0, validation_notice_on TEXT,
+  outsourcing_notice_on TEXT, verification_sent_on TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
 CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due IS NOT NULL;
@@ -83,7 +85,8 @@ CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
   id TEXT PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, borrower_id TEXT NOT NULL,
   org_id TEXT NOT NULL, channel TEXT NOT NULL, party TEXT NOT NULL, target BLOB NOT NULL,
-  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT);
+  opened_at TEXT NOT NULL, result TEXT, result_at TEXT, promise_amount TEXT, promise_on TEXT,
+  recording TEXT, recording_until TEXT);
 CREATE INDEX IF NOT EXISTS contacts_borrower ON contacts(lender_id, borrower_id, opened_at);
 """ + "{furnished}" + "{payments}"
 
@@ -177,8 +180,16 @@ CREATE TABLE IF NOT EXISTS payments(
 CREATE INDEX IF NOT EXISTS payments_lender ON payments(lender_id, reported_at);
 CREATE INDEX IF NOT EXISTS payments_decided ON payments(status, decided_at);
 """
+# ---- EU (issue 26): forbearance measures recorded before escalation to litigation (CCD (EU) 2023/2225 Art. 35).
+# No personal data: a measure's kind and its day.
+FORBEARANCE = """
+CREATE TABLE IF NOT EXISTS forbearance(
+  lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
+  recorded_at TEXT NOT NULL);
+CREATE INDEX IF NOT EXISTS forbearance_case ON forbearance(lender_id, case_id);
+"""
 SCHEMA = (SCHEMA.replace("{furnished}", FURNISHED + COSIGNATURES + CHECKPOINTS + PLANS).replace("{payments}", PAYMENTS)
-          + CASE_FEED)
+          + CASE_FEED + FORBEARANCE)
 
 
 AUDIT_SCHEMA = """
@@ -393,6 +404,17 @@ def _add_plans(conn: Connection) -> None:
     for statement in _statements(CASE_FEED):
         if "cases_update_feed" in statement:
             conn.execute(statement)
+# ---- licences, artificial voices, notices (issue 26)
+def _add_licences(conn: Connection) -> None:
+    """Version 16: regional licences on orgs; a case's region, artificial-voice consent, notices, verification."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(orgs)")}
+    if "licences" not in have:
+        conn.execute("ALTER TABLE orgs ADD COLUMN licences TEXT")
+    _add_case_columns(conn, {"region": "TEXT", "consent_artificial_voice": "INTEGER NOT NULL DEFAULT 0",
+                             "validation_notice_on": "TEXT", "outsourcing_notice_on": "TEXT",
+                             "verification_sent_on": "TEXT"})
+
+
 def _add_payments(conn: Connection) -> None:
     """Version 12: payments reported by those who collect; a mandate's commission rate (its fee term)."""
     have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
@@ -434,6 +456,21 @@ def _statements(script: str) -> list[str]:
     return [st for st in out if st]
 
 
+# ---- opt-outs and call recordings (issue 26)
+def _add_recordings(conn: Connection) -> None:
+    """Version 14: a call recording's opaque reference on its contact, and how long it outlives an erasure."""
+    have = {row[1] for row in conn.execute("PRAGMA table_info(contacts)")}
+    for name in ("recording", "recording_until"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE contacts ADD COLUMN {name} TEXT")
+
+
+def _add_forbearance(conn: Connection) -> None:
+    """Version 17 (EU, issue 26): forbearance measures; statement by statement, inside migrate's transaction."""
+    for statement in _statements(FORBEARANCE):
+        conn.execute(statement)
+
+
 CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (2, "import digest per case", _add_import_digest),
     (3, "the bureau feed's furnished records", _add_furnished),
@@ -447,7 +484,10 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (11, "the scope of each change to cached rows (per-case row-cache invalidation)", _add_cache_scope),
     (12, "payments reported by those who collect; mandates' commission", _add_payments),
     (13, "promises' terms, repayment plans, each case's accepted plan", _add_plans),
-    (15, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
+    (14, "call recordings' references on contacts", _add_recordings),
+    (15, "regional licences; a case's region, artificial-voice consent, notices and verification", _add_licences),
+    (16, "EU: forbearance measures (issue 26)", _add_forbearance),
+    (17, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
          " impact-assessment references",
      _add_mandate_records),
 ]

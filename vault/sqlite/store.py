@@ -25,6 +25,7 @@ from gateway.core.model import (
     Org,
     PaymentRow,
     PlanRow,
+    RegionalLicence,
     Repayment,
 )
 from vault.crypto import BlindIndex, FieldCipher, Opener
@@ -42,6 +43,7 @@ from vault.records import (
     contact_row,
     contract_ad,
     import_digest,
+    licences_json,
     mandate_row,
     org_row,
     payment_row,
@@ -73,8 +75,8 @@ def _prefixed(alias: str, cols: Sequence[str]) -> str:
 _LOAN_INSERT_SQL = (f"INSERT INTO loans(lender_id, borrower_id, contract_text, {', '.join(LOAN_COLS)})"
                     f" VALUES (?,?,?,{','.join('?' * len(LOAN_COLS))})")
 _CASE_INSERT_SQL = ("INSERT INTO cases(lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage,"
-                    " consent_third_party, consent_credit, created_at, updated_at, import_digest)"
-                    " VALUES (?,?,?,?,?,?,?,?,?,?,?,?)")
+                    " consent_third_party, consent_credit, created_at, updated_at, import_digest, region,"
+                    " validation_notice_on, outsourcing_notice_on) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)")
 
 # The pending or restricted erasure of a borrower's other cases, given to its cases that have none (an import
 # that joins a borrower); ends in `IN` for `_in_chunks`. Only such cases change, so no other row is touched.
@@ -195,6 +197,11 @@ class Repo(CachedView, Reasons):
 
     def set_org_disabled(self, org_id: str, disabled: bool = True) -> int:
         return int(self.conn.execute("UPDATE orgs SET disabled = ? WHERE id = ?", (int(disabled), org_id)).rowcount)
+
+    # ---- licences (issue 26)
+    def set_org_licences(self, org_id: str, licences: Sequence[RegionalLicence]) -> int:
+        return int(self.conn.execute("UPDATE orgs SET licences = ? WHERE id = ?",
+                                     (licences_json(licences), org_id)).rowcount)
 
     # ------------------------------------------------------------ cases
     @scoped("case", 1)
@@ -530,7 +537,8 @@ class Repo(CachedView, Reasons):
                               *(json.dumps(loan[c]) if c == "repayments" else loan.get(c) for c in LOAN_COLS)))
             case_rows.append((lender, case.case_id, case.borrower_id, loan["loan_id"], case.jurisdiction,
                               case.timezone, case.stage, int(case.consent_third_party), int(case.consent_credit),
-                              now, now, blob(digest)))
+                              now, now, blob(digest), case.region or None, case.validation_notice_on,
+                              case.outsourcing_notice_on))
             stored[case.case_id] = digest
             loans.add(loan["loan_id"])
             out.append(ImportOutcome.STORED)
@@ -730,3 +738,27 @@ class Repo(CachedView, Reasons):
         if org_id:
             sql, params = sql + " AND org_id = ?", [*params, org_id]
         return [payment_row(r) for r in self.conn.execute(sql + " ORDER BY decided_at, id", params)]
+
+    # ---- opt-outs and call recordings (issue 26)
+    def set_recording(self, contact_id: str, ref: str, until: str) -> None:
+        self.conn.execute("UPDATE contacts SET recording = ?, recording_until = ? WHERE id = ?", (ref, until, contact_id))
+
+    def purge_recordings(self, now: str) -> int:
+        """Only an erased borrower's references go: while the data is kept, the recording's reference is too."""
+        return int(self.conn.execute(
+            "UPDATE contacts SET recording = NULL, recording_until = NULL WHERE recording IS NOT NULL"
+            " AND recording_until < ? AND EXISTS (SELECT 1 FROM borrowers b WHERE b.lender_id = contacts.lender_id"
+            " AND b.borrower_id = contacts.borrower_id AND b.erased_at IS NOT NULL)", (now,)).rowcount)
+    # ---- EU (issue 26): forbearance measures, and a lender's mandates for its record of processing
+    def add_forbearance(self, lender: str, case_id: str, measure: str, on: str, now: str) -> None:
+        self.conn.execute("INSERT INTO forbearance(lender_id, case_id, measure, on_date, recorded_at)"
+                          " VALUES (?,?,?,?,?)", (lender, case_id, measure, on, now))
+
+    def forbearance_of(self, lender: str, case_id: str) -> list[tuple[str, str]]:
+        return [(str(m), str(d)) for m, d in self.conn.execute(
+            "SELECT measure, on_date FROM forbearance WHERE lender_id = ? AND case_id = ? ORDER BY on_date, rowid",
+            (lender, case_id))]
+
+    def mandates_of_lender(self, lender: str) -> list[MandateRow]:
+        rows = self.conn.execute(f"SELECT {MANDATE_COLS} FROM mandates WHERE lender_id = ? ORDER BY id", (lender,))
+        return [mandate_row(r) for r in rows]

@@ -337,11 +337,14 @@ class CustosClient:
         return {"due": items(r.due), "held": items(r.held)}
 
     def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
-                    credit_reporting: bool | None = None, cross_border: bool | None = None) -> dict[str, Any]:
+                    credit_reporting: bool | None = None, cross_border: bool | None = None,
+                    artificial_voice: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents (None: unchanged)."""
         req = pb.SetConsentRequest(case_id=case_id)
         if cross_border is not None:
             req.cross_border = cross_border
+        if artificial_voice is not None:
+            req.artificial_voice = artificial_voice
         if third_party_sharing is not None:
             req.third_party_sharing = third_party_sharing
         if credit_reporting is not None:
@@ -349,7 +352,8 @@ class CustosClient:
         r = self._call(self._lender.SetConsent, req)
         return {"case_id": r.case_id, "third_party_sharing": r.third_party_sharing,
                 "credit_reporting": r.credit_reporting, "changed_at": r.changed_at,
-                "mandates_ended": list(r.mandates_ended), "cross_border": r.cross_border}
+                "mandates_ended": list(r.mandates_ended), "cross_border": r.cross_border,
+                "artificial_voice": r.artificial_voice}
 
     def record_transfer(self, case_id: str, mechanism: str, reference: str, valid_until: str) -> dict[str, Any]:
         """Record the case's transfer mechanism for provision abroad (PIPL Art. 38), valid through `valid_until`."""
@@ -358,10 +362,28 @@ class CustosClient:
         return {"case_id": r.case_id, "mechanism": r.mechanism, "reference": r.reference,
                 "valid_until": r.valid_until, "cross_border": r.cross_border}
 
-    def record_notice(self, case_id: str, on: str) -> dict[str, Any]:
-        """Record the day the borrower was told of coming negative credit reporting."""
-        r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on))
-        return {"case_id": r.case_id, "negative_notice_on": r.negative_notice_on}
+    def record_notice(self, case_id: str, on: str, kind: str = "") -> dict[str, Any]:
+        """Record the day the borrower was given a notice: of coming negative credit reporting (the default kind),
+        the validation notice or the notice that collection is outsourced (`kind`)."""
+        r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on, kind=kind))
+        out = {"case_id": r.case_id, "kind": r.kind, "notice_on": r.notice_on}
+        if r.negative_notice_on:
+            out["negative_notice_on"] = r.negative_notice_on
+        return out
+
+    # ---- EU (issue 26)
+    def record_forbearance(self, case_id: str, measure: str, on: str) -> dict[str, Any]:
+        """Record a forbearance measure on a case (CCD Art. 35); the answer lists every measure of the case."""
+        r = self._call(self._lender.RecordForbearance,
+                       pb.RecordForbearanceRequest(case_id=case_id, measure=measure, on=on))
+        return {"case_id": r.case_id, "measure": r.measure, "on": r.on, "recorded_at": r.recorded_at,
+                "measures": [{"measure": m.measure, "on": m.on} for m in r.measures]}
+
+    def ropa(self) -> dict[str, Any]:
+        """The record of processing activities (GDPR Art. 30) generated from the caller's mandates, one document."""
+        r = self._call(self._lender.ProcessingRecord, pb.ProcessingRecordRequest())
+        doc: dict[str, Any] = json.loads(r.record)
+        return doc
 
     # ---- agency performance (issue 24)
     def performance(self, from_date: str = "", to_date: str = "") -> dict[str, Any]:
@@ -380,11 +402,13 @@ class CustosClient:
     def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
         return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
 
-    def set_flags(self, case_id: str, status: str | None = None, **flags: bool) -> dict[str, Any]:
+    def set_flags(self, case_id: str, status: str | None = None, verification_sent: str = "",
+                  **flags: bool) -> dict[str, Any]:
         """Set (True) or clear (False) flags: disputed, cease_contact, attorney_represented, lost_contact,
         legal_hold, identity_theft, discharged; and optionally the status (open, settled, closed). Flags not named
-        stay as they are."""
-        req = pb.SetFlagsRequest(case_id=case_id)
+        stay as they are. `verification_sent` (YYYY-MM-DD, with disputed=False): the day verification of a
+        dispute was sent."""
+        req = pb.SetFlagsRequest(case_id=case_id, verification_sent=verification_sent)
         for name, value in flags.items():
             setattr(req, name, value)
         if status is not None:
@@ -428,14 +452,18 @@ class CustosClient:
                 "totals": {cur: {"recovered": t.recovered, "fees": t.fees} for cur, t in sorted(r.totals.items())}}
 
     # ------------------------------------------------------------ contact
-    def open_contact(self, case_id: str, channel: str, party: str = "borrower") -> dict[str, Any]:
-        r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party))
+    def open_contact(self, case_id: str, channel: str, party: str = "borrower",
+                     artificial_voice: bool = False) -> dict[str, Any]:
+        r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party,
+                                                                      artificial_voice=artificial_voice))
         return _contact(r)
 
-    def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "") -> dict[str, Any]:
-        """What came of a contact; a promise to pay with its amount and date (the borrower's local date)."""
+    def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "",
+                       recording: str = "") -> dict[str, Any]:
+        """What came of a contact; a promise to pay with its amount and date (the borrower's local date); a call
+        recording's opaque reference (never its content)."""
         return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(
-            contact_id=contact_id, result=result, promise_amount=amount, promise_on=on)))
+            contact_id=contact_id, result=result, promise_amount=amount, promise_on=on, recording=recording)))
 
     # ------------------------------------------------------------ promises and plans
     def propose_plan(self, case_id: str, instalments: Iterable[tuple[str, str]]) -> dict[str, Any]:
@@ -770,7 +798,8 @@ def _contact(r: Any) -> dict[str, Any]:
     """Only the fields the gateway released: phone, or address, and a name for a third party."""
     out = {"contact_id": r.contact_id, "case_id": r.case_id, "channel": r.channel, "party": r.party,
            "opened_at": r.opened_at}
-    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on"):
+    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on", "recording",
+                "artificial_voice"):
         if getattr(r, key):
             out[key] = getattr(r, key)
     return out

@@ -49,6 +49,21 @@ def standing(org: Org | None, today: date, table: Capabilities, action: str | No
     return OK
 
 
+# ---- licences (issue 26)
+def regional_licence(org: Org, case: CaseRow, regions: frozenset[str], today: date, table: Capabilities) -> Verdict:
+    """An org of a licensed kind reaching a borrower who lives in a region that licenses collectors holds that
+    region's licence, in force on `today` (the UTC day, as the org-wide licence). A case with no region, or a
+    region the policy does not list, needs only the org-wide licence (`standing`); the owner needs none."""
+    if not case.region or case.region not in regions or org.id == case.lender_id or not table.needs_licence(org.kind):
+        return OK
+    held = org.licence_in(case.region)
+    if held is None:
+        return Verdict(Code.REGION_NOT_LICENSED, f"identity.licence.region:{case.region}")
+    if held.expires < today:
+        return Verdict(Code.REGIONAL_LICENCE_EXPIRED, f"identity.licence.region:{case.region}")
+    return OK
+
+
 def mandate(mandates: Sequence[MandateRow], purpose: str, case: CaseRow, today: date,
             after_close: bool = False) -> tuple[Verdict, MandateRow | None]:
     """Whether one of `mandates` (the org's, on this case) is live for `purpose` on the case's local `today`.

@@ -56,6 +56,9 @@ ACTIONS: dict[str, str] = {
     "statement": "the month's confirmed payments with their commissions (statement)",
     "update_accounts": "account updates of the caller's cases: figures, repayments, status, corrections (lender update)",
     "compliance_report": "a period's compliance report: a lender's own cases, a regulator's all (audit compliance-report)",
+    # ---- EU (issue 26)
+    "record_forbearance": "record a forbearance measure on one of the caller's cases (lender forbearance)",
+    "ropa": "the record of processing activities generated from the caller's mandates (lender ropa)",
 }
 
 # Roles, not capabilities: behaviour that follows from what a kind *is*, so no row can give it to another kind.

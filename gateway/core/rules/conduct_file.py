@@ -16,20 +16,26 @@ from types import MappingProxyType
 from typing import Any
 
 from ..errors import Code, PolicyError
-from ..model import JURISDICTIONS, STAGES
+from ..model import JURISDICTIONS, PURPOSES, STAGES
 from .conduct import (
     CAP_CODES,
     CAP_COUNTS,
     CAP_SCOPES,
     CHANNELS,
+    CONTACT_NOTICES,
     FLAG_CODES,
+    OPT_OUT_CODES,
+    OPT_OUT_SCOPES,
     PARTIES,
     RELEASABLE,
     RESULTS,
+    UNREACHABLE_EVIDENCE,
     Cap,
     ConductRules,
     Cooldown,
+    OptOut,
     PlanRules,
+    Prerequisites,
     ThirdParty,
     Window,
 )
@@ -153,8 +159,13 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention", "plans", "mandates",
+    "retention", "plans", "mandates", "opt_out", "recordings", "licensing", "artificial_voice", "notices",
+    "erasure", "processing",
 )
+# The outcomes an [[opt_out]] may name: those that close something (the others are facts about one contact).
+_OPT_OUT_RESULTS = ("stop_calls", "stop_texts", "refused", "has_attorney")
+# A region in `[licensing] regions` (model.REGION_RE).
+_REGION_RE = re.compile(r"^[A-Z]{2}(-[A-Z0-9]{1,3})?$")
 
 
 def load_conduct_rules(path: Path) -> ConductRules:
@@ -193,13 +204,24 @@ def load_conduct_rules(path: Path) -> ConductRules:
     third_party: ThirdParty | None = None
     if "third_party" in top.data:
         tp = top.table("third_party")
-        tp.only(("requires_lost_contact", "channels", "release", "once_per_person_days"))
+        tp.only(("requires_lost_contact", "channels", "release", "once_per_person_days", "evidence",
+                 "invalid_results", "failed_results", "failed_attempts"))
+        # Optional (issue 26): without `evidence`, the lost_contact flag alone shows the borrower unreachable.
+        evidence = tp.names("evidence", UNREACHABLE_EVIDENCE) if "evidence" in tp.data else ()
         third_party = ThirdParty(
             requires_lost_contact=tp.boolean("requires_lost_contact"),
             channels=frozenset(tp.names("channels", CHANNELS)),
             release=tp.names("release", RELEASABLE),
             once_per_person_days=tp.integer("once_per_person_days", 0, _MAX_DAYS),
+            evidence=evidence,
+            invalid_results=frozenset(tp.names("invalid_results", RESULTS)) if "invalid_number" in evidence
+            else frozenset(),
+            failed_results=frozenset(tp.names("failed_results", RESULTS)) if "failed_attempts" in evidence
+            else frozenset(),
+            failed_attempts=tp.integer("failed_attempts", 1, 100) if "failed_attempts" in evidence else 0,
         )
+        if third_party.failed_results & connected:
+            raise tp.fail("failed_results", "lists a result that counts as connected")
         if not third_party.channels <= set(min_stage):
             raise tp.fail("channels", "lists a channel that [stages] does not allow")
 
@@ -238,12 +260,13 @@ def load_conduct_rules(path: Path) -> ConductRules:
         )
 
     lit = top.table("litigation")
-    lit.only(("refuse_disputed", "refuse_after_limitation_date", "requires_limitation_date"))
+    lit.only(("refuse_disputed", "refuse_after_limitation_date", "requires_limitation_date", "requires_forbearance"))
     after_limitation = lit.boolean("refuse_after_limitation_date")
     # Optional; by default a rule that refuses after the limitation date also refuses without one (fail closed).
     litigation = LitigationRules(
         lit.boolean("refuse_disputed"), after_limitation,
-        lit.boolean("requires_limitation_date") if "requires_limitation_date" in lit.data else after_limitation)
+        lit.boolean("requires_limitation_date") if "requires_limitation_date" in lit.data else after_limitation,
+        lit.boolean("requires_forbearance") if "requires_forbearance" in lit.data else False)
     rep = top.table("credit_reporting")
     rep.only(("requires_consent", "requires_prior_notice", "requires_prior_contact", "letter_wait_days",
               "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency",
@@ -284,8 +307,28 @@ def load_conduct_rules(path: Path) -> ConductRules:
                 "cross_border_safeguards")
         mt.only(keys)
         mandates = MandateRules(**{k: mt.boolean(k) if k in mt.data else getattr(mandates, k) for k in keys})
+    opt_outs = _opt_outs(loc, top)
+    recording_years = _recording_years(top)
+    prerequisites = _prerequisites(top)
+    claim_stages: frozenset[str] = frozenset()
+    if "erasure" in top.data:  # optional (EU): stages whose cases keep their data on an erasure request
+        er = top.table("erasure")
+        er.only(("claim_stages",))
+        claim_stages = frozenset(er.names("claim_stages", STAGES))
+    legal_basis: dict[str, str] = {}
+    if "processing" in top.data:  # optional (EU): the legal basis per purpose, for the record of processing
+        pr = top.table("processing")
+        pr.only(("legal_basis",))
+        basis = pr.table("legal_basis", "processing.legal_basis")
+        basis.only(PURPOSES)
+        for purpose in basis.data:
+            legal_basis[purpose] = basis.string(purpose)
+            if not legal_basis[purpose].strip() or len(legal_basis[purpose]) > 500:
+                raise basis.fail(purpose, "must be 1-500 characters")
 
     return ConductRules(
+        erasure_claim_stages=claim_stages,
+        legal_basis=MappingProxyType(legal_basis),
         jurisdiction=jurisdiction,
         source=str(path),
         connected_results=connected,
@@ -302,7 +345,69 @@ def load_conduct_rules(path: Path) -> ConductRules:
         retention=retention,
         plans=plans,
         mandates=mandates,
+        opt_outs=opt_outs,
+        recording_years=recording_years,
+        prerequisites=prerequisites,
     )
+
+
+# ---- opt-outs and call recordings (issue 26)
+def _opt_outs(loc: _Locator, top: _Table) -> tuple[OptOut, ...]:
+    raw = top.data.get("opt_out", [])
+    if not isinstance(raw, list):
+        raise top.fail("opt_out", "must be an array of tables ([[opt_out]])")
+    out: list[OptOut] = []
+    for index, item in enumerate(raw):
+        entry = _Table(loc, item, "opt_out", index, f"opt_out[{index + 1}]")
+        entry.only(("result", "code", "scope", "channels", "parties"))
+        result = entry.string("result", _OPT_OUT_RESULTS)
+        if any(o.result == result for o in out):
+            raise entry.fail("result", f"'{result}' is set by an earlier opt_out")
+        out.append(OptOut(result=result, code=Code(entry.string("code", OPT_OUT_CODES)),
+                          scope=entry.string("scope", OPT_OUT_SCOPES),
+                          channels=frozenset(entry.names("channels", CHANNELS)),
+                          parties=frozenset(entry.names("parties", PARTIES))))
+        if not out[-1].channels or not out[-1].parties:
+            raise entry.fail("channels" if not out[-1].channels else "parties", "must not be empty")
+    return tuple(out)
+
+
+def _recording_years(top: _Table) -> int:
+    """How long a call recording's reference outlives the borrower's erasure; optional, default 0 (not kept)."""
+    if "recordings" not in top.data:
+        return 0
+    rec = top.table("recordings")
+    rec.only(("keep_years",))
+    return rec.integer("keep_years", 1, 30)
+
+
+# ---- licences, artificial voices, notices (issue 26)
+def _prerequisites(top: _Table) -> Prerequisites:
+    """The optional `[licensing]`, `[artificial_voice]` and `[notices]` tables; absent: Prerequisites' defaults."""
+    regions: frozenset[str] = frozenset()
+    if "licensing" in top.data:
+        lic = top.table("licensing")
+        lic.only(("regions",))
+        raw = lic.raw("regions")
+        if not isinstance(raw, list) or not all(isinstance(r, str) and _REGION_RE.match(r) for r in raw):
+            raise lic.fail("regions", "must be a list of ISO 3166-2 regions or country codes (\"US-CA\", \"DE\")")
+        if len(set(raw)) != len(raw):
+            raise lic.fail("regions", "lists a value twice")
+        regions = frozenset(raw)
+    consent = True
+    if "artificial_voice" in top.data:
+        av = top.table("artificial_voice")
+        av.only(("requires_consent",))
+        consent = av.boolean("requires_consent")
+    notices: tuple[str, ...] = ()
+    verification = False
+    if "notices" in top.data:
+        no = top.table("notices")
+        no.only(("before_agency_contact", "verification_to_clear_dispute"))
+        notices = no.names("before_agency_contact", CONTACT_NOTICES) if "before_agency_contact" in no.data else ()
+        if "verification_to_clear_dispute" in no.data:
+            verification = no.boolean("verification_to_clear_dispute")
+    return Prerequisites(regions, consent, notices, verification)
 
 
 def load_conduct_dir(directory: Path) -> dict[str, ConductRules]:

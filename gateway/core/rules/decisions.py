@@ -75,7 +75,10 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
         reach = _cross_border(bundle, org, case, now, reach)
     if not reach.ok:
         return ReadDecision(reach.code, reach.rule, (reach.rule,), None, active)
-    release = bundle.release(org.kind, purpose, case.stage)
+    licensed = access.regional_licence(org, case, licensed_regions(bundle), now.date(), bundle.capabilities)
+    if not licensed.ok:
+        return ReadDecision(licensed.code, licensed.rule, (reach.rule, licensed.rule), None, active)
+    release = bundle.release(org.kind, purpose, case.stage, case.jurisdiction)
     checks = (reach.rule, *release.rules)
     if not release.allowed or not needs_evidence(purpose):
         return ReadDecision(release.code, release.rule, checks, release, active)
@@ -95,6 +98,12 @@ def _cross_border(bundle: PolicyBundle, org: Org, case: CaseRow, now: datetime, 
     today = now.astimezone(ZoneInfo(case.timezone)).date()
     verdict = cross_border(rules.mandates, case, org.jurisdiction, today)
     return reach if verdict.ok else verdict
+
+
+def licensed_regions(bundle: PolicyBundle) -> frozenset[str]:
+    """Every region some loaded conduct file says licenses collectors (issue 26): where the borrower lives
+    counts, whichever jurisdiction's law the case is under."""
+    return frozenset().union(*(rules.prerequisites.licensed_regions for rules in bundle.conduct.values()))
 
 
 def _preconditions(bundle: PolicyBundle, case: CaseRow, purpose: str, evidence: Evidence | None,

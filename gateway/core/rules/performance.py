@@ -18,9 +18,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-# Outcomes that mean someone was reached and spoke: a conversation. no_answer, wrong_number and undeliverable
-# are attempts only.
-CONVERSATIONS = frozenset({"connected", "promise_to_pay", "dispute"})
+# Outcomes that mean someone was reached and spoke: a conversation (the opt-outs too: somebody said so).
+# no_answer, wrong_number, invalid_number and undeliverable are attempts only.
+CONVERSATIONS = frozenset({"connected", "promise_to_pay", "dispute", "stop_calls", "stop_texts", "refused",
+                           "has_attorney"})
 PROMISE = "promise_to_pay"
 OPEN_CONTACT = "OpenContact"
 PLAN_PROPOSED = "plan.propose:"

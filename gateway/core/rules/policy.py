@@ -16,7 +16,15 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import Code, PolicyError
-from ..model import ALL_FIELDS, BORROWER_PI_FIELDS, ENCRYPTED_FIELDS, NEVER_TO_AGENCY, PURPOSES, STAGES
+from ..model import (
+    ALL_FIELDS,
+    BORROWER_PI_FIELDS,
+    ENCRYPTED_FIELDS,
+    JURISDICTIONS,
+    NEVER_TO_AGENCY,
+    PURPOSES,
+    STAGES,
+)
 from .capabilities import Capabilities, load_capabilities
 from .conduct import ConductRules
 from .conduct_file import load_conduct_dir
@@ -50,6 +58,18 @@ class ReleaseRule:
 
 
 @dataclass(frozen=True)
+class Withhold:
+    """Fields a jurisdiction keeps from a kind for a purpose whatever the release rules grant (data minimisation,
+    GDPR Art. 5(1)(c)): it only ever takes away, so deny by default still holds."""
+
+    id: str
+    jurisdictions: tuple[str, ...]
+    purposes: tuple[str, ...]
+    to: tuple[str, ...]
+    fields: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class ReleaseDecision:
     allowed: bool
     code: Code
@@ -75,10 +95,17 @@ class PolicyBundle:
     _table: dict[tuple[str, str, str], ReleaseDecision]
     capabilities: Capabilities
     limits: Limits = field(default_factory=Limits)
+    withholds: tuple[Withhold, ...] = ()
     _access: dict[tuple[str, str], tuple[bool, bool]] = field(init=False, repr=False, compare=False)
+    _withheld: dict[tuple[str, str, str, str], ReleaseDecision] = field(init=False, repr=False, compare=False)
 
-    def release(self, kind: str, purpose: str, stage: str) -> ReleaseDecision:
-        """Pure lookup in the compiled table; absent means deny."""
+    def release(self, kind: str, purpose: str, stage: str, jurisdiction: str = "") -> ReleaseDecision:
+        """Pure lookup in the compiled table; absent means deny. With the case's jurisdiction, that
+        jurisdiction's `[[withhold]]` entries are taken away (named in the decision's rules)."""
+        if jurisdiction:
+            narrowed = self._withheld.get((kind, purpose, stage, jurisdiction))
+            if narrowed is not None:
+                return narrowed
         hit = self._table.get((kind, purpose, stage))
         if hit is not None:
             return hit
@@ -94,6 +121,16 @@ class PolicyBundle:
                 owner, mandate = access.get((kind, r.purpose), (False, False))
                 access[(kind, r.purpose)] = (owner or r.owner_only, mandate or r.requires_mandate)
         object.__setattr__(self, "_access", access)
+        withheld: dict[tuple[str, str, str, str], ReleaseDecision] = {}
+        for (kind, purpose, stage), decision in self._table.items():
+            for w in self.withholds:
+                if kind not in w.to or purpose not in w.purposes:
+                    continue
+                for j in w.jurisdictions:
+                    prev = withheld.get((kind, purpose, stage, j), decision)
+                    fields = {n: t for n, t in prev.fields.items() if n not in w.fields}
+                    withheld[(kind, purpose, stage, j)] = ReleaseDecision(True, Code.OK, (*prev.rules, w.id), fields)
+        object.__setattr__(self, "_withheld", withheld)
 
     @property
     def jurisdictions(self) -> tuple[str, ...]:
@@ -140,15 +177,49 @@ def _str_list(ctx: FileCtx, rid: str, key: str, value: object, allowed: tuple[st
     return tuple(items)
 
 
-ITEM_NAMES = {"to": "organisation kind", "stages": "stage"}
+ITEM_NAMES = {"to": "organisation kind", "stages": "stage", "jurisdictions": "jurisdiction", "purposes": "purpose",
+              "fields": "field"}
 RULE_KEYS = {"id", "purpose", "to", "stages", "owner_only", "requires_mandate", "fields", "note"}
+
+
+WITHHOLD_KEYS = {"id", "jurisdictions", "purposes", "to", "fields", "note"}
+
+
+def load_withholds(path: Path, kinds: tuple[str, ...], rule_ids: set[str]) -> tuple[Withhold, ...]:
+    """The optional `[[withhold]]` entries of release.toml: per jurisdiction, fields no rule may release."""
+    data, text = load_toml(path)
+    file_ctx = FileCtx(path, text)
+    raw_list = data.get("withhold", [])
+    if not isinstance(raw_list, list):
+        raise file_ctx.fail("'withhold' must be an array of tables ([[withhold]])", "withhold")
+    out: list[Withhold] = []
+    seen = set(rule_ids)
+    for i, raw in enumerate(raw_list):
+        ctx = file_ctx.within("withhold", i)
+        if not isinstance(raw, dict):
+            raise file_ctx.fail(f"withhold entry #{i + 1} must be a table ([[withhold]])", "withhold")
+        wid = raw.get("id")
+        if not isinstance(wid, str) or not wid:
+            raise ctx.fail(f"withhold #{i + 1}: 'id' must be a non-empty string", "id")
+        if wid in seen:
+            raise ctx.fail(f"duplicate rule id {wid!r}", "id")
+        seen.add(wid)
+        extra = set(raw) - WITHHOLD_KEYS
+        if extra:
+            raise ctx.fail(f"withhold '{wid}': unknown keys {sorted(extra)}", sorted(extra)[0])
+        jurisdictions = _str_list(ctx, wid, "jurisdictions", raw.get("jurisdictions"), JURISDICTIONS)
+        purposes = _str_list(ctx, wid, "purposes", raw.get("purposes"), PURPOSES)
+        to = _str_list(ctx, wid, "to", raw.get("to"), kinds)
+        fields = _str_list(ctx, wid, "fields", raw.get("fields"), ALL_FIELDS)
+        out.append(Withhold(wid, jurisdictions, purposes, to, fields))
+    return tuple(out)
 
 
 def load_release_rules(path: Path, kinds: tuple[str, ...]) -> tuple[ReleaseRule, ...]:
     """The release rules; `kinds` are those of the bundle's capability table, the only ones a rule may name."""
     data, text = load_toml(path)
     ctx = FileCtx(path, text)
-    unknown = set(data) - {"release"}
+    unknown = set(data) - {"release", "withhold"}
     if unknown:
         raise ctx.fail(f"unknown top-level keys {sorted(unknown)}", sorted(unknown)[0])
     raw_rules = data.get("release")
@@ -239,7 +310,9 @@ def load_bundle(directory: Path) -> PolicyBundle:
     if conduct_dir.is_dir():
         conduct = load_conduct_dir(conduct_dir)
     limits = load_limits(directory / "limits.toml", capabilities.kinds)
-    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules), capabilities, limits)
+    withholds = load_withholds(release_path, capabilities.kinds, {r.id for r in rules})
+    return PolicyBundle(revision_of(directory), rules, conduct, compile_table(rules), capabilities, limits,
+                        withholds)
 
 
 # ----------------------------------------------------------------- transforms

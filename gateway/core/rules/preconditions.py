@@ -26,6 +26,8 @@ class LitigationRules:
     refuse_disputed: bool
     refuse_after_limitation_date: bool
     requires_limitation_date: bool = False  # US: no date on file, no proof the debt is not time-barred
+    # EU (CCD (EU) 2023/2225 Art. 35): escalation to litigation needs a forbearance measure recorded first.
+    requires_forbearance: bool = False
 
 
 @dataclass(frozen=True)

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import date
 
 from ..errors import Code, CustosError
-from ..model import ID_RE, Clock, EventDraft, Org, rfc3339
+from ..model import ID_RE, Clock, EventDraft, Org, RegionalLicence, region_ok, rfc3339
 from ..ports import AuditLog, CaseReader, UnitOfWork
 from ..rules.capabilities import Capabilities
 
 ADD = "OperatorOrgAdd"
 DISABLE = "OperatorOrgDisable"
+LICENCE = "OperatorOrgLicence"
 
 
 def is_org_id(text: str) -> bool:
@@ -140,3 +141,36 @@ class Administration:
         code = self.audit.run(work)
         if code != Code.OK:
             raise CustosError(code)
+
+    # ---- licences (issue 26)
+    def licence(self, org_id: str, region: str, licence_no: str, expires: str) -> RegionalLicence:
+        """Record (or update: re-running replaces) an organisation's licence for one region, e.g. California's
+        under the Debt Collection Licensing Act (Cal. Fin. Code §100001). The event names the region, never the
+        number; where a region needs one is the conduct files' `[licensing]`."""
+        if not ID_RE.fullmatch(org_id):
+            raise self._deny(LICENCE, "", Code.INVALID_ORG_ID)
+        if not region_ok(region):
+            raise self._deny(LICENCE, org_id, Code.INVALID_REGION, "--region")
+        if not licence_no.strip() or len(licence_no) > 64:
+            raise self._deny(LICENCE, org_id, Code.INVALID_ARGUMENT, "--licence-no must be 1-64 characters")
+        try:
+            day = date.fromisoformat(expires) if len(expires) == 10 else None
+        except ValueError:
+            day = None
+        if day is None:
+            raise self._deny(LICENCE, org_id, Code.INVALID_DATE, "--licence-expires")
+        held = RegionalLicence(region, licence_no.strip(), day)
+
+        def work(store: UnitOfWork) -> tuple[Code, list[EventDraft]]:
+            org = store.get_org(org_id)
+            if org is None:
+                return Code.ORG_NOT_FOUND, [self._event(LICENCE, org_id, "deny", Code.ORG_NOT_FOUND)]
+            licences = [lic for lic in org.licences if lic.region != region] + [held]
+            store.set_org_licences(org_id, sorted(licences, key=lambda lic: lic.region))
+            return Code.OK, [self._event(LICENCE, org_id, "allow", Code.OK,
+                                         f"region={region};expires={day.isoformat()}")]
+
+        code = self.audit.run(work)
+        if code != Code.OK:
+            raise CustosError(code)
+        return held

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import json
+import re
+from datetime import datetime
 from typing import Any
 
 from ..errors import Code, CustosError
@@ -29,8 +31,25 @@ from ..rules.conduct import (
     ContactRequest,
     evaluate_contact,
     history_horizon,
+    needs_all_history,
+    opted_out,
 )
+from ..rules.decisions import licensed_regions
 from .context import Context, _conduct_state
+
+# A call recording's reference: an opaque key into the caller's recording system (never content, never a URL with
+# a query): like an id, a little longer, and "/" for a path-like key.
+RECORDING_RE = re.compile(r"^[A-Za-z0-9._:/-]{1,128}\Z")
+# Contacts that can be recorded: a conversation by phone or in person.
+RECORDED_CHANNELS = ("call", "visit")
+
+
+def _years_after(at: datetime, years: int) -> datetime:
+    """The same instant `years` later (29 February becomes 28 February)."""
+    try:
+        return at.replace(year=at.year + years)
+    except ValueError:
+        return at.replace(year=at.year + years, day=28)
 
 
 class Contacts(Context):
@@ -43,12 +62,17 @@ class Contacts(Context):
             return self._own_case(caller, case_ref, purpose="collection")
         return self._mandated_case(caller, case_ref, "collection")[0]
 
-    def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str) -> dict[str, str]:
+    def open_contact(self, caller: Caller, case_ref: str, channel: str, party: str,
+                     artificial_voice: bool = False) -> dict[str, Any]:
         """Release a phone number or address only when every conduct rule allows, counted centrally.
 
         The decision runs inside the serialised writer, against the history as
         committed, so two agencies racing for the last call under a cap cannot
         both get it; the attempt and its audit event commit together.
+
+        `artificial_voice` (issue 26): an artificial or AI voice call. It is a
+        call (channel "call", counted in the same caps); its events carry the
+        marker `;artificial_voice` at the end of their rule.
         """
         party = party or "borrower"
         org = self._standing(caller, purpose="collection")
@@ -59,7 +83,8 @@ class Contacts(Context):
         case = self._contact_case(caller, org, case_ref)
         rules = self._conduct_rules(case)
         now = self.clock.now()
-        since = rfc3339(now - history_horizon(rules))
+        since = "" if needs_all_history(rules) else rfc3339(now - history_horizon(rules))
+        marker = ";artificial_voice" if artificial_voice else ""
 
         def work(repo: UnitOfWork) -> tuple[tuple[ConductDecision, dict[str, str], str], list[EventDraft]]:
             fresh = repo.get_case(case.lender_id, case.case_id)
@@ -68,7 +93,14 @@ class Contacts(Context):
             if fresh.erasure and caller.org_id != fresh.lender_id:
                 refused = access.erasure(fresh)
                 return (ConductDecision(False, refused.code, refused.rule), {}, ""), [
-                    self._event(caller, "deny", refused.code, refused.rule, purpose="collection",
+                    self._event(caller, "deny", refused.code, refused.rule + marker, purpose="collection",
+                                case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now,
+                                channel=channel, party=party, zone=fresh.timezone)]
+            licensed = access.regional_licence(org, fresh, licensed_regions(self.bundle), now.date(),
+                                               self.bundle.capabilities)
+            if not licensed.ok:
+                return (ConductDecision(False, licensed.code, licensed.rule), {}, ""), [
+                    self._event(caller, "deny", licensed.code, licensed.rule + marker, purpose="collection",
                                 case_id=fresh.case_id, borrower_id=fresh.borrower_id, lender=fresh.lender_id, now=now,
                                 channel=channel, party=party, zone=fresh.timezone)]
             history = [
@@ -79,7 +111,9 @@ class Contacts(Context):
             target, release = self._contact_target(repo, fresh, channel, party, history)
             state = _conduct_state(fresh)
             request = ContactRequest(case_id=fresh.case_id, org_id=caller.org_id, channel=channel, party=party,
-                                     target=target.hex() if target else "")
+                                     target=target.hex() if target else "",
+                                     borrower_target=self._borrower_number(repo, fresh, party),
+                                     artificial_voice=artificial_voice)
             decision = evaluate_contact(rules, state, request, history, now)
             kw: dict[str, Any] = {"purpose": "collection", "case_id": fresh.case_id,
                                   "borrower_id": fresh.borrower_id, "lender": fresh.lender_id, "now": now,
@@ -87,19 +121,23 @@ class Contacts(Context):
             if decision.allowed and (target is None or not release):
                 decision = ConductDecision(False, Code.NO_CONTACT_DATA, f"{rules.jurisdiction}.data")
             if not decision.allowed:
-                return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule, **kw)]
+                return (decision, {}, ""), [self._event(caller, "deny", decision.code, decision.rule + marker, **kw)]
             assert target is not None
             contact_id = repo.insert_contact(fresh.lender_id, fresh.case_id, fresh.borrower_id, caller.org_id,
                                              channel, party, target, rfc3339(now))
             names = [f"{party}.{k}" for k in release]
-            return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule, fields=names,
+            return (decision, release, contact_id), [self._event(caller, "allow", Code.OK, decision.rule + marker,
+                                                                 fields=names,
                                                                  contact_id=contact_id, **kw)]
 
         decision, release, contact_id = self.audit.run(work)
         if not decision.allowed:
             raise CustosError(decision.code)
-        return {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
-                "opened_at": rfc3339(now), **release}
+        out: dict[str, Any] = {"contact_id": contact_id, "case_id": case.case_id, "channel": channel, "party": party,
+                               "opened_at": rfc3339(now), **release}
+        if artificial_voice:
+            out["artificial_voice"] = True
+        return out
 
     def _contact_target(self, repo: UnitOfWork, case: CaseRow, channel: str, party: str,
                         history: list[ContactAttempt]) -> tuple[bytes | None, dict[str, str]]:
@@ -119,17 +157,36 @@ class Contacts(Context):
         allowed = rules.third_party.release if rules.third_party else ()
         keyed = [(repo.bidx(case.lender_id, "phone", c["phone"]), c) for c in contacts]
         contacted = {a.target for a in history if a.party == "emergency_contact"}
-        # The first emergency contact not yet contacted; all contacted: the first (the rules then decide).
-        target, chosen = next(((k, c) for k, c in keyed if k.hex() not in contacted), keyed[0])
+
+        def closed(key: bytes) -> bool:  # an opt-out (refused, stop_calls...) closes this person for the channel
+            probe = ContactRequest(case_id=case.case_id, org_id="", channel=channel, party=party, target=key.hex())
+            return opted_out(rules, history, probe) is not None
+
+        # The first emergency contact neither contacted yet nor closed; else the first not closed; all closed:
+        # the first (the rules then refuse with the opt-out's code).
+        open_ones = [(k, c) for k, c in keyed if not closed(k)] or keyed[:1]
+        target, chosen = next(((k, c) for k, c in open_ones if k.hex() not in contacted), open_ones[0])
         return target, {k: str(chosen[k]) for k in allowed if chosen.get(k)}
 
+    @staticmethod
+    def _borrower_number(repo: UnitOfWork, case: CaseRow, party: str) -> str:
+        """The key of the borrower's current number: a third-party request's unreachability is shown on it."""
+        if party == "borrower":
+            return ""
+        phone = repo.borrower_values(case, ["phone"]).get("phone")
+        return repo.bidx(case.lender_id, "phone", phone).hex() if phone else ""
+
     def record_outcome(self, caller: Caller, contact_id: str, result: str, amount: str = "",
-                       on: str = "") -> dict[str, str]:
+                       on: str = "", recording: str = "") -> dict[str, str]:
         """Record what came of a contact; a dispute sets the case's dispute flag at once; a promise to pay
-        carries its amount and date (the borrower's local date, from today up to the conduct rules' bound)."""
+        carries its amount and date (the borrower's local date, from today up to the conduct rules' bound).
+        An opt-out outcome closes what it names for every org (the conduct rules read it from the history);
+        a recording's reference is kept with the outcome and audited by presence only."""
         org = self._standing(caller, purpose="collection")
         if result not in RESULTS:
             raise self._deny(caller, Code.UNKNOWN_RESULT, "input", purpose="collection")
+        if recording and not RECORDING_RE.fullmatch(recording):
+            raise self._deny(caller, Code.INVALID_RECORDING, "input", purpose="collection")
         terms = plans.promise_terms(result, amount, on)
         if terms is not None:
             raise self._deny(caller, terms, "input", purpose="collection")
@@ -153,6 +210,15 @@ class Contacts(Context):
             if row.result is not None:
                 return (Code.OUTCOME_ALREADY_RECORDED, {}), [self._event(caller, "deny", Code.OUTCOME_ALREADY_RECORDED,
                                                                       "contact.outcome", **kw)]
+            rules = self._conduct_rules(case)
+            opt = rules.opt_out(result)
+            if opt is not None and not opt.applies_to(channel, party):
+                # e.g. `refused` on the borrower's own contact, `stop_calls` on a letter: it names nothing to close
+                return (Code.OUTCOME_NOT_APPLICABLE, {}), [self._event(caller, "deny", Code.OUTCOME_NOT_APPLICABLE,
+                                                                    f"contact.outcome:{result}", **kw)]
+            if recording and channel not in RECORDED_CHANNELS:
+                return (Code.OUTCOME_NOT_APPLICABLE, {}), [self._event(caller, "deny", Code.OUTCOME_NOT_APPLICABLE,
+                                                                    "contact.recording", **kw)]
             promise: dict[str, str] = {}
             if result == "promise_to_pay":
                 day = parse_date(on)
@@ -169,9 +235,16 @@ class Contacts(Context):
             if result == "dispute":
                 repo.set_case_fields(lender, case_id, {"disputed": True}, rfc3339(now))
                 rule += ";flag:disputed=true"
+            if opt is not None:
+                rule += f";opt_out:{opt.result}"
+            kept: dict[str, str] = {}
+            if recording:
+                # Kept past an erasure until keep_years after now; the event names the field, never the value.
+                repo.set_recording(contact_id, recording, rfc3339(_years_after(now, rules.recording_years)))
+                kept = {"recording": recording}
             info = {"contact_id": contact_id, "case_id": case_id, "channel": channel, "party": party,
-                    "opened_at": opened_at, "result": result, **promise}
-            return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, **kw)]
+                    "opened_at": opened_at, "result": result, **promise, **kept}
+            return (Code.OK, info), [self._event(caller, "allow", Code.OK, rule, fields=list(kept), **kw)]
 
         code, info = self.audit.run(work)
         if code != Code.OK:

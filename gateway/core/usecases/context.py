@@ -201,7 +201,17 @@ def _conduct_state(case: CaseRow) -> CaseState:
     return CaseState(case_id=case.case_id, borrower_key=case.borrower_id, jurisdiction=case.jurisdiction,
                      timezone=case.timezone, stage=case.stage, status=case.status, disputed=case.disputed,
                      cease_contact=case.cease_contact, attorney_represented=case.attorney_represented,
-                     lost_contact=case.lost_contact)
+                     lost_contact=case.lost_contact, lender_id=case.lender_id,
+                     consent_artificial_voice=case.consent_artificial_voice, notices=_notices(case))
+
+
+def _notices(case: CaseRow) -> dict[str, date]:
+    """The notices on file that gate contact (issue 26), by kind."""
+    out: dict[str, date] = {}
+    for kind, text in (("validation", case.validation_notice_on), ("outsourcing", case.outsourcing_notice_on)):
+        if text:
+            out[kind] = date.fromisoformat(text)
+    return out
 
 
 def _flag_text(value: object) -> str:

@@ -17,10 +17,13 @@ from ..model import (
 )
 from ..rules import mandates as mandate_rules
 from ..rules.conduct import (
+    ContactAttempt,
     ContactRequest,
     evaluate_contact,
+    opted_out,
+    unreachable,
 )
-from ..rules.decisions import decide_read, needs_evidence
+from ..rules.decisions import decide_read, licensed_regions, needs_evidence
 from .context import Context, _conduct_state
 
 
@@ -58,7 +61,7 @@ class Explainer(Context):
             fields = [{"field": f, "transform": t.describe(), "rule": rule_of.get(f, "")}
                       for f, t in sorted(release.fields.items())]
         if purpose == "collection" and target is not None and self.bundle.capabilities.allows(target.kind, "open_contact"):
-            notes.extend(self._contact_notes(case, when))
+            notes.extend(self._contact_notes(case, when, target.id))
         self.audit.append([self._event(caller, "allow", Code.OK, f"explain:{org_id}", **kw)])
         return {"org_id": org_id, "case_id": case.case_id, "purpose": purpose, "stage": case.stage,
                 "decision": "allow" if verdict.allowed else "deny", "code": verdict.code, "fields": fields,
@@ -77,10 +80,59 @@ class Explainer(Context):
         return (f"a new {purpose} mandate: grantable" + (f", naming {' and '.join(needs)}" if needs else "")
                 + f" ({case.jurisdiction} [mandates] rules)")
 
-    def _contact_notes(self, case: CaseRow, when: datetime) -> list[str]:
-        """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted)."""
+    def _contact_notes(self, case: CaseRow, when: datetime, org_id: str) -> list[str]:
+        """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted); and an
+        artificial-voice call, with the notices and consent it reads (issue 26)."""
         rules = self._conduct_rules(case)
-        d = evaluate_contact(rules, _conduct_state(case), ContactRequest(case.case_id, "explain", "call", "borrower", "explain"),
-                             [], when)
+        state = _conduct_state(case)
+        d = evaluate_contact(rules, state, ContactRequest(case.case_id, org_id, "call", "borrower", "explain"), [], when)
         verdict = "allowed" if d.allowed else f"refused ({d.code}, rule {d.rule})"
-        return [f"a borrower call at that time: {verdict}", *d.notes, f"conduct rules: {rules.source}"]
+        voice = evaluate_contact(rules, state, ContactRequest(case.case_id, org_id, "call", "borrower", "explain",
+                                                              artificial_voice=True), [], when)
+        voiced = "allowed" if voice.allowed else f"refused ({voice.code}, rule {voice.rule})"
+        pre = rules.prerequisites
+        notices = [f"{kind} notice on {state.notices[kind].isoformat() if kind in state.notices else 'none on file'}"
+                   for kind in pre.notices]
+        return [f"a borrower call at that time: {verdict}", *d.notes,
+                f"an artificial-voice call at that time: {voiced} (consent on file: "
+                f"{'yes' if case.consent_artificial_voice else 'no'})",
+                *([f"notices an agency's contact needs: {'; '.join(notices)}"] if notices else []),
+                *([f"licence for the borrower's region {case.region} needed"]
+                  if case.region and case.region in licensed_regions(self.bundle) else []),
+                *self._opt_out_notes(case, when), f"conduct rules: {rules.source}"]
+
+    def _opt_out_notes(self, case: CaseRow, when: datetime) -> list[str]:
+        """Issue 26: which opt-outs the borrower's history holds, what they close of the borrower's current number,
+        and whether a third party may be contacted (the flag or the history's evidence). Names, never values."""
+        rules = self._conduct_rules(case)
+        repo = self.reader()
+        history = [ContactAttempt(at=parse_time(c.opened_at) or when, case_id=c.case_id, org_id=c.org_id,
+                                  channel=c.channel, party=c.party, target=c.target.hex(), result=c.result)
+                   for c in repo.contacts_since(case.lender_id, case.borrower_id, "")
+                   if (parse_time(c.opened_at) or when) <= when]
+        phone = repo.borrower_values(case, ["phone"]).get("phone") if case.erasure != "erased" else None
+        number = repo.bidx(case.lender_id, "phone", phone).hex() if phone else ""
+        notes: list[str] = []
+        for opt in rules.opt_outs:
+            seen = sum(1 for a in history if a.result == opt.result)
+            if seen:
+                notes.append(f"opt-out {opt.result} recorded {seen} time(s): closes {', '.join(sorted(opt.channels))}"
+                             f" to {'the borrower' if opt.scope == 'borrower' else 'that number or person'}"
+                             f" (rule {rules.jurisdiction}.opt_out.{opt.result}, {opt.code})")
+        for channel in ("call", "sms"):
+            closed = opted_out(rules, history, ContactRequest(case.case_id, "explain", channel, "borrower", number))
+            if number and closed is not None:
+                notes.append(f"a borrower {channel} to the current number: refused ({closed.code}, "
+                             f"rule {rules.jurisdiction}.opt_out.{closed.result})")
+        tp = rules.third_party
+        if tp is not None and tp.requires_lost_contact:
+            if case.lost_contact:
+                notes.append("third parties: the lost_contact flag is set")
+            elif tp.evidence:
+                shown = unreachable(tp, history, number)
+                notes.append(f"third parties: the history shows the borrower unreachable ({shown})" if shown else
+                             "third parties: refused (THIRD_PARTY_NOT_UNREACHABLE): neither lost_contact nor the "
+                             f"history's evidence ({', '.join(tp.evidence)})")
+            else:
+                notes.append("third parties: refused (THIRD_PARTY_NOT_ALLOWED) until lost_contact is set")
+        return notes

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from ..errors import Code, CustosError
 from ..importer import LineError, parse_line
 from ..model import (
+    FORBEARANCE_MEASURES,
     ID_RE,
     LABELS,
     ORG_ID_RE,
@@ -29,6 +30,7 @@ from ..ports import UnitOfWork
 from ..rules import access
 from ..rules import mandates as mandate_rules
 from ..rules import payments as payment_rules
+from ..rules.conduct import NOTICE_KINDS
 from .context import Context, _flag_text, log
 
 IMPORT_BATCH = 256
@@ -323,6 +325,7 @@ class LenderActions(Context):
         verdict = self._grant_problem(case, target.jurisdiction, "litigation", agreement, pia, today)
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule.replace("mandate.", "escalation.", 1), **kw)
+        self._forbearance_gate(caller, case, today, kw)
         stamp = rfc3339(now)
 
         def work(repo: UnitOfWork) -> tuple[list[str] | None, list[EventDraft]]:
@@ -356,12 +359,18 @@ class LenderActions(Context):
                             "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp,
                             "agreement": agreement, "pia": pia}}
 
-    def record_notice(self, caller: Caller, case_ref: str, on: str) -> dict[str, str]:
-        """The day the borrower was told of coming negative credit reporting (征信业管理条例 Art. 15)."""
+    def record_notice(self, caller: Caller, case_ref: str, on: str, kind: str = "") -> dict[str, str]:
+        """The day the borrower was given a notice: of coming negative credit reporting (征信业管理条例 Art. 15;
+        the default kind), the US validation notice (Reg F §1006.34) or the CN notice that collection is
+        outsourced (issue 26). The last two gate an agency's contact where the conduct file says so."""
         self._standing(caller, action="record_notice")
-        case = self._own_case(caller, case_ref, purpose="credit_reporting")
-        kw: dict[str, Any] = {"purpose": "credit_reporting", "case_id": case.case_id, "borrower_id": case.borrower_id,
+        kind = kind or "negative_reporting"
+        purpose = "credit_reporting" if kind == "negative_reporting" else "collection"
+        case = self._own_case(caller, case_ref, purpose=purpose)
+        kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
                               "lender": case.lender_id}
+        if kind not in NOTICE_KINDS:
+            raise self._deny(caller, Code.UNKNOWN_NOTICE_KIND, "input", **kw)
         day = parse_date(on)
         if day is None:
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
@@ -370,15 +379,22 @@ class LenderActions(Context):
             raise self._deny(caller, Code.NOTICE_IN_FUTURE, "input", **kw)
 
         def work(repo: UnitOfWork) -> tuple[None, list[EventDraft]]:
-            repo.set_negative_notice(case, day.isoformat())
-            return None, [self._event(caller, "allow", Code.OK, f"notice:negative_reporting={day.isoformat()}",
+            if kind == "negative_reporting":
+                repo.set_negative_notice(case, day.isoformat())
+            else:
+                repo.set_case_fields(case.lender_id, case.case_id, {f"{kind}_notice_on": day.isoformat()}, rfc3339(now))
+            return None, [self._event(caller, "allow", Code.OK, f"notice:{kind}={day.isoformat()}",
                                       now=now, **kw)]
 
         self.audit.run(work)
-        return {"case_id": case.case_id, "negative_notice_on": day.isoformat()}
+        out = {"case_id": case.case_id, "kind": kind, "notice_on": day.isoformat()}
+        if kind == "negative_reporting":
+            out["negative_notice_on"] = day.isoformat()
+        return out
 
     def set_consent(self, caller: Caller, case_ref: str, third_party: bool | None,
-                    credit: bool | None, cross_border: bool | None = None) -> dict[str, Any]:
+                    credit: bool | None, cross_border: bool | None = None,
+                    artificial_voice: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents, with its time; a withdrawal takes effect at once.
 
         Withdrawing third-party sharing ends every `provided` mandate of the
@@ -387,11 +403,14 @@ class LenderActions(Context):
         (`CONSENT_WITHDRAWN`), in every jurisdiction. The cross-border consent
         (PIPL Art. 39, issue 26) is checked at every read abroad, so its
         withdrawal stops them at once without ending a mandate.
+        `artificial_voice`: prior express consent to artificial or AI voice
+        calls (TCPA §227(b)(1)(A), FCC 24-17); revoked, every such call is
+        refused from then on.
         """
         self._standing(caller, action="set_consent")
         case = self._own_case(caller, case_ref)
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
-        if third_party is None and credit is None and cross_border is None:
+        if third_party is None and credit is None and cross_border is None and artificial_voice is None:
             raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
@@ -403,9 +422,13 @@ class LenderActions(Context):
             changes["credit_withdrawn"] = not credit
         if cross_border is not None:
             changes["consent_cross_border"] = cross_border
+        if artificial_voice is not None:
+            changes["consent_artificial_voice"] = artificial_voice
         rule = "consent:" + ";".join(f"{k}={_yes(v)}" for k, v in (("third_party_sharing", third_party),
                                                                  ("credit_reporting", credit),
-                                                                 ("cross_border", cross_border)) if v is not None)
+                                                                 ("cross_border", cross_border),
+                                                                 ("artificial_voice", artificial_voice))
+                                     if v is not None)
 
         def work(repo: UnitOfWork) -> tuple[tuple[CaseRow, list[str]], list[EventDraft]]:
             repo.set_case_fields(case.lender_id, case.case_id, changes, stamp)
@@ -426,7 +449,8 @@ class LenderActions(Context):
         updated, ended = self.audit.run(work)
         return {"case_id": updated.case_id, "third_party_sharing": updated.consent_third_party,
                 "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended,
-                "cross_border": updated.consent_cross_border}
+                "cross_border": updated.consent_cross_border,
+                "artificial_voice": updated.consent_artificial_voice}
 
     def record_transfer(self, caller: Caller, case_ref: str, mechanism: str, reference: str,
                         valid_until: str) -> dict[str, Any]:
@@ -458,19 +482,79 @@ class LenderActions(Context):
         if stage not in STAGES:
             raise self._deny(caller, Code.UNKNOWN_STAGE, "input", case_id=case.case_id, borrower_id=case.borrower_id,
                              lender=case.lender_id)
+        if stage == "litigation" and case.stage != "litigation":
+            self._forbearance_gate(caller, case, self.local_today(case, self.clock.now()),
+                                   {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id})
         return self._update_case(caller, case, {"stage": stage}, f"stage:{case.stage}->{stage}")
 
-    def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any]) -> CaseRow:
-        """Set or clear case flags and status; a settled or closed case ends every mandate on it."""
+    # ---- EU (issue 26): forbearance before enforcement (CCD (EU) 2023/2225 Art. 35)
+    def _forbearance_gate(self, caller: Caller, case: CaseRow, today: date, kw: dict[str, Any]) -> None:
+        """Refuse litigation where the case's jurisdiction requires a forbearance measure dated on or before the
+        case's local day and none is recorded; a measure dated later does not count until its day."""
+        rules = self.bundle.conduct.get(case.jurisdiction)
+        if rules is None or not rules.litigation.requires_forbearance:
+            return
+        measures = self.reader().forbearance_of(case.lender_id, case.case_id)
+        if not any(on <= today.isoformat() for _measure, on in measures):
+            raise self._deny(caller, Code.FORBEARANCE_REQUIRED, f"{case.jurisdiction}.litigation.forbearance", **kw)
+
+    def record_forbearance(self, caller: Caller, case_ref: str, measure: str, on: str) -> dict[str, Any]:
+        """`lender forbearance`: a measure offered or agreed on a case, dated `on` (it counts from that day).
+
+        Recorded in any jurisdiction (the lender's own record); it gates litigation only where the conduct
+        file's [litigation] requires_forbearance says so. Measure and day only: no personal data.
+        """
+        self._standing(caller, action="record_forbearance")
+        case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
+        if measure not in FORBEARANCE_MEASURES:
+            raise self._deny(caller, Code.UNKNOWN_MEASURE, "input", **kw)
+        day = parse_date(on)
+        if day is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        now = self.clock.now()
+        stamp = rfc3339(now)
+
+        def work(repo: UnitOfWork) -> tuple[list[tuple[str, str]], list[EventDraft]]:
+            repo.add_forbearance(case.lender_id, case.case_id, measure, day.isoformat(), stamp)
+            return repo.forbearance_of(case.lender_id, case.case_id), [
+                self._event(caller, "allow", Code.OK, f"forbearance:{measure}={day.isoformat()}", now=now, **kw)]
+
+        measures = self.audit.run(work)
+        return {"case_id": case.case_id, "measure": measure, "on": day.isoformat(), "recorded_at": stamp,
+                "measures": [{"measure": m, "on": d} for m, d in measures]}
+
+    def set_flags(self, caller: Caller, case_ref: str, changes: dict[str, Any],
+                  verification_sent: str = "") -> CaseRow:
+        """Set or clear case flags and status; a settled or closed case ends every mandate on it.
+
+        `verification_sent` (issue 26): the day verification of the debt was
+        sent, recorded as a dispute is cleared (Reg F §1006.38); required for
+        that where the conduct file says `verification_to_clear_dispute`.
+        """
         self._standing(caller, action="set_flags")
         case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
         status = changes.get("status")
         if status is not None and status not in STATUSES:
-            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", case_id=case.case_id, borrower_id=case.borrower_id,
-                             lender=case.lender_id)
+            raise self._deny(caller, Code.UNKNOWN_STATUS, "input", **kw)
+        if verification_sent:
+            sent = parse_date(verification_sent)
+            if sent is None:
+                raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+            if changes.get("disputed") is not False:
+                raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)  # it goes with --no-disputed
+            if sent > self.local_today(case, self.clock.now()):
+                raise self._deny(caller, Code.NOTICE_IN_FUTURE, "input", **kw)
+        elif (changes.get("disputed") is False and case.disputed
+              and self._conduct_rules(case).prerequisites.verification_to_clear_dispute):
+            raise self._deny(caller, Code.VERIFICATION_REQUIRED, f"{case.jurisdiction}.notice.verification", **kw)
         if not changes:
             return case
         rule = "flags:" + ",".join(f"{k}={_flag_text(v)}" for k, v in sorted(changes.items()))
+        if verification_sent:
+            changes = {**changes, "verification_sent_on": verification_sent}
+            rule += f";verification_sent={verification_sent}"
         if status is not None and (status == "open") != (case.status == "open"):
             # Retention runs from the closure (policies/conduct/*.toml [retention]); a reopened case has none.
             changes = {**changes, "closed_at": None if status == "open" else rfc3339(self.clock.now())}

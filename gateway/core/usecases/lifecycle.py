@@ -109,8 +109,19 @@ class Lifecycle(Context):
         """The gateway's schedule: shred every borrower whose retention has run (not held); how many were."""
         now = self.clock.now()
         due, _held = self._retention(now, "")
-        return self._shred_each([(i["lender"], i["borrower_id"]) for i in due], now, "RetentionPurge",
+        done = self._shred_each([(i["lender"], i["borrower_id"]) for i in due], now, "RetentionPurge",
                                 reason="retention", guard=functools.partial(self._still_due, today=now.date()))
+        self._purge_recordings(now)
+        return done
+
+    def _purge_recordings(self, now: datetime) -> int:
+        """Issue 26: erased borrowers' call-recording references whose keeping period has run go; audited (a count)."""
+        def work(repo: UnitOfWork) -> tuple[int, list[EventDraft]]:
+            purged = repo.purge_recordings(rfc3339(now))
+            caller = Caller(org_id="", method="RetentionPurge")
+            return purged, [self._event(caller, "allow", Code.OK, f"retention.recordings:purged={purged}",
+                                        now=now)] if purged else []
+        return self.audit.run(work)
 
     def _verdict(self, repo: CaseReader, cases: list[CaseRow]) -> RetentionVerdict:
         def last_activity(case: CaseRow) -> str | None:
@@ -123,10 +134,20 @@ class Lifecycle(Context):
         return bool(cases) and not any(c.erasure in ("pending", "erased") for c in cases) \
             and self._verdict(repo, cases).due(today)
 
-    @staticmethod
-    def _pending(_repo: CaseReader, cases: list[CaseRow]) -> bool:
+    def _pending(self, _repo: CaseReader, cases: list[CaseRow]) -> bool:
         """A scheduled erasure still to perform: not cancelled or done meanwhile, and not held (it then waits)."""
-        return any(c.erasure == "pending" for c in cases) and not _blocked(cases)
+        return any(c.erasure == "pending" for c in cases) and not self._blocked(cases)
+
+    # ---- EU (issue 26): erasure's exceptions, GDPR Art. 17(3)(e)
+    def _claimed(self, cases: list[CaseRow]) -> list[CaseRow]:
+        """Cases at a stage their jurisdiction's `[erasure] claim_stages` keeps for a legal claim."""
+        return [c for c in cases if (rules := self.bundle.conduct.get(c.jurisdiction)) is not None
+                and c.stage in rules.erasure_claim_stages]
+
+    def _blocked(self, cases: list[CaseRow]) -> bool:
+        """Erased already, a case under legal hold or kept for a legal claim: no erasure, now or scheduled
+        (`_refusal` says which)."""
+        return any(c.erasure == "erased" or c.legal_hold for c in cases) or bool(self._claimed(cases))
 
     def _retention(self, now: datetime, lender: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         repo = self.reader()
@@ -166,13 +187,17 @@ class Lifecycle(Context):
         """
         if any(c.erasure == "erased" for c in cases):
             code, rule, named = Code.ALREADY_ERASED, "erasure", cases[:1]
-        else:
+        elif any(c.legal_hold for c in cases):
             code, rule, named = Code.LEGAL_HOLD, "erasure.legal_hold", [c for c in cases if c.legal_hold]
+        else:  # GDPR Art. 17(3)(e): a case kept for a legal claim (its jurisdiction's [erasure] claim_stages)
+            named = self._claimed(cases)
+            code, rule = Code.LEGAL_CLAIM, f"{named[0].jurisdiction}.erasure.legal_claim"
         events = [self._event(caller, "deny", code, rule, case_id=c.case_id, borrower_id=c.borrower_id,
                               lender=c.lender_id, now=now) for c in named]
-        if code == Code.LEGAL_HOLD and not any(c.erasure for c in cases):
+        if code in (Code.LEGAL_HOLD, Code.LEGAL_CLAIM) and not any(c.erasure for c in cases):
+            why = "legal_hold" if code == Code.LEGAL_HOLD else "legal_claim"
             repo.set_erasure(caller.org_id, cases[0].borrower_id, RESTRICTED, None, rfc3339(now))
-            events += [self._event(caller, "allow", Code.OK, "erasure.restricted:legal_hold", case_id=c.case_id,
+            events += [self._event(caller, "allow", Code.OK, f"erasure.restricted:{why}", case_id=c.case_id,
                                    borrower_id=c.borrower_id, lender=c.lender_id, now=now) for c in cases]
         return {"error": code}, events
 
@@ -184,7 +209,7 @@ class Lifecycle(Context):
         stamp = rfc3339(now)
         if guard is not None and not guard(repo, cases):
             return {"state": "none"}, []  # cancelled, reopened, held or done meanwhile: decided again next run
-        if _blocked(cases):
+        if self._blocked(cases):
             return self._refusal(caller, repo, cases, now)
         events: list[EventDraft] = []
         ended: list[str] = []
@@ -205,7 +230,7 @@ class Lifecycle(Context):
     def _schedule(self, caller: Caller, repo: UnitOfWork, borrower_id: str, now: datetime,
                   due: datetime) -> tuple[dict[str, Any], list[EventDraft]]:
         cases = self._fresh(repo, caller.org_id, borrower_id)
-        if _blocked(cases):
+        if self._blocked(cases):
             return self._refusal(caller, repo, cases, now)
         stamp, due_at = rfc3339(now), rfc3339(due)
         repo.set_erasure(caller.org_id, borrower_id, "pending", due_at, stamp)
@@ -243,7 +268,3 @@ class Lifecycle(Context):
                 return int(entry.seq)
         return -1
 
-
-def _blocked(cases: list[CaseRow]) -> bool:
-    """Erased already, or a case under legal hold: no erasure, now or scheduled (`_refusal` says which)."""
-    return any(c.erasure == "erased" or c.legal_hold for c in cases)

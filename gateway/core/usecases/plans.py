@@ -48,16 +48,24 @@ def active_plan_due(repo: CaseReader, grace: PlanRules, case: CaseRow, loan: Loa
     return text(due, loan.currency) if due is not None else None
 
 
-def contact_history(repo: CaseReader, case: CaseRow, now: datetime) -> list[dict[str, str | None]]:
-    """The case's contact history as released; promises with their state today (the loan read only if any)."""
+def contact_history(repo: CaseReader, case: CaseRow, now: datetime,
+                    recordings: bool = False) -> list[dict[str, str | None]]:
+    """The case's contact history as released; promises with their state today (the loan read only if any);
+    with `recordings` (the lender's own read, issue 26), each call recording's reference."""
     rows = repo.contact_history(case)
     if not any(r.promise_amount is not None for r in rows):
-        return [r.history_entry() for r in rows]
-    loan = repo.loan_values(case)
-    ledger = loan.repayments if loan is not None else ()
-    zone = ZoneInfo(case.timezone)
-    today = now.astimezone(zone).date()
-    return [rules.history_entry(r, ledger, zone, today) for r in rows]
+        out = [r.history_entry() for r in rows]
+    else:
+        loan = repo.loan_values(case)
+        ledger = loan.repayments if loan is not None else ()
+        zone = ZoneInfo(case.timezone)
+        today = now.astimezone(zone).date()
+        out = [rules.history_entry(r, ledger, zone, today) for r in rows]
+    if recordings:
+        for row, entry in zip(rows, out, strict=True):
+            if row.recording:
+                entry["recording"] = row.recording
+    return out
 
 
 # What a plan's events carry (issue 25): names, never values (the kind is the rule's, "plan.propose:ID"). A

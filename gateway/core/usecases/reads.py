@@ -133,7 +133,8 @@ class Reads(Context):
         values = dict(grant.plain)
         values.update(self._released(decision, grant.unseal(), caller.org_id))
         if grant.with_history:
-            history = contact_history(self.reader(), case, self.clock.now())
+            history = contact_history(self.reader(), case, self.clock.now(),
+                                      recordings=caller.org_id == case.lender_id)
             values.update(self._released(decision, {"contact_history": history}, caller.org_id))
         return values
 

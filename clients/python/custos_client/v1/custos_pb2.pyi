@@ -167,32 +167,36 @@ class EscalateCaseResponse(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ..., mandate: _Optional[_Union[MandateInfo, _Mapping]] = ..., recalled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetConsentRequest(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "cross_border")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "artificial_voice", "cross_border")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
+    artificial_voice: bool
     cross_border: bool
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., cross_border: _Optional[bool] = ...) -> None: ...
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., artificial_voice: _Optional[bool] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class ConsentInfo(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended", "cross_border")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended", "artificial_voice", "cross_border")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
     CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
     MANDATES_ENDED_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
     changed_at: str
     mandates_ended: _containers.RepeatedScalarFieldContainer[str]
+    artificial_voice: bool
     cross_border: bool
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., cross_border: _Optional[bool] = ...) -> None: ...
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., artificial_voice: _Optional[bool] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class EraseBorrowerRequest(_message.Message):
     __slots__ = ("borrower_id", "grace_days", "cancel")
@@ -267,20 +271,26 @@ class PurgePlanResponse(_message.Message):
     def __init__(self, due: _Optional[_Iterable[_Union[PurgeItem, _Mapping]]] = ..., held: _Optional[_Iterable[_Union[PurgeItem, _Mapping]]] = ...) -> None: ...
 
 class RecordNoticeRequest(_message.Message):
-    __slots__ = ("case_id", "on")
+    __slots__ = ("case_id", "on", "kind")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     on: str
-    def __init__(self, case_id: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+    kind: str
+    def __init__(self, case_id: _Optional[str] = ..., on: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
 
 class RecordNoticeResponse(_message.Message):
-    __slots__ = ("case_id", "negative_notice_on")
+    __slots__ = ("case_id", "negative_notice_on", "kind", "notice_on")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     NEGATIVE_NOTICE_ON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NOTICE_ON_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     negative_notice_on: str
-    def __init__(self, case_id: _Optional[str] = ..., negative_notice_on: _Optional[str] = ...) -> None: ...
+    kind: str
+    notice_on: str
+    def __init__(self, case_id: _Optional[str] = ..., negative_notice_on: _Optional[str] = ..., kind: _Optional[str] = ..., notice_on: _Optional[str] = ...) -> None: ...
 
 class SetStageRequest(_message.Message):
     __slots__ = ("case_id", "stage")
@@ -291,7 +301,7 @@ class SetStageRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class SetFlagsRequest(_message.Message):
-    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status", "identity_theft", "discharged")
+    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status", "verification_sent", "identity_theft", "discharged")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
     CEASE_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -299,6 +309,7 @@ class SetFlagsRequest(_message.Message):
     LOST_CONTACT_FIELD_NUMBER: _ClassVar[int]
     LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
+    VERIFICATION_SENT_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_THEFT_FIELD_NUMBER: _ClassVar[int]
     DISCHARGED_FIELD_NUMBER: _ClassVar[int]
     case_id: str
@@ -308,9 +319,10 @@ class SetFlagsRequest(_message.Message):
     lost_contact: bool
     legal_hold: bool
     status: str
+    verification_sent: str
     identity_theft: bool
     discharged: bool
-    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ..., identity_theft: _Optional[bool] = ..., discharged: _Optional[bool] = ...) -> None: ...
+    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ..., verification_sent: _Optional[str] = ..., identity_theft: _Optional[bool] = ..., discharged: _Optional[bool] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("org_id", "case_id", "purpose", "at")
@@ -450,17 +462,19 @@ class CaseRecord(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., purpose: _Optional[str] = ..., stage: _Optional[str] = ..., fields: _Optional[_Mapping[str, str]] = ..., rules: _Optional[_Iterable[str]] = ..., erasure: _Optional[str] = ...) -> None: ...
 
 class OpenContactRequest(_message.Message):
-    __slots__ = ("case_id", "channel", "party")
+    __slots__ = ("case_id", "channel", "party", "artificial_voice")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     PARTY_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     channel: str
     party: str
-    def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ...) -> None: ...
+    artificial_voice: bool
+    def __init__(self, case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
 
 class ContactInfo(_message.Message):
-    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on")
+    __slots__ = ("contact_id", "case_id", "channel", "party", "phone", "address", "name", "result", "opened_at", "promise_amount", "promise_on", "recording", "artificial_voice")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
@@ -472,6 +486,8 @@ class ContactInfo(_message.Message):
     OPENED_AT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
+    ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     case_id: str
     channel: str
@@ -483,19 +499,23 @@ class ContactInfo(_message.Message):
     opened_at: str
     promise_amount: str
     promise_on: str
-    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
+    recording: str
+    artificial_voice: bool
+    def __init__(self, contact_id: _Optional[str] = ..., case_id: _Optional[str] = ..., channel: _Optional[str] = ..., party: _Optional[str] = ..., phone: _Optional[str] = ..., address: _Optional[str] = ..., name: _Optional[str] = ..., result: _Optional[str] = ..., opened_at: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ..., recording: _Optional[str] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
 
 class RecordOutcomeRequest(_message.Message):
-    __slots__ = ("contact_id", "result", "promise_amount", "promise_on")
+    __slots__ = ("contact_id", "result", "promise_amount", "promise_on", "recording")
     CONTACT_ID_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_AMOUNT_FIELD_NUMBER: _ClassVar[int]
     PROMISE_ON_FIELD_NUMBER: _ClassVar[int]
+    RECORDING_FIELD_NUMBER: _ClassVar[int]
     contact_id: str
     result: str
     promise_amount: str
     promise_on: str
-    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ...) -> None: ...
+    recording: str
+    def __init__(self, contact_id: _Optional[str] = ..., result: _Optional[str] = ..., promise_amount: _Optional[str] = ..., promise_on: _Optional[str] = ..., recording: _Optional[str] = ...) -> None: ...
 
 class GetPacketRequest(_message.Message):
     __slots__ = ("case_id",)
@@ -1071,3 +1091,45 @@ class TransferInfo(_message.Message):
     valid_until: str
     cross_border: bool
     def __init__(self, case_id: _Optional[str] = ..., mechanism: _Optional[str] = ..., reference: _Optional[str] = ..., valid_until: _Optional[str] = ..., cross_border: _Optional[bool] = ...) -> None: ...
+
+class RecordForbearanceRequest(_message.Message):
+    __slots__ = ("case_id", "measure", "on")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    measure: str
+    on: str
+    def __init__(self, case_id: _Optional[str] = ..., measure: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+
+class ForbearanceMeasure(_message.Message):
+    __slots__ = ("measure", "on")
+    MEASURE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    measure: str
+    on: str
+    def __init__(self, measure: _Optional[str] = ..., on: _Optional[str] = ...) -> None: ...
+
+class ForbearanceInfo(_message.Message):
+    __slots__ = ("case_id", "measure", "on", "recorded_at", "measures")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MEASURE_FIELD_NUMBER: _ClassVar[int]
+    ON_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_AT_FIELD_NUMBER: _ClassVar[int]
+    MEASURES_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    measure: str
+    on: str
+    recorded_at: str
+    measures: _containers.RepeatedCompositeFieldContainer[ForbearanceMeasure]
+    def __init__(self, case_id: _Optional[str] = ..., measure: _Optional[str] = ..., on: _Optional[str] = ..., recorded_at: _Optional[str] = ..., measures: _Optional[_Iterable[_Union[ForbearanceMeasure, _Mapping]]] = ...) -> None: ...
+
+class ProcessingRecordRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProcessingRecordResponse(_message.Message):
+    __slots__ = ("record",)
+    RECORD_FIELD_NUMBER: _ClassVar[int]
+    record: str
+    def __init__(self, record: _Optional[str] = ...) -> None: ...

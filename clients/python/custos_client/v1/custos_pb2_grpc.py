@@ -151,6 +151,16 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.RecordTransferRequest.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.TransferInfo.FromString,
                 _registered_method=True)
+        self.RecordForbearance = channel.unary_unary(
+                '/custos.v1.LenderService/RecordForbearance',
+                request_serializer=custos_dot_v1_dot_custos__pb2.RecordForbearanceRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ForbearanceInfo.FromString,
+                _registered_method=True)
+        self.ProcessingRecord = channel.unary_unary(
+                '/custos.v1.LenderService/ProcessingRecord',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ProcessingRecordRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ProcessingRecordResponse.FromString,
+                _registered_method=True)
 
 
 class LenderServiceServicer:
@@ -322,6 +332,23 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RecordForbearance(self, request, context):
+        """---- EU (issue 26)
+        A forbearance measure offered or agreed on one of the caller's cases, dated `on` (CCD (EU) 2023/2225 Art. 35):
+        where the case's conduct file requires it, escalation to litigation is refused (FORBEARANCE_REQUIRED) until
+        a measure dated on or before the case's local day is recorded.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ProcessingRecord(self, request, context):
+        """The record of processing activities (GDPR Art. 30) generated from the caller's mandates in force.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_LenderServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -439,6 +466,16 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.RecordTransfer,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.RecordTransferRequest.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.TransferInfo.SerializeToString,
+            ),
+            'RecordForbearance': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordForbearance,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.RecordForbearanceRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ForbearanceInfo.SerializeToString,
+            ),
+            'ProcessingRecord': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProcessingRecord,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ProcessingRecordRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ProcessingRecordResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -1064,6 +1101,60 @@ class LenderService:
             '/custos.v1.LenderService/RecordTransfer',
             custos_dot_v1_dot_custos__pb2.RecordTransferRequest.SerializeToString,
             custos_dot_v1_dot_custos__pb2.TransferInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordForbearance(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RecordForbearance',
+            custos_dot_v1_dot_custos__pb2.RecordForbearanceRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ForbearanceInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProcessingRecord(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ProcessingRecord',
+            custos_dot_v1_dot_custos__pb2.ProcessingRecordRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ProcessingRecordResponse.FromString,
             options,
             channel_credentials,
             insecure,
