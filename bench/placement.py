@@ -51,12 +51,13 @@ def measure(gw: Server, lender_ids: Path, n_cases: int, n_single: int, rnd: int)
 
     until = (date.today() + timedelta(days=300 + rnd)).isoformat()  # a new mandate every round
     with CustosClient(gw.target, lender_ids, timeout=600) as lender:
-        lender.assign("C-1", AGENCY, "collection", until)  # warm: channel, handshake, caches
+        lender.assign("C-1", AGENCY, "collection", until, agreement="AG-1", pia="PIA-1")  # warm: channel, handshake, caches
         cpu0, t0 = gw.cpu_seconds(), time.perf_counter()
         for i in range(1, n_single + 1):
-            lender.assign(f"C-{i}", AGENCY, "collection", until)
+            lender.assign(f"C-{i}", AGENCY, "collection", until, agreement="AG-1", pia="PIA-1")
         single_s, single_cpu = time.perf_counter() - t0, gw.cpu_seconds() - cpu0
-        lines = [json.dumps({"case_id": f"C-{i}", "to": AGENCY, "purpose": "collection", "until": until}).encode()
+        lines = [json.dumps({"case_id": f"C-{i}", "to": AGENCY, "purpose": "collection", "until": until,
+                             "agreement": "AG-1", "pia": "PIA-1"}).encode()
                  for i in range(1, n_cases + 1)]
         cpu0, t0 = gw.cpu_seconds(), time.perf_counter()
         result = lender.assign_lines(lines)

@@ -56,11 +56,13 @@ def seed(gateway: str, data_dir: Path) -> None:
     with CustosClient(gateway, ids / "lender-a") as lender:
         lender.import_lines(synth.jsonl(lines).splitlines())
         until = (date.today() + timedelta(days=90)).isoformat()
+        # Every mandate names its agreement and impact assessment (CN requires both: PIPL Art. 21, 55-56).
+        records = {"agreement": "AG-DEMO-1", "pia": "PIA-DEMO-1"}
         for i in range(1, 11):
-            lender.assign(f"C-{i}", "agency-1", "collection", until, commission="0.18")  # 18 % of what it recovers
-        lender.escalate("C-16", "lawfirm-1")  # counsel's case: a signed litigation packet
+            lender.assign(f"C-{i}", "agency-1", "collection", until, commission="0.18", **records)  # 18 % recovered
+        lender.escalate("C-16", "lawfirm-1", **records)  # counsel's case: a signed litigation packet
         for case in ("C-13", "C-14"):  # CN cases a bureau may be furnished, once told in advance
-            lender.assign(case, "bureau-1", "credit_reporting", until)
+            lender.assign(case, "bureau-1", "credit_reporting", until, **records)
             lender.record_notice(case, (date.today() - timedelta(days=1)).isoformat())
     # A little supervised traffic, so the console and `audit stats` have something to show: an agent's reads and a
     # contact (refused, and audited, when the borrower's local time is outside the contact window), and an

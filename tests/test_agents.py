@@ -26,11 +26,11 @@ from gateway import cli, synth
 from gateway.core.model import EventDraft
 from gateway.tlog import merkle
 from policies import BUNDLE_DIR
-from tests.conftest import Env, channel
+from tests.conftest import Env, RecordsClient, channel
 
 
 def agent_client(env: Env, org: str, agent: str) -> CustosClient:
-    c = CustosClient(env.addr, env.identity(org), timeout=20, agent=agent)
+    c = RecordsClient(env.addr, env.identity(org), timeout=20, agent=agent)  # its mandates name their records
     env.clients[f"{org}~{agent}"] = c  # closed with the others
     return c
 

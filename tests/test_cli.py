@@ -138,7 +138,7 @@ def test_lender_stage_and_assign_succeed(seeded: Env, run: Run) -> None:
     rc, doc, _ = run.json("lender", "stage", "C-1", "letter", *conn(seeded, "lender-a"))
     assert rc == 0 and doc["stage"] == "letter" and doc["case_id"] == "C-1"
     rc, doc, _ = run.json("lender", "assign", "C-3", "--to", "agency-2", "--purpose", "collection", "--until",
-                          "2026-12-31", *conn(seeded, "lender-a"))
+                          "2026-12-31", "--agreement", "AG-1", "--pia", "PIA-1", *conn(seeded, "lender-a"))
     assert rc == 0 and doc["org_id"] == "agency-2" and doc["label"] == "entrusted"
     assert [c["case_id"] for c in seeded.client("agency-2").list_cases()] == ["C-3"]
 

@@ -74,8 +74,8 @@ def fuzzed(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     with f.client("lender-a") as lender:
         lines = [synth.case_line(1, borrower=1), synth.case_line(2, borrower=1), synth.case_line(3)]
         assert lender.import_lines(synth.jsonl(lines).splitlines())["imported"] == 3
-        lender.assign("C-1", "agency-1", "collection", "2026-12-31")
-        lender.assign("C-2", "lawfirm-1", "litigation", "2026-12-31")
+        lender.assign("C-1", "agency-1", "collection", "2026-12-31", agreement="AG-1", pia="PIA-1")
+        lender.assign("C-2", "lawfirm-1", "litigation", "2026-12-31", agreement="AG-1", pia="PIA-1")
     try:
         yield f
     finally:

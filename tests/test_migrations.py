@@ -67,7 +67,9 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
             assert [r["code"] for r in again["rejected"]] == ["CASE_EXISTS"]
             assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["imported"] == 1
             assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["already_imported"] == 1
-            lender.assign("C-2", "bureau-1", "credit_reporting", "2026-12-31")
+            # the migrated mandates table holds the records a CN mandate names (issue 26)
+            lender.assign("C-2", "bureau-1", "credit_reporting", "2026-12-31", agreement="AG-1", pia="PIA-1")
+            assert lender.list_mandates("C-2")[0]["agreement"] == "AG-1"
             lender.record_notice("C-2", "2026-11-01")
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("agency-1")) as agency:
             assert agency.get_case("C-1", "collection")["case_id"] == "C-1"

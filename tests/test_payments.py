@@ -259,7 +259,8 @@ def test_the_commission_applied_is_the_orgs_latest_mandate_on_the_case_even_ende
 
 def test_payment_commands_print_their_documents(seeded: Env, run: Run) -> None:
     rc, doc, _ = run.json("lender", "assign", "C-1", "--to", "agency-1", "--purpose", "collection",
-                          "--until", "2026-12-31", "--commission", "0.2", *conn(seeded, "lender-a"))
+                          "--until", "2026-12-31", "--commission", "0.2", "--agreement", "AG-1", "--pia", "PIA-1",
+                          *conn(seeded, "lender-a"))
     assert rc == 0 and doc["commission"] == "0.2"
     rc, doc, _ = run.json("payment", "report", "C-1", "--amount", "12.50", "--on", "2026-11-29",
                           "--reference", "CLI-1", *conn(seeded, "agency-1"))

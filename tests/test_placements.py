@@ -14,7 +14,9 @@ from tests.conftest import Env
 
 
 def line(case: str, to: str = "agency-2", purpose: str = "collection", until: str = "2026-12-31", **kw: Any) -> bytes:
-    return json.dumps({"case_id": case, "to": to, "purpose": purpose, "until": until, **kw}).encode()
+    """A placement line; it names the agreement and impact assessment CN requires (issue 26) unless `kw` does."""
+    return json.dumps({"case_id": case, "to": to, "purpose": purpose, "until": until, "agreement": "AG-1",
+                       "pia": "PIA-1", **kw}).encode()
 
 
 def test_a_placement_file_grants_the_good_lines_and_names_each_bad_one(seeded: Env) -> None:

@@ -71,7 +71,7 @@ def test_escalation_moves_the_case_to_litigation_and_ends_every_agency_mandate_a
     assert "bank_account" not in packet["fields"] and "emergency_contacts" not in packet["fields"]
     rules = [e["rule"] for e in seeded.events(case_id="C-1") if e["method"] == "EscalateCase"]
     assert rules == ["mandate.recall:agency-1;escalation", "mandate.recall:agency-2;escalation",
-                     "escalate:reminder->litigation;to=lawfirm-1"]
+                     "escalate:reminder->litigation;agreement=yes;pia=yes;to=lawfirm-1"]
     seqs = [e["seq"] for e in seeded.events(case_id="C-1") if e["method"] == "EscalateCase"]
     assert seqs == list(range(seqs[0], seqs[0] + 3))  # one commit: the three events are contiguous
 

@@ -31,12 +31,15 @@ from vault.records import (
 
 def test_rows_become_records_with_types_the_core_uses() -> None:
     raw = ("lender-a", "C-1", "B-1", "L-1", "CN", "Asia/Shanghai", "letter", "open",
-           1, 0, 0, 0, 1, 1, 1, 0, None, None, None, "US-CA", 1, "2026-11-01", None, None)
+           1, 0, 0, 0, 1, 1, 1, 0, None, None, None, 1, 0, 1, "standard_contract", "SC-1", "2027-01-31",
+           "US-CA", 1, "2026-11-01", None, None)
     case = case_row(raw)
     assert (case.disputed, case.legal_hold, case.credit_withdrawn) == (True, True, False)
     assert case.erasure == "" and case.closed_at is None and case.active_plan is None
     assert (case.region, case.consent_artificial_voice, case.validation_notice_on) == ("US-CA", True, "2026-11-01")
-    assert case_row((*raw[:19], None, 0, None, None, None)).region == ""  # a case imported without one
+    assert (case.identity_theft, case.discharged, case.consent_cross_border) == (True, False, True)
+    assert (case.transfer_mechanism, case.transfer_valid_until) == ("standard_contract", "2027-01-31")
+    assert case_row((*raw[:25], None, 0, None, None, None)).region == ""  # a case imported without one
     org = org_row(("agency-x", "agency", "Synthetic Agency", "CN", "LIC-1", "2027-01-31", 0, None, None,
                    '{"US-CA": ["CA-1", "2027-06-30"]}'))
     assert org.licence_expires == date(2027, 1, 31) and org.disabled is False
@@ -46,7 +49,8 @@ def test_rows_become_records_with_types_the_core_uses() -> None:
     assert org_row(("bureau-x", "bureau", "Synthetic Bureau", "US", None, None, 1, None, None,
                     None)).licence_expires is None
     mandate = mandate_row(("7", "lender-a", "C-1", "agency-x", "collection", "entrusted", "2026-01-01T00:00:00Z",
-                           "2026-12-31", None, "0.18"))
+                           "2026-12-31", None, "0.18", "AG-1", None))
+    assert (mandate.agreement, mandate.pia) == ("AG-1", None)
     assert mandate.id == 7 and mandate.until == date(2026, 12, 31) and mandate.commission == "0.18"
     payment = payment_row(("P-1", "lender-a", "C-1", "B-1", "agency-x", "10.00", "CNY", "2026-11-29", "R-1",
                            "rejected", "2026-11-30T02:00:00.000000Z", "2026-11-30T03:00:00.000000Z", None,

@@ -172,7 +172,7 @@ def test_kill_minus_nine_during_a_read_burst_loses_no_acknowledged_event(env_dir
         assert lender.import_lines(synth.jsonl([synth.case_line(i) for i in range(1, 21)]).splitlines())["imported"] \
             == 20
         for i in range(1, 21):
-            lender.assign(f"C-{i}", "agency-1", "collection", "2026-12-31")
+            lender.assign(f"C-{i}", "agency-1", "collection", "2026-12-31", agreement="AG-1", pia="PIA-1")
     acknowledged: list[str] = []
     stop = threading.Event()
 

@@ -31,7 +31,7 @@ from gateway.core.errors import CustosError as GatewayError
 from gateway.tlog.proofcheck import verify_inclusion
 from gateway.tlog.verify import verify_log
 from gateway.transport.processes import Supervisor, Worker
-from tests.conftest import Served, race
+from tests.conftest import NOTICES, Served, race
 
 
 def children(pid: int) -> list[int]:
@@ -127,10 +127,12 @@ def daytime_zone() -> str:
 
 
 def import_and_assign(addr: str, ids: Path, lines: list[dict[str, object]], grants: list[tuple[str, str]]) -> None:
+    """Import the lines (each with the notices an agency's contact needs, as the fixtures' cases have) and grant."""
+    lines = [line if "notices" in line else {**line, "notices": dict(NOTICES)} for line in lines]
     with CustosClient(addr, ids / "lender-a", timeout=30) as lender:
         assert lender.import_lines(synth.jsonl(lines).splitlines())["imported"] == len(lines)
         for case, org in grants:
-            lender.assign(case, org, "collection", "2099-12-31")
+            lender.assign(case, org, "collection", "2099-12-31", agreement="AG-1", pia="PIA-1")
 
 
 def test_two_processes_on_one_port_both_serve_one_log(group: Group, env_dir: Path) -> None:

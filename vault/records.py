@@ -36,16 +36,19 @@ from .crypto import BlindIndex, DecryptionError, FieldCipher, Opener
 CASE_COLS = (
     "lender_id, case_id, borrower_id, loan_id, jurisdiction, timezone, stage, status, disputed, cease_contact, "
     "attorney_represented, lost_contact, legal_hold, consent_third_party, consent_credit, credit_withdrawn, erasure, "
-    "closed_at, active_plan, region, consent_artificial_voice, validation_notice_on, outsourcing_notice_on, "
+    "closed_at, active_plan, identity_theft, discharged, consent_cross_border, transfer_mechanism, transfer_reference, "
+    "transfer_valid_until, region, consent_artificial_voice, validation_notice_on, outsourcing_notice_on, "
     "verification_sent_on"
 )
 ORG_COLS = "id, kind, name, jurisdiction, licence_no, licence_expires, disabled, address, telephone, licences"
-MANDATE_COLS = "id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission"
+MANDATE_COLS = ("id, lender_id, case_id, org_id, purpose, label, granted_at, until, recalled_at, commission, agreement,"
+                " pia")
 CONTACT_COLS = ("id, lender_id, case_id, borrower_id, org_id, channel, party, target, opened_at, result, result_at,"
                 " promise_amount, promise_on, recording, recording_until")
 CASE_FIELDS = frozenset({"stage", "status", "disputed", "cease_contact", "attorney_represented", "lost_contact",
                          "legal_hold", "consent_third_party", "consent_credit", "credit_withdrawn",
-                         "consent_changed_at", "erasure", "erase_due", "closed_at",
+                         "consent_changed_at", "erasure", "erase_due", "closed_at", "identity_theft", "discharged",
+                         "consent_cross_border", "transfer_mechanism", "transfer_reference", "transfer_valid_until",
                          # ---- licences, artificial voices, notices (issue 26)
                          "consent_artificial_voice", "validation_notice_on", "outsourcing_notice_on",
                          "verification_sent_on"})
@@ -69,7 +72,8 @@ def case_row(row: Sequence[Any]) -> CaseRow:
     intern = sys.intern
     return CaseRow(intern(row[0]), row[1], row[2], row[3], intern(row[4]), intern(row[5]), intern(row[6]),
                    intern(row[7]), f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], intern(row[16] or ""), row[17], row[18],
-                   intern(row[19] or ""), bool(row[20]), row[21], row[22], row[23])
+                   bool(row[19]), bool(row[20]), bool(row[21]), row[22], row[23], row[24],
+                   intern(row[25] or ""), bool(row[26]), row[27], row[28], row[29])
 
 
 def org_row(row: Sequence[Any]) -> Org:
@@ -91,7 +95,7 @@ def licences_json(licences: Sequence[RegionalLicence]) -> str:
 
 def mandate_row(row: Sequence[Any]) -> MandateRow:
     return MandateRow(int(row[0]), row[1], row[2], row[3], row[4], row[5], row[6], date.fromisoformat(row[7]), row[8],
-                      row[9])
+                      row[9], row[10], row[11])
 
 
 PAYMENT_COLS = ("id, lender_id, case_id, borrower_id, org_id, amount, currency, paid_on, reference, status, reported_at,"

@@ -95,16 +95,19 @@ def cmd_update(args: argparse.Namespace) -> None:
 
 def cmd_assign(args: argparse.Namespace) -> None:
     if args.file:
-        if args.case or args.to or args.purpose or args.until or args.label or args.commission:
+        if (args.case or args.to or args.purpose or args.until or args.label or args.commission or args.agreement
+                or args.pia):
             raise CliError(Code.INVALID_ARGUMENT, "--file takes every placement from the file: give no CASE, "
-                                                  "--to, --purpose, --until, --label or --commission with it")
+                                                  "--to, --purpose, --until, --label, --commission, --agreement "
+                                                  "or --pia with it")
         _assign_file(args)
         return
     if not (args.case and args.to and args.purpose and args.until):
         raise CliError(Code.INVALID_ARGUMENT, "give CASE --to ORG --purpose PURPOSE --until YYYY-MM-DD, "
                                               "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
-        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or ""))
+        emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or "",
+                            args.agreement or "", args.pia or ""))
 
 
 def _assign_file(args: argparse.Namespace) -> None:
@@ -129,9 +132,29 @@ def cmd_recall(args: argparse.Namespace) -> None:
 
 def cmd_escalate(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.escalate(args.case, args.to, args.until or ""),
+        emit(args, c.escalate(args.case, args.to, args.until or "", args.agreement or "", args.pia or ""),
              lambda d: f"{d['case_id']}: litigation, mandated to {d['mandate']['org_id']} until "
                        f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
+
+
+def cmd_transfer(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        emit(args, c.record_transfer(args.case, args.mechanism, args.reference, args.valid_until),
+             lambda d: f"{d['case_id']}: transfer abroad under {d['mechanism']} {d['reference']} through "
+                       f"{d['valid_until']}; cross-border consent {'yes' if d['cross_border'] else 'no'}")
+
+
+def cmd_mandates(args: argparse.Namespace) -> None:
+    with _client(args) as c:
+        doc = {"case_id": args.case, "mandates": c.list_mandates(args.case)}
+
+    def text(d: dict[str, Any]) -> str:
+        return "\n".join([f"{d['case_id']}: {len(d['mandates'])} mandates"] + [
+            f"  {m['org_id']} {m['purpose']} {m['label']} until {m['until']}"
+            f"; agreement {m.get('agreement', '-')}; pia {m.get('pia', '-')}"
+            + (f"; recalled {m['recalled_at']}" if m.get("recalled_at") else "") for m in d["mandates"]])
+
+    emit(args, doc, text)
 
 
 def cmd_erase(args: argparse.Namespace) -> None:
@@ -197,12 +220,13 @@ def cmd_purge(args: argparse.Namespace) -> None:
 def cmd_consent(args: argparse.Namespace) -> None:
     values = {"yes": True, "no": False, None: None}
     third, credit = values[args.third_party_sharing], values[args.credit_reporting]
+    abroad = values[args.cross_border]
     voice = values[args.artificial_voice]
-    if third is None and credit is None and voice is None:
-        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no and/or "
-                                              "--artificial-voice yes|no")
+    if third is None and credit is None and abroad is None and voice is None:
+        raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no, "
+                                              "--cross-border yes|no and/or --artificial-voice yes|no")
     with _client(args) as c:
-        emit(args, c.set_consent(args.case, third, credit, voice),
+        emit(args, c.set_consent(args.case, third, credit, abroad, voice),
              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
                        f"credit reporting {'yes' if d['credit_reporting'] else 'no'}, "
                        f"artificial voice {'yes' if d['artificial_voice'] else 'no'} (as of {d['changed_at']})"

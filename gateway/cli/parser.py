@@ -151,9 +151,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--label")
     s.add_argument("--commission", metavar="RATE",
                    help='the fee term: a rate on confirmed recoveries, 0 to 1, at most 4 decimals (e.g. 0.18)')
-    s.add_argument("--file", help='JSON Lines, one {"case_id", "to", "purpose", "until", "label", "commission"} '
-                                  'per line')
+    s.add_argument("--agreement", metavar="REF", help="the agreement with the organisation (PIPL Art. 21)")
+    s.add_argument("--pia", metavar="REF", help="the PI-protection impact assessment (PIPL Art. 55-56)")
+    s.add_argument("--file", help='JSON Lines, one {"case_id", "to", "purpose", "until", "label", "commission", '
+                                  '"agreement", "pia"} per line')
     s.set_defaults(fn=client.cmd_assign)
+    s = lender.add_parser("mandates", parents=[client_opts],
+                          help="a case's mandates, with the agreement and impact assessment each names")
+    s.add_argument("case")
+    s.set_defaults(fn=client.cmd_mandates)
     s = lender.add_parser("payments", parents=[client_opts], help="payments reported on your cases")
     s.add_argument("--status", help="reported | confirmed | rejected")
     s.add_argument("--agency", metavar="ORG", help="only those this organisation reported")
@@ -176,6 +182,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--to", required=True, help="the law firm")
     s.add_argument("--until", help="YYYY-MM-DD (default: a year from today)")
+    s.add_argument("--agreement", metavar="REF", help="the agreement with the law firm (PIPL Art. 21)")
+    s.add_argument("--pia", metavar="REF", help="the PI-protection impact assessment (PIPL Art. 55-56)")
     s.set_defaults(fn=client.cmd_escalate)
     s = lender.add_parser("erase", parents=[client_opts], help="crypto-shred a borrower's data (refused under legal hold)")
     s.add_argument("borrower")
@@ -195,9 +203,17 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("case")
     s.add_argument("--third-party-sharing", choices=("yes", "no"))
     s.add_argument("--credit-reporting", choices=("yes", "no"))
+    s.add_argument("--cross-border", choices=("yes", "no"), help="the separate consent to provision abroad")
     s.add_argument("--artificial-voice", choices=("yes", "no"),
                    help="prior express consent to artificial or AI voice calls (TCPA); no: revoked from now on")
     s.set_defaults(fn=client.cmd_consent)
+    s = lender.add_parser("transfer", parents=[client_opts],
+                          help="record the case's transfer mechanism for provision abroad (PIPL Art. 38)")
+    s.add_argument("case")
+    s.add_argument("--mechanism", required=True, help="cac_assessment | certification | standard_contract")
+    s.add_argument("--reference", required=True, metavar="REF", help="the assessment, certificate or filing")
+    s.add_argument("--valid-until", required=True, metavar="YYYY-MM-DD", help="inclusive, the case's local date")
+    s.set_defaults(fn=client.cmd_transfer)
     s = lender.add_parser("notice", parents=[client_opts], help="record a notice given to the borrower")
     s.add_argument("case")
     s.add_argument("--on", required=True, help="YYYY-MM-DD, the day the notice was given")

@@ -214,6 +214,21 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.INVALID_TIME_RANGE: ErrorSpec(_C.INVALID_ARGUMENT, "a time range's start is before its end"),
     Code.STATS_MISMATCH: ErrorSpec(_C.FAILED_PRECONDITION,
                                    "the figures differ from a recount of the verified events"),
+    # mandates (issue 26)
+    Code.IDENTITY_THEFT_REPORTED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the debt is reported as the result of identity theft: not collected nor furnished"),
+    Code.DEBT_DISCHARGED: ErrorSpec(_C.FAILED_PRECONDITION, "the debt is discharged: not collected nor furnished"),
+    Code.AGREEMENT_REQUIRED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the jurisdiction requires the mandate to name its agreement (--agreement)"),
+    Code.PIA_REQUIRED: ErrorSpec(
+        _C.FAILED_PRECONDITION, "the jurisdiction requires the mandate to name its impact assessment (--pia)"),
+    Code.INVALID_RECORD_REFERENCE: ErrorSpec(
+        _C.INVALID_ARGUMENT, "agreement and impact-assessment references are 1-64 of A-Z a-z 0-9 . _ : -"),
+    Code.CROSS_BORDER_NOT_ALLOWED: ErrorSpec(
+        _C.PERMISSION_DENIED, "personal information goes abroad only with the borrower's separate consent and a "
+                              "transfer mechanism valid today"),
+    Code.UNKNOWN_MECHANISM: ErrorSpec(
+        _C.INVALID_ARGUMENT, "a transfer mechanism is cac_assessment, certification or standard_contract"),
     # opt-outs, unreachability, call recordings (issue 26)
     Code.CONTACT_OPTED_OUT: ErrorSpec(_C.FAILED_PRECONDITION,
                                       "contact by this medium with this number was stopped by an opt-out"),

@@ -26,7 +26,8 @@ FORBEARANCE_MEASURES = (
     "payment_plan", "deferral", "rate_reduction", "refinancing", "term_extension", "payment_holiday",
     "partial_write_off", "debt_consolidation", "currency_conversion", "contract_type_change",
 )
-FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold")
+FLAGS = ("disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "identity_theft",
+         "discharged")
 
 BORROWER_PI_FIELDS = (
     "full_name", "national_id", "date_of_birth", "phone", "email", "home_address",
@@ -218,6 +219,14 @@ class CaseRow:
     erasure: str = ""  # the borrower's erasure: "" none, "pending" (scheduled: nothing is released), "erased"
     closed_at: str | None = None  # when the case was last settled or closed (RFC 3339); None while open
     active_plan: str | None = None  # the accepted repayment plan's id (it sets amount_due); None without one
+    # ---- mandates (issue 26): a debt that must not be collected nor furnished (Reg F §1006.30(b), FCRA §623(a)(6))
+    identity_theft: bool = False  # the borrower reported the debt as the result of identity theft
+    discharged: bool = False      # the debt was discharged (in bankruptcy)
+    # ---- cross-border provision (PIPL Art. 38-39): the borrower's separate consent, and the transfer mechanism
+    consent_cross_border: bool = False
+    transfer_mechanism: str | None = None    # cac_assessment | certification | standard_contract
+    transfer_reference: str | None = None    # its reference (filing number, certificate, assessment)
+    transfer_valid_until: str | None = None  # YYYY-MM-DD, inclusive, the case's local calendar
     # ---- licences, artificial voices, notices (issue 26)
     region: str = ""  # where the borrower lives (ISO 3166-2 or a country code); "" not given at import
     consent_artificial_voice: bool = False  # prior express consent to artificial or AI voice calls (TCPA)
@@ -241,6 +250,9 @@ class MandateRow:
     until: date
     recalled_at: str | None
     commission: str | None = None  # the fee term: a rate on confirmed recoveries ("0.18"); None: none agreed
+    # ---- mandates (issue 26): the records before sharing (PIPL Art. 21 agreement, Art. 55-56 impact assessment)
+    agreement: str | None = None  # the entrustment / provision agreement's reference; None: none named
+    pia: str | None = None        # the PI-protection impact assessment's reference; None: none named
 
 
 PAYMENT_STATUSES = ("reported", "confirmed", "rejected")

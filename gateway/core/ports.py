@@ -306,6 +306,12 @@ class UnitOfWork(CaseReader, Protocol):
         """Confirm or reject a payment still `reported` (False: it was not); the reason sealed under the
         borrower's data key."""
 
+    # ---- mandates (issue 26)
+    def set_mandate_records(self, lender: str, records: Sequence[tuple[str, str, str, str | None, str | None]]
+                            ) -> None:
+        """Name the agreement and impact-assessment references of live mandates, each (case, org, purpose,
+        agreement, pia); called in the unit of work that granted them."""
+
     # ---- opt-outs and call recordings (issue 26)
     def set_recording(self, contact_id: str, ref: str, until: str) -> None:
         """A call recording's opaque reference on its contact, kept past an erasure until `until` (RFC 3339)."""

@@ -141,7 +141,7 @@ class LenderServicer:
     def AssignCase(self, caller: Caller, request: pb.AssignCaseRequest) -> pb.MandateInfo:
         tracing.annotate(purpose=_purpose_attr(request.purpose))
         m = self.core.assign(caller, request.case_id, request.org_id, request.purpose, request.until, request.label,
-                             request.commission)
+                             request.commission, request.agreement, request.pia)
         return pb.MandateInfo(**m)
 
     def RecallCase(self, caller: Caller, request: pb.RecallCaseRequest) -> pb.RecallCaseResponse:
@@ -149,15 +149,24 @@ class LenderServicer:
 
     def EscalateCase(self, caller: Caller, request: pb.EscalateCaseRequest) -> pb.EscalateCaseResponse:
         tracing.annotate(purpose="litigation")
-        e = self.core.escalate(caller, request.case_id, request.org_id, request.until)
+        e = self.core.escalate(caller, request.case_id, request.org_id, request.until, request.agreement, request.pia)
         return pb.EscalateCaseResponse(case_id=e["case_id"], stage=e["stage"], recalled=e["recalled"],
                                        mandate=pb.MandateInfo(**e["mandate"]))
+
+    def ListMandates(self, caller: Caller, request: pb.ListMandatesRequest) -> pb.ListMandatesResponse:
+        return pb.ListMandatesResponse(mandates=[pb.MandateInfo(**m)
+                                                 for m in self.core.list_mandates(caller, request.case_id)])
 
     def SetConsent(self, caller: Caller, request: pb.SetConsentRequest) -> pb.ConsentInfo:
         third = request.third_party_sharing if request.HasField("third_party_sharing") else None
         credit = request.credit_reporting if request.HasField("credit_reporting") else None
+        abroad = request.cross_border if request.HasField("cross_border") else None
         voice = request.artificial_voice if request.HasField("artificial_voice") else None
-        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit, voice))
+        return pb.ConsentInfo(**self.core.set_consent(caller, request.case_id, third, credit, abroad, voice))
+
+    def RecordTransfer(self, caller: Caller, request: pb.RecordTransferRequest) -> pb.TransferInfo:
+        return pb.TransferInfo(**self.core.record_transfer(caller, request.case_id, request.mechanism,
+                                                           request.reference, request.valid_until))
 
     def EraseBorrower(self, caller: Caller, request: pb.EraseBorrowerRequest) -> pb.ErasureReceipt:
         return pb.ErasureReceipt(**self.core.erase(caller, request.borrower_id, request.grace_days, request.cancel))

@@ -19,7 +19,10 @@ from vault.records import BORROWER_GEN_COLUMNS
 _CASE_RELEASE_V10 = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
                      "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
                      "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at")
-CASE_RELEASE_COLUMNS = (*_CASE_RELEASE_V10, "active_plan")
+_CASE_RELEASE_V15 = (*_CASE_RELEASE_V10, "active_plan")
+# issue 26: the flags that end collection, and the cross-border safeguards every read abroad checks (migration 18)
+CASE_RELEASE_COLUMNS = (*_CASE_RELEASE_V15, "identity_theft", "discharged", "consent_cross_border",
+                        "transfer_mechanism", "transfer_valid_until")
 LOAN_RELEASE_COLUMNS = ("borrower_id", "terms", "contract_text")
 BORROWER_RELEASE_COLUMNS = tuple(c for c in BORROWER_GEN_COLUMNS if c not in ("lender_id", "borrower_id"))
 PENDING = -1  # a change feed entry written in a transaction not yet numbered
@@ -291,8 +294,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              decided_at TEXT, reason BYTEA)""",
         "CREATE INDEX plans_case ON plans(lender_id, case_id, proposed_at)",
         "DROP TRIGGER cases_feed_update ON cases",
-        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(CASE_RELEASE_COLUMNS)} ON cases
-              FOR EACH ROW WHEN ({_changed(CASE_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_case()""",
+        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(_CASE_RELEASE_V15)} ON cases
+              FOR EACH ROW WHEN ({_changed(_CASE_RELEASE_V15)}) EXECUTE FUNCTION feed_case()""",
     ]),
     # ---- audit stats (gateway/core/rules/auditstats.py): what it groups by, derived from each leaf so SQL counts
     # without parsing JSON per call; every commit crossing a multiple of FACTS_EVERY derives up to it
@@ -327,6 +330,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
              lender_id TEXT NOT NULL, case_id TEXT NOT NULL, measure TEXT NOT NULL, on_date TEXT NOT NULL,
              recorded_at TEXT NOT NULL)""",
         "CREATE INDEX forbearance_case ON forbearance(lender_id, case_id)",
+    ]),
+    # ---- mandates (issue 26): a debt that must not be collected nor furnished (flags), and the records before
+    # sharing named by a mandate (PIPL Art. 21 agreement, Art. 55-56 impact assessment).
+    (20, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
+         " impact-assessment references", [
+        "ALTER TABLE cases ADD COLUMN identity_theft BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN discharged BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN consent_cross_border BOOLEAN NOT NULL DEFAULT false",
+        "ALTER TABLE cases ADD COLUMN transfer_mechanism TEXT",
+        "ALTER TABLE cases ADD COLUMN transfer_reference TEXT",
+        "ALTER TABLE cases ADD COLUMN transfer_valid_until TEXT",
+        "ALTER TABLE mandates ADD COLUMN agreement TEXT",
+        "ALTER TABLE mandates ADD COLUMN pia TEXT",
+        "DROP TRIGGER cases_feed_update ON cases",  # made again: a change of these moves the work lists' feed
+        f"""CREATE TRIGGER cases_feed_update AFTER UPDATE OF {', '.join(CASE_RELEASE_COLUMNS)} ON cases
+              FOR EACH ROW WHEN ({_changed(CASE_RELEASE_COLUMNS)}) EXECUTE FUNCTION feed_case()""",
     ]),
 ]
 

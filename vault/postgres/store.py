@@ -399,6 +399,14 @@ class PgStore(Statements, CachedView, Reasons):
             params += (purpose,)
         return self._exec(sql, params)
 
+    # ---- mandates (issue 26)
+    def set_mandate_records(self, lender: str, records: Sequence[tuple[str, str, str, str | None, str | None]]
+                            ) -> None:
+        for case_id, org_id, purpose, agreement, pia in records:
+            self._exec("UPDATE mandates SET agreement = %s, pia = %s WHERE lender_id = %s AND case_id = %s"
+                       " AND org_id = %s AND purpose = %s AND recalled_at IS NULL",
+                       (agreement, pia, lender, case_id, org_id, purpose))
+
     # ------------------------------------------------------------ units of work
     def lock_borrower(self, lender: str, borrower_id: str) -> None:
         """Until the commit, no other transaction, on any replica, decides about this borrower."""

@@ -26,7 +26,7 @@ IntegrityError: type[Exception] = sqlcipher3.IntegrityError
 # by `migrate` (below), once per version, each in its own transaction. Version 1 is the layout the first
 # releases wrote (the case file already with the generation counter of CASE_UPGRADE, the audit file with
 # the sorted-run index); a file made now is created at the latest version directly.
-CASE_VERSION = 16
+CASE_VERSION = 17
 AUDIT_VERSION = 4
 
 # Case data and the audit log live in two files. Every read of case data would
@@ -68,7 +68,10 @@ CREATE TABLE IF NOT EXISTS cases(
   created_at TEXT NOT NULL, updated_at TEXT NOT NULL, import_digest BLOB,
   credit_withdrawn INTEGER NOT NULL DEFAULT 0, consent_changed_at TEXT,
   erasure TEXT NOT NULL DEFAULT '', erase_due TEXT, closed_at TEXT, account_as_of TEXT, update_digest BLOB,
-  active_plan TEXT, region TEXT, consent_artificial_voice INTEGER NOT NULL DEFAULT 0, validation_notice_on TEXT,
+  active_plan TEXT, identity_theft INTEGER NOT NULL DEFAULT 0, discharged INTEGER NOT NULL DEFAULT 0,
+  consent_cross_border INTEGER NOT NULL DEFAULT 0, transfer_mechanism TEXT, transfer_reference TEXT,
+  transfer_valid_until TEXT,
+  region TEXT, consent_artificial_voice INTEGER NOT NULL DEFAULT 0, validation_notice_on TEXT,
   outsourcing_notice_on TEXT, verification_sent_on TEXT,
   PRIMARY KEY(lender_id, case_id));
 CREATE INDEX IF NOT EXISTS cases_borrower ON cases(lender_id, borrower_id);
@@ -76,7 +79,7 @@ CREATE INDEX IF NOT EXISTS cases_erase_due ON cases(erase_due) WHERE erase_due I
 CREATE TABLE IF NOT EXISTS mandates(
   id INTEGER PRIMARY KEY, lender_id TEXT NOT NULL, case_id TEXT NOT NULL, org_id TEXT NOT NULL,
   purpose TEXT NOT NULL, label TEXT NOT NULL, granted_at TEXT NOT NULL, until TEXT NOT NULL,
-  recalled_at TEXT, lapsed_at TEXT, commission TEXT);
+  recalled_at TEXT, lapsed_at TEXT, commission TEXT, agreement TEXT, pia TEXT);
 CREATE INDEX IF NOT EXISTS mandates_org ON mandates(org_id, case_id);
 CREATE INDEX IF NOT EXISTS mandates_case ON mandates(lender_id, case_id);
 CREATE TABLE IF NOT EXISTS contacts(
@@ -115,7 +118,8 @@ CREATE TABLE IF NOT EXISTS checkpoints(size INTEGER PRIMARY KEY, note TEXT NOT N
 CASE_RELEASE_COLUMNS = ("borrower_id", "loan_id", "jurisdiction", "timezone", "stage", "status", "disputed",
                         "cease_contact", "attorney_represented", "lost_contact", "legal_hold",
                         "consent_third_party", "consent_credit", "credit_withdrawn", "erasure", "closed_at",
-                        "active_plan")
+                        "active_plan", "identity_theft", "discharged", "consent_cross_border",
+                        "transfer_mechanism", "transfer_valid_until")  # issue 26: the last five
 LOAN_RELEASE_COLUMNS = ("borrower_id", "product", "currency", "principal", "outstanding", "amount_due",
                         "originated_on", "due_on", "first_delinquency_on", "last_payment_on", "repayments",
                         "contract_text", "limitation_date", "negative_notice_on", "interest", "fees")
@@ -420,6 +424,24 @@ def _add_payments(conn: Connection) -> None:
         conn.execute(statement)
 
 
+# ---- mandates (issue 26)
+def _add_mandate_records(conn: Connection) -> None:
+    """Version 15: cases' identity-theft and discharged flags, cross-border consent and transfer mechanism; a
+    mandate's agreement and impact-assessment references."""
+    _add_case_columns(conn, {"identity_theft": "INTEGER NOT NULL DEFAULT 0",
+                             "discharged": "INTEGER NOT NULL DEFAULT 0",
+                             "consent_cross_border": "INTEGER NOT NULL DEFAULT 0", "transfer_mechanism": "TEXT",
+                             "transfer_reference": "TEXT", "transfer_valid_until": "TEXT"})
+    have = {row[1] for row in conn.execute("PRAGMA table_info(mandates)")}
+    for name in ("agreement", "pia"):
+        if name not in have:
+            conn.execute(f"ALTER TABLE mandates ADD COLUMN {name} TEXT")
+    conn.execute("DROP TRIGGER IF EXISTS cases_update_feed")  # made again: these columns move the feed too
+    for statement in _statements(CASE_FEED):
+        if "cases_update_feed" in statement:
+            conn.execute(statement)
+
+
 def _statements(script: str) -> list[str]:
     """A script's statements, triggers whole (their bodies hold semicolons)."""
     out: list[str] = []
@@ -465,6 +487,9 @@ CASE_MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (14, "call recordings' references on contacts", _add_recordings),
     (15, "regional licences; a case's region, artificial-voice consent, notices and verification", _add_licences),
     (16, "EU: forbearance measures (issue 26)", _add_forbearance),
+    (17, "identity-theft and discharged flags; cross-border consent and transfer mechanism; mandates' agreement and"
+         " impact-assessment references",
+     _add_mandate_records),
 ]
 def _add_tiles(conn: Connection) -> None:
     """Audit version 2: the tree's stored nodes (filled from the leaf hashes when the log opens: AuditLog)."""

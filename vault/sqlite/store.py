@@ -456,6 +456,14 @@ class Repo(CachedView, Reasons):
             params += (purpose,)
         return int(self.conn.execute(sql, params).rowcount)
 
+    # ---- mandates (issue 26)
+    def set_mandate_records(self, lender: str, records: Sequence[tuple[str, str, str, str | None, str | None]]
+                            ) -> None:
+        self.conn.executemany(
+            "UPDATE mandates SET agreement = ?, pia = ? WHERE lender_id = ? AND case_id = ? AND org_id = ?"
+            " AND purpose = ? AND recalled_at IS NULL",
+            [(agreement, pia, lender, case_id, org_id, purpose) for case_id, org_id, purpose, agreement, pia in records])
+
     # ------------------------------------------------------------ import
     def import_cases(self, lender: str, cases: Sequence[ImportedCase], now: str) -> list[ImportOutcome]:
         """Store validated cases in order (see ports.UnitOfWork.import_cases); the caller holds the transaction.

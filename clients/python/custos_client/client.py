@@ -278,15 +278,18 @@ class CustosClient:
             return self.import_lines(fh)
 
     def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "",
-               commission: str = "") -> dict[str, Any]:
-        """Mandate a case; `commission` ("0.18") is the mandate's fee term on what the org recovers."""
+               commission: str = "", agreement: str = "", pia: str = "") -> dict[str, Any]:
+        """Mandate a case; `commission` ("0.18") is the mandate's fee term on what the org recovers; `agreement`
+        and `pia` name the agreement and impact assessment (required where the case's jurisdiction says)."""
         r = self._call(self._lender.AssignCase, pb.AssignCaseRequest(
-            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label, commission=commission))
-        out = {"case_id": r.case_id, "org_id": r.org_id, "purpose": r.purpose, "until": r.until,
-               "label": r.label, "granted_at": r.granted_at}
-        if r.commission:
-            out["commission"] = r.commission
-        return out
+            case_id=case_id, org_id=org_id, purpose=purpose, until=until, label=label, commission=commission,
+            agreement=agreement, pia=pia))
+        return _mandate(r)
+
+    def list_mandates(self, case_id: str) -> list[dict[str, Any]]:
+        """The mandates of one of the caller's cases, newest first (recalled ones with `recalled_at`)."""
+        r = self._call(self._lender.ListMandates, pb.ListMandatesRequest(case_id=case_id))
+        return [_mandate(m) for m in r.mandates]
 
     def recall_all(self, org_id: str) -> dict[str, Any]:
         """End every mandate the organisation holds on the caller's cases (it was terminated)."""
@@ -302,13 +305,12 @@ class CustosClient:
         r = self._call(self._packets.GetPacket, pb.GetPacketRequest(case_id=case_id))
         return r.packet_id, bytes(r.data)
 
-    def escalate(self, case_id: str, law_firm: str, until: str = "") -> dict[str, Any]:
+    def escalate(self, case_id: str, law_firm: str, until: str = "", agreement: str = "",
+                 pia: str = "") -> dict[str, Any]:
         """Move the case to litigation under the law firm's mandate; the agencies' mandates end (returned)."""
-        r = self._call(self._lender.EscalateCase, pb.EscalateCaseRequest(case_id=case_id, org_id=law_firm, until=until))
-        m = r.mandate
-        return {"case_id": r.case_id, "stage": r.stage, "recalled": list(r.recalled),
-                "mandate": {"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until,
-                            "label": m.label, "granted_at": m.granted_at}}
+        r = self._call(self._lender.EscalateCase, pb.EscalateCaseRequest(case_id=case_id, org_id=law_firm, until=until,
+                                                                         agreement=agreement, pia=pia))
+        return {"case_id": r.case_id, "stage": r.stage, "recalled": list(r.recalled), "mandate": _mandate(r.mandate)}
 
     def erase(self, borrower_id: str, grace_days: int = 0, cancel: bool = False) -> dict[str, Any]:
         """Crypto-shred a borrower (now, after grace_days, or cancel a scheduled erasure): the erasure receipt."""
@@ -335,9 +337,12 @@ class CustosClient:
         return {"due": items(r.due), "held": items(r.held)}
 
     def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
-                    credit_reporting: bool | None = None, artificial_voice: bool | None = None) -> dict[str, Any]:
+                    credit_reporting: bool | None = None, cross_border: bool | None = None,
+                    artificial_voice: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents (None: unchanged)."""
         req = pb.SetConsentRequest(case_id=case_id)
+        if cross_border is not None:
+            req.cross_border = cross_border
         if artificial_voice is not None:
             req.artificial_voice = artificial_voice
         if third_party_sharing is not None:
@@ -347,7 +352,15 @@ class CustosClient:
         r = self._call(self._lender.SetConsent, req)
         return {"case_id": r.case_id, "third_party_sharing": r.third_party_sharing,
                 "credit_reporting": r.credit_reporting, "changed_at": r.changed_at,
-                "mandates_ended": list(r.mandates_ended), "artificial_voice": r.artificial_voice}
+                "mandates_ended": list(r.mandates_ended), "cross_border": r.cross_border,
+                "artificial_voice": r.artificial_voice}
+
+    def record_transfer(self, case_id: str, mechanism: str, reference: str, valid_until: str) -> dict[str, Any]:
+        """Record the case's transfer mechanism for provision abroad (PIPL Art. 38), valid through `valid_until`."""
+        r = self._call(self._lender.RecordTransfer, pb.RecordTransferRequest(
+            case_id=case_id, mechanism=mechanism, reference=reference, valid_until=valid_until))
+        return {"case_id": r.case_id, "mechanism": r.mechanism, "reference": r.reference,
+                "valid_until": r.valid_until, "cross_border": r.cross_border}
 
     def record_notice(self, case_id: str, on: str, kind: str = "") -> dict[str, Any]:
         """Record the day the borrower was given a notice: of coming negative credit reporting (the default kind),
@@ -392,8 +405,9 @@ class CustosClient:
     def set_flags(self, case_id: str, status: str | None = None, verification_sent: str = "",
                   **flags: bool) -> dict[str, Any]:
         """Set (True) or clear (False) flags: disputed, cease_contact, attorney_represented, lost_contact,
-        legal_hold; and optionally the status (open, settled, closed). Flags not named stay as they are.
-        `verification_sent` (YYYY-MM-DD, with disputed=False): the day verification of a dispute was sent."""
+        legal_hold, identity_theft, discharged; and optionally the status (open, settled, closed). Flags not named
+        stay as they are. `verification_sent` (YYYY-MM-DD, with disputed=False): the day verification of a
+        dispute was sent."""
         req = pb.SetFlagsRequest(case_id=case_id, verification_sent=verification_sent)
         for name, value in flags.items():
             setattr(req, name, value)
@@ -815,3 +829,13 @@ def __getattr__(name: str) -> type[CustosClientError]:
                       DeprecationWarning, stacklevel=2)
         return CustosClientError
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _mandate(m: pb.MandateInfo) -> dict[str, Any]:
+    """A mandate as a dict; the optional parts (commission, agreement, pia, recalled_at) only when set."""
+    out: dict[str, Any] = {"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until,
+                           "label": m.label, "granted_at": m.granted_at}
+    for key in ("commission", "agreement", "pia", "recalled_at"):
+        if getattr(m, key):
+            out[key] = getattr(m, key)
+    return out

@@ -34,6 +34,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..errors import Code, CustosError
 from ..model import STAGES, STATUSES
+from .mandates import MandateRules
 from .preconditions import LitigationRules, ReportingRules
 from .retention import RetentionRules
 
@@ -192,6 +193,7 @@ class ConductRules:
     reporting: ReportingRules
     retention: RetentionRules
     plans: PlanRules = PlanRules()
+    mandates: MandateRules = field(default_factory=MandateRules)  # issue 26: optional [mandates] table
     opt_outs: tuple[OptOut, ...] = ()
     recording_years: int = 0  # how long a recording's reference outlives the borrower's erasure ([recordings])
     prerequisites: Prerequisites = Prerequisites()

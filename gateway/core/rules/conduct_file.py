@@ -39,6 +39,7 @@ from .conduct import (
     ThirdParty,
     Window,
 )
+from .mandates import MandateRules
 from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
 from .retention import RETENTION_STARTS, RetentionRules
 from .tomlfile import FileCtx, load_toml
@@ -158,8 +159,8 @@ class _Table:
 _TOP_KEYS = (
     "jurisdiction", "connected_results", "unrecorded_counts_as_connected", "last_contact_stage",
     "window", "stages", "flags", "third_party", "caps", "cooldown", "litigation", "credit_reporting",
-    "retention", "plans", "opt_out", "recordings", "licensing", "artificial_voice", "notices", "erasure",
-    "processing",
+    "retention", "plans", "mandates", "opt_out", "recordings", "licensing", "artificial_voice", "notices",
+    "erasure", "processing",
 )
 # The outcomes an [[opt_out]] may name: those that close something (the others are facts about one contact).
 _OPT_OUT_RESULTS = ("stop_calls", "stop_texts", "refused", "has_attorney")
@@ -268,7 +269,8 @@ def load_conduct_rules(path: Path) -> ConductRules:
         lit.boolean("requires_forbearance") if "requires_forbearance" in lit.data else False)
     rep = top.table("credit_reporting")
     rep.only(("requires_consent", "requires_prior_notice", "requires_prior_contact", "letter_wait_days",
-              "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency"))
+              "obsolete_years", "obsolete_from", "obsolete_offset_days", "requires_first_delinquency",
+              "refuse_identity_theft", "refuse_discharged"))
     obsolete_from = rep.string("obsolete_from", OBSOLETE_FROM)
     reporting = ReportingRules(
         requires_consent=rep.boolean("requires_consent"),
@@ -281,6 +283,10 @@ def load_conduct_rules(path: Path) -> ConductRules:
         # Optional; by default required where obsolescence runs from that date (fail closed).
         requires_first_delinquency=(rep.boolean("requires_first_delinquency") if "requires_first_delinquency" in rep.data
                                     else obsolete_from == "first_delinquency_on"),
+        # Optional (issue 26); by default withheld (fail closed).
+        refuse_identity_theft=(rep.boolean("refuse_identity_theft") if "refuse_identity_theft" in rep.data
+                               else True),
+        refuse_discharged=rep.boolean("refuse_discharged") if "refuse_discharged" in rep.data else True,
     )
 
     ret = top.table("retention")
@@ -294,6 +300,13 @@ def load_conduct_rules(path: Path) -> ConductRules:
         plans = PlanRules(grace_days=pl.integer("grace_days", 0, 60),
                           promise_max_days=pl.integer("promise_max_days", 1, 366))
 
+    mandates = MandateRules()
+    if "mandates" in top.data:  # optional (issue 26): without it, the defaults of MandateRules
+        mt = top.table("mandates")
+        keys = ("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia",
+                "cross_border_safeguards")
+        mt.only(keys)
+        mandates = MandateRules(**{k: mt.boolean(k) if k in mt.data else getattr(mandates, k) for k in keys})
     opt_outs = _opt_outs(loc, top)
     recording_years = _recording_years(top)
     prerequisites = _prerequisites(top)
@@ -331,6 +344,7 @@ def load_conduct_rules(path: Path) -> ConductRules:
         reporting=reporting,
         retention=retention,
         plans=plans,
+        mandates=mandates,
         opt_outs=opt_outs,
         recording_years=recording_years,
         prerequisites=prerequisites,

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 from ..errors import Code
 from ..model import CaseRow, MandateRow, Org
 from . import access, preconditions
+from .mandates import cross_border
 from .policy import PolicyBundle, ReleaseDecision
 from .preconditions import Evidence
 
@@ -70,6 +71,8 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
                                        after_close=final)
     else:
         reach = access.Verdict(Code.PURPOSE_NOT_ALLOWED, "default-deny")
+    if reach.ok and active is not None:  # through a mandate: abroad, only while the safeguards hold (issue 26)
+        reach = _cross_border(bundle, org, case, now, reach)
     if not reach.ok:
         return ReadDecision(reach.code, reach.rule, (reach.rule,), None, active)
     licensed = access.regional_licence(org, case, licensed_regions(bundle), now.date(), bundle.capabilities)
@@ -84,6 +87,17 @@ def decide_read(bundle: PolicyBundle, org: Org | None, case: CaseRow, mandates: 
     if not verdict.ok:
         return ReadDecision(verdict.code, verdict.rule, checks, None, active)
     return ReadDecision(release.code, release.rule, checks, release, active)
+
+
+def _cross_border(bundle: PolicyBundle, org: Org, case: CaseRow, now: datetime, reach: access.Verdict
+                  ) -> access.Verdict:
+    """`reach` unless the org is of another jurisdiction and the case's cross-border safeguards fail today."""
+    rules = bundle.conduct.get(case.jurisdiction)
+    if rules is None:
+        return reach
+    today = now.astimezone(ZoneInfo(case.timezone)).date()
+    verdict = cross_border(rules.mandates, case, org.jurisdiction, today)
+    return reach if verdict.ok else verdict
 
 
 def licensed_regions(bundle: PolicyBundle) -> frozenset[str]:

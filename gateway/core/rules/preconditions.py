@@ -40,6 +40,9 @@ class ReportingRules:
     obsolete_from: str              # first_delinquency_on (+ offset) | default_end
     obsolete_offset_days: int
     requires_first_delinquency: bool = False  # US: without it the account can never be aged out (FCRA §605(c))
+    # issue 26: FCRA §623(a)(6) (identity theft), §1006.30(b) / a discharged debt is not reported as owed
+    refuse_identity_theft: bool = True
+    refuse_discharged: bool = True
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ def credit_reporting(rules: ReportingRules, connected_results: frozenset[str], c
     ends = obsolete_on(rules, case, loan)
     if ends is not None and today >= ends:  # first: too old is never furnished, whatever else holds
         return Verdict(Code.REPORTING_OBSOLETE, "credit_reporting.obsolete")
+    if rules.refuse_identity_theft and case.identity_theft:  # issue 26: never furnished while the flag stands
+        return Verdict(Code.IDENTITY_THEFT_REPORTED, "credit_reporting.identity_theft")
+    if rules.refuse_discharged and case.discharged:
+        return Verdict(Code.DEBT_DISCHARGED, "credit_reporting.discharged")
     if rules.requires_first_delinquency and (loan is None or parse_date(loan.first_delinquency_on) is None):
         # Without it the record carries no date of first delinquency and never becomes obsolete: withheld.
         return Verdict(Code.FIRST_DELINQUENCY_MISSING, "credit_reporting.first_delinquency")

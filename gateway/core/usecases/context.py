@@ -37,6 +37,7 @@ from ..rules.conduct import (
     CaseState,
     ConductRules,
 )
+from ..rules.mandates import cross_border
 from ..rules.policy import PolicyBundle
 from ..rules.preconditions import Evidence
 
@@ -165,7 +166,13 @@ class Context:
     def _mandated_case(self, caller: Caller, case_ref: str, purpose: str) -> tuple[CaseRow, MandateRow]:
         """The case reached through an active mandate of the caller for this purpose, or an audited denial."""
         case, mandates = self._mandates_reaching(caller, case_ref, purpose)
-        verdict, active = access.mandate(mandates, purpose, case, self.local_today(case, self.clock.now()))
+        today = self.local_today(case, self.clock.now())
+        verdict, active = access.mandate(mandates, purpose, case, today)
+        if verdict.ok:  # abroad, only while the cross-border safeguards hold (issue 26, PIPL Art. 38-39)
+            rules = self.bundle.conduct.get(case.jurisdiction)
+            org = self.reader().get_org(caller.org_id) if rules is not None else None
+            if rules is not None and org is not None:
+                verdict = cross_border(rules.mandates, case, org.jurisdiction, today)
         if not verdict.ok:
             raise self._deny(caller, verdict.code, verdict.rule, purpose=purpose, case_id=case.case_id,
                              borrower_id=case.borrower_id, lender=case.lender_id)

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from ..errors import Code
@@ -15,6 +15,7 @@ from ..model import (
     parse_time,
     rfc3339,
 )
+from ..rules import mandates as mandate_rules
 from ..rules.conduct import (
     ContactAttempt,
     ContactRequest,
@@ -48,7 +49,11 @@ class Explainer(Context):
         evidence = self._evidence(case) if needs_evidence(purpose) else None
         verdict = decide_read(self.bundle, target, case, mandates, purpose, when, evidence)
         if verdict.mandate is not None:
-            notes.append(f"mandate {verdict.mandate.label} until {verdict.mandate.until.isoformat()}")
+            m = verdict.mandate
+            notes.append(f"mandate {m.label} until {m.until.isoformat()}; agreement "
+                         f"{'named' if m.agreement else 'not named'}, impact assessment "
+                         f"{'named' if m.pia else 'not named'}")
+        notes.append(self._grant_note(case, purpose, target.jurisdiction if target is not None else None, today))
         fields = []
         if verdict.allowed and verdict.release is not None:
             release = verdict.release
@@ -61,6 +66,19 @@ class Explainer(Context):
         return {"org_id": org_id, "case_id": case.case_id, "purpose": purpose, "stage": case.stage,
                 "decision": "allow" if verdict.allowed else "deny", "code": verdict.code, "fields": fields,
                 "rules": list(verdict.checks), "policy_revision": self.bundle.revision, "notes": notes}
+
+    def _grant_note(self, case: CaseRow, purpose: str, org_jurisdiction: str | None, today: date) -> str:
+        """Whether a new mandate for `purpose` could be granted on the case now, by the granting rules (issue 26)."""
+        conduct = self.bundle.conduct.get(case.jurisdiction)
+        rules = conduct.mandates if conduct is not None else mandate_rules.MandateRules()
+        refused = mandate_rules.collecting_problem(rules, case, purpose)
+        if refused.ok and org_jurisdiction is not None:
+            refused = mandate_rules.cross_border(rules, case, org_jurisdiction, today)
+        if not refused.ok:
+            return f"a new {purpose} mandate: refused ({refused.code}, rule {refused.rule})"
+        needs = [name for name, on in (("--agreement", rules.requires_agreement), ("--pia", rules.requires_pia)) if on]
+        return (f"a new {purpose} mandate: grantable" + (f", naming {' and '.join(needs)}" if needs else "")
+                + f" ({case.jurisdiction} [mandates] rules)")
 
     def _contact_notes(self, case: CaseRow, when: datetime, org_id: str) -> list[str]:
         """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted); and an

@@ -13,6 +13,7 @@ from ..errors import Code, CustosError
 from ..importer import LineError, parse_line
 from ..model import (
     FORBEARANCE_MEASURES,
+    ID_RE,
     LABELS,
     ORG_ID_RE,
     PURPOSES,
@@ -27,6 +28,7 @@ from ..model import (
 )
 from ..ports import UnitOfWork
 from ..rules import access
+from ..rules import mandates as mandate_rules
 from ..rules import payments as payment_rules
 from ..rules.conduct import NOTICE_KINDS
 from .context import Context, _flag_text, log
@@ -85,6 +87,16 @@ def parse_batch(batch: list[tuple[int, bytes]], parse: Callable[[bytes], L], thr
             # the collector frees) and the parsed line, which may be a megabyte of anything.
             parsed.append((line_no, (err.code, err.reason)))
     return parsed, max((n for n, _ in batch), default=through_line)
+
+
+def valid_reference(ref: str) -> bool:
+    """An agreement or impact-assessment reference: empty (none named) or an id (issue 26)."""
+    return not ref or ID_RE.fullmatch(ref) is not None
+
+
+def records_presence(agreement: str | None, pia: str | None) -> str:
+    """The records a mandate names, for its audit event: presence only, never the reference (it may be telling)."""
+    return f";agreement={_yes(bool(agreement))};pia={_yes(bool(pia))}"
 
 
 def _yes(value: bool | None) -> str:
@@ -188,8 +200,9 @@ class LenderActions(Context):
         return replace(totals, rejected=totals.settle(last_line, rejected))
 
     def assign(self, caller: Caller, case_ref: str, org_id: str, purpose: str, until: str, label: str,
-               commission: str = "") -> dict[str, str]:
-        """Mandate the case to an organisation; `commission`, a rate on what it recovers, is the mandate's fee term."""
+               commission: str = "", agreement: str = "", pia: str = "") -> dict[str, str]:
+        """Mandate the case to an organisation; `commission`, a rate on what it recovers, is the mandate's fee term;
+        `agreement` and `pia` name the records before sharing (PIPL Art. 21, 55), required where the rules say."""
         self._standing(caller, action="assign")
         case = self._own_case(caller, case_ref, purpose=purpose)
         kw: dict[str, Any] = {"purpose": purpose, "case_id": case.case_id, "borrower_id": case.borrower_id,
@@ -206,10 +219,17 @@ class LenderActions(Context):
             raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
         if commission and payment_rules.rate(commission) is None:
             raise self._deny(caller, Code.INVALID_COMMISSION, "input", **kw)
-        problem = access.placement_problem(case, self.reader().get_org(org_id), purpose, label, until_date,
-                                           self.local_today(case, self.clock.now()), self.bundle.capabilities)
+        if not valid_reference(agreement) or not valid_reference(pia):
+            raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
+        target = self.reader().get_org(org_id)
+        today = self.local_today(case, self.clock.now())
+        problem = access.placement_problem(case, target, purpose, label, until_date, today, self.bundle.capabilities)
         if problem is not None:
             raise self._deny(caller, problem[0], problem[1], **kw)
+        assert target is not None  # placement_problem refuses an unknown organisation
+        verdict = self._grant_problem(case, target.jurisdiction, purpose, agreement, pia, today)
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule, **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
 
@@ -217,12 +237,42 @@ class LenderActions(Context):
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, purpose)
             repo.insert_mandate(case.lender_id, case.case_id, org_id, purpose, label, until_date, stamp,
                                 commission or None)
-            rule = f"mandate.grant:{org_id}" + (f";commission={commission}" if commission else "")
+            if agreement or pia:
+                repo.set_mandate_records(case.lender_id, [(case.case_id, org_id, purpose, agreement or None,
+                                                           pia or None)])
+            rule = (f"mandate.grant:{org_id}" + (f";commission={commission}" if commission else "")
+                    + records_presence(agreement, pia))
             return None, [self._event(caller, "allow", Code.OK, rule, now=now, **kw)]
 
         self.audit.run(work)
         return {"case_id": case.case_id, "org_id": org_id, "purpose": purpose, "until": until_date.isoformat(),
-                "label": label, "granted_at": stamp, "commission": commission}
+                "label": label, "granted_at": stamp, "commission": commission, "agreement": agreement, "pia": pia}
+
+    def list_mandates(self, caller: Caller, case_ref: str) -> list[dict[str, str]]:
+        """The mandates of one of the caller's cases, newest first, recalled ones too, each with the references of
+        its records before sharing (issue 26). Decision: the `assign` capability covers reading what it granted."""
+        self._standing(caller, action="assign")
+        case = self._own_case(caller, case_ref)
+        mandates = self.reader().mandates_of_case(case.lender_id, case.case_id)
+        self.audit.append([self._event(caller, "allow", Code.OK, f"mandates.list:{len(mandates)}",
+                                       case_id=case.case_id, borrower_id=case.borrower_id, lender=case.lender_id)])
+        return [{"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until.isoformat(),
+                 "label": m.label, "granted_at": m.granted_at, "commission": m.commission or "",
+                 "agreement": m.agreement or "", "pia": m.pia or "", "recalled_at": m.recalled_at or ""}
+                for m in mandates]
+
+    def _grant_problem(self, case: CaseRow, org_jurisdiction: str, purpose: str, agreement: str, pia: str,
+                       today: date) -> access.Verdict:
+        """The granting rules of issue 26 in order: collecting a debt that must not be, the records before sharing,
+        then the cross-border safeguards."""
+        rules = self._mandate_rules(case)
+        verdict = mandate_rules.mandate_problem(rules, case, purpose, agreement, pia)
+        return verdict if not verdict.ok else mandate_rules.cross_border(rules, case, org_jurisdiction, today)
+
+    def _mandate_rules(self, case: CaseRow) -> mandate_rules.MandateRules:
+        """The granting rules of the case's jurisdiction (issue 26); a jurisdiction without a file: the defaults."""
+        rules = self.bundle.conduct.get(case.jurisdiction)
+        return rules.mandates if rules is not None else mandate_rules.MandateRules()
 
     def recall(self, caller: Caller, case_ref: str, org_id: str) -> int:
         self._standing(caller, action="recall")
@@ -239,12 +289,16 @@ class LenderActions(Context):
 
         return self.audit.run(work)
 
-    def escalate(self, caller: Caller, case_ref: str, org_id: str, until: str = "") -> dict[str, Any]:
+    def escalate(self, caller: Caller, case_ref: str, org_id: str, until: str = "", agreement: str = "",
+                 pia: str = "") -> dict[str, Any]:
         """The case to litigation under the law firm's mandate; every agency's mandate on it ends, together.
 
         One unit of work, so no agency can read the case at litigation and no
         moment exists where the firm is mandated but agencies still are. The
-        case must be open (a settled or closed case is not sued on).
+        case must be open (a settled or closed case is not sued on), and a debt
+        reported as identity theft or discharged is not sued on either; the
+        firm's mandate names its agreement and impact assessment where the
+        jurisdiction requires (issue 26).
         """
         self._standing(caller, action="escalate")
         case = self._own_case(caller, case_ref, purpose="litigation")
@@ -252,6 +306,8 @@ class LenderActions(Context):
                               "lender": case.lender_id}
         if not ORG_ID_RE.fullmatch(org_id):
             raise self._deny(caller, Code.INVALID_ORG_ID, "input", **kw)
+        if not valid_reference(agreement) or not valid_reference(pia):
+            raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
         now = self.clock.now()
         today = self.local_today(case, now)
         until_date = parse_date(until) if until else today + timedelta(days=ESCALATION_DAYS)
@@ -266,6 +322,9 @@ class LenderActions(Context):
             raise self._deny(caller, Code.PURPOSE_KIND_MISMATCH, "escalation.kind", **kw)
         if case.status != "open":
             raise self._deny(caller, Code.CASE_CLOSED, "escalation.case_status", **kw)
+        verdict = self._grant_problem(case, target.jurisdiction, "litigation", agreement, pia, today)
+        if not verdict.ok:
+            raise self._deny(caller, verdict.code, verdict.rule.replace("mandate.", "escalation.", 1), **kw)
         self._forbearance_gate(caller, case, today, kw)
         stamp = rfc3339(now)
 
@@ -284,8 +343,12 @@ class LenderActions(Context):
             repo.set_case_fields(case.lender_id, case.case_id, {"stage": "litigation"}, stamp)
             repo.recall_mandates(case.lender_id, case.case_id, org_id, stamp, "litigation")
             repo.insert_mandate(case.lender_id, case.case_id, org_id, "litigation", "entrusted", until_date, stamp)
-            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation;to={org_id}",
-                                      now=now, **kw))
+            if agreement or pia:
+                repo.set_mandate_records(case.lender_id, [(case.case_id, org_id, "litigation", agreement or None,
+                                                           pia or None)])
+            # the records' presence before `to=`, which stays last (readers take the org from the end)
+            events.append(self._event(caller, "allow", Code.OK, f"escalate:{current.stage}->litigation"
+                                      + records_presence(agreement, pia) + f";to={org_id}", now=now, **kw))
             return agencies, events
 
         recalled = self.audit.run(work)
@@ -293,7 +356,8 @@ class LenderActions(Context):
             raise CustosError(Code.CASE_CLOSED)
         return {"case_id": case.case_id, "stage": "litigation", "recalled": recalled,
                 "mandate": {"case_id": case.case_id, "org_id": org_id, "purpose": "litigation",
-                            "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp}}
+                            "until": until_date.isoformat(), "label": "entrusted", "granted_at": stamp,
+                            "agreement": agreement, "pia": pia}}
 
     def record_notice(self, caller: Caller, case_ref: str, on: str, kind: str = "") -> dict[str, str]:
         """The day the borrower was given a notice: of coming negative credit reporting (征信业管理条例 Art. 15;
@@ -329,20 +393,24 @@ class LenderActions(Context):
         return out
 
     def set_consent(self, caller: Caller, case_ref: str, third_party: bool | None,
-                    credit: bool | None, artificial_voice: bool | None = None) -> dict[str, Any]:
+                    credit: bool | None, cross_border: bool | None = None,
+                    artificial_voice: bool | None = None) -> dict[str, Any]:
         """Record a change of the borrower's consents, with its time; a withdrawal takes effect at once.
 
         Withdrawing third-party sharing ends every `provided` mandate of the
         case (PIPL Art. 15, 23: providing to another handler rests on it);
         withdrawing credit reporting withholds the case from every bureau
-        (`CONSENT_WITHDRAWN`), in every jurisdiction. `artificial_voice`: prior
-        express consent to artificial or AI voice calls (TCPA §227(b)(1)(A),
-        FCC 24-17); revoked, every such call is refused from then on.
+        (`CONSENT_WITHDRAWN`), in every jurisdiction. The cross-border consent
+        (PIPL Art. 39, issue 26) is checked at every read abroad, so its
+        withdrawal stops them at once without ending a mandate.
+        `artificial_voice`: prior express consent to artificial or AI voice
+        calls (TCPA §227(b)(1)(A), FCC 24-17); revoked, every such call is
+        refused from then on.
         """
         self._standing(caller, action="set_consent")
         case = self._own_case(caller, case_ref)
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
-        if third_party is None and credit is None and artificial_voice is None:
+        if third_party is None and credit is None and cross_border is None and artificial_voice is None:
             raise self._deny(caller, Code.INVALID_ARGUMENT, "input", **kw)
         now = self.clock.now()
         stamp = rfc3339(now)
@@ -352,10 +420,13 @@ class LenderActions(Context):
         if credit is not None:
             changes["consent_credit"] = credit
             changes["credit_withdrawn"] = not credit
+        if cross_border is not None:
+            changes["consent_cross_border"] = cross_border
         if artificial_voice is not None:
             changes["consent_artificial_voice"] = artificial_voice
         rule = "consent:" + ";".join(f"{k}={_yes(v)}" for k, v in (("third_party_sharing", third_party),
                                                                  ("credit_reporting", credit),
+                                                                 ("cross_border", cross_border),
                                                                  ("artificial_voice", artificial_voice))
                                      if v is not None)
 
@@ -378,7 +449,32 @@ class LenderActions(Context):
         updated, ended = self.audit.run(work)
         return {"case_id": updated.case_id, "third_party_sharing": updated.consent_third_party,
                 "credit_reporting": updated.consent_credit, "changed_at": stamp, "mandates_ended": ended,
+                "cross_border": updated.consent_cross_border,
                 "artificial_voice": updated.consent_artificial_voice}
+
+    def record_transfer(self, caller: Caller, case_ref: str, mechanism: str, reference: str,
+                        valid_until: str) -> dict[str, Any]:
+        """The case's transfer mechanism for provision abroad (PIPL Art. 38, issue 26), replacing any before.
+
+        Decision: per case, as consent is (one lender's cases may go to
+        different recipients under different filings). A date already past is
+        accepted (it records what was filed) and simply allows nothing.
+        """
+        self._standing(caller, action="set_consent")
+        case = self._own_case(caller, case_ref)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
+        if mechanism not in mandate_rules.MECHANISMS:
+            raise self._deny(caller, Code.UNKNOWN_MECHANISM, "input", **kw)
+        if not reference or not valid_reference(reference):
+            raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)
+        until = parse_date(valid_until)
+        if until is None:
+            raise self._deny(caller, Code.INVALID_DATE, "input", **kw)
+        updated = self._update_case(caller, case, {"transfer_mechanism": mechanism, "transfer_reference": reference,
+                                                   "transfer_valid_until": until.isoformat()},
+                                    f"transfer:{mechanism};valid_until={until.isoformat()}")
+        return {"case_id": updated.case_id, "mechanism": mechanism, "reference": reference,
+                "valid_until": until.isoformat(), "cross_border": updated.consent_cross_border}
 
     def set_stage(self, caller: Caller, case_ref: str, stage: str) -> CaseRow:
         self._standing(caller, action="set_stage")
@@ -462,7 +558,37 @@ class LenderActions(Context):
         if status is not None and (status == "open") != (case.status == "open"):
             # Retention runs from the closure (policies/conduct/*.toml [retention]); a reopened case has none.
             changes = {**changes, "closed_at": None if status == "open" else rfc3339(self.clock.now())}
+        if changes.get("identity_theft") or changes.get("discharged"):
+            return self._stop_collection(caller, case, changes, rule)
         return self._update_case(caller, case, changes, rule)
+
+    def _stop_collection(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:
+        """Set identity_theft or discharged and, where the rules refuse collecting such a debt, end every live
+        collecting mandate on the case in the same unit of work (Reg F §1006.30(b): the debt is no longer placed
+        for collection; a mandate left standing would let the agency go on). Clearing the flag restores none."""
+        now = self.clock.now()
+        stamp = rfc3339(now)
+        kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
+
+        def work(repo: UnitOfWork) -> tuple[CaseRow, list[EventDraft]]:
+            repo.set_case_fields(case.lender_id, case.case_id, changes, stamp)
+            updated = repo.get_case(case.lender_id, case.case_id)
+            assert updated is not None
+            events = [self._event(caller, "allow", Code.OK, rule, now=now, **kw)]
+            rules = self._mandate_rules(updated)
+            for m in repo.mandates_of_case(case.lender_id, case.case_id):
+                if m.recalled_at is not None or m.purpose not in mandate_rules.COLLECTING:
+                    continue
+                why = mandate_rules.collecting_problem(rules, updated, m.purpose)
+                if why.ok or why.code == Code.CASE_CLOSED:  # a closed case's mandates end by its closure already
+                    continue
+                repo.recall_mandates(case.lender_id, case.case_id, m.org_id, stamp, m.purpose)
+                events.append(self._event(caller, "allow", Code.OK,
+                                          f"mandate.recall:{m.org_id};{why.rule.removeprefix('mandate.')}",
+                                          purpose=m.purpose, now=now, **kw))
+            return updated, events
+
+        return self.audit.run(work)
 
     def _update_case(self, caller: Caller, case: CaseRow, changes: dict[str, Any], rule: str) -> CaseRow:
         """Apply validated changes to a case the caller owns; the change and its event commit together."""

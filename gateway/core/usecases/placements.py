@@ -1,11 +1,12 @@
 """Bulk placement: mandates granted from a file, and every mandate of a terminated organisation ended at once.
 
 Lenders place accounts by the thousand. A placement file is JSON Lines, one
-`{"case_id", "to", "purpose", "until", "label", "commission"}` per line (label and commission optional), streamed like an
+`{"case_id", "to", "purpose", "until", "label", "commission", "agreement", "pia"}` per line (all but the first four
+optional; "agreement" and "pia" name the records before sharing, issue 26), streamed like an
 import: batches of lines, each batch one unit of work with one event per
 placement, each line granted or rejected with its line number, a stable code
 and a reason that never quotes the line. A placement is checked exactly as
-`lender assign` checks one (`access.placement_problem`).
+`lender assign` checks one (`access.placement_problem`, `mandates.mandate_problem`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,17 @@ from ..model import ID_RE, LABELS, ORG_ID_RE, PURPOSES, Caller, EventDraft, Org,
 from ..ports import UnitOfWork
 from ..rules import access
 from ..rules import payments as payment_rules
-from .lender import BatchProgress, LenderActions, parse_batch
+from .lender import BatchProgress, LenderActions, parse_batch, records_presence, valid_reference
+
+# The reason of a placement line refused by the granting rules (issue 26): stable text, free of the line's values.
+_REASONS = {
+    Code.CASE_CLOSED: "case_id: the case is settled or closed",
+    Code.IDENTITY_THEFT_REPORTED: "case_id: the debt is reported as the result of identity theft",
+    Code.DEBT_DISCHARGED: "case_id: the debt is discharged",
+    Code.AGREEMENT_REQUIRED: "agreement: the jurisdiction requires the agreement's reference",
+    Code.PIA_REQUIRED: "pia: the jurisdiction requires the impact assessment's reference",
+    Code.CROSS_BORDER_NOT_ALLOWED: "to: abroad without the borrower's consent and a valid transfer mechanism",
+}
 
 RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
 
@@ -34,6 +45,8 @@ class Placement:
     until: date
     label: str
     commission: str | None = None  # the mandate's fee term, a rate ("0.18")
+    agreement: str | None = None   # issue 26: the agreement's and impact assessment's references
+    pia: str | None = None
 
 
 @dataclass
@@ -44,8 +57,8 @@ class PlacementProgress(BatchProgress):
 def parse_placement(raw: bytes) -> Placement:
     """One line to a placement, or LineError with a stable code and a reason free of the line's values."""
     doc = load_line(raw)
-    d = json_object(doc, "", {"case_id", "to", "purpose", "until"}, {"label", "commission"})
-    for key in ("case_id", "to", "purpose", "until", "label", "commission"):
+    d = json_object(doc, "", {"case_id", "to", "purpose", "until"}, {"label", "commission", "agreement", "pia"})
+    for key in ("case_id", "to", "purpose", "until", "label", "commission", "agreement", "pia"):
         if key in d and not isinstance(d[key], str):
             raise LineError(Code.IMPORT_INVALID_FIELD, f"{key}: must be a string")
     if not ID_RE.fullmatch(d["case_id"]):
@@ -63,7 +76,11 @@ def parse_placement(raw: bytes) -> Placement:
     commission = d.get("commission") or None
     if commission is not None and payment_rules.rate(commission) is None:
         raise LineError(Code.INVALID_COMMISSION, "commission: a rate from 0 to 1 with at most 4 decimals")
-    return Placement(d["case_id"], d["to"], d["purpose"], until, label, commission)
+    for key in ("agreement", "pia"):
+        if not valid_reference(d.get(key, "")):
+            raise LineError(Code.INVALID_RECORD_REFERENCE, f"{key}: 1-64 characters of letters, digits and ._:-")
+    return Placement(d["case_id"], d["to"], d["purpose"], until, label, commission, d.get("agreement") or None,
+                     d.get("pia") or None)
 
 
 class Placements(LenderActions):
@@ -85,7 +102,17 @@ class Placements(LenderActions):
             orgs: dict[str, Org | None] = {}
             cases = repo.cases_by_id(lender, sorted({p.case_id for _, p in parsed if isinstance(p, Placement)}))
             grants: dict[tuple[str, str, str], tuple[str, str, str, str, date, str | None]] = {}
+            records: dict[tuple[str, str, str], tuple[str, str, str, str | None, str | None]] = {}
             assigned = 0
+
+            def flush() -> None:
+                """Grant what is pending, then name its records (the rows must exist first)."""
+                repo.grant_mandates(lender, list(grants.values()), stamp)
+                if records:
+                    repo.set_mandate_records(lender, list(records.values()))
+                grants.clear()
+                records.clear()
+
             for line_no, item in parsed:
                 if isinstance(item, tuple):
                     rejected.append((line_no, item[0], item[1]))
@@ -102,6 +129,12 @@ class Placements(LenderActions):
                     orgs[item.to] = repo.get_org(item.to)
                 problem = access.placement_problem(case, orgs[item.to], item.purpose, item.label, item.until,
                                                    self.local_today(case, now), self.bundle.capabilities)
+                target = orgs[item.to]
+                if problem is None and target is not None:
+                    verdict = self._grant_problem(case, target.jurisdiction, item.purpose, item.agreement or "",
+                                                  item.pia or "", self.local_today(case, now))
+                    if not verdict.ok:
+                        problem = (verdict.code, verdict.rule, _REASONS.get(verdict.code, "case_id: refused"))
                 if problem is not None:
                     code, rule, reason = problem
                     rejected.append((line_no, code, reason))
@@ -109,12 +142,14 @@ class Placements(LenderActions):
                     continue
                 key = (case.case_id, item.to, item.purpose)
                 if key in grants:  # the same mandate twice in one batch: the later line replaces the earlier
-                    repo.grant_mandates(lender, list(grants.values()), stamp)
-                    grants = {}
+                    flush()
                 grants[key] = (case.case_id, item.to, item.purpose, item.label, item.until, item.commission)
-                events.append(self._event(caller, "allow", Code.OK, f"mandate.grant:{item.to};placement", **kw))
+                if item.agreement or item.pia:
+                    records[key] = (case.case_id, item.to, item.purpose, item.agreement, item.pia)
+                events.append(self._event(caller, "allow", Code.OK, f"mandate.grant:{item.to};placement"
+                                          + records_presence(item.agreement, item.pia), **kw))
                 assigned += 1
-            repo.grant_mandates(lender, list(grants.values()), stamp)
+            flush()
             return (assigned, rejected), events
 
         assigned, rejected = self.audit.run(work)

@@ -83,23 +83,27 @@ class RecallAllRequest(_message.Message):
     def __init__(self, org_id: _Optional[str] = ...) -> None: ...
 
 class AssignCaseRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "commission")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "commission", "agreement", "pia")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PIA_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
     until: str
     label: str
     commission: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
+    agreement: str
+    pia: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., commission: _Optional[str] = ..., agreement: _Optional[str] = ..., pia: _Optional[str] = ...) -> None: ...
 
 class MandateInfo(_message.Message):
-    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at", "commission")
+    __slots__ = ("case_id", "org_id", "purpose", "until", "label", "granted_at", "commission", "agreement", "pia", "recalled_at")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     PURPOSE_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +111,9 @@ class MandateInfo(_message.Message):
     LABEL_FIELD_NUMBER: _ClassVar[int]
     GRANTED_AT_FIELD_NUMBER: _ClassVar[int]
     COMMISSION_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PIA_FIELD_NUMBER: _ClassVar[int]
+    RECALLED_AT_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     purpose: str
@@ -114,7 +121,10 @@ class MandateInfo(_message.Message):
     label: str
     granted_at: str
     commission: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ..., commission: _Optional[str] = ...) -> None: ...
+    agreement: str
+    pia: str
+    recalled_at: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., purpose: _Optional[str] = ..., until: _Optional[str] = ..., label: _Optional[str] = ..., granted_at: _Optional[str] = ..., commission: _Optional[str] = ..., agreement: _Optional[str] = ..., pia: _Optional[str] = ..., recalled_at: _Optional[str] = ...) -> None: ...
 
 class RecallCaseRequest(_message.Message):
     __slots__ = ("case_id", "org_id")
@@ -131,14 +141,18 @@ class RecallCaseResponse(_message.Message):
     def __init__(self, recalled: _Optional[int] = ...) -> None: ...
 
 class EscalateCaseRequest(_message.Message):
-    __slots__ = ("case_id", "org_id", "until")
+    __slots__ = ("case_id", "org_id", "until", "agreement", "pia")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     ORG_ID_FIELD_NUMBER: _ClassVar[int]
     UNTIL_FIELD_NUMBER: _ClassVar[int]
+    AGREEMENT_FIELD_NUMBER: _ClassVar[int]
+    PIA_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     org_id: str
     until: str
-    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., until: _Optional[str] = ...) -> None: ...
+    agreement: str
+    pia: str
+    def __init__(self, case_id: _Optional[str] = ..., org_id: _Optional[str] = ..., until: _Optional[str] = ..., agreement: _Optional[str] = ..., pia: _Optional[str] = ...) -> None: ...
 
 class EscalateCaseResponse(_message.Message):
     __slots__ = ("case_id", "stage", "mandate", "recalled")
@@ -153,32 +167,36 @@ class EscalateCaseResponse(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ..., mandate: _Optional[_Union[MandateInfo, _Mapping]] = ..., recalled: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SetConsentRequest(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "artificial_voice")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "artificial_voice", "cross_border")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
     ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
     artificial_voice: bool
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
+    cross_border: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., artificial_voice: _Optional[bool] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class ConsentInfo(_message.Message):
-    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended", "artificial_voice")
+    __slots__ = ("case_id", "third_party_sharing", "credit_reporting", "changed_at", "mandates_ended", "artificial_voice", "cross_border")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     THIRD_PARTY_SHARING_FIELD_NUMBER: _ClassVar[int]
     CREDIT_REPORTING_FIELD_NUMBER: _ClassVar[int]
     CHANGED_AT_FIELD_NUMBER: _ClassVar[int]
     MANDATES_ENDED_FIELD_NUMBER: _ClassVar[int]
     ARTIFICIAL_VOICE_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     third_party_sharing: bool
     credit_reporting: bool
     changed_at: str
     mandates_ended: _containers.RepeatedScalarFieldContainer[str]
     artificial_voice: bool
-    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., artificial_voice: _Optional[bool] = ...) -> None: ...
+    cross_border: bool
+    def __init__(self, case_id: _Optional[str] = ..., third_party_sharing: _Optional[bool] = ..., credit_reporting: _Optional[bool] = ..., changed_at: _Optional[str] = ..., mandates_ended: _Optional[_Iterable[str]] = ..., artificial_voice: _Optional[bool] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class EraseBorrowerRequest(_message.Message):
     __slots__ = ("borrower_id", "grace_days", "cancel")
@@ -283,7 +301,7 @@ class SetStageRequest(_message.Message):
     def __init__(self, case_id: _Optional[str] = ..., stage: _Optional[str] = ...) -> None: ...
 
 class SetFlagsRequest(_message.Message):
-    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status", "verification_sent")
+    __slots__ = ("case_id", "disputed", "cease_contact", "attorney_represented", "lost_contact", "legal_hold", "status", "verification_sent", "identity_theft", "discharged")
     CASE_ID_FIELD_NUMBER: _ClassVar[int]
     DISPUTED_FIELD_NUMBER: _ClassVar[int]
     CEASE_CONTACT_FIELD_NUMBER: _ClassVar[int]
@@ -292,6 +310,8 @@ class SetFlagsRequest(_message.Message):
     LEGAL_HOLD_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     VERIFICATION_SENT_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_THEFT_FIELD_NUMBER: _ClassVar[int]
+    DISCHARGED_FIELD_NUMBER: _ClassVar[int]
     case_id: str
     disputed: bool
     cease_contact: bool
@@ -300,7 +320,9 @@ class SetFlagsRequest(_message.Message):
     legal_hold: bool
     status: str
     verification_sent: str
-    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ..., verification_sent: _Optional[str] = ...) -> None: ...
+    identity_theft: bool
+    discharged: bool
+    def __init__(self, case_id: _Optional[str] = ..., disputed: _Optional[bool] = ..., cease_contact: _Optional[bool] = ..., attorney_represented: _Optional[bool] = ..., lost_contact: _Optional[bool] = ..., legal_hold: _Optional[bool] = ..., status: _Optional[str] = ..., verification_sent: _Optional[str] = ..., identity_theft: _Optional[bool] = ..., discharged: _Optional[bool] = ...) -> None: ...
 
 class ExplainRequest(_message.Message):
     __slots__ = ("org_id", "case_id", "purpose", "at")
@@ -1031,6 +1053,44 @@ class AuditStatsResponse(_message.Message):
     groups: _containers.RepeatedCompositeFieldContainer[AuditStatsGroup]
     lender: str
     def __init__(self, from_time: _Optional[str] = ..., to_time: _Optional[str] = ..., by: _Optional[_Iterable[str]] = ..., size: _Optional[int] = ..., checkpoint: _Optional[str] = ..., total: _Optional[int] = ..., groups: _Optional[_Iterable[_Union[AuditStatsGroup, _Mapping]]] = ..., lender: _Optional[str] = ...) -> None: ...
+
+class ListMandatesRequest(_message.Message):
+    __slots__ = ("case_id",)
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    def __init__(self, case_id: _Optional[str] = ...) -> None: ...
+
+class ListMandatesResponse(_message.Message):
+    __slots__ = ("mandates",)
+    MANDATES_FIELD_NUMBER: _ClassVar[int]
+    mandates: _containers.RepeatedCompositeFieldContainer[MandateInfo]
+    def __init__(self, mandates: _Optional[_Iterable[_Union[MandateInfo, _Mapping]]] = ...) -> None: ...
+
+class RecordTransferRequest(_message.Message):
+    __slots__ = ("case_id", "mechanism", "reference", "valid_until")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    mechanism: str
+    reference: str
+    valid_until: str
+    def __init__(self, case_id: _Optional[str] = ..., mechanism: _Optional[str] = ..., reference: _Optional[str] = ..., valid_until: _Optional[str] = ...) -> None: ...
+
+class TransferInfo(_message.Message):
+    __slots__ = ("case_id", "mechanism", "reference", "valid_until", "cross_border")
+    CASE_ID_FIELD_NUMBER: _ClassVar[int]
+    MECHANISM_FIELD_NUMBER: _ClassVar[int]
+    REFERENCE_FIELD_NUMBER: _ClassVar[int]
+    VALID_UNTIL_FIELD_NUMBER: _ClassVar[int]
+    CROSS_BORDER_FIELD_NUMBER: _ClassVar[int]
+    case_id: str
+    mechanism: str
+    reference: str
+    valid_until: str
+    cross_border: bool
+    def __init__(self, case_id: _Optional[str] = ..., mechanism: _Optional[str] = ..., reference: _Optional[str] = ..., valid_until: _Optional[str] = ..., cross_border: _Optional[bool] = ...) -> None: ...
 
 class RecordForbearanceRequest(_message.Message):
     __slots__ = ("case_id", "measure", "on")

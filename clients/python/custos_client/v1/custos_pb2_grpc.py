@@ -141,6 +141,16 @@ class LenderServiceStub:
                 request_serializer=custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
                 response_deserializer=custos_dot_v1_dot_custos__pb2.UpdateProgress.FromString,
                 _registered_method=True)
+        self.ListMandates = channel.unary_unary(
+                '/custos.v1.LenderService/ListMandates',
+                request_serializer=custos_dot_v1_dot_custos__pb2.ListMandatesRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.ListMandatesResponse.FromString,
+                _registered_method=True)
+        self.RecordTransfer = channel.unary_unary(
+                '/custos.v1.LenderService/RecordTransfer',
+                request_serializer=custos_dot_v1_dot_custos__pb2.RecordTransferRequest.SerializeToString,
+                response_deserializer=custos_dot_v1_dot_custos__pb2.TransferInfo.FromString,
+                _registered_method=True)
         self.RecordForbearance = channel.unary_unary(
                 '/custos.v1.LenderService/RecordForbearance',
                 request_serializer=custos_dot_v1_dot_custos__pb2.RecordForbearanceRequest.SerializeToString,
@@ -307,6 +317,21 @@ class LenderServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListMandates(self, request, context):
+        """issue 26: the mandates of one of the caller's cases, newest first, recalled ones included, with the
+        agreement and impact-assessment references each names (`lender mandates CASE`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordTransfer(self, request, context):
+        """issue 26: the case's transfer mechanism for provision abroad (PIPL Art. 38), replacing the one before.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RecordForbearance(self, request, context):
         """---- EU (issue 26)
         A forbearance measure offered or agreed on one of the caller's cases, dated `on` (CCD (EU) 2023/2225 Art. 35):
@@ -431,6 +456,16 @@ def add_LenderServiceServicer_to_server(servicer, server):
                     servicer.UpdateAccounts,
                     request_deserializer=custos_dot_v1_dot_custos__pb2.LineChunk.FromString,
                     response_serializer=custos_dot_v1_dot_custos__pb2.UpdateProgress.SerializeToString,
+            ),
+            'ListMandates': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListMandates,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.ListMandatesRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.ListMandatesResponse.SerializeToString,
+            ),
+            'RecordTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordTransfer,
+                    request_deserializer=custos_dot_v1_dot_custos__pb2.RecordTransferRequest.FromString,
+                    response_serializer=custos_dot_v1_dot_custos__pb2.TransferInfo.SerializeToString,
             ),
             'RecordForbearance': grpc.unary_unary_rpc_method_handler(
                     servicer.RecordForbearance,
@@ -1012,6 +1047,60 @@ class LenderService:
             '/custos.v1.LenderService/UpdateAccounts',
             custos_dot_v1_dot_custos__pb2.LineChunk.SerializeToString,
             custos_dot_v1_dot_custos__pb2.UpdateProgress.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListMandates(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/ListMandates',
+            custos_dot_v1_dot_custos__pb2.ListMandatesRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.ListMandatesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/custos.v1.LenderService/RecordTransfer',
+            custos_dot_v1_dot_custos__pb2.RecordTransferRequest.SerializeToString,
+            custos_dot_v1_dot_custos__pb2.TransferInfo.FromString,
             options,
             channel_credentials,
             insecure,
