@@ -123,7 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="gateway processes sharing the port (default: the usable cores; 1: this process serves)")
     s.add_argument("--health", metavar="HOST:PORT",
                    help="also serve grpc.health.v1.Health, and nothing else, in plaintext here, for probes without a "
-                        "client certificate (Health is always on the mTLS port too); see docs/operators.md")
+                        "client certificate (Health is always on the mTLS port too); see docs/health.md")
     s.add_argument("--reflection", action="store_true",
                    help="serve gRPC server reflection on the mTLS port (off by default: it hands anyone holding a "
                         "certificate of the CA the map of the whole API)")

@@ -272,7 +272,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
           reuse_port: bool = False, reflection: bool = False, health_listen: str | None = None) -> Gateway:
     """Build and start a gateway; policy problems raise before anything listens.
 
-    Health (docs/operators.md) is served on the mTLS port and, with
+    Health (docs/health.md) is served on the mTLS port and, with
     `health_listen`, on a plaintext port of its own; reflection only when asked.
     """
     policy_dir = policy_dir or BUNDLE_DIR
