@@ -207,3 +207,16 @@ def test_reflection_on_lists_the_services_and_a_client_built_from_it_calls_healt
             assert info.value.code() == grpc.StatusCode.UNIMPLEMENTED
     finally:
         served.stop()
+
+
+def test_processes_share_the_health_port_and_each_answers(data_copy: Path) -> None:
+    health_port = _free_port()
+    served = Served(data_copy / "data", extra=["--processes", "2", "--health", f"127.0.0.1:{health_port}"])
+    try:
+        for _ in range(4):  # new connections, spread by the kernel over the processes
+            with grpc.insecure_channel(f"127.0.0.1:{health_port}") as plain:
+                assert check(plain) == SERVING
+        with mtls(data_copy, served.port) as secure:
+            assert check(secure, "custos.v1.BureauService") == SERVING
+    finally:
+        served.stop()
