@@ -306,9 +306,14 @@ def cmd_serve(args: argparse.Namespace) -> None:
     host, _, port_text = args.listen.rpartition(":")
     if not port_text.isdigit() or int(port_text) > 65535:
         raise CliError(Code.INVALID_ARGUMENT, "--listen must be HOST:PORT")
+    health_host, _, health_port = (args.health or "").rpartition(":")
+    if args.health is not None and (not health_port.isdigit() or int(health_port) > 65535):
+        raise CliError(Code.INVALID_ARGUMENT, "--health must be HOST:PORT")
     if count > 1:
         supervisor = processes.Supervisor(Path(args.data_dir), host, int(port_text), count, workers=args.workers,
-                                          grace=args.grace, policy_dir=Path(args.policies) if args.policies else None)
+                                          grace=args.grace, policy_dir=Path(args.policies) if args.policies else None,
+                                          reflection=args.reflection,
+                                          health=(health_host, int(health_port)) if args.health else None)
         supervisor.start()
         print(f"custos gateway listening on {host}:{supervisor.port}", flush=True)
         logging.getLogger("custos.server").info("%d gateway processes on port %d; supervisor pid %d",
@@ -320,7 +325,8 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.transport.server import build
 
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
-               workers=args.workers, reuse_port=args.reuse_port)
+               workers=args.workers, reuse_port=args.reuse_port, reflection=args.reflection,
+               health_listen=args.health)
     print(f"custos gateway listening on {host}:{gw.port}", flush=True)
     serve_until_signalled(gw, args.grace, args.supervisor)
 

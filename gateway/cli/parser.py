@@ -121,6 +121,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="seconds calls in flight get on SIGTERM before they are cancelled (default 5)")
     s.add_argument("--processes", type=int, default=None,
                    help="gateway processes sharing the port (default: the usable cores; 1: this process serves)")
+    s.add_argument("--health", metavar="HOST:PORT",
+                   help="also serve grpc.health.v1.Health, and nothing else, in plaintext here, for probes without a "
+                        "client certificate (Health is always on the mTLS port too); see docs/health.md")
+    s.add_argument("--reflection", action="store_true",
+                   help="serve gRPC server reflection on the mTLS port (off by default: it hands anyone holding a "
+                        "certificate of the CA the map of the whole API)")
     s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a process of --processes N
     s.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
     s.set_defaults(fn=operator.cmd_serve)

@@ -88,25 +88,31 @@ class Supervisor:
     """Starts N gateway processes on one port and keeps them running until told to stop."""
 
     def __init__(self, data_dir: Path, host: str, port: int, count: int, *, workers: int, grace: float,
-                 policy_dir: Path | None = None) -> None:
+                 policy_dir: Path | None = None, reflection: bool = False,
+                 health: tuple[str, int] | None = None) -> None:
         self.data_dir = data_dir
         self.host = host
         self.count = count
         self.grace = grace
         self.worker_args = ["--workers", str(workers), "--grace", str(grace),
-                            *(["--policies", str(policy_dir)] if policy_dir else [])]
+                            *(["--policies", str(policy_dir)] if policy_dir else []),
+                            *(["--reflection"] if reflection else [])]
         load_bundle(policy_dir or BUNDLE_DIR)  # a bad bundle is refused here, as by one process, before any starts
         self.lock = ServeLock.take(data_dir)
         self._stop = threading.Event()
         self._workers: list[Worker] = []
         self._restarts: deque[float] = deque()
         self._sock: socket.socket | None = None
+        self._health_sock: socket.socket | None = None  # `--health`: shared the same way, each process answers
         self.port = port
         try:
             # Migrations and the tree's catch-up run here, once, not in N processes racing each other.
             open_vault(data_dir, "").close()
             self._sock = reserve_port(host, port)
             self.port = int(self._sock.getsockname()[1])
+            if health is not None:
+                self._health_sock = reserve_port(*health)
+                self.worker_args += ["--health", f"{health[0]}:{self._health_sock.getsockname()[1]}"]
         except BaseException:
             self.close()
             raise
@@ -203,9 +209,10 @@ class Supervisor:
                 worker.proc.wait()
 
     def close(self) -> None:
-        if self._sock is not None:
-            self._sock.close()
-            self._sock = None
+        for sock in (self._sock, self._health_sock):
+            if sock is not None:
+                sock.close()
+        self._sock = self._health_sock = None
         self.lock.release()
 
 

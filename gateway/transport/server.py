@@ -42,6 +42,7 @@ from vault.datadir import (
 )
 
 from .calls import Gate, Watchdog
+from .health import Health, enable_reflection, health_server, store_probe
 from .servicers import methods
 from .tracing import make_provider
 
@@ -92,6 +93,9 @@ class Gateway:
     watchdog: Watchdog
     lock: ServeLock | None = None
     rewrapper: Rewrapper | None = None
+    health: Health | None = None
+    health_server: grpc.Server | None = None  # `--health HOST:PORT`: plaintext, Health only
+    health_port: int = 0
 
     def reload_policies(self) -> str:
         """Load the bundle again and swap it in whole; a bad bundle raises and the running one stays.
@@ -115,9 +119,15 @@ class Gateway:
         acknowledged event is already durable: a caller is answered only after
         its commit) and refuses any other. Returns False if something had to be
         abandoned, in which case the process should exit rather than linger.
+        Health says NOT_SERVING first (watchers are told at once) and the
+        health port answers so until the calls have drained.
         """
+        if self.health is not None:
+            self.health.shutting_down()
         self.gate.stopping = True
         clean = self.server.stop(grace).wait((grace or 0.0) + STOP_MARGIN_S)
+        if self.health_server is not None:
+            self.health_server.stop(None)
         if not clean:
             log.error("calls still running %.1f s after the grace period; cancelling them", STOP_MARGIN_S)
             self.watchdog.drop_all(Code.SHUTTING_DOWN)
@@ -259,8 +269,12 @@ def _connection_cap(configured: int, workers: int) -> int:
 
 def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
           clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 128,
-          reuse_port: bool = False) -> Gateway:
-    """Build and start a gateway; policy problems raise before anything listens."""
+          reuse_port: bool = False, reflection: bool = False, health_listen: str | None = None) -> Gateway:
+    """Build and start a gateway; policy problems raise before anything listens.
+
+    Health (docs/health.md) is served on the mTLS port and, with
+    `health_listen`, on a plaintext port of its own; reflection only when asked.
+    """
     policy_dir = policy_dir or BUNDLE_DIR
     bundle = load_bundle(policy_dir)
     lock = ServeLock.take(data_dir)
@@ -312,25 +326,36 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)
     calls = bundle.limits.calls
+    api = methods(core)
+    health = Health(api)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="rpc"),
-        handlers=[gate.generic_handler(name, ms) for name, ms in methods(core).items()],
+        handlers=[gate.generic_handler(name, ms) for name, ms in api.items()],
         options=server_options(bundle.limits.connections, workers,
                                max(calls.stream_deadline_s, calls.import_deadline_s), reuse_port),
         # Beyond this many calls queued or running, gRPC refuses new ones at once (RESOURCE_EXHAUSTED).
         maximum_concurrent_rpcs=max(256, workers * 8),
     )
+    health.add_to(server)
+    if reflection:
+        enable_reflection(server, api)
     try:
         port = server.add_secure_port(listen, server_credentials(layout))
     except RuntimeError:  # grpcio's way of saying the address could not be bound
         port = 0
-    gateway = Gateway(server, port, vault, core, provider, policy_dir, gate, watchdog, lock)
+    gateway = Gateway(server, port, vault, core, provider, policy_dir, gate, watchdog, lock, health=health)
     gateway.rewrapper = Rewrapper(core, lambda: (core.bundle.limits.lifecycle.rewrap_batch,
                                                  core.bundle.limits.lifecycle.rewrap_pause_s))
+    if port != 0 and health_listen is not None:
+        gateway.health_server, gateway.health_port = health_server(health, health_listen, reuse_port)
+        if gateway.health_port == 0:
+            port = 0
     if port == 0:
         gateway.stop(None)
         raise CustosError(Code.LISTEN_FAILED)
     server.start()
+    if gateway.health_server is not None:
+        gateway.health_server.start()
     try:
         tls12 = accepts_tls12(_probe_host(listen), port)
     except OSError:
@@ -347,6 +372,9 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     # the young generation was collected every few dozen requests: measured 367 collections and about
     # 8 µs of collector time per request; with 20,000, one collection in the same run.
     gc.set_threshold(20_000, 10, 10)
+    health.start(store_probe(vault, layout))  # SERVING from here, while the probe finds store and keys
+    if gateway.health_port:
+        log.info("grpc.health.v1.Health alone, plaintext, on port %d", gateway.health_port)
     log.info("custos gateway listening on port %d, policy %s; TLS 1.2 refused by the start-up check"
              " (gRPC logs that handshake as failed)", port, bundle.revision)
     return gateway
