@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -149,13 +150,13 @@ def test_exit_5_when_a_verification_fails(seeded: Env, run: Run, tmp_path: Path)
 
 
 def test_exit_1_for_any_other_failure(run: Run, tmp_path: Path) -> None:
-    rc, doc, err = run.json("keys", "status", str(tmp_path / "nowhere"))
+    rc, doc, _ = run.json("keys", "status", str(tmp_path / "nowhere"))
     assert rc == EXIT_ERROR and doc["error"]["code"] == "DATA_DIR_INVALID", doc
 
 
 def test_exit_statuses_of_the_installed_script(tmp_path: Path) -> None:
     """Through the `custos` entry point as a shell script sees it."""
-    exe = shutil.which("custos", path=str(Path(__import__("sys").executable).parent))
+    exe = shutil.which("custos", path=str(Path(sys.executable).parent))
     assert exe is not None
     usage = subprocess.run([exe, "--json", "no-such-command"], capture_output=True, text=True, timeout=60)
     assert usage.returncode == 2 and json.loads(usage.stdout)["error"]["code"] == "USAGE"
