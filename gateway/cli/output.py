@@ -25,6 +25,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from custos_client.codes import ClientCode
+
 from gateway.core.errors import CATALOGUE, Category, Code
 
 EXIT_OK = 0
@@ -36,11 +38,11 @@ EXIT_VERIFY_FAILED = 5
 EXIT_INTERRUPTED = 130  # 128 + SIGINT
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a pipeline cut short
 
-USAGE = "USAGE"  # the code of a command line the parser refuses (no gateway code: the parser is the CLI's own)
-VERIFY_CODES = frozenset({Code.AUDIT_VERIFY_FAILED, Code.STATS_MISMATCH, "REPORT_MISMATCH", Code.PACKET_INVALID,
-                          Code.PACKET_RECIPIENT_MISMATCH})
+USAGE = ClientCode.USAGE  # a command line the parser refuses (the gateway never sends it)
+VERIFY_CODES = frozenset({Code.AUDIT_VERIFY_FAILED, Code.STATS_MISMATCH, ClientCode.REPORT_MISMATCH,
+                          Code.PACKET_INVALID, Code.PACKET_RECIPIENT_MISMATCH})
 # gRPC status names a client reports as the code when no gateway described the failure (connection refused, ...)
-_UNREACHED = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "CANCELLED"})
+_UNREACHED = frozenset({Code.UNAVAILABLE, "DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 def exit_status(code: str, status: str = "") -> int:

@@ -415,7 +415,7 @@ def build_parser() -> CustosParser:
                    help="at most N events; the output's \"next\" is the --from-seq that continues (0: all)")
     s.add_argument("--from-seq", type=int, default=0, help="start at this sequence number (a page's \"next\")")
     s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
-                                 "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
+                                 "inclusion proof before printing any (exit 5, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=client.cmd_audit_query)
     s = audit.add_parser("compliance-report", parents=[client_opts],
                          help="a period's compliance report (regulator: all cases; lender: its own)")
@@ -423,7 +423,7 @@ def build_parser() -> CustosParser:
     s.add_argument("--to", required=True, help="RFC 3339: events before it (one at exactly that time is left out)")
     s.add_argument("--verify", action="store_true",
                    help="recount every figure from the period's events, each verified by proof against --key "
-                        "(exit 1, REPORT_MISMATCH, on any difference)")
+                        "(exit 5, REPORT_MISMATCH, on any difference)")
     s.add_argument("--key", help="the pinned audit.vkey (needed by --verify)")
     s.set_defaults(fn=client.cmd_audit_compliance_report)
     s = audit.add_parser("stats", parents=[client_opts],
@@ -433,7 +433,7 @@ def build_parser() -> CustosParser:
     s.add_argument("--by", default="", help="comma-separated group keys: " + ",".join(auditstats.KEYS)
                                            + " (none: the total)")
     s.add_argument("--verify", action="store_true",
-                   help="recount the figures from the verified events of their checkpoint (needs --key; exit 1, "
+                   help="recount the figures from the verified events of their checkpoint (needs --key; exit 5, "
                         "STATS_MISMATCH, on any difference)")
     s.add_argument("--key", help="the pinned audit.vkey the checkpoint and every event are checked against")
     s.set_defaults(fn=client.cmd_audit_stats)
