@@ -174,7 +174,7 @@ def test_the_cli_names_the_agent_by_option_or_environment(seeded: Env, monkeypat
     assert [(e["method"], e["agent"]) for e in events] == [("SetStage", "officer-3")]
     query = seeded.events(org="regulator-1", method="QueryAudit")
     assert [e.get("agent") for e in query][-2:] == ["supervisor-1", None]
-    assert cli.main(["lender", "stage", "C-3", "letter", *conn, "--agent", "bad agent"]) == 1
+    assert cli.main(["lender", "stage", "C-3", "letter", *conn, "--agent", "bad agent"]) == 3  # the gateway refuses
     assert "INVALID_AGENT" in capsys.readouterr().err
 
 

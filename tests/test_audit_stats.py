@@ -215,7 +215,7 @@ def test_cli_verify_fails_naming_the_group_when_the_derived_facts_were_tampered_
     assert tampered["groups"] != honest["groups"]  # the gateway now states a wrong figure
     capsys.readouterr()
     argv = ["--from", start, "--to", end, "--by", "org,decision", "--verify", "--key", str(seeded.data / "audit.vkey")]
-    assert run_cli(seeded, "regulator-1", *argv) == 1
+    assert run_cli(seeded, "regulator-1", *argv) == 5  # a failed verification's exit status
     err = capsys.readouterr().err
     assert "STATS_MISMATCH" in err and 'org="agency-1",decision="deny"' in err
     assert "C-" not in err and "B-" not in err  # names groups, never a case or a borrower
@@ -229,10 +229,10 @@ def test_cli_verify_refuses_figures_under_another_key(seeded: Env, tmp_path: Pat
     other.write_text(_other_vkey())
     capsys.readouterr()
     assert run_cli(seeded, "regulator-1", "--from", rfc3339(START), "--to", rfc3339(START + timedelta(days=1)),
-                   "--verify", "--key", str(other)) == 1
+                   "--verify", "--key", str(other)) == 5
     assert "AUDIT_VERIFY_FAILED" in capsys.readouterr().err
     assert run_cli(seeded, "regulator-1", "--from", rfc3339(START), "--to", rfc3339(START + timedelta(days=1)),
-                   "--verify") == 1
+                   "--verify") == 2  # a usage error
     assert "INVALID_ARGUMENT" in capsys.readouterr().err
 
 

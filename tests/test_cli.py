@@ -405,4 +405,4 @@ def test_version_names_the_installed_distribution(capsys: pytest.CaptureFixture[
     with pytest.raises(SystemExit) as info:
         cli.main(["--version"])
     assert info.value.code == 0
-    assert capsys.readouterr().out.strip() == f"custos {version('custos')}"
+    assert capsys.readouterr().out.strip() == f"custos {version('custos')} (proto custos.v1)"

@@ -250,7 +250,7 @@ def test_contact_cli_contract(seeded: Env, capsys: pytest.CaptureFixture[str]) -
     lender = ["--gateway", seeded.addr, "--identity", str(seeded.identity("lender-a")), "--json"]
     assert cli.main(["lender", "flag", "C-1", "--cease-contact", "--lost-contact", *lender]) == 0
     assert sorted(json.loads(capsys.readouterr().out)["flags"]) == ["cease_contact", "lost_contact"]
-    assert cli.main(["contact", "open", "C-1", "--channel", "sms", *base]) == 1
+    assert cli.main(["contact", "open", "C-1", "--channel", "sms", *base]) == 3  # refused by the gateway
     out, err = capsys.readouterr()
     assert json.loads(out)["error"]["code"] == "CEASE_CONTACT" and err.startswith("error: CEASE_CONTACT: ")
     assert cli.main(["lender", "flag", "C-1", "--no-cease-contact", *lender]) == 0

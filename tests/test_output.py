@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cli.output import EXIT_ERROR, CliError, ImportBroken, b64, emit, fail, key_text
+from gateway.cli.output import EXIT_USAGE, CliError, ImportBroken, b64, emit, fail, key_text
 
 
-def test_emit_prints_json_one_line_human_or_indented(capsys: pytest.CaptureFixture[str]) -> None:
+def test_emit_prints_json_one_line_human_or_plain_lines(capsys: pytest.CaptureFixture[str]) -> None:
     doc = {"name": "合成", "n": 1}
     emit(argparse.Namespace(json=True), doc)
     emit(argparse.Namespace(json=False), doc, lambda d: f"n={d['n']}")
@@ -19,11 +19,11 @@ def test_emit_prints_json_one_line_human_or_indented(capsys: pytest.CaptureFixtu
     out = capsys.readouterr().out.split("\n", 2)
     assert json.loads(out[0]) == doc and "合成" in out[0]
     assert out[1] == "n=1"
-    assert json.loads(out[2]) == doc and out[2].startswith("{\n  ")
+    assert out[2] == "name: 合成\nn: 1\n"  # without --json and without a text of its own: never JSON
 
 
 def test_fail_writes_the_code_to_stderr_and_with_json_a_document(capsys: pytest.CaptureFixture[str]) -> None:
-    assert fail(None, "INVALID_ARGUMENT", "bad flag") == EXIT_ERROR
+    assert fail(None, "INVALID_ARGUMENT", "bad flag") == EXIT_USAGE
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err == "error: INVALID_ARGUMENT: bad flag\n"
     fail(argparse.Namespace(json=True), "NO_MANDATE", "no mandate", {"rule": "mandate"})

@@ -210,7 +210,7 @@ def test_cases_pull_on_the_command_line_writes_an_owner_only_document_and_resume
     again = json.loads(capsys.readouterr().out)
     assert again["records"] == [] and again["removed"] == [{"case_id": "C-1", "lender_id": "lender-a",
                                                             "code": "MANDATE_RECALLED"}]
-    assert cli.main(["cases", "pull", "--purpose", "collection", "--since", "bogus", *argv]) == 1
+    assert cli.main(["cases", "pull", "--purpose", "collection", "--since", "bogus", *argv]) == 3  # refused
     err = capsys.readouterr().err
     assert "error: INVALID_CURSOR" in err and "Traceback" not in err and "resume" not in err  # nothing arrived
 
@@ -236,7 +236,7 @@ def test_a_broken_pull_on_the_command_line_keeps_what_arrived_and_names_the_curs
     out = tmp_path / "worklist.json"
     argv = ["--gateway", portfolio.addr, "--identity", str(portfolio.identity("agency-1"))]
     monkeypatch.setattr(client_module.CustosClient, "pull_cases", breaking)
-    assert cli.main(["cases", "pull", "--purpose", "collection", "--out", str(out), *argv]) == 1
+    assert cli.main(["cases", "pull", "--purpose", "collection", "--out", str(out), *argv]) == 4  # the gateway went away
     err = capsys.readouterr().err
     doc = json.loads(out.read_text())
     assert doc["complete"] is False and len(doc["records"]) == 2

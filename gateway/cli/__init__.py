@@ -9,8 +9,9 @@
 
 The rooms decide nothing: a check that is a rule lives in a use case
 (`gateway/core/usecases`) or in `vault`, and a command only calls it. `main`
-is the entry point (`gateway.cli:main`); it turns every failure into
-`error: CODE: message` and an exit status, never a traceback.
+is the entry point (`gateway.cli:main`); it turns every failure, a usage
+error included, into `error: CODE: message` (with --json also a document on
+stdout) and the exit status `output.exit_status` gives it, never a traceback.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from gateway.core.errors import Code, CustosError, PolicyError
 
 from .client import DEFAULT_SAMPLE
 from .operator import serve_until_signalled
-from .output import EXIT_BROKEN_PIPE, CliError, ImportBroken, fail
-from .parser import build_parser
+from .output import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, USAGE, CliError, ImportBroken, fail
+from .parser import UsageError, build_parser
 
 __all__ = ["DEFAULT_SAMPLE", "build_parser", "main", "serve_until_signalled"]
 
@@ -33,8 +34,14 @@ __all__ = ["DEFAULT_SAMPLE", "build_parser", "main", "serve_until_signalled"]
 def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=os.environ.get("CUSTOS_LOG_LEVEL", "INFO"), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    parser.json_requested = "--json" in argv
+    try:
+        args = parser.parse_args(argv)
+    except UsageError as err:
+        print(err.usage, end="", file=sys.stderr)
+        return fail(None, USAGE, err.message, json_out=parser.json_requested)
     from custos_client import CustosClientError
 
     try:
@@ -45,13 +52,13 @@ def main(argv: list[str] | None = None) -> int:
         return fail(args, err.code, err.message)
     except CustosClientError as err:
         seq = getattr(err, "seq", None)
-        return fail(args, err.code, err.message, {"seq": seq} if seq is not None else None)
+        return fail(args, err.code, err.message, {"seq": seq} if seq is not None else None, status=err.status)
     except ImportBroken as err:
-        return fail(args, err.code, err.message, {"stored": err.stored})
+        return fail(args, err.code, err.message, {"stored": err.stored}, status=err.status)
     except CliError as err:
-        return fail(args, err.code, err.message)
+        return fail(args, err.code, err.message, status=err.status)
     except KeyboardInterrupt:
-        return 130
+        return EXIT_INTERRUPTED
     except BrokenPipeError:
         # The reader went away (`custos ... | head`): nothing more can be written, and that is no error of ours.
         # Point stdout at /dev/null so the interpreter's own final flush does not fail as well.

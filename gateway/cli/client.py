@@ -27,7 +27,7 @@ from gateway.core.rules import auditfilter, auditstats
 from .formats import BUREAU_FORMATS
 from .offline import verify_bundle
 from .outfiles import check_output, private_output, write_private
-from .output import CliError, ImportBroken, b64, emit, key_text
+from .output import CliError, ImportBroken, b64, emit, key_text, plain
 
 if TYPE_CHECKING:
     from custos_client import CustosClient
@@ -75,7 +75,7 @@ def _rejections(d: Mapping[str, Any]) -> list[str]:
 
 def cmd_import(args: argparse.Namespace) -> None:
     doc = _send_lines(args, "import", lambda c, fh: c.import_lines(fh),
-                      lambda err: ImportBroken(err.code, err.message, err.progress), ("imported", "already_imported"))
+                      lambda err: ImportBroken(err.code, err.message, err.progress, err.status), ("imported", "already_imported"))
     if not doc["already_imported"]:
         del doc["already_imported"]
     emit(args, doc, lambda d: "\n".join([f"imported {d['imported']}" + (
@@ -87,7 +87,7 @@ def cmd_update(args: argparse.Namespace) -> None:
         done = err.progress
         return CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided and applied: "
                                   f"{done['updated']} updated, {done['unchanged']} unchanged, "
-                                  f"{done['rejected_total']} rejected; sending the file again is safe)")
+                                  f"{done['rejected_total']} rejected; sending the file again is safe)", err.status)
 
     doc = _send_lines(args, "update", lambda c, fh: c.update_lines(fh), broken, ("updated", "unchanged"))
     emit(args, doc, lambda d: "\n".join([f"updated {d['updated']}, {d['unchanged']} unchanged", *_rejections(d)]))
@@ -114,7 +114,7 @@ def _assign_file(args: argparse.Namespace) -> None:
     def broken(err: Any) -> CliError:
         done = err.progress
         return CliError(err.code, f"{err.message} (lines 1-{done['through_line']} are decided: "
-                                  f"{done['assigned']} assigned; sending the file again is safe)")
+                                  f"{done['assigned']} assigned; sending the file again is safe)", err.status)
 
     doc = _send_lines(args, "placement", lambda c, fh: c.assign_lines(fh), broken, ("assigned",))
     emit(args, doc, lambda d: "\n".join([f"assigned {d['assigned']}", *_rejections(d)]))
@@ -358,15 +358,31 @@ def cmd_statement(args: argparse.Namespace) -> None:
     emit(args, doc, text)
 
 
+def _contact_text(d: Mapping[str, Any]) -> str:
+    """A contact as an agent reads it: what to reach (released fields only), then what came of it."""
+    who = f"{d['party']} {d['name']}" if d.get("name") else d["party"]
+    reach = d.get("phone") or d.get("address") or ""
+    lines = [f"contact {d['contact_id']} on {d['case_id']}: {d['channel']} to {who}"
+             + (f" at {reach}" if reach else "") + f" (opened {d['opened_at']})"]
+    if d.get("artificial_voice"):
+        lines.append("  artificial voice: yes (the borrower's consent is on file)")
+    if d.get("result"):
+        promise = (f": {d['promise_amount']} on {d['promise_on']}" if d.get("promise_amount") else "")
+        lines.append(f"  result: {d['result']}{promise}")
+    if d.get("recording"):
+        lines.append(f"  recording: {d['recording']}")
+    return "\n".join(lines)
+
+
 def cmd_contact_open(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice))
+        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice), _contact_text)
 
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or "",
-                                    args.recording or ""))
+                                    args.recording or ""), _contact_text)
 
 
 # ---- promises and plans
@@ -469,7 +485,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
             # The cursor after the last item written out, which is the one the document ends with; the file
             # is still put in place (it says "complete": false), so what arrived is kept.
             what = f"; what arrived is kept: resume with --since {cursor}" if received else ""
-            failure = CliError(err.code, err.message + what)
+            failure = CliError(err.code, err.message + what, err.status)
         finally:
             write("\n], " + json.dumps({"removed": removed, "cursor": cursor, "complete": complete},
                                        ensure_ascii=False)[1:] + "\n")
@@ -498,8 +514,15 @@ def cmd_audit_query(args: argparse.Namespace) -> None:
     doc: dict[str, Any] = {"events": events}
     if page.next_from_seq:
         doc["next"] = page.next_from_seq
-    emit(args, doc, lambda d: "\n".join([*(json.dumps(e, ensure_ascii=False) for e in d["events"]),
+    emit(args, doc, lambda d: "\n".join([*(_event_text(e) for e in d["events"]),
                                          *([f"next --from-seq {d['next']}"] if "next" in d else [])]))
+
+
+def _event_text(e: Mapping[str, Any]) -> str:
+    """An event on one line, `key=value` after its sequence number and time (--json for the events as JSON)."""
+    rest = " ".join(f"{k}={','.join(map(str, v)) if isinstance(v, list) else v}"
+                    for k, v in e.items() if k not in ("seq", "time") and v not in ("", None, []))
+    return f"{e.get('seq', '-')} {e.get('time', '-')} {rest}"
 
 
 def cmd_audit_compliance_report(args: argparse.Namespace) -> None:
@@ -511,7 +534,7 @@ def cmd_audit_compliance_report(args: argparse.Namespace) -> None:
         report = c.compliance_report(args.from_, args.to)
         if args.verify and vkey is not None:
             report["verified"] = _recount_report(c, vkey, report)
-    emit(args, report, lambda d: json.dumps(d, ensure_ascii=False, sort_keys=True, indent=2))
+    emit(args, report, plain)
 
 
 def _recount_report(c: CustosClient, vkey: str, report: dict[str, Any]) -> bool:
@@ -593,8 +616,12 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
     if args.size is not None and args.size <= 0:
         raise CliError(Code.INVALID_ARGUMENT, "--size is 1 or more")
     with _client(args) as c:
-        note = c.checkpoint(args.size or 0)
-    emit(args, {"checkpoint": note}, lambda d: d["checkpoint"].rstrip("\n"))
+        note, cosigned = c.checkpoint_and_cosigned(args.size or 0)
+    # The cosignatures come with the checkpoint: a regulator compares them with its own (the current tree must
+    # extend every checkpoint a regulator cosigned), so they are printed, in both forms.
+    emit(args, {"checkpoint": note, "cosigned": cosigned},
+         lambda d: "\n\n".join([d["checkpoint"].rstrip("\n"),
+                                 *(f"cosigned:\n{x.rstrip()}" for x in d["cosigned"])]))
 
 
 def cmd_audit_prove(args: argparse.Namespace) -> None:

@@ -8,11 +8,16 @@ registry for the choices of `bureau pull --format`; no room imports it.
 from __future__ import annotations
 
 import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from gateway.core.model import FLAGS, FORBEARANCE_MEASURES
 from gateway.core.rules import auditstats
 
 from . import client, offline, operator
+from .completion import SHELLS
 from .formats import BUREAU_FORMATS
 
 FORCE_HELP = "replace an existing --out file (the new one is still 0600; a symlink there is replaced, not followed)"
@@ -28,21 +33,66 @@ def _version() -> str:
         return "unknown (not installed)"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="custos", description="Custos data-sharing gateway")
-    p.add_argument("--version", action="version", version=f"custos {_version()}")
+def _proto_package() -> str:
+    """The API the CLI speaks, read from the stubs it was built with (not a second constant to keep in step)."""
+    from custos_client.v1 import custos_pb2
+
+    return str(custos_pb2.DESCRIPTOR.package)
+
+
+class UsageError(SystemExit):
+    """A command line the parser refuses. Still a SystemExit (status 2, argparse's), so code that parses
+    without `main` behaves as before; `main` prints it as the USAGE error, with --json as a document."""
+
+    def __init__(self, usage: str, message: str) -> None:
+        super().__init__(2)
+        self.usage = usage
+        self.message = message
+
+
+class CustosParser(argparse.ArgumentParser):
+    """argparse, but a refusal is raised to `main` (which knows about --json) instead of printed here.
+    Subparsers are made of the same class (argparse's default), so every level behaves alike."""
+
+    json_requested = False  # set by `main` when --json is anywhere in argv
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(self.format_usage(), message)
+
+
+class _Version(argparse.Action):
+    """`custos --version`: the installed package and the API it speaks; one JSON document with --json."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kw: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS,
+                         help="print the version of custos and of its API (custos.v1), and exit")
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        version, proto = _version(), _proto_package()
+        if getattr(parser, "json_requested", False):
+            print(json.dumps({"version": version, "proto": proto}))
+        else:
+            print(f"custos {version} (proto {proto})")
+        sys.stdout.flush()
+        parser.exit(0)
+
+
+def build_parser() -> CustosParser:
+    p = CustosParser(prog="custos", description="Custos data-sharing gateway")
+    p.add_argument("--version", action=_Version)
     sub = p.add_subparsers(dest="command", required=True)
 
-    common = argparse.ArgumentParser(add_help=False)
+    common = CustosParser(add_help=False)
     common.add_argument("--json", action="store_true", help="print one JSON document on stdout")
     agent_help = ("the person acting, as your organisation names them (a pseudonymous id; or CUSTOS_AGENT): "
                   "recorded in every event of the call, never a change of organisation")
     # A client command's options. `audit query` takes them without --agent, which is its filter there; the
     # agent acting is then named before the command (`custos --agent ID audit query ...`) or by CUSTOS_AGENT.
-    client_conn = argparse.ArgumentParser(add_help=False, parents=[common])
+    client_conn = CustosParser(add_help=False, parents=[common])
     client_conn.add_argument("--gateway", help="HOST:PORT (or CUSTOS_GATEWAY)")
     client_conn.add_argument("--identity", help="identity bundle directory (or CUSTOS_IDENTITY)")
-    client_opts = argparse.ArgumentParser(add_help=False, parents=[client_conn])
+    client_opts = CustosParser(add_help=False, parents=[client_conn])
     client_opts.add_argument("--agent", dest="acting_agent", metavar="ID", help=agent_help)
     p.add_argument("--agent", dest="global_agent", metavar="ID", help=agent_help + " (any client command)")
 
@@ -371,7 +421,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="at most N events; the output's \"next\" is the --from-seq that continues (0: all)")
     s.add_argument("--from-seq", type=int, default=0, help="start at this sequence number (a page's \"next\")")
     s.add_argument("--key", help="the pinned audit.vkey: check every event against a signed checkpoint by its "
-                                 "inclusion proof before printing any (exit 1, AUDIT_VERIFY_FAILED, if one fails)")
+                                 "inclusion proof before printing any (exit 5, AUDIT_VERIFY_FAILED, if one fails)")
     s.set_defaults(fn=client.cmd_audit_query)
     s = audit.add_parser("compliance-report", parents=[client_opts],
                          help="a period's compliance report (regulator: all cases; lender: its own)")
@@ -379,7 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to", required=True, help="RFC 3339: events before it (one at exactly that time is left out)")
     s.add_argument("--verify", action="store_true",
                    help="recount every figure from the period's events, each verified by proof against --key "
-                        "(exit 1, REPORT_MISMATCH, on any difference)")
+                        "(exit 5, REPORT_MISMATCH, on any difference)")
     s.add_argument("--key", help="the pinned audit.vkey (needed by --verify)")
     s.set_defaults(fn=client.cmd_audit_compliance_report)
     s = audit.add_parser("stats", parents=[client_opts],
@@ -389,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--by", default="", help="comma-separated group keys: " + ",".join(auditstats.KEYS)
                                            + " (none: the total)")
     s.add_argument("--verify", action="store_true",
-                   help="recount the figures from the verified events of their checkpoint (needs --key; exit 1, "
+                   help="recount the figures from the verified events of their checkpoint (needs --key; exit 5, "
                         "STATS_MISMATCH, on any difference)")
     s.add_argument("--key", help="the pinned audit.vkey the checkpoint and every event are checked against")
     s.set_defaults(fn=client.cmd_audit_stats)
@@ -437,7 +487,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--key", help="the pinned audit.vkey the page verifies against (default: audit.vkey of the "
                                  "identity bundle; never the gateway's)")
     s.set_defaults(fn=_console)
+
+    s = sub.add_parser("completion", parents=[common], help="print a shell completion script: "
+                                                            "eval \"$(custos completion bash)\"")
+    s.add_argument("shell", choices=SHELLS)
+    s.set_defaults(fn=_completion)
     return p
+
+
+def _completion(args: argparse.Namespace) -> None:
+    from .completion import script
+    from .output import emit
+
+    text = script(args.shell, build_parser())
+    emit(args, {"shell": args.shell, "script": text}, lambda d: str(d["script"]).rstrip("\n"))
 
 
 def _console(args: argparse.Namespace) -> None:

@@ -753,6 +753,11 @@ class CustosClient:
         """A checkpoint of the current tree; given a size, the one the gateway published for it."""
         return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest(size=size)).note)
 
+    def checkpoint_and_cosigned(self, size: int = 0) -> tuple[str, list[str]]:
+        """`checkpoint(size)` and, from the same answer, the latest checkpoint each regulator cosigned."""
+        r = self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest(size=size))
+        return str(r.note), list(r.cosigned)
+
     def cosigned(self) -> list[str]:
         """The latest checkpoint each regulator cosigned, each with its cosignature line."""
         return list(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest()).cosigned)

@@ -191,3 +191,5 @@ class ClientCode(StrEnum):
     # the compliance report's recount from the verified events differs from the report (audit compliance-report
     # --verify): the gateway's figures are not those of its signed log
     REPORT_MISMATCH = "REPORT_MISMATCH"
+    # the `custos` command line the parser refuses (exit 2; with --json an {"error": ...} document): issue 27
+    USAGE = "USAGE"
