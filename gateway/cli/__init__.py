@@ -15,11 +15,11 @@ is the entry point (`gateway.cli:main`); it turns every failure into
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import gateway.transport  # noqa: F401 - first: gRPC's TLS policy, before main imports the client (and grpc)
+from gateway import logs
 from gateway.core.errors import Code, CustosError, PolicyError
 
 from .client import DEFAULT_SAMPLE
@@ -31,8 +31,7 @@ __all__ = ["DEFAULT_SAMPLE", "build_parser", "main", "serve_until_signalled"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CUSTOS_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logs.chosen() or "text")  # `serve --log-format` configures again
     parser = build_parser()
     args = parser.parse_args(argv)
     from custos_client import CustosClientError

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway import logs
 from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import rfc3339
 from gateway.core.ports import Vault
@@ -296,6 +297,11 @@ def cmd_keys_retire(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.transport import processes
 
+    fmt = logs.chosen(args.log_format)
+    if fmt is None:
+        raise CliError(Code.INVALID_ARGUMENT, f"{logs.ENV} must be text or json")
+    os.environ[logs.ENV] = fmt  # the processes of --processes N log the same way
+    logs.configure(fmt)
     if not 1 <= args.workers <= 256:
         raise CliError(Code.INVALID_ARGUMENT, "--workers must be 1-256")
     if not 0 <= args.grace <= 600:
@@ -312,7 +318,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         supervisor.start()
         print(f"custos gateway listening on {host}:{supervisor.port}", flush=True)
         logging.getLogger("custos.server").info("%d gateway processes on port %d; supervisor pid %d",
-                                                count, supervisor.port, os.getpid())
+                                                count, supervisor.port, os.getpid(),
+                                                extra={"event": "supervisor_listening", "port": supervisor.port,
+                                                       "processes": count})
         code = supervisor.run()
         logging.shutdown()
         sys.stdout.flush()
@@ -349,9 +357,10 @@ def serve_until_signalled(gw: Any, grace: float, supervisor: int | None = None) 
         watch_parent(supervisor, done)
     done.wait()
     log = logging.getLogger("custos.server")
-    log.info("stopping: calls in flight get %.1f s", grace)
+    log.info("stopping: calls in flight get %.1f s", grace, extra={"event": "gateway_stopping"})
     clean = gw.stop(grace)
-    log.info("stopped%s", "" if clean else " (calls still running were abandoned)")
+    log.info("stopped%s", "" if clean else " (calls still running were abandoned)",
+             extra={"event": "gateway_stopped", "clean": clean})
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -366,7 +375,7 @@ def _reload(gw: Any) -> None:
         gw.reload_policies()
     except PolicyError as err:
         logging.getLogger("custos.server").error("policy reload refused, keeping the running bundle: %s",
-                                                 err.detail)
+                                                 err.detail, extra={"event": "policy_reload_refused"})
 
 
 def cmd_policy_check(args: argparse.Namespace) -> None:
