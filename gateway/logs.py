@@ -27,7 +27,7 @@ import os
 import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 FORMATS = ("text", "json")
 ENV = "CUSTOS_LOG_FORMAT"
@@ -111,13 +111,24 @@ def chosen(flag: str | None = None) -> str | None:
     return value if value in FORMATS else None
 
 
+class _Handler(logging.StreamHandler[TextIO]):
+    """Ours, so that configuring again replaces it and leaves anyone else's alone."""
+
+
 def configure(fmt: str = "text") -> None:
-    """Route every logger to stderr in `fmt`, ours at CUSTOS_LOG_LEVEL (default INFO), libraries at WARNING."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    """Route every logger to stderr in `fmt`, ours at CUSTOS_LOG_LEVEL (default INFO), libraries at WARNING.
+
+    As `logging.basicConfig`: if the process's logging is already someone
+    else's (a program embedding the CLI, pytest), it is left as it is.
+    """
     root = logging.getLogger()
-    for old in list(root.handlers):
+    mine = [h for h in root.handlers if isinstance(h, _Handler)]
+    if len(mine) < len(root.handlers):
+        return
+    for old in mine:
         root.removeHandler(old)
+    handler = _Handler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
     level = os.environ.get("CUSTOS_LOG_LEVEL", "INFO").upper()
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
