@@ -127,6 +127,17 @@ def test_the_environment_chooses_the_format_and_a_bad_one_is_refused(env_dir: Pa
     assert [json.loads(line)["event"] for line in text.splitlines()][-1] == "gateway_stopped"
 
 
+@pytest.mark.sqlite_only
+def test_the_processes_of_a_supervised_serve_log_json_too(env_dir: Path, served: list[Served]) -> None:
+    s = Served(env_dir / "data", extra=["--log-format", "json", "--processes", "2"])
+    served.append(s)
+    text = stopped(s)
+    lines = [json.loads(line) for line in text.splitlines()]  # the supervisor's lines and both processes'
+    events = [line["event"] for line in lines]
+    assert events.count("tls_self_check") == 2 and events.count("process_serving") == 2
+    assert "supervisor_listening" in events and "Handshake failed" not in text
+
+
 def record(name: str, msg: str, *args: object, **extra: object) -> logging.LogRecord:
     rec = logging.LogRecord(name, logging.WARNING, __file__, 1, msg, args, None)
     rec.__dict__.update(extra)
