@@ -130,6 +130,7 @@ def configure(fmt: str = "text") -> None:
     handler = _Handler(sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root.addHandler(handler)
+    logging.captureWarnings(True)  # Python's warnings as lines too (logger py.warnings, a library's: withheld)
     level = os.environ.get("CUSTOS_LOG_LEVEL", "INFO").upper()
     root.setLevel(level if level in logging.getLevelNamesMapping() else "INFO")
     for name in QUIET:
