@@ -122,7 +122,8 @@ class GroupCommit:
 
     @staticmethod
     def _fail(batch: list[Queued[Any]], stage: str) -> None:
-        log.error("audit log write failed at %s; refusing the batch", stage)
+        log.error("audit log write failed at %s; refusing the batch", stage,
+                  extra={"event": "audit_write_failed", "stage": stage})
         for item in batch:
             item.error = CustosError(Code.AUDIT_UNAVAILABLE)
             item.result = None
@@ -197,5 +198,6 @@ def with_revision(drafts: list[EventDraft], revision: str) -> list[EventDraft]:
 
 def _internal(exc: BaseException) -> CustosError:
     # Log the type only: exception text from lower layers might hold a value.
-    log.error("unit of work failed: %s", type(exc).__name__)
+    log.error("unit of work failed: %s", type(exc).__name__,
+              extra={"event": "unit_of_work_failed", "error": type(exc).__name__})
     return CustosError(Code.INTERNAL)

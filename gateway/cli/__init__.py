@@ -16,11 +16,11 @@ stdout) and the exit status `output.exit_status` gives it, never a traceback.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
 import gateway.transport  # noqa: F401 - first: gRPC's TLS policy, before main imports the client (and grpc)
+from gateway import logs
 from gateway.core.errors import Code, CustosError, PolicyError
 
 from .client import DEFAULT_SAMPLE
@@ -32,8 +32,7 @@ __all__ = ["DEFAULT_SAMPLE", "build_parser", "main", "serve_until_signalled"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=os.environ.get("CUSTOS_LOG_LEVEL", "INFO"), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.configure(logs.chosen() or "text")  # `serve --log-format` configures again
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     parser.json_requested = "--json" in argv

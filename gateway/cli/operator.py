@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gateway import logs
 from gateway.core.errors import Code, CustosError, PolicyError
 from gateway.core.model import rfc3339
 from gateway.core.ports import Vault
@@ -296,6 +297,11 @@ def cmd_keys_retire(args: argparse.Namespace) -> None:
 def cmd_serve(args: argparse.Namespace) -> None:
     from gateway.transport import processes
 
+    fmt = logs.chosen(args.log_format)
+    if fmt is None:
+        raise CliError(Code.INVALID_ARGUMENT, f"{logs.ENV} must be text or json")
+    os.environ[logs.ENV] = fmt  # the processes of --processes N log the same way
+    logs.configure(fmt)
     if not 1 <= args.workers <= 256:
         raise CliError(Code.INVALID_ARGUMENT, "--workers must be 1-256")
     if not 0 <= args.grace <= 600:
@@ -315,9 +321,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
                                           reflection=args.reflection,
                                           health=(health_host, int(health_port)) if args.health else None)
         supervisor.start()
+        supervisor.handle_signals()
         print(f"custos gateway listening on {host}:{supervisor.port}", flush=True)
         logging.getLogger("custos.server").info("%d gateway processes on port %d; supervisor pid %d",
-                                                count, supervisor.port, os.getpid())
+                                                count, supervisor.port, os.getpid(),
+                                                extra={"event": "supervisor_listening", "port": supervisor.port,
+                                                       "processes": count})
         code = supervisor.run()
         logging.shutdown()
         sys.stdout.flush()
@@ -327,8 +336,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
                workers=args.workers, reuse_port=args.reuse_port, reflection=args.reflection,
                health_listen=args.health)
+    done = stop_on_signals(gw)  # before the line a caller waits for: a SIGTERM right after it stops cleanly
     print(f"custos gateway listening on {host}:{gw.port}", flush=True)
-    serve_until_signalled(gw, args.grace, args.supervisor)
+    serve_until_signalled(gw, args.grace, args.supervisor, done)
 
 
 def cmd_stop(args: argparse.Namespace) -> None:
@@ -340,24 +350,35 @@ def cmd_stop(args: argparse.Namespace) -> None:
     emit(args, {"stopped": pid}, lambda d: f"stopped the custos serve of {args.data_dir} (pid {d['stopped']})")
 
 
-def serve_until_signalled(gw: Any, grace: float, supervisor: int | None = None) -> None:
-    """Serve until SIGINT or SIGTERM (SIGHUP reloads the policies), stop within `grace` + a margin, exit.
-
-    A process of `serve --processes N` also stops when its supervisor is gone.
-    """
-    from gateway.transport.processes import watch_parent
-
+def stop_on_signals(gw: Any) -> threading.Event:
+    """SIGINT and SIGTERM set the event returned (SIGHUP reloads the policies): installed before the gateway says
+    it listens, so a signal sent the moment it does is a clean stop, never the default's kill."""
     done = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     signal.signal(signal.SIGHUP, lambda *_: _reload(gw))
+    return done
+
+
+def serve_until_signalled(gw: Any, grace: float, supervisor: int | None = None,
+                          done: threading.Event | None = None) -> None:
+    """Serve until SIGINT or SIGTERM (SIGHUP reloads the policies), stop within `grace` + a margin, exit.
+
+    A process of `serve --processes N` also stops when its supervisor is gone. `done`: the event of
+    `stop_on_signals`, when the caller installed the handlers already.
+    """
+    from gateway.transport.processes import watch_parent
+
+    if done is None:
+        done = stop_on_signals(gw)
     if supervisor is not None:
         watch_parent(supervisor, done)
     done.wait()
     log = logging.getLogger("custos.server")
-    log.info("stopping: calls in flight get %.1f s", grace)
+    log.info("stopping: calls in flight get %.1f s", grace, extra={"event": "gateway_stopping"})
     clean = gw.stop(grace)
-    log.info("stopped%s", "" if clean else " (calls still running were abandoned)")
+    log.info("stopped%s", "" if clean else " (calls still running were abandoned)",
+             extra={"event": "gateway_stopped", "clean": clean})
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -372,7 +393,7 @@ def _reload(gw: Any) -> None:
         gw.reload_policies()
     except PolicyError as err:
         logging.getLogger("custos.server").error("policy reload refused, keeping the running bundle: %s",
-                                                 err.detail)
+                                                 err.detail, extra={"event": "policy_reload_refused"})
 
 
 def cmd_policy_check(args: argparse.Namespace) -> None:

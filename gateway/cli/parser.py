@@ -179,6 +179,8 @@ def build_parser() -> CustosParser:
                         "certificate of the CA the map of the whole API)")
     s.add_argument("--reuse-port", action="store_true", help=argparse.SUPPRESS)  # a process of --processes N
     s.add_argument("--supervisor", type=int, default=None, help=argparse.SUPPRESS)
+    s.add_argument("--log-format", choices=["text", "json"], default=None,
+                   help="stderr log lines: text, or json (one object per line); default: CUSTOS_LOG_FORMAT, else text")
     s.set_defaults(fn=operator.cmd_serve)
     s = sub.add_parser("stop", parents=[common], help="stop the custos serve of a data directory, all its processes")
     s.add_argument("data_dir")

@@ -211,7 +211,8 @@ def parse_line(raw: bytes, *, jurisdictions: Collection[str]) -> ImportedCase:
     except LineError:
         raise
     except Exception as exc:  # noqa: BLE001 - a validator bug must cost one line, not the stream
-        log.error("import line validation failed unexpectedly: %s", type(exc).__name__)
+        log.error("import line validation failed unexpectedly: %s", type(exc).__name__,
+                  extra={"event": "validation_failed", "error": type(exc).__name__})
         raise LineError(Code.IMPORT_INVALID_FIELD, "the line could not be validated") from None
 
 

@@ -63,7 +63,8 @@ def parse_update(raw: bytes) -> AccountUpdate:
     except LineError:
         raise
     except Exception as exc:  # noqa: BLE001 - a validator bug must cost one line, not the stream (as the import)
-        log.error("update line validation failed unexpectedly: %s", type(exc).__name__)
+        log.error("update line validation failed unexpectedly: %s", type(exc).__name__,
+                  extra={"event": "validation_failed", "error": type(exc).__name__})
         raise LineError(Code.IMPORT_INVALID_FIELD, "the line could not be validated") from None
 
 

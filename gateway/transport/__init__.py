@@ -17,3 +17,9 @@ import os
 # otherwise (gateway.transport.server.accepts_tls12).
 TLS12_CIPHER_SUITES = "ECDHE-RSA-AES128-GCM-SHA256:ECDHE-RSA-AES256-GCM-SHA384"
 os.environ["GRPC_SSL_CIPHER_SUITES"] = TLS12_CIPHER_SUITES
+
+# gRPC core's own log (C++, absl, straight to stderr, outside Python's logging): errors only, unless the
+# operator asks for more. At its default it writes an INFO line for every refused handshake, the first
+# being our own start-up check's ("Handshake failed ... NO_SHARED_CIPHER"), which the server reports
+# itself, as event `tls_self_check` (gateway.logs). Read when grpc is first imported, as above.
+os.environ.setdefault("GRPC_VERBOSITY", "ERROR")

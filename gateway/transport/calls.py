@@ -43,6 +43,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import Status, StatusCode
 
+from gateway import logs
 from gateway.core.app import Core
 from gateway.core.errors import Code, CustosError
 from gateway.core.model import Caller, agent_ok
@@ -242,13 +243,15 @@ class Watchdog:
                 try:
                     call.check(now)
                 except Exception as exc:  # noqa: BLE001 - one bad call must not stop the watchdog
-                    log.error("watchdog could not drop a call: %s", type(exc).__name__)
+                    log.error("watchdog could not drop a call: %s", type(exc).__name__,
+                              extra={"event": "watchdog_drop_failed", "error": type(exc).__name__})
             if self._on_tick is not None and now - flushed >= FLUSH_EVERY_S:
                 flushed = now
                 try:
                     self._on_tick()
                 except Exception as exc:  # noqa: BLE001
-                    log.error("watchdog tick failed: %s", type(exc).__name__)
+                    log.error("watchdog tick failed: %s", type(exc).__name__,
+                              extra={"event": "watchdog_tick_failed", "error": type(exc).__name__})
 
 
 # ------------------------------------------------------------------ methods
@@ -357,6 +360,7 @@ class Gate:
                     self.shares.leave(caller.org_id, streaming)
                 if call is not None:
                     self.watchdog.unregister(call)
+                logs.CALL.set(None)
                 _finish(span, context)
 
     # -------------------------------------------------------------- steps
@@ -364,6 +368,7 @@ class Gate:
     def _caller(self, context: grpc.ServicerContext, m: Method) -> tuple[Caller, Verdict | None]:
         """Identity and admission; a refusal for the caller's standing is returned, to be audited with its case."""
         caller = caller_of(context, m.name)
+        logs.CALL.set((caller.org_id, caller.method, caller.trace_id))  # what a log line in this call names
         tracing.annotate(org=caller.org_id or None)
         if self.stopping:
             raise CustosError(Code.SHUTTING_DOWN)
@@ -472,12 +477,13 @@ class Gate:
             try:
                 self.core.deny(caller, gone.code, "watchdog")
             except CustosError:
-                log.error("could not audit a dropped call")
+                log.error("could not audit a dropped call", extra={"event": "audit_failed"})
         context.abort_with_status(to_status(CustosError(gone.code)))
 
     def _internal(self, context: grpc.ServicerContext, exc: BaseException) -> None:
         # Type only: an exception's text could carry a value.
-        log.error("unexpected %s in RPC", type(exc).__name__)
+        log.error("unexpected %s in RPC", type(exc).__name__,
+                  extra={"event": "internal_error", "error": type(exc).__name__})
         self._abort(context, CustosError(Code.INTERNAL))
 
     def _span(self, m: Method) -> Any:

@@ -111,9 +111,9 @@ class Health:
         status = SERVING if problem is None else NOT_SERVING
         if status != self._status and not self._stop.is_set():
             if problem is None:
-                log.info("health: serving again")
+                log.info("health: serving again", extra={"event": "health_serving"})
             else:
-                log.error("health: not serving (%s)", problem)
+                log.error("health: not serving (%s)", problem, extra={"event": "health_not_serving"})
             self._set(status)
 
     def start(self, probe: Callable[[], str | None], every: float | None = None) -> None:
@@ -122,7 +122,7 @@ class Health:
         self._probe = probe
         problem = probe()
         if problem is not None:
-            log.error("health: not serving (%s)", problem)
+            log.error("health: not serving (%s)", problem, extra={"event": "health_not_serving"})
         self._set(SERVING if problem is None else NOT_SERVING)
         self._thread = threading.Thread(target=self._run, args=(every,), name="custos-health", daemon=True)
         self._thread.start()
@@ -132,7 +132,8 @@ class Health:
             try:
                 self.check()
             except Exception as exc:  # noqa: BLE001 - the probe thread must outlive a bad check
-                log.error("health check failed: %s", type(exc).__name__)
+                log.error("health check failed: %s", type(exc).__name__,
+                          extra={"event": "health_check_failed", "error": type(exc).__name__})
                 self._set(NOT_SERVING)
 
     def shutting_down(self) -> None:

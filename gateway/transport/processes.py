@@ -148,13 +148,19 @@ class Supervisor:
             if "listening on" in line:
                 worker.ready = True
                 threading.Thread(target=_drain, args=(stream,), daemon=True).start()
-                log.info("gateway process %d of %d (pid %d) serving", worker.index + 1, self.count, worker.proc.pid)
+                log.info("gateway process %d of %d (pid %d) serving", worker.index + 1, self.count, worker.proc.pid,
+                         extra={"event": "process_serving"})
 
-    def run(self) -> int:
-        """Serve until SIGTERM/SIGINT (stop all) or too many restarts; SIGHUP is passed on. The exit code."""
+    def handle_signals(self) -> None:
+        """SIGTERM/SIGINT stop all, SIGHUP is passed on: installed before the supervisor says it listens, so a
+        signal sent the moment it does is a clean stop, never the default's kill."""
         signal.signal(signal.SIGTERM, lambda *_: self._stop.set())
         signal.signal(signal.SIGINT, lambda *_: self._stop.set())
         signal.signal(signal.SIGHUP, lambda *_: self._signal_all(signal.SIGHUP))
+
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT (stop all) or too many restarts; SIGHUP is passed on. The exit code."""
+        self.handle_signals()
         code = 0
         while not self._stop.wait(0.2):
             self._poll_ready(0)
@@ -164,12 +170,12 @@ class Supervisor:
                     continue
                 if not self._may_restart():
                     log.error("gateway processes keep exiting (%d restarts within %.0f s); stopping all",
-                              RESTARTS_ALLOWED, RESTART_WINDOW_S)
+                              RESTARTS_ALLOWED, RESTART_WINDOW_S, extra={"event": "processes_failing"})
                     self._stop.set()
                     code = 1
                     break
                 log.warning("gateway process %d (pid %d) exited with status %d; starting another",
-                            worker.index + 1, worker.proc.pid, status)
+                            worker.index + 1, worker.proc.pid, status, extra={"event": "process_exited"})
                 if worker.proc.stdout is not None and not worker.ready:
                     worker.proc.stdout.close()
                 self._workers[i] = self._spawn(worker.index)
@@ -204,7 +210,8 @@ class Supervisor:
             try:
                 worker.proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                log.error("gateway process %d (pid %d) did not stop; killing it", worker.index + 1, worker.proc.pid)
+                log.error("gateway process %d (pid %d) did not stop; killing it", worker.index + 1, worker.proc.pid,
+                          extra={"event": "process_killed"})
                 worker.proc.kill()
                 worker.proc.wait()
 
@@ -231,7 +238,7 @@ def watch_parent(parent: int, stop: threading.Event) -> None:
     def run() -> None:
         while not stop.wait(PARENT_CHECK_S):
             if os.getppid() != parent:
-                log.error("the supervisor (pid %d) is gone; stopping", parent)
+                log.error("the supervisor (pid %d) is gone; stopping", parent, extra={"event": "supervisor_gone"})
                 stop.set()
 
     threading.Thread(target=run, name="custos-parent", daemon=True).start()

@@ -71,7 +71,7 @@ class Rewrapper:
             try:
                 moved = self._core.rewrap_step(size)
             except CustosError:
-                log.error("the background rewrap could not commit a batch; retrying")
+                log.error("the background rewrap could not commit a batch; retrying", extra={"event": "rewrap_failed"})
                 moved = 0
             if self._stop.wait(pause if moved else REWRAP_IDLE_S):
                 return
@@ -108,7 +108,8 @@ class Gateway:
         bundle = load_bundle(self.policy_dir)
         self.core.bundle = bundle
         self.vault.policy_revision = bundle.revision
-        log.info("policy bundle reloaded, revision %s", bundle.revision)
+        log.info("policy bundle reloaded, revision %s", bundle.revision,
+                 extra={"event": "policy_reloaded", "revision": bundle.revision})
         return bundle.revision
 
     def stop(self, grace: float | None = 1.0) -> bool:
@@ -129,12 +130,13 @@ class Gateway:
         if self.health_server is not None:
             self.health_server.stop(None)
         if not clean:
-            log.error("calls still running %.1f s after the grace period; cancelling them", STOP_MARGIN_S)
+            log.error("calls still running %.1f s after the grace period; cancelling them", STOP_MARGIN_S,
+                      extra={"event": "calls_cancelled"})
             self.watchdog.drop_all(Code.SHUTTING_DOWN)
         try:
             self.core.flush_suppressed(force=True)
         except CustosError:
-            log.error("could not write the last counts of rate-limited calls")
+            log.error("could not write the last counts of rate-limited calls", extra={"event": "rate_counts_lost"})
         self.watchdog.stop()
         if self.rewrapper is not None:
             self.rewrapper.stop()
@@ -261,9 +263,10 @@ def _connection_cap(configured: int, workers: int) -> int:
     room = soft - FD_RESERVE_BASE - FD_RESERVE_PER_WORKER * workers
     if room < configured:
         if room < 16:
-            log.error("RLIMIT_NOFILE %d leaves no room for connections; raise it (LimitNOFILE=)", soft)
+            log.error("RLIMIT_NOFILE %d leaves no room for connections; raise it (LimitNOFILE=)", soft,
+                      extra={"event": "fd_limit"})
         else:
-            log.warning("connections limited to %d by RLIMIT_NOFILE %d", room, soft)
+            log.warning("connections limited to %d by RLIMIT_NOFILE %d", room, soft, extra={"event": "fd_limit"})
     return max(16, min(configured, room))
 
 
@@ -290,7 +293,8 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     pseudonym_key = hmac.new(vault.bidx_key, b"custos/pseudonym", hashlib.sha256).digest()
     packet_key = packet_signing_key(layout, origin)
     if packet_key is None:
-        log.warning("no packet signing key (keys/packet.key): litigation packets are refused until one is in place")
+        log.warning("no packet signing key (keys/packet.key): litigation packets are refused until one is in place",
+                    extra={"event": "packet_key_missing"})
     assemble = None if packet_key is None else functools.partial(
         packets.build, signer=packet_key, key_name=packet_key_name(origin))
     core = Core(
@@ -321,7 +325,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
                 try:
                     job()
                 except CustosError:
-                    log.error(failure)
+                    log.error(failure, extra={"event": "job_failed"})
 
     watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)
@@ -362,7 +366,8 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         tls12 = True  # could not check: treat as not enforced
     if tls12:
         gateway.stop(None)
-        log.error("the server accepted a TLS 1.2 handshake; refusing to serve (grpc imported before gateway?)")
+        log.error("start-up TLS check: the server accepted a TLS 1.2 handshake; refusing to serve"
+                  " (grpc imported before gateway?)", extra={"event": "tls_self_check", "result": "failed"})
         raise CustosError(Code.TLS_NOT_ENFORCED)
     # Everything loaded so far (modules, the policy bundle, gRPC) lives as long as the process: take it
     # out of the collector's scans, which otherwise walk it again on every full collection (measured:
@@ -372,9 +377,12 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     # the young generation was collected every few dozen requests: measured 367 collections and about
     # 8 µs of collector time per request; with 20,000, one collection in the same run.
     gc.set_threshold(20_000, 10, 10)
+    log.info("start-up TLS check: a TLS 1.2 handshake was refused, as it must be",
+             extra={"event": "tls_self_check", "result": "ok"})
     health.start(store_probe(vault, layout))  # SERVING from here, while the probe finds store and keys
     if gateway.health_port:
-        log.info("grpc.health.v1.Health alone, plaintext, on port %d", gateway.health_port)
-    log.info("custos gateway listening on port %d, policy %s; TLS 1.2 refused by the start-up check"
-             " (gRPC logs that handshake as failed)", port, bundle.revision)
+        log.info("grpc.health.v1.Health alone, plaintext, on port %d", gateway.health_port,
+                 extra={"event": "health_listening", "port": gateway.health_port})
+    log.info("custos gateway listening on port %d, policy %s", port, bundle.revision,
+             extra={"event": "gateway_listening", "port": port, "revision": bundle.revision})
     return gateway

@@ -90,7 +90,7 @@ class PgVault:
         with _connect(url) as conn:
             applied = schema.migrate(conn)
         if applied:
-            log.info("database schema upgraded to version %d", applied[-1])
+            log.info("database schema upgraded to version %d", applied[-1], extra={"event": "schema_migrated"})
         self.pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=POOL_SIZE, open=False, timeout=CONNECT_TIMEOUT_S,
             kwargs={"connect_timeout": CONNECT_TIMEOUT_S}, name="custos")

@@ -92,12 +92,13 @@ class PgAuditLog(GroupCommit):
                 self._attempt(batch)
                 return
             except CONFLICTS:
-                log.warning("audit batch rolled back by a conflict between replicas; running it again")
+                log.warning("audit batch rolled back by a conflict between replicas; running it again",
+                            extra={"event": "audit_batch_retried"})
                 if attempt == RETRIES:
                     self._fail(batch, "commit")
                     return
             except (psycopg.OperationalError, psycopg_pool.PoolTimeout):
-                log.error("the database cannot be reached; refusing the batch")
+                log.error("the database cannot be reached; refusing the batch", extra={"event": "database_unreachable"})
                 self._fail(batch, "connect")
                 return
             except BaseException:  # noqa: BLE001 - any failure to commit refuses the whole batch

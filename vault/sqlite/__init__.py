@@ -65,9 +65,9 @@ class SqliteVault:
             writer.executescript(db.CASE_UPGRADE)  # idempotent: data directories older than version 1
             db.upgrade_audit(audit_writer)  # idempotent: audit files older than version 1
             for applied in db.migrate(writer, db.CASE_MIGRATIONS):
-                log.info("custos.db migrated to schema version %d", applied)
+                log.info("custos.db migrated to schema version %d", applied, extra={"event": "schema_migrated"})
             for applied in db.migrate(audit_writer, db.AUDIT_MIGRATIONS):
-                log.info("audit.db migrated to schema version %d", applied)
+                log.info("audit.db migrated to schema version %d", applied, extra={"event": "schema_migrated"})
         except db.DbError:
             raise CustosError(Code.DATA_DIR_INVALID, "database does not open with its key") from None
         self._watch = db.CommitWatch(self.layout.db)  # the writer holds the database open from here on
@@ -130,7 +130,8 @@ class SqliteVault:
             pass
         finally:
             conn.close()
-        log.warning("the WAL could not be checkpointed after an erasure; its old frames stay until the next one")
+        log.warning("the WAL could not be checkpointed after an erasure; its old frames stay until the next one",
+                    extra={"event": "wal_checkpoint_failed"})
         return False
 
     def close(self) -> None:

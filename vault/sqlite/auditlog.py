@@ -66,7 +66,8 @@ class AuditLog(GroupCommit):
         frontier = Frontier.loads(head[0], head[2]) if head else Frontier()
         for seq, lh in tables.audit_leaf_hashes(frontier.size):
             if seq != frontier.size:
-                log.error("audit log has a gap after the stored tree head; refusing to open it")
+                log.error("audit log has a gap after the stored tree head; refusing to open it",
+                          extra={"event": "audit_gap"})
                 raise CustosError(Code.AUDIT_UNAVAILABLE)
             frontier.append(lh)
         self._frontier = frontier
@@ -225,7 +226,8 @@ class AuditLog(GroupCommit):
         try:
             self.tables.store_nodes(old, new)
         except DbError:
-            log.warning("could not store the tree's tiles; proofs compute them until the next open")
+            log.warning("could not store the tree's tiles; proofs compute them until the next open",
+                        extra={"event": "tiles_not_stored"})
 
     def _catch_up_tiles(self) -> None:
         """Tiles for a log written before they existed, or after a failed store (see `_store_nodes`)."""

@@ -144,7 +144,7 @@ class LenderActions(Context):
                     caller, "deny", err.code,
                     f"{what}.interrupted:through_line={totals.through_line};dropped_lines={dropped}")])
             except CustosError:
-                log.error("could not audit an interrupted %s", what)
+                log.error("could not audit an interrupted %s", what, extra={"event": "audit_failed"})
             raise
         if batch:
             yield run(caller, batch, totals)

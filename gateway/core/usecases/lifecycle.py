@@ -90,7 +90,8 @@ class Lifecycle(Context):
                 receipt = self.audit.run(functools.partial(self._shred, caller, borrower_id=borrower_id, now=now,
                                                            **kw))
             except CustosError:
-                log.error("a scheduled shredding could not be committed; it is retried on the next run")
+                log.error("a scheduled shredding could not be committed; it is retried on the next run",
+                          extra={"event": "shredding_failed"})
                 continue
             done += receipt.get("state") == "erased"
         if done and self.forget is not None:
