@@ -9,6 +9,7 @@ bundle instead of reading as "allowed".
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from collections.abc import Sequence
 from datetime import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from .conduct import (
     ThirdParty,
     Window,
 )
-from .mandates import MandateRules
+from .mandates import KNOWN_MECHANISMS, MandateRules
 from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
 from .retention import RETENTION_STARTS, RetentionRules
 from .tomlfile import FileCtx, load_toml
@@ -304,9 +305,11 @@ def load_conduct_rules(path: Path) -> ConductRules:
     if "mandates" in top.data:  # optional (issue 26): without it, the defaults of MandateRules
         mt = top.table("mandates")
         keys = ("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia",
-                "cross_border_safeguards")
-        mt.only(keys)
+                "cross_border_safeguards", "cross_border_consent")
+        mt.only((*keys, "transfer_mechanisms"))
         mandates = MandateRules(**{k: mt.boolean(k) if k in mt.data else getattr(mandates, k) for k in keys})
+        if "transfer_mechanisms" in mt.data:  # absent: PIPL's three; [] lets nothing abroad
+            mandates = replace(mandates, transfer_mechanisms=mt.names("transfer_mechanisms", KNOWN_MECHANISMS))
     opt_outs = _opt_outs(loc, top)
     recording_years = _recording_years(top)
     prerequisites = _prerequisites(top)
