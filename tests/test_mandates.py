@@ -314,7 +314,7 @@ def test_placements_and_escalations_abroad_are_refused_and_us_cases_are_not_rest
     result = lender.assign_lines([placement("C-3", "agency-us"), placement("C-4", "agency-us"),
                                   placement("C-5", "agency-2")])
     assert result["assigned"] == 2 and [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
-        (1, "CROSS_BORDER_NOT_ALLOWED", "to: abroad without the borrower's consent and a valid transfer mechanism")]
+        (1, "CROSS_BORDER_NOT_ALLOWED", "to: abroad without a valid transfer mechanism (or the consent it needs)")]
     assert code_of(lambda: lender.escalate("C-5", "lawfirm-us")) == "CROSS_BORDER_NOT_ALLOWED"
     assert lender.escalate("C-4", "lawfirm-us")["stage"] == "litigation"  # a US case: the same jurisdiction
     assert lender.assign("C-6", "agency-2", "collection", "2026-12-31")["org_id"] == "agency-2"  # US case, CN org
