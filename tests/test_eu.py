@@ -18,7 +18,7 @@ from custos_client import CustosClientError
 
 from gateway import cli, synth
 from policies import BUNDLE_DIR
-from tests.conftest import Env
+from tests.conftest import Env, RecordsClient
 
 # The DESIGN.md §3 agency set at reminder and letter; in the EU without the national id (and, at field_visit,
 # without the employer): policies/release.toml [[withhold]] eu.minimisation.agency.
@@ -45,10 +45,13 @@ def eu(i: int, **kw: Any) -> dict[str, Any]:
 @pytest.fixture
 def eu_env(env: Env) -> Env:
     """lender-a owns EU cases C-1 (reminder), C-2 (letter) and C-3 (reminder, borrower B-1 like C-1), and CN case
-    C-4; agency-1 holds C-1 and C-3 for collection."""
+    C-4; agency-1 holds C-1 and C-3 for collection. The seeded organisations are CN's, so each EU case records
+    standard contractual clauses (GDPR Art. 46(2)(c)) valid through 2027."""
     lines = [eu(1, borrower=1), eu(2, stage="letter"), eu(3, borrower=1), synth.case_line(4, jurisdiction="CN")]
     assert env.import_cases("lender-a", lines)["imported"] == 4
     lender = env.client("lender-a")
+    for case in ("C-1", "C-2", "C-3"):
+        lender.record_transfer(case, "standard_contractual_clauses", "SCC-2021-914", "2027-12-31")
     lender.assign("C-1", "agency-1", "collection", "2026-12-31")
     lender.assign("C-3", "agency-1", "collection", "2026-12-31")
     return env
@@ -210,10 +213,12 @@ def test_ropa_lists_exactly_the_mandates_recipients_and_fields(eu_env: Env, tmp_
     assert set(acts) == {("agency-1", "collection"), ("agency-eu", "collection")}
     outside = acts[("agency-1", "collection")]
     assert outside["cases"] == 2 and set(outside["categories"]) == EU_REMINDER
-    assert outside["transfer"] == {"outside": True, "to": "CN", "from": ["EU"]}
+    assert outside["transfer"] == {"outside": True, "to": "CN", "from": ["EU"],
+                                   "mechanisms": ["standard_contractual_clauses"]}  # Art. 30(1)(e)
     inside = acts[("agency-eu", "collection")]
     assert inside["cases"] == 1 and set(inside["categories"]) == EU_LETTER
     assert inside["transfer"]["outside"] is False and inside["roles"] == ["processor"]
+    assert inside["transfer"]["mechanisms"] == []
     assert inside["legal_basis"]["EU"].startswith("GDPR Art. 6(1)(b)")
     assert inside["retention"]["EU"] == {"years": 3, "start": "closure", "rule": "EU.retention:3y_after_closure"}
     assert any(e.get("rule") == "ropa:activities=2" for e in eu_env.events(org="lender-a"))
@@ -239,3 +244,104 @@ def test_an_eu_stop_calls_closes_calls_to_that_number_and_leaves_sms_open(eu_env
     eu_env.clock.current = berlin(5, 9)
     assert refused(lambda: agency.open_contact("C-3", "call")).code == "CONTACT_OPTED_OUT"  # same borrower's number
     assert agency.open_contact("C-1", "sms")["phone"]
+
+
+# ------------------------------------------------------------------ transfers abroad (GDPR Chapter V, Art. 44-49)
+
+
+@pytest.fixture
+def eu_abroad(eu_env: Env, tmp_path: Path) -> Env:
+    """`eu_env` with agency-us (registered in the US) and EU case C-5 (reminder, borrower B-5), no mechanism."""
+    assert cli.main(["org", "add", str(eu_env.data), "--id", "agency-us", "--kind", "agency", "--name", "US Agency",
+                     "--jurisdiction", "US", "--licence-no", "US1", "--licence-expires", "2099-12-31",
+                     "--out", str(tmp_path / "agency-us")]) == 0
+    eu_env.clients["agency-us"] = RecordsClient(eu_env.addr, tmp_path / "agency-us", timeout=20)
+    assert eu_env.import_cases("lender-a", [eu(5)])["imported"] == 1
+    eu_env.clock.current = berlin(10, 10)
+    return eu_env
+
+
+def _denied_rules(env: Env, case: str) -> list[tuple[str, str]]:
+    return [(e["code"], e["rule"]) for e in env.events(case_id=case) if e["decision"] == "deny"]
+
+
+def test_an_eu_case_reaches_a_us_agency_only_under_a_mechanism_valid_on_the_day(eu_abroad: Env) -> None:
+    lender, agency = eu_abroad.client("lender-a"), eu_abroad.client("agency-us")
+
+    def assign() -> dict[str, Any]:
+        return lender.assign("C-5", "agency-us", "collection", "2026-12-31")
+
+    assert refused(assign).code == "CROSS_BORDER_NOT_ALLOWED"  # no mechanism (and no consent: not the reason)
+    lender.record_transfer("C-5", "standard_contractual_clauses", "SCC-US-1", "2026-12-09")  # ended the day before
+    assert refused(assign).code == "CROSS_BORDER_NOT_ALLOWED"
+    assert _denied_rules(eu_abroad, "C-5") == [("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism"),
+                                               ("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism_expired")]
+    done = lender.record_transfer("C-5", "standard_contractual_clauses", "SCC-US-1", "2026-12-10")  # valid today
+    assert done["cross_border"] is False  # no consent on file, and none needed (Art. 49(1)(a) is a derogation)
+    assert assign()["org_id"] == "agency-us"
+    explained = lender.explain("agency-us", "C-5", "collection")
+    assert explained["decision"] == "allow"
+    assert ("transfer EU to US: a mechanism of adequacy_decision, standard_contractual_clauses, "
+            "binding_corporate_rules valid on the day; recorded: standard_contractual_clauses valid until "
+            "2026-12-10; no consent needed") in explained["notes"]
+    eu_abroad.clock.current = berlin(10, 19, 59)  # the last minute of the contact window, the last valid day
+    assert agency.open_contact("C-5", "call")["contact_id"]
+    eu_abroad.clock.current = berlin(10, 23, 59, 59)  # the last second of the day in Berlin: still valid
+    assert agency.get_case("C-5", "collection")["case_id"] == "C-5"
+    # the day after, in Berlin (still 10 December in UTC): reads and contacts through the mandate are refused
+    eu_abroad.clock.current = berlin(11, 0, 0, 1)
+    assert eu_abroad.clock.current.day == 10
+    assert refused(lambda: agency.get_case("C-5", "collection")).code == "CROSS_BORDER_NOT_ALLOWED"
+    eu_abroad.clock.current = berlin(11, 10)
+    assert refused(lambda: agency.open_contact("C-5", "call")).code == "CROSS_BORDER_NOT_ALLOWED"
+    assert [r for c, r in _denied_rules(eu_abroad, "C-5") if c == "CROSS_BORDER_NOT_ALLOWED"][-2:] == [
+        "cross_border.mechanism_expired"] * 2
+    explained = lender.explain("agency-us", "C-5", "collection")
+    assert (explained["decision"], explained["code"]) == ("deny", "CROSS_BORDER_NOT_ALLOWED")
+    assert "a new collection mandate: refused (CROSS_BORDER_NOT_ALLOWED, rule cross_border.mechanism_expired)" \
+        in explained["notes"]
+    # binding corporate rules renewed: the same mandate reads again; one org and another: agency-1 (CN) is abroad too
+    lender.record_transfer("C-5", "binding_corporate_rules", "BCR-7", "2027-12-31")
+    assert agency.get_case("C-5", "collection")["case_id"] == "C-5"
+    assert lender.assign("C-5", "agency-1", "collection", "2026-12-31")["org_id"] == "agency-1"
+
+
+def test_an_eu_org_needs_no_mechanism_and_a_cn_case_still_needs_consent(eu_abroad: Env, tmp_path: Path) -> None:
+    ids = tmp_path / "agency-eu"
+    assert cli.main(["org", "add", str(eu_abroad.data), "--id", "agency-eu", "--kind", "agency", "--name", "EU",
+                     "--jurisdiction", "EU", "--licence-no", "EU1", "--licence-expires", "2099-12-31",
+                     "--out", str(ids)]) == 0
+    lender = eu_abroad.client("lender-a")
+    assert lender.assign("C-5", "agency-eu", "collection", "2026-12-31")["org_id"] == "agency-eu"
+    # CN keeps PIPL Art. 39: a mechanism without the separate consent is refused (CN case C-4 to the US agency)
+    lender.record_transfer("C-4", "standard_contract", "SC-1", "2027-12-31")
+    assert refused(lambda: lender.assign("C-4", "agency-us", "collection", "2026-12-31")).code \
+        == "CROSS_BORDER_NOT_ALLOWED"
+    assert _denied_rules(eu_abroad, "C-4")[-1] == ("CROSS_BORDER_NOT_ALLOWED", "cross_border.consent")
+
+
+def test_a_mechanism_is_one_of_the_case_jurisdictions(eu_abroad: Env, capsys: pytest.CaptureFixture[str]) -> None:
+    lender = eu_abroad.client("lender-a")
+    for case, name in (("C-5", "standard_contract"), ("C-5", "cac_assessment"),
+                       ("C-4", "standard_contractual_clauses"), ("C-4", "adequacy_decision")):
+        err = refused(lambda c=case, n=name: lender.record_transfer(c, n, "REF-1", "2027-12-31"))
+        assert err.code == "UNKNOWN_MECHANISM"
+    assert [c for c, _ in _denied_rules(eu_abroad, "C-5")] == ["UNKNOWN_MECHANISM"] * 2
+    conn = ["--gateway", eu_abroad.addr, "--identity", str(eu_abroad.identity("lender-a")), "--json"]
+    assert cli.main(["lender", "transfer", "C-5", "--mechanism", "adequacy_decision", "--reference", "ADQ-2023-1795",
+                     "--valid-until", "2027-07-10", *conn]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert (doc["mechanism"], doc["valid_until"]) == ("adequacy_decision", "2027-07-10")
+    assert cli.main(["lender", "transfer", "C-5", "--mechanism", "standard_contract", "--reference", "SC-1",
+                     "--valid-until", "2027-07-10", *conn]) != 0
+    assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNKNOWN_MECHANISM"
+    assert lender.assign("C-5", "agency-us", "collection", "2026-12-31")["org_id"] == "agency-us"
+
+
+def test_an_eu_mandate_names_its_agreement_and_needs_no_impact_assessment(eu_abroad: Env) -> None:
+    lender = eu_abroad.client("lender-a")
+    lender.record_transfer("C-5", "standard_contractual_clauses", "SCC-1", "2027-12-31")
+    assert refused(lambda: lender.assign("C-5", "agency-us", "collection", "2026-12-31", agreement="",
+                                         pia="")).code == "AGREEMENT_REQUIRED"
+    granted = lender.assign("C-5", "agency-us", "collection", "2026-12-31", agreement="DPA-9", pia="")
+    assert granted["agreement"] == "DPA-9" and "pia" not in granted

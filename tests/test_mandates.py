@@ -19,6 +19,7 @@ from gateway import cli
 from gateway.core.errors import PolicyError
 from gateway.core.rules.conduct_file import load_conduct_rules
 from gateway.core.rules.mandates import MandateRules
+from policies import BUNDLE_DIR
 from tests.conftest import Env, RecordsClient
 from tests.test_cli import Run, conn
 
@@ -231,6 +232,24 @@ def test_the_mandates_table_is_optional_strict_and_read(tmp_path: Path) -> None:
     assert "requires_agremeent" in str(info.value)
 
 
+def test_each_jurisdiction_names_its_transfer_mechanisms_and_whether_consent_is_needed(tmp_path: Path) -> None:
+    cn = load_conduct_rules(BUNDLE_DIR / "conduct" / "cn.toml").mandates
+    eu = load_conduct_rules(BUNDLE_DIR / "conduct" / "eu.toml").mandates
+    assert (cn.transfer_mechanisms, cn.cross_border_consent) == (
+        ("cac_assessment", "certification", "standard_contract"), True)  # PIPL Art. 38-39
+    assert (eu.cross_border_safeguards, eu.transfer_mechanisms, eu.cross_border_consent) == (
+        True, ("adequacy_decision", "standard_contractual_clauses", "binding_corporate_rules"), False)  # GDPR 45-49
+    assert (eu.requires_agreement, eu.requires_pia) == (True, False)  # Art. 28(3); Art. 35 only for high risk
+    read = load_conduct_rules(_conduct(tmp_path, '\n[mandates]\ntransfer_mechanisms = ["binding_corporate_rules"]\n'
+                                                 "cross_border_consent = false\n")).mandates
+    assert read == MandateRules(transfer_mechanisms=("binding_corporate_rules",), cross_border_consent=False)
+    for bad in ('transfer_mechanisms = ["privacy_shield"]', 'transfer_mechanisms = "standard_contract"',
+                "cross_border_consent = 1"):
+        with pytest.raises(PolicyError) as info:
+            load_conduct_rules(_conduct(tmp_path, f"\n[mandates]\n{bad}\n"))
+        assert bad.split(" ")[0] in str(info.value)
+
+
 # ------------------------------------------------------------------ cross-border provision (PIPL Art. 38-39)
 
 
@@ -295,7 +314,7 @@ def test_placements_and_escalations_abroad_are_refused_and_us_cases_are_not_rest
     result = lender.assign_lines([placement("C-3", "agency-us"), placement("C-4", "agency-us"),
                                   placement("C-5", "agency-2")])
     assert result["assigned"] == 2 and [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
-        (1, "CROSS_BORDER_NOT_ALLOWED", "to: abroad without the borrower's consent and a valid transfer mechanism")]
+        (1, "CROSS_BORDER_NOT_ALLOWED", "to: abroad without a valid transfer mechanism (or the consent it needs)")]
     assert code_of(lambda: lender.escalate("C-5", "lawfirm-us")) == "CROSS_BORDER_NOT_ALLOWED"
     assert lender.escalate("C-4", "lawfirm-us")["stage"] == "litigation"  # a US case: the same jurisdiction
     assert lender.assign("C-6", "agency-2", "collection", "2026-12-31")["org_id"] == "agency-2"  # US case, CN org

@@ -275,7 +275,8 @@ def _ropa_text(doc: dict[str, Any]) -> str:
     for a in doc["activities"]:
         r = a["recipient"]
         lines.append(f"- {r['org_id']} ({r['kind']}, {r['jurisdiction']}) {a['purpose']}: {a['cases']} case(s); "
-                     f"{', '.join(a['roles'])}; transfer outside: {'yes' if a['transfer']['outside'] else 'no'}")
+                     f"{', '.join(a['roles'])}; transfer outside: {'yes' if a['transfer']['outside'] else 'no'}"
+                     + (f" under {', '.join(a['transfer']['mechanisms'])}" if a["transfer"]["mechanisms"] else ""))
         lines.append(f"    categories: {', '.join(a['categories']) or '(none at the cases stages)'}")
         for j, basis in sorted(a["legal_basis"].items()):
             lines.append(f"    legal basis ({j}): {basis}")

@@ -266,9 +266,12 @@ def build_parser() -> CustosParser:
                    help="prior express consent to artificial or AI voice calls (TCPA); no: revoked from now on")
     s.set_defaults(fn=client.cmd_consent)
     s = lender.add_parser("transfer", parents=[client_opts],
-                          help="record the case's transfer mechanism for provision abroad (PIPL Art. 38)")
+                          help="record the case's transfer mechanism for provision abroad (PIPL Art. 38, GDPR Art. 45-47)")
     s.add_argument("case")
-    s.add_argument("--mechanism", required=True, help="cac_assessment | certification | standard_contract")
+    s.add_argument("--mechanism", required=True,
+                   help="one of the case's jurisdiction's [mandates] transfer_mechanisms (CN: cac_assessment | "
+                        "certification | standard_contract; EU: adequacy_decision | standard_contractual_clauses | "
+                        "binding_corporate_rules)")
     s.add_argument("--reference", required=True, metavar="REF", help="the assessment, certificate or filing")
     s.add_argument("--valid-until", required=True, metavar="YYYY-MM-DD", help="inclusive, the case's local date")
     s.set_defaults(fn=client.cmd_transfer)

@@ -225,10 +225,10 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.INVALID_RECORD_REFERENCE: ErrorSpec(
         _C.INVALID_ARGUMENT, "agreement and impact-assessment references are 1-64 of A-Z a-z 0-9 . _ : -"),
     Code.CROSS_BORDER_NOT_ALLOWED: ErrorSpec(
-        _C.PERMISSION_DENIED, "personal information goes abroad only with the borrower's separate consent and a "
-                              "transfer mechanism valid today"),
+        _C.PERMISSION_DENIED, "personal information goes abroad only under a transfer mechanism valid today and, "
+                              "where the case's jurisdiction requires it, the borrower's separate consent"),
     Code.UNKNOWN_MECHANISM: ErrorSpec(
-        _C.INVALID_ARGUMENT, "a transfer mechanism is cac_assessment, certification or standard_contract"),
+        _C.INVALID_ARGUMENT, "the transfer mechanism is not one the case's jurisdiction accepts"),
     # opt-outs, unreachability, call recordings (issue 26)
     Code.CONTACT_OPTED_OUT: ErrorSpec(_C.FAILED_PRECONDITION,
                                       "contact by this medium with this number was stopped by an opt-out"),

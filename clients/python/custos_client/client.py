@@ -356,7 +356,8 @@ class CustosClient:
                 "artificial_voice": r.artificial_voice}
 
     def record_transfer(self, case_id: str, mechanism: str, reference: str, valid_until: str) -> dict[str, Any]:
-        """Record the case's transfer mechanism for provision abroad (PIPL Art. 38), valid through `valid_until`."""
+        """Record the case's transfer mechanism for provision abroad (PIPL Art. 38, GDPR Art. 45-47; one of its
+        jurisdiction's `[mandates] transfer_mechanisms`), valid through `valid_until`."""
         r = self._call(self._lender.RecordTransfer, pb.RecordTransferRequest(
             case_id=case_id, mechanism=mechanism, reference=reference, valid_until=valid_until))
         return {"case_id": r.case_id, "mechanism": r.mechanism, "reference": r.reference,

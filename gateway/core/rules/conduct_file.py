@@ -39,7 +39,7 @@ from .conduct import (
     ThirdParty,
     Window,
 )
-from .mandates import MandateRules
+from .mandates import KNOWN_MECHANISMS, MandateRules
 from .preconditions import OBSOLETE_FROM, LitigationRules, ReportingRules
 from .retention import RETENTION_STARTS, RetentionRules
 from .tomlfile import FileCtx, load_toml
@@ -303,10 +303,20 @@ def load_conduct_rules(path: Path) -> ConductRules:
     mandates = MandateRules()
     if "mandates" in top.data:  # optional (issue 26): without it, the defaults of MandateRules
         mt = top.table("mandates")
-        keys = ("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia",
-                "cross_border_safeguards")
-        mt.only(keys)
-        mandates = MandateRules(**{k: mt.boolean(k) if k in mt.data else getattr(mandates, k) for k in keys})
+        mt.only(("refuse_identity_theft", "refuse_discharged", "requires_agreement", "requires_pia",
+                 "cross_border_safeguards", "cross_border_consent", "transfer_mechanisms"))
+
+        def switch(key: str) -> bool:
+            return mt.boolean(key) if key in mt.data else bool(getattr(MandateRules(), key))
+
+        mandates = MandateRules(
+            refuse_identity_theft=switch("refuse_identity_theft"), refuse_discharged=switch("refuse_discharged"),
+            requires_agreement=switch("requires_agreement"), requires_pia=switch("requires_pia"),
+            cross_border_safeguards=switch("cross_border_safeguards"),
+            # absent: PIPL's three (the default); [] lets nothing abroad
+            transfer_mechanisms=(mt.names("transfer_mechanisms", KNOWN_MECHANISMS) if "transfer_mechanisms" in mt.data
+                                 else MandateRules().transfer_mechanisms),
+            cross_border_consent=switch("cross_border_consent"))
     opt_outs = _opt_outs(loc, top)
     recording_years = _recording_years(top)
     prerequisites = _prerequisites(top)

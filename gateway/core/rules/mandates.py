@@ -17,7 +17,12 @@ from .access import OK, Verdict
 
 # PIPL Art. 38: the mechanisms a provision of PI abroad rests on (a CAC security assessment, a PI-protection
 # certification, the CAC's standard contract filed); the case records one with its reference and validity.
+# The default of `[mandates] transfer_mechanisms`: each jurisdiction's file names its own (EU: GDPR Art. 45-47).
 MECHANISMS = ("cac_assessment", "certification", "standard_contract")
+# Every name a conduct file may list (a typo in a file fails `policy check`, not a transfer at run time):
+# PIPL Art. 38(1)(1)-(3), then GDPR Art. 45 (adequacy), Art. 46(2)(c)-(d) (standard contractual clauses),
+# Art. 46(2)(b) and 47 (binding corporate rules).
+KNOWN_MECHANISMS = (*MECHANISMS, "adequacy_decision", "standard_contractual_clauses", "binding_corporate_rules")
 
 # The purposes whose mandate collects the debt: an agency's collection and counsel's suit. A bureau's
 # credit_reporting mandate is not one (furnishing is withheld at the pull instead: preconditions.credit_reporting),
@@ -36,8 +41,13 @@ class MandateRules:
     requires_agreement: bool = False
     requires_pia: bool = False
     # PIPL Art. 38-39: PI provided to an organisation of another jurisdiction needs the borrower's separate consent
-    # and a transfer mechanism valid on the day. Defaults off: the file says where it applies (CN: yes).
+    # and a transfer mechanism valid on the day. Defaults off: the file says where it applies (CN, EU: yes).
     cross_border_safeguards: bool = False
+    # Which mechanisms count in this jurisdiction (`lender transfer --mechanism`, UNKNOWN_MECHANISM otherwise), and
+    # whether the separate consent is needed besides one (PIPL Art. 39: yes; GDPR: no, consent is only a
+    # derogation, Art. 49(1)(a)). The defaults are PIPL's, so a file written before the keys existed reads as before.
+    transfer_mechanisms: tuple[str, ...] = MECHANISMS
+    cross_border_consent: bool = True
 
 
 def collecting_problem(rules: MandateRules, case: CaseRow, purpose: str) -> Verdict:
@@ -78,13 +88,15 @@ def cross_border(rules: MandateRules, case: CaseRow, org_jurisdiction: str, toda
     read and contact through the mandate: a mechanism that expires, or a
     consent withdrawn, stops the flow the next day without a recall.
     `transfer_valid_until` is inclusive: valid on that day, not the day after.
+    A mechanism recorded under another jurisdiction's list (the case moved, or
+    the file changed) counts as none.
     """
     if not rules.cross_border_safeguards or org_jurisdiction == case.jurisdiction:
         return OK
-    if not case.consent_cross_border:
+    if rules.cross_border_consent and not case.consent_cross_border:
         return Verdict(Code.CROSS_BORDER_NOT_ALLOWED, "cross_border.consent")
     until = parse_date(case.transfer_valid_until) if case.transfer_valid_until else None
-    if case.transfer_mechanism not in MECHANISMS or not case.transfer_reference or until is None:
+    if case.transfer_mechanism not in rules.transfer_mechanisms or not case.transfer_reference or until is None:
         return Verdict(Code.CROSS_BORDER_NOT_ALLOWED, "cross_border.mechanism")
     if today > until:
         return Verdict(Code.CROSS_BORDER_NOT_ALLOWED, "cross_border.mechanism_expired")

@@ -42,7 +42,9 @@ def build(bundle: PolicyBundle, lender: Org, mandates: Sequence[MandateRow], cas
         if m.recalled_at is not None or m.until < today or case.status != "open":
             continue
         g = groups.setdefault((m.org_id, m.purpose), {"org": org, "cases": set(), "stages": set(), "labels": set(),
-                                                      "jurisdictions": set()})
+                                                      "jurisdictions": set(), "mechanisms": set()})
+        if case.jurisdiction != org.jurisdiction:  # Art. 30(1)(e): the safeguards of a transfer, documented
+            g["mechanisms"].add(case.transfer_mechanism or "none")
         g["cases"].add(m.case_id)
         g["stages"].add((case.stage, case.jurisdiction))
         g["labels"].add(m.label)
@@ -70,7 +72,7 @@ def build(bundle: PolicyBundle, lender: Org, mandates: Sequence[MandateRow], cas
             "fields": dict(sorted(fields.items())),
             "release_rules": sorted(rules),
             "transfer": {"outside": org.jurisdiction not in jurisdictions, "to": org.jurisdiction,
-                         "from": jurisdictions},
+                         "from": jurisdictions, "mechanisms": sorted(g["mechanisms"])},
             "retention": {c.jurisdiction: {"years": c.retention.years, "start": c.retention.start,
                                            "rule": f"{c.jurisdiction}.retention:{c.retention.years}y_after_"
                                                    f"{c.retention.start}"} for c in conduct},

@@ -54,6 +54,7 @@ class Explainer(Context):
                          f"{'named' if m.agreement else 'not named'}, impact assessment "
                          f"{'named' if m.pia else 'not named'}")
         notes.append(self._grant_note(case, purpose, target.jurisdiction if target is not None else None, today))
+        notes.extend(self._transfer_note(case, target.jurisdiction if target is not None else None))
         fields = []
         if verdict.allowed and verdict.release is not None:
             release = verdict.release
@@ -79,6 +80,20 @@ class Explainer(Context):
         needs = [name for name, on in (("--agreement", rules.requires_agreement), ("--pia", rules.requires_pia)) if on]
         return (f"a new {purpose} mandate: grantable" + (f", naming {' and '.join(needs)}" if needs else "")
                 + f" ({case.jurisdiction} [mandates] rules)")
+
+    def _transfer_note(self, case: CaseRow, org_jurisdiction: str | None) -> list[str]:
+        """What a provision abroad rests on in the case's jurisdiction (issue 26), when the org is abroad: the
+        mechanisms that count and whether consent is needed too; names and dates, never the reference."""
+        conduct = self.bundle.conduct.get(case.jurisdiction)
+        rules = conduct.mandates if conduct is not None else mandate_rules.MandateRules()
+        if not rules.cross_border_safeguards or org_jurisdiction in (None, case.jurisdiction):
+            return []
+        recorded = (f"{case.transfer_mechanism} valid until {case.transfer_valid_until}"
+                    if case.transfer_mechanism else "none")
+        consent = (f"the borrower's separate consent needed too (on file: {'yes' if case.consent_cross_border else 'no'})"
+                   if rules.cross_border_consent else "no consent needed")
+        return [f"transfer {case.jurisdiction} to {org_jurisdiction}: a mechanism of "
+                f"{', '.join(rules.transfer_mechanisms) or '(none)'} valid on the day; recorded: {recorded}; {consent}"]
 
     def _contact_notes(self, case: CaseRow, when: datetime, org_id: str) -> list[str]:
         """How a call to the borrower would fare at `when`, ignoring caps (no history is consulted); and an

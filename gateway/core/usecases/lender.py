@@ -454,7 +454,8 @@ class LenderActions(Context):
 
     def record_transfer(self, caller: Caller, case_ref: str, mechanism: str, reference: str,
                         valid_until: str) -> dict[str, Any]:
-        """The case's transfer mechanism for provision abroad (PIPL Art. 38, issue 26), replacing any before.
+        """The case's transfer mechanism for provision abroad (PIPL Art. 38, GDPR Art. 45-47; issue 26), replacing
+        any before. The names accepted are those of the case's jurisdiction (`[mandates] transfer_mechanisms`).
 
         Decision: per case, as consent is (one lender's cases may go to
         different recipients under different filings). A date already past is
@@ -463,7 +464,7 @@ class LenderActions(Context):
         self._standing(caller, action="set_consent")
         case = self._own_case(caller, case_ref)
         kw: dict[str, Any] = {"case_id": case.case_id, "borrower_id": case.borrower_id, "lender": case.lender_id}
-        if mechanism not in mandate_rules.MECHANISMS:
+        if mechanism not in self._mandate_rules(case).transfer_mechanisms:  # the case's jurisdiction's list
             raise self._deny(caller, Code.UNKNOWN_MECHANISM, "input", **kw)
         if not reference or not valid_reference(reference):
             raise self._deny(caller, Code.INVALID_RECORD_REFERENCE, "input", **kw)

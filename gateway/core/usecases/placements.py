@@ -31,7 +31,7 @@ _REASONS = {
     Code.DEBT_DISCHARGED: "case_id: the debt is discharged",
     Code.AGREEMENT_REQUIRED: "agreement: the jurisdiction requires the agreement's reference",
     Code.PIA_REQUIRED: "pia: the jurisdiction requires the impact assessment's reference",
-    Code.CROSS_BORDER_NOT_ALLOWED: "to: abroad without the borrower's consent and a valid transfer mechanism",
+    Code.CROSS_BORDER_NOT_ALLOWED: "to: abroad without a valid transfer mechanism (or the consent it needs)",
 }
 
 RECALL_PAGE = 500  # cases per transaction when ending every mandate of an organisation
