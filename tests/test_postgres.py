@@ -91,10 +91,10 @@ def test_init_refuses_a_password_a_used_database_and_an_unreachable_one(tmp_path
 
     url = pg_server.create_database("custos_init_checks")
     with_password = url.replace("custos_admin@", "custos_admin:s3cret@")
-    assert init(tmp_path / "a", with_password) == (1, "INVALID_ARGUMENT")
+    assert init(tmp_path / "a", with_password) == (2, "INVALID_ARGUMENT")  # exit 2: the command line's mistake
     assert not (tmp_path / "a").exists()
-    assert init(tmp_path / "b", "mysql://x@127.0.0.1/db") == (1, "INVALID_ARGUMENT")
-    assert init(tmp_path / "c", "postgresql://custos_admin@127.0.0.1:1/nowhere") == (1, "UNAVAILABLE")
+    assert init(tmp_path / "b", "mysql://x@127.0.0.1/db") == (2, "INVALID_ARGUMENT")
+    assert init(tmp_path / "c", "postgresql://custos_admin@127.0.0.1:1/nowhere") == (4, "UNAVAILABLE")  # exit 4: unreachable
     assert not (tmp_path / "c").exists()
     rc, _ = init(tmp_path / "first", url)
     assert rc == 0
