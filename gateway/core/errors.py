@@ -259,6 +259,11 @@ CATALOGUE: dict[str, ErrorSpec] = {
     Code.UNKNOWN_MEASURE: ErrorSpec(_C.INVALID_ARGUMENT, "unknown forbearance measure"),
     Code.LEGAL_CLAIM: ErrorSpec(_C.FAILED_PRECONDITION,
                                 "a case of this borrower is needed for a legal claim; processing is restricted"),
+    # operability (issue 27): a box or a glyph index in place of a name is worse than no summary
+    Code.PDF_FONT_MISSING: ErrorSpec(
+        _C.FAILED_PRECONDITION,
+        "the gateway lacks a font for some characters of the packet's summary: no packet is released "
+        "(the operator installs fonts-droid-fallback)"),
 }
 
 _UNCATALOGUED = set(Code) - {Code.OK} - set(CATALOGUE)

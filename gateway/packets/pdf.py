@@ -2,27 +2,62 @@
 
 The summary restates what the signed items hold; the items are the evidence
 (the summary says so on its first page). Names and addresses may be Chinese,
-so TrueType fonts are used when found: `CUSTOS_PDF_FONT` (or DejaVu Sans)
+so TrueType fonts are embedded when found: `CUSTOS_PDF_FONT` (or DejaVu Sans)
 for Latin text, with Droid Sans Fallback for the CJK glyphs it lacks (the
-Debian packages below); without them a character the built-in font cannot
-draw is printed as "?", and the page says that record.json holds the exact
-text.
+Debian packages below). Every character is checked against the glyphs of the
+fonts embedded before it is drawn (the built-in Helvetica, used when no
+TrueType font is found, draws Latin-1 only): a character no font carries
+refuses the packet with PDF_FONT_MISSING, because a viewer would show a box
+or a glyph index ("00016") in place of a borrower's name, silently.
+
+`CUSTOS_PDF_FONT_DIRS` (directories, separated by ":") replaces the Debian
+directories searched for DejaVuSans.ttf and DroidSansFallbackFull.ttf: for a
+deployment that ships its fonts elsewhere, and for the tests.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
+from fontTools.ttLib import TTFont
 from fpdf import FPDF
 
-LATIN_FONTS = ("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",)  # Debian fonts-dejavu-core
-CJK_FONTS = ("/usr/share/fonts/truetype/droid/DroidSansFallbackFull.ttf",)  # Debian fonts-droid-fallback
+from gateway.core.errors import Code, CustosError
+
+LATIN_FONT = "DejaVuSans.ttf"  # Debian fonts-dejavu-core
+CJK_FONT = "DroidSansFallbackFull.ttf"  # Debian fonts-droid-fallback
+FONT_DIRS = ("/usr/share/fonts/truetype/dejavu", "/usr/share/fonts/truetype/droid")
+# Line breaks and tabs are layout, not glyphs: multi_cell breaks on them.
+_LAYOUT = frozenset("\n\r\t")
+
+
+def _dirs() -> list[Path]:
+    configured = os.environ.get("CUSTOS_PDF_FONT_DIRS")
+    names = configured.split(os.pathsep) if configured is not None else list(FONT_DIRS)
+    return [Path(n) for n in names if n]
+
+
+def _find(name: str) -> Path | None:
+    return next((d / name for d in _dirs() if (d / name).is_file()), None)
 
 
 def _first(*candidates: str) -> Path | None:
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
+
+
+@functools.lru_cache(maxsize=8)
+def _cmap(path: str, mtime_ns: int, size: int) -> frozenset[int]:
+    """The code points a font has glyphs for (cached per file version: the CJK font's table is large)."""
+    with TTFont(path, lazy=True, fontNumber=0) as font:
+        return frozenset(font.getBestCmap() or {})
+
+
+def _covered(path: Path) -> frozenset[int]:
+    st = path.stat()
+    return _cmap(str(path), st.st_mtime_ns, st.st_size)
 
 
 class _Doc(FPDF):
@@ -30,10 +65,10 @@ class _Doc(FPDF):
         super().__init__(format="A4")
         self.set_auto_page_break(True, margin=15)
         self.set_margins(15, 15, 15)
-        latin = _first(os.environ.get("CUSTOS_PDF_FONT", ""), *LATIN_FONTS)
-        cjk = _first(*CJK_FONTS)
-        self.lossy = False
+        latin = _first(os.environ.get("CUSTOS_PDF_FONT", "")) or _find(LATIN_FONT)
+        cjk = _find(CJK_FONT)
         self.unicode = latin is not None or cjk is not None
+        self.covered: frozenset[int] = frozenset().union(*(_covered(f) for f in (latin, cjk) if f is not None))
         self.family_name = "packet" if self.unicode else "helvetica"
         main = latin or cjk
         if main is not None:
@@ -44,12 +79,16 @@ class _Doc(FPDF):
         self.add_page()
 
     def text_of(self, value: object) -> str:
+        """`value` as text, once every character has a glyph in the fonts embedded; else the packet is refused."""
         text = "" if value is None else str(value)
         if self.unicode:
-            return text
-        safe = text.encode("latin-1", "replace").decode("latin-1")
-        self.lossy = self.lossy or safe != text
-        return safe
+            drawable = all(ord(c) in self.covered or c in _LAYOUT for c in text)
+        else:
+            drawable = all(ord(c) < 0x100 for c in text)  # Helvetica, a core font: Latin-1
+        if not drawable:
+            # Neither the character nor the field is named: either could be a borrower's personal data.
+            raise CustosError(Code.PDF_FONT_MISSING)
+        return text
 
     def heading(self, text: str) -> None:
         self.set_font(self.family_name, size=13)
@@ -132,8 +171,4 @@ def summary_pdf(meta: dict[str, Any], record: dict[str, Any], ledger: dict[str, 
         doc.grid(["Opened at (UTC)", "Organisation", "Channel", "Party", "Result"],
                   [[c.get("opened_at"), c.get("org"), c.get("channel"), c.get("party"), c.get("result") or ""]
                    for c in contacts], [50, 40, 25, 35, 30])
-    if doc.lossy:
-        doc.ln(3)
-        doc.multi_cell(0, 5, "Some characters could not be drawn with the fonts on this gateway and are shown "
-                             "as '?'. record.json holds the exact text.", new_x="LMARGIN", new_y="NEXT")
     return bytes(doc.output())

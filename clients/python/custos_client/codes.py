@@ -182,6 +182,8 @@ class Code(StrEnum):
     FORBEARANCE_REQUIRED = "FORBEARANCE_REQUIRED"
     UNKNOWN_MEASURE = "UNKNOWN_MEASURE"
     LEGAL_CLAIM = "LEGAL_CLAIM"
+    # operability (issue 27): the packet's PDF summary would print a character no embedded font can draw
+    PDF_FONT_MISSING = "PDF_FONT_MISSING"
 
 
 class ClientCode(StrEnum):

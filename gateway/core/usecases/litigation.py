@@ -19,7 +19,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import Code
+from ..errors import Code, CustosError
 from ..model import Caller, LoanRow, Repayment, rfc3339
 from ..rules.ledger import reconcile
 from .reads import Reads
@@ -97,7 +97,12 @@ class Litigation(Reads):
                 "fields": grant.fields}
         service = released.get("home_address") if case.jurisdiction == "CN" else None
         content = PacketContent(meta, record, ledger, contacts, contract, service)
-        data = self.assemble_packet(content)
+        try:
+            data = self.assemble_packet(content)
+        except CustosError as refused:
+            # Assembly refuses only for the gateway's own state (PDF_FONT_MISSING): audited like any refusal.
+            raise self._deny(caller, refused.code, purpose=PURPOSE, case_id=case.case_id,
+                             borrower_id=case.borrower_id, lender=case.lender_id, now=now) from None
         # One event for the release: every field, and the packet id (the manifest names the recipient).
         self.audit.append([self._event(caller, "allow", Code.OK, f"{grant.decision.rule};packet={packet_id}",
                                        purpose=PURPOSE, case_id=case.case_id, borrower_id=case.borrower_id, lender=case.lender_id,
