@@ -62,6 +62,8 @@ class GroupCommit:
         self._leading = False
         self._closed = False
         self._idle = threading.Condition(self._mutex)
+        # `serve --metrics`: told each batch's number of units (gateway/transport/metrics.py); None: not watched.
+        self.observe_batch: Callable[[int], None] | None = None
 
     def close(self, timeout: float) -> bool:
         """Refuse new work; wait (at most `timeout` s) for the commit in progress. True if none was left running."""
@@ -93,6 +95,8 @@ class GroupCommit:
         """Commit everything pending (our own unit included), wake its callers, pass the lead on."""
         with self._mutex:
             batch, self._pending = self._pending, []
+        if self.observe_batch is not None:
+            self.observe_batch(len(batch))
         try:
             self._commit(batch)
         except Exception:  # noqa: BLE001 - a backend's commit that raised outside its own guard

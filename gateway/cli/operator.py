@@ -315,11 +315,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     health_host, _, health_port = (args.health or "").rpartition(":")
     if args.health is not None and (not health_port.isdigit() or int(health_port) > 65535):
         raise CliError(Code.INVALID_ARGUMENT, "--health must be HOST:PORT")
+    metrics_host, _, metrics_port = (args.metrics or "").rpartition(":")
+    if args.metrics is not None and (not metrics_port.isdigit() or int(metrics_port) + count - 1 > 65535):
+        raise CliError(Code.INVALID_ARGUMENT, "--metrics must be HOST:PORT (with --processes N, PORT+N-1 at most 65535)")
     if count > 1:
         supervisor = processes.Supervisor(Path(args.data_dir), host, int(port_text), count, workers=args.workers,
                                           grace=args.grace, policy_dir=Path(args.policies) if args.policies else None,
                                           reflection=args.reflection,
-                                          health=(health_host, int(health_port)) if args.health else None)
+                                          health=(health_host, int(health_port)) if args.health else None,
+                                          metrics=(metrics_host, int(metrics_port)) if args.metrics else None)
         supervisor.start()
         supervisor.handle_signals()
         print(f"custos gateway listening on {host}:{supervisor.port}", flush=True)
@@ -335,7 +339,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
     gw = build(Path(args.data_dir), args.listen, policy_dir=Path(args.policies) if args.policies else None,
                workers=args.workers, reuse_port=args.reuse_port, reflection=args.reflection,
-               health_listen=args.health)
+               health_listen=args.health, metrics_listen=args.metrics)
     done = stop_on_signals(gw)  # before the line a caller waits for: a SIGTERM right after it stops cleanly
     print(f"custos gateway listening on {host}:{gw.port}", flush=True)
     serve_until_signalled(gw, args.grace, args.supervisor, done)

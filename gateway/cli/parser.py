@@ -174,6 +174,9 @@ def build_parser() -> CustosParser:
     s.add_argument("--health", metavar="HOST:PORT",
                    help="also serve grpc.health.v1.Health, and nothing else, in plaintext here, for probes without a "
                         "client certificate (Health is always on the mTLS port too); see docs/health.md")
+    s.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve the Prometheus text exposition here (plain HTTP, no authentication: a private interface);"
+                        " with --processes N, process i on PORT+i; see docs/health.md")
     s.add_argument("--reflection", action="store_true",
                    help="serve gRPC server reflection on the mTLS port (off by default: it hands anyone holding a "
                         "certificate of the CA the map of the whole API)")

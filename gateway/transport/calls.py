@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from cryptography import x509
@@ -54,6 +54,9 @@ from gateway.pki import org_id_of
 
 from . import tracing
 from .status import GRPC_CODE, to_status
+
+if TYPE_CHECKING:
+    from .metrics import Metrics
 
 log = logging.getLogger("custos.transport")
 
@@ -280,6 +283,7 @@ class Gate:
         self.watchdog = watchdog
         self.shares = Shares()
         self.stopping = False
+        self.metrics: Metrics | None = None  # `serve --metrics`: each call's method, decision, code and time
         self._tracer = provider.get_tracer("custos.gateway") if provider is not None else None
 
     def generic_handler(self, service: str, methods: list[Method]) -> grpc.GenericRpcHandler:
@@ -339,6 +343,8 @@ class Gate:
             caller: Caller | None = None
             call: Call | None = None
             share = False
+            started = time.monotonic()
+            ended: Code | None = None  # the stable code the call ended with; None: allowed
             try:
                 caller, refusal = self._caller(context, m)
                 limits = self.core.bundle.limits.calls
@@ -350,12 +356,20 @@ class Gate:
                 self.watchdog.register(call)
                 yield caller, call, limits, refusal
             except CustosError as err:
+                ended = err.code
                 self._abort(context, err)
             except _Dropped as gone:
+                ended = gone.code
                 self._gone(context, caller, gone)
+            except GeneratorExit:  # a stream whose client left while it was being sent
+                ended = Code.CLIENT_GONE
+                raise
             except Exception as exc:  # noqa: BLE001 - last line: never leak a traceback
+                ended = Code.INTERNAL
                 self._internal(context, exc)
             finally:
+                if self.metrics is not None:
+                    self.metrics.call(m.name, ended, time.monotonic() - started)
                 if share and caller is not None:
                     self.shares.leave(caller.org_id, streaming)
                 if call is not None:

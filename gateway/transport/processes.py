@@ -89,11 +89,14 @@ class Supervisor:
 
     def __init__(self, data_dir: Path, host: str, port: int, count: int, *, workers: int, grace: float,
                  policy_dir: Path | None = None, reflection: bool = False,
-                 health: tuple[str, int] | None = None) -> None:
+                 health: tuple[str, int] | None = None, metrics: tuple[str, int] | None = None) -> None:
         self.data_dir = data_dir
         self.host = host
         self.count = count
         self.grace = grace
+        # `--metrics HOST:PORT`: process i serves its own exposition on PORT+i (PORT 0: each any free port), no
+        # aggregation: each is a target of its own, and a restarted process takes its index's port again.
+        self.metrics = metrics
         self.worker_args = ["--workers", str(workers), "--grace", str(grace),
                             *(["--policies", str(policy_dir)] if policy_dir else []),
                             *(["--reflection"] if reflection else [])]
@@ -121,6 +124,9 @@ class Supervisor:
         argv = [sys.executable, "-m", "gateway.cli", "serve", str(self.data_dir),
                 "--listen", f"{self.host}:{self.port}", "--processes", "1", "--reuse-port",
                 "--supervisor", str(os.getpid()), *self.worker_args]
+        if self.metrics is not None:
+            host, port = self.metrics
+            argv += ["--metrics", f"{host}:{port + index if port else 0}"]
         env = dict(os.environ, **{ServeLock.ENV: str(self.lock.fd)})
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, pass_fds=(self.lock.fd,), env=env)
         return Worker(index, proc)

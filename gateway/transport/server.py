@@ -43,6 +43,7 @@ from vault.datadir import (
 
 from .calls import Gate, Watchdog
 from .health import Health, enable_reflection, health_server, store_probe
+from .metrics import Metrics
 from .servicers import methods
 from .tracing import make_provider
 
@@ -96,6 +97,7 @@ class Gateway:
     health: Health | None = None
     health_server: grpc.Server | None = None  # `--health HOST:PORT`: plaintext, Health only
     health_port: int = 0
+    metrics: Metrics | None = None  # `--metrics HOST:PORT`: the Prometheus exposition
 
     def reload_policies(self) -> str:
         """Load the bundle again and swap it in whole; a bad bundle raises and the running one stays.
@@ -129,6 +131,8 @@ class Gateway:
         clean = self.server.stop(grace).wait((grace or 0.0) + STOP_MARGIN_S)
         if self.health_server is not None:
             self.health_server.stop(None)
+        if self.metrics is not None:
+            self.metrics.stop()
         if not clean:
             log.error("calls still running %.1f s after the grace period; cancelling them", STOP_MARGIN_S,
                       extra={"event": "calls_cancelled"})
@@ -272,11 +276,13 @@ def _connection_cap(configured: int, workers: int) -> int:
 
 def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | None = None,
           clock: Clock | None = None, span_exporter: SpanExporter | None = None, workers: int = 128,
-          reuse_port: bool = False, reflection: bool = False, health_listen: str | None = None) -> Gateway:
+          reuse_port: bool = False, reflection: bool = False, health_listen: str | None = None,
+          metrics_listen: str | None = None) -> Gateway:
     """Build and start a gateway; policy problems raise before anything listens.
 
     Health (docs/health.md) is served on the mTLS port and, with
-    `health_listen`, on a plaintext port of its own; reflection only when asked.
+    `health_listen`, on a plaintext port of its own; reflection only when asked;
+    the Prometheus exposition on `metrics_listen` (plain HTTP, no authentication).
     """
     policy_dir = policy_dir or BUNDLE_DIR
     bundle = load_bundle(policy_dir)
@@ -306,9 +312,11 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
         forget=vault.forget,
     )
     provider = make_provider(span_exporter)
+    metrics = Metrics() if metrics_listen is not None else None
     # (every so many seconds, the job, what to log if it fails); the last run of each, first ones due at once.
     jobs: list[tuple[float, Callable[[], Any], str]] = [
-        (CHECKPOINT_EVERY_S, core.publish_checkpoint, "could not publish a checkpoint"),
+        (CHECKPOINT_EVERY_S, metrics.checkpointed(core.publish_checkpoint) if metrics else core.publish_checkpoint,
+         "could not publish a checkpoint"),
         (LIFECYCLE_EVERY_S, core.run_due_erasures, "could not run the scheduled erasures"),
         (RETENTION_EVERY_S, core.run_retention, "could not run the retention purge"),
         (LAPSE_EVERY_S, core.lapse_mandates, "could not mark lapsed mandates"),
@@ -329,6 +337,7 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
 
     watchdog = Watchdog(on_tick=tick)
     gate = Gate(core, provider, watchdog)
+    gate.metrics = metrics
     calls = bundle.limits.calls
     api = methods(core)
     health = Health(api)
@@ -353,6 +362,15 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     if port != 0 and health_listen is not None:
         gateway.health_server, gateway.health_port = health_server(health, health_listen, reuse_port)
         if gateway.health_port == 0:
+            port = 0
+    if port != 0 and metrics is not None and metrics_listen is not None:
+        from gateway.core.usecases.keys import KeyRotation
+
+        gateway.metrics = metrics
+        metrics.watch(vault, KeyRotation(vault.kek, vault.reader, vault.audit).status)
+        try:
+            metrics.serve(metrics_listen)
+        except CustosError:
             port = 0
     if port == 0:
         gateway.stop(None)
@@ -383,6 +401,9 @@ def build(data_dir: Path, listen: str = "127.0.0.1:7443", *, policy_dir: Path | 
     if gateway.health_port:
         log.info("grpc.health.v1.Health alone, plaintext, on port %d", gateway.health_port,
                  extra={"event": "health_listening", "port": gateway.health_port})
+    if gateway.metrics is not None:
+        log.info("Prometheus metrics, plain HTTP, on port %d", gateway.metrics.port,
+                 extra={"event": "metrics_listening", "port": gateway.metrics.port})
     log.info("custos gateway listening on port %d, policy %s", port, bundle.revision,
              extra={"event": "gateway_listening", "port": port, "revision": bundle.revision})
     return gateway
