@@ -33,6 +33,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench.proofs import _grow as grow
 from bench.run import Server, bench_policies, custos_cmd, server_env, throwaway_database
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -56,14 +57,6 @@ def _events(n: int, start: int) -> list[Any]:
             trace_id="0" * 32, fields=["full_name", "phone"] if code == "OK" else [], lender=f"lender-{i % 5}",
             channel=channel))
     return out
-
-
-def _grow(vault: Any, target: int) -> None:
-    size = vault.audit.size
-    while size < target:
-        n = min(1000, target - size)
-        vault.audit.append(_events(n, size))
-        size += n
 
 
 def _data_dir(work: Path, database: str | None) -> tuple[Path, Path]:
@@ -115,7 +108,7 @@ def _grown(work: Path, database: str | None, events: int) -> tuple[Path, Path, i
     try:
         before = vault.audit.size
         t = time.perf_counter()
-        _grow(vault, events)
+        grow(vault, events, _events)
         return data, identity, before, time.perf_counter() - t
     finally:
         vault.close()

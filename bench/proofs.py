@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,11 +43,13 @@ def _events(n: int, start: int) -> list[Any]:
             for i in range(start, start + n)]
 
 
-def _grow(vault: Any, target: int) -> None:
+def _grow(vault: Any, target: int, events: Callable[[int, int], list[Any]] | None = None) -> None:
+    """Append events (`events(n, first_seq)`, default this bench's) 1,000 to a commit until the log holds `target`."""
+    make = events or _events
     size = vault.audit.size
     while size < target:
         n = min(1000, target - size)
-        vault.audit.append(_events(n, size))
+        vault.audit.append(make(n, size))
         size += n
 
 

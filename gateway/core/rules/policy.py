@@ -185,6 +185,25 @@ RULE_KEYS = {"id", "purpose", "to", "stages", "owner_only", "requires_mandate", 
 WITHHOLD_KEYS = {"id", "jurisdictions", "purposes", "to", "fields", "note"}
 
 
+def _entry(file_ctx: FileCtx, table: str, what: str, i: int, raw: object, seen: set[str],
+           keys: set[str]) -> tuple[FileCtx, str]:
+    """The checks every `[[release]]` and `[[withhold]]` entry starts with: a table, a new id, known keys.
+    Returns the entry's context and id; `seen` gains the id (release and withhold ids share one namespace)."""
+    ctx = file_ctx.within(table, i)
+    if not isinstance(raw, dict):
+        raise file_ctx.fail(f"{table} entry #{i + 1} must be a table ([[{table}]])", table)
+    rid = raw.get("id")
+    if not isinstance(rid, str) or not rid:
+        raise ctx.fail(f"{what} #{i + 1}: 'id' must be a non-empty string", "id")
+    if rid in seen:
+        raise ctx.fail(f"duplicate rule id {rid!r}", "id")
+    seen.add(rid)
+    extra = set(raw) - keys
+    if extra:
+        raise ctx.fail(f"{what} '{rid}': unknown keys {sorted(extra)}", sorted(extra)[0])
+    return ctx, rid
+
+
 def load_withholds(path: Path, kinds: tuple[str, ...], rule_ids: set[str]) -> tuple[Withhold, ...]:
     """The optional `[[withhold]]` entries of release.toml: per jurisdiction, fields no rule may release."""
     data, text = load_toml(path)
@@ -195,18 +214,7 @@ def load_withholds(path: Path, kinds: tuple[str, ...], rule_ids: set[str]) -> tu
     out: list[Withhold] = []
     seen = set(rule_ids)
     for i, raw in enumerate(raw_list):
-        ctx = file_ctx.within("withhold", i)
-        if not isinstance(raw, dict):
-            raise file_ctx.fail(f"withhold entry #{i + 1} must be a table ([[withhold]])", "withhold")
-        wid = raw.get("id")
-        if not isinstance(wid, str) or not wid:
-            raise ctx.fail(f"withhold #{i + 1}: 'id' must be a non-empty string", "id")
-        if wid in seen:
-            raise ctx.fail(f"duplicate rule id {wid!r}", "id")
-        seen.add(wid)
-        extra = set(raw) - WITHHOLD_KEYS
-        if extra:
-            raise ctx.fail(f"withhold '{wid}': unknown keys {sorted(extra)}", sorted(extra)[0])
+        ctx, wid = _entry(file_ctx, "withhold", "withhold", i, raw, seen, WITHHOLD_KEYS)
         jurisdictions = _str_list(ctx, wid, "jurisdictions", raw.get("jurisdictions"), JURISDICTIONS)
         purposes = _str_list(ctx, wid, "purposes", raw.get("purposes"), PURPOSES)
         to = _str_list(ctx, wid, "to", raw.get("to"), kinds)
@@ -229,18 +237,7 @@ def load_release_rules(path: Path, kinds: tuple[str, ...]) -> tuple[ReleaseRule,
     seen: set[str] = set()
     file_ctx = ctx
     for i, raw in enumerate(raw_rules):
-        ctx = file_ctx.within("release", i)
-        if not isinstance(raw, dict):
-            raise file_ctx.fail(f"release entry #{i + 1} must be a table ([[release]])", "release")
-        rid = raw.get("id")
-        if not isinstance(rid, str) or not rid:
-            raise ctx.fail(f"rule #{i + 1}: 'id' must be a non-empty string", "id")
-        if rid in seen:
-            raise ctx.fail(f"duplicate rule id {rid!r}", "id")
-        seen.add(rid)
-        extra = set(raw) - RULE_KEYS
-        if extra:
-            raise ctx.fail(f"rule '{rid}': unknown keys {sorted(extra)}", sorted(extra)[0])
+        ctx, rid = _entry(file_ctx, "release", "rule", i, raw, seen, RULE_KEYS)
         purpose = raw.get("purpose")
         if purpose not in PURPOSES:
             raise ctx.fail(f"rule '{rid}': unknown purpose {purpose!r}", "purpose")
