@@ -227,6 +227,10 @@ def baseline(released: Path = RELEASED) -> Path:
     return images[-1]
 
 
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
 def run(buf: Path, *args: str) -> int:
     return subprocess.run([str(buf), *args], cwd=ROOT).returncode
 
@@ -235,9 +239,9 @@ def check(buf: Path) -> int:
     """Both checks, both reported: lint (STANDARD, per-rpc exceptions) and breaking (FILE) against the release."""
     against = baseline()
     lint = run(buf, "lint")
-    breaking = run(buf, "breaking", "--against", str(against.relative_to(ROOT)))
+    breaking = run(buf, "breaking", "--against", _shown(against))
     if lint == 0 and breaking == 0:
-        print(f"buf lint clean; no breaking change against {against.relative_to(ROOT)}")
+        print(f"buf lint clean; no breaking change against {_shown(against)}")
     return 1 if lint or breaking else 0
 
 
@@ -252,7 +256,7 @@ def release(buf: Path, version: str, released: Path = RELEASED) -> Path:
         # Indented, so a release's diff shows what changed in the API.
         text = json.dumps(json.loads(raw.read_text()), indent=1, sort_keys=True) + "\n"
     if target.exists() and target.read_text() != text:
-        raise BufError(f"{target.relative_to(ROOT)} already records release {version} and proto/ differs from it: "
+        raise BufError(f"{_shown(target)} already records release {version} and proto/ differs from it: "
                        "a released baseline never changes; bump the version in pyproject.toml for a new release")
     target.write_text(text)
     return target
@@ -267,7 +271,7 @@ def main(argv: list[str]) -> int:
             return check(ensure())
         if argv == ["release"]:
             target = release(ensure(), package_version())
-            print(f"recorded {target.relative_to(ROOT)}: `make proto-lint` now checks against it")
+            print(f"recorded {_shown(target)}: `make proto-lint` now checks against it")
             return 0
         if argv[:1] == ["--"]:
             return run(ensure(), *argv[1:])

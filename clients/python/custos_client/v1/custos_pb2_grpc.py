@@ -29,8 +29,8 @@ class LenderServiceStub:
     """---------------------------------------------------------------- lender
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     Its rpcs share LineChunk (three streamed uploads), DecidePlanRequest/PlanInfo and
     DecidePaymentRequest/PaymentDecision (accept/reject pairs), and answer with named records (MandateInfo, CaseSummary, ...).
     """
@@ -172,8 +172,8 @@ class LenderServiceServicer:
     """---------------------------------------------------------------- lender
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     Its rpcs share LineChunk (three streamed uploads), DecidePlanRequest/PlanInfo and
     DecidePaymentRequest/PaymentDecision (accept/reject pairs), and answer with named records (MandateInfo, CaseSummary, ...).
     """
@@ -533,8 +533,8 @@ class LenderService:
     """---------------------------------------------------------------- lender
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     Its rpcs share LineChunk (three streamed uploads), DecidePlanRequest/PlanInfo and
     DecidePaymentRequest/PaymentDecision (accept/reject pairs), and answer with named records (MandateInfo, CaseSummary, ...).
     """
@@ -1219,8 +1219,8 @@ class CaseServiceStub:
     """---------------------------------------------------------------- cases
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     GetCase answers a CaseRecord, OpenContact and RecordOutcome share ContactInfo, PlanInfo is
     shared with LenderService, and GetStatement takes a StatementRequest.
     """
@@ -1282,8 +1282,8 @@ class CaseServiceServicer:
     """---------------------------------------------------------------- cases
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     GetCase answers a CaseRecord, OpenContact and RecordOutcome share ContactInfo, PlanInfo is
     shared with LenderService, and GetStatement takes a StatementRequest.
     """
@@ -1421,8 +1421,8 @@ class CaseService:
     """---------------------------------------------------------------- cases
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     GetCase answers a CaseRecord, OpenContact and RecordOutcome share ContactInfo, PlanInfo is
     shared with LenderService, and GetStatement takes a StatementRequest.
     """
@@ -1675,8 +1675,8 @@ class PacketServiceStub:
     """---------------------------------------------------------------- audit
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     GetPacket answers a Packet.
     """
 
@@ -1697,8 +1697,8 @@ class PacketServiceServicer:
     """---------------------------------------------------------------- audit
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     GetPacket answers a Packet.
     """
 
@@ -1730,8 +1730,8 @@ class PacketService:
     """---------------------------------------------------------------- audit
 
     Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     GetPacket answers a Packet.
     """
 
@@ -1765,8 +1765,8 @@ class PacketService:
 
 class BureauServiceStub:
     """Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     PullFeed streams FeedItems.
     """
 
@@ -1785,8 +1785,8 @@ class BureauServiceStub:
 
 class BureauServiceServicer:
     """Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     PullFeed streams FeedItems.
     """
 
@@ -1817,8 +1817,8 @@ def add_BureauServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class BureauService:
     """Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     PullFeed streams FeedItems.
     """
 
@@ -1852,8 +1852,8 @@ class BureauService:
 
 class AuditServiceStub:
     """Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     QueryAudit and SubjectReport share AuditEventBatch; the checkpoint and proof rpcs take and
     answer messages named for what they carry (Checkpoint, InclusionProof, ConsistencyProof).
     """
@@ -1908,8 +1908,8 @@ class AuditServiceStub:
 
 class AuditServiceServicer:
     """Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     QueryAudit and SubjectReport share AuditEventBatch; the checkpoint and proof rpcs take and
     answer messages named for what they carry (Checkpoint, InclusionProof, ConsistencyProof).
     """
@@ -2034,8 +2034,8 @@ def add_AuditServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class AuditService:
     """Lint exceptions: released custos.v1 rpcs keep their messages (renaming one breaks generated clients' source,
-    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by
-    buf:lint:ignore; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
+    wrapping a shared one breaks the wire; docs/api-compatibility.md). Each is named on its rpc by an ignore
+    comment; a new rpc follows buf's STANDARD names (FooRequest/FooResponse, each used once).
     QueryAudit and SubjectReport share AuditEventBatch; the checkpoint and proof rpcs take and
     answer messages named for what they carry (Checkpoint, InclusionProof, ConsistencyProof).
     """
