@@ -128,6 +128,14 @@ def test_new_rpc_with_standard_names_passes_lint(buf: Path, tmp_path: Path) -> N
     assert _buf(buf, root, "lint") == (0, [])
 
 
+def test_make_proto_lint_command_passes(buf: Path) -> None:
+    """The command `make proto-lint` runs (and docs/api-compatibility.md shows): both checks, exit 0."""
+    out = subprocess.run([sys.executable, str(ROOT / "tools" / "buf.py"), "check"], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert out.stdout == "buf lint clean; no breaking change against proto/released/custos.v1-0.1.0.json\n"
+
+
 # ---------------------------------------------------------------- breaking
 
 
