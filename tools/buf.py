@@ -190,6 +190,7 @@ def ensure(lock: Path = LOCK, cache: Path = CACHE, package: str | None = None) -
         return binary
     home.mkdir(parents=True, exist_ok=True)
     stamp.unlink(missing_ok=True)
+    binary.unlink(missing_ok=True)  # a refused fetch leaves nothing to run
     tarball = home / "package.tgz"
     try:
         download(pin, tarball)
