@@ -10,7 +10,7 @@ LOCK := requirements.lock
 TOOLS := build/lock-tool
 LATEST := build/latest
 
-.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest
+.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest proto-lint proto-release
 
 # Exactly the lock, every file checked against its hash; then the two local packages without
 # resolving anything (--no-deps) and built by the locked setuptools (--no-build-isolation).
@@ -28,7 +28,7 @@ venv: $(BIN)/custos
 run: venv
 	$(BIN)/python -m gateway.demo $(DEMO) --listen $(LISTEN)
 
-test: venv proto-check
+test: venv proto-check proto-lint
 	$(BIN)/ruff check .
 	$(BIN)/mypy gateway vault policies clients/python/custos_client bench
 	$(BIN)/python -m pytest
@@ -50,6 +50,16 @@ proto: venv
 ## Fails when the checked-in stubs differ from what proto/ generates.
 proto-check: venv
 	$(BIN)/python tools/genproto.py --check
+
+## buf lint (STANDARD) on proto/, and buf breaking (FILE) against the released custos.v1 in proto/released/.
+## buf is the binary of the npm package pinned in tools/buf/package-lock.json, fetched and checked by
+## tools/buf.py into build/buf/ (no node needed). docs/api-compatibility.md
+proto-lint:
+	$(PY) tools/buf.py check
+
+## ONLY when a release is cut (the version in pyproject.toml): record proto/ as that release's custos.v1.
+proto-release:
+	$(PY) tools/buf.py release
 
 bench: venv
 	$(BIN)/python -m bench.run
