@@ -285,7 +285,10 @@ class Reader:
         unknown = [w for w in argv if w.startswith("--") and w.split("=", 1)[0] not in OPTIONS]
         assert not unknown, f"{self.where(step)}: {unknown} is no option of custos (nor an abbreviation we accept)"
         self.capsys.readouterr()
-        self.status = cli.main(argv)
+        try:
+            self.status = cli.main(argv)
+        except SystemExit as done:  # `custos --version` exits from the parser, as the installed command does
+            self.status = done.code if isinstance(done.code, int) else 1
         out = self.capsys.readouterr()
         assert "Traceback" not in out.err, f"{self.where(step)}: a traceback\n{out.err}"
         return out.out, out.err
@@ -294,7 +297,7 @@ class Reader:
 def run_guide(name: str, text: str, variables: dict[str, str], capsys: pytest.CaptureFixture[str],
               monkeypatch: pytest.MonkeyPatch, background: Background) -> int:
     """Every step of `text`; the number of steps run (a guide with none fails)."""
-    head = text.split("```console", 1)[0]
+    head = re.split(r"^```console$", text, maxsplit=1, flags=re.MULTILINE)[0]
     used = {m.group(1) for step in steps(text) for m in PLACEHOLDER.finditer(step.command)}
     for supplied in sorted(used & set(variables)):
         assert f"{supplied}=" in head, f"docs/{name}: ${supplied} is used but its top does not set {supplied}="
