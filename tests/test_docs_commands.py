@@ -159,7 +159,7 @@ def match_json(shown: Any, actual: Any, bound: dict[str, str], got: dict[str, st
         if not isinstance(actual, dict):
             return False
         keys = set(shown) - {"..."}
-        if "..." not in shown and set(actual) != keys or not keys <= set(actual):
+        if ("..." not in shown and set(actual) != keys) or not keys <= set(actual):
             return False
         return all(match_json(shown[k], actual[k], bound, got) for k in keys)
     if isinstance(shown, list):
@@ -184,7 +184,7 @@ def match_json(shown: Any, actual: Any, bound: dict[str, str], got: dict[str, st
 
 def match(shown: list[str], stdout: str, stderr: str, bound: dict[str, str]) -> dict[str, str] | None:
     """Output shown as a JSON document is compared with stdout as JSON; any other, line by line with both."""
-    if shown and shown[0].strip() in ("{", "[") or (shown and shown[0].lstrip().startswith('{"')):
+    if shown and (shown[0].strip() in ("{", "[") or shown[0].lstrip().startswith('{"')):
         try:
             # A bare $NAME where a value goes (a number, such as an event's seq) is read as the pattern "$NAME".
             expected = json.loads(re.sub(r"([:\[,]\s*)\$([A-Z][A-Z0-9_]*)", r'\1"$\2"', "\n".join(shown)))
@@ -206,9 +206,12 @@ class Background:
         self.procs: list[subprocess.Popen[bytes]] = []
 
     def start(self, argv: list[str], stderr: Path | None) -> str:
-        err = open(stderr, "wb") if stderr is not None else subprocess.DEVNULL  # noqa: SIM115 - kept with the child
-        proc = subprocess.Popen([sys.executable, "-m", "gateway.cli", *argv], stdout=subprocess.PIPE, stderr=err,
-                                cwd=ROOT)
+        argv = [sys.executable, "-m", "gateway.cli", *argv]
+        if stderr is None:
+            proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT)
+        else:
+            with open(stderr, "wb") as err:  # the child keeps its own descriptor
+                proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
         self.procs.append(proc)
         assert proc.stdout is not None
         return proc.stdout.readline().decode()
@@ -362,7 +365,7 @@ def test_guide_commands_run_as_written_on_the_demo(name: str, demo_template: Pat
     for var in ("CUSTOS_GATEWAY", "CUSTOS_IDENTITY", "CUSTOS_AGENT", "CUSTOS_LOG_FORMAT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.chdir(tmp_path)
-    gw: Gateway = build(data, "127.0.0.1:0", clock=DemoClock(), workers=16)  # type: ignore[arg-type]
+    gw: Gateway = build(data, "127.0.0.1:0", clock=DemoClock(), workers=16)
     try:
         gateway_addr = f"127.0.0.1:{gw.port}"
         demo.seed(gateway_addr, data)
