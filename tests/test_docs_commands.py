@@ -59,8 +59,6 @@ PLACEHOLDER = re.compile(r"\$([A-Z][A-Z0-9_]*)")
 CAPTURE = r"[^\s\"',;()\[\]{}]+"
 
 
-
-
 def _options(parser: argparse.ArgumentParser) -> set[str]:
     """Every option string of the command line, so a guide names flags in full (argparse would take a prefix)."""
     found: set[str] = set()
@@ -89,14 +87,17 @@ def steps(text: str) -> list[Step]:
     """The commands of every ```console block, in order, each with the output the guide shows under it."""
     found: list[Step] = []
     lines = text.splitlines()
-    inside, i = False, 0
+    inside, begun, i = False, False, 0
     while i < len(lines):
         raw = lines[i]
         if raw.startswith("```"):
-            inside = raw.strip() == "```console" if not inside else False
+            inside, begun = (raw.strip() == "```console" if not inside else False), False
             i += 1
             continue
         if inside:
+            if not begun and not raw.startswith("$ "):
+                raise AssertionError(f"line {i + 1}: a console block must start with a `$ ` command")
+            begun = True
             if raw.startswith("$ "):
                 start, command = i + 1, raw[2:]
                 while command.endswith("\\") and i + 1 < len(lines):
@@ -105,10 +106,8 @@ def steps(text: str) -> list[Step]:
                 found.append(Step(start, command))
             elif found and not found[-1].output and not raw.strip():
                 pass  # a blank line right after a command is not output
-            elif found:
-                found[-1].output.append(raw)
             else:
-                raise AssertionError(f"line {i + 1}: a console block must start with a `$ ` command")
+                found[-1].output.append(raw)
         i += 1
     for step in found:
         while step.output and not step.output[-1].strip():
