@@ -10,7 +10,7 @@ LOCK := requirements.lock
 TOOLS := build/lock-tool
 LATEST := build/latest
 
-.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest
+.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest image
 
 # Exactly the lock, every file checked against its hash; then the two local packages without
 # resolving anything (--no-deps) and built by the locked setuptools (--no-build-isolation).
@@ -78,6 +78,11 @@ test-latest:
 	-$(LATEST)/bin/ruff check .
 	-$(LATEST)/bin/mypy gateway vault policies clients/python/custos_client bench
 	$(LATEST)/bin/python -m pytest
+
+## The container image (deploy/Containerfile) on a base made here from Debian's packages: needs root, podman
+## and debootstrap; not part of `make test` (deploy/README.md, "The image").
+image:
+	deploy/build-image.sh
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
