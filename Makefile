@@ -6,6 +6,8 @@ DEMO ?= var/demo
 LISTEN ?= 127.0.0.1:7443
 
 LOCK := requirements.lock
+# The container image's subset of it: the runtime dependencies and the build backend, at the same pins (make lock).
+IMAGE_LOCK := deploy/requirements-image.lock
 # The lock's own tool, pinned by hash; only `make lock` and `make test-latest` use it.
 TOOLS := build/lock-tool
 LATEST := build/latest
@@ -59,12 +61,15 @@ $(TOOLS)/bin/uv: tools/lock-tool.txt
 	$(PY) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q --require-hashes -r tools/lock-tool.txt
 
-## Refresh the lock from pyproject.toml (both packages, the dev extra). Pins that still fit are kept, so
+## Refresh the lock from pyproject.toml (both packages, the dev extra), and the image's subset of it. Pins that still fit are kept, so
 ## adding a dependency moves nothing else; `make lock UPGRADE=1` moves every pin to the newest release.
 lock: $(TOOLS)/bin/uv
 	$(TOOLS)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml --extra dev \
 	  --generate-hashes --python-version 3.11 $(if $(UPGRADE),--upgrade) --quiet \
 	  --custom-compile-command 'make lock' -o $(LOCK)
+	$(TOOLS)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml deploy/build-system.in -c $(LOCK) \
+	  --generate-hashes --python-version 3.11 --quiet \
+	  --custom-compile-command 'make lock' -o $(IMAGE_LOCK)
 
 ## The whole suite in a throwaway venv of the newest releases (no lock): drift seen before it breaks a clone.
 ## What moved is listed first; a stale stub, ruff or mypy finding is printed and the suite still runs.

@@ -10,6 +10,7 @@
 #   MIRROR         Debian mirror (default: the first bookworm URI of /etc/apt/sources.list.d, else deb.debian.org)
 #   STORAGE_DRIVER podman's storage driver (default: podman's own; vfs where overlay is refused)
 #   ISOLATION      buildah isolation of RUN steps (default chroot: no user namespaces needed)
+#   NO_CACHE       1: build every layer anew (for timing a cold build)
 #   HOST_CA        1 (default when /usr/local/share/ca-certificates has a .crt): the base trusts this machine's
 #                  extra CAs (an egress proxy's), so that pip and apt in the build reach PyPI and Debian here.
 #                  Only the base made here gets them; a base pulled from a registry never does.
@@ -53,8 +54,31 @@ fi
 
 built=$(date +%s)
 # --format docker keeps the HEALTHCHECK (the OCI format has no field for it).
-"${podman[@]}" build --isolation "$ISOLATION" --format docker --network host \
+"${podman[@]}" build --isolation "$ISOLATION" --format docker --network host ${NO_CACHE:+--no-cache} \
   --build-arg BASE="$BASE_IMAGE" -f deploy/Containerfile -t "$IMAGE" .
 echo "== $IMAGE built in $(( $(date +%s) - built )) s (base included: $(( $(date +%s) - start )) s)"
 "${podman[@]}" image ls --format '{{.Repository}}:{{.Tag}} {{.Size}}' "$IMAGE"
-"${podman[@]}" run --rm "$IMAGE" --version
+
+# Smoke test, as the image's own user: --version, then a throwaway data directory served with --health and
+# --metrics, deploy/probe.py until SERVING, a metrics scrape, SIGTERM and a clean exit.
+smoke='set -e
+export HOME=/tmp
+custos --version
+custos init /tmp/smoke --key-dir /tmp/smoke-keys >/dev/null
+custos serve /tmp/smoke --listen 127.0.0.1:17443 --health 127.0.0.1:17444 --metrics 127.0.0.1:19464 \
+  --processes 1 --log-format json 2>/tmp/serve.log &
+pid=$!
+for i in $(seq 1 60); do python3 /opt/custos/probe.py 127.0.0.1:17444 2>/dev/null && break; sleep 0.5; done
+python3 /opt/custos/probe.py 127.0.0.1:17444 custos.v1.CaseService
+python3 -c "import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:19464/metrics\").read(); print(\"metrics: ok\")"
+kill -TERM $pid; wait $pid; echo "serve stopped cleanly"'
+# podman run needs the OCI runtime to set rlimits and cgroups; where the host refuses that (a sandbox without
+# CAP_SYS_RESOURCE or with hybrid cgroups), run the image's filesystem under buildah's chroot isolation instead.
+if ! "${podman[@]}" run --rm --user 10001:10001 --entrypoint sh "$IMAGE" -c "$smoke"; then
+  echo "== podman run failed here; the same smoke test under buildah run --isolation chroot" >&2
+  buildah=(buildah)
+  [ -n "${STORAGE_DRIVER:-}" ] && buildah+=(--storage-driver "$STORAGE_DRIVER")
+  ctr=$("${buildah[@]}" from "$IMAGE")
+  trap '"${buildah[@]}" rm "$ctr" >/dev/null' EXIT
+  "${buildah[@]}" run --isolation chroot --user 10001:10001 "$ctr" -- sh -c "$smoke"
+fi

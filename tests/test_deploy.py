@@ -464,7 +464,7 @@ def containerfile_problems(text: str) -> list[str]:
     lines = [ln.strip() for ln in text.replace("\\\n", " ").splitlines() if ln.strip() and not ln.startswith("#")]
     p: list[str] = []
     runs = [ln for ln in lines if ln.startswith("RUN ")]
-    lock_installs = [r for r in runs if "-r /opt/custos/src/requirements.lock" in r or "-r requirements.lock" in r]
+    lock_installs = [r for r in runs if re.search(r"-r \S*requirements-image\.lock", r)]
     if not lock_installs or not all("--require-hashes" in r and "--no-deps" in r for r in lock_installs):
         p.append("the lock is not installed with --require-hashes --no-deps")
     local = [r for r in runs if "./clients/python" in r]
@@ -490,6 +490,43 @@ def containerfile_problems(text: str) -> list[str]:
     return p
 
 
+def lock_entries(path: Path) -> dict[str, tuple[str, frozenset[str]]]:
+    """name -> (version, hashes) of a `make lock` file."""
+    entries = {}
+    for block in re.split(r"\n(?=[a-z0-9])", path.read_text()):
+        head = re.match(r"([a-z0-9_.-]+)==(\S+)", block)
+        if head:
+            entries[head.group(1)] = (head.group(2), frozenset(re.findall(r"--hash=(sha256:[0-9a-f]{64})", block)))
+    return entries
+
+
+def image_lock_problems(image: Path, full: Path) -> list[str]:
+    """The image's lock: requirements.lock's own pins and hashes, every runtime dependency and the build backend."""
+    import tomllib
+
+    sub, whole = lock_entries(image), lock_entries(full)
+    p = [f"{name} {pin[0]} differs from requirements.lock's" for name, pin in sub.items() if whole.get(name) != pin]
+    wanted = {"setuptools"}
+    for pyproject in (ROOT / "pyproject.toml", ROOT / "clients" / "python" / "pyproject.toml"):
+        for dep in tomllib.loads(pyproject.read_text())["project"]["dependencies"]:
+            wanted.add(re.split(r"[\[<>=!~ ]", dep, maxsplit=1)[0].lower().replace("_", "-"))
+    p += [f"{name} (a runtime dependency) is missing" for name in sorted(wanted - set(sub))]
+    p += [f"{name} is a dev tool" for name in ("pytest", "mypy", "playwright", "ruff", "grpcio-tools") if name in sub]
+    return p
+
+
+def test_image_lock_is_the_runtime_part_of_the_lock(tmp_path: Path) -> None:
+    image = DEPLOY / "requirements-image.lock"
+    assert image_lock_problems(image, ROOT / "requirements.lock") == []
+    assert len(lock_entries(image)) >= 20
+    stale = tmp_path / "stale.lock"
+    stale.write_text(image.read_text().replace("psycopg==", "psycopg==0.0.1+", 1))
+    assert image_lock_problems(stale, ROOT / "requirements.lock")
+    thin = tmp_path / "thin.lock"
+    thin.write_text(re.sub(r"\nsetuptools==.*?(?=\n[a-z]|\Z)", "", image.read_text(), flags=re.S))
+    assert "setuptools (a runtime dependency) is missing" in image_lock_problems(thin, ROOT / "requirements.lock")
+
+
 def test_containerfile_installs_the_lock_by_hash_and_runs_unprivileged() -> None:
     assert containerfile_problems(CONTAINERFILE.read_text()) == []
 
@@ -512,8 +549,8 @@ def test_containerfile_checks_catch_a_break(old: str, new: str) -> None:
 
 KEY_PATTERNS = [
     re.compile(r"-----BEGIN [A-Z ]*(PRIVATE KEY|CERTIFICATE)-----"),
-    re.compile(r"\b[0-9a-fA-F]{64,}\b"),  # a key file of `custos init` is 64 hex digits
-    re.compile(r"(?<![A-Za-z0-9+/])[A-Za-z0-9+/]{40,}={0,2}(?![A-Za-z0-9+/])"),  # base64 of 30+ bytes
+    re.compile(r"(?<!sha256:)\b[0-9a-fA-F]{64,}\b"),  # a key file of `custos init` is 64 hex digits (not a lock's hash)
+    re.compile(r"(?<![A-Za-z0-9+/:])[A-Za-z0-9+/]{40,}={0,2}(?![A-Za-z0-9+/])"),  # base64 of 30+ bytes
 ]
 
 
