@@ -6,11 +6,13 @@ DEMO ?= var/demo
 LISTEN ?= 127.0.0.1:7443
 
 LOCK := requirements.lock
+# The container image's subset of it: the runtime dependencies and the build backend, at the same pins (make lock).
+IMAGE_LOCK := deploy/requirements-image.lock
 # The lock's own tool, pinned by hash; only `make lock` and `make test-latest` use it.
 TOOLS := build/lock-tool
 LATEST := build/latest
 
-.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest proto-lint proto-release
+.PHONY: venv run demo test fuzz lint typecheck proto proto-check bench clean lock test-latest proto-lint proto-release image
 
 # Exactly the lock, every file checked against its hash; then the two local packages without
 # resolving anything (--no-deps) and built by the locked setuptools (--no-build-isolation).
@@ -69,12 +71,15 @@ $(TOOLS)/bin/uv: tools/lock-tool.txt
 	$(PY) -m venv $(TOOLS)
 	$(TOOLS)/bin/pip install -q --require-hashes -r tools/lock-tool.txt
 
-## Refresh the lock from pyproject.toml (both packages, the dev extra). Pins that still fit are kept, so
+## Refresh the lock from pyproject.toml (both packages, the dev extra), and the image's subset of it. Pins that still fit are kept, so
 ## adding a dependency moves nothing else; `make lock UPGRADE=1` moves every pin to the newest release.
 lock: $(TOOLS)/bin/uv
 	$(TOOLS)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml --extra dev \
 	  --generate-hashes --python-version 3.11 $(if $(UPGRADE),--upgrade) --quiet \
 	  --custom-compile-command 'make lock' -o $(LOCK)
+	$(TOOLS)/bin/uv pip compile pyproject.toml clients/python/pyproject.toml deploy/build-system.in -c $(LOCK) \
+	  --generate-hashes --python-version 3.11 --quiet \
+	  --custom-compile-command 'make lock' -o $(IMAGE_LOCK)
 
 ## The whole suite in a throwaway venv of the newest releases (no lock): drift seen before it breaks a clone.
 ## What moved is listed first; a stale stub, ruff or mypy finding is printed and the suite still runs.
@@ -88,6 +93,11 @@ test-latest:
 	-$(LATEST)/bin/ruff check .
 	-$(LATEST)/bin/mypy gateway vault policies clients/python/custos_client bench
 	$(LATEST)/bin/python -m pytest
+
+## The container image (deploy/Containerfile) on a base made here from Debian's packages: needs root, podman
+## and debootstrap; not part of `make test` (deploy/README.md, "The image").
+image:
+	deploy/build-image.sh
 
 clean:
 	rm -rf $(VENV) var build *.egg-info
