@@ -41,7 +41,7 @@ def test_number_released_inside_the_window_and_refused_outside(seeded: Env) -> N
     full_phone = seeded.client("lender-a").get_case("C-1", "servicing").fields["phone"]
     opened = agency.open_contact("C-1", "call")
     assert opened.phone == full_phone and set(opened.to_dict()) >= {"contact_id", "opened_at"}
-    assert "address" not in opened and "name" not in opened
+    assert opened.address == "" and opened.name == "" and "address" not in opened.to_dict()
     seeded.clock.current = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)  # 22:00 in Shanghai
     err = refused(lambda: agency.open_contact("C-1", "call"))
     assert (err.code, err.status) == ("OUTSIDE_CONTACT_WINDOW", "FAILED_PRECONDITION")

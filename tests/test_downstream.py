@@ -96,7 +96,7 @@ def test_an_updated_balance_is_resent_paid_in_full_is_zero_and_the_final_record_
     case = _bureau_case(seeded, 70)
     records, cursor = pull(seeded, "")
     loan = synth.case_line(70, jurisdiction="CN")["loan"]
-    assert [(r.case_id, r.fields["outstanding"]) for r in records] == [(case, loan.fields["outstanding"])]
+    assert [(r.case_id, r.fields["outstanding"]) for r in records] == [(case, loan["outstanding"])]
     assert pull(seeded, cursor) == ([], cursor)
 
     update_loan(seeded, case, outstanding="321.00", amount_due="45.00", last_payment_on="2026-11-25")
@@ -109,7 +109,7 @@ def test_an_updated_balance_is_resent_paid_in_full_is_zero_and_the_final_record_
     records, cursor = pull(seeded, cursor)
     assert [(r.fields["status"], r.fields["outstanding"], r.fields["amount_due"]) for r in records] == [("open", "0.00", "0.00")]
     # Metro 2: a zero balance is 13 (paid or closed account/zero balance), nothing owed or past due, dated closed.
-    segment = metro2.parse(metro2.BASE, metro2.base_segment({**records[0], "national_id": "123456789"},
+    segment = metro2.parse(metro2.BASE, metro2.base_segment({**records[0].to_dict(), "national_id": "123456789"},
                                                             datetime(2026, 12, 1, tzinfo=UTC)))
     assert segment["AccountStatus"] == "13" and segment["CurrentBalance"] == segment["AmountPastDue"] == "0" * 9
     assert segment["DateLastPayment"] == segment["DateClosed"] == "11282026"

@@ -104,7 +104,7 @@ def test_the_figures_per_agency_equal_a_recount_of_the_audit_log_and_the_ledger(
     assert sorted(figures) == ["agency-1", "agency-2", "lawfirm-1"]  # no bureau, no lender, no other lender's
     events = seeded.events()
     for org, fig in figures.items():
-        assert {k: fig[k] for k in ("cases_placed", "contact_attempts", "conversations", "promises", "plans",
+        assert {k: getattr(fig, k) for k in ("cases_placed", "contact_attempts", "conversations", "promises", "plans",
                                     "refusals")} == recount(events, "lender-a", org), org
     # And what the scenario did, counted by hand.
     a1, a2, firm = figures["agency-1"], figures["agency-2"], figures["lawfirm-1"]
@@ -156,7 +156,7 @@ def test_the_range_is_of_utc_days_inclusive_and_defaults_to_everything_through_t
     globals()["LOW"], globals()["HIGH"] = "", "2026-12-05T00:00:00"
     try:
         for org, fig in whole.items():
-            assert {k: fig[k] for k in ("cases_placed", "contact_attempts", "conversations", "promises", "plans",
+            assert {k: getattr(fig, k) for k in ("cases_placed", "contact_attempts", "conversations", "promises", "plans",
                                         "refusals")} == recount(events, "lender-a", org), org
     finally:
         globals()["LOW"], globals()["HIGH"] = lo_hi

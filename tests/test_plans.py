@@ -82,14 +82,14 @@ def test_an_accepted_plan_sets_amount_due_is_kept_then_broken_past_grace(planned
     assert due(planned) == "100.00"
     view = shown(planned, "agency-1")[made.plan_id]
     assert view.status == "active" and view.amount_due == "100.00"
-    assert [i["state"] for i in view.instalments] == ["pending", "pending", "pending"]
+    assert [i.state for i in view.instalments] == ["pending", "pending", "pending"]
     # The first instalment paid early: kept; nothing due until the second comes round.
     at_shanghai(planned, 2026, 12, 8)
     pay(planned, "2026-12-08", "100.00")
     assert due(planned) == "0.00"
     at_shanghai(planned, 2026, 12, 20)
     assert due(planned) == "100.00"  # the second instalment is the current one
-    assert [i["state"] for i in shown(planned)[made.plan_id].instalments] == ["kept", "pending", "pending"]
+    assert [i.state for i in shown(planned)[made.plan_id].instalments] == ["kept", "pending", "pending"]
     # The second unpaid: still pending through the grace (its date + 5 days), broken the day after.
     at_shanghai(planned, 2027, 1, 15, 23)
     assert shown(planned)[made.plan_id].status == "active"
@@ -97,7 +97,7 @@ def test_an_accepted_plan_sets_amount_due_is_kept_then_broken_past_grace(planned
     at_shanghai(planned, 2027, 1, 16, 0)
     view = shown(planned)[made.plan_id]
     assert view.status == "broken" and view.amount_due == ""
-    assert [i["state"] for i in view.instalments] == ["kept", "broken", "pending"]
+    assert [i.state for i in view.instalments] == ["kept", "broken", "pending"]
     assert due(planned) == loan_due(planned)  # broken: the loan's own figure again
 
 
