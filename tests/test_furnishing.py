@@ -163,11 +163,11 @@ def test_us_records_in_metro2_every_filled_field_at_its_position(seeded: Env, tm
     # A dispute: XB, then XH once resolved.
     lender.set_flags(case, disputed=True)
     records, cursor = pull(seeded, "f1")
-    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0], seeded.clock.now()))[
+    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0].to_dict(), seeded.clock.now()))[
         "ComplianceConditionCode"] == "XB"
     lender.set_flags(case, disputed=False, verification_sent="2026-11-01")  # US: verification sent (issue 26)
     records, _ = pull(seeded, cursor)
-    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0], seeded.clock.now()))[
+    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0].to_dict(), seeded.clock.now()))[
         "ComplianceConditionCode"] == "XH"
 
 

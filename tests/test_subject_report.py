@@ -106,7 +106,7 @@ def test_lenders_with_the_same_case_and_borrower_ids_get_only_their_own_borrower
     # lender-b's report is its own borrower's: agency-b's read, not agency-1's.
     report = seeded.client("lender-b").subject_events("B-1")
     assert {e.event.org for e in report if e.event.data.get("fields")} == {"agency-b"}
-    assert {e.event.data["lender"] for e in report if "lender" in e} == {"lender-b"}
+    assert {e.event.data["lender"] for e in report if "lender" in e.event.data} == {"lender-b"}
 
 
 def test_the_regulators_report_without_a_lender_lists_each_lenders_borrower_apart(
