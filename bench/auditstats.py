@@ -93,7 +93,7 @@ def _stats_times(target: str, identity: Path, start: datetime, end: datetime, ro
                 t = time.perf_counter()
                 doc = c.audit_stats(rfc3339(start), rfc3339(end), by)
                 times.append(time.perf_counter() - t)
-                assert doc["total"] == expect, (doc["total"], expect)
+                assert doc.total == expect, (doc.total, expect)
             out[by] = statistics.median(times)
     return out
 

@@ -228,8 +228,8 @@ def main(argv: list[str] | None = None) -> int:
                         cpu0, t0 = gw.cpu_seconds(), time.perf_counter()
                         result = lender.import_lines(lines)
                         elapsed, cpu = time.perf_counter() - t0, gw.cpu_seconds() - cpu0
-                if result["imported"] != args.cases:
-                    raise RuntimeError(f"imported {result['imported']} of {args.cases}: {result['rejected'][:3]}")
+                if result.imported != args.cases:
+                    raise RuntimeError(f"imported {result.imported} of {args.cases}: {result.rejected[:3]}")
                 row = {"round": rnd, "line_bytes": size, "raw_rows_s": raw, "store_rows_cases_s": floor,
                        "import_cases_s": args.cases / elapsed,
                        "server_us_per_case": cpu / args.cases * 1e6, "server_rss_mib": rss_mib(gw.proc.pid)}

@@ -101,8 +101,8 @@ class Writer:
                         line = {"case_id": case, "as_of": as_of, "loan": {"amount_due": f"{100 + n % 50}.00"},
                                 "repayments": [{"on": "2026-11-20", "amount": "1.00"}]}
                         done = client.update_lines([json.dumps(line).encode()])
-                        if done["updated"] != 1:
-                            raise CustosClientError("UPDATE_REJECTED", str(done["rejected"][:1]))
+                        if done.updated != 1:
+                            raise CustosClientError("UPDATE_REJECTED", str(done.rejected[:1]))
                 except CustosClientError as err:
                     with self._lock:
                         self.errors += 1

@@ -41,8 +41,8 @@ def setup(work: Path, n_cases: int, database: str | None) -> tuple[Server, Path]
     with CustosClient(target, ids / LENDER, timeout=600) as lender:
         lines = synth.jsonl([synth.case_line(i, stage="reminder") for i in range(1, n_cases + 1)]).splitlines()
         result = lender.import_lines(lines)
-        if result["imported"] != n_cases:
-            raise RuntimeError(f"import: {result['imported']} of {n_cases}")
+        if result.imported != n_cases:
+            raise RuntimeError(f"import: {result.imported} of {n_cases}")
     return gw, ids / LENDER
 
 
@@ -62,8 +62,8 @@ def measure(gw: Server, lender_ids: Path, n_cases: int, n_single: int, rnd: int)
         cpu0, t0 = gw.cpu_seconds(), time.perf_counter()
         result = lender.assign_lines(lines)
         bulk_s, bulk_cpu = time.perf_counter() - t0, gw.cpu_seconds() - cpu0
-    if result["assigned"] != n_cases or result["rejected_total"]:
-        raise RuntimeError(f"bulk placement: {result['assigned']} of {n_cases}, {result['rejected'][:3]}")
+    if result.assigned != n_cases or result.rejected_total:
+        raise RuntimeError(f"bulk placement: {result.assigned} of {n_cases}, {result.rejected[:3]}")
     return {"round": rnd, "single_per_s": n_single / single_s, "bulk_per_s": n_cases / bulk_s,
             "single_cpu_us": single_cpu / n_single * 1e6, "bulk_cpu_us": bulk_cpu / n_cases * 1e6}
 

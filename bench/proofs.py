@@ -86,18 +86,18 @@ def _served_times(target: str, identity: Path, size: int, proofs: int,
 
     inc, con = [], []
     with CustosClient(target, identity) as c:
-        root = c.inclusion_proof(0, size)["root"]  # also warms the channel
+        root = c.inclusion_proof(0, size).root  # also warms the channel
         for _ in range(proofs):
             seq = rnd.randrange(size)
             t0 = time.perf_counter()
             p = c.inclusion_proof(seq, size)
             inc.append(time.perf_counter() - t0)
-            assert p["root"] == root and verify_inclusion(seq, size, p["leaf_hash"], p["proof"], root)
+            assert p.root == root and verify_inclusion(seq, size, p.leaf_hash, p.proof, root)
             first = rnd.randrange(1, size)
             t0 = time.perf_counter()
             q = c.consistency_proof(first, size)
             con.append(time.perf_counter() - t0)
-            assert q["to_root"] == root and verify_consistency(first, size, q["from_root"], root, q["proof"])
+            assert q.to_root == root and verify_consistency(first, size, q.from_root, root, q.proof)
     return inc, con
 
 

@@ -142,8 +142,8 @@ def _update_accounts(target: str, lender: Path, n: int, rnd: int) -> int:
              for i in range(1, n + 1)]
     with CustosClient(target, lender, timeout=600) as c:
         result = c.update_lines(lines)
-    if result["updated"] != n:
-        raise RuntimeError(f"updated {result['updated']} of {n}: {result['rejected'][:3]}")
+    if result.updated != n:
+        raise RuntimeError(f"updated {result.updated} of {n}: {result.rejected[:3]}")
     return n
 
 

@@ -69,8 +69,8 @@ def _fill(work: Path, data: Path, ids: Path, first: int, borrowers: int) -> None
                 end = min(borrowers, start + step - 1)
                 lines = synth.jsonl([synth.case_line(i) for i in range(start, end + 1)]).splitlines()
                 got = lender.import_lines(lines)
-                if got["imported"] != end - start + 1:
-                    raise RuntimeError(f"import: {got['imported']} of {end - start + 1}")
+                if got.imported != end - start + 1:
+                    raise RuntimeError(f"import: {got.imported} of {end - start + 1}")
     finally:
         gw.stop()
 

@@ -229,13 +229,13 @@ def setup(work: Path, n_cases: int, database: str | None = None) -> tuple[Path, 
         with CustosClient(target, ids / LENDER, timeout=120) as lender:
             lines = synth.jsonl([synth.case_line(i, stage="reminder") for i in range(1, n_cases + 1)]).splitlines()
             result = lender.import_lines(lines)
-            if result["imported"] != n_cases:
-                raise RuntimeError(f"import: {result['imported']} of {n_cases} imported, {result['rejected'][:3]}")
+            if result.imported != n_cases:
+                raise RuntimeError(f"import: {result.imported} of {n_cases} imported, {result.rejected[:3]}")
             placed = lender.assign_lines(json.dumps({"case_id": f"C-{i}", "to": AGENCY, "purpose": PURPOSE,
                                                      "until": until, "agreement": "AG-1", "pia": "PIA-1"}).encode()
                                          for i in range(1, n_cases + 1))
-            if placed["assigned"] != n_cases:
-                raise RuntimeError(f"placement: {placed['assigned']} of {n_cases}, {placed['rejected'][:3]}")
+            if placed.assigned != n_cases:
+                raise RuntimeError(f"placement: {placed.assigned} of {n_cases}, {placed.rejected[:3]}")
         requests = [pb.GetCaseRequest(case_id=f"C-{i}", purpose=PURPOSE).SerializeToString()
                     for i in range(1, n_cases + 1)]
         sizes = sorted(len(check_call(target, ids / AGENCY, GETCASE_METHOD, requests[i]))

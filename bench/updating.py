@@ -82,11 +82,11 @@ def main(argv: list[str] | None = None) -> int:
                     t0 = time.perf_counter()
                     again = lender.update_lines(updates)
                     t_again = time.perf_counter() - t0
-                if imported["imported"] != args.cases or updated["updated"] != args.cases:
-                    raise RuntimeError(f"imported {imported['imported']}, updated {updated['updated']} of "
-                                       f"{args.cases}: {(imported['rejected'] + updated['rejected'])[:3]}")
-                if again["unchanged"] != args.cases:
-                    raise RuntimeError(f"the same file again: {again['unchanged']} unchanged of {args.cases}")
+                if imported.imported != args.cases or updated.updated != args.cases:
+                    raise RuntimeError(f"imported {imported.imported}, updated {updated.updated} of "
+                                       f"{args.cases}: {(imported.rejected + updated.rejected)[:3]}")
+                if again.unchanged != args.cases:
+                    raise RuntimeError(f"the same file again: {again.unchanged} unchanged of {args.cases}")
                 row = {"round": rnd, "import_cases_s": args.cases / t_import, "update_lines_s": args.cases / t_update,
                        "unchanged_lines_s": args.cases / t_again,
                        "server_us_per_import": cpu_import / args.cases * 1e6,

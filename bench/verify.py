@@ -34,7 +34,7 @@ def _verify(target: str, ids: Path, vkey: str, state: dict[str, object] | None) 
     with CustosClient(target, ids, timeout=3600) as c:
         note = c.checkpoint()
         result = verify_log(c.audit_events(from_seq=resume_from(state)), note, vkey, state,
-                            lambda a, b: list(c.consistency_proof(a, b)["proof"]))
+                            lambda a, b: list(c.consistency_proof(a, b).proof))
     return time.perf_counter() - t0, result.state() | {"read": result.read}
 
 

@@ -74,7 +74,7 @@ def seed(gateway: str, data_dir: Path) -> None:
             agency.get_case(case, "collection")
         try:
             contact = agency.open_contact("C-6", "sms")
-            agency.record_outcome(contact["contact_id"], "no_answer")
+            agency.record_outcome(contact.contact_id, "no_answer")
         except CustosClientError:
             pass
     with CustosClient(gateway, ids / "agency-2") as other:

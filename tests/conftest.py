@@ -22,7 +22,7 @@ from typing import Any
 
 import grpc
 import pytest
-from custos_client import CustosClient
+from custos_client import AssignResult, AuditEvent, CustosClient, Escalation, ImportResult, Mandate
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway import cli, synth
@@ -167,16 +167,16 @@ class RecordsClient(CustosClient):
     """The client the tests use: its mandates name the test references by default (see AGREEMENT)."""
 
     def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "", commission: str = "",
-               agreement: str | None = None, pia: str | None = None) -> dict[str, Any]:
+               agreement: str | None = None, pia: str | None = None) -> Mandate:
         return super().assign(case_id, org_id, purpose, until, label, commission,
                               AGREEMENT if agreement is None else agreement, PIA if pia is None else pia)
 
     def escalate(self, case_id: str, law_firm: str, until: str = "", agreement: str | None = None,
-                 pia: str | None = None) -> dict[str, Any]:
+                 pia: str | None = None) -> Escalation:
         return super().escalate(case_id, law_firm, until, AGREEMENT if agreement is None else agreement,
                                 PIA if pia is None else pia)
 
-    def assign_lines(self, lines: Iterable[bytes], records: bool = True) -> dict[str, Any]:
+    def assign_lines(self, lines: Iterable[bytes], records: bool = True) -> AssignResult:
         return super().assign_lines((with_records(line) for line in lines) if records else lines)
 # The notices before collection every imported fixture case holds unless its line says otherwise (issue 26).
 NOTICES = {"validation": "2020-01-01", "outsourcing": "2020-01-01"}
@@ -206,13 +206,13 @@ class Env:
     def identity(self, org: str) -> Path:
         return self.root / "ids" / org
 
-    def import_cases(self, lender: str, lines: list[dict[str, Any]]) -> dict[str, Any]:
+    def import_cases(self, lender: str, lines: list[dict[str, Any]]) -> ImportResult:
         """Import `lines`; each without a "notices" key gets the notices an agency's contact needs (issue 26:
         validation, outsourcing) given on 2020-01-01, so contacts are gated only where a test says so."""
         lines = [line if "notices" in line else {**line, "notices": dict(NOTICES)} for line in lines]
         return self.client(lender).import_lines(synth.jsonl(lines).splitlines())
 
-    def events(self, **filters: Any) -> list[dict[str, Any]]:
+    def events(self, **filters: Any) -> list[AuditEvent]:
         """The regulator's audit query; `org=` is accepted for `org_id=`."""
         if "org" in filters:
             filters["org_id"] = filters.pop("org")
@@ -242,7 +242,7 @@ def seeded(env: Env) -> Env:
     lines = [synth.case_line(1, jurisdiction="CN", borrower=1), synth.case_line(2, jurisdiction="CN", borrower=1)]
     lines += [synth.case_line(i, jurisdiction="CN" if i % 2 else "US") for i in range(3, 7)]
     result = env.import_cases("lender-a", lines)
-    assert result["imported"] == 6, result
+    assert result.imported == 6, result
     env.import_cases("lender-b", [synth.case_line(i, lender_prefix="B", seed=99) for i in (1, 2)])
     env.client("lender-a").assign("C-1", "agency-1", "collection", "2026-12-31")
     return env
@@ -253,7 +253,7 @@ def escalated(seeded: Env) -> Env:
     """C-1 (CN, borrower B-1, mandated to agency-1) escalated to lawfirm-1, with some contact history first."""
     seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
     contact = seeded.client("agency-1").open_contact("C-1", "call")
-    seeded.client("agency-1").record_outcome(contact["contact_id"], "promise_to_pay", "100.00", "2026-12-05")
+    seeded.client("agency-1").record_outcome(contact.contact_id, "promise_to_pay", "100.00", "2026-12-05")
     seeded.client("lender-a").escalate("C-1", "lawfirm-1")
     return seeded
 

@@ -25,25 +25,25 @@ def denied(env: Env, org: str, case: str, purpose: str = "collection") -> Custos
 
 
 def last_event(env: Env, **filters: Any) -> dict[str, Any]:
-    events = [e for e in env.events(**filters) if e["method"] != "QueryAudit"]
+    events = [e for e in env.events(**filters) if e.method != "QueryAudit"]
     return events[-1]
 
 
 def test_agency_reads_exactly_the_stage_field_set(seeded: Env) -> None:
     lender, agency = seeded.client("lender-a"), seeded.client("agency-1")
-    full = lender.get_case("C-1", "servicing")["fields"]
+    full = lender.get_case("C-1", "servicing").fields
     for stage, expected in (("reminder", REMINDER), ("letter", LETTER), ("field_visit", FIELD_VISIT)):
         lender.set_stage("C-1", stage)
         rec = agency.get_case("C-1", "collection")
-        assert set(rec["fields"]) == expected, stage
-        f = rec["fields"]
+        assert set(rec.fields) == expected, stage
+        f = rec.fields
         assert f["phone"] == full["phone"][:6] + "****" + full["phone"][-4:]
         assert f["national_id"] == full["national_id"][-4:]
         assert f["full_name"] == full["full_name"]
         for never in ("bank_account", "emergency_contacts", "date_of_birth", "email", "contract_text"):
             assert never not in f
         ev = last_event(seeded, case_id="C-1", org="agency-1")
-        assert ev["decision"] == "allow" and sorted(ev["fields"]) == sorted(expected)
+        assert ev.decision == "allow" and sorted(ev.data["fields"]) == sorted(expected)
 
 
 def test_stage_change_takes_effect_immediately(seeded: Env) -> None:
@@ -51,7 +51,7 @@ def test_stage_change_takes_effect_immediately(seeded: Env) -> None:
     err = denied(seeded, "agency-1", "C-1")
     assert err.code == "STAGE_NOT_ALLOWED" and err.status == "FAILED_PRECONDITION"
     seeded.client("lender-a").set_stage("C-1", "letter")
-    assert "home_address" in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert "home_address" in seeded.client("agency-1").get_case("C-1", "collection").fields
 
 
 @pytest.mark.parametrize(
@@ -75,7 +75,7 @@ def test_denials_release_nothing_and_are_audited(seeded: Env, setup: str, org: s
     if setup == "expire":
         seeded.clock.advance(days=40)  # mandate ran until 2026-12-31 local
     elif setup == "recall":
-        assert seeded.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+        assert seeded.client("lender-a").recall("C-1", "agency-1").recalled == 1
     elif setup == "disable":
         assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0
     elif setup == "old":
@@ -84,8 +84,8 @@ def test_denials_release_nothing_and_are_audited(seeded: Env, setup: str, org: s
     err = denied(seeded, org, "C-1", purpose)
     assert (err.code, err.status) == (code, status)
     ev = last_event(seeded, org=org)
-    assert ev["decision"] == "deny" and ev["code"] == code and ev["fields"] == []
-    assert ev["method"] == "GetCase" and ev["rule"]
+    assert ev.decision == "deny" and ev.code == code and ev.data["fields"] == []
+    assert ev.method == "GetCase" and ev.data["rule"]
 
 
 def test_mandate_ends_at_until_in_the_borrowers_local_day(seeded: Env) -> None:
@@ -93,13 +93,13 @@ def test_mandate_ends_at_until_in_the_borrowers_local_day(seeded: Env) -> None:
     from datetime import datetime
 
     seeded.clock.current = datetime(2026, 12, 31, 15, 59, tzinfo=UTC)
-    assert seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert seeded.client("agency-1").get_case("C-1", "collection").fields
     seeded.clock.current = datetime(2026, 12, 31, 16, 0, tzinfo=UTC)
     assert denied(seeded, "agency-1", "C-1").code == "MANDATE_EXPIRED"
 
 
 def test_cases_list_shows_only_active_mandates(seeded: Env) -> None:
-    assert [c["case_id"] for c in seeded.client("agency-1").list_cases()] == ["C-1"]
+    assert [c.case_id for c in seeded.client("agency-1").list_cases()] == ["C-1"]
     assert seeded.client("agency-2").list_cases() == []
     seeded.client("lender-a").recall("C-1", "agency-1")
     assert seeded.client("agency-1").list_cases() == []
@@ -107,7 +107,7 @@ def test_cases_list_shows_only_active_mandates(seeded: Env) -> None:
 
 def test_other_lenders_cases_are_invisible(seeded: Env) -> None:
     b = seeded.client("lender-b")
-    assert {c["case_id"] for c in b.list_cases()} == {"BC-1", "BC-2"}
+    assert {c.case_id for c in b.list_cases()} == {"BC-1", "BC-2"}
     missing = denied(seeded, "lender-b", "C-999", "servicing")
     foreign = denied(seeded, "lender-b", "C-1", "servicing")
     # Another lender's case looks exactly like a case that does not exist.
@@ -122,28 +122,28 @@ def test_other_lenders_cases_are_invisible(seeded: Env) -> None:
     # lender-b's agency cannot reach lender-a's case either, even by qualifying it.
     assert denied(seeded, "agency-b", "C-1").code == "NO_MANDATE"
     assert denied(seeded, "agency-b", "lender-a/C-1").code == "NO_MANDATE"
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"
+    assert seeded.client("lender-a").get_case("C-1", "servicing").stage == "reminder"
 
 
 def test_lender_reads_its_own_case_in_full(seeded: Env) -> None:
     rec = seeded.client("lender-a").get_case("C-1", "servicing")
-    assert {"bank_account", "emergency_contacts", "national_id", "contract_text"} <= set(rec["fields"])
-    assert rec["rules"] == ["servicing.owner"]
+    assert {"bank_account", "emergency_contacts", "national_id", "contract_text"} <= set(rec.fields)
+    assert rec.rules == ["servicing.owner"]
 
 
 def test_lender_finds_cases_by_blind_index(seeded: Env) -> None:
     lender = seeded.client("lender-a")
-    nid = lender.get_case("C-1", "servicing")["fields"]["national_id"]
-    phone = lender.get_case("C-1", "servicing")["fields"]["phone"]
-    assert [c["case_id"] for c in lender.list_cases(national_id=nid)] == ["C-1", "C-2"]
-    assert [c["case_id"] for c in lender.list_cases(phone=phone)] == ["C-1", "C-2"]
+    nid = lender.get_case("C-1", "servicing").fields["national_id"]
+    phone = lender.get_case("C-1", "servicing").fields["phone"]
+    assert [c.case_id for c in lender.list_cases(national_id=nid)] == ["C-1", "C-2"]
+    assert [c.case_id for c in lender.list_cases(phone=phone)] == ["C-1", "C-2"]
     assert seeded.client("lender-b").list_cases(national_id=nid) == []
 
 
 def _warm(env: Env, org: str, case: str, purpose: str, times: int = 12) -> None:
     """Several reads, on whichever server threads take them, so the shared row cache holds the case."""
     for _ in range(times):
-        assert env.client(org).get_case(case, purpose)["fields"]
+        assert env.client(org).get_case(case, purpose).fields
 
 
 @pytest.mark.parametrize("change", ["disable-by-another-process", "mandate-edited-by-another-process",
@@ -158,7 +158,7 @@ def test_a_change_applies_to_the_next_request_despite_the_row_cache(seeded: Env,
         store_sql(seeded, "UPDATE mandates SET until = '2026-11-01' WHERE org_id = 'agency-1' AND case_id = 'C-1'")
         code = "MANDATE_EXPIRED"
     else:
-        assert seeded.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+        assert seeded.client("lender-a").recall("C-1", "agency-1").recalled == 1
         code = "MANDATE_RECALLED"
     for _ in range(6):  # every thread's next request, not just one
         assert denied(seeded, "agency-1", "C-1").code == code
@@ -166,10 +166,10 @@ def test_a_change_applies_to_the_next_request_despite_the_row_cache(seeded: Env,
 
 def test_a_stage_change_changes_the_released_fields_at_once(seeded: Env) -> None:
     _warm(seeded, "agency-1", "C-1", "collection")
-    before = set(seeded.client("agency-1").get_case("C-1", "collection")["fields"])
+    before = set(seeded.client("agency-1").get_case("C-1", "collection").fields)
     seeded.client("lender-a").set_stage("C-1", "field_visit")
     after = seeded.client("agency-1").get_case("C-1", "collection")
-    assert after["stage"] == "field_visit" and set(after["fields"]) != before
+    assert after.stage == "field_visit" and set(after.fields) != before
 
 
 def test_row_cache_generations_only_move_forward() -> None:
@@ -299,7 +299,7 @@ def test_a_remembered_grant_ends_with_the_licence_at_utc_midnight(seeded: Env, t
     with CustosClient(seeded.addr, ids, timeout=20) as agency:
         seeded.clock.current = datetime(2026, 12, 1, 23, 59, tzinfo=UTC)  # the licence's last day
         for _ in range(8):
-            assert agency.get_case("C-1", "collection")["fields"]
+            assert agency.get_case("C-1", "collection").fields
         seeded.clock.current = datetime(2026, 12, 2, 0, 0, tzinfo=UTC)  # same rows, next UTC day
         for _ in range(4):
             with pytest.raises(CustosClientError) as info:
@@ -316,12 +316,12 @@ def test_a_remembered_grant_follows_a_policy_reload(seeded: Env, tmp_path: Path)
     shutil.copytree(BUNDLE_DIR, policies, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     seeded.gw.policy_dir = policies
     _warm(seeded, "agency-1", "C-1", "collection")
-    assert "product" in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert "product" in seeded.client("agency-1").get_case("C-1", "collection").fields
     release = policies / "release.toml"
     release.write_text(release.read_text().replace('product = "plain"\n', "", 1))
     seeded.gw.reload_policies()
     for _ in range(6):
-        assert "product" not in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+        assert "product" not in seeded.client("agency-1").get_case("C-1", "collection").fields
 
 
 def test_a_standing_refusal_names_the_case_the_request_named(seeded: Env) -> None:
@@ -332,8 +332,8 @@ def test_a_standing_refusal_names_the_case_the_request_named(seeded: Env) -> Non
                                       ("agency-old", "C-3", "LICENCE_EXPIRED", "B-3"),
                                       ("agency-1", "C-404", "ORG_DISABLED", "")):
         assert denied(seeded, org, case).code == code
-        events = [e for e in seeded.events(case_id=case) if e["method"] == "GetCase" and e["org"] == org]
-        assert [(e["decision"], e["code"], e["borrower_id"]) for e in events] == [("deny", code, borrower)], case
+        events = [e for e in seeded.events(case_id=case) if e.method == "GetCase" and e.org == org]
+        assert [(e.decision, e.code, e.data["borrower_id"]) for e in events] == [("deny", code, borrower)], case
     # A request that names no valid case id is still refused and audited, without a case.
     assert denied(seeded, "agency-1", "bad id!").code == "ORG_DISABLED"
 
@@ -413,7 +413,7 @@ def test_a_grant_outlives_the_rows_it_was_decided_from_in_the_cache(seeded: Env,
     first = seeded.client("agency-1").get_case("C-1", "collection")
     monkeypatch.setattr(rowcache, "CACHE_ENTRIES", 2)
     for case in ("C-2", "C-3", "C-4", "C-5", "C-6"):  # the owner's reads fill the rows' cache many times over
-        assert seeded.client("lender-a").get_case(case, "servicing")["fields"]
+        assert seeded.client("lender-a").get_case(case, "servicing").fields
     decided: list[str] = []
     decide = core._grant
 
@@ -423,8 +423,8 @@ def test_a_grant_outlives_the_rows_it_was_decided_from_in_the_cache(seeded: Env,
 
     monkeypatch.setattr(core, "_grant", counted)
     again = seeded.client("agency-1").get_case("C-1", "collection")
-    assert decided == [] and again["fields"] == first["fields"]
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["fields"]
+    assert decided == [] and again.fields == first.fields
+    assert seeded.client("lender-a").get_case("C-1", "servicing").fields
     assert decided == ["C-1"]  # the check can fail: a read without a grant decides
 
 
@@ -484,5 +484,5 @@ def test_a_warm_readers_standing_refusal_still_names_the_case(seeded: Env) -> No
     _warm(seeded, "agency-1", "C-1", "collection")
     assert cli.main(["org", "disable", str(seeded.data), "--id", "agency-1"]) == 0  # another process
     assert denied(seeded, "agency-1", "C-1").code == "ORG_DISABLED"
-    events = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase" and e["decision"] == "deny"]
-    assert [(e["org"], e["code"], e["borrower_id"]) for e in events] == [("agency-1", "ORG_DISABLED", "B-1")]
+    events = [e for e in seeded.events(case_id="C-1") if e.method == "GetCase" and e.decision == "deny"]
+    assert [(e.org, e.code, e.data["borrower_id"]) for e in events] == [("agency-1", "ORG_DISABLED", "B-1")]

@@ -58,10 +58,10 @@ def test_an_agent_is_in_every_event_of_its_request_and_only_there(seeded: Env) -
     # GetCase remembers its grant with the event's head: each request's own agent goes in front of it at release,
     # whichever client made the grant and in any order.
     for c in (plain, alice, plain, bob, alice, plain):
-        assert c.get_case("C-1", "collection")["fields"]
+        assert c.get_case("C-1", "collection").fields
     assert refused(lambda: alice.get_case("C-2", "collection")) == "NO_MANDATE"
     contact = alice.open_contact("C-1", "call")
-    alice.record_outcome(contact["contact_id"], "no_answer")
+    alice.record_outcome(contact.contact_id, "no_answer")
     alice.list_cases()
     list(bob.pull_cases("collection"))
     alice.report_payment("C-1", "12.00", "2026-11-29", "RCPT-A")
@@ -87,7 +87,7 @@ def test_an_agent_is_in_every_event_of_its_request_and_only_there(seeded: Env) -
             assert leaf.startswith(b'{"agent":')
     # The filter keeps exactly one agent's events.
     assert [json.loads(leaf) for _, leaf in mine if json.loads(leaf).get("agent") == "staff:b.7"] == \
-        reg.audit_query(from_seq=start, agent="staff:b.7")
+        [e.data for e in reg.audit_query(from_seq=start, agent="staff:b.7")]
 
 
 def test_an_agent_never_changes_the_organisation(seeded: Env) -> None:
@@ -99,11 +99,11 @@ def test_an_agent_never_changes_the_organisation(seeded: Env) -> None:
     assert refused(lambda: posing.assign("C-1", "agency-2", "collection", "2026-12-31")) == "WRONG_ORG_KIND"
     assert posing.list_cases() == plain.list_cases()
     events = seeded.events(org="agency-1")[-7:]
-    shape = [{k: v for k, v in e.items() if k not in ("seq", "time", "trace_id", "agent")} for e in events]
-    assert [e.get("agent") for e in events] == ["lender-a", None, "lender-a", None, "lender-a", "lender-a", None]
+    shape = [{k: v for k, v in e.data.items() if k not in ("seq", "time", "trace_id", "agent")} for e in events]
+    assert [e.data.get("agent") for e in events] == ["lender-a", None, "lender-a", None, "lender-a", "lender-a", None]
     assert shape[0] == shape[1] and shape[2] == shape[3] and shape[5] == shape[6]
-    assert all(e["org"] == "agency-1" for e in events)
-    assert not [e for e in seeded.events(org="lender-a") if e.get("agent")]
+    assert all(e.org == "agency-1" for e in events)
+    assert not [e for e in seeded.events(org="lender-a") if e.data.get("agent")]
 
 
 @pytest.mark.parametrize("agent", ["two words", "x" * 65, "a/b", "ali@example.invalid", "+8613900000001 Synth"])
@@ -111,10 +111,10 @@ def test_a_bad_agent_is_refused_and_audited_without_its_text(seeded: Env, agent:
     bad = agent_client(seeded, "agency-1", agent)
     assert refused(lambda: bad.get_case("C-1", "collection")) == "INVALID_AGENT"
     assert refused(lambda: bad.list_cases()) == "INVALID_AGENT"
-    denied = [e for e in seeded.events(org="agency-1") if e["decision"] == "deny"]
-    assert [(e["code"], e["rule"], e["method"], e.get("agent")) for e in denied[-2:]] == [
+    denied = [e for e in seeded.events(org="agency-1") if e.decision == "deny"]
+    assert [(e.code, e.data["rule"], e.method, e.data.get("agent")) for e in denied[-2:]] == [
         ("INVALID_AGENT", "identity.agent", "GetCase", None), ("INVALID_AGENT", "identity.agent", "ListCases", None)]
-    assert not denied[-1]["fields"]  # refused before anything was read
+    assert not denied[-1].data["fields"]  # refused before anything was read
     assert agent.encode() not in raw_leaves(seeded)
     assert refused(lambda: seeded.client("regulator-1").audit_query(agent=agent)) == "INVALID_AGENT"
 
@@ -143,20 +143,20 @@ def test_a_policy_may_require_an_agent_of_a_kind(seeded: Env, tmp_path: Path) ->
     seeded.gw.reload_policies()
     plain, named = seeded.client("agency-1"), agent_client(seeded, "agency-1", "staff-9")
     for _ in range(3):  # the named agent's grant is remembered: a call without one is still refused
-        assert named.get_case("C-1", "collection")["fields"]
+        assert named.get_case("C-1", "collection").fields
         assert refused(lambda: plain.get_case("C-1", "collection")) == "AGENT_REQUIRED"
     assert refused(lambda: plain.list_cases()) == "AGENT_REQUIRED"
     assert refused(lambda: list(plain.pull_cases("collection"))) == "AGENT_REQUIRED"
-    denied = [e for e in seeded.events(org="agency-1") if e["decision"] == "deny"]
-    assert {(e["code"], e["rule"]) for e in denied} == {("AGENT_REQUIRED", "identity.agent")}
-    assert all(not e["fields"] for e in denied)  # nothing was read
-    assert [e["case_id"] for e in denied if e["method"] == "GetCase"] == ["C-1"] * 3  # the case it named
+    denied = [e for e in seeded.events(org="agency-1") if e.decision == "deny"]
+    assert {(e.code, e.data["rule"]) for e in denied} == {("AGENT_REQUIRED", "identity.agent")}
+    assert all(not e.data["fields"] for e in denied)  # nothing was read
+    assert [e.case_id for e in denied if e.method == "GetCase"] == ["C-1"] * 3  # the case it named
     # Another kind is not required to: the lender acts without one.
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["fields"]
+    assert seeded.client("lender-a").get_case("C-1", "servicing").fields
     # Back to the shipped policy: no kind needs one.
     seeded.gw.policy_dir = BUNDLE_DIR
     seeded.gw.reload_policies()
-    assert plain.get_case("C-1", "collection")["fields"]
+    assert plain.get_case("C-1", "collection").fields
 
 
 def test_the_cli_names_the_agent_by_option_or_environment(seeded: Env, monkeypatch: pytest.MonkeyPatch,
@@ -173,7 +173,7 @@ def test_the_cli_names_the_agent_by_option_or_environment(seeded: Env, monkeypat
     events = json.loads(capsys.readouterr().out)["events"]
     assert [(e["method"], e["agent"]) for e in events] == [("SetStage", "officer-3")]
     query = seeded.events(org="regulator-1", method="QueryAudit")
-    assert [e.get("agent") for e in query][-2:] == ["supervisor-1", None]
+    assert [e.data.get("agent") for e in query][-2:] == ["supervisor-1", None]
     assert cli.main(["lender", "stage", "C-3", "letter", *conn, "--agent", "bad agent"]) == 3  # the gateway refuses
     assert "INVALID_AGENT" in capsys.readouterr().err
 
@@ -186,11 +186,11 @@ def _two_lenders(env: Env) -> None:
     line = synth.case_line(1, seed=99)
     line["borrower"]["borrower_id"] = "B-1"
     line["loan"]["loan_id"] = "BL-91"
-    assert env.import_cases("lender-b", [line])["imported"] == 1
+    assert env.import_cases("lender-b", [line]).imported == 1
     lender_b = env.client("lender-b")
     lender_b.get_case("C-1", "servicing")
     lender_b.assign("BC-1", "agency-1", "collection", "2026-12-31")
-    assert env.client("agency-1").get_case("lender-b/BC-1", "collection")["fields"]
+    assert env.client("agency-1").get_case("lender-b/BC-1", "collection").fields
     env.client("lender-a").get_case("C-1", "servicing")
     env.client("agency-1").get_case("C-1", "collection")
 
@@ -199,28 +199,28 @@ def test_a_lender_queries_only_its_own_cases_events(seeded: Env) -> None:
     _two_lenders(seeded)
     lender_a = seeded.client("lender-a")
     every = seeded.events()
-    assert any(e.get("lender") == "lender-b" for e in every)
-    own = [e for e in every if e.get("lender") == "lender-a"]
+    assert any(e.data.get("lender") == "lender-b" for e in every)
+    own = [e for e in every if e.data.get("lender") == "lender-a"]
     got = lender_a.audit_query()
-    assert got[:len(own)] == own and {e.get("lender") for e in got} == {"lender-a"}
+    assert got[:len(own)] == own and {e.data.get("lender") for e in got} == {"lender-a"}
     # Its own query is in its scope (and the regulator's queries are not).
-    assert got[-1]["org"] == "lender-a" and got[-1]["method"] == "QueryAudit" and got[-1]["purpose"] == "servicing"
+    assert got[-1].org == "lender-a" and got[-1].method == "QueryAudit" and got[-1].purpose == "servicing"
     # Asking for another lender's organisation, or a case id another lender also has, gets none of its events:
     # an empty answer, never a refusal (which would tell that the other lender has such a case).
     assert lender_a.audit_query(org_id="lender-b") == []
-    assert [e for e in lender_a.audit_query(org_id="agency-1") if e["lender"] != "lender-a"] == []
+    assert [e for e in lender_a.audit_query(org_id="agency-1") if e.data["lender"] != "lender-a"] == []
     c1 = lender_a.audit_query(case_id="C-1")
-    assert c1 and {e["lender"] for e in c1} == {"lender-a"}
-    assert {e.get("lender") for e in seeded.events(case_id="C-1")} >= {"lender-a", "lender-b"}
+    assert c1 and {e.data["lender"] for e in c1} == {"lender-a"}
+    assert {e.data.get("lender") for e in seeded.events(case_id="C-1")} >= {"lender-a", "lender-b"}
     # (its own query naming BC-1 is its event: the only one there)
-    assert [e["method"] for e in lender_a.audit_query(case_id="BC-1")] == ["QueryAudit"]
+    assert [e.method for e in lender_a.audit_query(case_id="BC-1")] == ["QueryAudit"]
     # The proven path holds the same scope.
     vkey = (seeded.data / "audit.vkey").read_text()
     proven = lender_a.verified_audit_query(vkey, case_id="C-1")
-    assert proven[:len(c1)] == c1 and {e["lender"] for e in proven} == {"lender-a"}
+    assert proven[:len(c1)] == c1 and {e.data["lender"] for e in proven} == {"lender-a"}
     assert lender_a.verified_audit_query(vkey, org_id="lender-b") == []
     # A regulator still sees every lender's events.
-    assert {e.get("lender") for e in seeded.client("regulator-1").audit_query(case_id="C-1")} >= {"lender-a",
+    assert {e.data.get("lender") for e in seeded.client("regulator-1").audit_query(case_id="C-1")} >= {"lender-a",
                                                                                                   "lender-b"}
     # Never another lender's event anywhere in what lender-a was sent, lender-b's likewise.
     for org, other in (("lender-a", b'"lender":"lender-b"'), ("lender-b", b'"lender":"lender-a"')):
@@ -229,8 +229,8 @@ def test_a_lender_queries_only_its_own_cases_events(seeded: Env) -> None:
 
 def test_a_lenders_sample_by_sequence_number_holds_its_scope(seeded: Env) -> None:
     _two_lenders(seeded)
-    theirs = [e["seq"] for e in seeded.events() if e.get("lender") == "lender-b"]
-    mine = [e["seq"] for e in seeded.events() if e.get("lender") == "lender-a"]
+    theirs = [e.seq for e in seeded.events() if e.data.get("lender") == "lender-b"]
+    mine = [e.seq for e in seeded.events() if e.data.get("lender") == "lender-a"]
     with channel(seeded, "lender-a") as ch:
         stub = pb_grpc.AuditServiceStub(ch)
         got = [ev.seq for batch in stub.QueryAudit(pb.QueryAuditRequest(seqs=theirs + mine[:3], with_proofs=True),

@@ -40,11 +40,11 @@ def test_the_leak_check_can_fail(tmp_path: Path) -> None:
 def test_no_pi_in_the_data_directory_logs_or_spans(env: Env, caplog: pytest.LogCaptureFixture,
                                                    capfd: pytest.CaptureFixture[str]) -> None:
     caplog.set_level(logging.DEBUG)
-    assert env.import_cases("lender-a", LINES)["imported"] == len(LINES)
+    assert env.import_cases("lender-a", LINES).imported == len(LINES)
     lender, agency = env.client("lender-a"), env.client("agency-1")
     lender.assign("C-1", "agency-1", "collection", "2026-12-31")
     lender.set_stage("C-1", "field_visit")
-    served = agency.get_case("C-1", "collection")["fields"]
+    served = agency.get_case("C-1", "collection").fields
     assert any(v in served.values() for v in SECRETS)  # PI did travel, to the right party
     lender.get_case("C-2", "servicing")
     lender.list_cases(national_id=LINES[2]["borrower"]["national_id"])
@@ -96,7 +96,7 @@ def test_ciphertext_moved_to_another_row_or_field_fails_generically(env: Env) ->
             lender.get_case(case, "servicing")
         assert (info.value.code, info.value.status) == ("DECRYPTION_FAILED", "INTERNAL")
         assert info.value.message == "stored data failed an integrity check"
-    assert lender.get_case("C-3", "servicing")["fields"]["full_name"] == LINES[2]["borrower"]["full_name"]
+    assert lender.get_case("C-3", "servicing").fields["full_name"] == LINES[2]["borrower"]["full_name"]
 
 
 def test_field_cipher_binds_borrower_field_and_version(env: Env) -> None:
@@ -155,7 +155,7 @@ def test_no_pi_at_rest_from_the_living_account(env: Env, caplog: pytest.LogCaptu
     import json
 
     caplog.set_level(logging.DEBUG)
-    assert env.import_cases("lender-a", LINES[:2])["imported"] == 2
+    assert env.import_cases("lender-a", LINES[:2]).imported == 2
     lender, agency = env.client("lender-a"), env.client("agency-1")
     lender.assign("C-1", "agency-1", "collection", "2026-12-31")
     corrected = {"home_address": "Corrected Street 24, Flat 7", "employer": "Corrected Employer Ltd",
@@ -163,13 +163,13 @@ def test_no_pi_at_rest_from_the_living_account(env: Env, caplog: pytest.LogCaptu
     reason = "Borrower Corrected-Name-Zhang says it was paid in cash"
     secret = [*corrected.values(), reason]
     update = {"case_id": "C-1", "as_of": "2026-11-29T10:00:00+08:00", "borrower": corrected}
-    assert lender.update_lines([json.dumps(update).encode()])["updated"] == 1
-    assert lender.get_case("C-1", "servicing")["fields"]["home_address"] == corrected["home_address"]
+    assert lender.update_lines([json.dumps(update).encode()]).updated == 1
+    assert lender.get_case("C-1", "servicing").fields["home_address"] == corrected["home_address"]
     payment = agency.report_payment("C-1", "10.00", "2026-11-28", "AT-REST-1")
-    lender.reject_payment(payment["payment_id"], reason)
+    lender.reject_payment(payment.payment_id, reason)
     plan = agency.propose_plan("C-1", [("2026-12-20", "50.00")])
-    lender.reject_plan(plan["plan_id"], reason)
-    assert [p["reason"] for p in lender.payments("rejected")] == [reason]  # opened for the lender only
+    lender.reject_plan(plan.plan_id, reason)
+    assert [p.reason for p in lender.payments("rejected")] == [reason]  # opened for the lender only
 
     def found(blob: bytes) -> list[str]:
         return [v for v in secret if v.encode("utf-8") in blob]

@@ -75,12 +75,12 @@ def test_checkpoint_is_a_signed_note_the_vkey_verifies(seeded: Env) -> None:
 def test_every_release_follows_its_durable_event(seeded: Env) -> None:
     before = seeded.gw.vault.audit.size
     rec = seeded.client("agency-1").get_case("C-1", "collection")
-    ev = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase"][-1]
-    assert ev["seq"] >= before and ev["decision"] == "allow" and sorted(ev["fields"]) == sorted(rec["fields"])
-    assert set(ev) == {"seq", "time", "org", "method", "purpose", "case_id", "borrower_id", "fields", "decision",
+    ev = [e for e in seeded.events(case_id="C-1") if e.method == "GetCase"][-1]
+    assert ev.seq >= before and ev.decision == "allow" and sorted(ev.data["fields"]) == sorted(rec.fields)
+    assert set(ev.data) == {"seq", "time", "org", "method", "purpose", "case_id", "borrower_id", "fields", "decision",
                        "code", "rule", "policy_revision", "trace_id", "lender"}
-    assert ev["lender"] == "lender-a"  # the owning lender of the case read (DESIGN.md §7)
-    assert ev["policy_revision"] == seeded.gw.core.bundle.revision and ev["trace_id"]
+    assert ev.data["lender"] == "lender-a"  # the owning lender of the case read (DESIGN.md §7)
+    assert ev.data["policy_revision"] == seeded.gw.core.bundle.revision and ev.data["trace_id"]
 
 
 def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: Env) -> None:
@@ -100,7 +100,7 @@ def test_gateway_refuses_to_serve_when_the_audit_log_cannot_be_written(seeded: E
     audit.before_commit = None
     assert audit.size == size
     # Nothing of the failed batches was stored: the stage did not change.
-    assert lender.get_case("C-1", "servicing")["stage"] == "reminder"
+    assert lender.get_case("C-1", "servicing").stage == "reminder"
 
 
 @pytest.mark.sqlite_only  # SQLite's own files or internals
@@ -119,7 +119,7 @@ def test_a_failing_insert_stores_nothing_and_the_log_goes_on(seeded: Env, tmp_pa
     assert conn.execute("SELECT count(*) FROM audit_events").fetchone()[0] == size
     conn.execute("DROP TRIGGER refuse")
     conn.close()
-    assert seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert seeded.client("agency-1").get_case("C-1", "collection").fields
     assert audit.size == size + 1
     assert _verify(seeded, tmp_path)[0] == 0
 
@@ -386,13 +386,13 @@ def test_audit_query_filters(seeded: Env) -> None:
     since = "2026-11-30T02:30:00Z"
     seeded.client("agency-1").get_case("C-1", "collection")
     by_org = seeded.events(org="agency-2")
-    assert by_org and all(e["org"] == "agency-2" for e in by_org)
+    assert by_org and all(e.org == "agency-2" for e in by_org)
     by_case = seeded.events(case_id="C-2")
-    assert by_case and all(e["case_id"] == "C-2" for e in by_case)
+    assert by_case and all(e.case_id == "C-2" for e in by_case)
     by_borrower = seeded.events(borrower_id="B-1")
-    assert {e["case_id"] for e in by_borrower} >= {"C-1", "C-2"}
+    assert {e.case_id for e in by_borrower} >= {"C-1", "C-2"}
     recent = seeded.events(since=since)
-    assert recent and all(e["time"] >= since for e in recent)
+    assert recent and all(e.time >= since for e in recent)
     with pytest.raises(CustosClientError) as info:
         seeded.events(since="yesterday")
     assert info.value.code == "INVALID_TIME"
@@ -417,14 +417,14 @@ def test_audit_query_same_answer_from_index_and_tail(seeded: Env, index_every: i
     if index_every == 10_000:
         assert indexed == 0
     for filters, match in (
-        ({"case_id": "C-2"}, lambda e: e["case_id"] == "C-2"),
-        ({"org": "agency-2"}, lambda e: e["org"] == "agency-2"),
-        ({"borrower_id": "B-1"}, lambda e: e["borrower_id"] == "B-1"),
-        ({"case_id": "C-1", "org": "agency-1"}, lambda e: e["case_id"] == "C-1" and e["org"] == "agency-1"),
+        ({"case_id": "C-2"}, lambda e: e.case_id == "C-2"),
+        ({"org": "agency-2"}, lambda e: e.org == "agency-2"),
+        ({"borrower_id": "B-1"}, lambda e: e.data["borrower_id"] == "B-1"),
+        ({"case_id": "C-1", "org": "agency-1"}, lambda e: e.case_id == "C-1" and e.org == "agency-1"),
     ):
         # Each query records itself (with its filters); compare over the log as `everything` saw it.
-        got = [e["seq"] for e in seeded.events(**filters) if e["seq"] < len(everything)]
-        want = [e["seq"] for e in everything if match(e)]
+        got = [e.seq for e in seeded.events(**filters) if e.seq < len(everything)]
+        want = [e.seq for e in everything if match(e)]
         assert got == want and want, filters
 
 
@@ -568,7 +568,7 @@ def test_free_text_from_a_request_never_reaches_the_log(seeded: Env) -> None:
         assert info.value.code == "UNKNOWN_PURPOSE"
     raw = b"".join(leaf for _, leaf in seeded.client("regulator-1").audit_events())
     assert junk.encode() not in raw and b"Synth Person" not in raw
-    assert {e["purpose"] for e in seeded.events() if e["code"] == "UNKNOWN_PURPOSE"} == {"invalid"}
+    assert {e.purpose for e in seeded.events() if e.code == "UNKNOWN_PURPOSE"} == {"invalid"}
 
 
 def test_a_data_dir_with_per_event_audit_indexes_is_upgraded_on_open(tmp_path: Path) -> None:
@@ -713,13 +713,13 @@ def test_every_leaf_is_canonical_and_names_what_was_released(seeded: Env) -> Non
     reads = [json.loads(leaf) for leaf in leaves if json.loads(leaf)["method"] == "GetCase"]
     assert len(reads) == len(released)
     for ev, (org, rec) in zip(reads, released, strict=True):
-        assert ev["org"] == org and ev["fields"] == sorted(rec["fields"]) and ev["case_id"] == rec["case_id"]
+        assert ev["org"] == org and ev["fields"] == sorted(rec.fields) and ev["case_id"] == rec.case_id
 
 
 def test_contact_history_is_read_live_under_a_remembered_grant(seeded: Env) -> None:
     lender = seeded.client("lender-a")
     seeded.clock.current = seeded.clock.current.replace(hour=3)  # 11:00 in Shanghai: inside the window
-    before = [json.loads(lender.get_case("C-1", "servicing")["fields"]["contact_history"]) for _ in range(3)][-1]
+    before = [json.loads(lender.get_case("C-1", "servicing").fields["contact_history"]) for _ in range(3)][-1]
     seeded.client("agency-1").open_contact("C-1", "sms")
-    after = json.loads(lender.get_case("C-1", "servicing")["fields"]["contact_history"])
+    after = json.loads(lender.get_case("C-1", "servicing").fields["contact_history"])
     assert len(after) == len(before) + 1

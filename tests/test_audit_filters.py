@@ -34,7 +34,7 @@ def activity(env: Env) -> list[dict[str, Any]]:
 def test_each_filter_keeps_exactly_the_events_with_its_value(seeded: Env, key: str, value: str) -> None:
     every = activity(seeded)
     got = seeded.client("regulator-1").audit_query(org_id="agency-1", **{key: value})
-    assert got and got == [e for e in every if e[key] == value]
+    assert got and got == [e for e in every if e.data[key] == value]
     assert len(got) < len(every) or key == "purpose"
     vkey = (seeded.data / "audit.vkey").read_text()
     assert seeded.client("regulator-1").verified_audit_query(vkey, org_id="agency-1", **{key: value}) == got
@@ -44,13 +44,13 @@ def test_until_leaves_out_the_event_at_exactly_that_time(seeded: Env) -> None:
     every = activity(seeded)
     last = every[-1]
     reg = seeded.client("regulator-1")
-    before = reg.audit_query(org_id="agency-1", until=last["time"])
-    assert before == [e for e in every if e["time"] < last["time"]] and last not in before
-    just_after = rfc3339(stored_time(last["time"]) + timedelta(microseconds=1))
-    assert reg.audit_query(org_id="agency-1", until=just_after) == [e for e in every if e["time"] < just_after]
+    before = reg.audit_query(org_id="agency-1", until=last.time)
+    assert before == [e for e in every if e.time < last.time] and last not in before
+    just_after = rfc3339(stored_time(last.time) + timedelta(microseconds=1))
+    assert reg.audit_query(org_id="agency-1", until=just_after) == [e for e in every if e.time < just_after]
     assert last in reg.audit_query(org_id="agency-1", until=just_after)
     # Both bounds: the half-open range [since, until) holds the one event timed at `since`.
-    assert reg.audit_query(org_id="agency-1", since=last["time"], until=just_after) == [last]
+    assert reg.audit_query(org_id="agency-1", since=last.time, until=just_after) == [last]
 
 
 @pytest.mark.parametrize(("key", "value", "code"), [
@@ -62,8 +62,8 @@ def test_a_bad_filter_value_is_refused_with_a_stable_code_and_audited(seeded: En
     with pytest.raises(CustosClientError) as info:
         seeded.client("regulator-1").audit_query(**{key: value})
     assert info.value.code == code
-    refused = [e for e in seeded.events(org="regulator-1") if e["decision"] == "deny"]
-    assert [e["code"] for e in refused][-1:] == [code]
+    refused = [e for e in seeded.events(org="regulator-1") if e.decision == "deny"]
+    assert [e.code for e in refused][-1:] == [code]
 
 
 def test_cli_audit_query_takes_the_filters(seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -72,13 +72,13 @@ def test_cli_audit_query_takes_the_filters(seeded: Env, capsys: pytest.CaptureFi
     every = activity(seeded)
     capsys.readouterr()
     argv = ["audit", "query", "--org", "agency-1", "--decision", "deny", "--code", "NO_MANDATE", "--method", "GetCase",
-            "--until", rfc3339(stored_time(every[-1]["time"]) + timedelta(seconds=1)),
+            "--until", rfc3339(stored_time(every[-1].time) + timedelta(seconds=1)),
             "--key", str(seeded.data / "audit.vkey"),
             "--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1")), "--json"]
     assert cli.main(argv) == 0
     events = json.loads(capsys.readouterr().out)["events"]
-    until = rfc3339(stored_time(every[-1]["time"]) + timedelta(seconds=1))
-    assert events == [e for e in every if e["decision"] == "deny" and e["time"] < until] and events
+    until = rfc3339(stored_time(every[-1].time) + timedelta(seconds=1))
+    assert events == [e.data for e in every if e.decision == "deny" and e.time < until] and events
 
 
 def test_contact_events_name_their_channel_and_the_outcome_names_its_contact(seeded: Env) -> None:
@@ -87,20 +87,20 @@ def test_contact_events_name_their_channel_and_the_outcome_names_its_contact(see
     seeded.clock.current = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
     agency = seeded.client("agency-1")
     call = agency.open_contact("C-1", "call")
-    agency.record_outcome(call["contact_id"], "no_answer")
+    agency.record_outcome(call.contact_id, "no_answer")
     sms = agency.open_contact("C-1", "sms")
-    agency.record_outcome(sms["contact_id"], "connected")
+    agency.record_outcome(sms.contact_id, "connected")
     seeded.clock.current = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 23:00 there: outside the window
     with pytest.raises(CustosClientError):
         agency.open_contact("C-1", "call")
     reg = seeded.client("regulator-1")
     opened = [e for e in reg.audit_query(case_id="C-1", method="OpenContact")]
-    assert [(e["decision"], e["channel"], e.get("contact_id")) for e in opened] == [
-        ("allow", "call", call["contact_id"]), ("allow", "sms", sms["contact_id"]), ("deny", "call", None)]
+    assert [(e.decision, e.data["channel"], e.data.get("contact_id")) for e in opened] == [
+        ("allow", "call", call.contact_id), ("allow", "sms", sms.contact_id), ("deny", "call", None)]
     outcomes = reg.audit_query(case_id="C-1", method="RecordOutcome")
-    assert [(e["channel"], e["contact_id"]) for e in outcomes] == [("call", call["contact_id"]),
-                                                                  ("sms", sms["contact_id"])]
-    assert [e["channel"] for e in reg.audit_query(case_id="C-1", channel="sms")] == ["sms", "sms"]
+    assert [(e.data["channel"], e.data["contact_id"]) for e in outcomes] == [("call", call.contact_id),
+                                                                  ("sms", sms.contact_id)]
+    assert [e.data["channel"] for e in reg.audit_query(case_id="C-1", channel="sms")] == ["sms", "sms"]
     vkey = (seeded.data / "audit.vkey").read_text()
     calls = reg.verified_audit_query(vkey, case_id="C-1", channel="call")
     assert calls == [opened[0], outcomes[0], opened[2]]
@@ -174,11 +174,11 @@ def test_cli_audit_query_pages_with_limit_and_from_seq(seeded: Env, capsys: pyte
     capsys.readouterr()
     assert cli.main(["audit", "query", "--org", "agency-1", "--limit", "1", *conn]) == 0
     first = json.loads(capsys.readouterr().out)
-    assert first["events"] == every[:1] and first["next"] == every[1]["seq"]
+    assert first["events"] == [e.data for e in every[:1]] and first["next"] == every[1].seq
     assert cli.main(["audit", "query", "--org", "agency-1", "--limit", "5", "--from-seq", str(first["next"]),
                      "--key", str(seeded.data / "audit.vkey"), *conn]) == 0
     rest = json.loads(capsys.readouterr().out)
-    assert rest["events"] == every[1:] and "next" not in rest
+    assert rest["events"] == [e.data for e in every[1:]] and "next" not in rest
 
 
 def test_the_agent_filter_is_checked_like_the_header(seeded: Env) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosClientError
+from custos_client import AuditEvent, CustosClientError
 
 from gateway import cli, synth
 from gateway.core.errors import Code
@@ -60,20 +60,20 @@ def traffic(env: Env, n: int, seed: int = 7) -> None:
             pass  # refusals are events too
 
 
-def recount(events: list[dict[str, Any]], by: tuple[str, ...], start: str, end: str,
+def recount(events: list[AuditEvent], by: tuple[str, ...], start: str, end: str,
             lender: str = "") -> Counter[tuple[str, ...]]:
     """The test's own count, written apart from the one under test."""
     out: Counter[tuple[str, ...]] = Counter()
     for e in events:
-        if start <= e["time"] < end and (not lender or e.get("lender") == lender):
-            key = tuple(e["time"][:10] if k == "day" else e["time"][:7] if k == "month" else
-                        e.get(k, "") for k in by)
+        if start <= e.time < end and (not lender or e.data.get("lender") == lender):
+            key = tuple(e.time[:10] if k == "day" else e.time[:7] if k == "month" else
+                        e.data.get(k, "") for k in by)
             out[key] += 1
     return out
 
 
 def as_counts(doc: dict[str, Any]) -> Counter[tuple[str, ...]]:
-    return Counter({tuple(g[k] for k in doc["by"]): g["count"] for g in doc["groups"]})
+    return Counter({tuple(g.group[k] for k in doc.by): g.count for g in doc.groups})
 
 
 def audit_sql(env: Env, statement: str) -> None:
@@ -111,15 +111,15 @@ def test_stats_equal_a_recount_of_the_events_for_random_traffic(seeded: Env) -> 
         start, end = rfc3339(lo), rfc3339(hi)
         for by in KEYSETS:
             doc = reg.audit_stats(start, end, by)
-            events = [e for e in reg.audit_query(until=end) if e["seq"] < doc["size"]]
+            events = [e for e in reg.audit_query(until=end) if e.seq < doc.size]
             expected = recount(events, by, start, end)
             assert as_counts(doc) == expected, by
-            assert doc["total"] == sum(expected.values()) and doc["by"] == list(by)
-            assert [tuple(g[k] for k in by) for g in doc["groups"]] == sorted(expected)  # a stable order
-            assert (doc["from"], doc["to"]) == (start, end)
-            assert doc["checkpoint"].split("\n")[1] == str(doc["size"])
+            assert doc.total == sum(expected.values()) and doc.by == list(by)
+            assert [tuple(g.group[k] for k in by) for g in doc.groups] == sorted(expected)  # a stable order
+            assert (doc.from_, doc.to) == (start, end)
+            assert doc.checkpoint.split("\n")[1] == str(doc.size)
     # The facts the store derived stand behind most of it: every event below the mark is counted from them.
-    assert doc["size"] > 256
+    assert doc.size > 256
 
 
 def test_the_call_is_audited_and_counted_at_the_size_it_signs(seeded: Env) -> None:
@@ -127,11 +127,11 @@ def test_the_call_is_audited_and_counted_at_the_size_it_signs(seeded: Env) -> No
     reg = seeded.client("regulator-1")
     start, end = rfc3339(START), rfc3339(START + timedelta(days=1))
     doc = reg.audit_stats(start, end, ["org", "method"])
-    own = [e for e in seeded.events(org="regulator-1") if e.get("method") == "AuditStats"]
-    assert [e["rule"] for e in own] == [f"supervision.stats:from={start};to={end};by=org,method"]
-    assert own[0]["seq"] == doc["size"] - 1 and own[0]["purpose"] == "supervision"
-    assert {"org": "regulator-1", "method": "AuditStats", "count": 1} in doc["groups"]
-    assert "lender" not in doc
+    own = [e for e in seeded.events(org="regulator-1") if e.data.get("method") == "AuditStats"]
+    assert [e.data["rule"] for e in own] == [f"supervision.stats:from={start};to={end};by=org,method"]
+    assert own[0].seq == doc.size - 1 and own[0].purpose == "supervision"
+    assert {"org": "regulator-1", "method": "AuditStats", "count": 1} in doc.to_dict()["groups"]
+    assert doc.lender == "" and "lender" not in doc.to_dict()
 
 
 def test_day_and_month_are_utc_buckets_and_the_range_is_half_open(seeded: Env) -> None:
@@ -144,9 +144,9 @@ def test_day_and_month_are_utc_buckets_and_the_range_is_half_open(seeded: Env) -
     reg = seeded.client("regulator-1")
     # [23:59:59, 00:00:01): the event at exactly `to` is left out.
     doc = reg.audit_stats("2026-12-31T23:59:59Z", "2027-01-01T01:00:01+01:00", ["org", "day", "month"])
-    assert doc["groups"] == [{"org": "lender-a", "day": "2026-12-31", "month": "2026-12", "count": 1},
+    assert doc.to_dict()["groups"] == [{"org": "lender-a", "day": "2026-12-31", "month": "2026-12", "count": 1},
                              {"org": "lender-a", "day": "2027-01-01", "month": "2027-01", "count": 1}]
-    assert doc["to"] == "2027-01-01T00:00:01.000000Z"
+    assert doc.to == "2027-01-01T00:00:01.000000Z"
 
 
 def test_a_lender_counts_only_the_events_naming_it(seeded: Env) -> None:
@@ -154,13 +154,13 @@ def test_a_lender_counts_only_the_events_naming_it(seeded: Env) -> None:
     start, end = rfc3339(START - timedelta(days=400)), rfc3339(START + timedelta(days=400))
     for lender in ("lender-a", "lender-b"):
         doc = seeded.client(lender).audit_stats(start, end, ["lender", "org"])
-        assert doc["lender"] == lender and doc["groups"]
-        assert {g["lender"] for g in doc["groups"]} == {lender}
-        every = [e for e in seeded.events() if e["seq"] < doc["size"]]
+        assert doc.lender == lender and doc.groups
+        assert {g.group["lender"] for g in doc.groups} == {lender}
+        every = [e for e in seeded.events() if e.seq < doc.size]
         assert as_counts(doc) == recount(every, ("lender", "org"), start, end, lender)
     # The lender's own stats event names it, so it is in its own figures (and only there).
-    own = [e for e in seeded.events(org="lender-b") if e.get("method") == "AuditStats"]
-    assert own and all(e["lender"] == "lender-b" and e["purpose"] == "servicing" for e in own)
+    own = [e for e in seeded.events(org="lender-b") if e.data.get("method") == "AuditStats"]
+    assert own and all(e.data["lender"] == "lender-b" and e.purpose == "servicing" for e in own)
 
 
 @pytest.mark.parametrize(("start", "end", "by", "code"), [
@@ -178,8 +178,8 @@ def test_a_bad_range_or_key_is_a_stable_code_and_audited(seeded: Env, start: str
     with pytest.raises(CustosClientError) as info:
         seeded.client("regulator-1").audit_stats(start, end, by)
     assert info.value.code == code and info.value.status == "INVALID_ARGUMENT"
-    refused = [e for e in seeded.events(org="regulator-1") if e["decision"] == "deny"]
-    assert [(e["method"], e["code"]) for e in refused][-1:] == [("AuditStats", code)]
+    refused = [e for e in seeded.events(org="regulator-1") if e.decision == "deny"]
+    assert [(e.method, e.code) for e in refused][-1:] == [("AuditStats", code)]
 
 
 def test_an_agency_may_not_ask(seeded: Env) -> None:
@@ -212,7 +212,7 @@ def test_cli_verify_fails_naming_the_group_when_the_derived_facts_were_tampered_
     audit_sql(seeded, "UPDATE audit_facts SET decision = 'allow' WHERE seq = (SELECT MIN(seq) FROM audit_facts"
                       " WHERE org = 'agency-1' AND decision = 'deny' AND time >= '" + start + "')")
     tampered = reg.audit_stats(start, end, ["org", "decision"])
-    assert tampered["groups"] != honest["groups"]  # the gateway now states a wrong figure
+    assert tampered.groups != honest.groups  # the gateway now states a wrong figure
     capsys.readouterr()
     argv = ["--from", start, "--to", end, "--by", "org,decision", "--verify", "--key", str(seeded.data / "audit.vkey")]
     assert run_cli(seeded, "regulator-1", *argv) == 5  # a failed verification's exit status
@@ -288,8 +288,8 @@ def test_a_log_without_facts_is_backfilled_when_it_opens(env_dir: Path) -> None:
     env = start_env()
     try:
         after = env.client("regulator-1").audit_stats(start, end, ["org", "code"])
-        assert after["groups"] == before["groups"] and after["size"] == before["size"] + 1
-        every = [e for e in env.events() if e["seq"] < after["size"]]
+        assert after.groups == before.groups and after.size == before.size + 1
+        every = [e for e in env.events() if e.seq < after.size]
         assert as_counts(after) == recount(every, ("org", "code"), start, end)
     finally:
         env.close()

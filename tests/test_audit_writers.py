@@ -87,7 +87,7 @@ def test_operator_commands_are_audited_and_interleave_with_a_serving_gateway(see
         except CustosClientError as err:
             assert err.code == "ORG_DISABLED"
     events = reg.audit_query()
-    operator = [(e["method"], e["org"], e["decision"], e["code"]) for e in events if e["method"].startswith("Operator")]
+    operator = [(e.method, e.org, e.decision, e.code) for e in events if e.method.startswith("Operator")]
     assert operator[-5:] == [
         ("OperatorOrgAdd", "agency-9", "allow", "OK"),
         ("OperatorOrgAdd", "agency-9", "deny", "ORG_EXISTS"),
@@ -95,9 +95,9 @@ def test_operator_commands_are_audited_and_interleave_with_a_serving_gateway(see
         ("OperatorOrgDisable", "agency-9", "allow", "OK"),
         ("OperatorOrgDisable", "nobody-here", "deny", "ORG_NOT_FOUND"),
     ]
-    assert all(e["rule"].startswith("operator:") for e in events if e["method"].startswith("Operator"))
+    assert all(e.data["rule"].startswith("operator:") for e in events if e.method.startswith("Operator"))
     # One sequence, one tree: the gateway's events and the commands' interleave and the log verifies.
-    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert [e.seq for e in events] == list(range(len(events)))
     result = verify_log(reg.audit_events(), reg.checkpoint(), (env.data / "audit.vkey").read_text())
     assert result.size >= len(events)
 

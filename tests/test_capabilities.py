@@ -175,7 +175,7 @@ def test_a_new_kind_is_a_table_row_and_a_policy_edit(seeded: Env, tmp_path: Path
     seeded.gw.reload_policies()
     seeded.client("lender-a").assign("C-3", "buyer-1", "collection", "2026-12-31")
     buyer = seeded.client("buyer-1")
-    assert [(c["case_id"], c["purpose"]) for c in buyer.list_cases()] == [("C-3", "collection")]
+    assert [(c.case_id, c.purpose) for c in buyer.list_cases()] == [("C-3", "collection")]
     with pytest.raises(CustosClientError) as info:
         buyer.open_contact("C-3", "call")
     assert info.value.code == "WRONG_ORG_KIND"
@@ -185,7 +185,7 @@ def test_a_new_kind_is_a_table_row_and_a_policy_edit(seeded: Env, tmp_path: Path
     with pytest.raises(CustosClientError) as info:
         seeded.client("lender-a").assign("C-4", "buyer-1", "litigation", "2026-12-31")
     assert info.value.code == "PURPOSE_KIND_MISMATCH"
-    denied = [(e["method"], e["code"], e["rule"]) for e in seeded.events(org="buyer-1") if e["decision"] == "deny"]
+    denied = [(e.method, e.code, e.data["rule"]) for e in seeded.events(org="buyer-1") if e.decision == "deny"]
     assert ("OpenContact", "WRONG_ORG_KIND", "identity.kind") in denied
 
     # The shipped table again: the same organisation may do nothing, nor be mandated to.

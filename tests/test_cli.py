@@ -89,7 +89,7 @@ def test_cases_list_as_lender_shows_only_its_own(seeded: Env, run: Run) -> None:
 
 
 def test_cases_get_collection_gives_the_reminder_field_set(seeded: Env, run: Run) -> None:
-    full = seeded.client("lender-a").get_case("C-1", "servicing")["fields"]
+    full = seeded.client("lender-a").get_case("C-1", "servicing").fields
     rc, doc, _ = run.json("cases", "get", "C-1", "--purpose", "collection", *conn(seeded, "agency-1"))
     assert rc == 0
     assert {"case_id", "purpose", "fields"} <= set(doc)
@@ -131,7 +131,7 @@ def test_cases_get_without_mandate(seeded: Env, run: Run) -> None:
 def test_lender_command_errors_carry_their_code(seeded: Env, run: Run, argv: list[str], code: str) -> None:
     rc, doc, err = run.json(*argv, *conn(seeded, "lender-a"))
     assert_error(rc, doc, err, code)
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"
+    assert seeded.client("lender-a").get_case("C-1", "servicing").stage == "reminder"
 
 
 def test_lender_stage_and_assign_succeed(seeded: Env, run: Run) -> None:
@@ -140,7 +140,7 @@ def test_lender_stage_and_assign_succeed(seeded: Env, run: Run) -> None:
     rc, doc, _ = run.json("lender", "assign", "C-3", "--to", "agency-2", "--purpose", "collection", "--until",
                           "2026-12-31", "--agreement", "AG-1", "--pia", "PIA-1", *conn(seeded, "lender-a"))
     assert rc == 0 and doc["org_id"] == "agency-2" and doc["label"] == "entrusted"
-    assert [c["case_id"] for c in seeded.client("agency-2").list_cases()] == ["C-3"]
+    assert [c.case_id for c in seeded.client("agency-2").list_cases()] == ["C-3"]
 
 
 # ------------------------------------------------------------------ import
@@ -162,7 +162,7 @@ def test_lender_import_reports_per_line(env: Env, run: Run, tmp_path: Path) -> N
     text = json.dumps(doc, ensure_ascii=False)
     for value in synth.pi_values(bad) + synth.pi_values(good):
         assert value not in text
-    assert env.client("lender-a").get_case("C-1", "servicing")["fields"]["full_name"] == good["borrower"]["full_name"]
+    assert env.client("lender-a").get_case("C-1", "servicing").fields["full_name"] == good["borrower"]["full_name"]
 
 
 def test_lender_import_crlf_and_blank_lines(env: Env, run: Run, tmp_path: Path) -> None:
@@ -286,8 +286,8 @@ def test_org_add_takes_the_jurisdictions_of_the_bundle(env: Env, run: Run, tmp_p
     rc, doc, err = run.json(*add, "--id", "x-1", "--jurisdiction", "US", "--policies", str(policies),
                             "--out", str(tmp_path / "x-1"))
     assert_error(rc, doc, err, "UNKNOWN_JURISDICTION")
-    refusal = [e for e in env.events(org="x-1") if e["method"] == "OperatorOrgAdd"]
-    assert [(e["decision"], e["code"], e["rule"].split(";", 1)[1]) for e in refusal] == [
+    refusal = [e for e in env.events(org="x-1") if e.method == "OperatorOrgAdd"]
+    assert [(e.decision, e.code, e.data["rule"].split(";", 1)[1]) for e in refusal] == [
         ("deny", "UNKNOWN_JURISDICTION", "known: CN")]
     rc, doc, _ = run.json(*add, "--id", "x-2", "--jurisdiction", "CN", "--policies", str(policies),
                           "--out", str(tmp_path / "x-2"))
@@ -303,10 +303,10 @@ def test_org_disable_then_requests_are_refused(seeded: Env, run: Run) -> None:
     assert_error(rc, doc, err, "ORG_DISABLED")
     rc, doc, err = run.json("cases", "get", "C-1", "--purpose", "collection", *conn(seeded, "agency-1"))
     assert_error(rc, doc, err, "ORG_DISABLED")
-    denied = [e for e in seeded.events(org="agency-1") if e["decision"] == "deny"]
-    assert [e["code"] for e in denied] == ["ORG_DISABLED", "ORG_DISABLED"]
+    denied = [e for e in seeded.events(org="agency-1") if e.decision == "deny"]
+    assert [e.code for e in denied] == ["ORG_DISABLED", "ORG_DISABLED"]
     # Other organisations are unaffected.
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["case_id"] == "C-1"
+    assert seeded.client("lender-a").get_case("C-1", "servicing").case_id == "C-1"
 
 
 def test_org_disable_unknown(env: Env, run: Run) -> None:

@@ -10,6 +10,7 @@ import ast
 import subprocess
 import sys
 import typing
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -68,7 +69,20 @@ def test_the_old_name_still_works_for_one_release_with_a_deprecation_warning() -
         custos_client.NoSuchName  # noqa: B018 - the module's __getattr__ answers only the old name
 
 
-def test_the_most_used_calls_declare_their_result_types() -> None:
+def test_every_public_call_declares_a_typed_result() -> None:
+    """No public call of the client returns Any or a bare dict where a dataclass exists (issue 27)."""
+    untyped = []
+    for name, fn in vars(CustosClient).items():
+        if name.startswith("_") or not callable(fn):
+            continue
+        hint = typing.get_type_hints(fn)["return"]
+        if hint is Any or typing.get_origin(hint) is dict or hint is dict:
+            untyped.append(name)
+        elif typing.get_origin(hint) is list and typing.get_args(hint)[0] is not str \
+                and not issubclass(typing.get_args(hint)[0], results.Result):
+            untyped.append(name)
+    assert untyped == []
+
     def returns(name: str) -> Any:
         return typing.get_type_hints(getattr(CustosClient, name))["return"]
 
@@ -78,43 +92,111 @@ def test_the_most_used_calls_declare_their_result_types() -> None:
     assert returns("pull_feed") is results.Feed
     assert returns("inclusion_proof") is results.InclusionProof
     assert returns("pull_cases") == Iterator[results.PullItem]
+    assert returns("audit_query") == list[results.AuditEvent]
 
 
-def _shape(value: dict[str, Any], shape: Any) -> bool:
-    """Exactly the keys of the TypedDict: every required key, no other."""
-    return shape.__required_keys__ <= set(value) <= shape.__required_keys__ | shape.__optional_keys__
+def test_the_results_are_frozen_slotted_dataclasses_exported_from_the_package() -> None:
+    import dataclasses
+
+    classes = [c for c in vars(results).values() if isinstance(c, type) and issubclass(c, results.Result)]
+    assert len(classes) > 40
+    for cls in classes:
+        assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen, cls  # type: ignore[attr-defined]
+        assert "__slots__" in vars(cls), cls
+        assert getattr(custos_client, cls.__name__) is cls
+    rec = results.CaseRecord("C-1", "collection", "reminder", {"product": "loan"}, ["r"])
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        rec.stage = "litigation"  # type: ignore[misc]
 
 
-def test_what_the_calls_return_has_exactly_the_declared_keys(seeded: Env, tmp_path: Path) -> None:
+def test_reading_a_result_like_a_dict_still_works_for_one_release_with_a_deprecation_warning() -> None:
+    item = results.PullRecord(results.PulledCase("C-1", "lender-a", "collection", "reminder", {"product": "loan"},
+                                                 []), "c1")
+    with pytest.warns(DeprecationWarning, match="dict-style access"):
+        assert item["record"]["fields"] == {"product": "loan"}
+    with pytest.warns(DeprecationWarning, match="dict-style access"):
+        assert "record" in item
+
+
+def test_to_dict_gives_the_cli_json_shapes() -> None:
+    """The old dict shapes exactly: optional keys left out when empty, renamed keys, flat feed records."""
+    assert results.CaseRecord("C-1", "p", "s", {}, []).to_dict() == {"case_id": "C-1", "purpose": "p", "stage": "s",
+                                                                     "fields": {}, "rules": []}
+    assert results.CaseRecord("C-1", "p", "s", {}, [], "2027-01-01").to_dict()["erasure"] == "2027-01-01"
+    assert results.PullRemoved("C-1", "lender-a", "MANDATE_ENDED", "c2").to_dict() == {
+        "removed": "C-1", "lender_id": "lender-a", "code": "MANDATE_ENDED", "cursor": "c2"}
+    assert results.PullEnd("c3").to_dict() == {"cursor": "c3", "end": True}
+    assert results.FeedRecord(1, "C-1", "L-1", "US", {"balance": "10.00"}).to_dict() == {
+        "seq": 1, "case_id": "C-1", "loan_id": "L-1", "jurisdiction": "US", "balance": "10.00"}
+    assert list(results.ConsistencyProof(1, 2, b"a", b"b", []).to_dict()) == ["from", "to", "from_root", "to_root",
+                                                                              "proof"]
+    rejected = results.PaymentDecision("P-1", "rejected", "C-1", "t", org="agency-1")
+    assert rejected.to_dict() == {"payment_id": "P-1", "status": "rejected", "case_id": "C-1", "decided_at": "t"}
+    assert results.Plan("PL-1", "C-1", "proposed", instalments=[results.Instalment("2027-01-01", "5")]).to_dict() \
+        == {"plan_id": "PL-1", "case_id": "C-1", "status": "proposed",
+            "instalments": [{"on": "2027-01-01", "amount": "5"}]}
+
+
+def test_what_the_calls_return_is_typed_and_read_by_attribute(seeded: Env, tmp_path: Path) -> None:
     lender, agency = seeded.client("lender-a"), seeded.client("agency-1")
-    rec = agency.get_case("C-1", "collection")
-    assert _shape(dict(rec), results.CaseRecord) and rec["fields"]
-    items = list(agency.pull_cases("collection"))
-    # The record of a work-list item is nested under "record" (issue 27): the item has no "fields" of its own.
-    assert [sorted(i) for i in items] == [["cursor", "record"], ["cursor", "end"]]
-    assert _shape(dict(items[0]), results.PullRecord) and _shape(dict(items[1]), results.PullEnd)
-    assert _shape(dict(items[0]["record"]), results.PulledCase)  # type: ignore[typeddict-item]
-    assert items[0]["record"]["case_id"] == "C-1"  # type: ignore[typeddict-item]
-    lender.recall("C-1", "agency-1")
-    removed = list(agency.pull_cases("collection", since=items[-1]["cursor"]))
-    assert _shape(dict(removed[0]), results.PullRemoved) and removed[0]["removed"] == "C-1"  # type: ignore[typeddict-item]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # nothing here reads a result like a dict
+        rec = agency.get_case("C-1", "collection")
+        assert isinstance(rec, results.CaseRecord) and rec.case_id == "C-1" and rec.fields
+        items = list(agency.pull_cases("collection"))
+        # The record of a work-list item is a field (issue 27): counting the cases is counting the PullRecords.
+        assert [type(i) for i in items] == [results.PullRecord, results.PullEnd]
+        first = items[0]
+        assert isinstance(first, results.PullRecord) and isinstance(first.record, results.PulledCase)
+        assert (first.record.case_id, first.record.lender_id) == ("C-1", "lender-a") and first.record.fields
+        lender.recall("C-1", "agency-1")
+        removed = list(agency.pull_cases("collection", since=items[-1].cursor))
+        assert isinstance(removed[0], results.PullRemoved) and removed[0].case_id == "C-1"
 
-    path = tmp_path / "cases.jsonl"
-    path.write_bytes(synth.jsonl([synth.case_line(7, jurisdiction="CN"), {"case_id": "bad id!"}]))
-    imported = lender.import_file(path)
-    assert _shape(dict(imported), results.ImportResult) and imported["imported"] == 1
-    assert [_shape(dict(r), results.Rejected) for r in imported["rejected"]] == [True]
-    updates = tmp_path / "updates.jsonl"
-    updates.write_text('{"case_id": "C-7", "as_of": "2026-11-29T10:00:00Z", "loan": {"amount_due": "1.00"}}\n'
-                       '{"case_id": "C-7", "as_of": "2026-11-28T10:00:00Z", "loan": {"amount_due": "2.00"}}\n')
-    updated = lender.update_file(updates)
-    assert _shape(dict(updated), results.UpdateResult) and updated["updated"] == 1
-    assert [(r["code"], _shape(dict(r), results.Rejected)) for r in updated["rejected"]] == [("STALE_UPDATE", True)]
+        path = tmp_path / "cases.jsonl"
+        path.write_bytes(synth.jsonl([synth.case_line(7, jurisdiction="CN"), {"case_id": "bad id!"}]))
+        imported = lender.import_file(path)
+        assert isinstance(imported, results.ImportResult) and imported.imported == 1
+        assert [type(r) for r in imported.rejected] == [results.Rejected]
+        updates = tmp_path / "updates.jsonl"
+        updates.write_text('{"case_id": "C-7", "as_of": "2026-11-29T10:00:00Z", "loan": {"amount_due": "1.00"}}\n'
+                           '{"case_id": "C-7", "as_of": "2026-11-28T10:00:00Z", "loan": {"amount_due": "2.00"}}\n')
+        updated = lender.update_file(updates)
+        assert isinstance(updated, results.UpdateResult) and updated.updated == 1
+        assert [r.code for r in updated.rejected] == [Code.STALE_UPDATE]
 
-    lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")
-    lender.record_notice("C-3", "2026-11-29")
-    feed = seeded.client("bureau-1").pull_feed("")
-    assert _shape(dict(feed), results.Feed) and [r["case_id"] for r in feed["records"]] == ["C-3"]
+        lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")
+        lender.record_notice("C-3", "2026-11-29")
+        feed = seeded.client("bureau-1").pull_feed("")
+        assert isinstance(feed, results.Feed) and [r.case_id for r in feed.records] == ["C-3"]
+        assert all(isinstance(r.fields, dict) for r in feed.records)
 
-    proof = seeded.client("regulator-1").inclusion_proof(0)
-    assert _shape(dict(proof), results.InclusionProof) and isinstance(proof["root"], bytes)
+        proof = seeded.client("regulator-1").inclusion_proof(0)
+        assert isinstance(proof, results.InclusionProof) and isinstance(proof.root, bytes)
+        events = seeded.client("regulator-1").audit_query(case_id="C-1")
+        assert events and all(isinstance(e, results.AuditEvent) and e.case_id == "C-1" for e in events)
+        assert events[0].to_dict() == events[0].data and events[0].data["seq"] == events[0].seq
+
+
+def test_the_error_code_compares_with_the_exported_codes(seeded: Env) -> None:
+    with pytest.raises(CustosClientError) as caught:
+        seeded.client("agency-2").get_case("C-1", "collection")
+    assert caught.value.code == Code.NO_MANDATE and caught.value.code in set(Code)
+    assert custos_client.Code is Code and custos_client.ClientCode is ClientCode
+
+
+def test_retryable_is_exactly_what_the_cli_exits_4_for() -> None:
+    """One answer to "retry?" for a script and a program: every code of the catalogue, as the gateway sends it
+    (with its category's gRPC status), and the transport's own failures (no code of the gateway's)."""
+    from gateway.cli.output import EXIT_UNAVAILABLE, exit_status
+
+    sent = [(code, spec.category.value.upper()) for code, spec in server.CATALOGUE.items()]
+    unreached = [("UNAVAILABLE", "UNAVAILABLE"), ("DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED"),
+                 ("CANCELLED", "CANCELLED")]
+    for code, status in sent + unreached:
+        err = CustosClientError(code, "m", status)
+        assert err.retryable == (exit_status(code, status) == EXIT_UNAVAILABLE), code
+    assert CustosClientError(Code.SHUTTING_DOWN, "m", "UNAVAILABLE").retryable
+    assert not CustosClientError(Code.NO_MANDATE, "m", "PERMISSION_DENIED").retryable
+    assert not CustosClientError(Code.RATE_LIMITED, "m", "RESOURCE_EXHAUSTED").retryable
+    assert not CustosClientError(ClientCode.IMPORT_READ_FAILED, "m").retryable

@@ -60,23 +60,23 @@ def test_contact_events_show_channel_party_and_zone(seeded: Env) -> None:
     seeded.clock.current = datetime(2026, 12, 1, 3, 0, tzinfo=UTC)  # 11:00 in Shanghai
     agency = seeded.client("agency-1")
     call = agency.open_contact("C-1", "call")
-    agency.record_outcome(call["contact_id"], "connected")
+    agency.record_outcome(call.contact_id, "connected")
     sms = agency.open_contact("C-1", "sms")
-    agency.record_outcome(sms["contact_id"], "no_answer")
+    agency.record_outcome(sms.contact_id, "no_answer")
     seeded.clock.current = datetime(2026, 12, 1, 15, 0, tzinfo=UTC)  # 23:00 there: outside the window
     with pytest.raises(CustosClientError):
         agency.open_contact("C-1", "call")
     reg = seeded.client("regulator-1")
     opened = reg.audit_query(case_id="C-1", method="OpenContact")
-    assert [(e["decision"], e["channel"], e["party"], e["zone"], e.get("contact_id")) for e in opened] == [
-        ("allow", "call", "borrower", "Asia/Shanghai", call["contact_id"]),
-        ("allow", "sms", "borrower", "Asia/Shanghai", sms["contact_id"]),
+    assert [(e.decision, e.data["channel"], e.data["party"], e.data["zone"], e.data.get("contact_id")) for e in opened] == [
+        ("allow", "call", "borrower", "Asia/Shanghai", call.contact_id),
+        ("allow", "sms", "borrower", "Asia/Shanghai", sms.contact_id),
         ("deny", "call", "borrower", "Asia/Shanghai", None)]
-    assert opened[0]["fields"] == opened[1]["fields"] and opened[0] != opened[1]
+    assert opened[0].data["fields"] == opened[1].data["fields"] and opened[0] != opened[1]
     outcomes = reg.audit_query(case_id="C-1", method="RecordOutcome")
-    assert [(e["contact_id"], e["channel"], e["party"], e["zone"], e["rule"]) for e in outcomes] == [
-        (call["contact_id"], "call", "borrower", "Asia/Shanghai", "contact.outcome:connected"),
-        (sms["contact_id"], "sms", "borrower", "Asia/Shanghai", "contact.outcome:no_answer")]
+    assert [(e.data["contact_id"], e.data["channel"], e.data["party"], e.data["zone"], e.data["rule"]) for e in outcomes] == [
+        (call.contact_id, "call", "borrower", "Asia/Shanghai", "contact.outcome:connected"),
+        (sms.contact_id, "sms", "borrower", "Asia/Shanghai", "contact.outcome:no_answer")]
     # A read is no contact: its leaf keeps its old shape.
     assert all("party" not in e and "zone" not in e for e in reg.audit_query(case_id="C-1", method="GetCase"))
 
@@ -101,7 +101,7 @@ def test_the_recount_finds_a_cap_breach_planted_in_the_store(seeded: Env, run: R
     for i, hour in enumerate((1, 2, 3, 4)):
         _plant(seeded, f"K-{i}", hour, "connected")
     _plant(seeded, "K-9", 17, "connected")  # 01:00 on 2 December there: the next local day, not counted with them
-    report = seeded.client("regulator-1").compliance_report(*DAY)
+    report = seeded.client("regulator-1").compliance_report(*DAY).document
     assert report["conduct"]["breaches"] == [
         {"lender": "lender-a", "borrower_id": "B-9", "day": "2026-12-01", "jurisdiction": "CN",
          "cap": "CN.cap.connected_per_day", "count": 4, "limit": 3}]
@@ -131,20 +131,20 @@ def _honest_day(seeded: Env) -> dict[str, str]:
     ids = {}
     for i in range(3):
         seeded.clock.advance(minutes=30)
-        ids[f"call{i}"] = agency.open_contact("C-1", "call")["contact_id"]
+        ids[f"call{i}"] = agency.open_contact("C-1", "call").contact_id
         agency.record_outcome(ids[f"call{i}"], "connected")
     seeded.clock.advance(minutes=30)
     with pytest.raises(CustosClientError) as info:
         agency.open_contact("C-1", "call")
     assert info.value.code == "CONTACT_CAP_REACHED"
-    ids["sms"] = agency.open_contact("C-1", "sms")["contact_id"]
+    ids["sms"] = agency.open_contact("C-1", "sms").contact_id
     return ids
 
 
 def test_an_honest_log_shows_no_breach_and_its_figures_are_a_recount_of_the_events(seeded: Env, run: Run) -> None:
     _honest_day(seeded)
     reg = seeded.client("regulator-1")
-    report = reg.compliance_report(*DAY)
+    report = reg.compliance_report(*DAY).document
     assert report["conduct"]["breaches"] == []
     days = {(d["borrower_id"], d["day"]): d for d in report["conduct"]["borrower_days"]}
     assert days["B-1", "2026-12-01"] == {"lender": "lender-a", "borrower_id": "B-1", "day": "2026-12-01",
@@ -160,7 +160,7 @@ def test_an_honest_log_shows_no_breach_and_its_figures_are_a_recount_of_the_even
     assert report["coverage"] == {"released_cases": 2, "with_consent": 1, "with_notice": 1}
     assert report["erasures"] == [] and report["purges"] == []
     # Every figure equals a recount from `audit query`, with the report's own statement.
-    events = reg.audit_query()
+    events = [e.data for e in reg.audit_query()]
     recount = compliance.figures(events, start=report["period"]["from"], end=report["period"]["to"],
                                  size=report["size"], lender="", kinds=report["org_kinds"], caps=report["caps"])
     assert compliance.differences(report, recount) == [] and all(report[k] == recount[k] for k in compliance.FIGURES)
@@ -171,13 +171,13 @@ def test_an_honest_log_shows_no_breach_and_its_figures_are_a_recount_of_the_even
     assert rc == 0 and doc["verified"] is True
     # The call is audited, with no PI: the period only.
     asked = reg.audit_query(method="ComplianceReport")
-    assert asked and asked[-1]["rule"] == f"compliance.report:from={report['period']['from']};to={report['period']['to']}"
+    assert asked and asked[-1].data["rule"] == f"compliance.report:from={report['period']['from']};to={report['period']['to']}"
 
 
 def test_erasures_and_purges_are_listed(seeded: Env) -> None:
     seeded.clock.current = datetime(2026, 12, 1, 1, 0, tzinfo=UTC)
     seeded.client("lender-a").erase("B-3")
-    report = seeded.client("regulator-1").compliance_report(*DAY)
+    report = seeded.client("regulator-1").compliance_report(*DAY).document
     assert [(e["case_id"], e["borrower_id"], e["reason"]) for e in report["erasures"]] == [("C-3", "B-3", "request")]
     assert report["purges"] == []
 
@@ -209,9 +209,9 @@ def test_a_lenders_report_holds_none_of_another_lenders_cases(seeded: Env) -> No
     with pytest.raises(CustosClientError):
         seeded.client("agency-b").get_case("BC-2", "collection")
     seeded.client("agency-1").get_case("C-1", "collection")
-    mine = seeded.client("lender-a").compliance_report(*DAY)
-    theirs = seeded.client("lender-b").compliance_report(*DAY)
-    everyone = seeded.client("regulator-1").compliance_report(*DAY)
+    mine = seeded.client("lender-a").compliance_report(*DAY).document
+    theirs = seeded.client("lender-b").compliance_report(*DAY).document
+    everyone = seeded.client("regulator-1").compliance_report(*DAY).document
     assert mine["scope"] == "lender-a" and theirs["scope"] == "lender-b" and everyone["scope"] == "all"
     assert "agency-b" not in json.dumps(mine) and "lender-b" not in json.dumps(mine)
     assert "agency-1" not in json.dumps(theirs) and "lender-a" not in json.dumps(theirs)
@@ -246,4 +246,4 @@ def test_a_bad_request_is_a_stable_code_and_audited(seeded: Env, org: str, span:
         seeded.client(org).compliance_report(*span)
     assert info.value.code == code
     refused = seeded.events(method="ComplianceReport", decision="deny")
-    assert [e["code"] for e in refused] == [code] and refused[0]["org"] == org
+    assert [e.code for e in refused] == [code] and refused[0].org == org

@@ -17,18 +17,18 @@ def test_withdrawing_third_party_sharing_ends_the_provided_mandates_only(seeded:
     lender.assign("C-3", "bureau-1", "credit_reporting", "2026-12-31", "provided")
     lender.assign("C-3", "agency-1", "collection", "2026-12-31", "entrusted")
     done = lender.set_consent("C-3", third_party_sharing=False)
-    assert done["third_party_sharing"] is False and done["credit_reporting"] is True
-    assert sorted(done["mandates_ended"]) == ["agency-2", "bureau-1"]
+    assert done.third_party_sharing is False and done.credit_reporting is True
+    assert sorted(done.mandates_ended) == ["agency-2", "bureau-1"]
     with pytest.raises(CustosClientError) as info:
         seeded.client("agency-2").get_case("C-3", "collection")
     assert info.value.code == "MANDATE_RECALLED"
-    assert seeded.client("agency-1").get_case("C-3", "collection")["case_id"] == "C-3"  # entrusted: kept
+    assert seeded.client("agency-1").get_case("C-3", "collection").case_id == "C-3"  # entrusted: kept
     with pytest.raises(CustosClientError) as info:  # and no new provided mandate without the consent
         lender.assign("C-3", "agency-2", "collection", "2026-12-31", "provided")
     assert info.value.code == "CONSENT_REQUIRED"
-    rules = [e["rule"] for e in seeded.events(case_id="C-3") if e["method"] == "SetConsent"]
+    rules = [e.data["rule"] for e in seeded.events(case_id="C-3") if e.method == "SetConsent"]
     assert rules[0] == "consent:third_party_sharing=no" and len(rules) == 3
-    assert json.loads(lender.get_case("C-3", "servicing")["fields"]["consent"]) == \
+    assert json.loads(lender.get_case("C-3", "servicing").fields["consent"]) == \
         {"credit_reporting": True, "third_party_sharing": False}
 
 
@@ -41,9 +41,9 @@ def test_withdrawing_credit_reporting_withholds_the_case_from_every_bureau(seede
         seeded.client("bureau-1").get_case(case, "credit_reporting")
     assert info.value.code == "CONSENT_WITHDRAWN"
     feed = seeded.client("bureau-1").pull_feed("")
-    assert feed["records"] == []
-    withheld = [e for e in seeded.events(case_id=case) if e["method"] == "PullFeed"]
-    assert [(e["decision"], e["code"]) for e in withheld] == [("deny", "CONSENT_WITHDRAWN")]
+    assert feed.records == []
+    withheld = [e for e in seeded.events(case_id=case) if e.method == "PullFeed"]
+    assert [(e.decision, e.code) for e in withheld] == [("deny", "CONSENT_WITHDRAWN")]
     # Given again: the case is decided on its other preconditions again (here: notice, contact).
     lender.set_consent(case, credit_reporting=True)
     with pytest.raises(CustosClientError) as info:

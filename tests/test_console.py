@@ -293,8 +293,8 @@ def test_first_view_is_the_latest_page_and_pages_back(traffic: Env, page: Any) -
         c.api.client.close()
     # Everything the console asked the gateway was the regulator's audit calls: no case was read (no PI).
     mine = traffic.events(org="regulator-1")
-    assert mine and "QueryAudit" in {e["method"] for e in mine}
-    assert not [e for e in mine if e["method"] in ("GetCase", "PullCases", "GetPacket", "SubjectData")]
+    assert mine and "QueryAudit" in {e.method for e in mine}
+    assert not [e for e in mine if e.method in ("GetCase", "PullCases", "GetPacket", "SubjectData")]
 
 
 def test_a_key_other_than_the_logs_fails_the_checkpoint(traffic: Env, page: Any, tmp_path: Path) -> None:

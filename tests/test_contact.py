@@ -33,37 +33,37 @@ def refused(call: object) -> CustosClientError:
 
 
 def deny_codes(env: Env, case: str) -> list[str]:
-    return [e["code"] for e in env.events(case_id=case) if e["method"] == "OpenContact" and e["decision"] == "deny"]
+    return [e.code for e in env.events(case_id=case) if e.method == "OpenContact" and e.decision == "deny"]
 
 
 def test_number_released_inside_the_window_and_refused_outside(seeded: Env) -> None:
     agency = seeded.client("agency-1")
-    full_phone = seeded.client("lender-a").get_case("C-1", "servicing")["fields"]["phone"]
+    full_phone = seeded.client("lender-a").get_case("C-1", "servicing").fields["phone"]
     opened = agency.open_contact("C-1", "call")
-    assert opened["phone"] == full_phone and set(opened) >= {"contact_id", "opened_at"}
-    assert "address" not in opened and "name" not in opened
+    assert opened.phone == full_phone and set(opened.to_dict()) >= {"contact_id", "opened_at"}
+    assert opened.address == "" and opened.name == "" and "address" not in opened.to_dict()
     seeded.clock.current = datetime(2026, 11, 30, 14, 0, tzinfo=UTC)  # 22:00 in Shanghai
     err = refused(lambda: agency.open_contact("C-1", "call"))
     assert (err.code, err.status) == ("OUTSIDE_CONTACT_WINDOW", "FAILED_PRECONDITION")
     seeded.clock.current = datetime(2026, 11, 30, 13, 59, tzinfo=UTC)  # 21:59 there
-    assert agency.open_contact("C-1", "sms")["phone"] == full_phone
-    ev = [e for e in seeded.events(case_id="C-1") if e["method"] == "OpenContact"]
-    assert [e["decision"] for e in ev] == ["allow", "deny", "allow"]
-    assert ev[0]["fields"] == ["borrower.phone"] and ev[1]["code"] == "OUTSIDE_CONTACT_WINDOW"
+    assert agency.open_contact("C-1", "sms").phone == full_phone
+    ev = [e for e in seeded.events(case_id="C-1") if e.method == "OpenContact"]
+    assert [e.decision for e in ev] == ["allow", "deny", "allow"]
+    assert ev[0].data["fields"] == ["borrower.phone"] and ev[1].code == "OUTSIDE_CONTACT_WINDOW"
 
 
 def test_two_agencies_on_one_borrower_share_one_cap(two_agencies: Env) -> None:
     a1, a2 = two_agencies.client("agency-1"), two_agencies.client("agency-2")
     for agency, case in ((a1, "C-1"), (a2, "C-2"), (a1, "C-1")):
         contact = agency.open_contact(case, "call")
-        agency.record_outcome(contact["contact_id"], "connected")
+        agency.record_outcome(contact.contact_id, "connected")
     for agency, case in ((a2, "C-2"), (a1, "C-1")):
         err = refused(lambda agency=agency, case=case: agency.open_contact(case, "call"))
         assert err.code == "CONTACT_CAP_REACHED"
     assert deny_codes(two_agencies, "C-2") == ["CONTACT_CAP_REACHED"]
     # The next local day the cap starts again.
     two_agencies.clock.advance(days=1)
-    assert a2.open_contact("C-2", "call")["phone"]
+    assert a2.open_contact("C-2", "call").phone
 
 
 def test_concurrent_attempts_never_exceed_the_cap(two_agencies: Env) -> None:
@@ -99,7 +99,7 @@ def test_cease_contact_stops_every_channel_at_once(seeded: Env) -> None:
     lender, agency = seeded.client("lender-a"), seeded.client("agency-1")
     lender.set_stage("C-1", "field_visit")
     lender.set_flags("C-1", lost_contact=True)
-    assert agency.open_contact("C-1", "visit")["address"]
+    assert agency.open_contact("C-1", "visit").address
     lender.set_flags("C-1", cease_contact=True)
     for channel, party in (("call", "borrower"), ("sms", "borrower"), ("visit", "borrower"), ("letter", "borrower"),
                            ("call", "emergency_contact")):
@@ -130,22 +130,22 @@ def test_settling_a_case_ends_its_mandates(seeded: Env) -> None:
 def test_dispute_outcome_flags_the_case_until_the_lender_clears_it(seeded: Env) -> None:
     agency = seeded.client("agency-1")
     contact = agency.open_contact("C-1", "call")
-    recorded = agency.record_outcome(contact["contact_id"], "dispute")
-    assert recorded["result"] == "dispute"
-    assert "disputed" in seeded.client("lender-a").list_cases()[0]["flags"]
+    recorded = agency.record_outcome(contact.contact_id, "dispute")
+    assert recorded.result == "dispute"
+    assert "disputed" in seeded.client("lender-a").list_cases()[0].flags
     assert refused(lambda: agency.open_contact("C-1", "call")).code == "DISPUTED"
     seeded.client("lender-a").set_flags("C-1", disputed=False)
-    assert agency.open_contact("C-1", "call")["phone"]
+    assert agency.open_contact("C-1", "call").phone
 
 
 def test_outcomes_are_recorded_once_and_only_by_the_contacting_org(two_agencies: Env) -> None:
     contact = two_agencies.client("agency-1").open_contact("C-1", "call")
-    err = refused(lambda: two_agencies.client("agency-2").record_outcome(contact["contact_id"], "connected"))
+    err = refused(lambda: two_agencies.client("agency-2").record_outcome(contact.contact_id, "connected"))
     assert (err.code, err.status) == ("CONTACT_NOT_FOUND", "NOT_FOUND")
-    two_agencies.client("agency-1").record_outcome(contact["contact_id"], "no_answer")
-    err = refused(lambda: two_agencies.client("agency-1").record_outcome(contact["contact_id"], "connected"))
+    two_agencies.client("agency-1").record_outcome(contact.contact_id, "no_answer")
+    err = refused(lambda: two_agencies.client("agency-1").record_outcome(contact.contact_id, "connected"))
     assert err.code == "OUTCOME_ALREADY_RECORDED"
-    assert refused(lambda: two_agencies.client("agency-1").record_outcome(contact["contact_id"], "yelled")
+    assert refused(lambda: two_agencies.client("agency-1").record_outcome(contact.contact_id, "yelled")
                    ).code == "UNKNOWN_RESULT"
 
 
@@ -155,11 +155,11 @@ def test_emergency_contact_only_when_lost_contact_and_without_debt_data(seeded: 
     assert err.code == "THIRD_PARTY_NOT_UNREACHABLE"
     lender.set_flags("C-1", lost_contact=True)
     third = agency.open_contact("C-1", "call", "emergency_contact")
-    contacts = json.loads(lender.get_case("C-1", "servicing")["fields"]["emergency_contacts"])
-    assert third["phone"] == contacts[0]["phone"] and third["name"] == contacts[0]["name"]
-    assert set(third) == {"contact_id", "case_id", "channel", "party", "opened_at", "phone", "name"}
-    ev = [e for e in seeded.events(case_id="C-1") if e["method"] == "OpenContact"][-1]
-    assert sorted(ev["fields"]) == ["emergency_contact.name", "emergency_contact.phone"]
+    contacts = json.loads(lender.get_case("C-1", "servicing").fields["emergency_contacts"])
+    assert third.phone == contacts[0]["phone"] and third.name == contacts[0]["name"]
+    assert set(third.to_dict()) == {"contact_id", "case_id", "channel", "party", "opened_at", "phone", "name"}
+    ev = [e for e in seeded.events(case_id="C-1") if e.method == "OpenContact"][-1]
+    assert sorted(ev.data["fields"]) == ["emergency_contact.name", "emergency_contact.phone"]
 
 
 def test_us_rules_end_to_end(seeded: Env) -> None:
@@ -169,11 +169,11 @@ def test_us_rules_end_to_end(seeded: Env) -> None:
     assert refused(lambda: agency.open_contact("C-4", "call")).code == "OUTSIDE_CONTACT_WINDOW"
     seeded.clock.current = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)  # 10:00 in New York
     contact = agency.open_contact("C-4", "call")
-    agency.record_outcome(contact["contact_id"], "connected")
+    agency.record_outcome(contact.contact_id, "connected")
     seeded.clock.advance(days=6)
     assert refused(lambda: agency.open_contact("C-4", "call")).code == "COOLDOWN"
     seeded.clock.advance(days=1)
-    assert agency.open_contact("C-4", "call")["phone"]
+    assert agency.open_contact("C-4", "call").phone
     lender.set_flags("C-4", attorney_represented=True)
     assert refused(lambda: agency.open_contact("C-4", "call")).code == "ATTORNEY_REPRESENTED"
     assert refused(lambda: agency.open_contact("C-4", "letter")).code == "ATTORNEY_REPRESENTED"
@@ -208,7 +208,7 @@ def test_changing_a_number_in_the_policy_file_changes_behaviour(env_dir: Path, t
             except CustosClientError as err:
                 got = err.code
             assert got == expected
-            assert env.events(case_id="C-1")[-1]["policy_revision"] == gw.core.bundle.revision
+            assert env.events(case_id="C-1")[-1].data["policy_revision"] == gw.core.bundle.revision
         finally:
             env.close()
 
@@ -276,9 +276,9 @@ def test_every_contact_refusal_is_audited_with_its_code(two_agencies: Env) -> No
     for _ in range(2):
         a1.open_contact("C-1", "call")
     expect("CONTACT_CAP_REACHED", lambda: a1.open_contact("C-1", "call"))  # three calls with no outcome yet
-    a1.record_outcome(first["contact_id"], "no_answer")
+    a1.record_outcome(first.contact_id, "no_answer")
     for _ in range(3):
-        a1.record_outcome(a1.open_contact("C-1", "call")["contact_id"], "no_answer")
+        a1.record_outcome(a1.open_contact("C-1", "call").contact_id, "no_answer")
     expect("NUMBER_CAP_REACHED", lambda: a1.open_contact("C-1", "call"))
     env.clock.advance(days=1)
     lender.set_flags("C-1", disputed=True)
@@ -290,7 +290,7 @@ def test_every_contact_refusal_is_audited_with_its_code(two_agencies: Env) -> No
     expect("OUTSIDE_CONTACT_WINDOW", lambda: a1.open_contact("C-1", "sms"))
     env.clock.advance(days=40)
     expect("MANDATE_EXPIRED", lambda: a1.open_contact("C-1", "sms"))
-    audited = [e["code"] for e in env.events() if e["method"] == "OpenContact" and e["decision"] == "deny"]
+    audited = [e.code for e in env.events() if e.method == "OpenContact" and e.decision == "deny"]
     assert audited == seen
 
 
@@ -300,13 +300,13 @@ def test_policy_reload_changes_behaviour_without_a_restart(seeded: Env, tmp_path
     seeded.gw.policy_dir = policies
     seeded.clock.current = datetime(2026, 11, 30, 13, 30, tzinfo=UTC)  # 21:30 in Shanghai
     agency = seeded.client("agency-1")
-    assert agency.open_contact("C-1", "sms")["phone"]
+    assert agency.open_contact("C-1", "sms").phone
     before = seeded.gw.core.bundle.revision
     cn = policies / "conduct" / "cn.toml"
     cn.write_text(cn.read_text().replace('end = "22:00"', 'end = "21:00"', 1))
     assert seeded.gw.reload_policies() != before
     assert refused(lambda: agency.open_contact("C-1", "sms")).code == "OUTSIDE_CONTACT_WINDOW"
-    assert seeded.events(case_id="C-1")[-1]["policy_revision"] == seeded.gw.core.bundle.revision
+    assert seeded.events(case_id="C-1")[-1].data["policy_revision"] == seeded.gw.core.bundle.revision
     # A broken bundle is refused and the running one stays in force.
     cn.write_text(cn.read_text().replace('\nend = "21:00"', '\nend = "25:00"', 1))
     from gateway.core.errors import PolicyError

@@ -40,8 +40,8 @@ def test_a_verified_checkpoint_is_cosigned_stored_and_served(seeded: Env, tmp_pa
     seeded.client("agency-1").get_case("C-1", "collection")
     assert _verify(seeded, tmp_path)[0] == 0
     assert _verify(seeded, tmp_path, None)[0] == 0
-    events = [e for e in seeded.events() if e["method"] == "Cosign"]
-    assert [e["rule"] for e in events] == [f"supervision.cosign:size={state['size']}"]
+    events = [e for e in seeded.events() if e.method == "Cosign"]
+    assert [e.data["rule"] for e in events] == [f"supervision.cosign:size={state['size']}"]
 
 
 def test_bad_cosignatures_are_refused(seeded: Env, tmp_path: Path) -> None:

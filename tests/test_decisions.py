@@ -23,7 +23,7 @@ def _read(env: Env, org: str, case: str, purpose: str) -> tuple[str, set[str]]:
         rec = env.client(org).get_case(case, purpose)
     except CustosClientError as err:
         return err.code, set()
-    return "OK", set(rec["fields"])
+    return "OK", set(rec.fields)
 
 
 @pytest.mark.parametrize("state", ["reminder", "letter", "field_visit", "early_warning", "litigation", "recalled",
@@ -46,14 +46,14 @@ def test_explain_and_enforcement_agree(seeded: Env, state: str) -> None:
         for purpose in PURPOSES:
             explained = lender.explain(org, "C-1", purpose)
             code, fields = _read(seeded, org, "C-1", purpose)
-            if code in ("NO_MANDATE", "CASE_NOT_FOUND") and explained["code"] in ("NO_MANDATE", "CASE_NOT_FOUND",
+            if code in ("NO_MANDATE", "CASE_NOT_FOUND") and explained.code in ("NO_MANDATE", "CASE_NOT_FOUND",
                                                                                   "PURPOSE_NOT_MANDATED"):
                 # The reader cannot tell a missing mandate from one for another purpose (nor another lender's
                 # case from none): it addresses the case through its own mandates. Explain sees the lender's.
-                assert explained["decision"] == "deny"
+                assert explained.decision == "deny"
                 continue
-            assert (explained["decision"], explained["code"]) == ("allow" if code == "OK" else "deny", code), \
+            assert (explained.decision, explained.code) == ("allow" if code == "OK" else "deny", code), \
                 (state, org, purpose, explained["rules"])
             if code == "OK":
                 # Released: every field the explanation lists that has a stored value (absent ones are omitted).
-                assert fields and fields <= {f["field"] for f in explained["fields"]}, (state, org, purpose)
+                assert fields and fields <= {f.field for f in explained.fields}, (state, org, purpose)

@@ -74,21 +74,21 @@ def test_the_packet_ledger_is_the_recorded_figures_and_entries_and_a_ledger_that
     assert "DOES NOT RECONCILE" not in text and "reconciles: outstanding = principal" in text
     for shown in ("12.50", "5.00", "350.00", f"{now_owed:f}", "2026-11-20", "2029-11-20", "agency-1", "PAY-1"):
         assert shown in text, shown
-    events = [e for e in escalated.events(case_id="C-1") if e["method"] == "GetPacket"]
-    assert {"interest", "fees", "last_payment_on", "limitation_date"} <= set(events[-1]["fields"])
+    events = [e for e in escalated.events(case_id="C-1") if e.method == "GetPacket"]
+    assert {"interest", "fees", "last_payment_on", "limitation_date"} <= set(events[-1].data["fields"])
 
 
 def _bureau_case(env: Env, n: int) -> str:
     line = synth.case_line(n, jurisdiction="CN")
     line["loan"]["negative_notice_on"] = "2026-11-01"
-    assert env.import_cases("lender-a", [line])["imported"] == 1
+    assert env.import_cases("lender-a", [line]).imported == 1
     env.client("lender-a").assign(line["case_id"], "bureau-1", "credit_reporting", "2027-06-30")
     return str(line["case_id"])
 
 
 def pull(env: Env, since: str) -> tuple[list[dict[str, str]], str]:
     feed = env.client("bureau-1").pull_feed(since)
-    return feed["records"], feed["cursor"]
+    return feed.records, feed.cursor
 
 
 def test_an_updated_balance_is_resent_paid_in_full_is_zero_and_the_final_record_has_the_latest_figures(
@@ -96,20 +96,20 @@ def test_an_updated_balance_is_resent_paid_in_full_is_zero_and_the_final_record_
     case = _bureau_case(seeded, 70)
     records, cursor = pull(seeded, "")
     loan = synth.case_line(70, jurisdiction="CN")["loan"]
-    assert [(r["case_id"], r["outstanding"]) for r in records] == [(case, loan["outstanding"])]
+    assert [(r.case_id, r.fields["outstanding"]) for r in records] == [(case, loan["outstanding"])]
     assert pull(seeded, cursor) == ([], cursor)
 
     update_loan(seeded, case, outstanding="321.00", amount_due="45.00", last_payment_on="2026-11-25")
     records, cursor = pull(seeded, cursor)
-    assert [(r["outstanding"], r["amount_due"], r["last_payment_on"]) for r in records] == \
+    assert [(r.fields["outstanding"], r.fields["amount_due"], r.fields["last_payment_on"]) for r in records] == \
         [("321.00", "45.00", "2026-11-25")]
     assert pull(seeded, cursor) == ([], cursor)
 
     update_loan(seeded, case, outstanding="0.00", amount_due="0.00", last_payment_on="2026-11-28")
     records, cursor = pull(seeded, cursor)
-    assert [(r["status"], r["outstanding"], r["amount_due"]) for r in records] == [("open", "0.00", "0.00")]
+    assert [(r.fields["status"], r.fields["outstanding"], r.fields["amount_due"]) for r in records] == [("open", "0.00", "0.00")]
     # Metro 2: a zero balance is 13 (paid or closed account/zero balance), nothing owed or past due, dated closed.
-    segment = metro2.parse(metro2.BASE, metro2.base_segment({**records[0], "national_id": "123456789"},
+    segment = metro2.parse(metro2.BASE, metro2.base_segment({**records[0].to_dict(), "national_id": "123456789"},
                                                             datetime(2026, 12, 1, tzinfo=UTC)))
     assert segment["AccountStatus"] == "13" and segment["CurrentBalance"] == segment["AmountPastDue"] == "0" * 9
     assert segment["DateLastPayment"] == segment["DateClosed"] == "11282026"
@@ -117,7 +117,7 @@ def test_an_updated_balance_is_resent_paid_in_full_is_zero_and_the_final_record_
     # It settles: one final record, with the latest figures (not the import's).
     seeded.client("lender-a").set_flags(case, status="settled")
     records, cursor = pull(seeded, cursor)
-    assert [(r["status"], r["outstanding"], r["last_payment_on"]) for r in records] == \
+    assert [(r.fields["status"], r.fields["outstanding"], r.fields["last_payment_on"]) for r in records] == \
         [("settled", "0.00", "2026-11-28")]
     assert pull(seeded, cursor) == ([], cursor)
 
@@ -128,13 +128,13 @@ def test_a_confirmed_payment_reaches_the_packet_and_keeps_the_promise_it_was_mad
     firm, lender = escalated.client("lawfirm-1"), escalated.client("lender-a")
     before, _ = ledger_of(escalated, "C-1")
     reported = firm.report_payment("C-1", "100.00", escalated.clock.current.date().isoformat(), "FIRM-1")
-    lender.confirm_payment(reported["payment_id"])
+    lender.confirm_payment(reported.payment_id)
     after, text = ledger_of(escalated, "C-1")
     entry = after["repayments"][-1]
-    assert (entry["amount"], entry["by"], entry["payment_id"]) == ("100.00", "lawfirm-1", reported["payment_id"])
+    assert (entry["amount"], entry["by"], entry["payment_id"]) == ("100.00", "lawfirm-1", reported.payment_id)
     assert Decimal(after["summary"]["outstanding"]) == Decimal(before["summary"]["outstanding"]) - Decimal("100.00")
     assert Decimal(after["summary"]["repaid"]) == Decimal(before["summary"]["repaid"]) + Decimal("100.00")
-    assert reported["payment_id"] in text
-    history = json.loads(lender.get_case("C-1", "servicing")["fields"]["contact_history"])
+    assert reported.payment_id in text
+    history = json.loads(lender.get_case("C-1", "servicing").fields["contact_history"])
     (promise,) = [h for h in history if h["result"] == "promise_to_pay"]
     assert promise["promise_state"] == "kept"  # 100.00 promised by 2026-12-05, paid on the day it was made

@@ -62,7 +62,7 @@ def test_the_wrapped_key_and_the_ciphertexts_are_in_no_page_after_erasure(seeded
     other = bytes(conn.execute("SELECT wrapped_dek FROM borrowers WHERE borrower_id = 'B-3'").fetchone()[0])
     assert _found(key, db, wrapped) >= 1 and _found(key, db, name_ct) >= 1  # the control: the scan sees them
     receipt = seeded.client("lender-a").erase("B-1")
-    assert receipt["state"] == "erased"
+    assert receipt.state == "erased"
     assert _found(key, db, wrapped) == 0
     assert _found(key, db, name_ct) == 0
     assert _found(key, db, other) >= 1  # another borrower's key is still there (the scan still works)
@@ -75,7 +75,7 @@ def test_freed_pages_keep_nothing_of_an_erased_contract(seeded: Env) -> None:
 
     line = synth.case_line(50, jurisdiction="CN")
     line["loan"]["contract_text"] = "合成合同条款。" * 3000  # about 63 KB: sixteen overflow pages
-    assert seeded.import_cases("lender-a", [line])["imported"] == 1
+    assert seeded.import_cases("lender-a", [line]).imported == 1
     data = seeded.data
     key = read_key_file(data / "keys" / "db.key")
     db = data / "custos.db"
@@ -84,5 +84,5 @@ def test_freed_pages_keep_nothing_of_an_erased_contract(seeded: Env) -> None:
     chunks = [sealed[i:i + 48] for i in range(1000, len(sealed) - 48, 4000)]
     assert seeded.gw.vault.forget()  # into the database file proper, so the pages freed next are the ones holding it
     assert all(_found(key, db, c) >= 1 for c in chunks)  # the control
-    assert seeded.client("lender-a").erase("B-50")["state"] == "erased"
+    assert seeded.client("lender-a").erase("B-50").state == "erased"
     assert [c for c in chunks if _found(key, db, c)] == []

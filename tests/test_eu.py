@@ -48,7 +48,7 @@ def eu_env(env: Env) -> Env:
     C-4; agency-1 holds C-1 and C-3 for collection. The seeded organisations are CN's, so each EU case records
     standard contractual clauses (GDPR Art. 46(2)(c)) valid through 2027."""
     lines = [eu(1, borrower=1), eu(2, stage="letter"), eu(3, borrower=1), synth.case_line(4, jurisdiction="CN")]
-    assert env.import_cases("lender-a", lines)["imported"] == 4
+    assert env.import_cases("lender-a", lines).imported == 4
     lender = env.client("lender-a")
     for case in ("C-1", "C-2", "C-3"):
         lender.record_transfer(case, "standard_contractual_clauses", "SCC-2021-914", "2027-12-31")
@@ -58,7 +58,7 @@ def eu_env(env: Env) -> Env:
 
 
 def _codes(env: Env, case: str, code: str) -> list[dict[str, Any]]:
-    return [e for e in env.events(case_id=case) if e.get("code") == code]
+    return [e for e in env.events(case_id=case) if e.data.get("code") == code]
 
 
 # ------------------------------------------------------------------ the conduct file, checked
@@ -87,24 +87,24 @@ def test_an_eu_case_is_imported_mandated_read_minimised_and_erased(eu_env: Env) 
     eu_env.clock.current = berlin(1, 10)
     agency = eu_env.client("agency-1")
     record = agency.get_case("C-1", "collection")
-    assert set(record["fields"]) == EU_REMINDER  # the field set the response proves: no national id
-    read = [e for e in eu_env.events(case_id="C-1", org="agency-1") if e.get("code") == "OK"][-1]
-    assert "eu.minimisation.agency" in read["rule"]
+    assert set(record.fields) == EU_REMINDER  # the field set the response proves: no national id
+    read = [e for e in eu_env.events(case_id="C-1", org="agency-1") if e.data.get("code") == "OK"][-1]
+    assert "eu.minimisation.agency" in read.data["rule"]
     eu_env.client("lender-a").assign("C-4", "agency-1", "collection", "2026-12-31")
-    assert set(agency.get_case("C-4", "collection")["fields"]) == REMINDER  # CN: unchanged, last 4 of the id
-    own = eu_env.client("lender-a").get_case("C-1", "servicing")["fields"]
+    assert set(agency.get_case("C-4", "collection").fields) == REMINDER  # CN: unchanged, last 4 of the id
+    own = eu_env.client("lender-a").get_case("C-1", "servicing").fields
     assert own["jurisdiction"] == "EU" and own["national_id"]  # the controller still has everything
 
     receipt = eu_env.client("lender-a").erase("B-1")
-    assert receipt["state"] == "erased" and sorted(receipt["cases"]) == ["C-1", "C-3"]
+    assert receipt.state == "erased" and sorted(receipt.cases) == ["C-1", "C-3"]
     assert refused(lambda: agency.get_case("C-1", "collection")).code == "ERASED"
     rec = eu_env.client("lender-a").get_case("C-1", "servicing")
-    assert rec["erasure"] == "erased" and not set(rec["fields"]) & {"full_name", "national_id", "phone"}
+    assert rec.erasure == "erased" and not set(rec.fields) & {"full_name", "national_id", "phone"}
 
 
 def test_eu_field_visit_withholds_the_employer_too(eu_env: Env) -> None:
     eu_env.client("lender-a").set_stage("C-1", "field_visit")
-    fields = set(eu_env.client("agency-1").get_case("C-1", "collection")["fields"])
+    fields = set(eu_env.client("agency-1").get_case("C-1", "collection").fields)
     assert fields == EU_LETTER | {"work_address"}
 
 
@@ -114,17 +114,17 @@ def test_erasure_of_an_eu_case_in_litigation_is_refused_as_a_legal_claim(eu_env:
     lender.escalate("C-2", "lawfirm-1")
     err = refused(lambda: lender.erase("B-2"))
     assert err.code == "LEGAL_CLAIM"
-    assert [e["rule"] for e in _codes(eu_env, "C-2", "LEGAL_CLAIM")] == ["EU.erasure.legal_claim"]
+    assert [e.data["rule"] for e in _codes(eu_env, "C-2", "LEGAL_CLAIM")] == ["EU.erasure.legal_claim"]
     # kept for the claim: counsel still reads the packet's personal data; the request restricted processing
-    assert lender.get_case("C-2", "servicing")["fields"]["full_name"]
-    assert any(e["rule"] == "erasure.restricted:legal_claim" for e in eu_env.events(case_id="C-2"))
+    assert lender.get_case("C-2", "servicing").fields["full_name"]
+    assert any(e.data["rule"] == "erasure.restricted:legal_claim" for e in eu_env.events(case_id="C-2"))
 
 
 def test_a_cn_case_in_litigation_is_erased_on_request(eu_env: Env) -> None:
     """The claim exception is the EU file's [erasure] claim_stages; CN has none (a legal hold is its way)."""
     lender = eu_env.client("lender-a")
     lender.escalate("C-4", "lawfirm-1")
-    assert lender.erase("B-4")["state"] == "erased"
+    assert lender.erase("B-4").state == "erased"
 
 
 # ------------------------------------------------------------------ forbearance before litigation (CCD Art. 35)
@@ -135,25 +135,25 @@ def test_escalation_is_refused_before_the_forbearance_day_and_allowed_on_it(eu_e
     eu_env.clock.current = berlin(9, 23, 59, 59)  # the day before, local
     assert refused(lambda: lender.escalate("C-1", "lawfirm-1")).code == "FORBEARANCE_REQUIRED"
     recorded = lender.record_forbearance("C-1", "deferral", "2026-12-10")
-    assert recorded["measures"] == [{"measure": "deferral", "on": "2026-12-10"}]
+    assert recorded.to_dict()["measures"] == [{"measure": "deferral", "on": "2026-12-10"}]
     err = refused(lambda: lender.escalate("C-1", "lawfirm-1"))  # dated tomorrow: not yet
     assert err.code == "FORBEARANCE_REQUIRED"
     assert refused(lambda: lender.set_stage("C-1", "litigation")).code == "FORBEARANCE_REQUIRED"
     denials = _codes(eu_env, "C-1", "FORBEARANCE_REQUIRED")
-    assert len(denials) == 3 and {e["rule"] for e in denials} == {"EU.litigation.forbearance"}
+    assert len(denials) == 3 and {e.data["rule"] for e in denials} == {"EU.litigation.forbearance"}
     eu_env.clock.current = berlin(10, 0)  # the day itself, local midnight
-    assert lender.escalate("C-1", "lawfirm-1")["stage"] == "litigation"
+    assert lender.escalate("C-1", "lawfirm-1").stage == "litigation"
 
 
 def test_escalation_the_day_after_the_measure_and_a_stage_move_are_allowed(eu_env: Env) -> None:
     lender = eu_env.client("lender-a")
     eu_env.clock.current = berlin(11, 9)
     lender.record_forbearance("C-2", "rate_reduction", "2026-12-10")
-    assert lender.set_stage("C-2", "litigation")["stage"] == "litigation"
+    assert lender.set_stage("C-2", "litigation").stage == "litigation"
 
 
 def test_no_forbearance_needed_outside_the_eu(eu_env: Env) -> None:
-    assert eu_env.client("lender-a").escalate("C-4", "lawfirm-1")["stage"] == "litigation"
+    assert eu_env.client("lender-a").escalate("C-4", "lawfirm-1").stage == "litigation"
 
 
 def test_a_bad_measure_or_day_gets_a_stable_code(eu_env: Env) -> None:
@@ -173,9 +173,9 @@ def test_the_eu_window_is_0800_to_2000_local(eu_env: Env) -> None:
     eu_env.clock.current = berlin(1, 7, 59, 59)
     assert refused(lambda: agency.open_contact("C-1", "call")).code == "OUTSIDE_CONTACT_WINDOW"
     eu_env.clock.current = berlin(1, 8)
-    assert agency.open_contact("C-1", "call")["phone"]
+    assert agency.open_contact("C-1", "call").phone
     eu_env.clock.current = berlin(1, 19, 59, 59)
-    assert agency.open_contact("C-1", "call")["phone"]
+    assert agency.open_contact("C-1", "call").phone
     eu_env.clock.current = berlin(1, 20)
     assert refused(lambda: agency.open_contact("C-1", "call")).code == "OUTSIDE_CONTACT_WINDOW"
 
@@ -185,13 +185,13 @@ def test_the_third_call_of_a_borrower_day_is_allowed_and_the_fourth_refused(eu_e
     agency = eu_env.client("agency-1")
     for hour, case in ((9, "C-1"), (10, "C-3"), (11, "C-1")):
         eu_env.clock.current = berlin(2, hour)
-        assert agency.open_contact(case, "call")["phone"]
+        assert agency.open_contact(case, "call").phone
     eu_env.clock.current = berlin(2, 12)
     err = refused(lambda: agency.open_contact("C-3", "call"))
     assert err.code == "CONTACT_CAP_REACHED"
-    assert _codes(eu_env, "C-3", "CONTACT_CAP_REACHED")[-1]["rule"].endswith("attempts_per_day")
+    assert _codes(eu_env, "C-3", "CONTACT_CAP_REACHED")[-1].data["rule"].endswith("attempts_per_day")
     eu_env.clock.current = berlin(3, 9)
-    assert agency.open_contact("C-3", "call")["phone"]
+    assert agency.open_contact("C-3", "call").phone
 
 
 # ------------------------------------------------------------------ the record of processing activities
@@ -208,8 +208,8 @@ def test_ropa_lists_exactly_the_mandates_recipients_and_fields(eu_env: Env, tmp_
     lender.recall("C-2", "agency-2")                           # recalled: no longer processing
     lender.assign("C-4", "agency-2", "collection", "2026-12-31")  # a CN case: not under the EU record
     doc = lender.ropa()
-    assert doc["controller"]["org_id"] == "lender-a" and doc["jurisdictions"] == ["EU"]
-    acts = {(a["recipient"]["org_id"], a["purpose"]): a for a in doc["activities"]}
+    assert doc.document["controller"]["org_id"] == "lender-a" and doc.document["jurisdictions"] == ["EU"]
+    acts = {(a["recipient"]["org_id"], a["purpose"]): a for a in doc.document["activities"]}
     assert set(acts) == {("agency-1", "collection"), ("agency-eu", "collection")}
     outside = acts[("agency-1", "collection")]
     assert outside["cases"] == 2 and set(outside["categories"]) == EU_REMINDER
@@ -221,7 +221,7 @@ def test_ropa_lists_exactly_the_mandates_recipients_and_fields(eu_env: Env, tmp_
     assert inside["transfer"]["mechanisms"] == []
     assert inside["legal_basis"]["EU"].startswith("GDPR Art. 6(1)(b)")
     assert inside["retention"]["EU"] == {"years": 3, "start": "closure", "rule": "EU.retention:3y_after_closure"}
-    assert any(e.get("rule") == "ropa:activities=2" for e in eu_env.events(org="lender-a"))
+    assert any(e.data.get("rule") == "ropa:activities=2" for e in eu_env.events(org="lender-a"))
 
 
 def test_ropa_and_forbearance_on_the_command_line(eu_env: Env, capsys: pytest.CaptureFixture[str]) -> None:
@@ -240,10 +240,10 @@ def test_an_eu_stop_calls_closes_calls_to_that_number_and_leaves_sms_open(eu_env
     agency = eu_env.client("agency-1")
     eu_env.clock.current = berlin(4, 9)
     contact = agency.open_contact("C-1", "call")
-    agency.record_outcome(contact["contact_id"], "stop_calls")
+    agency.record_outcome(contact.contact_id, "stop_calls")
     eu_env.clock.current = berlin(5, 9)
     assert refused(lambda: agency.open_contact("C-3", "call")).code == "CONTACT_OPTED_OUT"  # same borrower's number
-    assert agency.open_contact("C-1", "sms")["phone"]
+    assert agency.open_contact("C-1", "sms").phone
 
 
 # ------------------------------------------------------------------ transfers abroad (GDPR Chapter V, Art. 44-49)
@@ -256,13 +256,13 @@ def eu_abroad(eu_env: Env, tmp_path: Path) -> Env:
                      "--jurisdiction", "US", "--licence-no", "US1", "--licence-expires", "2099-12-31",
                      "--out", str(tmp_path / "agency-us")]) == 0
     eu_env.clients["agency-us"] = RecordsClient(eu_env.addr, tmp_path / "agency-us", timeout=20)
-    assert eu_env.import_cases("lender-a", [eu(5)])["imported"] == 1
+    assert eu_env.import_cases("lender-a", [eu(5)]).imported == 1
     eu_env.clock.current = berlin(10, 10)
     return eu_env
 
 
 def _denied_rules(env: Env, case: str) -> list[tuple[str, str]]:
-    return [(e["code"], e["rule"]) for e in env.events(case_id=case) if e["decision"] == "deny"]
+    return [(e.code, e.data["rule"]) for e in env.events(case_id=case) if e.decision == "deny"]
 
 
 def test_an_eu_case_reaches_a_us_agency_only_under_a_mechanism_valid_on_the_day(eu_abroad: Env) -> None:
@@ -277,17 +277,17 @@ def test_an_eu_case_reaches_a_us_agency_only_under_a_mechanism_valid_on_the_day(
     assert _denied_rules(eu_abroad, "C-5") == [("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism"),
                                                ("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism_expired")]
     done = lender.record_transfer("C-5", "standard_contractual_clauses", "SCC-US-1", "2026-12-10")  # valid today
-    assert done["cross_border"] is False  # no consent on file, and none needed (Art. 49(1)(a) is a derogation)
-    assert assign()["org_id"] == "agency-us"
+    assert done.cross_border is False  # no consent on file, and none needed (Art. 49(1)(a) is a derogation)
+    assert assign().org_id == "agency-us"
     explained = lender.explain("agency-us", "C-5", "collection")
-    assert explained["decision"] == "allow"
+    assert explained.decision == "allow"
     assert ("transfer EU to US: a mechanism of adequacy_decision, standard_contractual_clauses, "
             "binding_corporate_rules valid on the day; recorded: standard_contractual_clauses valid until "
-            "2026-12-10; no consent needed") in explained["notes"]
+            "2026-12-10; no consent needed") in explained.notes
     eu_abroad.clock.current = berlin(10, 19, 59)  # the last minute of the contact window, the last valid day
-    assert agency.open_contact("C-5", "call")["contact_id"]
+    assert agency.open_contact("C-5", "call").contact_id
     eu_abroad.clock.current = berlin(10, 23, 59, 59)  # the last second of the day in Berlin: still valid
-    assert agency.get_case("C-5", "collection")["case_id"] == "C-5"
+    assert agency.get_case("C-5", "collection").case_id == "C-5"
     # the day after, in Berlin (still 10 December in UTC): reads and contacts through the mandate are refused
     eu_abroad.clock.current = berlin(11, 0, 0, 1)
     assert eu_abroad.clock.current.day == 10
@@ -297,13 +297,13 @@ def test_an_eu_case_reaches_a_us_agency_only_under_a_mechanism_valid_on_the_day(
     assert [r for c, r in _denied_rules(eu_abroad, "C-5") if c == "CROSS_BORDER_NOT_ALLOWED"][-2:] == [
         "cross_border.mechanism_expired"] * 2
     explained = lender.explain("agency-us", "C-5", "collection")
-    assert (explained["decision"], explained["code"]) == ("deny", "CROSS_BORDER_NOT_ALLOWED")
+    assert (explained.decision, explained.code) == ("deny", "CROSS_BORDER_NOT_ALLOWED")
     assert "a new collection mandate: refused (CROSS_BORDER_NOT_ALLOWED, rule cross_border.mechanism_expired)" \
-        in explained["notes"]
+        in explained.notes
     # binding corporate rules renewed: the same mandate reads again; one org and another: agency-1 (CN) is abroad too
     lender.record_transfer("C-5", "binding_corporate_rules", "BCR-7", "2027-12-31")
-    assert agency.get_case("C-5", "collection")["case_id"] == "C-5"
-    assert lender.assign("C-5", "agency-1", "collection", "2026-12-31")["org_id"] == "agency-1"
+    assert agency.get_case("C-5", "collection").case_id == "C-5"
+    assert lender.assign("C-5", "agency-1", "collection", "2026-12-31").org_id == "agency-1"
 
 
 def test_an_eu_org_needs_no_mechanism_and_a_cn_case_still_needs_consent(eu_abroad: Env, tmp_path: Path) -> None:
@@ -312,7 +312,7 @@ def test_an_eu_org_needs_no_mechanism_and_a_cn_case_still_needs_consent(eu_abroa
                      "--jurisdiction", "EU", "--licence-no", "EU1", "--licence-expires", "2099-12-31",
                      "--out", str(ids)]) == 0
     lender = eu_abroad.client("lender-a")
-    assert lender.assign("C-5", "agency-eu", "collection", "2026-12-31")["org_id"] == "agency-eu"
+    assert lender.assign("C-5", "agency-eu", "collection", "2026-12-31").org_id == "agency-eu"
     # CN keeps PIPL Art. 39: a mechanism without the separate consent is refused (CN case C-4 to the US agency)
     lender.record_transfer("C-4", "standard_contract", "SC-1", "2027-12-31")
     assert refused(lambda: lender.assign("C-4", "agency-us", "collection", "2026-12-31")).code \
@@ -335,7 +335,7 @@ def test_a_mechanism_is_one_of_the_case_jurisdictions(eu_abroad: Env, capsys: py
     assert cli.main(["lender", "transfer", "C-5", "--mechanism", "standard_contract", "--reference", "SC-1",
                      "--valid-until", "2027-07-10", *conn]) != 0
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "UNKNOWN_MECHANISM"
-    assert lender.assign("C-5", "agency-us", "collection", "2026-12-31")["org_id"] == "agency-us"
+    assert lender.assign("C-5", "agency-us", "collection", "2026-12-31").org_id == "agency-us"
 
 
 def test_an_eu_mandate_names_its_agreement_and_needs_no_impact_assessment(eu_abroad: Env) -> None:
@@ -344,4 +344,4 @@ def test_an_eu_mandate_names_its_agreement_and_needs_no_impact_assessment(eu_abr
     assert refused(lambda: lender.assign("C-5", "agency-us", "collection", "2026-12-31", agreement="",
                                          pia="")).code == "AGREEMENT_REQUIRED"
     granted = lender.assign("C-5", "agency-us", "collection", "2026-12-31", agreement="DPA-9", pia="")
-    assert granted["agreement"] == "DPA-9" and "pia" not in granted
+    assert granted.agreement == "DPA-9" and granted.pia == ""

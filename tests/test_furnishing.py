@@ -17,7 +17,7 @@ from tests.conftest import Env
 
 def pull(env: Env, since: str = "") -> tuple[list[dict[str, str]], str]:
     feed = env.client("bureau-1").pull_feed(since)
-    return feed["records"], feed["cursor"]
+    return feed.records, feed.cursor
 
 
 def restart(env: Env) -> None:
@@ -29,7 +29,7 @@ def restart(env: Env) -> None:
 def cn_case(env: Env, n: int, **loan: str) -> str:
     line = synth.case_line(n, jurisdiction="CN")
     line["loan"].update(loan)
-    assert env.import_cases("lender-a", [line])["imported"] == 1
+    assert env.import_cases("lender-a", [line]).imported == 1
     env.client("lender-a").assign(line["case_id"], "bureau-1", "credit_reporting", "2027-06-30")
     return str(line["case_id"])
 
@@ -39,51 +39,53 @@ def test_cn_records_are_withheld_until_the_notice_then_sent_once_and_again_only_
     lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")
     records, cursor = pull(seeded)
     assert records == [] and cursor == "f0"
-    withheld = [e for e in seeded.events(case_id="C-3") if e["method"] == "PullFeed"]
-    assert [(e["decision"], e["code"]) for e in withheld] == [("deny", "NO_PRIOR_NOTICE")]
+    withheld = [e for e in seeded.events(case_id="C-3") if e.method == "PullFeed"]
+    assert [(e.decision, e.code) for e in withheld] == [("deny", "NO_PRIOR_NOTICE")]
     lender.record_notice("C-3", "2026-11-29")
     records, cursor = pull(seeded, cursor)
-    assert [(r["case_id"], r["seq"]) for r in records] == [("C-3", 1)] and cursor == "f1"
+    assert [(r.case_id, r.seq) for r in records] == [("C-3", 1)] and cursor == "f1"
     line = synth.case_line(3, jurisdiction="CN")
     record = records[0]
-    assert record["loan_id"] == line["loan"]["loan_id"] and record["national_id"] == line["borrower"]["national_id"]
-    assert record["consent_reference"] == "lender-a/C-3/credit_reporting"
-    assert record["negative_notice_on"] == "2026-11-29" and record["outstanding"] == line["loan"]["outstanding"]
-    assert int(record["overdue_periods"]) >= 1 and record["compliance_condition"] == ""
-    assert "phone" not in record and "bank_account" not in record  # not in the bureau's field set
-    allow = [e for e in seeded.events(case_id="C-3") if e["method"] == "PullFeed"][-1]
-    assert allow["decision"] == "allow" and "national_id" in allow["fields"] and "seq=1" in allow["rule"]
+    assert record.loan_id == line["loan"]["loan_id"]
+    assert record.fields["national_id"] == line["borrower"]["national_id"]
+    assert record.fields["consent_reference"] == "lender-a/C-3/credit_reporting"
+    assert record.fields["negative_notice_on"] == "2026-11-29"
+    assert record.fields["outstanding"] == line["loan"]["outstanding"]
+    assert int(record.fields["overdue_periods"]) >= 1 and record.fields["compliance_condition"] == ""
+    assert "phone" not in record.fields and "bank_account" not in record.fields  # not in the bureau's field set
+    allow = [e for e in seeded.events(case_id="C-3") if e.method == "PullFeed"][-1]
+    assert allow.decision == "allow" and "national_id" in allow.data["fields"] and "seq=1" in allow.data["rule"]
     assert pull(seeded, cursor) == ([], "f1")  # nothing changed: nothing sent
     lender.set_stage("C-3", "letter")  # not part of the record: still nothing
     assert pull(seeded, cursor) == ([], "f1")
     lender.set_flags("C-3", disputed=True)
     records, cursor = pull(seeded, cursor)
-    assert [(r["seq"], r["compliance_condition"], r["disputed"]) for r in records] == [(2, "XB", "true")]
+    assert [(r.seq, r.fields["compliance_condition"], r.fields["disputed"]) for r in records] == [(2, "XB", "true")]
     lender.set_flags("C-3", disputed=False)
     records, cursor = pull(seeded, cursor)
-    assert [(r["seq"], r["compliance_condition"], r["disputed"]) for r in records] == [(3, "XH", "false")]
+    assert [(r.seq, r.fields["compliance_condition"], r.fields["disputed"]) for r in records] == [(3, "XH", "false")]
     assert pull(seeded, cursor) == ([], "f3")  # XH stays: no new record
 
 
 def test_the_cursor_survives_a_restart_and_a_lost_response_is_sent_again(seeded: Env) -> None:
     cases = [cn_case(seeded, n, negative_notice_on="2026-11-01") for n in (60, 61, 62)]
     first, c1 = pull(seeded)
-    assert sorted(r["case_id"] for r in first) == cases and c1 == "f3"
+    assert sorted(r.case_id for r in first) == cases and c1 == "f3"
     # The bureau never got that response: pulling again from its old cursor sends the same records, same numbers.
     again, c1b = pull(seeded, "")
-    assert [(r["case_id"], r["seq"]) for r in again] == [(r["case_id"], r["seq"]) for r in first] and c1b == "f3"
+    assert [(r.case_id, r.seq) for r in again] == [(r.case_id, r.seq) for r in first] and c1b == "f3"
     restart(seeded)
     assert pull(seeded, c1) == ([], "f3")  # after a restart: nothing repeated
     seeded.client("lender-a").set_flags(cases[1], disputed=True)
     restart(seeded)
     changed, c2 = pull(seeded, c1)
-    assert [(r["case_id"], r["seq"]) for r in changed] == [(cases[1], 4)] and c2 == "f4"
+    assert [(r.case_id, r.seq) for r in changed] == [(cases[1], 4)] and c2 == "f4"
 
 
 def test_a_recall_or_a_withdrawn_precondition_stops_the_records(seeded: Env) -> None:
     case = cn_case(seeded, 63, negative_notice_on="2026-11-01")
     records, cursor = pull(seeded)
-    assert [r["case_id"] for r in records] == [case]
+    assert [r.case_id for r in records] == [case]
     seeded.client("lender-a").recall(case, "bureau-1")
     seeded.client("lender-a").set_flags(case, disputed=True)
     assert pull(seeded, cursor) == ([], cursor)
@@ -108,7 +110,7 @@ def test_us_records_in_metro2_every_filled_field_at_its_position(seeded: Env, tm
     seeded.clock.current = datetime(2026, 11, 30, 15, 0, tzinfo=UTC)
     call = agency.open_contact(case, "call")
     assert pull(seeded)[0] == []  # no conversation yet
-    agency.record_outcome(call["contact_id"], "connected")
+    agency.record_outcome(call.contact_id, "connected")
     out = tmp_path / "feed.metro2"
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("bureau-1")), "--json"]
     assert cli.main(["bureau", "pull", "--format", "metro2", "--out", str(out), *argv]) == 0
@@ -161,11 +163,11 @@ def test_us_records_in_metro2_every_filled_field_at_its_position(seeded: Env, tm
     # A dispute: XB, then XH once resolved.
     lender.set_flags(case, disputed=True)
     records, cursor = pull(seeded, "f1")
-    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0], seeded.clock.now()))[
+    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0].to_dict(), seeded.clock.now()))[
         "ComplianceConditionCode"] == "XB"
     lender.set_flags(case, disputed=False, verification_sent="2026-11-01")  # US: verification sent (issue 26)
     records, _ = pull(seeded, cursor)
-    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0], seeded.clock.now()))[
+    assert metro2.parse(metro2.BASE, metro2.base_segment(records[0].to_dict(), seeded.clock.now()))[
         "ComplianceConditionCode"] == "XH"
 
 
@@ -203,16 +205,16 @@ def test_a_furnished_account_that_ends_gets_one_final_record_and_one_never_furni
     furnished = cn_case(seeded, 65, negative_notice_on="2026-11-01")
     never = cn_case(seeded, 66)  # no notice: withheld, so never furnished
     records, cursor = pull(seeded)
-    assert [r["case_id"] for r in records] == [furnished]
+    assert [r.case_id for r in records] == [furnished]
     lender.set_flags(furnished, status="settled")
     lender.set_flags(never, status="closed")
     records, cursor = pull(seeded, cursor)
-    assert [(r["case_id"], r["status"], r["seq"]) for r in records] == [(furnished, "settled", 2)]
-    assert [e["rule"] for e in seeded.events(case_id=furnished) if e["method"] == "PullFeed"][-1] == \
+    assert [(r.case_id, r.fields["status"], r.seq) for r in records] == [(furnished, "settled", 2)]
+    assert [e.data["rule"] for e in seeded.events(case_id=furnished) if e.method == "PullFeed"][-1] == \
         "credit_reporting.final_status;seq=2"
-    assert [e["code"] for e in seeded.events(case_id=never) if e["method"] == "PullFeed"][-1] == "CASE_CLOSED"
+    assert [e.code for e in seeded.events(case_id=never) if e.method == "PullFeed"][-1] == "CASE_CLOSED"
     assert pull(seeded, cursor) == ([], cursor)  # final: nothing more unless it changes again
-    as_us = {**records[0], "national_id": "123456789"}  # a CN id is no SSN: the status is what is checked here
+    as_us = {**records[0].to_dict(), "national_id": "123456789"}  # a CN id is no SSN: the status is what is checked here
     segment = metro2.parse(metro2.BASE, metro2.base_segment(as_us, datetime(2026, 12, 1, tzinfo=UTC)))
     assert segment["AccountStatus"] == "13" and segment["DateClosed"] == "12012026"
     assert segment["CurrentBalance"] == segment["AmountPastDue"] == "0" * 9
@@ -224,15 +226,15 @@ def test_the_final_record_passes_the_same_decision_as_every_record(seeded: Env) 
     withdrawn = cn_case(seeded, 69, negative_notice_on="2026-11-01")
     kept = cn_case(seeded, 70, negative_notice_on="2026-11-01")
     records, cursor = pull(seeded)
-    assert sorted(r["case_id"] for r in records) == [withdrawn, kept]
+    assert sorted(r.case_id for r in records) == [withdrawn, kept]
     lender.set_consent(withdrawn, credit_reporting=False)
     assert pull(seeded, cursor) == ([], cursor)  # withheld while open
     lender.set_flags(withdrawn, status="settled")
     lender.set_flags(kept, status="settled")
     records, cursor = pull(seeded, cursor)
-    assert [(r["case_id"], r["status"]) for r in records] == [(kept, "settled")]  # the control: its final record
-    last = [e for e in seeded.events(case_id=withdrawn) if e["method"] == "PullFeed"][-1]
-    assert (last["decision"], last["code"], last["fields"]) == ("deny", "CONSENT_WITHDRAWN", [])
+    assert [(r.case_id, r.fields["status"]) for r in records] == [(kept, "settled")]  # the control: its final record
+    last = [e for e in seeded.events(case_id=withdrawn) if e.method == "PullFeed"][-1]
+    assert (last.decision, last.code, last.data["fields"]) == ("deny", "CONSENT_WITHDRAWN", [])
     assert pull(seeded, cursor) == ([], cursor)
 
 
@@ -253,5 +255,5 @@ def test_the_feed_withholds_exactly_where_cases_get_refuses(seeded: Env) -> None
         with pytest.raises(CustosClientError) as info:
             seeded.client("bureau-1").get_case(case, "credit_reporting")
         assert info.value.code == code
-        withheld = [e for e in seeded.events(case_id=case) if e["method"] == "PullFeed"]
-        assert [(e["decision"], e["code"]) for e in withheld] == [("deny", code)], case
+        withheld = [e for e in seeded.events(case_id=case) if e.method == "PullFeed"]
+        assert [(e.decision, e.code) for e in withheld] == [("deny", code)], case

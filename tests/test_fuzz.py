@@ -73,7 +73,7 @@ def fuzzed(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
     f = Fuzzed(root, gw)
     with f.client("lender-a") as lender:
         lines = [synth.case_line(1, borrower=1), synth.case_line(2, borrower=1), synth.case_line(3)]
-        assert lender.import_lines(synth.jsonl(lines).splitlines())["imported"] == 3
+        assert lender.import_lines(synth.jsonl(lines).splitlines()).imported == 3
         lender.assign("C-1", "agency-1", "collection", "2026-12-31", agreement="AG-1", pia="PIA-1")
         lender.assign("C-2", "lawfirm-1", "litigation", "2026-12-31", agreement="AG-1", pia="PIA-1")
     try:
@@ -84,13 +84,13 @@ def fuzzed(template_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iter
         gw.stop(0)
 
 
-def snapshot(f: Fuzzed) -> list[dict[str, Any]]:
+def snapshot(f: Fuzzed) -> list[dict[str, object]]:
     """lender-a's stored cases as its servicing read shows them (contact history aside: contacts are allowed)."""
     with f.client("lender-a") as lender:
         out = []
         for case in lender.list_cases():
-            rec = lender.get_case(case["case_id"], "servicing")
-            rec["fields"].pop("contact_history", None)
+            rec = lender.get_case(case.case_id, "servicing")
+            rec.fields.pop("contact_history", None)
             out.append({"summary": case, "record": rec})
         return out
 

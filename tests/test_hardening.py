@@ -55,7 +55,7 @@ def limited(env_dir: Path, tmp_path: Path) -> Iterator[Callable[..., Env]]:
 
 def seed(env: Env) -> None:
     lines = [synth.case_line(i) for i in range(1, 5)]
-    assert env.import_cases("lender-a", lines)["imported"] == 4
+    assert env.import_cases("lender-a", lines).imported == 4
     env.client("lender-a").assign("C-1", "agency-1", "collection", "2026-12-31")
 
 
@@ -97,7 +97,7 @@ def code_of(fut: Any, timeout: float = 10) -> str:
 def answered_quickly(client: CustosClient, case: str = "C-2", within: float = 3.0) -> float:
     t0 = time.monotonic()
     client.timeout = within
-    assert client.get_case(case, "servicing")["case_id"] == case
+    assert client.get_case(case, "servicing").case_id == case
     return time.monotonic() - t0
 
 
@@ -112,8 +112,8 @@ def eventually(probe: Callable[[], list[Any]], count: int, within: float = 5.0) 
 
 
 def denials(env: Env, org: str = "", code: str = "") -> list[dict[str, Any]]:
-    return [e for e in env.events() if e["decision"] == "deny" and (not org or e["org"] == org)
-            and (not code or e["code"] == code)]
+    return [e for e in env.events() if e.decision == "deny" and (not org or e.org == org)
+            and (not code or e.code == code)]
 
 
 # ------------------------------------------------------------------ 1. worker starvation
@@ -153,7 +153,7 @@ def test_an_org_holding_calls_half_open_gets_only_its_share(limited: Callable[..
     assert len(denials(env, "agency-1", "CONCURRENCY_LIMITED")) == 9
     assert len(eventually(lambda: denials(env, "agency-1", "REQUEST_TIMEOUT"), 3)) == 3
     # Its own share is free again: agency-1's next read works.
-    assert env.client("agency-1").get_case("C-1", "collection")["case_id"] == "C-1"
+    assert env.client("agency-1").get_case("C-1", "collection").case_id == "C-1"
 
 
 def test_stalled_import_streams_are_capped_and_dropped(limited: Callable[..., Env]) -> None:
@@ -172,8 +172,8 @@ def test_stalled_import_streams_are_capped_and_dropped(limited: Callable[..., En
         ch.close()
     # The two dropped imports are audited as interrupted; the unfinished batch was not stored.
     interrupted = eventually(lambda: [e for e in denials(env, "lender-b", "STREAM_IDLE")
-                                      if e["method"] == "ImportCases"], 2)
-    assert len(interrupted) == 2 and all(e["rule"].startswith("import.interrupted") for e in interrupted)
+                                      if e.method == "ImportCases"], 2)
+    assert len(interrupted) == 2 and all(e.data["rule"].startswith("import.interrupted") for e in interrupted)
     assert env.client("lender-b").list_cases() == []
 
 
@@ -263,10 +263,10 @@ def test_undecodable_requests_get_a_stable_code_and_are_audited(seeded: Env, cap
     err = _translate(info.value)
     assert (err.code, err.status) == ("MALFORMED_REQUEST", "INVALID_ARGUMENT")
     method = path.rsplit("/", 1)[1]
-    assert [e["method"] for e in denials(seeded, org, "MALFORMED_REQUEST")] == [method]
+    assert [e.method for e in denials(seeded, org, "MALFORMED_REQUEST")] == [method]
     assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]
     # The server goes on answering.
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["case_id"] == "C-1"
+    assert seeded.client("lender-a").get_case("C-1", "servicing").case_id == "C-1"
 
 
 def test_a_unary_call_without_a_message_is_malformed(seeded: Env) -> None:
@@ -293,12 +293,12 @@ def test_times_at_the_calendars_edge_are_refused_and_audited(seeded: Env, when: 
     with pytest.raises(CustosClientError) as info:
         seeded.client("regulator-1").audit_query(since=when)
     assert info.value.code == "INVALID_TIME"
-    assert {e["method"] for e in denials(seeded, code="INVALID_TIME")} == {"Explain", "QueryAudit"}
+    assert {e.method for e in denials(seeded, code="INVALID_TIME")} == {"Explain", "QueryAudit"}
 
 
 def test_a_time_inside_the_range_still_works(seeded: Env) -> None:
     e = seeded.client("lender-a").explain("agency-1", "C-1", "collection", "2026-11-30T10:00:00+08:00")
-    assert e["decision"] == "allow"
+    assert e.decision == "allow"
     assert seeded.client("regulator-1").audit_query(since="1900-01-01T00:00:00Z")
 
 
@@ -342,7 +342,7 @@ def test_rate_limits_are_per_organisation_and_audited(limited: Callable[..., Env
     limited_calls = results.count("RATE_LIMITED")
     assert limited_calls >= 18
     # Another agency has its own bucket, and lenders their own rate: neither is slowed.
-    assert env.client("agency-2").get_case("C-2", "collection")["case_id"] == "C-2"
+    assert env.client("agency-2").get_case("C-2", "collection").case_id == "C-2"
     for _ in range(30):
         assert answered_quickly(env.client("lender-a"), within=2.0) < 2.0
     # Every refusal is in the log: the first of each window at once, the rest as a count.
@@ -350,13 +350,13 @@ def test_rate_limits_are_per_organisation_and_audited(limited: Callable[..., Env
     events = denials(env, "agency-1", "RATE_LIMITED")
 
     def count(e: dict[str, Any]) -> int:
-        return int(e["rule"].split("repeated=")[1]) if "repeated=" in e["rule"] else 1
+        return int(e.data["rule"].split("repeated=")[1]) if "repeated=" in e.data["rule"] else 1
 
     assert sum(count(e) for e in events) == limited_calls
-    assert all(e["rule"].startswith("rate:agency") for e in events)
+    assert all(e.data["rule"].startswith("rate:agency") for e in events)
     # The bucket refills.
     time.sleep(1.0)
-    assert env.client("agency-1").get_case("C-1", "collection")["case_id"] == "C-1"
+    assert env.client("agency-1").get_case("C-1", "collection").case_id == "C-1"
 
 
 def test_a_limits_file_with_a_bad_value_stops_the_bundle(tmp_path: Path) -> None:
@@ -389,7 +389,7 @@ def test_a_certificate_with_two_uri_sans_is_refused_and_audited(seeded: Env, tmp
         c.get_case("C-1", "servicing")
     assert (info.value.code, info.value.status) == ("UNKNOWN_ORG", "UNAUTHENTICATED")
     (event,) = [e for e in denials(seeded, code="UNKNOWN_ORG")]
-    assert event["org"] == "" and event["method"] == "GetCase" and event["rule"].startswith("identity:cert=")
+    assert event.org == "" and event.method == "GetCase" and event.data["rule"].startswith("identity:cert=")
 
 
 # ------------------------------------------------------------------ 3, 4, 7. imports
@@ -417,29 +417,29 @@ def test_one_bad_line_never_sinks_the_stream(env: Env) -> None:
     lines = [synth.jsonl([good[0]]).strip(), raw_huge, *zones, surrogate, surrogate_value, float_huge,
              synth.jsonl([good[1]]).strip(), synth.jsonl([good[2]]).strip()]
     result = _import_raw(env, lines)
-    assert result["imported"] == 3, result
-    by_line = {r["line"]: r for r in result["rejected"]}
+    assert result.imported == 3, result
+    by_line = {r.line: r for r in result.rejected}
     assert sorted(by_line) == list(range(2, 2 + 1 + len(zones) + 3))
-    assert by_line[2]["code"] == "IMPORT_INVALID_JSON" and "number" in by_line[2]["reason"]
+    assert by_line[2].code == "IMPORT_INVALID_JSON" and "number" in by_line[2].reason
     for n in range(3, 3 + len(zones)):
-        assert by_line[n]["code"] == "IMPORT_INVALID_FIELD" and by_line[n]["reason"].startswith("timezone"), by_line[n]
-    for r in result["rejected"]:
-        r["reason"].encode("utf-8")  # always serialisable text
-        assert "Synth" not in r["reason"] and "\ud800" not in r["reason"]
+        assert by_line[n].code == "IMPORT_INVALID_FIELD" and by_line[n].reason.startswith("timezone"), by_line[n]
+    for r in result.rejected:
+        r.reason.encode("utf-8")  # always serialisable text
+        assert "Synth" not in r.reason and "\ud800" not in r.reason
     # Every line, good or bad, is in the log.
-    assert len([e for e in env.events(org="lender-a") if e["method"] == "ImportCases"]) == len(lines)
+    assert len([e for e in env.events(org="lender-a") if e.method == "ImportCases"]) == len(lines)
 
 
 def test_rejections_never_echo_a_key(env: Env) -> None:
     pi_key = synth.case_line(1)["borrower"]["phone"]
     line = synth.jsonl([synth.case_line(1)]).strip().replace(b'"stage"', f'"{pi_key}": 1, "stage"'.encode())
     result = _import_raw(env, [line])
-    (r,) = result["rejected"]
-    assert pi_key not in r["reason"] and "key 4 of 8" in r["reason"], r
+    (r,) = result.rejected
+    assert pi_key not in r.reason and "key 4 of 8" in r.reason, r
     # A near miss of a known name gets a hint in our own words.
     typo = synth.jsonl([synth.case_line(2)]).strip().replace(b'"stage"', b'"consnet": {}, "stage"')
     result = _import_raw(env, [typo])
-    assert 'did you mean "consent"' in result["rejected"][0]["reason"]
+    assert 'did you mean "consent"' in result.rejected[0].reason
 
 
 @pytest.mark.parametrize("method", [IMPORT, "/custos.v1.LenderService/AssignCases"])
@@ -478,19 +478,19 @@ def test_a_broken_frame_mid_stream_stores_whole_batches_and_the_client_learns_th
     assert _translate(info.value).code == "MALFORMED_REQUEST"
     # The first batch was durable and said so; the unfinished batch was dropped whole.
     assert [(p.through_line, p.imported, p.done) for p in progress] == [(app.IMPORT_BATCH, app.IMPORT_BATCH, False)]
-    stored = {c["case_id"] for c in env.client("lender-a").list_cases()}
+    stored = {c.case_id for c in env.client("lender-a").list_cases()}
     assert stored == {f"C-{i}" for i in range(1, app.IMPORT_BATCH + 1)}
-    (event,) = [e for e in env.events(org="lender-a") if e["code"] == "MALFORMED_REQUEST"]
-    assert event["rule"] == f"import.interrupted:through_line={app.IMPORT_BATCH};dropped_lines=40"
+    (event,) = [e for e in env.events(org="lender-a") if e.code == "MALFORMED_REQUEST"]
+    assert event.data["rule"] == f"import.interrupted:through_line={app.IMPORT_BATCH};dropped_lines=40"
     # Sending the whole file again is safe: what was stored is reported, nothing is stored twice.
     again = env.client("lender-a").import_lines(iter([synth.jsonl([synth.case_line(i)]).strip()
                                                        for i in range(1, n + 1)]))
-    assert (again["imported"], again["already_imported"], again["rejected"]) == (40, app.IMPORT_BATCH, [])
+    assert (again.imported, again.already_imported, again.rejected) == (40, app.IMPORT_BATCH, [])
     # A changed line for a stored case is still a rejection, not an overwrite.
     changed = synth.case_line(1)
     changed["loan"]["amount_due"] = "1.00"
     result = env.client("lender-a").import_lines(iter([synth.jsonl([changed]).strip()]))
-    assert [r["code"] for r in result["rejected"]] == ["CASE_EXISTS"]
+    assert [r.code for r in result.rejected] == ["CASE_EXISTS"]
 
 
 def test_the_typed_client_reports_what_was_stored_when_a_stream_breaks(env: Env) -> None:

@@ -86,9 +86,9 @@ def test_metadata_cannot_change_identity(seeded: Env) -> None:
         agency.get_case("C-1", "servicing", metadata=spoof)
     assert info.value.code == "PURPOSE_NOT_ALLOWED"
     rec = agency.get_case("C-1", "collection", metadata=spoof)
-    assert "bank_account" not in rec["fields"] and rec["fields"]["phone"].count("*") == 4
-    events = [e for e in seeded.events(case_id="C-1") if e["method"] == "GetCase"]
-    assert [e["org"] for e in events[-2:]] == ["agency-1", "agency-1"]
+    assert "bank_account" not in rec.fields and rec.fields["phone"].count("*") == 4
+    events = [e for e in seeded.events(case_id="C-1") if e.method == "GetCase"]
+    assert [e.org for e in events[-2:]] == ["agency-1", "agency-1"]
 
 
 def test_wrong_kind_cannot_use_lender_calls(seeded: Env) -> None:
@@ -98,7 +98,7 @@ def test_wrong_kind_cannot_use_lender_calls(seeded: Env) -> None:
     with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").audit_query()
     assert info.value.code == "WRONG_ORG_KIND"
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"
+    assert seeded.client("lender-a").get_case("C-1", "servicing").stage == "reminder"
 
 
 def _handshake(env: Env, org: str, version: ssl.TLSVersion) -> str:
@@ -189,5 +189,5 @@ def test_a_certificate_that_expires_during_a_connection_is_refused_at_the_next_c
     with pytest.raises(CoreError) as info:
         seeded.gw.core.admit(caller)
     assert info.value.code == "CERT_EXPIRED"
-    (event,) = [e for e in seeded.events() if e["code"] == "CERT_EXPIRED"]
-    assert (event["org"], event["method"], event["decision"]) == ("lender-a", "GetCase", "deny")
+    (event,) = [e for e in seeded.events() if e.code == "CERT_EXPIRED"]
+    assert (event.org, event.method, event.decision) == ("lender-a", "GetCase", "deny")

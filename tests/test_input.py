@@ -51,7 +51,7 @@ def refused(fn: Callable[[], Any]) -> CustosClientError:
 
 
 def denials(env: Env, org: str, method: str) -> list[dict[str, Any]]:
-    return [e for e in env.events(org=org) if e["method"] == method and e["decision"] == "deny"]
+    return [e for e in env.events(org=org) if e.method == method and e.decision == "deny"]
 
 
 def _set(path: str, value: Any) -> Callable[[Line], None]:
@@ -119,18 +119,18 @@ def test_mixed_import_rejects_each_bad_line_and_imports_the_good_ones(env: Env) 
 
     result = env.client("lender-a").import_lines(iter([e[0] for e in entries]))
 
-    assert result["imported"] == 3
+    assert result.imported == 3
     expected = [(n, code) for n, (_, code, _, _) in enumerate(entries, start=1) if code is not None]
-    assert [(r["line"], r["code"]) for r in result["rejected"]] == expected
-    assert result["rejected_total"] == len(expected)
-    for r in result["rejected"]:
-        field = entries[r["line"] - 1][2]
-        assert r["reason"], r
+    assert [(r.line, r.code) for r in result.rejected] == expected
+    assert result.rejected_total == len(expected)
+    for r in result.rejected:
+        field = entries[r.line - 1][2]
+        assert r.reason, r
         if field:
-            assert field in r["reason"], r
+            assert field in r.reason, r
 
     # No reason carries a value: no PI of any line, no bad value.
-    text = json.dumps(result, ensure_ascii=False)
+    text = json.dumps(result.to_dict(), ensure_ascii=False)
     for _, _, _, src in entries:
         if src is not None:
             for value in synth.pi_values(synth.case_line(int(src["case_id"].split("-")[1]))):
@@ -142,19 +142,19 @@ def test_mixed_import_rejects_each_bad_line_and_imports_the_good_ones(env: Env) 
     # Good lines are readable in full by their lender; rejected ones left nothing behind.
     for doc in good:
         rec = servicing(env, doc["case_id"])
-        assert rec["fields"]["full_name"] == doc["borrower"]["full_name"]
-        assert rec["fields"]["phone"] == doc["borrower"]["phone"]
-        assert rec["fields"]["loan_id"] == doc["loan"]["loan_id"]
+        assert rec.fields["full_name"] == doc["borrower"]["full_name"]
+        assert rec.fields["phone"] == doc["borrower"]["phone"]
+        assert rec.fields["loan_id"] == doc["loan"]["loan_id"]
     # The duplicate case line changed nothing of the case it collided with.
-    assert servicing(env, "C-101")["fields"]["full_name"] == good[0]["borrower"]["full_name"]
-    assert servicing(env, "C-101")["fields"]["loan_id"] == "L-101"
-    listed = {c["case_id"] for c in env.client("lender-a").list_cases()}
+    assert servicing(env, "C-101").fields["full_name"] == good[0]["borrower"]["full_name"]
+    assert servicing(env, "C-101").fields["loan_id"] == "L-101"
+    listed = {c.case_id for c in env.client("lender-a").list_cases()}
     assert listed == {"C-101", "C-102", "C-104"}
     for case_id in ("C-103", "C-106", "C-110", "C-116", "C-117"):
         assert refused(functools.partial(servicing, env, case_id)).code == "CASE_NOT_FOUND"
 
     # Every rejected line is an audited denial with its code.
-    codes = sorted(e["code"] for e in denials(env, "lender-a", "ImportCases"))
+    codes = sorted(e.code for e in denials(env, "lender-a", "ImportCases"))
     assert codes == sorted(code for _, code in expected)
 
 
@@ -165,8 +165,8 @@ def test_rejections_do_not_depend_on_batch_boundaries(env: Env) -> None:
     lines.append(raw(line(5, _set("loan.loan_id", "L-NEW-5"))))       # dup case id, batch 2
     lines.append(raw(line(n + 1, _set("loan.loan_id", "L-7"))))      # dup loan id, batch 2
     result = env.client("lender-a").import_lines(iter(lines))
-    assert result["imported"] == n
-    assert [(r["line"], r["code"]) for r in result["rejected"]] == [(n + 1, "CASE_EXISTS"), (n + 2, "LOAN_EXISTS")]
+    assert result.imported == n
+    assert [(r.line, r.code) for r in result.rejected] == [(n + 1, "CASE_EXISTS"), (n + 2, "LOAN_EXISTS")]
 
 
 def test_the_jurisdictions_an_import_takes_are_the_conduct_files_loaded(env: Env, tmp_path: Path) -> None:
@@ -174,8 +174,8 @@ def test_the_jurisdictions_an_import_takes_are_the_conduct_files_loaded(env: Env
     us.toml gone a US line is refused, with the same code as any unknown one and a reason listing what remains."""
     lines = [line(1, jurisdiction="CN"), line(2, jurisdiction="US"), line(3, jurisdiction="MARS")]
     shipped = env.import_cases("lender-a", lines)
-    assert shipped["imported"] == 2
-    assert [(r["line"], r["code"], r["reason"]) for r in shipped["rejected"]] == [
+    assert shipped.imported == 2
+    assert [(r.line, r.code, r.reason) for r in shipped.rejected] == [
         (3, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN, EU, US")]
 
     policies = tmp_path / "policies"
@@ -184,10 +184,10 @@ def test_the_jurisdictions_an_import_takes_are_the_conduct_files_loaded(env: Env
     env.gw.policy_dir = policies
     env.gw.reload_policies()
     result = env.import_cases("lender-a", [line(4, jurisdiction="CN"), line(5, jurisdiction="US")])
-    assert result["imported"] == 1
-    assert [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
+    assert result.imported == 1
+    assert [(r.line, r.code, r.reason) for r in result.rejected] == [
         (2, "IMPORT_INVALID_FIELD", "jurisdiction: must be one of CN, EU")]
-    assert servicing(env, "C-4")["case_id"] == "C-4"
+    assert servicing(env, "C-4").case_id == "C-4"
     assert refused(lambda: servicing(env, "C-5")).code == "CASE_NOT_FOUND"
 
 
@@ -197,8 +197,8 @@ def test_json_edge_cases_are_rejected_cleanly(env: Env) -> None:
     nan = raw(line(132)).replace(b'"amount_due": "', b'"amount_due": NaN, "x": "')
     entries = [deep, control, nan, b"null", b'"just a string"', b"42"]
     result = env.client("lender-a").import_lines(iter(entries))
-    assert result["imported"] == 0
-    codes = {r["line"]: r["code"] for r in result["rejected"]}
+    assert result.imported == 0
+    codes = {r.line: r.code for r in result.rejected}
     assert codes[1] == "IMPORT_INVALID_JSON"
     assert codes[2] == "IMPORT_INVALID_FIELD"
     assert codes[3] in ("IMPORT_INVALID_JSON", "IMPORT_INVALID_FIELD")
@@ -212,20 +212,20 @@ def test_ids_with_a_trailing_newline_are_rejected(env: Env, path: str) -> None:
     """Ids are 1-64 of [A-Za-z0-9._:-]; "C-7\\n" is not one (a `$` anchor lets it through)."""
     value = {"case_id": "C-7", "borrower.borrower_id": "B-7", "loan.loan_id": "L-7"}[path] + "\n"
     result = env.client("lender-a").import_lines(iter([raw(line(7, _set(path, value)))]))
-    assert result["imported"] == 0, f"id {value!r} was stored"
-    assert [(r["line"], r["code"]) for r in result["rejected"]] == [(1, "IMPORT_INVALID_FIELD")]
-    assert path in result["rejected"][0]["reason"]
+    assert result.imported == 0, f"id {value!r} was stored"
+    assert [(r.line, r.code) for r in result.rejected] == [(1, "IMPORT_INVALID_FIELD")]
+    assert path in result.rejected[0].reason
     assert env.client("lender-a").list_cases() == []
 
 
 @pytest.mark.parametrize("doc", [b"[1, 2]", b"null", b'"text"', b"42", b"true"])
 def test_a_line_that_is_not_an_object_gets_a_reason_naming_what_is_wrong(env: Env, doc: bytes) -> None:
     result = env.client("lender-a").import_lines(iter([doc]))
-    [rej] = result["rejected"]
-    assert rej["code"] in ("IMPORT_INVALID_JSON", "IMPORT_INVALID_FIELD")
-    assert "object" in rej["reason"]
+    [rej] = result.rejected
+    assert rej.code in ("IMPORT_INVALID_JSON", "IMPORT_INVALID_FIELD")
+    assert "object" in rej.reason
     # The reason names its subject; an empty field path (": must be an object") names nothing.
-    assert not rej["reason"].startswith(":"), rej["reason"]
+    assert not rej.reason.startswith(":"), rej.reason
 
 
 def test_unencodable_text_is_rejected_per_line_not_the_whole_import(env: Env) -> None:
@@ -235,10 +235,10 @@ def test_unencodable_text_is_rejected_per_line_not_the_whole_import(env: Env) ->
     lone = raw(line(141)).replace(b'"full_name": "', b'"full_name": "\\ud800', 1)
     lines = [raw(line(140)), lone, raw(line(142))]
     result = env.client("lender-a").import_lines(iter(lines))
-    assert result["imported"] == 2, result
-    assert [(r["line"], r["code"]) for r in result["rejected"]] == [(2, "IMPORT_INVALID_FIELD")]
-    assert "borrower.full_name" in result["rejected"][0]["reason"]
-    assert servicing(env, "C-140")["fields"]["full_name"] == line(140)["borrower"]["full_name"]
+    assert result.imported == 2, result
+    assert [(r.line, r.code) for r in result.rejected] == [(2, "IMPORT_INVALID_FIELD")]
+    assert "borrower.full_name" in result.rejected[0].reason
+    assert servicing(env, "C-140").fields["full_name"] == line(140)["borrower"]["full_name"]
 
 
 def test_a_line_larger_than_a_transport_message_is_rejected_per_line(env: Env) -> None:
@@ -250,8 +250,8 @@ def test_a_line_larger_than_a_transport_message_is_rejected_per_line(env: Env) -
         result = env.client("lender-a").import_lines(iter(lines))
     except CustosClientError as err:
         pytest.fail(f"the whole import failed on one oversized line: {err.code} ({err.status})")
-    assert result["imported"] == 2
-    assert [(r["line"], r["code"]) for r in result["rejected"]] == [(2, "IMPORT_LINE_TOO_LONG")]
+    assert result.imported == 2
+    assert [(r.line, r.code) for r in result.rejected] == [(2, "IMPORT_LINE_TOO_LONG")]
 
 
 # ------------------------------------------------------------------ stored data stays intact
@@ -275,8 +275,8 @@ def test_stored_data_intact_after_bad_imports_and_bad_requests(seeded: Env) -> N
     ]
     lines = [raw(a) for a in attacks] + [raw(original)[:40], b"\xff\xfe\xfd", b"[]"]
     result = lender.import_lines(iter(lines))
-    assert result["imported"] == 0
-    assert [r["code"] for r in result["rejected"]] == [
+    assert result.imported == 0
+    assert [r.code for r in result.rejected] == [
         "CASE_EXISTS", "LOAN_EXISTS", "UNKNOWN_STAGE", "IMPORT_INVALID_FIELD", "IMPORT_INVALID_FIELD",
         "IMPORT_INVALID_JSON", "IMPORT_INVALID_JSON", "IMPORT_INVALID_FIELD",
     ]
@@ -309,7 +309,7 @@ def test_stored_data_intact_after_bad_imports_and_bad_requests(seeded: Env) -> N
 def no_consent(seeded: Env) -> Env:
     doc = synth.case_line(40)
     doc["consent"]["third_party_sharing"] = False
-    assert seeded.import_cases("lender-a", [doc])["imported"] == 1
+    assert seeded.import_cases("lender-a", [doc]).imported == 1
     return seeded
 
 
@@ -337,8 +337,8 @@ def test_bad_assign_is_refused_audited_and_grants_nothing(
     assert (err.code, err.status) == (code, status)
     assert until not in err.message or not until
     ev = denials(env, "lender-a", "AssignCase")
-    assert [e["code"] for e in ev] == [code]
-    assert ev[0]["case_id"] == case
+    assert [e.code for e in ev] == [code]
+    assert ev[0].case_id == case
     # Nothing was granted: agency-2 still holds no case.
     assert env.client("agency-2").list_cases() == []
     assert refused(lambda: env.client("agency-2").get_case(case, "collection")).code == "NO_MANDATE"
@@ -347,8 +347,8 @@ def test_bad_assign_is_refused_audited_and_grants_nothing(
 def test_provided_with_consent_and_entrusted_without_consent_are_granted(no_consent: Env) -> None:
     """Control for the CONSENT_REQUIRED case: the refusal is about the label, not the case."""
     lender = no_consent.client("lender-a")
-    assert lender.assign("C-40", "agency-2", "collection", "2026-12-31", "entrusted")["label"] == "entrusted"
-    assert lender.assign("C-3", "agency-2", "collection", "2026-12-31", "provided")["label"] == "provided"
+    assert lender.assign("C-40", "agency-2", "collection", "2026-12-31", "entrusted").label == "entrusted"
+    assert lender.assign("C-3", "agency-2", "collection", "2026-12-31", "provided").label == "provided"
 
 
 def test_unknown_stage_is_refused_and_stage_unchanged(seeded: Env) -> None:
@@ -356,13 +356,13 @@ def test_unknown_stage_is_refused_and_stage_unchanged(seeded: Env) -> None:
     for stage in ("collections", "REMINDER", "reminder ", "litigation;", "x" * 5000):
         err = refused(functools.partial(lender.set_stage, "C-1", stage))
         assert (err.code, err.status) == ("UNKNOWN_STAGE", "INVALID_ARGUMENT")
-    assert servicing(seeded, "C-1")["stage"] == "reminder"
-    assert {c["case_id"]: c["stage"] for c in lender.list_cases()}["C-1"] == "reminder"
+    assert servicing(seeded, "C-1").stage == "reminder"
+    assert {c.case_id: c.stage for c in lender.list_cases()}["C-1"] == "reminder"
     ev = denials(seeded, "lender-a", "SetStage")
-    assert [e["code"] for e in ev] == ["UNKNOWN_STAGE"] * 5
-    assert all(e["case_id"] == "C-1" for e in ev)
+    assert [e.code for e in ev] == ["UNKNOWN_STAGE"] * 5
+    assert all(e.case_id == "C-1" for e in ev)
     # The agency still reads at the reminder stage.
-    assert "home_address" not in seeded.client("agency-1").get_case("C-1", "collection")["fields"]
+    assert "home_address" not in seeded.client("agency-1").get_case("C-1", "collection").fields
 
 
 @pytest.mark.parametrize("org, purpose", [("agency-1", "collection"), ("lender-a", "servicing")])
@@ -372,8 +372,8 @@ def test_bad_case_id_is_invalid_case_id(seeded: Env, org: str, purpose: str, cas
     assert (err.code, err.status) == ("INVALID_CASE_ID", "INVALID_ARGUMENT")
     assert case_id not in err.message or not case_id
     ev = denials(seeded, org, "GetCase")
-    assert [e["code"] for e in ev] == ["INVALID_CASE_ID"]
-    assert case_id not in json.dumps(ev) or not case_id
+    assert [e.code for e in ev] == ["INVALID_CASE_ID"]
+    assert case_id not in json.dumps([e.data for e in ev]) or not case_id
 
 
 @pytest.mark.parametrize("org", ["agency-1", "lender-a"])
@@ -382,8 +382,8 @@ def test_unknown_purpose_is_refused_and_audited(seeded: Env, org: str, purpose: 
     err = refused(lambda: seeded.client(org).get_case("C-1", purpose))
     assert (err.code, err.status) == ("UNKNOWN_PURPOSE", "INVALID_ARGUMENT")
     ev = denials(seeded, org, "GetCase")
-    assert [(e["code"], e["case_id"]) for e in ev] == [("UNKNOWN_PURPOSE", "C-1")]
-    assert ev[0]["fields"] == []
+    assert [(e.code, e.case_id) for e in ev] == [("UNKNOWN_PURPOSE", "C-1")]
+    assert ev[0].data["fields"] == []
 
 
 # ------------------------------------------------------------------ streaming
@@ -430,5 +430,5 @@ def test_core_import_consumes_lines_in_bounded_batches(env: Env, monkeypatch: py
     assert processed == total
     # And what was streamed is stored: first, middle and last line read back.
     for i in (1, 500, 1000):
-        assert servicing(env, f"C-{i}")["fields"]["full_name"] == synth.case_line(i)["borrower"]["full_name"]
+        assert servicing(env, f"C-{i}").fields["full_name"] == synth.case_line(i)["borrower"]["full_name"]
 

@@ -61,7 +61,7 @@ def test_an_offline_ca_issues_everything_and_never_touches_the_data_directory(
     gw = build(data, "127.0.0.1:0")
     try:
         with CustosClient(f"127.0.0.1:{gw.port}", ids / "lender-a") as c:
-            assert c.import_lines(synth.jsonl([synth.case_line(1)]).splitlines())["imported"] == 1
+            assert c.import_lines(synth.jsonl([synth.case_line(1)]).splitlines()).imported == 1
     finally:
         gw.stop(0)
 
@@ -103,7 +103,7 @@ def test_with_a_key_dir_the_data_directory_holds_no_key(tmp_path: Path, capsys: 
     gw = build(data, "127.0.0.1:0")
     try:
         with CustosClient(f"127.0.0.1:{gw.port}", ids / "lender-a") as c:
-            assert c.import_lines(synth.jsonl([synth.case_line(1)]).splitlines())["imported"] == 1
+            assert c.import_lines(synth.jsonl([synth.case_line(1)]).splitlines()).imported == 1
         with CustosClient(f"127.0.0.1:{gw.port}", ids / "regulator-1") as r:
             assert r.checkpoint()
     finally:

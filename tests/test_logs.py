@@ -46,21 +46,21 @@ def drive(served: Served, ids: Path) -> tuple[str, str]:
 
     lender, agency, other, firm = client("lender-a"), client("agency-1"), client("agency-2"), client("lawfirm-1")
     result = lender.import_lines(synth.jsonl([{**line, "notices": dict(NOTICES)} for line in LINES]).splitlines())
-    assert result["imported"] == len(LINES), result
+    assert result.imported == len(LINES), result
     lender.assign("C-1", "agency-1", "collection", "2099-12-31")
-    assert any(v in SECRETS for v in agency.get_case("C-1", "collection")["fields"].values())  # PI travelled
+    assert any(v in SECRETS for v in agency.get_case("C-1", "collection").fields.values())  # PI travelled
     lender.get_case("C-2", "servicing")
     lender.list_cases(national_id=LINES[2]["borrower"]["national_id"])
     try:  # inside the contact window or refused for it, by the wall clock: either is traffic
         contact = agency.open_contact("C-1", "call")
-        agency.record_outcome(contact["contact_id"], "promise_to_pay", "100.00", "2099-12-05")
+        agency.record_outcome(contact.contact_id, "promise_to_pay", "100.00", "2099-12-05")
     except CustosClientError:
         pass
     refused(lambda: other.get_case("C-1", "collection"))      # no mandate
     refused(lambda: lender.get_case("C-1", "nosuch"))          # bad purpose
     refused(lambda: firm.get_packet("C-1"))                    # not escalated yet
     rejected = lender.import_lines([b'{"case_id": "C-99", "borrower": {"full_name": "' + SECRETS[0].encode() + b'"}}'])
-    assert rejected["rejected_total"] == 1
+    assert rejected.rejected_total == 1
     lender.escalate("C-1", "lawfirm-1")
     before = served.log.read_text()
     assert len(firm.get_packet("C-1")[1]) > 1000  # a packet, with its PDF

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosClientError
+from custos_client import CustosClientError, PullRecord, PullRemoved
 
 from gateway import cli
 from gateway.core.errors import PolicyError
@@ -42,8 +42,8 @@ def placement(case: str, to: str = "agency-2", purpose: str = "collection", **kw
 
 
 def denials(env: Env, case: str, method: str) -> list[tuple[str, str]]:
-    return [(e["code"], e["rule"]) for e in env.events(case_id=case) if e["method"] == method
-            and e["decision"] == "deny"]
+    return [(e.code, e.data["rule"]) for e in env.events(case_id=case) if e.method == method
+            and e.decision == "deny"]
 
 
 # ------------------------------------------------------------------ identity theft, discharged
@@ -56,36 +56,36 @@ def test_a_flagged_debt_is_not_mandated_for_collection_nor_escalated(seeded: Env
     assert code_of(lambda: lender.assign("C-3", "agency-2", "collection", "2026-12-31")) == code
     assert code_of(lambda: lender.escalate("C-3", "lawfirm-1")) == code
     bulk = lender.assign_lines([placement("C-3"), placement("C-5")])
-    assert bulk["assigned"] == 1 and [(r["line"], r["code"]) for r in bulk["rejected"]] == [(1, code)]
+    assert bulk.assigned == 1 and [(r.line, r.code) for r in bulk.rejected] == [(1, code)]
     # one case and another: C-5 (same lender, no flag) is mandated as before
-    assert seeded.client("agency-2").get_case("C-5", "collection")["case_id"] == "C-5"
+    assert seeded.client("agency-2").get_case("C-5", "collection").case_id == "C-5"
     rule = f"mandate.{flag}"
     assert denials(seeded, "C-3", "AssignCase") == [(code, rule)]
     assert denials(seeded, "C-3", "EscalateCase") == [(code, f"escalation.{flag}")]
     assert denials(seeded, "C-3", "AssignCases") == [(code, rule)]
     # a purpose that does not collect is still granted (the bureau's record is withheld at the pull instead)
-    assert lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")["purpose"] == "credit_reporting"
+    assert lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30").purpose == "credit_reporting"
     # cleared: collecting mandates are granted again
     lender.set_flags("C-3", **{flag: False})
-    assert lender.assign("C-3", "agency-2", "collection", "2026-12-31")["org_id"] == "agency-2"
+    assert lender.assign("C-3", "agency-2", "collection", "2026-12-31").org_id == "agency-2"
 
 
 @pytest.mark.parametrize(("flag", "code"), FLAG_CODES)
 def test_setting_the_flag_ends_the_collecting_mandates_at_once(seeded: Env, flag: str, code: str) -> None:
     lender = seeded.client("lender-a")
     lender.assign("C-1", "bureau-1", "credit_reporting", "2027-06-30")
-    assert seeded.client("agency-1").get_case("C-1", "collection")["case_id"] == "C-1"
+    assert seeded.client("agency-1").get_case("C-1", "collection").case_id == "C-1"
     summary = lender.set_flags("C-1", **{flag: True})
-    assert flag in summary["flags"]
+    assert flag in summary.flags
     assert code_of(lambda: seeded.client("agency-1").get_case("C-1", "collection")) == "MANDATE_RECALLED"
     assert code_of(lambda: seeded.client("agency-1").open_contact("C-1", "call")) == "MANDATE_RECALLED"
-    recalls = [e["rule"] for e in seeded.events(case_id="C-1") if e["method"] == "SetFlags"]
+    recalls = [e.data["rule"] for e in seeded.events(case_id="C-1") if e.method == "SetFlags"]
     assert recalls == [f"flags:{flag}=true", f"mandate.recall:agency-1;{flag}"]
-    mandates = {m["org_id"]: m for m in lender.list_mandates("C-1")}
-    assert "recalled_at" in mandates["agency-1"] and "recalled_at" not in mandates["bureau-1"]
+    mandates = {m.org_id: m for m in lender.list_mandates("C-1")}
+    assert mandates["agency-1"].recalled_at and not mandates["bureau-1"].recalled_at
     # the other case of the same borrower (C-2) is not touched: the flag is the debt's, not the person's
     lender.assign("C-2", "agency-1", "collection", "2026-12-31")
-    assert seeded.client("agency-1").get_case("C-2", "collection")["case_id"] == "C-2"
+    assert seeded.client("agency-1").get_case("C-2", "collection").case_id == "C-2"
 
 
 @pytest.mark.parametrize(("flag", "code"), FLAG_CODES)
@@ -96,13 +96,13 @@ def test_a_flagged_debt_is_withheld_from_the_bureau(seeded: Env, flag: str, code
         lender.record_notice(case, "2026-11-29")
     lender.set_flags("C-3", **{flag: True})
     feed = seeded.client("bureau-1").pull_feed()
-    assert [r["case_id"] for r in feed["records"]] == ["C-5"]  # one case furnished, the flagged one withheld
+    assert [r.case_id for r in feed.records] == ["C-5"]  # one case furnished, the flagged one withheld
     assert denials(seeded, "C-3", "PullFeed") == [(code, f"credit_reporting.{flag}")]
     explained = lender.explain("bureau-1", "C-3", "credit_reporting")
-    assert explained["decision"] == "deny" and explained["code"] == code
+    assert explained.decision == "deny" and explained.code == code
     lender.set_flags("C-3", **{flag: False})
-    again = seeded.client("bureau-1").pull_feed(feed["cursor"])
-    assert [r["case_id"] for r in again["records"]] == ["C-3"]
+    again = seeded.client("bureau-1").pull_feed(feed.cursor)
+    assert [r.case_id for r in again.records] == ["C-3"]
 
 
 def test_the_cli_sets_and_clears_the_flags(seeded: Env, run: Run) -> None:
@@ -126,13 +126,13 @@ def test_a_collecting_mandate_on_a_settled_or_closed_case_is_refused(seeded: Env
     assert code_of(lambda: lender.assign("C-3", "agency-2", "collection", "2026-12-31")) == "CASE_CLOSED"
     assert code_of(lambda: lender.assign("C-3", "lawfirm-1", "litigation", "2026-12-31")) == "CASE_CLOSED"
     bulk = lender.assign_lines([placement("C-3"), placement("C-5")])
-    assert [(r["line"], r["code"], r["reason"]) for r in bulk["rejected"]] == [
-        (1, "CASE_CLOSED", "case_id: the case is settled or closed")] and bulk["assigned"] == 1
+    assert [(r.line, r.code, r.reason) for r in bulk.rejected] == [
+        (1, "CASE_CLOSED", "case_id: the case is settled or closed")] and bulk.assigned == 1
     assert ("CASE_CLOSED", "mandate.case_status") in denials(seeded, "C-3", "AssignCase")
     # the bureau's final-status record is no collection: still granted
-    assert lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30")["purpose"] == "credit_reporting"
+    assert lender.assign("C-3", "bureau-1", "credit_reporting", "2027-06-30").purpose == "credit_reporting"
     lender.set_flags("C-3", status="open")  # reopened: collected again
-    assert lender.assign("C-3", "agency-2", "collection", "2026-12-31")["org_id"] == "agency-2"
+    assert lender.assign("C-3", "agency-2", "collection", "2026-12-31").org_id == "agency-2"
 
 
 # ------------------------------------------------------------------ records before sharing
@@ -150,23 +150,23 @@ def test_a_cn_mandate_names_its_agreement_and_impact_assessment(seeded: Env) -> 
     assert code_of(lambda: lender.assign("C-3", "agency-2", "collection", "2026-12-31", agreement="AG 7",
                                          pia="PIA-7")) == "INVALID_RECORD_REFERENCE"
     granted = lender.assign("C-3", "agency-2", "collection", "2026-12-31", agreement="AG-7", pia="PIA-7")
-    assert granted["agreement"] == "AG-7" and granted["pia"] == "PIA-7"
+    assert granted.agreement == "AG-7" and granted.pia == "PIA-7"
     [mandate] = lender.list_mandates("C-3")
-    assert (mandate["org_id"], mandate["agreement"], mandate["pia"]) == ("agency-2", "AG-7", "PIA-7")
+    assert (mandate.org_id, mandate.agreement, mandate.pia) == ("agency-2", "AG-7", "PIA-7")
     assert [c for c, _ in denials(seeded, "C-3", "AssignCase")] == [
         "AGREEMENT_REQUIRED", "PIA_REQUIRED", "AGREEMENT_REQUIRED", "INVALID_RECORD_REFERENCE"]
-    [grant] = [e for e in seeded.events(case_id="C-3") if e["method"] == "AssignCase" and e["decision"] == "allow"]
-    assert grant["rule"] == "mandate.grant:agency-2;agreement=yes;pia=yes"
-    assert "AG-7" not in json.dumps(seeded.events(case_id="C-3"))  # presence only, never the reference
+    [grant] = [e for e in seeded.events(case_id="C-3") if e.method == "AssignCase" and e.decision == "allow"]
+    assert grant.data["rule"] == "mandate.grant:agency-2;agreement=yes;pia=yes"
+    assert "AG-7" not in json.dumps([e.data for e in seeded.events(case_id="C-3")])  # presence only, never the reference
     # the agency does not see the lender's references: mandate listings are the lender's
     assert code_of(lambda: seeded.client("agency-2").list_mandates("C-3")) == "WRONG_ORG_KIND"
 
 
 def test_a_us_mandate_needs_no_references_and_may_name_them(seeded: Env) -> None:
     lender = seeded.client("lender-a")
-    assert "agreement" not in lender.assign("C-4", "agency-2", "collection", "2026-12-31", agreement="", pia="")
+    assert "agreement" not in lender.assign("C-4", "agency-2", "collection", "2026-12-31", agreement="", pia="").to_dict()
     named = lender.assign("C-6", "agency-2", "collection", "2026-12-31", agreement="AG-US", pia="")
-    assert named["agreement"] == "AG-US" and "pia" not in named
+    assert named.agreement == "AG-US" and "pia" not in named.to_dict()
 
 
 def test_placement_lines_name_their_records(seeded: Env) -> None:
@@ -174,15 +174,15 @@ def test_placement_lines_name_their_records(seeded: Env) -> None:
     lines = [placement("C-3"), placement("C-5", agreement="AG-5"), placement("C-5", agreement="AG-5", pia="P-5"),
              placement("C-4"), placement("C-5", agreement="bad ref", pia="P-5")]
     result = lender.assign_lines(lines, records=False)
-    assert result["assigned"] == 2
-    assert [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
+    assert result.assigned == 2
+    assert [(r.line, r.code, r.reason) for r in result.rejected] == [
         (1, "AGREEMENT_REQUIRED", "agreement: the jurisdiction requires the agreement's reference"),
         (2, "PIA_REQUIRED", "pia: the jurisdiction requires the impact assessment's reference"),
         (5, "INVALID_RECORD_REFERENCE", "agreement: 1-64 characters of letters, digits and ._:-")]
-    assert [(m["agreement"], m["pia"]) for m in lender.list_mandates("C-5")] == [("AG-5", "P-5")]
-    assert "agreement" not in lender.list_mandates("C-4")[0]
-    allowed = [e["rule"] for e in seeded.events(org="lender-a") if e["method"] == "AssignCases"
-               and e["decision"] == "allow"]
+    assert [(m.agreement, m.pia) for m in lender.list_mandates("C-5")] == [("AG-5", "P-5")]
+    assert lender.list_mandates("C-4")[0].agreement == ""
+    allowed = [e.data["rule"] for e in seeded.events(org="lender-a") if e.method == "AssignCases"
+               and e.decision == "allow"]
     assert sorted(allowed) == ["mandate.grant:agency-2;placement;agreement=no;pia=no",
                                "mandate.grant:agency-2;placement;agreement=yes;pia=yes"]
 
@@ -202,14 +202,14 @@ def test_the_cli_names_the_records_and_lists_them(seeded: Env, run: Run) -> None
 
 def test_policy_explain_says_what_a_new_mandate_needs(seeded: Env) -> None:
     lender = seeded.client("lender-a")
-    notes = lender.explain("agency-2", "C-3", "collection")["notes"]
+    notes = lender.explain("agency-2", "C-3", "collection").notes
     assert "a new collection mandate: grantable, naming --agreement and --pia (CN [mandates] rules)" in notes
     assert "a new collection mandate: grantable (US [mandates] rules)" in lender.explain(
-        "agency-2", "C-4", "collection")["notes"]
+        "agency-2", "C-4", "collection").notes
     lender.set_flags("C-3", discharged=True)
-    notes = lender.explain("agency-2", "C-3", "collection")["notes"]
+    notes = lender.explain("agency-2", "C-3", "collection").notes
     assert "a new collection mandate: refused (DEBT_DISCHARGED, rule mandate.discharged)" in notes
-    notes = lender.explain("agency-1", "C-1", "collection")["notes"]
+    notes = lender.explain("agency-1", "C-1", "collection").notes
     assert any(n.endswith("agreement named, impact assessment named") for n in notes)
 
 
@@ -278,23 +278,23 @@ def test_a_cn_case_goes_abroad_only_with_consent_and_a_mechanism_valid_on_the_da
     assert [r for _, r in denials(abroad, "C-3", "AssignCase")] == [
         "cross_border.consent", "cross_border.mechanism", "cross_border.mechanism_expired"]
     done = lender.record_transfer("C-3", "standard_contract", "SC-2026-001", "2026-11-30")  # valid today
-    assert done == {"case_id": "C-3", "mechanism": "standard_contract", "reference": "SC-2026-001",
+    assert done.to_dict() == {"case_id": "C-3", "mechanism": "standard_contract", "reference": "SC-2026-001",
                     "valid_until": "2026-11-30", "cross_border": True}
-    assert assign()["org_id"] == "agency-us"
-    assert agency.get_case("C-3", "collection")["case_id"] == "C-3"
+    assert assign().org_id == "agency-us"
+    assert agency.get_case("C-3", "collection").case_id == "C-3"
     # the day after the mechanism's last day (Shanghai): reads and contacts through the mandate are refused
     abroad.clock.advance(days=1)
     assert code_of(lambda: agency.get_case("C-3", "collection")) == "CROSS_BORDER_NOT_ALLOWED"
     assert code_of(lambda: agency.open_contact("C-3", "call")) == "CROSS_BORDER_NOT_ALLOWED"
     explained = lender.explain("agency-us", "C-3", "collection")
-    assert (explained["decision"], explained["code"]) == ("deny", "CROSS_BORDER_NOT_ALLOWED")
+    assert (explained.decision, explained.code) == ("deny", "CROSS_BORDER_NOT_ALLOWED")
     assert "a new collection mandate: refused (CROSS_BORDER_NOT_ALLOWED, rule cross_border.mechanism_expired)" \
-        in explained["notes"]
-    assert [(e["code"], e["rule"]) for e in abroad.events(case_id="C-3", org="agency-us")
-            if e["decision"] == "deny"][:2] == [("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism_expired")] * 2
+        in explained.notes
+    assert [(e.code, e.data["rule"]) for e in abroad.events(case_id="C-3", org="agency-us")
+            if e.decision == "deny"][:2] == [("CROSS_BORDER_NOT_ALLOWED", "cross_border.mechanism_expired")] * 2
     # renewed: the same mandate reads again
     lender.record_transfer("C-3", "cac_assessment", "CAC-7", "2027-11-30")
-    assert agency.get_case("C-3", "collection")["case_id"] == "C-3"
+    assert agency.get_case("C-3", "collection").case_id == "C-3"
 
 
 def test_withdrawing_the_cross_border_consent_stops_reads_abroad_at_once(abroad: Env) -> None:
@@ -303,21 +303,21 @@ def test_withdrawing_the_cross_border_consent_stops_reads_abroad_at_once(abroad:
     lender.record_transfer("C-3", "certification", "CERT-1", "2027-06-30")
     lender.assign("C-3", "agency-us", "collection", "2026-12-31")
     lender.assign("C-3", "agency-2", "collection", "2026-12-31")
-    assert lender.set_consent("C-3", cross_border=False)["cross_border"] is False
+    assert lender.set_consent("C-3", cross_border=False).cross_border is False
     assert code_of(lambda: agency.get_case("C-3", "collection")) == "CROSS_BORDER_NOT_ALLOWED"
     # one organisation and another: the CN agency is not abroad and reads on
-    assert abroad.client("agency-2").get_case("C-3", "collection")["case_id"] == "C-3"
+    assert abroad.client("agency-2").get_case("C-3", "collection").case_id == "C-3"
 
 
 def test_placements_and_escalations_abroad_are_refused_and_us_cases_are_not_restricted(abroad: Env) -> None:
     lender = abroad.client("lender-a")
     result = lender.assign_lines([placement("C-3", "agency-us"), placement("C-4", "agency-us"),
                                   placement("C-5", "agency-2")])
-    assert result["assigned"] == 2 and [(r["line"], r["code"], r["reason"]) for r in result["rejected"]] == [
+    assert result.assigned == 2 and [(r.line, r.code, r.reason) for r in result.rejected] == [
         (1, "CROSS_BORDER_NOT_ALLOWED", "to: abroad without a valid transfer mechanism (or the consent it needs)")]
     assert code_of(lambda: lender.escalate("C-5", "lawfirm-us")) == "CROSS_BORDER_NOT_ALLOWED"
-    assert lender.escalate("C-4", "lawfirm-us")["stage"] == "litigation"  # a US case: the same jurisdiction
-    assert lender.assign("C-6", "agency-2", "collection", "2026-12-31")["org_id"] == "agency-2"  # US case, CN org
+    assert lender.escalate("C-4", "lawfirm-us").stage == "litigation"  # a US case: the same jurisdiction
+    assert lender.assign("C-6", "agency-2", "collection", "2026-12-31").org_id == "agency-2"  # US case, CN org
 
 
 def test_the_cli_records_the_consent_and_the_mechanism(abroad: Env, run: Run) -> None:
@@ -346,7 +346,7 @@ def test_a_work_list_drops_a_case_whose_cross_border_consent_is_withdrawn(abroad
     lender.record_transfer("C-3", "standard_contract", "SC-1", "2027-06-30")
     lender.assign("C-3", "agency-us", "collection", "2026-12-31")
     first = list(agency.pull_cases("collection"))
-    assert [i["record"]["case_id"] for i in first if "record" in i] == ["C-3"]
+    assert [i.record.case_id for i in first if isinstance(i, PullRecord)] == ["C-3"]
     lender.set_consent("C-3", cross_border=False)  # no mandate changes: the case row's change moves the feed
-    again = list(agency.pull_cases("collection", first[-1]["cursor"]))
-    assert [(i["removed"], i["code"]) for i in again if "removed" in i] == [("C-3", "CROSS_BORDER_NOT_ALLOWED")]
+    again = list(agency.pull_cases("collection", first[-1].cursor))
+    assert [(i.case_id, i.code) for i in again if isinstance(i, PullRemoved)] == [("C-3", "CROSS_BORDER_NOT_ALLOWED")]

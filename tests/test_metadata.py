@@ -56,11 +56,11 @@ def test_oversized_metadata_is_a_stable_audited_refusal_without_a_traceback(
         if detail.Unpack(info_):
             reasons.append(info_.reason)
     assert reasons == ["METADATA_TOO_LARGE"]
-    refused = [e for e in seeded.events(org="agency-1") if e["code"] == "METADATA_TOO_LARGE"]
-    assert [e["method"] for e in refused] == ["GetCase"] * 3 + ["PullCases"]
-    assert all(e["decision"] == "deny" for e in refused)
+    refused = [e for e in seeded.events(org="agency-1") if e.code == "METADATA_TOO_LARGE"]
+    assert [e.method for e in refused] == ["GetCase"] * 3 + ["PullCases"]
+    assert all(e.decision == "deny" for e in refused)
     # Metadata under the limit still works, on the same client.
-    assert agency.get_case("C-1", "collection", metadata=[("x-padding", "a" * 8_000)])["case_id"] == "C-1"
+    assert agency.get_case("C-1", "collection", metadata=[("x-padding", "a" * 8_000)]).case_id == "C-1"
     no_traceback(caplog, capfd)
 
 
@@ -73,5 +73,5 @@ def test_metadata_beyond_grpc_cores_own_limit_is_refused_without_a_traceback(
         with pytest.raises(CustosClientError) as info:
             agency.get_case("C-1", "collection", metadata=[("x-padding", "a" * size)])
         assert info.value.status == "RESOURCE_EXHAUSTED"
-    assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+    assert agency.get_case("C-1", "collection").case_id == "C-1"
     no_traceback(caplog, capfd)

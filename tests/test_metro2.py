@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from custos_client import Withheld
 
 from gateway import cli, synth
 from gateway.formats import metro2
@@ -23,12 +24,12 @@ def us_case(env: Env, n: int, **borrower: str) -> str:
     """A US case of lender-a mandated to bureau-1, its borrower spoken to (Reg F §1006.30(a)): furnishable."""
     line = synth.case_line(n, jurisdiction="US")
     line["borrower"].update(borrower)
-    assert env.import_cases("lender-a", [line])["imported"] == 1, n
+    assert env.import_cases("lender-a", [line]).imported == 1, n
     case = str(line["case_id"])
     lender, agency = env.client("lender-a"), env.client("agency-1")
     lender.assign(case, "bureau-1", "credit_reporting", "2027-06-30")
     lender.assign(case, "agency-1", "collection", "2027-06-30")
-    agency.record_outcome(agency.open_contact(case, "call")["contact_id"], "connected")
+    agency.record_outcome(agency.open_contact(case, "call").contact_id, "connected")
     return case
 
 
@@ -41,7 +42,7 @@ def pull_metro2(env: Env, out: Path, capsys: pytest.CaptureFixture[str], *since:
 
 
 def feed_codes(env: Env, case: str) -> list[tuple[str, str]]:
-    return [(e["decision"], e["code"]) for e in env.events(case_id=case) if e["method"] == "PullFeed"]
+    return [(e.decision, e.code) for e in env.events(case_id=case) if e.method == "PullFeed"]
 
 
 def record(**fields: str) -> dict[str, str]:
@@ -88,8 +89,8 @@ def test_a_us_national_id_of_10_digits_is_withheld_never_cut_to_its_last_9(seede
     seeded.clock.current = DAY
     case = us_case(seeded, 74, national_id="1234567890")
     feed = seeded.client("bureau-1").pull_feed("")
-    assert feed["records"] == [] and feed["cursor"] == "f0"  # JSON shares the cursor: withheld there too
-    assert feed["withheld"] == [{"case_id": case, "code": "SSN_INVALID"}]
+    assert feed.records == [] and feed.cursor == "f0"  # JSON shares the cursor: withheld there too
+    assert feed.withheld == [Withheld(case, "SSN_INVALID")]
     assert feed_codes(seeded, case) == [("deny", "SSN_INVALID")]
     assert metro2.problem(record(national_id="1234567890")) == "SSN_INVALID"
     assert metro2.problem(record(national_id="123-45-6789")) is None
@@ -102,7 +103,7 @@ def test_a_name_or_an_address_outside_ascii_is_withheld_never_blanked_or_transli
     name = us_case(seeded, 75, full_name="José Müller")
     street = us_case(seeded, 76, home_address="5 Straße Rd, Testville, NY 10001")
     feed = seeded.client("bureau-1").pull_feed("")
-    assert feed["records"] == [] and sorted(feed["withheld"], key=lambda w: w["case_id"]) == [
+    assert feed.records == [] and [w.to_dict() for w in sorted(feed.withheld, key=lambda w: w.case_id)] == [
         {"case_id": name, "code": "VALUE_NOT_ENCODABLE"}, {"case_id": street, "code": "VALUE_NOT_ENCODABLE"}]
     assert feed_codes(seeded, name) == [("deny", "VALUE_NOT_ENCODABLE")]
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from custos_client import PullRecord
 
 from gateway import synth
 from gateway.transport.server import build
@@ -28,9 +29,9 @@ def _case_db(data: Path) -> db.Connection:
 
 
 def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None:
-    assert env.import_cases("lender-a", [synth.case_line(1), synth.case_line(2)])["imported"] == 2
+    assert env.import_cases("lender-a", [synth.case_line(1), synth.case_line(2)]).imported == 2
     env.client("lender-a").assign("C-1", "agency-1", "collection", "2026-12-31")
-    before = env.client("lender-a").get_case("C-1", "servicing")["fields"]
+    before = env.client("lender-a").get_case("C-1", "servicing").fields
     env.close()
     conn = _case_db(env.data)
     assert db.schema_version(conn) == db.CASE_VERSION
@@ -61,23 +62,23 @@ def test_a_released_layout_is_migrated_once_and_keeps_its_data(env: Env) -> None
         from custos_client import CustosClient
 
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("lender-a")) as lender:
-            assert lender.get_case("C-1", "servicing")["fields"] == before
+            assert lender.get_case("C-1", "servicing").fields == before
             # A case stored before digests existed is reported as existing, not taken for a repeat.
             again = lender.import_lines(synth.jsonl([synth.case_line(1)]).splitlines())
-            assert [r["code"] for r in again["rejected"]] == ["CASE_EXISTS"]
-            assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["imported"] == 1
-            assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines())["already_imported"] == 1
+            assert [r.code for r in again.rejected] == ["CASE_EXISTS"]
+            assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines()).imported == 1
+            assert lender.import_lines(synth.jsonl([synth.case_line(3)]).splitlines()).already_imported == 1
             # the migrated mandates table holds the records a CN mandate names (issue 26)
             lender.assign("C-2", "bureau-1", "credit_reporting", "2026-12-31", agreement="AG-1", pia="PIA-1")
-            assert lender.list_mandates("C-2")[0]["agreement"] == "AG-1"
+            assert lender.list_mandates("C-2")[0].agreement == "AG-1"
             lender.record_notice("C-2", "2026-11-01")
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("agency-1")) as agency:
-            assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+            assert agency.get_case("C-1", "collection").case_id == "C-1"
             # Every case stored before the change feed is in it: the work list holds the old mandate.
             pulled = list(agency.pull_cases("collection"))
-            assert [i["record"]["case_id"] for i in pulled if "record" in i] == ["C-1"]
+            assert [i.record.case_id for i in pulled if isinstance(i, PullRecord)] == ["C-1"]
         with CustosClient(f"127.0.0.1:{gw.port}", env.identity("bureau-1")) as bureau:
-            assert bureau.pull_feed("")["cursor"] == "f1"  # the feed works on the upgraded file
+            assert bureau.pull_feed("").cursor == "f1"  # the feed works on the upgraded file
     finally:
         gw.stop(0)
 
@@ -129,7 +130,7 @@ def test_a_loans_update_finds_its_cases_by_index_not_by_scanning_the_lenders(tmp
 
 def test_a_version_10_file_gets_per_case_cache_scopes_once_upgraded(env: Env) -> None:
     """Version 11: the counter's triggers also record each change's case (or ('', '') for no one case's)."""
-    assert env.import_cases("lender-a", [synth.case_line(1), synth.case_line(2)])["imported"] == 2
+    assert env.import_cases("lender-a", [synth.case_line(1), synth.case_line(2)]).imported == 2
     env.close()
     conn = _case_db(env.data)
     conn.execute("DROP TABLE cache_scope")

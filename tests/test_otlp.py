@@ -47,7 +47,7 @@ def test_spans_are_exported_over_otlp_without_pi(env_dir: Path, monkeypatch: pyt
                 CustosClient(addr, env_dir / "ids" / "agency-1") as agency:
             lender.import_lines(synth.jsonl([line]).splitlines())
             lender.assign("C-1", "agency-1", "collection", "2026-12-31", agreement="AG-1", pia="PIA-1")
-            assert agency.get_case("C-1", "collection")["fields"]["full_name"] == line["borrower"]["full_name"]
+            assert agency.get_case("C-1", "collection").fields["full_name"] == line["borrower"]["full_name"]
             with pytest.raises(CustosClientError):
                 agency.get_case("C-1", "servicing")
         assert gw.provider is not None

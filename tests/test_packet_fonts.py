@@ -49,9 +49,9 @@ def test_without_the_cjk_font_a_chinese_name_refuses_the_packet_audited(
     assert info.value.status == "FAILED_PRECONDITION"
     name = chinese_name()
     assert not any(c in str(info.value) for c in name)  # neither the name nor any character of it
-    events = [e for e in escalated.events(case_id="C-1") if e["method"] == "GetPacket"]
-    assert [(e["decision"], e["code"]) for e in events] == [("deny", "PDF_FONT_MISSING")]
-    assert not events[0]["fields"]  # nothing released
+    events = [e for e in escalated.events(case_id="C-1") if e.method == "GetPacket"]
+    assert [(e.decision, e.code) for e in events] == [("deny", "PDF_FONT_MISSING")]
+    assert not events[0].data["fields"]  # nothing released
 
 
 def test_without_the_cjk_font_the_cli_writes_no_packet_file(
@@ -97,5 +97,5 @@ def test_with_the_fonts_present_the_summary_embeds_them_and_its_text_holds_the_n
     if fonts.returncode == 0:  # poppler-utils, where installed: both fonts embedded (subsets)
         embedded = [line for line in fonts.stdout.splitlines()[2:] if " yes " in line]
         assert len(embedded) >= 2, fonts.stdout
-    events = [e for e in escalated.events(case_id="C-1") if e["method"] == "GetPacket"]
-    assert [(e["decision"], e["code"]) for e in events] == [("allow", "OK")]
+    events = [e for e in escalated.events(case_id="C-1") if e.method == "GetPacket"]
+    assert [(e.decision, e.code) for e in events] == [("allow", "OK")]

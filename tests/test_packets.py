@@ -84,9 +84,9 @@ def test_a_packet_round_trip_holds_every_item_and_verifies(escalated: Env) -> No
     assert [(c["channel"], c["result"]) for c in contacts] == [("call", "promise_to_pay")]
     assert json.loads(result.items["service_address.json"])["service_address"] == line["borrower"]["home_address"]
     # The release is one audit event with every field and the packet id.
-    events = [e for e in escalated.events(case_id="C-1") if e["method"] == "GetPacket"]
-    assert len(events) == 1 and events[0]["decision"] == "allow"
-    assert events[0]["fields"] == m["fields"] and m["packet_id"] in events[0]["rule"]
+    events = [e for e in escalated.events(case_id="C-1") if e.method == "GetPacket"]
+    assert len(events) == 1 and events[0].decision == "allow"
+    assert events[0].data["fields"] == m["fields"] and m["packet_id"] in events[0].data["rule"]
     assert "contract_text" in m["fields"] and "contact_history" in m["fields"]
 
 
@@ -185,8 +185,8 @@ def test_the_packet_is_refused_exactly_where_the_litigation_read_is(seeded: Env)
         with pytest.raises(CustosClientError) as info:
             seeded.client("lawfirm-1").get_case(case, "litigation")
         assert info.value.code == code
-        denial = [e for e in seeded.events(case_id=case) if e["method"] == "GetPacket"][-1]
-        assert (denial["decision"], denial["code"]) == ("deny", code)
+        denial = [e for e in seeded.events(case_id=case) if e.method == "GetPacket"][-1]
+        assert (denial.decision, denial.code) == ("deny", code)
     lender.set_flags("C-1", disputed=False)
     assert packets.verify(packet(seeded, "C-1"), vkey(seeded)).manifest["case_id"] == "C-1"
 

@@ -10,7 +10,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from custos_client import CustosClientError
+from custos_client import CustosClientError, PullRecord
 
 from gateway import cli
 from gateway.core.errors import PolicyError
@@ -56,11 +56,11 @@ def at_shanghai(env: Env, y: int, m: int, d: int, hh: int = 10) -> None:
 
 
 def due(env: Env, org: str = "agency-1", purpose: str = "collection") -> str:
-    return str(env.client(org).get_case("C-1", purpose)["fields"]["amount_due"])
+    return str(env.client(org).get_case("C-1", purpose).fields["amount_due"])
 
 
 def shown(env: Env, org: str = "lender-a") -> dict[str, dict[str, Any]]:
-    return {p["plan_id"]: p for p in env.client(org).show_plans("C-1")["plans"]}
+    return {p.plan_id: p for p in env.client(org).show_plans("C-1").plans}
 
 
 def loan_due(env: Env) -> str:
@@ -74,87 +74,87 @@ def test_an_accepted_plan_sets_amount_due_is_kept_then_broken_past_grace(planned
     own = due(planned)
     assert own == loan_due(planned)
     made = planned.client("agency-1").propose_plan("C-1", THREE)
-    assert made["status"] == "proposed" and made["plan_id"].startswith("PL-")
+    assert made.status == "proposed" and made.plan_id.startswith("PL-")
     assert due(planned) == own  # a proposal changes nothing
-    accepted = planned.client("lender-a").accept_plan(made["plan_id"])
-    assert accepted["status"] == "accepted"
+    accepted = planned.client("lender-a").accept_plan(made.plan_id)
+    assert accepted.status == "accepted"
     # Active: what is due now is the next instalment (nothing in arrears yet).
     assert due(planned) == "100.00"
-    view = shown(planned, "agency-1")[made["plan_id"]]
-    assert view["status"] == "active" and view["amount_due"] == "100.00"
-    assert [i["state"] for i in view["instalments"]] == ["pending", "pending", "pending"]
+    view = shown(planned, "agency-1")[made.plan_id]
+    assert view.status == "active" and view.amount_due == "100.00"
+    assert [i.state for i in view.instalments] == ["pending", "pending", "pending"]
     # The first instalment paid early: kept; nothing due until the second comes round.
     at_shanghai(planned, 2026, 12, 8)
     pay(planned, "2026-12-08", "100.00")
     assert due(planned) == "0.00"
     at_shanghai(planned, 2026, 12, 20)
     assert due(planned) == "100.00"  # the second instalment is the current one
-    assert [i["state"] for i in shown(planned)[made["plan_id"]]["instalments"]] == ["kept", "pending", "pending"]
+    assert [i.state for i in shown(planned)[made.plan_id].instalments] == ["kept", "pending", "pending"]
     # The second unpaid: still pending through the grace (its date + 5 days), broken the day after.
     at_shanghai(planned, 2027, 1, 15, 23)
-    assert shown(planned)[made["plan_id"]]["status"] == "active"
+    assert shown(planned)[made.plan_id].status == "active"
     assert due(planned) == "200.00"  # the missed one and the current one
     at_shanghai(planned, 2027, 1, 16, 0)
-    view = shown(planned)[made["plan_id"]]
-    assert view["status"] == "broken" and "amount_due" not in view
-    assert [i["state"] for i in view["instalments"]] == ["kept", "broken", "pending"]
+    view = shown(planned)[made.plan_id]
+    assert view.status == "broken" and view.amount_due == ""
+    assert [i.state for i in view.instalments] == ["kept", "broken", "pending"]
     assert due(planned) == loan_due(planned)  # broken: the loan's own figure again
 
 
 def test_a_plan_paid_in_full_is_kept_and_amount_due_is_the_loans_again(planned: Env) -> None:
     made = planned.client("agency-1").propose_plan("C-1", [("2026-12-10", "50.00"), ("2026-12-20", "50.00")])
-    planned.client("lender-a").accept_plan(made["plan_id"])
+    planned.client("lender-a").accept_plan(made.plan_id)
     pay(planned, "2026-12-01", "60.00")
     assert due(planned) == "0.00"
     pay(planned, "2026-12-24", "40.00")  # the second instalment late, inside the grace
     at_shanghai(planned, 2026, 12, 26)
-    view = shown(planned)[made["plan_id"]]
-    assert (view["status"], view["paid"]) == ("kept", "100.00")
+    view = shown(planned)[made.plan_id]
+    assert (view.status, view.paid) == ("kept", "100.00")
     assert due(planned) == loan_due(planned)
 
 
 def test_the_next_pull_carries_the_accepted_plan(planned: Env) -> None:
     items = list(planned.client("agency-1").pull_cases("collection"))
-    cursor = items[-1]["cursor"]
+    cursor = items[-1].cursor
     made = planned.client("agency-1").propose_plan("C-1", THREE)
-    planned.client("lender-a").reject_plan(made["plan_id"], "too slow")
+    planned.client("lender-a").reject_plan(made.plan_id, "too slow")
     rest = list(planned.client("agency-1").pull_cases("collection", cursor))
-    assert [i for i in rest if "record" in i] == []  # a proposal and a rejection change nothing released
+    assert [i for i in rest if isinstance(i, PullRecord)] == []  # a proposal and a rejection change nothing released
     made = planned.client("agency-1").propose_plan("C-1", THREE)
-    planned.client("lender-a").accept_plan(made["plan_id"])
-    rest = list(planned.client("agency-1").pull_cases("collection", rest[-1]["cursor"]))
-    records = [i["record"] for i in rest if "record" in i]
-    assert [(r["case_id"], r["fields"]["amount_due"]) for r in records] == [("C-1", "100.00")]
+    planned.client("lender-a").accept_plan(made.plan_id)
+    rest = list(planned.client("agency-1").pull_cases("collection", rest[-1].cursor))
+    records = [i.record for i in rest if isinstance(i, PullRecord)]
+    assert [(r.case_id, r.fields["amount_due"]) for r in records] == [("C-1", "100.00")]
 
 
 def test_reject_changes_nothing_and_its_reason_stays_sealed_and_the_lenders(planned: Env) -> None:
     own = due(planned)
     made = planned.client("agency-1").propose_plan("C-1", THREE)
     reason = "Mr Synth said he cannot pay in December"
-    rejected = planned.client("lender-a").reject_plan(made["plan_id"], reason)
-    assert rejected["status"] == "rejected" and rejected["decided_at"]
+    rejected = planned.client("lender-a").reject_plan(made.plan_id, reason)
+    assert rejected.status == "rejected" and rejected.decided_at
     assert due(planned) == own
-    assert shown(planned)[made["plan_id"]]["reason"] == reason
-    assert "reason" not in shown(planned, "agency-1")[made["plan_id"]]
-    assert shown(planned, "agency-1")[made["plan_id"]]["status"] == "rejected"
+    assert shown(planned)[made.plan_id].reason == reason
+    assert shown(planned, "agency-1")[made.plan_id].reason == ""
+    assert shown(planned, "agency-1")[made.plan_id].status == "rejected"
 
     def stored(repo: Any) -> tuple[bytes | None, list[Any]]:
-        return repo.get_plan(made["plan_id"]).sealed_reason, []
+        return repo.get_plan(made.plan_id).sealed_reason, []
 
     sealed = planned.gw.vault.audit.run(stored)
     assert sealed and reason.encode() not in sealed and b"December" not in sealed
-    assert "December" not in json.dumps(planned.events())
-    for call in (lambda: planned.client("lender-a").reject_plan(made["plan_id"], "again"),
-                 lambda: planned.client("lender-a").accept_plan(made["plan_id"])):
+    assert "December" not in json.dumps([e.data for e in planned.events()])
+    for call in (lambda: planned.client("lender-a").reject_plan(made.plan_id, "again"),
+                 lambda: planned.client("lender-a").accept_plan(made.plan_id)):
         assert refused(call).code == "PLAN_ALREADY_DECIDED"
 
 
 def test_a_rejection_needs_a_reason(planned: Env) -> None:
     made = planned.client("agency-1").propose_plan("C-1", THREE)
     for reason in ("", "   ", "x" * 501):
-        assert refused(lambda r=reason: planned.client("lender-a").reject_plan(made["plan_id"], r)).code == \
+        assert refused(lambda r=reason: planned.client("lender-a").reject_plan(made.plan_id, r)).code == \
             "INVALID_REASON"
-    assert planned.client("lender-a").reject_plan(made["plan_id"], "x" * 500)["status"] == "rejected"
+    assert planned.client("lender-a").reject_plan(made.plan_id, "x" * 500).status == "rejected"
 
 
 def test_propose_without_a_live_mandate_or_of_the_wrong_kind_is_refused(planned: Env) -> None:
@@ -165,18 +165,18 @@ def test_propose_without_a_live_mandate_or_of_the_wrong_kind_is_refused(planned:
     planned.client("lender-a").recall("C-1", "agency-1")
     assert refused(lambda: planned.client("agency-1").propose_plan("C-1", THREE)).code == "MANDATE_RECALLED"
     assert refused(lambda: planned.client("agency-1").show_plans("C-1")).code == "MANDATE_RECALLED"
-    denied = [e["code"] for e in planned.events() if e["method"] == "ProposePlan" and e["decision"] == "deny"]
+    denied = [e.code for e in planned.events() if e.method == "ProposePlan" and e.decision == "deny"]
     assert denied == [c for _, _, c in cases] + ["MANDATE_RECALLED"]
 
 
 def test_another_lender_cannot_accept_or_see_the_plan(planned: Env) -> None:
     made = planned.client("agency-1").propose_plan("C-1", THREE)
-    assert refused(lambda: planned.client("lender-b").accept_plan(made["plan_id"])).code == "PLAN_NOT_FOUND"
-    assert refused(lambda: planned.client("lender-b").reject_plan(made["plan_id"], "no")).code == "PLAN_NOT_FOUND"
+    assert refused(lambda: planned.client("lender-b").accept_plan(made.plan_id)).code == "PLAN_NOT_FOUND"
+    assert refused(lambda: planned.client("lender-b").reject_plan(made.plan_id, "no")).code == "PLAN_NOT_FOUND"
     assert refused(lambda: planned.client("lender-b").accept_plan("PL-0000000000000000")).code == "PLAN_NOT_FOUND"
     assert refused(lambda: planned.client("lender-b").show_plans("C-1")).code == "CASE_NOT_FOUND"
-    assert refused(lambda: planned.client("agency-1").accept_plan(made["plan_id"])).code == "WRONG_ORG_KIND"
-    assert shown(planned)[made["plan_id"]]["status"] == "proposed"
+    assert refused(lambda: planned.client("agency-1").accept_plan(made.plan_id)).code == "WRONG_ORG_KIND"
+    assert shown(planned)[made.plan_id].status == "proposed"
 
 
 @pytest.mark.parametrize(("instalments", "code"), [
@@ -194,32 +194,32 @@ def test_a_malformed_plan_is_refused_with_a_stable_code(planned: Env, instalment
                                                         code: str) -> None:
     err = refused(lambda: planned.client("agency-1").propose_plan("C-1", instalments))
     assert (err.code, err.status) == (code, "INVALID_ARGUMENT")
-    assert planned.client("lender-a").show_plans("C-1")["plans"] == []
+    assert planned.client("lender-a").show_plans("C-1").plans == []
 
 
 def test_a_new_proposal_supersedes_the_earlier_and_a_new_acceptance_the_accepted(planned: Env) -> None:
     agency, lender = planned.client("agency-1"), planned.client("lender-a")
-    first = agency.propose_plan("C-1", THREE)["plan_id"]
-    second = agency.propose_plan("C-1", THREE[:2])["plan_id"]
-    assert {k: v["status"] for k, v in shown(planned).items()} == {first: "superseded", second: "proposed"}
+    first = agency.propose_plan("C-1", THREE).plan_id
+    second = agency.propose_plan("C-1", THREE[:2]).plan_id
+    assert {k: v.status for k, v in shown(planned).items()} == {first: "superseded", second: "proposed"}
     assert refused(lambda: lender.accept_plan(first)).code == "PLAN_ALREADY_DECIDED"
     lender.accept_plan(second)
-    third = agency.propose_plan("C-1", [("2026-12-15", "300.00")])["plan_id"]
-    assert shown(planned)[second]["status"] == "active"  # a new proposal leaves the accepted plan alone
+    third = agency.propose_plan("C-1", [("2026-12-15", "300.00")]).plan_id
+    assert shown(planned)[second].status == "active"  # a new proposal leaves the accepted plan alone
     lender.accept_plan(third)
-    assert {k: v["status"] for k, v in shown(planned).items()} == {
+    assert {k: v.status for k, v in shown(planned).items()} == {
         first: "superseded", second: "superseded", third: "active"}
     assert due(planned) == "300.00"
 
 
 def test_each_step_is_one_audit_event_with_case_borrower_and_lender(planned: Env) -> None:
     made = planned.client("agency-1").propose_plan("C-1", THREE)
-    planned.client("lender-a").accept_plan(made["plan_id"])
+    planned.client("lender-a").accept_plan(made.plan_id)
     other = planned.client("agency-1").propose_plan("C-1", THREE)
-    planned.client("lender-a").reject_plan(other["plan_id"], "no")
-    steps = [(e["org"], e["rule"], e["case_id"], e["borrower_id"], e["lender"]) for e in planned.events(case_id="C-1")
-             if e["rule"].split(":")[0] in ("plan.propose", "plan.accept", "plan.reject")]
-    first, second = made["plan_id"], other["plan_id"]
+    planned.client("lender-a").reject_plan(other.plan_id, "no")
+    steps = [(e.org, e.data["rule"], e.case_id, e.data["borrower_id"], e.data["lender"]) for e in planned.events(case_id="C-1")
+             if e.data["rule"].split(":")[0] in ("plan.propose", "plan.accept", "plan.reject")]
+    first, second = made.plan_id, other.plan_id
     assert steps == [("agency-1", f"plan.propose:{first}", "C-1", "B-1", "lender-a"),
                      ("lender-a", f"plan.accept:{first}", "C-1", "B-1", "lender-a"),
                      ("agency-1", f"plan.propose:{second}", "C-1", "B-1", "lender-a"),
@@ -276,14 +276,14 @@ def test_the_plans_rules_are_checked_when_loaded_naming_file_and_line(tmp_path: 
 
 def test_an_erasure_shreds_a_rejection_reason_with_the_borrowers_key(planned: Env) -> None:
     made = planned.client("agency-1").propose_plan("C-1", THREE)
-    planned.client("lender-a").reject_plan(made["plan_id"], "cannot pay: lost job")
+    planned.client("lender-a").reject_plan(made.plan_id, "cannot pay: lost job")
     planned.client("lender-a").erase("B-1")
 
     def stored(repo: Any) -> tuple[bytes | None, list[Any]]:
-        return repo.get_plan(made["plan_id"]).sealed_reason, []
+        return repo.get_plan(made.plan_id).sealed_reason, []
 
     assert planned.gw.vault.audit.run(stored) is None
-    assert "reason" not in shown(planned)[made["plan_id"]]
+    assert shown(planned)[made.plan_id].reason == ""
 
 
 def test_the_ports_keep_plans_promises_and_the_active_plan(env_dir: Path) -> None:
@@ -329,13 +329,13 @@ def test_the_ports_keep_plans_promises_and_the_active_plan(env_dir: Path) -> Non
 
 def test_counsel_with_a_litigation_mandate_proposes_and_sees_its_plan(escalated: Env) -> None:
     made = escalated.client("lawfirm-1").propose_plan("C-1", THREE)
-    assert made["status"] == "proposed"
+    assert made.status == "proposed"
     assert refused(lambda: escalated.client("agency-1").propose_plan("C-1", THREE)).code == "MANDATE_RECALLED"
-    escalated.client("lender-a").accept_plan(made["plan_id"])
-    (plan,) = escalated.client("lawfirm-1").show_plans("C-1")["plans"]
-    assert (plan["org"], plan["status"], plan["amount_due"]) == ("lawfirm-1", "active", "100.00")
-    events = [e for e in escalated.events(case_id="C-1") if e["rule"] == f"plan.propose:{made['plan_id']}"]
-    assert [(e["org"], e["purpose"]) for e in events] == [("lawfirm-1", "litigation")]
+    escalated.client("lender-a").accept_plan(made.plan_id)
+    (plan,) = escalated.client("lawfirm-1").show_plans("C-1").plans
+    assert (plan.org, plan.status, plan.amount_due) == ("lawfirm-1", "active", "100.00")
+    events = [e for e in escalated.events(case_id="C-1") if e.data["rule"] == f"plan.propose:{made.plan_id}"]
+    assert [(e.org, e.purpose) for e in events] == [("lawfirm-1", "litigation")]
 
 
 def test_plan_events_name_what_they_carry_never_a_value(planned: Env) -> None:
@@ -344,11 +344,11 @@ def test_plan_events_name_what_they_carry_never_a_value(planned: Env) -> None:
     agency, lender = planned.client("agency-1"), planned.client("lender-a")
     instalments = [("2026-12-17", "123.45"), ("2027-01-17", "678.91")]
     first = agency.propose_plan("C-1", instalments)
-    lender.accept_plan(first["plan_id"])
+    lender.accept_plan(first.plan_id)
     second = agency.propose_plan("C-1", [("2026-12-19", "555.55")])
-    lender.reject_plan(second["plan_id"], "branch 4471 says no")
-    shapes = [(e["rule"].split(":")[0], sorted(e["fields"])) for e in planned.events(case_id="C-1")
-              if e["rule"].startswith("plan.") and e["rule"] != "plan.show"]
+    lender.reject_plan(second.plan_id, "branch 4471 says no")
+    shapes = [(e.data["rule"].split(":")[0], sorted(e.data["fields"])) for e in planned.events(case_id="C-1")
+              if e.data["rule"].startswith("plan.") and e.data["rule"] != "plan.show"]
     assert shapes == [("plan.propose", ["plan.instalments"]), ("plan.accept", ["amount_due", "plan.instalments"]),
                       ("plan.propose", ["plan.instalments"]), ("plan.reject", ["plan.reason"])]
     log = b"".join(leaf for _, leaf in planned.client("regulator-1").audit_events())

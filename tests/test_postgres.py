@@ -54,15 +54,15 @@ def _database(env: Env) -> str:
 
 
 def test_postgresql_holds_no_personal_value_in_its_files_its_wal_or_a_dump(env: Env, pg_server: PgServer) -> None:
-    assert env.import_cases("lender-a", LINES)["imported"] == len(LINES)
+    assert env.import_cases("lender-a", LINES).imported == len(LINES)
     lender = env.client("lender-a")
     lender.assign("C-201", "agency-1", "collection", "2026-12-31")
     lender.set_stage("C-201", "field_visit")
-    served = env.client("agency-1").get_case("C-201", "collection")["fields"]
+    served = env.client("agency-1").get_case("C-201", "collection").fields
     assert any(v in served.values() for v in SECRETS)  # the values are there, and released to the right party
-    record = lender.get_case("C-202", "servicing")["fields"]
+    record = lender.get_case("C-202", "servicing").fields
     assert record["contract_text"] == LINES[1]["loan"]["contract_text"]
-    assert lender.list_cases(national_id=LINES[2]["borrower"]["national_id"])[0]["case_id"] == "C-203"
+    assert lender.list_cases(national_id=LINES[2]["borrower"]["national_id"])[0].case_id == "C-203"
     env.client("agency-1").open_contact("C-201", "call")
     pg_server.checkpoint()
     assert not _server_files(pg_server, _database(env))
@@ -189,10 +189,10 @@ def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_b
                                                                                        pg_server: PgServer) -> None:
     from custos_client import CustosClientError
 
-    assert env.import_cases("lender-a", [synth.case_line(1)])["imported"] == 1
+    assert env.import_cases("lender-a", [synth.case_line(1)]).imported == 1
     lender = env.client("lender-a")
     lender.timeout = 30
-    assert lender.get_case("C-1", "servicing")["case_id"] == "C-1"
+    assert lender.get_case("C-1", "servicing").case_id == "C-1"
     size = env.gw.vault.audit.head()[0]
     pg_server.pause()
     try:
@@ -208,12 +208,12 @@ def test_an_outage_refuses_service_with_a_stable_code_and_the_gateway_recovers_b
     deadline = time.monotonic() + RECOVERY_S
     while True:
         try:
-            assert lender.get_case("C-1", "servicing")["case_id"] == "C-1"
+            assert lender.get_case("C-1", "servicing").case_id == "C-1"
             break
         except CustosClientError as err:
             assert (err.code, err.status) in OUTAGE_REFUSALS
             assert time.monotonic() < deadline, f"not recovered {RECOVERY_S} s after the database came back"
             time.sleep(0.5)
-    reads = [lender.get_case("C-1", "servicing")["case_id"] for _ in range(2)]
+    reads = [lender.get_case("C-1", "servicing").case_id for _ in range(2)]
     assert reads == ["C-1"] * 2
     assert env.gw.vault.audit.head()[0] == size + 3

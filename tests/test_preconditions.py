@@ -34,12 +34,12 @@ def outcome(env: Env, org: str, case: str, purpose: str) -> str:
     except CustosClientError as err:
         code = err.code
     explained = env.client("lender-a").explain(org, case, purpose)
-    assert explained["code"] == code, (code, explained)
+    assert explained.code == code, (code, explained)
     return code
 
 
 def last_event(env: Env, case: str) -> dict[str, Any]:
-    return [e for e in env.events(case_id=case) if e["method"] not in ("QueryAudit", "Explain")][-1]
+    return [e for e in env.events(case_id=case) if e.method not in ("QueryAudit", "Explain")][-1]
 
 
 def imported(env: Env, n: int, jurisdiction: str, **loan: Any) -> str:
@@ -47,7 +47,7 @@ def imported(env: Env, n: int, jurisdiction: str, **loan: Any) -> str:
     consent = loan.pop("consent_credit", True)
     line["consent"]["credit_reporting"] = consent
     line["loan"].update(loan)
-    assert env.import_cases("lender-a", [line])["imported"] == 1
+    assert env.import_cases("lender-a", [line]).imported == 1
     return str(line["case_id"])
 
 
@@ -57,22 +57,22 @@ def imported(env: Env, n: int, jurisdiction: str, **loan: Any) -> str:
 def test_escalation_moves_the_case_to_litigation_and_ends_every_agency_mandate_at_once(seeded: Env) -> None:
     lender = seeded.client("lender-a")
     lender.assign("C-1", "agency-2", "collection", "2026-12-31")
-    assert seeded.client("agency-2").get_case("C-1", "collection")["case_id"] == "C-1"
+    assert seeded.client("agency-2").get_case("C-1", "collection").case_id == "C-1"
     assert refused(seeded, "lawfirm-1", "C-1", "litigation") == "NO_MANDATE"  # nothing before escalation
     done = lender.escalate("C-1", "lawfirm-1")
-    assert done["stage"] == "litigation" and done["recalled"] == ["agency-1", "agency-2"]
-    assert done["mandate"]["org_id"] == "lawfirm-1" and done["mandate"]["purpose"] == "litigation"
-    assert done["mandate"]["until"] == "2027-11-30"  # a year from the case's local today (2026-11-30 in Shanghai)
+    assert done.stage == "litigation" and done.recalled == ["agency-1", "agency-2"]
+    assert done.mandate.org_id == "lawfirm-1" and done.mandate.purpose == "litigation"
+    assert done.mandate.until == "2027-11-30"  # a year from the case's local today (2026-11-30 in Shanghai)
     for agency in ("agency-1", "agency-2"):
         assert refused(seeded, agency, "C-1", "collection") == "MANDATE_RECALLED"
     packet = seeded.client("lawfirm-1").get_case("C-1", "litigation")
     assert {"full_name", "national_id", "date_of_birth", "contract_text", "repayments", "contact_history"} \
-        <= set(packet["fields"])
-    assert "bank_account" not in packet["fields"] and "emergency_contacts" not in packet["fields"]
-    rules = [e["rule"] for e in seeded.events(case_id="C-1") if e["method"] == "EscalateCase"]
+        <= set(packet.fields)
+    assert "bank_account" not in packet.fields and "emergency_contacts" not in packet.fields
+    rules = [e.data["rule"] for e in seeded.events(case_id="C-1") if e.method == "EscalateCase"]
     assert rules == ["mandate.recall:agency-1;escalation", "mandate.recall:agency-2;escalation",
                      "escalate:reminder->litigation;agreement=yes;pia=yes;to=lawfirm-1"]
-    seqs = [e["seq"] for e in seeded.events(case_id="C-1") if e["method"] == "EscalateCase"]
+    seqs = [e.seq for e in seeded.events(case_id="C-1") if e.method == "EscalateCase"]
     assert seqs == list(range(seqs[0], seqs[0] + 3))  # one commit: the three events are contiguous
 
 
@@ -89,11 +89,11 @@ def test_escalation_refusals_are_audited_with_their_codes(seeded: Env) -> None:
     with pytest.raises(CustosClientError) as info:
         lender.escalate("C-2", "lawfirm-1")
     assert info.value.code == "CASE_CLOSED"
-    assert last_event(seeded, "C-2")["code"] == "CASE_CLOSED"
+    assert last_event(seeded, "C-2").code == "CASE_CLOSED"
     with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").escalate("C-1", "lawfirm-1")
     assert info.value.code == "WRONG_ORG_KIND"
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["stage"] == "reminder"  # nothing changed
+    assert seeded.client("lender-a").get_case("C-1", "servicing").stage == "reminder"  # nothing changed
 
 
 def test_the_law_firm_gets_only_its_own_escalated_cases_until_recalled(seeded: Env) -> None:
@@ -114,7 +114,7 @@ def test_a_disputed_debt_gives_counsel_nothing_until_the_dispute_is_resolved(see
     lender.set_flags("C-1", disputed=True)
     assert outcome(seeded, "lawfirm-1", "C-1", "litigation") == "DISPUTED"
     event = last_event(seeded, "C-1")
-    assert (event["decision"], event["code"], event["org"]) == ("deny", "DISPUTED", "lawfirm-1")
+    assert (event.decision, event.code, event.org) == ("deny", "DISPUTED", "lawfirm-1")
     lender.set_flags("C-1", disputed=False)
     assert outcome(seeded, "lawfirm-1", "C-1", "litigation") == "OK"
 
@@ -126,10 +126,10 @@ def test_us_litigation_material_is_refused_after_the_limitation_date_and_cn_is_n
     for case in (us, cn):
         lender.escalate(case, "lawfirm-1")
     assert outcome(seeded, "lawfirm-1", us, "litigation") == "LIMITATION_EXPIRED"
-    assert last_event(seeded, us)["code"] == "LIMITATION_EXPIRED"
+    assert last_event(seeded, us).code == "LIMITATION_EXPIRED"
     assert outcome(seeded, "lawfirm-1", cn, "litigation") == "OK"
     before = lender.explain("lawfirm-1", us, "litigation", "2026-11-28T20:00:00Z")  # 15:00 in New York, that day
-    assert before["code"] == "OK"
+    assert before.code == "OK"
 
 
 def test_us_litigation_without_a_limitation_date_is_refused_read_packet_and_explain_alike(seeded: Env) -> None:
@@ -142,15 +142,15 @@ def test_us_litigation_without_a_limitation_date_is_refused_read_packet_and_expl
         lender.escalate(case, "lawfirm-1")
     assert outcome(seeded, "lawfirm-1", us, "litigation") == "LIMITATION_DATE_MISSING"
     denial = last_event(seeded, us)
-    assert (denial["decision"], denial["code"], denial["fields"]) == ("deny", "LIMITATION_DATE_MISSING", [])
+    assert (denial.decision, denial.code, denial.data["fields"]) == ("deny", "LIMITATION_DATE_MISSING", [])
     with pytest.raises(CustosClientError) as info:
         seeded.client("lawfirm-1").get_packet(us)
     assert info.value.code == "LIMITATION_DATE_MISSING"
-    packet_denial = [e for e in seeded.events(case_id=us) if e["method"] == "GetPacket"][-1]
-    assert (packet_denial["decision"], packet_denial["code"]) == ("deny", "LIMITATION_DATE_MISSING")
+    packet_denial = [e for e in seeded.events(case_id=us) if e.method == "GetPacket"][-1]
+    assert (packet_denial.decision, packet_denial.code) == ("deny", "LIMITATION_DATE_MISSING")
     explained = lender.explain("lawfirm-1", us, "litigation")
-    assert explained["decision"] == "deny" and explained["fields"] == []
-    assert "litigation.limitation_date_missing" in explained["rules"]
+    assert explained.decision == "deny" and explained.fields == []
+    assert "litigation.limitation_date_missing" in explained.rules
     assert outcome(seeded, "lawfirm-1", cn, "litigation") == "OK"  # CN has no such rule
     assert outcome(seeded, "lawfirm-1", dated, "litigation") == "OK"
     assert seeded.client("lawfirm-1").get_packet(dated)[1]
@@ -163,19 +163,19 @@ def test_cn_furnishing_needs_consent_and_a_notice_given_before_the_day(seeded: E
     lender = seeded.client("lender-a")
     lender.assign("C-3", "bureau-1", "credit_reporting", "2026-12-31")
     assert outcome(seeded, "bureau-1", "C-3", "credit_reporting") == "NO_PRIOR_NOTICE"
-    assert last_event(seeded, "C-3")["code"] == "NO_PRIOR_NOTICE"
+    assert last_event(seeded, "C-3").code == "NO_PRIOR_NOTICE"
     with pytest.raises(CustosClientError) as info:
         lender.record_notice("C-3", "2026-12-05")
     assert info.value.code == "NOTICE_IN_FUTURE"
     with pytest.raises(CustosClientError) as info:
         lender.record_notice("C-3", "30/11/2026")
     assert info.value.code == "INVALID_DATE"
-    assert lender.record_notice("C-3", "2026-11-30")["negative_notice_on"] == "2026-11-30"
+    assert lender.record_notice("C-3", "2026-11-30").negative_notice_on == "2026-11-30"
     assert outcome(seeded, "bureau-1", "C-3", "credit_reporting") == "NO_PRIOR_NOTICE"  # the same day is not before
     lender.record_notice("C-3", "2026-11-29")
-    record = seeded.client("bureau-1").get_case("C-3", "credit_reporting")["fields"]
+    record = seeded.client("bureau-1").get_case("C-3", "credit_reporting").fields
     assert {"national_id", "full_name", "date_of_birth", "loan_id", "outstanding", "disputed"} <= set(record)
-    assert lender.get_case("C-3", "servicing")["fields"]["negative_notice_on"] == "2026-11-29"
+    assert lender.get_case("C-3", "servicing").fields["negative_notice_on"] == "2026-11-29"
     # No consent on file: refused whatever the notice.
     no_consent = imported(seeded, 42, "CN", consent_credit=False, negative_notice_on="2026-11-01")
     lender.assign(no_consent, "bureau-1", "credit_reporting", "2026-12-31")
@@ -190,7 +190,7 @@ def test_a_disputed_account_is_furnished_with_its_dispute_marker(seeded: Env) ->
     case = imported(seeded, 44, "CN", negative_notice_on="2026-11-01")
     lender.assign(case, "bureau-1", "credit_reporting", "2026-12-31")
     lender.set_flags(case, disputed=True)
-    assert seeded.client("bureau-1").get_case(case, "credit_reporting")["fields"]["disputed"] == "true"
+    assert seeded.client("bureau-1").get_case(case, "credit_reporting").fields["disputed"] == "true"
 
 
 def test_us_furnishing_needs_a_conversation_or_a_letter_fourteen_days_old(seeded: Env) -> None:
@@ -206,11 +206,11 @@ def test_us_furnishing_needs_a_conversation_or_a_letter_fourteen_days_old(seeded
     assert outcome(seeded, "bureau-1", case, "credit_reporting") == "NO_PRIOR_CONTACT"
     seeded.clock.current += timedelta(hours=1)  # 14 days after the letter
     assert outcome(seeded, "bureau-1", case, "credit_reporting") == "OK"
-    agency.record_outcome(letter["contact_id"], "undeliverable")
+    agency.record_outcome(letter.contact_id, "undeliverable")
     assert outcome(seeded, "bureau-1", case, "credit_reporting") == "NO_PRIOR_CONTACT"
     call = agency.open_contact(case, "call")
     assert outcome(seeded, "bureau-1", case, "credit_reporting") == "NO_PRIOR_CONTACT"  # an unanswered call is not
-    agency.record_outcome(call["contact_id"], "connected")
+    agency.record_outcome(call.contact_id, "connected")
     assert outcome(seeded, "bureau-1", case, "credit_reporting") == "OK"
 
 
@@ -234,16 +234,16 @@ def test_us_furnishing_without_a_date_of_first_delinquency_is_withheld(seeded: E
         lender.assign(case, "bureau-1", "credit_reporting", "2027-06-30")
         lender.assign(case, "agency-1", "collection", "2027-06-30")
         call = agency.open_contact(case, "call")
-        agency.record_outcome(call["contact_id"], "connected")  # the prior contact holds for both
+        agency.record_outcome(call.contact_id, "connected")  # the prior contact holds for both
     assert outcome(seeded, "bureau-1", undated, "credit_reporting") == "FIRST_DELINQUENCY_MISSING"
-    assert last_event(seeded, undated)["code"] == "FIRST_DELINQUENCY_MISSING"
+    assert last_event(seeded, undated).code == "FIRST_DELINQUENCY_MISSING"
     assert outcome(seeded, "bureau-1", dated, "credit_reporting") == "OK"
     feed = seeded.client("bureau-1").pull_feed("")
-    assert [r["case_id"] for r in feed["records"]] == [dated]
-    withheld = [e for e in seeded.events(case_id=undated) if e["method"] == "PullFeed"]
-    assert [(e["decision"], e["code"]) for e in withheld] == [("deny", "FIRST_DELINQUENCY_MISSING")]
+    assert [r.case_id for r in feed.records] == [dated]
+    withheld = [e for e in seeded.events(case_id=undated) if e.method == "PullFeed"]
+    assert [(e.decision, e.code) for e in withheld] == [("deny", "FIRST_DELINQUENCY_MISSING")]
     explained = lender.explain("bureau-1", undated, "credit_reporting")
-    assert "credit_reporting.first_delinquency" in explained["rules"]
+    assert "credit_reporting.first_delinquency" in explained.rules
 
 
 def test_the_new_precondition_keys_default_to_refusing(tmp_path: Path) -> None:

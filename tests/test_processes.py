@@ -124,9 +124,9 @@ def test_sigterm_stops_within_the_grace_period_whatever_the_streams_do(env_dir: 
     srv = Served(env_dir / "data", policies=policies, extra=["--grace", "1"])
     served.append(srv)
     ids = env_dir / "ids"
-    assert import_some(srv.addr, ids / "lender-a", range(1, 301))["imported"] == 300
+    assert import_some(srv.addr, ids / "lender-a", range(1, 301)).imported == 300
     with CustosClient(srv.addr, ids / "lender-a", timeout=10) as lender:
-        acknowledged = [lender.get_case(f"C-{i}", "servicing")["case_id"] for i in range(1, 21)]
+        acknowledged = [lender.get_case(f"C-{i}", "servicing").case_id for i in range(1, 21)]
     _calls, release, channels = _hang_everything(srv.addr, ids)  # held so nothing is collected
     try:
         time.sleep(0.5)
@@ -146,7 +146,7 @@ def test_sigterm_stops_within_the_grace_period_whatever_the_streams_do(env_dir: 
     gw = build(env_dir / "data", "127.0.0.1:0")
     try:
         with CustosClient(f"127.0.0.1:{gw.port}", ids / "regulator-1") as reg:
-            reads = [e["case_id"] for e in reg.audit_query(org_id="lender-a") if e["method"] == "GetCase"]
+            reads = [e.case_id for e in reg.audit_query(org_id="lender-a") if e.method == "GetCase"]
     finally:
         gw.stop(0)
     assert reads == acknowledged
@@ -192,8 +192,8 @@ def test_huge_unknown_keys_keep_memory_bounded(env_dir: Path, served: list[Serve
 
     with CustosClient(srv.addr, ids / "lender-a", timeout=120) as c:
         result = c.import_lines(lines())
-    assert result["rejected_total"] == 200 and result["imported"] == 0
-    assert all(len(r["reason"]) < 120 for r in result["rejected"])
+    assert result.rejected_total == 200 and result.imported == 0
+    assert all(len(r.reason) < 120 for r in result.rejected)
     grown_mb = (srv.vm_kib("VmHWM") - before) / 1024
     # 200 MB of keys went through; the server held about a batch of them at most. (Before: each rejected
     # line kept its exception, whose traceback held the batch in a cycle that only the collector frees,

@@ -38,13 +38,13 @@ def pay(env: Env, case_id: str, on: str, amount: str, lender: str = "lender-a") 
 
 def promise(env: Env, amount: str = "100.00", on: str = "2026-12-05") -> str:
     contact = env.client("agency-1").open_contact("C-1", "call")
-    info = env.client("agency-1").record_outcome(contact["contact_id"], "promise_to_pay", amount, on)
-    assert (info["promise_amount"], info["promise_on"]) == (amount, on)
-    return str(contact["contact_id"])
+    info = env.client("agency-1").record_outcome(contact.contact_id, "promise_to_pay", amount, on)
+    assert (info.promise_amount, info.promise_on) == (amount, on)
+    return str(contact.contact_id)
 
 
 def history(env: Env, org: str = "lender-a", purpose: str = "servicing") -> list[dict[str, Any]]:
-    return list(json.loads(env.client(org).get_case("C-1", purpose)["fields"]["contact_history"]))
+    return list(json.loads(env.client(org).get_case("C-1", purpose).fields["contact_history"]))
 
 
 def state_of(env: Env, contact_id: str) -> str:
@@ -93,7 +93,7 @@ def test_counsel_sees_the_promise_in_the_contact_history(escalated: Env) -> None
 
 def test_promise_terms_are_required_with_it_and_refused_without_it(seeded: Env) -> None:
     agency = seeded.client("agency-1")
-    contact = agency.open_contact("C-1", "call")["contact_id"]
+    contact = agency.open_contact("C-1", "call").contact_id
     cases = [
         (lambda: agency.record_outcome(contact, "promise_to_pay"), "PROMISE_TERMS_REQUIRED"),
         (lambda: agency.record_outcome(contact, "promise_to_pay", "100.00"), "PROMISE_TERMS_REQUIRED"),
@@ -108,25 +108,25 @@ def test_promise_terms_are_required_with_it_and_refused_without_it(seeded: Env) 
     for call, code in cases:
         err = refused(call)
         assert err.code == code and err.status == "INVALID_ARGUMENT", (code, err.code)
-    denied = [e["code"] for e in seeded.events(org="agency-1") if e["method"] == "RecordOutcome"]
+    denied = [e.code for e in seeded.events(org="agency-1") if e.method == "RecordOutcome"]
     assert denied == [code for _, code in cases]
     # Today and the last day of the bound (90 days) are both allowed; nothing was stored by the refusals.
-    assert agency.record_outcome(contact, "promise_to_pay", "10", "2027-02-28")["promise_on"] == "2027-02-28"
-    other = agency.open_contact("C-1", "call")["contact_id"]
-    assert agency.record_outcome(other, "promise_to_pay", "10", "2026-11-30")["result"] == "promise_to_pay"
+    assert agency.record_outcome(contact, "promise_to_pay", "10", "2027-02-28").promise_on == "2027-02-28"
+    other = agency.open_contact("C-1", "call").contact_id
+    assert agency.record_outcome(other, "promise_to_pay", "10", "2026-11-30").result == "promise_to_pay"
 
 
 def test_the_promise_is_audited_by_its_rule_never_its_amount(seeded: Env) -> None:
     promise(seeded, "987.65")
-    events = [e for e in seeded.events(case_id="C-1") if e["method"] == "RecordOutcome"]
-    assert [(e["decision"], e["rule"], e["lender"], e["borrower_id"]) for e in events] == [
+    events = [e for e in seeded.events(case_id="C-1") if e.method == "RecordOutcome"]
+    assert [(e.decision, e.data["rule"], e.data["lender"], e.data["borrower_id"]) for e in events] == [
         ("allow", "contact.outcome:promise_to_pay", "lender-a", "B-1")]
-    assert "987.65" not in json.dumps(seeded.events())
+    assert "987.65" not in json.dumps([e.data for e in seeded.events()])
 
 
 def test_contact_outcome_cli_takes_the_promise_terms(seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
     base = ["--gateway", seeded.addr, "--identity", str(seeded.identity("agency-1")), "--json"]
-    contact = seeded.client("agency-1").open_contact("C-1", "call")["contact_id"]
+    contact = seeded.client("agency-1").open_contact("C-1", "call").contact_id
     assert cli.main(["contact", "outcome", contact, "--result", "promise_to_pay", *base]) != 0
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "PROMISE_TERMS_REQUIRED"
     assert cli.main(["contact", "outcome", contact, "--result", "promise_to_pay", "--amount", "150.00",

@@ -187,13 +187,13 @@ def test_the_gateway_serves_proofs_from_its_stored_tiles_that_verify(env: Env) -
     assert log.audit_tile_inner(0, size // TILE) is None
     for seq in (0, 1, 255, 256, 511, size // 2, size - 1):
         p = reg.inclusion_proof(seq)
-        assert p["tree_size"] >= size and p["leaf_hash"] == leaves[seq]
-        assert verify_inclusion(seq, p["tree_size"], p["leaf_hash"], p["proof"], p["root"])
+        assert p.tree_size >= size and p.leaf_hash == leaves[seq]
+        assert verify_inclusion(seq, p.tree_size, p.leaf_hash, p.proof, p.root)
         q = reg.inclusion_proof(seq, size)
-        assert q["root"] == root and verify_inclusion(seq, size, leaves[seq], q["proof"], root)
+        assert q.root == root and verify_inclusion(seq, size, leaves[seq], q.proof, root)
     c = reg.consistency_proof(300, size)
-    assert c["to_root"] == root and c["from_root"] == merkle.root_of(leaves[:300])
-    assert verify_consistency(300, size, c["from_root"], c["to_root"], c["proof"])
+    assert c.to_root == root and c.from_root == merkle.root_of(leaves[:300])
+    assert verify_consistency(300, size, c.from_root, c.to_root, c.proof)
     # Proof requests are audited (sizes only) and out-of-range ones refused with a stable code.
     from custos_client import CustosClientError
 
@@ -219,7 +219,7 @@ def test_a_log_written_before_tiles_gets_them_at_the_next_open(env: Env) -> None
     log = env.gw.vault.audit.reads()
     assert len(log.audit_nodes(1, 0, 100)) == size // TILE
     p = env.client("regulator-1").inclusion_proof(3, size)
-    assert p["root"] == root and verify_inclusion(3, size, p["leaf_hash"], p["proof"], root)
+    assert p.root == root and verify_inclusion(3, size, p.leaf_hash, p.proof, root)
 
 
 def _clear_tiles(env: Env) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosClient, CustosClientError
+from custos_client import CustosClient, CustosClientError, Feed
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from gateway import cli, synth
@@ -53,7 +53,7 @@ def replicas(env_dir: Path) -> Iterator[Replicas]:
         one = Env(env_dir, gws[0], clock, InMemorySpanExporter())
         two = Env(second, gws[1], clock, InMemorySpanExporter())
         lines = [synth.case_line(1, jurisdiction="CN", borrower=1), synth.case_line(2, jurisdiction="CN", borrower=1)]
-        assert one.import_cases("lender-a", lines)["imported"] == 2
+        assert one.import_cases("lender-a", lines).imported == 2
         lender = one.client("lender-a")
         lender.assign("C-1", "agency-1", "collection", "2026-12-31")
         two.client("lender-a").assign("C-2", "agency-2", "collection", "2026-12-31")
@@ -83,16 +83,16 @@ def test_a_recall_through_one_replica_is_enforced_by_the_other_at_once(replicas:
     agency_two = replicas.two.client("agency-1")
     other_two = replicas.two.client("agency-2")
     for _ in range(3):  # warm: the second replica has served these reads before, from its row cache
-        assert agency_two.get_case("C-1", "collection")["case_id"] == "C-1"
-        assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
-    assert replicas.one.client("lender-a").recall("C-1", "agency-1")["recalled"] == 1
+        assert agency_two.get_case("C-1", "collection").case_id == "C-1"
+        assert other_two.get_case("C-2", "collection").case_id == "C-2"
+    assert replicas.one.client("lender-a").recall("C-1", "agency-1").recalled == 1
     recalled_at = replicas.one.gw.vault.audit.head()[0]
     with pytest.raises(CustosClientError) as info:
         agency_two.get_case("C-1", "collection")
     assert info.value.code == "MANDATE_RECALLED"
     after = [e for e in replicas.one.client("regulator-1").audit_query(case_id="C-1")
-             if e["seq"] >= recalled_at and e["method"] == "GetCase"]
-    assert [(e["method"], e["decision"], e["code"]) for e in after] == [("GetCase", "deny", "MANDATE_RECALLED")]
+             if e.seq >= recalled_at and e.method == "GetCase"]
+    assert [(e.method, e.decision, e.code) for e in after] == [("GetCase", "deny", "MANDATE_RECALLED")]
     # The same for a stage change and a flag.
     replicas.one.client("lender-a").set_stage("C-2", "early_warning")
     with pytest.raises(CustosClientError) as info:
@@ -103,7 +103,7 @@ def test_a_recall_through_one_replica_is_enforced_by_the_other_at_once(replicas:
 def test_an_org_disabled_through_one_replica_is_refused_by_the_other_at_once(replicas: Replicas) -> None:
     agency_two = replicas.two.client("agency-2")
     for _ in range(3):
-        assert agency_two.get_case("C-2", "collection")["case_id"] == "C-2"
+        assert agency_two.get_case("C-2", "collection").case_id == "C-2"
     # The operator's command, on replica one's data directory (as on its host), while both serve.
     assert cli.main(["org", "disable", str(replicas.one.data), "--id", "agency-2"]) == 0
     with pytest.raises(CustosClientError) as info:
@@ -131,12 +131,12 @@ def test_the_bureau_feed_is_one_sequence_across_replicas(replicas: Replicas) -> 
         lender.assign(case, "bureau-1", "credit_reporting", "2027-06-30")
         lender.record_notice(case, "2026-11-01")
     first = replicas.one.client("bureau-1").pull_feed("")
-    assert sorted(r["case_id"] for r in first["records"]) == ["C-1", "C-2"] and first["cursor"] == "f2"
-    assert replicas.two.client("bureau-1").pull_feed(first["cursor"]) == {"records": [], "withheld": [], "cursor": "f2"}
+    assert sorted(r.case_id for r in first.records) == ["C-1", "C-2"] and first.cursor == "f2"
+    assert replicas.two.client("bureau-1").pull_feed(first.cursor) == Feed([], [], "f2")
     replicas.two.client("lender-a").set_flags("C-2", disputed=True)
-    changed = replicas.two.client("bureau-1").pull_feed(first["cursor"])
-    assert [(r["case_id"], r["seq"], r["compliance_condition"]) for r in changed["records"]] == [("C-2", 3, "XB")]
-    assert replicas.one.client("bureau-1").pull_feed(changed["cursor"]) == {"records": [], "withheld": [], "cursor": "f3"}
+    changed = replicas.two.client("bureau-1").pull_feed(first.cursor)
+    assert [(r.case_id, r.seq, r.fields["compliance_condition"]) for r in changed.records] == [("C-2", 3, "XB")]
+    assert replicas.one.client("bureau-1").pull_feed(changed.cursor) == Feed([], [], "f3")
 
 
 def test_one_log_verifies_through_either_replica_with_one_root(replicas: Replicas) -> None:
@@ -152,8 +152,8 @@ def test_one_log_verifies_through_either_replica_with_one_root(replicas: Replica
     first, second = results
     assert second.size >= first.size > 10
     events = replicas.one.client("regulator-1").audit_query()
-    assert [e["seq"] for e in events] == list(range(len(events)))
-    orgs = {e["org"] for e in events if e["method"] == "GetCase"}
+    assert [e.seq for e in events] == list(range(len(events)))
+    orgs = {e.org for e in events if e.method == "GetCase"}
     assert orgs == {"agency-1", "agency-2"}
     # With nothing written in between, both replicas sign the same tree: the same size, root and note.
     assert replicas.one.gw.vault.audit.head() == replicas.two.gw.vault.audit.head()
@@ -169,7 +169,7 @@ def test_kill_minus_nine_during_a_read_burst_loses_no_acknowledged_event(env_dir
     served.append(two)
     ids = env_dir / "ids"
     with CustosClient(one.addr, ids / "lender-a", timeout=30) as lender:
-        assert lender.import_lines(synth.jsonl([synth.case_line(i) for i in range(1, 21)]).splitlines())["imported"] \
+        assert lender.import_lines(synth.jsonl([synth.case_line(i) for i in range(1, 21)]).splitlines()).imported \
             == 20
         for i in range(1, 21):
             lender.assign(f"C-{i}", "agency-1", "collection", "2026-12-31", agreement="AG-1", pia="PIA-1")
@@ -201,30 +201,30 @@ def test_kill_minus_nine_during_a_read_burst_loses_no_acknowledged_event(env_dir
     assert len(acknowledged) > 20
     # Through the surviving replica: every read the client saw succeed has its allow event.
     with CustosClient(two.addr, ids / "regulator-1", timeout=60) as reg:
-        events = [e for e in reg.audit_query(org_id="agency-1") if e["method"] == "GetCase" and e["decision"] == "allow"]
+        events = [e for e in reg.audit_query(org_id="agency-1") if e.method == "GetCase" and e.decision == "allow"]
         note = reg.checkpoint()
         assert verify_log(reg.audit_events(), note, (env_dir / "data" / "audit.vkey").read_text()).size > 0
     seen: dict[str, int] = {}
     for e in events:
-        seen[e["case_id"]] = seen.get(e["case_id"], 0) + 1
+        seen[e.case_id] = seen.get(e.case_id, 0) + 1
     for case in set(acknowledged):
         assert seen.get(case, 0) >= acknowledged.count(case), case
     # And the killed replica comes back on the same database.
     restarted = Served(env_dir / "data", extra=["--workers", "16"])
     served.append(restarted)
     with CustosClient(restarted.addr, ids / "agency-1", timeout=10) as agency:
-        assert agency.get_case("C-1", "collection")["case_id"] == "C-1"
+        assert agency.get_case("C-1", "collection").case_id == "C-1"
 
 
 def test_an_erasure_through_one_replica_leaves_the_other_no_cached_key(replicas: Replicas) -> None:
     """Replica two has the borrower's rows and unwrapped data key warm in its cache; the erasure ends them."""
     lender_two = replicas.two.client("lender-a")
     for _ in range(3):
-        assert lender_two.get_case("C-1", "servicing")["fields"]["full_name"]
-        assert replicas.two.client("agency-1").get_case("C-1", "collection")["fields"]
-    assert replicas.one.client("lender-a").erase("B-1")["state"] == "erased"
+        assert lender_two.get_case("C-1", "servicing").fields["full_name"]
+        assert replicas.two.client("agency-1").get_case("C-1", "collection").fields
+    assert replicas.one.client("lender-a").erase("B-1").state == "erased"
     rec = lender_two.get_case("C-1", "servicing")
-    assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
+    assert rec.erasure == "erased" and "full_name" not in rec.fields
     with pytest.raises(CustosClientError) as info:
         replicas.two.client("agency-1").get_case("C-1", "collection")
     assert info.value.code == "ERASED"
@@ -243,8 +243,8 @@ def test_a_change_through_one_replica_ends_the_others_stale_grant_and_only_that_
 
     agency_two, other_two = replicas.two.client("agency-1"), replicas.two.client("agency-2")
     for _ in range(3):
-        assert agency_two.get_case("C-1", "collection")["case_id"] == "C-1"
-        assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
+        assert agency_two.get_case("C-1", "collection").case_id == "C-1"
+        assert other_two.get_case("C-2", "collection").case_id == "C-2"
     core = replicas.two.gw.core
     decided: list[str] = []
     stale: list[str] = []
@@ -270,10 +270,10 @@ def test_a_change_through_one_replica_ends_the_others_stale_grant_and_only_that_
     assert info.value.code == "STAGE_NOT_ALLOWED"
     assert stale == ["C-1"] and decided == ["C-1"]
     after = [e for e in replicas.one.client("regulator-1").audit_query(case_id="C-1")
-             if e["seq"] >= changed_at and e["method"] == "GetCase"]
-    assert [(e["decision"], e["code"]) for e in after] == [("deny", "STAGE_NOT_ALLOWED")]
+             if e.seq >= changed_at and e.method == "GetCase"]
+    assert [(e.decision, e.code) for e in after] == [("deny", "STAGE_NOT_ALLOWED")]
     for _ in range(3):
-        assert other_two.get_case("C-2", "collection")["case_id"] == "C-2"
+        assert other_two.get_case("C-2", "collection").case_id == "C-2"
     assert decided == ["C-1"] and stale == ["C-1"]  # C-2's grant outlived the change to C-1
 
 
@@ -283,10 +283,10 @@ def test_a_payment_confirmed_through_one_replica_is_seen_by_the_others_warm_cach
     amount due; the other case's figure is as it was."""
     agency_two, other_two = replicas.two.client("agency-1"), replicas.two.client("agency-2")
     for _ in range(3):
-        due = agency_two.get_case("C-1", "collection")["fields"]["amount_due"]
-        other = other_two.get_case("C-2", "collection")["fields"]["amount_due"]
+        due = agency_two.get_case("C-1", "collection").fields["amount_due"]
+        other = other_two.get_case("C-2", "collection").fields["amount_due"]
     paid = "1.25"
     reported = replicas.one.client("agency-1").report_payment("C-1", paid, "2026-11-29", "RPL-1")
-    replicas.one.client("lender-a").confirm_payment(reported["payment_id"])
-    assert Decimal(agency_two.get_case("C-1", "collection")["fields"]["amount_due"]) == Decimal(due) - Decimal(paid)
-    assert other_two.get_case("C-2", "collection")["fields"]["amount_due"] == other
+    replicas.one.client("lender-a").confirm_payment(reported.payment_id)
+    assert Decimal(agency_two.get_case("C-1", "collection").fields["amount_due"]) == Decimal(due) - Decimal(paid)
+    assert other_two.get_case("C-2", "collection").fields["amount_due"] == other

@@ -7,7 +7,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from custos_client import CustosClientError
+from custos_client import CustosClientError, PurgePlan
 
 from gateway import cli
 from gateway.core.errors import PolicyError
@@ -50,29 +50,29 @@ def test_a_closed_case_is_shredded_when_its_period_ends_unless_held(seeded: Env)
     lender.set_flags("C-5", status="settled")  # CN, borrower B-5
     lender.set_flags("C-5", legal_hold=True)
     lender.set_flags("C-2", status="closed")   # B-1 still has C-1 open: never due
-    assert lender.purge_plan() == {"due": [], "held": []}
+    assert lender.purge_plan() == PurgePlan([], [])
     seeded.clock.advance(days=THREE_YEARS)
     plan = lender.purge_plan()
-    assert [(i["borrower_id"], i["cases"], i["rule"]) for i in plan["due"]] == \
+    assert [(i.borrower_id, i.cases, i.rule) for i in plan.due] == \
         [("B-3", ["C-3"], "CN.retention:3y_after_closure")]
-    assert [(i["borrower_id"], i["held_by"]) for i in plan["held"]] == [("B-5", ["C-5"])]
-    assert seeded.client("lender-b").purge_plan() == {"due": [], "held": []}  # another lender's own only
+    assert [(i.borrower_id, i.held_by) for i in plan.held] == [("B-5", ["C-5"])]
+    assert seeded.client("lender-b").purge_plan() == PurgePlan([], [])  # another lender's own only
     core.run_retention()
-    assert lender.get_case("C-3", "servicing")["erasure"] == "erased"
-    assert lender.get_case("C-5", "servicing")["fields"]["full_name"]  # held: kept
-    assert lender.get_case("C-1", "servicing")["fields"]["full_name"]  # open case: kept
+    assert lender.get_case("C-3", "servicing").erasure == "erased"
+    assert lender.get_case("C-5", "servicing").fields["full_name"]  # held: kept
+    assert lender.get_case("C-1", "servicing").fields["full_name"]  # open case: kept
     lender.set_flags("C-5", legal_hold=False)
-    assert [i["borrower_id"] for i in lender.purge_plan()["due"]] == ["B-5"]
+    assert [i.borrower_id for i in lender.purge_plan().due] == ["B-5"]
     core.run_retention()
-    assert lender.get_case("C-5", "servicing")["erasure"] == "erased"
-    assert lender.purge_plan() == {"due": [], "held": []}
-    events = [e for e in seeded.events(borrower_id="B-5") if e["method"] == "RetentionPurge"]
-    assert [(e["case_id"], e["rule"], e["org"]) for e in events] == [("C-5", "erasure:reason=retention", "lender-a")]
+    assert lender.get_case("C-5", "servicing").erasure == "erased"
+    assert lender.purge_plan() == PurgePlan([], [])
+    events = [e for e in seeded.events(borrower_id="B-5") if e.method == "RetentionPurge"]
+    assert [(e.case_id, e.data["rule"], e.org) for e in events] == [("C-5", "erasure:reason=retention", "lender-a")]
     # A reopened case starts over: nothing is due for it.
     lender.set_flags("C-6", status="closed")
     lender.set_flags("C-6", status="open")
     seeded.clock.advance(days=THREE_YEARS)
-    assert "B-6" not in [i["borrower_id"] for i in lender.purge_plan()["due"]]
+    assert "B-6" not in [i["borrower_id"] for i in lender.purge_plan().due]
 
 
 def test_a_borrower_restricted_by_a_refused_erasure_is_still_shredded_when_retention_runs_out(seeded: Env) -> None:
@@ -83,13 +83,13 @@ def test_a_borrower_restricted_by_a_refused_erasure_is_still_shredded_when_reten
     with pytest.raises(CustosClientError) as info:
         lender.erase("B-5")
     assert info.value.code == "LEGAL_HOLD"
-    assert lender.get_case("C-5", "servicing")["erasure"] == "restricted"
+    assert lender.get_case("C-5", "servicing").erasure == "restricted"
     lender.set_flags("C-5", legal_hold=False)
     seeded.clock.advance(days=THREE_YEARS)
-    assert [i["borrower_id"] for i in lender.purge_plan()["due"]] == ["B-5"]
+    assert [i.borrower_id for i in lender.purge_plan().due] == ["B-5"]
     seeded.gw.core.run_retention()
     rec = lender.get_case("C-5", "servicing")
-    assert rec["erasure"] == "erased" and "full_name" not in rec["fields"]
+    assert rec.erasure == "erased" and "full_name" not in rec.fields
 
 
 def test_the_cli_and_the_policy(seeded: Env, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -44,7 +44,7 @@ def test_rotation_under_reads_and_imports_fails_nothing_and_the_old_version_reti
             while not stop.is_set():
                 for i in range(1, 7):
                     try:
-                        assert c.get_case(f"C-{i}", "servicing")["fields"]["full_name"]
+                        assert c.get_case(f"C-{i}", "servicing").fields["full_name"]
                     except (CustosClientError, AssertionError) as exc:
                         failures.append(f"read C-{i}: {exc}")
 
@@ -54,7 +54,7 @@ def test_rotation_under_reads_and_imports_fails_nothing_and_the_old_version_reti
             while not stop.is_set():
                 try:
                     got = c.import_lines(synth.jsonl([synth.case_line(n, jurisdiction="CN")]).splitlines())
-                    if got["imported"] != 1:
+                    if got.imported != 1:
                         failures.append(f"import {n}: {got['rejected']}")
                     imported.append(f"C-{n}")
                 except CustosClientError as exc:
@@ -84,7 +84,7 @@ def test_rotation_under_reads_and_imports_fails_nothing_and_the_old_version_reti
     assert not (data / "keys" / "kek-1.key").exists()
     lender = seeded.client("lender-a")
     for case in ["C-1", "C-2", "C-3", "C-4", "C-5", "C-6", *imported]:
-        assert lender.get_case(case, "servicing")["fields"]["full_name"], case
+        assert lender.get_case(case, "servicing").fields["full_name"], case
     assert cli.main(["keys", "retire", str(data), "--version", "7", "--json"]) != 0
     assert json.loads(capsys.readouterr().out)["error"]["code"] == "KEY_VERSION_NOT_FOUND"
 
@@ -109,7 +109,7 @@ def test_retiring_a_version_still_in_use_is_refused(seeded: Env, capsys: pytest.
     assert cli.main(["keys", "retire", str(data), "--version", "1", "--json"]) == 0
     capsys.readouterr()
     assert seeded.gw.vault.reader()._generation() > generation  # ...until the version is retired
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["fields"]["full_name"]
+    assert seeded.client("lender-a").get_case("C-1", "servicing").fields["full_name"]
 
 
 @pytest.mark.sqlite_only
@@ -117,7 +117,7 @@ def test_kill_minus_nine_during_the_rewrap_loses_no_key_and_the_rewrap_resumes(
         env: Env, served: list[Served], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = env.data
     lines = [synth.case_line(i, jurisdiction="CN") for i in range(1, 301)]
-    assert env.import_cases("lender-a", lines)["imported"] == 300
+    assert env.import_cases("lender-a", lines).imported == 300
     env.close()
     slow = policy_bundle(tmp_path / "policies", {"lifecycle": {"rewrap_batch": 4, "rewrap_pause_s": 0.05}})
     gw = Served(data, policies=slow)
@@ -138,8 +138,8 @@ def test_kill_minus_nine_during_the_rewrap_loses_no_key_and_the_rewrap_resumes(
     served.append(again)
     with CustosClient(again.addr, env.identity("lender-a"), timeout=20) as lender:
         for i in range(1, 301, 7):
-            assert lender.get_case(f"C-{i}", "servicing")["fields"]["full_name"]  # either version opens
+            assert lender.get_case(f"C-{i}", "servicing").fields["full_name"]  # either version opens
     _wait_rewrapped(data, capsys, 2, timeout=60)
     with CustosClient(again.addr, env.identity("lender-a"), timeout=20) as lender:
         for i in range(1, 301):
-            assert lender.get_case(f"C-{i}", "servicing")["fields"]["full_name"], i
+            assert lender.get_case(f"C-{i}", "servicing").fields["full_name"], i

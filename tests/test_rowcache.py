@@ -230,7 +230,7 @@ def _decisions(env: Env, monkeypatch: pytest.MonkeyPatch) -> list[str]:
 def _read(env: Env, cases: tuple[str, ...], times: int = 3) -> None:
     for case in cases:
         for _ in range(times):
-            assert env.client("lender-a").get_case(case, "servicing")["case_id"] == case
+            assert env.client("lender-a").get_case(case, "servicing").case_id == case
 
 
 def _live(env: Env) -> Rows:
@@ -250,7 +250,7 @@ def test_a_write_to_one_case_leaves_every_other_cases_cached_entries(seeded: Env
     _read(seeded, cases)
     assert decided == ["C-3"]  # C-4 and C-5 still read from their cached grants
     assert _live(seeded) is before and ("get_case", "lender-a", "C-4") in before
-    assert seeded.client("lender-a").get_case("C-3", "servicing")["stage"] == "early_warning"
+    assert seeded.client("lender-a").get_case("C-3", "servicing").stage == "early_warning"
     seeded.client("lender-a").set_flags("C-5", disputed=True)  # `lender flag`
     seeded.client("lender-a").record_notice("C-4", "2026-11-01")  # `lender notice`
     _read(seeded, cases)
@@ -262,10 +262,10 @@ def test_a_borrowers_change_drops_each_of_its_cases(seeded: Env, monkeypatch: py
     cases = ("C-1", "C-2", "C-3")
     _read(seeded, cases)
     decided = _decisions(seeded, monkeypatch)
-    assert seeded.client("lender-a").erase("B-1")["state"] == "erased"
+    assert seeded.client("lender-a").erase("B-1").state == "erased"
     _read(seeded, cases)
     assert decided == ["C-1", "C-2"]
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["erasure"] == "erased"
+    assert seeded.client("lender-a").get_case("C-1", "servicing").erasure == "erased"
 
 
 def test_an_org_change_or_a_retired_kek_still_drops_everything(seeded: Env, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from custos_client import CustosClient, CustosClientError
+from custos_client import CustosClient, CustosClientError, PullRecord, PullRemoved
 
 from gateway import synth
 from gateway.core.errors import CustosError as GatewayError
@@ -130,7 +130,7 @@ def import_and_assign(addr: str, ids: Path, lines: list[dict[str, object]], gran
     """Import the lines (each with the notices an agency's contact needs, as the fixtures' cases have) and grant."""
     lines = [line if "notices" in line else {**line, "notices": dict(NOTICES)} for line in lines]
     with CustosClient(addr, ids / "lender-a", timeout=30) as lender:
-        assert lender.import_lines(synth.jsonl(lines).splitlines())["imported"] == len(lines)
+        assert lender.import_lines(synth.jsonl(lines).splitlines()).imported == len(lines)
         for case, org in grants:
             lender.assign(case, org, "collection", "2099-12-31", agreement="AG-1", pia="PIA-1")
 
@@ -143,17 +143,17 @@ def test_two_processes_on_one_port_both_serve_one_log(group: Group, env_dir: Pat
     for pid in (first, second):
         agency = group.client_on(pid, "agency-1")
         for i in range(1, 5):
-            assert agency.get_case(f"C-{i}", "collection")["case_id"] == f"C-{i}"
+            assert agency.get_case(f"C-{i}", "collection").case_id == f"C-{i}"
     # The reads through `first`, then through `second`: the second process signs a tree that holds them all.
     size = int(regulator_on_second.checkpoint().splitlines()[1])
     with CustosClient(group.served.addr, group.ids / "regulator-1", timeout=60) as reg:
-        events = [e for e in reg.audit_query(org_id="agency-1") if e["method"] == "GetCase"]
+        events = [e for e in reg.audit_query(org_id="agency-1") if e.method == "GetCase"]
         note = reg.checkpoint()
         log = verify_log(reg.audit_events(), note, (env_dir / "data" / "audit.vkey").read_text())
-    allowed = [e for e in events if e["decision"] == "allow"]
+    allowed = [e for e in events if e.decision == "allow"]
     assert len(allowed) >= 8  # and the placement probes' reads of C-1
-    assert size > max(int(e["seq"]) for e in allowed)
-    seqs = [int(e["seq"]) for e in events]
+    assert size > max(int(e.seq) for e in allowed)
+    seqs = [int(e.seq) for e in events]
     assert seqs == sorted(set(seqs))  # one sequence, no number twice
     assert log.size > size
 
@@ -168,8 +168,8 @@ def test_a_process_proves_events_another_process_appended(group: Group) -> None:
     size = int(note.splitlines()[1])
     root = base64.b64decode(note.splitlines()[2])
     proof = on_second.inclusion_proof(size - 1, size)
-    assert proof["tree_size"] == size and proof["root"] == root
-    assert verify_inclusion(size - 1, size, proof["leaf_hash"], proof["proof"], root)
+    assert proof.tree_size == size and proof.root == root
+    assert verify_inclusion(size - 1, size, proof.leaf_hash, proof.proof, root)
 
 
 def test_caps_hold_and_a_recall_is_enforced_across_processes(group: Group) -> None:
@@ -186,8 +186,8 @@ def test_caps_hold_and_a_recall_is_enforced_across_processes(group: Group) -> No
     # A recall through process a; process b has served warm reads of the case from its own cache.
     reader = group.client_on(b, "agency-1")
     for _ in range(3):
-        assert reader.get_case("C-1", "collection")["case_id"] == "C-1"
-    assert group.client_on(a, "lender-a").recall("C-1", "agency-1")["recalled"] == 1
+        assert reader.get_case("C-1", "collection").case_id == "C-1"
+    assert group.client_on(a, "lender-a").recall("C-1", "agency-1").recalled == 1
     with pytest.raises(CustosClientError) as info:
         reader.get_case("C-1", "collection")
     assert info.value.code == "MANDATE_RECALLED"
@@ -232,15 +232,15 @@ def test_kill_minus_nine_of_one_process_loses_no_acknowledged_event(group: Group
         assert time.monotonic() < deadline, workers
         time.sleep(0.2)
     replacement = next(p for p in workers if p != survivor)
-    assert group.client_on(replacement, "agency-1").get_case("C-1", "collection")["case_id"] == "C-1"
+    assert group.client_on(replacement, "agency-1").get_case("C-1", "collection").case_id == "C-1"
     with CustosClient(group.served.addr, group.ids / "regulator-1", timeout=60) as reg:
         events = [e for e in reg.audit_query(org_id="agency-1")
-                  if e["method"] == "GetCase" and e["decision"] == "allow"]
+                  if e.method == "GetCase" and e.decision == "allow"]
         note = reg.checkpoint()
         assert verify_log(reg.audit_events(), note, (env_dir / "data" / "audit.vkey").read_text()).size > 0
     seen: dict[str, int] = {}
     for e in events:
-        seen[str(e["case_id"])] = seen.get(str(e["case_id"]), 0) + 1
+        seen[str(e.case_id)] = seen.get(str(e.case_id), 0) + 1
     for case in set(acknowledged):
         assert seen.get(case, 0) >= acknowledged.count(case), case
 
@@ -250,18 +250,18 @@ def test_a_pull_cursor_from_one_process_resumes_on_the_other(group: Group) -> No
     import_and_assign(group.served.addr, group.ids, [synth.case_line(i) for i in range(1, 7)],
                       [(f"C-{i}", "agency-1") for i in range(1, 7)])
     first, second = group.workers()
-    whole = [i["record"]["case_id"] for i in group.client_on(first, "agency-1").pull_cases("collection")
-             if "record" in i]
+    whole = [i.record.case_id for i in group.client_on(first, "agency-1").pull_cases("collection")
+             if isinstance(i, PullRecord)]
     assert sorted(whole) == [f"C-{i}" for i in range(1, 7)]
     stream = group.client_on(first, "agency-1").pull_cases("collection")
     begun = [next(stream) for _ in range(2)]
     stream.close()
-    rest = list(group.client_on(second, "agency-1").pull_cases("collection", begun[-1]["cursor"]))
-    assert [i["record"]["case_id"] for i in begun + rest if "record" in i] == whole
+    rest = list(group.client_on(second, "agency-1").pull_cases("collection", begun[-1].cursor))
+    assert [i.record.case_id for i in begun + rest if isinstance(i, PullRecord)] == whole
     # A recall through the first process is a removal in the second's next pull.
     group.client_on(first, "lender-a").recall("C-3", "agency-1")
-    after = list(group.client_on(second, "agency-1").pull_cases("collection", rest[-1]["cursor"]))
-    assert [(i["removed"], i["code"]) for i in after if "removed" in i] == [("C-3", "MANDATE_RECALLED")]
+    after = list(group.client_on(second, "agency-1").pull_cases("collection", rest[-1].cursor))
+    assert [(i.case_id, i.code) for i in after if isinstance(i, PullRemoved)] == [("C-3", "MANDATE_RECALLED")]
 
 
 def _gone(pids: list[int], within: float) -> bool:
@@ -397,20 +397,20 @@ def test_a_change_through_one_process_is_seen_by_the_others_warm_cache_at_once(g
                       [("C-1", "agency-1"), ("C-2", "agency-1")])
     a, b = group.workers()
     reader, lender = group.client_on(b, "agency-1"), group.client_on(a, "lender-a")
-    stage = lender.get_case("C-1", "servicing")["stage"]
+    stage = lender.get_case("C-1", "servicing").stage
     for _ in range(3):
         for case in ("C-1", "C-2"):
-            assert reader.get_case(case, "collection")["case_id"] == case
+            assert reader.get_case(case, "collection").case_id == case
     lender.set_stage("C-1", "early_warning")
     with pytest.raises(CustosClientError) as info:
         reader.get_case("C-1", "collection")
     assert info.value.code == "STAGE_NOT_ALLOWED"
-    assert reader.get_case("C-2", "collection")["stage"] == stage
+    assert reader.get_case("C-2", "collection").stage == stage
     lender.set_stage("C-1", stage)
-    assert reader.get_case("C-1", "collection")["stage"] == stage
+    assert reader.get_case("C-1", "collection").stage == stage
     lender.set_flags("C-2", cease_contact=True)
     assert reader.get_case("C-2", "collection")  # still released; and C-1 as it was
-    assert reader.get_case("C-1", "collection")["stage"] == stage
+    assert reader.get_case("C-1", "collection").stage == stage
 
 
 def test_a_payment_confirmed_through_one_process_is_seen_by_the_others_warm_cache_at_once(group: Group) -> None:
@@ -421,8 +421,8 @@ def test_a_payment_confirmed_through_one_process_is_seen_by_the_others_warm_cach
     a, b = group.workers()
     reader = group.client_on(b, "agency-1")
     for _ in range(3):
-        due = {case: reader.get_case(case, "collection")["fields"]["amount_due"] for case in ("C-1", "C-2")}
+        due = {case: reader.get_case(case, "collection").fields["amount_due"] for case in ("C-1", "C-2")}
     reported = group.client_on(a, "agency-1").report_payment("C-1", "2.50", "2026-12-01", "PROC-1")
-    group.client_on(a, "lender-a").confirm_payment(reported["payment_id"])
-    assert Decimal(reader.get_case("C-1", "collection")["fields"]["amount_due"]) == Decimal(due["C-1"]) - Decimal("2.50")
-    assert reader.get_case("C-2", "collection")["fields"]["amount_due"] == due["C-2"]
+    group.client_on(a, "lender-a").confirm_payment(reported.payment_id)
+    assert Decimal(reader.get_case("C-1", "collection").fields["amount_due"]) == Decimal(due["C-1"]) - Decimal("2.50")
+    assert reader.get_case("C-2", "collection").fields["amount_due"] == due["C-2"]

@@ -46,4 +46,4 @@ def test_the_serving_process_holds_the_wal_index_lock_and_another_process_leaves
     subprocess.run([sys.executable, "-m", "gateway.cli", "keys", "status", str(seeded.data)], check=True,
                    capture_output=True)
     assert _dms(shm) == "held"
-    assert seeded.client("lender-a").get_case("C-1", "servicing")["fields"]["full_name"]
+    assert seeded.client("lender-a").get_case("C-1", "servicing").fields["full_name"]

@@ -28,7 +28,7 @@ def test_the_report_names_every_recipient_field_and_refusal_of_this_borrower_onl
     seeded.client("agency-1").get_case("XC-90", "collection")
 
     events = seeded.client("regulator-1").subject_events("B-1", "lender-a")
-    assert events and {e["case_id"] for e in events} <= {"C-1", "C-2"}
+    assert events and {e.event.case_id for e in events} <= {"C-1", "C-2"}
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1")), "--json"]
     assert cli.main(["audit", "subject-report", "B-1", "--lender", "lender-a", *argv]) == 0
     report = json.loads(capsys.readouterr().out)
@@ -60,21 +60,21 @@ def test_a_lender_gets_its_own_borrowers_only_and_the_request_is_audited(seeded:
             lender.subject_events(borrower, other)
         assert info.value.code == code
     # A regulator without a lender gets every lender's borrower of the id (here only lender-a has a B-1).
-    assert {e["report_lender"] for e in seeded.client("regulator-1").subject_events("B-1")} == {"lender-a"}
+    assert {e.report_lender for e in seeded.client("regulator-1").subject_events("B-1")} == {"lender-a"}
     with pytest.raises(CustosClientError) as info:
         seeded.client("regulator-1").subject_events("B-404")
     assert info.value.code == "CASE_NOT_FOUND"
     with pytest.raises(CustosClientError) as info:
         seeded.client("agency-1").subject_events("B-1", "lender-a")
     assert info.value.code == "WRONG_ORG_KIND"
-    asked = [e for e in seeded.events(borrower_id="B-1") if e["method"] == "SubjectReport"]
-    assert asked and asked[0]["org"] == "lender-a" and asked[0]["decision"] == "allow"
+    asked = [e for e in seeded.events(borrower_id="B-1") if e.method == "SubjectReport"]
+    assert asked and asked[0].org == "lender-a" and asked[0].decision == "allow"
 
 
 def _same_ids_at_lender_b(env: Env) -> None:
     """lender-b imports its own C-1 of its own B-1 (other PI), mandates it to agency-b, which reads it."""
     line = synth.case_line(1, jurisdiction="CN", borrower=1, seed=99)
-    assert env.import_cases("lender-b", [line])["imported"] == 1
+    assert env.import_cases("lender-b", [line]).imported == 1
     env.client("lender-b").assign("C-1", "agency-b", "collection", "2026-12-31")
     env.client("agency-b").get_case("C-1", "collection")
     env.client("lender-b").set_stage("C-1", "letter")
@@ -90,8 +90,8 @@ def test_lenders_with_the_same_case_and_borrower_ids_get_only_their_own_borrower
         seeded: Env, capsys: pytest.CaptureFixture[str]) -> None:
     _same_ids_at_lender_b(seeded)
     events = seeded.client("lender-a").subject_events("B-1")
-    assert events and not {e["org"] for e in events} & {"lender-b", "agency-b"}  # lender-b's C-1 is not theirs
-    assert {e["report_lender"] for e in events} == {"lender-a"}
+    assert events and not {e.event.org for e in events} & {"lender-b", "agency-b"}  # lender-b's C-1 is not theirs
+    assert {e.report_lender for e in events} == {"lender-a"}
     for who, lender in (("lender-a", ""), ("regulator-1", "lender-a")):
         argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity(who)), "--json"]
         assert cli.main(["audit", "subject-report", "B-1", *(["--lender", lender] if lender else []), *argv]) == 0
@@ -105,8 +105,8 @@ def test_lenders_with_the_same_case_and_borrower_ids_get_only_their_own_borrower
         assert {r["case_id"] for r in report["releases"]} == {"C-1"}
     # lender-b's report is its own borrower's: agency-b's read, not agency-1's.
     report = seeded.client("lender-b").subject_events("B-1")
-    assert {e["org"] for e in report if e.get("fields")} == {"agency-b"}
-    assert {e["lender"] for e in report if "lender" in e} == {"lender-b"}
+    assert {e.event.org for e in report if e.event.data.get("fields")} == {"agency-b"}
+    assert {e.event.data["lender"] for e in report if "lender" in e.event.data} == {"lender-b"}
 
 
 def test_the_regulators_report_without_a_lender_lists_each_lenders_borrower_apart(
@@ -129,8 +129,8 @@ def test_the_regulators_report_without_a_lender_lists_each_lenders_borrower_apar
         refused = [r for r in by_lender[lender]["refusals"] if r["org"] == "agency-2" and r["case_id"] == "C-1"]
         assert [(r["code"], r["resolved"]) for r in refused] == [("NO_MANDATE", False)]
     # The request is audited once per lender's borrower it covers, each naming its lender.
-    asked = [e for e in seeded.events(borrower_id="B-1") if e["method"] == "SubjectReport"]
-    assert sorted(e["lender"] for e in asked) == ["lender-a", "lender-b"]
+    asked = [e for e in seeded.events(borrower_id="B-1") if e.method == "SubjectReport"]
+    assert sorted(e.data["lender"] for e in asked) == ["lender-a", "lender-b"]
     assert cli.main(["audit", "subject-report", "B-1", *argv]) == 0
     table = capsys.readouterr().out
     assert "B-1 of lender-a" in table and "B-1 of lender-b" in table and "agency-b: " in table
@@ -147,7 +147,7 @@ def test_events_carry_their_owning_lender_and_audit_query_shows_it(seeded: Env,
     imports = {(e["org"], e["lender"]) for e in events if e["rule"] == "import"}
     assert imports == {("lender-a", "lender-a"), ("lender-b", "lender-b")}
     # Who acts is the org; whose case it is, the lender; an event about no lender's case has no lender key.
-    assert all("lender" not in e for e in seeded.events(org="regulator-1") if not e["borrower_id"])
+    assert all("lender" not in e.data for e in seeded.events(org="regulator-1") if not e.data["borrower_id"])
 
 
 def _legacy(env: Env, org: str, method: str, case_id: str, rule: str, fields: tuple[str, ...] = ()) -> None:
@@ -166,10 +166,10 @@ def test_events_written_before_events_named_their_lender_are_attributed_by_the_r
     _legacy(seeded, "regulator-1", "Legacy", "", "legacy-regulator")         # no record says whose
     seeded.client("lender-b").assign("C-1", "agency-1", "collection", "2026-12-31")
     _legacy(seeded, "agency-1", "GetCase", "C-1", "legacy-ambiguous", ("phone",))  # both lenders mandated C-1 to it
-    assert all("lender" not in e for e in seeded.events(case_id="C-1") if e["rule"].startswith("legacy"))
-    rules = {e["rule"] for e in seeded.client("lender-a").subject_events("B-1")}
+    assert all("lender" not in e.data for e in seeded.events(case_id="C-1") if e.data["rule"].startswith("legacy"))
+    rules = {e.event.data["rule"] for e in seeded.client("lender-a").subject_events("B-1")}
     assert not {r for r in rules if r.startswith("legacy")}  # none of them is sure to be lender-a's
-    rules_b = {e["rule"] for e in seeded.client("lender-b").subject_events("B-1")}
+    rules_b = {e.event.data["rule"] for e in seeded.client("lender-b").subject_events("B-1")}
     assert {"legacy-read", "legacy-stage"} <= rules_b and "legacy-ambiguous" not in rules_b
     argv = ["--gateway", seeded.addr, "--identity", str(seeded.identity("regulator-1")), "--json"]
     assert cli.main(["audit", "subject-report", "B-1", *argv]) == 0

@@ -47,5 +47,5 @@ def test_every_rpc_has_one_span_with_allowed_attributes_only(seeded: Env) -> Non
         assert set(s.attributes or {}) <= ALLOWED_ATTRIBUTES
         assert s.events == () and s.status.description is None
     # The audit event carries the span's trace id, so an operator can join the two.
-    ev = [e for e in seeded.events(case_id="C-1", org="agency-1") if e["method"] == "GetCase"][-1]
-    assert ev["trace_id"] == format(ok.context.trace_id, "032x")
+    ev = [e for e in seeded.events(case_id="C-1", org="agency-1") if e.method == "GetCase"][-1]
+    assert ev.data["trace_id"] == format(ok.context.trace_id, "032x")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from custos_client import CustosClientError
+from custos_client import CustosClientError, PullEnd, PullRecord, PullRemoved
 
 from gateway import cli, synth
 from gateway.core.usecases import worklists
@@ -28,12 +28,12 @@ from tests.conftest import Env
 def pull(env: Env, org: str, since: str = "", purpose: str = "collection") -> tuple[list[dict[str, Any]], str]:
     """Every message but the last, and the last cursor."""
     items = list(env.client(org).pull_cases(purpose, since))
-    assert items[-1].get("end") is True
-    return items[:-1], items[-1]["cursor"]
+    assert isinstance(items[-1], PullEnd)
+    return items[:-1], items[-1].cursor
 
 
 def records(items: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {i["record"]["case_id"]: i["record"] for i in items if "record" in i}
+    return {i.record.case_id: i.record for i in items if isinstance(i, PullRecord)}
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def portfolio(env: Env) -> Env:
     """lender-a: C-1..C-8; agency-1 holds C-1..C-5 for collection, agency-2 holds C-6; lender-b's BC-1 to agency-1."""
     lines = [synth.case_line(1, jurisdiction="CN", borrower=1), synth.case_line(2, jurisdiction="CN", borrower=1)]
     lines += [synth.case_line(i, jurisdiction="CN") for i in range(3, 9)]
-    assert env.import_cases("lender-a", lines)["imported"] == 8
+    assert env.import_cases("lender-a", lines).imported == 8
     env.import_cases("lender-b", [synth.case_line(1, lender_prefix="B", seed=99, jurisdiction="CN")])
     lender = env.client("lender-a")
     for i in range(1, 6):
@@ -55,15 +55,15 @@ def test_a_pull_releases_exactly_the_mandated_cases_as_get_case_would(portfolio:
     items, cursor = pull(portfolio, "agency-1")
     got = records(items)
     assert sorted(got) == ["BC-1", "C-1", "C-2", "C-3", "C-4", "C-5"]
-    assert all("removed" not in i for i in items)  # a first pull lists what the caller may read, nothing else
-    assert {i["record"]["case_id"]: i["record"]["lender_id"] for i in items}["BC-1"] == "lender-b"
+    assert all(not isinstance(i, PullRemoved) for i in items)  # a first pull lists what the caller may read, nothing else
+    assert {i.record.case_id: i.record.lender_id for i in items}["BC-1"] == "lender-b"
     agency = portfolio.client("agency-1")
     for case_id, rec in got.items():
         ref = f"lender-b/{case_id}" if case_id.startswith("B") else case_id
         direct = agency.get_case(ref, "collection")
-        assert rec["fields"] == direct["fields"] and rec["stage"] == direct["stage"] and rec["rules"] == direct["rules"]
+        assert rec.fields == direct.fields and rec.stage == direct.stage and rec.rules == direct.rules
     # Minimised: a collection agency at reminder gets neither the bank account nor the full national id.
-    assert all("bank_account" not in r["fields"] and len(r["fields"]["national_id"]) == 4 for r in got.values())
+    assert all("bank_account" not in r.fields and len(r.fields["national_id"]) == 4 for r in got.values())
     # The other agency gets its own only.
     assert sorted(records(pull(portfolio, "agency-2")[0])) == ["C-6"]
     assert cursor.startswith("w")
@@ -71,14 +71,14 @@ def test_a_pull_releases_exactly_the_mandated_cases_as_get_case_would(portfolio:
 
 def test_each_release_has_its_own_audit_event(portfolio: Env) -> None:
     items, _ = pull(portfolio, "agency-1")
-    events = [e for e in portfolio.events(org="agency-1") if e["method"] == "PullCases"]
-    allowed = [e for e in events if e["decision"] == "allow" and e["case_id"]]
-    assert sorted(e["case_id"] for e in allowed) == sorted(records(items))
+    events = [e for e in portfolio.events(org="agency-1") if e.method == "PullCases"]
+    allowed = [e for e in events if e.decision == "allow" and e.case_id]
+    assert sorted(e.case_id for e in allowed) == sorted(records(items))
     for e in allowed:
-        rec = records(items)[e["case_id"]]
-        assert e["purpose"] == "collection" and sorted(e["fields"]) == sorted(rec["fields"])
+        rec = records(items)[e.case_id]
+        assert e.purpose == "collection" and sorted(e.data["fields"]) == sorted(rec.fields)
     # And the request itself.
-    assert [e["rule"] for e in events if not e["case_id"]] == ["worklist.pull:from=0"]
+    assert [e.data["rule"] for e in events if not e.case_id] == ["worklist.pull:from=0"]
 
 
 def test_with_a_cursor_only_what_changed_comes_and_what_ended_is_removed(portfolio: Env) -> None:
@@ -92,8 +92,8 @@ def test_with_a_cursor_only_what_changed_comes_and_what_ended_is_removed(portfol
     portfolio.import_cases("lender-a", [synth.case_line(9, jurisdiction="CN")])  # not mandated to anyone
     items, cursor2 = pull(portfolio, "agency-1", cursor)
     assert sorted(records(items)) == ["C-2"]
-    assert "home_address" in records(items)["C-2"]["fields"]
-    removed = {i["removed"]: i["code"] for i in items if "removed" in i}
+    assert "home_address" in records(items)["C-2"].fields
+    removed = {i.case_id: i.code for i in items if isinstance(i, PullRemoved)}
     assert removed == {"C-3": "MANDATE_RECALLED", "C-4": "STAGE_NOT_ALLOWED"}
     assert pull(portfolio, "agency-1", cursor2)[0] == []
     # A new mandate, and the case back at a stage it may see: both come again.
@@ -120,7 +120,7 @@ def test_an_erased_borrowers_cases_are_removed(portfolio: Env) -> None:
     _, cursor = pull(portfolio, "agency-1")
     portfolio.client("lender-a").erase("B-1")
     items, _ = pull(portfolio, "agency-1", cursor)
-    assert {i["removed"]: i["code"] for i in items if "removed" in i} == {"C-1": "ERASED", "C-2": "ERASED"}
+    assert {i.case_id: i.code for i in items if isinstance(i, PullRemoved)} == {"C-1": "ERASED", "C-2": "ERASED"}
     assert records(items) == {}
 
 
@@ -137,21 +137,21 @@ def test_a_mandate_past_its_end_is_removed_once_marked_lapsed(portfolio: Env) ->
     portfolio.clock.advance(days=1)
     assert portfolio.gw.core.lapse_mandates() == 1
     items, _ = pull(portfolio, "agency-1", cursor)
-    assert [(i["removed"], i["code"]) for i in items if "removed" in i] == [("C-8", "MANDATE_EXPIRED")]
+    assert [(i.case_id, i.code) for i in items if isinstance(i, PullRemoved)] == [("C-8", "MANDATE_EXPIRED")]
 
 
 def test_an_interrupted_pull_resumes_after_a_restart_without_repeats_or_gaps(
         portfolio: Env, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(worklists, "PULL_PAGE", 2)  # several pages, so the break falls between two
-    whole = [i["record"]["case_id"] for i in pull(portfolio, "agency-1")[0]]
+    whole = [i.record.case_id for i in pull(portfolio, "agency-1")[0]]
     stream: Iterator[dict[str, Any]] = portfolio.client("agency-1").pull_cases("collection")
     first = [next(stream) for _ in range(3)]
     stream.close()  # the agency's process dies mid-pull
     portfolio.close()
     gw = build(portfolio.data, "127.0.0.1:0", clock=portfolio.clock, workers=8)
     portfolio.gw, portfolio.clients = gw, {}
-    rest, _ = pull(portfolio, "agency-1", first[-1]["cursor"])
-    resumed = [i["record"]["case_id"] for i in first] + [i["record"]["case_id"] for i in rest]
+    rest, _ = pull(portfolio, "agency-1", first[-1].cursor)
+    resumed = [i.record.case_id for i in first] + [i.record.case_id for i in rest]
     assert resumed == whole and len(set(resumed)) == len(resumed)
 
 
@@ -161,12 +161,12 @@ def test_a_change_during_a_pull_is_in_the_next_one(portfolio: Env, monkeypatch: 
     seen = [next(stream)]
     portfolio.client("lender-a").set_stage("C-5", "letter")  # while the pull runs
     seen += list(stream)
-    cursor = seen[-1]["cursor"]
+    cursor = seen[-1].cursor
     # C-5 came before its change, or its change moved it past this pull's end: either way it is in the next.
-    sent = sorted(i["record"]["case_id"] for i in seen if "record" in i)
+    sent = sorted(i.record.case_id for i in seen if isinstance(i, PullRecord))
     assert sent in (["BC-1", "C-1", "C-2", "C-3", "C-4", "C-5"], ["BC-1", "C-1", "C-2", "C-3", "C-4"])
     nxt = records(pull(portfolio, "agency-1", cursor)[0])
-    assert sorted(nxt) == ["C-5"] and "home_address" in nxt["C-5"]["fields"]
+    assert sorted(nxt) == ["C-5"] and "home_address" in nxt["C-5"].fields
 
 
 def test_a_new_policy_bundle_makes_every_case_a_change(portfolio: Env) -> None:
@@ -191,8 +191,8 @@ def test_who_may_not_pull_is_refused_and_audited(portfolio: Env, org: str, purpo
     with pytest.raises(CustosClientError) as info:
         pull(portfolio, org, purpose=purpose)
     assert info.value.code == code
-    denied = [e for e in portfolio.events(org=org) if e["method"] == "PullCases"]
-    assert [e["decision"] for e in denied] == ["deny"] and denied[0]["code"] == code
+    denied = [e for e in portfolio.events(org=org) if e.method == "PullCases"]
+    assert [e.decision for e in denied] == ["deny"] and denied[0].code == code
 
 
 def test_cases_pull_on_the_command_line_writes_an_owner_only_document_and_resumes(
@@ -230,7 +230,7 @@ def test_a_broken_pull_on_the_command_line_keeps_what_arrived_and_names_the_curs
     def breaking(self: Any, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[dict[str, Any]]:
         for n, item in enumerate(real(self, purpose, since, timeout)):
             if n == 2:
-                raise CustosClientError("UNAVAILABLE", "the connection was lost", progress={"cursor": item["cursor"]})
+                raise CustosClientError("UNAVAILABLE", "the connection was lost", progress={"cursor": item.cursor})
             yield item
 
     out = tmp_path / "worklist.json"

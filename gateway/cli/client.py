@@ -30,7 +30,7 @@ from .outfiles import check_output, private_output, write_private
 from .output import CliError, ImportBroken, b64, emit, key_text, plain
 
 if TYPE_CHECKING:
-    from custos_client import CustosClient
+    from custos_client import CustosClient, Result
 
 
 def _client(args: argparse.Namespace) -> CustosClient:
@@ -46,7 +46,7 @@ def _client(args: argparse.Namespace) -> CustosClient:
     return CustosClient(gateway, identity, agent=agent)
 
 
-def _send_lines(args: argparse.Namespace, what: str, send: Callable[[Any, BinaryIO], Mapping[str, Any]],
+def _send_lines(args: argparse.Namespace, what: str, send: Callable[[Any, BinaryIO], Result],
                 broken: Callable[[Any], Exception], counters: tuple[str, ...]) -> dict[str, Any]:
     """A JSON Lines file streamed by `send`; a broken stream becomes `broken(err)` (what was made durable); the
     result as the contract prints it: the counters, the rejections, and their total when the list was cut."""
@@ -57,7 +57,7 @@ def _send_lines(args: argparse.Namespace, what: str, send: Callable[[Any, Binary
 
     with _client(args) as c, open(path, "rb") as fh:
         try:
-            result = send(c, fh)
+            result = send(c, fh).to_dict()
         except CustosClientError as err:
             if err.progress is not None:
                 raise broken(err) from None
@@ -107,7 +107,7 @@ def cmd_assign(args: argparse.Namespace) -> None:
                                               "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
         emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or "",
-                            args.agreement or "", args.pia or ""))
+                            args.agreement or "", args.pia or "").to_dict())
 
 
 def _assign_file(args: argparse.Namespace) -> None:
@@ -125,28 +125,28 @@ def cmd_recall(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "give CASE --from ORG, or --all --from ORG")
     with _client(args) as c:
         if args.all:
-            emit(args, c.recall_all(args.from_org), lambda d: f"{d['recalled']} mandates of {d['org_id']} ended")
+            emit(args, c.recall_all(args.from_org).to_dict(), lambda d: f"{d['recalled']} mandates of {d['org_id']} ended")
         else:
-            emit(args, c.recall(args.case, args.from_org))
+            emit(args, c.recall(args.case, args.from_org).to_dict())
 
 
 def cmd_escalate(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.escalate(args.case, args.to, args.until or "", args.agreement or "", args.pia or ""),
+        emit(args, c.escalate(args.case, args.to, args.until or "", args.agreement or "", args.pia or "").to_dict(),
              lambda d: f"{d['case_id']}: litigation, mandated to {d['mandate']['org_id']} until "
                        f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_transfer(args.case, args.mechanism, args.reference, args.valid_until),
+        emit(args, c.record_transfer(args.case, args.mechanism, args.reference, args.valid_until).to_dict(),
              lambda d: f"{d['case_id']}: transfer abroad under {d['mechanism']} {d['reference']} through "
                        f"{d['valid_until']}; cross-border consent {'yes' if d['cross_border'] else 'no'}")
 
 
 def cmd_mandates(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        doc = {"case_id": args.case, "mandates": c.list_mandates(args.case)}
+        doc = {"case_id": args.case, "mandates": [m.to_dict() for m in c.list_mandates(args.case)]}
 
     def text(d: dict[str, Any]) -> str:
         return "\n".join([f"{d['case_id']}: {len(d['mandates'])} mandates"] + [
@@ -163,7 +163,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
     if args.grace is not None and not 1 <= args.grace <= 3650:
         raise CliError(Code.INVALID_ARGUMENT, "--grace is 1 to 3650 days")
     with _client(args) as c:
-        emit(args, c.erase(args.borrower, args.grace or 0, args.cancel), _receipt_text)
+        emit(args, c.erase(args.borrower, args.grace or 0, args.cancel).to_dict(), _receipt_text)
 
 
 def _receipt_text(d: dict[str, Any]) -> str:
@@ -191,7 +191,8 @@ def cmd_subject_export(args: argparse.Namespace) -> None:
     with _client(args) as c:
         cases = c.subject_data(args.borrower)
         events = c.subject_events(args.borrower, "")
-    doc = subject_report.export(args.borrower, cases, events, datetime.now(UTC))
+    doc = subject_report.export(args.borrower, [x.to_dict() for x in cases], [e.to_dict() for e in events],
+                                datetime.now(UTC))
     write_private(out, (json.dumps(doc, ensure_ascii=False, indent=1) + "\n").encode(), args.force)
     d = doc["disclosures"]
     emit(args, {"out": str(out), "cases": len(cases), "releases": len(d["releases"]), "refusals": len(d["refusals"])},
@@ -204,7 +205,7 @@ def cmd_purge(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "the purge runs inside the gateway on its schedule; --dry-run lists "
                                               "what is due and why")
     with _client(args) as c:
-        plan = c.purge_plan()
+        plan = c.purge_plan().to_dict()
 
     def text(d: dict[str, Any]) -> str:
         lines = [f"{len(d['due'])} borrowers due for shredding, {len(d['held'])} kept by a legal hold"]
@@ -226,7 +227,7 @@ def cmd_consent(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no, "
                                               "--cross-border yes|no and/or --artificial-voice yes|no")
     with _client(args) as c:
-        emit(args, c.set_consent(args.case, third, credit, abroad, voice),
+        emit(args, c.set_consent(args.case, third, credit, abroad, voice).to_dict(),
              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
                        f"credit reporting {'yes' if d['credit_reporting'] else 'no'}, "
                        f"artificial voice {'yes' if d['artificial_voice'] else 'no'} (as of {d['changed_at']})"
@@ -236,7 +237,7 @@ def cmd_consent(args: argparse.Namespace) -> None:
 
 def cmd_performance(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        doc = c.performance(args.from_date, args.to_date)
+        doc = c.performance(args.from_date, args.to_date).to_dict()
 
     def text(d: dict[str, Any]) -> str:
         def shown(v: object) -> str:
@@ -257,14 +258,14 @@ def cmd_performance(args: argparse.Namespace) -> None:
 
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_notice(args.case, args.on, args.kind or ""),
+        emit(args, c.record_notice(args.case, args.on, args.kind or "").to_dict(),
              lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}"
              if d["kind"] == "negative_reporting" else f"{d['case_id']}: {d['kind']} notice on {d['notice_on']}")
 
 
 def cmd_forbearance(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_forbearance(args.case, args.measure, args.on),
+        emit(args, c.record_forbearance(args.case, args.measure, args.on).to_dict(),
              lambda d: f"{d['case_id']}: forbearance {d['measure']} on {d['on']}"
                        f" ({len(d['measures'])} measure(s) recorded)")
 
@@ -287,23 +288,23 @@ def _ropa_text(doc: dict[str, Any]) -> str:
 
 def cmd_ropa(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.ropa(), _ropa_text)
+        emit(args, c.ropa().to_dict(), _ropa_text)
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.set_stage(args.case, args.stage))
+        emit(args, c.set_stage(args.case, args.stage).to_dict())
 
 
 def cmd_flag(args: argparse.Namespace) -> None:
     flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
     with _client(args) as c:
-        emit(args, c.set_flags(args.case, args.status, args.verification_sent or "", **flags))
+        emit(args, c.set_flags(args.case, args.status, args.verification_sent or "", **flags).to_dict())
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        e = c.explain(args.org, args.case, args.purpose, args.at or "")
+        e = c.explain(args.org, args.case, args.purpose, args.at or "").to_dict()
 
     def human(d: dict[str, Any]) -> str:
         lines = [f"{d['decision'].upper()} ({d['code']}) for {d['org_id']} on {d['case_id']} under {d['purpose']}"]
@@ -323,18 +324,19 @@ def _payment_text(p: dict[str, Any]) -> str:
 
 def cmd_payment_report(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.report_payment(args.case, args.amount, args.on, args.reference), _payment_text)
+        emit(args, c.report_payment(args.case, args.amount, args.on, args.reference).to_dict(), _payment_text)
 
 
 def cmd_lender_payments(args: argparse.Namespace) -> None:
     with _client(args) as c:
         found = c.payments(args.status or "", args.agency or "")
-    emit(args, {"payments": found}, lambda d: "\n".join(_payment_text(p) for p in d["payments"]) or "no payments")
+    emit(args, {"payments": [p.to_dict() for p in found]},
+         lambda d: "\n".join(_payment_text(p) for p in d["payments"]) or "no payments")
 
 
 def cmd_payment_confirm(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.confirm_payment(args.payment_id),
+        emit(args, c.confirm_payment(args.payment_id).to_dict(),
              lambda d: f"{d['payment_id']} confirmed on {d['case_id']}: outstanding {d['outstanding']}, amount due "
                        f"{d['amount_due']}, commission rate {d['commission']}"
                        + ("; the case is settled" if d["case_status"] == "settled" else ""))
@@ -342,13 +344,13 @@ def cmd_payment_confirm(args: argparse.Namespace) -> None:
 
 def cmd_payment_reject(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.reject_payment(args.payment_id, args.reason),
+        emit(args, c.reject_payment(args.payment_id, args.reason).to_dict(),
              lambda d: f"{d['payment_id']} rejected")
 
 
 def cmd_statement(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        doc = c.statement(args.period, args.agency or "")
+        doc = c.statement(args.period, args.agency or "").to_dict()
 
     def text(d: dict[str, Any]) -> str:
         rows = [f"{x['payment_id']}\t{x['case_id']}\t{x['org']}\t{x['confirmed_at']}\t{x['amount']} {x['currency']}"
@@ -377,13 +379,13 @@ def _contact_text(d: Mapping[str, Any]) -> str:
 
 def cmd_contact_open(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice), _contact_text)
+        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice).to_dict(), _contact_text)
 
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or "",
-                                    args.recording or ""), _contact_text)
+                                    args.recording or "").to_dict(), _contact_text)
 
 
 # ---- promises and plans
@@ -410,7 +412,7 @@ def cmd_plan_propose(args: argparse.Namespace) -> None:
     instalments = _instalments(args.instalment)
     with _client(args) as c:
         made = c.propose_plan(args.case, instalments)
-    emit(args, {"plan_id": made["plan_id"], "status": made["status"]}, lambda d: f"{d['plan_id']}\t{d['status']}")
+    emit(args, {"plan_id": made.plan_id, "status": made.status}, lambda d: f"{d['plan_id']}\t{d['status']}")
 
 
 def _decided_text(d: dict[str, Any]) -> str:
@@ -420,23 +422,23 @@ def _decided_text(d: dict[str, Any]) -> str:
 def cmd_plan_show(args: argparse.Namespace) -> None:
     with _client(args) as c:
         shown = c.show_plans(args.case)
-    emit(args, {"plans": shown["plans"]}, _plans_text)
+    emit(args, {"plans": [p.to_dict() for p in shown.plans]}, _plans_text)
 
 
 def cmd_plan_accept(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.accept_plan(args.plan_id), _decided_text)
+        emit(args, c.accept_plan(args.plan_id).to_dict(), _decided_text)
 
 
 def cmd_plan_reject(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.reject_plan(args.plan_id, args.reason), _decided_text)
+        emit(args, c.reject_plan(args.plan_id, args.reason).to_dict(), _decided_text)
 
 
 def cmd_cases_list(args: argparse.Namespace) -> None:
     with _client(args) as c:
         cases = c.list_cases(args.national_id or "", args.phone or "")
-    emit(args, {"cases": cases}, lambda d: "\n".join(
+    emit(args, {"cases": [x.to_dict() for x in cases]}, lambda d: "\n".join(
         f"{x['case_id']}\t{x['stage']}\t{x['status']}\t{x['purpose']}\t{x['until']}" for x in d["cases"]) or
         "no cases")
 
@@ -444,9 +446,7 @@ def cmd_cases_list(args: argparse.Namespace) -> None:
 def cmd_cases_get(args: argparse.Namespace) -> None:
     with _client(args) as c:
         rec = c.get_case(args.case, args.purpose)
-    emit(args, {"case_id": rec["case_id"], "purpose": rec["purpose"], "stage": rec["stage"],
-                "fields": rec["fields"], "rules": rec["rules"],
-                **({"erasure": rec["erasure"]} if rec.get("erasure") else {})})
+    emit(args, rec.to_dict())
 
 
 def cmd_cases_pull(args: argparse.Namespace) -> None:
@@ -456,7 +456,7 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
     portfolio. If the pull breaks, what arrived is kept with the cursor after
     it and "complete": false, and the error says to resume from that cursor.
     """
-    from custos_client import CustosClientError
+    from custos_client import CustosClientError, PullRecord, PullRemoved
 
     out = Path(args.out) if args.out else None
     removed: list[dict[str, Any]] = []
@@ -473,13 +473,12 @@ def cmd_cases_pull(args: argparse.Namespace) -> None:
         try:
             with _client(args) as c:
                 for item in c.pull_cases(args.purpose, args.since or ""):
-                    cursor, received = item["cursor"], True
-                    if "record" in item:
-                        write((",\n" if count else "\n") + json.dumps(item["record"], ensure_ascii=False))
+                    cursor, received = item.cursor, True
+                    if isinstance(item, PullRecord):
+                        write((",\n" if count else "\n") + json.dumps(item.record.to_dict(), ensure_ascii=False))
                         count += 1
-                    elif "removed" in item:
-                        removed.append({"case_id": item["removed"], "lender_id": item["lender_id"],
-                                        "code": item["code"]})
+                    elif isinstance(item, PullRemoved):
+                        removed.append({"case_id": item.case_id, "lender_id": item.lender_id, "code": item.code})
                     else:
                         complete = True
         except CustosClientError as err:
@@ -532,7 +531,7 @@ def cmd_audit_compliance_report(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "--verify needs --key, the pinned audit.vkey")
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
-        report = c.compliance_report(args.from_, args.to)
+        report = c.compliance_report(args.from_, args.to).to_dict()
         if args.verify and vkey is not None:
             report["verified"] = _recount_report(c, vkey, report)
     emit(args, report, plain)
@@ -575,7 +574,7 @@ def cmd_audit_stats(args: argparse.Namespace) -> None:
     by = [k.strip() for k in args.by.split(",")] if args.by.strip() else []
     vkey = key_text(args.key) if args.key else None
     with _client(args) as c:
-        doc = c.audit_stats(args.start, args.end, by)
+        doc = c.audit_stats(args.start, args.end, by).to_dict()
         if args.verify and vkey is not None:
             _recount(c, doc, vkey, args.start, args.end, by)
     emit(args, doc, _stats_text)
@@ -617,10 +616,10 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
     if args.size is not None and args.size <= 0:
         raise CliError(Code.INVALID_ARGUMENT, "--size is 1 or more")
     with _client(args) as c:
-        note, cosigned = c.checkpoint_and_cosigned(args.size or 0)
+        checkpoint = c.checkpoint_and_cosigned(args.size or 0)
     # The cosignatures come with the checkpoint: a regulator compares them with its own (the current tree must
     # extend every checkpoint a regulator cosigned), so they are printed, in both forms.
-    emit(args, {"checkpoint": note, "cosigned": cosigned},
+    emit(args, checkpoint.to_dict(),
          lambda d: "\n\n".join([d["checkpoint"].rstrip("\n"),
                                  *(f"cosigned:\n{x.rstrip()}" for x in d["cosigned"])]))
 
@@ -632,10 +631,10 @@ def cmd_audit_prove(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "SEQ is 0 or more and --size 1 or more")
     with _client(args) as c:
         p = c.inclusion_proof(args.seq, args.size or 0)
-    if not verify_inclusion(p["index"], p["tree_size"], p["leaf_hash"], p["proof"], p["root"]):
+    if not verify_inclusion(p.index, p.tree_size, p.leaf_hash, p.proof, p.root):
         raise CliError(Code.AUDIT_VERIFY_FAILED, "the gateway's inclusion proof does not lead to its root")
-    emit(args, {"index": p["index"], "tree_size": p["tree_size"], "leaf_hash": b64(p["leaf_hash"]),
-                "root": b64(p["root"]), "proof": [b64(h) for h in p["proof"]]},
+    emit(args, {"index": p.index, "tree_size": p.tree_size, "leaf_hash": b64(p.leaf_hash),
+                "root": b64(p.root), "proof": [b64(h) for h in p.proof]},
          lambda d: f"event {d['index']} is in the tree of {d['tree_size']} events with root {d['root']} "
                    f"({len(d['proof'])} hashes; compare the root with a signed checkpoint of that size)")
 
@@ -647,10 +646,10 @@ def cmd_audit_consistency(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "--from is 1 or more, and --to at least --from")
     with _client(args) as c:
         p = c.consistency_proof(args.first, args.to or 0)
-    if not verify_consistency(p["from"], p["to"], p["from_root"], p["to_root"], p["proof"]):
+    if not verify_consistency(p.from_, p.to, p.from_root, p.to_root, p.proof):
         raise CliError(Code.AUDIT_VERIFY_FAILED, "the gateway's consistency proof does not verify")
-    emit(args, {"from": p["from"], "to": p["to"], "from_root": b64(p["from_root"]), "to_root": b64(p["to_root"]),
-                "proof": [b64(h) for h in p["proof"]]},
+    emit(args, {"from": p.from_, "to": p.to, "from_root": b64(p.from_root), "to_root": b64(p.to_root),
+                "proof": [b64(h) for h in p.proof]},
          lambda d: f"the tree of {d['from']} events is a prefix of the tree of {d['to']} ({len(d['proof'])} hashes)")
 
 
@@ -659,7 +658,7 @@ def cmd_audit_subject_report(args: argparse.Namespace) -> None:
 
     with _client(args) as c:
         events = c.subject_events(args.borrower, args.lender or "")
-    report = subject_report.build(args.borrower, args.lender or "", events)
+    report = subject_report.build(args.borrower, args.lender or "", [e.to_dict() for e in events])
     emit(args, report, subject_report.table)
 
 
@@ -728,7 +727,7 @@ def cmd_audit_verify(args: argparse.Namespace) -> None:
         start = resume_from(state)
 
         def consistency(first: int, second: int) -> list[bytes]:
-            return list(c.consistency_proof(first, second)["proof"])
+            return list(c.consistency_proof(first, second).proof)
 
         try:
             result = verify_log(c.audit_events(from_seq=start), note, vkey, state, consistency, c.cosigned())
@@ -765,6 +764,6 @@ def cmd_bureau_pull(args: argparse.Namespace) -> None:
     if out is not None:
         check_output(out, args.force)  # before the feed is pulled (and audited as furnished)
     with _client(args) as c:
-        feed = c.pull_feed(args.since or "")
+        feed = c.pull_feed(args.since or "").to_dict()
     fmt.check(feed["records"], out)
     fmt.write(args, feed, out)

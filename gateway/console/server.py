@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 from gateway.core.errors import Code
@@ -104,6 +104,8 @@ def _int(q: dict[str, str], name: str, default: int, low: int, high: int) -> int
     return int(text)
 
 
+_T = TypeVar("_T")
+
 class Api:
     """The JSON answers, each from the gateway through the typed client; proofs go to the page unchecked (it
     checks them). No GetCase, ever: events carry no personal information, case records do."""
@@ -112,7 +114,7 @@ class Api:
         self.client = client
         self.info = info
 
-    def _call(self, fn: Callable[[], Any]) -> Any:
+    def _call(self, fn: Callable[[], _T]) -> _T:
         from custos_client import CustosClientError
 
         try:
@@ -144,12 +146,12 @@ class Api:
                     raise
                 newest = False  # a lender reads no bare checkpoint: its own events from the start, a page at a time
         page = self._call(lambda: self.client.proven_audit_page(limit, newest, from_seq=from_seq, **filters))
-        if newest and page["events"]:
-            from_seq = page["events"][0][0]
-        events = [{"seq": s, "leaf": _b64(leaf), "proof": [_b64(h) for h in proof]} for s, leaf, proof in page["events"]]
-        nxt = page["next_from_seq"] or None
+        if newest and page.events:
+            from_seq = page.events[0].seq
+        events = [{"seq": e.seq, "leaf": _b64(e.leaf), "proof": [_b64(h) for h in e.proof]} for e in page.events]
+        nxt = page.next_from_seq or None
         prev = max(0, from_seq - limit) if not filters and from_seq > 0 else None
-        return {"checkpoint": page["checkpoint"], "from_seq": from_seq, "events": events, "next_from_seq": nxt,
+        return {"checkpoint": page.checkpoint, "from_seq": from_seq, "events": events, "next_from_seq": nxt,
                 "prev_from_seq": prev, "filters": {k: q[k] for k in FILTERS if q.get(k)}}
 
     def checkpoint(self, _: dict[str, str]) -> dict[str, Any]:
@@ -162,7 +164,7 @@ class Api:
         if not borrower:
             raise ConsoleError(Code.INVALID_ARGUMENT, "give a borrower id")
         listed = self._call(lambda: self.client.subject_events(borrower, q.get("lender", "")))
-        lender = {int(e["seq"]): str(e.get("report_lender", "")) for e in listed}
+        lender = {e.event.seq: e.report_lender for e in listed}
         try:
             note = self._call(self.client.checkpoint)  # after the report: every event listed is inside this tree
             proven = self._call(lambda: self.client.proven_events(lender, _size_of(note)))
@@ -173,13 +175,14 @@ class Api:
             # checkpoint of its own (the gateway keeps it to the lender's events); what the report listed and
             # that query did not return is shown unverified, never as checked.
             page = self._call(lambda: self.client.proven_audit_page(MAX_PAGE, borrower_id=borrower))
-            note, proven = page["checkpoint"], page["events"]
-        got = {s for s, _, _ in proven}
-        missing = [{"seq": int(e["seq"]), "proof": [], "unproven": True, "report_lender": str(e.get("report_lender", "")),
-                    "leaf": _b64(canonical_json({k: v for k, v in e.items() if k != "report_lender"}))}
-                   for e in listed if int(e["seq"]) not in got]
-        events = [{"seq": s, "leaf": _b64(leaf), "proof": [_b64(h) for h in proof], "report_lender": lender.get(s, "")}
-                  for s, leaf, proof in proven if s in lender]
+            note, proven = page.checkpoint, page.events
+        got = {p.seq for p in proven}
+        missing = [{"seq": e.event.seq, "proof": [], "unproven": True, "report_lender": e.report_lender,
+                    "leaf": _b64(canonical_json(e.event.data))}
+                   for e in listed if e.event.seq not in got]
+        events: list[dict[str, Any]] = [
+            {"seq": p.seq, "leaf": _b64(p.leaf), "proof": [_b64(h) for h in p.proof], "report_lender": lender.get(p.seq, "")}
+            for p in proven if p.seq in lender]
         return {"checkpoint": note, "events": sorted(events + missing, key=lambda e: int(e["seq"])),
                 "listed": len(listed)}
 
@@ -193,7 +196,8 @@ class Api:
         by = [b for b in q.get("by", "").split(",") if b]
         # No range given: all of it (the figures name the range they were counted over).
         start, end = q.get("from") or ALL_FROM, q.get("to") or ALL_TO
-        return dict(self._call(lambda: fn(start, end, by)))
+        result = self._call(lambda: fn(start, end, by))
+        return result.to_dict() if hasattr(result, "to_dict") else dict(result)
 
 
 class Console:

@@ -1,9 +1,12 @@
 """Typed client for the Custos gateway; callers never need to import grpc.
 
 Every failure is a `CustosClientError` (`.code`, `.status`, `.message`, and
-`.progress` for a broken stream); its codes are `codes.Code`. The most used
-calls return the TypedDicts of `results`. `CustosError` is the old name of
-`CustosClientError`: it still works, with a DeprecationWarning, for one release.
+`.progress` for a broken stream); its codes are `Code` (the gateway's) and
+`ClientCode` (what only the client raises), StrEnums that `.code` compares equal
+to. Every call returns a frozen dataclass of `results` (exported here too), read
+by attribute, with `to_dict()` for the CLI's JSON shape. `CustosError` is the old
+name of `CustosClientError`: it still works, with a DeprecationWarning, for one
+release; so does reading a result like a dict (`rec["fields"]`).
 """
 
 from __future__ import annotations
@@ -12,6 +15,61 @@ from typing import TYPE_CHECKING, Any
 
 from . import results
 from .codes import ClientCode, Code
+from .results import (
+    AgencyPerformance,
+    AssignResult,
+    AuditEvent,
+    AuditStats,
+    CaseRecord,
+    CaseSummary,
+    Checkpoint,
+    ComplianceReport,
+    Consent,
+    ConsistencyProof,
+    Contact,
+    CurrencyTotal,
+    ErasureReceipt,
+    Escalation,
+    ExplainedField,
+    Explanation,
+    Feed,
+    FeedRecord,
+    Forbearance,
+    ForbearanceMeasure,
+    ImportResult,
+    InclusionProof,
+    Instalment,
+    Mandate,
+    Notice,
+    Payment,
+    PaymentDecision,
+    Performance,
+    Plan,
+    Plans,
+    ProcessingRecord,
+    ProposedPlan,
+    ProvenEvent,
+    ProvenPage,
+    PulledCase,
+    PullEnd,
+    PullItem,
+    PullRecord,
+    PullRemoved,
+    PurgeItem,
+    PurgePlan,
+    Recall,
+    RecallAll,
+    Rejected,
+    Result,
+    Statement,
+    StatementLine,
+    StatsGroup,
+    SubjectCase,
+    SubjectEvent,
+    Transfer,
+    UpdateResult,
+    Withheld,
+)
 
 if TYPE_CHECKING:
     from .client import AuditVerifyError, CustosClient, CustosClientError, EventPage, Identity
@@ -28,5 +86,66 @@ def __getattr__(name: str) -> Any:
         return getattr(client, name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
-__all__ = ["AuditVerifyError", "ClientCode", "Code", "CustosClient", "CustosClientError", "EventPage", "Identity",
-           "results"]
+__all__ = [
+    "AgencyPerformance",
+    "AssignResult",
+    "AuditEvent",
+    "AuditStats",
+    "AuditVerifyError",
+    "CaseRecord",
+    "CaseSummary",
+    "Checkpoint",
+    "ClientCode",
+    "Code",
+    "ComplianceReport",
+    "Consent",
+    "ConsistencyProof",
+    "Contact",
+    "CurrencyTotal",
+    "CustosClient",
+    "CustosClientError",
+    "ErasureReceipt",
+    "Escalation",
+    "EventPage",
+    "ExplainedField",
+    "Explanation",
+    "Feed",
+    "FeedRecord",
+    "Forbearance",
+    "ForbearanceMeasure",
+    "Identity",
+    "ImportResult",
+    "InclusionProof",
+    "Instalment",
+    "Mandate",
+    "Notice",
+    "Payment",
+    "PaymentDecision",
+    "Performance",
+    "Plan",
+    "Plans",
+    "ProcessingRecord",
+    "ProposedPlan",
+    "ProvenEvent",
+    "ProvenPage",
+    "PullEnd",
+    "PullItem",
+    "PullRecord",
+    "PullRemoved",
+    "PulledCase",
+    "PurgeItem",
+    "PurgePlan",
+    "Recall",
+    "RecallAll",
+    "Rejected",
+    "Result",
+    "Statement",
+    "StatementLine",
+    "StatsGroup",
+    "SubjectCase",
+    "SubjectEvent",
+    "Transfer",
+    "UpdateResult",
+    "Withheld",
+    "results",
+]

@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import grpc
 from google.rpc import error_details_pb2
@@ -24,7 +24,60 @@ from grpc_status import rpc_status
 
 from . import verify
 from .codes import ClientCode, Code
-from .results import CaseRecord, Feed, FeedRecord, ImportResult, InclusionProof, PullItem, UpdateResult, Withheld
+from .results import (
+    AgencyPerformance,
+    AssignResult,
+    AuditEvent,
+    AuditStats,
+    CaseRecord,
+    CaseSummary,
+    Checkpoint,
+    ComplianceReport,
+    Consent,
+    ConsistencyProof,
+    Contact,
+    CurrencyTotal,
+    ErasureReceipt,
+    Escalation,
+    ExplainedField,
+    Explanation,
+    Feed,
+    FeedRecord,
+    Forbearance,
+    ForbearanceMeasure,
+    ImportResult,
+    InclusionProof,
+    Instalment,
+    Mandate,
+    Notice,
+    Payment,
+    PaymentDecision,
+    Performance,
+    Plan,
+    Plans,
+    ProcessingRecord,
+    ProposedPlan,
+    ProvenEvent,
+    ProvenPage,
+    PulledCase,
+    PullEnd,
+    PullItem,
+    PullRecord,
+    PullRemoved,
+    PurgeItem,
+    PurgePlan,
+    Recall,
+    RecallAll,
+    Rejected,
+    Statement,
+    StatementLine,
+    StatsGroup,
+    SubjectCase,
+    SubjectEvent,
+    Transfer,
+    UpdateResult,
+    Withheld,
+)
 from .v1 import custos_pb2 as pb
 from .v1 import custos_pb2_grpc as pb_grpc
 
@@ -53,6 +106,19 @@ class CustosClientError(Exception):
         self.message = message
         self.status = status
         self.progress = progress
+
+    @property
+    def retryable(self) -> bool:
+        """True when the gateway was unreachable or unavailable (its store, its audit log, a shutdown): the same
+        call may succeed later, after a backoff. False for a refusal with a stable code (the same call gets the
+        same answer) and for a failure on the client's side. The CLI's exit status 4 is exactly these."""
+        if self.code in _UNREACHED:
+            return True
+        return self.status == "UNAVAILABLE"
+
+
+# gRPC status names a call reports as its code when no gateway described the failure (connection refused, ...).
+_UNREACHED = frozenset({Code.UNAVAILABLE, "DEADLINE_EXCEEDED", "CANCELLED"})
 
 
 class AuditVerifyError(CustosClientError):
@@ -195,32 +261,33 @@ class CustosClient:
     def import_lines(self, lines: Iterable[bytes]) -> ImportResult:
         """Stream raw JSONL lines (numbered from 1); nothing is buffered beyond gRPC's window.
 
-        Returns {"imported", "already_imported", "rejected_total", "rejected", "through_line"}.
-        If the stream breaks, the CustosClientError carries `progress`: the same keys,
-        for what the gateway had confirmed durable. Sending the same file again
+        Returns an ImportResult. If the stream breaks, the CustosClientError carries
+        `progress`: a dict of the same keys, for what the gateway had confirmed durable. Sending the same file again
         is safe: lines already imported come back as `already_imported`.
         """
-        result = self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import")
-        return cast(ImportResult, result)
+        t = self._stream_lines(self._lender.ImportCases, lines, ("imported", "already_imported"), "import")
+        return ImportResult(t["imported"], t["already_imported"], t["rejected_total"], _rejected(t),
+                            t["through_line"])
 
-    def assign_lines(self, lines: Iterable[bytes]) -> dict[str, Any]:
+    def assign_lines(self, lines: Iterable[bytes]) -> AssignResult:
         """Stream placement lines ({"case_id", "to", "purpose", "until", "label"} each, numbered from 1).
 
-        Returns {"assigned", "rejected_total", "rejected", "through_line"}; a
-        broken stream raises CustosClientError with `progress` (what was granted).
+        Returns an AssignResult; a broken stream raises CustosClientError with
+        `progress` (a dict: what was granted).
         """
-        return self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement")
+        t = self._stream_lines(self._lender.AssignCases, lines, ("assigned",), "placement")
+        return AssignResult(t["assigned"], t["rejected_total"], _rejected(t), t["through_line"])
 
     def update_lines(self, lines: Iterable[bytes]) -> UpdateResult:
         """Stream account-update lines ({"case_id", "as_of", "loan", "repayments", "status", "borrower"} each,
         numbered from 1).
 
-        Returns {"updated", "unchanged", "rejected_total", "rejected", "through_line"}; a
-        broken stream raises CustosClientError with `progress` (what was applied). Sending
+        Returns an UpdateResult; a broken stream raises CustosClientError with
+        `progress` (a dict: what was applied). Sending
         the same file again is safe: lines already applied come back as `unchanged`.
         """
-        result = self._stream_lines(self._lender.UpdateAccounts, lines, ("updated", "unchanged"), "update")
-        return cast(UpdateResult, result)
+        t = self._stream_lines(self._lender.UpdateAccounts, lines, ("updated", "unchanged"), "update")
+        return UpdateResult(t["updated"], t["unchanged"], t["rejected_total"], _rejected(t), t["through_line"])
 
     def update_file(self, path: str | Path) -> UpdateResult:
         """`update_lines` over a JSONL file, read as it is sent."""
@@ -278,7 +345,7 @@ class CustosClient:
             return self.import_lines(fh)
 
     def assign(self, case_id: str, org_id: str, purpose: str, until: str, label: str = "",
-               commission: str = "", agreement: str = "", pia: str = "") -> dict[str, Any]:
+               commission: str = "", agreement: str = "", pia: str = "") -> Mandate:
         """Mandate a case; `commission` ("0.18") is the mandate's fee term on what the org recovers; `agreement`
         and `pia` name the agreement and impact assessment (required where the case's jurisdiction says)."""
         r = self._call(self._lender.AssignCase, pb.AssignCaseRequest(
@@ -286,19 +353,19 @@ class CustosClient:
             agreement=agreement, pia=pia))
         return _mandate(r)
 
-    def list_mandates(self, case_id: str) -> list[dict[str, Any]]:
+    def list_mandates(self, case_id: str) -> list[Mandate]:
         """The mandates of one of the caller's cases, newest first (recalled ones with `recalled_at`)."""
         r = self._call(self._lender.ListMandates, pb.ListMandatesRequest(case_id=case_id))
         return [_mandate(m) for m in r.mandates]
 
-    def recall_all(self, org_id: str) -> dict[str, Any]:
+    def recall_all(self, org_id: str) -> RecallAll:
         """End every mandate the organisation holds on the caller's cases (it was terminated)."""
         r = self._call(self._lender.RecallAll, pb.RecallAllRequest(org_id=org_id))
-        return {"org_id": org_id, "recalled": r.recalled}
+        return RecallAll(org_id, int(r.recalled))
 
-    def recall(self, case_id: str, org_id: str) -> dict[str, Any]:
+    def recall(self, case_id: str, org_id: str) -> Recall:
         r = self._call(self._lender.RecallCase, pb.RecallCaseRequest(case_id=case_id, org_id=org_id))
-        return {"case_id": case_id, "org_id": org_id, "recalled": r.recalled}
+        return Recall(case_id, org_id, int(r.recalled))
 
     def get_packet(self, case_id: str) -> tuple[str, bytes]:
         """(packet id, the packet file's bytes) of a case escalated to the caller (a law firm)."""
@@ -306,39 +373,36 @@ class CustosClient:
         return r.packet_id, bytes(r.data)
 
     def escalate(self, case_id: str, law_firm: str, until: str = "", agreement: str = "",
-                 pia: str = "") -> dict[str, Any]:
+                 pia: str = "") -> Escalation:
         """Move the case to litigation under the law firm's mandate; the agencies' mandates end (returned)."""
         r = self._call(self._lender.EscalateCase, pb.EscalateCaseRequest(case_id=case_id, org_id=law_firm, until=until,
                                                                          agreement=agreement, pia=pia))
-        return {"case_id": r.case_id, "stage": r.stage, "recalled": list(r.recalled), "mandate": _mandate(r.mandate)}
+        return Escalation(r.case_id, r.stage, list(r.recalled), _mandate(r.mandate))
 
-    def erase(self, borrower_id: str, grace_days: int = 0, cancel: bool = False) -> dict[str, Any]:
+    def erase(self, borrower_id: str, grace_days: int = 0, cancel: bool = False) -> ErasureReceipt:
         """Crypto-shred a borrower (now, after grace_days, or cancel a scheduled erasure): the erasure receipt."""
         r = self._call(self._lender.EraseBorrower,
                        pb.EraseBorrowerRequest(borrower_id=borrower_id, grace_days=grace_days, cancel=cancel))
-        return {"lender": r.lender, "borrower_id": r.borrower_id, "state": r.state, "at": r.at, "due": r.due,
-                "reason": r.reason, "destroyed": list(r.destroyed), "cases": list(r.cases),
-                "mandates_ended": list(r.mandates_ended), "audit_seq": r.audit_seq}
+        return ErasureReceipt(r.lender, r.borrower_id, r.state, r.at, r.due, r.reason, list(r.destroyed),
+                              list(r.cases), list(r.mandates_ended), int(r.audit_seq))
 
-    def subject_data(self, borrower_id: str) -> list[dict[str, Any]]:
+    def subject_data(self, borrower_id: str) -> list[SubjectCase]:
         """The borrower's own data in each of the caller's cases (a lender answering an access request)."""
         r = self._call(self._lender.SubjectData, pb.SubjectDataRequest(borrower_id=borrower_id))
-        return [{"case_id": c.case_id, "stage": c.stage, "fields": dict(c.fields), "erasure": c.erasure}
-                for c in r.cases]
+        return [SubjectCase(c.case_id, c.stage, dict(c.fields), c.erasure) for c in r.cases]
 
-    def purge_plan(self) -> dict[str, Any]:
-        """{"due": [...], "held": [...]}: borrowers whose retention ran out, shredded by the gateway's schedule."""
+    def purge_plan(self) -> PurgePlan:
+        """Due and held: borrowers whose retention ran out, shredded by the gateway's schedule."""
         r = self._call(self._lender.PurgePlan, pb.PurgePlanRequest())
 
-        def items(rows: Any) -> list[dict[str, Any]]:
-            return [{"borrower_id": i.borrower_id, "cases": list(i.cases), "due_on": i.due_on, "rule": i.rule,
-                     "held_by": list(i.held_by)} for i in rows]
+        def items(rows: Any) -> list[PurgeItem]:
+            return [PurgeItem(i.borrower_id, list(i.cases), i.due_on, i.rule, list(i.held_by)) for i in rows]
 
-        return {"due": items(r.due), "held": items(r.held)}
+        return PurgePlan(items(r.due), items(r.held))
 
     def set_consent(self, case_id: str, third_party_sharing: bool | None = None,
                     credit_reporting: bool | None = None, cross_border: bool | None = None,
-                    artificial_voice: bool | None = None) -> dict[str, Any]:
+                    artificial_voice: bool | None = None) -> Consent:
         """Record a change of the borrower's consents (None: unchanged)."""
         req = pb.SetConsentRequest(case_id=case_id)
         if cross_border is not None:
@@ -350,61 +414,54 @@ class CustosClient:
         if credit_reporting is not None:
             req.credit_reporting = credit_reporting
         r = self._call(self._lender.SetConsent, req)
-        return {"case_id": r.case_id, "third_party_sharing": r.third_party_sharing,
-                "credit_reporting": r.credit_reporting, "changed_at": r.changed_at,
-                "mandates_ended": list(r.mandates_ended), "cross_border": r.cross_border,
-                "artificial_voice": r.artificial_voice}
+        return Consent(r.case_id, r.third_party_sharing, r.credit_reporting, r.changed_at, list(r.mandates_ended),
+                       r.cross_border, r.artificial_voice)
 
-    def record_transfer(self, case_id: str, mechanism: str, reference: str, valid_until: str) -> dict[str, Any]:
+    def record_transfer(self, case_id: str, mechanism: str, reference: str, valid_until: str) -> Transfer:
         """Record the case's transfer mechanism for provision abroad (PIPL Art. 38, GDPR Art. 45-47; one of its
         jurisdiction's `[mandates] transfer_mechanisms`), valid through `valid_until`."""
         r = self._call(self._lender.RecordTransfer, pb.RecordTransferRequest(
             case_id=case_id, mechanism=mechanism, reference=reference, valid_until=valid_until))
-        return {"case_id": r.case_id, "mechanism": r.mechanism, "reference": r.reference,
-                "valid_until": r.valid_until, "cross_border": r.cross_border}
+        return Transfer(r.case_id, r.mechanism, r.reference, r.valid_until, r.cross_border)
 
-    def record_notice(self, case_id: str, on: str, kind: str = "") -> dict[str, Any]:
+    def record_notice(self, case_id: str, on: str, kind: str = "") -> Notice:
         """Record the day the borrower was given a notice: of coming negative credit reporting (the default kind),
         the validation notice or the notice that collection is outsourced (`kind`)."""
         r = self._call(self._lender.RecordNotice, pb.RecordNoticeRequest(case_id=case_id, on=on, kind=kind))
-        out = {"case_id": r.case_id, "kind": r.kind, "notice_on": r.notice_on}
-        if r.negative_notice_on:
-            out["negative_notice_on"] = r.negative_notice_on
-        return out
+        return Notice(r.case_id, r.kind, r.notice_on, r.negative_notice_on)
 
     # ---- EU (issue 26)
-    def record_forbearance(self, case_id: str, measure: str, on: str) -> dict[str, Any]:
+    def record_forbearance(self, case_id: str, measure: str, on: str) -> Forbearance:
         """Record a forbearance measure on a case (CCD Art. 35); the answer lists every measure of the case."""
         r = self._call(self._lender.RecordForbearance,
                        pb.RecordForbearanceRequest(case_id=case_id, measure=measure, on=on))
-        return {"case_id": r.case_id, "measure": r.measure, "on": r.on, "recorded_at": r.recorded_at,
-                "measures": [{"measure": m.measure, "on": m.on} for m in r.measures]}
+        return Forbearance(r.case_id, r.measure, r.on, r.recorded_at,
+                           [ForbearanceMeasure(m.measure, m.on) for m in r.measures])
 
-    def ropa(self) -> dict[str, Any]:
+    def ropa(self) -> ProcessingRecord:
         """The record of processing activities (GDPR Art. 30) generated from the caller's mandates, one document."""
         r = self._call(self._lender.ProcessingRecord, pb.ProcessingRecordRequest())
-        doc: dict[str, Any] = json.loads(r.record)
-        return doc
+        return ProcessingRecord(json.loads(r.record))
 
     # ---- agency performance (issue 24)
-    def performance(self, from_date: str = "", to_date: str = "") -> dict[str, Any]:
-        """{"from", "to", "agencies": [{"org", "kind", "cases_placed", ...}]}: figures per agency over UTC days."""
+    def performance(self, from_date: str = "", to_date: str = "") -> Performance:
+        """Figures per agency over UTC days."""
         r = self._call(self._lender.Performance, pb.PerformanceRequest(from_date=from_date, to_date=to_date))
 
         def opt(a: Any, name: str) -> int | None:
             return int(getattr(a, name)) if a.HasField(name) else None
 
-        return {"from": r.from_date, "to": r.to_date, "agencies": [
-            {"org": a.org, "kind": a.kind, "cases_placed": a.cases_placed, "contact_attempts": a.contact_attempts,
-             "conversations": a.conversations, "promises": a.promises, "promises_kept": opt(a, "promises_kept"),
-             "plans": opt(a, "plans"), "plans_kept": opt(a, "plans_kept"), "recovered": dict(sorted(a.recovered.items())),
-             "refusals": dict(sorted(a.refusals.items()))} for a in r.agencies]}
+        return Performance(r.from_date, r.to_date, [
+            AgencyPerformance(a.org, a.kind, int(a.cases_placed), int(a.contact_attempts), int(a.conversations),
+                              int(a.promises), opt(a, "promises_kept"), opt(a, "plans"), opt(a, "plans_kept"),
+                              dict(sorted(a.recovered.items())), {k: int(v) for k, v in sorted(a.refusals.items())})
+            for a in r.agencies])
 
-    def set_stage(self, case_id: str, stage: str) -> dict[str, Any]:
+    def set_stage(self, case_id: str, stage: str) -> CaseSummary:
         return _summary(self._call(self._lender.SetStage, pb.SetStageRequest(case_id=case_id, stage=stage)))
 
     def set_flags(self, case_id: str, status: str | None = None, verification_sent: str = "",
-                  **flags: bool) -> dict[str, Any]:
+                  **flags: bool) -> CaseSummary:
         """Set (True) or clear (False) flags: disputed, cease_contact, attorney_represented, lost_contact,
         legal_hold, identity_theft, discharged; and optionally the status (open, settled, closed). Flags not named
         stay as they are. `verification_sent` (YYYY-MM-DD, with disputed=False): the day verification of a
@@ -416,76 +473,74 @@ class CustosClient:
             req.status = status
         return _summary(self._call(self._lender.SetFlags, req))
 
-    def explain(self, org_id: str, case_id: str, purpose: str, at: str = "") -> dict[str, Any]:
+    def explain(self, org_id: str, case_id: str, purpose: str, at: str = "") -> Explanation:
         r = self._call(self._lender.Explain, pb.ExplainRequest(org_id=org_id, case_id=case_id, purpose=purpose, at=at))
-        return {"org_id": org_id, "case_id": case_id, "purpose": purpose, "decision": r.decision, "code": r.code,
-                "fields": [{"field": f.field, "transform": f.transform, "rule": f.rule} for f in r.fields],
-                "rules": list(r.rules), "policy_revision": r.policy_revision, "notes": list(r.notes)}
+        return Explanation(org_id, case_id, purpose, r.decision, r.code,
+                           [ExplainedField(f.field, f.transform, f.rule) for f in r.fields], list(r.rules),
+                           r.policy_revision, list(r.notes))
 
     # ------------------------------------------------------------ payments and statements
-    def report_payment(self, case_id: str, amount: str, on: str, reference: str) -> dict[str, Any]:
+    def report_payment(self, case_id: str, amount: str, on: str, reference: str) -> Payment:
         """Report a payment collected on a mandated case; the same reference again answers the same payment."""
         r = self._call(self._cases.ReportPayment, pb.ReportPaymentRequest(case_id=case_id, amount=amount, on=on,
                                                                           reference=reference))
         return _payment(r)
 
-    def payments(self, status: str = "", org_id: str = "") -> list[dict[str, Any]]:
+    def payments(self, status: str = "", org_id: str = "") -> list[Payment]:
         """The payments reported on the caller's (a lender's) cases, optionally of one status and one org."""
         r = self._call(self._lender.ListPayments, pb.ListPaymentsRequest(status=status, org_id=org_id))
         return [_payment(p) for p in r.payments]
 
-    def confirm_payment(self, payment_id: str) -> dict[str, Any]:
+    def confirm_payment(self, payment_id: str) -> PaymentDecision:
         r = self._call(self._lender.ConfirmPayment, pb.DecidePaymentRequest(payment_id=payment_id))
         return _decision(r)
 
-    def reject_payment(self, payment_id: str, reason: str) -> dict[str, Any]:
+    def reject_payment(self, payment_id: str, reason: str) -> PaymentDecision:
         r = self._call(self._lender.RejectPayment, pb.DecidePaymentRequest(payment_id=payment_id, reason=reason))
         return _decision(r)
 
-    def statement(self, period: str, org_id: str = "") -> dict[str, Any]:
-        """{"period", "lines", "recovered", "fees", "currency", "totals", "org"}: the month's confirmed payments."""
+    def statement(self, period: str, org_id: str = "") -> Statement:
+        """The month's confirmed payments, and their totals per currency."""
         r = self._call(self._cases.GetStatement, pb.StatementRequest(period=period, org_id=org_id))
-        lines = [{"payment_id": x.payment_id, "case_id": x.case_id, "lender": x.lender, "org": x.org, "on": x.on,
-                  "confirmed_at": x.confirmed_at, "amount": x.amount, "currency": x.currency, "rate": x.rate,
-                  "fee": x.fee} for x in r.lines]
-        return {"period": r.period, "org": r.org, "lines": lines, "recovered": r.recovered, "fees": r.fees,
-                "currency": r.currency,
-                "totals": {cur: {"recovered": t.recovered, "fees": t.fees} for cur, t in sorted(r.totals.items())}}
+        lines = [StatementLine(x.payment_id, x.case_id, x.lender, x.org, x.on, x.confirmed_at, x.amount, x.currency,
+                               x.rate, x.fee) for x in r.lines]
+        return Statement(r.period, r.org, lines, r.recovered, r.fees, r.currency,
+                         {cur: CurrencyTotal(t.recovered, t.fees) for cur, t in sorted(r.totals.items())})
 
     # ------------------------------------------------------------ contact
     def open_contact(self, case_id: str, channel: str, party: str = "borrower",
-                     artificial_voice: bool = False) -> dict[str, Any]:
+                     artificial_voice: bool = False) -> Contact:
         r = self._call(self._cases.OpenContact, pb.OpenContactRequest(case_id=case_id, channel=channel, party=party,
                                                                       artificial_voice=artificial_voice))
         return _contact(r)
 
     def record_outcome(self, contact_id: str, result: str, amount: str = "", on: str = "",
-                       recording: str = "") -> dict[str, Any]:
+                       recording: str = "") -> Contact:
         """What came of a contact; a promise to pay with its amount and date (the borrower's local date); a call
         recording's opaque reference (never its content)."""
         return _contact(self._call(self._cases.RecordOutcome, pb.RecordOutcomeRequest(
             contact_id=contact_id, result=result, promise_amount=amount, promise_on=on, recording=recording)))
 
     # ------------------------------------------------------------ promises and plans
-    def propose_plan(self, case_id: str, instalments: Iterable[tuple[str, str]]) -> dict[str, Any]:
-        """A repayment plan of (YYYY-MM-DD, amount) instalments on a mandated case: {"plan_id", "status"}."""
+    def propose_plan(self, case_id: str, instalments: Iterable[tuple[str, str]]) -> ProposedPlan:
+        """A repayment plan of (YYYY-MM-DD, amount) instalments on a mandated case."""
         r = self._call(self._cases.ProposePlan, pb.ProposePlanRequest(
             case_id=case_id, instalments=[pb.Instalment(on=on, amount=amount) for on, amount in instalments]))
-        return {"plan_id": r.plan_id, "case_id": r.case_id, "status": r.status}
+        return ProposedPlan(r.plan_id, r.case_id, r.status)
 
-    def accept_plan(self, plan_id: str) -> dict[str, Any]:
+    def accept_plan(self, plan_id: str) -> Plan:
         return _plan(self._call(self._lender.AcceptPlan, pb.DecidePlanRequest(plan_id=plan_id)))
 
-    def reject_plan(self, plan_id: str, reason: str) -> dict[str, Any]:
+    def reject_plan(self, plan_id: str, reason: str) -> Plan:
         return _plan(self._call(self._lender.RejectPlan, pb.DecidePlanRequest(plan_id=plan_id, reason=reason)))
 
-    def show_plans(self, case_id: str) -> dict[str, Any]:
-        """{"case_id", "plans": [{"plan_id", "org", "status", "instalments": [{"on", "amount", "state"}], ...}]}."""
+    def show_plans(self, case_id: str) -> Plans:
+        """The plans of a case, each with its instalments."""
         r = self._call(self._cases.ShowPlans, pb.ShowPlansRequest(case_id=case_id))
-        return {"case_id": r.case_id, "plans": [_plan(p) for p in r.plans]}
+        return Plans(r.case_id, [_plan(p) for p in r.plans])
 
     # ------------------------------------------------------------ cases
-    def list_cases(self, national_id: str = "", phone: str = "") -> list[dict[str, Any]]:
+    def list_cases(self, national_id: str = "", phone: str = "") -> list[CaseSummary]:
         r = self._call(self._cases.ListCases, pb.ListCasesRequest(national_id=national_id, phone=phone))
         return [_summary(c) for c in r.cases]
 
@@ -493,24 +548,19 @@ class CustosClient:
                  ) -> CaseRecord:
         """The fields of one case the policy releases to the caller for `purpose` (the read is audited)."""
         r = self._call(self._cases.GetCase, pb.GetCaseRequest(case_id=case_id, purpose=purpose), metadata)
-        out: CaseRecord = {"case_id": r.case_id, "purpose": r.purpose, "stage": r.stage, "fields": dict(r.fields),
-               "rules": list(r.rules)}
-        if r.erasure:
-            out["erasure"] = r.erasure
-        return out
+        return CaseRecord(r.case_id, r.purpose, r.stage, dict(r.fields), list(r.rules), r.erasure)
 
     # ------------------------------------------------------------ work lists
     def pull_cases(self, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[PullItem]:
         """The caller's mandated cases, streamed: only those changed after `since` if given.
 
-        Yields three kinds of item (`results.PullItem`); tell them apart by key:
-        - {"record": {case_id, lender_id, purpose, stage, fields, rules}, "cursor"}: a case to work.
-          The case is NESTED under "record": count `"record" in item`, read `item["record"]["fields"]`;
-          the item itself has no "case_id" or "fields".
-        - {"removed": case_id, "lender_id", "code", "cursor"}: a case that left the list (with `since` only).
-        - last, {"cursor", "end": True}: keep that cursor for the next pull.
+        Yields three kinds of item (`results.PullItem`); tell them apart with isinstance (or match):
+        - PullRecord: a case to work, `item.record` (a PulledCase: case_id, lender_id, purpose, stage,
+          fields, rules).
+        - PullRemoved: a case that left the list (with `since` only): `item.case_id`, `item.code`.
+        - last, PullEnd: store `item.cursor` and pull from it next time.
 
-            cases = [item["record"] for item in client.pull_cases("collection") if "record" in item]
+            cases = [item.record for item in client.pull_cases("collection") if isinstance(item, PullRecord)]
 
         If the stream breaks, the CustosClientError's `progress` holds {"cursor": ...} of
         the last message received: pulling again from it repeats and skips nothing.
@@ -524,16 +574,14 @@ class CustosClient:
                     last = item.cursor
                     if item.WhichOneof("item") == "record":
                         r = item.record
-                        yield {"record": {"case_id": r.case_id, "lender_id": item.lender_id, "purpose": r.purpose,
-                                          "stage": r.stage, "fields": dict(r.fields), "rules": list(r.rules)},
-                               "cursor": item.cursor}
+                        yield PullRecord(PulledCase(r.case_id, item.lender_id, r.purpose, r.stage, dict(r.fields),
+                                                    list(r.rules)), item.cursor)
                     else:
-                        yield {"removed": item.removed, "lender_id": item.lender_id, "code": item.code,
-                               "cursor": item.cursor}
+                        yield PullRemoved(item.removed, item.lender_id, item.code, item.cursor)
                 if message.end:
                     ended = True
                     last = message.cursor
-                    yield {"cursor": message.cursor, "end": True}
+                    yield PullEnd(message.cursor)
         except grpc.RpcError as err:
             failure = _translate(err)
             failure.progress = {"cursor": last}
@@ -545,8 +593,8 @@ class CustosClient:
 
     # ------------------------------------------------------------ the bureau feed
     def pull_feed(self, since: str = "") -> Feed:
-        """{"records": [...], "withheld": [{"case_id", "code"}], "cursor": "..."}: the records changed since
-        `since` (a bureau), and those the format cannot carry (not numbered: sent once corrected). Keep the cursor."""
+        """The records changed since `since` (a bureau), and those the format cannot carry (not numbered: sent
+        once corrected). Keep the cursor."""
         records: list[FeedRecord] = []
         withheld: list[Withheld] = []
         cursor = ""
@@ -556,17 +604,16 @@ class CustosClient:
                 if kind == "cursor":
                     cursor = item.cursor
                 elif kind == "withheld":
-                    withheld.append({"case_id": item.withheld.case_id, "code": item.withheld.code})
+                    withheld.append(Withheld(item.withheld.case_id, item.withheld.code))
                 else:
                     r = item.record
-                    records.append({"seq": r.seq, "case_id": r.case_id, "loan_id": r.loan_id,
-                                    "jurisdiction": r.jurisdiction, **dict(r.fields)})
+                    records.append(FeedRecord(int(r.seq), r.case_id, r.loan_id, r.jurisdiction, dict(r.fields)))
         except grpc.RpcError as err:
             raise _translate(err) from None
         if not cursor:
             raise CustosClientError(Code.UNAVAILABLE,
                                     "the feed ended without a cursor: pull again with the same --since")
-        return {"records": records, "withheld": withheld, "cursor": cursor}
+        return Feed(records, withheld, cursor)
 
     # ------------------------------------------------------------ audit
     def audit_events(self, case_id: str = "", org_id: str = "", borrower_id: str = "", since: str = "",
@@ -644,38 +691,38 @@ class CustosClient:
         page.start(events())
         return page
 
-    def verified_audit_query(self, vkey: str, **filters: Any) -> list[dict[str, Any]]:
+    def verified_audit_query(self, vkey: str, **filters: Any) -> list[AuditEvent]:
         """`audit_query`, every event checked against a checkpoint signed by the pinned key (see above)."""
-        return [json.loads(leaf) for _, leaf in self.verified_audit_events(vkey, **filters)]
+        return [AuditEvent.from_leaf(json.loads(leaf)) for _, leaf in self.verified_audit_events(vkey, **filters)]
 
-    def proven_audit_page(self, limit: int, last: bool = False, **filters: Any) -> dict[str, Any]:
+    def proven_audit_page(self, limit: int, last: bool = False, **filters: Any) -> ProvenPage:
         """At most `limit` events from `from_seq` on, each with its inclusion proof, and the checkpoint signed for
         this query, all UNCHECKED: for a reader that verifies them itself (the console's page does, in the
-        browser). {"checkpoint": note, "events": [(seq, leaf, proof)], "next_from_seq": n (0: nothing more)}.
+        browser); `next_from_seq` 0: nothing more.
         `last`: the last `limit` events up to the checkpoint instead (for a from_seq just below the tree size:
         the newest page, the events appended meanwhile, this query's own among them, included)."""
         req = pb.QueryAuditRequest(with_proofs=True, limit=0 if last else limit, **filters)
-        events: collections.deque[tuple[int, bytes, list[bytes]]] = collections.deque(maxlen=limit if last else None)
+        events: collections.deque[ProvenEvent] = collections.deque(maxlen=limit if last else None)
         note, nxt = "", 0
         try:
             for batch in self._audit.QueryAudit(req, timeout=self.timeout):
                 note = note or batch.checkpoint
                 nxt = batch.next_from_seq or nxt
-                events.extend((ev.seq, ev.leaf, list(ev.proof)) for ev in batch.events)
+                events.extend(ProvenEvent(int(ev.seq), bytes(ev.leaf), list(ev.proof)) for ev in batch.events)
         except grpc.RpcError as err:
             raise _translate(err) from None
-        return {"checkpoint": note, "events": list(events), "next_from_seq": 0 if last else nxt}
+        return ProvenPage(note, list(events), 0 if last else int(nxt))
 
-    def proven_events(self, seqs: Iterable[int], size: int) -> list[tuple[int, bytes, list[bytes]]]:
+    def proven_events(self, seqs: Iterable[int], size: int) -> list[ProvenEvent]:
         """These events (a missing one left out), each with its inclusion proof in the tree of `size`, UNCHECKED:
         the caller checks them against a checkpoint of that size it verified (or shows them as unverified)."""
         wanted = sorted(set(seqs))
-        got: list[tuple[int, bytes, list[bytes]]] = []
+        got: list[ProvenEvent] = []
         try:
             for i in range(0, len(wanted), 1000):
                 req = pb.QueryAuditRequest(seqs=wanted[i:i + 1000], with_proofs=True, proof_size=size)
                 for batch in self._audit.QueryAudit(req, timeout=3600):
-                    got += [(ev.seq, ev.leaf, list(ev.proof)) for ev in batch.events]
+                    got += [ProvenEvent(int(ev.seq), bytes(ev.leaf), list(ev.proof)) for ev in batch.events]
         except grpc.RpcError as err:
             raise _translate(err) from None
         return got
@@ -705,20 +752,20 @@ class CustosClient:
             _check(seq, *got[seq], size, root)
         return len(wanted)
 
-    def subject_events(self, borrower_id: str, lender_id: str = "") -> list[dict[str, Any]]:
+    def subject_events(self, borrower_id: str, lender_id: str = "") -> list[SubjectEvent]:
         """Every event about one lender's borrower of this id (a lender: its own; a regulator: the named lender's,
-        or every lender's), as leaf objects with `report_lender` added: the lender it is listed for ("" none sure).
+        or every lender's), each with `report_lender`: the lender it is listed for ("" none sure).
         """
         try:
-            return [{**json.loads(ev.leaf), "report_lender": ev.lender} for batch in self._audit.SubjectReport(
+            return [SubjectEvent(AuditEvent.from_leaf(json.loads(ev.leaf)), ev.lender)
+                    for batch in self._audit.SubjectReport(
                 pb.SubjectReportRequest(borrower_id=borrower_id, lender_id=lender_id), timeout=3600)
                 for ev in batch.events]
         except grpc.RpcError as err:
             raise _translate(err) from None
 
-    def audit_stats(self, from_: str, to: str, by: Sequence[str] = ()) -> dict[str, Any]:
-        """Events per group over [from_, to): {"from", "to", "by", "size", "checkpoint", "total", "groups":
-        [{<each key of by>: value, "count": n}, ...]}, counted over the events with seq < size.
+    def audit_stats(self, from_: str, to: str, by: Sequence[str] = ()) -> AuditStats:
+        """Events per group over [from_, to), counted over the events with seq < size.
 
         `by`: org, code, method, purpose, channel, decision, lender, agent, day, month; none gives the total.
         A lender's figures also carry "lender" (its id: only events naming it as the owning lender count).
@@ -727,37 +774,35 @@ class CustosClient:
         """
         r = self._call(self._audit.AuditStats, pb.AuditStatsRequest(from_time=from_, to_time=to, by=list(by)))
         keys = list(r.by)
-        doc: dict[str, Any] = {
-            "from": r.from_time, "to": r.to_time, "by": keys, "size": int(r.size), "checkpoint": r.checkpoint,
-            "total": int(r.total),
-            "groups": [{**{k: g.keys.get(k, "") for k in keys}, "count": int(g.count)} for g in r.groups]}
-        if r.lender:
-            doc["lender"] = r.lender  # a lender's figures: the events naming it as the owning lender
-        return doc
+        # `lender`: a lender's figures, the events naming it as the owning lender.
+        return AuditStats(r.from_time, r.to_time, keys, int(r.size), r.checkpoint, int(r.total),
+                          [StatsGroup({k: g.keys.get(k, "") for k in keys}, int(g.count)) for g in r.groups],
+                          r.lender)
 
-    def audit_query(self, **filters: Any) -> list[dict[str, Any]]:
-        return [json.loads(leaf) for _, leaf in self.audit_events(**filters)]
+    def audit_query(self, **filters: Any) -> list[AuditEvent]:
+        """The events `audit_events` reads, parsed (unchecked: `verified_audit_query` checks each by proof)."""
+        return [AuditEvent.from_leaf(json.loads(leaf)) for _, leaf in self.audit_events(**filters)]
 
     def inclusion_proof(self, seq: int, size: int = 0) -> InclusionProof:
-        """{"index", "tree_size", "leaf_hash", "root", "proof"} (bytes); size 0: the current tree."""
+        """The hashing path of event `seq` (unchecked: `gateway.tlog.proofcheck` or the CLI's `audit prove` check
+        it); size 0: the current tree."""
         r = self._call(self._audit.GetInclusionProof, pb.InclusionProofRequest(seq=seq, tree_size=size))
-        return {"index": r.index, "tree_size": r.tree_size, "leaf_hash": r.leaf_hash, "root": r.root,
-                "proof": list(r.proof)}
+        return InclusionProof(int(r.index), int(r.tree_size), bytes(r.leaf_hash), bytes(r.root), list(r.proof))
 
-    def consistency_proof(self, first: int, second: int = 0) -> dict[str, Any]:
-        """{"from", "to", "from_root", "to_root", "proof"} (bytes); second 0: the current tree."""
+    def consistency_proof(self, first: int, second: int = 0) -> ConsistencyProof:
+        """The proof that the tree of `first` events is a prefix of the tree of `second` (0: the current one)."""
         r = self._call(self._audit.GetConsistencyProof, pb.ConsistencyProofRequest(from_size=first, to_size=second))
-        return {"from": r.from_size, "to": r.to_size, "from_root": r.from_root, "to_root": r.to_root,
-                "proof": list(r.proof)}
+        return ConsistencyProof(int(r.from_size), int(r.to_size), bytes(r.from_root), bytes(r.to_root),
+                                list(r.proof))
 
     def checkpoint(self, size: int = 0) -> str:
         """A checkpoint of the current tree; given a size, the one the gateway published for it."""
         return str(self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest(size=size)).note)
 
-    def checkpoint_and_cosigned(self, size: int = 0) -> tuple[str, list[str]]:
+    def checkpoint_and_cosigned(self, size: int = 0) -> Checkpoint:
         """`checkpoint(size)` and, from the same answer, the latest checkpoint each regulator cosigned."""
         r = self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest(size=size))
-        return str(r.note), list(r.cosigned)
+        return Checkpoint(str(r.note), list(r.cosigned))
 
     def cosigned(self) -> list[str]:
         """The latest checkpoint each regulator cosigned, each with its cosignature line."""
@@ -768,14 +813,13 @@ class CustosClient:
                                                             cosigner_key=cosigner_key))
         return int(r.size)
 
-    def compliance_report(self, from_: str, to: str) -> dict[str, Any]:
+    def compliance_report(self, from_: str, to: str) -> ComplianceReport:
         """The compliance report of [from_, to) as one JSON document (a regulator: every case; a lender: its own).
 
         Every figure is recomputable from the verified events of the period: `custos audit compliance-report
         --verify` does it (gateway/core/rules/compliance.py)."""
         r = self._call(self._audit.ComplianceReport, pb.ComplianceReportRequest(from_time=from_, to_time=to))
-        doc: dict[str, Any] = json.loads(r.report)
-        return doc
+        return ComplianceReport(json.loads(r.report))
 
     def checkpoint_and_key(self) -> tuple[str, str]:
         """The signed checkpoint and the verifier key the gateway names (pin your own copy to trust it)."""
@@ -783,49 +827,36 @@ class CustosClient:
         return str(r.note), str(r.verifier_key)
 
 
-def _payment(r: Any) -> dict[str, Any]:
-    out = {"payment_id": r.payment_id, "status": r.status, "case_id": r.case_id, "org": r.org, "amount": r.amount,
-           "currency": r.currency, "on": r.on, "reference": r.reference, "reported_at": r.reported_at,
-           "decided_at": r.decided_at, "commission": r.commission}
-    if r.status == "rejected" and r.reason:
-        out["reason"] = r.reason
-    return out
+def _rejected(totals: dict[str, Any]) -> list[Rejected]:
+    return [Rejected(x["line"], x["code"], x["reason"]) for x in totals["rejected"]]
 
 
-def _decision(r: Any) -> dict[str, Any]:
-    out = {"payment_id": r.payment_id, "status": r.status, "case_id": r.case_id, "decided_at": r.decided_at}
-    if r.status == "confirmed":
-        out.update(org=r.org, amount=r.amount, currency=r.currency, commission=r.commission,
-                   outstanding=r.outstanding, amount_due=r.amount_due, case_status=r.case_status)
-    return out
+def _payment(r: Any) -> Payment:
+    return Payment(r.payment_id, r.status, r.case_id, r.org, r.amount, r.currency, r.on, r.reference, r.reported_at,
+                   r.decided_at, r.commission, r.reason if r.status == "rejected" else "")
 
 
-def _contact(r: Any) -> dict[str, Any]:
+def _decision(r: Any) -> PaymentDecision:
+    if r.status != "confirmed":
+        return PaymentDecision(r.payment_id, r.status, r.case_id, r.decided_at)
+    return PaymentDecision(r.payment_id, r.status, r.case_id, r.decided_at, r.org, r.amount, r.currency,
+                           r.commission, r.outstanding, r.amount_due, r.case_status)
+
+
+def _contact(r: Any) -> Contact:
     """Only the fields the gateway released: phone, or address, and a name for a third party."""
-    out = {"contact_id": r.contact_id, "case_id": r.case_id, "channel": r.channel, "party": r.party,
-           "opened_at": r.opened_at}
-    for key in ("phone", "address", "name", "result", "promise_amount", "promise_on", "recording",
-                "artificial_voice"):
-        if getattr(r, key):
-            out[key] = getattr(r, key)
-    return out
+    return Contact(r.contact_id, r.case_id, r.channel, r.party, r.opened_at, r.phone, r.address, r.name, r.result,
+                   r.promise_amount, r.promise_on, r.recording, r.artificial_voice)
 
 
-def _plan(p: Any) -> dict[str, Any]:
-    """A plan: its id, case, proposer, status and instalments always; the rest only where the gateway set it."""
-    out: dict[str, Any] = {"plan_id": p.plan_id, "case_id": p.case_id, "status": p.status}
-    for key in ("org", "proposed_at", "decided_at", "paid", "amount_due", "reason"):
-        if getattr(p, key):
-            out[key] = getattr(p, key)
-    out["instalments"] = [{"on": i.on, "amount": i.amount, **({"state": i.state} if i.state else {})}
-                          for i in p.instalments]
-    return out
+def _plan(p: Any) -> Plan:
+    return Plan(p.plan_id, p.case_id, p.status, p.org, p.proposed_at, p.decided_at, p.paid, p.amount_due, p.reason,
+                [Instalment(i.on, i.amount, i.state) for i in p.instalments])
 
 
-def _summary(c: Any) -> dict[str, Any]:
-    return {"case_id": c.case_id, "lender": c.lender, "stage": c.stage, "status": c.status,
-            "jurisdiction": c.jurisdiction, "purpose": c.purpose, "until": c.until, "flags": list(c.flags),
-            "erasure": c.erasure}
+def _summary(c: Any) -> CaseSummary:
+    return CaseSummary(c.case_id, c.lender, c.stage, c.status, c.jurisdiction, c.purpose, c.until, list(c.flags),
+                       c.erasure)
 
 
 def __getattr__(name: str) -> type[CustosClientError]:
@@ -837,11 +868,7 @@ def __getattr__(name: str) -> type[CustosClientError]:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _mandate(m: pb.MandateInfo) -> dict[str, Any]:
-    """A mandate as a dict; the optional parts (commission, agreement, pia, recalled_at) only when set."""
-    out: dict[str, Any] = {"case_id": m.case_id, "org_id": m.org_id, "purpose": m.purpose, "until": m.until,
-                           "label": m.label, "granted_at": m.granted_at}
-    for key in ("commission", "agreement", "pia", "recalled_at"):
-        if getattr(m, key):
-            out[key] = getattr(m, key)
-    return out
+def _mandate(m: pb.MandateInfo) -> Mandate:
+    """A mandate; the optional parts (commission, agreement, pia, recalled_at) "" when not set."""
+    return Mandate(m.case_id, m.org_id, m.purpose, m.until, m.label, m.granted_at, m.commission, m.agreement, m.pia,
+                   m.recalled_at)
