@@ -346,11 +346,11 @@ def test_plan_events_name_what_they_carry_never_a_value(planned: Env) -> None:
     first = agency.propose_plan("C-1", instalments)
     lender.accept_plan(first.plan_id)
     second = agency.propose_plan("C-1", [("2026-12-19", "555.55")])
-    lender.reject_plan(second.plan_id, "branch 4471 says no")
+    lender.reject_plan(second.plan_id, "branch Q4471 says no")
     shapes = [(e.data["rule"].split(":")[0], sorted(e.data["fields"])) for e in planned.events(case_id="C-1")
               if e.data["rule"].startswith("plan.") and e.data["rule"] != "plan.show"]
     assert shapes == [("plan.propose", ["plan.instalments"]), ("plan.accept", ["amount_due", "plan.instalments"]),
                       ("plan.propose", ["plan.instalments"]), ("plan.reject", ["plan.reason"])]
     log = b"".join(leaf for _, leaf in planned.client("regulator-1").audit_events())
-    for value in ("123.45", "678.91", "555.55", "2026-12-17", "2027-01-17", "2026-12-19", "4471"):
+    for value in ("123.45", "678.91", "555.55", "2026-12-17", "2027-01-17", "2026-12-19", "branch Q4471"):
         assert value.encode() not in log, value
