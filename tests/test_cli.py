@@ -88,6 +88,19 @@ def test_cases_list_as_lender_shows_only_its_own(seeded: Env, run: Run) -> None:
     assert sorted(c["case_id"] for c in doc["cases"]) == ["BC-1", "BC-2"]
 
 
+def test_cases_get_prints_fields_in_one_order_every_time(seeded: Env, run: Run) -> None:
+    """A protobuf map has no order on the wire: the client sorts the released fields by name, so the same call
+    prints the same bytes (a diff of two runs shows what changed, not a reshuffle)."""
+    outs = []
+    for _ in range(3):
+        rc, out, _ = run("cases", "get", "C-1", "--purpose", "servicing", "--json", *conn(seeded, "lender-a"))
+        assert rc == 0
+        outs.append(out)
+        names = list(json.loads(out)["fields"])
+        assert names == sorted(names) and len(names) > 3
+    assert outs[0] == outs[1] == outs[2]
+
+
 def test_cases_get_collection_gives_the_reminder_field_set(seeded: Env, run: Run) -> None:
     full = seeded.client("lender-a").get_case("C-1", "servicing").fields
     rc, doc, _ = run.json("cases", "get", "C-1", "--purpose", "collection", *conn(seeded, "agency-1"))
