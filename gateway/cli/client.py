@@ -107,7 +107,7 @@ def cmd_assign(args: argparse.Namespace) -> None:
                                               "or --file PLACEMENTS.jsonl")
     with _client(args) as c:
         emit(args, c.assign(args.case, args.to, args.purpose, args.until, args.label or "", args.commission or "",
-                            args.agreement or "", args.pia or "").to_dict())
+                            args.agreement or "", args.pia or ""))
 
 
 def _assign_file(args: argparse.Namespace) -> None:
@@ -125,21 +125,21 @@ def cmd_recall(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "give CASE --from ORG, or --all --from ORG")
     with _client(args) as c:
         if args.all:
-            emit(args, c.recall_all(args.from_org).to_dict(), lambda d: f"{d['recalled']} mandates of {d['org_id']} ended")
+            emit(args, c.recall_all(args.from_org), lambda d: f"{d['recalled']} mandates of {d['org_id']} ended")
         else:
-            emit(args, c.recall(args.case, args.from_org).to_dict())
+            emit(args, c.recall(args.case, args.from_org))
 
 
 def cmd_escalate(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.escalate(args.case, args.to, args.until or "", args.agreement or "", args.pia or "").to_dict(),
+        emit(args, c.escalate(args.case, args.to, args.until or "", args.agreement or "", args.pia or ""),
              lambda d: f"{d['case_id']}: litigation, mandated to {d['mandate']['org_id']} until "
                        f"{d['mandate']['until']}; mandates ended: {', '.join(d['recalled']) or 'none'}")
 
 
 def cmd_transfer(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_transfer(args.case, args.mechanism, args.reference, args.valid_until).to_dict(),
+        emit(args, c.record_transfer(args.case, args.mechanism, args.reference, args.valid_until),
              lambda d: f"{d['case_id']}: transfer abroad under {d['mechanism']} {d['reference']} through "
                        f"{d['valid_until']}; cross-border consent {'yes' if d['cross_border'] else 'no'}")
 
@@ -163,7 +163,7 @@ def cmd_erase(args: argparse.Namespace) -> None:
     if args.grace is not None and not 1 <= args.grace <= 3650:
         raise CliError(Code.INVALID_ARGUMENT, "--grace is 1 to 3650 days")
     with _client(args) as c:
-        emit(args, c.erase(args.borrower, args.grace or 0, args.cancel).to_dict(), _receipt_text)
+        emit(args, c.erase(args.borrower, args.grace or 0, args.cancel), _receipt_text)
 
 
 def _receipt_text(d: dict[str, Any]) -> str:
@@ -227,7 +227,7 @@ def cmd_consent(args: argparse.Namespace) -> None:
         raise CliError(Code.INVALID_ARGUMENT, "give --third-party-sharing yes|no, --credit-reporting yes|no, "
                                               "--cross-border yes|no and/or --artificial-voice yes|no")
     with _client(args) as c:
-        emit(args, c.set_consent(args.case, third, credit, abroad, voice).to_dict(),
+        emit(args, c.set_consent(args.case, third, credit, abroad, voice),
              lambda d: f"{d['case_id']}: third-party sharing {'yes' if d['third_party_sharing'] else 'no'}, "
                        f"credit reporting {'yes' if d['credit_reporting'] else 'no'}, "
                        f"artificial voice {'yes' if d['artificial_voice'] else 'no'} (as of {d['changed_at']})"
@@ -258,14 +258,14 @@ def cmd_performance(args: argparse.Namespace) -> None:
 
 def cmd_notice(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_notice(args.case, args.on, args.kind or "").to_dict(),
+        emit(args, c.record_notice(args.case, args.on, args.kind or ""),
              lambda d: f"{d['case_id']}: prior notice of negative reporting on {d['negative_notice_on']}"
              if d["kind"] == "negative_reporting" else f"{d['case_id']}: {d['kind']} notice on {d['notice_on']}")
 
 
 def cmd_forbearance(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.record_forbearance(args.case, args.measure, args.on).to_dict(),
+        emit(args, c.record_forbearance(args.case, args.measure, args.on),
              lambda d: f"{d['case_id']}: forbearance {d['measure']} on {d['on']}"
                        f" ({len(d['measures'])} measure(s) recorded)")
 
@@ -288,18 +288,18 @@ def _ropa_text(doc: dict[str, Any]) -> str:
 
 def cmd_ropa(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.ropa().to_dict(), _ropa_text)
+        emit(args, c.ropa(), _ropa_text)
 
 
 def cmd_stage(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.set_stage(args.case, args.stage).to_dict())
+        emit(args, c.set_stage(args.case, args.stage))
 
 
 def cmd_flag(args: argparse.Namespace) -> None:
     flags = {name: getattr(args, name) for name in FLAGS if getattr(args, name) is not None}
     with _client(args) as c:
-        emit(args, c.set_flags(args.case, args.status, args.verification_sent or "", **flags).to_dict())
+        emit(args, c.set_flags(args.case, args.status, args.verification_sent or "", **flags))
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -324,19 +324,19 @@ def _payment_text(p: dict[str, Any]) -> str:
 
 def cmd_payment_report(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.report_payment(args.case, args.amount, args.on, args.reference).to_dict(), _payment_text)
+        emit(args, c.report_payment(args.case, args.amount, args.on, args.reference), _payment_text)
 
 
 def cmd_lender_payments(args: argparse.Namespace) -> None:
     with _client(args) as c:
         found = c.payments(args.status or "", args.agency or "")
-    emit(args, {"payments": [p.to_dict() for p in found]},
+    emit(args, {"payments": found},
          lambda d: "\n".join(_payment_text(p) for p in d["payments"]) or "no payments")
 
 
 def cmd_payment_confirm(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.confirm_payment(args.payment_id).to_dict(),
+        emit(args, c.confirm_payment(args.payment_id),
              lambda d: f"{d['payment_id']} confirmed on {d['case_id']}: outstanding {d['outstanding']}, amount due "
                        f"{d['amount_due']}, commission rate {d['commission']}"
                        + ("; the case is settled" if d["case_status"] == "settled" else ""))
@@ -344,7 +344,7 @@ def cmd_payment_confirm(args: argparse.Namespace) -> None:
 
 def cmd_payment_reject(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.reject_payment(args.payment_id, args.reason).to_dict(),
+        emit(args, c.reject_payment(args.payment_id, args.reason),
              lambda d: f"{d['payment_id']} rejected")
 
 
@@ -379,13 +379,13 @@ def _contact_text(d: Mapping[str, Any]) -> str:
 
 def cmd_contact_open(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice).to_dict(), _contact_text)
+        emit(args, c.open_contact(args.case, args.channel, args.party, args.artificial_voice), _contact_text)
 
 
 def cmd_contact_outcome(args: argparse.Namespace) -> None:
     with _client(args) as c:
         emit(args, c.record_outcome(args.contact_id, args.result, args.amount or "", args.on or "",
-                                    args.recording or "").to_dict(), _contact_text)
+                                    args.recording or ""), _contact_text)
 
 
 # ---- promises and plans
@@ -422,23 +422,23 @@ def _decided_text(d: dict[str, Any]) -> str:
 def cmd_plan_show(args: argparse.Namespace) -> None:
     with _client(args) as c:
         shown = c.show_plans(args.case)
-    emit(args, {"plans": [p.to_dict() for p in shown.plans]}, _plans_text)
+    emit(args, {"plans": shown.plans}, _plans_text)
 
 
 def cmd_plan_accept(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.accept_plan(args.plan_id).to_dict(), _decided_text)
+        emit(args, c.accept_plan(args.plan_id), _decided_text)
 
 
 def cmd_plan_reject(args: argparse.Namespace) -> None:
     with _client(args) as c:
-        emit(args, c.reject_plan(args.plan_id, args.reason).to_dict(), _decided_text)
+        emit(args, c.reject_plan(args.plan_id, args.reason), _decided_text)
 
 
 def cmd_cases_list(args: argparse.Namespace) -> None:
     with _client(args) as c:
         cases = c.list_cases(args.national_id or "", args.phone or "")
-    emit(args, {"cases": [x.to_dict() for x in cases]}, lambda d: "\n".join(
+    emit(args, {"cases": cases}, lambda d: "\n".join(
         f"{x['case_id']}\t{x['stage']}\t{x['status']}\t{x['purpose']}\t{x['until']}" for x in d["cases"]) or
         "no cases")
 
@@ -446,7 +446,7 @@ def cmd_cases_list(args: argparse.Namespace) -> None:
 def cmd_cases_get(args: argparse.Namespace) -> None:
     with _client(args) as c:
         rec = c.get_case(args.case, args.purpose)
-    emit(args, rec.to_dict())
+    emit(args, rec)
 
 
 def cmd_cases_pull(args: argparse.Namespace) -> None:
@@ -619,7 +619,7 @@ def cmd_audit_checkpoint(args: argparse.Namespace) -> None:
         checkpoint = c.checkpoint_and_cosigned(args.size or 0)
     # The cosignatures come with the checkpoint: a regulator compares them with its own (the current tree must
     # extend every checkpoint a regulator cosigned), so they are printed, in both forms.
-    emit(args, checkpoint.to_dict(),
+    emit(args, checkpoint,
          lambda d: "\n\n".join([d["checkpoint"].rstrip("\n"),
                                  *(f"cosigned:\n{x.rstrip()}" for x in d["cosigned"])]))
 

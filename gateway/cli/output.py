@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from custos_client.codes import ClientCode
+from custos_client.results import jsonable
 
 from gateway.core.errors import CATALOGUE, Category, Code
 
@@ -85,6 +86,9 @@ class ImportBroken(CliError):
 
 
 def emit(args: argparse.Namespace, doc: Any, human: Callable[[Any], str] | None = None) -> None:
+    """Print a command's answer: JSON with --json, else its text. `doc` may hold the client's typed results: they
+    are turned into their JSON shape here, once, so `human` and --json read the same dicts."""
+    doc = jsonable(doc)
     if getattr(args, "json", False):
         print(json.dumps(doc, ensure_ascii=False))
     elif human is not None:

@@ -389,7 +389,7 @@ class CustosClient:
     def subject_data(self, borrower_id: str) -> list[SubjectCase]:
         """The borrower's own data in each of the caller's cases (a lender answering an access request)."""
         r = self._call(self._lender.SubjectData, pb.SubjectDataRequest(borrower_id=borrower_id))
-        return [SubjectCase(c.case_id, c.stage, dict(sorted(c.fields.items())), c.erasure) for c in r.cases]
+        return [SubjectCase(c.case_id, c.stage, _released(c.fields), c.erasure) for c in r.cases]
 
     def purge_plan(self) -> PurgePlan:
         """Due and held: borrowers whose retention ran out, shredded by the gateway's schedule."""
@@ -548,7 +548,7 @@ class CustosClient:
                  ) -> CaseRecord:
         """The fields of one case the policy releases to the caller for `purpose` (the read is audited)."""
         r = self._call(self._cases.GetCase, pb.GetCaseRequest(case_id=case_id, purpose=purpose), metadata)
-        return CaseRecord(r.case_id, r.purpose, r.stage, dict(sorted(r.fields.items())), list(r.rules), r.erasure)
+        return CaseRecord(r.case_id, r.purpose, r.stage, _released(r.fields), list(r.rules), r.erasure)
 
     # ------------------------------------------------------------ work lists
     def pull_cases(self, purpose: str, since: str = "", timeout: float = 3600) -> Iterator[PullItem]:
@@ -574,7 +574,7 @@ class CustosClient:
                     last = item.cursor
                     if item.WhichOneof("item") == "record":
                         r = item.record
-                        yield PullRecord(PulledCase(r.case_id, item.lender_id, r.purpose, r.stage, dict(sorted(r.fields.items())),
+                        yield PullRecord(PulledCase(r.case_id, item.lender_id, r.purpose, r.stage, _released(r.fields),
                                                     list(r.rules)), item.cursor)
                     else:
                         yield PullRemoved(item.removed, item.lender_id, item.code, item.cursor)
@@ -607,7 +607,7 @@ class CustosClient:
                     withheld.append(Withheld(item.withheld.case_id, item.withheld.code))
                 else:
                     r = item.record
-                    records.append(FeedRecord(int(r.seq), r.case_id, r.loan_id, r.jurisdiction, dict(sorted(r.fields.items()))))
+                    records.append(FeedRecord(int(r.seq), r.case_id, r.loan_id, r.jurisdiction, _released(r.fields)))
         except grpc.RpcError as err:
             raise _translate(err) from None
         if not cursor:
@@ -825,6 +825,11 @@ class CustosClient:
         """The signed checkpoint and the verifier key the gateway names (pin your own copy to trust it)."""
         r = self._call(self._audit.GetCheckpoint, pb.GetCheckpointRequest())
         return str(r.note), str(r.verifier_key)
+
+
+def _released(fields: Any) -> dict[str, str]:
+    """Released fields by name: a protobuf map has no order, and the same answer should print the same bytes."""
+    return dict(sorted(fields.items()))
 
 
 def _rejected(totals: dict[str, Any]) -> list[Rejected]:

@@ -22,14 +22,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 DEPRECATED_ACCESS = "dict-style access to custos_client results is deprecated"
 
 
-def _plain(value: Any) -> Any:
-    """A value as its JSON shape: results by their `to_dict`, lists and dicts element by element."""
+def jsonable(value: Any) -> Any:
+    """A value as its JSON shape: results by their `to_dict`, lists and dicts element by element (the CLI prints
+    whatever it is given through this, so a result, a list of them or a dict holding them all print alike)."""
     if isinstance(value, Result):
         return value.to_dict()
     if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
 
 
@@ -54,7 +55,7 @@ class Result:
             value = getattr(self, f.name)
             if f.name in self._OPTIONAL and not value:
                 continue
-            out[self._KEYS.get(f.name, f.name)] = _plain(value)
+            out[self._KEYS.get(f.name, f.name)] = jsonable(value)
         return out
 
     if not TYPE_CHECKING:  # deprecated for one release; hidden from mypy so that typed callers cannot use it
